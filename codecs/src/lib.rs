@@ -1,0 +1,3 @@
+//! The wirecall codec family: the `Codec` trait, codec ids and names, the built-in codecs,
+//! the accepted set and a dynamic `Value`.
+#![forbid(unsafe_code)]

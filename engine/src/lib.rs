@@ -1,0 +1,1 @@
+//! wirecall: remote calls with pluggable serialization (servers, providers, proxies, name server).

@@ -1,0 +1,1 @@
+//! Attribute macros for wirecall providers: `#[provider]`, `#[remote]`, `#[on_finalize]` and friends.

@@ -1,0 +1,1 @@
+//! Addresses, listeners and streams for wirecall: tcp, unix sockets and in-memory pipes.
