@@ -5,5 +5,8 @@
 mod id;
 mod value;
 
+#[cfg(feature = "serpent")]
+pub mod serpent;
+
 pub use id::CodecId;
 pub use value::Value;

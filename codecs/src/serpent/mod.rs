@@ -1,0 +1,1 @@
+//! serpent: Python literal expressions, byte-compatible with Python's `serpent` 1.43.
