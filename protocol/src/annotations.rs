@@ -1,0 +1,219 @@
+//! Annotations: deadline, correlation id and user key/values, outside the codec payload
+//! (SPEC §6.7).
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::ProtocolError;
+
+/// Key of the deadline annotation: 8 bytes, big-endian microseconds left when the frame was
+/// sent.
+pub const DEADLINE_KEY: &str = "wc.deadline";
+/// Key of the correlation id annotation: 16 bytes (a UUID's bytes).
+pub const CORRELATION_KEY: &str = "wc.corr";
+/// Keys starting with this prefix belong to the protocol; users cannot insert them.
+pub const RESERVED_PREFIX: &str = "wc.";
+
+/// The annotation section of a frame: checked entries kept as the frame's bytes.
+///
+/// Each entry is `key_len: u8 (1-255) | key: UTF-8 | value_len: u32 | value`.
+#[derive(Clone, Default, Eq, PartialEq)]
+pub struct Annotations(Bytes);
+
+fn malformed(problem: &'static str) -> ProtocolError {
+    ProtocolError::MalformedBody {
+        what: "annotations",
+        problem,
+    }
+}
+
+/// Splits one entry off the front of `rest`, returning (key, value, remaining).
+fn split_entry(rest: &[u8]) -> Result<(&str, &[u8], &[u8]), ProtocolError> {
+    let (&klen, rest) = rest
+        .split_first()
+        .ok_or_else(|| malformed("truncated entry"))?;
+    let klen = usize::from(klen);
+    if klen == 0 {
+        return Err(malformed("empty key"));
+    }
+    if rest.len() < klen + 4 {
+        return Err(malformed("truncated entry"));
+    }
+    let (key, rest) = rest.split_at(klen);
+    let key = std::str::from_utf8(key).map_err(|_| ProtocolError::InvalidUtf8 {
+        what: "annotation key",
+    })?;
+    let (vlen, rest) = rest.split_at(4);
+    let vlen = u32::from_be_bytes([vlen[0], vlen[1], vlen[2], vlen[3]]) as usize;
+    if rest.len() < vlen {
+        return Err(malformed("value runs past the section"));
+    }
+    let (value, rest) = rest.split_at(vlen);
+    Ok((key, value, rest))
+}
+
+impl Annotations {
+    /// No annotations (zero bytes on the wire).
+    pub fn new() -> Annotations {
+        Annotations(Bytes::new())
+    }
+
+    /// Starts building annotations.
+    pub fn builder() -> AnnotationsBuilder {
+        AnnotationsBuilder {
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Checks a section received from the wire.
+    pub fn from_wire(section: Bytes) -> Result<Annotations, ProtocolError> {
+        let mut rest: &[u8] = &section;
+        while !rest.is_empty() {
+            let (key, value, r) = split_entry(rest)?;
+            match key {
+                DEADLINE_KEY if value.len() != 8 => {
+                    return Err(malformed("wc.deadline must be 8 bytes"))
+                }
+                CORRELATION_KEY if value.len() != 16 => {
+                    return Err(malformed("wc.corr must be 16 bytes"))
+                }
+                _ => {}
+            }
+            rest = r;
+        }
+        Ok(Annotations(section))
+    }
+
+    /// The section's bytes, as they travel.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every entry in order, protocol keys included.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { rest: &self.0 }
+    }
+
+    /// The value of the first entry with this key.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Time left for the call when the frame was sent (`wc.deadline`).
+    pub fn deadline(&self) -> Option<Duration> {
+        let v = self.get(DEADLINE_KEY)?;
+        let a: [u8; 8] = v.try_into().ok()?;
+        Some(Duration::from_micros(u64::from_be_bytes(a)))
+    }
+
+    /// The correlation id (`wc.corr`).
+    pub fn correlation_id(&self) -> Option<[u8; 16]> {
+        self.get(CORRELATION_KEY)?.try_into().ok()
+    }
+
+    /// User entries: every entry whose key does not start with `wc.`.
+    pub fn user(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.iter().filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
+    }
+}
+
+impl std::fmt::Debug for Annotations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Iterator over annotation entries `(key, value)`.
+#[derive(Debug)]
+pub struct Iter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        // Checked in `from_wire`/the builder; on a broken invariant, stop instead of panic.
+        match split_entry(self.rest) {
+            Ok((k, v, r)) => {
+                self.rest = r;
+                Some((k, v))
+            }
+            Err(_) => {
+                self.rest = &[];
+                None
+            }
+        }
+    }
+}
+
+/// Builds an [`Annotations`] section.
+#[derive(Debug)]
+pub struct AnnotationsBuilder {
+    buf: BytesMut,
+}
+
+impl AnnotationsBuilder {
+    fn put(&mut self, key: &str, value: &[u8]) -> Result<(), ProtocolError> {
+        let klen = u8::try_from(key.len()).map_err(|_| ProtocolError::TooLong {
+            what: "annotation key",
+            len: key.len() as u64,
+            max: 255,
+        })?;
+        if klen == 0 {
+            return Err(ProtocolError::InvalidArgument(
+                "annotation keys must not be empty",
+            ));
+        }
+        let vlen = u32::try_from(value.len()).map_err(|_| ProtocolError::TooLong {
+            what: "annotation value",
+            len: value.len() as u64,
+            max: u64::from(u32::MAX),
+        })?;
+        self.buf.put_u8(klen);
+        self.buf.put_slice(key.as_bytes());
+        self.buf.put_u32(vlen);
+        self.buf.put_slice(value);
+        Ok(())
+    }
+
+    /// Sets the time left for the call (`wc.deadline`, microsecond precision, saturating).
+    pub fn deadline(mut self, left: Duration) -> Self {
+        let micros = u64::try_from(left.as_micros()).unwrap_or(u64::MAX);
+        // Cannot fail: fixed key and an 8-byte value.
+        let _ = self.put(DEADLINE_KEY, &micros.to_be_bytes());
+        self
+    }
+
+    /// Sets the correlation id (`wc.corr`).
+    pub fn correlation_id(mut self, id: [u8; 16]) -> Self {
+        // Cannot fail: fixed key and a 16-byte value.
+        let _ = self.put(CORRELATION_KEY, &id);
+        self
+    }
+
+    /// Adds a user entry. Keys are 1-255 bytes and must not start with `wc.`.
+    pub fn insert(mut self, key: &str, value: &[u8]) -> Result<Self, ProtocolError> {
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(ProtocolError::InvalidArgument(
+                "annotation keys starting with `wc.` are reserved for the protocol",
+            ));
+        }
+        self.put(key, value)?;
+        Ok(self)
+    }
+
+    /// Finishes the section.
+    pub fn build(self) -> Annotations {
+        Annotations(self.buf.freeze())
+    }
+}

@@ -1,0 +1,1287 @@
+//! Connection state machines, client side and server side (quinn-proto style): bytes in
+//! through `handle_input`, events out through `poll_event`, bytes to send out through
+//! `poll_transmit`, and the current time passed in, never read.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::annotations::Annotations;
+use crate::decoder::FrameDecoder;
+use crate::error::ProtocolError;
+use crate::frame::{
+    Call, ErrorBody, ErrorFrame, Frame, GoAway, Hello, Limits, Method, Refuse, Reply, StreamItem,
+    Welcome,
+};
+use crate::wire::{CodecId, ErrorCode, Kind, ProviderId, RequestId, VERSION};
+
+/// Checks a frame's codec against an accepted set; the error lists the set, ready for an
+/// ERROR frame ([`ErrorBody::codec_refused`]) or a message such as "codec X refused; this
+/// server accepts json, msgpack".
+pub fn check_codec(codec: CodecId, accepted: &[CodecId]) -> Result<(), ProtocolError> {
+    if codec.is_codec() && accepted.contains(&codec) {
+        Ok(())
+    } else {
+        Err(ProtocolError::CodecRefused {
+            codec,
+            accepted: accepted.to_vec(),
+        })
+    }
+}
+
+/// What both sides agreed in the handshake.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Session {
+    /// The protocol version in use.
+    pub version: u8,
+    /// The default codec: the client's most preferred codec that the server accepts.
+    pub codec: CodecId,
+    /// The codecs the server accepts.
+    pub accepted: Vec<CodecId>,
+    /// The codecs the client offered, most preferred first.
+    pub offered: Vec<CodecId>,
+    /// The peer's limits: what this side may send.
+    pub peer_limits: Limits,
+}
+
+/// Longest message put in a GOAWAY or REFUSE frame this side sends.
+const MAX_MESSAGE: usize = 1024;
+
+fn short_message(s: String) -> String {
+    if s.len() <= MAX_MESSAGE {
+        return s;
+    }
+    let mut end = MAX_MESSAGE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// State shared by both sides: buffers, decoder, pings, fatal error.
+#[derive(Debug)]
+struct Core {
+    decoder: FrameDecoder,
+    inbuf: BytesMut,
+    outbuf: BytesMut,
+    peer_limits: Option<Limits>,
+    closed: Option<ProtocolError>,
+    ping_timeout: Option<Duration>,
+    ping_seq: u64,
+    /// Payload, send time and expiry of the outstanding ping.
+    ping: Option<([u8; 8], Instant, Option<Instant>)>,
+    handshake_deadline: Option<Instant>,
+}
+
+impl Core {
+    fn new(limits: Limits, ping_timeout: Option<Duration>, handshake: Option<Instant>) -> Core {
+        Core {
+            decoder: FrameDecoder::new(limits),
+            inbuf: BytesMut::new(),
+            outbuf: BytesMut::new(),
+            peer_limits: None,
+            closed: None,
+            ping_timeout,
+            ping_seq: 0,
+            ping: None,
+            handshake_deadline: handshake,
+        }
+    }
+
+    fn ensure_open(&self) -> Result<(), ProtocolError> {
+        match self.closed {
+            Some(_) => Err(ProtocolError::Closed),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes a frame into the send buffer after checking the peer's limits.
+    fn send(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
+        if let Some(l) = self.peer_limits {
+            let len = frame.encoded_len()?;
+            if len > u64::from(l.max_frame_len) {
+                return Err(ProtocolError::TooLong {
+                    what: "frame (peer's max_frame_len)",
+                    len,
+                    max: u64::from(l.max_frame_len),
+                });
+            }
+            let ann = match frame {
+                Frame::Call(c) => c.annotations.as_bytes().len(),
+                Frame::Reply(r) => r.annotations.as_bytes().len(),
+                Frame::Error(e) => e.annotations.as_bytes().len(),
+                Frame::StreamItem(s) => s.annotations.as_bytes().len(),
+                _ => 0,
+            } as u64;
+            if ann > u64::from(l.max_annotations_len) {
+                return Err(ProtocolError::TooLong {
+                    what: "annotations (peer's max_annotations_len)",
+                    len: ann,
+                    max: u64::from(l.max_annotations_len),
+                });
+            }
+        }
+        frame.encode(&mut self.outbuf)
+    }
+
+    /// Sends a frame this side builds itself; such frames always fit.
+    fn send_control(&mut self, frame: &Frame) {
+        // Control frames are small and well-formed by construction; an error here would be
+        // a bug, and dropping the frame is safer than panicking.
+        let _ = frame.encode(&mut self.outbuf);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.outbuf.is_empty() {
+            None
+        } else {
+            Some(self.outbuf.split().freeze())
+        }
+    }
+
+    fn ping(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        self.ensure_open()?;
+        if self.ping.is_some() {
+            return Ok(());
+        }
+        self.ping_seq = self.ping_seq.wrapping_add(1);
+        let data = self.ping_seq.to_be_bytes();
+        self.send_control(&Frame::Ping(data));
+        self.ping = Some((data, now, self.ping_timeout.map(|t| now + t)));
+        Ok(())
+    }
+
+    /// Handles a PONG; returns the round-trip time when it answers our ping.
+    fn pong(&mut self, data: [u8; 8], now: Instant) -> Option<Duration> {
+        match self.ping {
+            Some((d, sent, _)) if d == data => {
+                self.ping = None;
+                Some(now.saturating_duration_since(sent))
+            }
+            // An unsolicited or stale PONG is ignored, as in HTTP/2.
+            _ => None,
+        }
+    }
+
+    fn timeout(&self) -> Option<Instant> {
+        let ping = self.ping.and_then(|(_, _, deadline)| deadline);
+        match (ping, self.handshake_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expired connection-level timers, as a fatal error.
+    fn expired(&self, now: Instant) -> Option<ProtocolError> {
+        if self.handshake_deadline.is_some_and(|d| now >= d) {
+            return Some(ProtocolError::HandshakeTimeout);
+        }
+        if self.ping.and_then(|(_, _, d)| d).is_some_and(|d| now >= d) {
+            return Some(ProtocolError::PingTimeout);
+        }
+        None
+    }
+}
+
+/// Converts a handler result: on a fatal error, close and tell the peer.
+macro_rules! fatal {
+    ($self:ident, $result:expr) => {
+        match $result {
+            Ok(v) => Ok(v),
+            Err(e) => Err($self.fail(e)),
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------------------
+
+/// Configuration of a [`ClientConnection`].
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Protocol versions offered, most preferred first.
+    pub versions: Vec<u8>,
+    /// Codecs offered, most preferred first.
+    pub codecs: Vec<CodecId>,
+    /// This side's limits, enforced on received frames and announced in HELLO.
+    pub limits: Limits,
+    /// Fail the connection when the handshake takes longer.
+    pub handshake_timeout: Option<Duration>,
+    /// Fail the connection when a PING gets no PONG within this time.
+    pub ping_timeout: Option<Duration>,
+}
+
+impl ClientConfig {
+    /// Offers `codecs` (most preferred first) with version 1, default limits, a 10 s
+    /// handshake timeout and a 30 s ping timeout.
+    pub fn new(codecs: Vec<CodecId>) -> ClientConfig {
+        ClientConfig {
+            versions: vec![VERSION],
+            codecs,
+            limits: Limits::default(),
+            handshake_timeout: Some(Duration::from_secs(10)),
+            ping_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// A call to start with [`ClientConnection::call`].
+#[derive(Clone, Debug)]
+pub struct CallRequest {
+    /// The provider addressed.
+    pub provider: ProviderId,
+    /// The method name.
+    pub method: Method,
+    /// Codec of `args` and `kwargs`; `None` uses the session's default codec.
+    pub codec: Option<CodecId>,
+    /// No reply wanted.
+    pub oneway: bool,
+    /// Annotations; a `wc.deadline` entry also arms a local deadline for the call.
+    pub annotations: Annotations,
+    /// Positional arguments, already encoded.
+    pub args: Bytes,
+    /// Keyword arguments, already encoded; empty when there are none.
+    pub kwargs: Bytes,
+    /// Raw bytes sent after the payload.
+    pub attachment: Bytes,
+}
+
+impl CallRequest {
+    /// A call with positional arguments only, in the session's default codec.
+    pub fn new(provider: ProviderId, method: Method, args: Bytes) -> CallRequest {
+        CallRequest {
+            provider,
+            method,
+            codec: None,
+            oneway: false,
+            annotations: Annotations::new(),
+            args,
+            kwargs: Bytes::new(),
+            attachment: Bytes::new(),
+        }
+    }
+}
+
+/// What a [`ClientConnection`] reports.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The handshake succeeded; calls may start.
+    Connected(Session),
+    /// A call's result. Final unless `stream` is set, in which case items follow.
+    Reply(Reply),
+    /// One item of a streamed result.
+    StreamItem(StreamItem),
+    /// A streamed result is complete (final).
+    StreamEnd(RequestId),
+    /// A call failed on the server (final).
+    Error(ErrorFrame),
+    /// A call failed on this side (its deadline passed); a CANCEL was sent (final).
+    Failed {
+        /// The call.
+        request_id: RequestId,
+        /// Why.
+        error: ProtocolError,
+    },
+    /// Answer to [`ClientConnection::ping`].
+    Pong {
+        /// Round-trip time.
+        rtt: Duration,
+    },
+    /// The server is shutting down: no new calls; calls up to `last_request_id` complete.
+    GoAway(GoAway),
+    /// After GOAWAY (either side), nothing is left in flight: close the transport.
+    Drained,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ClientCall {
+    streaming: bool,
+    /// Cancelled or failed locally: swallow the final frame, emit nothing.
+    cancelled: bool,
+    deadline: Option<Instant>,
+}
+
+/// The client side of a connection.
+///
+/// Created with the HELLO queued: send what [`poll_transmit`](Self::poll_transmit) returns,
+/// feed received bytes to [`handle_input`](Self::handle_input), and act on
+/// [`poll_event`](Self::poll_event). When a method returns an error with a
+/// [`Cause::Peer`](crate::Cause) or timeout cause, the connection is closed: flush
+/// `poll_transmit` (it may hold a GOAWAY naming the error) and close the transport; every
+/// call in flight is lost.
+#[derive(Debug)]
+pub struct ClientConnection {
+    core: Core,
+    config: ClientConfig,
+    session: Option<Session>,
+    next_id: u64,
+    in_flight: HashMap<RequestId, ClientCall>,
+    events: VecDeque<ClientEvent>,
+    peer_goaway: Option<RequestId>,
+    goaway_sent: bool,
+    drained: bool,
+}
+
+impl ClientConnection {
+    /// Starts a connection and queues the HELLO.
+    pub fn new(config: ClientConfig, now: Instant) -> Result<ClientConnection, ProtocolError> {
+        config.limits.validate()?;
+        let hello = Frame::Hello(Hello {
+            versions: config.versions.clone(),
+            codecs: config.codecs.clone(),
+            limits: config.limits,
+        });
+        let mut core = Core::new(
+            config.limits,
+            config.ping_timeout,
+            config.handshake_timeout.map(|t| now + t),
+        );
+        core.send(&hello)?;
+        Ok(ClientConnection {
+            core,
+            config,
+            session: None,
+            next_id: 1,
+            in_flight: HashMap::new(),
+            events: VecDeque::new(),
+            peer_goaway: None,
+            goaway_sent: false,
+            drained: false,
+        })
+    }
+
+    /// The handshake's outcome, once connected.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// Number of calls in flight (cancelled ones count until the server's final frame).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether the connection failed or was closed.
+    pub fn is_closed(&self) -> bool {
+        self.core.closed.is_some()
+    }
+
+    fn state(&self) -> &'static str {
+        if self.core.closed.is_some() {
+            "closed"
+        } else if self.session.is_none() {
+            "handshaking"
+        } else if self.goaway_sent || self.peer_goaway.is_some() {
+            "draining"
+        } else {
+            "connected"
+        }
+    }
+
+    /// Bytes to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.core.poll_transmit()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.core.closed.is_some() {
+            return None;
+        }
+        let calls = self
+            .in_flight
+            .values()
+            .filter(|c| !c.cancelled)
+            .filter_map(|c| c.deadline)
+            .min();
+        match (calls, self.core.timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires expired timers: call deadlines (a [`ClientEvent::Failed`] and a CANCEL each),
+    /// the handshake timeout and the ping timeout (fatal errors).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        if let Some(e) = self.core.expired(now) {
+            return Err(self.fail(e));
+        }
+        let mut expired: Vec<RequestId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, c)| !c.cancelled && c.deadline.is_some_and(|d| now >= d))
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort();
+        for id in expired {
+            if let Some(c) = self.in_flight.get_mut(&id) {
+                c.cancelled = true;
+            }
+            self.core.send_control(&Frame::Cancel(id));
+            self.events.push_back(ClientEvent::Failed {
+                request_id: id,
+                error: ProtocolError::DeadlineExceeded { request_id: id },
+            });
+        }
+        Ok(())
+    }
+
+    /// Feeds received bytes; decodes and handles every complete frame.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        self.core.inbuf.extend_from_slice(data);
+        loop {
+            let frame = fatal!(self, self.core.decoder.decode(&mut self.core.inbuf))?;
+            match frame {
+                Some(f) => self.handle_frame(f, now)?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Handles one decoded frame (for drivers that decode themselves).
+    pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        let r = self.on_frame(frame, now);
+        fatal!(self, r)
+    }
+
+    fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
+        let kind = frame.kind();
+        match frame {
+            Frame::Ping(d) => {
+                self.core.send_control(&Frame::Pong(d));
+                return Ok(());
+            }
+            Frame::Pong(d) => {
+                if let Some(rtt) = self.core.pong(d, now) {
+                    self.events.push_back(ClientEvent::Pong { rtt });
+                }
+                return Ok(());
+            }
+            Frame::GoAway(g) => return self.on_goaway(g),
+            Frame::Refuse(r) if self.session.is_none() => {
+                return Err(ProtocolError::Refused {
+                    code: r.code,
+                    versions: r.versions,
+                    accepted: r.accepted,
+                    message: r.message,
+                })
+            }
+            Frame::Welcome(w) if self.session.is_none() => return self.on_welcome(w),
+            _ => {}
+        }
+        if self.session.is_none() {
+            return Err(ProtocolError::UnexpectedFrame {
+                kind,
+                state: "waiting for WELCOME",
+            });
+        }
+        match frame {
+            Frame::Reply(r) => {
+                let c = self.expect_call(kind, r.request_id, false)?;
+                if r.stream {
+                    if let Some(c) = self.in_flight.get_mut(&r.request_id) {
+                        c.streaming = true;
+                    }
+                } else {
+                    self.in_flight.remove(&r.request_id);
+                }
+                if !c.cancelled {
+                    self.events.push_back(ClientEvent::Reply(r));
+                }
+            }
+            Frame::StreamItem(s) => {
+                let c = self.expect_call(kind, s.request_id, true)?;
+                if !c.cancelled {
+                    self.events.push_back(ClientEvent::StreamItem(s));
+                }
+            }
+            Frame::StreamEnd(id) => {
+                let c = self.expect_call(kind, id, true)?;
+                self.in_flight.remove(&id);
+                if !c.cancelled {
+                    self.events.push_back(ClientEvent::StreamEnd(id));
+                }
+            }
+            Frame::Error(e) => {
+                let c =
+                    self.in_flight
+                        .remove(&e.request_id)
+                        .ok_or(ProtocolError::UnknownRequest {
+                            kind,
+                            request_id: e.request_id,
+                        })?;
+                if !c.cancelled {
+                    self.events.push_back(ClientEvent::Error(e));
+                }
+            }
+            _ => {
+                return Err(ProtocolError::UnexpectedFrame {
+                    kind,
+                    state: self.state(),
+                })
+            }
+        }
+        self.check_drained();
+        Ok(())
+    }
+
+    fn expect_call(
+        &self,
+        kind: Kind,
+        id: RequestId,
+        streaming: bool,
+    ) -> Result<ClientCall, ProtocolError> {
+        let c = *self
+            .in_flight
+            .get(&id)
+            .ok_or(ProtocolError::UnknownRequest {
+                kind,
+                request_id: id,
+            })?;
+        if c.streaming != streaming {
+            let state = if c.streaming {
+                "streaming a result"
+            } else {
+                "waiting for a reply"
+            };
+            return Err(ProtocolError::UnexpectedFrame { kind, state });
+        }
+        Ok(c)
+    }
+
+    fn on_welcome(&mut self, w: Welcome) -> Result<(), ProtocolError> {
+        if !self.config.versions.contains(&w.version) {
+            return Err(ProtocolError::MalformedBody {
+                what: "WELCOME body",
+                problem: "chosen version was not offered",
+            });
+        }
+        if !self.config.codecs.contains(&w.codec) {
+            return Err(ProtocolError::MalformedBody {
+                what: "WELCOME body",
+                problem: "chosen codec was not offered",
+            });
+        }
+        let session = Session {
+            version: w.version,
+            codec: w.codec,
+            accepted: w.accepted,
+            offered: self.config.codecs.clone(),
+            peer_limits: w.limits,
+        };
+        self.core.peer_limits = Some(w.limits);
+        self.core.handshake_deadline = None;
+        self.session = Some(session.clone());
+        self.events.push_back(ClientEvent::Connected(session));
+        Ok(())
+    }
+
+    fn on_goaway(&mut self, g: GoAway) -> Result<(), ProtocolError> {
+        if g.code != ErrorCode::NO_ERROR {
+            return Err(ProtocolError::PeerClosed {
+                code: g.code,
+                message: g.message,
+            });
+        }
+        if self.session.is_none() {
+            return Err(ProtocolError::PeerClosed {
+                code: ErrorCode::SHUTTING_DOWN,
+                message: g.message,
+            });
+        }
+        if self.peer_goaway.is_none() {
+            self.peer_goaway = Some(g.last_request_id);
+            self.events.push_back(ClientEvent::GoAway(g));
+        }
+        self.check_drained();
+        Ok(())
+    }
+
+    fn check_drained(&mut self) {
+        if !self.drained
+            && (self.goaway_sent || self.peer_goaway.is_some())
+            && self.in_flight.is_empty()
+        {
+            self.drained = true;
+            self.events.push_back(ClientEvent::Drained);
+        }
+    }
+
+    /// Closes on a fatal error: tells the peer (unless the peer closed) and returns the
+    /// error.
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
+        if self.core.closed.is_none() {
+            if !matches!(
+                e,
+                ProtocolError::PeerClosed { .. } | ProtocolError::Refused { .. }
+            ) {
+                self.core.send_control(&Frame::GoAway(GoAway {
+                    last_request_id: RequestId(self.next_id - 1),
+                    code: e.code(),
+                    message: short_message(e.to_string()),
+                }));
+            }
+            self.core.closed = Some(e.clone());
+        }
+        e
+    }
+
+    /// Starts a call; returns its request id. The frame is queued for
+    /// [`poll_transmit`](Self::poll_transmit).
+    ///
+    /// Fails without sending when not connected, after GOAWAY, at the server's in-flight
+    /// limit, or when the frame exceeds the server's limits.
+    pub fn call(&mut self, req: CallRequest, now: Instant) -> Result<RequestId, ProtocolError> {
+        self.core.ensure_open()?;
+        let Some(session) = &self.session else {
+            return Err(ProtocolError::InvalidState {
+                operation: "start a call",
+                state: "handshaking",
+            });
+        };
+        if self.goaway_sent || self.peer_goaway.is_some() {
+            return Err(ProtocolError::GoingAway);
+        }
+        if !req.oneway && self.in_flight.len() >= session.peer_limits.max_in_flight as usize {
+            return Err(ProtocolError::InFlightLimit {
+                max: session.peer_limits.max_in_flight,
+            });
+        }
+        let codec = req.codec.unwrap_or(session.codec);
+        if !codec.is_codec() {
+            return Err(ProtocolError::InvalidArgument(
+                "a call's codec must be 1-254",
+            ));
+        }
+        let id = RequestId(self.next_id);
+        let deadline = req.annotations.deadline().map(|d| now + d);
+        let frame = Frame::Call(Call {
+            request_id: id,
+            provider: req.provider,
+            codec,
+            oneway: req.oneway,
+            method: req.method,
+            annotations: req.annotations,
+            args: req.args,
+            kwargs: req.kwargs,
+            attachment: req.attachment,
+        });
+        self.core.send(&frame)?;
+        self.next_id = self
+            .next_id
+            .checked_add(1)
+            .ok_or(ProtocolError::InvalidState {
+                operation: "start a call",
+                state: "out of request ids",
+            })?;
+        if !req.oneway {
+            self.in_flight.insert(
+                id,
+                ClientCall {
+                    streaming: false,
+                    cancelled: false,
+                    deadline,
+                },
+            );
+        }
+        Ok(id)
+    }
+
+    /// Cancels a call: sends CANCEL; no further event is reported for it. Returns `false`
+    /// when the call is not in flight (already complete or cancelled).
+    pub fn cancel(&mut self, request_id: RequestId) -> Result<bool, ProtocolError> {
+        self.core.ensure_open()?;
+        match self.in_flight.get_mut(&request_id) {
+            Some(c) if !c.cancelled => {
+                c.cancelled = true;
+                self.core.send_control(&Frame::Cancel(request_id));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Sends a PING unless one is outstanding; a [`ClientEvent::Pong`] reports the answer.
+    pub fn ping(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        self.core.ping(now)
+    }
+
+    /// Graceful shutdown: sends GOAWAY; no new calls, calls in flight complete, then
+    /// [`ClientEvent::Drained`].
+    pub fn goaway(&mut self) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        if self.session.is_none() {
+            return Err(ProtocolError::InvalidState {
+                operation: "send GOAWAY",
+                state: "handshaking",
+            });
+        }
+        if !self.goaway_sent {
+            self.goaway_sent = true;
+            self.core.send_control(&Frame::GoAway(GoAway {
+                last_request_id: RequestId(self.next_id - 1),
+                code: ErrorCode::NO_ERROR,
+                message: String::new(),
+            }));
+        }
+        self.check_drained();
+        Ok(())
+    }
+
+    /// Closes at once with an error code, telling the peer.
+    pub fn close(&mut self, code: ErrorCode, message: &str) {
+        if self.core.closed.is_none() {
+            self.core.send_control(&Frame::GoAway(GoAway {
+                last_request_id: RequestId(self.next_id - 1),
+                code,
+                message: short_message(message.to_string()),
+            }));
+            self.core.closed = Some(ProtocolError::Closed);
+        }
+    }
+
+    /// Reports the end of the byte stream: an error if it ended inside a frame or while
+    /// calls were in flight without a GOAWAY.
+    pub fn handle_eof(&mut self) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        let r = if !self.core.inbuf.is_empty() {
+            Err(ProtocolError::Truncated {
+                buffered: self.core.inbuf.len(),
+            })
+        } else if self.drained {
+            Ok(())
+        } else {
+            Err(ProtocolError::PeerClosed {
+                code: ErrorCode::PROTOCOL_ERROR,
+                message: "connection closed without GOAWAY".into(),
+            })
+        };
+        self.core.closed = Some(ProtocolError::Closed);
+        r
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------
+
+/// Configuration of a [`ServerConnection`].
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Protocol versions spoken.
+    pub versions: Vec<u8>,
+    /// Codecs accepted (ids 1-254); calls in any other codec are refused per frame.
+    pub accepted: Vec<CodecId>,
+    /// This side's limits, enforced on received frames and announced in WELCOME.
+    pub limits: Limits,
+    /// Fail the connection when no HELLO arrives in this time.
+    pub handshake_timeout: Option<Duration>,
+    /// Fail the connection when a PING gets no PONG within this time.
+    pub ping_timeout: Option<Duration>,
+}
+
+impl ServerConfig {
+    /// Accepts `accepted` with version 1, default limits, a 10 s handshake timeout and a
+    /// 30 s ping timeout.
+    pub fn new(accepted: Vec<CodecId>) -> ServerConfig {
+        ServerConfig {
+            versions: vec![VERSION],
+            accepted,
+            limits: Limits::default(),
+            handshake_timeout: Some(Duration::from_secs(10)),
+            ping_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// What a [`ServerConnection`] reports.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// The handshake succeeded.
+    Connected(Session),
+    /// A call to dispatch; answer with [`ServerConnection::reply`] or
+    /// [`ServerConnection::error`] unless `oneway`.
+    Call(Call),
+    /// The client cancelled a call; CANCELLED was sent; drop the work.
+    Cancelled(RequestId),
+    /// A call's deadline passed; DEADLINE_EXCEEDED was sent; drop the work.
+    Expired(RequestId),
+    /// A call was refused without being dispatched (codec refused, too many in flight,
+    /// shutting down); the ERROR was sent unless the call was oneway.
+    Rejected {
+        /// The call.
+        request_id: RequestId,
+        /// Why.
+        error: ProtocolError,
+    },
+    /// Answer to [`ServerConnection::ping`].
+    Pong {
+        /// Round-trip time.
+        rtt: Duration,
+    },
+    /// The client sends no more calls; finish those in flight.
+    GoAway(GoAway),
+    /// After GOAWAY (either side), nothing is left in flight: close the transport.
+    Drained,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ServerCall {
+    streaming: bool,
+    deadline: Option<Instant>,
+}
+
+/// The server side of a connection. Same driving pattern as [`ClientConnection`].
+#[derive(Debug)]
+pub struct ServerConnection {
+    core: Core,
+    config: ServerConfig,
+    session: Option<Session>,
+    last_request_id: RequestId,
+    in_flight: HashMap<RequestId, ServerCall>,
+    events: VecDeque<ServerEvent>,
+    goaway_sent: Option<RequestId>,
+    peer_goaway: bool,
+    drained: bool,
+}
+
+impl ServerConnection {
+    /// Starts the server side of an accepted connection.
+    pub fn new(config: ServerConfig, now: Instant) -> Result<ServerConnection, ProtocolError> {
+        config.limits.validate()?;
+        if config.accepted.is_empty() || config.accepted.iter().any(|c| !c.is_codec()) {
+            return Err(ProtocolError::InvalidArgument(
+                "the accepted set needs at least one codec, ids 1-254",
+            ));
+        }
+        if config.versions.is_empty() {
+            return Err(ProtocolError::InvalidArgument(
+                "a server speaks at least one version",
+            ));
+        }
+        Ok(ServerConnection {
+            core: Core::new(
+                config.limits,
+                config.ping_timeout,
+                config.handshake_timeout.map(|t| now + t),
+            ),
+            config,
+            session: None,
+            last_request_id: RequestId::NONE,
+            in_flight: HashMap::new(),
+            events: VecDeque::new(),
+            goaway_sent: None,
+            peer_goaway: false,
+            drained: false,
+        })
+    }
+
+    /// The handshake's outcome, once connected.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// Number of calls in flight (not counting oneway calls).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether the connection failed or was closed.
+    pub fn is_closed(&self) -> bool {
+        self.core.closed.is_some()
+    }
+
+    fn state(&self) -> &'static str {
+        if self.core.closed.is_some() {
+            "closed"
+        } else if self.session.is_none() {
+            "waiting for HELLO"
+        } else if self.goaway_sent.is_some() || self.peer_goaway {
+            "draining"
+        } else {
+            "connected"
+        }
+    }
+
+    /// Bytes to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.core.poll_transmit()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.core.closed.is_some() {
+            return None;
+        }
+        let calls = self.in_flight.values().filter_map(|c| c.deadline).min();
+        match (calls, self.core.timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires expired timers: call deadlines (DEADLINE_EXCEEDED sent, [`ServerEvent::Expired`]),
+    /// the handshake timeout and the ping timeout (fatal errors).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        if let Some(e) = self.core.expired(now) {
+            return Err(self.fail(e));
+        }
+        let mut expired: Vec<RequestId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| now >= d))
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort();
+        for id in expired {
+            self.in_flight.remove(&id);
+            self.send_error_control(
+                id,
+                ErrorBody::new(ErrorCode::DEADLINE_EXCEEDED, "deadline passed"),
+            );
+            self.events.push_back(ServerEvent::Expired(id));
+        }
+        self.check_drained();
+        Ok(())
+    }
+
+    /// Feeds received bytes; decodes and handles every complete frame.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        self.core.inbuf.extend_from_slice(data);
+        loop {
+            let frame = fatal!(self, self.core.decoder.decode(&mut self.core.inbuf))?;
+            match frame {
+                Some(f) => self.handle_frame(f, now)?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Handles one decoded frame (for drivers that decode themselves).
+    pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        let r = self.on_frame(frame, now);
+        fatal!(self, r)
+    }
+
+    fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
+        let kind = frame.kind();
+        match frame {
+            Frame::Hello(h) if self.session.is_none() => return self.on_hello(h),
+            Frame::Ping(d) => {
+                self.core.send_control(&Frame::Pong(d));
+                return Ok(());
+            }
+            Frame::Pong(d) => {
+                if let Some(rtt) = self.core.pong(d, now) {
+                    self.events.push_back(ServerEvent::Pong { rtt });
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        if self.session.is_none() {
+            return Err(ProtocolError::UnexpectedFrame {
+                kind,
+                state: "waiting for HELLO",
+            });
+        }
+        match frame {
+            Frame::Call(c) => self.on_call(c, now),
+            Frame::Cancel(id) => {
+                if id > self.last_request_id {
+                    return Err(ProtocolError::UnknownRequest {
+                        kind,
+                        request_id: id,
+                    });
+                }
+                if self.in_flight.remove(&id).is_some() {
+                    self.send_error_control(
+                        id,
+                        ErrorBody::new(ErrorCode::CANCELLED, "cancelled by the caller"),
+                    );
+                    self.events.push_back(ServerEvent::Cancelled(id));
+                    self.check_drained();
+                }
+                // A CANCEL for a call already answered crossed the answer: ignore it.
+                Ok(())
+            }
+            Frame::GoAway(g) => {
+                if g.code != ErrorCode::NO_ERROR {
+                    return Err(ProtocolError::PeerClosed {
+                        code: g.code,
+                        message: g.message,
+                    });
+                }
+                if !self.peer_goaway {
+                    self.peer_goaway = true;
+                    self.events.push_back(ServerEvent::GoAway(g));
+                }
+                self.check_drained();
+                Ok(())
+            }
+            _ => Err(ProtocolError::UnexpectedFrame {
+                kind,
+                state: self.state(),
+            }),
+        }
+    }
+
+    fn on_hello(&mut self, h: Hello) -> Result<(), ProtocolError> {
+        let refuse = |code, e: ProtocolError, this: &mut Self| {
+            this.core.send_control(&Frame::Refuse(Refuse {
+                code,
+                versions: this.config.versions.clone(),
+                accepted: this.config.accepted.clone(),
+                message: short_message(e.to_string()),
+            }));
+            this.core.closed = Some(e.clone());
+            Err(e)
+        };
+        let Some(&version) = h.versions.iter().find(|v| self.config.versions.contains(v)) else {
+            let e = ProtocolError::NoCommonVersion {
+                offered: h.versions,
+                supported: self.config.versions.clone(),
+            };
+            return refuse(ErrorCode::UNSUPPORTED_VERSION, e, self);
+        };
+        let Some(&codec) = h.codecs.iter().find(|c| self.config.accepted.contains(c)) else {
+            let e = ProtocolError::NoCommonCodec {
+                offered: h.codecs,
+                accepted: self.config.accepted.clone(),
+            };
+            return refuse(ErrorCode::NO_COMMON_CODEC, e, self);
+        };
+        self.core.send_control(&Frame::Welcome(Welcome {
+            version,
+            codec,
+            accepted: self.config.accepted.clone(),
+            limits: self.config.limits,
+        }));
+        let session = Session {
+            version,
+            codec,
+            accepted: self.config.accepted.clone(),
+            offered: h.codecs,
+            peer_limits: h.limits,
+        };
+        self.core.peer_limits = Some(h.limits);
+        self.core.handshake_deadline = None;
+        self.session = Some(session.clone());
+        self.events.push_back(ServerEvent::Connected(session));
+        Ok(())
+    }
+
+    fn on_call(&mut self, c: Call, now: Instant) -> Result<(), ProtocolError> {
+        if self.peer_goaway {
+            return Err(ProtocolError::AfterGoAway { kind: Kind::CALL });
+        }
+        if c.request_id <= self.last_request_id {
+            return Err(ProtocolError::RequestIdNotIncreasing {
+                request_id: c.request_id,
+                last: self.last_request_id,
+            });
+        }
+        let id = c.request_id;
+        let reject = if self.goaway_sent.is_some() {
+            Some((
+                ProtocolError::GoingAway,
+                ErrorBody::new(
+                    ErrorCode::SHUTTING_DOWN,
+                    "server is shutting down; retry on a new connection",
+                ),
+            ))
+        } else if let Err(e) = check_codec(c.codec, &self.config.accepted) {
+            Some((e, ErrorBody::codec_refused(c.codec, &self.config.accepted)))
+        } else if !c.oneway && self.in_flight.len() >= self.config.limits.max_in_flight as usize {
+            let max = self.config.limits.max_in_flight;
+            let e = ProtocolError::TooManyInFlight { max };
+            let msg = e.to_string();
+            Some((e, ErrorBody::new(ErrorCode::TOO_MANY_IN_FLIGHT, msg)))
+        } else {
+            None
+        };
+        // Calls refused after our GOAWAY do not move the last accepted id.
+        if self.goaway_sent.is_none() {
+            self.last_request_id = id;
+        }
+        if let Some((error, body)) = reject {
+            if !c.oneway {
+                self.send_error_control(id, body);
+            }
+            self.events.push_back(ServerEvent::Rejected {
+                request_id: id,
+                error,
+            });
+            return Ok(());
+        }
+        if !c.oneway {
+            let deadline = c.annotations.deadline().map(|d| now + d);
+            self.in_flight.insert(
+                id,
+                ServerCall {
+                    streaming: false,
+                    deadline,
+                },
+            );
+        }
+        self.events.push_back(ServerEvent::Call(c));
+        Ok(())
+    }
+
+    fn send_error_control(&mut self, request_id: RequestId, body: ErrorBody) {
+        self.core.send_control(&Frame::Error(ErrorFrame {
+            request_id,
+            codec: CodecId::NONE,
+            annotations: Annotations::new(),
+            body,
+        }));
+    }
+
+    fn check_drained(&mut self) {
+        if !self.drained
+            && (self.goaway_sent.is_some() || self.peer_goaway)
+            && self.in_flight.is_empty()
+        {
+            self.drained = true;
+            self.events.push_back(ServerEvent::Drained);
+        }
+    }
+
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
+        if self.core.closed.is_none() {
+            if !matches!(e, ProtocolError::PeerClosed { .. }) {
+                self.core.send_control(&Frame::GoAway(GoAway {
+                    last_request_id: self.last_request_id,
+                    code: e.code(),
+                    message: short_message(e.to_string()),
+                }));
+            }
+            self.core.closed = Some(e.clone());
+        }
+        e
+    }
+
+    fn answer(&mut self, id: RequestId, streaming: bool) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        match self.in_flight.get(&id) {
+            Some(c) if c.streaming == streaming => Ok(()),
+            Some(_) => Err(ProtocolError::InvalidState {
+                operation: if streaming {
+                    "send a stream item"
+                } else {
+                    "send a reply"
+                },
+                state: if streaming {
+                    "the call has no stream"
+                } else {
+                    "the call is streaming"
+                },
+            }),
+            None => Err(ProtocolError::NotInFlight { request_id: id }),
+        }
+    }
+
+    /// Answers a call. With `reply.stream` set, the call stays open for
+    /// [`stream_item`](Self::stream_item) and [`stream_end`](Self::stream_end).
+    pub fn reply(&mut self, reply: Reply) -> Result<(), ProtocolError> {
+        let id = reply.request_id;
+        self.answer(id, false)?;
+        let stream = reply.stream;
+        self.core.send(&Frame::Reply(reply))?;
+        if stream {
+            if let Some(c) = self.in_flight.get_mut(&id) {
+                c.streaming = true;
+            }
+        } else {
+            self.in_flight.remove(&id);
+            self.check_drained();
+        }
+        Ok(())
+    }
+
+    /// Sends one item of a streamed result.
+    pub fn stream_item(&mut self, item: StreamItem) -> Result<(), ProtocolError> {
+        self.answer(item.request_id, true)?;
+        self.core.send(&Frame::StreamItem(item))
+    }
+
+    /// Ends a streamed result.
+    pub fn stream_end(&mut self, request_id: RequestId) -> Result<(), ProtocolError> {
+        self.answer(request_id, true)?;
+        self.core.send(&Frame::StreamEnd(request_id))?;
+        self.in_flight.remove(&request_id);
+        self.check_drained();
+        Ok(())
+    }
+
+    /// Fails a call (also ends a stream).
+    pub fn error(&mut self, error: ErrorFrame) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        let id = error.request_id;
+        if !self.in_flight.contains_key(&id) {
+            return Err(ProtocolError::NotInFlight { request_id: id });
+        }
+        self.core.send(&Frame::Error(error))?;
+        self.in_flight.remove(&id);
+        self.check_drained();
+        Ok(())
+    }
+
+    /// Sends a PING unless one is outstanding; a [`ServerEvent::Pong`] reports the answer.
+    pub fn ping(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        self.core.ping(now)
+    }
+
+    /// Graceful shutdown: sends GOAWAY naming the last call accepted; later calls are
+    /// answered SHUTTING_DOWN; calls in flight complete, then [`ServerEvent::Drained`].
+    pub fn goaway(&mut self, message: &str) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        if self.session.is_none() {
+            return Err(ProtocolError::InvalidState {
+                operation: "send GOAWAY",
+                state: "waiting for HELLO",
+            });
+        }
+        if self.goaway_sent.is_none() {
+            self.goaway_sent = Some(self.last_request_id);
+            self.core.send_control(&Frame::GoAway(GoAway {
+                last_request_id: self.last_request_id,
+                code: ErrorCode::NO_ERROR,
+                message: short_message(message.to_string()),
+            }));
+        }
+        self.check_drained();
+        Ok(())
+    }
+
+    /// Closes at once with an error code, telling the peer.
+    pub fn close(&mut self, code: ErrorCode, message: &str) {
+        if self.core.closed.is_none() {
+            self.core.send_control(&Frame::GoAway(GoAway {
+                last_request_id: self.last_request_id,
+                code,
+                message: short_message(message.to_string()),
+            }));
+            self.core.closed = Some(ProtocolError::Closed);
+        }
+    }
+}

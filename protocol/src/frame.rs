@@ -1,0 +1,1079 @@
+//! Frames: the header, the twelve message kinds, their bodies, and encoding.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::annotations::Annotations;
+use crate::error::ProtocolError;
+use crate::wire::{
+    CodecId, ErrorCode, Flags, Kind, ProviderId, RequestId, HEADER_LEN, MAGIC, VERSION,
+};
+
+/// The fixed 40-byte header that starts every frame (SPEC §2).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Header {
+    /// Protocol version (byte 4).
+    pub version: u8,
+    /// Message kind (byte 5).
+    pub kind: Kind,
+    /// Flags (bytes 6-7).
+    pub flags: Flags,
+    /// Codec of the payload, kwargs and error detail (byte 8).
+    pub codec: CodecId,
+    /// Provider a call is addressed to (bytes 10-11).
+    pub provider: ProviderId,
+    /// Request id (bytes 12-19).
+    pub request_id: RequestId,
+    /// Length of the route section: the method name (bytes 20-21).
+    pub route_len: u16,
+    /// Length of the annotation section (bytes 24-27).
+    pub annotations_len: u32,
+    /// Length of the payload section (bytes 28-31).
+    pub payload_len: u32,
+    /// Length of the keyword-argument section (bytes 32-35).
+    pub kwargs_len: u32,
+    /// Length of the raw attachment section (bytes 36-39).
+    pub attachment_len: u32,
+}
+
+impl Header {
+    /// Length of the whole frame, header included. Computed in `u64`, so it cannot
+    /// overflow whatever the declared lengths.
+    pub fn frame_len(&self) -> u64 {
+        HEADER_LEN as u64
+            + u64::from(self.route_len)
+            + u64::from(self.annotations_len)
+            + u64::from(self.payload_len)
+            + u64::from(self.kwargs_len)
+            + u64::from(self.attachment_len)
+    }
+
+    /// Parses and checks a header: magic, version, kind, flags, reserved bytes and the
+    /// per-kind field rules (SPEC §2-§3), in that order. Limits are not checked here.
+    pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Header, ProtocolError> {
+        if b[..4] != MAGIC {
+            return Err(ProtocolError::BadMagic {
+                found: b[..4].to_vec(),
+            });
+        }
+        let h = Header {
+            version: b[4],
+            kind: Kind(b[5]),
+            flags: Flags(u16::from_be_bytes([b[6], b[7]])),
+            codec: CodecId(b[8]),
+            provider: ProviderId(u16::from_be_bytes([b[10], b[11]])),
+            request_id: RequestId(u64::from_be_bytes([
+                b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19],
+            ])),
+            route_len: u16::from_be_bytes([b[20], b[21]]),
+            annotations_len: u32::from_be_bytes([b[24], b[25], b[26], b[27]]),
+            payload_len: u32::from_be_bytes([b[28], b[29], b[30], b[31]]),
+            kwargs_len: u32::from_be_bytes([b[32], b[33], b[34], b[35]]),
+            attachment_len: u32::from_be_bytes([b[36], b[37], b[38], b[39]]),
+        };
+        if h.version != VERSION {
+            return Err(ProtocolError::UnsupportedVersion { version: h.version });
+        }
+        for offset in [9, 22, 23] {
+            if b[offset] != 0 {
+                return Err(ProtocolError::ReservedNotZero {
+                    offset,
+                    value: b[offset],
+                });
+            }
+        }
+        h.check()?;
+        Ok(h)
+    }
+
+    /// Checks kind, flags and the per-kind field rules (SPEC §3 table).
+    pub(crate) fn check(&self) -> Result<(), ProtocolError> {
+        let rule = Rule::of(self.kind).ok_or(ProtocolError::UnknownKind { kind: self.kind })?;
+        let bad_flags = Flags(self.flags.0 & !rule.flags.0);
+        if bad_flags.0 != 0 {
+            return Err(ProtocolError::BadFlags {
+                kind: self.kind,
+                flags: bad_flags,
+            });
+        }
+        let kind = self.kind;
+        let bad = |field, problem| {
+            Err(ProtocolError::BadField {
+                kind,
+                field,
+                problem,
+            })
+        };
+        match rule.codec {
+            Need::Zero if self.codec != CodecId::NONE => return bad("codec id", "must be 0"),
+            Need::NonZero if self.codec == CodecId::NONE => {
+                return bad("codec id", "must not be 0")
+            }
+            _ => {}
+        }
+        if self.codec == CodecId::RESERVED {
+            return bad("codec id", "must not be 255 (reserved)");
+        }
+        match rule.request_id {
+            Need::Zero if self.request_id != RequestId::NONE => {
+                return bad("request id", "must be 0")
+            }
+            Need::NonZero if self.request_id == RequestId::NONE => {
+                return bad("request id", "must not be 0")
+            }
+            _ => {}
+        }
+        if !rule.provider && self.provider != ProviderId(0) {
+            return bad("provider id", "must be 0");
+        }
+        match rule.route {
+            Need::Zero if self.route_len != 0 => return bad("route", "must be empty"),
+            Need::NonZero if self.route_len == 0 => return bad("route", "must name a method"),
+            _ => {}
+        }
+        if !rule.annotations && self.annotations_len != 0 {
+            return bad("annotations", "must be empty");
+        }
+        match rule.payload {
+            Payload::Empty if self.payload_len != 0 => return bad("payload", "must be empty"),
+            Payload::Exactly8 if self.payload_len != 8 => {
+                return bad("payload", "must be exactly 8 bytes")
+            }
+            _ => {}
+        }
+        if !rule.kwargs && self.kwargs_len != 0 {
+            return bad("kwargs", "must be empty");
+        }
+        if !rule.attachment && self.attachment_len != 0 {
+            return bad("attachment", "must be empty");
+        }
+        Ok(())
+    }
+
+    /// Writes the 40 header bytes.
+    pub fn write(&self, dst: &mut BytesMut) {
+        dst.reserve(HEADER_LEN);
+        dst.put_slice(&MAGIC);
+        dst.put_u8(self.version);
+        dst.put_u8(self.kind.0);
+        dst.put_u16(self.flags.0);
+        dst.put_u8(self.codec.0);
+        dst.put_u8(0);
+        dst.put_u16(self.provider.0);
+        dst.put_u64(self.request_id.0);
+        dst.put_u16(self.route_len);
+        dst.put_u16(0);
+        dst.put_u32(self.annotations_len);
+        dst.put_u32(self.payload_len);
+        dst.put_u32(self.kwargs_len);
+        dst.put_u32(self.attachment_len);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Need {
+    Zero,
+    NonZero,
+    Any,
+}
+
+#[derive(Clone, Copy)]
+enum Payload {
+    Empty,
+    Exactly8,
+    Any,
+}
+
+/// One row of the SPEC §3 table: what each kind allows.
+#[derive(Clone, Copy)]
+struct Rule {
+    flags: Flags,
+    codec: Need,
+    request_id: Need,
+    provider: bool,
+    route: Need,
+    annotations: bool,
+    payload: Payload,
+    kwargs: bool,
+    attachment: bool,
+}
+
+impl Rule {
+    fn of(kind: Kind) -> Option<Rule> {
+        let control = Rule {
+            flags: Flags::EMPTY,
+            codec: Need::Zero,
+            request_id: Need::Zero,
+            provider: false,
+            route: Need::Zero,
+            annotations: false,
+            payload: Payload::Any,
+            kwargs: false,
+            attachment: false,
+        };
+        Some(match kind {
+            Kind::HELLO | Kind::WELCOME | Kind::REFUSE | Kind::GOAWAY => control,
+            Kind::PING | Kind::PONG => Rule {
+                payload: Payload::Exactly8,
+                ..control
+            },
+            Kind::CALL => Rule {
+                flags: Flags::ONEWAY,
+                codec: Need::NonZero,
+                request_id: Need::NonZero,
+                provider: true,
+                route: Need::NonZero,
+                annotations: true,
+                payload: Payload::Any,
+                kwargs: true,
+                attachment: true,
+            },
+            Kind::REPLY => Rule {
+                flags: Flags::STREAM,
+                codec: Need::NonZero,
+                request_id: Need::NonZero,
+                annotations: true,
+                attachment: true,
+                ..control
+            },
+            Kind::STREAM_ITEM => Rule {
+                codec: Need::NonZero,
+                request_id: Need::NonZero,
+                annotations: true,
+                attachment: true,
+                ..control
+            },
+            Kind::ERROR => Rule {
+                codec: Need::Any,
+                request_id: Need::NonZero,
+                annotations: true,
+                ..control
+            },
+            Kind::CANCEL | Kind::STREAM_END => Rule {
+                request_id: Need::NonZero,
+                payload: Payload::Empty,
+                ..control
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// Limits a receiver enforces, and announces to its peer in the handshake (SPEC §8).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Limits {
+    /// Largest frame accepted, header and all sections included. At least
+    /// [`Limits::MIN_FRAME_LEN`].
+    pub max_frame_len: u32,
+    /// Largest annotation section accepted.
+    pub max_annotations_len: u32,
+    /// Most calls in flight at once (not counting oneway calls). At least 1.
+    pub max_in_flight: u32,
+}
+
+impl Limits {
+    /// The smallest `max_frame_len` a peer may announce, so that handshake, error and
+    /// goaway frames always fit.
+    pub const MIN_FRAME_LEN: u32 = 4096;
+
+    /// Checks the invariants (`max_frame_len >= MIN_FRAME_LEN`, `max_in_flight >= 1`).
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        if self.max_frame_len < Self::MIN_FRAME_LEN {
+            return Err(ProtocolError::InvalidArgument(
+                "max_frame_len must be at least 4096",
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ProtocolError::InvalidArgument(
+                "max_in_flight must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    /// 16 MiB frames, 16 KiB of annotations, 128 calls in flight.
+    fn default() -> Self {
+        Limits {
+            max_frame_len: 16 << 20,
+            max_annotations_len: 16 << 10,
+            max_in_flight: 128,
+        }
+    }
+}
+
+/// A method name: non-empty UTF-8, at most 65535 bytes, kept as the frame's bytes.
+#[derive(Clone, Eq, Hash, PartialEq)]
+pub struct Method(Bytes);
+
+impl Method {
+    /// Checks and wraps a method name.
+    pub fn new(name: impl Into<Bytes>) -> Result<Method, ProtocolError> {
+        let b = name.into();
+        if b.is_empty() {
+            return Err(ProtocolError::InvalidArgument(
+                "method name must not be empty",
+            ));
+        }
+        if b.len() > usize::from(u16::MAX) {
+            return Err(ProtocolError::TooLong {
+                what: "method name",
+                len: b.len() as u64,
+                max: u64::from(u16::MAX),
+            });
+        }
+        if std::str::from_utf8(&b).is_err() {
+            return Err(ProtocolError::InvalidUtf8 {
+                what: "method name",
+            });
+        }
+        Ok(Method(b))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Invariant: checked UTF-8 in `new`; the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The name's bytes, as they travel.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// HELLO body: what the client speaks (SPEC §6.1).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Hello {
+    /// Protocol versions, most preferred first (1-255 entries).
+    pub versions: Vec<u8>,
+    /// Codecs, most preferred first (1-255 entries, ids 1-254).
+    pub codecs: Vec<CodecId>,
+    /// The client's limits: what the server may send it.
+    pub limits: Limits,
+}
+
+/// WELCOME body: the handshake succeeded (SPEC §6.2).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Welcome {
+    /// The chosen version.
+    pub version: u8,
+    /// The default codec: the client's most preferred codec the server accepts.
+    pub codec: CodecId,
+    /// Every codec the server accepts (1-255 entries, contains `codec`).
+    pub accepted: Vec<CodecId>,
+    /// The server's limits: what the client may send it.
+    pub limits: Limits,
+}
+
+/// REFUSE body: the handshake failed (SPEC §6.3).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Refuse {
+    /// Why (UNSUPPORTED_VERSION, NO_COMMON_CODEC, PERMISSION_DENIED, SHUTTING_DOWN...).
+    pub code: ErrorCode,
+    /// Versions the server speaks.
+    pub versions: Vec<u8>,
+    /// Codecs the server accepts.
+    pub accepted: Vec<CodecId>,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// The fixed binary body of an ERROR frame (SPEC §7).
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct ErrorBody {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// Type name of the remote error (`builtins.ValueError`, `my_crate::MyError`), may be
+    /// empty.
+    pub type_name: String,
+    /// Message, may be empty.
+    pub message: String,
+    /// Remote trace, lines separated by `\n`, may be empty.
+    pub trace: String,
+    /// For CODEC_REFUSED: the codecs the server accepts. Empty otherwise.
+    pub accepted: Vec<CodecId>,
+    /// Optional detail value, encoded with the frame's codec. Empty when the codec is 0.
+    pub detail: Bytes,
+}
+
+impl Default for ErrorCode {
+    fn default() -> Self {
+        ErrorCode::INTERNAL_ERROR
+    }
+}
+
+impl ErrorBody {
+    /// An error body with a code and message and nothing else.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            code,
+            message: message.into(),
+            ..ErrorBody::default()
+        }
+    }
+
+    /// The CODEC_REFUSED body listing the accepted codecs.
+    pub fn codec_refused(codec: CodecId, accepted: &[CodecId]) -> ErrorBody {
+        ErrorBody {
+            code: ErrorCode::CODEC_REFUSED,
+            message: format!("codec {codec} refused"),
+            accepted: accepted.to_vec(),
+            ..ErrorBody::default()
+        }
+    }
+}
+
+/// GOAWAY body (SPEC §6.6).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct GoAway {
+    /// The highest request id the sender has accepted (or sent); calls above it were not
+    /// and will not be processed.
+    pub last_request_id: RequestId,
+    /// NO_ERROR for a graceful shutdown, anything else for a fatal error.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// A CALL frame (SPEC §6.4).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Call {
+    /// Matches the reply; strictly increasing per connection, never 0.
+    pub request_id: RequestId,
+    /// The provider addressed.
+    pub provider: ProviderId,
+    /// Codec of `args` and `kwargs`; never 0.
+    pub codec: CodecId,
+    /// No reply wanted (flag ONEWAY).
+    pub oneway: bool,
+    /// Method name (the route section).
+    pub method: Method,
+    /// Deadline, correlation id, user key/values.
+    pub annotations: Annotations,
+    /// Positional arguments, encoded with `codec`.
+    pub args: Bytes,
+    /// Keyword arguments, encoded with `codec`; empty when the call has none.
+    pub kwargs: Bytes,
+    /// Raw bytes after the payload (bulk data), never encoded.
+    pub attachment: Bytes,
+}
+
+/// A REPLY frame (SPEC §6.4).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Reply {
+    /// The call answered.
+    pub request_id: RequestId,
+    /// Codec of `result`; never 0.
+    pub codec: CodecId,
+    /// The result is a stream (flag STREAM): items follow.
+    pub stream: bool,
+    /// Response annotations.
+    pub annotations: Annotations,
+    /// The result, encoded with `codec`.
+    pub result: Bytes,
+    /// Raw bytes after the payload.
+    pub attachment: Bytes,
+}
+
+/// An ERROR frame: a call failed (SPEC §7).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct ErrorFrame {
+    /// The call that failed.
+    pub request_id: RequestId,
+    /// Codec of `body.detail`; 0 when there is no detail.
+    pub codec: CodecId,
+    /// Response annotations.
+    pub annotations: Annotations,
+    /// Code, type name, message, trace, accepted set, detail.
+    pub body: ErrorBody,
+}
+
+/// A STREAM_ITEM frame (SPEC §6.5).
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct StreamItem {
+    /// The streaming call.
+    pub request_id: RequestId,
+    /// Codec of `item`; never 0.
+    pub codec: CodecId,
+    /// Annotations.
+    pub annotations: Annotations,
+    /// The item, encoded with `codec`.
+    pub item: Bytes,
+    /// Raw bytes after the item.
+    pub attachment: Bytes,
+}
+
+/// One decoded frame.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Frame {
+    /// Client's handshake offer.
+    Hello(Hello),
+    /// Server's handshake acceptance.
+    Welcome(Welcome),
+    /// Server's handshake refusal.
+    Refuse(Refuse),
+    /// A call.
+    Call(Call),
+    /// A call's result.
+    Reply(Reply),
+    /// A call's failure.
+    Error(ErrorFrame),
+    /// Cancel a call.
+    Cancel(RequestId),
+    /// One item of a streamed result.
+    StreamItem(StreamItem),
+    /// End of a streamed result.
+    StreamEnd(RequestId),
+    /// Liveness probe.
+    Ping([u8; 8]),
+    /// Answer to a probe.
+    Pong([u8; 8]),
+    /// Shutdown or fatal error.
+    GoAway(GoAway),
+}
+
+/// The sections of a frame as they travel, before the header is computed.
+struct Parts<'a> {
+    kind: Kind,
+    flags: Flags,
+    codec: CodecId,
+    provider: ProviderId,
+    request_id: RequestId,
+    route: &'a [u8],
+    annotations: &'a [u8],
+    payload: Payload2<'a>,
+    kwargs: &'a [u8],
+    attachment: &'a Bytes,
+}
+
+enum Payload2<'a> {
+    Borrowed(&'a [u8]),
+    Owned(BytesMut),
+}
+
+impl Payload2<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload2::Borrowed(b) => b,
+            Payload2::Owned(b) => b,
+        }
+    }
+}
+
+fn len_u32(what: &'static str, len: usize) -> Result<u32, ProtocolError> {
+    u32::try_from(len).map_err(|_| ProtocolError::TooLong {
+        what,
+        len: len as u64,
+        max: u64::from(u32::MAX),
+    })
+}
+
+fn len_u8(what: &'static str, len: usize) -> Result<u8, ProtocolError> {
+    u8::try_from(len).map_err(|_| ProtocolError::TooLong {
+        what,
+        len: len as u64,
+        max: 255,
+    })
+}
+
+fn len_u16(what: &'static str, len: usize) -> Result<u16, ProtocolError> {
+    u16::try_from(len).map_err(|_| ProtocolError::TooLong {
+        what,
+        len: len as u64,
+        max: u64::from(u16::MAX),
+    })
+}
+
+static EMPTY: Bytes = Bytes::new();
+
+impl Frame {
+    /// The frame's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Frame::Hello(_) => Kind::HELLO,
+            Frame::Welcome(_) => Kind::WELCOME,
+            Frame::Refuse(_) => Kind::REFUSE,
+            Frame::Call(_) => Kind::CALL,
+            Frame::Reply(_) => Kind::REPLY,
+            Frame::Error(_) => Kind::ERROR,
+            Frame::Cancel(_) => Kind::CANCEL,
+            Frame::StreamItem(_) => Kind::STREAM_ITEM,
+            Frame::StreamEnd(_) => Kind::STREAM_END,
+            Frame::Ping(_) => Kind::PING,
+            Frame::Pong(_) => Kind::PONG,
+            Frame::GoAway(_) => Kind::GOAWAY,
+        }
+    }
+
+    /// The request id the frame belongs to ([`RequestId::NONE`] for connection frames).
+    pub fn request_id(&self) -> RequestId {
+        match self {
+            Frame::Call(c) => c.request_id,
+            Frame::Reply(r) => r.request_id,
+            Frame::Error(e) => e.request_id,
+            Frame::StreamItem(s) => s.request_id,
+            Frame::Cancel(id) | Frame::StreamEnd(id) => *id,
+            _ => RequestId::NONE,
+        }
+    }
+
+    fn parts(&self) -> Result<Parts<'_>, ProtocolError> {
+        let mut p = Parts {
+            kind: self.kind(),
+            flags: Flags::EMPTY,
+            codec: CodecId::NONE,
+            provider: ProviderId(0),
+            request_id: self.request_id(),
+            route: &[],
+            annotations: &[],
+            payload: Payload2::Borrowed(&[]),
+            kwargs: &[],
+            attachment: &EMPTY,
+        };
+        match self {
+            Frame::Hello(h) => p.payload = Payload2::Owned(encode_hello(h)?),
+            Frame::Welcome(w) => p.payload = Payload2::Owned(encode_welcome(w)?),
+            Frame::Refuse(r) => p.payload = Payload2::Owned(encode_refuse(r)?),
+            Frame::GoAway(g) => p.payload = Payload2::Owned(encode_goaway(g)?),
+            Frame::Ping(d) | Frame::Pong(d) => p.payload = Payload2::Borrowed(d),
+            Frame::Cancel(_) | Frame::StreamEnd(_) => {}
+            Frame::Call(c) => {
+                p.flags = if c.oneway {
+                    Flags::ONEWAY
+                } else {
+                    Flags::EMPTY
+                };
+                p.codec = c.codec;
+                p.provider = c.provider;
+                p.route = c.method.as_bytes();
+                p.annotations = c.annotations.as_bytes();
+                p.payload = Payload2::Borrowed(&c.args);
+                p.kwargs = &c.kwargs;
+                p.attachment = &c.attachment;
+            }
+            Frame::Reply(r) => {
+                p.flags = if r.stream {
+                    Flags::STREAM
+                } else {
+                    Flags::EMPTY
+                };
+                p.codec = r.codec;
+                p.annotations = r.annotations.as_bytes();
+                p.payload = Payload2::Borrowed(&r.result);
+                p.attachment = &r.attachment;
+            }
+            Frame::StreamItem(s) => {
+                p.codec = s.codec;
+                p.annotations = s.annotations.as_bytes();
+                p.payload = Payload2::Borrowed(&s.item);
+                p.attachment = &s.attachment;
+            }
+            Frame::Error(e) => {
+                if e.codec == CodecId::NONE && !e.body.detail.is_empty() {
+                    return Err(ProtocolError::InvalidArgument(
+                        "an error detail needs a codec: set ErrorFrame::codec",
+                    ));
+                }
+                p.codec = e.codec;
+                p.annotations = e.annotations.as_bytes();
+                p.payload = Payload2::Owned(encode_error_body(&e.body)?);
+            }
+        }
+        Ok(p)
+    }
+
+    /// Appends the encoded frame to `dst`.
+    ///
+    /// Fails (writing nothing) when the frame breaks a rule of SPEC §3 (request id 0 on a
+    /// call, codec 0 on a reply...) or a section is too long for its length field.
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        let attachment = self.encode_head(dst)?;
+        dst.extend_from_slice(&attachment);
+        Ok(())
+    }
+
+    /// Appends everything but the attachment to `dst` and returns the attachment, so a
+    /// writer can send it with a vectored write instead of copying it (bulk data).
+    pub fn encode_head(&self, dst: &mut BytesMut) -> Result<Bytes, ProtocolError> {
+        let p = self.parts()?;
+        let payload = p.payload.as_slice();
+        let header = Header {
+            version: VERSION,
+            kind: p.kind,
+            flags: p.flags,
+            codec: p.codec,
+            provider: p.provider,
+            request_id: p.request_id,
+            route_len: len_u16("route", p.route.len())?,
+            annotations_len: len_u32("annotations", p.annotations.len())?,
+            payload_len: len_u32("payload", payload.len())?,
+            kwargs_len: len_u32("kwargs", p.kwargs.len())?,
+            attachment_len: len_u32("attachment", p.attachment.len())?,
+        };
+        header.check()?;
+        let head_len = header.frame_len() - u64::from(header.attachment_len);
+        dst.reserve(usize::try_from(head_len).unwrap_or(usize::MAX));
+        header.write(dst);
+        dst.extend_from_slice(p.route);
+        dst.extend_from_slice(p.annotations);
+        dst.extend_from_slice(payload);
+        dst.extend_from_slice(p.kwargs);
+        Ok(p.attachment.clone())
+    }
+
+    /// Length of the encoded frame, header included.
+    pub fn encoded_len(&self) -> Result<u64, ProtocolError> {
+        let mut head = BytesMut::new();
+        let attachment = self.encode_head(&mut head)?;
+        Ok(head.len() as u64 + attachment.len() as u64)
+    }
+}
+
+fn put_codecs(
+    dst: &mut BytesMut,
+    what: &'static str,
+    codecs: &[CodecId],
+) -> Result<(), ProtocolError> {
+    dst.put_u8(len_u8(what, codecs.len())?);
+    for c in codecs {
+        if !c.is_codec() {
+            return Err(ProtocolError::InvalidArgument(
+                "codec lists hold ids 1-254 only",
+            ));
+        }
+        dst.put_u8(c.0);
+    }
+    Ok(())
+}
+
+fn put_limits(dst: &mut BytesMut, l: &Limits) -> Result<(), ProtocolError> {
+    l.validate()?;
+    dst.put_u32(l.max_frame_len);
+    dst.put_u32(l.max_annotations_len);
+    dst.put_u32(l.max_in_flight);
+    Ok(())
+}
+
+fn encode_hello(h: &Hello) -> Result<BytesMut, ProtocolError> {
+    if h.versions.is_empty() || h.codecs.is_empty() {
+        return Err(ProtocolError::InvalidArgument(
+            "HELLO needs at least one version and one codec",
+        ));
+    }
+    let mut b = BytesMut::new();
+    b.put_u8(len_u8("version list", h.versions.len())?);
+    b.put_slice(&h.versions);
+    put_codecs(&mut b, "codec list", &h.codecs)?;
+    put_limits(&mut b, &h.limits)?;
+    Ok(b)
+}
+
+fn encode_welcome(w: &Welcome) -> Result<BytesMut, ProtocolError> {
+    if !w.accepted.contains(&w.codec) {
+        return Err(ProtocolError::InvalidArgument(
+            "WELCOME's codec must be in its accepted set",
+        ));
+    }
+    let mut b = BytesMut::new();
+    b.put_u8(w.version);
+    b.put_u8(w.codec.0);
+    put_codecs(&mut b, "accepted set", &w.accepted)?;
+    put_limits(&mut b, &w.limits)?;
+    Ok(b)
+}
+
+fn encode_refuse(r: &Refuse) -> Result<BytesMut, ProtocolError> {
+    let mut b = BytesMut::new();
+    b.put_u32(r.code.0);
+    b.put_u8(len_u8("version list", r.versions.len())?);
+    b.put_slice(&r.versions);
+    put_codecs(&mut b, "accepted set", &r.accepted)?;
+    b.put_u16(len_u16("refuse message", r.message.len())?);
+    b.put_slice(r.message.as_bytes());
+    Ok(b)
+}
+
+fn encode_goaway(g: &GoAway) -> Result<BytesMut, ProtocolError> {
+    let mut b = BytesMut::new();
+    b.put_u64(g.last_request_id.0);
+    b.put_u32(g.code.0);
+    b.put_u16(len_u16("goaway message", g.message.len())?);
+    b.put_slice(g.message.as_bytes());
+    Ok(b)
+}
+
+fn encode_error_body(e: &ErrorBody) -> Result<BytesMut, ProtocolError> {
+    let mut b = BytesMut::new();
+    b.put_u32(e.code.0);
+    b.put_u16(len_u16("error type name", e.type_name.len())?);
+    b.put_slice(e.type_name.as_bytes());
+    b.put_u32(len_u32("error message", e.message.len())?);
+    b.put_slice(e.message.as_bytes());
+    b.put_u32(len_u32("error trace", e.trace.len())?);
+    b.put_slice(e.trace.as_bytes());
+    put_codecs(&mut b, "accepted set", &e.accepted)?;
+    b.put_slice(&e.detail);
+    Ok(b)
+}
+
+/// A cursor over a body, handing out sub-slices of the frame's `Bytes` without copying.
+struct Reader {
+    what: &'static str,
+    buf: Bytes,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize) -> Result<Bytes, ProtocolError> {
+        if self.buf.len() < n {
+            return Err(ProtocolError::MalformedBody {
+                what: self.what,
+                problem: "truncated",
+            });
+        }
+        Ok(self.buf.split_to(n))
+    }
+    fn u8(&mut self) -> Result<u8, ProtocolError> {
+        let b = self.take(1)?;
+        Ok(b.first().copied().unwrap_or_default())
+    }
+    fn u16(&mut self) -> Result<u16, ProtocolError> {
+        let b = self.take(2)?;
+        let mut a = [0u8; 2];
+        a.copy_from_slice(&b);
+        Ok(u16::from_be_bytes(a))
+    }
+    fn u32(&mut self) -> Result<u32, ProtocolError> {
+        let b = self.take(4)?;
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&b);
+        Ok(u32::from_be_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64, ProtocolError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn string(&mut self, len: usize, what: &'static str) -> Result<String, ProtocolError> {
+        let b = self.take(len)?;
+        String::from_utf8(b.to_vec()).map_err(|_| ProtocolError::InvalidUtf8 { what })
+    }
+    fn codecs(&mut self, min: usize) -> Result<Vec<CodecId>, ProtocolError> {
+        let n = usize::from(self.u8()?);
+        if n < min {
+            return Err(ProtocolError::MalformedBody {
+                what: self.what,
+                problem: "codec list is empty",
+            });
+        }
+        let ids = self.take(n)?;
+        let ids: Vec<CodecId> = ids.iter().map(|&b| CodecId(b)).collect();
+        if ids.iter().any(|c| !c.is_codec()) {
+            return Err(ProtocolError::MalformedBody {
+                what: self.what,
+                problem: "codec list holds 0 or 255",
+            });
+        }
+        Ok(ids)
+    }
+    fn versions(&mut self, min: usize) -> Result<Vec<u8>, ProtocolError> {
+        let n = usize::from(self.u8()?);
+        if n < min {
+            return Err(ProtocolError::MalformedBody {
+                what: self.what,
+                problem: "version list is empty",
+            });
+        }
+        Ok(self.take(n)?.to_vec())
+    }
+    fn limits(&mut self) -> Result<Limits, ProtocolError> {
+        let l = Limits {
+            max_frame_len: self.u32()?,
+            max_annotations_len: self.u32()?,
+            max_in_flight: self.u32()?,
+        };
+        if l.validate().is_err() {
+            return Err(ProtocolError::MalformedBody {
+                what: self.what,
+                problem: "limits below the minimum (max_frame_len < 4096 or max_in_flight = 0)",
+            });
+        }
+        Ok(l)
+    }
+    fn end(self) -> Result<(), ProtocolError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::MalformedBody {
+                what: self.what,
+                problem: "trailing bytes",
+            })
+        }
+    }
+}
+
+/// Builds a frame from a checked header and its sections (split from one `Bytes`).
+pub(crate) fn assemble(
+    h: &Header,
+    route: Bytes,
+    annotations: Bytes,
+    payload: Bytes,
+    kwargs: Bytes,
+    attachment: Bytes,
+) -> Result<Frame, ProtocolError> {
+    let annotations = Annotations::from_wire(annotations)?;
+    let body = |what| Reader {
+        what,
+        buf: payload.clone(),
+    };
+    Ok(match h.kind {
+        Kind::HELLO => {
+            let mut r = body("HELLO body");
+            let f = Hello {
+                versions: r.versions(1)?,
+                codecs: r.codecs(1)?,
+                limits: r.limits()?,
+            };
+            r.end()?;
+            Frame::Hello(f)
+        }
+        Kind::WELCOME => {
+            let mut r = body("WELCOME body");
+            let version = r.u8()?;
+            let codec = CodecId(r.u8()?);
+            let accepted = r.codecs(1)?;
+            let limits = r.limits()?;
+            r.end()?;
+            if !accepted.contains(&codec) {
+                return Err(ProtocolError::MalformedBody {
+                    what: "WELCOME body",
+                    problem: "chosen codec is not in the accepted set",
+                });
+            }
+            Frame::Welcome(Welcome {
+                version,
+                codec,
+                accepted,
+                limits,
+            })
+        }
+        Kind::REFUSE => {
+            let mut r = body("REFUSE body");
+            let code = ErrorCode(r.u32()?);
+            let versions = r.versions(0)?;
+            let accepted = r.codecs(0)?;
+            let n = usize::from(r.u16()?);
+            let message = r.string(n, "REFUSE message")?;
+            r.end()?;
+            Frame::Refuse(Refuse {
+                code,
+                versions,
+                accepted,
+                message,
+            })
+        }
+        Kind::GOAWAY => {
+            let mut r = body("GOAWAY body");
+            let last_request_id = RequestId(r.u64()?);
+            let code = ErrorCode(r.u32()?);
+            let n = usize::from(r.u16()?);
+            let message = r.string(n, "GOAWAY message")?;
+            r.end()?;
+            Frame::GoAway(GoAway {
+                last_request_id,
+                code,
+                message,
+            })
+        }
+        Kind::ERROR => {
+            let mut r = body("ERROR body");
+            let code = ErrorCode(r.u32()?);
+            let n = usize::from(r.u16()?);
+            let type_name = r.string(n, "error type name")?;
+            let n = r.u32()? as usize;
+            let message = r.string(n, "error message")?;
+            let n = r.u32()? as usize;
+            let trace = r.string(n, "error trace")?;
+            let accepted = r.codecs(0)?;
+            let detail = r.buf;
+            if h.codec == CodecId::NONE && !detail.is_empty() {
+                return Err(ProtocolError::MalformedBody {
+                    what: "ERROR body",
+                    problem: "detail bytes but codec id 0",
+                });
+            }
+            Frame::Error(ErrorFrame {
+                request_id: h.request_id,
+                codec: h.codec,
+                annotations,
+                body: ErrorBody {
+                    code,
+                    type_name,
+                    message,
+                    trace,
+                    accepted,
+                    detail,
+                },
+            })
+        }
+        Kind::PING | Kind::PONG => {
+            let mut d = [0u8; 8];
+            if payload.len() != 8 {
+                return Err(ProtocolError::BadField {
+                    kind: h.kind,
+                    field: "payload",
+                    problem: "must be exactly 8 bytes",
+                });
+            }
+            d.copy_from_slice(&payload);
+            if h.kind == Kind::PING {
+                Frame::Ping(d)
+            } else {
+                Frame::Pong(d)
+            }
+        }
+        Kind::CANCEL => Frame::Cancel(h.request_id),
+        Kind::STREAM_END => Frame::StreamEnd(h.request_id),
+        Kind::CALL => {
+            let method = Method::new(route).map_err(|e| match e {
+                ProtocolError::InvalidUtf8 { .. } => ProtocolError::InvalidUtf8 { what: "route" },
+                other => other,
+            })?;
+            Frame::Call(Call {
+                request_id: h.request_id,
+                provider: h.provider,
+                codec: h.codec,
+                oneway: h.flags.contains(Flags::ONEWAY),
+                method,
+                annotations,
+                args: payload,
+                kwargs,
+                attachment,
+            })
+        }
+        Kind::REPLY => Frame::Reply(Reply {
+            request_id: h.request_id,
+            codec: h.codec,
+            stream: h.flags.contains(Flags::STREAM),
+            annotations,
+            result: payload,
+            attachment,
+        }),
+        Kind::STREAM_ITEM => Frame::StreamItem(StreamItem {
+            request_id: h.request_id,
+            codec: h.codec,
+            annotations,
+            item: payload,
+            attachment,
+        }),
+        kind => return Err(ProtocolError::UnknownKind { kind }),
+    })
+}

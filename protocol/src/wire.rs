@@ -1,0 +1,292 @@
+//! Wire values: open newtypes with named constants, so values this version does not know
+//! are still representable (as `h2::Reason` does).
+
+use std::fmt;
+
+macro_rules! wire_newtype {
+    (
+        $(#[$meta:meta])*
+        $name:ident($repr:ty) {
+            $( $(#[$cmeta:meta])* $cname:ident = $value:expr; )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Eq, Hash, Ord, PartialEq, PartialOrd)]
+        pub struct $name(pub $repr);
+
+        impl $name {
+            $( $(#[$cmeta])* pub const $cname: $name = $name($value); )*
+
+            /// The name of a value this version knows, `None` for any other value.
+            pub fn name(self) -> Option<&'static str> {
+                match self {
+                    $( $name::$cname => Some(stringify!($cname)), )*
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.name() {
+                    Some(n) => f.write_str(n),
+                    None => write!(f, "{}(0x{:x})", stringify!($name), self.0),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self, f)
+            }
+        }
+
+        impl From<$repr> for $name {
+            fn from(v: $repr) -> Self {
+                $name(v)
+            }
+        }
+
+        impl From<$name> for $repr {
+            fn from(v: $name) -> Self {
+                v.0
+            }
+        }
+    };
+}
+
+wire_newtype! {
+    /// The message kind, header byte 5 (SPEC §3).
+    Kind(u8) {
+        /// Client → server, first frame: versions, codecs in preference order, limits.
+        HELLO = 0x01;
+        /// Server → client: the handshake succeeded (version, default codec, accepted set,
+        /// limits).
+        WELCOME = 0x02;
+        /// Server → client: the handshake failed (code, supported versions, accepted set).
+        REFUSE = 0x03;
+        /// Client → server: a call (route, annotations, args, kwargs, attachment).
+        CALL = 0x04;
+        /// Server → client: the result of a call.
+        REPLY = 0x05;
+        /// Server → client: a call failed; fixed binary [`ErrorBody`](crate::ErrorBody).
+        ERROR = 0x06;
+        /// Client → server: stop working on a call.
+        CANCEL = 0x07;
+        /// Server → client: one item of a streamed result.
+        STREAM_ITEM = 0x08;
+        /// Server → client: a streamed result is complete.
+        STREAM_END = 0x09;
+        /// Either direction: liveness probe with 8 opaque bytes.
+        PING = 0x0a;
+        /// Either direction: answer to a PING, echoing its 8 bytes.
+        PONG = 0x0b;
+        /// Either direction: graceful shutdown, or a fatal connection error.
+        GOAWAY = 0x0c;
+    }
+}
+
+wire_newtype! {
+    /// Header flags, bytes 6-7 (SPEC §4). Each flag is valid on one kind only; any other
+    /// bit is rejected.
+    Flags(u16) {
+        /// No flag set.
+        EMPTY = 0x0000;
+        /// CALL: the caller wants no reply; the call is not counted in flight.
+        ONEWAY = 0x0001;
+        /// REPLY: the result is a stream; STREAM_ITEM frames follow until STREAM_END or
+        /// ERROR.
+        STREAM = 0x0002;
+    }
+}
+
+impl Flags {
+    /// Every bit this version defines.
+    pub const KNOWN: Flags = Flags(0x0003);
+
+    /// Whether every bit of `other` is set in `self`.
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of both flag sets.
+    #[must_use]
+    pub fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+wire_newtype! {
+    /// The codec that encoded a frame's payload, header byte 8 (SPEC §5). The numbers match
+    /// `wirecall-codecs`' `CodecId`; this crate never interprets payloads.
+    ///
+    /// Ranges: 0 none (control frames), 1-7 built-ins, 8-127 reserved for future built-ins,
+    /// 128-254 user codecs, 255 reserved.
+    CodecId(u8) {
+        /// No codec: control frames and bodies with a fixed binary form.
+        NONE = 0;
+        /// JSON.
+        JSON = 1;
+        /// MessagePack.
+        MSGPACK = 2;
+        /// CBOR.
+        CBOR = 3;
+        /// bincode (2.x serde API).
+        BINCODE = 4;
+        /// postcard.
+        POSTCARD = 5;
+        /// RON.
+        RON = 6;
+        /// serpent (Python literal text).
+        SERPENT = 7;
+        /// Reserved; never valid on the wire.
+        RESERVED = 255;
+    }
+}
+
+impl CodecId {
+    /// First id of the user codec range.
+    pub const USER_MIN: CodecId = CodecId(128);
+    /// Last id of the user codec range.
+    pub const USER_MAX: CodecId = CodecId(254);
+
+    /// Whether this id may name a codec in a data frame or an accepted set (1-254).
+    pub fn is_codec(self) -> bool {
+        self.0 != 0 && self.0 != 255
+    }
+
+    /// Whether this id is in the user range (128-254).
+    pub fn is_user(self) -> bool {
+        (128..=254).contains(&self.0)
+    }
+}
+
+wire_newtype! {
+    /// Error codes carried by ERROR, REFUSE and GOAWAY frames (SPEC §9). Codes from
+    /// `0x8000_0000` up belong to applications.
+    ErrorCode(u32) {
+        /// No error: graceful GOAWAY.
+        NO_ERROR = 0x00;
+        /// The peer broke a rule of the protocol (malformed frame, wrong order).
+        PROTOCOL_ERROR = 0x01;
+        /// No protocol version in common.
+        UNSUPPORTED_VERSION = 0x02;
+        /// No codec in common at handshake.
+        NO_COMMON_CODEC = 0x03;
+        /// The frame's codec is not in the server's accepted set; the body lists the set.
+        CODEC_REFUSED = 0x04;
+        /// A frame exceeded a configured limit (frame length, annotations).
+        LIMIT_EXCEEDED = 0x05;
+        /// Too many calls in flight; retry when one completes.
+        TOO_MANY_IN_FLIGHT = 0x06;
+        /// No provider with that provider id.
+        UNKNOWN_PROVIDER = 0x07;
+        /// The provider has no exposed method with that name.
+        UNKNOWN_METHOD = 0x08;
+        /// The caller cancelled the call.
+        CANCELLED = 0x09;
+        /// The call's deadline passed.
+        DEADLINE_EXCEEDED = 0x0a;
+        /// The server is shutting down (GOAWAY); retry on another connection.
+        SHUTTING_DOWN = 0x0b;
+        /// The arguments could not be decoded with the frame's codec.
+        BAD_ARGUMENTS = 0x0c;
+        /// The method raised or returned an error (type name, message, trace).
+        APPLICATION_ERROR = 0x0d;
+        /// The server failed for a reason of its own.
+        INTERNAL_ERROR = 0x0e;
+        /// A hook refused the call (authentication, authorization).
+        PERMISSION_DENIED = 0x0f;
+        /// The peer did not answer a PING, or the handshake, in time.
+        TIMEOUT = 0x10;
+    }
+}
+
+impl ErrorCode {
+    /// First code of the application range.
+    pub const APPLICATION_MIN: ErrorCode = ErrorCode(0x8000_0000);
+
+    /// Whether retrying the call (on this or another connection) can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::TOO_MANY_IN_FLIGHT | ErrorCode::SHUTTING_DOWN | ErrorCode::TIMEOUT
+        )
+    }
+}
+
+wire_newtype! {
+    /// The provider a call is addressed to, header bytes 10-11 (Margo's provider id).
+    ProviderId(u16) {
+        /// Margo's default provider id.
+        DEFAULT = 0;
+        /// The built-in daemon provider (metadata, ping, shutdown).
+        DAEMON = 0xffff;
+    }
+}
+
+/// The id matching a call to its reply, header bytes 12-19 (SPEC §2).
+///
+/// A client numbers calls from 1 upwards, strictly increasing on a connection; 0 marks
+/// frames that belong to no call (handshake, ping, goaway).
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct RequestId(pub u64);
+
+impl RequestId {
+    /// The id of frames that belong to no call.
+    pub const NONE: RequestId = RequestId(0);
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The protocol version this implementation speaks.
+pub const VERSION: u8 = 1;
+
+/// The four bytes that start every native frame: `0x89 'W' 'C' 'P'`.
+///
+/// The first byte has its high bit set, so it differs from Pyro5's `PYRO` and from any
+/// ASCII text protocol (SPEC §1).
+pub const MAGIC: [u8; 4] = [0x89, b'W', b'C', b'P'];
+
+/// Length of the fixed header in bytes.
+pub const HEADER_LEN: usize = 40;
+
+/// Which protocol a byte stream speaks, judged from its first four bytes (SPEC §1).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// wirecall's native protocol ([`MAGIC`]).
+    Native,
+    /// Pyro5's framing (`PYRO`).
+    Pyro5,
+    /// Neither; close the connection.
+    Unknown,
+}
+
+/// Tells the native protocol from Pyro5's by the first bytes a client sent.
+///
+/// Returns `None` while fewer than 4 bytes are available and the prefix still matches one of
+/// the dialects.
+pub fn detect_dialect(first_bytes: &[u8]) -> Option<Dialect> {
+    const PYRO: &[u8; 4] = b"PYRO";
+    let n = first_bytes.len().min(4);
+    let head = first_bytes.get(..n).unwrap_or_default();
+    if n == 4 {
+        return Some(if head == MAGIC {
+            Dialect::Native
+        } else if head == PYRO {
+            Dialect::Pyro5
+        } else {
+            Dialect::Unknown
+        });
+    }
+    if MAGIC.starts_with(head) || PYRO.starts_with(head) {
+        None
+    } else {
+        Some(Dialect::Unknown)
+    }
+}
