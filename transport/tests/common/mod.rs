@@ -39,7 +39,9 @@ pub async fn echo_once(listener: Listener) -> u64 {
                 break;
             }
             total += n as u64;
-            tx.send(buf[..n].to_vec()).await.expect("forward to writer task");
+            tx.send(buf[..n].to_vec())
+                .await
+                .expect("forward to writer task");
         }
         total
     });
@@ -61,7 +63,10 @@ pub async fn check_echo_both_ways(listener: Listener, data: &[u8]) {
     let server = tokio::spawn(async move {
         let (mut stream, peer) = listener.accept().await.expect("accept");
         assert_eq!(stream.peer_addr(), &peer);
-        stream.write_all(b"hello from server\n").await.expect("greet");
+        stream
+            .write_all(b"hello from server\n")
+            .await
+            .expect("greet");
         let mut received = Vec::new();
         let (mut reader, mut writer) = stream.into_split();
         let mut buf = vec![0u8; 16 * 1024];
@@ -79,7 +84,10 @@ pub async fn check_echo_both_ways(listener: Listener, data: &[u8]) {
 
     let mut client = Stream::connect(&address).await.expect("connect");
     let mut greeting = [0u8; 18];
-    client.read_exact(&mut greeting).await.expect("read greeting");
+    client
+        .read_exact(&mut greeting)
+        .await
+        .expect("read greeting");
     assert_eq!(&greeting, b"hello from server\n");
 
     let (mut reader, mut writer) = client.into_split();
