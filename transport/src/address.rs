@@ -252,7 +252,7 @@ fn parse_tcp(input: &str, rest: &str) -> Result<Address, TransportError> {
     let bad = |problem: String| TransportError::invalid(input, problem, TCP_HINT);
     if let Some(pos) = rest.find(['/', '?', '#']) {
         return Err(bad(format!(
-            "unexpected `{}` after the port in `{input}`: a tcp address has no path, query or fragment",
+            "unexpected `{}` after the port in `{input}` (a tcp address has no path, query or fragment)",
             &rest[pos..]
         )));
     }
@@ -292,7 +292,7 @@ fn parse_tcp(input: &str, rest: &str) -> Result<Address, TransportError> {
         };
         if host.contains(':') {
             return Err(bad(format!(
-                "IPv6 address without brackets in `{input}`: write tcp://[{host}]:{port}"
+                "IPv6 address without brackets in `{input}` (did you mean tcp://[{host}]:{port}?)"
             )));
         }
         (parse_host(input, host)?, port)
@@ -302,12 +302,12 @@ fn parse_tcp(input: &str, rest: &str) -> Result<Address, TransportError> {
     }
     if !port.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(format!(
-            "invalid port `{port}` in `{input}`: a port is a number from 0 to 65535"
+            "invalid port `{port}` in `{input}` (a port is a number from 0 to 65535)"
         )));
     }
     let port: u16 = port.parse().map_err(|_| {
         bad(format!(
-            "port `{port}` in `{input}` is out of range: a port is a number from 0 to 65535"
+            "port `{port}` in `{input}` is out of range (a port is a number from 0 to 65535)"
         ))
     })?;
     Ok(Address::Tcp { host, port })
@@ -336,7 +336,7 @@ fn parse_host(input: &str, host: &str) -> Result<Host, TransportError> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return Err(bad(format!(
-            "invalid character {c:?} in host `{host}` of `{input}`: a host name is made of letters, digits, `-`, `_` and `.`"
+            "invalid character {c:?} in host `{host}` of `{input}` (a host name is made of letters, digits, `-`, `_` and `.`)"
         )));
     }
     if host.trim_end_matches('.').split('.').any(str::is_empty) {
@@ -377,7 +377,7 @@ fn parse_mem(input: &str, rest: &str) -> Result<Address, TransportError> {
         .find(|c| c.is_whitespace() || c.is_control() || *c == '/')
     {
         return Err(bad(format!(
-            "invalid character {c:?} in the name of `{}`: names have no `/`, spaces or control characters",
+            "invalid character {c:?} in the name of `{}` (names have no `/`, spaces or control characters)",
             input.escape_debug()
         )));
     }

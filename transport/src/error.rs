@@ -144,7 +144,7 @@ fn hint_for(operation: &Operation, err: &io::Error) -> &'static str {
             " (no socket at this path: is the server running, and is the path right?)"
         }
         (Operation::Bind, K::AddrInUse) => {
-            " (another process is listening there: pick another port, or port 0 for a free one)"
+            " (something already listens there: pick another port, or port 0 for a free one)"
         }
         (Operation::Bind, K::AddrNotAvailable) => {
             " (this machine has no such local address: bind 127.0.0.1, 0.0.0.0 or one of its own IPs)"

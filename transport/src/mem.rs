@@ -140,7 +140,7 @@ pub(crate) async fn connect(name: &str) -> Result<(DuplexStream, u64), Transport
             &address,
             io::Error::new(
                 io::ErrorKind::ConnectionRefused,
-                format!("no in-process listener is bound to the name `{name}` (mem:// addresses only reach listeners in this process)"),
+                format!("no in-process listener is bound to the name `{name}`; mem:// only reaches listeners of this process"),
             ),
         )
     };
