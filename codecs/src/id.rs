@@ -86,9 +86,10 @@ impl CodecId {
 
     /// The built-in codec with this name (case-insensitive), `None` otherwise.
     pub fn from_builtin_name(name: &str) -> Option<CodecId> {
-        Self::BUILTIN
-            .into_iter()
-            .find(|id| id.builtin_name().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        Self::BUILTIN.into_iter().find(|id| {
+            id.builtin_name()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
     }
 }
 

@@ -1,0 +1,180 @@
+//! CBOR (RFC 8949) through ciborium.
+//!
+//! Structs are maps keyed by field name; bytes (`serde_bytes`, [`Value::Bytes`]) are major
+//! type 2; floats are written in their shortest lossless form (ciborium's preferred
+//! serialization, `1.0` → `f93c00`), which Python's `cbor2` reads. Integers beyond 64 bits
+//! use the bignum tags 2/3, and [`Value::Set`] uses tag 258 (cbor2 reads it as a Python
+//! `set`). Decoding reads strings in bounded chunks and never reserves memory from a
+//! declared length.
+
+use num_bigint::{BigInt, Sign};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::encode_err;
+use crate::{Codec, CodecError, CodecId, CodecInfo, Limits, Origin, Value};
+
+/// CBOR (id 3, `"cbor"`): compact, self-describing, big integers, read by Python's `cbor2`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Cbor;
+
+const ID: CodecId = CodecId::CBOR;
+const TAG_BIGPOS: u64 = 2;
+const TAG_BIGNEG: u64 = 3;
+const TAG_SET: u64 = 258;
+const TAG_SELF_DESCRIBE: u64 = 55799;
+
+fn de_err(e: ciborium::de::Error<std::io::Error>) -> CodecError {
+    use ciborium::de::Error as E;
+    match e {
+        E::RecursionLimitExceeded => CodecError::limit(
+            ID,
+            "nesting depth limit exceeded (raise Limits::max_depth if the input is legitimate)",
+        ),
+        E::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            CodecError::decode(ID, "input ends in the middle of a value (truncated)")
+        }
+        E::Io(e) => CodecError::decode(ID, e),
+        E::Syntax(at) => CodecError::decode(ID, format!("malformed CBOR at byte {at}")),
+        E::Semantic(Some(at), msg) => CodecError::decode(ID, format!("{msg} at byte {at}")),
+        E::Semantic(None, msg) => CodecError::decode(ID, msg),
+    }
+}
+
+fn read<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, CodecError> {
+    limits.check_input(ID, bytes)?;
+    let mut rd = bytes;
+    let value = ciborium::de::from_reader_with_recursion_limit(&mut rd, limits.max_depth)
+        .map_err(de_err)?;
+    if !rd.is_empty() {
+        return Err(CodecError::decode(ID, super::trailing_msg(rd.len())));
+    }
+    Ok(value)
+}
+
+impl Codec for Cbor {
+    const ID: CodecId = ID;
+    const NAME: &'static str = "cbor";
+    const INFO: CodecInfo = CodecInfo {
+        id: ID,
+        name: "cbor",
+        self_describing: true,
+        human_readable: false,
+        python_interop: true,
+        python_module: Some("cbor2"),
+        struct_as_map: true,
+        maintained: true,
+        summary: "CBOR (RFC 8949) via ciborium; shortest floats, bignum tags, sets as tag 258",
+    };
+
+    #[inline]
+    fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        ciborium::ser::into_writer(value, out).map_err(|e| encode_err(ID, e))
+    }
+
+    #[inline]
+    fn decode<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, CodecError> {
+        read(bytes, limits)
+    }
+
+    fn encode_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let v = to_cbor(value);
+        ciborium::ser::into_writer(&v, out).map_err(|e| encode_err(ID, e))
+    }
+
+    fn decode_value(bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
+        let v: ciborium::Value = read(bytes, limits)?;
+        from_cbor(v)
+    }
+}
+
+fn bignum(n: &BigInt) -> ciborium::Value {
+    use ciborium::Value as C;
+    // Tag 2 carries n, tag 3 carries -1 - n, both as big-endian magnitudes.
+    if n.sign() == Sign::Minus {
+        let m: BigInt = -(n + 1u8);
+        C::Tag(TAG_BIGNEG, Box::new(C::Bytes(m.magnitude().to_bytes_be())))
+    } else {
+        C::Tag(TAG_BIGPOS, Box::new(C::Bytes(n.magnitude().to_bytes_be())))
+    }
+}
+
+fn to_cbor(v: &Value) -> ciborium::Value {
+    use ciborium::Value as C;
+    match v {
+        Value::Null => C::Null,
+        Value::Bool(b) => C::Bool(*b),
+        Value::Int(i) => match ciborium::value::Integer::try_from(*i) {
+            Ok(x) => C::Integer(x),
+            Err(_) => bignum(&BigInt::from(*i)),
+        },
+        Value::BigInt(n) => bignum(n),
+        Value::Float(f) => C::Float(*f),
+        Value::Str(s) => C::Text(s.clone()),
+        Value::Bytes(b) => C::Bytes(b.clone()),
+        Value::List(xs) | Value::Tuple(xs) => C::Array(xs.iter().map(to_cbor).collect()),
+        Value::Set(xs) => C::Tag(
+            TAG_SET,
+            Box::new(C::Array(xs.iter().map(to_cbor).collect())),
+        ),
+        Value::Map(m) => C::Map(m.iter().map(|(k, v)| (to_cbor(k), to_cbor(v))).collect()),
+    }
+}
+
+fn from_cbor(v: ciborium::Value) -> Result<Value, CodecError> {
+    use ciborium::Value as C;
+    Ok(match v {
+        C::Null => Value::Null,
+        C::Bool(b) => Value::Bool(b),
+        C::Integer(i) => Value::Int(i128::from(i)),
+        C::Float(f) => Value::Float(f),
+        C::Text(s) => Value::Str(s),
+        C::Bytes(b) => Value::Bytes(b),
+        C::Array(xs) => Value::List(xs.into_iter().map(from_cbor).collect::<Result<_, _>>()?),
+        C::Map(m) => Value::Map(
+            m.into_iter()
+                .map(|(k, v)| Ok((from_cbor(k)?, from_cbor(v)?)))
+                .collect::<Result<_, CodecError>>()?,
+        ),
+        C::Tag(TAG_BIGPOS, inner) => match *inner {
+            C::Bytes(b) => Value::from_bigint(BigInt::from_bytes_be(Sign::Plus, &b)),
+            _ => {
+                return Err(CodecError::decode(
+                    ID,
+                    "tag 2 (bignum) must wrap a byte string",
+                ))
+            }
+        },
+        C::Tag(TAG_BIGNEG, inner) => match *inner {
+            C::Bytes(b) => Value::from_bigint(-BigInt::from_bytes_be(Sign::Plus, &b) - 1u8),
+            _ => {
+                return Err(CodecError::decode(
+                    ID,
+                    "tag 3 (negative bignum) must wrap a byte string",
+                ))
+            }
+        },
+        C::Tag(TAG_SET, inner) => match *inner {
+            C::Array(xs) => Value::Set(xs.into_iter().map(from_cbor).collect::<Result<_, _>>()?),
+            _ => return Err(CodecError::decode(ID, "tag 258 (set) must wrap an array")),
+        },
+        C::Tag(TAG_SELF_DESCRIBE, inner) => from_cbor(*inner)?,
+        C::Tag(tag, _) => {
+            return Err(CodecError::unsupported(
+                ID,
+                Origin::Peer,
+                format!(
+                    "CBOR tag {tag} has no Value equivalent (supported: 2 and 3 bignums, 258 \
+                     sets, 55799 self-describe); decode into a typed value instead"
+                ),
+            ))
+        }
+        other => {
+            return Err(CodecError::unsupported(
+                ID,
+                Origin::Peer,
+                format!("CBOR item {other:?} has no Value equivalent"),
+            ))
+        }
+    })
+}
