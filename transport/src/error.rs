@@ -110,7 +110,7 @@ pub enum TransportError {
     },
 
     /// An operating-system call failed while binding, accepting or connecting.
-    #[error("{operation} {address} failed: {source}{}", hint_for(.operation, .source))]
+    #[error("{operation} {address} failed: {source}{}", hint_for(.operation, .address, .source))]
     #[non_exhaustive]
     Io {
         /// What was being done.
@@ -134,7 +134,7 @@ pub enum TransportError {
 }
 
 /// A short "what to do" suffix for the common OS errors.
-fn hint_for(operation: &Operation, err: &io::Error) -> &'static str {
+fn hint_for(operation: &Operation, address: &str, err: &io::Error) -> &'static str {
     use io::ErrorKind as K;
     match (*operation, err.kind()) {
         (Operation::Connect, K::ConnectionRefused) => {
@@ -153,7 +153,7 @@ fn hint_for(operation: &Operation, err: &io::Error) -> &'static str {
             " (ports below 1024 and some directories need extra privileges)"
         }
         (Operation::Bind, K::NotFound) => " (does the parent directory exist?)",
-        (Operation::Bind | Operation::Connect, K::InvalidInput) => {
+        (Operation::Bind | Operation::Connect, K::InvalidInput) if address.starts_with("unix:") => {
             " (unix socket paths are limited to about 100 bytes: use a shorter path)"
         }
         _ => "",

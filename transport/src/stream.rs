@@ -229,6 +229,13 @@ impl Stream {
 }
 
 async fn connect_tcp(address: &Address, host: &Host, port: u16) -> Result<Stream, TransportError> {
+    if port == 0 {
+        return Err(TransportError::invalid(
+            &address.to_string(),
+            format!("cannot connect to `{address}`: port 0 only means \"pick a free port\" when binding"),
+            "connect to the port the listener reports in Listener::local_addr(), e.g. tcp://127.0.0.1:4000",
+        ));
+    }
     let candidates = crate::resolve(address, host, port).await?;
     let mut last_error = None;
     for candidate in candidates {

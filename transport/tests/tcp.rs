@@ -268,3 +268,20 @@ async fn many_concurrent_connections() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn connecting_to_port_zero_is_explained() {
+    within(async {
+        let err = Stream::connect(&"tcp://127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TransportError::InvalidAddress { .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.origin(), Origin::User);
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("local_addr"), "{err}");
+    })
+    .await;
+}
