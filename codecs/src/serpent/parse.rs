@@ -1,0 +1,1013 @@
+//! The serpent parser: a Python literal expression (what `ast.literal_eval` accepts within
+//! serpent's grammar) into a tree of positioned nodes.
+
+use num_bigint::BigInt;
+
+use super::error::{SerpentError, SerpentErrorKind as K};
+use super::write::PY_INT_MAX_DIGITS;
+
+/// A parsed literal.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    None,
+    Bool(bool),
+    Int(i128),
+    BigInt(BigInt),
+    Float(f64),
+    /// A complex number (real, imaginary).
+    Complex(f64, f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    List(Vec<Spanned>),
+    Tuple(Vec<Spanned>),
+    Set(Vec<Spanned>),
+    Dict(Vec<(Spanned, Spanned)>),
+}
+
+/// A node and the byte offset where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Spanned {
+    pub(crate) pos: usize,
+    pub(crate) node: Node,
+}
+
+impl Node {
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Node::None => "None",
+            Node::Bool(_) => "bool",
+            Node::Int(_) | Node::BigInt(_) => "int",
+            Node::Float(_) => "float",
+            Node::Complex(..) => "complex",
+            Node::Str(_) => "str",
+            Node::Bytes(_) => "bytes",
+            Node::List(_) => "list",
+            Node::Tuple(_) => "tuple",
+            Node::Set(_) => "set",
+            Node::Dict(_) => "dict",
+        }
+    }
+
+    fn hashable(&self) -> bool {
+        match self {
+            Node::List(_) | Node::Set(_) | Node::Dict(_) => false,
+            Node::Tuple(items) => items.iter().all(|i| i.node.hashable()),
+            _ => true,
+        }
+    }
+}
+
+/// Parses a complete serpent document (optional header comment, one expression).
+pub(crate) fn parse(src: &[u8], max_depth: usize) -> Result<Spanned, SerpentError> {
+    let text = match std::str::from_utf8(src) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(SerpentError::at(
+                K::InvalidUtf8,
+                "invalid UTF-8 (serpent data is UTF-8 text)",
+                src,
+                e.valid_up_to(),
+            ))
+        }
+    };
+    if let Some(p) = src.iter().position(|&b| b == 0) {
+        return Err(SerpentError::at(
+            K::NulCharacter,
+            "the data contains a NUL character, which Python's serpent refuses (it is probably \
+             corrupted; NUL inside strings is written as \\x00)",
+            src,
+            p,
+        ));
+    }
+    let mut p = Parser {
+        s: text,
+        b: src,
+        pos: 0,
+        depth: 0,
+        max_depth,
+    };
+    if src.starts_with(b"\xEF\xBB\xBF") {
+        p.pos = 3;
+    }
+    p.skip_ws(true);
+    if p.pos >= p.b.len() {
+        return Err(p.err(K::UnexpectedEof, "no expression: the document is empty"));
+    }
+    let start = p.pos;
+    let first = p.expr()?;
+    p.skip_ws(false);
+    let result = if p.peek() == Some(b',') {
+        // A bare top-level tuple `1, 2` (ast.literal_eval accepts it).
+        let mut items = vec![first];
+        while p.peek() == Some(b',') {
+            p.pos += 1;
+            p.skip_ws(false);
+            match p.peek() {
+                None | Some(b'\n') | Some(b'\r') => break,
+                _ => {}
+            }
+            items.push(p.expr()?);
+            p.skip_ws(false);
+        }
+        Spanned {
+            pos: start,
+            node: Node::Tuple(items),
+        }
+    } else {
+        first
+    };
+    p.skip_ws(true);
+    if p.pos < p.b.len() {
+        return Err(p.err(
+            K::TrailingCharacters,
+            "unexpected data after the expression (a serpent document holds one literal)",
+        ));
+    }
+    Ok(result)
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    pos: usize,
+    depth: usize,
+    max_depth: usize,
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+impl<'a> Parser<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn peek_at(&self, off: usize) -> Option<u8> {
+        self.b.get(self.pos + off).copied()
+    }
+
+    fn err(&self, kind: K, msg: impl Into<String>) -> SerpentError {
+        SerpentError::at(kind, msg, self.b, self.pos)
+    }
+
+    fn err_at(&self, kind: K, msg: impl Into<String>, pos: usize) -> SerpentError {
+        SerpentError::at(kind, msg, self.b, pos)
+    }
+
+    fn describe_here(&self) -> String {
+        match self.s.get(self.pos..).and_then(|r| r.chars().next()) {
+            None => "end of input".to_owned(),
+            Some(c) => format!("{c:?}"),
+        }
+    }
+
+    fn unexpected(&self, expected: &str) -> SerpentError {
+        if self.pos >= self.b.len() {
+            self.err(
+                K::UnexpectedEof,
+                format!("unexpected end of input, expected {expected}"),
+            )
+        } else {
+            self.err(
+                K::Syntax,
+                format!("unexpected {}, expected {expected}", self.describe_here()),
+            )
+        }
+    }
+
+    /// Skips spaces, tabs, form feeds, comments and line continuations; newlines too when
+    /// `newlines` is set or inside brackets.
+    fn skip_ws(&mut self, newlines: bool) {
+        let newlines = newlines || self.depth > 0;
+        while let Some(b) = self.peek() {
+            match b {
+                b' ' | b'\t' | 0x0C => self.pos += 1,
+                b'\n' | b'\r' if newlines => self.pos += 1,
+                b'#' => {
+                    while let Some(c) = self.peek() {
+                        if c == b'\n' || c == b'\r' {
+                            break;
+                        }
+                        self.pos += 1;
+                    }
+                }
+                b'\\' => match (self.peek_at(1), self.peek_at(2)) {
+                    (Some(b'\r'), Some(b'\n')) => self.pos += 3,
+                    (Some(b'\n'), _) | (Some(b'\r'), _) => self.pos += 2,
+                    _ => break,
+                },
+                _ => break,
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), SerpentError> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(self.err(
+                K::TooDeep,
+                format!(
+                    "containers nested deeper than {} levels; the data is malformed or needs a \
+                     higher max_depth",
+                    self.max_depth
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One expression: an atom, or `signed_number (+|-) imaginary` (a complex number).
+    fn expr(&mut self) -> Result<Spanned, SerpentError> {
+        let start = self.pos;
+        let left = self.atom()?;
+        let left_num = match &left.node {
+            Node::Int(i) => Some(*i as f64),
+            Node::BigInt(b) => Some(bigint_to_f64(b)),
+            Node::Float(f) => Some(*f),
+            _ => None,
+        };
+        let Some(lv) = left_num else {
+            return Ok(left);
+        };
+        self.skip_ws(false);
+        let op = match self.peek() {
+            Some(b'+') => 1.0,
+            Some(b'-') => -1.0,
+            _ => return Ok(left),
+        };
+        let op_pos = self.pos;
+        self.pos += 1;
+        self.skip_ws(false);
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() || c == b'.' => {}
+            _ => {
+                return Err(self.err_at(
+                    K::Syntax,
+                    "only an imaginary number literal (like 2.0j) may follow + or - here",
+                    op_pos,
+                ))
+            }
+        }
+        let right = self.number()?;
+        let Node::Complex(_, im) = right.node else {
+            return Err(self.err_at(
+                K::Syntax,
+                "malformed expression: + and - are only allowed to form a complex number \
+                 (like 1.0+2.0j)",
+                op_pos,
+            ));
+        };
+        if let Node::BigInt(_) = left.node {
+            if !lv.is_finite() {
+                return Err(self.err_at(
+                    K::BadNumber,
+                    "int too large to convert to float in a complex number",
+                    start,
+                ));
+            }
+        }
+        // Python: complex(left, 0.0) (+|-) complex(0.0, im), component-wise.
+        let (re, im) = if op > 0.0 {
+            (lv + 0.0, 0.0 + im)
+        } else {
+            (lv - 0.0, 0.0 - im)
+        };
+        Ok(Spanned {
+            pos: start,
+            node: Node::Complex(re, im),
+        })
+    }
+
+    fn atom(&mut self) -> Result<Spanned, SerpentError> {
+        self.skip_ws(false);
+        let start = self.pos;
+        let Some(b) = self.peek() else {
+            return Err(self.unexpected("a value"));
+        };
+        match b {
+            b'(' => self.paren(),
+            b'[' => self.list(),
+            b'{' => self.brace(),
+            b'\'' | b'"' => self.strings(),
+            b'-' | b'+' => {
+                self.pos += 1;
+                self.skip_ws(false);
+                match self.peek() {
+                    Some(c) if c.is_ascii_digit() || c == b'.' => {}
+                    _ => return Err(self.unexpected("a number after the sign")),
+                }
+                let n = self.number()?;
+                let node = if b == b'+' {
+                    n.node
+                } else {
+                    match n.node {
+                        Node::Int(i) => match i.checked_neg() {
+                            Some(v) => Node::Int(v),
+                            None => Node::BigInt(-BigInt::from(i)),
+                        },
+                        Node::BigInt(v) => normalize_bigint(-v),
+                        Node::Float(f) => Node::Float(-f),
+                        Node::Complex(re, im) => Node::Complex(-re, -im),
+                        other => other,
+                    }
+                };
+                Ok(Spanned { pos: start, node })
+            }
+            b'0'..=b'9' => self.number(),
+            b'.' if matches!(self.peek_at(1), Some(b'0'..=b'9')) => self.number(),
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let mut end = self.pos;
+                while self.b.get(end).is_some_and(|&c| is_ident_byte(c)) {
+                    end += 1;
+                }
+                let ident = self.s.get(self.pos..end).unwrap_or("");
+                if matches!(self.b.get(end), Some(b'\'') | Some(b'"'))
+                    && string_prefix(ident).is_some()
+                {
+                    return self.strings();
+                }
+                let node = match ident {
+                    "None" => Node::None,
+                    "True" => Node::Bool(true),
+                    "False" => Node::Bool(false),
+                    "set" => {
+                        self.pos = end;
+                        self.skip_ws(false);
+                        if self.peek() == Some(b'(') {
+                            self.pos += 1;
+                            self.depth += 1;
+                            self.skip_ws(false);
+                            self.depth -= 1;
+                            if self.peek() == Some(b')') {
+                                self.pos += 1;
+                                return Ok(Spanned {
+                                    pos: start,
+                                    node: Node::Set(Vec::new()),
+                                });
+                            }
+                        }
+                        return Err(self.err_at(
+                            K::Syntax,
+                            "only the empty set() call is a literal",
+                            start,
+                        ));
+                    }
+                    _ => {
+                        return Err(self.err_at(
+                            K::Syntax,
+                            format!(
+                                "unknown name {ident:?}: serpent data may only contain literals \
+                                 (None, True, False, numbers, strings, containers)"
+                            ),
+                            start,
+                        ))
+                    }
+                };
+                self.pos = end;
+                Ok(Spanned { pos: start, node })
+            }
+            _ => Err(self.unexpected("a value")),
+        }
+    }
+
+    fn paren(&mut self) -> Result<Spanned, SerpentError> {
+        let start = self.pos;
+        self.enter()?;
+        self.pos += 1;
+        self.skip_ws(true);
+        if self.peek() == Some(b')') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(Spanned {
+                pos: start,
+                node: Node::Tuple(Vec::new()),
+            });
+        }
+        let first = self.expr()?;
+        self.skip_ws(true);
+        match self.peek() {
+            Some(b')') => {
+                // A parenthesized expression, not a tuple.
+                self.pos += 1;
+                self.depth -= 1;
+                return Ok(Spanned {
+                    pos: start,
+                    node: first.node,
+                });
+            }
+            Some(b',') => {}
+            _ => return Err(self.unexpected("',' or ')'")),
+        }
+        let mut items = vec![first];
+        loop {
+            // At a ','.
+            self.pos += 1;
+            self.skip_ws(true);
+            if self.peek() == Some(b')') {
+                break;
+            }
+            items.push(self.expr()?);
+            self.skip_ws(true);
+            match self.peek() {
+                Some(b',') => continue,
+                Some(b')') => break,
+                _ => return Err(self.unexpected("',' or ')'")),
+            }
+        }
+        self.pos += 1;
+        self.depth -= 1;
+        Ok(Spanned {
+            pos: start,
+            node: Node::Tuple(items),
+        })
+    }
+
+    fn list(&mut self) -> Result<Spanned, SerpentError> {
+        let start = self.pos;
+        self.enter()?;
+        self.pos += 1;
+        let mut items = Vec::new();
+        loop {
+            self.skip_ws(true);
+            if self.peek() == Some(b']') {
+                break;
+            }
+            items.push(self.expr()?);
+            self.skip_ws(true);
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => break,
+                _ => return Err(self.unexpected("',' or ']'")),
+            }
+        }
+        self.pos += 1;
+        self.depth -= 1;
+        Ok(Spanned {
+            pos: start,
+            node: Node::List(items),
+        })
+    }
+
+    fn check_hashable(&self, item: &Spanned, what: &str) -> Result<(), SerpentError> {
+        if item.node.hashable() {
+            Ok(())
+        } else {
+            Err(self.err_at(
+                K::Syntax,
+                format!(
+                    "unhashable {} as a {what} (Python refuses lists, dicts and sets there)",
+                    item.node.type_name()
+                ),
+                item.pos,
+            ))
+        }
+    }
+
+    fn brace(&mut self) -> Result<Spanned, SerpentError> {
+        let start = self.pos;
+        self.enter()?;
+        self.pos += 1;
+        self.skip_ws(true);
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(Spanned {
+                pos: start,
+                node: Node::Dict(Vec::new()),
+            });
+        }
+        let first = self.expr()?;
+        self.skip_ws(true);
+        let node = if self.peek() == Some(b':') {
+            self.check_hashable(&first, "dict key")?;
+            self.pos += 1;
+            let v = self.expr()?;
+            let mut entries = vec![(first, v)];
+            loop {
+                self.skip_ws(true);
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => break,
+                    _ => return Err(self.unexpected("',' or '}'")),
+                }
+                self.skip_ws(true);
+                if self.peek() == Some(b'}') {
+                    break;
+                }
+                let k = self.expr()?;
+                self.check_hashable(&k, "dict key")?;
+                self.skip_ws(true);
+                if self.peek() != Some(b':') {
+                    return Err(self.unexpected("':' after a dict key"));
+                }
+                self.pos += 1;
+                let v = self.expr()?;
+                entries.push((k, v));
+            }
+            Node::Dict(entries)
+        } else {
+            self.check_hashable(&first, "set member")?;
+            let mut items = vec![first];
+            loop {
+                self.skip_ws(true);
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => break,
+                    _ => return Err(self.unexpected("',' or '}'")),
+                }
+                self.skip_ws(true);
+                if self.peek() == Some(b'}') {
+                    break;
+                }
+                let item = self.expr()?;
+                self.check_hashable(&item, "set member")?;
+                items.push(item);
+            }
+            Node::Set(items)
+        };
+        self.pos += 1;
+        self.depth -= 1;
+        Ok(Spanned { pos: start, node })
+    }
+
+    /// A number literal without sign: int (decimal, 0x, 0o, 0b), float, or imaginary.
+    fn number(&mut self) -> Result<Spanned, SerpentError> {
+        let start = self.pos;
+        let radix = match (self.peek(), self.peek_at(1)) {
+            (Some(b'0'), Some(b'x' | b'X')) => 16,
+            (Some(b'0'), Some(b'o' | b'O')) => 8,
+            (Some(b'0'), Some(b'b' | b'B')) => 2,
+            _ => 10,
+        };
+        if radix != 10 {
+            self.pos += 2;
+            let mut digits = Vec::new();
+            while let Some(c) = self.peek() {
+                if c == b'_' {
+                    // A single `_` is allowed before each digit (also right after `0x`).
+                    let next_ok = self.peek_at(1).is_some_and(|d| (d as char).is_digit(radix));
+                    if !next_ok {
+                        return Err(
+                            self.err(K::BadNumber, "invalid number literal (misplaced '_')")
+                        );
+                    }
+                    self.pos += 1;
+                    continue;
+                }
+                if !(c as char).is_digit(radix) {
+                    break;
+                }
+                digits.push(c);
+                self.pos += 1;
+            }
+            if digits.is_empty() || self.peek().is_some_and(is_ident_byte) {
+                return Err(self.err_at(K::BadNumber, "invalid number literal", start));
+            }
+            let node = int_from_digits(&digits, radix)
+                .ok_or_else(|| self.err_at(K::BadNumber, "invalid number literal", start))?;
+            return Ok(Spanned { pos: start, node });
+        }
+        let mut text: Vec<u8> = Vec::new();
+        let int_digits = self.digit_run(&mut text)?;
+        let mut is_float = false;
+        if self.peek() == Some(b'.') {
+            is_float = true;
+            text.push(b'.');
+            self.pos += 1;
+            let frac = self.digit_run(&mut text)?;
+            if int_digits == 0 && frac == 0 {
+                return Err(self.err_at(K::BadNumber, "invalid number literal", start));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            let save = self.pos;
+            self.pos += 1;
+            let mut exp = vec![b'e'];
+            if let Some(sign @ (b'+' | b'-')) = self.peek() {
+                exp.push(sign);
+                self.pos += 1;
+            }
+            if self.digit_run(&mut exp)? == 0 {
+                self.pos = save;
+                return Err(self.err(K::BadNumber, "invalid decimal literal (bad exponent)"));
+            }
+            text.extend_from_slice(&exp);
+            is_float = true;
+        }
+        let imaginary = matches!(self.peek(), Some(b'j' | b'J'));
+        if imaginary {
+            self.pos += 1;
+        }
+        if self.peek().is_some_and(is_ident_byte) {
+            return Err(self.err(K::BadNumber, "invalid decimal literal"));
+        }
+        let text_str = std::str::from_utf8(&text).unwrap_or("");
+        if imaginary || is_float {
+            let v: f64 = text_str
+                .parse()
+                .map_err(|_| self.err_at(K::BadNumber, "invalid float literal", start))?;
+            let node = if imaginary {
+                Node::Complex(0.0, v)
+            } else {
+                Node::Float(v)
+            };
+            return Ok(Spanned { pos: start, node });
+        }
+        if text.len() > 1 && text.first() == Some(&b'0') && text.iter().any(|&c| c != b'0') {
+            return Err(self.err_at(
+                K::BadNumber,
+                "leading zeros in decimal integer literals are not permitted",
+                start,
+            ));
+        }
+        if text.len() > PY_INT_MAX_DIGITS {
+            return Err(self.err_at(
+                K::BadNumber,
+                format!(
+                    "integer literal with {} digits exceeds Python's limit of {PY_INT_MAX_DIGITS}",
+                    text.len()
+                ),
+                start,
+            ));
+        }
+        let node = int_from_digits(&text, 10)
+            .ok_or_else(|| self.err_at(K::BadNumber, "invalid integer literal", start))?;
+        Ok(Spanned { pos: start, node })
+    }
+
+    /// Decimal digits with single `_` separators between them; returns the digit count.
+    fn digit_run(&mut self, out: &mut Vec<u8>) -> Result<usize, SerpentError> {
+        let mut n = 0usize;
+        while let Some(c) = self.peek() {
+            if c.is_ascii_digit() {
+                out.push(c);
+                n += 1;
+                self.pos += 1;
+            } else if c == b'_' && n > 0 && matches!(self.peek_at(1), Some(b'0'..=b'9')) {
+                self.pos += 1;
+            } else if c == b'_' {
+                return Err(self.err(K::BadNumber, "invalid decimal literal (misplaced '_')"));
+            } else {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// One or more adjacent string literals (implicitly concatenated, as in Python).
+    fn strings(&mut self) -> Result<Spanned, SerpentError> {
+        let start = self.pos;
+        let (mut is_bytes, mut text, mut bytes) = (false, String::new(), Vec::new());
+        let mut first = true;
+        loop {
+            let lit_start = self.pos;
+            let mut end = self.pos;
+            while self.b.get(end).is_some_and(|c| c.is_ascii_alphabetic()) {
+                end += 1;
+            }
+            let prefix = self.s.get(self.pos..end).unwrap_or("");
+            let Some((raw, b)) = string_prefix(prefix) else {
+                return Err(self.err(K::Syntax, format!("unsupported string prefix {prefix:?}")));
+            };
+            if !first && b != is_bytes {
+                return Err(self.err_at(K::Syntax, "cannot mix bytes and str literals", lit_start));
+            }
+            is_bytes = b;
+            first = false;
+            self.pos = end;
+            self.literal(raw, b, &mut text, &mut bytes)?;
+            // Another literal directly after it?
+            self.skip_ws(false);
+            let mut p = self.pos;
+            while self.b.get(p).is_some_and(|c| c.is_ascii_alphabetic()) {
+                p += 1;
+            }
+            let next_prefix = self.s.get(self.pos..p).unwrap_or("");
+            let quote_follows = matches!(self.b.get(p), Some(b'\'' | b'"'));
+            if !(quote_follows && string_prefix(next_prefix).is_some()) {
+                break;
+            }
+        }
+        let node = if is_bytes {
+            Node::Bytes(bytes)
+        } else {
+            Node::Str(text)
+        };
+        Ok(Spanned { pos: start, node })
+    }
+
+    /// One quoted literal; `self.pos` is at the opening quote.
+    fn literal(
+        &mut self,
+        raw: bool,
+        is_bytes: bool,
+        text: &mut String,
+        bytes: &mut Vec<u8>,
+    ) -> Result<(), SerpentError> {
+        let start = self.pos;
+        let Some(q) = self.peek() else {
+            return Err(self.unexpected("a quote"));
+        };
+        let triple = self.peek_at(1) == Some(q) && self.peek_at(2) == Some(q);
+        self.pos += if triple { 3 } else { 1 };
+        let unterminated = |p: &Self| {
+            p.err_at(
+                K::UnterminatedString,
+                if triple {
+                    "unterminated triple-quoted string"
+                } else {
+                    "unterminated string literal (a raw newline ends it; write \\n)"
+                },
+                start,
+            )
+        };
+        let mut run = self.pos;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(unterminated(self));
+            };
+            if c != q && c != b'\\' && c != b'\n' && c != b'\r' && c < 0x80 {
+                self.pos += 1;
+                continue;
+            }
+            if c >= 0x80 {
+                if is_bytes {
+                    return Err(self.err(
+                        K::Syntax,
+                        "bytes literals may only contain ASCII characters (use \\x escapes)",
+                    ));
+                }
+                self.pos += 1;
+                continue;
+            }
+            // Flush the pending run.
+            self.flush(run, is_bytes, text, bytes);
+            match c {
+                _ if c == q => {
+                    if !triple {
+                        self.pos += 1;
+                        return Ok(());
+                    }
+                    if self.peek_at(1) == Some(q) && self.peek_at(2) == Some(q) {
+                        self.pos += 3;
+                        return Ok(());
+                    }
+                    self.pos += 1;
+                    push_char(q as char, is_bytes, text, bytes);
+                }
+                b'\n' | b'\r' => {
+                    if !triple {
+                        return Err(unterminated(self));
+                    }
+                    self.pos += 1;
+                    if c == b'\r' && self.peek() == Some(b'\n') {
+                        self.pos += 1;
+                    }
+                    push_char('\n', is_bytes, text, bytes);
+                }
+                _ => {
+                    // Backslash.
+                    if raw {
+                        // Kept as-is, but the next character cannot end the literal.
+                        let Some(next) = self.s.get(self.pos + 1..).and_then(|r| r.chars().next())
+                        else {
+                            return Err(unterminated(self));
+                        };
+                        if (next == '\n' || next == '\r') && !triple {
+                            // Backslash-newline inside a single-quoted raw string: kept.
+                        }
+                        if is_bytes && !next.is_ascii() {
+                            return Err(self.err(
+                                K::Syntax,
+                                "bytes literals may only contain ASCII characters",
+                            ));
+                        }
+                        push_char('\\', is_bytes, text, bytes);
+                        push_char(next, is_bytes, text, bytes);
+                        self.pos += 1 + next.len_utf8();
+                    } else {
+                        self.escape(is_bytes, text, bytes)?;
+                    }
+                }
+            }
+            run = self.pos;
+        }
+    }
+
+    fn flush(&self, run: usize, is_bytes: bool, text: &mut String, bytes: &mut Vec<u8>) {
+        if is_bytes {
+            bytes.extend_from_slice(self.b.get(run..self.pos).unwrap_or(&[]));
+        } else {
+            text.push_str(self.s.get(run..self.pos).unwrap_or(""));
+        }
+    }
+
+    fn hex_digits(&mut self, n: usize, esc_start: usize, name: &str) -> Result<u32, SerpentError> {
+        let mut v: u32 = 0;
+        for _ in 0..n {
+            let d = self
+                .peek()
+                .and_then(|c| (c as char).to_digit(16))
+                .ok_or_else(|| {
+                    self.err_at(
+                        K::BadEscape,
+                        format!("truncated {name} escape: it needs {n} hex digits"),
+                        esc_start,
+                    )
+                })?;
+            v = (v << 4) | d;
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    /// A backslash escape in a non-raw literal; `self.pos` is at the backslash.
+    fn escape(
+        &mut self,
+        is_bytes: bool,
+        text: &mut String,
+        bytes: &mut Vec<u8>,
+    ) -> Result<(), SerpentError> {
+        let esc_start = self.pos;
+        self.pos += 1;
+        let Some(c) = self.peek() else {
+            return Err(self.err_at(
+                K::UnterminatedString,
+                "unterminated string literal",
+                esc_start,
+            ));
+        };
+        self.pos += 1;
+        let simple = match c {
+            b'\n' => return Ok(()), // line continuation
+            b'\r' => {
+                if self.peek() == Some(b'\n') {
+                    self.pos += 1;
+                }
+                return Ok(());
+            }
+            b'\\' => Some('\\'),
+            b'\'' => Some('\''),
+            b'"' => Some('"'),
+            b'a' => Some('\x07'),
+            b'b' => Some('\x08'),
+            b'f' => Some('\x0c'),
+            b'n' => Some('\n'),
+            b'r' => Some('\r'),
+            b't' => Some('\t'),
+            b'v' => Some('\x0b'),
+            _ => None,
+        };
+        if let Some(ch) = simple {
+            push_char(ch, is_bytes, text, bytes);
+            return Ok(());
+        }
+        match c {
+            b'0'..=b'7' => {
+                let mut v = u32::from(c - b'0');
+                for _ in 0..2 {
+                    match self.peek() {
+                        Some(d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            self.pos += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                if is_bytes {
+                    bytes.push((v & 0xFF) as u8);
+                } else {
+                    text.push(char::from_u32(v).unwrap_or('\u{FFFD}'));
+                }
+            }
+            b'x' => {
+                let v = self.hex_digits(2, esc_start, "\\xXX")?;
+                if is_bytes {
+                    bytes.push((v & 0xFF) as u8);
+                } else {
+                    text.push(char::from_u32(v).unwrap_or('\u{FFFD}'));
+                }
+            }
+            b'u' | b'U' if !is_bytes => {
+                let (n, name) = if c == b'u' {
+                    (4, "\\uXXXX")
+                } else {
+                    (8, "\\UXXXXXXXX")
+                };
+                let v = self.hex_digits(n, esc_start, name)?;
+                if (0xD800..=0xDFFF).contains(&v) {
+                    return Err(self.err_at(
+                        K::UnsupportedEscape,
+                        format!(
+                            "lone surrogate \\u{v:04x}: Python allows it but a Rust string \
+                             cannot hold it"
+                        ),
+                        esc_start,
+                    ));
+                }
+                let ch = char::from_u32(v).ok_or_else(|| {
+                    self.err_at(
+                        K::BadEscape,
+                        format!("illegal Unicode character \\U{v:08x} (above U+10FFFF)"),
+                        esc_start,
+                    )
+                })?;
+                text.push(ch);
+            }
+            b'N' if !is_bytes => {
+                return Err(self.err_at(
+                    K::UnsupportedEscape,
+                    "\\N{...} named escapes are not supported; use \\u or \\U escapes",
+                    esc_start,
+                ));
+            }
+            _ => {
+                // Unknown escape: Python keeps the backslash and the character.
+                self.pos -= 1;
+                let Some(ch) = self.s.get(self.pos..).and_then(|r| r.chars().next()) else {
+                    return Err(self.err_at(
+                        K::UnterminatedString,
+                        "unterminated string literal",
+                        esc_start,
+                    ));
+                };
+                if is_bytes && !ch.is_ascii() {
+                    return Err(self.err(
+                        K::Syntax,
+                        "bytes literals may only contain ASCII characters",
+                    ));
+                }
+                push_char('\\', is_bytes, text, bytes);
+                push_char(ch, is_bytes, text, bytes);
+                self.pos += ch.len_utf8();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn push_char(c: char, is_bytes: bool, text: &mut String, bytes: &mut Vec<u8>) {
+    if is_bytes {
+        let mut buf = [0u8; 4];
+        bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    } else {
+        text.push(c);
+    }
+}
+
+/// `(raw, bytes)` for a valid str/bytes literal prefix, `None` otherwise (including f-strings).
+fn string_prefix(p: &str) -> Option<(bool, bool)> {
+    match p.to_ascii_lowercase().as_str() {
+        "" | "u" => Some((false, false)),
+        "r" => Some((true, false)),
+        "b" => Some((false, true)),
+        "br" | "rb" => Some((true, true)),
+        _ => None,
+    }
+}
+
+fn int_from_digits(digits: &[u8], radix: u32) -> Option<Node> {
+    let mut acc: i128 = 0;
+    let mut overflow = false;
+    for &d in digits {
+        let v = (d as char).to_digit(radix)?;
+        match acc
+            .checked_mul(i128::from(radix))
+            .and_then(|a| a.checked_add(i128::from(v)))
+        {
+            Some(a) => acc = a,
+            None => {
+                overflow = true;
+                break;
+            }
+        }
+    }
+    if !overflow {
+        return Some(Node::Int(acc));
+    }
+    BigInt::parse_bytes(digits, radix).map(normalize_bigint)
+}
+
+/// A BigInt that fits i128 becomes `Node::Int`.
+pub(crate) fn normalize_bigint(b: BigInt) -> Node {
+    match i128::try_from(&b) {
+        Ok(i) => Node::Int(i),
+        Err(_) => Node::BigInt(b),
+    }
+}
+
+fn bigint_to_f64(b: &BigInt) -> f64 {
+    use num_bigint::Sign;
+    // Correctly rounded conversion through the decimal text (rare path: huge ints in
+    // complex numbers only).
+    let s = b.to_str_radix(10);
+    let v: f64 = s.parse().unwrap_or(f64::INFINITY);
+    if b.sign() == Sign::Minus && v > 0.0 {
+        -v
+    } else {
+        v
+    }
+}
