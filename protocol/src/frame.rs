@@ -73,6 +73,7 @@ impl Header {
         if h.version != VERSION {
             return Err(ProtocolError::UnsupportedVersion { version: h.version });
         }
+        let rule = h.check_kind_flags()?;
         for offset in [9, 22, 23] {
             if b[offset] != 0 {
                 return Err(ProtocolError::ReservedNotZero {
@@ -81,12 +82,17 @@ impl Header {
                 });
             }
         }
-        h.check()?;
+        h.check_fields(rule)?;
         Ok(h)
     }
 
     /// Checks kind, flags and the per-kind field rules (SPEC §3 table).
     pub(crate) fn check(&self) -> Result<(), ProtocolError> {
+        let rule = self.check_kind_flags()?;
+        self.check_fields(rule)
+    }
+
+    fn check_kind_flags(&self) -> Result<Rule, ProtocolError> {
         let rule = Rule::of(self.kind).ok_or(ProtocolError::UnknownKind { kind: self.kind })?;
         let bad_flags = Flags(self.flags.0 & !rule.flags.0);
         if bad_flags.0 != 0 {
@@ -95,6 +101,10 @@ impl Header {
                 flags: bad_flags,
             });
         }
+        Ok(rule)
+    }
+
+    fn check_fields(&self, rule: Rule) -> Result<(), ProtocolError> {
         let kind = self.kind;
         let bad = |field, problem| {
             Err(ProtocolError::BadField {
