@@ -6,10 +6,15 @@
 //!   cargo tests and the `wirecall conformance` command.
 //! * [`golden`]: wirecall's own golden vectors (`vectors/codecs/<codec>.json`).
 //! * [`interop`]: the seeded value generator and the Python cross-check driver.
+//! * [`codec`]: encode/decode by codec id, the entry points the runners use.
 
+pub mod codec;
+pub mod golden;
+pub mod interop;
 pub mod json;
 pub mod notation;
 mod report;
+pub mod suites;
 
 pub use report::SuiteReport;
 

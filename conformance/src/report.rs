@@ -17,6 +17,8 @@ pub struct SuiteReport {
     pub failures: Vec<String>,
     /// One line per skipped case (or group of cases): which and why.
     pub skips: Vec<String>,
+    /// Extra figures worth printing (not counted), e.g. sub-totals.
+    pub notes: Vec<String>,
 }
 
 impl SuiteReport {
@@ -61,6 +63,7 @@ impl SuiteReport {
         self.skipped += other.skipped;
         self.failures.extend(other.failures);
         self.skips.extend(other.skips);
+        self.notes.extend(other.notes);
     }
 
     /// True when nothing failed.

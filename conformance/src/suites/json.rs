@@ -1,0 +1,182 @@
+//! JSON: nst/JSONTestSuite (parser verdicts) and nativejson-benchmark (round trips and the
+//! json.org JSON_checker files), run through wirecall's json codec.
+
+use std::path::Path;
+
+use wirecall_codecs::{CodecId, Value};
+
+use super::{list_files, read_bytes};
+use crate::{codec, notation, SuiteReport};
+
+/// The checked-in `i_` verdicts (`accept <file>` / `reject <file>` lines).
+const I_EXPECTATIONS: &str = include_str!("../../expectations/json-test-suite-i.txt");
+
+/// The known serde_json exponent style: it always writes `e+NNN`, where the round-trip file
+/// has `eNNN` (nativejson roundtrip27, `[1.7976931348623157e308]`).
+fn is_plus_exponent_variant(expected: &[u8], got: &[u8]) -> bool {
+    let (Ok(e), Ok(g)) = (std::str::from_utf8(expected), std::str::from_utf8(got)) else {
+        return false;
+    };
+    e.contains('e') && !e.contains("e+") && !e.contains("e-") && e.replace('e', "e+") == g
+}
+
+/// True when `bytes` is `[NaN]`, `[Infinity]` or `[-Infinity]` and `value` is that float:
+/// the only non-RFC input the json codec accepts on purpose.
+fn is_python_nan_token(bytes: &[u8], value: &Value) -> bool {
+    let want = match bytes.trim_ascii() {
+        b"[NaN]" => f64::NAN,
+        b"[Infinity]" => f64::INFINITY,
+        b"[-Infinity]" => f64::NEG_INFINITY,
+        _ => return false,
+    };
+    matches!(value, Value::List(items) if matches!(items.as_slice(), [Value::Float(f)] if notation::same(&Value::Float(*f), &Value::Float(want))))
+}
+
+/// Runs nst/JSONTestSuite: every `y_` file must decode, every `n_` file must be rejected, and
+/// every `i_` file must behave as recorded in `expectations/json-test-suite-i.txt`.
+pub fn run_json_test_suite(vectors_dir: &Path) -> SuiteReport {
+    let mut report = SuiteReport::new("json-test-suite");
+    let dir = vectors_dir.join("json-test-suite/test_parsing");
+    let files = match list_files(&dir, "json") {
+        Ok(files) => files,
+        Err(e) => {
+            report.fail(e);
+            return report;
+        }
+    };
+    let expectations: Vec<(&str, &str)> = I_EXPECTATIONS
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = match read_bytes(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                report.fail(e);
+                continue;
+            }
+        };
+        let result = codec::decode(CodecId::JSON, &bytes);
+        let accepted = result.is_ok();
+        if name.starts_with("y_") {
+            report.check(accepted, || {
+                format!(
+                    "{name}: must be accepted, was rejected: {}",
+                    result.err().map(|e| e.to_string()).unwrap_or_default()
+                )
+            });
+        } else if name.starts_with("n_") {
+            match &result {
+                Ok(v) if is_python_nan_token(&bytes, v) => report.skip(format!(
+                    "{name}: accepted as {}: the json codec's dynamic path deliberately reads Python's \
+                     NaN/Infinity/-Infinity tokens (documented in wirecall-codecs' json module), beyond RFC 8259",
+                    notation::print(v)
+                )),
+                _ => report.check(!accepted, || format!("{name}: must be rejected, was accepted")),
+            }
+        } else if name.starts_with("i_") {
+            let got = if accepted { "accept" } else { "reject" };
+            match expectations.iter().find(|(_, file)| *file == name) {
+                Some((want, _)) => report.check(*want == got, || {
+                    format!(
+                        "{name}: expectations/json-test-suite-i.txt says {want}, the json codec now does {got}; \
+                         if the change is intended, update the list"
+                    )
+                }),
+                None => report.fail(format!(
+                    "{name}: not in expectations/json-test-suite-i.txt; add the line `{got} {name}`"
+                )),
+            }
+        } else {
+            report.skip(format!(
+                "{name}: no y_/n_/i_ prefix, so no verdict to check"
+            ));
+        }
+    }
+    report
+}
+
+/// Runs nativejson-benchmark: every `roundtrip*.json` must decode and re-encode byte for byte;
+/// every JSON_checker `pass*` file must decode and every `fail*` file must be rejected, except
+/// the two `_EXCLUDE` files, which RFC 8259 makes valid (a top-level scalar; 20 levels of
+/// nesting) and which must therefore be accepted.
+pub fn run_nativejson(vectors_dir: &Path) -> SuiteReport {
+    let mut report = SuiteReport::new("json-nativejson-benchmark");
+    let base = vectors_dir.join("json-nativejson-benchmark/data");
+    match list_files(&base.join("roundtrip"), "json") {
+        Ok(files) => {
+            for path in files {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let bytes = match read_bytes(&path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.fail(e);
+                        continue;
+                    }
+                };
+                let expected = bytes.trim_ascii_end();
+                let out = codec::decode(CodecId::JSON, expected)
+                    .and_then(|v| codec::encode(CodecId::JSON, &v));
+                match out {
+                    Ok(got) if got == expected => report.pass(),
+                    Ok(got) if is_plus_exponent_variant(expected, &got) => report.skip(format!(
+                        "roundtrip/{name}: the json codec writes the exponent as `e+NNN` ({}) where the file has `eNNN` \
+                         ({}); both denote the same f64 and the codec keeps serde_json's (and Python's) float style",
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(expected)
+                    )),
+                    Ok(got) => report.fail(format!(
+                        "roundtrip/{name}: expected {} got {}",
+                        String::from_utf8_lossy(expected),
+                        String::from_utf8_lossy(&got)
+                    )),
+                    Err(e) => report.fail(format!("roundtrip/{name}: {e}")),
+                }
+            }
+        }
+        Err(e) => report.fail(e),
+    }
+    match list_files(&base.join("jsonchecker"), "json") {
+        Ok(files) => {
+            for path in files {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let bytes = match read_bytes(&path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.fail(e);
+                        continue;
+                    }
+                };
+                let result = codec::decode(CodecId::JSON, &bytes);
+                let must_accept = name.starts_with("pass") || name.contains("_EXCLUDE");
+                if must_accept {
+                    report.check(result.is_ok(), || {
+                        format!(
+                            "jsonchecker/{name}: must be accepted: {}",
+                            result.err().map(|e| e.to_string()).unwrap_or_default()
+                        )
+                    });
+                } else if name.starts_with("fail") {
+                    report.check(result.is_err(), || {
+                        format!("jsonchecker/{name}: must be rejected, was accepted")
+                    });
+                } else {
+                    report.skip(format!("jsonchecker/{name}: neither pass nor fail"));
+                }
+            }
+        }
+        Err(e) => report.fail(e),
+    }
+    report
+}

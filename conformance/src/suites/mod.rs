@@ -1,0 +1,114 @@
+//! Runners over the public vector suites. Each `run_<suite>(vectors_dir)` returns a
+//! [`SuiteReport`](crate::SuiteReport); `vectors_dir` is the folder holding the suite folders
+//! (see [`default_vectors_dir`](crate::default_vectors_dir)).
+
+mod bincode;
+mod cbor;
+mod json;
+mod msgpack;
+mod serpent;
+
+use std::path::{Path, PathBuf};
+
+pub use self::bincode::{run_bincode, STANDARD_COLUMN};
+pub use self::cbor::run_cbor;
+pub use self::json::{run_json_test_suite, run_nativejson};
+pub use self::msgpack::run_msgpack;
+pub use self::serpent::run_serpent;
+
+use crate::SuiteReport;
+
+/// The names accepted by [`run_suite`], in the order [`run_all`] runs them.
+pub const SUITES: [&str; 7] = [
+    "json-test-suite",
+    "json-nativejson-benchmark",
+    "msgpack-test-suite",
+    "cbor-wg-test-vectors",
+    "serpent",
+    "bincode",
+    "golden",
+];
+
+/// Stack for the suite threads: the deepest vectors nest about 500 levels and every
+/// decoder, comparison and printer on the way is recursive.
+const SUITE_STACK: usize = 256 << 20;
+
+/// Runs one suite by name (see [`SUITES`]); `None` for an unknown name. The `golden` suite
+/// reads this crate's own vectors and ignores `vectors_dir`. The suite runs on its own thread
+/// with a large stack (deeply nested vectors); a panic inside it is reported as a failure.
+pub fn run_suite(name: &str, vectors_dir: &Path) -> Option<SuiteReport> {
+    if !SUITES.contains(&name) {
+        return None;
+    }
+    let owned_name = name.to_owned();
+    let dir = vectors_dir.to_owned();
+    let joined = std::thread::Builder::new()
+        .name(format!("suite {name}"))
+        .stack_size(SUITE_STACK)
+        .spawn(move || run_suite_here(&owned_name, &dir))
+        .map_err(|e| e.to_string())
+        .and_then(|h| h.join().map_err(|_| "the suite panicked".to_string()));
+    Some(match joined {
+        Ok(Some(report)) => report,
+        Ok(None) => return None,
+        Err(e) => {
+            let mut r = SuiteReport::new(name);
+            r.fail(format!("{name}: {e}"));
+            r
+        }
+    })
+}
+
+fn run_suite_here(name: &str, vectors_dir: &Path) -> Option<SuiteReport> {
+    Some(match name {
+        "json-test-suite" => run_json_test_suite(vectors_dir),
+        "json-nativejson-benchmark" => run_nativejson(vectors_dir),
+        "msgpack-test-suite" => run_msgpack(vectors_dir),
+        "cbor-wg-test-vectors" => run_cbor(vectors_dir),
+        "serpent" => run_serpent(vectors_dir),
+        "bincode" => run_bincode(vectors_dir),
+        "golden" => crate::golden::run_golden(&crate::own_vectors_dir()),
+        _ => return None,
+    })
+}
+
+/// Runs every suite in [`SUITES`] order.
+pub fn run_all(vectors_dir: &Path) -> Vec<SuiteReport> {
+    SUITES
+        .iter()
+        .filter_map(|name| run_suite(name, vectors_dir))
+        .collect()
+}
+
+/// Reads a file as bytes, with an error that names it.
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (set WIRECALL_VECTORS to the folder holding the suites)",
+            path.display()
+        )
+    })
+}
+
+/// Reads a UTF-8 text file, with an error that names it.
+pub(crate) fn read_text(path: &Path) -> Result<String, String> {
+    let bytes = read_bytes(path)?;
+    String::from_utf8(bytes).map_err(|e| format!("{} is not UTF-8: {e}", path.display()))
+}
+
+/// The files in `dir` ending in `.ext`, sorted by name.
+pub(crate) fn list_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "cannot list {}: {e} (set WIRECALL_VECTORS to the folder holding the suites)",
+            dir.display()
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    files.sort();
+    Ok(files)
+}
