@@ -1,0 +1,1222 @@
+//! The client side: proxies, connections, remote functions and call builders.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+use wirecall_protocol as proto;
+use wirecall_transport::{Address, Stream};
+
+use crate::args::{ArgList, KwList, MapOf, SeqOf};
+use crate::codec::{self, from_wire, to_wire};
+use crate::config;
+use crate::error::{Error, Fault, FaultKind};
+use crate::io::{write_frames, writer_loop};
+use crate::provider::{full_name, getter_route, setter_route, Metadata};
+use crate::server::DAEMON_PROVIDER_ID;
+use crate::CodecId;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long connecting (TCP/unix connect plus handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A reply as the connection reader hands it to the waiting call.
+enum Resp {
+    Value(CodecId, Bytes),
+    Fault(Fault),
+}
+
+type Waiter = oneshot::Sender<Result<Resp, Error>>;
+
+struct Pending {
+    waiters: HashMap<u64, Waiter>,
+    /// Set once the connection is gone; new calls fail with it.
+    closed: Option<Error>,
+}
+
+/// One live connection to a server: a writer task, a reader task, and the calls waiting.
+struct ClientConn {
+    tx: mpsc::UnboundedSender<proto::Frame>,
+    pending: Arc<Mutex<Pending>>,
+    next_id: AtomicU64,
+    default_codec: CodecId,
+    accepted: Vec<CodecId>,
+    address: String,
+}
+
+impl ClientConn {
+    fn is_closed(&self) -> bool {
+        lock(&self.pending).closed.is_some() || self.tx.is_closed()
+    }
+
+    async fn connect(address: &Address, preferred: &[CodecId]) -> Result<ClientConn, Error> {
+        let url = address.to_string();
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, Stream::connect(address))
+            .await
+            .map_err(|_| Error::transport(&url, "connect timed out"))?
+            .map_err(|e| Error::transport(&url, e))?;
+        let (mut rd, mut wr) = stream.into_split();
+        let mut codecs: Vec<proto::CodecId> = preferred.iter().map(|c| to_wire(*c)).collect();
+        for c in CodecId::BUILTIN {
+            if !preferred.contains(&c) {
+                codecs.push(to_wire(c));
+            }
+        }
+        let hello = proto::Frame::Hello(proto::Hello {
+            versions: vec![proto::VERSION],
+            codecs: codecs.clone(),
+            limits: proto::Limits::default(),
+        });
+        write_frames(&mut wr, &[hello])
+            .await
+            .map_err(|e| Error::transport(&url, e))?;
+        let mut decoder = proto::FrameDecoder::new(proto::Limits::default());
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let welcome = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(proto::Frame::Welcome(w))) => return Ok(w),
+                    Ok(Some(proto::Frame::Refuse(r))) => {
+                        let accepted: Vec<String> = r
+                            .accepted
+                            .iter()
+                            .map(|c| from_wire(*c).to_string())
+                            .collect();
+                        return Err(if r.code == proto::ErrorCode::NO_COMMON_CODEC {
+                            Error::NoCommonCodec {
+                                offered: codecs.iter().map(|c| from_wire(*c).to_string()).collect(),
+                                accepted,
+                            }
+                        } else if r.code == proto::ErrorCode::SHUTTING_DOWN {
+                            Error::ShuttingDown { message: r.message }
+                        } else {
+                            Error::protocol(format!(
+                                "the server refused the connection: {}",
+                                r.message
+                            ))
+                        });
+                    }
+                    Ok(Some(proto::Frame::GoAway(g))) => {
+                        return Err(Error::protocol(format!(
+                            "the server closed the connection during the handshake: {}",
+                            g.message
+                        )))
+                    }
+                    Ok(Some(other)) => {
+                        return Err(Error::protocol(format!(
+                            "expected WELCOME, got {:?}",
+                            other.kind()
+                        )))
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(Error::protocol(e.to_string())),
+                }
+                match rd.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        return Err(Error::transport(
+                            &url,
+                            "the server closed the connection during the handshake",
+                        ))
+                    }
+                    Err(e) => return Err(Error::transport(&url, e)),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::transport(&url, "handshake timed out"))??;
+        decoder.set_limits(proto::Limits::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(Mutex::new(Pending {
+            waiters: HashMap::new(),
+            closed: None,
+        }));
+        tokio::spawn(writer_loop(wr, rx, Some));
+        tokio::spawn(reader_loop(rd, decoder, buf, pending.clone(), url.clone()));
+        Ok(ClientConn {
+            tx,
+            pending,
+            next_id: AtomicU64::new(1),
+            default_codec: from_wire(welcome.codec),
+            accepted: welcome.accepted.iter().map(|c| from_wire(*c)).collect(),
+            address: url,
+        })
+    }
+}
+
+fn fail_all(pending: &Mutex<Pending>, err: Error) {
+    let waiters: Vec<Waiter> = {
+        let mut p = lock(pending);
+        if p.closed.is_none() {
+            p.closed = Some(err.clone());
+        }
+        p.waiters.drain().map(|(_, w)| w).collect()
+    };
+    for w in waiters {
+        let _ = w.send(Err(err.clone()));
+    }
+}
+
+async fn reader_loop(
+    mut rd: wirecall_transport::ReadHalf,
+    mut decoder: proto::FrameDecoder,
+    mut buf: BytesMut,
+    pending: Arc<Mutex<Pending>>,
+    url: String,
+) {
+    let end = loop {
+        let mut stop = None;
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    if let Some(e) = on_frame(frame, &pending) {
+                        stop = Some(e);
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    stop = Some(Error::protocol(format!("bad frame from the server: {e}")));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = stop {
+            break e;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => break Error::transport(&url, "the server closed the connection"),
+            Err(e) => break Error::transport(&url, e),
+            Ok(_) => {}
+        }
+    };
+    fail_all(&pending, end);
+}
+
+/// Handles one frame from the server; returns an error to stop reading.
+fn on_frame(frame: proto::Frame, pending: &Mutex<Pending>) -> Option<Error> {
+    match frame {
+        proto::Frame::Reply(r) => {
+            if let Some(w) = lock(pending).waiters.remove(&r.request_id.0) {
+                let _ = w.send(Ok(Resp::Value(from_wire(r.codec), r.result)));
+            }
+            None
+        }
+        proto::Frame::Error(e) => {
+            if let Some(w) = lock(pending).waiters.remove(&e.request_id.0) {
+                let _ = w.send(Ok(Resp::Fault(fault_from_body(e.body))));
+            }
+            None
+        }
+        proto::Frame::GoAway(g) => {
+            // Calls above the last id were not processed and never will be.
+            let err = Error::ShuttingDown {
+                message: g.message.clone(),
+            };
+            let refused: Vec<Waiter> = {
+                let mut p = lock(pending);
+                p.closed = Some(err.clone());
+                let ids: Vec<u64> = p
+                    .waiters
+                    .keys()
+                    .copied()
+                    .filter(|id| *id > g.last_request_id.0)
+                    .collect();
+                ids.iter().filter_map(|id| p.waiters.remove(id)).collect()
+            };
+            for w in refused {
+                let _ = w.send(Err(err.clone()));
+            }
+            if g.code == proto::ErrorCode::NO_ERROR {
+                None
+            } else {
+                Some(Error::protocol(format!(
+                    "the server closed the connection: {}",
+                    g.message
+                )))
+            }
+        }
+        proto::Frame::Ping(_) | proto::Frame::Pong(_) => None,
+        other => Some(Error::protocol(format!(
+            "unexpected {:?} frame from the server",
+            other.kind()
+        ))),
+    }
+}
+
+fn fault_from_body(body: proto::ErrorBody) -> Fault {
+    let kind = match body.code {
+        proto::ErrorCode::APPLICATION_ERROR => FaultKind::Application,
+        proto::ErrorCode::BAD_ARGUMENTS => FaultKind::BadArguments,
+        proto::ErrorCode::UNKNOWN_PROVIDER => FaultKind::UnknownProvider,
+        proto::ErrorCode::UNKNOWN_METHOD => FaultKind::UnknownMethod,
+        proto::ErrorCode::CODEC_REFUSED => FaultKind::CodecRefused,
+        proto::ErrorCode::DEADLINE_EXCEEDED | proto::ErrorCode::TIMEOUT => {
+            FaultKind::DeadlineExceeded
+        }
+        proto::ErrorCode::SHUTTING_DOWN => FaultKind::ShuttingDown,
+        proto::ErrorCode::PERMISSION_DENIED => FaultKind::PermissionDenied,
+        proto::ErrorCode::TOO_MANY_IN_FLIGHT => FaultKind::Busy,
+        _ => FaultKind::Internal,
+    };
+    let mut names = Vec::new();
+    let mut trace = body.trace;
+    if let Some(rest) = trace.strip_prefix(config::EXPOSED_MARKER) {
+        names = rest
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        trace = String::new();
+    }
+    if kind == FaultKind::CodecRefused {
+        names = body
+            .accepted
+            .iter()
+            .map(|c| from_wire(*c).to_string())
+            .collect();
+    }
+    Fault {
+        kind,
+        type_name: body.type_name,
+        message: body.message,
+        trace,
+        names,
+    }
+}
+
+/// Removes a call from the pending map and sends CANCEL if the caller stops waiting.
+struct CallGuard<'a> {
+    conn: &'a ClientConn,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let was_pending = lock(&self.conn.pending).waiters.remove(&self.id).is_some();
+            if was_pending {
+                let _ = self
+                    .conn
+                    .tx
+                    .send(proto::Frame::Cancel(proto::RequestId(self.id)));
+            }
+        }
+    }
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Default)]
+struct CallOpts {
+    codec: Option<CodecId>,
+    timeout: Option<Duration>,
+    annotations: Vec<(String, Vec<u8>)>,
+}
+
+struct ProxyShared {
+    target: Result<Address, String>,
+    uri: String,
+    service: Option<String>,
+    provider_id: Option<u16>,
+    preferred: Vec<CodecId>,
+    conn: Mutex<Option<Arc<ClientConn>>>,
+    connecting: tokio::sync::Mutex<()>,
+    meta: Mutex<Option<Arc<Metadata>>>,
+}
+
+/// A handle to a remote server: lazy connection, per-proxy codec and timeout.
+///
+/// Clones are cheap and share one connection, which carries many calls at once from any
+/// number of tasks; the connection closes when the last clone is dropped. Each clone may
+/// carry its own codec and timeout ([`Proxy::codec`], [`Proxy::timeout`]).
+///
+/// URIs: a bare address (`tcp://127.0.0.1:4000`, `unix:///tmp/s.sock`), or
+/// `service@address`, or `service:provider_id@address` to bind a service name and provider
+/// id for [`Proxy::call`].
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<ProxyShared>,
+    opts: CallOpts,
+    validate: bool,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("uri", &self.shared.uri)
+            .field("codec", &self.opts.codec)
+            .field("timeout", &self.opts.timeout)
+            .finish()
+    }
+}
+
+/// Splits `service[:provider_id]@address`.
+fn parse_uri(uri: &str) -> Result<(Option<String>, Option<u16>, Address), Error> {
+    let uri = uri.trim();
+    let (prefix, addr) = match uri.find('@') {
+        Some(at) if !uri[..at].contains("://") => (Some(&uri[..at]), &uri[at + 1..]),
+        _ => (None, uri),
+    };
+    let address: Address = addr.parse().map_err(|e| {
+        Error::config(format!(
+            "bad address `{addr}` in `{uri}`: {e} (expected tcp://host:port, unix:///path or mem://name, optionally prefixed by service@ or service:provider_id@)"
+        ))
+    })?;
+    let (service, provider_id) = match prefix {
+        None => (None, None),
+        Some(p) => match p.split_once(':') {
+            Some((s, id)) => {
+                let id: u16 = id.parse().map_err(|_| {
+                    Error::config(format!(
+                        "bad provider id `{id}` in `{uri}`: expected a number 0-65534"
+                    ))
+                })?;
+                (Some(s.to_string()), Some(id))
+            }
+            None => (Some(p.to_string()), None),
+        },
+    };
+    Ok((service.filter(|s| !s.is_empty()), provider_id, address))
+}
+
+impl Proxy {
+    /// A proxy for `uri`; connects on first use (or on [`Proxy::connect`]).
+    ///
+    /// The default codec is `WIRECALL_CODEC` if set, else the first codec the server
+    /// accepts from the client's preference list.
+    pub fn new(uri: &str) -> Result<Proxy, Error> {
+        let (service, provider_id, address) = parse_uri(uri)?;
+        let env_codec = config::codec_from_env()?;
+        Ok(Proxy::build(
+            Ok(address),
+            uri,
+            service,
+            provider_id,
+            env_codec,
+        ))
+    }
+
+    fn build(
+        target: Result<Address, String>,
+        uri: &str,
+        service: Option<String>,
+        provider_id: Option<u16>,
+        env_codec: Option<CodecId>,
+    ) -> Proxy {
+        Proxy {
+            shared: Arc::new(ProxyShared {
+                target,
+                uri: uri.to_string(),
+                service,
+                provider_id,
+                preferred: env_codec.into_iter().collect(),
+                conn: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                meta: Mutex::new(None),
+            }),
+            opts: CallOpts {
+                codec: env_codec,
+                ..CallOpts::default()
+            },
+            validate: false,
+        }
+    }
+
+    /// A proxy that reports `err` on first use (for conversions that cannot fail).
+    fn broken(uri: &str, err: String) -> Proxy {
+        Proxy::build(Err(err), uri, None, None, None)
+    }
+
+    /// A clone that encodes calls with `codec` (sharing the connection).
+    #[must_use]
+    pub fn codec(mut self, codec: CodecId) -> Proxy {
+        self.opts.codec = Some(codec);
+        self
+    }
+
+    /// A clone whose calls time out after `timeout`; the deadline travels with each call and
+    /// the server drops work whose deadline passed.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Proxy {
+        self.opts.timeout = Some(timeout);
+        self
+    }
+
+    /// A clone that sends a user annotation with every call.
+    #[must_use]
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Proxy {
+        self.opts.annotations.push((key.into(), value.into()));
+        self
+    }
+
+    /// A clone that checks method names against the server's metadata before sending
+    /// (Pyro's local check): unknown names fail with `NoSuchMethod` without a round trip.
+    #[must_use]
+    pub fn validated(mut self) -> Proxy {
+        self.validate = true;
+        self
+    }
+
+    /// The URI the proxy was made from.
+    pub fn uri(&self) -> &str {
+        &self.shared.uri
+    }
+
+    /// The service name bound in the URI, if any.
+    pub fn service(&self) -> Option<&str> {
+        self.shared.service.as_deref()
+    }
+
+    /// The provider id bound in the URI, if any.
+    pub fn provider_id(&self) -> Option<u16> {
+        self.shared.provider_id
+    }
+
+    /// The codec this proxy sets explicitly, if any (else the negotiated default is used).
+    pub fn codec_override(&self) -> Option<CodecId> {
+        self.opts.codec
+    }
+
+    /// Connects now (otherwise the first call connects).
+    pub async fn connect(&self) -> Result<(), Error> {
+        self.conn().await.map(|_| ())
+    }
+
+    /// The codec calls use: the override, or the one negotiated at connect.
+    pub async fn effective_codec(&self) -> Result<CodecId, Error> {
+        match self.opts.codec {
+            Some(c) => Ok(c),
+            None => Ok(self.conn().await?.default_codec),
+        }
+    }
+
+    /// The codecs the server said it accepts (connects if needed).
+    pub async fn server_accepted(&self) -> Result<Vec<CodecId>, Error> {
+        Ok(self.conn().await?.accepted.clone())
+    }
+
+    /// Whether the shared connection is up.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.shared.conn)
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
+    }
+
+    async fn conn(&self) -> Result<Arc<ClientConn>, Error> {
+        if let Some(c) = lock(&self.shared.conn).as_ref() {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let _g = self.shared.connecting.lock().await;
+        if let Some(c) = lock(&self.shared.conn).as_ref() {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let address = self
+            .shared
+            .target
+            .as_ref()
+            .map_err(|e| Error::config(e.clone()))?;
+        let c = Arc::new(ClientConn::connect(address, &self.shared.preferred).await?);
+        *lock(&self.shared.conn) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Sends one call with already-encoded arguments and returns the encoded result.
+    ///
+    /// `args` is the codec's encoding of the positional arguments as one sequence; `kwargs`
+    /// the encoding of a map from parameter name to value, or empty. Returns `None` for a
+    /// oneway call.
+    pub async fn call_raw(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: Bytes,
+        kwargs: Bytes,
+        oneway: bool,
+    ) -> Result<Option<(CodecId, Bytes)>, Error> {
+        let method = proto::Method::new(Bytes::copy_from_slice(method.as_bytes()))
+            .map_err(|e| Error::config(format!("bad method name `{method}`: {e}")))?;
+        let conn = self.conn().await?;
+        self.send(
+            &conn,
+            provider_id,
+            method,
+            codec,
+            args,
+            kwargs,
+            oneway,
+            &self.opts,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        conn: &ClientConn,
+        provider_id: u16,
+        method: proto::Method,
+        codec: CodecId,
+        args: Bytes,
+        kwargs: Bytes,
+        oneway: bool,
+        opts: &CallOpts,
+    ) -> Result<Option<(CodecId, Bytes)>, Error> {
+        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let annotations = if opts.timeout.is_none() && opts.annotations.is_empty() {
+            proto::Annotations::new()
+        } else {
+            let mut b = proto::Annotations::builder();
+            if let Some(t) = opts.timeout {
+                b = b.deadline(t);
+            }
+            for (k, v) in &opts.annotations {
+                b = b
+                    .insert(k, v)
+                    .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
+            }
+            b.build()
+        };
+        let method_name = method.as_str().to_string();
+        let frame = proto::Frame::Call(proto::Call {
+            request_id: proto::RequestId(id),
+            provider: proto::ProviderId(provider_id),
+            codec: to_wire(codec),
+            oneway,
+            method,
+            annotations,
+            args,
+            kwargs,
+            attachment: Bytes::new(),
+        });
+        if oneway {
+            return conn
+                .tx
+                .send(frame)
+                .map(|_| None)
+                .map_err(|_| Error::transport(&conn.address, "the connection is closed"));
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = lock(&conn.pending);
+            if let Some(e) = &p.closed {
+                return Err(e.clone());
+            }
+            p.waiters.insert(id, tx);
+        }
+        let mut guard = CallGuard {
+            conn,
+            id,
+            armed: true,
+        };
+        if conn.tx.send(frame).is_err() {
+            return Err(Error::transport(&conn.address, "the connection is closed"));
+        }
+        let r = match opts.timeout {
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(r) => r,
+                Err(_) => return Err(Error::Timeout { after: t }),
+            },
+            None => rx.await,
+        };
+        guard.armed = false;
+        match r {
+            Ok(Ok(Resp::Value(c, b))) => Ok(Some((c, b))),
+            Ok(Ok(Resp::Fault(f))) => {
+                let mut e = f.into_error(provider_id, &method_name);
+                if let (Error::Timeout { after }, Some(t)) = (&mut e, opts.timeout) {
+                    *after = t;
+                }
+                Err(e)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::transport(&conn.address, "the connection closed")),
+        }
+    }
+
+    /// Encodes and sends a call, decodes the result.
+    async fn invoke<A: ArgList, K: KwList, R: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        method: proto::Method,
+        args: &A,
+        kwargs: &K,
+        oneway: bool,
+        opts: &CallOpts,
+    ) -> Result<Option<R>, Error> {
+        if self.validate {
+            self.check_method(provider_id, method.as_str()).await?;
+        }
+        self.invoke_unchecked(provider_id, method, args, kwargs, oneway, opts)
+            .await
+    }
+
+    /// [`Proxy::invoke`] without the local metadata check.
+    async fn invoke_unchecked<A: ArgList, K: KwList, R: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        method: proto::Method,
+        args: &A,
+        kwargs: &K,
+        oneway: bool,
+        opts: &CallOpts,
+    ) -> Result<Option<R>, Error> {
+        let conn = self.conn().await?;
+        let codec = opts.codec.unwrap_or(conn.default_codec);
+        let mut out = Vec::with_capacity(64);
+        codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
+            message: format!("encoding the arguments with {codec}: {e}"),
+        })?;
+        let args = Bytes::from(out);
+        let kwargs = if K::LEN == 0 {
+            Bytes::new()
+        } else {
+            let mut out = Vec::with_capacity(64);
+            codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
+                message: format!("encoding the keyword arguments with {codec}: {e}"),
+            })?;
+            Bytes::from(out)
+        };
+        match self
+            .send(
+                &conn,
+                provider_id,
+                method,
+                codec,
+                args,
+                kwargs,
+                oneway,
+                opts,
+            )
+            .await?
+        {
+            None => Ok(None),
+            Some((c, body)) => {
+                let limits = wirecall_codecs::Limits::default().with_max_input(usize::MAX);
+                codec::decode::<R>(c, &body, &limits)
+                    .map(Some)
+                    .map_err(|e| Error::Codec {
+                        message: format!("decoding the result with {c}: {e}"),
+                    })
+            }
+        }
+    }
+
+    async fn check_method(&self, provider_id: u16, method: &str) -> Result<(), Error> {
+        if provider_id == DAEMON_PROVIDER_ID {
+            return Ok(());
+        }
+        let meta = self.cached_metadata().await?;
+        match meta.provider(provider_id) {
+            None => Err(Error::NoSuchProvider {
+                provider_id,
+                message: format!(
+                    "checked locally against the server's metadata; registered ids: {}",
+                    meta.providers
+                        .iter()
+                        .map(|p| p.provider_id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+            Some(p) => {
+                let is_attr = method
+                    .strip_prefix("__get__")
+                    .or_else(|| method.strip_prefix("__set__"))
+                    .is_some_and(|a| p.attributes.iter().any(|x| x == a));
+                if is_attr || p.has_method(method) {
+                    Ok(())
+                } else {
+                    Err(Error::NoSuchMethod {
+                        method: method.to_string(),
+                        exposed: p.methods.iter().map(|m| m.name.clone()).collect(),
+                    })
+                }
+            }
+        }
+    }
+
+    async fn cached_metadata(&self) -> Result<Arc<Metadata>, Error> {
+        if let Some(m) = lock(&self.shared.meta).as_ref() {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(self.metadata().await?);
+        *lock(&self.shared.meta) = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Asks the server's daemon object for its providers, methods and attributes.
+    pub async fn metadata(&self) -> Result<Metadata, Error> {
+        let method = proto::Method::new(Bytes::from_static(b"metadata"))
+            .map_err(|e| Error::protocol(e.to_string()))?;
+        let r: Option<Metadata> = self
+            .invoke_unchecked(DAEMON_PROVIDER_ID, method, &(), &(), false, &self.opts)
+            .await?;
+        r.ok_or_else(|| Error::protocol("no metadata in the reply"))
+    }
+
+    /// Whether provider `provider_id` exposes the method `full_name` (`service_method`),
+    /// from the server's metadata (fetched once per proxy and cached).
+    pub async fn has_method(&self, provider_id: u16, full_name: &str) -> Result<bool, Error> {
+        let meta = self.cached_metadata().await?;
+        Ok(meta
+            .provider(provider_id)
+            .is_some_and(|p| p.has_method(full_name)))
+    }
+
+    /// Checks that the server answers (a round trip to the daemon object).
+    pub async fn ping(&self) -> Result<(), Error> {
+        let method = proto::Method::new(Bytes::from_static(b"ping"))
+            .map_err(|e| Error::protocol(e.to_string()))?;
+        let _: Option<()> = self
+            .invoke_unchecked(DAEMON_PROVIDER_ID, method, &(), &(), false, &self.opts)
+            .await?;
+        Ok(())
+    }
+
+    /// Asks the server to finalize (Margo's remote shutdown). The server must have called
+    /// `enable_remote_shutdown()`, and `token` must match its shutdown token if it has one.
+    pub async fn shutdown_server(&self, token: Option<&str>) -> Result<(), Error> {
+        let method = proto::Method::new(Bytes::from_static(b"shutdown"))
+            .map_err(|e| Error::protocol(e.to_string()))?;
+        let mut opts = self.opts.clone();
+        if let Some(t) = token {
+            opts.annotations.push((
+                config::SHUTDOWN_TOKEN_KEY.to_string(),
+                t.as_bytes().to_vec(),
+            ));
+        }
+        let _: Option<()> = self
+            .invoke_unchecked(DAEMON_PROVIDER_ID, method, &(), &(), false, &opts)
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a call of `method` on the service and provider bound in the URI
+    /// (`service:provider_id@address`); the RPC name is `service + "_" + method`.
+    pub fn call(&self, method: &str) -> Result<CallBuilder<(), ()>, Error> {
+        let (Some(service), Some(pid)) = (&self.shared.service, self.shared.provider_id) else {
+            return Err(Error::config(format!(
+                "proxy `{}` has no service name and provider id; use a URI like my_service:42@tcp://host:port, or Client::register(name).on(..)",
+                self.shared.uri
+            )));
+        };
+        CallBuilder::new(self.clone(), pid, &full_name(service, method))
+    }
+
+    /// Starts a call of the full RPC name `rpc_name` on provider `provider_id`.
+    pub fn call_on(&self, provider_id: u16, rpc_name: &str) -> Result<CallBuilder<(), ()>, Error> {
+        CallBuilder::new(self.clone(), provider_id, rpc_name)
+    }
+
+    /// Reads the remote attribute `name` of provider `provider_id` (Pyro's exposed property).
+    pub async fn get_attr<R: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        name: &str,
+    ) -> Result<R, Error> {
+        let method = proto::Method::new(Bytes::from(getter_route(name)))
+            .map_err(|e| Error::config(e.to_string()))?;
+        self.invoke(provider_id, method, &(), &(), false, &self.opts)
+            .await?
+            .ok_or_else(|| Error::protocol("no value in the reply"))
+    }
+
+    /// Sets the remote attribute `name` of provider `provider_id`.
+    pub async fn set_attr<T: Serialize + Send>(
+        &self,
+        provider_id: u16,
+        name: &str,
+        value: T,
+    ) -> Result<(), Error> {
+        let method = proto::Method::new(Bytes::from(setter_route(name)))
+            .map_err(|e| Error::config(e.to_string()))?;
+        let _: Option<()> = self
+            .invoke(provider_id, method, &((), value), &(), false, &self.opts)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Converts addresses and proxies into a [`Proxy`].
+pub trait IntoProxy {
+    /// The proxy.
+    fn into_proxy(self) -> Proxy;
+    /// The proxy, reusing a client's shared connection for the same URI.
+    fn into_proxy_in(self, client: &Client) -> Proxy
+    where
+        Self: Sized,
+    {
+        let _ = client;
+        self.into_proxy()
+    }
+}
+
+impl IntoProxy for Proxy {
+    fn into_proxy(self) -> Proxy {
+        self
+    }
+}
+
+impl IntoProxy for &Proxy {
+    fn into_proxy(self) -> Proxy {
+        self.clone()
+    }
+}
+
+impl IntoProxy for &str {
+    fn into_proxy(self) -> Proxy {
+        Proxy::new(self).unwrap_or_else(|e| Proxy::broken(self, e.to_string()))
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        client
+            .proxy(self)
+            .unwrap_or_else(|e| Proxy::broken(self, e.to_string()))
+    }
+}
+
+impl IntoProxy for &String {
+    fn into_proxy(self) -> Proxy {
+        self.as_str().into_proxy()
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        self.as_str().into_proxy_in(client)
+    }
+}
+
+impl IntoProxy for String {
+    fn into_proxy(self) -> Proxy {
+        self.as_str().into_proxy()
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        self.as_str().into_proxy_in(client)
+    }
+}
+
+impl IntoProxy for &Address {
+    fn into_proxy(self) -> Proxy {
+        self.to_string().into_proxy()
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        self.to_string().into_proxy_in(client)
+    }
+}
+
+impl IntoProxy for &crate::Engine {
+    fn into_proxy(self) -> Proxy {
+        self.address().into_proxy()
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        self.address().into_proxy_in(client)
+    }
+}
+
+/// A client engine: hands out proxies (one shared connection per address) and remote
+/// functions by name (PyMargo's `engine.register(name)`).
+#[derive(Clone, Default)]
+pub struct Client {
+    proxies: Arc<Mutex<HashMap<String, Proxy>>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("proxies", &lock(&self.proxies).len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// A new client engine.
+    pub fn new() -> Client {
+        Client::default()
+    }
+
+    /// The proxy for `uri`, sharing one connection with earlier proxies for the same URI.
+    pub fn proxy(&self, uri: &str) -> Result<Proxy, Error> {
+        let mut map = lock(&self.proxies);
+        if let Some(p) = map.get(uri) {
+            return Ok(p.clone());
+        }
+        let p = Proxy::new(uri)?;
+        map.insert(uri.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// A remote function by full RPC name (`my_service_say_hello`), to call with
+    /// [`RemoteFunction::on`].
+    pub fn register(&self, rpc_name: &str) -> RemoteFunction {
+        RemoteFunction {
+            client: self.clone(),
+            name: rpc_name.to_string(),
+            oneway: false,
+        }
+    }
+}
+
+/// A remote function known by name; [`RemoteFunction::on`] picks the server and provider.
+#[derive(Clone, Debug)]
+pub struct RemoteFunction {
+    client: Client,
+    name: String,
+    oneway: bool,
+}
+
+impl RemoteFunction {
+    /// Marks the function oneway (Margo's `disable_response`): calls return once sent.
+    #[must_use]
+    pub fn disable_response(mut self) -> Self {
+        self.oneway = true;
+        self
+    }
+
+    /// The RPC name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A call of this function on provider `provider_id` at `target` (an address URI, a
+    /// [`Proxy`], or a server [`Engine`](crate::Engine)); add arguments, then `.call()`.
+    pub fn on(&self, target: impl IntoProxy, provider_id: u16) -> CallBuilder<(), ()> {
+        let proxy = target.into_proxy_in(&self.client);
+        let method = proto::Method::new(Bytes::copy_from_slice(self.name.as_bytes()));
+        CallBuilder {
+            opts: proxy.opts.clone(),
+            proxy,
+            provider_id,
+            method: method.map_err(|e| Error::config(format!("bad RPC name `{}`: {e}", self.name))),
+            args: (),
+            kwargs: (),
+            oneway: self.oneway,
+        }
+    }
+}
+
+/// One call being put together: positional arguments with [`CallBuilder::arg`], keyword
+/// arguments with [`CallBuilder::kwarg`], then [`CallBuilder::call`].
+#[must_use = "a call does nothing until .call() or .send() is awaited"]
+pub struct CallBuilder<A, K> {
+    proxy: Proxy,
+    provider_id: u16,
+    method: Result<proto::Method, Error>,
+    args: A,
+    kwargs: K,
+    oneway: bool,
+    opts: CallOpts,
+}
+
+impl<A, K> fmt::Debug for CallBuilder<A, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallBuilder")
+            .field("proxy", &self.proxy)
+            .field("provider_id", &self.provider_id)
+            .field("method", &self.method.as_ref().map(|m| m.as_str()).ok())
+            .finish()
+    }
+}
+
+impl CallBuilder<(), ()> {
+    fn new(proxy: Proxy, provider_id: u16, rpc_name: &str) -> Result<Self, Error> {
+        let method = proto::Method::new(Bytes::copy_from_slice(rpc_name.as_bytes()))
+            .map_err(|e| Error::config(format!("bad RPC name `{rpc_name}`: {e}")))?;
+        Ok(CallBuilder {
+            opts: proxy.opts.clone(),
+            proxy,
+            provider_id,
+            method: Ok(method),
+            args: (),
+            kwargs: (),
+            oneway: false,
+        })
+    }
+}
+
+impl<A: ArgList, K: KwList> CallBuilder<A, K> {
+    /// Adds the next positional argument.
+    pub fn arg<T: Serialize + Send>(self, value: T) -> CallBuilder<(A, T), K> {
+        CallBuilder {
+            proxy: self.proxy,
+            provider_id: self.provider_id,
+            method: self.method,
+            args: (self.args, value),
+            kwargs: self.kwargs,
+            oneway: self.oneway,
+            opts: self.opts,
+        }
+    }
+
+    /// Adds a keyword argument, matched by parameter name on the server.
+    #[allow(clippy::type_complexity)]
+    pub fn kwarg<T: Serialize + Send>(
+        self,
+        name: impl Into<Cow<'static, str>>,
+        value: T,
+    ) -> CallBuilder<A, (K, (Cow<'static, str>, T))> {
+        CallBuilder {
+            proxy: self.proxy,
+            provider_id: self.provider_id,
+            method: self.method,
+            args: self.args,
+            kwargs: (self.kwargs, (name.into(), value)),
+            oneway: self.oneway,
+            opts: self.opts,
+        }
+    }
+
+    /// Overrides the codec for this call.
+    pub fn codec(mut self, codec: CodecId) -> Self {
+        self.opts.codec = Some(codec);
+        self
+    }
+
+    /// Overrides the timeout for this call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.opts.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a user annotation to this call.
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.opts.annotations.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sends the call and waits for its result, decoded as `R`.
+    ///
+    /// Dropping the returned future before it completes cancels the call (a CANCEL frame
+    /// tells the server to stop working on it).
+    pub async fn call<R: DeserializeOwned>(self) -> Result<R, Error> {
+        let method = self.method?;
+        if self.oneway {
+            return Err(Error::config(
+                "this function is oneway (disable_response): use .send() instead of .call()",
+            ));
+        }
+        self.proxy
+            .invoke(
+                self.provider_id,
+                method,
+                &self.args,
+                &self.kwargs,
+                false,
+                &self.opts,
+            )
+            .await?
+            .ok_or_else(|| Error::protocol("no value in the reply"))
+    }
+
+    /// Sends the call oneway: returns once it is queued; the server never answers.
+    pub async fn send(self) -> Result<(), Error> {
+        let method = self.method?;
+        let _: Option<()> = self
+            .proxy
+            .invoke(
+                self.provider_id,
+                method,
+                &self.args,
+                &self.kwargs,
+                true,
+                &self.opts,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// What a generated `<Type>Client` calls through: a proxy plus a provider id.
+#[derive(Clone, Debug)]
+pub struct ProviderHandle {
+    proxy: Proxy,
+    provider_id: u16,
+}
+
+impl ProviderHandle {
+    /// A handle on provider `provider_id` through `proxy`.
+    pub fn new(proxy: Proxy, provider_id: u16) -> Self {
+        ProviderHandle { proxy, provider_id }
+    }
+
+    /// The proxy.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// The provider id.
+    pub fn provider_id(&self) -> u16 {
+        self.provider_id
+    }
+
+    fn method(name: &'static str) -> Result<proto::Method, Error> {
+        proto::Method::new(Bytes::from_static(name.as_bytes()))
+            .map_err(|e| Error::config(format!("bad RPC name `{name}`: {e}")))
+    }
+
+    /// Calls `rpc_name` with positional arguments `args` (nested pairs, see [`ArgList`]).
+    pub async fn call<A: ArgList, R: DeserializeOwned>(
+        &self,
+        rpc_name: &'static str,
+        args: A,
+    ) -> Result<R, Error> {
+        self.proxy
+            .invoke(
+                self.provider_id,
+                Self::method(rpc_name)?,
+                &args,
+                &(),
+                false,
+                &self.proxy.opts,
+            )
+            .await?
+            .ok_or_else(|| Error::protocol("no value in the reply"))
+    }
+
+    /// Calls `rpc_name` oneway.
+    pub async fn call_oneway<A: ArgList>(
+        &self,
+        rpc_name: &'static str,
+        args: A,
+    ) -> Result<(), Error> {
+        let _: Option<()> = self
+            .proxy
+            .invoke(
+                self.provider_id,
+                Self::method(rpc_name)?,
+                &args,
+                &(),
+                true,
+                &self.proxy.opts,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a remote attribute.
+    pub async fn get_attr<R: DeserializeOwned>(&self, name: &str) -> Result<R, Error> {
+        self.proxy.get_attr(self.provider_id, name).await
+    }
+
+    /// Sets a remote attribute.
+    pub async fn set_attr<T: Serialize + Send>(&self, name: &str, value: T) -> Result<(), Error> {
+        self.proxy.set_attr(self.provider_id, name, value).await
+    }
+}

@@ -1,0 +1,315 @@
+//! What a handler sees of a call: its arguments, its caller, and a way to answer later.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::args::{duplicate_message, missing_message, FromArgs, Keyword, ParamNames, Positional};
+use crate::codec;
+use crate::error::{Fault, FaultKind};
+use crate::provider::Outcome;
+use crate::CodecId;
+
+/// Facts about one connection, given to `on_connect` / `on_disconnect` hooks and to handlers
+/// through [`CallContext`].
+#[derive(Debug)]
+pub struct ConnectionInfo {
+    pub(crate) id: u64,
+    pub(crate) peer: String,
+    pub(crate) local: String,
+}
+
+impl ConnectionInfo {
+    /// A number identifying the connection within this server.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The caller's address as a URL (`tcp://127.0.0.1:53412`, `unix://...`).
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The server address the connection came in on.
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+}
+
+/// What the server writes back; turned into frames by the connection's dialect.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Reply {
+        id: u64,
+        codec: CodecId,
+        body: Bytes,
+    },
+    Fault {
+        id: u64,
+        codec: CodecId,
+        fault: Fault,
+    },
+    Pong([u8; 8]),
+    GoAway {
+        last_id: u64,
+        message: String,
+    },
+    /// Flush what is queued, then close the connection.
+    Close,
+}
+
+/// Where a call's answer goes.
+#[derive(Clone)]
+pub(crate) struct ReplySink {
+    pub tx: mpsc::UnboundedSender<Out>,
+    pub id: u64,
+    pub codec: CodecId,
+    pub oneway: bool,
+}
+
+impl ReplySink {
+    pub(crate) fn send(&self, outcome: Outcome) {
+        if self.oneway {
+            return;
+        }
+        let out = match outcome {
+            Outcome::Value(body) => Out::Reply {
+                id: self.id,
+                codec: self.codec,
+                body,
+            },
+            Outcome::Fault(fault) => Out::Fault {
+                id: self.id,
+                codec: self.codec,
+                fault,
+            },
+        };
+        // The connection may be gone; then nobody waits for the answer.
+        let _ = self.tx.send(out);
+    }
+}
+
+/// The caller of a call: address, annotations and ids. Take it as a handler parameter of type
+/// `CallContext`.
+#[derive(Clone)]
+pub struct CallContext {
+    pub(crate) conn: Arc<ConnectionInfo>,
+    pub(crate) annotations: wirecall_protocol::Annotations,
+    pub(crate) request_id: u64,
+    pub(crate) provider_id: u16,
+    pub(crate) codec: CodecId,
+}
+
+impl fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallContext")
+            .field("peer", &self.conn.peer)
+            .field("request_id", &self.request_id)
+            .field("provider_id", &self.provider_id)
+            .field("codec", &self.codec)
+            .finish()
+    }
+}
+
+impl CallContext {
+    /// The caller's address as a URL.
+    pub fn peer(&self) -> &str {
+        &self.conn.peer
+    }
+
+    /// The connection the call came on.
+    pub fn connection(&self) -> &ConnectionInfo {
+        &self.conn
+    }
+
+    /// The value of a user annotation sent with the call.
+    pub fn annotation(&self, key: &str) -> Option<&[u8]> {
+        self.annotations
+            .user()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Every user annotation sent with the call.
+    pub fn annotations(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.annotations.user()
+    }
+
+    /// The time the caller had left when it sent the call, if it set a timeout.
+    pub fn deadline(&self) -> Option<std::time::Duration> {
+        self.annotations.deadline()
+    }
+
+    /// The request id of the call on its connection.
+    pub fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    /// The provider id the call addressed.
+    pub fn provider_id(&self) -> u16 {
+        self.provider_id
+    }
+
+    /// The codec of the call (and of its reply).
+    pub fn codec(&self) -> CodecId {
+        self.codec
+    }
+}
+
+/// Answers a call later, possibly from another task (PyMargo's `handle.respond`).
+///
+/// Take it as a handler parameter of type `Responder`; the method's own return value is then
+/// ignored. Dropping a `Responder` without answering sends the caller an error, so a caller
+/// never waits forever. For oneway methods answering does nothing.
+pub struct Responder {
+    sink: Option<ReplySink>,
+    answered: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("request_id", &self.sink.as_ref().map(|s| s.id))
+            .finish()
+    }
+}
+
+impl Responder {
+    /// Sends `value` as the call's result.
+    pub fn respond<T: Serialize + ?Sized>(mut self, value: &T) {
+        if let Some(sink) = self.sink.take() {
+            self.answered.store(true, Ordering::Release);
+            sink.send(encode_outcome(sink.codec, value));
+        }
+    }
+
+    /// Fails the call with an application error (type name and message).
+    pub fn fail(mut self, type_name: &str, message: impl fmt::Display) {
+        if let Some(sink) = self.sink.take() {
+            self.answered.store(true, Ordering::Release);
+            sink.send(Outcome::Fault(Fault::application(
+                type_name,
+                message.to_string(),
+                "",
+            )));
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.send(Outcome::Fault(Fault::application(
+                "wirecall::ResponderDropped",
+                "the handler dropped its Responder without answering",
+                "",
+            )));
+        }
+    }
+}
+
+/// Encodes handler results with the call's codec.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyEncoder {
+    codec: CodecId,
+}
+
+impl ReplyEncoder {
+    /// Encodes a successful result.
+    pub fn value<T: Serialize + ?Sized>(&self, value: &T) -> Outcome {
+        encode_outcome(self.codec, value)
+    }
+
+    /// Passes a fault through.
+    pub fn fault(&self, fault: Fault) -> Outcome {
+        Outcome::Fault(fault)
+    }
+}
+
+pub(crate) fn encode_outcome<T: Serialize + ?Sized>(codec: CodecId, value: &T) -> Outcome {
+    let mut out = Vec::new();
+    match codec::encode_into(codec, value, &mut out) {
+        Ok(()) => Outcome::Value(Bytes::from(out)),
+        Err(e) => Outcome::Fault(Fault::new(
+            FaultKind::Internal,
+            format!("the server could not encode the result with {codec}: {e}"),
+        )),
+    }
+}
+
+/// One incoming call, handed to a provider's handler.
+pub struct Incoming {
+    pub(crate) codec: CodecId,
+    pub(crate) args: Bytes,
+    pub(crate) kwargs: Bytes,
+    pub(crate) conn: Arc<ConnectionInfo>,
+    pub(crate) annotations: wirecall_protocol::Annotations,
+    pub(crate) provider_id: u16,
+    pub(crate) sink: ReplySink,
+    pub(crate) limits: wirecall_codecs::Limits,
+    pub(crate) answered: Option<Arc<AtomicBool>>,
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("request_id", &self.sink.id)
+            .field("codec", &self.codec)
+            .field("args_len", &self.args.len())
+            .field("kwargs_len", &self.kwargs.len())
+            .finish()
+    }
+}
+
+impl Incoming {
+    /// Decodes the arguments into the handler's parameter tuple, matching keyword arguments
+    /// by name; on failure returns the `BadArguments` outcome to send back.
+    pub fn decode_args<T: FromArgs, N: ParamNames>(&self) -> Result<T, Outcome> {
+        let bad = |m: String| Outcome::Fault(Fault::new(FaultKind::BadArguments, m));
+        let mut slots = if self.args.is_empty() {
+            T::Slots::default()
+        } else {
+            codec::decode::<Positional<T, N>>(self.codec, &self.args, &self.limits)
+                .map_err(|e| bad(format!("positional arguments: {e}")))?
+                .0
+        };
+        if !self.kwargs.is_empty() {
+            let kw = codec::decode::<Keyword<T, N>>(self.codec, &self.kwargs, &self.limits)
+                .map_err(|e| bad(format!("keyword arguments: {e}")))?
+                .0;
+            T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::NAMES, i)))?;
+        }
+        T::finish(slots).map_err(|i| bad(missing_message(N::NAMES, i)))
+    }
+
+    /// The call's context (caller, annotations).
+    pub fn context(&self) -> CallContext {
+        CallContext {
+            conn: self.conn.clone(),
+            annotations: self.annotations.clone(),
+            request_id: self.sink.id,
+            provider_id: self.provider_id,
+            codec: self.codec,
+        }
+    }
+
+    /// A responder to answer the call later.
+    pub fn responder(&self) -> Responder {
+        Responder {
+            sink: Some(self.sink.clone()),
+            answered: self
+                .answered
+                .clone()
+                .unwrap_or_else(|| Arc::new(AtomicBool::new(false))),
+        }
+    }
+
+    /// The encoder for the call's result.
+    pub fn encoder(&self) -> ReplyEncoder {
+        ReplyEncoder { codec: self.codec }
+    }
+}

@@ -1,0 +1,337 @@
+//! The one error type of the crate, and the server-side description of a failed call.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Everything that can go wrong with a remote call, on either side.
+///
+/// Match on the variant to tell failures apart, or use the predicates
+/// ([`Error::is_timeout`], [`Error::is_retryable`], ...). After any per-call error the proxy
+/// stays usable: the next call on it can succeed.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection could not be made, broke, or was closed.
+    Transport {
+        /// The address involved, as a URL.
+        address: String,
+        /// What failed.
+        message: String,
+    },
+    /// The peer broke the wire protocol (malformed frame, bad handshake); the connection was
+    /// closed.
+    Protocol {
+        /// What was wrong.
+        message: String,
+    },
+    /// The call did not complete within its timeout (the server drops work whose deadline
+    /// passed).
+    Timeout {
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The server refused the frame's codec; the connection stays usable with another codec.
+    CodecRefused {
+        /// The codec that was refused.
+        codec: String,
+        /// The codecs the server accepts.
+        accepted: Vec<String>,
+    },
+    /// No codec in common at connect time.
+    NoCommonCodec {
+        /// The codecs the client offered, most preferred first.
+        offered: Vec<String>,
+        /// The codecs the server accepts.
+        accepted: Vec<String>,
+    },
+    /// No provider is registered under the provider id.
+    NoSuchProvider {
+        /// The provider id asked for.
+        provider_id: u16,
+        /// The server's message (names the provider ids that exist).
+        message: String,
+    },
+    /// The provider exposes no method (or attribute) of that name.
+    NoSuchMethod {
+        /// The RPC name asked for.
+        method: String,
+        /// The names the provider exposes.
+        exposed: Vec<String>,
+    },
+    /// The arguments do not fit the method's parameters (count, names or types).
+    BadArguments {
+        /// Which argument and why.
+        message: String,
+    },
+    /// The remote handler returned an error or panicked.
+    Remote(RemoteError),
+    /// The server is shutting down and refused the call; retry elsewhere or later.
+    ShuttingDown {
+        /// The server's message.
+        message: String,
+    },
+    /// A hook, or the remote shutdown guard, refused the call.
+    PermissionDenied {
+        /// The server's message.
+        message: String,
+    },
+    /// Too many calls in flight on the connection; retry when one completes.
+    Busy {
+        /// The server's message.
+        message: String,
+    },
+    /// A value could not be encoded or decoded with the chosen codec on this side.
+    Codec {
+        /// The codec error's text.
+        message: String,
+    },
+    /// Local misuse or bad configuration (an unparsable URI, an unknown codec name...).
+    Config {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The call was cancelled.
+    Cancelled,
+}
+
+/// An error raised by a remote handler: its type name, message and trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    /// The Rust type name of the error (or `"panic"` for a handler that panicked).
+    pub type_name: String,
+    /// The error's message.
+    pub message: String,
+    /// The error's source chain, one cause per line, outermost first (may be empty).
+    pub trace: String,
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.type_name, self.message)?;
+        if !self.trace.is_empty() {
+            write!(f, "\n+--- remote trace:\n{}", self.trace)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+impl Error {
+    /// True when the call timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// True when the same call may succeed if retried (after a reconnect, on another server,
+    /// or later): transport failures, timeouts, shutting down and busy.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport { .. }
+                | Error::Timeout { .. }
+                | Error::ShuttingDown { .. }
+                | Error::Busy { .. }
+        )
+    }
+
+    /// True when the connection failed or closed.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, Error::Transport { .. })
+    }
+
+    /// True when the remote handler itself failed (returned an error or panicked).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Error::Remote(_))
+    }
+
+    /// The remote error, if the handler failed.
+    pub fn remote(&self) -> Option<&RemoteError> {
+        match self {
+            Error::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Error {
+        Error::Config {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn transport(address: impl fmt::Display, message: impl fmt::Display) -> Error {
+        Error::Transport {
+            address: address.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Error {
+        Error::Protocol {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Transport { address, message } => {
+                write!(f, "connection to {address} failed: {message}")
+            }
+            Error::Protocol { message } => write!(f, "protocol error: {message}"),
+            Error::Timeout { after } => write!(
+                f,
+                "call timed out after {} ms (raise the proxy's timeout if the method is slow)",
+                after.as_millis()
+            ),
+            Error::CodecRefused { codec, accepted } => write!(
+                f,
+                "the server refused codec {codec}; it accepts: {} (choose one with Proxy::codec)",
+                accepted.join(", ")
+            ),
+            Error::NoCommonCodec { offered, accepted } => write!(
+                f,
+                "no codec in common: the client offered {} but the server accepts {}",
+                offered.join(", "),
+                accepted.join(", ")
+            ),
+            Error::NoSuchProvider {
+                provider_id,
+                message,
+            } => write!(f, "no provider with id {provider_id}: {message}"),
+            Error::NoSuchMethod { method, exposed } => write!(
+                f,
+                "no such method `{method}`; the provider exposes: {}",
+                if exposed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exposed.join(", ")
+                }
+            ),
+            Error::BadArguments { message } => write!(f, "bad arguments: {message}"),
+            Error::Remote(r) => write!(f, "remote error: {r}"),
+            Error::ShuttingDown { message } => write!(f, "server shutting down: {message}"),
+            Error::PermissionDenied { message } => write!(f, "permission denied: {message}"),
+            Error::Busy { message } => write!(f, "server busy: {message}"),
+            Error::Codec { message } => write!(f, "codec error: {message}"),
+            Error::Config { message } => write!(f, "configuration error: {message}"),
+            Error::Cancelled => f.write_str("the call was cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What kind of failure a [`Fault`] reports; mapped onto the wire's error codes by a dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// The handler returned an error or panicked.
+    Application,
+    /// The arguments could not be decoded.
+    BadArguments,
+    /// No provider with that id.
+    UnknownProvider,
+    /// No method with that name.
+    UnknownMethod,
+    /// The frame's codec is not accepted.
+    CodecRefused,
+    /// The deadline passed before the work was done.
+    DeadlineExceeded,
+    /// The server is finalizing.
+    ShuttingDown,
+    /// A hook or guard refused the call.
+    PermissionDenied,
+    /// Too many calls in flight.
+    Busy,
+    /// The server failed for a reason of its own (e.g. the result could not be encoded).
+    Internal,
+}
+
+/// A failed call as the server describes it, independent of any frame format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// What kind of failure.
+    pub kind: FaultKind,
+    /// The error's type name (may be empty).
+    pub type_name: String,
+    /// The message.
+    pub message: String,
+    /// Remote trace, one line per cause (may be empty).
+    pub trace: String,
+    /// Names that help the caller: the exposed methods for `UnknownMethod`, the accepted
+    /// codecs for `CodecRefused`, the provider ids for `UnknownProvider`.
+    pub names: Vec<String>,
+}
+
+impl Fault {
+    /// A fault with a kind and message.
+    pub fn new(kind: FaultKind, message: impl Into<String>) -> Fault {
+        Fault {
+            kind,
+            type_name: String::new(),
+            message: message.into(),
+            trace: String::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// An application error with type name, message and trace.
+    pub fn application(
+        type_name: impl Into<String>,
+        message: impl Into<String>,
+        trace: impl Into<String>,
+    ) -> Fault {
+        Fault {
+            kind: FaultKind::Application,
+            type_name: type_name.into(),
+            message: message.into(),
+            trace: trace.into(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Converts the fault into the client-side error for a call of `method` on `provider_id`.
+    pub fn into_error(self, provider_id: u16, method: &str) -> Error {
+        match self.kind {
+            FaultKind::Application => Error::Remote(RemoteError {
+                type_name: self.type_name,
+                message: self.message,
+                trace: self.trace,
+            }),
+            FaultKind::BadArguments => Error::BadArguments {
+                message: self.message,
+            },
+            FaultKind::UnknownProvider => Error::NoSuchProvider {
+                provider_id,
+                message: self.message,
+            },
+            FaultKind::UnknownMethod => Error::NoSuchMethod {
+                method: method.to_string(),
+                exposed: self.names,
+            },
+            FaultKind::CodecRefused => Error::CodecRefused {
+                codec: self.type_name,
+                accepted: self.names,
+            },
+            FaultKind::DeadlineExceeded => Error::Timeout {
+                after: Duration::ZERO,
+            },
+            FaultKind::ShuttingDown => Error::ShuttingDown {
+                message: self.message,
+            },
+            FaultKind::PermissionDenied => Error::PermissionDenied {
+                message: self.message,
+            },
+            FaultKind::Busy => Error::Busy {
+                message: self.message,
+            },
+            FaultKind::Internal => Error::Remote(RemoteError {
+                type_name: "wirecall::InternalError".into(),
+                message: self.message,
+                trace: self.trace,
+            }),
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Providers: what `#[wirecall::provider]` generates, and how the server holds them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::context::{ConnectionInfo, Incoming};
+use crate::error::{Fault, FaultKind};
+
+/// A set of remote methods served under one provider id (Margo's provider, RPyC's service,
+/// Pyro's exposed object). Implemented by `#[wirecall::provider]`; implement it by hand only
+/// to build providers at runtime.
+pub trait Provider: Send + Sync + Sized + 'static {
+    /// The service name: RPC names are `SERVICE + "_" + method`.
+    const SERVICE: &'static str;
+    /// Further service names the provider answers to (RPyC's `ALIASES`).
+    const ALIASES: &'static [&'static str] = &[];
+
+    /// The remote methods and attributes.
+    fn methods() -> Vec<MethodSpec<Self>>;
+
+    /// Runs when the server finalizes, before connections close; may still make calls.
+    fn on_prefinalize(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// Runs last when the server finalizes.
+    fn on_finalize(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    /// Runs when a connection opens (RPyC's `on_connect`).
+    fn on_connect(&self, info: &ConnectionInfo) {
+        let _ = info;
+    }
+
+    /// Runs when a connection closes (RPyC's `on_disconnect`); must not block.
+    fn on_disconnect(&self, info: &ConnectionInfo) {
+        let _ = info;
+    }
+}
+
+/// What a remote item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    /// A method.
+    Method,
+    /// The getter of a remote attribute.
+    Getter,
+    /// The setter of a remote attribute.
+    Setter,
+}
+
+/// The handler of one remote item: decodes arguments, runs the method, encodes the result.
+pub type HandlerFn<P> = fn(&Arc<P>, Incoming) -> Handled;
+
+/// One remote method or attribute accessor of a provider.
+pub struct MethodSpec<P> {
+    /// The method name (without the service prefix), or the attribute name.
+    pub name: &'static str,
+    /// The names of the value parameters, in order.
+    pub params: &'static [&'static str],
+    /// Method, getter or setter.
+    pub kind: MethodKind,
+    /// Never answered, not even on error (Margo's `disable_response`).
+    pub oneway: bool,
+    /// The handler.
+    pub handler: HandlerFn<P>,
+}
+
+impl<P> Clone for MethodSpec<P> {
+    fn clone(&self) -> Self {
+        MethodSpec {
+            name: self.name,
+            params: self.params,
+            kind: self.kind,
+            oneway: self.oneway,
+            handler: self.handler,
+        }
+    }
+}
+
+impl<P> fmt::Debug for MethodSpec<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MethodSpec")
+            .field("name", &self.name)
+            .field("params", &self.params)
+            .field("kind", &self.kind)
+            .field("oneway", &self.oneway)
+            .finish()
+    }
+}
+
+/// A handler's result, encoded with the call's codec, or a fault.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The encoded result.
+    Value(bytes::Bytes),
+    /// The call failed.
+    Fault(Fault),
+}
+
+/// What a handler did with a call.
+pub enum Handled {
+    /// Finished synchronously.
+    Ready(Outcome),
+    /// Finishes when the future does (an `async` method).
+    Pending(BoxFuture<'static, Outcome>),
+    /// The method took a [`Responder`](crate::Responder) and answers through it.
+    Deferred,
+    /// An `async` method that answers through a [`Responder`](crate::Responder); the future
+    /// runs to completion on its own task.
+    Detached(BoxFuture<'static, ()>),
+}
+
+impl fmt::Debug for Handled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Handled::Ready(o) => f.debug_tuple("Ready").field(o).finish(),
+            Handled::Pending(_) => f.write_str("Pending"),
+            Handled::Deferred => f.write_str("Deferred"),
+            Handled::Detached(_) => f.write_str("Detached"),
+        }
+    }
+}
+
+/// Wraps a handler's error to pick, at compile time, the richest description available.
+#[doc(hidden)]
+pub struct ErrProbe<'a, E>(pub &'a E);
+
+/// Describes errors that implement `std::error::Error`, with their source chain.
+#[doc(hidden)]
+pub trait ViaError {
+    fn remote_fault(&self) -> Fault;
+}
+
+/// Describes errors that only implement `Display`.
+#[doc(hidden)]
+pub trait ViaDisplay {
+    fn remote_fault(&self) -> Fault;
+}
+
+impl<E: std::error::Error + 'static> ViaError for &&ErrProbe<'_, E> {
+    fn remote_fault(&self) -> Fault {
+        let mut trace = String::new();
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            if !trace.is_empty() {
+                trace.push('\n');
+            }
+            trace.push_str("caused by: ");
+            trace.push_str(&s.to_string());
+            source = s.source();
+        }
+        Fault::application(std::any::type_name::<E>(), self.0.to_string(), trace)
+    }
+}
+
+impl<E: fmt::Display> ViaDisplay for &ErrProbe<'_, E> {
+    fn remote_fault(&self) -> Fault {
+        let message = self.0.to_string();
+        let alternate = format!("{:#}", self.0);
+        let trace = if alternate != message {
+            alternate
+        } else {
+            String::new()
+        };
+        Fault::application(std::any::type_name::<E>(), message, trace)
+    }
+}
+
+/// Metadata about one remote item, as the daemon object reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MethodInfo {
+    /// The full RPC name (`service_method`), or the attribute name for accessors.
+    pub name: String,
+    /// The parameter names.
+    pub params: Vec<String>,
+    /// Never answered.
+    pub oneway: bool,
+}
+
+/// Metadata about one provider, as the daemon object reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProviderInfo {
+    /// The provider id.
+    pub provider_id: u16,
+    /// The service name.
+    pub service: String,
+    /// Further service names.
+    pub aliases: Vec<String>,
+    /// The remote methods.
+    pub methods: Vec<MethodInfo>,
+    /// The remote attributes (readable; `writable` lists those with a setter).
+    pub attributes: Vec<String>,
+    /// The remote attributes that can be set.
+    pub writable: Vec<String>,
+    /// One instance per connection (true) or one shared instance (false).
+    pub per_connection: bool,
+}
+
+impl ProviderInfo {
+    /// The full names of the oneway methods.
+    pub fn oneway(&self) -> impl Iterator<Item = &str> {
+        self.methods
+            .iter()
+            .filter(|m| m.oneway)
+            .map(|m| m.name.as_str())
+    }
+
+    /// Whether the provider exposes a method with this full RPC name (under its service name
+    /// or an alias).
+    pub fn has_method(&self, full_name: &str) -> bool {
+        self.methods.iter().any(|m| m.name == full_name)
+            || self.aliases.iter().any(|a| {
+                full_name
+                    .strip_prefix(a.as_str())
+                    .and_then(|r| r.strip_prefix('_'))
+                    .is_some_and(|m| {
+                        self.methods.iter().any(|x| {
+                            x.name
+                                .strip_prefix(&self.service)
+                                .and_then(|r| r.strip_prefix('_'))
+                                == Some(m)
+                        })
+                    })
+            })
+    }
+}
+
+/// Everything the server knows about the daemon's providers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    /// The providers, by id.
+    pub providers: Vec<ProviderInfo>,
+}
+
+impl Metadata {
+    /// The provider with this id.
+    pub fn provider(&self, provider_id: u16) -> Option<&ProviderInfo> {
+        self.providers.iter().find(|p| p.provider_id == provider_id)
+    }
+}
+
+/// Type-erased provider instance.
+pub(crate) trait Instance: Send + Sync {
+    fn dispatch(&self, index: usize, call: Incoming) -> Handled;
+    fn prefinalize(&self) -> BoxFuture<'_, ()>;
+    fn finalize(&self) -> BoxFuture<'_, ()>;
+    fn connect(&self, info: &ConnectionInfo);
+    fn disconnect(&self, info: &ConnectionInfo);
+}
+
+struct InstanceOf<P: Provider> {
+    provider: Arc<P>,
+    specs: Arc<[MethodSpec<P>]>,
+}
+
+impl<P: Provider> Instance for InstanceOf<P> {
+    fn dispatch(&self, index: usize, call: Incoming) -> Handled {
+        match self.specs.get(index) {
+            Some(spec) => (spec.handler)(&self.provider, call),
+            None => Handled::Ready(Outcome::Fault(Fault::new(
+                FaultKind::Internal,
+                "method table out of sync",
+            ))),
+        }
+    }
+    fn prefinalize(&self) -> BoxFuture<'_, ()> {
+        self.provider.on_prefinalize()
+    }
+    fn finalize(&self) -> BoxFuture<'_, ()> {
+        self.provider.on_finalize()
+    }
+    fn connect(&self, info: &ConnectionInfo) {
+        self.provider.on_connect(info)
+    }
+    fn disconnect(&self, info: &ConnectionInfo) {
+        self.provider.on_disconnect(info)
+    }
+}
+
+/// One entry of a provider's routing table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route {
+    pub index: usize,
+    pub oneway: bool,
+}
+
+pub(crate) type Factory = Arc<dyn Fn() -> Arc<dyn Instance> + Send + Sync>;
+
+pub(crate) enum Instances {
+    Shared(Arc<dyn Instance>),
+    PerConnection(Factory),
+}
+
+/// A registered provider: its routing table and its instance(s).
+pub(crate) struct Registered {
+    pub info: ProviderInfo,
+    /// Full RPC names (with every service name) and `__get__x` / `__set__x` accessors.
+    pub routes: HashMap<Box<str>, Route>,
+    pub instances: Instances,
+    /// Sorted names for "no such method" messages.
+    pub exposed: Vec<String>,
+}
+
+/// The route name of an attribute getter.
+pub(crate) fn getter_route(attr: &str) -> String {
+    format!("__get__{attr}")
+}
+
+/// The route name of an attribute setter.
+pub(crate) fn setter_route(attr: &str) -> String {
+    format!("__set__{attr}")
+}
+
+impl Registered {
+    fn build<P: Provider>(provider_id: u16, per_connection: bool, instances: Instances) -> Self {
+        let specs = P::methods();
+        let mut routes = HashMap::new();
+        let mut methods = Vec::new();
+        let mut attributes = Vec::new();
+        let mut writable = Vec::new();
+        let services: Vec<&str> = std::iter::once(P::SERVICE)
+            .chain(P::ALIASES.iter().copied())
+            .collect();
+        for (index, spec) in specs.iter().enumerate() {
+            let route = Route {
+                index,
+                oneway: spec.oneway,
+            };
+            match spec.kind {
+                MethodKind::Method => {
+                    for s in &services {
+                        routes.insert(full_name(s, spec.name).into_boxed_str(), route);
+                    }
+                    methods.push(MethodInfo {
+                        name: full_name(P::SERVICE, spec.name),
+                        params: spec.params.iter().map(|p| p.to_string()).collect(),
+                        oneway: spec.oneway,
+                    });
+                }
+                MethodKind::Getter => {
+                    routes.insert(getter_route(spec.name).into_boxed_str(), route);
+                    attributes.push(spec.name.to_string());
+                }
+                MethodKind::Setter => {
+                    routes.insert(setter_route(spec.name).into_boxed_str(), route);
+                    writable.push(spec.name.to_string());
+                    if !attributes.iter().any(|a| a == spec.name) {
+                        attributes.push(spec.name.to_string());
+                    }
+                }
+            }
+        }
+        let mut exposed: Vec<String> = methods.iter().map(|m| m.name.clone()).collect();
+        exposed.extend(attributes.iter().map(|a| format!("attribute {a}")));
+        exposed.sort();
+        Registered {
+            info: ProviderInfo {
+                provider_id,
+                service: P::SERVICE.to_string(),
+                aliases: P::ALIASES.iter().map(|a| a.to_string()).collect(),
+                methods,
+                attributes,
+                writable,
+                per_connection,
+            },
+            routes,
+            instances,
+            exposed,
+        }
+    }
+
+    pub(crate) fn shared<P: Provider>(provider: Arc<P>, provider_id: u16) -> Self {
+        let specs: Arc<[MethodSpec<P>]> = P::methods().into();
+        let inst: Arc<dyn Instance> = Arc::new(InstanceOf { provider, specs });
+        Self::build::<P>(provider_id, false, Instances::Shared(inst))
+    }
+
+    pub(crate) fn per_connection<P: Provider>(
+        factory: impl Fn() -> P + Send + Sync + 'static,
+        provider_id: u16,
+    ) -> Self {
+        let specs: Arc<[MethodSpec<P>]> = P::methods().into();
+        let f: Factory = Arc::new(move || {
+            let inst: Arc<dyn Instance> = Arc::new(InstanceOf {
+                provider: Arc::new(factory()),
+                specs: specs.clone(),
+            });
+            inst
+        });
+        Self::build::<P>(provider_id, true, Instances::PerConnection(f))
+    }
+}
+
+/// The full RPC name of a method: `service + "_" + method`.
+pub fn full_name(service: &str, method: &str) -> String {
+    let mut s = String::with_capacity(service.len() + 1 + method.len());
+    s.push_str(service);
+    s.push('_');
+    s.push_str(method);
+    s
+}

@@ -1,0 +1,997 @@
+//! The server side: listeners, connections, dispatch, lifecycle.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::{AbortHandle, JoinHandle};
+use wirecall_protocol as proto;
+use wirecall_transport::{Address, Listener, Stream};
+
+use crate::codec::{from_wire, to_wire};
+use crate::config::{self, accepted_from_env};
+use crate::context::{encode_outcome, ConnectionInfo, Incoming, Out, ReplySink};
+use crate::error::{Error, Fault, FaultKind};
+use crate::hooks::{CallHook, CallInfo};
+use crate::io::{write_frames, writer_loop};
+use crate::provider::{Handled, Instance, Instances, Metadata, Outcome, Provider, Registered};
+use crate::CodecId;
+
+/// The provider id of the built-in daemon object (metadata, ping, remote shutdown).
+pub const DAEMON_PROVIDER_ID: u16 = 0xffff;
+
+/// Builds and starts a server [`Engine`]; made by [`Engine::server`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until start() is awaited"]
+pub struct ServerBuilder {
+    addresses: Vec<String>,
+    accepted: Option<Vec<CodecId>>,
+    limits: proto::Limits,
+    grace: Duration,
+    shutdown_token: Option<String>,
+    remote_shutdown: bool,
+}
+
+impl ServerBuilder {
+    /// Listens on one more address (`tcp://127.0.0.1:0`, `unix:///tmp/x.sock`).
+    pub fn listen(mut self, address: impl Into<String>) -> Self {
+        self.addresses.push(address.into());
+        self
+    }
+
+    /// The codecs the server accepts (default: every built-in codec, or the list in the
+    /// environment variable `WIRECALL_CODECS_ACCEPTED`, e.g. `json,msgpack`).
+    pub fn accept(mut self, codecs: impl IntoIterator<Item = CodecId>) -> Self {
+        self.accepted = Some(codecs.into_iter().collect());
+        self
+    }
+
+    /// The frame and in-flight limits the server enforces.
+    pub fn limits(mut self, limits: proto::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long `finalize` waits for in-flight calls (default 5 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The shared secret a remote shutdown must present. Remote shutdown stays off until
+    /// [`Engine::enable_remote_shutdown`] is called.
+    pub fn shutdown_token(mut self, token: impl Into<String>) -> Self {
+        self.shutdown_token = Some(token.into());
+        self
+    }
+
+    /// Binds every address and starts serving.
+    pub async fn start(self) -> Result<Engine, Error> {
+        let accepted = match self.accepted {
+            Some(a) => a,
+            None => accepted_from_env()?,
+        };
+        if accepted.is_empty() {
+            return Err(Error::config(
+                "the accepted codec set is empty; accept at least one codec",
+            ));
+        }
+        for c in &accepted {
+            if c.builtin_name().is_none() {
+                return Err(Error::config(format!(
+                    "codec {c} is not a built-in codec and cannot be accepted"
+                )));
+            }
+        }
+        if self.addresses.is_empty() {
+            return Err(Error::config(
+                "a server needs at least one address to listen on",
+            ));
+        }
+        let mut accepted_mask = [false; 256];
+        for c in &accepted {
+            accepted_mask[usize::from(c.get())] = true;
+        }
+        let (fin_tx, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            registry: RwLock::new(HashMap::new()),
+            accepted,
+            accepted_mask,
+            limits: self.limits,
+            grace: self.grace,
+            finalizing: AtomicBool::new(false),
+            finalized: fin_tx,
+            remote_shutdown: AtomicBool::new(self.remote_shutdown),
+            shutdown_token: self.shutdown_token,
+            in_flight: AtomicUsize::new(0),
+            drained: Notify::new(),
+            connections: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            hooks: RwLock::new(Vec::new()),
+            listeners: Mutex::new(Vec::new()),
+            addresses: Mutex::new(Vec::new()),
+        });
+        for a in &self.addresses {
+            let address: Address = a
+                .parse()
+                .map_err(|e| Error::config(format!("bad listen address `{a}`: {e}")))?;
+            let listener = Listener::bind(&address)
+                .await
+                .map_err(|e| Error::transport(a, e))?;
+            let local = listener.local_addr().to_string();
+            lock(&inner.addresses).push(local.clone());
+            let weak = Arc::downgrade(&inner);
+            let task = tokio::spawn(accept_loop(listener, weak, local));
+            lock(&inner.listeners).push(task);
+        }
+        Ok(Engine { inner })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+struct ConnHandle {
+    tx: mpsc::UnboundedSender<Out>,
+    last_id: Arc<AtomicU64>,
+}
+
+struct Inner {
+    registry: RwLock<HashMap<u16, Arc<Registered>>>,
+    accepted: Vec<CodecId>,
+    accepted_mask: [bool; 256],
+    limits: proto::Limits,
+    grace: Duration,
+    finalizing: AtomicBool,
+    finalized: watch::Sender<bool>,
+    remote_shutdown: AtomicBool,
+    shutdown_token: Option<String>,
+    in_flight: AtomicUsize,
+    drained: Notify,
+    connections: Mutex<HashMap<u64, ConnHandle>>,
+    next_conn: AtomicU64,
+    hooks: RwLock<Vec<Arc<dyn CallHook>>>,
+    listeners: Mutex<Vec<JoinHandle<()>>>,
+    addresses: Mutex<Vec<String>>,
+}
+
+/// A wirecall engine in server mode: listens, serves providers, and finalizes.
+///
+/// Cheap to clone; every clone controls the same server. The server stops when
+/// [`Engine::finalize`] runs (locally or through a remote shutdown), not when the handle is
+/// dropped.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("addresses", &*lock(&self.inner.addresses))
+            .field("accepted", &self.inner.accepted)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts building a server listening on `address` (`tcp://127.0.0.1:0` picks a free
+    /// port; `unix:///path/to.sock`).
+    pub fn server(address: impl Into<String>) -> ServerBuilder {
+        ServerBuilder {
+            addresses: vec![address.into()],
+            accepted: None,
+            limits: proto::Limits::default(),
+            grace: Duration::from_secs(5),
+            shutdown_token: None,
+            remote_shutdown: false,
+        }
+    }
+
+    /// A client engine (no listener): makes proxies and remote functions.
+    pub fn client() -> crate::Client {
+        crate::Client::new()
+    }
+
+    /// The URL of the first listening address, with the real port when `:0` was asked for.
+    pub fn address(&self) -> String {
+        lock(&self.inner.addresses)
+            .first()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The URLs of every listening address.
+    pub fn addresses(&self) -> Vec<String> {
+        lock(&self.inner.addresses).clone()
+    }
+
+    /// The codecs the server accepts.
+    pub fn accepted(&self) -> &[CodecId] {
+        &self.inner.accepted
+    }
+
+    /// Registers a provider instance shared by every connection under `provider_id`.
+    ///
+    /// Fails when the id is taken or is the daemon's reserved id.
+    pub fn register_provider<P: Provider>(
+        &self,
+        provider: P,
+        provider_id: u16,
+    ) -> Result<(), Error> {
+        self.register_arc(Arc::new(provider), provider_id)
+    }
+
+    /// Registers a provider already in an `Arc` (to keep a handle to it).
+    pub fn register_arc<P: Provider>(
+        &self,
+        provider: Arc<P>,
+        provider_id: u16,
+    ) -> Result<(), Error> {
+        self.insert(Registered::shared(provider, provider_id))
+    }
+
+    /// Registers a provider created once per connection by `factory` (RPyC's service class):
+    /// each connection gets its own instance, created when the connection opens.
+    pub fn register_provider_factory<P: Provider>(
+        &self,
+        factory: impl Fn() -> P + Send + Sync + 'static,
+        provider_id: u16,
+    ) -> Result<(), Error> {
+        self.insert(Registered::per_connection(factory, provider_id))
+    }
+
+    fn insert(&self, reg: Registered) -> Result<(), Error> {
+        let id = reg.info.provider_id;
+        if id == DAEMON_PROVIDER_ID {
+            return Err(Error::config(format!(
+                "provider id {DAEMON_PROVIDER_ID} is reserved for the daemon object"
+            )));
+        }
+        let mut map = write(&self.inner.registry);
+        if let Some(existing) = map.get(&id) {
+            return Err(Error::config(format!(
+                "provider id {id} is already taken by service `{}`; pick another id",
+                existing.info.service
+            )));
+        }
+        map.insert(id, Arc::new(reg));
+        Ok(())
+    }
+
+    /// Removes the provider registered under `provider_id`; returns whether there was one.
+    pub fn deregister_provider(&self, provider_id: u16) -> bool {
+        write(&self.inner.registry).remove(&provider_id).is_some()
+    }
+
+    /// Adds a hook run before and after every call.
+    pub fn add_hook(&self, hook: impl CallHook) {
+        write(&self.inner.hooks).push(Arc::new(hook));
+    }
+
+    /// Allows clients to shut the server down remotely ([`crate::Proxy::shutdown_server`]).
+    ///
+    /// Off by default. When the server was built with a
+    /// [`shutdown_token`](ServerBuilder::shutdown_token), the request must carry it.
+    pub fn enable_remote_shutdown(&self) {
+        self.inner.remote_shutdown.store(true, Ordering::Release);
+    }
+
+    /// What the daemon object reports: every provider with its methods and attributes.
+    pub fn metadata(&self) -> Metadata {
+        metadata(&self.inner)
+    }
+
+    /// Whether finalize has started.
+    pub fn is_finalizing(&self) -> bool {
+        self.inner.finalizing.load(Ordering::Acquire)
+    }
+
+    /// Waits until the server has finalized (locally or by remote shutdown).
+    pub async fn wait_for_finalize(&self) {
+        let mut rx = self.inner.finalized.subscribe();
+        // The sender lives in `inner`, which we hold: wait_for cannot fail with a closed
+        // channel.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Finalizes gracefully: stops accepting, refuses new calls, waits up to the grace period
+    /// for in-flight calls, runs the prefinalize hooks (which may still make calls), sends
+    /// GOAWAY to every connection, closes them, then runs the finalize hooks.
+    ///
+    /// Calling it again (or concurrently) waits for the first run to finish.
+    pub async fn finalize(&self) {
+        finalize(self.inner.clone()).await
+    }
+}
+
+async fn finalize(inner: Arc<Inner>) {
+    if inner.finalizing.swap(true, Ordering::AcqRel) {
+        let mut rx = inner.finalized.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+        return;
+    }
+    for l in lock(&inner.listeners).drain(..) {
+        l.abort();
+    }
+    // Wait for in-flight calls, bounded by the grace period.
+    let deadline = Instant::now() + inner.grace;
+    loop {
+        let notified = inner.drained.notified();
+        if inner.in_flight.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        if tokio::time::timeout_at(deadline.into(), notified)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let providers: Vec<Arc<Registered>> = read(&inner.registry).values().cloned().collect();
+    for p in &providers {
+        if let Instances::Shared(i) = &p.instances {
+            i.prefinalize().await;
+        }
+    }
+    let conns: Vec<ConnHandle> = lock(&inner.connections).drain().map(|(_, c)| c).collect();
+    for c in conns {
+        let _ = c.tx.send(Out::GoAway {
+            last_id: c.last_id.load(Ordering::Acquire),
+            message: "server finalizing".into(),
+        });
+        let _ = c.tx.send(Out::Close);
+    }
+    for p in &providers {
+        if let Instances::Shared(i) = &p.instances {
+            i.finalize().await;
+        }
+    }
+    inner.finalized.send_replace(true);
+}
+
+fn metadata(inner: &Inner) -> Metadata {
+    let mut providers: Vec<_> = read(&inner.registry)
+        .values()
+        .map(|r| r.info.clone())
+        .collect();
+    providers.sort_by_key(|p| p.provider_id);
+    Metadata { providers }
+}
+
+async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: String) {
+    loop {
+        let accepted = listener.accept().await;
+        let Some(inner) = inner.upgrade() else { return };
+        match accepted {
+            Ok((stream, peer)) => {
+                if inner.finalizing.load(Ordering::Acquire) {
+                    return;
+                }
+                let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+                let info = Arc::new(ConnectionInfo {
+                    id,
+                    peer: peer.to_string(),
+                    local: local.clone(),
+                });
+                tokio::spawn(serve_connection(inner, stream, info));
+            }
+            Err(e) => {
+                tracing::warn!("accept on {local} failed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Per-connection state of the reader.
+struct Conn {
+    inner: Arc<Inner>,
+    info: Arc<ConnectionInfo>,
+    tx: mpsc::UnboundedSender<Out>,
+    tasks: Arc<Mutex<HashMap<u64, AbortHandle>>>,
+    instances: HashMap<u16, Arc<dyn Instance>>,
+    codec_limits: wirecall_codecs::Limits,
+    last_id: Arc<AtomicU64>,
+}
+
+async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<ConnectionInfo>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut decoder = proto::FrameDecoder::new(inner.limits);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+
+    // Handshake: the first frame must be HELLO.
+    let hello = loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(proto::Frame::Hello(h))) => break h,
+            Ok(Some(other)) => {
+                let f = goaway_frame(
+                    proto::ErrorCode::PROTOCOL_ERROR,
+                    format!("expected HELLO, got {:?}", other.kind()),
+                );
+                let _ = write_frames(&mut wr, &[f]).await;
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let f = goaway_frame(e.code(), e.to_string());
+                let _ = write_frames(&mut wr, &[f]).await;
+                return;
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(10), rd.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(_)) => {}
+        }
+    };
+    let refuse = |code, message: String| {
+        proto::Frame::Refuse(proto::Refuse {
+            code,
+            versions: vec![proto::VERSION],
+            accepted: inner.accepted.iter().map(|c| to_wire(*c)).collect(),
+            message,
+        })
+    };
+    if !hello.versions.contains(&proto::VERSION) {
+        let f = refuse(
+            proto::ErrorCode::UNSUPPORTED_VERSION,
+            format!(
+                "the server speaks protocol version {}, the client offered {:?}",
+                proto::VERSION,
+                hello.versions
+            ),
+        );
+        let _ = write_frames(&mut wr, &[f]).await;
+        return;
+    }
+    if inner.finalizing.load(Ordering::Acquire) {
+        let f = refuse(
+            proto::ErrorCode::SHUTTING_DOWN,
+            "the server is finalizing".into(),
+        );
+        let _ = write_frames(&mut wr, &[f]).await;
+        return;
+    }
+    let Some(chosen) = hello
+        .codecs
+        .iter()
+        .map(|c| from_wire(*c))
+        .find(|c| inner.accepted_mask[usize::from(c.get())])
+    else {
+        let offered: Vec<String> = hello
+            .codecs
+            .iter()
+            .map(|c| from_wire(*c).to_string())
+            .collect();
+        let f = refuse(
+            proto::ErrorCode::NO_COMMON_CODEC,
+            format!(
+                "no codec in common: the client offered {} but the server accepts {}",
+                offered.join(", "),
+                config::names(&inner.accepted)
+            ),
+        );
+        let _ = write_frames(&mut wr, &[f]).await;
+        return;
+    };
+    let welcome = proto::Frame::Welcome(proto::Welcome {
+        version: proto::VERSION,
+        codec: to_wire(chosen),
+        accepted: inner.accepted.iter().map(|c| to_wire(*c)).collect(),
+        limits: inner.limits,
+    });
+    if write_frames(&mut wr, &[welcome]).await.is_err() {
+        return;
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let last_id = Arc::new(AtomicU64::new(0));
+    lock(&inner.connections).insert(
+        info.id,
+        ConnHandle {
+            tx: tx.clone(),
+            last_id: last_id.clone(),
+        },
+    );
+    let writer = tokio::spawn(writer_loop(wr, rx, out_frame));
+
+    // Instances: shared ones see on_connect; per-connection ones are created now.
+    let mut instances = HashMap::new();
+    let regs: Vec<Arc<Registered>> = read(&inner.registry).values().cloned().collect();
+    for r in &regs {
+        let inst = match &r.instances {
+            Instances::Shared(i) => i.clone(),
+            Instances::PerConnection(f) => {
+                let i = f();
+                instances.insert(r.info.provider_id, i.clone());
+                i
+            }
+        };
+        inst.connect(&info);
+    }
+    let mut conn = Conn {
+        codec_limits: wirecall_codecs::Limits::default()
+            .with_max_input(inner.limits.max_frame_len as usize),
+        inner,
+        info,
+        tx,
+        tasks: Arc::new(Mutex::new(HashMap::new())),
+        instances,
+        last_id,
+    };
+
+    conn.read_loop(&mut rd, &mut decoder, &mut buf).await;
+
+    // Teardown: stop handlers still running for this connection, run on_disconnect.
+    for (_, t) in lock(&conn.tasks).drain() {
+        t.abort();
+    }
+    lock(&conn.inner.connections).remove(&conn.info.id);
+    let regs: Vec<Arc<Registered>> = read(&conn.inner.registry).values().cloned().collect();
+    for r in &regs {
+        let inst = match &r.instances {
+            Instances::Shared(i) => Some(i.clone()),
+            Instances::PerConnection(_) => conn.instances.get(&r.info.provider_id).cloned(),
+        };
+        if let Some(i) = inst {
+            i.disconnect(&conn.info);
+        }
+    }
+    let _ = conn.tx.send(Out::Close);
+    drop(conn);
+    let _ = writer.await;
+}
+
+impl Conn {
+    async fn read_loop(
+        &mut self,
+        rd: &mut wirecall_transport::ReadHalf,
+        decoder: &mut proto::FrameDecoder,
+        buf: &mut BytesMut,
+    ) {
+        loop {
+            loop {
+                match decoder.decode(buf) {
+                    Ok(Some(frame)) => {
+                        if !self.on_frame(frame) {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!("closing connection from {}: {e}", self.info.peer);
+                        let _ = self.tx.send(Out::GoAway {
+                            last_id: self.last_id.load(Ordering::Acquire),
+                            message: format!("protocol error: {e}"),
+                        });
+                        return;
+                    }
+                }
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            match rd.read_buf(buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Handles one frame; false closes the connection.
+    fn on_frame(&mut self, frame: proto::Frame) -> bool {
+        match frame {
+            proto::Frame::Call(call) => {
+                self.last_id.fetch_max(call.request_id.0, Ordering::AcqRel);
+                self.on_call(call);
+                true
+            }
+            proto::Frame::Cancel(id) => {
+                if let Some(t) = lock(&self.tasks).remove(&id.0) {
+                    t.abort();
+                    self.inner.call_done();
+                }
+                true
+            }
+            proto::Frame::Ping(data) => {
+                let _ = self.tx.send(Out::Pong(data));
+                true
+            }
+            proto::Frame::Pong(_) => true,
+            proto::Frame::GoAway(_) => false,
+            other => {
+                let _ = self.tx.send(Out::GoAway {
+                    last_id: self.last_id.load(Ordering::Acquire),
+                    message: format!(
+                        "protocol error: unexpected {:?} frame from a client",
+                        other.kind()
+                    ),
+                });
+                false
+            }
+        }
+    }
+
+    fn on_call(&mut self, call: proto::Call) {
+        let codec = from_wire(call.codec);
+        let sink = ReplySink {
+            tx: self.tx.clone(),
+            id: call.request_id.0,
+            codec,
+            oneway: call.oneway,
+        };
+        if !self.inner.accepted_mask[usize::from(codec.get())] {
+            let mut f = Fault::new(
+                FaultKind::CodecRefused,
+                format!(
+                    "codec {codec} refused; the server accepts: {}",
+                    config::names(&self.inner.accepted)
+                ),
+            );
+            f.type_name = codec.to_string();
+            f.names = self.inner.accepted.iter().map(|c| c.to_string()).collect();
+            sink.send(Outcome::Fault(f));
+            return;
+        }
+        if self.inner.finalizing.load(Ordering::Acquire) {
+            sink.send(Outcome::Fault(Fault::new(
+                FaultKind::ShuttingDown,
+                "the server is finalizing and takes no new calls",
+            )));
+            return;
+        }
+        let provider_id = call.provider.0;
+        let method = call.method.as_str();
+        if provider_id == DAEMON_PROVIDER_ID {
+            self.daemon_call(&call, sink);
+            return;
+        }
+        let reg = read(&self.inner.registry).get(&provider_id).cloned();
+        let Some(reg) = reg else {
+            let mut ids: Vec<u16> = read(&self.inner.registry).keys().copied().collect();
+            ids.sort_unstable();
+            let mut f = Fault::new(
+                FaultKind::UnknownProvider,
+                format!(
+                    "no provider is registered with id {provider_id}; registered ids: {}",
+                    if ids.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ids.iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            );
+            f.names = ids.iter().map(|i| i.to_string()).collect();
+            sink.send(Outcome::Fault(f));
+            return;
+        };
+        let Some(route) = reg.routes.get(method).copied() else {
+            let mut f = Fault::new(
+                FaultKind::UnknownMethod,
+                format!(
+                    "provider {provider_id} (`{}`) has no exposed method `{method}`; it exposes: {}",
+                    reg.info.service,
+                    reg.exposed.join(", ")
+                ),
+            );
+            f.names = reg.exposed.clone();
+            sink.send(Outcome::Fault(f));
+            return;
+        };
+        let mut sink = sink;
+        if route.oneway {
+            sink.oneway = true;
+        }
+        let deadline = call.annotations.deadline();
+        if deadline.is_some_and(|d| d.is_zero()) {
+            sink.send(Outcome::Fault(Fault::new(
+                FaultKind::DeadlineExceeded,
+                "the call's deadline passed before it was dispatched",
+            )));
+            return;
+        }
+        let instance = match &reg.instances {
+            Instances::Shared(i) => i.clone(),
+            Instances::PerConnection(f) => self
+                .instances
+                .entry(provider_id)
+                .or_insert_with(|| {
+                    let i = f();
+                    i.connect(&self.info);
+                    i
+                })
+                .clone(),
+        };
+        let hooks: Vec<Arc<dyn CallHook>> = {
+            let h = read(&self.inner.hooks);
+            if h.is_empty() {
+                Vec::new()
+            } else {
+                h.clone()
+            }
+        };
+        let started = Instant::now();
+        if !hooks.is_empty() {
+            let ci = CallInfo {
+                provider_id,
+                method,
+                peer: &self.info.peer,
+                codec,
+                request_id: call.request_id.0,
+            };
+            for h in &hooks {
+                if let Err(m) = h.before(&ci) {
+                    sink.send(Outcome::Fault(Fault::new(FaultKind::PermissionDenied, m)));
+                    return;
+                }
+            }
+        }
+        let incoming = Incoming {
+            codec,
+            args: call.args,
+            kwargs: call.kwargs,
+            conn: self.info.clone(),
+            annotations: call.annotations,
+            provider_id,
+            sink: sink.clone(),
+            limits: self.codec_limits,
+            answered: None,
+        };
+        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            instance.dispatch(route.index, incoming)
+        }));
+        let after = {
+            let method = call.method.clone();
+            let peer = self.info.clone();
+            let id = call.request_id.0;
+            move |ok: bool| {
+                if hooks.is_empty() {
+                    return;
+                }
+                let ci = CallInfo {
+                    provider_id,
+                    method: method.as_str(),
+                    peer: &peer.peer,
+                    codec,
+                    request_id: id,
+                };
+                for h in &hooks {
+                    h.after(&ci, ok, started.elapsed());
+                }
+            }
+        };
+        match handled {
+            Err(panic) => {
+                after(false);
+                sink.send(Outcome::Fault(panic_fault(panic)));
+                self.inner.call_done();
+            }
+            Ok(Handled::Ready(outcome)) => {
+                after(matches!(outcome, Outcome::Value(_)));
+                sink.send(outcome);
+                self.inner.call_done();
+            }
+            Ok(Handled::Deferred) => {
+                after(true);
+                self.inner.call_done();
+            }
+            Ok(Handled::Detached(fut)) => {
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    let _ = AssertUnwindSafe(fut).catch_unwind().await;
+                    after(true);
+                    inner.call_done();
+                });
+            }
+            Ok(Handled::Pending(fut)) => {
+                let inner = self.inner.clone();
+                let tasks = self.tasks.clone();
+                let id = call.request_id.0;
+                let mut guard = lock(&self.tasks);
+                let task = tokio::spawn(async move {
+                    let fut = AssertUnwindSafe(fut).catch_unwind();
+                    let outcome = match deadline {
+                        Some(d) => match tokio::time::timeout(d, fut).await {
+                            Ok(r) => r,
+                            Err(_) => Ok(Outcome::Fault(Fault::new(
+                                FaultKind::DeadlineExceeded,
+                                format!(
+                                    "the handler did not finish within the caller's deadline ({} ms); its work was dropped",
+                                    d.as_millis()
+                                ),
+                            ))),
+                        },
+                        None => fut.await,
+                    };
+                    let outcome = outcome.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
+                    after(matches!(outcome, Outcome::Value(_)));
+                    if lock(&tasks).remove(&id).is_some() {
+                        sink.send(outcome);
+                        inner.call_done();
+                    }
+                });
+                guard.insert(id, task.abort_handle());
+            }
+        }
+    }
+
+    fn daemon_call(&self, call: &proto::Call, sink: ReplySink) {
+        let codec = sink.codec;
+        let method = call.method.as_str();
+        match method {
+            "ping" => sink.send(encode_outcome(codec, &())),
+            "metadata" => sink.send(encode_outcome(codec, &metadata(&self.inner))),
+            "shutdown" => {
+                if !self.inner.remote_shutdown.load(Ordering::Acquire) {
+                    sink.send(Outcome::Fault(Fault::new(
+                        FaultKind::PermissionDenied,
+                        "remote shutdown is disabled on this server (call enable_remote_shutdown() to allow it)",
+                    )));
+                    return;
+                }
+                if let Some(token) = &self.inner.shutdown_token {
+                    let given = call
+                        .annotations
+                        .user()
+                        .find(|(k, _)| *k == config::SHUTDOWN_TOKEN_KEY)
+                        .map(|(_, v)| v);
+                    if given != Some(token.as_bytes()) {
+                        sink.send(Outcome::Fault(Fault::new(
+                            FaultKind::PermissionDenied,
+                            "remote shutdown refused: missing or wrong shutdown token",
+                        )));
+                        return;
+                    }
+                }
+                sink.send(encode_outcome(codec, &()));
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    // Let the reply reach the writer before the connections close.
+                    tokio::task::yield_now().await;
+                    finalize(inner).await;
+                });
+            }
+            _ => {
+                let mut f = Fault::new(
+                    FaultKind::UnknownMethod,
+                    format!(
+                        "the daemon object has no method `{method}`; it exposes: metadata, ping, shutdown"
+                    ),
+                );
+                f.names = vec!["metadata".into(), "ping".into(), "shutdown".into()];
+                sink.send(Outcome::Fault(f));
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn call_done(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+fn panic_fault(panic: Box<dyn std::any::Any + Send>) -> Fault {
+    let message = if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the handler panicked".to_string()
+    };
+    Fault::application(
+        "panic",
+        message,
+        "the remote handler panicked; the server keeps serving",
+    )
+}
+
+fn goaway_frame(code: proto::ErrorCode, message: String) -> proto::Frame {
+    proto::Frame::GoAway(proto::GoAway {
+        last_request_id: proto::RequestId(0),
+        code,
+        message,
+    })
+}
+
+/// Converts an engine message to a native frame.
+fn out_frame(out: Out) -> Option<proto::Frame> {
+    Some(match out {
+        Out::Reply { id, codec, body } => proto::Frame::Reply(proto::Reply {
+            request_id: proto::RequestId(id),
+            codec: to_wire(codec),
+            stream: false,
+            annotations: proto::Annotations::new(),
+            result: body,
+            attachment: Bytes::new(),
+        }),
+        Out::Fault { id, codec, fault } => proto::Frame::Error(fault_frame(id, codec, fault)),
+        Out::Pong(d) => proto::Frame::Pong(d),
+        Out::GoAway { last_id, message } => proto::Frame::GoAway(proto::GoAway {
+            last_request_id: proto::RequestId(last_id),
+            code: if message.starts_with("protocol error") {
+                proto::ErrorCode::PROTOCOL_ERROR
+            } else {
+                proto::ErrorCode::NO_ERROR
+            },
+            message,
+        }),
+        Out::Close => return None,
+    })
+}
+
+fn fault_frame(id: u64, codec: CodecId, fault: Fault) -> proto::ErrorFrame {
+    let code = match fault.kind {
+        FaultKind::Application => proto::ErrorCode::APPLICATION_ERROR,
+        FaultKind::BadArguments => proto::ErrorCode::BAD_ARGUMENTS,
+        FaultKind::UnknownProvider => proto::ErrorCode::UNKNOWN_PROVIDER,
+        FaultKind::UnknownMethod => proto::ErrorCode::UNKNOWN_METHOD,
+        FaultKind::CodecRefused => proto::ErrorCode::CODEC_REFUSED,
+        FaultKind::DeadlineExceeded => proto::ErrorCode::DEADLINE_EXCEEDED,
+        FaultKind::ShuttingDown => proto::ErrorCode::SHUTTING_DOWN,
+        FaultKind::PermissionDenied => proto::ErrorCode::PERMISSION_DENIED,
+        FaultKind::Busy => proto::ErrorCode::TOO_MANY_IN_FLIGHT,
+        FaultKind::Internal => proto::ErrorCode::INTERNAL_ERROR,
+    };
+    let accepted = if fault.kind == FaultKind::CodecRefused {
+        fault
+            .names
+            .iter()
+            .filter_map(|n| CodecId::from_builtin_name(n))
+            .map(to_wire)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Exposed names travel in the trace of UNKNOWN_METHOD / UNKNOWN_PROVIDER errors, one per
+    // line after a marker, so they need no codec.
+    let trace = if matches!(
+        fault.kind,
+        FaultKind::UnknownMethod | FaultKind::UnknownProvider
+    ) && !fault.names.is_empty()
+    {
+        let mut t = String::from(crate::config::EXPOSED_MARKER);
+        for n in &fault.names {
+            t.push('\n');
+            t.push_str(n);
+        }
+        t
+    } else {
+        fault.trace
+    };
+    let _ = codec;
+    proto::ErrorFrame {
+        request_id: proto::RequestId(id),
+        codec: proto::CodecId::NONE,
+        annotations: proto::Annotations::new(),
+        body: proto::ErrorBody {
+            code,
+            type_name: fault.type_name,
+            message: fault.message,
+            trace,
+            accepted,
+            detail: Bytes::new(),
+        },
+    }
+}
