@@ -1,1 +1,3 @@
 //! Shared helpers for wirecall benchmarks (payloads, baselines).
+
+pub mod measure;

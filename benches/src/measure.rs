@@ -1,0 +1,335 @@
+//! Codec measurement shared by `wirecall pick`, `wirecall bench codecs` and the benches:
+//! a time-budgeted timer with robust statistics, and the typed and dynamic ([`Value`])
+//! encode/decode measurements of one value with one codec.
+//!
+//! Every measurement runs the operation in batches until its time budget is spent, and
+//! reports the median and the 10th/90th percentiles of the per-operation time over the
+//! batches, so one slow batch (a page fault, another process) moves the spread, not the
+//! median.
+//!
+//! ```
+//! use std::time::Duration;
+//! use wirecall_benches::measure::{self, Budget};
+//! use wirecall_codecs::CodecId;
+//!
+//! let budget = Budget::new(Duration::from_millis(5));
+//! let m = measure::typed(CodecId::MSGPACK, &(1u32, "two".to_owned()), budget).unwrap();
+//! assert_eq!(m.bytes, [0x92, 0x01, 0xa3, b't', b'w', b'o']);
+//! assert!(m.encode.median_ns > 0.0);
+//! assert!(m.decoded.is_ok());
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wirecall_codecs::serpent::{self, SerpentError, SerpentErrorKind, SerpentOptions};
+use wirecall_codecs::{CodecError, CodecId, CodecInfo, ErrorKind, Limits, Origin, Value};
+
+/// How long one measurement (one operation, one codec, one value) may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Target wall time for the timed batches of one measurement. A measurement always
+    /// takes at least [`Budget::MIN_SAMPLES`] batches of one operation, so an operation
+    /// slower than `time / MIN_SAMPLES` overruns the budget.
+    pub time: Duration,
+}
+
+impl Budget {
+    /// Fewest batches a measurement takes, whatever the budget.
+    pub const MIN_SAMPLES: usize = 5;
+    /// How many batches a measurement aims for within its budget.
+    pub const TARGET_SAMPLES: u32 = 31;
+
+    /// A budget of `time` per measurement.
+    pub fn new(time: Duration) -> Budget {
+        Budget { time }
+    }
+}
+
+/// The time one operation took, over the batches of one measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// Median per-operation time in nanoseconds.
+    pub median_ns: f64,
+    /// 10th percentile of the per-operation time (fast end of the spread).
+    pub p10_ns: f64,
+    /// 90th percentile of the per-operation time (slow end of the spread).
+    pub p90_ns: f64,
+    /// Number of timed batches.
+    pub samples: usize,
+    /// Operations per batch.
+    pub batch: u64,
+}
+
+impl Timing {
+    /// Total number of timed operations.
+    pub fn operations(&self) -> u64 {
+        self.batch * self.samples as u64
+    }
+
+    /// Adds two timings of consecutive operations (e.g. encode + decode, or one per
+    /// sample): medians and percentiles add, which is exact for the median only when the
+    /// two are independent and is the usual summary for a pipeline.
+    pub fn plus(&self, other: &Timing) -> Timing {
+        Timing {
+            median_ns: self.median_ns + other.median_ns,
+            p10_ns: self.p10_ns + other.p10_ns,
+            p90_ns: self.p90_ns + other.p90_ns,
+            samples: self.samples.min(other.samples),
+            batch: self.batch.min(other.batch),
+        }
+    }
+}
+
+/// Value at quantile `q` (0..=1) of sorted data, linearly interpolated.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        1 => sorted[0],
+        n => {
+            let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(n - 1);
+            let frac = pos - lo as f64;
+            sorted[lo] * (1.0 - frac) + sorted[hi] * frac
+        }
+    }
+}
+
+/// Times `op` within `budget`: one warm-up call sizes the batches so about
+/// [`Budget::TARGET_SAMPLES`] batches fit the budget, then batches run until the budget is
+/// spent (at least [`Budget::MIN_SAMPLES`] of them, at most three budgets in all).
+pub fn time<R>(budget: Budget, mut op: impl FnMut() -> R) -> Timing {
+    let start = Instant::now();
+    black_box(op());
+    let first = start.elapsed().max(Duration::from_nanos(1));
+    let per_sample = budget.time / Budget::TARGET_SAMPLES;
+    let batch = (per_sample.as_nanos() / first.as_nanos()).clamp(1, 1 << 24) as u64;
+    let hard_stop = budget.time * 3;
+    let mut per_op = Vec::with_capacity(Budget::TARGET_SAMPLES as usize + 8);
+    let began = Instant::now();
+    loop {
+        let t = Instant::now();
+        for _ in 0..batch {
+            black_box(op());
+        }
+        per_op.push(t.elapsed().as_nanos() as f64 / batch as f64);
+        let spent = began.elapsed();
+        let enough = per_op.len() >= Budget::MIN_SAMPLES;
+        if (enough && spent >= budget.time) || (spent >= hard_stop && per_op.len() >= 2) {
+            break;
+        }
+    }
+    per_op.sort_by(f64::total_cmp);
+    Timing {
+        median_ns: quantile(&per_op, 0.5),
+        p10_ns: quantile(&per_op, 0.1),
+        p90_ns: quantile(&per_op, 0.9),
+        samples: per_op.len(),
+        batch,
+    }
+}
+
+/// True when `id` goes through `wirecall_codecs`' runtime dispatch.
+fn dispatched(id: CodecId) -> bool {
+    wirecall_codecs::builtin_info(id).is_some()
+}
+
+/// What `serpent` is, for as long as the codecs crate has its module but not yet its
+/// [`CodecInfo`] in the runtime dispatch.
+const SERPENT_INFO: CodecInfo = CodecInfo {
+    id: CodecId::SERPENT,
+    name: "serpent",
+    self_describing: true,
+    human_readable: true,
+    python_interop: true,
+    python_module: Some("serpent"),
+    struct_as_map: true,
+    maintained: true,
+    summary:
+        "Python-literal text exactly as Python's serpent writes it (tuples, sets, base64 bytes)",
+};
+
+/// Every built-in codec compiled in, in id order, with what it is.
+pub fn codecs() -> Vec<CodecInfo> {
+    let mut all: Vec<CodecInfo> = wirecall_codecs::builtin_infos().collect();
+    if !dispatched(CodecId::SERPENT) {
+        all.push(SERPENT_INFO);
+    }
+    all
+}
+
+/// What codec `id` is, if it is a built-in codec compiled in.
+pub fn info(id: CodecId) -> Option<CodecInfo> {
+    codecs().into_iter().find(|c| c.id == id)
+}
+
+fn serpent_error(e: SerpentError, origin: Origin) -> CodecError {
+    let kind = match e.kind() {
+        SerpentErrorKind::Unsupported | SerpentErrorKind::UnsupportedEscape => {
+            ErrorKind::Unsupported
+        }
+        SerpentErrorKind::TooDeep => ErrorKind::LimitExceeded,
+        _ if origin == Origin::Local => ErrorKind::Encode,
+        _ => ErrorKind::Decode,
+    };
+    CodecError::new(CodecId::SERPENT, kind, origin, e.to_string())
+}
+
+fn serpent_depth() -> usize {
+    Limits::DEFAULT
+        .max_depth
+        .min(wirecall_codecs::serpent::DEFAULT_MAX_DEPTH)
+}
+
+/// Typed encode with a built-in codec (the path a Rust service pays):
+/// `wirecall_codecs::encode_into`, or serpent's own module while serpent is not yet in the
+/// runtime dispatch.
+pub fn encode_typed<T: Serialize + ?Sized>(
+    id: CodecId,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    if id == CodecId::SERPENT && !dispatched(id) {
+        return serpent::to_writer(value, out, &SerpentOptions::default())
+            .map_err(|e| serpent_error(e, Origin::Local));
+    }
+    wirecall_codecs::encode_into(id, value, out)
+}
+
+/// Typed decode with a built-in codec and default limits.
+pub fn decode_typed<T: DeserializeOwned>(id: CodecId, bytes: &[u8]) -> Result<T, CodecError> {
+    if id == CodecId::SERPENT && !dispatched(id) {
+        Limits::DEFAULT.check_input(id, bytes)?;
+        return serpent::from_slice(bytes, serpent_depth())
+            .map_err(|e| serpent_error(e, Origin::Peer));
+    }
+    wirecall_codecs::decode(id, bytes, &Limits::DEFAULT)
+}
+
+/// Dynamic encode of a [`Value`] with a built-in codec.
+pub fn encode_value(id: CodecId, value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if id == CodecId::SERPENT && !dispatched(id) {
+        return serpent::value_to_writer(value, out, &SerpentOptions::default())
+            .map_err(|e| serpent_error(e, Origin::Local));
+    }
+    wirecall_codecs::encode_value(id, value, out)
+}
+
+/// Dynamic decode into a [`Value`] with a built-in codec and default limits.
+pub fn decode_value(id: CodecId, bytes: &[u8]) -> Result<Value, CodecError> {
+    if id == CodecId::SERPENT && !dispatched(id) {
+        Limits::DEFAULT.check_input(id, bytes)?;
+        return serpent::parse_value(bytes, serpent_depth())
+            .map_err(|e| serpent_error(e, Origin::Peer));
+    }
+    wirecall_codecs::decode_value(id, bytes, &Limits::DEFAULT)
+}
+
+/// One value measured with one codec: its encoding, the encode time and the decode
+/// outcome.
+#[derive(Debug)]
+pub struct Measurement<T> {
+    /// The encoded bytes.
+    pub bytes: Vec<u8>,
+    /// Time to encode (into a reused buffer).
+    pub encode: Timing,
+    /// The decoded value and the time to decode, or why decoding failed (then it was not
+    /// timed).
+    pub decoded: Result<(T, Timing), CodecError>,
+}
+
+/// Measures `value` with codec `id` through the typed path: encode into a reused buffer,
+/// decode back into `T`. Fails only when encoding fails; a decode failure is reported in
+/// [`Measurement::decoded`].
+pub fn typed<T: Serialize + DeserializeOwned>(
+    id: CodecId,
+    value: &T,
+    budget: Budget,
+) -> Result<Measurement<T>, CodecError> {
+    run(
+        budget,
+        |out| encode_typed(id, value, out),
+        |bytes| decode_typed::<T>(id, bytes),
+    )
+}
+
+/// Measures `value` with codec `id` through the dynamic path (`encode_value` /
+/// `decode_value`). A codec that is not self-describing encodes but reports its decode
+/// error in [`Measurement::decoded`].
+pub fn value(id: CodecId, value: &Value, budget: Budget) -> Result<Measurement<Value>, CodecError> {
+    run(
+        budget,
+        |out| encode_value(id, value, out),
+        |bytes| decode_value(id, bytes),
+    )
+}
+
+/// The shared measurement: check once, then time encode and (if it works) decode.
+pub fn run<T>(
+    budget: Budget,
+    mut encode: impl FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+    mut decode: impl FnMut(&[u8]) -> Result<T, CodecError>,
+) -> Result<Measurement<T>, CodecError> {
+    let mut bytes = Vec::new();
+    encode(&mut bytes)?;
+    let mut buf = Vec::with_capacity(bytes.len());
+    let encode_timing = time(budget, || {
+        buf.clear();
+        // Encoding succeeded once with the same input, so later errors cannot happen; the
+        // result is kept opaque either way.
+        black_box(encode(&mut buf).is_ok())
+    });
+    let decoded = match decode(&bytes) {
+        Ok(v) => {
+            let t = time(budget, || black_box(decode(&bytes).is_ok()));
+            Ok((v, t))
+        }
+        Err(e) => Err(e),
+    };
+    Ok(Measurement {
+        bytes,
+        encode: encode_timing,
+        decoded,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        let d = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(quantile(&d, 0.5), 3.0);
+        assert_eq!(quantile(&d, 0.0), 1.0);
+        assert_eq!(quantile(&d, 1.0), 5.0);
+        assert!((quantile(&d, 0.1) - 1.4).abs() < 1e-9);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn timer_respects_minimum_samples_and_orders_percentiles() {
+        let t = time(Budget::new(Duration::from_millis(2)), || {
+            std::thread::sleep(Duration::from_micros(50))
+        });
+        assert!(t.samples >= Budget::MIN_SAMPLES);
+        assert!(t.p10_ns <= t.median_ns && t.median_ns <= t.p90_ns);
+        assert!(t.median_ns >= 50_000.0);
+    }
+
+    #[test]
+    fn typed_round_trip_and_non_self_describing_value_path() {
+        let b = Budget::new(Duration::from_millis(1));
+        let m = typed(CodecId::POSTCARD, &vec![1u16, 300], b).unwrap();
+        assert_eq!(m.bytes, [2, 1, 0xac, 0x02]);
+        assert_eq!(m.decoded.unwrap().0, vec![1u16, 300]);
+        let v = value(CodecId::POSTCARD, &Value::Int(1), b).unwrap();
+        assert!(v.decoded.is_err());
+        let j = value(CodecId::JSON, &Value::Str("x".into()), b).unwrap();
+        assert_eq!(j.bytes, b"\"x\"");
+        assert_eq!(j.decoded.unwrap().0, Value::Str("x".into()));
+    }
+}
