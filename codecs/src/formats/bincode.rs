@@ -15,7 +15,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::depth::Limited;
+use std::cell::Cell;
+
+use crate::depth::{limit_or, Limited};
 use crate::error::{decode_err, encode_err};
 use crate::{Codec, CodecError, CodecId, CodecInfo, Limits, Value};
 
@@ -55,15 +57,22 @@ impl Codec for Bincode {
             bincode::config::standard(),
             (),
         );
+        let hit = Cell::new(false);
         let value = T::deserialize(Limited::<_, true>::new(
             dec.as_deserializer(),
             limits.max_depth,
+            &hit,
         ))
-        .map_err(|e| match e {
-            bincode::error::DecodeError::UnexpectedEnd { .. } => {
-                CodecError::decode(ID, "input ends in the middle of a value (truncated)")
-            }
-            other => decode_err(ID, other),
+        .map_err(|e| {
+            limit_or(
+                &hit,
+                match e {
+                    bincode::error::DecodeError::UnexpectedEnd { .. } => {
+                        CodecError::decode(ID, "input ends in the middle of a value (truncated)")
+                    }
+                    other => decode_err(ID, other),
+                },
+            )
         })?;
         // Trailing bytes: there must be nothing left to read.
         match u8::deserialize(dec.as_deserializer()) {

@@ -21,7 +21,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::depth::Limited;
+use std::cell::Cell;
+
+use crate::depth::{limit_or, Limited};
 use crate::error::{decode_err, encode_err};
 use crate::{Codec, CodecError, CodecId, CodecInfo, Limits, Origin, Value};
 
@@ -59,12 +61,13 @@ impl Codec for Json {
     fn decode<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, CodecError> {
         limits.check_input(ID, bytes)?;
         let mut de = serde_json::Deserializer::from_slice(bytes);
+        let hit = Cell::new(false);
         let value = if limits.max_depth >= SERDE_JSON_DEPTH {
             T::deserialize(&mut de)
         } else {
-            T::deserialize(Limited::<_, false>::new(&mut de, limits.max_depth))
+            T::deserialize(Limited::<_, false>::new(&mut de, limits.max_depth, &hit))
         }
-        .map_err(|e| decode_err(ID, e))?;
+        .map_err(|e| limit_or(&hit, decode_err(ID, e)))?;
         de.end().map_err(|e| decode_err(ID, e))?;
         Ok(value)
     }

@@ -10,6 +10,9 @@
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
+use std::cell::Cell;
+
+use crate::depth::{limit_or, Limited};
 use crate::error::{decode_err, encode_err};
 use crate::{Codec, CodecError, CodecId, CodecInfo, Limits, Origin, Value};
 
@@ -45,7 +48,11 @@ impl Codec for MsgPack {
         limits.check_input(ID, bytes)?;
         let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
         de.set_max_depth(limits.max_depth);
-        let value = T::deserialize(&mut de).map_err(|e| decode_err(ID, e))?;
+        // rmp-serde's own depth count skips enum payloads (`{"Variant": ...}`), so a
+        // recursive enum could still exhaust the stack: bound every level ourselves.
+        let hit = Cell::new(false);
+        let value = T::deserialize(Limited::<_, false>::new(&mut de, limits.max_depth, &hit))
+            .map_err(|e| limit_or(&hit, decode_err(ID, e)))?;
         // Trailing bytes: reading one more value must hit the end of the input.
         match IgnoredAny::deserialize(&mut de) {
             Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
@@ -68,10 +75,10 @@ impl Codec for MsgPack {
     fn decode_value(bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
         limits.check_input(ID, bytes)?;
         let mut rd = bytes;
-        // rmpv counts every value, scalars included, so allow one more level.
+        // rmpv spends two units per container (value + body) and one per scalar.
         let v = rmpv::decode::read_value_with_max_depth(
             &mut rd,
-            limits.max_depth.saturating_add(1),
+            limits.max_depth.saturating_mul(2).saturating_add(1),
         )
         .map_err(|e| match e {
             rmpv::decode::Error::DepthLimitExceeded => CodecError::limit(

@@ -10,7 +10,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::depth::Limited;
+use std::cell::Cell;
+
+use crate::depth::{limit_or, Limited};
 use crate::error::{decode_err, encode_err};
 use crate::{Codec, CodecError, CodecId, CodecInfo, Limits, Value};
 
@@ -65,14 +67,20 @@ impl Codec for Postcard {
     fn decode<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, CodecError> {
         limits.check_input(ID, bytes)?;
         let mut de = postcard::Deserializer::from_bytes(bytes);
-        let value = T::deserialize(Limited::<_, false>::new(&mut de, limits.max_depth)).map_err(
-            |e| match e {
-                postcard::Error::DeserializeUnexpectedEnd => {
-                    CodecError::decode(ID, "input ends in the middle of a value (truncated)")
-                }
-                other => decode_err(ID, other),
-            },
-        )?;
+        let hit = Cell::new(false);
+        let value = T::deserialize(Limited::<_, false>::new(&mut de, limits.max_depth, &hit))
+            .map_err(|e| {
+                limit_or(
+                    &hit,
+                    match e {
+                        postcard::Error::DeserializeUnexpectedEnd => CodecError::decode(
+                            ID,
+                            "input ends in the middle of a value (truncated)",
+                        ),
+                        other => decode_err(ID, other),
+                    },
+                )
+            })?;
         let rest = de.finalize().map_err(|e| decode_err(ID, e))?;
         if !rest.is_empty() {
             return Err(CodecError::decode(ID, super::trailing_msg(rest.len())));

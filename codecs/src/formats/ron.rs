@@ -7,9 +7,12 @@
 //! Integers must fit 64 bits (the workspace builds ron without `integer128`). No Python
 //! reader exists. Nesting depth is bounded with ron's own recursion limit.
 
+use std::cell::Cell;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::depth::{limit_or, Limited};
 use crate::error::encode_err;
 use crate::{Codec, CodecError, CodecId, CodecInfo, Limits, Value};
 
@@ -35,10 +38,17 @@ fn de_err(e: ron::error::SpannedError) -> CodecError {
 
 fn read<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, CodecError> {
     limits.check_input(ID, bytes)?;
-    ron::Options::default()
-        .with_recursion_limit(limits.max_depth)
-        .from_bytes(bytes)
-        .map_err(de_err)
+    // ron counts its recursion differently per construct (about two units per container
+    // when reading dynamically); its own limit is kept as a stack guard and the exact
+    // bound is ours.
+    let opts = ron::Options::default()
+        .with_recursion_limit(limits.max_depth.saturating_mul(2).saturating_add(2));
+    let mut de = ron::Deserializer::from_bytes_with_options(bytes, &opts).map_err(de_err)?;
+    let hit = Cell::new(false);
+    let value = T::deserialize(Limited::<_, false>::new(&mut de, limits.max_depth, &hit))
+        .map_err(|e| limit_or(&hit, de_err(de.span_error(e))))?;
+    de.end().map_err(|e| de_err(de.span_error(e)))?;
+    Ok(value)
 }
 
 impl Codec for Ron {
