@@ -1,0 +1,676 @@
+//! A client and a server state machine wired together in memory (quinn's `Pair`): no
+//! sockets, no sleeps; time is a value the test advances.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wirecall_protocol::{
+    check_codec, Annotations, CallRequest, Cause, ClientConfig, ClientConnection, ClientEvent,
+    CodecId, ErrorBody, ErrorCode, ErrorFrame, Limits, Method, ProtocolError, ProviderId, Reply,
+    RequestId, ServerConfig, ServerConnection, ServerEvent, StreamItem,
+};
+
+struct Pair {
+    client: ClientConnection,
+    server: ServerConnection,
+    now: Instant,
+    client_err: Option<ProtocolError>,
+    server_err: Option<ProtocolError>,
+}
+
+impl Pair {
+    fn new(client: ClientConfig, server: ServerConfig) -> Pair {
+        let now = Instant::now();
+        Pair {
+            client: ClientConnection::new(client, now).unwrap(),
+            server: ServerConnection::new(server, now).unwrap(),
+            now,
+            client_err: None,
+            server_err: None,
+        }
+    }
+
+    fn default_pair() -> Pair {
+        Pair::new(
+            ClientConfig::new(vec![CodecId::MSGPACK, CodecId::JSON]),
+            ServerConfig::new(vec![CodecId::JSON, CodecId::MSGPACK]),
+        )
+    }
+
+    /// Moves bytes both ways until neither side has anything to send.
+    fn drive(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(b) = self.client.poll_transmit() {
+                moved = true;
+                if let Err(e) = self.server.handle_input(&b, self.now) {
+                    self.server_err.get_or_insert(e);
+                }
+            }
+            while let Some(b) = self.server.poll_transmit() {
+                moved = true;
+                if let Err(e) = self.client.handle_input(&b, self.now) {
+                    self.client_err.get_or_insert(e);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        if let Err(e) = self.client.handle_timeout(self.now) {
+            self.client_err.get_or_insert(e);
+        }
+        if let Err(e) = self.server.handle_timeout(self.now) {
+            self.server_err.get_or_insert(e);
+        }
+    }
+
+    fn connected() -> Pair {
+        let mut p = Pair::default_pair();
+        p.drive();
+        assert!(matches!(
+            p.client.poll_event(),
+            Some(ClientEvent::Connected(_))
+        ));
+        assert!(matches!(
+            p.server.poll_event(),
+            Some(ServerEvent::Connected(_))
+        ));
+        p
+    }
+
+    fn call(&mut self, method: &str, args: &'static [u8]) -> RequestId {
+        self.client
+            .call(
+                CallRequest::new(
+                    ProviderId(1),
+                    Method::new(method.to_string()).unwrap(),
+                    Bytes::from_static(args),
+                ),
+                self.now,
+            )
+            .unwrap()
+    }
+
+    fn client_events(&mut self) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| self.client.poll_event()).collect()
+    }
+
+    fn server_events(&mut self) -> Vec<ServerEvent> {
+        std::iter::from_fn(|| self.server.poll_event()).collect()
+    }
+
+    fn reply(&mut self, id: RequestId, result: &'static [u8]) -> Result<(), ProtocolError> {
+        self.server.reply(Reply {
+            request_id: id,
+            codec: CodecId::MSGPACK,
+            stream: false,
+            annotations: Annotations::new(),
+            result: Bytes::from_static(result),
+            attachment: Bytes::new(),
+        })
+    }
+}
+
+fn calls(events: Vec<ServerEvent>) -> Vec<wirecall_protocol::Call> {
+    events
+        .into_iter()
+        .map(|e| match e {
+            ServerEvent::Call(c) => c,
+            other => panic!("expected a call, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn handshake_agrees_on_the_clients_first_accepted_codec() {
+    let mut p = Pair::default_pair();
+    p.drive();
+    let Some(ClientEvent::Connected(cs)) = p.client.poll_event() else {
+        panic!()
+    };
+    let Some(ServerEvent::Connected(ss)) = p.server.poll_event() else {
+        panic!()
+    };
+    assert_eq!(cs.codec, CodecId::MSGPACK);
+    assert_eq!(cs.version, 1);
+    assert_eq!(cs.accepted, vec![CodecId::JSON, CodecId::MSGPACK]);
+    assert_eq!(cs.peer_limits, Limits::default());
+    assert_eq!(ss.codec, CodecId::MSGPACK);
+    assert_eq!(ss.offered, vec![CodecId::MSGPACK, CodecId::JSON]);
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn handshake_refused_names_the_accepted_set() {
+    let mut p = Pair::new(
+        ClientConfig::new(vec![CodecId::CBOR]),
+        ServerConfig::new(vec![CodecId::JSON, CodecId::MSGPACK]),
+    );
+    p.drive();
+    match p.client_err.take().unwrap() {
+        ProtocolError::Refused {
+            code,
+            accepted,
+            versions,
+            ..
+        } => {
+            assert_eq!(code, ErrorCode::NO_COMMON_CODEC);
+            assert_eq!(accepted, vec![CodecId::JSON, CodecId::MSGPACK]);
+            assert_eq!(versions, vec![1]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.server_err.take().unwrap().kind_name(), "no_common_codec");
+    assert!(p.client.is_closed() && p.server.is_closed());
+    assert_eq!(
+        p.client
+            .call(
+                CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new()),
+                p.now
+            )
+            .unwrap_err(),
+        ProtocolError::Closed
+    );
+}
+
+#[test]
+fn call_before_handshake_is_a_local_error() {
+    let mut p = Pair::default_pair();
+    let e = p
+        .client
+        .call(
+            CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new()),
+            p.now,
+        )
+        .unwrap_err();
+    assert_eq!(e.cause(), Cause::Local);
+    assert_eq!(e.kind_name(), "invalid_state");
+}
+
+#[test]
+fn refused_codec_per_frame_lists_the_accepted_set_and_the_connection_survives() {
+    let mut p = Pair::connected();
+    let mut req = CallRequest::new(
+        ProviderId(1),
+        Method::new("m").unwrap(),
+        Bytes::from_static(b"\x80"),
+    );
+    req.codec = Some(CodecId::CBOR);
+    let id = p.client.call(req, p.now).unwrap();
+    p.drive();
+    let events = p.server_events();
+    assert!(
+        matches!(&events[..], [ServerEvent::Rejected { request_id, error: ProtocolError::CodecRefused { codec: CodecId::CBOR, .. } }] if *request_id == id)
+    );
+    let [ClientEvent::Error(e)] = &p.client_events()[..] else {
+        panic!()
+    };
+    assert_eq!(e.request_id, id);
+    assert_eq!(e.body.code, ErrorCode::CODEC_REFUSED);
+    assert_eq!(e.body.accepted, vec![CodecId::JSON, CodecId::MSGPACK]);
+    // The helper the engine uses to phrase it.
+    let err = check_codec(CodecId::CBOR, &e.body.accepted).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "codec CBOR refused; accepted: [JSON, MSGPACK]"
+    );
+    assert!(check_codec(CodecId::JSON, &e.body.accepted).is_ok());
+    // Still usable.
+    let id2 = p.call("m", b"\x90");
+    p.drive();
+    let c = calls(p.server_events());
+    assert_eq!(c[0].request_id, id2);
+    assert_eq!(c[0].codec, CodecId::MSGPACK);
+}
+
+#[test]
+fn interleaved_calls_answered_out_of_order() {
+    let mut p = Pair::connected();
+    let ids: Vec<RequestId> = (0..3).map(|i| p.call(&format!("m{i}"), b"\x90")).collect();
+    assert_eq!(ids, vec![RequestId(1), RequestId(2), RequestId(3)]);
+    assert_eq!(p.client.in_flight(), 3);
+    p.drive();
+    let c = calls(p.server_events());
+    assert_eq!(
+        c.iter().map(|c| c.method.as_str()).collect::<Vec<_>>(),
+        ["m0", "m1", "m2"]
+    );
+    assert_eq!(p.server.in_flight(), 3);
+    p.reply(ids[2], b"\x03").unwrap();
+    p.reply(ids[0], b"\x01").unwrap();
+    p.drive();
+    p.reply(ids[1], b"\x02").unwrap();
+    p.drive();
+    let got: Vec<(RequestId, Bytes)> = p
+        .client_events()
+        .into_iter()
+        .map(|e| match e {
+            ClientEvent::Reply(r) => (r.request_id, r.result),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (ids[2], Bytes::from_static(b"\x03")),
+            (ids[0], Bytes::from_static(b"\x01")),
+            (ids[1], Bytes::from_static(b"\x02"))
+        ]
+    );
+    assert_eq!(p.client.in_flight(), 0);
+    assert_eq!(p.server.in_flight(), 0);
+    // Answering twice is a local error the engine can ignore.
+    assert_eq!(
+        p.reply(ids[0], b"\x01").unwrap_err().kind_name(),
+        "not_in_flight"
+    );
+}
+
+#[test]
+fn kwargs_annotations_and_attachment_travel() {
+    let mut p = Pair::connected();
+    let mut req = CallRequest::new(
+        ProviderId(42),
+        Method::new("svc_hello").unwrap(),
+        Bytes::from_static(b"\x91\xa1a"),
+    );
+    req.kwargs = Bytes::from_static(b"\x81\xa1k\x01");
+    req.attachment = Bytes::from(vec![0xab; 100_000]);
+    req.annotations = Annotations::builder()
+        .correlation_id([1; 16])
+        .insert("user", b"u")
+        .unwrap()
+        .build();
+    p.client.call(req, p.now).unwrap();
+    p.drive();
+    let c = calls(p.server_events()).remove(0);
+    assert_eq!(c.provider, ProviderId(42));
+    assert_eq!(&c.kwargs[..], b"\x81\xa1k\x01");
+    assert_eq!(c.attachment.len(), 100_000);
+    assert_eq!(c.annotations.correlation_id(), Some([1; 16]));
+    assert_eq!(c.annotations.get("user"), Some(&b"u"[..]));
+}
+
+#[test]
+fn streamed_result() {
+    let mut p = Pair::connected();
+    let id = p.call("gen", b"\x90");
+    p.drive();
+    p.server_events();
+    // An item before the streamed REPLY is a local error.
+    let item = |n: u8| StreamItem {
+        request_id: id,
+        codec: CodecId::MSGPACK,
+        annotations: Annotations::new(),
+        item: Bytes::from(vec![n]),
+        attachment: Bytes::new(),
+    };
+    assert_eq!(
+        p.server.stream_item(item(0)).unwrap_err().kind_name(),
+        "invalid_state"
+    );
+    p.server
+        .reply(Reply {
+            request_id: id,
+            codec: CodecId::MSGPACK,
+            stream: true,
+            annotations: Annotations::new(),
+            result: Bytes::new(),
+            attachment: Bytes::new(),
+        })
+        .unwrap();
+    p.server.stream_item(item(1)).unwrap();
+    p.server.stream_item(item(2)).unwrap();
+    p.server.stream_end(id).unwrap();
+    p.drive();
+    let ev = p.client_events();
+    assert!(matches!(&ev[0], ClientEvent::Reply(r) if r.stream));
+    assert!(matches!(&ev[1], ClientEvent::StreamItem(s) if s.item[..] == [1]));
+    assert!(matches!(&ev[2], ClientEvent::StreamItem(s) if s.item[..] == [2]));
+    assert_eq!(ev[3], ClientEvent::StreamEnd(id));
+    assert_eq!(p.client.in_flight(), 0);
+    assert!(p.client_err.is_none());
+}
+
+#[test]
+fn cancel_gets_cancelled_and_is_swallowed() {
+    let mut p = Pair::connected();
+    let id = p.call("slow", b"\x90");
+    p.drive();
+    p.server_events();
+    assert!(p.client.cancel(id).unwrap());
+    assert!(!p.client.cancel(id).unwrap(), "second cancel is a no-op");
+    p.drive();
+    assert_eq!(p.server_events(), vec![ServerEvent::Cancelled(id)]);
+    assert_eq!(
+        p.reply(id, b"\x01").unwrap_err().kind_name(),
+        "not_in_flight"
+    );
+    // The client swallowed the server's CANCELLED answer.
+    assert_eq!(p.client_events(), vec![]);
+    assert_eq!(p.client.in_flight(), 0);
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn cancel_crossing_the_reply() {
+    let mut p = Pair::connected();
+    let id = p.call("fast", b"\x90");
+    p.drive();
+    p.server_events();
+    p.reply(id, b"\x01").unwrap(); // queued, not yet delivered
+    p.client.cancel(id).unwrap();
+    p.drive();
+    assert_eq!(
+        p.server_events(),
+        vec![],
+        "a CANCEL after the answer is ignored"
+    );
+    assert_eq!(
+        p.client_events(),
+        vec![],
+        "the reply to a cancelled call is swallowed"
+    );
+    assert_eq!(p.client.in_flight(), 0);
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn deadline_fails_the_call_on_both_sides() {
+    let mut p = Pair::connected();
+    let mut req = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+    req.annotations = Annotations::builder()
+        .deadline(Duration::from_millis(100))
+        .build();
+    let id = p.client.call(req, p.now).unwrap();
+    let other = p.call("n", b"");
+    p.drive();
+    assert_eq!(p.server_events().len(), 2);
+    assert_eq!(
+        p.client.poll_timeout(),
+        Some(p.now + Duration::from_millis(100))
+    );
+    p.advance(Duration::from_millis(99));
+    p.drive();
+    assert_eq!(p.client_events(), vec![]);
+    p.advance(Duration::from_millis(1));
+    assert_eq!(
+        p.client_events(),
+        vec![ClientEvent::Failed {
+            request_id: id,
+            error: ProtocolError::DeadlineExceeded { request_id: id }
+        }]
+    );
+    assert_eq!(p.server_events(), vec![ServerEvent::Expired(id)]);
+    p.drive();
+    assert_eq!(p.server_events(), vec![]);
+    assert_eq!(p.client_events(), vec![]);
+    assert_eq!(p.client.in_flight(), 1);
+    p.reply(other, b"").unwrap();
+    p.drive();
+    assert!(matches!(&p.client_events()[..], [ClientEvent::Reply(r)] if r.request_id == other));
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn server_goaway_finishes_in_flight_and_refuses_crossing_calls() {
+    let mut p = Pair::connected();
+    let a = p.call("a", b"");
+    p.drive();
+    p.server_events();
+    p.server.goaway("restart").unwrap();
+    let crossing = p.call("b", b""); // sent before the client sees GOAWAY
+    p.drive();
+    let ev = p.client_events();
+    assert!(matches!(&ev[0], ClientEvent::GoAway(g) if g.last_request_id == a));
+    assert!(
+        matches!(&ev[1], ClientEvent::Error(e) if e.request_id == crossing && e.body.code == ErrorCode::SHUTTING_DOWN)
+    );
+    assert!(matches!(
+        &p.server_events()[..],
+        [ServerEvent::Rejected {
+            error: ProtocolError::GoingAway,
+            ..
+        }]
+    ));
+    let e = p
+        .client
+        .call(
+            CallRequest::new(ProviderId(1), Method::new("c").unwrap(), Bytes::new()),
+            p.now,
+        )
+        .unwrap_err();
+    assert_eq!(e, ProtocolError::GoingAway);
+    assert!(e.is_retryable());
+    p.reply(a, b"\x01").unwrap();
+    assert_eq!(p.server_events(), vec![ServerEvent::Drained]);
+    p.drive();
+    let ev = p.client_events();
+    assert!(matches!(&ev[0], ClientEvent::Reply(r) if r.request_id == a));
+    assert_eq!(ev[1], ClientEvent::Drained);
+    assert!(p.client.handle_eof().is_ok());
+}
+
+#[test]
+fn client_goaway_drains() {
+    let mut p = Pair::connected();
+    let a = p.call("a", b"");
+    p.client.goaway().unwrap();
+    assert_eq!(
+        p.client
+            .call(
+                CallRequest::new(ProviderId(1), Method::new("c").unwrap(), Bytes::new()),
+                p.now
+            )
+            .unwrap_err(),
+        ProtocolError::GoingAway
+    );
+    p.drive();
+    let ev = p.server_events();
+    assert!(matches!(
+        &ev[..],
+        [ServerEvent::Call(_), ServerEvent::GoAway(_)]
+    ));
+    p.reply(a, b"").unwrap();
+    assert_eq!(p.server_events(), vec![ServerEvent::Drained]);
+    p.drive();
+    let ev = p.client_events();
+    assert!(matches!(
+        &ev[..],
+        [ClientEvent::Reply(_), ClientEvent::Drained]
+    ));
+}
+
+#[test]
+fn ping_pong_measures_the_round_trip() {
+    let mut p = Pair::connected();
+    p.client.ping(p.now).unwrap();
+    p.server.ping(p.now).unwrap();
+    // Both PINGs sit in the send buffers while 7 ms pass.
+    p.now += Duration::from_millis(7);
+    p.drive();
+    assert_eq!(
+        p.client_events(),
+        vec![ClientEvent::Pong {
+            rtt: Duration::from_millis(7)
+        }]
+    );
+    assert_eq!(
+        p.server_events(),
+        vec![ServerEvent::Pong {
+            rtt: Duration::from_millis(7)
+        }]
+    );
+}
+
+#[test]
+fn ping_timeout_is_fatal_and_the_peer_is_told() {
+    let mut cfg = ClientConfig::new(vec![CodecId::JSON]);
+    cfg.ping_timeout = Some(Duration::from_secs(2));
+    let mut p = Pair::new(cfg, ServerConfig::new(vec![CodecId::JSON]));
+    p.drive();
+    p.client_events();
+    p.server_events();
+    p.client.ping(p.now).unwrap();
+    let _lost = p.client.poll_transmit(); // the PING is lost
+    p.advance(Duration::from_secs(2));
+    let e = p.client_err.take().unwrap();
+    assert_eq!(e, ProtocolError::PingTimeout);
+    assert_eq!(e.cause(), Cause::Timeout);
+    assert!(e.is_retryable());
+    p.drive();
+    assert!(matches!(
+        p.server_err.take(),
+        Some(ProtocolError::PeerClosed {
+            code: ErrorCode::TIMEOUT,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn handshake_timeout() {
+    let mut cfg = ServerConfig::new(vec![CodecId::JSON]);
+    cfg.handshake_timeout = Some(Duration::from_secs(1));
+    let mut p = Pair::new(ClientConfig::new(vec![CodecId::JSON]), cfg);
+    let _hello_lost = p.client.poll_transmit();
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(p.now + Duration::from_secs(1))
+    );
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.server_err.take(), Some(ProtocolError::HandshakeTimeout));
+}
+
+#[test]
+fn in_flight_limit_is_enforced_locally_and_by_the_server() {
+    let mut sc = ServerConfig::new(vec![CodecId::JSON]);
+    sc.limits.max_in_flight = 2;
+    let mut p = Pair::new(ClientConfig::new(vec![CodecId::JSON]), sc);
+    p.drive();
+    p.client_events();
+    p.server_events();
+    p.call("a", b"");
+    p.call("b", b"");
+    let e = p
+        .client
+        .call(
+            CallRequest::new(ProviderId(1), Method::new("c").unwrap(), Bytes::new()),
+            p.now,
+        )
+        .unwrap_err();
+    assert_eq!(e, ProtocolError::InFlightLimit { max: 2 });
+    assert_eq!(e.cause(), Cause::Local);
+    assert!(e.is_retryable());
+    // Oneway calls do not count.
+    let mut ow = CallRequest::new(ProviderId(1), Method::new("notify").unwrap(), Bytes::new());
+    ow.oneway = true;
+    p.client.call(ow, p.now).unwrap();
+    p.drive();
+    let ev = p.server_events();
+    assert_eq!(ev.len(), 3);
+    assert!(matches!(&ev[2], ServerEvent::Call(c) if c.oneway));
+    assert_eq!(p.server.in_flight(), 2);
+    assert_eq!(
+        p.reply(RequestId(3), b"").unwrap_err().kind_name(),
+        "not_in_flight"
+    );
+}
+
+#[test]
+fn frames_over_the_peers_limit_are_not_sent() {
+    let mut sc = ServerConfig::new(vec![CodecId::JSON]);
+    sc.limits.max_frame_len = 4096;
+    sc.limits.max_annotations_len = 8;
+    let mut p = Pair::new(ClientConfig::new(vec![CodecId::JSON]), sc);
+    p.drive();
+    let big = CallRequest::new(
+        ProviderId(1),
+        Method::new("m").unwrap(),
+        Bytes::from(vec![0; 5000]),
+    );
+    let e = p.client.call(big, p.now).unwrap_err();
+    assert_eq!(e.kind_name(), "too_long");
+    assert_eq!(e.cause(), Cause::Local);
+    let mut ann = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+    ann.annotations = Annotations::builder()
+        .insert("key", b"value")
+        .unwrap()
+        .build();
+    assert_eq!(
+        p.client.call(ann, p.now).unwrap_err().kind_name(),
+        "too_long"
+    );
+    assert_eq!(p.client.poll_transmit(), None, "nothing was queued");
+    assert_eq!(p.client.in_flight(), 0);
+}
+
+#[test]
+fn application_error_carries_type_message_and_trace() {
+    let mut p = Pair::connected();
+    let id = p.call("fail", b"");
+    p.drive();
+    p.server_events();
+    p.server
+        .error(ErrorFrame {
+            request_id: id,
+            codec: CodecId::MSGPACK,
+            annotations: Annotations::new(),
+            body: ErrorBody {
+                code: ErrorCode::APPLICATION_ERROR,
+                type_name: "builtins.ValueError".into(),
+                message: "bad".into(),
+                trace: "a\nb".into(),
+                accepted: vec![],
+                detail: Bytes::from_static(b"\x91\x01"),
+            },
+        })
+        .unwrap();
+    p.drive();
+    let [ClientEvent::Error(e)] = &p.client_events()[..] else {
+        panic!()
+    };
+    assert_eq!(e.body.type_name, "builtins.ValueError");
+    assert_eq!(e.body.trace.lines().count(), 2);
+    assert_eq!(&e.body.detail[..], b"\x91\x01");
+}
+
+#[test]
+fn protocol_error_closes_both_sides_with_a_reason() {
+    let mut p = Pair::connected();
+    // A server never sends CALL; inject one as if it had.
+    let mut raw = bytes::BytesMut::new();
+    wirecall_protocol::Frame::Call(wirecall_protocol::Call {
+        request_id: RequestId(1),
+        provider: ProviderId(0),
+        codec: CodecId::JSON,
+        oneway: false,
+        method: Method::new("x").unwrap(),
+        annotations: Annotations::new(),
+        args: Bytes::new(),
+        kwargs: Bytes::new(),
+        attachment: Bytes::new(),
+    })
+    .encode(&mut raw)
+    .unwrap();
+    let e = p.client.handle_input(&raw, p.now).unwrap_err();
+    assert_eq!(e.kind_name(), "unexpected_frame");
+    assert!(p.client.is_closed());
+    assert_eq!(
+        p.client.handle_input(&[], p.now).unwrap_err(),
+        ProtocolError::Closed
+    );
+    p.drive();
+    match p.server_err.take() {
+        Some(ProtocolError::PeerClosed { code, message }) => {
+            assert_eq!(code, ErrorCode::PROTOCOL_ERROR);
+            assert!(message.contains("unexpected CALL"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
