@@ -36,7 +36,7 @@ fn annotations() -> impl Strategy<Value = Annotations> {
     (
         proptest::option::of(any::<u64>()),
         proptest::option::of(any::<[u8; 16]>()),
-        proptest::collection::vec(("[a-z][a-z0-9_.é]{0,12}", bytes(20)), 0..4),
+        proptest::collection::vec(("u[a-z0-9_.é]{0,12}", bytes(20)), 0..4),
     )
         .prop_map(|(deadline, corr, user)| {
             let mut b = Annotations::builder();
