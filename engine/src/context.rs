@@ -1,7 +1,6 @@
 //! What a handler sees of a call: its arguments, its caller, and a way to answer later.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -162,15 +161,16 @@ impl CallContext {
 
 /// Answers a call later, possibly from another task (PyMargo's `handle.respond`).
 ///
-/// Take it as a handler parameter of type `Responder`; the method's own return value is then
+/// Take it as a handler parameter of type `Responder<T>`, where `T` is the result type the
+/// caller receives (the generated client returns `T`); the method's own return value is then
 /// ignored. Dropping a `Responder` without answering sends the caller an error, so a caller
 /// never waits forever. For oneway methods answering does nothing.
-pub struct Responder {
+pub struct Responder<T: ?Sized = ()> {
     sink: Option<ReplySink>,
-    answered: Arc<AtomicBool>,
+    _result: std::marker::PhantomData<fn(&T)>,
 }
 
-impl fmt::Debug for Responder {
+impl<T: ?Sized> fmt::Debug for Responder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Responder")
             .field("request_id", &self.sink.as_ref().map(|s| s.id))
@@ -178,11 +178,10 @@ impl fmt::Debug for Responder {
     }
 }
 
-impl Responder {
+impl<T: Serialize + ?Sized> Responder<T> {
     /// Sends `value` as the call's result.
-    pub fn respond<T: Serialize + ?Sized>(mut self, value: &T) {
+    pub fn respond(mut self, value: &T) {
         if let Some(sink) = self.sink.take() {
-            self.answered.store(true, Ordering::Release);
             sink.send(encode_outcome(sink.codec, value));
         }
     }
@@ -190,7 +189,6 @@ impl Responder {
     /// Fails the call with an application error (type name and message).
     pub fn fail(mut self, type_name: &str, message: impl fmt::Display) {
         if let Some(sink) = self.sink.take() {
-            self.answered.store(true, Ordering::Release);
             sink.send(Outcome::Fault(Fault::application(
                 type_name,
                 message.to_string(),
@@ -200,7 +198,7 @@ impl Responder {
     }
 }
 
-impl Drop for Responder {
+impl<T: ?Sized> Drop for Responder<T> {
     fn drop(&mut self) {
         if let Some(sink) = self.sink.take() {
             sink.send(Outcome::Fault(Fault::application(
@@ -251,7 +249,6 @@ pub struct Incoming {
     pub(crate) provider_id: u16,
     pub(crate) sink: ReplySink,
     pub(crate) limits: wirecall_codecs::Limits,
-    pub(crate) answered: Option<Arc<AtomicBool>>,
 }
 
 impl fmt::Debug for Incoming {
@@ -298,13 +295,10 @@ impl Incoming {
     }
 
     /// A responder to answer the call later.
-    pub fn responder(&self) -> Responder {
+    pub fn responder<T: ?Sized>(&self) -> Responder<T> {
         Responder {
             sink: Some(self.sink.clone()),
-            answered: self
-                .answered
-                .clone()
-                .unwrap_or_else(|| Arc::new(AtomicBool::new(false))),
+            _result: std::marker::PhantomData,
         }
     }
 

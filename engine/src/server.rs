@@ -753,7 +753,6 @@ impl Conn {
             provider_id,
             sink: sink.clone(),
             limits: self.codec_limits,
-            answered: None,
         };
         self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {

@@ -168,6 +168,19 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
     })
 }
 
+/// The `T` of a `Responder<T>` parameter.
+fn responder_result(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let seg = p.path.segments.last()?;
+    let PathArguments::AngleBracketed(ab) = &seg.arguments else {
+        return None;
+    };
+    ab.args.iter().find_map(|a| match a {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    })
+}
+
 fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Result<Remote> {
     let mut name: Option<String> = None;
     let mut oneway = false;
@@ -610,10 +623,23 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
         .collect();
     let idents: Vec<&syn::Ident> = value_params.iter().map(|p| &p.ident).collect();
     let tys: Vec<&Type> = value_params.iter().map(|p| &p.ty).collect();
-    let ret: TokenStream2 = match &r.output {
-        Output::Unit => quote!(()),
-        Output::Plain(t) => quote!(#t),
-        Output::Result(t) => quote!(#t),
+    let responder_ty = r
+        .params
+        .iter()
+        .find(|p| p.role == ParamRole::Responder)
+        .map(|p| {
+            responder_result(&p.ty)
+                .map(|t| quote!(#t))
+                .unwrap_or_else(|| quote!(()))
+        });
+    let ret: TokenStream2 = if let Some(t) = responder_ty {
+        t
+    } else {
+        match &r.output {
+            Output::Unit => quote!(()),
+            Output::Plain(t) => quote!(#t),
+            Output::Result(t) => quote!(#t),
+        }
     };
     let mut chain = quote!(());
     for id in &idents {

@@ -1,0 +1,78 @@
+//! Runs each example's seed over real tcp and unix sockets, bounded in time.
+
+use std::time::Duration;
+
+#[path = "../examples/pymargo_provider.rs"]
+mod pymargo_provider;
+#[path = "../examples/pyro_proxy.rs"]
+mod pyro_proxy;
+#[path = "../examples/rpyc_service.rs"]
+mod rpyc_service;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn unix_address(dir: &tempfile::TempDir, name: &str) -> String {
+    format!("unix://{}", dir.path().join(name).display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymargo_seed_over_tcp_and_unix() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in [
+        "tcp://127.0.0.1:0".to_string(),
+        unix_address(&dir, "margo.sock"),
+    ] {
+        let hooks = tokio::time::timeout(LIMIT, pymargo_provider::run(&addr))
+            .await
+            .expect("seed timed out")
+            .unwrap_or_else(|e| panic!("seed failed on {addr}: {e}"));
+        assert_eq!(hooks, vec!["prefinalize", "finalize"], "on {addr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpyc_seed_over_tcp_and_unix() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in [
+        "tcp://127.0.0.1:0".to_string(),
+        unix_address(&dir, "rpyc.sock"),
+    ] {
+        let seen = tokio::time::timeout(LIMIT, rpyc_service::run(&addr))
+            .await
+            .expect("seed timed out")
+            .unwrap_or_else(|e| panic!("seed failed on {addr}: {e}"));
+        assert_eq!(seen.per_connection, (2, 10), "on {addr}");
+        assert_eq!(seen.shared, (1, 2), "on {addr}");
+        assert!(
+            seen.not_exposed.contains("counter_reset"),
+            "{}",
+            seen.not_exposed
+        );
+        assert!(
+            seen.not_exposed.contains("counter_increment"),
+            "{}",
+            seen.not_exposed
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyro_seed_over_tcp_and_unix() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in [
+        "tcp://127.0.0.1:0".to_string(),
+        unix_address(&dir, "pyro.sock"),
+    ] {
+        let seen = tokio::time::timeout(LIMIT, pyro_proxy::run(&addr))
+            .await
+            .expect("seed timed out")
+            .unwrap_or_else(|e| panic!("seed failed on {addr}: {e}"));
+        assert!(seen.refusal.contains("cbor"), "{}", seen.refusal);
+        assert!(seen.refusal.contains("json, msgpack"), "{}", seen.refusal);
+        assert_eq!(seen.converted, 212.0);
+        assert!(
+            seen.timed_out,
+            "the slow call should have timed out on {addr}"
+        );
+    }
+}
