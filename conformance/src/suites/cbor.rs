@@ -80,9 +80,12 @@ fn scan(bytes: &[u8], pos: &mut usize, out: &mut Scan, depth: usize) -> Result<(
         }
         6 => {
             let tag = arg(pos)?.ok_or("indefinite tag")?;
-            if tag != 2 && tag != 3 {
+            // The cbor codec maps tags 2/3 (bignums) onto integers, 258 onto Value::Set and
+            // drops 55799 (self-describe); every other tag has no Value form.
+            if !matches!(tag, 2 | 3 | 258 | 55799) {
                 out.unrepresentable.push(format!(
-                    "tag {tag}: Value has no tagged-item form (only tags 2/3, bignums, map onto integers)"
+                    "tag {tag}: Value has no tagged-item form (only tags 2/3 bignums, 258 sets and \
+                     55799 self-describe map onto Value)"
                 ));
             }
             scan(bytes, pos, out, depth + 1)?;
