@@ -10,7 +10,8 @@ One output line per input line; a line starting with "!" reports an error for th
 The first output line is "ok <module> <version>" once the module is imported.
 
 Library settings are the ones wirecall's codecs document as their Python counterpart:
-json.dumps(ensure_ascii=False, separators=(",", ":"), allow_nan=False) / json.loads,
+json.dumps(ensure_ascii=False, separators=(",", ":")) / json.loads (NaN and Infinity tokens on,
+as wirecall's json reads and writes them),
 msgpack.packb(use_bin_type=True) / msgpack.unpackb(raw=False, strict_map_key=False),
 cbor2.dumps() / cbor2.loads(), serpent.dumps() / serpent.loads(), with serpent's
 {'data': ..., 'encoding': 'base64'} dicts turned back into bytes (serpent.tobytes), as Pyro
@@ -43,7 +44,7 @@ def codec_functions(name):
         import json
 
         def enc(v):
-            return json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            return json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
         return "json", "stdlib", enc, lambda b: json.loads(b.decode("utf-8"))
     if name == "msgpack":
