@@ -83,6 +83,12 @@ macro_rules! dispatch {
                 type $C = $crate::Ron;
                 $body
             }
+            #[cfg(feature = "serpent")]
+            7 => {
+                #[allow(unused)]
+                type $C = $crate::Serpent;
+                $body
+            }
             _ => $other,
         }
     };
@@ -123,3 +129,5 @@ pub use formats::msgpack::MsgPack;
 pub use formats::postcard::Postcard;
 #[cfg(feature = "ron")]
 pub use formats::ron::Ron;
+#[cfg(feature = "serpent")]
+pub use formats::serpent::Serpent;

@@ -12,6 +12,8 @@ pub(crate) mod msgpack;
 pub(crate) mod postcard;
 #[cfg(feature = "ron")]
 pub(crate) mod ron;
+#[cfg(feature = "serpent")]
+pub(crate) mod serpent;
 
 /// Error text for trailing bytes after a complete value.
 pub(crate) fn trailing_msg(extra: usize) -> String {

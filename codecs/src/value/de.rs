@@ -13,7 +13,8 @@ use crate::{CodecError, Value};
 /// Lenient where the formats differ: a `Vec<u8>` accepts `Bytes` or a list of ints; a
 /// struct accepts a map or a positional list (rmp-serde's default); a unit or unit struct
 /// accepts `Null` or an empty list; floats accept ints; enums accept `Str(name)` for unit
-/// variants and `{name: payload}` otherwise. A `BigInt` wider than 128 bits cannot become a
+/// variants and `{name: payload}` otherwise; bytes accept serpent's base64 dict and floats
+/// serpent's NaN dict (what Python's serpent writes and `serpent.loads` returns). A `BigInt` wider than 128 bits cannot become a
 /// Rust integer and fails with a decode error.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, CodecError> {
     T::deserialize(value)
@@ -113,10 +114,28 @@ impl<'de> de::Deserializer<'de> for Value {
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-        self.deserialize_any(visitor)
+        self.deserialize_byte_buf(visitor)
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match serpent_bytes(&self) {
+            Some(Ok(b)) => visitor.visit_byte_buf(b),
+            Some(Err(e)) => Err(e),
+            None => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if is_serpent_nan(&self) {
+            return visitor.visit_f64(f64::NAN);
+        }
+        self.deserialize_any(visitor)
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if is_serpent_nan(&self) {
+            return visitor.visit_f32(f32::NAN);
+        }
         self.deserialize_any(visitor)
     }
 
@@ -176,7 +195,7 @@ impl<'de> de::Deserializer<'de> for Value {
     }
 
     forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char str string
         map struct identifier
     }
 }
@@ -225,4 +244,38 @@ impl<'de> VariantAccess<'de> for Value {
     ) -> Result<V::Value, CodecError> {
         de::Deserializer::deserialize_any(self, visitor)
     }
+}
+
+/// The dict serpent (and Pyro) write for bytes: `{'data': '<base64>', 'encoding': 'base64'}`.
+fn serpent_bytes(v: &Value) -> Option<Result<Vec<u8>, CodecError>> {
+    let m = v.as_map()?;
+    if m.len() != 2 || v.get("encoding")?.as_str()? != "base64" {
+        return None;
+    }
+    let data = v.get("data")?.as_str()?;
+    Some(decode_base64(data))
+}
+
+#[cfg(feature = "serpent")]
+fn decode_base64(data: &str) -> Result<Vec<u8>, CodecError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| de::Error::custom(format_args!("invalid base64 in a serpent bytes dict: {e}")))
+}
+
+#[cfg(not(feature = "serpent"))]
+fn decode_base64(_: &str) -> Result<Vec<u8>, CodecError> {
+    Err(de::Error::custom(
+        "a serpent bytes dict needs the `serpent` feature of wirecall-codecs to be decoded",
+    ))
+}
+
+/// The dict serpent writes for NaN: `{'__class__': 'float', 'value': 'nan'}`.
+fn is_serpent_nan(v: &Value) -> bool {
+    v.as_map().is_some_and(|m| m.len() == 2)
+        && v.get("__class__").and_then(Value::as_str) == Some("float")
+        && v.get("value")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("nan"))
 }
