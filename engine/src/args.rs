@@ -123,6 +123,29 @@ pub trait FromArgs: Sized {
     fn finish(slots: Self::Slots) -> Result<Self, usize>;
 }
 
+thread_local! {
+    /// The last message this module gave a codec as a custom error. Some codecs (postcard)
+    /// drop custom messages; decoding is synchronous, so the caller reads it back here.
+    static LAST_MESSAGE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A custom decode error whose message survives codecs that drop it.
+fn custom<E: de::Error>(message: String) -> E {
+    let e = E::custom(&message);
+    LAST_MESSAGE.with(|m| *m.borrow_mut() = Some(message));
+    e
+}
+
+/// Clears the side channel before a decode.
+pub(crate) fn clear_message() {
+    LAST_MESSAGE.with(|m| m.borrow_mut().take());
+}
+
+/// The message of the last custom error, if the codec dropped it.
+pub(crate) fn take_message() -> Option<String> {
+    LAST_MESSAGE.with(|m| m.borrow_mut().take())
+}
+
 fn arg_name(names: &[&str], i: usize) -> String {
     match names.get(i) {
         Some(n) => format!("argument {} (`{n}`)", i + 1),
@@ -147,7 +170,7 @@ macro_rules! from_args_tuple {
                         Ok(Some(v)) => slots.$idx = Some(v),
                         Ok(None) => return Ok(()),
                         Err(e) => {
-                            return Err(de::Error::custom(format_args!(
+                            return Err(custom(format!(
                                 "{}: {e}",
                                 arg_name(names, $idx)
                             )))
@@ -155,7 +178,7 @@ macro_rules! from_args_tuple {
                     }
                 )*
                 if seq.next_element::<IgnoredAny>()?.is_some() {
-                    return Err(de::Error::custom(format_args!(
+                    return Err(custom(format!(
                         "too many positional arguments: the method takes {} ({})",
                         $n,
                         names.join(", ")
@@ -175,7 +198,7 @@ macro_rules! from_args_tuple {
                     $(
                         $idx => {
                             let v = map.next_value::<$T>().map_err(|e| {
-                                <MA::Error as de::Error>::custom(format_args!(
+                                custom::<MA::Error>(format!(
                                     "{}: {e}",
                                     arg_name(names, $idx)
                                 ))
@@ -264,7 +287,7 @@ impl<'de, T: FromArgs, N: ParamNames> Deserialize<'de> for Keyword<T, N> {
                 let mut slots = T::Slots::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     let Some(index) = N::NAMES.iter().position(|n| *n == key) else {
-                        return Err(de::Error::custom(format_args!(
+                        return Err(custom(format!(
                             "unexpected keyword argument `{key}`; the method's parameters are: {}",
                             N::NAMES.join(", ")
                         )));

@@ -7,7 +7,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::args::{duplicate_message, missing_message, FromArgs, Keyword, ParamNames, Positional};
+use crate::args::{
+    clear_message, duplicate_message, missing_message, take_message, FromArgs, Keyword, ParamNames,
+    Positional,
+};
 use crate::codec;
 use crate::error::{Fault, FaultKind};
 use crate::provider::Outcome;
@@ -267,16 +270,22 @@ impl Incoming {
     /// by name; on failure returns the `BadArguments` outcome to send back.
     pub fn decode_args<T: FromArgs, N: ParamNames>(&self) -> Result<T, Outcome> {
         let bad = |m: String| Outcome::Fault(Fault::new(FaultKind::BadArguments, m));
+        // Prefer our own message when the codec dropped it (postcard does).
+        let explain = |e: wirecall_codecs::CodecError| match take_message() {
+            Some(m) if !e.to_string().contains(&m) => format!("{m} ({e})"),
+            _ => e.to_string(),
+        };
+        clear_message();
         let mut slots = if self.args.is_empty() {
             T::Slots::default()
         } else {
             codec::decode::<Positional<T, N>>(self.codec, &self.args, &self.limits)
-                .map_err(|e| bad(format!("positional arguments: {e}")))?
+                .map_err(|e| bad(format!("positional arguments: {}", explain(e))))?
                 .0
         };
         if !self.kwargs.is_empty() {
             let kw = codec::decode::<Keyword<T, N>>(self.codec, &self.kwargs, &self.limits)
-                .map_err(|e| bad(format!("keyword arguments: {e}")))?
+                .map_err(|e| bad(format!("keyword arguments: {}", explain(e))))?
                 .0;
             T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::NAMES, i)))?;
         }

@@ -142,7 +142,7 @@ pub trait ViaDisplay {
     fn remote_fault(&self) -> Fault;
 }
 
-impl<E: std::error::Error + 'static> ViaError for &&ErrProbe<'_, E> {
+impl<E: std::error::Error + 'static> ViaError for &ErrProbe<'_, E> {
     fn remote_fault(&self) -> Fault {
         let mut trace = String::new();
         let mut source = self.0.source();
@@ -158,7 +158,7 @@ impl<E: std::error::Error + 'static> ViaError for &&ErrProbe<'_, E> {
     }
 }
 
-impl<E: fmt::Display> ViaDisplay for &ErrProbe<'_, E> {
+impl<E: fmt::Display> ViaDisplay for ErrProbe<'_, E> {
     fn remote_fault(&self) -> Fault {
         let message = self.0.to_string();
         let alternate = format!("{:#}", self.0);

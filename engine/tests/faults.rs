@@ -1,0 +1,687 @@
+//! Bad input and faults: each affects only its own call or connection, produces its specific
+//! error, and the next call on the same proxy succeeds. Real tcp and unix sockets.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wirecall::{CallContext, CallHook, CallInfo, CodecId, Engine, Error, Proxy};
+use wirecall_protocol as proto;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Point {
+    x: i32,
+    y: i32,
+    label: String,
+}
+
+#[derive(Default)]
+struct Probe {
+    cancelled: Arc<AtomicBool>,
+    completed: Arc<AtomicBool>,
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug)]
+struct Outer(std::io::Error);
+impl std::fmt::Display for Outer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("could not load the configuration")
+    }
+}
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[wirecall::provider(service = "t")]
+impl Probe {
+    #[remote]
+    fn add(&self, a: i32, b: i32) -> i32 {
+        a + b
+    }
+
+    #[remote]
+    fn echo(&self, p: Point) -> Point {
+        p
+    }
+
+    #[remote]
+    fn greet(&self, first: String, last: String, punct: Option<String>) -> String {
+        format!("{first} {last}{}", punct.unwrap_or_default())
+    }
+
+    #[remote]
+    fn boom(&self) -> u32 {
+        panic!("kaboom (sync)")
+    }
+
+    #[remote]
+    async fn boom_async(&self) -> u32 {
+        panic!("kaboom (async)")
+    }
+
+    #[remote]
+    fn fail(&self) -> Result<u32, Outer> {
+        Err(Outer(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "config.toml missing",
+        )))
+    }
+
+    #[remote]
+    async fn delayed(&self, i: u32, ms: u64, ctx: CallContext) -> (u32, u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        (i, ctx.connection().id())
+    }
+
+    #[remote]
+    async fn hang(&self) -> u32 {
+        let _guard = SetOnDrop(self.cancelled.clone());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        0
+    }
+
+    #[remote]
+    async fn work(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.completed.store(true, Ordering::SeqCst);
+        ms
+    }
+
+    #[remote]
+    fn peer(&self, ctx: CallContext) -> String {
+        format!(
+            "{}|{}",
+            ctx.peer(),
+            String::from_utf8_lossy(ctx.annotation("user").unwrap_or_default())
+        )
+    }
+}
+
+struct Started {
+    engine: Engine,
+    probe: Arc<Probe>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn start(kind: &str) -> Started {
+    start_with(kind, |b| b).await
+}
+
+async fn start_with(
+    kind: &str,
+    f: impl FnOnce(wirecall::ServerBuilder) -> wirecall::ServerBuilder,
+) -> Started {
+    let (addr, dir) = match kind {
+        "tcp" => ("tcp://127.0.0.1:0".to_string(), None),
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            let a = format!("unix://{}", dir.path().join("s.sock").display());
+            (a, Some(dir))
+        }
+    };
+    let engine = f(Engine::server(addr)).start().await.unwrap();
+    let probe = Arc::new(Probe::default());
+    engine.register_arc(probe.clone(), 3).unwrap();
+    Started {
+        engine,
+        probe,
+        _dir: dir,
+    }
+}
+
+fn client(p: &Proxy) -> ProbeClient {
+    ProbeClient::new(p, 3)
+}
+
+async fn raw_connect(addr: &str) -> Box<dyn RawIo> {
+    if let Some(rest) = addr.strip_prefix("tcp://") {
+        Box::new(tokio::net::TcpStream::connect(rest).await.unwrap())
+    } else {
+        let path = addr.strip_prefix("unix://").unwrap();
+        Box::new(tokio::net::UnixStream::connect(path).await.unwrap())
+    }
+}
+
+trait RawIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawIo for T {}
+
+fn hello_bytes() -> BytesMut {
+    let mut b = BytesMut::new();
+    proto::Frame::Hello(proto::Hello {
+        versions: vec![proto::VERSION],
+        codecs: vec![proto::CodecId::JSON],
+        limits: proto::Limits::default(),
+    })
+    .encode(&mut b)
+    .unwrap();
+    b
+}
+
+fn call_bytes(id: u64) -> BytesMut {
+    let mut b = BytesMut::new();
+    proto::Frame::Call(proto::Call {
+        request_id: proto::RequestId(id),
+        provider: proto::ProviderId(3),
+        codec: proto::CodecId::JSON,
+        oneway: false,
+        method: proto::Method::new(Bytes::from_static(b"t_add")).unwrap(),
+        annotations: proto::Annotations::new(),
+        args: Bytes::from_static(b"[1,2]"),
+        kwargs: Bytes::new(),
+        attachment: Bytes::new(),
+    })
+    .encode(&mut b)
+    .unwrap();
+    b
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn read_to_close(io: &mut Box<dyn RawIo>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut out))
+        .await
+        .expect("the server should close the connection");
+    out
+}
+
+async fn check_healthy(engine: &Engine, proxy: &Proxy) {
+    assert_eq!(client(proxy).add(2, 3).await.unwrap(), 5);
+    let fresh = Proxy::new(&engine.address()).unwrap();
+    assert_eq!(client(&fresh).add(20, 22).await.unwrap(), 42);
+}
+
+async fn bad_input(kind: &str) {
+    let s = start(kind).await;
+    let addr = s.engine.address();
+    let good = Proxy::new(&addr).unwrap();
+    good.connect().await.unwrap();
+
+    // Garbage instead of a handshake: the server closes that connection only.
+    let mut io = raw_connect(&addr).await;
+    io.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_to_close(&mut io).await;
+    check_healthy(&s.engine, &good).await;
+
+    // Garbage after a good handshake: GOAWAY with a protocol error, then close.
+    let mut io = raw_connect(&addr).await;
+    io.write_all(&hello_bytes()).await.unwrap();
+    io.write_all(&call_bytes(1)).await.unwrap();
+    io.write_all(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3])
+        .await
+        .unwrap();
+    let got = read_to_close(&mut io).await;
+    let mut buf = BytesMut::from(&got[..]);
+    let mut dec = proto::FrameDecoder::default();
+    let mut kinds = Vec::new();
+    while let Ok(Some(f)) = dec.decode(&mut buf) {
+        kinds.push(f.kind());
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            proto::Kind::WELCOME,
+            proto::Kind::REPLY,
+            proto::Kind::GOAWAY
+        ],
+        "the good call is answered before the goaway"
+    );
+    check_healthy(&s.engine, &good).await;
+
+    // Truncated frame, then disconnect mid-frame.
+    let mut io = raw_connect(&addr).await;
+    io.write_all(&hello_bytes()).await.unwrap();
+    let call = call_bytes(1);
+    io.write_all(&call[..call.len() - 3]).await.unwrap();
+    io.flush().await.unwrap();
+    drop(io);
+    check_healthy(&s.engine, &good).await;
+
+    // Oversized frame: the declared payload length exceeds the limit; refused before the
+    // server allocates or reads the body.
+    let mut io = raw_connect(&addr).await;
+    io.write_all(&hello_bytes()).await.unwrap();
+    let mut call = call_bytes(1);
+    call[28..32].copy_from_slice(&0xffff_0000u32.to_be_bytes());
+    io.write_all(&call).await.unwrap();
+    let got = read_to_close(&mut io).await;
+    let mut buf = BytesMut::from(&got[..]);
+    let mut dec = proto::FrameDecoder::default();
+    let mut goaway = None;
+    while let Ok(Some(f)) = dec.decode(&mut buf) {
+        if let proto::Frame::GoAway(g) = f {
+            goaway = Some(g);
+        }
+    }
+    let g = goaway.expect("a GOAWAY before closing");
+    assert!(g.message.contains("protocol error"), "{}", g.message);
+    check_healthy(&s.engine, &good).await;
+
+    // A handshake that never finishes (half a HELLO) does not hurt others either.
+    let mut io = raw_connect(&addr).await;
+    io.write_all(&hello_bytes()[..10]).await.unwrap();
+    check_healthy(&s.engine, &good).await;
+    drop(io);
+
+    s.engine.finalize().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_affects_only_its_connection_tcp() {
+    tokio::time::timeout(LIMIT, bad_input("tcp")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_affects_only_its_connection_unix() {
+    tokio::time::timeout(LIMIT, bad_input("unix"))
+        .await
+        .unwrap();
+}
+
+async fn call_errors(kind: &str) {
+    let s = start_with(kind, |b| {
+        b.accept([CodecId::JSON, CodecId::MSGPACK, CodecId::POSTCARD])
+    })
+    .await;
+    let proxy = Proxy::new(&s.engine.address()).unwrap();
+    let c = client(&proxy);
+
+    // Refused codec: names the codec and lists the accepted ones; connection stays usable.
+    let cbor = client(&proxy.clone().codec(CodecId::CBOR));
+    match cbor.add(1, 2).await {
+        Err(Error::CodecRefused { codec, accepted }) => {
+            assert_eq!(codec, "cbor");
+            assert_eq!(accepted, vec!["json", "msgpack", "postcard"]);
+        }
+        other => panic!("expected CodecRefused, got {other:?}"),
+    }
+    assert_eq!(c.add(1, 2).await.unwrap(), 3);
+
+    // Unknown method: names what is exposed.
+    match proxy.call_on(3, "t_nope").unwrap().call::<u32>().await {
+        Err(Error::NoSuchMethod { method, exposed }) => {
+            assert_eq!(method, "t_nope");
+            assert!(exposed.contains(&"t_add".to_string()), "{exposed:?}");
+            assert!(exposed.contains(&"t_echo".to_string()), "{exposed:?}");
+        }
+        other => panic!("expected NoSuchMethod, got {other:?}"),
+    }
+    assert_eq!(c.add(1, 2).await.unwrap(), 3);
+
+    // Unknown provider.
+    match proxy
+        .call_on(99, "t_add")
+        .unwrap()
+        .arg(1)
+        .arg(2)
+        .call::<i32>()
+        .await
+    {
+        Err(Error::NoSuchProvider {
+            provider_id,
+            message,
+        }) => {
+            assert_eq!(provider_id, 99);
+            assert!(message.contains('3'), "{message}");
+        }
+        other => panic!("expected NoSuchProvider, got {other:?}"),
+    }
+
+    // Wrong argument types and counts.
+    match proxy
+        .call_on(3, "t_add")
+        .unwrap()
+        .arg("one")
+        .arg(2)
+        .call::<i32>()
+        .await
+    {
+        Err(Error::BadArguments { message }) => {
+            assert!(message.contains("argument 1 (`a`)"), "{message}")
+        }
+        other => panic!("expected BadArguments, got {other:?}"),
+    }
+    match proxy
+        .call_on(3, "t_add")
+        .unwrap()
+        .arg(1)
+        .call::<i32>()
+        .await
+    {
+        Err(Error::BadArguments { message }) => assert!(message.contains("`b`"), "{message}"),
+        other => panic!("expected BadArguments, got {other:?}"),
+    }
+    match proxy
+        .call_on(3, "t_add")
+        .unwrap()
+        .arg(1)
+        .arg(2)
+        .arg(3)
+        .call::<i32>()
+        .await
+    {
+        Err(Error::BadArguments { message }) => {
+            assert!(message.contains("too many"), "{message}")
+        }
+        other => panic!("expected BadArguments, got {other:?}"),
+    }
+    assert_eq!(c.add(1, 2).await.unwrap(), 3);
+
+    // Panicking handlers, sync and async: an error, and the server keeps serving.
+    for r in [c.boom().await, c.boom_async().await] {
+        match r {
+            Err(Error::Remote(e)) => {
+                assert_eq!(e.type_name, "panic");
+                assert!(e.message.contains("kaboom"), "{}", e.message);
+            }
+            other => panic!("expected a remote panic, got {other:?}"),
+        }
+        assert_eq!(c.add(1, 2).await.unwrap(), 3);
+    }
+
+    // An application error with its type name and source chain.
+    match c.fail().await {
+        Err(Error::Remote(e)) => {
+            assert!(e.type_name.ends_with("Outer"), "{}", e.type_name);
+            assert_eq!(e.message, "could not load the configuration");
+            assert!(e.trace.contains("config.toml missing"), "{}", e.trace);
+        }
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+
+    // Timeout: the call fails with Timeout; the server drops the work; the proxy works next.
+    let impatient = client(&proxy.clone().timeout(Duration::from_millis(50)));
+    let err = impatient.work(400).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(impatient.add(1, 2).await.unwrap(), 3);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !s.probe.completed.load(Ordering::SeqCst),
+        "the server should have dropped the timed-out work"
+    );
+
+    // Keyword arguments, also with postcard (not self-describing).
+    for codec in [CodecId::JSON, CodecId::MSGPACK, CodecId::POSTCARD] {
+        let p = proxy.clone().codec(codec);
+        let r: String = p
+            .call_on(3, "t_greet")
+            .unwrap()
+            .kwarg("last", "Dorier")
+            .arg("Matthieu")
+            .kwarg("punct", Some("!"))
+            .call()
+            .await
+            .unwrap();
+        assert_eq!(r, "Matthieu Dorier!", "with {codec}");
+        match p
+            .call_on(3, "t_greet")
+            .unwrap()
+            .arg("a")
+            .arg("b")
+            .arg(None::<String>)
+            .kwarg("first", "x")
+            .call::<String>()
+            .await
+        {
+            Err(Error::BadArguments { message }) => {
+                assert!(
+                    message.contains("both positionally and by keyword"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected BadArguments, got {other:?}"),
+        }
+        match p
+            .call_on(3, "t_greet")
+            .unwrap()
+            .arg("a")
+            .kwarg("nick", "b")
+            .call::<String>()
+            .await
+        {
+            Err(Error::BadArguments { message }) => {
+                assert!(
+                    message.contains("unexpected keyword argument `nick`"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected BadArguments, got {other:?}"),
+        }
+    }
+    assert_eq!(c.add(1, 2).await.unwrap(), 3);
+    s.engine.finalize().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_errors_are_specific_and_recoverable_tcp() {
+    tokio::time::timeout(LIMIT, call_errors("tcp"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_errors_are_specific_and_recoverable_unix() {
+    tokio::time::timeout(LIMIT, call_errors("unix"))
+        .await
+        .unwrap();
+}
+
+async fn many_in_flight(kind: &str) {
+    let s = start(kind).await;
+    let proxy = Proxy::new(&s.engine.address()).unwrap();
+    proxy.connect().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..64u32 {
+        let c = client(&proxy);
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            // Earlier calls sleep longer, so replies come back in reverse order.
+            let r = c.delayed(i, u64::from(64 - i) * 3).await.unwrap();
+            order.lock().unwrap().push(r.0);
+            r
+        }));
+    }
+    let mut conns = std::collections::HashSet::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (got, conn) = t.await.unwrap();
+        assert_eq!(got as usize, i);
+        conns.insert(conn);
+    }
+    assert_eq!(conns.len(), 1, "all 64 calls shared one connection");
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), 64);
+    let sorted: Vec<u32> = (0..64).collect();
+    assert_ne!(order, sorted, "replies should arrive out of order");
+    assert!(order[0] > 32, "the shortest sleeps finish first: {order:?}");
+    s.engine.finalize().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_in_flight_out_of_order_tcp() {
+    tokio::time::timeout(LIMIT, many_in_flight("tcp"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_in_flight_out_of_order_unix() {
+    tokio::time::timeout(LIMIT, many_in_flight("unix"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_future_cancels_the_call() {
+    tokio::time::timeout(LIMIT, async {
+        let s = start("tcp").await;
+        let proxy = Proxy::new(&s.engine.address()).unwrap();
+        let c = client(&proxy);
+        let r = tokio::time::timeout(Duration::from_millis(100), c.hang()).await;
+        assert!(r.is_err(), "the call should still be running");
+        for _ in 0..200 {
+            if s.probe.cancelled.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            s.probe.cancelled.load(Ordering::SeqCst),
+            "the server should abort the handler on CANCEL"
+        );
+        assert_eq!(c.add(1, 1).await.unwrap(), 2);
+        s.engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_builtin_codec_round_trips_a_struct() {
+    tokio::time::timeout(LIMIT, async {
+        let s = start("tcp").await;
+        let proxy = Proxy::new(&s.engine.address()).unwrap();
+        let p = Point {
+            x: -3,
+            y: 7,
+            label: "héllo \"world\"".into(),
+        };
+        for codec in CodecId::BUILTIN {
+            let c = client(&proxy.clone().codec(codec));
+            assert_eq!(c.echo(p.clone()).await.unwrap(), p, "with {codec}");
+            assert_eq!(c.add(-1, 1).await.unwrap(), 0, "with {codec}");
+        }
+        s.engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}
+
+struct Audit {
+    after: Arc<AtomicUsize>,
+}
+
+impl CallHook for Audit {
+    fn before(&self, call: &CallInfo<'_>) -> Result<(), String> {
+        if call.method == "t_boom" {
+            Err("t_boom is not allowed for this caller".into())
+        } else {
+            Ok(())
+        }
+    }
+    fn after(&self, _call: &CallInfo<'_>, _ok: bool, _elapsed: Duration) {
+        self.after.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_context_and_annotations() {
+    tokio::time::timeout(LIMIT, async {
+        let s = start("tcp").await;
+        let after = Arc::new(AtomicUsize::new(0));
+        s.engine.add_hook(Audit {
+            after: after.clone(),
+        });
+        let proxy = Proxy::new(&s.engine.address())
+            .unwrap()
+            .annotation("user", "ada");
+        let c = client(&proxy);
+        match c.boom().await {
+            Err(Error::PermissionDenied { message }) => {
+                assert!(message.contains("not allowed"), "{message}")
+            }
+            other => panic!("expected PermissionDenied, got {other:?}"),
+        }
+        assert_eq!(c.add(1, 2).await.unwrap(), 3);
+        assert_eq!(c.delayed(1, 1).await.unwrap().0, 1);
+        let peer = c.peer().await.unwrap();
+        assert!(peer.starts_with("tcp://127.0.0.1:"), "{peer}");
+        assert!(peer.ends_with("|ada"), "{peer}");
+        assert_eq!(after.load(Ordering::SeqCst), 3);
+        s.engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_sends_goaway_and_refuses_new_work() {
+    tokio::time::timeout(LIMIT, async {
+        let s = start("tcp").await;
+        let proxy = Proxy::new(&s.engine.address()).unwrap();
+        let c = client(&proxy);
+        // A call in flight when finalize starts completes within the grace period.
+        let slow = tokio::spawn({
+            let c = c.clone();
+            async move { c.work(200).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.engine.finalize().await;
+        assert_eq!(slow.await.unwrap().unwrap(), 200);
+        s.engine.wait_for_finalize().await;
+        let err = c.add(1, 2).await.unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        // A second finalize returns at once.
+        s.engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_shutdown_is_off_by_default() {
+    tokio::time::timeout(LIMIT, async {
+        let s = start("tcp").await;
+        let proxy = Proxy::new(&s.engine.address()).unwrap();
+        match proxy.shutdown_server(None).await {
+            Err(Error::PermissionDenied { message }) => {
+                assert!(message.contains("disabled"), "{message}")
+            }
+            other => panic!("expected PermissionDenied, got {other:?}"),
+        }
+        assert!(!s.engine.is_finalizing());
+        s.engine.enable_remote_shutdown();
+        proxy.shutdown_server(None).await.unwrap();
+        s.engine.wait_for_finalize().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_ids_and_registration_errors() {
+    let s = start("tcp").await;
+    let err = s.engine.register_provider(Probe::default(), 3).unwrap_err();
+    assert!(err.to_string().contains("already taken"), "{err}");
+    let err = s
+        .engine
+        .register_provider(Probe::default(), wirecall::DAEMON_PROVIDER_ID)
+        .unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    // Several instances of the same provider under different ids.
+    s.engine.register_provider(Probe::default(), 4).unwrap();
+    let proxy = Proxy::new(&s.engine.address()).unwrap();
+    assert_eq!(ProbeClient::new(&proxy, 4).add(1, 1).await.unwrap(), 2);
+    let meta = proxy.metadata().await.unwrap();
+    let ids: Vec<u16> = meta.providers.iter().map(|p| p.provider_id).collect();
+    assert_eq!(ids, vec![3, 4]);
+    assert!(proxy.has_method(4, "t_add").await.unwrap());
+    assert!(!proxy.has_method(4, "t_missing").await.unwrap());
+    s.engine.finalize().await;
+}
