@@ -11,6 +11,67 @@ use crate::{codec, notation, SuiteReport};
 /// The checked-in `i_` verdicts (`accept <file>` / `reject <file>` lines).
 const I_EXPECTATIONS: &str = include_str!("../../expectations/json-test-suite-i.txt");
 
+/// The checked-in `test_transform/` snapshots (`<file> <notation>` or `<file> reject`).
+const TRANSFORM_SNAPSHOTS: &str = include_str!("../../expectations/json-test-suite-transform.txt");
+
+fn expectation_lines(text: &str) -> Vec<(&str, &str)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .collect()
+}
+
+/// Pins what the json codec makes of the 22 `test_transform/` files (big numbers, duplicate
+/// and NFC/NFD keys, invalid code points, escaped NUL): each must decode to the recorded
+/// value, or be rejected where the snapshot says `reject`.
+fn run_transform(dir: &Path, report: &mut SuiteReport) {
+    let files = match list_files(dir, "json") {
+        Ok(files) => files,
+        Err(e) => {
+            report.fail(e);
+            return;
+        }
+    };
+    let snapshots = expectation_lines(TRANSFORM_SNAPSHOTS);
+    let mut seen = Vec::new();
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = match read_bytes(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                report.fail(e);
+                continue;
+            }
+        };
+        let got = match codec::decode(CodecId::JSON, &bytes) {
+            Ok(v) => notation::print(&v),
+            Err(_) => "reject".to_owned(),
+        };
+        match snapshots.iter().find(|(file, _)| *file == name) {
+            Some((_, want)) => report.check(*want == got, || {
+                format!(
+                    "test_transform/{name}: expectations/json-test-suite-transform.txt says {want}, the json codec \
+                     now gives {got}; if the change is intended, update the snapshot"
+                )
+            }),
+            None => report.fail(format!(
+                "test_transform/{name}: no snapshot; add the line `{name} {got}` to expectations/json-test-suite-transform.txt"
+            )),
+        }
+        seen.push(name);
+    }
+    for (file, _) in &snapshots {
+        if !seen.iter().any(|n| n == file) {
+            report.fail(format!(
+                "expectations/json-test-suite-transform.txt: {file} is not in the suite any more"
+            ));
+        }
+    }
+}
+
 /// The known serde_json exponent style: it always writes `e+NNN`, where the round-trip file
 /// has `eNNN` (nativejson roundtrip27, `[1.7976931348623157e308]`).
 fn is_plus_exponent_variant(expected: &[u8], got: &[u8]) -> bool {
@@ -32,8 +93,9 @@ fn is_python_nan_token(bytes: &[u8], value: &Value) -> bool {
     matches!(value, Value::List(items) if matches!(items.as_slice(), [Value::Float(f)] if notation::same(&Value::Float(*f), &Value::Float(want))))
 }
 
-/// Runs nst/JSONTestSuite: every `y_` file must decode, every `n_` file must be rejected, and
-/// every `i_` file must behave as recorded in `expectations/json-test-suite-i.txt`.
+/// Runs nst/JSONTestSuite: every `y_` file must decode, every `n_` file must be rejected,
+/// every `i_` file must behave as recorded in `expectations/json-test-suite-i.txt`, and every
+/// `test_transform/` file must decode as pinned in `expectations/json-test-suite-transform.txt`.
 pub fn run_json_test_suite(vectors_dir: &Path) -> SuiteReport {
     let mut report = SuiteReport::new("json-test-suite");
     let dir = vectors_dir.join("json-test-suite/test_parsing");
@@ -44,11 +106,8 @@ pub fn run_json_test_suite(vectors_dir: &Path) -> SuiteReport {
             return report;
         }
     };
-    let expectations: Vec<(&str, &str)> = I_EXPECTATIONS
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .collect();
+    let expectations = expectation_lines(I_EXPECTATIONS);
+    let mut seen_i = Vec::new();
     for path in files {
         let name = path
             .file_name()
@@ -81,6 +140,7 @@ pub fn run_json_test_suite(vectors_dir: &Path) -> SuiteReport {
             }
         } else if name.starts_with("i_") {
             let got = if accepted { "accept" } else { "reject" };
+            seen_i.push(name.clone());
             match expectations.iter().find(|(_, file)| *file == name) {
                 Some((want, _)) => report.check(*want == got, || {
                     format!(
@@ -98,6 +158,17 @@ pub fn run_json_test_suite(vectors_dir: &Path) -> SuiteReport {
             ));
         }
     }
+    for (_, file) in &expectations {
+        if !seen_i.iter().any(|n| n == file) {
+            report.fail(format!(
+                "expectations/json-test-suite-i.txt: {file} is not in the suite any more"
+            ));
+        }
+    }
+    run_transform(
+        &vectors_dir.join("json-test-suite/test_transform"),
+        &mut report,
+    );
     report
 }
 
