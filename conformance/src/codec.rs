@@ -22,21 +22,10 @@ fn serpent_error(e: SerpentError, origin: Origin) -> CodecError {
     CodecError::new(CodecId::SERPENT, kind, origin, e.to_string())
 }
 
-/// True when `wirecall_codecs`' runtime dispatch knows `id` (serpent may be compiled in as a
-/// module before it is wired into the dispatch).
-fn dispatched(id: CodecId) -> bool {
-    wirecall_codecs::builtin_info(id).is_some()
-}
-
 /// Encodes a dynamic value with the built-in codec `id`.
 pub fn encode(id: CodecId, value: &Value) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
-    if id == CodecId::SERPENT && !dispatched(id) {
-        serpent::value_to_writer(value, &mut out, &SerpentOptions::default())
-            .map_err(|e| serpent_error(e, Origin::Local))?;
-    } else {
-        wirecall_codecs::encode_value(id, value, &mut out)?;
-    }
+    wirecall_codecs::encode_value(id, value, &mut out)?;
     Ok(out)
 }
 
@@ -51,13 +40,7 @@ pub fn decode_deep(id: CodecId, bytes: &[u8]) -> Result<Value, CodecError> {
 }
 
 fn decode_with(id: CodecId, bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
-    if id == CodecId::SERPENT && !dispatched(id) {
-        limits.check_input(id, bytes)?;
-        serpent::parse_value(bytes, limits.max_depth.min(serpent::DEFAULT_MAX_DEPTH))
-            .map_err(|e| serpent_error(e, Origin::Peer))
-    } else {
-        wirecall_codecs::decode_value(id, bytes, limits)
-    }
+    wirecall_codecs::decode_value(id, bytes, limits)
 }
 
 /// serpent `dumps` with serpent's `indent` and `bytes_repr` options (header on), as text.
