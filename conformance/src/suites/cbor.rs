@@ -289,9 +289,9 @@ pub fn run_cbor(vectors_dir: &Path) -> SuiteReport {
                         spike_roundtrips.0 += 1;
                     }
                 }
-                Ok(got) if scan.nan_payload => report.skip(format!(
-                    "{id}: round trip not checked: NaN payload {} re-encodes as {}; the cbor codec keeps NaN-ness, \
-                     not payload bits (documented; the decode check above passed)",
+                Ok(got) if scan.nan_payload && differs_in_one_bit(&got, &encoded) => report.skip(format!(
+                    "{id}: round trip not checked: signalling NaN {} re-encodes as {}: ciborium sets the quiet \
+                     bit (the rest of the payload is kept; the decode check above passed)",
                     hex::encode(&encoded),
                     hex::encode(&got)
                 )),
@@ -310,6 +310,16 @@ pub fn run_cbor(vectors_dir: &Path) -> SuiteReport {
         spike_roundtrips.0, spike_roundtrips.1
     ));
     report
+}
+
+/// True when `a` and `b` have the same length and differ in exactly one bit.
+fn differs_in_one_bit(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .map(|(x, y)| (x ^ y).count_ones())
+            .sum::<u32>()
+            == 1
 }
 
 fn compact(j: &Json) -> String {
