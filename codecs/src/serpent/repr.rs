@@ -90,6 +90,29 @@ fn put_hex_escape<S: Sink>(out: &mut S, prefix: u8, cp: u32, digits: u32) {
     out.put_ascii(&buf[..2 + n]);
 }
 
+/// For each byte: 0 = ASCII written as-is, 1 = ASCII needing attention (control characters,
+/// DEL, backslash, either quote), 2 = start or continuation of a non-ASCII character.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = if i >= 0x80 {
+            2
+        } else if i < 0x20
+            || i == 0x7F
+            || i == b'\\' as usize
+            || i == b'\'' as usize
+            || i == b'"' as usize
+        {
+            1
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Writes Python's `repr(s)` for a str.
 pub(crate) fn write_str_repr<S: Sink>(s: &str, out: &mut S) {
     let bytes = s.as_bytes();
@@ -98,43 +121,47 @@ pub(crate) fn write_str_repr<S: Sink>(s: &str, out: &mut S) {
     let mut run = 0usize; // start of the pending run of bytes written as-is
     let mut i = 0usize;
     while let Some(&b) = bytes.get(i) {
-        if b < 0x80 {
-            if b >= 0x20 && b != 0x7F && b != b'\\' && b != quote {
-                i += 1;
-                continue;
-            }
-            out.put(s.get(run..i).unwrap_or(""));
-            match b {
-                b'\\' => out.put_ascii(b"\\\\"),
-                b'\t' => out.put_ascii(b"\\t"),
-                b'\n' => out.put_ascii(b"\\n"),
-                b'\r' => out.put_ascii(b"\\r"),
-                _ if b == quote => {
-                    out.put_byte(b'\\');
-                    out.put_byte(quote);
+        match CLASS[usize::from(b)] {
+            0 => i += 1,
+            1 => {
+                if (b == b'\'' || b == b'"') && b != quote {
+                    i += 1;
+                    continue;
                 }
-                _ => put_hex_escape(out, b'x', u32::from(b), 2),
-            }
-            i += 1;
-            run = i;
-        } else {
-            let Some(c) = s.get(i..).and_then(|rest| rest.chars().next()) else {
-                break;
-            };
-            let len = c.len_utf8();
-            if !is_printable(c) {
                 out.put(s.get(run..i).unwrap_or(""));
-                let cp = u32::from(c);
-                if cp <= 0xFF {
-                    put_hex_escape(out, b'x', cp, 2);
-                } else if cp <= 0xFFFF {
-                    put_hex_escape(out, b'u', cp, 4);
-                } else {
-                    put_hex_escape(out, b'U', cp, 8);
+                match b {
+                    b'\\' => out.put_ascii(b"\\\\"),
+                    b'\t' => out.put_ascii(b"\\t"),
+                    b'\n' => out.put_ascii(b"\\n"),
+                    b'\r' => out.put_ascii(b"\\r"),
+                    _ if b == quote => {
+                        out.put_byte(b'\\');
+                        out.put_byte(quote);
+                    }
+                    _ => put_hex_escape(out, b'x', u32::from(b), 2),
                 }
-                run = i + len;
+                i += 1;
+                run = i;
             }
-            i += len;
+            _ => {
+                let Some(c) = s.get(i..).and_then(|rest| rest.chars().next()) else {
+                    break;
+                };
+                let len = c.len_utf8();
+                if !is_printable(c) {
+                    out.put(s.get(run..i).unwrap_or(""));
+                    let cp = u32::from(c);
+                    if cp <= 0xFF {
+                        put_hex_escape(out, b'x', cp, 2);
+                    } else if cp <= 0xFFFF {
+                        put_hex_escape(out, b'u', cp, 4);
+                    } else {
+                        put_hex_escape(out, b'U', cp, 8);
+                    }
+                    run = i + len;
+                }
+                i += len;
+            }
         }
     }
     out.put(s.get(run..).unwrap_or(""));
@@ -295,8 +322,16 @@ pub(crate) fn write_float_repr<S: Sink>(v: f64, out: &mut S) {
         out.put_ascii(if v > 0.0 { b"inf" } else { b"-inf" });
     } else {
         let mut buf = ryu::Buffer::new();
-        let text = buf.format_finite(v.abs());
-        write_python_float_text(v.is_sign_negative(), text, out);
+        let text = buf.format_finite(v);
+        // ryu writes positional notation for decimal exponents -5..=15 and Python for
+        // -4..=15, identically (`0.0001`, `123.45`, `1000000000000000.0`); only its
+        // scientific forms and the exponent -5 (`0.0000ddd`) need rewriting.
+        let unsigned = text.strip_prefix('-').unwrap_or(text);
+        if !unsigned.contains('e') && !unsigned.starts_with("0.0000") {
+            out.put_ascii(text.as_bytes());
+        } else {
+            write_python_float_text(v.is_sign_negative(), unsigned, out);
+        }
     }
 }
 
