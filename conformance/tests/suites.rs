@@ -63,3 +63,12 @@ fn golden_vectors() {
 fn unknown_suite_is_none() {
     assert!(suites::run_suite("no-such-suite", &default_vectors_dir()).is_none());
 }
+
+#[test]
+fn run_cbor_directly_on_a_small_stack() {
+    // The public runner brings its own large stack, so calling it from a default test thread
+    // (2 MiB) must not overflow on the ~500-level nesting of cbor-wg `good`.
+    let report = suites::run_cbor(&default_vectors_dir());
+    assert!(report.passed > 1000, "{}", report.summary());
+    assert_eq!(report.failed, 0, "{}", report.summary());
+}

@@ -11,7 +11,6 @@ mod serpent;
 use std::path::{Path, PathBuf};
 
 pub use self::bincode::{run_bincode, STANDARD_COLUMN};
-pub use self::cbor::run_cbor;
 pub use self::json::{run_json_test_suite, run_nativejson};
 pub use self::msgpack::run_msgpack;
 pub use self::serpent::run_serpent;
@@ -33,6 +32,41 @@ pub const SUITES: [&str; 7] = [
 /// decoder, comparison and printer on the way is recursive.
 const SUITE_STACK: usize = 256 << 20;
 
+/// Runs `f(vectors_dir)` on a thread with a [`SUITE_STACK`] stack; a panic becomes a failure.
+fn on_big_stack(
+    name: &str,
+    vectors_dir: &Path,
+    f: fn(&Path) -> Option<SuiteReport>,
+) -> Option<SuiteReport> {
+    let dir = vectors_dir.to_owned();
+    let joined = std::thread::Builder::new()
+        .name(format!("suite {name}"))
+        .stack_size(SUITE_STACK)
+        .spawn(move || f(&dir))
+        .map_err(|e| e.to_string())
+        .and_then(|h| h.join().map_err(|_| "the suite panicked".to_string()));
+    match joined {
+        Ok(report) => report,
+        Err(e) => {
+            let mut r = SuiteReport::new(name);
+            r.fail(format!("{name}: {e}"));
+            Some(r)
+        }
+    }
+}
+
+/// Runs the cbor-wg vectors (RFC 8949 Appendix A, good, bad, spike) from
+/// `cbor-wg-test-vectors/derived/vectors.json`: each good test's `encoded` must decode to the
+/// value of its `decoded_cbor`, round trips must reproduce `encoded` where the flag says so,
+/// every `bad` test must be rejected; each skip carries its reason. Runs on its own thread
+/// with a large stack (the deepest vectors nest about 500 levels).
+pub fn run_cbor(vectors_dir: &Path) -> SuiteReport {
+    on_big_stack("cbor-wg-test-vectors", vectors_dir, |d| {
+        Some(cbor::run_cbor_here(d))
+    })
+    .unwrap_or_else(|| SuiteReport::new("cbor-wg-test-vectors"))
+}
+
 /// Runs one suite by name (see [`SUITES`]); `None` for an unknown name. The `golden` suite
 /// reads this crate's own vectors and ignores `vectors_dir`. The suite runs on its own thread
 /// with a large stack (deeply nested vectors); a panic inside it is reported as a failure.
@@ -40,36 +74,17 @@ pub fn run_suite(name: &str, vectors_dir: &Path) -> Option<SuiteReport> {
     if !SUITES.contains(&name) {
         return None;
     }
-    let owned_name = name.to_owned();
-    let dir = vectors_dir.to_owned();
-    let joined = std::thread::Builder::new()
-        .name(format!("suite {name}"))
-        .stack_size(SUITE_STACK)
-        .spawn(move || run_suite_here(&owned_name, &dir))
-        .map_err(|e| e.to_string())
-        .and_then(|h| h.join().map_err(|_| "the suite panicked".to_string()));
-    Some(match joined {
-        Ok(Some(report)) => report,
-        Ok(None) => return None,
-        Err(e) => {
-            let mut r = SuiteReport::new(name);
-            r.fail(format!("{name}: {e}"));
-            r
-        }
-    })
-}
-
-fn run_suite_here(name: &str, vectors_dir: &Path) -> Option<SuiteReport> {
-    Some(match name {
-        "json-test-suite" => run_json_test_suite(vectors_dir),
-        "json-nativejson-benchmark" => run_nativejson(vectors_dir),
-        "msgpack-test-suite" => run_msgpack(vectors_dir),
-        "cbor-wg-test-vectors" => run_cbor(vectors_dir),
-        "serpent" => run_serpent(vectors_dir),
-        "bincode" => run_bincode(vectors_dir),
-        "golden" => crate::golden::run_golden(&crate::own_vectors_dir()),
+    let run: fn(&Path) -> Option<SuiteReport> = match name {
+        "json-test-suite" => |d| Some(run_json_test_suite(d)),
+        "json-nativejson-benchmark" => |d| Some(run_nativejson(d)),
+        "msgpack-test-suite" => |d| Some(run_msgpack(d)),
+        "cbor-wg-test-vectors" => |d| Some(cbor::run_cbor_here(d)),
+        "serpent" => |d| Some(run_serpent(d)),
+        "bincode" => |d| Some(run_bincode(d)),
+        "golden" => |_| Some(crate::golden::run_golden(&crate::own_vectors_dir())),
         _ => return None,
-    })
+    };
+    on_big_stack(name, vectors_dir, run)
 }
 
 /// Runs every suite in [`SUITES`] order.
