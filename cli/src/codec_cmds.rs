@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 use wirecall_codecs::CodecId;
-use wirecall_conformance::{codec, notation, suites};
+use wirecall_conformance::{codec, interop, notation, suites};
+
+/// The seed of `--interop` (the same values as the cargo test).
+const INTEROP_SEED: u64 = 0x5eed_2026;
 
 /// Arguments of `wirecall encode`.
 #[derive(Args)]
@@ -45,6 +48,13 @@ pub struct ConformanceArgs {
     /// Also print every failure, skip reason and note under its summary line.
     #[arg(long, short)]
     verbose: bool,
+    /// Also cross-check json, msgpack, cbor and serpent with Python's reference libraries
+    /// (Python from $WIRECALL_PYTHON, else python3; needs serpent, msgpack and cbor2).
+    #[arg(long)]
+    interop: bool,
+    /// Number of seeded values per codec for --interop.
+    #[arg(long, default_value_t = 5000)]
+    interop_count: usize,
 }
 
 fn codec_by_name(name: &str) -> Result<CodecId, String> {
@@ -126,6 +136,20 @@ pub fn conformance(args: &ConformanceArgs) -> Result<ExitCode, String> {
         })?],
         None => suites::run_all(&dir),
     };
+    let mut reports = reports;
+    if args.interop {
+        let python = interop::python_command();
+        interop::python_available(&python)?;
+        for id in [
+            CodecId::JSON,
+            CodecId::MSGPACK,
+            CodecId::CBOR,
+            CodecId::SERPENT,
+        ] {
+            let values = interop::generate(id, INTEROP_SEED, args.interop_count);
+            reports.extend(interop::cross_check(&python, id, &values));
+        }
+    }
     let mut failed = false;
     for r in &reports {
         println!("{}", r.summary());

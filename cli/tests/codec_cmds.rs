@@ -11,12 +11,12 @@ fn wirecall(args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start wirecall");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
+    // The binary may exit (e.g. on a bad argument) before reading stdin: a broken pipe here
+    // is expected, and the exit status and stderr say what happened.
+    let written = child.stdin.take().expect("stdin").write_all(stdin);
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+    }
     child.wait_with_output().expect("wait for wirecall")
 }
 
@@ -211,4 +211,38 @@ fn conformance_missing_folder_and_unknown_suite() {
     assert_one_line_error(&o, "does not exist");
     let o = wirecall(&["conformance", "--suite", "nope"], b"");
     assert_one_line_error(&o, "unknown suite");
+}
+
+#[test]
+fn conformance_interop_with_python_when_available() {
+    let python = std::env::var("WIRECALL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_modules = Command::new(&python)
+        .args(["-c", "import serpent, msgpack, cbor2"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_modules {
+        if std::env::var("WIRECALL_REQUIRE_PYTHON").as_deref() == Ok("1") {
+            panic!("WIRECALL_REQUIRE_PYTHON=1 but {python} lacks serpent, msgpack or cbor2");
+        }
+        println!("skipped: {python} lacks serpent, msgpack or cbor2");
+        return;
+    }
+    let o = wirecall(
+        &[
+            "conformance",
+            "--suite",
+            "bincode",
+            "--interop",
+            "--interop-count",
+            "300",
+        ],
+        b"",
+    );
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    let interop: Vec<&str> = out.lines().filter(|l| l.starts_with("interop ")).collect();
+    assert_eq!(interop.len(), 8, "{out}");
+    for line in interop {
+        assert!(line.contains(": 300 passed, 0 failed"), "{line}");
+    }
 }
