@@ -59,17 +59,32 @@ pub struct GoldenFile {
     pub vectors: Vec<GoldenVector>,
 }
 
-fn field_value(v: &Json, key: &str, name: &str) -> Result<Option<Value>, String> {
-    v.get(key)
-        .map(|j| {
-            notation::from_json(j).map_err(|e| format!("vector {name:?}: `{key}`: {}", e.message))
-        })
-        .transpose()
+/// The parsed file with the source offsets of its nodes, for positioned errors.
+struct Source<'a> {
+    text: &'a str,
+    doc: &'a Json,
+    offsets: &'a [usize],
+}
+
+fn field_value(src: &Source<'_>, v: &Json, key: &str, name: &str) -> Result<Option<Value>, String> {
+    let Some(j) = v.get(key) else {
+        return Ok(None);
+    };
+    let start = json::preorder_index(src.doc, j).unwrap_or(0);
+    let offsets = src.offsets.get(start..).unwrap_or_default();
+    notation::from_json_in(j, src.text, offsets)
+        .map(Some)
+        .map_err(|e| format!("vector {name:?}: `{key}`: {e}"))
 }
 
 /// Parses a golden vector file.
 pub fn parse_golden(text: &str) -> Result<GoldenFile, String> {
-    let doc = json::parse(text).map_err(|e| e.to_string())?;
+    let (doc, offsets) = json::parse_with_offsets(text).map_err(|e| e.to_string())?;
+    let src = Source {
+        text,
+        doc: &doc,
+        offsets: &offsets,
+    };
     let name = doc
         .get("codec")
         .and_then(Json::as_str)
@@ -97,8 +112,8 @@ pub fn parse_golden(text: &str) -> Result<GoldenFile, String> {
             (Some(_), Some(_)) => return Err(format!("vector {vname:?}: both `hex` and `text`")),
         };
         let vector = GoldenVector {
-            value: field_value(v, "value", &vname)?,
-            decoded: field_value(v, "decoded", &vname)?,
+            value: field_value(&src, v, "value", &vname)?,
+            decoded: field_value(&src, v, "decoded", &vname)?,
             encode_error: v
                 .get("encode_error")
                 .and_then(Json::as_str)
@@ -141,6 +156,22 @@ fn show(codec: CodecId, bytes: &[u8]) -> String {
             format!("{:?}", String::from_utf8_lossy(bytes))
         }
         _ => hex::encode(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_vector_files_have_positions() {
+        let text = "{\"codec\": \"cbor\",\n \"vectors\": [\n  {\"name\": \"x\", \"value\": [1, {\"$bytes\": \"zz\"}], \"hex\": \"00\"}]}";
+        let e = parse_golden(text).unwrap_err();
+        assert!(e.contains("line 3, column 41"), "{e}");
+        assert!(parse_golden("{\"codec\": \"nope\", \"vectors\": []}").is_err());
+        let ok = parse_golden("{\"codec\": \"json\", \"vectors\": [{\"name\": \"n\", \"value\": 1, \"text\": \"1\"}]}").unwrap();
+        assert_eq!(ok.vectors.len(), 1);
+        assert_eq!(ok.vectors[0].bytes.as_deref(), Some(&b"1"[..]));
     }
 }
 

@@ -98,6 +98,23 @@ pub fn parse_with_offsets(text: &str) -> Result<(Json, Vec<usize>), JsonError> {
     Ok((json, offsets))
 }
 
+/// The pre-order index (as used by [`parse_with_offsets`]) of the node `target` inside
+/// `root`, found by identity; `None` when `target` is not part of `root`.
+pub fn preorder_index(root: &Json, target: &Json) -> Option<usize> {
+    fn walk(node: &Json, target: &Json, next: &mut usize) -> Option<usize> {
+        if std::ptr::eq(node, target) {
+            return Some(*next);
+        }
+        *next += 1;
+        match node {
+            Json::Array(items) => items.iter().find_map(|i| walk(i, target, next)),
+            Json::Object(members) => members.iter().find_map(|(_, v)| walk(v, target, next)),
+            _ => None,
+        }
+    }
+    walk(root, target, &mut 0)
+}
+
 /// The 1-based (line, column) of a byte offset in `text`.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
@@ -424,6 +441,23 @@ mod tests {
         let mut s = String::new();
         write_string(&mut s, "a\"\\\u{1}\u{7f}é");
         assert_eq!(s, r#""a\"\\\u0001\u007fé""#);
+    }
+
+    #[test]
+    fn preorder_index_matches_offsets() {
+        let text = "{\"a\": [1, {\"b\": 2}], \"c\": 3}";
+        let (doc, offsets) = parse_with_offsets(text).unwrap();
+        let b = doc
+            .get("a")
+            .and_then(|a| a.as_array())
+            .and_then(|a| a.get(1))
+            .and_then(|o| o.get("b"))
+            .unwrap();
+        let i = preorder_index(&doc, b).unwrap();
+        assert_eq!(&text[offsets[i]..offsets[i] + 1], "2");
+        let c = doc.get("c").unwrap();
+        assert_eq!(&text[offsets[preorder_index(&doc, c).unwrap()]..][..1], "3");
+        assert_eq!(preorder_index(&doc, &Json::Null), None);
     }
 
     #[test]

@@ -64,12 +64,22 @@ pub fn parse(text: &str) -> Result<Value, NotationError> {
 }
 
 /// Converts an already parsed JSON tree (e.g. a `value` member of a vector file) to a
-/// [`Value`]. Errors carry line 0 and the column of the offending node's pre-order index,
-/// because the tree no longer knows its source position; prefer [`parse`] for text.
+/// [`Value`]. The tree no longer knows its source position, so errors carry line 0 and, as
+/// the column, the 1-based pre-order index of the offending node; use [`from_json_in`] when
+/// the source text is at hand.
 pub fn from_json(doc: &Json) -> Result<Value, NotationError> {
+    from_json_in(doc, "", &[])
+}
+
+/// Converts a subtree `doc` of a document parsed with
+/// [`json::parse_with_offsets`](crate::json::parse_with_offsets) from `text`; `offsets` are
+/// that document's offsets starting at `doc`'s own pre-order index (see
+/// [`json::preorder_index`](crate::json::preorder_index)), so errors carry real line and
+/// column numbers.
+pub fn from_json_in(doc: &Json, text: &str, offsets: &[usize]) -> Result<Value, NotationError> {
     let mut conv = Converter {
-        text: "",
-        offsets: &[],
+        text,
+        offsets,
         next: 0,
     };
     conv.value(doc)
