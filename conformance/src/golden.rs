@@ -159,22 +159,6 @@ fn show(codec: CodecId, bytes: &[u8]) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_in_vector_files_have_positions() {
-        let text = "{\"codec\": \"cbor\",\n \"vectors\": [\n  {\"name\": \"x\", \"value\": [1, {\"$bytes\": \"zz\"}], \"hex\": \"00\"}]}";
-        let e = parse_golden(text).unwrap_err();
-        assert!(e.contains("line 3, column 41"), "{e}");
-        assert!(parse_golden("{\"codec\": \"nope\", \"vectors\": []}").is_err());
-        let ok = parse_golden("{\"codec\": \"json\", \"vectors\": [{\"name\": \"n\", \"value\": 1, \"text\": \"1\"}]}").unwrap();
-        assert_eq!(ok.vectors.len(), 1);
-        assert_eq!(ok.vectors[0].bytes.as_deref(), Some(&b"1"[..]));
-    }
-}
-
 /// Runs one parsed golden file into `report`.
 pub fn check_golden(file: &GoldenFile, report: &mut SuiteReport) {
     let c = file.codec;
@@ -251,4 +235,20 @@ pub fn run_golden(own_dir: &Path) -> SuiteReport {
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_vector_files_have_positions() {
+        let text = "{\"codec\": \"cbor\",\n \"vectors\": [\n  {\"name\": \"x\", \"value\": [1, {\"$bytes\": \"zz\"}], \"hex\": \"00\"}]}";
+        let e = parse_golden(text).unwrap_err();
+        assert!(e.contains("line 3, column 41"), "{e}");
+        assert!(parse_golden("{\"codec\": \"nope\", \"vectors\": []}").is_err());
+        let ok = parse_golden("{\"codec\": \"json\", \"vectors\": [{\"name\": \"n\", \"value\": 1, \"text\": \"1\"}]}").unwrap();
+        assert_eq!(ok.vectors.len(), 1);
+        assert_eq!(ok.vectors[0].bytes.as_deref(), Some(&b"1"[..]));
+    }
 }
