@@ -72,9 +72,9 @@ pub fn from_json(doc: &Json) -> Result<Value, NotationError> {
 }
 
 /// Converts a subtree `doc` of a document parsed with
-/// [`json::parse_with_offsets`](crate::json::parse_with_offsets) from `text`; `offsets` are
+/// [`json::parse_with_offsets`] from `text`; `offsets` are
 /// that document's offsets starting at `doc`'s own pre-order index (see
-/// [`json::preorder_index`](crate::json::preorder_index)), so errors carry real line and
+/// [`json::preorder_index`]), so errors carry real line and
 /// column numbers.
 pub fn from_json_in(doc: &Json, text: &str, offsets: &[usize]) -> Result<Value, NotationError> {
     let mut conv = Converter {

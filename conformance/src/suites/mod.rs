@@ -1,6 +1,6 @@
 //! Runners over the public vector suites. Each `run_<suite>(vectors_dir)` returns a
-//! [`SuiteReport`](crate::SuiteReport); `vectors_dir` is the folder holding the suite folders
-//! (see [`default_vectors_dir`](crate::default_vectors_dir)).
+//! [`SuiteReport`]; `vectors_dir` is the folder holding the suite folders
+//! (see [`crate::default_vectors_dir`]).
 
 mod bincode;
 mod cbor;
