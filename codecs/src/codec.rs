@@ -70,6 +70,34 @@ pub trait Codec: Copy + Default + Send + Sync + 'static {
 /// A codec chosen at runtime, for user codecs registered with
 /// [`Registry::register`](crate::Registry::register). User codecs work on [`Value`]; typed
 /// values reach them through [`to_value`](crate::to_value) and [`from_value`](crate::from_value).
+///
+/// ```
+/// use std::sync::Arc;
+/// use wirecall_codecs::{CodecError, CodecId, DynCodec, Limits, Registry, Value};
+///
+/// struct Lines; // one string per line
+/// impl DynCodec for Lines {
+///     fn encode_value(&self, v: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
+///         for item in v.as_slice().unwrap_or_default() {
+///             out.extend_from_slice(item.as_str().unwrap_or_default().as_bytes());
+///             out.push(b'\n');
+///         }
+///         Ok(())
+///     }
+///     fn decode_value(&self, b: &[u8], _: &Limits) -> Result<Value, CodecError> {
+///         let text = std::str::from_utf8(b).map_err(|e| CodecError::decode(CodecId::new(200), e))?;
+///         Ok(Value::List(text.lines().map(Value::from).collect()))
+///     }
+/// }
+///
+/// let mut registry = Registry::new();
+/// registry.register(CodecId::new(200), "lines", Arc::new(Lines))?;
+/// let bytes = registry.encode(CodecId::new(200), &vec!["a", "b"])?;
+/// assert_eq!(bytes, b"a\nb\n");
+/// let back: Vec<String> = registry.decode(registry.by_name("lines").unwrap(), &bytes)?;
+/// assert_eq!(back, ["a", "b"]);
+/// # Ok::<(), CodecError>(())
+/// ```
 pub trait DynCodec: Send + Sync {
     /// Appends the encoding of `value` to `out`.
     fn encode_value(&self, value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError>;

@@ -182,6 +182,11 @@ fn msgpack_typed_rows() {
     assert_eq!(hex(&enc::<MsgPack, _>(&u64::MAX)), "cfffffffffffffffff");
     assert_eq!(hex(&enc::<MsgPack, _>(&-33i32)), "d0df");
     assert_eq!(hex(&enc::<MsgPack, _>(&(1, 2))), "920102");
+    // Documented trap: rmp-serde writes 128-bit integers as 16-byte bin.
+    assert_eq!(
+        hex(&enc::<MsgPack, _>(&5u128)),
+        "c41000000000000000000000000000000005"
+    );
     let back: BA =
         MsgPack::decode(&[0x82, 0xa1, b'b', 1, 0xa1, b'a', 2], &Limits::DEFAULT).unwrap();
     assert_eq!(back, BA { b: 1, a: 2 });
@@ -334,6 +339,12 @@ fn ron_rows() {
     assert_eq!(text::<Ron, _>(&Some(1)), "Some(1)");
     assert_eq!(text::<Ron, _>(&(1, 2)), "(1,2)");
     assert_eq!(text::<Ron, _>(&()), "()");
+    assert_eq!(text::<Ron, _>(&E::C(1, true)), "C(1,true)");
+    assert_eq!(text::<Ron, _>(&E::D { x: 3 }), "D(x:3)");
+    assert_eq!(text::<Ron, _>(&Bytes(vec![0, 1])), r#"b"\x00\x01""#);
+    assert_eq!(text::<Ron, _>(&f64::NAN), "NaN");
+    let err = Ron::encode(&1u128).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode);
     let v = Value::List(vec![
         Value::Float(f64::NAN),
         Value::Bytes(vec![0, 65]),
