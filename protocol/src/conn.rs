@@ -45,6 +45,10 @@ pub struct Session {
     pub peer_limits: Limits,
 }
 
+/// Sections at least this long are sent as their own chunk rather than copied into the
+/// send buffer.
+const SHARE_SECTIONS_FROM: usize = 4096;
+
 /// Longest message put in a GOAWAY or REFUSE frame this side sends.
 const MAX_MESSAGE: usize = 1024;
 
@@ -64,6 +68,8 @@ fn short_message(s: String) -> String {
 struct Core {
     decoder: FrameDecoder,
     inbuf: BytesMut,
+    /// Chunks ready to send, in order; `outbuf` follows them.
+    chunks: VecDeque<Bytes>,
     outbuf: BytesMut,
     peer_limits: Option<Limits>,
     closed: Option<ProtocolError>,
@@ -79,6 +85,7 @@ impl Core {
         Core {
             decoder: FrameDecoder::new(limits),
             inbuf: BytesMut::new(),
+            chunks: VecDeque::new(),
             outbuf: BytesMut::new(),
             peer_limits: None,
             closed: None,
@@ -122,7 +129,10 @@ impl Core {
                 });
             }
         }
-        frame.encode(&mut self.outbuf)
+        let chunks = &mut self.chunks;
+        frame.encode_chunks(&mut self.outbuf, SHARE_SECTIONS_FROM, |b| {
+            chunks.push_back(b)
+        })
     }
 
     /// Sends a frame this side builds itself; such frames always fit.
@@ -133,6 +143,9 @@ impl Core {
     }
 
     fn poll_transmit(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.chunks.pop_front() {
+            return Some(b);
+        }
         if self.outbuf.is_empty() {
             None
         } else {
@@ -380,7 +393,9 @@ impl ClientConnection {
         }
     }
 
-    /// Bytes to send, if any.
+    /// The next chunk of bytes to send, if any. Call until it returns `None` and send the
+    /// chunks in order; large sections (payload, kwargs, attachment of 4 KiB or more) come
+    /// as their own chunk, shared with the frame rather than copied.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.core.poll_transmit()
     }
@@ -914,7 +929,9 @@ impl ServerConnection {
         }
     }
 
-    /// Bytes to send, if any.
+    /// The next chunk of bytes to send, if any. Call until it returns `None` and send the
+    /// chunks in order; large sections (payload, kwargs, attachment of 4 KiB or more) come
+    /// as their own chunk, shared with the frame rather than copied.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.core.poll_transmit()
     }

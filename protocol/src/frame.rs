@@ -559,22 +559,45 @@ struct Parts<'a> {
     request_id: RequestId,
     route: &'a [u8],
     annotations: &'a [u8],
-    payload: Payload2<'a>,
-    kwargs: &'a [u8],
+    payload: Section<'a>,
+    kwargs: &'a Bytes,
     attachment: &'a Bytes,
 }
 
-enum Payload2<'a> {
-    Borrowed(&'a [u8]),
+/// A payload: shared with the frame (data frames) or built for a fixed body.
+enum Section<'a> {
+    Shared(&'a Bytes),
+    Slice(&'a [u8]),
     Owned(BytesMut),
 }
 
-impl Payload2<'_> {
+impl Section<'_> {
     fn as_slice(&self) -> &[u8] {
         match self {
-            Payload2::Borrowed(b) => b,
-            Payload2::Owned(b) => b,
+            Section::Shared(b) => b,
+            Section::Slice(b) => b,
+            Section::Owned(b) => b,
         }
+    }
+}
+
+impl Parts<'_> {
+    fn header(&self) -> Result<Header, ProtocolError> {
+        let header = Header {
+            version: VERSION,
+            kind: self.kind,
+            flags: self.flags,
+            codec: self.codec,
+            provider: self.provider,
+            request_id: self.request_id,
+            route_len: len_u16("route", self.route.len())?,
+            annotations_len: len_u32("annotations", self.annotations.len())?,
+            payload_len: len_u32("payload", self.payload.as_slice().len())?,
+            kwargs_len: len_u32("kwargs", self.kwargs.len())?,
+            attachment_len: len_u32("attachment", self.attachment.len())?,
+        };
+        header.check()?;
+        Ok(header)
     }
 }
 
@@ -644,16 +667,16 @@ impl Frame {
             request_id: self.request_id(),
             route: &[],
             annotations: &[],
-            payload: Payload2::Borrowed(&[]),
-            kwargs: &[],
+            payload: Section::Slice(&[]),
+            kwargs: &EMPTY,
             attachment: &EMPTY,
         };
         match self {
-            Frame::Hello(h) => p.payload = Payload2::Owned(encode_hello(h)?),
-            Frame::Welcome(w) => p.payload = Payload2::Owned(encode_welcome(w)?),
-            Frame::Refuse(r) => p.payload = Payload2::Owned(encode_refuse(r)?),
-            Frame::GoAway(g) => p.payload = Payload2::Owned(encode_goaway(g)?),
-            Frame::Ping(d) | Frame::Pong(d) => p.payload = Payload2::Borrowed(d),
+            Frame::Hello(h) => p.payload = Section::Owned(encode_hello(h)?),
+            Frame::Welcome(w) => p.payload = Section::Owned(encode_welcome(w)?),
+            Frame::Refuse(r) => p.payload = Section::Owned(encode_refuse(r)?),
+            Frame::GoAway(g) => p.payload = Section::Owned(encode_goaway(g)?),
+            Frame::Ping(d) | Frame::Pong(d) => p.payload = Section::Slice(d),
             Frame::Cancel(_) | Frame::StreamEnd(_) => {}
             Frame::Call(c) => {
                 p.flags = if c.oneway {
@@ -665,7 +688,7 @@ impl Frame {
                 p.provider = c.provider;
                 p.route = c.method.as_bytes();
                 p.annotations = c.annotations.as_bytes();
-                p.payload = Payload2::Borrowed(&c.args);
+                p.payload = Section::Shared(&c.args);
                 p.kwargs = &c.kwargs;
                 p.attachment = &c.attachment;
             }
@@ -677,13 +700,13 @@ impl Frame {
                 };
                 p.codec = r.codec;
                 p.annotations = r.annotations.as_bytes();
-                p.payload = Payload2::Borrowed(&r.result);
+                p.payload = Section::Shared(&r.result);
                 p.attachment = &r.attachment;
             }
             Frame::StreamItem(s) => {
                 p.codec = s.codec;
                 p.annotations = s.annotations.as_bytes();
-                p.payload = Payload2::Borrowed(&s.item);
+                p.payload = Section::Shared(&s.item);
                 p.attachment = &s.attachment;
             }
             Frame::Error(e) => {
@@ -694,7 +717,7 @@ impl Frame {
                 }
                 p.codec = e.codec;
                 p.annotations = e.annotations.as_bytes();
-                p.payload = Payload2::Owned(encode_error_body(&e.body)?);
+                p.payload = Section::Owned(encode_error_body(&e.body)?);
             }
         }
         Ok(p)
@@ -714,36 +737,56 @@ impl Frame {
     /// writer can send it with a vectored write instead of copying it (bulk data).
     pub fn encode_head(&self, dst: &mut BytesMut) -> Result<Bytes, ProtocolError> {
         let p = self.parts()?;
-        let payload = p.payload.as_slice();
-        let header = Header {
-            version: VERSION,
-            kind: p.kind,
-            flags: p.flags,
-            codec: p.codec,
-            provider: p.provider,
-            request_id: p.request_id,
-            route_len: len_u16("route", p.route.len())?,
-            annotations_len: len_u32("annotations", p.annotations.len())?,
-            payload_len: len_u32("payload", payload.len())?,
-            kwargs_len: len_u32("kwargs", p.kwargs.len())?,
-            attachment_len: len_u32("attachment", p.attachment.len())?,
-        };
-        header.check()?;
+        let header = p.header()?;
         let head_len = header.frame_len() - u64::from(header.attachment_len);
         dst.reserve(usize::try_from(head_len).unwrap_or(usize::MAX));
         header.write(dst);
         dst.extend_from_slice(p.route);
         dst.extend_from_slice(p.annotations);
-        dst.extend_from_slice(payload);
+        dst.extend_from_slice(p.payload.as_slice());
         dst.extend_from_slice(p.kwargs);
         Ok(p.attachment.clone())
     }
 
-    /// Length of the encoded frame, header included.
+    /// Encodes the frame as a sequence of chunks without copying large sections: small
+    /// pieces are appended to `staging`; a payload, kwargs or attachment section of at least
+    /// `min_shared` bytes is handed to `push` as the frame's own `Bytes`, after whatever
+    /// `staging` held (pushed first). The frame's bytes are everything pushed followed by
+    /// what is left in `staging`.
+    pub(crate) fn encode_chunks(
+        &self,
+        staging: &mut BytesMut,
+        min_shared: usize,
+        mut push: impl FnMut(Bytes),
+    ) -> Result<(), ProtocolError> {
+        let p = self.parts()?;
+        let header = p.header()?;
+        header.write(staging);
+        staging.extend_from_slice(p.route);
+        staging.extend_from_slice(p.annotations);
+        let mut section =
+            |staging: &mut BytesMut, shared: Option<&Bytes>, slice: &[u8]| match shared {
+                Some(b) if b.len() >= min_shared => {
+                    if !staging.is_empty() {
+                        push(staging.split().freeze());
+                    }
+                    push(b.clone());
+                }
+                _ => staging.extend_from_slice(slice),
+            };
+        let payload_shared = match &p.payload {
+            Section::Shared(b) => Some(*b),
+            _ => None,
+        };
+        section(staging, payload_shared, p.payload.as_slice());
+        section(staging, Some(p.kwargs), p.kwargs);
+        section(staging, Some(p.attachment), p.attachment);
+        Ok(())
+    }
+
+    /// Length of the encoded frame, header included. Fails like [`Frame::encode`].
     pub fn encoded_len(&self) -> Result<u64, ProtocolError> {
-        let mut head = BytesMut::new();
-        let attachment = self.encode_head(&mut head)?;
-        Ok(head.len() as u64 + attachment.len() as u64)
+        Ok(self.parts()?.header()?.frame_len())
     }
 }
 

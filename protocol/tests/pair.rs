@@ -674,3 +674,26 @@ fn protocol_error_closes_both_sides_with_a_reason() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn large_sections_are_sent_without_copying() {
+    let mut p = Pair::connected();
+    let args = Bytes::from(vec![1u8; 8192]);
+    let attachment = Bytes::from(vec![2u8; 1 << 20]);
+    let mut req = CallRequest::new(ProviderId(1), Method::new("put").unwrap(), args.clone());
+    req.attachment = attachment.clone();
+    req.kwargs = Bytes::from_static(b"\x80"); // small: copied
+    p.client.call(req, p.now).unwrap();
+    let chunks: Vec<Bytes> = std::iter::from_fn(|| p.client.poll_transmit()).collect();
+    assert_eq!(chunks.len(), 4, "head, args, kwargs, attachment");
+    assert_eq!(chunks[1].as_ptr(), args.as_ptr());
+    assert_eq!(chunks[3].as_ptr(), attachment.as_ptr());
+    for c in &chunks {
+        p.server.handle_input(c, p.now).unwrap();
+    }
+    let c = calls(p.server_events()).remove(0);
+    assert_eq!(
+        (c.args, c.kwargs, c.attachment),
+        (args, Bytes::from_static(b"\x80"), attachment)
+    );
+}
