@@ -1,3 +1,4 @@
 //! Shared helpers for wirecall benchmarks (payloads, baselines).
 
 pub mod measure;
+pub mod rpc;

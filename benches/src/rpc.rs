@@ -1,0 +1,874 @@
+//! End-to-end RPC measurement shared by the `perf` binary, `wirecall bench rpc` and the RPC
+//! stage of `wirecall pick`: round-trip latency (p50/p99, one call in flight) and throughput
+//! (calls/s with many calls in flight) of a small echo call through the engine, beside two
+//! baselines measured in the same run:
+//!
+//! * the raw socket ping-pong of a wirecall echo CALL frame's worth of bytes over the same
+//!   transport (std sockets, an echo thread, `TCP_NODELAY`), the approach of the `pingpong`
+//!   criterion bench: the physical limit of a round trip;
+//! * tarpc (its bincode serde transport over TCP, `TCP_NODELAY` on both ends) doing the same
+//!   echo call.
+//!
+//! The async functions run on the caller's tokio runtime; [`measure_rpc`] builds its own
+//! runtime and is what synchronous callers (the CLI) use.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wirecall_benches::rpc::{self, RpcOptions, TransportKind};
+//! use wirecall_codecs::CodecId;
+//!
+//! let opts = RpcOptions::new(TransportKind::Tcp, vec![CodecId::POSTCARD])
+//!     .duration(Duration::from_millis(300));
+//! let report = rpc::measure_rpc(&opts).unwrap();
+//! for row in &report.rows {
+//!     println!("{}: p50 {:?} ({:.2}x raw)", row.codec, row.latency.p50,
+//!         row.latency.p50.as_secs_f64() / report.raw.p50.as_secs_f64());
+//! }
+//! ```
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wirecall::{Engine, Error, Proxy};
+use wirecall_codecs::CodecId;
+
+/// The payload of the echo call every measurement makes: a 32-byte string.
+pub const ECHO_PAYLOAD: &str = "wirecall echo payload, 32 bytes";
+
+/// The provider id the benchmark server registers [`BenchEcho`] under.
+pub const BENCH_PROVIDER_ID: u16 = 1;
+
+/// The RPC name of [`BenchEcho`]'s echo method.
+pub const BENCH_ECHO: &str = "bench_echo";
+
+/// The benchmark provider: one echo method taking and returning a string.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BenchEcho;
+
+#[wirecall::provider(service = "bench")]
+impl BenchEcho {
+    /// Returns its argument.
+    #[remote]
+    fn echo(&self, payload: String) -> String {
+        payload
+    }
+}
+
+/// The socket family a measurement runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// Loopback TCP (127.0.0.1) with `TCP_NODELAY`.
+    Tcp,
+    /// A unix domain socket in a temporary directory.
+    Unix,
+}
+
+impl TransportKind {
+    /// Both transports, tcp first.
+    pub const ALL: [TransportKind; 2] = [TransportKind::Tcp, TransportKind::Unix];
+
+    /// `"tcp"` or `"unix"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Tcp => "tcp",
+            TransportKind::Unix => "unix",
+        }
+    }
+
+    /// Parses `"tcp"` or `"unix"` (case-insensitive).
+    pub fn parse(s: &str) -> Result<TransportKind, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tcp" => Ok(TransportKind::Tcp),
+            "unix" | "uds" => Ok(TransportKind::Unix),
+            other => Err(format!("unknown transport `{other}`; use tcp or unix")),
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Round-trip latency over one measurement, one call in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    /// Median round trip.
+    pub p50: Duration,
+    /// 99th percentile round trip.
+    pub p99: Duration,
+    /// Round trips timed.
+    pub samples: usize,
+}
+
+impl Latency {
+    /// p50 and p99 of `nanos` (sorted in place); zero for no samples.
+    pub fn from_nanos(nanos: &mut [u64]) -> Latency {
+        nanos.sort_unstable();
+        let pick = |q: f64| -> Duration {
+            if nanos.is_empty() {
+                return Duration::ZERO;
+            }
+            let i = ((nanos.len() - 1) as f64 * q).round() as usize;
+            Duration::from_nanos(nanos.get(i).copied().unwrap_or_default())
+        };
+        Latency {
+            p50: pick(0.50),
+            p99: pick(0.99),
+            samples: nanos.len(),
+        }
+    }
+}
+
+/// Calls completed per second over one measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    /// Completed calls per second.
+    pub calls_per_sec: f64,
+    /// Completed calls.
+    pub calls: u64,
+    /// Calls in flight at once, over all connections.
+    pub inflight: usize,
+    /// Connections used.
+    pub connections: usize,
+}
+
+/// A server to call: its URI, and the provider id and RPC name of an echo method taking
+/// one string and returning it (as [`BenchEcho`], or the demo provider of `wirecall serve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The server's address (`tcp://127.0.0.1:4000`, `unix:///run/x.sock`).
+    pub uri: String,
+    /// The provider id of the echo method.
+    pub provider_id: u16,
+    /// The full RPC name of the echo method.
+    pub method: String,
+}
+
+/// A benchmark server started in this process: a wirecall [`Engine`] serving [`BenchEcho`]
+/// over one transport, accepting every built-in codec. Finalize it with
+/// [`BenchServer::finalize`]; the temporary directory of a unix socket goes with it.
+#[derive(Debug)]
+pub struct BenchServer {
+    /// The running engine.
+    pub engine: Engine,
+    /// Where to reach [`BenchEcho`].
+    pub target: Target,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl BenchServer {
+    /// Starts a server on 127.0.0.1 port 0 (tcp) or a socket in a fresh temporary directory
+    /// (unix). Must run inside a tokio runtime.
+    pub async fn start(transport: TransportKind) -> Result<BenchServer, Error> {
+        let (address, dir) = match transport {
+            TransportKind::Tcp => ("tcp://127.0.0.1:0".to_string(), None),
+            TransportKind::Unix => {
+                let dir = temp_dir().map_err(|e| Error::Config {
+                    message: format!("creating a temporary directory for a unix socket: {e}"),
+                })?;
+                let path = dir.path().join("bench.sock");
+                (format!("unix://{}", path.display()), Some(dir))
+            }
+        };
+        let engine = Engine::server(address).start().await?;
+        engine.register_provider(BenchEcho, BENCH_PROVIDER_ID)?;
+        let target = Target {
+            uri: engine.address(),
+            provider_id: BENCH_PROVIDER_ID,
+            method: BENCH_ECHO.to_string(),
+        };
+        Ok(BenchServer {
+            engine,
+            target,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the server.
+    pub async fn finalize(self) {
+        self.engine.finalize().await;
+    }
+}
+
+fn temp_dir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix("wirecall-bench").tempdir()
+}
+
+/// One echo call through `proxy`, checking the reply.
+async fn echo_once(proxy: &Proxy, target: &Target, payload: &str) -> Result<(), Error> {
+    let reply: String = proxy
+        .call_on(target.provider_id, &target.method)?
+        .arg(payload)
+        .call()
+        .await?;
+    if reply.len() != payload.len() {
+        return Err(Error::Protocol {
+            message: format!(
+                "`{}` answered {} bytes for a {}-byte echo; is it an echo method?",
+                target.method,
+                reply.len(),
+                payload.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A proxy for `target` with `codec`, connected (so connecting is never timed).
+pub async fn connect(target: &Target, codec: CodecId) -> Result<Proxy, Error> {
+    let proxy = Proxy::new(&target.uri)?.codec(codec);
+    proxy.connect().await?;
+    Ok(proxy)
+}
+
+/// Round-trip latency of the echo call, one in flight, for about `duration` after a short
+/// warm-up.
+pub async fn latency(
+    target: &Target,
+    codec: CodecId,
+    duration: Duration,
+) -> Result<Latency, Error> {
+    let proxy = connect(target, codec).await?;
+    warm_up(duration, || echo_once(&proxy, target, ECHO_PAYLOAD)).await?;
+    let mut nanos = Vec::with_capacity(4096);
+    let end = Instant::now() + duration;
+    loop {
+        let t = Instant::now();
+        echo_once(&proxy, target, ECHO_PAYLOAD).await?;
+        nanos.push(elapsed_ns(t));
+        if t >= end {
+            break;
+        }
+    }
+    Ok(Latency::from_nanos(&mut nanos))
+}
+
+/// Runs `op` for a tenth of `duration` (at least 50 ms, at most 500 ms): connections,
+/// allocations and caches settle before timing.
+async fn warm_up<F, Fut>(duration: Duration, mut op: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let warm = (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
+    let end = Instant::now() + warm;
+    while Instant::now() < end {
+        op().await?;
+    }
+    Ok(())
+}
+
+fn elapsed_ns(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Echo calls per second with `inflight` calls in flight spread over `connections`
+/// connections (each its own proxy), for about `duration`. Must run inside a multi-thread
+/// tokio runtime or a runtime that polls spawned tasks.
+pub async fn throughput(
+    target: &Target,
+    codec: CodecId,
+    connections: usize,
+    inflight: usize,
+    duration: Duration,
+) -> Result<Throughput, Error> {
+    let connections = connections.max(1);
+    let inflight = inflight.max(connections);
+    let mut proxies = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        proxies.push(connect(target, codec).await?);
+    }
+    let proxies = Arc::new(proxies);
+    let target = Arc::new(target.clone());
+    run_workers(inflight, duration, connections, move |w| {
+        let proxy = proxies.get(w % proxies.len()).cloned();
+        let target = target.clone();
+        async move {
+            match proxy {
+                Some(p) => echo_once(&p, &target, ECHO_PAYLOAD).await,
+                None => Err(Error::Config {
+                    message: "no connection to call through".into(),
+                }),
+            }
+        }
+    })
+    .await
+}
+
+/// Spawns `workers` tasks that each repeat `make(worker)()` (a fresh future per call) until
+/// the shared deadline, counting completions; a short warm-up phase is not counted.
+async fn run_workers<M, Fut>(
+    workers: usize,
+    duration: Duration,
+    connections: usize,
+    make: M,
+) -> Result<Throughput, Error>
+where
+    M: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let warm = (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
+    let counting = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let (make, counting, stop, count) =
+            (make.clone(), counting.clone(), stop.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                make(w).await?;
+                if counting.load(Ordering::Relaxed) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    tokio::time::sleep(warm).await;
+    counting.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(duration).await;
+    let done = count.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut first_err = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) => {
+                first_err.get_or_insert(Error::Protocol {
+                    message: format!("a benchmark task failed: {e}"),
+                });
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    Ok(Throughput {
+        calls_per_sec: done as f64 / elapsed.as_secs_f64().max(1e-9),
+        calls: done,
+        inflight: workers,
+        connections,
+    })
+}
+
+/// The encoded length of the CALL frame an echo call of [`ECHO_PAYLOAD`] makes with
+/// `codec` to `method` (no annotations, no keywords): what the raw ping-pong sends.
+pub fn echo_frame_len(codec: CodecId, method: &str) -> usize {
+    use wirecall_protocol as proto;
+    let mut args = Vec::with_capacity(64);
+    // The engine encodes the positional arguments as one sequence.
+    if wirecall_codecs::encode_into(codec, &[ECHO_PAYLOAD][..], &mut args).is_err() {
+        args = ECHO_PAYLOAD.as_bytes().to_vec();
+    }
+    let method = match proto::Method::new(Bytes::copy_from_slice(method.as_bytes())) {
+        Ok(m) => m,
+        Err(_) => return args.len() + 32,
+    };
+    let frame = proto::Frame::Call(proto::Call {
+        request_id: proto::RequestId(1),
+        provider: proto::ProviderId(BENCH_PROVIDER_ID),
+        codec: proto::CodecId(codec.get()),
+        oneway: false,
+        method,
+        annotations: proto::Annotations::new(),
+        args: Bytes::from(args),
+        kwargs: Bytes::new(),
+        attachment: Bytes::new(),
+    });
+    let mut b = BytesMut::new();
+    match frame.encode(&mut b) {
+        Ok(_) => b.len(),
+        Err(_) => 64,
+    }
+}
+
+/// Raw socket ping-pong of `len` bytes, one round trip in flight, for about `duration`: std
+/// sockets, the echo side on its own thread, `TCP_NODELAY` on both tcp ends. This is the
+/// physical limit every wirecall latency is compared with. Blocking: run it outside async
+/// code (or in `spawn_blocking`).
+pub fn raw_pingpong(
+    transport: TransportKind,
+    len: usize,
+    duration: Duration,
+) -> std::io::Result<Latency> {
+    let len = len.max(1);
+    match transport {
+        TransportKind::Tcp => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let server = std::thread::spawn(move || -> std::io::Result<()> {
+                let (s, _) = listener.accept()?;
+                s.set_nodelay(true)?;
+                echo_blocking(s, len);
+                Ok(())
+            });
+            let mut client = std::net::TcpStream::connect(addr)?;
+            client.set_nodelay(true)?;
+            let r = pingpong_blocking(&mut client, len, duration);
+            client.shutdown(std::net::Shutdown::Both).ok();
+            drop(client);
+            server
+                .join()
+                .map_err(|_| std::io::Error::other("the echo thread panicked"))??;
+            r
+        }
+        TransportKind::Unix => {
+            let dir = temp_dir()?;
+            let path = dir.path().join("raw.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&path)?;
+            let server = std::thread::spawn(move || -> std::io::Result<()> {
+                let (s, _) = listener.accept()?;
+                echo_blocking(s, len);
+                Ok(())
+            });
+            let mut client = std::os::unix::net::UnixStream::connect(&path)?;
+            let r = pingpong_blocking(&mut client, len, duration);
+            client.shutdown(std::net::Shutdown::Both).ok();
+            drop(client);
+            server
+                .join()
+                .map_err(|_| std::io::Error::other("the echo thread panicked"))??;
+            r
+        }
+    }
+}
+
+/// Echoes `len`-byte messages until the peer closes.
+fn echo_blocking<S: Read + Write>(mut s: S, len: usize) {
+    let mut buf = vec![0u8; len];
+    while s.read_exact(&mut buf).is_ok() {
+        if s.write_all(&buf).is_err() {
+            break;
+        }
+    }
+}
+
+fn pingpong_blocking<S: Read + Write>(
+    s: &mut S,
+    len: usize,
+    duration: Duration,
+) -> std::io::Result<Latency> {
+    let msg = vec![0x5au8; len];
+    let mut buf = vec![0u8; len];
+    let warm = Instant::now()
+        + (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
+    while Instant::now() < warm {
+        s.write_all(&msg)?;
+        s.read_exact(&mut buf)?;
+    }
+    let mut nanos = Vec::with_capacity(8192);
+    let end = Instant::now() + duration;
+    loop {
+        let t = Instant::now();
+        s.write_all(&msg)?;
+        s.read_exact(&mut buf)?;
+        nanos.push(elapsed_ns(t));
+        if t >= end {
+            break;
+        }
+    }
+    Ok(Latency::from_nanos(&mut nanos))
+}
+
+/// The same ping-pong as [`raw_pingpong`] with tokio sockets on the caller's runtime (the
+/// echo side a spawned task): the floor for anything built on tokio, so the difference to
+/// [`raw_pingpong`] is the runtime's wake-up cost, not wirecall's.
+pub async fn raw_pingpong_tokio(
+    transport: TransportKind,
+    len: usize,
+    duration: Duration,
+) -> std::io::Result<Latency> {
+    let len = len.max(1);
+    match transport {
+        TransportKind::Tcp => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let server = tokio::spawn(async move {
+                let (s, _) = listener.accept().await?;
+                s.set_nodelay(true)?;
+                echo_tokio(s, len).await;
+                Ok::<(), std::io::Error>(())
+            });
+            let mut c = tokio::net::TcpStream::connect(addr).await?;
+            c.set_nodelay(true)?;
+            let r = pingpong_tokio(&mut c, len, duration).await;
+            drop(c);
+            server.await.map_err(std::io::Error::other)??;
+            r
+        }
+        TransportKind::Unix => {
+            let dir = temp_dir()?;
+            let path = dir.path().join("raw-tokio.sock");
+            let listener = tokio::net::UnixListener::bind(&path)?;
+            let server = tokio::spawn(async move {
+                let (s, _) = listener.accept().await?;
+                echo_tokio(s, len).await;
+                Ok::<(), std::io::Error>(())
+            });
+            let mut c = tokio::net::UnixStream::connect(&path).await?;
+            let r = pingpong_tokio(&mut c, len, duration).await;
+            drop(c);
+            server.await.map_err(std::io::Error::other)??;
+            r
+        }
+    }
+}
+
+async fn echo_tokio<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, len: usize) {
+    let mut buf = vec![0u8; len];
+    while s.read_exact(&mut buf).await.is_ok() {
+        if s.write_all(&buf).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn pingpong_tokio<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    len: usize,
+    duration: Duration,
+) -> std::io::Result<Latency> {
+    let msg = vec![0x5au8; len];
+    let mut buf = vec![0u8; len];
+    let warm = Instant::now()
+        + (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
+    while Instant::now() < warm {
+        s.write_all(&msg).await?;
+        s.read_exact(&mut buf).await?;
+    }
+    let mut nanos = Vec::with_capacity(8192);
+    let end = Instant::now() + duration;
+    loop {
+        let t = Instant::now();
+        s.write_all(&msg).await?;
+        s.read_exact(&mut buf).await?;
+        nanos.push(elapsed_ns(t));
+        if t >= end {
+            break;
+        }
+    }
+    Ok(Latency::from_nanos(&mut nanos))
+}
+
+/// tarpc, the peer baseline: the same echo call through tarpc 0.38 with its bincode serde
+/// transport over loopback TCP, `TCP_NODELAY` on both ends.
+pub mod tarpc_peer {
+    use super::*;
+    use tarpc::serde_transport;
+    use tarpc::tokio_serde::formats::Bincode;
+    use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+    mod service {
+        #![allow(missing_docs)]
+        /// The tarpc echo service.
+        #[tarpc::service]
+        pub trait Echo {
+            /// Returns its argument.
+            async fn echo(payload: String) -> String;
+        }
+    }
+    use service::{Echo, EchoClient};
+
+    #[derive(Clone)]
+    struct EchoServer;
+
+    impl Echo for EchoServer {
+        async fn echo(self, _: tarpc::context::Context, payload: String) -> String {
+            payload
+        }
+    }
+
+    /// A tarpc echo server on 127.0.0.1 port 0 and a connected client.
+    pub struct TarpcPair {
+        client: EchoClient,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    impl fmt::Debug for TarpcPair {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("TarpcPair").finish_non_exhaustive()
+        }
+    }
+
+    impl Drop for TarpcPair {
+        fn drop(&mut self) {
+            self.server.abort();
+        }
+    }
+
+    impl TarpcPair {
+        /// Starts the server (every request on its own task, as tarpc's examples do) and
+        /// connects one client. Must run inside a tokio runtime.
+        pub async fn start() -> std::io::Result<TarpcPair> {
+            use tarpc::server::{BaseChannel, Channel};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            let server = tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    if stream.set_nodelay(true).is_err() {
+                        continue;
+                    }
+                    let transport = serde_transport::new(
+                        Framed::new(stream, LengthDelimitedCodec::new()),
+                        Bincode::default(),
+                    );
+                    tokio::spawn(
+                        BaseChannel::with_defaults(transport)
+                            .execute(EchoServer.serve())
+                            .for_each(|response| async move {
+                                tokio::spawn(response);
+                            }),
+                    );
+                }
+            });
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let transport = serde_transport::new(
+                Framed::new(stream, LengthDelimitedCodec::new()),
+                Bincode::default(),
+            );
+            let client = EchoClient::new(tarpc::client::Config::default(), transport).spawn();
+            Ok(TarpcPair { client, server })
+        }
+
+        async fn echo(client: &EchoClient) -> Result<(), Error> {
+            let reply = client
+                .echo(tarpc::context::current(), ECHO_PAYLOAD.to_string())
+                .await
+                .map_err(|e| Error::Protocol {
+                    message: format!("tarpc echo failed: {e}"),
+                })?;
+            if reply.len() != ECHO_PAYLOAD.len() {
+                return Err(Error::Protocol {
+                    message: "tarpc echo answered a different payload".into(),
+                });
+            }
+            Ok(())
+        }
+
+        /// Round-trip latency, one call in flight.
+        pub async fn latency(&self, duration: Duration) -> Result<Latency, Error> {
+            warm_up(duration, || Self::echo(&self.client)).await?;
+            let mut nanos = Vec::with_capacity(4096);
+            let end = Instant::now() + duration;
+            loop {
+                let t = Instant::now();
+                Self::echo(&self.client).await?;
+                nanos.push(elapsed_ns(t));
+                if t >= end {
+                    break;
+                }
+            }
+            Ok(Latency::from_nanos(&mut nanos))
+        }
+
+        /// Calls per second with `inflight` calls in flight on the one connection.
+        pub async fn throughput(
+            &self,
+            inflight: usize,
+            duration: Duration,
+        ) -> Result<Throughput, Error> {
+            let client = self.client.clone();
+            run_workers(inflight.max(1), duration, 1, move |_| {
+                let client = client.clone();
+                async move { Self::echo(&client).await }
+            })
+            .await
+        }
+    }
+}
+
+/// What [`measure_rpc`] measures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcOptions {
+    /// The transport (for a started server, and the raw baseline).
+    pub transport: TransportKind,
+    /// The codecs to measure, one row each.
+    pub codecs: Vec<CodecId>,
+    /// Calls in flight for the throughput figure (on `connections` connections).
+    pub inflight: usize,
+    /// Connections for the throughput figure.
+    pub connections: usize,
+    /// Time per measurement (each latency, each throughput, the baseline).
+    pub duration: Duration,
+    /// Call this running server instead of starting one (its echo method must take and
+    /// return one string).
+    pub connect: Option<Target>,
+}
+
+impl RpcOptions {
+    /// Defaults: 64 in flight on one connection, 1 s per measurement, a server started here.
+    pub fn new(transport: TransportKind, codecs: Vec<CodecId>) -> RpcOptions {
+        RpcOptions {
+            transport,
+            codecs,
+            inflight: 64,
+            connections: 1,
+            duration: Duration::from_secs(1),
+            connect: None,
+        }
+    }
+
+    /// Sets the time per measurement.
+    #[must_use]
+    pub fn duration(mut self, duration: Duration) -> RpcOptions {
+        self.duration = duration;
+        self
+    }
+
+    /// Sets the calls in flight for the throughput figure.
+    #[must_use]
+    pub fn inflight(mut self, inflight: usize) -> RpcOptions {
+        self.inflight = inflight.max(1);
+        self
+    }
+
+    /// Sets the connections for the throughput figure.
+    #[must_use]
+    pub fn connections(mut self, connections: usize) -> RpcOptions {
+        self.connections = connections.max(1);
+        self
+    }
+
+    /// Calls a running server instead of starting one.
+    #[must_use]
+    pub fn connect(mut self, target: Target) -> RpcOptions {
+        self.connect = Some(target);
+        self
+    }
+}
+
+/// One codec's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodecRpc {
+    /// The codec.
+    pub codec: CodecId,
+    /// The echo CALL frame's length with this codec.
+    pub frame_len: usize,
+    /// Latency, one call in flight.
+    pub latency: Latency,
+    /// Throughput with the options' in-flight count and connections.
+    pub throughput: Throughput,
+}
+
+/// What [`measure_rpc`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcReport {
+    /// The transport measured.
+    pub transport: TransportKind,
+    /// Where the calls went (the started server's address, or the `connect` target's).
+    pub server: String,
+    /// True when the server was the caller's (`connect`), not one started here.
+    pub external: bool,
+    /// The raw socket ping-pong of the first codec's frame length, same transport, local.
+    pub raw: Latency,
+    /// The byte count the raw ping-pong sent each way.
+    pub raw_len: usize,
+    /// One row per codec, in the options' order.
+    pub rows: Vec<CodecRpc>,
+}
+
+/// Measures every codec of `opts` (latency, then throughput) and the raw ping-pong baseline,
+/// on a runtime of its own (two worker threads). Returns a message naming what failed.
+pub fn measure_rpc(opts: &RpcOptions) -> Result<RpcReport, String> {
+    if opts.codecs.is_empty() {
+        return Err("no codec to measure; name at least one".into());
+    }
+    let rt = runtime()?;
+    let first = opts.codecs.first().copied().unwrap_or(CodecId::POSTCARD);
+    let method = opts
+        .connect
+        .as_ref()
+        .map_or(BENCH_ECHO, |t| t.method.as_str())
+        .to_string();
+    let raw_len = echo_frame_len(first, &method);
+    let raw = raw_pingpong(opts.transport, raw_len, opts.duration)
+        .map_err(|e| format!("raw {} ping-pong baseline: {e}", opts.transport))?;
+    rt.block_on(async {
+        let started = match &opts.connect {
+            Some(_) => None,
+            None => Some(
+                BenchServer::start(opts.transport)
+                    .await
+                    .map_err(|e| format!("starting the benchmark server: {e}"))?,
+            ),
+        };
+        let target = match (&opts.connect, &started) {
+            (Some(t), _) => t.clone(),
+            (None, Some(s)) => s.target.clone(),
+            (None, None) => return Err("no server to call".to_string()),
+        };
+        let mut rows = Vec::with_capacity(opts.codecs.len());
+        let mut failure = None;
+        for &codec in &opts.codecs {
+            let r = async {
+                let latency = latency(&target, codec, opts.duration).await?;
+                let throughput = throughput(
+                    &target,
+                    codec,
+                    opts.connections,
+                    opts.inflight,
+                    opts.duration,
+                )
+                .await?;
+                Ok::<_, Error>((latency, throughput))
+            }
+            .await;
+            match r {
+                Ok((latency, throughput)) => rows.push(CodecRpc {
+                    codec,
+                    frame_len: echo_frame_len(codec, &target.method),
+                    latency,
+                    throughput,
+                }),
+                Err(e) => {
+                    failure = Some(format!("{codec} over {}: {e}", target.uri));
+                    break;
+                }
+            }
+        }
+        if let Some(s) = started {
+            s.finalize().await;
+        }
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        Ok(RpcReport {
+            transport: opts.transport,
+            server: target.uri.clone(),
+            external: opts.connect.is_some(),
+            raw,
+            raw_len,
+            rows,
+        })
+    })
+}
+
+/// The runtime the measurements use: multi-threaded with two workers (client and server
+/// tasks share them, as in one process on a two-core machine).
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting a tokio runtime: {e}"))
+}
+
+/// `d` in microseconds with two decimals (`"23.41 us"`).
+pub fn fmt_us(d: Duration) -> String {
+    format!("{:.2} us", d.as_secs_f64() * 1e6)
+}
