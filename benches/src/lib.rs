@@ -1,4 +1,5 @@
 //! Shared helpers for wirecall benchmarks (payloads, baselines).
 
 pub mod measure;
+pub mod payloads;
 pub mod rpc;
