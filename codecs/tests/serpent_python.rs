@@ -177,6 +177,9 @@ fn same_modulo_set_order(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// (indent, bytes_repr, document, our own text when the document is Rust's output).
+type Doc = (bool, bool, Vec<u8>, Option<Vec<u8>>);
+
 #[test]
 fn python_differential() {
     let Ok(python) = std::env::var("WIRECALL_PYTHON") else {
@@ -186,7 +189,7 @@ fn python_differential() {
 
     // 1. Python-generated documents.
     let generated = run_python(&python, "generate\n20261121\n1500\n");
-    let mut docs: Vec<(bool, bool, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut docs: Vec<Doc> = Vec::new();
     for line in generated.lines() {
         let mut parts = line.split(' ');
         let indent = parts.next() == Some("1");
