@@ -3,7 +3,10 @@
 //! Each command group lives in its own module and contributes variants to [`Command`]; adding
 //! a group means adding a module, its variants and one match arm in [`main`].
 
+mod bench_cmds;
 mod codec_cmds;
+mod pick;
+mod serve_cmds;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,19 @@ enum Command {
     Decode(codec_cmds::DecodeArgs),
     /// Run every conformance suite and print one summary line per suite.
     Conformance(codec_cmds::ConformanceArgs),
+    /// Measure every codec on representative payloads (or your --sample files) and
+    /// recommend one, with the configuration lines to use it.
+    Pick(pick::PickArgs),
+    /// Benchmarks printed as ratios against a baseline measured in the same run.
+    Bench(bench_cmds::BenchArgs),
+    /// Host the built-in demo provider (echo, add, a oneway counter, a failing method, an
+    /// attribute); prints the listening addresses on the first line of stdout.
+    Serve(serve_cmds::ServeArgs),
+    /// Call a method of a running server with arguments in the vector notation (or JSON)
+    /// and print the result in the vector notation.
+    Call(serve_cmds::CallArgs),
+    /// Print a running server's metadata: providers, methods, attributes, accepted codecs.
+    Meta(serve_cmds::MetaArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +50,11 @@ fn main() -> ExitCode {
         Command::Encode(args) => ("encode", codec_cmds::encode(&args)),
         Command::Decode(args) => ("decode", codec_cmds::decode(&args)),
         Command::Conformance(args) => ("conformance", codec_cmds::conformance(&args)),
+        Command::Pick(args) => ("pick", pick::run(&args)),
+        Command::Bench(args) => ("bench", bench_cmds::run(&args)),
+        Command::Serve(args) => ("serve", serve_cmds::serve(&args)),
+        Command::Call(args) => ("call", serve_cmds::call(&args)),
+        Command::Meta(args) => ("meta", serve_cmds::meta(&args)),
     };
     match result {
         Ok(code) => code,

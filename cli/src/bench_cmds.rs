@@ -1,0 +1,336 @@
+//! `wirecall bench ...`: benchmarks printed as ratios against a baseline measured in the
+//! same run. `bench codecs` compares each wirecall codec with its format crate called
+//! directly on the same payload.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wirecall_benches::measure::{self, Budget, Measurement, Timing};
+use wirecall_codecs::{CodecId, CodecInfo, Value};
+
+use crate::pick::samples::{self, Sample};
+use crate::pick::{fmt_ns, select_codecs};
+
+/// Arguments of `wirecall bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// What to benchmark.
+    #[command(subcommand)]
+    pub what: BenchCommand,
+}
+
+/// The `wirecall bench` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Each codec against its format crate called directly (serde_json, rmp-serde,
+    /// ciborium, bincode, postcard, ron) on the same payloads, as ratios.
+    Codecs(CodecsArgs),
+}
+
+/// Arguments of `wirecall bench codecs`.
+#[derive(Args, Debug)]
+pub struct CodecsArgs {
+    /// Only these codecs, comma-separated (default: every built-in codec compiled in).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    codecs: Vec<String>,
+    /// A sample file (JSON or the vector notation) or folder instead of the built-in
+    /// payloads; measured as a dynamic Value on both sides. Repeatable.
+    #[arg(long = "sample", value_name = "FILE|DIR")]
+    samples: Vec<PathBuf>,
+    /// Total time to spend timing, in seconds.
+    #[arg(long, default_value_t = 20.0, value_name = "SECONDS")]
+    duration: f64,
+}
+
+/// Runs `wirecall bench`.
+pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
+    match &args.what {
+        BenchCommand::Codecs(a) => codecs(a),
+    }
+}
+
+/// The format crate a built-in codec wraps, when there is one to call directly.
+pub fn baseline_crate(id: CodecId) -> Option<&'static str> {
+    Some(match id {
+        CodecId::JSON => "serde_json",
+        CodecId::MSGPACK => "rmp-serde",
+        CodecId::CBOR => "ciborium",
+        CodecId::BINCODE => "bincode",
+        CodecId::POSTCARD => "postcard",
+        CodecId::RON => "ron",
+        _ => return None,
+    })
+}
+
+type BaseResult<T> = Result<T, String>;
+
+/// The format crate called directly on one payload.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its encode time.
+    pub encode: Timing,
+    /// Its decode time, when it decodes its own output into the same type.
+    pub decode: Option<Timing>,
+}
+
+fn base_encode<T: Serialize + ?Sized>(id: CodecId, v: &T, out: &mut Vec<u8>) -> BaseResult<()> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    match id {
+        CodecId::JSON => serde_json::to_writer(&mut *out, v).map_err(|x| e(&x)),
+        CodecId::MSGPACK => v
+            .serialize(&mut rmp_serde::Serializer::new(&mut *out).with_struct_map())
+            .map_err(|x| e(&x)),
+        CodecId::CBOR => ciborium::ser::into_writer(v, &mut *out).map_err(|x| e(&x)),
+        CodecId::BINCODE => {
+            bincode::serde::encode_into_std_write(v, &mut *out, bincode::config::standard())
+                .map(|_| ())
+                .map_err(|x| e(&x))
+        }
+        CodecId::POSTCARD => postcard::to_io(v, &mut *out).map(|_| ()).map_err(|x| e(&x)),
+        CodecId::RON => ron::to_string(v)
+            .map(|s| out.extend_from_slice(s.as_bytes()))
+            .map_err(|x| e(&x)),
+        other => Err(format!("no baseline crate for {other}")),
+    }
+}
+
+fn base_decode<T: DeserializeOwned>(id: CodecId, bytes: &[u8]) -> BaseResult<T> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    match id {
+        CodecId::JSON => serde_json::from_slice(bytes).map_err(|x| e(&x)),
+        CodecId::MSGPACK => rmp_serde::from_slice(bytes).map_err(|x| e(&x)),
+        CodecId::CBOR => ciborium::de::from_reader(bytes).map_err(|x| e(&x)),
+        CodecId::BINCODE => bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map(|(v, _)| v)
+            .map_err(|x| e(&x)),
+        CodecId::POSTCARD => postcard::from_bytes(bytes).map_err(|x| e(&x)),
+        CodecId::RON => ron::de::from_bytes(bytes).map_err(|x| e(&x)),
+        other => Err(format!("no baseline crate for {other}")),
+    }
+}
+
+/// The format crate called directly on `v`: its bytes, encode time and (if it decodes its
+/// own output into `T`) decode time.
+pub fn baseline<T: Serialize + DeserializeOwned>(
+    id: CodecId,
+    v: &T,
+    budget: Budget,
+) -> BaseResult<Baseline> {
+    let mut bytes = Vec::new();
+    base_encode(id, v, &mut bytes)?;
+    let mut buf = Vec::with_capacity(bytes.len());
+    let enc = measure::time(budget, || {
+        buf.clear();
+        base_encode(id, v, &mut buf).is_ok()
+    });
+    let dec = base_decode::<T>(id, &bytes)
+        .ok()
+        .map(|_| measure::time(budget, || base_decode::<T>(id, &bytes).is_ok()));
+    Ok(Baseline {
+        bytes,
+        encode: enc,
+        decode: dec,
+    })
+}
+
+/// One row of `bench codecs`.
+struct BenchRow {
+    sample: String,
+    codec: &'static str,
+    crate_name: Option<&'static str>,
+    ours: Result<Measurement<()>, String>,
+    base: Option<BaseResult<Baseline>>,
+}
+
+fn bench_one(info: &CodecInfo, s: &Sample, budget: Budget) -> BenchRow {
+    let (ours, base) = match &s.typed {
+        Some(t) => (
+            t.measure(info.id, budget).map(strip),
+            t.baseline(info.id, budget),
+        ),
+        None => {
+            let ours = measure::value(info.id, &s.value, budget).map(strip);
+            let base =
+                baseline_crate(info.id).map(|_| baseline::<Value>(info.id, &s.value, budget));
+            (ours, base)
+        }
+    };
+    BenchRow {
+        sample: s.name.clone(),
+        codec: info.name,
+        crate_name: baseline_crate(info.id),
+        ours: ours.map_err(|e| e.message().to_owned()),
+        base,
+    }
+}
+
+fn strip<T>(m: Measurement<T>) -> Measurement<()> {
+    Measurement {
+        bytes: m.bytes,
+        encode: m.encode,
+        decoded: m.decoded.map(|(_, t)| ((), t)),
+    }
+}
+
+fn ratio(ours: Option<Timing>, base: Option<Timing>) -> String {
+    match (ours, base) {
+        (Some(o), Some(b)) if b.median_ns > 0.0 => format!("{:.2}x", o.median_ns / b.median_ns),
+        _ => "-".into(),
+    }
+}
+
+fn t(x: Option<Timing>) -> String {
+    x.map_or_else(|| "-".into(), |t| fmt_ns(t.median_ns))
+}
+
+fn codecs(args: &CodecsArgs) -> Result<ExitCode, String> {
+    let started = Instant::now();
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3600.0) {
+        return Err(format!(
+            "--duration must be between 0 and 3600 seconds, not {}",
+            args.duration
+        ));
+    }
+    let codecs = select_codecs(&args.codecs)?;
+    let samples = if args.samples.is_empty() {
+        samples::builtin()?
+    } else {
+        samples::load(&args.samples)?
+    };
+    let measurements = (codecs.len() * samples.len() * 4).max(1) as u32;
+    let budget = Budget::new(
+        (Duration::from_secs_f64(args.duration) / measurements)
+            .clamp(Duration::from_millis(1), Duration::from_secs(2)),
+    );
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new((codecs.len() * samples.len()) as u64);
+        if let Ok(s) = ProgressStyle::with_template("measuring [{bar:30}] {pos}/{len} {msg}") {
+            b.set_style(s.progress_chars("=> "));
+        }
+        b
+    });
+    let mut rows = Vec::new();
+    for s in &samples {
+        for c in &codecs {
+            if let Some(b) = &bar {
+                b.set_message(format!("{} {}", c.name, s.name));
+            }
+            rows.push(bench_one(c, s, budget));
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let header = [
+        "sample",
+        "codec",
+        "baseline",
+        "bytes",
+        "same bytes",
+        "encode",
+        "baseline",
+        "ratio",
+        "decode",
+        "baseline",
+        "ratio",
+    ];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
+    let mut notes = Vec::new();
+    for r in &rows {
+        let (bytes, enc, dec) = match &r.ours {
+            Ok(m) => (
+                m.bytes.len().to_string(),
+                Some(m.encode),
+                m.decoded.as_ref().ok().map(|(_, t)| *t),
+            ),
+            Err(e) => {
+                notes.push(format!("{} {}: cannot encode: {e}", r.codec, r.sample));
+                ("-".into(), None, None)
+            }
+        };
+        let (same, benc, bdec) = match &r.base {
+            Some(Ok(b)) => (
+                match &r.ours {
+                    Ok(m) if m.bytes == b.bytes => "yes".to_owned(),
+                    Ok(_) => "no".to_owned(),
+                    Err(_) => "-".to_owned(),
+                },
+                Some(b.encode),
+                b.decode,
+            ),
+            Some(Err(e)) => {
+                notes.push(format!(
+                    "{} {}: baseline {} cannot encode: {e}",
+                    r.codec,
+                    r.sample,
+                    r.crate_name.unwrap_or("-")
+                ));
+                ("-".into(), None, None)
+            }
+            None => ("-".into(), None, None),
+        };
+        table.push(vec![
+            r.sample.clone(),
+            r.codec.to_owned(),
+            r.crate_name.unwrap_or("(none)").to_owned(),
+            bytes,
+            same,
+            t(enc),
+            t(benc),
+            ratio(enc, benc),
+            t(dec),
+            t(bdec),
+            ratio(dec, bdec),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|l| l.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    println!(
+        "wirecall codec vs its format crate called directly, same payload, same run; times are medians per call; ratio = wirecall / baseline ({} path)",
+        if samples.iter().all(|s| s.typed.is_some()) { "typed" } else { "Value" }
+    );
+    for l in &table {
+        let mut line = String::new();
+        for (c, cell) in l.iter().enumerate() {
+            let w = widths.get(c).copied().unwrap_or(0);
+            let pad = " ".repeat(w.saturating_sub(cell.chars().count()));
+            if c >= 3 {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
+            }
+            line.push_str("  ");
+        }
+        println!("{}", line.trim_end());
+    }
+    for n in notes {
+        println!("note: {n}");
+    }
+    println!(
+        "\n{} measurement(s) in {:.1} s ({:.1} ms each).",
+        rows.len(),
+        started.elapsed().as_secs_f64(),
+        budget.time.as_secs_f64() * 1e3
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,826 @@
+//! From measurements to a decision: per-codec totals, constraints, the ranking and the
+//! recommendation, and their terminal table, JSON document and configuration lines.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value as Json};
+use wirecall_benches::measure::Timing;
+use wirecall_codecs::{CodecId, CodecInfo};
+
+use super::losses::Loss;
+use super::measure::{Cell, PathKind, PathResult, Results, RoundTrip};
+use super::samples::{Sample, Source};
+
+/// A requirement a codec must meet to be recommended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Need {
+    /// Python can read and write it (json, msgpack, cbor, serpent).
+    Python,
+    /// Text a person can read (json, ron, serpent).
+    HumanReadable,
+    /// Decodes without the Rust type (everything but bincode and postcard).
+    SelfDescribing,
+    /// Every sample round-trips exactly.
+    Exact,
+}
+
+/// What to optimise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Prefer {
+    /// Encode + decode time plus the time to send the bytes over the link (`--link-mbps`).
+    Latency,
+    /// Encoded size.
+    Size,
+    /// Encode + decode CPU time.
+    Cpu,
+}
+
+impl Prefer {
+    fn as_str(self) -> &'static str {
+        match self {
+            Prefer::Latency => "latency",
+            Prefer::Size => "size",
+            Prefer::Cpu => "cpu",
+        }
+    }
+}
+
+/// The decision inputs.
+#[derive(Debug, Clone)]
+pub struct Criteria {
+    /// Required properties.
+    pub needs: Vec<Need>,
+    /// Largest encoded sample allowed, in bytes.
+    pub max_size: Option<u64>,
+    /// What to optimise.
+    pub prefer: Prefer,
+    /// Link speed for the latency score, in Mbit/s.
+    pub link_mbps: f64,
+}
+
+/// A loss seen on one sample.
+#[derive(Debug, Clone)]
+pub struct SampleLoss {
+    /// The sample's name.
+    pub sample: String,
+    /// The loss.
+    pub loss: Loss,
+}
+
+/// One codec's totals over all samples and the verdict.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The codec.
+    pub info: CodecInfo,
+    /// Sum of encoded sizes (samples the codec could encode).
+    pub size: usize,
+    /// Sum of zstd-compressed sizes.
+    pub zstd_size: usize,
+    /// Largest encoded sample and its name.
+    pub largest: Option<(usize, String)>,
+    /// Sum of per-sample encode timings; `None` when a sample could not be encoded.
+    pub encode: Option<Timing>,
+    /// Sum of per-sample decode timings; `None` when any sample could not be decoded.
+    pub decode: Option<Timing>,
+    /// `Some(true)` every sample exact, `Some(false)` some loss or failure, `None` unknown.
+    pub exact: Option<bool>,
+    /// Losses on the primary path.
+    pub losses: Vec<SampleLoss>,
+    /// Losses on the `Value` path of built-in payloads.
+    pub value_losses: Vec<SampleLoss>,
+    /// Encode or decode failures and unknown round trips, one sentence each.
+    pub problems: Vec<String>,
+    /// Extra stage figures summed over samples, by name.
+    pub metrics: Vec<(String, Timing)>,
+    /// Why the codec cannot be recommended, if it cannot.
+    pub excluded: Option<String>,
+    /// The ranking figure for the preference (lower is better), when known.
+    pub score: Option<f64>,
+    /// Whether this is the recommendation.
+    pub recommended: bool,
+}
+
+/// The whole decision.
+#[derive(Debug)]
+pub struct Report {
+    /// Rows in ranking order.
+    pub rows: Vec<Row>,
+    /// The criteria used.
+    pub criteria: Criteria,
+    /// One line saying why the recommendation won (or why there is none).
+    pub why: String,
+    /// The accepted set to configure: the recommendation and the runner-up.
+    pub accepted: Vec<CodecInfo>,
+}
+
+fn sum_timing(acc: &mut Option<Timing>, t: &Timing) {
+    *acc = Some(match acc {
+        Some(a) => a.plus(t),
+        None => *t,
+    });
+}
+
+fn losses_of(rt: &RoundTrip, sample: &str) -> Vec<SampleLoss> {
+    match rt {
+        RoundTrip::Lossy(l) => l
+            .iter()
+            .map(|loss| SampleLoss {
+                sample: sample.to_owned(),
+                loss: loss.clone(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn row(info: &CodecInfo, samples: &[Sample], cells: &[Cell]) -> Row {
+    let mut r = Row {
+        info: *info,
+        size: 0,
+        zstd_size: 0,
+        largest: None,
+        encode: None,
+        decode: None,
+        exact: Some(true),
+        losses: Vec::new(),
+        value_losses: Vec::new(),
+        problems: Vec::new(),
+        metrics: Vec::new(),
+        excluded: None,
+        score: None,
+        recommended: false,
+    };
+    let mut encode_ok = true;
+    let mut decode_ok = true;
+    let mut needs_type: Vec<&str> = Vec::new();
+    for (sample, cell) in samples.iter().zip(cells) {
+        let name = &sample.name;
+        match &cell.primary {
+            Some(Ok(p)) => {
+                r.size += p.size;
+                r.zstd_size += p.zstd_size;
+                if r.largest.as_ref().is_none_or(|(s, _)| p.size > *s) {
+                    r.largest = Some((p.size, name.clone()));
+                }
+                sum_timing(&mut r.encode, &p.encode);
+                match &p.decode {
+                    Some(t) => sum_timing(&mut r.decode, t),
+                    None => decode_ok = false,
+                }
+                match &p.round_trip {
+                    RoundTrip::Exact => {}
+                    RoundTrip::Lossy(_) => r.exact = Some(false),
+                    RoundTrip::DecodeFailed(e) => {
+                        r.exact = Some(false);
+                        r.problems
+                            .push(format!("cannot decode its own output for {name}: {e}"));
+                    }
+                    RoundTrip::NeedsRustType => {
+                        if r.exact == Some(true) {
+                            r.exact = None;
+                        }
+                        needs_type.push(name.as_str());
+                    }
+                }
+                r.losses.extend(losses_of(&p.round_trip, name));
+            }
+            Some(Err(e)) => {
+                encode_ok = false;
+                r.exact = Some(false);
+                r.problems.push(format!("cannot encode {name}: {e}"));
+            }
+            None => {}
+        }
+        if let Some(Ok(v)) = &cell.value_path {
+            r.value_losses.extend(losses_of(&v.round_trip, name));
+        }
+        if let Some(Err(e)) = &cell.value_path {
+            r.problems
+                .push(format!("{name} as a Value: cannot encode: {e}"));
+        }
+        for m in &cell.metrics {
+            match r.metrics.iter_mut().find(|(n, _)| *n == m.name) {
+                Some((_, t)) => *t = t.plus(&m.timing),
+                None => r.metrics.push((m.name.clone(), m.timing)),
+            }
+        }
+    }
+    if !needs_type.is_empty() {
+        r.problems.push(format!(
+            "not self-describing: round trip needs a Rust type ({})",
+            needs_type.join(", ")
+        ));
+    }
+    // Partial totals would compare unfairly with complete ones.
+    if !encode_ok {
+        r.encode = None;
+        r.decode = None;
+    }
+    if !decode_ok {
+        r.decode = None;
+    }
+    r
+}
+
+fn exclusion(r: &Row, c: &Criteria) -> Option<String> {
+    for need in &c.needs {
+        let fails = match need {
+            Need::Python if !r.info.python_interop => {
+                Some("--need python: no Python library reads it".to_owned())
+            }
+            Need::HumanReadable if !r.info.human_readable => {
+                Some("--need human-readable: binary format".to_owned())
+            }
+            Need::SelfDescribing if !r.info.self_describing => Some(
+                "--need self-describing: the receiver needs the Rust type to decode".to_owned(),
+            ),
+            Need::Exact => match r.exact {
+                Some(true) => None,
+                Some(false) => Some(format!(
+                    "--need exact: {}",
+                    r.losses
+                        .first()
+                        .map(|l| format!("{} ({})", l.loss.what, l.sample))
+                        .or_else(|| r.problems.first().cloned())
+                        .unwrap_or_else(|| "round trip differs".into())
+                )),
+                None => Some(
+                    "--need exact: not self-describing, the round trip needs a Rust type"
+                        .to_owned(),
+                ),
+            },
+            _ => None,
+        };
+        if fails.is_some() {
+            return fails;
+        }
+    }
+    if let Some(p) = r.problems.iter().find(|p| p.starts_with("cannot ")) {
+        return Some(p.clone());
+    }
+    if let (Some(max), Some((size, sample))) = (c.max_size, &r.largest) {
+        if *size as u64 > max {
+            return Some(format!(
+                "--max-size {max}: {sample} encodes to {size} bytes"
+            ));
+        }
+    }
+    None
+}
+
+fn score(r: &Row, c: &Criteria) -> Option<f64> {
+    let time = || Some(r.encode?.median_ns + r.decode?.median_ns);
+    match c.prefer {
+        Prefer::Size => r.encode.map(|_| r.size as f64),
+        Prefer::Cpu => time(),
+        Prefer::Latency => Some(time()? + transfer_ns(r.size, c.link_mbps)),
+    }
+}
+
+fn transfer_ns(bytes: usize, mbps: f64) -> f64 {
+    bytes as f64 * 8.0 * 1000.0 / mbps.max(1e-9)
+}
+
+fn tier(r: &Row) -> u8 {
+    match r.exact {
+        Some(true) => 0,
+        None => 1,
+        Some(false) => 2,
+    }
+}
+
+/// Builds the report from the measurements.
+pub fn build(
+    codecs: &[CodecInfo],
+    samples: &[Sample],
+    results: &Results,
+    criteria: &Criteria,
+) -> Report {
+    let mut rows: Vec<Row> = codecs
+        .iter()
+        .zip(&results.cells)
+        .map(|(info, cells)| {
+            let mut r = row(info, samples, cells);
+            r.excluded = exclusion(&r, criteria);
+            r.score = score(&r, criteria);
+            r
+        })
+        .collect();
+    rows.sort_by(|a, b| match (a.score, b.score) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.info.id.cmp(&b.info.id),
+    });
+    let mut ranked: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].excluded.is_none() && rows[i].score.is_some())
+        .collect();
+    ranked.sort_by(|&i, &j| {
+        tier(&rows[i]).cmp(&tier(&rows[j])).then(
+            rows[i]
+                .score
+                .unwrap_or(f64::MAX)
+                .total_cmp(&rows[j].score.unwrap_or(f64::MAX)),
+        )
+    });
+    let eligible = ranked.len();
+    let why = match ranked.first() {
+        None => format!(
+            "no codec meets the constraints ({}); relax --need or --max-size",
+            describe_constraints(criteria)
+        ),
+        Some(&best) => {
+            rows[best].recommended = true;
+            let b = &rows[best];
+            let what = match criteria.prefer {
+                Prefer::Latency => format!(
+                    "lowest encode + decode + transfer time at {} Mbit/s",
+                    criteria.link_mbps
+                ),
+                Prefer::Size => "smallest encoding".to_owned(),
+                Prefer::Cpu => "lowest encode + decode CPU time".to_owned(),
+            };
+            let among = match tier(b) {
+                0 => format!("{eligible} eligible codec(s); it round-trips every sample exactly"),
+                1 => format!(
+                    "{eligible} eligible codec(s); none round-trips exactly as a Value, and {} needs the Rust type to decode",
+                    b.info.name
+                ),
+                _ => format!(
+                    "{eligible} eligible codec(s); none round-trips every sample exactly: {} loses {}",
+                    b.info.name,
+                    loss_summary(b)
+                ),
+            };
+            let mut s = format!(
+                "{}: {what} ({}) among {among}",
+                b.info.name,
+                score_text(b.score, criteria.prefer)
+            );
+            if let Some(&next) = ranked.get(1) {
+                let n = &rows[next];
+                if let (Some(x), Some(y)) = (b.score, n.score) {
+                    let _ = write!(
+                        s,
+                        "; runner-up {} ({}, {:.2}x)",
+                        n.info.name,
+                        score_text(n.score, criteria.prefer),
+                        if x > 0.0 { y / x } else { 1.0 }
+                    );
+                }
+            }
+            s
+        }
+    };
+    let accepted = ranked.iter().take(2).map(|&i| rows[i].info).collect();
+    Report {
+        rows,
+        criteria: criteria.clone(),
+        why,
+        accepted,
+    }
+}
+
+fn describe_constraints(c: &Criteria) -> String {
+    let mut parts: Vec<String> = c
+        .needs
+        .iter()
+        .map(|n| {
+            format!(
+                "--need {}",
+                clap::ValueEnum::to_possible_value(n)
+                    .map_or_else(String::new, |v| v.get_name().to_owned())
+            )
+        })
+        .collect();
+    if let Some(m) = c.max_size {
+        parts.push(format!("--max-size {m}"));
+    }
+    if parts.is_empty() {
+        "every codec failed to encode a sample".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn loss_summary(r: &Row) -> String {
+    let mut kinds: Vec<&str> = Vec::new();
+    for l in &r.losses {
+        if !kinds.contains(&l.loss.what.as_str()) {
+            kinds.push(&l.loss.what);
+        }
+    }
+    if kinds.is_empty() {
+        r.problems.first().cloned().unwrap_or_default()
+    } else {
+        kinds.join(", ")
+    }
+}
+
+fn score_text(score: Option<f64>, prefer: Prefer) -> String {
+    match (score, prefer) {
+        (None, _) => "n/a".into(),
+        (Some(s), Prefer::Size) => format!("{} bytes", group(s as usize)),
+        (Some(s), _) => fmt_ns(s),
+    }
+}
+
+/// Formats nanoseconds with a unit that keeps 3 significant digits.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 1_000.0 {
+        format!("{ns:.0} ns")
+    } else if ns < 1_000_000.0 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1_000_000_000.0 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// Formats an integer with thousands separators.
+pub fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn time_cell(t: Option<Timing>) -> String {
+    match t {
+        Some(t) => format!(
+            "{} ({}-{})",
+            short_ns(t.median_ns),
+            short_ns(t.p10_ns),
+            short_ns(t.p90_ns)
+        ),
+        None => "n/a".into(),
+    }
+}
+
+/// Nanoseconds as microseconds with 3 significant digits, no unit.
+fn short_ns(ns: f64) -> String {
+    let us = ns / 1e3;
+    if us >= 100.0 {
+        format!("{us:.0}")
+    } else if us >= 10.0 {
+        format!("{us:.1}")
+    } else {
+        format!("{us:.2}")
+    }
+}
+
+fn round_trip_cell(r: &Row) -> String {
+    match r.exact {
+        Some(true) => "exact".into(),
+        None => "needs Rust type".into(),
+        Some(false) if r.problems.iter().any(|p| p.starts_with("cannot encode")) => {
+            "cannot encode".into()
+        }
+        Some(false) if r.problems.iter().any(|p| p.starts_with("cannot decode")) => {
+            "decode fails".into()
+        }
+        Some(false) => format!("lossy: {}", loss_summary(r)),
+    }
+}
+
+/// The terminal table, the why line and the configuration lines.
+pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
+    let metric_names: Vec<String> = report
+        .rows
+        .iter()
+        .flat_map(|r| r.metrics.iter().map(|(n, _)| n.clone()))
+        .fold(Vec::new(), |mut acc, n| {
+            if !acc.contains(&n) {
+                acc.push(n);
+            }
+            acc
+        });
+    let mut header = vec![
+        String::new(),
+        "codec".to_owned(),
+        "bytes".to_owned(),
+        "zstd".to_owned(),
+        "encode µs (p10-p90)".to_owned(),
+        "decode µs (p10-p90)".to_owned(),
+    ];
+    header.extend(metric_names.iter().map(|n| format!("{n} µs")));
+    header.push(match report.criteria.prefer {
+        Prefer::Latency => "score".to_owned(),
+        Prefer::Size => "score".to_owned(),
+        Prefer::Cpu => "score".to_owned(),
+    });
+    header.push("round trip".to_owned());
+    let mut lines: Vec<Vec<String>> = vec![header];
+    for r in &report.rows {
+        let mark = if r.recommended {
+            "->"
+        } else if r.excluded.is_some() {
+            "x"
+        } else {
+            ""
+        };
+        let mut l = vec![
+            mark.to_owned(),
+            r.info.name.to_owned(),
+            group(r.size),
+            group(r.zstd_size),
+            time_cell(r.encode),
+            time_cell(r.decode),
+        ];
+        for n in &metric_names {
+            l.push(
+                r.metrics
+                    .iter()
+                    .find(|(m, _)| m == n)
+                    .map_or_else(|| "n/a".into(), |(_, t)| time_cell(Some(*t))),
+            );
+        }
+        l.push(score_text(r.score, report.criteria.prefer));
+        l.push(round_trip_cell(r));
+        lines.push(l);
+    }
+    let cols = lines.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} sample(s): {}.\nTotals over all samples; times are medians per call (10th-90th percentile); score = {}.",
+        samples.len(),
+        primary,
+        match report.criteria.prefer {
+            Prefer::Latency => format!(
+                "encode + decode + bytes at {} Mbit/s",
+                report.criteria.link_mbps
+            ),
+            Prefer::Size => "encoded bytes".into(),
+            Prefer::Cpu => "encode + decode".into(),
+        }
+    );
+    for l in &lines {
+        let mut line = String::new();
+        for (c, cell) in l.iter().enumerate() {
+            let w = widths.get(c).copied().unwrap_or(0);
+            let pad = w.saturating_sub(cell.chars().count());
+            let numeric = (2..cols - 1).contains(&c);
+            if numeric {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            }
+            line.push_str("  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let excluded: Vec<&Row> = report
+        .rows
+        .iter()
+        .filter(|r| r.excluded.is_some())
+        .collect();
+    if !excluded.is_empty() {
+        let _ = writeln!(out, "\nExcluded:");
+        for r in excluded {
+            let _ = writeln!(
+                out,
+                "  {:<9} {}",
+                r.info.name,
+                r.excluded.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let mut notes = String::new();
+    for r in &report.rows {
+        for l in &r.losses {
+            let _ = writeln!(
+                notes,
+                "  {:<9} {}: {} ({}x, first at {})",
+                r.info.name, l.sample, l.loss.what, l.loss.count, l.loss.first_at
+            );
+        }
+        for p in r.problems.iter().filter(|p| Some(p.as_str()) != r.excluded.as_deref()) {
+            let _ = writeln!(notes, "  {:<9} {p}", r.info.name);
+        }
+    }
+    if !notes.is_empty() {
+        let _ = write!(out, "\nRound trip:\n{notes}");
+    }
+    let mut vnotes = String::new();
+    for r in &report.rows {
+        let mut seen: Vec<&str> = Vec::new();
+        for l in &r.value_losses {
+            if !seen.contains(&l.loss.what.as_str()) {
+                seen.push(&l.loss.what);
+            }
+        }
+        if !seen.is_empty() {
+            let _ = writeln!(vnotes, "  {:<9} {}", r.info.name, seen.join("; "));
+        }
+    }
+    if !vnotes.is_empty() {
+        let _ = write!(
+            out,
+            "\nAs a dynamic Value (what a Python or Value-based peer sees):\n{vnotes}"
+        );
+    }
+    let _ = writeln!(out, "\nRecommended: {}", report.why);
+    if !report.accepted.is_empty() {
+        let _ = writeln!(out, "\nUse it:");
+        for l in config_lines(&report.accepted) {
+            let _ = writeln!(out, "  {l}");
+        }
+    }
+    out
+}
+
+/// The Rust builder call that makes a server accept `codecs`. The one place that names the
+/// engine's builder API.
+pub fn rust_builder(codecs: &[CodecInfo]) -> String {
+    let ids: Vec<String> = codecs.iter().map(|c| rust_const(c.id)).collect();
+    format!(
+        "wirecall::Engine::server(addr).accept([{}])",
+        ids.join(", ")
+    )
+}
+
+fn rust_const(id: CodecId) -> String {
+    match id.builtin_name() {
+        Some(n) => format!("CodecId::{}", n.to_ascii_uppercase()),
+        None => format!("CodecId::new({})", id.get()),
+    }
+}
+
+/// `WIRECALL_CODEC=..`, `WIRECALL_CODECS_ACCEPTED=..` and the Rust builder call.
+pub fn config_lines(accepted: &[CodecInfo]) -> Vec<String> {
+    let Some(first) = accepted.first() else {
+        return Vec::new();
+    };
+    let names: Vec<&str> = accepted.iter().map(|c| c.name).collect();
+    vec![
+        format!("{}={}", wirecall::config::ENV_CODEC, first.name),
+        format!(
+            "{}={}",
+            wirecall::config::ENV_CODECS_ACCEPTED,
+            names.join(",")
+        ),
+        rust_builder(accepted),
+    ]
+}
+
+fn timing_json(t: Option<Timing>) -> Json {
+    match t {
+        Some(t) => json!({
+            "median": t.median_ns,
+            "p10": t.p10_ns,
+            "p90": t.p90_ns,
+            "samples": t.samples,
+            "batch": t.batch,
+        }),
+        None => Json::Null,
+    }
+}
+
+fn loss_json(l: &Loss) -> Json {
+    json!({"kind": l.kind, "what": l.what, "count": l.count, "first_at": l.first_at})
+}
+
+fn round_trip_json(rt: &RoundTrip) -> Json {
+    let (losses, problem) = match rt {
+        RoundTrip::Exact => (Vec::new(), None),
+        RoundTrip::Lossy(l) => (l.iter().map(loss_json).collect(), None),
+        RoundTrip::DecodeFailed(e) => (Vec::new(), Some(format!("decode failed: {e}"))),
+        RoundTrip::NeedsRustType => (
+            Vec::new(),
+            Some("not self-describing: round trip needs a Rust type".to_owned()),
+        ),
+    };
+    json!({"exact": rt.exact(), "losses": losses, "problem": problem})
+}
+
+fn path_json(p: &Option<Result<PathResult, String>>) -> Json {
+    match p {
+        None => Json::Null,
+        Some(Err(e)) => json!({"error": e}),
+        Some(Ok(p)) => json!({
+            "size": p.size,
+            "zstd_size": p.zstd_size,
+            "encode_ns": timing_json(Some(p.encode)),
+            "decode_ns": timing_json(p.decode),
+            "round_trip": round_trip_json(&p.round_trip),
+            "error": null,
+        }),
+    }
+}
+
+/// The `--json` document (schema `wirecall-pick/1`).
+pub fn to_json(
+    report: &Report,
+    samples: &[Sample],
+    cells: &[(CodecId, &[Cell])],
+    budget_ms: f64,
+    wall_s: f64,
+) -> Json {
+    let sample_json: Vec<Json> = samples
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "description": s.description,
+                "source": match &s.source {
+                    Source::BuiltIn => "built-in".to_owned(),
+                    Source::File(p) => p.display().to_string(),
+                },
+                "path": if s.typed.is_some() { PathKind::Typed.as_str() } else { PathKind::Value.as_str() },
+            })
+        })
+        .collect();
+    let codecs: Vec<Json> = report
+        .rows
+        .iter()
+        .map(|r| {
+            let per_sample: Vec<Json> = cells
+                .iter()
+                .find(|(id, _)| *id == r.info.id)
+                .map(|(_, cs)| {
+                    samples
+                        .iter()
+                        .zip(cs.iter())
+                        .map(|(s, c)| {
+                            json!({
+                                "sample": s.name,
+                                "path": c.primary_kind.as_str(),
+                                "primary": path_json(&c.primary),
+                                "value_path": path_json(&c.value_path),
+                                "metrics": c.metrics.iter().map(|m| json!({"name": m.name, "ns": timing_json(Some(m.timing))})).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({
+                "name": r.info.name,
+                "id": r.info.id.get(),
+                "self_describing": r.info.self_describing,
+                "human_readable": r.info.human_readable,
+                "python_interop": r.info.python_interop,
+                "size": r.size,
+                "zstd_size": r.zstd_size,
+                "largest": r.largest.as_ref().map(|(s, n)| json!({"size": s, "sample": n})),
+                "encode_ns": timing_json(r.encode),
+                "decode_ns": timing_json(r.decode),
+                "score": r.score,
+                "metrics": r.metrics.iter().map(|(n, t)| json!({"name": n, "ns": timing_json(Some(*t))})).collect::<Vec<_>>(),
+                "round_trip": {
+                    "exact": r.exact,
+                    "losses": r.losses.iter().map(|l| {
+                        let mut j = loss_json(&l.loss);
+                        j["sample"] = json!(l.sample);
+                        j
+                    }).collect::<Vec<_>>(),
+                    "problems": r.problems,
+                },
+                "value_round_trip_losses": r.value_losses.iter().map(|l| {
+                    let mut j = loss_json(&l.loss);
+                    j["sample"] = json!(l.sample);
+                    j
+                }).collect::<Vec<_>>(),
+                "excluded": r.excluded,
+                "recommended": r.recommended,
+                "samples": per_sample,
+            })
+        })
+        .collect();
+    let recommended = report
+        .rows
+        .iter()
+        .find(|r| r.recommended)
+        .map(|r| r.info.name);
+    json!({
+        "schema": "wirecall-pick/1",
+        "prefer": report.criteria.prefer.as_str(),
+        "needs": report.criteria.needs.iter().filter_map(|n| clap::ValueEnum::to_possible_value(n).map(|v| v.get_name().to_owned())).collect::<Vec<_>>(),
+        "max_size": report.criteria.max_size,
+        "link_mbps": report.criteria.link_mbps,
+        "samples": sample_json,
+        "budget_per_measurement_ms": budget_ms,
+        "wall_time_s": wall_s,
+        "codecs": codecs,
+        "recommended": recommended,
+        "why": report.why,
+        "config": config_lines(&report.accepted),
+    })
+}
