@@ -527,6 +527,37 @@ fn parser_accepts_python_literal_syntax() {
         let got = parse(text);
         assert!(same(&got, &want), "{text:?}: got {got:?}, want {want:?}");
     }
+    // Repeated keys and members collapse as in Python (first key, last value).
+    let dedup: Vec<(&str, Value)> = vec![
+        (
+            "{1:'a', True:'b', 1.0:'c', 2:'d', (1+0j):'e'}",
+            Value::Map(vec![(i(1), s("e")), (i(2), s("d"))]),
+        ),
+        ("{0:1, -0.0:2, 0j:3}", Value::Map(vec![(i(0), i(3))])),
+        (
+            "{1, True, 1.0, 2, (1,2), (True, 2.0)}",
+            Value::Set(vec![i(1), i(2), Value::Tuple(vec![i(1), i(2)])]),
+        ),
+        (
+            "{'a':1, 'b':2, 'a':3}",
+            Value::Map(vec![(s("a"), i(3)), (s("b"), i(2))]),
+        ),
+        (
+            "{1e20: 1, 100000000000000000000: 2}",
+            Value::Map(vec![(Value::Float(1e20), i(2))]),
+        ),
+        (
+            "{1.5:1, (1.5+0j):2, 1j:3, 1j:4}",
+            Value::Map(vec![
+                (Value::Float(1.5), i(2)),
+                (complex_value(0.0, 1.0), i(4)),
+            ]),
+        ),
+    ];
+    for (text, want) in dedup {
+        let got = parse(text);
+        assert!(same(&got, &want), "{text:?}: got {got:?}, want {want:?}");
+    }
     let big = parse("123456789012345678901234567890123456789012345678901234567890");
     assert_eq!(
         big,
@@ -663,13 +694,48 @@ fn key() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Python `==` for the keys `key()` generates (1 == 1.0 == True, -0.0 == 0, tuples by item).
+fn key_eq(a: &Value, b: &Value) -> bool {
+    let int_of = |v: &Value| match v {
+        Value::Bool(b) => Some(i128::from(*b)),
+        Value::Int(i) => Some(*i),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e38 => Some(*f as i128),
+        _ => None,
+    };
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x == y,
+        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Tuple(x), Value::Tuple(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| key_eq(p, q))
+        }
+        _ => matches!((int_of(a), int_of(b)), (Some(x), Some(y)) if x == y),
+    }
+}
+
+/// Keeps the first of each group of Python-equal keys (what a Python dict or set holds).
+fn dedup_by_key_eq<T>(items: &mut Vec<T>, key: impl Fn(&T) -> &Value) {
+    let mut kept: Vec<T> = Vec::new();
+    for item in items.drain(..) {
+        if !kept.iter().any(|k| key_eq(key(k), key(&item))) {
+            kept.push(item);
+        }
+    }
+    *items = kept;
+}
+
 fn value() -> impl Strategy<Value = Value> {
     scalar().prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::List),
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Tuple),
-            prop::collection::vec(key(), 1..5).prop_map(Value::Set),
-            prop::collection::vec((key(), inner), 0..5).prop_map(Value::Map),
+            prop::collection::vec(key(), 1..5).prop_map(|mut items| {
+                dedup_by_key_eq(&mut items, |v| v);
+                Value::Set(items)
+            }),
+            prop::collection::vec((key(), inner), 0..5).prop_map(|mut entries| {
+                dedup_by_key_eq(&mut entries, |e| &e.0);
+                Value::Map(entries)
+            }),
         ]
     })
 }

@@ -38,7 +38,8 @@
 //! bytes dict and the NaN dict stay dicts (Python's serpent does not convert them; Pyro
 //! does). The typed [`from_slice`] converts them when the target type asks for bytes or a
 //! float (see the `de` notes below). Empty sets arrive as empty tuples, as in Python.
-//! Repeated dict keys and set members are kept in order (Python would keep the last value).
+//! Repeated dict keys and set members collapse as in Python (`{1:'a', 1.0:'b'}` is
+//! `{1:'b'}`: first key, last value; equal set members keep the first).
 //!
 //! Typed decoding ([`from_slice`]) additionally accepts: the base64 dict, `b'...'` and str
 //! for bytes targets (and the base64 dict for `Vec<u8>` sequences); ints and the NaN dict for

@@ -507,7 +507,7 @@ impl<'a> Parser<'a> {
                 let v = self.expr()?;
                 entries.push((k, v));
             }
-            Node::Dict(entries)
+            Node::Dict(dedup_dict(entries))
         } else {
             self.check_hashable(&first, "set member")?;
             let mut items = vec![first];
@@ -526,7 +526,7 @@ impl<'a> Parser<'a> {
                 self.check_hashable(&item, "set member")?;
                 items.push(item);
             }
-            Node::Set(items)
+            Node::Set(dedup_set(items))
         };
         self.pos += 1;
         self.depth -= 1;
@@ -1010,4 +1010,131 @@ fn bigint_to_f64(b: &BigInt) -> f64 {
     } else {
         v
     }
+}
+
+/// What Python's `==` / `hash` identify among hashable literals: `1`, `1.0`, `True` and
+/// `(1+0j)` are one key; `-0.0` and `0` too.
+#[derive(PartialEq, Eq, Hash)]
+enum HKey<'a> {
+    Int(i128),
+    Big(BigInt),
+    Float(u64),
+    Complex(u64, u64),
+    Str(&'a str),
+    Bytes(&'a [u8]),
+    Tuple(Vec<HKey<'a>>),
+    None,
+    /// Never equal to anything else (unhashable; refused earlier).
+    Unique(usize),
+}
+
+fn float_key(f: f64) -> HKey<'static> {
+    if f.is_finite() && f.fract() == 0.0 {
+        if f.abs() < 1.0e38 {
+            return HKey::Int(f as i128);
+        }
+        if let Some(b) = bigint_from_integral(f) {
+            return match i128::try_from(&b) {
+                Ok(i) => HKey::Int(i),
+                Err(_) => HKey::Big(b),
+            };
+        }
+    }
+    HKey::Float(f.to_bits())
+}
+
+fn bigint_from_integral(f: f64) -> Option<BigInt> {
+    // The decimal expansion of an integral f64 is exact in Rust's `{}` formatting.
+    format!("{f:.0}").parse().ok()
+}
+
+fn hkey(node: &Node, idx: usize) -> HKey<'_> {
+    match node {
+        Node::None => HKey::None,
+        Node::Bool(b) => HKey::Int(i128::from(*b)),
+        Node::Int(i) => HKey::Int(*i),
+        Node::BigInt(b) => HKey::Big(b.clone()),
+        Node::Float(f) => float_key(*f),
+        Node::Complex(re, im) => {
+            if *im == 0.0 {
+                float_key(*re)
+            } else {
+                let re = if *re == 0.0 { 0.0 } else { *re };
+                HKey::Complex(re.to_bits(), im.to_bits())
+            }
+        }
+        Node::Str(s) => HKey::Str(s),
+        Node::Bytes(b) => HKey::Bytes(b),
+        Node::Tuple(items) => HKey::Tuple(items.iter().map(|i| hkey(&i.node, idx)).collect()),
+        Node::List(_) | Node::Set(_) | Node::Dict(_) => HKey::Unique(idx),
+    }
+}
+
+/// Python's dict display semantics: a repeated key keeps its first position and takes the
+/// last value.
+fn dedup_dict(entries: Vec<(Spanned, Spanned)>) -> Vec<(Spanned, Spanned)> {
+    if entries.len() < 2 {
+        return entries;
+    }
+    let plan: Vec<(usize, usize)> = {
+        let mut first: std::collections::HashMap<HKey<'_>, usize> =
+            std::collections::HashMap::with_capacity(entries.len());
+        let mut plan: Vec<(usize, usize)> = Vec::with_capacity(entries.len());
+        for (i, (k, _)) in entries.iter().enumerate() {
+            match first.entry(hkey(&k.node, i)) {
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    if let Some(slot) = plan.get_mut(*o.get()) {
+                        slot.1 = i;
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(plan.len());
+                    plan.push((i, i));
+                }
+            }
+        }
+        plan
+    };
+    if plan.len() == entries.len() {
+        return entries;
+    }
+    let mut slots: Vec<Option<(Spanned, Spanned)>> = entries.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(plan.len());
+    for (ki, vi) in plan {
+        if ki == vi {
+            if let Some(e) = slots.get_mut(ki).and_then(Option::take) {
+                out.push(e);
+            }
+        } else {
+            let key = slots.get_mut(ki).and_then(Option::take).map(|e| e.0);
+            let value = slots.get_mut(vi).and_then(Option::take).map(|e| e.1);
+            if let (Some(k), Some(v)) = (key, value) {
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
+/// Python's set display semantics: the first of equal members is kept.
+fn dedup_set(items: Vec<Spanned>) -> Vec<Spanned> {
+    if items.len() < 2 {
+        return items;
+    }
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| seen.insert(hkey(&it.node, i)))
+            .collect()
+    };
+    if keep.iter().all(|&k| k) {
+        return items;
+    }
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(it, k)| k.then_some(it))
+        .collect()
 }
