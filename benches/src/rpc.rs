@@ -39,7 +39,7 @@ use wirecall::{Engine, Error, Proxy};
 use wirecall_codecs::CodecId;
 
 /// The payload of the echo call every measurement makes: a 32-byte string.
-pub const ECHO_PAYLOAD: &str = "wirecall echo payload, 32 bytes";
+pub const ECHO_PAYLOAD: &str = "wirecall echo payload, 32 bytes!";
 
 /// The provider id the benchmark server registers [`BenchEcho`] under.
 pub const BENCH_PROVIDER_ID: u16 = 1;
@@ -871,4 +871,108 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// `d` in microseconds with two decimals (`"23.41 us"`).
 pub fn fmt_us(d: Duration) -> String {
     format!("{:.2} us", d.as_secs_f64() * 1e6)
+}
+
+impl TransportKind {
+    /// The transport of a server URI: `unix://...` is [`TransportKind::Unix`], anything
+    /// else tcp.
+    pub fn of_uri(uri: &str) -> TransportKind {
+        if uri.trim_start().starts_with("unix:") {
+            TransportKind::Unix
+        } else {
+            TransportKind::Tcp
+        }
+    }
+}
+
+/// The codecs worth measuring against a running server: those it accepts that decode into
+/// a dynamic value (an echo of any value needs a self-describing codec on the server side),
+/// in the server's order. Connects once.
+pub fn accepted_codecs(uri: &str) -> Result<Vec<CodecId>, String> {
+    let rt = runtime()?;
+    let accepted = rt.block_on(async {
+        let proxy = Proxy::new(uri)?;
+        proxy.server_accepted().await
+    });
+    let accepted = accepted.map_err(|e| format!("asking {uri} for its codecs: {e}"))?;
+    let usable: Vec<CodecId> = accepted
+        .iter()
+        .copied()
+        .filter(|c| wirecall_codecs::builtin_info(*c).is_some_and(|i| i.self_describing))
+        .collect();
+    if usable.is_empty() {
+        return Err(format!(
+            "{uri} accepts only {}, which cannot carry a dynamic echo; name a codec with --codec",
+            accepted
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(usable)
+}
+
+impl RpcReport {
+    /// The report as a table, each figure beside its ratio to the raw ping-pong.
+    pub fn render(&self, duration: Duration) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let (inflight, connections) = self.rows.first().map_or((0, 0), |r| {
+            (r.throughput.inflight, r.throughput.connections)
+        });
+        let _ = writeln!(
+            out,
+            "rpc over {}: server {} ({}), {:.2} s per measurement, echo of a {}-byte string",
+            self.transport,
+            self.server,
+            if self.external {
+                "yours, from --connect"
+            } else {
+                "started here, in this process"
+            },
+            duration.as_secs_f64(),
+            ECHO_PAYLOAD.len()
+        );
+        let _ = writeln!(
+            out,
+            "baseline: raw {} socket ping-pong of {} bytes{}: p50 {}  p99 {}",
+            self.transport,
+            self.raw_len,
+            if self.external {
+                " to a local echo socket on this machine (not your server: the ratio is to this machine's socket floor)"
+            } else {
+                ", std sockets and an echo thread"
+            },
+            fmt_us(self.raw.p50),
+            fmt_us(self.raw.p99)
+        );
+        let _ = writeln!(
+            out,
+            "{:<9} {:>6} {:>11} {:>11} {:>9} {:>14}",
+            "codec", "frame", "p50", "p99", "p50/raw", "calls/s"
+        );
+        for r in &self.rows {
+            let ratio = if self.raw.p50.is_zero() {
+                f64::NAN
+            } else {
+                r.latency.p50.as_secs_f64() / self.raw.p50.as_secs_f64()
+            };
+            let _ = writeln!(
+                out,
+                "{:<9} {:>6} {:>11} {:>11} {:>8.2}x {:>14.0}",
+                r.codec.to_string(),
+                r.frame_len,
+                fmt_us(r.latency.p50),
+                fmt_us(r.latency.p99),
+                ratio,
+                r.throughput.calls_per_sec
+            );
+        }
+        let _ = writeln!(
+            out,
+            "latency: one call in flight; calls/s: {inflight} in flight on {connections} connection(s)"
+        );
+        out
+    }
 }

@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// Each codec against its format crate called directly (serde_json, rmp-serde,
     /// ciborium, bincode, postcard, ron) on the same payloads, as ratios.
     Codecs(CodecsArgs),
+    /// Round-trip latency and calls/s of an echo call through the engine, per codec, beside
+    /// the raw socket ping-pong of the same bytes (against your server with --connect).
+    Rpc(RpcArgs),
 }
 
 /// Arguments of `wirecall bench codecs`.
@@ -52,6 +55,7 @@ pub struct CodecsArgs {
 pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     match &args.what {
         BenchCommand::Codecs(a) => codecs(a),
+        BenchCommand::Rpc(a) => rpc(a),
     }
 }
 
@@ -332,5 +336,75 @@ fn codecs(args: &CodecsArgs) -> Result<ExitCode, String> {
         started.elapsed().as_secs_f64(),
         budget.time.as_secs_f64() * 1e3
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `wirecall bench rpc`.
+#[derive(Args, Debug)]
+pub struct RpcArgs {
+    /// Socket family of the server started here: tcp or unix (with --connect, the URL's).
+    #[arg(long, default_value = "tcp", value_name = "tcp|unix")]
+    transport: String,
+    /// Codecs to measure, comma-separated (default: every built-in codec; with --connect,
+    /// the self-describing codecs the server accepts).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    codec: Vec<String>,
+    /// Calls in flight for the calls/s figure.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    inflight: usize,
+    /// Connections the in-flight calls are spread over.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    connections: usize,
+    /// Seconds per measurement (each latency and calls/s figure, and the baseline).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    duration: f64,
+    /// Measure a running server (e.g. `wirecall serve`) instead of one started here.
+    #[arg(long, value_name = "URL")]
+    connect: Option<String>,
+    /// With --connect: provider id of the echo method.
+    #[arg(long, default_value_t = crate::serve_cmds::DEMO_PROVIDER_ID, value_name = "ID")]
+    provider: u16,
+    /// With --connect: full RPC name of a method that returns its one string argument.
+    #[arg(long, default_value = crate::serve_cmds::DEMO_ECHO, value_name = "NAME")]
+    method: String,
+}
+
+/// Runs `wirecall bench rpc`.
+fn rpc(args: &RpcArgs) -> Result<ExitCode, String> {
+    use wirecall_benches::rpc::{self, RpcOptions, Target, TransportKind};
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        return Err(format!(
+            "--duration must be positive seconds, got {}",
+            args.duration
+        ));
+    }
+    let duration = Duration::from_secs_f64(args.duration);
+    let transport = match &args.connect {
+        Some(url) => TransportKind::of_uri(url),
+        None => TransportKind::parse(&args.transport)?,
+    };
+    let codecs = if !args.codec.is_empty() {
+        select_codecs(&args.codec)?
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    } else if let Some(url) = &args.connect {
+        rpc::accepted_codecs(url)?
+    } else {
+        measure::codecs().into_iter().map(|c| c.id).collect()
+    };
+    let mut opts = RpcOptions::new(transport, codecs)
+        .duration(duration)
+        .inflight(args.inflight)
+        .connections(args.connections);
+    if let Some(url) = &args.connect {
+        opts = opts.connect(Target {
+            uri: url.clone(),
+            provider_id: args.provider,
+            method: args.method.clone(),
+        });
+    }
+    let report = rpc::measure_rpc(&opts)?;
+    print!("{}", report.render(duration));
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 mod bench_cmds;
 mod codec_cmds;
 mod pick;
+mod serve_cmds;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,14 @@ enum Command {
     Pick(pick::PickArgs),
     /// Benchmarks printed as ratios against a baseline measured in the same run.
     Bench(bench_cmds::BenchArgs),
+    /// Host the built-in demo provider (echo, add, a oneway counter, a failing method, an
+    /// attribute); prints the listening addresses on the first line of stdout.
+    Serve(serve_cmds::ServeArgs),
+    /// Call a method of a running server with arguments in the vector notation (or JSON)
+    /// and print the result in the vector notation.
+    Call(serve_cmds::CallArgs),
+    /// Print a running server's metadata: providers, methods, attributes, accepted codecs.
+    Meta(serve_cmds::MetaArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +52,9 @@ fn main() -> ExitCode {
         Command::Conformance(args) => ("conformance", codec_cmds::conformance(&args)),
         Command::Pick(args) => ("pick", pick::run(&args)),
         Command::Bench(args) => ("bench", bench_cmds::run(&args)),
+        Command::Serve(args) => ("serve", serve_cmds::serve(&args)),
+        Command::Call(args) => ("call", serve_cmds::call(&args)),
+        Command::Meta(args) => ("meta", serve_cmds::meta(&args)),
     };
     match result {
         Ok(code) => code,

@@ -229,8 +229,9 @@ fn print_tables(
     connections: usize,
 ) {
     println!(
-        "wirecall perf: {:.1} s per measurement, echo of a 32-byte string, client and server in one process (2 tokio workers)",
-        duration.as_secs_f64()
+        "wirecall perf: {:.1} s per measurement, echo of a {}-byte string, client and server in one process (2 tokio workers)",
+        duration.as_secs_f64(),
+        rpc::ECHO_PAYLOAD.len()
     );
     println!(
         "tarpc 0.38 (bincode, tcp, nodelay): p50 {}  p99 {}  {:.0} calls/s with {inflight} in flight on 1 connection",
@@ -257,7 +258,7 @@ fn print_tables(
             "p99",
             "p50/raw",
             "p50/tokio",
-            format!("calls/s 1c"),
+            "calls/s 1c",
             "/tarpc",
             format!("calls/s {connections}c"),
         );

@@ -1,0 +1,508 @@
+//! `wirecall serve`, `wirecall call` and `wirecall meta`: host a built-in demo provider, call
+//! any method of a running server with arguments in the vector notation, and print a
+//! server's metadata.
+//!
+//! The demo provider (service `demo`, provider id [`DEMO_PROVIDER_ID`]) has an echo, an
+//! add, a oneway counter (`bump`) with its attribute (`count`), a failing method (`fail`)
+//! and a slow one (`sleep`), so every path of a call can be tried from a shell.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+use wirecall::{CodecId, Engine, Error, Metadata, Proxy, DAEMON_PROVIDER_ID};
+use wirecall_codecs::{Limits, Value};
+use wirecall_conformance::notation;
+
+/// The provider id `wirecall serve` registers the demo provider under.
+pub const DEMO_PROVIDER_ID: u16 = 1;
+
+/// The RPC name of the demo provider's echo method (what `bench rpc --connect` calls).
+pub const DEMO_ECHO: &str = "demo_echo";
+
+/// The error the demo provider's `fail` method returns.
+#[derive(Debug)]
+pub struct DemoError {
+    message: String,
+}
+
+impl std::fmt::Display for DemoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "demo failure: {}", self.message)
+    }
+}
+
+impl std::error::Error for DemoError {}
+
+/// The demo provider `wirecall serve` hosts.
+#[derive(Debug, Default)]
+pub struct Demo {
+    count: AtomicU64,
+}
+
+#[wirecall::provider(service = "demo")]
+impl Demo {
+    /// Returns its argument, whatever it is.
+    #[remote]
+    fn echo(&self, value: Value) -> Value {
+        value
+    }
+
+    /// Adds two integers (fails on overflow).
+    #[remote]
+    fn add(&self, a: i64, b: i64) -> Result<i64, DemoError> {
+        a.checked_add(b).ok_or_else(|| DemoError {
+            message: format!("{a} + {b} overflows a 64-bit integer"),
+        })
+    }
+
+    /// Adds `by` to the counter; never answered (oneway).
+    #[remote(oneway)]
+    fn bump(&self, by: u64) {
+        self.count.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Always fails with `message`.
+    #[remote]
+    fn fail(&self, message: String) -> Result<(), DemoError> {
+        Err(DemoError { message })
+    }
+
+    /// Sleeps `millis` milliseconds, then returns them.
+    #[remote]
+    async fn sleep(&self, millis: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        millis
+    }
+
+    /// The counter `bump` adds to.
+    #[attribute]
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sets the counter.
+    #[attribute(set)]
+    fn set_count(&self, value: u64) {
+        self.count.store(value, Ordering::Relaxed);
+    }
+}
+
+/// Arguments of `wirecall serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (`tcp://127.0.0.1:0`, `unix:///path/to.sock`). Repeatable.
+    #[arg(
+        long = "listen",
+        value_name = "URL",
+        default_value = "tcp://127.0.0.1:0"
+    )]
+    listen: Vec<String>,
+    /// Codecs to accept, comma-separated (default: WIRECALL_CODECS_ACCEPTED or every
+    /// built-in codec).
+    #[arg(long, value_name = "NAMES")]
+    accept: Option<String>,
+    /// Provider id of the demo provider.
+    #[arg(long, default_value_t = DEMO_PROVIDER_ID, value_name = "ID")]
+    provider_id: u16,
+    /// Token a remote shutdown request must carry (default: any client may shut down).
+    #[arg(long, value_name = "TOKEN")]
+    shutdown_token: Option<String>,
+}
+
+/// Arguments of `wirecall call`.
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// The server (`tcp://host:port`, `unix:///path`).
+    url: String,
+    /// The method: its full RPC name (`demo_echo`) or its name within the provider's
+    /// service (`echo`); with --get/--set, an attribute name.
+    method: String,
+    /// Positional arguments, each a value in the vector notation or JSON (`42`, `"text"`,
+    /// `[1, 2]`, `{"$bytes": "00ff"}`).
+    #[arg(allow_negative_numbers = true)]
+    args: Vec<String>,
+    /// A keyword argument `name=value`, the value in the vector notation. Repeatable.
+    #[arg(long = "kwarg", value_name = "NAME=VALUE")]
+    kwargs: Vec<String>,
+    /// Codec for the call (default: WIRECALL_CODEC or the one negotiated at connect).
+    #[arg(long, value_name = "NAME")]
+    codec: Option<String>,
+    /// Provider id (default: the server's only provider, else the demo provider's id 1).
+    #[arg(long = "provider", value_name = "ID")]
+    provider: Option<u16>,
+    /// Give up after this many milliseconds (the deadline travels with the call).
+    #[arg(long, value_name = "MS")]
+    timeout: Option<u64>,
+    /// Treat METHOD as an attribute name and print its value.
+    #[arg(long, conflicts_with_all = ["set", "args", "kwargs"])]
+    get: bool,
+    /// Treat METHOD as an attribute name and set it to this value (vector notation).
+    #[arg(long, value_name = "VALUE", conflicts_with_all = ["args", "kwargs"])]
+    set: Option<String>,
+}
+
+/// Arguments of `wirecall meta`.
+#[derive(Args, Debug)]
+pub struct MetaArgs {
+    /// The server (`tcp://host:port`, `unix:///path`).
+    url: String,
+    /// Codec for the metadata call.
+    #[arg(long, value_name = "NAME")]
+    codec: Option<String>,
+    /// Print the metadata as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Give up after this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    timeout: u64,
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
+/// One line: engine errors may carry a multi-line remote trace.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// An engine error as the CLI reports it (flags instead of API names).
+fn describe(e: &Error) -> String {
+    match e {
+        Error::CodecRefused { codec, accepted } => format!(
+            "the server refused codec {codec}; it accepts: {} (choose one with --codec)",
+            accepted.join(", ")
+        ),
+        Error::Timeout { after } => format!(
+            "no answer within {} ms (raise --timeout if the method is slow)",
+            after.as_millis()
+        ),
+        other => one_line(&other.to_string()),
+    }
+}
+
+fn parse_codec(name: &str) -> Result<CodecId, String> {
+    wirecall::config::parse_codec(name).map_err(|e| match e {
+        Error::Config { message } => message,
+        other => other.to_string(),
+    })
+}
+
+/// Runs `wirecall serve`.
+pub fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
+    let accept = match &args.accept {
+        Some(list) => Some(wirecall::config::parse_codec_list(list).map_err(|e| describe(&e))?),
+        None => None,
+    };
+    if args.provider_id == DAEMON_PROVIDER_ID {
+        return Err(format!(
+            "provider id {DAEMON_PROVIDER_ID} is the daemon object's; choose another --provider-id"
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    rt.block_on(async {
+        let mut listen = args.listen.iter();
+        let first = listen.next().ok_or("give at least one --listen address")?;
+        let mut builder = Engine::server(first.clone());
+        for a in listen {
+            builder = builder.listen(a.clone());
+        }
+        if let Some(codecs) = accept {
+            builder = builder.accept(codecs);
+        }
+        if let Some(t) = &args.shutdown_token {
+            builder = builder.shutdown_token(t.clone());
+        }
+        let engine = builder.start().await.map_err(|e| describe(&e))?;
+        engine
+            .register_provider(Demo::default(), args.provider_id)
+            .map_err(|e| describe(&e))?;
+        engine.enable_remote_shutdown();
+        // First line of stdout: the addresses, for scripts and tests.
+        println!("{}", engine.addresses().join(" "));
+        eprintln!(
+            "serving the demo provider (id {}: echo, add, bump (oneway), fail, sleep, attribute count) accepting {}; Ctrl-C to stop",
+            args.provider_id,
+            engine
+                .accepted()
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                if let Err(e) = r {
+                    eprintln!("wirecall serve: cannot wait for Ctrl-C ({e}); stopping");
+                }
+                engine.finalize().await;
+            }
+            () = terminated() => engine.finalize().await,
+            () = engine.wait_for_finalize() => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGTERM (so `kill` finalizes the server and removes its unix sockets); never
+/// where the signal cannot be watched.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut s) = signal(SignalKind::terminate()) {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+fn parse_value(what: &str, text: &str) -> Result<Value, String> {
+    notation::parse(text).map_err(|e| {
+        format!(
+            "{what} `{text}` is not a value in the vector notation ({}); write strings in double quotes, e.g. '\"text\"'",
+            e.message
+        )
+    })
+}
+
+/// Which provider a call goes to, and the full RPC name and oneway flag of `method` there.
+struct Resolved {
+    provider_id: u16,
+    method: String,
+    oneway: bool,
+}
+
+/// Resolves a short method name and the provider from the server's metadata; when the
+/// metadata does not know the method the name is sent as given, so the server's own error
+/// answers.
+fn resolve(meta: &Metadata, provider: Option<u16>, method: &str) -> Resolved {
+    let providers: Vec<_> = meta
+        .providers
+        .iter()
+        .filter(|p| p.provider_id != DAEMON_PROVIDER_ID)
+        .collect();
+    let provider_id = provider.unwrap_or(match providers.as_slice() {
+        [only] => only.provider_id,
+        _ => DEMO_PROVIDER_ID,
+    });
+    let Some(info) = meta.provider(provider_id) else {
+        return Resolved {
+            provider_id,
+            method: method.to_string(),
+            oneway: false,
+        };
+    };
+    let full = wirecall::full_name(&info.service, method);
+    let found = info
+        .methods
+        .iter()
+        .find(|m| m.name == method)
+        .or_else(|| info.methods.iter().find(|m| m.name == full));
+    match found {
+        Some(m) => Resolved {
+            provider_id,
+            method: m.name.clone(),
+            oneway: m.oneway,
+        },
+        None => Resolved {
+            provider_id,
+            method: method.to_string(),
+            oneway: false,
+        },
+    }
+}
+
+fn proxy_for(url: &str, codec: Option<CodecId>, timeout: Option<u64>) -> Result<Proxy, String> {
+    let mut proxy = Proxy::new(url).map_err(|e| describe(&e))?;
+    if let Some(c) = codec {
+        proxy = proxy.codec(c);
+    }
+    if let Some(ms) = timeout {
+        proxy = proxy.timeout(Duration::from_millis(ms.max(1)));
+    }
+    Ok(proxy)
+}
+
+/// Decodes a reply into a [`Value`]; codecs that are not self-describing cannot be read
+/// without the Rust type, so say which can.
+fn decode_reply(codec: CodecId, bytes: &[u8]) -> Result<Value, String> {
+    if let Some(info) = wirecall_codecs::builtin_info(codec) {
+        if !info.self_describing {
+            return Err(format!(
+                "the call succeeded, but {codec} is not self-describing: its reply cannot be decoded without the method's Rust type; use --codec json, msgpack, cbor, ron or serpent to see results"
+            ));
+        }
+    }
+    let limits = Limits::default().with_max_input(usize::MAX);
+    wirecall_codecs::decode_value(codec, bytes, &limits)
+        .map_err(|e| format!("decoding the reply with {codec}: {e}"))
+}
+
+/// Runs `wirecall call`.
+pub fn call(args: &CallArgs) -> Result<ExitCode, String> {
+    let codec = args.codec.as_deref().map(parse_codec).transpose()?;
+    let positional = args
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| parse_value(&format!("argument {}", i + 1), a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut keywords = Vec::with_capacity(args.kwargs.len());
+    for kv in &args.kwargs {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--kwarg `{kv}` is not NAME=VALUE"))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(format!("--kwarg `{kv}` has an empty name"));
+        }
+        keywords.push((
+            Value::Str(k.to_string()),
+            parse_value(&format!("keyword argument `{k}`"), v)?,
+        ));
+    }
+    let set_value = args
+        .set
+        .as_deref()
+        .map(|v| parse_value("--set value", v))
+        .transpose()?;
+    let proxy = proxy_for(&args.url, codec, args.timeout)?;
+    let rt = current_thread()?;
+    let out = rt.block_on(async {
+        let meta = proxy.metadata().await.map_err(|e| describe(&e))?;
+        if args.get || set_value.is_some() {
+            let provider_id = resolve(&meta, args.provider, &args.method).provider_id;
+            return match set_value {
+                Some(v) => proxy
+                    .set_attr(provider_id, &args.method, v)
+                    .await
+                    .map(|()| None)
+                    .map_err(|e| describe(&e)),
+                None => proxy
+                    .get_attr::<Value>(provider_id, &args.method)
+                    .await
+                    .map(Some)
+                    .map_err(|e| describe(&e)),
+            };
+        }
+        let target = resolve(&meta, args.provider, &args.method);
+        let codec = proxy.effective_codec().await.map_err(|e| describe(&e))?;
+        let mut encoded = Vec::with_capacity(64);
+        wirecall_codecs::encode_value(codec, &Value::List(positional), &mut encoded)
+            .map_err(|e| format!("encoding the arguments with {codec}: {e}"))?;
+        let kw = if keywords.is_empty() {
+            Vec::new()
+        } else {
+            let mut out = Vec::with_capacity(64);
+            wirecall_codecs::encode_value(codec, &Value::Map(keywords), &mut out)
+                .map_err(|e| format!("encoding the keyword arguments with {codec}: {e}"))?;
+            out
+        };
+        let reply = proxy
+            .call_raw(
+                target.provider_id,
+                &target.method,
+                codec,
+                encoded.into(),
+                kw.into(),
+                target.oneway,
+            )
+            .await
+            .map_err(|e| describe(&e))?;
+        match reply {
+            Some((c, bytes)) => decode_reply(c, &bytes).map(Some),
+            None => {
+                // Oneway: no reply. A ping after it returns once the server has read the
+                // call, so it is not lost when this process exits.
+                proxy.ping().await.map_err(|e| describe(&e))?;
+                eprintln!("{} is oneway: sent, no reply", target.method);
+                Ok(None)
+            }
+        }
+    })?;
+    if let Some(v) = out {
+        println!("{}", notation::print(&v));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The metadata as text: one block per provider.
+pub fn format_metadata(meta: &Metadata) -> String {
+    let mut out = String::new();
+    for p in &meta.providers {
+        out.push_str(&format!("provider {}: {}", p.provider_id, p.service));
+        if !p.aliases.is_empty() {
+            out.push_str(&format!(" (aliases: {})", p.aliases.join(", ")));
+        }
+        if p.per_connection {
+            out.push_str(" [one instance per connection]");
+        }
+        out.push('\n');
+        for m in &p.methods {
+            out.push_str(&format!("  method {}({})", m.name, m.params.join(", ")));
+            if m.oneway {
+                out.push_str(" oneway");
+            }
+            out.push('\n');
+        }
+        for a in &p.attributes {
+            let rw = if p.writable.contains(a) {
+                "read/write"
+            } else {
+                "read-only"
+            };
+            out.push_str(&format!("  attribute {a} ({rw})\n"));
+        }
+    }
+    if meta.providers.is_empty() {
+        out.push_str("no providers registered\n");
+    }
+    out
+}
+
+/// Runs `wirecall meta`.
+pub fn meta(args: &MetaArgs) -> Result<ExitCode, String> {
+    let codec = args.codec.as_deref().map(parse_codec).transpose()?;
+    let proxy = proxy_for(&args.url, codec, Some(args.timeout))?;
+    let rt = current_thread()?;
+    let (meta, accepted) = rt.block_on(async {
+        let meta = proxy.metadata().await.map_err(|e| describe(&e))?;
+        let accepted = proxy.server_accepted().await.map_err(|e| describe(&e))?;
+        Ok::<_, String>((meta, accepted))
+    })?;
+    if args.json {
+        let doc = serde_json::json!({
+            "accepted": accepted.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "providers": serde_json::to_value(&meta.providers)
+                .map_err(|e| format!("writing the metadata as JSON: {e}"))?,
+        });
+        println!("{doc:#}");
+    } else {
+        println!(
+            "server {} accepts: {}",
+            args.url,
+            accepted
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        print!("{}", format_metadata(&meta));
+    }
+    Ok(ExitCode::SUCCESS)
+}

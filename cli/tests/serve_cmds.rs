@@ -1,0 +1,250 @@
+//! Runs the built `wirecall` binary: `serve` on port 0 (and a unix socket in a temp dir),
+//! then `call` and `meta` against it. Every server is killed when its test ends.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wirecall");
+
+/// A running `wirecall serve`; killed on drop.
+struct Server {
+    child: Child,
+    urls: Vec<String>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wirecall serve");
+        let stdout = child.stdout.take().expect("serve stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            tx.send(r).ok();
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(l)) if !l.trim().is_empty() => l,
+            other => {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("wirecall serve printed no address line: {other:?}");
+            }
+        };
+        let urls = line.split_whitespace().map(str::to_string).collect();
+        Server { child, urls }
+    }
+
+    fn url(&self) -> &str {
+        &self.urls[0]
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Runs `wirecall ARGS`, killing it after 30 s.
+fn wirecall(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wirecall");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("poll wirecall").is_some() {
+            return child.wait_with_output().expect("wirecall output");
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            let out = child.wait_with_output().expect("wirecall output");
+            panic!("wirecall {args:?} did not finish within 30 s: {out:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
+}
+
+/// Success with exactly `expected` (plus a newline) on stdout.
+fn assert_prints(o: &Output, expected: &str) {
+    assert!(o.status.success(), "failed: {}", stderr(o));
+    assert_eq!(stdout(o).trim_end(), expected, "stderr: {}", stderr(o));
+}
+
+/// A failure: non-zero exit, one line on stderr naming the command, nothing on stdout.
+fn assert_one_line_error(o: &Output, needles: &[&str]) {
+    assert!(!o.status.success(), "expected a failure: {}", stdout(o));
+    let err = stderr(o);
+    assert_eq!(err.lines().count(), 1, "stderr: {err:?}");
+    assert!(err.starts_with("wirecall call: ") || err.starts_with("wirecall meta: "));
+    for n in needles {
+        assert!(err.contains(n), "stderr {err:?} lacks {n:?}");
+    }
+    assert!(o.stdout.is_empty(), "stdout on error: {:?}", stdout(o));
+}
+
+#[test]
+fn echo_and_add_with_two_codecs() {
+    let s = Server::start(&["--listen", "tcp://127.0.0.1:0"]);
+    assert!(s.url().starts_with("tcp://127.0.0.1:"), "{:?}", s.urls);
+    for codec in ["json", "msgpack"] {
+        let o = wirecall(&[
+            "call",
+            s.url(),
+            "echo",
+            r#"{"a": [1, 2.5, null, "é"], "b": {"$bytes": "00ff"}}"#,
+            "--codec",
+            codec,
+        ]);
+        // JSON has no bytes: the json codec carries them as a list of numbers.
+        let expected = if codec == "json" {
+            r#"{"a":[1,2.5,null,"é"],"b":[0,255]}"#
+        } else {
+            r#"{"a":[1,2.5,null,"é"],"b":{"$bytes":"00ff"}}"#
+        };
+        assert_prints(&o, expected);
+        let o = wirecall(&["call", s.url(), "demo_add", "-2", "44", "--codec", codec]);
+        assert_prints(&o, "42");
+    }
+    // Keyword arguments, and the short name resolved through the metadata.
+    let o = wirecall(&["call", s.url(), "add", "--kwarg", "b=40", "--kwarg", "a=2"]);
+    assert_prints(&o, "42");
+}
+
+#[test]
+fn refused_codec_lists_the_accepted_ones() {
+    let s = Server::start(&["--accept", "json,msgpack"]);
+    let o = wirecall(&["call", s.url(), "echo", "1", "--codec", "cbor"]);
+    assert_one_line_error(
+        &o,
+        &["refused codec cbor", "accepts: json, msgpack", "--codec"],
+    );
+    // The same server answers an accepted codec.
+    let o = wirecall(&["call", s.url(), "echo", "1", "--codec", "msgpack"]);
+    assert_prints(&o, "1");
+}
+
+#[test]
+fn failing_and_unknown_methods_and_bad_arguments() {
+    let s = Server::start(&[]);
+    let o = wirecall(&["call", s.url(), "fail", r#""boom""#]);
+    assert_one_line_error(&o, &["remote error", "DemoError", "demo failure: boom"]);
+
+    let o = wirecall(&["call", s.url(), "nope"]);
+    assert_one_line_error(&o, &["no such method `nope`", "demo_echo", "demo_add"]);
+
+    let o = wirecall(&["call", s.url(), "add", "1"]);
+    assert_one_line_error(&o, &["bad arguments"]);
+
+    let o = wirecall(&["call", s.url(), "echo", "hi"]);
+    assert_one_line_error(&o, &["argument 1 `hi`", "double quotes"]);
+
+    let o = wirecall(&["call", s.url(), "echo", "1", "--codec", "bogus"]);
+    assert_one_line_error(&o, &["unknown codec `bogus`", "msgpack"]);
+}
+
+#[test]
+fn timeout_is_reported_and_bounded() {
+    let s = Server::start(&[]);
+    let t = Instant::now();
+    let o = wirecall(&["call", s.url(), "sleep", "10000", "--timeout", "200"]);
+    assert_one_line_error(&o, &["no answer within 200 ms", "--timeout"]);
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    // A fast call within its timeout succeeds.
+    let o = wirecall(&["call", s.url(), "sleep", "1", "--timeout", "5000"]);
+    assert_prints(&o, "1");
+}
+
+#[test]
+fn oneway_counter_then_attribute_read() {
+    let s = Server::start(&[]);
+    let o = wirecall(&["call", s.url(), "count", "--get"]);
+    assert_prints(&o, "0");
+    for by in ["3", "4"] {
+        let o = wirecall(&["call", s.url(), "bump", by]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(o.stdout.is_empty(), "oneway printed {:?}", stdout(&o));
+        assert!(stderr(&o).contains("oneway"), "{}", stderr(&o));
+    }
+    let o = wirecall(&["call", s.url(), "count", "--get"]);
+    assert_prints(&o, "7");
+    let o = wirecall(&["call", s.url(), "count", "--set", "100"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = wirecall(&["call", s.url(), "count", "--get", "--codec", "cbor"]);
+    assert_prints(&o, "100");
+}
+
+#[test]
+fn meta_prints_providers_methods_attributes_and_codecs() {
+    let s = Server::start(&["--accept", "json,msgpack"]);
+    let o = wirecall(&["meta", s.url()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "accepts: json, msgpack",
+        "provider 1: demo",
+        "method demo_echo(value)",
+        "method demo_add(a, b)",
+        "method demo_bump(by) oneway",
+        "method demo_fail(message)",
+        "attribute count (read/write)",
+    ] {
+        assert!(out.contains(needle), "{out} lacks {needle:?}");
+    }
+    let o = wirecall(&["meta", s.url(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("meta --json");
+    assert_eq!(doc["accepted"], serde_json::json!(["json", "msgpack"]));
+    let demo = doc["providers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["provider_id"] == 1))
+        .expect("provider 1 in the JSON metadata");
+    assert_eq!(demo["service"], "demo");
+}
+
+#[test]
+fn unix_socket_listener() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("demo.sock");
+    let unix = format!("unix://{}", path.display());
+    let s = Server::start(&["--listen", "tcp://127.0.0.1:0", "--listen", &unix]);
+    assert_eq!(s.urls.len(), 2, "{:?}", s.urls);
+    assert_eq!(s.urls[1], unix);
+    let o = wirecall(&["call", &s.urls[1], "add", "20", "22"]);
+    assert_prints(&o, "42");
+    let o = wirecall(&["call", s.url(), "add", "1", "1"]);
+    assert_prints(&o, "2");
+}
+
+#[test]
+fn unreachable_server_is_a_one_line_error() {
+    // Bind and drop a listener so the port is very likely closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let o = wirecall(&["call", &url, "echo", "1"]);
+    assert_one_line_error(&o, &[&url]);
+}
