@@ -245,6 +245,28 @@ fn recommendation_obeys_every_need_and_max_size() {
     assert!(excluded > 0);
     let rec = doc["recommended"].as_str().unwrap();
     assert!(codec(&doc, rec)["largest"]["size"].as_u64().unwrap() <= limit);
+    // Unmaintained format crates (bincode) are excluded unless asked for.
+    for c in codecs(&doc) {
+        let unmaintained = !info(c["name"].as_str().unwrap()).maintained;
+        if unmaintained && c["largest"]["size"].as_u64().unwrap() <= limit {
+            assert!(
+                c["excluded"].as_str().unwrap().contains("unmaintained"),
+                "{c}"
+            );
+        }
+    }
+    let doc = pick_json(&[
+        "--quick",
+        "--duration",
+        "0.2",
+        "--sample",
+        s,
+        "--allow-unmaintained",
+    ]);
+    assert!(
+        codecs(&doc).iter().all(|c| c["excluded"].is_null()),
+        "{doc}"
+    );
     // Nothing fits: no recommendation, exit status 2.
     let o = wirecall(&[
         "pick",
@@ -374,7 +396,10 @@ fn lossy_samples_report_losses_in_the_right_rows() {
                 .unwrap();
             let rt = &keys["primary"]["round_trip"];
             assert!(rt["exact"].is_null(), "{name}: {rt}");
-            assert!(rt["problem"].as_str().unwrap().contains("needs a Rust type"));
+            assert!(rt["problem"]
+                .as_str()
+                .unwrap()
+                .contains("needs a Rust type"));
         }
     }
     // serpent writes Python literals: tuples and int keys survive, NaN does not (Python's

@@ -46,6 +46,10 @@ pub struct PickArgs {
     /// Link speed used by `--prefer latency` to add the time to send the bytes, in Mbit/s.
     #[arg(long, default_value_t = 1000.0, value_name = "MBPS")]
     link_mbps: f64,
+    /// Also recommend codecs whose format crate is unmaintained upstream (bincode, kept for
+    /// compatibility; postcard is the maintained compact binary choice).
+    #[arg(long)]
+    allow_unmaintained: bool,
     /// Short measurement (about 3 s of timing instead of 25 s): rougher figures, same report.
     #[arg(long)]
     quick: bool,
@@ -162,6 +166,7 @@ pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
         max_size: args.max_size,
         prefer: args.prefer,
         link_mbps: args.link_mbps,
+        allow_unmaintained: args.allow_unmaintained,
     };
     let rep = report::build(&codecs, &samples, &results, &criteria);
     if let Some(path) = &args.plot {

@@ -56,6 +56,8 @@ pub struct Criteria {
     pub prefer: Prefer,
     /// Link speed for the latency score, in Mbit/s.
     pub link_mbps: f64,
+    /// Consider codecs whose format crate is unmaintained upstream (bincode).
+    pub allow_unmaintained: bool,
 }
 
 /// A loss seen on one sample.
@@ -254,6 +256,12 @@ fn exclusion(r: &Row, c: &Criteria) -> Option<String> {
         if fails.is_some() {
             return fails;
         }
+    }
+    if !r.info.maintained && !c.allow_unmaintained {
+        return Some(
+            "unmaintained upstream (bincode: RUSTSEC-2025-0141); --allow-unmaintained to consider it"
+                .to_owned(),
+        );
     }
     if let Some(p) = r.problems.iter().find(|p| p.starts_with("cannot ")) {
         return Some(p.clone());
@@ -612,7 +620,11 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
                 r.info.name, l.sample, l.loss.what, l.loss.count, l.loss.first_at
             );
         }
-        for p in r.problems.iter().filter(|p| Some(p.as_str()) != r.excluded.as_deref()) {
+        for p in r
+            .problems
+            .iter()
+            .filter(|p| Some(p.as_str()) != r.excluded.as_deref())
+        {
             let _ = writeln!(notes, "  {:<9} {p}", r.info.name);
         }
     }
@@ -777,6 +789,7 @@ pub fn to_json(
                 "self_describing": r.info.self_describing,
                 "human_readable": r.info.human_readable,
                 "python_interop": r.info.python_interop,
+                "maintained": r.info.maintained,
                 "size": r.size,
                 "zstd_size": r.zstd_size,
                 "largest": r.largest.as_ref().map(|(s, n)| json!({"size": s, "sample": n})),
@@ -814,6 +827,7 @@ pub fn to_json(
         "prefer": report.criteria.prefer.as_str(),
         "needs": report.criteria.needs.iter().filter_map(|n| clap::ValueEnum::to_possible_value(n).map(|v| v.get_name().to_owned())).collect::<Vec<_>>(),
         "max_size": report.criteria.max_size,
+        "allow_unmaintained": report.criteria.allow_unmaintained,
         "link_mbps": report.criteria.link_mbps,
         "samples": sample_json,
         "budget_per_measurement_ms": budget_ms,
