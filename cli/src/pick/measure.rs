@@ -233,7 +233,7 @@ pub fn run(
                     let mut cell = Cell::new(sample);
                     for st in stages {
                         if st.measurements(sample) > 0 {
-                            st.run(codec, sample, budget, &mut cell);
+                            guarded(*st, codec, sample, budget, &mut cell);
                         }
                         tick(codec, sample, st.name());
                     }
@@ -243,6 +243,30 @@ pub fn run(
         })
         .collect();
     Results { cells, budget }
+}
+
+/// Runs one stage, turning a panic inside a codec into an error in the cell (reported in
+/// that codec's row) instead of ending the whole run.
+fn guarded(st: &dyn Stage, codec: &CodecInfo, sample: &Sample, budget: Budget, cell: &mut Cell) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        st.run(codec, sample, budget, cell)
+    }));
+    if let Err(payload) = result {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        let err = Some(Err(format!(
+            "the codec panicked in the {} stage: {msg}",
+            st.name()
+        )));
+        if cell.primary.is_none() {
+            cell.primary = err;
+        } else if cell.value_path.is_none() {
+            cell.value_path = err;
+        }
+    }
 }
 
 /// How many `tick`s [`run`] makes.

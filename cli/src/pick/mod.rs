@@ -152,12 +152,17 @@ pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
     } else {
         None
     };
+    // A panic inside a codec becomes an error in its row; keep the default hook's message
+    // off the terminal while measuring.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let results = measure::run(&codecs, &samples, &stages, total, |codec, sample, stage| {
         if let Some(b) = &bar {
             b.set_message(format!("{} {} ({stage})", codec.name, sample.name));
             b.inc(1);
         }
     });
+    std::panic::set_hook(hook);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -333,10 +333,12 @@ pub fn build(
     });
     let eligible = ranked.len();
     let why = match ranked.first() {
-        None => format!(
-            "no codec meets the constraints ({}); relax --need or --max-size",
-            describe_constraints(criteria)
-        ),
+        None => match describe_constraints(criteria) {
+            Some(c) => format!(
+                "no codec meets the constraints ({c}) and carries every sample; relax them or see Excluded"
+            ),
+            None => "no codec meets the constraints: each one fails on at least one sample (see Excluded)".to_owned(),
+        },
         Some(&best) => {
             rows[best].recommended = true;
             let b = &rows[best];
@@ -389,7 +391,7 @@ pub fn build(
     }
 }
 
-fn describe_constraints(c: &Criteria) -> String {
+fn describe_constraints(c: &Criteria) -> Option<String> {
     let mut parts: Vec<String> = c
         .needs
         .iter()
@@ -404,10 +406,13 @@ fn describe_constraints(c: &Criteria) -> String {
     if let Some(m) = c.max_size {
         parts.push(format!("--max-size {m}"));
     }
+    if !c.allow_unmaintained {
+        parts.push("maintained".to_owned());
+    }
     if parts.is_empty() {
-        "every codec failed to encode a sample".to_owned()
+        None
     } else {
-        parts.join(", ")
+        Some(parts.join(", "))
     }
 }
 

@@ -138,6 +138,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Sample>, String> {
     Ok(out)
 }
 
+/// Deepest user sample accepted (codecs decode at most 128 levels by default, so deeper
+/// samples already show as decode failures; far deeper ones would only exhaust the stack).
+const MAX_SAMPLE_DEPTH: usize = 512;
+
 /// Reads one sample file.
 pub fn load_file(path: &Path) -> Result<Sample, String> {
     let bytes =
@@ -158,6 +162,14 @@ pub fn load_file(path: &Path) -> Result<Sample, String> {
             e.message
         )
     })?;
+    let depth = value.depth();
+    if depth > MAX_SAMPLE_DEPTH {
+        return Err(format!(
+            "sample {} nests {depth} levels deep; pick measures at most {MAX_SAMPLE_DEPTH} \
+             (codecs refuse more than 128 by default)",
+            path.display()
+        ));
+    }
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
