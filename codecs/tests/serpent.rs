@@ -643,6 +643,36 @@ fn parser_errors_are_typed_and_positioned() {
     parse_value("9".repeat(4300).as_bytes(), 200).unwrap();
 }
 
+#[test]
+fn depth_is_capped_so_the_stack_cannot_overflow() {
+    // Even with an unlimited request, nesting stops at MAX_DEPTH_CAP (500) levels, which
+    // parse, deserialize, convert and drop fine on a 2 MiB test-thread stack in debug builds.
+    assert_eq!(serpent::MAX_DEPTH_CAP, 500);
+    let ok = format!("{}{}", "[".repeat(500), "]".repeat(500));
+    let v = parse_value(ok.as_bytes(), usize::MAX).unwrap();
+    let _typed: Value2 = from_slice(ok.as_bytes(), usize::MAX).unwrap();
+    let mut out = Vec::new();
+    value_to_writer(&v, &mut out, &compact().max_depth(usize::MAX)).unwrap();
+    assert_eq!(out, ok.as_bytes());
+    let deep = format!("{}{}", "(".repeat(100_000), ")".repeat(100_000));
+    let e = parse_value(deep.as_bytes(), usize::MAX).unwrap_err();
+    assert_eq!(e.kind(), K::TooDeep);
+    assert_eq!(e.position().unwrap().offset, serpent::MAX_DEPTH_CAP);
+    let e = from_slice::<Value2>(deep.as_bytes(), usize::MAX).unwrap_err();
+    assert_eq!(e.kind(), K::TooDeep);
+    let mut v = Value::List(vec![]);
+    for _ in 0..100_000 {
+        v = Value::List(vec![v]);
+    }
+    let e = value_to_writer(&v, &mut out, &compact().max_depth(usize::MAX)).unwrap_err();
+    assert_eq!(e.kind(), K::TooDeep);
+    // Dismantle iteratively: dropping 100k nested Vecs recursively could itself overflow.
+    let mut cur = v;
+    while let Value::List(mut items) = cur {
+        cur = items.pop().unwrap_or(Value::Null);
+    }
+}
+
 /// A recursive type for the typed depth check.
 #[derive(Debug, Deserialize)]
 #[allow(dead_code)]

@@ -77,6 +77,18 @@ pub const HEADER: &str = "# serpent utf-8 python3.2\n";
 /// which is also the number of nested brackets Python's parser accepts.
 pub const DEFAULT_MAX_DEPTH: usize = 200;
 
+/// The largest nesting depth this implementation accepts, whatever a caller asks for. The
+/// parser, the deserializer and the writers recurse once per level; 500 levels fit a 2 MiB
+/// thread stack even in unoptimized builds (release builds handle several thousand). Python's
+/// serpent uses 200 by default ([`DEFAULT_MAX_DEPTH`]).
+pub const MAX_DEPTH_CAP: usize = 500;
+
+fn clamped(opts: &SerpentOptions) -> SerpentOptions {
+    let mut o = opts.clone();
+    o.max_depth = o.max_depth.min(MAX_DEPTH_CAP);
+    o
+}
+
 /// How to write serpent.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +100,8 @@ pub struct SerpentOptions {
     pub indent: bool,
     /// Write bytes as `b'...'` literals instead of the base64 dict (serpent's `bytes_repr`).
     pub bytes_repr: bool,
-    /// The deepest nesting level written (Python's serpent: 200).
+    /// The deepest nesting level written (Python's serpent: 200; capped at
+    /// [`MAX_DEPTH_CAP`]).
     pub max_depth: usize,
 }
 
@@ -136,6 +149,7 @@ pub fn to_writer<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     opts: &SerpentOptions,
 ) -> Result<(), SerpentError> {
+    let opts = &clamped(opts);
     if opts.header {
         out.extend_from_slice(HEADER.as_bytes());
     }
@@ -163,7 +177,7 @@ pub fn to_vec<T: Serialize + ?Sized>(
 }
 
 /// Deserializes a `T` from serpent bytes, refusing containers nested deeper than
-/// `max_depth` (use [`DEFAULT_MAX_DEPTH`] to match Python).
+/// `max_depth` (use [`DEFAULT_MAX_DEPTH`] to match Python; capped at [`MAX_DEPTH_CAP`]).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, SerpentError> {
     let root = parse::parse(bytes, max_depth)?;
     let ctx = de::Ctx { src: bytes };
@@ -180,6 +194,7 @@ pub fn value_to_writer(
     out: &mut Vec<u8>,
     opts: &SerpentOptions,
 ) -> Result<(), SerpentError> {
+    let opts = &clamped(opts);
     if opts.header {
         out.extend_from_slice(HEADER.as_bytes());
     }
@@ -192,7 +207,7 @@ pub fn value_to_writer(
 }
 
 /// Parses serpent bytes into a [`Value`], as `serpent.loads` would, refusing containers
-/// nested deeper than `max_depth`.
+/// nested deeper than `max_depth` (capped at [`MAX_DEPTH_CAP`]).
 pub fn parse_value(bytes: &[u8], max_depth: usize) -> Result<Value, SerpentError> {
     let root = parse::parse(bytes, max_depth)?;
     Ok(node_to_value(root))

@@ -84,7 +84,7 @@ pub(crate) fn parse(src: &[u8], max_depth: usize) -> Result<Spanned, SerpentErro
         b: src,
         pos: 0,
         depth: 0,
-        max_depth,
+        max_depth: max_depth.min(super::MAX_DEPTH_CAP),
     };
     if src.starts_with(b"\xEF\xBB\xBF") {
         p.pos = 3;
@@ -164,6 +164,8 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn unexpected(&self, expected: &str) -> SerpentError {
         if self.pos >= self.b.len() {
             self.err(
@@ -207,36 +209,54 @@ impl<'a> Parser<'a> {
     fn enter(&mut self) -> Result<(), SerpentError> {
         self.depth += 1;
         if self.depth > self.max_depth {
-            return Err(self.err(
+            return Err(self.too_deep());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_deep(&self) -> SerpentError {
+        {
+            self.err(
                 K::TooDeep,
                 format!(
                     "containers nested deeper than {} levels; the data is malformed or needs a \
                      higher max_depth",
                     self.max_depth
                 ),
-            ));
+            )
         }
-        Ok(())
     }
 
     /// One expression: an atom, or `signed_number (+|-) imaginary` (a complex number).
     fn expr(&mut self) -> Result<Spanned, SerpentError> {
-        let start = self.pos;
         let left = self.atom()?;
-        let left_num = match &left.node {
-            Node::Int(i) => Some(*i as f64),
-            Node::BigInt(b) => Some(bigint_to_f64(b)),
-            Node::Float(f) => Some(*f),
-            _ => None,
+        match left.node {
+            Node::Int(_) | Node::BigInt(_) | Node::Float(_) => self.complex_tail(left),
+            _ => Ok(left),
+        }
+    }
+
+    /// After a real number: an optional `(+|-) imaginary` making it a complex number.
+    #[inline(never)]
+    fn complex_tail(&mut self, left: Spanned) -> Result<Spanned, SerpentError> {
+        let start = left.pos;
+        let lv = match &left.node {
+            Node::Int(i) => *i as f64,
+            Node::BigInt(b) => bigint_to_f64(b),
+            Node::Float(f) => *f,
+            _ => return Ok(left),
         };
-        let Some(lv) = left_num else {
-            return Ok(left);
-        };
+        let save = self.pos;
         self.skip_ws(false);
         let op = match self.peek() {
             Some(b'+') => 1.0,
             Some(b'-') => -1.0,
-            _ => return Ok(left),
+            _ => {
+                self.pos = save;
+                return Ok(left);
+            }
         };
         let op_pos = self.pos;
         self.pos += 1;
@@ -281,9 +301,9 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// One atom. Kept small (dispatch only): it is on the recursion path, once per level.
     fn atom(&mut self) -> Result<Spanned, SerpentError> {
         self.skip_ws(false);
-        let start = self.pos;
         let Some(b) = self.peek() else {
             return Err(self.unexpected("a value"));
         };
@@ -292,85 +312,92 @@ impl<'a> Parser<'a> {
             b'[' => self.list(),
             b'{' => self.brace(),
             b'\'' | b'"' => self.strings(),
-            b'-' | b'+' => {
-                self.pos += 1;
-                self.skip_ws(false);
-                match self.peek() {
-                    Some(c) if c.is_ascii_digit() || c == b'.' => {}
-                    _ => return Err(self.unexpected("a number after the sign")),
-                }
-                let n = self.number()?;
-                let node = if b == b'+' {
-                    n.node
-                } else {
-                    match n.node {
-                        Node::Int(i) => match i.checked_neg() {
-                            Some(v) => Node::Int(v),
-                            None => Node::BigInt(-BigInt::from(i)),
-                        },
-                        Node::BigInt(v) => normalize_bigint(-v),
-                        Node::Float(f) => Node::Float(-f),
-                        Node::Complex(re, im) => Node::Complex(-re, -im),
-                        other => other,
-                    }
-                };
-                Ok(Spanned { pos: start, node })
-            }
+            b'-' | b'+' => self.signed(b),
             b'0'..=b'9' => self.number(),
             b'.' if matches!(self.peek_at(1), Some(b'0'..=b'9')) => self.number(),
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let mut end = self.pos;
-                while self.b.get(end).is_some_and(|&c| is_ident_byte(c)) {
-                    end += 1;
-                }
-                let ident = self.s.get(self.pos..end).unwrap_or("");
-                if matches!(self.b.get(end), Some(b'\'') | Some(b'"'))
-                    && string_prefix(ident).is_some()
-                {
-                    return self.strings();
-                }
-                let node = match ident {
-                    "None" => Node::None,
-                    "True" => Node::Bool(true),
-                    "False" => Node::Bool(false),
-                    "set" => {
-                        self.pos = end;
-                        self.skip_ws(false);
-                        if self.peek() == Some(b'(') {
-                            self.pos += 1;
-                            self.depth += 1;
-                            self.skip_ws(false);
-                            self.depth -= 1;
-                            if self.peek() == Some(b')') {
-                                self.pos += 1;
-                                return Ok(Spanned {
-                                    pos: start,
-                                    node: Node::Set(Vec::new()),
-                                });
-                            }
-                        }
-                        return Err(self.err_at(
-                            K::Syntax,
-                            "only the empty set() call is a literal",
-                            start,
-                        ));
-                    }
-                    _ => {
-                        return Err(self.err_at(
-                            K::Syntax,
-                            format!(
-                                "unknown name {ident:?}: serpent data may only contain literals \
-                                 (None, True, False, numbers, strings, containers)"
-                            ),
-                            start,
-                        ))
-                    }
-                };
-                self.pos = end;
-                Ok(Spanned { pos: start, node })
-            }
+            c if c.is_ascii_alphabetic() || c == b'_' => self.name(),
             _ => Err(self.unexpected("a value")),
         }
+    }
+
+    #[inline(never)]
+    fn signed(&mut self, sign: u8) -> Result<Spanned, SerpentError> {
+        let start = self.pos;
+        self.pos += 1;
+        self.skip_ws(false);
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() || c == b'.' => {}
+            _ => return Err(self.unexpected("a number after the sign")),
+        }
+        let n = self.number()?;
+        let node = if sign == b'+' {
+            n.node
+        } else {
+            match n.node {
+                Node::Int(i) => match i.checked_neg() {
+                    Some(v) => Node::Int(v),
+                    None => Node::BigInt(-BigInt::from(i)),
+                },
+                Node::BigInt(v) => normalize_bigint(-v),
+                Node::Float(f) => Node::Float(-f),
+                Node::Complex(re, im) => Node::Complex(-re, -im),
+                other => other,
+            }
+        };
+        Ok(Spanned { pos: start, node })
+    }
+
+    /// `None`, `True`, `False`, `set()`, or a prefixed string literal.
+    #[inline(never)]
+    fn name(&mut self) -> Result<Spanned, SerpentError> {
+        let start = self.pos;
+        let mut end = self.pos;
+        while self.b.get(end).is_some_and(|&c| is_ident_byte(c)) {
+            end += 1;
+        }
+        let ident = self.s.get(self.pos..end).unwrap_or("");
+        if matches!(self.b.get(end), Some(b'\'') | Some(b'"')) && string_prefix(ident).is_some() {
+            return self.strings();
+        }
+        let node = match ident {
+            "None" => Node::None,
+            "True" => Node::Bool(true),
+            "False" => Node::Bool(false),
+            "set" => {
+                self.pos = end;
+                self.skip_ws(false);
+                if self.peek() == Some(b'(') {
+                    self.pos += 1;
+                    self.depth += 1;
+                    self.skip_ws(false);
+                    self.depth -= 1;
+                    if self.peek() == Some(b')') {
+                        self.pos += 1;
+                        return Ok(Spanned {
+                            pos: start,
+                            node: Node::Set(Vec::new()),
+                        });
+                    }
+                }
+                return Err(self.err_at(
+                    K::Syntax,
+                    "only the empty set() call is a literal",
+                    start,
+                ));
+            }
+            _ => {
+                return Err(self.err_at(
+                    K::Syntax,
+                    format!(
+                        "unknown name {ident:?}: serpent data may only contain literals \
+                         (None, True, False, numbers, strings, containers)"
+                    ),
+                    start,
+                ))
+            }
+        };
+        self.pos = end;
+        Ok(Spanned { pos: start, node })
     }
 
     fn paren(&mut self) -> Result<Spanned, SerpentError> {
@@ -455,14 +482,22 @@ impl<'a> Parser<'a> {
         if item.node.hashable() {
             Ok(())
         } else {
-            Err(self.err_at(
+            Err(self.unhashable(item, what))
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unhashable(&self, item: &Spanned, what: &str) -> SerpentError {
+        {
+            self.err_at(
                 K::Syntax,
                 format!(
                     "unhashable {} as a {what} (Python refuses lists, dicts and sets there)",
                     item.node.type_name()
                 ),
                 item.pos,
-            ))
+            )
         }
     }
 
