@@ -102,26 +102,68 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// [`Budget::TARGET_SAMPLES`] batches fit the budget, then batches run until the budget is
 /// spent (at least [`Budget::MIN_SAMPLES`] of them, at most three budgets in all).
 pub fn time<R>(budget: Budget, mut op: impl FnMut() -> R) -> Timing {
-    let start = Instant::now();
-    black_box(op());
-    let first = start.elapsed().max(Duration::from_nanos(1));
-    let per_sample = budget.time / Budget::TARGET_SAMPLES;
-    let batch = (per_sample.as_nanos() / first.as_nanos()).clamp(1, 1 << 24) as u64;
+    let batch = calibrate(budget, &mut op);
     let hard_stop = budget.time * 3;
     let mut per_op = Vec::with_capacity(Budget::TARGET_SAMPLES as usize + 8);
     let began = Instant::now();
     loop {
-        let t = Instant::now();
-        for _ in 0..batch {
-            black_box(op());
-        }
-        per_op.push(t.elapsed().as_nanos() as f64 / batch as f64);
+        per_op.push(run_batch(batch, &mut op));
         let spent = began.elapsed();
         let enough = per_op.len() >= Budget::MIN_SAMPLES;
         if (enough && spent >= budget.time) || (spent >= hard_stop && per_op.len() >= 2) {
             break;
         }
     }
+    stats(per_op, batch)
+}
+
+/// Times two operations against each other: their batches alternate (a, b, a, b, ...) for
+/// twice `budget`, so a drift of the machine's speed (frequency scaling, another process)
+/// affects both alike and their ratio stays fair. Used for wirecall-vs-baseline ratios.
+pub fn time_pair<R1, R2>(
+    budget: Budget,
+    mut a: impl FnMut() -> R1,
+    mut b: impl FnMut() -> R2,
+) -> (Timing, Timing) {
+    let batch_a = calibrate(budget, &mut a);
+    let batch_b = calibrate(budget, &mut b);
+    let total = budget.time * 2;
+    let hard_stop = budget.time * 6;
+    let mut ta = Vec::with_capacity(Budget::TARGET_SAMPLES as usize + 8);
+    let mut tb = Vec::with_capacity(Budget::TARGET_SAMPLES as usize + 8);
+    let began = Instant::now();
+    loop {
+        ta.push(run_batch(batch_a, &mut a));
+        tb.push(run_batch(batch_b, &mut b));
+        let spent = began.elapsed();
+        let enough = ta.len() >= Budget::MIN_SAMPLES;
+        if (enough && spent >= total) || (spent >= hard_stop && ta.len() >= 2) {
+            break;
+        }
+    }
+    (stats(ta, batch_a), stats(tb, batch_b))
+}
+
+/// One warm-up call sizes the batches so about [`Budget::TARGET_SAMPLES`] of them fit the
+/// budget.
+fn calibrate<R>(budget: Budget, op: &mut impl FnMut() -> R) -> u64 {
+    let start = Instant::now();
+    black_box(op());
+    let first = start.elapsed().max(Duration::from_nanos(1));
+    let per_sample = budget.time / Budget::TARGET_SAMPLES;
+    (per_sample.as_nanos() / first.as_nanos()).clamp(1, 1 << 24) as u64
+}
+
+/// Runs `batch` operations; returns the time per operation in nanoseconds.
+fn run_batch<R>(batch: u64, op: &mut impl FnMut() -> R) -> f64 {
+    let t = Instant::now();
+    for _ in 0..batch {
+        black_box(op());
+    }
+    t.elapsed().as_nanos() as f64 / batch as f64
+}
+
+fn stats(mut per_op: Vec<f64>, batch: u64) -> Timing {
     per_op.sort_by(f64::total_cmp);
     Timing {
         median_ns: quantile(&per_op, 0.5),
@@ -318,6 +360,19 @@ mod tests {
         assert!(t.samples >= Budget::MIN_SAMPLES);
         assert!(t.p10_ns <= t.median_ns && t.median_ns <= t.p90_ns);
         assert!(t.median_ns >= 50_000.0);
+    }
+
+    #[test]
+    fn paired_timing_alternates_and_orders_the_two() {
+        let (fast, slow) = time_pair(
+            Budget::new(Duration::from_millis(2)),
+            || std::hint::black_box(1u64 + 1),
+            || std::thread::sleep(Duration::from_micros(100)),
+        );
+        assert!(fast.samples >= Budget::MIN_SAMPLES);
+        assert_eq!(fast.samples, slow.samples);
+        assert!(slow.median_ns >= 100_000.0);
+        assert!(fast.median_ns < slow.median_ns / 10.0);
     }
 
     #[test]

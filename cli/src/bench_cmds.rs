@@ -11,8 +11,8 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wirecall_benches::measure::{self, Budget, Measurement, Timing};
-use wirecall_codecs::{CodecId, CodecInfo, Value};
+use wirecall_benches::measure::{self, Budget, Timing};
+use wirecall_codecs::{CodecError, CodecId, CodecInfo, Value};
 
 use crate::pick::samples::{self, Sample};
 use crate::pick::{fmt_ns, select_codecs};
@@ -74,17 +74,6 @@ pub fn baseline_crate(id: CodecId) -> Option<&'static str> {
 
 type BaseResult<T> = Result<T, String>;
 
-/// The format crate called directly on one payload.
-#[derive(Debug, Clone)]
-pub struct Baseline {
-    /// Its bytes.
-    pub bytes: Vec<u8>,
-    /// Its encode time.
-    pub encode: Timing,
-    /// Its decode time, when it decodes its own output into the same type.
-    pub decode: Option<Timing>,
-}
-
 fn base_encode<T: Serialize + ?Sized>(id: CodecId, v: &T, out: &mut Vec<u8>) -> BaseResult<()> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     match id {
@@ -127,28 +116,123 @@ fn base_decode<T: DeserializeOwned>(id: CodecId, bytes: &[u8]) -> BaseResult<T> 
     }
 }
 
-/// The format crate called directly on `v`: its bytes, encode time and (if it decodes its
-/// own output into `T`) decode time.
-pub fn baseline<T: Serialize + DeserializeOwned>(
+/// One side of a comparison: its bytes (or why it could not encode) and its timings.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The encoded bytes, or the encode error.
+    pub bytes: Result<Vec<u8>, String>,
+    /// Encode time, when encoding works.
+    pub encode: Option<Timing>,
+    /// Decode time, when the side decodes its own output.
+    pub decode: Option<Timing>,
+}
+
+/// wirecall's codec beside its format crate on one payload.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// wirecall's codec.
+    pub ours: Side,
+    /// The format crate called directly (`None` when the codec has none).
+    pub base: Option<Side>,
+}
+
+/// Compares wirecall's codec `id` (`ours_encode`/`ours_decode`, typed or `Value`) with its
+/// format crate on the same value `v` decoded back into `T`. When both sides work, their
+/// timings are taken in alternation ([`measure::time_pair`]) so the ratio is fair.
+pub fn compare<T: Serialize + DeserializeOwned>(
     id: CodecId,
     v: &T,
     budget: Budget,
-) -> BaseResult<Baseline> {
-    let mut bytes = Vec::new();
-    base_encode(id, v, &mut bytes)?;
-    let mut buf = Vec::with_capacity(bytes.len());
-    let enc = measure::time(budget, || {
-        buf.clear();
-        base_encode(id, v, &mut buf).is_ok()
+    mut ours_encode: impl FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+    mut ours_decode: impl FnMut(&[u8]) -> bool,
+) -> Comparison {
+    let mut ob = Vec::new();
+    let ours_bytes = ours_encode(&mut ob)
+        .map(|()| ob)
+        .map_err(|e| e.message().to_owned());
+    let base_bytes = baseline_crate(id).map(|_| {
+        let mut bb = Vec::new();
+        base_encode(id, v, &mut bb).map(|()| bb)
     });
-    let dec = base_decode::<T>(id, &bytes)
-        .ok()
-        .map(|_| measure::time(budget, || base_decode::<T>(id, &bytes).is_ok()));
-    Ok(Baseline {
-        bytes,
-        encode: enc,
-        decode: dec,
-    })
+    let (mut o1, mut o2) = (Vec::new(), Vec::new());
+    let mut ours_enc = |()| {
+        o1.clear();
+        ours_encode(&mut o1).is_ok()
+    };
+    let mut base_enc = |()| {
+        o2.clear();
+        base_encode(id, v, &mut o2).is_ok()
+    };
+    let (oe, be) = match (&ours_bytes, &base_bytes) {
+        (Ok(_), Some(Ok(_))) => {
+            let (a, b) = measure::time_pair(budget, || ours_enc(()), || base_enc(()));
+            (Some(a), Some(b))
+        }
+        (Ok(_), _) => (Some(measure::time(budget, || ours_enc(()))), None),
+        (Err(_), Some(Ok(_))) => (None, Some(measure::time(budget, || base_enc(())))),
+        (Err(_), _) => (None, None),
+    };
+    let ours_dec_ok = ours_bytes.as_ref().is_ok_and(|b| ours_decode(b));
+    let base_dec_ok = matches!(&base_bytes, Some(Ok(b)) if base_decode::<T>(id, b).is_ok());
+    let (od, bd) = match (&ours_bytes, &base_bytes) {
+        (Ok(ob), Some(Ok(bb))) if ours_dec_ok && base_dec_ok => {
+            let (a, b) = measure::time_pair(
+                budget,
+                || ours_decode(ob),
+                || base_decode::<T>(id, bb).is_ok(),
+            );
+            (Some(a), Some(b))
+        }
+        _ => (
+            match &ours_bytes {
+                Ok(ob) if ours_dec_ok => Some(measure::time(budget, || ours_decode(ob))),
+                _ => None,
+            },
+            match &base_bytes {
+                Some(Ok(bb)) if base_dec_ok => {
+                    Some(measure::time(budget, || base_decode::<T>(id, bb).is_ok()))
+                }
+                _ => None,
+            },
+        ),
+    };
+    Comparison {
+        ours: Side {
+            bytes: ours_bytes,
+            encode: oe,
+            decode: od,
+        },
+        base: base_bytes.map(|bytes| Side {
+            bytes,
+            encode: be,
+            decode: bd,
+        }),
+    }
+}
+
+/// Compares a typed payload: wirecall's typed path against the format crate.
+pub fn compare_typed<T: Serialize + DeserializeOwned>(
+    id: CodecId,
+    v: &T,
+    budget: Budget,
+) -> Comparison {
+    compare(
+        id,
+        v,
+        budget,
+        |out| measure::encode_typed(id, v, out),
+        |b| measure::decode_typed::<T>(id, b).is_ok(),
+    )
+}
+
+fn compare_value(id: CodecId, v: &Value, budget: Budget) -> Comparison {
+    compare(
+        id,
+        v,
+        budget,
+        |out| measure::encode_value(id, v, out),
+        |b| measure::decode_value(id, b).is_ok(),
+    )
 }
 
 /// One row of `bench codecs`.
@@ -156,37 +240,19 @@ struct BenchRow {
     sample: String,
     codec: &'static str,
     crate_name: Option<&'static str>,
-    ours: Result<Measurement<()>, String>,
-    base: Option<BaseResult<Baseline>>,
+    cmp: Comparison,
 }
 
 fn bench_one(info: &CodecInfo, s: &Sample, budget: Budget) -> BenchRow {
-    let (ours, base) = match &s.typed {
-        Some(t) => (
-            t.measure(info.id, budget).map(strip),
-            t.baseline(info.id, budget),
-        ),
-        None => {
-            let ours = measure::value(info.id, &s.value, budget).map(strip);
-            let base =
-                baseline_crate(info.id).map(|_| baseline::<Value>(info.id, &s.value, budget));
-            (ours, base)
-        }
+    let cmp = match &s.typed {
+        Some(t) => t.compare(info.id, budget),
+        None => compare_value(info.id, &s.value, budget),
     };
     BenchRow {
         sample: s.name.clone(),
         codec: info.name,
         crate_name: baseline_crate(info.id),
-        ours: ours.map_err(|e| e.message().to_owned()),
-        base,
-    }
-}
-
-fn strip<T>(m: Measurement<T>) -> Measurement<()> {
-    Measurement {
-        bytes: m.bytes,
-        encode: m.encode,
-        decoded: m.decoded.map(|(_, t)| ((), t)),
+        cmp,
     }
 }
 
@@ -215,6 +281,7 @@ fn codecs(args: &CodecsArgs) -> Result<ExitCode, String> {
     } else {
         samples::load(&args.samples)?
     };
+    // Paired timings run two budgets each (encode pair, decode pair).
     let measurements = (codecs.len() * samples.len() * 4).max(1) as u32;
     let budget = Budget::new(
         (Duration::from_secs_f64(args.duration) / measurements)
@@ -258,35 +325,31 @@ fn codecs(args: &CodecsArgs) -> Result<ExitCode, String> {
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
     let mut notes = Vec::new();
     for r in &rows {
-        let (bytes, enc, dec) = match &r.ours {
-            Ok(m) => (
-                m.bytes.len().to_string(),
-                Some(m.encode),
-                m.decoded.as_ref().ok().map(|(_, t)| *t),
-            ),
+        let ours = &r.cmp.ours;
+        let bytes = match &ours.bytes {
+            Ok(b) => b.len().to_string(),
             Err(e) => {
                 notes.push(format!("{} {}: cannot encode: {e}", r.codec, r.sample));
-                ("-".into(), None, None)
+                "-".into()
             }
         };
-        let (same, benc, bdec) = match &r.base {
-            Some(Ok(b)) => (
-                match &r.ours {
-                    Ok(m) if m.bytes == b.bytes => "yes".to_owned(),
-                    Ok(_) => "no".to_owned(),
-                    Err(_) => "-".to_owned(),
-                },
-                Some(b.encode),
-                b.decode,
-            ),
-            Some(Err(e)) => {
-                notes.push(format!(
-                    "{} {}: baseline {} cannot encode: {e}",
-                    r.codec,
-                    r.sample,
-                    r.crate_name.unwrap_or("-")
-                ));
-                ("-".into(), None, None)
+        let (enc, dec) = (ours.encode, ours.decode);
+        let (same, benc, bdec) = match &r.cmp.base {
+            Some(base) => {
+                if let Err(e) = &base.bytes {
+                    notes.push(format!(
+                        "{} {}: baseline {} cannot encode: {e}",
+                        r.codec,
+                        r.sample,
+                        r.crate_name.unwrap_or("-")
+                    ));
+                }
+                let same = match (&ours.bytes, &base.bytes) {
+                    (Ok(a), Ok(b)) if a == b => "yes",
+                    (Ok(_), Ok(_)) => "no",
+                    _ => "-",
+                };
+                (same.to_owned(), base.encode, base.decode)
             }
             None => ("-".into(), None, None),
         };
@@ -314,7 +377,7 @@ fn codecs(args: &CodecsArgs) -> Result<ExitCode, String> {
         })
         .collect();
     println!(
-        "wirecall codec vs its format crate called directly, same payload, same run; times are medians per call; ratio = wirecall / baseline ({} path)",
+        "wirecall codec vs its format crate called directly on the same payload, timed in alternation; times are medians per call; ratio = wirecall / baseline ({} path)",
         if samples.iter().all(|s| s.typed.is_some()) { "typed" } else { "Value" }
     );
     for l in &table {

@@ -12,7 +12,7 @@ use wirecall_benches::payloads;
 use wirecall_codecs::{to_value, CodecError, CodecId, Value};
 use wirecall_conformance::notation;
 
-use crate::bench_cmds::Baseline;
+use crate::bench_cmds::Comparison;
 
 /// A payload measured through its Rust type (the typed codec path).
 pub trait TypedSample {
@@ -21,9 +21,9 @@ pub trait TypedSample {
     /// with [`Sample::value`].
     fn measure(&self, id: CodecId, budget: Budget) -> Result<Measurement<Value>, CodecError>;
 
-    /// The same payload through the format crate called directly (`None` when codec `id`
-    /// has no baseline crate): bytes, encode time, decode time.
-    fn baseline(&self, id: CodecId, budget: Budget) -> Option<Result<Baseline, String>>;
+    /// The same payload through wirecall's typed path and through the format crate called
+    /// directly, timed in alternation (`wirecall bench codecs`).
+    fn compare(&self, id: CodecId, budget: Budget) -> Comparison;
 }
 
 struct Typed<T>(T);
@@ -42,9 +42,8 @@ impl<T: Serialize + DeserializeOwned> TypedSample for Typed<T> {
         })
     }
 
-    fn baseline(&self, id: CodecId, budget: Budget) -> Option<Result<Baseline, String>> {
-        crate::bench_cmds::baseline_crate(id)?;
-        Some(crate::bench_cmds::baseline(id, &self.0, budget))
+    fn compare(&self, id: CodecId, budget: Budget) -> Comparison {
+        crate::bench_cmds::compare_typed(id, &self.0, budget)
     }
 }
 
