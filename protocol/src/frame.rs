@@ -161,21 +161,27 @@ impl Header {
 
     /// Writes the 40 header bytes.
     pub fn write(&self, dst: &mut BytesMut) {
-        dst.reserve(HEADER_LEN);
-        dst.put_slice(&MAGIC);
-        dst.put_u8(self.version);
-        dst.put_u8(self.kind.0);
-        dst.put_u16(self.flags.0);
-        dst.put_u8(self.codec.0);
-        dst.put_u8(0);
-        dst.put_u16(self.provider.0);
-        dst.put_u64(self.request_id.0);
-        dst.put_u16(self.route_len);
-        dst.put_u16(0);
-        dst.put_u32(self.annotations_len);
-        dst.put_u32(self.payload_len);
-        dst.put_u32(self.kwargs_len);
-        dst.put_u32(self.attachment_len);
+        dst.extend_from_slice(&self.to_bytes());
+    }
+
+    /// The 40 header bytes.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[..4].copy_from_slice(&MAGIC);
+        b[4] = self.version;
+        b[5] = self.kind.0;
+        b[6..8].copy_from_slice(&self.flags.0.to_be_bytes());
+        b[8] = self.codec.0;
+        // b[9] reserved
+        b[10..12].copy_from_slice(&self.provider.0.to_be_bytes());
+        b[12..20].copy_from_slice(&self.request_id.0.to_be_bytes());
+        b[20..22].copy_from_slice(&self.route_len.to_be_bytes());
+        // b[22..24] reserved
+        b[24..28].copy_from_slice(&self.annotations_len.to_be_bytes());
+        b[28..32].copy_from_slice(&self.payload_len.to_be_bytes());
+        b[32..36].copy_from_slice(&self.kwargs_len.to_be_bytes());
+        b[36..40].copy_from_slice(&self.attachment_len.to_be_bytes());
+        b
     }
 }
 
