@@ -89,6 +89,34 @@ impl<K: KwList> Serialize for MapOf<'_, K> {
 pub trait ParamNames {
     /// The names of the value parameters, in order.
     const NAMES: &'static [&'static str];
+
+    /// The names used while decoding (by default [`ParamNames::NAMES`]).
+    fn names() -> &'static [&'static str] {
+        Self::NAMES
+    }
+}
+
+thread_local! {
+    static RUNTIME_NAMES: std::cell::Cell<&'static [&'static str]> = const { std::cell::Cell::new(&[]) };
+}
+
+/// Parameter names chosen at runtime (free functions): set with [`with_runtime_names`]
+/// around a synchronous decode.
+pub(crate) struct RuntimeNames;
+
+impl ParamNames for RuntimeNames {
+    const NAMES: &'static [&'static str] = &[];
+    fn names() -> &'static [&'static str] {
+        RUNTIME_NAMES.with(|n| n.get())
+    }
+}
+
+/// Runs `f` with [`RuntimeNames`] resolving to `names`.
+pub(crate) fn with_runtime_names<R>(names: &'static [&'static str], f: impl FnOnce() -> R) -> R {
+    let old = RUNTIME_NAMES.with(|n| n.replace(names));
+    let r = f();
+    RUNTIME_NAMES.with(|n| n.set(old));
+    r
 }
 
 /// A tuple of handler parameters that can be decoded from positional and keyword arguments.
@@ -264,7 +292,7 @@ impl<'de, T: FromArgs, N: ParamNames> Deserialize<'de> for Positional<T, N> {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 let mut slots = T::Slots::default();
-                T::fill_seq(&mut slots, seq, N::NAMES)?;
+                T::fill_seq(&mut slots, seq, N::names())?;
                 Ok(Positional(slots, PhantomData))
             }
         }
@@ -286,13 +314,14 @@ impl<'de, T: FromArgs, N: ParamNames> Deserialize<'de> for Keyword<T, N> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut slots = T::Slots::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let Some(index) = N::NAMES.iter().position(|n| *n == key) else {
+                    let names = N::names();
+                    let Some(index) = names.iter().position(|n| *n == key) else {
                         return Err(custom(format!(
                             "unexpected keyword argument `{key}`; the method's parameters are: {}",
-                            N::NAMES.join(", ")
+                            names.join(", ")
                         )));
                     };
-                    T::fill_value(&mut slots, index, &mut map, N::NAMES)?;
+                    T::fill_value(&mut slots, index, &mut map, names)?;
                 }
                 Ok(Keyword(slots, PhantomData))
             }

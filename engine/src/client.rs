@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use wirecall_protocol as proto;
 use wirecall_transport::{Address, Stream};
 
@@ -19,7 +19,7 @@ use crate::args::{ArgList, KwList, MapOf, SeqOf};
 use crate::codec::{self, from_wire, to_wire};
 use crate::config;
 use crate::error::{Error, Fault, FaultKind};
-use crate::io::{write_frames, writer_loop};
+use crate::io::{write_frames, SharedWriter};
 use crate::provider::{full_name, getter_route, setter_route, Metadata};
 use crate::server::DAEMON_PROVIDER_ID;
 use crate::CodecId;
@@ -47,7 +47,7 @@ struct Pending {
 
 /// One live connection to a server: a writer task, a reader task, and the calls waiting.
 struct ClientConn {
-    tx: mpsc::UnboundedSender<proto::Frame>,
+    writer: Arc<SharedWriter>,
     pending: Arc<Mutex<Pending>>,
     next_id: AtomicU64,
     default_codec: CodecId,
@@ -55,9 +55,15 @@ struct ClientConn {
     address: String,
 }
 
+impl Drop for ClientConn {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
 impl ClientConn {
     fn is_closed(&self) -> bool {
-        lock(&self.pending).closed.is_some() || self.tx.is_closed()
+        lock(&self.pending).closed.is_some() || self.writer.is_closed()
     }
 
     async fn connect(address: &Address, preferred: &[CodecId]) -> Result<ClientConn, Error> {
@@ -137,15 +143,14 @@ impl ClientConn {
         .await
         .map_err(|_| Error::transport(&url, "handshake timed out"))??;
         decoder.set_limits(proto::Limits::default());
-        let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(Mutex::new(Pending {
             waiters: HashMap::new(),
             closed: None,
         }));
-        tokio::spawn(writer_loop(wr, rx, Some));
+        let writer = SharedWriter::start(wr);
         tokio::spawn(reader_loop(rd, decoder, buf, pending.clone(), url.clone()));
         Ok(ClientConn {
-            tx,
+            writer,
             pending,
             next_id: AtomicU64::new(1),
             default_codec: from_wire(welcome.codec),
@@ -314,8 +319,8 @@ impl Drop for CallGuard<'_> {
             if was_pending {
                 let _ = self
                     .conn
-                    .tx
-                    .send(proto::Frame::Cancel(proto::RequestId(self.id)));
+                    .writer
+                    .send(&proto::Frame::Cancel(proto::RequestId(self.id)));
             }
         }
     }
@@ -597,7 +602,7 @@ impl Proxy {
             }
             b.build()
         };
-        let method_name = method.as_str().to_string();
+        let method_name = method.clone();
         let frame = proto::Frame::Call(proto::Call {
             request_id: proto::RequestId(id),
             provider: proto::ProviderId(provider_id),
@@ -611,25 +616,33 @@ impl Proxy {
         });
         if oneway {
             return conn
-                .tx
-                .send(frame)
+                .writer
+                .send(&frame)
                 .map(|_| None)
                 .map_err(|_| Error::transport(&conn.address, "the connection is closed"));
         }
         let (tx, rx) = oneshot::channel();
-        {
+        let alone = {
             let mut p = lock(&conn.pending);
             if let Some(e) = &p.closed {
                 return Err(e.clone());
             }
             p.waiters.insert(id, tx);
-        }
+            p.waiters.len() == 1
+        };
         let mut guard = CallGuard {
             conn,
             id,
             armed: true,
         };
-        if conn.tx.send(frame).is_err() {
+        // A lone call is written inline (no task hop); with others in flight the writer
+        // task batches them into one write.
+        let queued = if alone {
+            conn.writer.send(&frame)
+        } else {
+            conn.writer.send_batched(&frame)
+        };
+        if queued.is_err() {
             return Err(Error::transport(&conn.address, "the connection is closed"));
         }
         let r = match opts.timeout {
@@ -643,7 +656,7 @@ impl Proxy {
         match r {
             Ok(Ok(Resp::Value(c, b))) => Ok(Some((c, b))),
             Ok(Ok(Resp::Fault(f))) => {
-                let mut e = f.into_error(provider_id, &method_name);
+                let mut e = f.into_error(provider_id, method_name.as_str());
                 if let (Error::Timeout { after }, Some(t)) = (&mut e, opts.timeout) {
                     *after = t;
                 }

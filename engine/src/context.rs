@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::args::{
     clear_message, duplicate_message, missing_message, take_message, FromArgs, Keyword, ParamNames,
@@ -13,6 +12,8 @@ use crate::args::{
 };
 use crate::codec;
 use crate::error::{Fault, FaultKind};
+use crate::io::SharedWriter;
+use crate::native::out_frame;
 use crate::provider::Outcome;
 use crate::CodecId;
 
@@ -60,25 +61,20 @@ pub(crate) enum Out {
         last_id: u64,
         message: String,
     },
-    /// Flush what is queued, then close the connection.
-    Close,
 }
 
 /// Where a call's answer goes.
 #[derive(Clone)]
 pub(crate) struct ReplySink {
-    pub tx: mpsc::UnboundedSender<Out>,
+    pub writer: Arc<SharedWriter>,
     pub id: u64,
     pub codec: CodecId,
     pub oneway: bool,
 }
 
 impl ReplySink {
-    pub(crate) fn send(&self, outcome: Outcome) {
-        if self.oneway {
-            return;
-        }
-        let out = match outcome {
+    fn out(&self, outcome: Outcome) -> Out {
+        match outcome {
             Outcome::Value(body) => Out::Reply {
                 id: self.id,
                 codec: self.codec,
@@ -89,9 +85,38 @@ impl ReplySink {
                 codec: self.codec,
                 fault,
             },
-        };
-        // The connection may be gone; then nobody waits for the answer.
-        let _ = self.tx.send(out);
+        }
+    }
+
+    /// Sends the answer now (unless the call is oneway).
+    pub(crate) fn send(&self, outcome: Outcome) {
+        if self.oneway {
+            return;
+        }
+        if let Some(frame) = out_frame(self.out(outcome)) {
+            // The connection may be gone; then nobody waits for the answer.
+            let _ = self.writer.send(&frame);
+        }
+    }
+
+    /// Sends the answer through the writer task, batched with other answers.
+    pub(crate) fn send_batched(&self, outcome: Outcome) {
+        if self.oneway {
+            return;
+        }
+        if let Some(frame) = out_frame(self.out(outcome)) {
+            let _ = self.writer.send_batched(&frame);
+        }
+    }
+
+    /// Queues the answer; the connection's reader flushes after its current batch.
+    pub(crate) fn send_deferred(&self, outcome: Outcome) {
+        if self.oneway {
+            return;
+        }
+        if let Some(frame) = out_frame(self.out(outcome)) {
+            let _ = self.writer.push(&frame);
+        }
     }
 }
 
@@ -287,9 +312,9 @@ impl Incoming {
             let kw = codec::decode::<Keyword<T, N>>(self.codec, &self.kwargs, &self.limits)
                 .map_err(|e| bad(format!("keyword arguments: {}", explain(e))))?
                 .0;
-            T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::NAMES, i)))?;
+            T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::names(), i)))?;
         }
-        T::finish(slots).map_err(|i| bad(missing_message(N::NAMES, i)))
+        T::finish(slots).map_err(|i| bad(missing_message(N::names(), i)))
     }
 
     /// The call's context (caller, annotations).

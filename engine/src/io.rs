@@ -1,63 +1,210 @@
-//! The connection writer shared by both sides: one task per connection, write coalescing.
+//! The connection writer shared by both sides: frames are appended to one buffer; whoever
+//! finds the socket idle writes the whole buffer at once without waiting (a non-blocking
+//! attempt), and one writer task per connection finishes any write the socket could not take
+//! at once. So a lone small call costs no task hop, and under load every frame queued while
+//! a write is in progress goes out in the next single write (coalescing).
+//!
+//! Inline attempts never await, so a caller whose future is dropped can never leave half a
+//! frame on the wire.
 
-use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use wirecall_protocol as proto;
+use wirecall_transport::WriteHalf;
 
-/// Largest batch written at once; more queued frames wait for the next write.
-const MAX_BATCH: usize = 256 * 1024;
+/// Above this many buffered bytes, senders stop trying inline and leave it to the task.
+const INLINE_MAX: usize = 256 * 1024;
 
-/// Writes every queued item, batching all items already queued into one write.
-///
-/// `convert` turns an item into a frame, or `None` to flush and close. The loop ends when
-/// every sender is gone or the socket fails; the write half is then shut down.
-pub(crate) async fn writer_loop<T>(
-    mut wr: wirecall_transport::WriteHalf,
-    mut rx: mpsc::UnboundedReceiver<T>,
-    convert: fn(T) -> Option<proto::Frame>,
-) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut closing = false;
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(item) = next {
-            match convert(item) {
-                Some(frame) => {
-                    if let Err(e) = frame.encode(&mut buf) {
-                        tracing::warn!("dropping a frame that cannot be encoded: {e}");
+struct State {
+    /// The socket, absent while the writer task is writing.
+    wr: Option<WriteHalf>,
+    /// Encoded frames not yet written.
+    buf: BytesMut,
+    /// The writer task owns the socket and will drain `buf`.
+    active: bool,
+    /// No more frames: flush and shut the socket down.
+    closing: bool,
+    /// The socket failed or was shut down.
+    closed: bool,
+}
+
+/// One connection's write side.
+pub(crate) struct SharedWriter {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+/// The frame could not be queued: the connection is closed.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SharedWriter {
+    /// Wraps the write half and starts its writer task.
+    pub(crate) fn start(wr: WriteHalf) -> Arc<SharedWriter> {
+        let w = Arc::new(SharedWriter {
+            state: Mutex::new(State {
+                wr: Some(wr),
+                buf: BytesMut::with_capacity(16 * 1024),
+                active: false,
+                closing: false,
+                closed: false,
+            }),
+            wake: Notify::new(),
+        });
+        tokio::spawn(writer_task(w.clone()));
+        w
+    }
+
+    /// Whether the connection's write side is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        let s = lock(&self.state);
+        s.closed || s.closing
+    }
+
+    /// Queues a frame without writing it yet; call [`SharedWriter::flush`] after a batch.
+    pub(crate) fn push(&self, frame: &proto::Frame) -> Result<(), Closed> {
+        let mut s = lock(&self.state);
+        if s.closed || s.closing {
+            return Err(Closed);
+        }
+        if let Err(e) = frame.encode(&mut s.buf) {
+            tracing::warn!("dropping a frame that cannot be encoded: {e}");
+        }
+        Ok(())
+    }
+
+    /// Queues a frame and writes what is queued if the socket is idle.
+    pub(crate) fn send(&self, frame: &proto::Frame) -> Result<(), Closed> {
+        self.push(frame)?;
+        self.flush();
+        Ok(())
+    }
+
+    /// Queues a frame for the writer task, so frames queued by busy neighbours coalesce into
+    /// one write; used when other calls are in flight.
+    pub(crate) fn send_batched(&self, frame: &proto::Frame) -> Result<(), Closed> {
+        let mut s = lock(&self.state);
+        if s.closed || s.closing {
+            return Err(Closed);
+        }
+        if let Err(e) = frame.encode(&mut s.buf) {
+            tracing::warn!("dropping a frame that cannot be encoded: {e}");
+        }
+        if !s.active {
+            s.active = true;
+            drop(s);
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued: inline if the socket takes it at once, else by the task.
+    pub(crate) fn flush(&self) {
+        let mut s = lock(&self.state);
+        if s.active || s.closed || s.buf.is_empty() {
+            return;
+        }
+        if s.buf.len() <= INLINE_MAX {
+            let st = &mut *s;
+            if let Some(wr) = st.wr.as_mut() {
+                let waker = futures::task::noop_waker();
+                let mut cx = Context::from_waker(&waker);
+                while !st.buf.is_empty() {
+                    match Pin::new(&mut *wr).poll_write(&mut cx, &st.buf) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                            st.closed = true;
+                            st.buf.clear();
+                            drop(s);
+                            self.wake.notify_one();
+                            return;
+                        }
+                        Poll::Ready(Ok(n)) => st.buf.advance(n),
+                        Poll::Pending => break,
                     }
                 }
-                None => {
-                    closing = true;
-                    break;
-                }
             }
-            if buf.len() >= MAX_BATCH {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
-        if !buf.is_empty() {
-            if wr.write_all(&buf).await.is_err() {
+            if s.buf.is_empty() {
                 return;
             }
-            buf.clear();
-            if buf.capacity() > 4 * MAX_BATCH {
-                buf = BytesMut::with_capacity(16 * 1024);
-            }
         }
-        if closing {
-            break;
+        s.active = true;
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Flushes what is queued, then shuts the write side down.
+    pub(crate) fn close(&self) {
+        let mut s = lock(&self.state);
+        s.closing = true;
+        s.active = true;
+        drop(s);
+        self.wake.notify_one();
+    }
+}
+
+async fn writer_task(w: Arc<SharedWriter>) {
+    loop {
+        // Take the socket and the queued bytes when there is work.
+        let (mut wr, data, closing) = loop {
+            let notified = w.wake.notified();
+            {
+                let mut s = lock(&w.state);
+                if s.closed && !s.closing {
+                    return;
+                }
+                if s.active {
+                    match s.wr.take() {
+                        Some(wr) => {
+                            let data = s.buf.split();
+                            break (wr, data, s.closing);
+                        }
+                        None => return,
+                    }
+                }
+            }
+            notified.await;
+        };
+        let ok = data.is_empty() || wr.write_all(&data).await.is_ok();
+        let shut_down = {
+            let mut s = lock(&w.state);
+            if !ok {
+                s.closed = true;
+                s.buf.clear();
+                return;
+            }
+            if s.buf.is_empty() && (closing || s.closing) {
+                s.closed = true;
+                true
+            } else {
+                // Either idle again, or more frames arrived while writing and `active`
+                // stays set so the loop goes round again.
+                if s.buf.is_empty() {
+                    s.active = false;
+                }
+                s.wr = Some(wr);
+                continue;
+            }
+        };
+        if shut_down {
+            let _ = wr.flush().await;
+            let _ = wr.shutdown().await;
+            return;
         }
     }
-    let _ = wr.flush().await;
-    let _ = wr.shutdown().await;
 }
 
 /// Encodes frames and writes them in one go (handshake frames, before the writer runs).
 pub(crate) async fn write_frames(
-    wr: &mut wirecall_transport::WriteHalf,
+    wr: &mut WriteHalf,
     frames: &[proto::Frame],
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::new();

@@ -61,8 +61,10 @@ mod codec;
 pub mod config;
 mod context;
 mod error;
+mod functions;
 mod hooks;
 mod io;
+mod native;
 mod provider;
 mod server;
 
@@ -70,6 +72,7 @@ pub use args::{ArgList, FromArgs, KwList, ParamNames};
 pub use client::{CallBuilder, Client, IntoProxy, ProviderHandle, Proxy, RemoteFunction};
 pub use context::{CallContext, ConnectionInfo, Incoming, ReplyEncoder, Responder};
 pub use error::{Error, Fault, FaultKind, RemoteError};
+pub use functions::Functions;
 pub use hooks::{CallHook, CallInfo};
 pub use provider::{
     full_name, Handled, HandlerFn, Metadata, MethodInfo, MethodKind, MethodSpec, Outcome, Provider,

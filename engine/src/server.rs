@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::FutureExt;
+use std::future::Future;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::task::{AbortHandle, JoinHandle};
 use wirecall_protocol as proto;
 use wirecall_transport::{Address, Listener, Stream};
@@ -19,7 +20,8 @@ use crate::config::{self, accepted_from_env};
 use crate::context::{encode_outcome, ConnectionInfo, Incoming, Out, ReplySink};
 use crate::error::{Error, Fault, FaultKind};
 use crate::hooks::{CallHook, CallInfo};
-use crate::io::{write_frames, writer_loop};
+use crate::io::{write_frames, SharedWriter};
+use crate::native::out_frame;
 use crate::provider::{Handled, Instance, Instances, Metadata, Outcome, Provider, Registered};
 use crate::CodecId;
 
@@ -147,7 +149,7 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 struct ConnHandle {
-    tx: mpsc::UnboundedSender<Out>,
+    writer: Arc<SharedWriter>,
     last_id: Arc<AtomicU64>,
 }
 
@@ -256,6 +258,15 @@ impl Engine {
         self.insert(Registered::per_connection(factory, provider_id))
     }
 
+    /// Registers a set of plain functions under `provider_id`.
+    pub fn register_functions(
+        &self,
+        functions: crate::Functions,
+        provider_id: u16,
+    ) -> Result<(), Error> {
+        self.insert(functions.into_registered(provider_id))
+    }
+
     fn insert(&self, reg: Registered) -> Result<(), Error> {
         let id = reg.info.provider_id;
         if id == DAEMON_PROVIDER_ID {
@@ -351,11 +362,13 @@ async fn finalize(inner: Arc<Inner>) {
     }
     let conns: Vec<ConnHandle> = lock(&inner.connections).drain().map(|(_, c)| c).collect();
     for c in conns {
-        let _ = c.tx.send(Out::GoAway {
+        if let Some(f) = out_frame(Out::GoAway {
             last_id: c.last_id.load(Ordering::Acquire),
             message: "server finalizing".into(),
-        });
-        let _ = c.tx.send(Out::Close);
+        }) {
+            let _ = c.writer.send(&f);
+        }
+        c.writer.close();
     }
     for p in &providers {
         if let Instances::Shared(i) = &p.instances {
@@ -403,7 +416,7 @@ async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: S
 struct Conn {
     inner: Arc<Inner>,
     info: Arc<ConnectionInfo>,
-    tx: mpsc::UnboundedSender<Out>,
+    writer: Arc<SharedWriter>,
     tasks: Arc<Mutex<HashMap<u64, AbortHandle>>>,
     instances: HashMap<u16, Arc<dyn Instance>>,
     codec_limits: wirecall_codecs::Limits,
@@ -499,16 +512,15 @@ async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<Connectio
         return;
     }
 
-    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = SharedWriter::start(wr);
     let last_id = Arc::new(AtomicU64::new(0));
     lock(&inner.connections).insert(
         info.id,
         ConnHandle {
-            tx: tx.clone(),
+            writer: writer.clone(),
             last_id: last_id.clone(),
         },
     );
-    let writer = tokio::spawn(writer_loop(wr, rx, out_frame));
 
     // Instances: shared ones see on_connect; per-connection ones are created now.
     let mut instances = HashMap::new();
@@ -529,7 +541,7 @@ async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<Connectio
             .with_max_input(inner.limits.max_frame_len as usize),
         inner,
         info,
-        tx,
+        writer,
         tasks: Arc::new(Mutex::new(HashMap::new())),
         instances,
         last_id,
@@ -552,12 +564,16 @@ async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<Connectio
             i.disconnect(&conn.info);
         }
     }
-    let _ = conn.tx.send(Out::Close);
-    drop(conn);
-    let _ = writer.await;
+    conn.writer.close();
 }
 
 impl Conn {
+    fn send_out(&self, out: Out) {
+        if let Some(f) = out_frame(out) {
+            let _ = self.writer.send(&f);
+        }
+    }
+
     async fn read_loop(
         &mut self,
         rd: &mut wirecall_transport::ReadHalf,
@@ -575,7 +591,7 @@ impl Conn {
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!("closing connection from {}: {e}", self.info.peer);
-                        let _ = self.tx.send(Out::GoAway {
+                        self.send_out(Out::GoAway {
                             last_id: self.last_id.load(Ordering::Acquire),
                             message: format!("protocol error: {e}"),
                         });
@@ -583,6 +599,7 @@ impl Conn {
                     }
                 }
             }
+            self.writer.flush();
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
             }
@@ -609,13 +626,13 @@ impl Conn {
                 true
             }
             proto::Frame::Ping(data) => {
-                let _ = self.tx.send(Out::Pong(data));
+                self.send_out(Out::Pong(data));
                 true
             }
             proto::Frame::Pong(_) => true,
             proto::Frame::GoAway(_) => false,
             other => {
-                let _ = self.tx.send(Out::GoAway {
+                self.send_out(Out::GoAway {
                     last_id: self.last_id.load(Ordering::Acquire),
                     message: format!(
                         "protocol error: unexpected {:?} frame from a client",
@@ -630,7 +647,7 @@ impl Conn {
     fn on_call(&mut self, call: proto::Call) {
         let codec = from_wire(call.codec);
         let sink = ReplySink {
-            tx: self.tx.clone(),
+            writer: self.writer.clone(),
             id: call.request_id.0,
             codec,
             oneway: call.oneway,
@@ -754,6 +771,16 @@ impl Conn {
             sink: sink.clone(),
             limits: self.codec_limits,
         };
+        if !sink.oneway && lock(&self.tasks).len() >= self.inner.limits.max_in_flight as usize {
+            sink.send(Outcome::Fault(Fault::new(
+                FaultKind::Busy,
+                format!(
+                    "too many calls in flight on this connection (limit {}); retry when one completes",
+                    self.inner.limits.max_in_flight
+                ),
+            )));
+            return;
+        }
         self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             instance.dispatch(route.index, incoming)
@@ -786,7 +813,7 @@ impl Conn {
             }
             Ok(Handled::Ready(outcome)) => {
                 after(matches!(outcome, Outcome::Value(_)));
-                sink.send(outcome);
+                sink.send_deferred(outcome);
                 self.inner.call_done();
             }
             Ok(Handled::Deferred) => {
@@ -802,12 +829,24 @@ impl Conn {
                 });
             }
             Ok(Handled::Pending(fut)) => {
+                // Poll once in place: an async handler that does not actually wait finishes
+                // here, without a task spawn. One that waits is spawned (and polled again
+                // there with a real waker).
+                let mut fut = AssertUnwindSafe(fut).catch_unwind();
+                let waker = futures::task::noop_waker();
+                let mut cx = std::task::Context::from_waker(&waker);
+                if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut fut).poll(&mut cx) {
+                    let outcome = r.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
+                    after(matches!(outcome, Outcome::Value(_)));
+                    sink.send_deferred(outcome);
+                    self.inner.call_done();
+                    return;
+                }
                 let inner = self.inner.clone();
                 let tasks = self.tasks.clone();
                 let id = call.request_id.0;
                 let mut guard = lock(&self.tasks);
                 let task = tokio::spawn(async move {
-                    let fut = AssertUnwindSafe(fut).catch_unwind();
                     let outcome = match deadline {
                         Some(d) => match tokio::time::timeout(d, fut).await {
                             Ok(r) => r,
@@ -823,8 +862,16 @@ impl Conn {
                     };
                     let outcome = outcome.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
                     after(matches!(outcome, Outcome::Value(_)));
-                    if lock(&tasks).remove(&id).is_some() {
-                        sink.send(outcome);
+                    let (ours, others) = {
+                        let mut t = lock(&tasks);
+                        (t.remove(&id).is_some(), !t.is_empty())
+                    };
+                    if ours {
+                        if others {
+                            sink.send_batched(outcome);
+                        } else {
+                            sink.send(outcome);
+                        }
                         inner.call_done();
                     }
                 });
@@ -912,85 +959,4 @@ fn goaway_frame(code: proto::ErrorCode, message: String) -> proto::Frame {
         code,
         message,
     })
-}
-
-/// Converts an engine message to a native frame.
-fn out_frame(out: Out) -> Option<proto::Frame> {
-    Some(match out {
-        Out::Reply { id, codec, body } => proto::Frame::Reply(proto::Reply {
-            request_id: proto::RequestId(id),
-            codec: to_wire(codec),
-            stream: false,
-            annotations: proto::Annotations::new(),
-            result: body,
-            attachment: Bytes::new(),
-        }),
-        Out::Fault { id, codec, fault } => proto::Frame::Error(fault_frame(id, codec, fault)),
-        Out::Pong(d) => proto::Frame::Pong(d),
-        Out::GoAway { last_id, message } => proto::Frame::GoAway(proto::GoAway {
-            last_request_id: proto::RequestId(last_id),
-            code: if message.starts_with("protocol error") {
-                proto::ErrorCode::PROTOCOL_ERROR
-            } else {
-                proto::ErrorCode::NO_ERROR
-            },
-            message,
-        }),
-        Out::Close => return None,
-    })
-}
-
-fn fault_frame(id: u64, codec: CodecId, fault: Fault) -> proto::ErrorFrame {
-    let code = match fault.kind {
-        FaultKind::Application => proto::ErrorCode::APPLICATION_ERROR,
-        FaultKind::BadArguments => proto::ErrorCode::BAD_ARGUMENTS,
-        FaultKind::UnknownProvider => proto::ErrorCode::UNKNOWN_PROVIDER,
-        FaultKind::UnknownMethod => proto::ErrorCode::UNKNOWN_METHOD,
-        FaultKind::CodecRefused => proto::ErrorCode::CODEC_REFUSED,
-        FaultKind::DeadlineExceeded => proto::ErrorCode::DEADLINE_EXCEEDED,
-        FaultKind::ShuttingDown => proto::ErrorCode::SHUTTING_DOWN,
-        FaultKind::PermissionDenied => proto::ErrorCode::PERMISSION_DENIED,
-        FaultKind::Busy => proto::ErrorCode::TOO_MANY_IN_FLIGHT,
-        FaultKind::Internal => proto::ErrorCode::INTERNAL_ERROR,
-    };
-    let accepted = if fault.kind == FaultKind::CodecRefused {
-        fault
-            .names
-            .iter()
-            .filter_map(|n| CodecId::from_builtin_name(n))
-            .map(to_wire)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // Exposed names travel in the trace of UNKNOWN_METHOD / UNKNOWN_PROVIDER errors, one per
-    // line after a marker, so they need no codec.
-    let trace = if matches!(
-        fault.kind,
-        FaultKind::UnknownMethod | FaultKind::UnknownProvider
-    ) && !fault.names.is_empty()
-    {
-        let mut t = String::from(crate::config::EXPOSED_MARKER);
-        for n in &fault.names {
-            t.push('\n');
-            t.push_str(n);
-        }
-        t
-    } else {
-        fault.trace
-    };
-    let _ = codec;
-    proto::ErrorFrame {
-        request_id: proto::RequestId(id),
-        codec: proto::CodecId::NONE,
-        annotations: proto::Annotations::new(),
-        body: proto::ErrorBody {
-            code,
-            type_name: fault.type_name,
-            message: fault.message,
-            trace,
-            accepted,
-            detail: Bytes::new(),
-        },
-    }
 }
