@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! cargo bench -p wirecall-benches --bench codecs -- --warm-up-time 1 --measurement-time 2
+//! # ratios robust to a busy machine: paired, interleaved batches, medians
+//! WIRECALL_CODECS_PAIRED=1 cargo bench -p wirecall-benches --bench codecs -- --test
 //! ```
 //!
 //! Bench ids: `codecs/<payload>/<encode|decode>/<codec>/<wirecall|by-id|direct>`:
@@ -159,6 +161,140 @@ where
     }
 }
 
+/// Median over rounds of (time of a batch of `a`) / (time of a batch of `b`), the two
+/// batches run back to back in alternating order, so load from other processes hits both
+/// sides alike. Returns (median ratio, median ns per call of `a`).
+fn paired_ratio(mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    use std::time::{Duration, Instant};
+    // Size a batch to about 200 µs.
+    let mut batch = 1u32;
+    loop {
+        let t = Instant::now();
+        for _ in 0..batch {
+            a();
+        }
+        if t.elapsed() > Duration::from_micros(200) || batch >= 1 << 20 {
+            break;
+        }
+        batch *= 2;
+    }
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        t.elapsed().as_nanos() as f64
+    };
+    let mut ratios = Vec::new();
+    let mut per_call = Vec::new();
+    let start = Instant::now();
+    let mut round = 0u32;
+    while (start.elapsed() < Duration::from_millis(400) || ratios.len() < 21) && ratios.len() < 2001
+    {
+        let (ta, tb) = if round % 2 == 0 {
+            let ta = time(&mut a);
+            (ta, time(&mut b))
+        } else {
+            let tb = time(&mut b);
+            (time(&mut a), tb)
+        };
+        ratios.push(ta / tb);
+        per_call.push(ta / f64::from(batch));
+        round += 1;
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut ratios), median(&mut per_call))
+}
+
+/// Prints the paired ratios wirecall/direct and by-id/direct for every codec and payload.
+fn print_paired<T>(label: &str, value: &T)
+where
+    T: Serialize + DeserializeOwned,
+{
+    eprintln!("paired medians ({label}): codec op wirecall/direct by-id/direct ns/call");
+    for direct in directs::<T>() {
+        let (enc, dec) = ours::<T>(direct.name);
+        let id = CodecId::from_builtin_name(direct.name).unwrap();
+        let limits = Limits::DEFAULT;
+        let mut bytes = Vec::new();
+        enc(value, &mut bytes);
+        let mut b1 = Vec::with_capacity(bytes.len());
+        let mut b2 = Vec::with_capacity(bytes.len());
+        let (r_enc, ns_enc) = paired_ratio(
+            || {
+                b1.clear();
+                enc(black_box(value), &mut b1);
+            },
+            || {
+                b2.clear();
+                (direct.encode)(black_box(value), &mut b2);
+            },
+        );
+        let (r_enc_id, _) = paired_ratio(
+            || {
+                b1.clear();
+                wirecall_codecs::encode_into(black_box(id), black_box(value), &mut b1).unwrap();
+            },
+            || {
+                b2.clear();
+                (direct.encode)(black_box(value), &mut b2);
+            },
+        );
+        let (r_dec, ns_dec) = paired_ratio(
+            || drop(black_box(dec(black_box(&bytes)))),
+            || drop(black_box((direct.decode)(black_box(&bytes)))),
+        );
+        let (r_dec_id, _) = paired_ratio(
+            || {
+                let v: T =
+                    wirecall_codecs::decode(black_box(id), black_box(&bytes), &limits).unwrap();
+                drop(black_box(v))
+            },
+            || drop(black_box((direct.decode)(black_box(&bytes)))),
+        );
+        eprintln!(
+            "paired {label} {:>8} encode {r_enc:.3} {r_enc_id:.3} {ns_enc:.0}",
+            direct.name
+        );
+        eprintln!(
+            "paired {label} {:>8} decode {r_dec:.3} {r_dec_id:.3} {ns_dec:.0}",
+            direct.name
+        );
+    }
+    // serpent's speed target is relative to serde_json on the same payload.
+    let mut b1 = Vec::new();
+    let mut b2 = Vec::new();
+    let (r, _) = paired_ratio(
+        || {
+            b1.clear();
+            Serpent::encode_into(black_box(value), &mut b1).unwrap();
+        },
+        || {
+            b2.clear();
+            serde_json::to_writer(&mut b2, black_box(value)).unwrap();
+        },
+    );
+    eprintln!("paired {label} serpent-encode/serde_json-encode {r:.3}");
+    let sb = Serpent::encode(value).unwrap();
+    let jb = serde_json::to_vec(value).unwrap();
+    let (r, _) = paired_ratio(
+        || {
+            drop(black_box(
+                Serpent::decode::<T>(black_box(&sb), &Limits::DEFAULT).unwrap(),
+            ))
+        },
+        || {
+            drop(black_box(
+                serde_json::from_slice::<T>(black_box(&jb)).unwrap(),
+            ))
+        },
+    );
+    eprintln!("paired {label} serpent-decode/serde_json-decode {r:.3}");
+}
+
 fn print_sizes() {
     let record = Record::representative();
     let blob = Blob::one_mib();
@@ -181,6 +317,10 @@ fn codecs(c: &mut Criterion) {
 
 fn main() {
     print_sizes();
+    if std::env::var_os("WIRECALL_CODECS_PAIRED").is_some() {
+        print_paired("record", &Record::representative());
+        print_paired("blob1m", &Blob::one_mib());
+    }
     let mut c = Criterion::default().configure_from_args();
     codecs(&mut c);
     c.final_summary();

@@ -347,7 +347,9 @@ impl Serialize for Value {
 /// Upper bound on capacity reserved from an untrusted size hint.
 pub(crate) const MAX_PREALLOC: usize = 4096;
 
-/// Deserializes from any self-describing format (`deserialize_any`): unit/none → `Null`,
+/// Deserializes from any self-describing format (`deserialize_any`). Prefer a codec's
+/// `decode_value`, which keeps more (big integers in JSON, CBOR tags, msgpack ext refusal);
+/// this impl sees only what serde shows: unit/none → `Null`,
 /// `Some(x)` → x, integers → `Int`, bytes → `Bytes`, sequences → `List`, maps → `Map`,
 /// enums → a one-entry map `{variant: payload}` (unit variants → the name as `Str`).
 impl<'de> Deserialize<'de> for Value {
