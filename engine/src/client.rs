@@ -540,7 +540,14 @@ impl Proxy {
             .target
             .as_ref()
             .map_err(|e| Error::config(e.clone()))?;
-        let c = Arc::new(ClientConn::connect(address, &self.shared.preferred).await?);
+        let mut preferred: Vec<CodecId> = self.opts.codec.into_iter().collect();
+        preferred.extend(
+            self.shared
+                .preferred
+                .iter()
+                .filter(|c| Some(**c) != self.opts.codec),
+        );
+        let c = Arc::new(ClientConn::connect(address, &preferred).await?);
         *lock(&self.shared.conn) = Some(c.clone());
         Ok(c)
     }

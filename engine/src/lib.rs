@@ -56,6 +56,7 @@
 //!   [`Proxy::metadata`] and [`Proxy::has_method`].
 
 mod args;
+mod blocking;
 mod client;
 mod codec;
 pub mod config;
@@ -69,6 +70,7 @@ mod provider;
 mod server;
 
 pub use args::{ArgList, FromArgs, KwList, ParamNames};
+pub use blocking::BlockingProxy;
 pub use client::{CallBuilder, Client, IntoProxy, ProviderHandle, Proxy, RemoteFunction};
 pub use context::{CallContext, ConnectionInfo, Incoming, ReplyEncoder, Responder};
 pub use error::{Error, Fault, FaultKind, RemoteError};

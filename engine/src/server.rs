@@ -412,6 +412,34 @@ async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: S
     }
 }
 
+/// One call as the dispatcher sees it, whatever the frame format it arrived in (the native
+/// dialect fills it from a CALL frame; another dialect would fill it from its own).
+pub(crate) struct Request {
+    pub id: u64,
+    pub provider_id: u16,
+    pub method: proto::Method,
+    pub codec: CodecId,
+    pub oneway: bool,
+    pub annotations: proto::Annotations,
+    pub args: bytes::Bytes,
+    pub kwargs: bytes::Bytes,
+}
+
+impl From<proto::Call> for Request {
+    fn from(c: proto::Call) -> Request {
+        Request {
+            id: c.request_id.0,
+            provider_id: c.provider.0,
+            method: c.method,
+            codec: from_wire(c.codec),
+            oneway: c.oneway,
+            annotations: c.annotations,
+            args: c.args,
+            kwargs: c.kwargs,
+        }
+    }
+}
+
 /// Per-connection state of the reader.
 struct Conn {
     inner: Arc<Inner>,
@@ -615,7 +643,7 @@ impl Conn {
         match frame {
             proto::Frame::Call(call) => {
                 self.last_id.fetch_max(call.request_id.0, Ordering::AcqRel);
-                self.on_call(call);
+                self.on_call(call.into());
                 true
             }
             proto::Frame::Cancel(id) => {
@@ -644,11 +672,11 @@ impl Conn {
         }
     }
 
-    fn on_call(&mut self, call: proto::Call) {
-        let codec = from_wire(call.codec);
+    fn on_call(&mut self, call: Request) {
+        let codec = call.codec;
         let sink = ReplySink {
             writer: self.writer.clone(),
-            id: call.request_id.0,
+            id: call.id,
             codec,
             oneway: call.oneway,
         };
@@ -672,7 +700,7 @@ impl Conn {
             )));
             return;
         }
-        let provider_id = call.provider.0;
+        let provider_id = call.provider_id;
         let method = call.method.as_str();
         if provider_id == DAEMON_PROVIDER_ID {
             self.daemon_call(&call, sink);
@@ -752,7 +780,7 @@ impl Conn {
                 method,
                 peer: &self.info.peer,
                 codec,
-                request_id: call.request_id.0,
+                request_id: call.id,
             };
             for h in &hooks {
                 if let Err(m) = h.before(&ci) {
@@ -788,7 +816,7 @@ impl Conn {
         let after = {
             let method = call.method.clone();
             let peer = self.info.clone();
-            let id = call.request_id.0;
+            let id = call.id;
             move |ok: bool| {
                 if hooks.is_empty() {
                     return;
@@ -844,7 +872,7 @@ impl Conn {
                 }
                 let inner = self.inner.clone();
                 let tasks = self.tasks.clone();
-                let id = call.request_id.0;
+                let id = call.id;
                 let mut guard = lock(&self.tasks);
                 let task = tokio::spawn(async move {
                     let outcome = match deadline {
@@ -880,7 +908,7 @@ impl Conn {
         }
     }
 
-    fn daemon_call(&self, call: &proto::Call, sink: ReplySink) {
+    fn daemon_call(&self, call: &Request, sink: ReplySink) {
         let codec = sink.codec;
         let method = call.method.as_str();
         match method {

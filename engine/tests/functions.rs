@@ -92,3 +92,31 @@ async fn free_functions_with_args_kwargs_and_errors() {
     .await
     .unwrap();
 }
+
+#[test]
+fn blocking_proxy_calls_a_server_from_sync_code() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let engine = rt.block_on(async {
+        let e = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+        e.register_functions(
+            Functions::new("").sync_fn("twice", &["s"], |(s,): (String,)| s.repeat(2)),
+            9,
+        )
+        .unwrap();
+        e
+    });
+    let p = wirecall::BlockingProxy::new(&engine.address())
+        .unwrap()
+        .map(|p| p.codec(CodecId::CBOR).timeout(Duration::from_secs(5)));
+    let r: String = p
+        .call(p.proxy().call_on(9, "twice").unwrap().kwarg("s", "ab"))
+        .unwrap();
+    assert_eq!(r, "abab");
+    assert_eq!(p.metadata().unwrap().providers.len(), 1);
+    match p.call::<String, _, _>(p.proxy().call_on(9, "thrice").unwrap()) {
+        Err(Error::NoSuchMethod { exposed, .. }) => assert_eq!(exposed, vec!["twice"]),
+        other => panic!("expected NoSuchMethod, got {other:?}"),
+    }
+    drop(p);
+    rt.block_on(engine.finalize());
+}
