@@ -10,6 +10,12 @@ use crate::{CodecError, CodecId};
 ///
 /// No decoder allocates from a length declared in the input beyond what the input itself
 /// contains (each codec module documents how), so `max_input` also bounds memory use.
+///
+/// Decoding recurses once or twice per nesting level, so `max_depth` is also what keeps a
+/// hostile input from overflowing the stack. The default is safe on any thread; limits of
+/// several hundred levels need a thread with a larger stack (in debug builds a few KiB
+/// per level).
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// The deepest nesting accepted.
