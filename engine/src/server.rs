@@ -578,8 +578,10 @@ async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<Connectio
     conn.read_loop(&mut rd, &mut decoder, &mut buf).await;
 
     // Teardown: stop handlers still running for this connection, run on_disconnect.
-    for (_, t) in lock(&conn.tasks).drain() {
+    let aborted: Vec<AbortHandle> = lock(&conn.tasks).drain().map(|(_, t)| t).collect();
+    for t in aborted {
         t.abort();
+        conn.inner.call_done();
     }
     lock(&conn.inner.connections).remove(&conn.info.id);
     let regs: Vec<Arc<Registered>> = read(&conn.inner.registry).values().cloned().collect();

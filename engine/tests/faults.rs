@@ -685,3 +685,43 @@ async fn provider_ids_and_registration_errors() {
     assert!(!proxy.has_method(4, "t_missing").await.unwrap());
     s.engine.finalize().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_client_does_not_hold_up_finalize() {
+    tokio::time::timeout(LIMIT, async {
+        let s = start("tcp").await;
+        let mut io = raw_connect(&s.engine.address()).await;
+        io.write_all(&hello_bytes()).await.unwrap();
+        let mut b = BytesMut::new();
+        proto::Frame::Call(proto::Call {
+            request_id: proto::RequestId(1),
+            provider: proto::ProviderId(3),
+            codec: proto::CodecId::JSON,
+            oneway: false,
+            method: proto::Method::new(Bytes::from_static(b"t_hang")).unwrap(),
+            annotations: proto::Annotations::new(),
+            args: Bytes::from_static(b"[]"),
+            kwargs: Bytes::new(),
+            attachment: Bytes::new(),
+        })
+        .encode(&mut b)
+        .unwrap();
+        io.write_all(&b).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(io);
+        // The handler is aborted with its connection...
+        for _ in 0..200 {
+            if s.probe.cancelled.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(s.probe.cancelled.load(Ordering::SeqCst));
+        // ...and finalize does not wait out the 5 s grace period for it.
+        let t = std::time::Instant::now();
+        s.engine.finalize().await;
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    })
+    .await
+    .unwrap();
+}
