@@ -41,6 +41,19 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Helpers shared by several codecs are unused when only some codecs are compiled in.
+#![cfg_attr(
+    not(all(
+        feature = "json",
+        feature = "msgpack",
+        feature = "cbor",
+        feature = "bincode",
+        feature = "postcard",
+        feature = "ron",
+        feature = "serpent"
+    )),
+    allow(dead_code, unused_imports, unused_variables)
+)]
 
 /// Expands `$body` once per compiled-in built-in codec with `$C` bound to its type, in a
 /// `match` on the raw id; `$other` handles every other id.

@@ -2,6 +2,15 @@
 //!
 //! A counting global allocator records the largest single allocation while each hostile
 //! input is decoded (one test function, so nothing else runs concurrently in this binary).
+#![cfg(all(
+    feature = "json",
+    feature = "msgpack",
+    feature = "cbor",
+    feature = "bincode",
+    feature = "postcard",
+    feature = "ron",
+    feature = "serpent"
+))]
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,4 +1,13 @@
 //! Truncated, garbage, wrong-type, over-deep and over-size input: typed errors, no panics.
+#![cfg(all(
+    feature = "json",
+    feature = "msgpack",
+    feature = "cbor",
+    feature = "bincode",
+    feature = "postcard",
+    feature = "ron",
+    feature = "serpent"
+))]
 
 mod common;
 

@@ -1,4 +1,13 @@
 //! The mapping table, row by row, with exact bytes where the format fixes them.
+#![cfg(all(
+    feature = "json",
+    feature = "msgpack",
+    feature = "cbor",
+    feature = "bincode",
+    feature = "postcard",
+    feature = "ron",
+    feature = "serpent"
+))]
 
 mod common;
 

@@ -1,5 +1,14 @@
 //! Property tests: typed values and dynamic values round-trip through every codec, within
 //! what each codec can carry.
+#![cfg(all(
+    feature = "json",
+    feature = "msgpack",
+    feature = "cbor",
+    feature = "bincode",
+    feature = "postcard",
+    feature = "ron",
+    feature = "serpent"
+))]
 
 mod common;
 

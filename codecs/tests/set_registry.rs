@@ -1,4 +1,13 @@
 //! CodecSet parsing/printing/errors and the Registry with a user codec.
+#![cfg(all(
+    feature = "json",
+    feature = "msgpack",
+    feature = "cbor",
+    feature = "bincode",
+    feature = "postcard",
+    feature = "ron",
+    feature = "serpent"
+))]
 
 use std::sync::Arc;
 

@@ -2,6 +2,15 @@
 //! dynamic JSON reader (our own parser), msgpack-test-suite for msgpack values, and the
 //! cbor-wg vectors for CBOR values. The conformance crate runs the full matrix; these tests
 //! pin what this crate's `decode_value`/`encode_value` do.
+#![cfg(all(
+    feature = "json",
+    feature = "msgpack",
+    feature = "cbor",
+    feature = "bincode",
+    feature = "postcard",
+    feature = "ron",
+    feature = "serpent"
+))]
 
 use std::path::{Path, PathBuf};
 
