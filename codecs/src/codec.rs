@@ -104,6 +104,10 @@ pub trait DynCodec: Send + Sync {
     /// Decodes `bytes` (already checked against `limits.max_input`) into a value; must
     /// honour `limits.max_depth`.
     fn decode_value(&self, bytes: &[u8], limits: &Limits) -> Result<Value, CodecError>;
+    /// Whether `decode_value` works without outside knowledge of the type (default true).
+    fn self_describing(&self) -> bool {
+        true
+    }
     /// Whether the format is human-readable (default false).
     fn human_readable(&self) -> bool {
         false
@@ -125,6 +129,9 @@ impl<C: Codec> DynCodec for AsDyn<C> {
     }
     fn decode_value(&self, bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
         C::decode_value(bytes, limits)
+    }
+    fn self_describing(&self) -> bool {
+        C::INFO.self_describing
     }
     fn human_readable(&self) -> bool {
         C::INFO.human_readable

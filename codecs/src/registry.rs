@@ -249,7 +249,7 @@ impl Registry {
         Some(CodecInfo {
             id,
             name: u.name,
-            self_describing: true,
+            self_describing: u.codec.self_describing(),
             human_readable: u.codec.human_readable(),
             python_interop: u.codec.python_interop(),
             python_module: None,

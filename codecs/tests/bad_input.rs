@@ -252,3 +252,55 @@ fn json_huge_integer_literal_is_limited_like_python() {
         Ok(Value::BigInt(_))
     ));
 }
+
+mod mutations {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Valid encodings with a few bytes overwritten, inserted or cut reach deeper
+        /// decoder paths than random bytes; every outcome must be a value or a typed error.
+        #[test]
+        fn mutated_encodings_never_panic(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+        ) {
+            for id in CodecSet::all_builtin().iter() {
+                let mut bytes = Vec::new();
+                encode_into(id, &record(), &mut bytes).unwrap();
+                for (at, byte, op) in &edits {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let i = at.index(bytes.len());
+                    match op {
+                        0 => bytes[i] = *byte,
+                        1 => bytes.insert(i, *byte),
+                        _ => bytes.truncate(i),
+                    }
+                }
+                for result in [
+                    decode::<Record>(id, &bytes, &Limits::DEFAULT).err(),
+                    decode::<Value>(id, &bytes, &Limits::DEFAULT).err(),
+                    decode::<Tree>(id, &bytes, &Limits::DEFAULT).err(),
+                ] {
+                    if let Some(e) = result {
+                        prop_assert!(
+                            matches!(e.kind(), ErrorKind::Decode | ErrorKind::LimitExceeded | ErrorKind::Unsupported),
+                            "{}: {}", id, e
+                        );
+                        prop_assert_eq!(e.origin(), Origin::Peer);
+                    }
+                }
+                if builtin_info(id).unwrap().self_describing {
+                    if let Ok(v) = decode_value(id, &bytes, &Limits::DEFAULT) {
+                        // Whatever decodes re-encodes (no partial values escape).
+                        let mut out = Vec::new();
+                        let _ = encode_value(id, &v, &mut out);
+                    }
+                }
+            }
+        }
+    }
+}
