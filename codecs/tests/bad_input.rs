@@ -284,14 +284,16 @@ mod mutations {
                     decode::<Record>(id, &bytes, &Limits::DEFAULT).err(),
                     decode::<Value>(id, &bytes, &Limits::DEFAULT).err(),
                     decode::<Tree>(id, &bytes, &Limits::DEFAULT).err(),
-                ] {
-                    if let Some(e) = result {
-                        prop_assert!(
-                            matches!(e.kind(), ErrorKind::Decode | ErrorKind::LimitExceeded | ErrorKind::Unsupported),
-                            "{}: {}", id, e
-                        );
-                        prop_assert_eq!(e.origin(), Origin::Peer);
-                    }
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    let e = result;
+                    prop_assert!(
+                        matches!(e.kind(), ErrorKind::Decode | ErrorKind::LimitExceeded | ErrorKind::Unsupported),
+                        "{}: {}", id, e
+                    );
+                    prop_assert_eq!(e.origin(), Origin::Peer);
                 }
                 if builtin_info(id).unwrap().self_describing {
                     if let Ok(v) = decode_value(id, &bytes, &Limits::DEFAULT) {
