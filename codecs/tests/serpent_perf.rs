@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wirecall_codecs::serpent::{self, SerpentOptions};
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Record {
     id: u64,
     name: String,
@@ -82,4 +82,31 @@ fn serpent_encode_within_3x_of_serde_json() {
         buf.len()
     );
     assert!(ratio < 3.0, "serpent encode is {ratio:.2}x serde_json");
+}
+
+#[test]
+#[ignore = "timing test; run in release with --ignored"]
+fn serpent_decode_speed_against_serde_json() {
+    let data = payload();
+    let serpent_doc = serpent::to_vec(&data, &SerpentOptions::default()).unwrap();
+    let json_doc = serde_json::to_vec(&data).unwrap();
+    let serpent_time = best_of(|| {
+        let v: Vec<Record> = serpent::from_slice(&serpent_doc, 200).unwrap();
+        std::hint::black_box(v);
+    });
+    let value_time = best_of(|| {
+        let v = serpent::parse_value(&serpent_doc, 200).unwrap();
+        std::hint::black_box(v);
+    });
+    let json_time = best_of(|| {
+        let v: Vec<Record> = serde_json::from_slice(&json_doc).unwrap();
+        std::hint::black_box(v);
+    });
+    let ratio = serpent_time.as_secs_f64() / json_time.as_secs_f64();
+    eprintln!(
+        "decode per 10: serpent typed {serpent_time:?}, serpent Value {value_time:?}, \
+         serde_json typed {json_time:?}: ratio {ratio:.2}"
+    );
+    // The typed decoder parses into a tree first; keep it within 6x of serde_json.
+    assert!(ratio < 6.0, "serpent decode is {ratio:.2}x serde_json");
 }

@@ -605,6 +605,9 @@ impl<'a> Parser<'a> {
                 .ok_or_else(|| self.err_at(K::BadNumber, "invalid number literal", start))?;
             return Ok(Spanned { pos: start, node });
         }
+        if let Some(node) = self.plain_number() {
+            return Ok(Spanned { pos: start, node });
+        }
         let mut text: Vec<u8> = Vec::new();
         let int_digits = self.digit_run(&mut text)?;
         let mut is_float = false;
@@ -671,6 +674,61 @@ impl<'a> Parser<'a> {
         let node = int_from_digits(&text, 10)
             .ok_or_else(|| self.err_at(K::BadNumber, "invalid integer literal", start))?;
         Ok(Spanned { pos: start, node })
+    }
+
+    /// Fast path for the numbers serpent writes: `123`, `-` handled by the caller, `1.5`,
+    /// `1e+16`, `2.5e-07`, without underscores or an imaginary suffix. Parses straight from
+    /// the input; returns `None` (consuming nothing) for anything else.
+    fn plain_number(&mut self) -> Option<Node> {
+        let start = self.pos;
+        let b = self.b;
+        let mut p = start;
+        while b.get(p).is_some_and(u8::is_ascii_digit) {
+            p += 1;
+        }
+        let int_end = p;
+        let mut is_float = false;
+        if b.get(p) == Some(&b'.') {
+            is_float = true;
+            p += 1;
+            while b.get(p).is_some_and(u8::is_ascii_digit) {
+                p += 1;
+            }
+        }
+        if matches!(b.get(p), Some(b'e' | b'E')) {
+            is_float = true;
+            p += 1;
+            if matches!(b.get(p), Some(b'+' | b'-')) {
+                p += 1;
+            }
+            let exp_start = p;
+            while b.get(p).is_some_and(u8::is_ascii_digit) {
+                p += 1;
+            }
+            if p == exp_start {
+                return None;
+            }
+        }
+        // Anything else attached (`_`, `j`, letters) goes the careful way.
+        if b.get(p).is_some_and(|&c| is_ident_byte(c) || c == b'.') || int_end == start {
+            return None;
+        }
+        let text = self.s.get(start..p)?;
+        let node = if is_float {
+            Node::Float(text.parse().ok()?)
+        } else {
+            let digits = b.get(start..int_end)?;
+            if digits.len() > 38 || (digits.len() > 1 && digits.first() == Some(&b'0')) {
+                return None;
+            }
+            let mut acc: i128 = 0;
+            for &d in digits {
+                acc = acc * 10 + i128::from(d - b'0');
+            }
+            Node::Int(acc)
+        };
+        self.pos = p;
+        Some(node)
     }
 
     /// Decimal digits with single `_` separators between them; returns the digit count.
@@ -1110,6 +1168,21 @@ fn hkey(node: &Node, idx: usize) -> HKey<'_> {
 fn dedup_dict(entries: Vec<(Spanned, Spanned)>) -> Vec<(Spanned, Spanned)> {
     if entries.len() < 2 {
         return entries;
+    }
+    if entries.len() <= 16 {
+        // Small dicts: pairwise comparison beats hashing.
+        let keys: Vec<HKey<'_>> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| hkey(&k.node, i))
+            .collect();
+        let unique = keys
+            .iter()
+            .enumerate()
+            .all(|(i, k)| keys.get(..i).is_some_and(|before| !before.contains(k)));
+        if unique {
+            return entries;
+        }
     }
     let plan: Vec<(usize, usize)> = {
         let mut first: std::collections::HashMap<HKey<'_>, usize> =
