@@ -334,3 +334,33 @@ fn upstream_documents() {
         }
     }
 }
+
+#[test]
+fn every_truncation_of_every_vector_fails_cleanly() {
+    // Cutting a valid document anywhere gives either a value (e.g. `12` from `123`) or a
+    // typed error with a position; never a panic.
+    let doc = load_json("serpent-vectors.json");
+    let mut errors = 0usize;
+    let mut parses = 0usize;
+    for r in doc["records"].as_array().expect("records") {
+        let Some(text) = r["serpent"].as_str() else {
+            continue;
+        };
+        for cut in 0..text.len() {
+            let prefix = &text.as_bytes()[..cut];
+            parses += 1;
+            match parse_value(prefix, 200) {
+                Ok(_) => {}
+                Err(e) => {
+                    errors += 1;
+                    let p = e.position().expect("decode errors carry a position");
+                    assert!(p.offset <= cut, "{e} beyond the input of {cut} bytes");
+                }
+            }
+        }
+    }
+    assert!(
+        parses > 10_000 && errors > parses / 2,
+        "{parses} parses, {errors} errors"
+    );
+}

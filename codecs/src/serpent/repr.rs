@@ -447,6 +447,33 @@ mod tests {
     }
 
     #[test]
+    fn printable_lookup_matches_the_table_at_every_boundary() {
+        let mut prev_end = 0x7Fu32;
+        for &(start, end) in NON_PRINTABLE {
+            assert!(
+                start > prev_end + 1 || prev_end == 0x7F,
+                "ranges must be maximal"
+            );
+            assert!(start <= end);
+            for cp in [start, end, (start + end) / 2] {
+                if let Some(c) = char::from_u32(cp) {
+                    assert!(!is_printable(c), "U+{cp:04X} should be non-printable");
+                }
+            }
+            for cp in [start - 1, end + 1] {
+                if let Some(c) = char::from_u32(cp) {
+                    if cp >= 0x80 {
+                        assert!(is_printable(c), "U+{cp:04X} should be printable");
+                    }
+                }
+            }
+            prev_end = end;
+        }
+        assert!(is_printable('a') && is_printable(' ') && !is_printable('\x7f'));
+        assert!(is_printable('😀') && !is_printable('\u{e0001}') && !is_printable('\u{10ffff}'));
+    }
+
+    #[test]
     fn bytes_repr() {
         let mut out = String::new();
         write_bytes_repr(b"abc'\"\\\x7f\xff", &mut out);
