@@ -271,6 +271,22 @@ fn encoder_refuses_what_python_refuses() {
         v = Value::List(vec![v]);
     }
     value_to_writer(&v, &mut out, &compact()).unwrap();
+    // A huge hex literal parses (Python has no digit limit for power-of-two bases), but is
+    // refused for writing without a slow decimal conversion, and is inf as a float.
+    let hex = format!("0x{}", "f".repeat(200_000));
+    let huge = parse_value(hex.as_bytes(), 200).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(
+        value_to_writer(&huge, &mut out, &compact())
+            .unwrap_err()
+            .kind(),
+        K::Unsupported
+    );
+    let as_float: f64 = from_slice(hex.as_bytes(), 200).unwrap();
+    assert_eq!(as_float, f64::INFINITY);
+    let e = from_slice::<i64>(hex.as_bytes(), 200).unwrap_err();
+    assert!(e.message().contains("800000 bits"), "{e}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
     // More than 4300 digits.
     let huge = BigInt::from(10).pow(4300);
     assert_eq!(

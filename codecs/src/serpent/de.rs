@@ -139,7 +139,7 @@ impl<'c> NodeDe<'c> {
             Node::Bool(b) => visitor.visit_bool(b),
             Node::BigInt(ref b) => Err(SerpentError::new(
                 K::TypeMismatch,
-                format!("integer {b} does not fit in 128 bits"),
+                format!("integer of {} bits does not fit in 128 bits", b.bits()),
             )),
             _ => {
                 return NodeDe {
@@ -229,9 +229,10 @@ impl<'de, 'c> de::Deserializer<'de> for NodeDe<'c> {
                 Ok(v) => visitor
                     .visit_u128(v)
                     .map_err(|e: SerpentError| e.or_at(self.ctx.src, self.node.pos)),
-                Err(_) => {
-                    Err(self.err(K::TypeMismatch, format!("integer {b} does not fit in u128")))
-                }
+                Err(_) => Err(self.err(
+                    K::TypeMismatch,
+                    format!("integer of {} bits does not fit in u128", b.bits()),
+                )),
             },
             Node::Int(_) => self.int(visitor),
             _ => Err(self.mismatch("an integer")),
@@ -245,7 +246,7 @@ impl<'de, 'c> de::Deserializer<'de> for NodeDe<'c> {
         let v = match &self.node.node {
             Node::Float(f) => *f,
             Node::Int(i) => *i as f64,
-            Node::BigInt(b) => b.to_string().parse().unwrap_or(f64::NAN),
+            Node::BigInt(b) => super::parse::bigint_to_f64(b),
             other => match float_dict(other) {
                 Some(f) => f,
                 None => return Err(self.mismatch("a float")),

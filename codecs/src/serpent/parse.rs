@@ -1092,13 +1092,20 @@ pub(crate) fn normalize_bigint(b: BigInt) -> Node {
     }
 }
 
-fn bigint_to_f64(b: &BigInt) -> f64 {
+pub(crate) fn bigint_to_f64(b: &BigInt) -> f64 {
     use num_bigint::Sign;
-    // Correctly rounded conversion through the decimal text (rare path: huge ints in
-    // complex numbers only).
-    let s = b.to_str_radix(10);
-    let v: f64 = s.parse().unwrap_or(f64::INFINITY);
-    if b.sign() == Sign::Minus && v > 0.0 {
+    let negative = b.sign() == Sign::Minus;
+    // Beyond 1100 bits the value overflows f64 anyway; skip the (quadratic) decimal text.
+    let v = if b.bits() > 1100 {
+        f64::INFINITY
+    } else {
+        // Correctly rounded conversion through the decimal text.
+        b.magnitude()
+            .to_str_radix(10)
+            .parse()
+            .unwrap_or(f64::INFINITY)
+    };
+    if negative {
         -v
     } else {
         v

@@ -52,6 +52,21 @@ pub(crate) fn write_complex(re: f64, im: f64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"j)");
 }
 
+#[cold]
+fn int_too_long(digits: Option<usize>) -> SerpentError {
+    let what = match digits {
+        Some(d) => format!("integer with {d} digits"),
+        None => "integer with far more digits".to_owned(),
+    };
+    SerpentError::new(
+        SerpentErrorKind::Unsupported,
+        format!(
+            "{what}: Python refuses to parse more than {PY_INT_MAX_DIGITS} digits; send it as \
+             bytes or a string"
+        ),
+    )
+}
+
 fn value_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "None",
@@ -110,16 +125,15 @@ impl Writer<'_> {
                 self.out.extend_from_slice(buf.format(*i).as_bytes());
             }
             Value::BigInt(b) => {
+                // 4300 decimal digits need at most 14285 bits: refuse clearly larger values
+                // before the (quadratic) decimal conversion.
+                if b.bits() > 14_300 {
+                    return Err(int_too_long(None));
+                }
                 let text = b.to_str_radix(10);
                 let digits = text.trim_start_matches('-').len();
                 if digits > PY_INT_MAX_DIGITS {
-                    return Err(SerpentError::new(
-                        SerpentErrorKind::Unsupported,
-                        format!(
-                            "integer with {digits} digits: Python refuses to parse more than \
-                             {PY_INT_MAX_DIGITS} digits; send it as bytes or a string"
-                        ),
-                    ));
+                    return Err(int_too_long(Some(digits)));
                 }
                 self.out.extend_from_slice(text.as_bytes());
             }
