@@ -39,8 +39,11 @@ pub struct Budget {
 impl Budget {
     /// Fewest batches a measurement takes, whatever the budget.
     pub const MIN_SAMPLES: usize = 5;
-    /// How many batches a measurement aims for within its budget.
+    /// How many batches a measurement aims for at least within its budget.
     pub const TARGET_SAMPLES: u32 = 31;
+    /// Longest batch: shorter than a scheduler time slice, so on a busy machine a
+    /// preemption spoils a few batches (which the median ignores) rather than most.
+    pub const MAX_BATCH: Duration = Duration::from_micros(500);
 
     /// A budget of `time` per measurement.
     pub fn new(time: Duration) -> Budget {
@@ -98,9 +101,9 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
-/// Times `op` within `budget`: one warm-up call sizes the batches so about
-/// [`Budget::TARGET_SAMPLES`] batches fit the budget, then batches run until the budget is
-/// spent (at least [`Budget::MIN_SAMPLES`] of them, at most three budgets in all).
+/// Times `op` within `budget`: one warm-up call sizes the batches (see [`Budget`]), then
+/// batches run until the budget is spent (at least [`Budget::MIN_SAMPLES`] of them, at
+/// most three budgets in all).
 pub fn time<R>(budget: Budget, mut op: impl FnMut() -> R) -> Timing {
     let batch = calibrate(budget, &mut op);
     let hard_stop = budget.time * 3;
@@ -144,13 +147,14 @@ pub fn time_pair<R1, R2>(
     (stats(ta, batch_a), stats(tb, batch_b))
 }
 
-/// One warm-up call sizes the batches so about [`Budget::TARGET_SAMPLES`] of them fit the
-/// budget.
+/// One warm-up call sizes the batches so at least [`Budget::TARGET_SAMPLES`] of them fit
+/// the budget, each at most [`Budget::MAX_BATCH`] long (one operation when a single one
+/// takes longer).
 fn calibrate<R>(budget: Budget, op: &mut impl FnMut() -> R) -> u64 {
     let start = Instant::now();
     black_box(op());
     let first = start.elapsed().max(Duration::from_nanos(1));
-    let per_sample = budget.time / Budget::TARGET_SAMPLES;
+    let per_sample = (budget.time / Budget::TARGET_SAMPLES).min(Budget::MAX_BATCH);
     (per_sample.as_nanos() / first.as_nanos()).clamp(1, 1 << 24) as u64
 }
 
