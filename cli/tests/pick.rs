@@ -451,6 +451,7 @@ fn plot_writes_an_svg_naming_every_codec() {
         "--quick",
         "--duration",
         "0.5",
+        "--per-sample",
         "--plot",
         svg_path.to_str().unwrap(),
     ]);
@@ -460,6 +461,14 @@ fn plot_writes_an_svg_naming_every_codec() {
         out.contains("Recommended:") && out.contains("WIRECALL_CODEC="),
         "{out}"
     );
+    // --per-sample: one line per (sample, codec) before the totals.
+    for name in all_names() {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("nested_doc") && l.contains(name)),
+            "{name}: {out}"
+        );
+    }
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     well_formed(&svg).unwrap();

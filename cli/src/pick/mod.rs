@@ -66,6 +66,9 @@ pub struct PickArgs {
     /// your own `--sample` files) and exit.
     #[arg(long, value_name = "DIR")]
     dump_samples: Option<PathBuf>,
+    /// Also print one line per (sample, codec): size, times and round trip.
+    #[arg(long)]
+    per_sample: bool,
 }
 
 /// Default total timing budget.
@@ -200,6 +203,12 @@ pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
         } else {
             "user samples as dynamic Values (Value codec path)"
         };
+        if args.per_sample {
+            print!(
+                "{}\n\n",
+                report::per_sample_table(&codecs, &samples, &results.cells)
+            );
+        }
         print!("{}", report::table(&rep, &samples, primary));
         if let Some(p) = &args.plot {
             println!("\nPlot written to {}", p.display());

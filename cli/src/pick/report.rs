@@ -502,6 +502,97 @@ fn round_trip_cell(r: &Row) -> String {
     }
 }
 
+fn align(lines: &[Vec<String>], left: usize) -> String {
+    let cols = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for l in lines {
+        let mut line = String::new();
+        for (c, cell) in l.iter().enumerate() {
+            let pad = " ".repeat(
+                widths
+                    .get(c)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(cell.chars().count()),
+            );
+            if c < left || c + 1 == l.len() {
+                line.push_str(cell);
+                line.push_str(&pad);
+            } else {
+                line.push_str(&pad);
+                line.push_str(cell);
+            }
+            line.push_str("  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+fn path_round_trip(rt: &RoundTrip) -> String {
+    match rt {
+        RoundTrip::Exact => "exact".into(),
+        RoundTrip::Lossy(l) => format!(
+            "lossy: {}",
+            l.iter()
+                .map(|x| x.what.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        RoundTrip::DecodeFailed(e) => format!("decode fails: {e}"),
+        RoundTrip::NeedsRustType => "needs Rust type".into(),
+    }
+}
+
+/// `--per-sample`: one line per (sample, codec) on the primary path.
+pub fn per_sample_table(codecs: &[CodecInfo], samples: &[Sample], cells: &[Vec<Cell>]) -> String {
+    let mut lines = vec![[
+        "sample",
+        "codec",
+        "bytes",
+        "zstd",
+        "encode µs (p10-p90)",
+        "decode µs (p10-p90)",
+        "round trip",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect::<Vec<_>>()];
+    for (si, s) in samples.iter().enumerate() {
+        for (info, row) in codecs.iter().zip(cells) {
+            let mut l = vec![s.name.clone(), info.name.to_owned()];
+            match row.get(si).and_then(|c| c.primary.as_ref()) {
+                Some(Ok(p)) => l.extend([
+                    group(p.size),
+                    group(p.zstd_size),
+                    time_cell(Some(p.encode)),
+                    time_cell(p.decode),
+                    path_round_trip(&p.round_trip),
+                ]),
+                Some(Err(e)) => l.extend([
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("cannot encode: {e}"),
+                ]),
+                None => continue,
+            }
+            lines.push(l);
+        }
+    }
+    align(&lines, 2).trim_end().to_owned()
+}
+
 /// The terminal table, the why line and the configuration lines.
 pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
     let metric_names: Vec<String> = report
@@ -558,16 +649,6 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
         l.push(round_trip_cell(r));
         lines.push(l);
     }
-    let cols = lines.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            lines
-                .iter()
-                .map(|l| l.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -583,23 +664,7 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
             Prefer::Cpu => "encode + decode".into(),
         }
     );
-    for l in &lines {
-        let mut line = String::new();
-        for (c, cell) in l.iter().enumerate() {
-            let w = widths.get(c).copied().unwrap_or(0);
-            let pad = w.saturating_sub(cell.chars().count());
-            let numeric = (2..cols - 1).contains(&c);
-            if numeric {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            }
-            line.push_str("  ");
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
+    out.push_str(&align(&lines, 2));
     let excluded: Vec<&Row> = report
         .rows
         .iter()
