@@ -97,15 +97,35 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn size_label(v: f64) -> String {
-    if v >= 1_048_576.0 {
-        format!("{:.1} MiB", v / 1_048_576.0)
-    } else if v >= 10_240.0 {
-        format!("{:.0} KiB", v / 1024.0)
+/// A tick label: at most 3 significant digits, trailing zeros dropped, with a decimal
+/// prefix (`500 µs`, `2 ms`, `1.5 kB`).
+fn tick_label(v: f64, units: &[(f64, &str)]) -> String {
+    let (scale, unit) = units
+        .iter()
+        .rev()
+        .find(|(scale, _)| v >= *scale)
+        .or(units.first())
+        .copied()
+        .unwrap_or((1.0, ""));
+    let x = v / scale;
+    let digits = if x >= 100.0 {
+        0
+    } else if x >= 10.0 {
+        1
     } else {
-        format!("{} B", group(v.round() as usize))
-    }
+        2
+    };
+    let text = format!("{x:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    };
+    format!("{text} {unit}")
 }
+
+const TIME_UNITS: &[(f64, &str)] = &[(1.0, "ns"), (1e3, "µs"), (1e6, "ms"), (1e9, "s")];
+const SIZE_UNITS: &[(f64, &str)] = &[(1.0, "B"), (1e3, "kB"), (1e6, "MB"), (1e9, "GB")];
 
 /// The chart as an SVG document.
 pub fn svg(report: &Report, title: &str) -> String {
@@ -168,7 +188,7 @@ pub fn svg(report: &Report, title: &str) -> String {
             s,
             r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
             TOP + ph + 19.0,
-            esc(&fmt_ns(t))
+            esc(&tick_label(t, TIME_UNITS))
         );
     }
     for t in ya.ticks() {
@@ -188,7 +208,7 @@ pub fn svg(report: &Report, title: &str) -> String {
             r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
             LEFT - 8.0,
             y + 4.0,
-            esc(&size_label(t))
+            esc(&tick_label(t, SIZE_UNITS))
         );
     }
     // Axes.
@@ -283,6 +303,14 @@ mod tests {
         assert!(!l.log);
         assert!(l.hi >= 40.0);
         assert!((l.frac(l.hi) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(2e6, TIME_UNITS), "2 ms");
+        assert_eq!(tick_label(500e3, TIME_UNITS), "500 µs");
+        assert_eq!(tick_label(1500.0, SIZE_UNITS), "1.5 kB");
+        assert_eq!(tick_label(0.0, SIZE_UNITS), "0 B");
     }
 
     #[test]

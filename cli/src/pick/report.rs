@@ -808,7 +808,20 @@ fn path_json(p: &Option<Result<PathResult, String>>) -> Json {
     }
 }
 
-/// The `--json` document (schema `wirecall-pick/1`).
+/// The `--json` document, schema `wirecall-pick/1` (fields are only ever added):
+///
+/// * top level: `schema`, `prefer`, `needs[]`, `max_size`, `allow_unmaintained`,
+///   `link_mbps`, `samples[] {name, description, source, path}`,
+///   `budget_per_measurement_ms`, `wall_time_s`, `codecs[]`, `recommended` (name or null),
+///   `why`, `config[]` (the `WIRECALL_CODEC=`, `WIRECALL_CODECS_ACCEPTED=` and Rust lines);
+/// * per codec, in ranking order: `name`, `id`, `self_describing`, `human_readable`,
+///   `python_interop`, `maintained`, `size`, `zstd_size` (totals), `largest {size, sample}`,
+///   `encode_ns`/`decode_ns` (`{median, p10, p90, samples, batch}` summed over samples, or
+///   null), `score`, `metrics[]`, `round_trip {exact (bool or null), losses[] {sample,
+///   kind, what, count, first_at}, problems[]}`, `value_round_trip_losses[]`, `excluded`
+///   (reason or null), `recommended`, and `samples[]` with the per-sample `primary` and
+///   `value_path` figures (`size`, `zstd_size`, `encode_ns`, `decode_ns`, `round_trip
+///   {exact, losses[], problem}`, `error`).
 pub fn to_json(
     report: &Report,
     samples: &[Sample],
