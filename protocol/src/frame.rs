@@ -747,10 +747,12 @@ impl Frame {
         let head_len = header.frame_len() - u64::from(header.attachment_len);
         dst.reserve(usize::try_from(head_len).unwrap_or(usize::MAX));
         header.write(dst);
-        dst.extend_from_slice(p.route);
-        dst.extend_from_slice(p.annotations);
-        dst.extend_from_slice(p.payload.as_slice());
-        dst.extend_from_slice(p.kwargs);
+        // Empty sections are common (no annotations, no kwargs): skip the copy calls.
+        for section in [p.route, p.annotations, p.payload.as_slice(), p.kwargs] {
+            if !section.is_empty() {
+                dst.extend_from_slice(section);
+            }
+        }
         Ok(p.attachment.clone())
     }
 
