@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
 use wirecall_protocol as proto;
 use wirecall_transport::{Address, Stream};
@@ -48,6 +48,9 @@ struct Pending {
 /// One live connection to a server: a writer task, a reader task, and the calls waiting.
 struct ClientConn {
     writer: Arc<SharedWriter>,
+    /// The read side. No task owns it: a caller waiting for its reply reads (and hands other
+    /// callers their replies) while it holds this lock, so a lone call needs no task hop.
+    reader: tokio::sync::Mutex<Reader>,
     pending: Arc<Mutex<Pending>>,
     next_id: AtomicU64,
     default_codec: CodecId,
@@ -148,9 +151,15 @@ impl ClientConn {
             closed: None,
         }));
         let writer = SharedWriter::start(wr);
-        tokio::spawn(reader_loop(rd, decoder, buf, pending.clone(), url.clone()));
+        let reader = tokio::sync::Mutex::new(Reader {
+            rd,
+            decoder,
+            buf,
+            done: false,
+        });
         Ok(ClientConn {
             writer,
+            reader,
             pending,
             next_id: AtomicU64::new(1),
             default_codec: from_wire(welcome.codec),
@@ -173,43 +182,122 @@ fn fail_all(pending: &Mutex<Pending>, err: Error) {
     }
 }
 
-async fn reader_loop(
-    mut rd: wirecall_transport::ReadHalf,
-    mut decoder: proto::FrameDecoder,
-    mut buf: BytesMut,
-    pending: Arc<Mutex<Pending>>,
-    url: String,
-) {
-    let end = loop {
-        let mut stop = None;
+struct Reader {
+    rd: wirecall_transport::ReadHalf,
+    decoder: proto::FrameDecoder,
+    buf: BytesMut,
+    /// The connection failed; every waiter has been told.
+    done: bool,
+}
+
+impl Reader {
+    /// Decodes and dispatches every complete frame; returns whether any came, or stops the
+    /// connection on a bad frame.
+    fn dispatch(&mut self, pending: &Mutex<Pending>) -> bool {
+        let mut any = false;
         loop {
-            match decoder.decode(&mut buf) {
+            match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
-                    if let Some(e) = on_frame(frame, &pending) {
-                        stop = Some(e);
-                        break;
+                    any = true;
+                    if let Some(e) = on_frame(frame, pending) {
+                        self.fail(pending, e);
+                        return true;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => return any,
                 Err(e) => {
-                    stop = Some(Error::protocol(format!("bad frame from the server: {e}")));
-                    break;
+                    self.fail(
+                        pending,
+                        Error::protocol(format!("bad frame from the server: {e}")),
+                    );
+                    return true;
                 }
             }
         }
-        if let Some(e) = stop {
-            break e;
+    }
+
+    fn fail(&mut self, pending: &Mutex<Pending>, e: Error) {
+        self.done = true;
+        fail_all(pending, e);
+    }
+}
+
+impl ClientConn {
+    /// Reads until at least one frame was dispatched (or the connection ended).
+    ///
+    /// Cancel-safe: dropped at an await point, it loses no bytes (they stay in the shared
+    /// buffer for the next reader).
+    async fn read_once(&self) {
+        let mut guard = self.reader.lock().await;
+        let r = &mut *guard;
+        if r.done {
+            drop(guard);
+            // Every waiter was already answered with the connection's error.
+            std::future::pending::<()>().await;
+            return;
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
+        loop {
+            if r.dispatch(&self.pending) {
+                return;
+            }
+            if r.buf.capacity() - r.buf.len() < 4096 {
+                r.buf.reserve(16 * 1024);
+            }
+            match r.rd.read_buf(&mut r.buf).await {
+                Ok(0) => {
+                    r.fail(
+                        &self.pending,
+                        Error::transport(&self.address, "the server closed the connection"),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    r.fail(&self.pending, Error::transport(&self.address, e));
+                    return;
+                }
+                Ok(_) => {}
+            }
         }
-        match rd.read_buf(&mut buf).await {
-            Ok(0) => break Error::transport(&url, "the server closed the connection"),
-            Err(e) => break Error::transport(&url, e),
-            Ok(_) => {}
+    }
+
+    /// Notices, without waiting, a GOAWAY or close that arrived while the connection was idle.
+    fn refresh(&self) {
+        let Ok(mut guard) = self.reader.try_lock() else {
+            // Someone is reading right now; they will notice.
+            return;
+        };
+        let r = &mut *guard;
+        if r.done {
+            return;
         }
-    };
-    fail_all(&pending, end);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let mut rb = tokio::io::ReadBuf::new(&mut chunk);
+            match std::pin::Pin::new(&mut r.rd).poll_read(&mut cx, &mut rb) {
+                std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    r.fail(
+                        &self.pending,
+                        Error::transport(&self.address, "the server closed the connection"),
+                    );
+                    return;
+                }
+                std::task::Poll::Ready(Ok(())) => {
+                    r.buf.extend_from_slice(rb.filled());
+                    r.dispatch(&self.pending);
+                    if r.done {
+                        return;
+                    }
+                }
+                std::task::Poll::Ready(Err(e)) => {
+                    r.fail(&self.pending, Error::transport(&self.address, e));
+                    return;
+                }
+                std::task::Poll::Pending => return,
+            }
+        }
+    }
 }
 
 /// Handles one frame from the server; returns an error to stop reading.
@@ -524,9 +612,11 @@ impl Proxy {
     }
 
     async fn conn(&self) -> Result<Arc<ClientConn>, Error> {
-        if let Some(c) = lock(&self.shared.conn).as_ref() {
+        let current = lock(&self.shared.conn).clone();
+        if let Some(c) = current {
+            c.refresh();
             if !c.is_closed() {
-                return Ok(c.clone());
+                return Ok(c);
             }
         }
         let _g = self.shared.connecting.lock().await;
@@ -652,12 +742,23 @@ impl Proxy {
         if queued.is_err() {
             return Err(Error::transport(&conn.address, "the connection is closed"));
         }
+        // Wait for the reply, reading the connection meanwhile whenever nobody else is.
+        let wait = async {
+            let mut rx = rx;
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut rx => break r,
+                    () = conn.read_once() => {}
+                }
+            }
+        };
         let r = match opts.timeout {
-            Some(t) => match tokio::time::timeout(t, rx).await {
+            Some(t) => match tokio::time::timeout(t, wait).await {
                 Ok(r) => r,
                 Err(_) => return Err(Error::Timeout { after: t }),
             },
-            None => rx.await,
+            None => wait.await,
         };
         guard.armed = false;
         match r {
