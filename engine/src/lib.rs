@@ -54,6 +54,17 @@
 //!   [`Engine::enable_remote_shutdown`] with [`Proxy::shutdown_server`].
 //! * **Metadata**: the daemon object at provider id [`DAEMON_PROVIDER_ID`] answers
 //!   [`Proxy::metadata`] and [`Proxy::has_method`].
+//! * **Plain functions** register without a provider type through [`Functions`]; a
+//!   [`BlockingProxy`] serves synchronous code.
+//!
+//! Connection model: a proxy's clones share one connection carrying any number of calls at
+//! once, matched by request id and answered in any order. Frames are appended to one write
+//! buffer; a lone frame is written at once without a task hop, and frames queued while a
+//! write is in progress leave together in one write (coalescing). A waiting caller reads the
+//! connection and hands other callers their replies, so a lone call costs about one raw
+//! round trip. Dropping a call's future sends CANCEL; the server aborts the handler.
+//! Sync handlers run on the connection's reader without a task spawn; async handlers are
+//! polled once in place and spawned only if they wait.
 
 mod args;
 mod blocking;

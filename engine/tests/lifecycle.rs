@@ -131,3 +131,27 @@ async fn one_server_on_tcp_and_unix_at_once() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_reconnects_after_the_server_restarts() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("unix://{}", dir.path().join("restart.sock").display());
+        let f = || Functions::new("").sync_fn("id", &["x"], |(x,): (u32,)| x);
+        let first = Engine::server(addr.clone()).start().await.unwrap();
+        first.register_functions(f(), 1).unwrap();
+        let p = Proxy::new(&addr).unwrap();
+        let r: u32 = p.call_on(1, "id").unwrap().arg(1u32).call().await.unwrap();
+        assert_eq!(r, 1);
+        first.finalize().await;
+        // Let the GOAWAY and the close reach the idle client.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = Engine::server(addr.clone()).start().await.unwrap();
+        second.register_functions(f(), 1).unwrap();
+        let r: u32 = p.call_on(1, "id").unwrap().arg(2u32).call().await.unwrap();
+        assert_eq!(r, 2);
+        second.finalize().await;
+    })
+    .await
+    .unwrap();
+}
