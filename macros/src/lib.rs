@@ -695,3 +695,126 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(service: Option<&str>) -> ProviderArgs {
+        ProviderArgs {
+            service: service.map(|s| LitStr::new(s, Span::call_site())),
+            aliases: Vec::new(),
+        }
+    }
+
+    fn expand_str(service: Option<&str>, item: ItemImpl) -> Result<String, String> {
+        expand(args(service), item)
+            .map(|t| t.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn generates_the_provider_impl_routes_and_client() {
+        let item: ItemImpl = syn::parse_quote! {
+            impl MyProvider {
+                #[remote]
+                async fn say_hello(&self, firstname: String, lastname: String) -> String { todo!() }
+                #[remote(name = "notify", oneway)]
+                fn notify_all(&self, event: String) {}
+                #[remote]
+                fn fallible(&self) -> Result<u32, std::io::Error> { todo!() }
+                #[on_finalize]
+                fn finalize(&self) {}
+                fn helper(&self) {}
+            }
+        };
+        let out = expand_str(Some("my_service"), item).unwrap();
+        assert!(
+            out.contains("impl :: wirecall :: Provider for MyProvider"),
+            "{out}"
+        );
+        assert!(
+            out.contains("const SERVICE : & 'static str = \"my_service\""),
+            "{out}"
+        );
+        assert!(out.contains("name : \"say_hello\""), "{out}");
+        assert!(out.contains("name : \"notify\""), "{out}");
+        assert!(out.contains("oneway : true"), "{out}");
+        assert!(out.contains("pub struct MyProviderClient"), "{out}");
+        assert!(out.contains("\"my_service_say_hello\""), "{out}");
+        assert!(out.contains("call_oneway (\"my_service_notify\""), "{out}");
+        // The Result's Ok type is what the client returns.
+        assert!(
+            out.contains("call :: < _ , u32 > (\"my_service_fallible\""),
+            "{out}"
+        );
+        // Helper attributes are consumed; undecorated methods are not exposed.
+        assert!(!out.contains("# [remote"), "{out}");
+        assert!(!out.contains("\"helper\""), "{out}");
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        let cases: Vec<(Option<&str>, ItemImpl, &str)> = vec![
+            (None, syn::parse_quote! { impl P {} }, "needs `service"),
+            (
+                Some("s"),
+                syn::parse_quote! { impl Trait for P {} },
+                "inherent impl",
+            ),
+            (
+                Some("s"),
+                syn::parse_quote! { impl P { #[remote] fn f(&self, s: &str) {} } },
+                "owned types",
+            ),
+            (
+                Some("s"),
+                syn::parse_quote! { impl P { #[remote] fn f(&mut self) {} } },
+                "take `&self`",
+            ),
+            (
+                Some("s"),
+                syn::parse_quote! { impl P { #[remote] fn f<T>(&self, t: T) {} } },
+                "cannot be generic",
+            ),
+            (
+                Some("s"),
+                syn::parse_quote! { impl P { #[remote] fn f(&self) {} #[remote(name = "f")] fn g(&self) {} } },
+                "share the name `f`",
+            ),
+            (
+                Some("s"),
+                syn::parse_quote! { impl P { #[attribute] fn v(&self, x: u8) -> u8 { x } } },
+                "getter takes no arguments",
+            ),
+            (
+                Some("s"),
+                syn::parse_quote! { impl P { #[on_connect] fn c(&self) {} } },
+                "ConnectionInfo",
+            ),
+        ];
+        for (service, item, want) in cases {
+            let err = expand_str(service, item).unwrap_err();
+            assert!(err.contains(want), "expected `{want}` in: {err}");
+        }
+    }
+
+    #[test]
+    fn responder_type_becomes_the_client_result() {
+        let item: ItemImpl = syn::parse_quote! {
+            impl P {
+                #[remote]
+                fn later(&self, x: u32, r: Responder<u64>) {}
+                #[attribute]
+                fn value(&self) -> u8 { 0 }
+                #[attribute(set)]
+                fn set_value(&self, v: u8) {}
+            }
+        };
+        let out = expand_str(Some("s"), item).unwrap();
+        assert!(out.contains("call :: < _ , u64 > (\"s_later\""), "{out}");
+        assert!(out.contains("Handled :: Deferred"), "{out}");
+        assert!(out.contains("get_attr :: < u8 > (\"value\")"), "{out}");
+        assert!(out.contains("set_attr (\"value\""), "{out}");
+    }
+}
