@@ -885,3 +885,65 @@ proptest! {
         let _ = from_slice::<Vec<Rec>>(&doc, 200);
     }
 }
+
+const TOKENS: &[&str] = &[
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "'a'",
+    "\"b\"",
+    "b'x'",
+    "1",
+    "-",
+    "+",
+    "2j",
+    "1.5",
+    "None",
+    "True",
+    "#c\n",
+    "\n",
+    " ",
+    "\\\n",
+    "'''q'''",
+    "r'\\'",
+    "0x1f",
+    "_",
+    "e5",
+    "set()",
+    ".",
+    "1e30000",
+    "'\\x41'",
+    "'\\u20ac'",
+    "0",
+    "00",
+    "9999999999999999999999999999999999999999",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Token soup: whatever parses re-encodes to a fixpoint (encode, parse, encode gives the
+    /// same text; one step may normalise, e.g. `set()` to `()` as in Python); whatever fails
+    /// must fail with a position.
+    #[test]
+    fn token_soup_parses_consistently(picks in prop::collection::vec(0..TOKENS.len(), 0..24)) {
+        let text: String = picks.iter().map(|&i| TOKENS[i]).collect();
+        match parse_value(text.as_bytes(), 200) {
+            Ok(v) => {
+                // bytes_repr keeps bytes as bytes (the base64 dict would parse as a dict).
+                let opts = compact().bytes_repr(true);
+                let out = enc_with(&v, &opts);
+                let again = parse_value(out.as_bytes(), 200)
+                    .unwrap_or_else(|e| panic!("{text:?} -> {out:?} does not parse: {e}"));
+                prop_assert_eq!(enc_with(&again, &opts), out, "from {:?}", text);
+            }
+            Err(e) => prop_assert!(e.position().is_some(), "{}", e),
+        }
+        let _ = from_slice::<Vec<Option<(i64, String)>>>(text.as_bytes(), 200);
+    }
+}
