@@ -725,3 +725,86 @@ async fn a_vanished_client_does_not_hold_up_finalize() {
     .await
     .unwrap();
 }
+
+fn decode_all(bytes: &[u8]) -> Vec<proto::Frame> {
+    let mut buf = BytesMut::from(bytes);
+    let mut dec = proto::FrameDecoder::default();
+    let mut out = Vec::new();
+    while let Ok(Some(f)) = dec.decode(&mut buf) {
+        out.push(f);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_refusal_ping_and_wrong_direction_frames() {
+    tokio::time::timeout(LIMIT, async {
+        let s = start_with("tcp", |b| b.accept([CodecId::JSON, CodecId::MSGPACK])).await;
+        let addr = s.engine.address();
+
+        // No codec in common: REFUSE names the accepted set, then the server closes.
+        let mut io = raw_connect(&addr).await;
+        let mut b = BytesMut::new();
+        proto::Frame::Hello(proto::Hello {
+            versions: vec![proto::VERSION],
+            codecs: vec![proto::CodecId::CBOR, proto::CodecId::POSTCARD],
+            limits: proto::Limits::default(),
+        })
+        .encode(&mut b)
+        .unwrap();
+        io.write_all(&b).await.unwrap();
+        let frames = decode_all(&read_to_close(&mut io).await);
+        match frames.as_slice() {
+            [proto::Frame::Refuse(r)] => {
+                assert_eq!(r.code, proto::ErrorCode::NO_COMMON_CODEC);
+                assert_eq!(
+                    r.accepted,
+                    vec![proto::CodecId::JSON, proto::CodecId::MSGPACK]
+                );
+                assert!(r.message.contains("cbor, postcard"), "{}", r.message);
+            }
+            other => panic!("expected one REFUSE, got {other:?}"),
+        }
+
+        // PING is answered with PONG echoing the bytes; a REPLY from a client is a protocol
+        // error (GOAWAY, then close).
+        let mut io = raw_connect(&addr).await;
+        io.write_all(&hello_bytes()).await.unwrap();
+        let mut b = BytesMut::new();
+        proto::Frame::Ping(*b"12345678").encode(&mut b).unwrap();
+        proto::Frame::Reply(proto::Reply {
+            request_id: proto::RequestId(5),
+            codec: proto::CodecId::JSON,
+            stream: false,
+            annotations: proto::Annotations::new(),
+            result: Bytes::from_static(b"1"),
+            attachment: Bytes::new(),
+        })
+        .encode(&mut b)
+        .unwrap();
+        io.write_all(&b).await.unwrap();
+        let frames = decode_all(&read_to_close(&mut io).await);
+        assert!(
+            matches!(frames.first(), Some(proto::Frame::Welcome(_))),
+            "{frames:?}"
+        );
+        assert!(
+            frames
+                .iter()
+                .any(|f| matches!(f, proto::Frame::Pong(d) if d == b"12345678")),
+            "{frames:?}"
+        );
+        match frames.last() {
+            Some(proto::Frame::GoAway(g)) => {
+                assert_eq!(g.code, proto::ErrorCode::PROTOCOL_ERROR);
+                assert!(g.message.contains("REPLY"), "{}", g.message);
+            }
+            other => panic!("expected a GOAWAY last, got {other:?}"),
+        }
+        let proxy = Proxy::new(&addr).unwrap();
+        assert_eq!(client(&proxy).add(1, 1).await.unwrap(), 2);
+        s.engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}
