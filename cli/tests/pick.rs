@@ -512,3 +512,31 @@ fn bench_codecs_prints_ratios_against_the_format_crates() {
         assert!(r.matches('x').count() >= 2, "ratios: {r}");
     }
 }
+
+#[test]
+fn need_python_counts_what_python_sees() {
+    // Built-in payloads round-trip exactly through the typed path, but a Python peer sees
+    // the Value path, where JSON has no bytes: with --need python that is a loss.
+    let doc = pick_json(&[
+        "--quick",
+        "--duration",
+        "0.3",
+        "--codecs",
+        "json,msgpack",
+        "--need",
+        "python",
+    ]);
+    let json = codec(&doc, "json");
+    assert_eq!(json["round_trip"]["exact"], false);
+    let losses = json["round_trip"]["losses"].as_array().unwrap();
+    assert!(
+        losses.iter().any(|l| l["kind"] == "bytes_to_list"
+            && l["sample"]
+                .as_str()
+                .unwrap()
+                .contains("as seen from Python")),
+        "{losses:?}"
+    );
+    assert_eq!(codec(&doc, "msgpack")["round_trip"]["exact"], true);
+    assert_eq!(doc["recommended"], "msgpack");
+}

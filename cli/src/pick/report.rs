@@ -309,6 +309,15 @@ pub fn build(
         .zip(&results.cells)
         .map(|(info, cells)| {
             let mut r = row(info, samples, cells);
+            // A Python peer sees the Value path: with --need python its losses count.
+            if criteria.needs.contains(&Need::Python) && !r.value_losses.is_empty() {
+                r.exact = Some(false);
+                let seen_by_python = r.value_losses.iter().map(|l| SampleLoss {
+                    sample: format!("{} as seen from Python", l.sample),
+                    loss: l.loss.clone(),
+                });
+                r.losses.extend(seen_by_python.collect::<Vec<_>>());
+            }
             r.excluded = exclusion(&r, criteria);
             r.score = score(&r, criteria);
             r
