@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wirecall_codecs::serpent::{self, SerpentError, SerpentErrorKind, SerpentOptions};
-use wirecall_codecs::{CodecError, CodecId, CodecInfo, ErrorKind, Limits, Origin, Value};
+use wirecall_codecs::{CodecError, CodecId, CodecInfo, Limits, Value};
 
 /// How long one measurement (one operation, one codec, one value) may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,99 +177,37 @@ fn stats(mut per_op: Vec<f64>, batch: u64) -> Timing {
     }
 }
 
-/// True when `id` goes through `wirecall_codecs`' runtime dispatch.
-fn dispatched(id: CodecId) -> bool {
-    wirecall_codecs::builtin_info(id).is_some()
-}
-
-/// What `serpent` is, for as long as the codecs crate has its module but not yet its
-/// [`CodecInfo`] in the runtime dispatch.
-const SERPENT_INFO: CodecInfo = CodecInfo {
-    id: CodecId::SERPENT,
-    name: "serpent",
-    self_describing: true,
-    human_readable: true,
-    python_interop: true,
-    python_module: Some("serpent"),
-    struct_as_map: true,
-    maintained: true,
-    summary:
-        "Python-literal text exactly as Python's serpent writes it (tuples, sets, base64 bytes)",
-};
-
 /// Every built-in codec compiled in, in id order, with what it is.
 pub fn codecs() -> Vec<CodecInfo> {
-    let mut all: Vec<CodecInfo> = wirecall_codecs::builtin_infos().collect();
-    if !dispatched(CodecId::SERPENT) {
-        all.push(SERPENT_INFO);
-    }
-    all
+    wirecall_codecs::builtin_infos().collect()
 }
 
 /// What codec `id` is, if it is a built-in codec compiled in.
 pub fn info(id: CodecId) -> Option<CodecInfo> {
-    codecs().into_iter().find(|c| c.id == id)
+    wirecall_codecs::builtin_info(id)
 }
 
-fn serpent_error(e: SerpentError, origin: Origin) -> CodecError {
-    let kind = match e.kind() {
-        SerpentErrorKind::Unsupported | SerpentErrorKind::UnsupportedEscape => {
-            ErrorKind::Unsupported
-        }
-        SerpentErrorKind::TooDeep => ErrorKind::LimitExceeded,
-        _ if origin == Origin::Local => ErrorKind::Encode,
-        _ => ErrorKind::Decode,
-    };
-    CodecError::new(CodecId::SERPENT, kind, origin, e.to_string())
-}
-
-fn serpent_depth() -> usize {
-    Limits::DEFAULT
-        .max_depth
-        .min(wirecall_codecs::serpent::DEFAULT_MAX_DEPTH)
-}
-
-/// Typed encode with a built-in codec (the path a Rust service pays):
-/// `wirecall_codecs::encode_into`, or serpent's own module while serpent is not yet in the
-/// runtime dispatch.
+/// Typed encode with a built-in codec (the path a Rust service pays).
 pub fn encode_typed<T: Serialize + ?Sized>(
     id: CodecId,
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
-    if id == CodecId::SERPENT && !dispatched(id) {
-        return serpent::to_writer(value, out, &SerpentOptions::default())
-            .map_err(|e| serpent_error(e, Origin::Local));
-    }
     wirecall_codecs::encode_into(id, value, out)
 }
 
 /// Typed decode with a built-in codec and default limits.
 pub fn decode_typed<T: DeserializeOwned>(id: CodecId, bytes: &[u8]) -> Result<T, CodecError> {
-    if id == CodecId::SERPENT && !dispatched(id) {
-        Limits::DEFAULT.check_input(id, bytes)?;
-        return serpent::from_slice(bytes, serpent_depth())
-            .map_err(|e| serpent_error(e, Origin::Peer));
-    }
     wirecall_codecs::decode(id, bytes, &Limits::DEFAULT)
 }
 
 /// Dynamic encode of a [`Value`] with a built-in codec.
 pub fn encode_value(id: CodecId, value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    if id == CodecId::SERPENT && !dispatched(id) {
-        return serpent::value_to_writer(value, out, &SerpentOptions::default())
-            .map_err(|e| serpent_error(e, Origin::Local));
-    }
     wirecall_codecs::encode_value(id, value, out)
 }
 
 /// Dynamic decode into a [`Value`] with a built-in codec and default limits.
 pub fn decode_value(id: CodecId, bytes: &[u8]) -> Result<Value, CodecError> {
-    if id == CodecId::SERPENT && !dispatched(id) {
-        Limits::DEFAULT.check_input(id, bytes)?;
-        return serpent::parse_value(bytes, serpent_depth())
-            .map_err(|e| serpent_error(e, Origin::Peer));
-    }
     wirecall_codecs::decode_value(id, bytes, &Limits::DEFAULT)
 }
 
