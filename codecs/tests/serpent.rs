@@ -947,3 +947,40 @@ proptest! {
         let _ = from_slice::<Vec<Option<(i64, String)>>>(text.as_bytes(), 200);
     }
 }
+
+#[test]
+fn encode_errors_name_the_path() {
+    let v = Value::Map(vec![(
+        s("items"),
+        Value::List(vec![i(1), Value::Map(vec![(Value::Null, i(1))])]),
+    )]);
+    for opts in [compact(), compact().indent(true)] {
+        let mut out = Vec::new();
+        let e = value_to_writer(&v, &mut out, &opts).unwrap_err();
+        assert_eq!(e.kind(), K::Unsupported);
+        assert_eq!(e.path().as_deref(), Some("$['items'][1]{key 0}"), "{e}");
+        assert!(e.to_string().contains("at $['items'][1]{key 0}"), "{e}");
+    }
+
+    #[derive(Serialize)]
+    struct Outer {
+        name: String,
+        maps: Vec<BTreeMap<Option<u8>, u8>>,
+    }
+    let bad = Outer {
+        name: "x".into(),
+        maps: vec![[(None, 1)].into()],
+    };
+    let e = to_vec(&bad, &compact()).unwrap_err();
+    assert_eq!(e.path().as_deref(), Some("$.maps[0]{key 0}"), "{e}");
+    let e = to_vec(&bad, &compact().indent(true)).unwrap_err();
+    assert_eq!(e.kind(), K::Unsupported, "{e}");
+    // Too deep: the path shows where.
+    let mut deep = Value::Null;
+    for _ in 0..3 {
+        deep = Value::List(vec![deep]);
+    }
+    let e = value_to_writer(&deep, &mut Vec::new(), &compact().max_depth(2)).unwrap_err();
+    assert_eq!(e.kind(), K::TooDeep);
+    assert_eq!(e.path().as_deref(), Some("$[0][0][0]"), "{e}");
+}

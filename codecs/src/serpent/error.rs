@@ -83,6 +83,8 @@ pub struct SerpentError {
     kind: SerpentErrorKind,
     message: String,
     position: Option<Position>,
+    /// Where in the value an encoding error happened, innermost segment first.
+    path_rev: Vec<String>,
 }
 
 impl SerpentError {
@@ -92,6 +94,7 @@ impl SerpentError {
             kind,
             message: message.into(),
             position: None,
+            path_rev: Vec::new(),
         }
     }
 
@@ -106,6 +109,7 @@ impl SerpentError {
             kind,
             message: message.into(),
             position: Some(Position::locate(src, offset)),
+            path_rev: Vec::new(),
         }
     }
 
@@ -127,6 +131,26 @@ impl SerpentError {
         self.position
     }
 
+    /// Adds an enclosing path segment (`[3]`, `.name`, `['key']`) to an encoding error.
+    #[cold]
+    pub(crate) fn in_path(mut self, segment: String) -> Self {
+        self.path_rev.push(segment);
+        self
+    }
+
+    /// For encoding errors: where in the value the problem is, e.g. `$.items[3]['id']`
+    /// (`None` when the problem is the top-level value itself, and for decoding errors).
+    pub fn path(&self) -> Option<String> {
+        if self.path_rev.is_empty() {
+            return None;
+        }
+        let mut p = String::from("$");
+        for seg in self.path_rev.iter().rev() {
+            p.push_str(seg);
+        }
+        Some(p)
+    }
+
     /// The human-readable description, without the position.
     pub fn message(&self) -> &str {
         &self.message
@@ -137,6 +161,9 @@ impl fmt::Display for SerpentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("serpent: ")?;
         f.write_str(&self.message)?;
+        if let Some(path) = self.path() {
+            write!(f, " at {path}")?;
+        }
         if let Some(p) = self.position {
             write!(
                 f,

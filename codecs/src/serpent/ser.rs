@@ -280,7 +280,8 @@ impl<'s, 'a> ser::Serializer for &'s mut Serializer<'a> {
         self.out.push(b'{');
         write_str_repr(variant, self.out);
         self.out.push(b':');
-        self.child(value)?;
+        self.child(value)
+            .map_err(|e| e.in_path(format!("::{variant}")))?;
         self.out.push(b'}');
         Ok(())
     }
@@ -354,7 +355,10 @@ impl ser::SerializeSeq for Compound<'_, '_> {
     type Error = SerpentError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
         self.sep();
-        self.ser.child(value)
+        let i = self.count - 1;
+        self.ser
+            .child(value)
+            .map_err(|e| e.in_path(format!("[{i}]")))
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -366,7 +370,10 @@ impl ser::SerializeTuple for Compound<'_, '_> {
     type Error = SerpentError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
         self.sep();
-        self.ser.child(value)
+        let i = self.count - 1;
+        self.ser
+            .child(value)
+            .map_err(|e| e.in_path(format!("[{i}]")))
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -378,7 +385,10 @@ impl ser::SerializeTupleStruct for Compound<'_, '_> {
     type Error = SerpentError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
         self.sep();
-        self.ser.child(value)
+        let i = self.count - 1;
+        self.ser
+            .child(value)
+            .map_err(|e| e.in_path(format!("[{i}]")))
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -390,7 +400,10 @@ impl ser::SerializeTupleVariant for Compound<'_, '_> {
     type Error = SerpentError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
         self.sep();
-        self.ser.child(value)
+        let i = self.count - 1;
+        self.ser
+            .child(value)
+            .map_err(|e| e.in_path(format!("[{i}]")))
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -402,12 +415,18 @@ impl ser::SerializeMap for Compound<'_, '_> {
     type Error = SerpentError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), SerpentError> {
         self.sep();
-        self.ser.key(key)?;
+        let i = self.count - 1;
+        self.ser
+            .key(key)
+            .map_err(|e| e.in_path(format!("{{key {i}}}")))?;
         self.ser.out.push(b':');
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
-        self.ser.child(value)
+        let i = self.count.saturating_sub(1);
+        self.ser
+            .child(value)
+            .map_err(|e| e.in_path(format!("[#{i}]")))
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -423,7 +442,9 @@ impl ser::SerializeStruct for Compound<'_, '_> {
         value: &T,
     ) -> Result<(), SerpentError> {
         self.field(key);
-        self.ser.child(value)
+        self.ser
+            .child(value)
+            .map_err(|e| e.in_path(format!(".{key}")))
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -439,7 +460,9 @@ impl ser::SerializeStructVariant for Compound<'_, '_> {
         value: &T,
     ) -> Result<(), SerpentError> {
         self.field(key);
-        self.ser.child(value)
+        self.ser
+            .child(value)
+            .map_err(|e| e.in_path(format!(".{key}")))
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()

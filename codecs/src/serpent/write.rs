@@ -67,6 +67,21 @@ fn int_too_long(digits: Option<usize>) -> SerpentError {
     )
 }
 
+/// `['name']` / `[3]` for the value under a str or int key, `[#i]` (entry index) otherwise.
+#[cold]
+fn key_segment(k: &Value, i: usize) -> String {
+    match k {
+        Value::Str(s) => {
+            let mut seg = String::from("[");
+            super::repr::repr_str(s, &mut seg);
+            seg.push(']');
+            seg
+        }
+        Value::Int(n) => format!("[{n}]"),
+        _ => format!("[#{i}]"),
+    }
+}
+
 fn value_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "None",
@@ -156,6 +171,11 @@ impl Writer<'_> {
         Ok(())
     }
 
+    fn write_item(&mut self, item: &Value, level: usize, i: usize) -> Result<(), SerpentError> {
+        self.write(item, level)
+            .map_err(|e| e.in_path(format!("[{i}]")))
+    }
+
     fn write_list(&mut self, items: &[Value], level: usize) -> Result<(), SerpentError> {
         if self.opts.indent && !items.is_empty() {
             self.out.extend_from_slice(b"[\n");
@@ -164,7 +184,7 @@ impl Writer<'_> {
                     self.out.extend_from_slice(b",\n");
                 }
                 self.indent(level + 1);
-                self.write(item, level + 1)?;
+                self.write_item(item, level + 1, i)?;
             }
             self.out.push(b'\n');
             self.indent(level);
@@ -175,7 +195,7 @@ impl Writer<'_> {
                 if i > 0 {
                     self.out.push(b',');
                 }
-                self.write(item, level + 1)?;
+                self.write_item(item, level + 1, i)?;
             }
             self.out.push(b']');
         }
@@ -190,7 +210,7 @@ impl Writer<'_> {
                     self.out.extend_from_slice(b",\n");
                 }
                 self.indent(level + 1);
-                self.write(item, level + 1)?;
+                self.write_item(item, level + 1, i)?;
             }
             if items.len() == 1 {
                 self.out.push(b',');
@@ -204,7 +224,7 @@ impl Writer<'_> {
                 if i > 0 {
                     self.out.push(b',');
                 }
-                self.write(item, level + 1)?;
+                self.write_item(item, level + 1, i)?;
             }
             if items.len() == 1 {
                 self.out.push(b',');
@@ -231,8 +251,9 @@ impl Writer<'_> {
                     self.out.extend_from_slice(b",\n");
                 }
                 self.indent(level + 1);
-                self.check_key(item)?;
-                self.write(item, level + 1)?;
+                self.check_key(item)
+                    .and_then(|()| self.write(item, level + 1))
+                    .map_err(|e| e.in_path(format!("{{member {i}}}")))?;
             }
             self.out.push(b'\n');
             self.indent(level);
@@ -243,8 +264,9 @@ impl Writer<'_> {
                 if i > 0 {
                     self.out.push(b',');
                 }
-                self.check_key(item)?;
-                self.write(item, level + 1)?;
+                self.check_key(item)
+                    .and_then(|()| self.write(item, level + 1))
+                    .map_err(|e| e.in_path(format!("{{member {i}}}")))?;
             }
             self.out.push(b'}');
         }
@@ -275,10 +297,12 @@ impl Writer<'_> {
                     self.out.extend_from_slice(b",\n");
                 }
                 self.indent(level + 1);
-                self.check_key(k)?;
-                self.write(k, level + 1)?;
+                self.check_key(k)
+                    .and_then(|()| self.write(k, level + 1))
+                    .map_err(|e| e.in_path(format!("{{key {i}}}")))?;
                 self.out.extend_from_slice(b": ");
-                self.write(v, level + 1)?;
+                self.write(v, level + 1)
+                    .map_err(|e| e.in_path(key_segment(k, i)))?;
             }
             self.out.push(b'\n');
             self.indent(level);
@@ -289,10 +313,12 @@ impl Writer<'_> {
                 if i > 0 {
                     self.out.push(b',');
                 }
-                self.check_key(k)?;
-                self.write(k, level + 1)?;
+                self.check_key(k)
+                    .and_then(|()| self.write(k, level + 1))
+                    .map_err(|e| e.in_path(format!("{{key {i}}}")))?;
                 self.out.push(b':');
-                self.write(v, level + 1)?;
+                self.write(v, level + 1)
+                    .map_err(|e| e.in_path(key_segment(k, i)))?;
             }
             self.out.push(b'}');
         }
