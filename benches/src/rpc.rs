@@ -229,6 +229,44 @@ pub async fn connect(target: &Target, codec: CodecId) -> Result<Proxy, Error> {
     Ok(proxy)
 }
 
+/// Times echo calls through `proxy`, one in flight, for about `duration`, appending each
+/// round trip in nanoseconds to `out` (no warm-up: see [`warm_up_calls`]).
+pub async fn latency_sample(
+    proxy: &Proxy,
+    target: &Target,
+    duration: Duration,
+    out: &mut Vec<u64>,
+) -> Result<(), Error> {
+    let end = Instant::now() + duration;
+    loop {
+        let t = Instant::now();
+        echo_once(proxy, target, ECHO_PAYLOAD).await?;
+        out.push(elapsed_ns(t));
+        if t >= end {
+            return Ok(());
+        }
+    }
+}
+
+/// Makes echo calls through `proxy` for [`warm_up_time`]`(duration)`: connections,
+/// allocations and caches settle before timing.
+pub async fn warm_up_calls(
+    proxy: &Proxy,
+    target: &Target,
+    duration: Duration,
+) -> Result<(), Error> {
+    let end = Instant::now() + warm_up_time(duration);
+    while Instant::now() < end {
+        echo_once(proxy, target, ECHO_PAYLOAD).await?;
+    }
+    Ok(())
+}
+
+/// The warm-up before a measurement of `duration`: a tenth of it, within 20-500 ms.
+pub fn warm_up_time(duration: Duration) -> Duration {
+    (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500))
+}
+
 /// Round-trip latency of the echo call, one in flight, for about `duration` after a short
 /// warm-up.
 pub async fn latency(
@@ -237,59 +275,70 @@ pub async fn latency(
     duration: Duration,
 ) -> Result<Latency, Error> {
     let proxy = connect(target, codec).await?;
-    warm_up(duration, || echo_once(&proxy, target, ECHO_PAYLOAD)).await?;
+    warm_up_calls(&proxy, target, duration).await?;
     let mut nanos = Vec::with_capacity(4096);
-    let end = Instant::now() + duration;
-    loop {
-        let t = Instant::now();
-        echo_once(&proxy, target, ECHO_PAYLOAD).await?;
-        nanos.push(elapsed_ns(t));
-        if t >= end {
-            break;
-        }
-    }
+    latency_sample(&proxy, target, duration, &mut nanos).await?;
     Ok(Latency::from_nanos(&mut nanos))
-}
-
-/// Runs `op` for a tenth of `duration` (at least 50 ms, at most 500 ms): connections,
-/// allocations and caches settle before timing.
-async fn warm_up<F, Fut>(duration: Duration, mut op: F) -> Result<(), Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), Error>>,
-{
-    let warm = (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
-    let end = Instant::now() + warm;
-    while Instant::now() < end {
-        op().await?;
-    }
-    Ok(())
 }
 
 fn elapsed_ns(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Echo calls per second with `inflight` calls in flight spread over `connections`
-/// connections (each its own proxy), for about `duration`. Must run inside a multi-thread
-/// tokio runtime or a runtime that polls spawned tasks.
-pub async fn throughput(
+/// Connected proxies for a throughput figure: `connections` of them, each its own
+/// connection.
+pub async fn connect_many(
     target: &Target,
     codec: CodecId,
     connections: usize,
-    inflight: usize,
-    duration: Duration,
-) -> Result<Throughput, Error> {
-    let connections = connections.max(1);
-    let inflight = inflight.max(connections);
-    let mut proxies = Vec::with_capacity(connections);
-    for _ in 0..connections {
+) -> Result<Vec<Proxy>, Error> {
+    let mut proxies = Vec::with_capacity(connections.max(1));
+    for _ in 0..connections.max(1) {
         proxies.push(connect(target, codec).await?);
     }
-    let proxies = Arc::new(proxies);
+    Ok(proxies)
+}
+
+/// Completed calls and the time they took.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Count {
+    /// Calls completed.
+    pub calls: u64,
+    /// Time counted.
+    pub elapsed: Duration,
+}
+
+impl Count {
+    /// Adds another slice.
+    pub fn add(&mut self, other: Count) {
+        self.calls += other.calls;
+        self.elapsed += other.elapsed;
+    }
+
+    /// As a throughput figure.
+    pub fn throughput(&self, inflight: usize, connections: usize) -> Throughput {
+        Throughput {
+            calls_per_sec: self.calls as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            calls: self.calls,
+            inflight,
+            connections,
+        }
+    }
+}
+
+/// Echo calls with `inflight` calls in flight spread over `proxies` (round robin), counted
+/// for `duration` after `warm` uncounted.
+pub async fn throughput_sample(
+    proxies: &[Proxy],
+    target: &Target,
+    inflight: usize,
+    duration: Duration,
+    warm: Duration,
+) -> Result<Count, Error> {
+    let proxies = Arc::new(proxies.to_vec());
     let target = Arc::new(target.clone());
-    run_workers(inflight, duration, connections, move |w| {
-        let proxy = proxies.get(w % proxies.len()).cloned();
+    run_workers(inflight.max(1), duration, warm, move |w| {
+        let proxy = proxies.get(w % proxies.len().max(1)).cloned();
         let target = target.clone();
         async move {
             match proxy {
@@ -303,19 +352,35 @@ pub async fn throughput(
     .await
 }
 
-/// Spawns `workers` tasks that each repeat `make(worker)()` (a fresh future per call) until
-/// the shared deadline, counting completions; a short warm-up phase is not counted.
+/// Echo calls per second with `inflight` calls in flight spread over `connections`
+/// connections (each its own proxy), for about `duration` after a warm-up. Must run inside
+/// a multi-thread tokio runtime.
+pub async fn throughput(
+    target: &Target,
+    codec: CodecId,
+    connections: usize,
+    inflight: usize,
+    duration: Duration,
+) -> Result<Throughput, Error> {
+    let connections = connections.max(1);
+    let inflight = inflight.max(connections);
+    let proxies = connect_many(target, codec, connections).await?;
+    let c = throughput_sample(&proxies, target, inflight, duration, warm_up_time(duration)).await?;
+    Ok(c.throughput(inflight, connections))
+}
+
+/// Spawns `workers` tasks that each repeat `make(worker)` (a fresh future per call) until
+/// the deadline, counting completions after `warm`.
 async fn run_workers<M, Fut>(
     workers: usize,
     duration: Duration,
-    connections: usize,
+    warm: Duration,
     make: M,
-) -> Result<Throughput, Error>
+) -> Result<Count, Error>
 where
     M: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = Result<(), Error>> + Send + 'static,
 {
-    let warm = (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -333,7 +398,9 @@ where
             Ok::<(), Error>(())
         }));
     }
-    tokio::time::sleep(warm).await;
+    if !warm.is_zero() {
+        tokio::time::sleep(warm).await;
+    }
     counting.store(true, Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(duration).await;
@@ -357,11 +424,9 @@ where
     if let Some(e) = first_err {
         return Err(e);
     }
-    Ok(Throughput {
-        calls_per_sec: done as f64 / elapsed.as_secs_f64().max(1e-9),
+    Ok(Count {
         calls: done,
-        inflight: workers,
-        connections,
+        elapsed,
     })
 }
 
@@ -396,55 +461,120 @@ pub fn echo_frame_len(codec: CodecId, method: &str) -> usize {
     }
 }
 
-/// Raw socket ping-pong of `len` bytes, one round trip in flight, for about `duration`: std
-/// sockets, the echo side on its own thread, `TCP_NODELAY` on both tcp ends. This is the
-/// physical limit every wirecall latency is compared with. Blocking: run it outside async
-/// code (or in `spawn_blocking`).
+trait BlockingRw: Read + Write + Send {
+    fn shutdown_both(&self);
+}
+
+impl BlockingRw for std::net::TcpStream {
+    fn shutdown_both(&self) {
+        self.shutdown(std::net::Shutdown::Both).ok();
+    }
+}
+
+impl BlockingRw for std::os::unix::net::UnixStream {
+    fn shutdown_both(&self) {
+        self.shutdown(std::net::Shutdown::Both).ok();
+    }
+}
+
+/// A raw socket ping-pong connection: std sockets, the echo side on its own thread,
+/// `TCP_NODELAY` on both tcp ends. Each [`RawSession::sample`] times round trips of `len`
+/// bytes, one in flight: the physical limit every wirecall latency is compared with.
+/// Blocking: use it outside async code.
+pub struct RawSession {
+    client: Box<dyn BlockingRw>,
+    server: Option<std::thread::JoinHandle<()>>,
+    msg: Vec<u8>,
+    buf: Vec<u8>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl fmt::Debug for RawSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSession")
+            .field("len", &self.msg.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawSession {
+    /// Connects a client to a fresh echo thread over `transport`.
+    pub fn start(transport: TransportKind, len: usize) -> std::io::Result<RawSession> {
+        let len = len.max(1);
+        let (client, server, dir): (Box<dyn BlockingRw>, _, _) = match transport {
+            TransportKind::Tcp => {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+                let addr = listener.local_addr()?;
+                let server = std::thread::spawn(move || {
+                    if let Ok((s, _)) = listener.accept() {
+                        if s.set_nodelay(true).is_ok() {
+                            echo_blocking(s, len);
+                        }
+                    }
+                });
+                let client = std::net::TcpStream::connect(addr)?;
+                client.set_nodelay(true)?;
+                (Box::new(client), server, None)
+            }
+            TransportKind::Unix => {
+                let dir = temp_dir()?;
+                let path = dir.path().join("raw.sock");
+                let listener = std::os::unix::net::UnixListener::bind(&path)?;
+                let server = std::thread::spawn(move || {
+                    if let Ok((s, _)) = listener.accept() {
+                        echo_blocking(s, len);
+                    }
+                });
+                let client = std::os::unix::net::UnixStream::connect(&path)?;
+                (Box::new(client), server, Some(dir))
+            }
+        };
+        Ok(RawSession {
+            client,
+            server: Some(server),
+            msg: vec![0x5a; len],
+            buf: vec![0; len],
+            _dir: dir,
+        })
+    }
+
+    /// Times round trips for about `duration`, appending nanoseconds to `out`.
+    pub fn sample(&mut self, duration: Duration, out: &mut Vec<u64>) -> std::io::Result<()> {
+        let end = Instant::now() + duration;
+        loop {
+            let t = Instant::now();
+            self.client.write_all(&self.msg)?;
+            self.client.read_exact(&mut self.buf)?;
+            out.push(elapsed_ns(t));
+            if t >= end {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Drop for RawSession {
+    fn drop(&mut self) {
+        self.client.shutdown_both();
+        if let Some(s) = self.server.take() {
+            s.join().ok();
+        }
+    }
+}
+
+/// Raw socket ping-pong of `len` bytes, one round trip in flight, for about `duration`
+/// after a warm-up (see [`RawSession`]). Blocking.
 pub fn raw_pingpong(
     transport: TransportKind,
     len: usize,
     duration: Duration,
 ) -> std::io::Result<Latency> {
-    let len = len.max(1);
-    match transport {
-        TransportKind::Tcp => {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-            let addr = listener.local_addr()?;
-            let server = std::thread::spawn(move || -> std::io::Result<()> {
-                let (s, _) = listener.accept()?;
-                s.set_nodelay(true)?;
-                echo_blocking(s, len);
-                Ok(())
-            });
-            let mut client = std::net::TcpStream::connect(addr)?;
-            client.set_nodelay(true)?;
-            let r = pingpong_blocking(&mut client, len, duration);
-            client.shutdown(std::net::Shutdown::Both).ok();
-            drop(client);
-            server
-                .join()
-                .map_err(|_| std::io::Error::other("the echo thread panicked"))??;
-            r
-        }
-        TransportKind::Unix => {
-            let dir = temp_dir()?;
-            let path = dir.path().join("raw.sock");
-            let listener = std::os::unix::net::UnixListener::bind(&path)?;
-            let server = std::thread::spawn(move || -> std::io::Result<()> {
-                let (s, _) = listener.accept()?;
-                echo_blocking(s, len);
-                Ok(())
-            });
-            let mut client = std::os::unix::net::UnixStream::connect(&path)?;
-            let r = pingpong_blocking(&mut client, len, duration);
-            client.shutdown(std::net::Shutdown::Both).ok();
-            drop(client);
-            server
-                .join()
-                .map_err(|_| std::io::Error::other("the echo thread panicked"))??;
-            r
-        }
-    }
+    let mut s = RawSession::start(transport, len)?;
+    let mut nanos = Vec::with_capacity(8192);
+    s.sample(warm_up_time(duration), &mut nanos)?;
+    nanos.clear();
+    s.sample(duration, &mut nanos)?;
+    Ok(Latency::from_nanos(&mut nanos))
 }
 
 /// Echoes `len`-byte messages until the peer closes.
@@ -457,75 +587,102 @@ fn echo_blocking<S: Read + Write>(mut s: S, len: usize) {
     }
 }
 
-fn pingpong_blocking<S: Read + Write>(
-    s: &mut S,
-    len: usize,
-    duration: Duration,
-) -> std::io::Result<Latency> {
-    let msg = vec![0x5au8; len];
-    let mut buf = vec![0u8; len];
-    let warm = Instant::now()
-        + (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
-    while Instant::now() < warm {
-        s.write_all(&msg)?;
-        s.read_exact(&mut buf)?;
-    }
-    let mut nanos = Vec::with_capacity(8192);
-    let end = Instant::now() + duration;
-    loop {
-        let t = Instant::now();
-        s.write_all(&msg)?;
-        s.read_exact(&mut buf)?;
-        nanos.push(elapsed_ns(t));
-        if t >= end {
-            break;
-        }
-    }
-    Ok(Latency::from_nanos(&mut nanos))
+trait AsyncRw: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncRw for T {}
+
+/// The same ping-pong as [`RawSession`] with tokio sockets on the caller's runtime (the
+/// echo side a spawned task): the floor for anything built on tokio, so its difference to
+/// [`RawSession`] is the runtime's wake-up cost, not wirecall's.
+pub struct TokioRawSession {
+    client: Box<dyn AsyncRw>,
+    server: tokio::task::JoinHandle<()>,
+    msg: Vec<u8>,
+    buf: Vec<u8>,
+    _dir: Option<tempfile::TempDir>,
 }
 
-/// The same ping-pong as [`raw_pingpong`] with tokio sockets on the caller's runtime (the
-/// echo side a spawned task): the floor for anything built on tokio, so the difference to
-/// [`raw_pingpong`] is the runtime's wake-up cost, not wirecall's.
+impl fmt::Debug for TokioRawSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokioRawSession")
+            .field("len", &self.msg.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TokioRawSession {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TokioRawSession {
+    /// Connects a client to a fresh echo task over `transport`.
+    pub async fn start(transport: TransportKind, len: usize) -> std::io::Result<TokioRawSession> {
+        let len = len.max(1);
+        let (client, server, dir): (Box<dyn AsyncRw>, _, _) = match transport {
+            TransportKind::Tcp => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let addr = listener.local_addr()?;
+                let server = tokio::spawn(async move {
+                    if let Ok((s, _)) = listener.accept().await {
+                        if s.set_nodelay(true).is_ok() {
+                            echo_tokio(s, len).await;
+                        }
+                    }
+                });
+                let c = tokio::net::TcpStream::connect(addr).await?;
+                c.set_nodelay(true)?;
+                (Box::new(c), server, None)
+            }
+            TransportKind::Unix => {
+                let dir = temp_dir()?;
+                let path = dir.path().join("raw-tokio.sock");
+                let listener = tokio::net::UnixListener::bind(&path)?;
+                let server = tokio::spawn(async move {
+                    if let Ok((s, _)) = listener.accept().await {
+                        echo_tokio(s, len).await;
+                    }
+                });
+                let c = tokio::net::UnixStream::connect(&path).await?;
+                (Box::new(c), server, Some(dir))
+            }
+        };
+        Ok(TokioRawSession {
+            client,
+            server,
+            msg: vec![0x5a; len],
+            buf: vec![0; len],
+            _dir: dir,
+        })
+    }
+
+    /// Times round trips for about `duration`, appending nanoseconds to `out`.
+    pub async fn sample(&mut self, duration: Duration, out: &mut Vec<u64>) -> std::io::Result<()> {
+        let end = Instant::now() + duration;
+        loop {
+            let t = Instant::now();
+            self.client.write_all(&self.msg).await?;
+            self.client.read_exact(&mut self.buf).await?;
+            out.push(elapsed_ns(t));
+            if t >= end {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// [`TokioRawSession`] for about `duration` after a warm-up.
 pub async fn raw_pingpong_tokio(
     transport: TransportKind,
     len: usize,
     duration: Duration,
 ) -> std::io::Result<Latency> {
-    let len = len.max(1);
-    match transport {
-        TransportKind::Tcp => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let server = tokio::spawn(async move {
-                let (s, _) = listener.accept().await?;
-                s.set_nodelay(true)?;
-                echo_tokio(s, len).await;
-                Ok::<(), std::io::Error>(())
-            });
-            let mut c = tokio::net::TcpStream::connect(addr).await?;
-            c.set_nodelay(true)?;
-            let r = pingpong_tokio(&mut c, len, duration).await;
-            drop(c);
-            server.await.map_err(std::io::Error::other)??;
-            r
-        }
-        TransportKind::Unix => {
-            let dir = temp_dir()?;
-            let path = dir.path().join("raw-tokio.sock");
-            let listener = tokio::net::UnixListener::bind(&path)?;
-            let server = tokio::spawn(async move {
-                let (s, _) = listener.accept().await?;
-                echo_tokio(s, len).await;
-                Ok::<(), std::io::Error>(())
-            });
-            let mut c = tokio::net::UnixStream::connect(&path).await?;
-            let r = pingpong_tokio(&mut c, len, duration).await;
-            drop(c);
-            server.await.map_err(std::io::Error::other)??;
-            r
-        }
-    }
+    let mut s = TokioRawSession::start(transport, len).await?;
+    let mut nanos = Vec::with_capacity(8192);
+    s.sample(warm_up_time(duration), &mut nanos).await?;
+    nanos.clear();
+    s.sample(duration, &mut nanos).await?;
+    Ok(Latency::from_nanos(&mut nanos))
 }
 
 async fn echo_tokio<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, len: usize) {
@@ -535,33 +692,6 @@ async fn echo_tokio<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut
             break;
         }
     }
-}
-
-async fn pingpong_tokio<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    s: &mut S,
-    len: usize,
-    duration: Duration,
-) -> std::io::Result<Latency> {
-    let msg = vec![0x5au8; len];
-    let mut buf = vec![0u8; len];
-    let warm = Instant::now()
-        + (duration / 10).clamp(Duration::from_millis(20), Duration::from_millis(500));
-    while Instant::now() < warm {
-        s.write_all(&msg).await?;
-        s.read_exact(&mut buf).await?;
-    }
-    let mut nanos = Vec::with_capacity(8192);
-    let end = Instant::now() + duration;
-    loop {
-        let t = Instant::now();
-        s.write_all(&msg).await?;
-        s.read_exact(&mut buf).await?;
-        nanos.push(elapsed_ns(t));
-        if t >= end {
-            break;
-        }
-    }
-    Ok(Latency::from_nanos(&mut nanos))
 }
 
 /// tarpc, the peer baseline: the same echo call through tarpc 0.38 with its bincode serde
@@ -660,20 +790,48 @@ pub mod tarpc_peer {
             Ok(())
         }
 
-        /// Round-trip latency, one call in flight.
-        pub async fn latency(&self, duration: Duration) -> Result<Latency, Error> {
-            warm_up(duration, || Self::echo(&self.client)).await?;
-            let mut nanos = Vec::with_capacity(4096);
+        /// Times echo calls, one in flight, for about `duration`, appending nanoseconds
+        /// to `out`.
+        pub async fn latency_sample(
+            &self,
+            duration: Duration,
+            out: &mut Vec<u64>,
+        ) -> Result<(), Error> {
             let end = Instant::now() + duration;
             loop {
                 let t = Instant::now();
                 Self::echo(&self.client).await?;
-                nanos.push(elapsed_ns(t));
+                out.push(elapsed_ns(t));
                 if t >= end {
-                    break;
+                    return Ok(());
                 }
             }
+        }
+
+        /// Round-trip latency, one call in flight, after a warm-up.
+        pub async fn latency(&self, duration: Duration) -> Result<Latency, Error> {
+            let mut nanos = Vec::with_capacity(4096);
+            self.latency_sample(warm_up_time(duration), &mut nanos)
+                .await?;
+            nanos.clear();
+            self.latency_sample(duration, &mut nanos).await?;
             Ok(Latency::from_nanos(&mut nanos))
+        }
+
+        /// Calls with `inflight` in flight on the one connection, counted for `duration`
+        /// after `warm` uncounted.
+        pub async fn throughput_sample(
+            &self,
+            inflight: usize,
+            duration: Duration,
+            warm: Duration,
+        ) -> Result<Count, Error> {
+            let client = self.client.clone();
+            run_workers(inflight.max(1), duration, warm, move |_| {
+                let client = client.clone();
+                async move { Self::echo(&client).await }
+            })
+            .await
         }
 
         /// Calls per second with `inflight` calls in flight on the one connection.
@@ -682,12 +840,10 @@ pub mod tarpc_peer {
             inflight: usize,
             duration: Duration,
         ) -> Result<Throughput, Error> {
-            let client = self.client.clone();
-            run_workers(inflight.max(1), duration, 1, move |_| {
-                let client = client.clone();
-                async move { Self::echo(&client).await }
-            })
-            .await
+            let c = self
+                .throughput_sample(inflight, duration, warm_up_time(duration))
+                .await?;
+            Ok(c.throughput(inflight.max(1), 1))
         }
     }
 }
@@ -782,8 +938,17 @@ pub struct RpcReport {
     pub rows: Vec<CodecRpc>,
 }
 
-/// Measures every codec of `opts` (latency, then throughput) and the raw ping-pong baseline,
-/// on a runtime of its own (two worker threads). Returns a message naming what failed.
+/// How many interleaved rounds a measurement of `duration` is split into: slices of about
+/// 100 ms (at most 10 rounds), so every subject sees the same background load.
+pub fn rounds_for(duration: Duration) -> u32 {
+    (duration.as_millis() / 100).clamp(1, 10) as u32
+}
+
+/// Measures every codec of `opts` and the raw ping-pong baseline on a runtime of its own
+/// (two worker threads). The subjects are interleaved: each round gives the baseline, then
+/// each codec's latency and throughput, a slice of `duration`, so a burst of load elsewhere
+/// on the machine hits them alike and the ratios hold. Returns a message naming what
+/// failed.
 pub fn measure_rpc(opts: &RpcOptions) -> Result<RpcReport, String> {
     if opts.codecs.is_empty() {
         return Err("no codec to measure; name at least one".into());
@@ -796,66 +961,105 @@ pub fn measure_rpc(opts: &RpcOptions) -> Result<RpcReport, String> {
         .map_or(BENCH_ECHO, |t| t.method.as_str())
         .to_string();
     let raw_len = echo_frame_len(first, &method);
-    let raw = raw_pingpong(opts.transport, raw_len, opts.duration)
+    let mut raw = RawSession::start(opts.transport, raw_len)
         .map_err(|e| format!("raw {} ping-pong baseline: {e}", opts.transport))?;
-    rt.block_on(async {
-        let started = match &opts.connect {
-            Some(_) => None,
-            None => Some(
-                BenchServer::start(opts.transport)
-                    .await
-                    .map_err(|e| format!("starting the benchmark server: {e}"))?,
-            ),
-        };
-        let target = match (&opts.connect, &started) {
-            (Some(t), _) => t.clone(),
-            (None, Some(s)) => s.target.clone(),
-            (None, None) => return Err("no server to call".to_string()),
-        };
-        let mut rows = Vec::with_capacity(opts.codecs.len());
-        let mut failure = None;
-        for &codec in &opts.codecs {
-            let r = async {
-                let latency = latency(&target, codec, opts.duration).await?;
-                let throughput = throughput(
-                    &target,
-                    codec,
-                    opts.connections,
-                    opts.inflight,
-                    opts.duration,
-                )
-                .await?;
-                Ok::<_, Error>((latency, throughput))
-            }
-            .await;
-            match r {
-                Ok((latency, throughput)) => rows.push(CodecRpc {
-                    codec,
-                    frame_len: echo_frame_len(codec, &target.method),
-                    latency,
-                    throughput,
-                }),
-                Err(e) => {
-                    failure = Some(format!("{codec} over {}: {e}", target.uri));
-                    break;
-                }
-            }
-        }
-        if let Some(s) = started {
-            s.finalize().await;
-        }
-        if let Some(f) = failure {
-            return Err(f);
-        }
-        Ok(RpcReport {
-            transport: opts.transport,
-            server: target.uri.clone(),
-            external: opts.connect.is_some(),
-            raw,
-            raw_len,
-            rows,
-        })
+    let started = match &opts.connect {
+        Some(_) => None,
+        None => Some(
+            rt.block_on(BenchServer::start(opts.transport))
+                .map_err(|e| format!("starting the benchmark server: {e}"))?,
+        ),
+    };
+    let target = match (&opts.connect, &started) {
+        (Some(t), _) => t.clone(),
+        (None, Some(s)) => s.target.clone(),
+        (None, None) => return Err("no server to call".to_string()),
+    };
+    let result = measure_interleaved(&rt, opts, &target, &mut raw);
+    if let Some(s) = started {
+        rt.block_on(s.finalize());
+    }
+    let (raw_nanos, rows) = result?;
+    let mut raw_nanos = raw_nanos;
+    Ok(RpcReport {
+        transport: opts.transport,
+        server: target.uri.clone(),
+        external: opts.connect.is_some(),
+        raw: Latency::from_nanos(&mut raw_nanos),
+        raw_len,
+        rows,
     })
+}
+
+type Interleaved = (Vec<u64>, Vec<CodecRpc>);
+
+fn measure_interleaved(
+    rt: &tokio::runtime::Runtime,
+    opts: &RpcOptions,
+    target: &Target,
+    raw: &mut RawSession,
+) -> Result<Interleaved, String> {
+    let connections = opts.connections.max(1);
+    let inflight = opts.inflight.max(connections);
+    let warm = warm_up_time(opts.duration);
+    let rounds = rounds_for(opts.duration);
+    let slice = opts.duration / rounds;
+    let fail = |codec: CodecId, e: Error| format!("{codec} over {}: {e}", target.uri);
+
+    // Connect and warm every subject once.
+    let mut raw_nanos = Vec::with_capacity(8192);
+    raw.sample(warm, &mut raw_nanos)
+        .map_err(|e| format!("raw {} ping-pong baseline: {e}", opts.transport))?;
+    raw_nanos.clear();
+    struct Subject {
+        codec: CodecId,
+        one: Proxy,
+        many: Vec<Proxy>,
+        nanos: Vec<u64>,
+        count: Count,
+    }
+    let mut subjects = Vec::with_capacity(opts.codecs.len());
+    for &codec in &opts.codecs {
+        let s = rt
+            .block_on(async {
+                let one = connect(target, codec).await?;
+                warm_up_calls(&one, target, opts.duration).await?;
+                let many = connect_many(target, codec, connections).await?;
+                throughput_sample(&many, target, inflight, Duration::ZERO, warm).await?;
+                Ok::<_, Error>(Subject {
+                    codec,
+                    one,
+                    many,
+                    nanos: Vec::with_capacity(4096),
+                    count: Count::default(),
+                })
+            })
+            .map_err(|e| fail(codec, e))?;
+        subjects.push(s);
+    }
+    for _ in 0..rounds {
+        raw.sample(slice, &mut raw_nanos)
+            .map_err(|e| format!("raw {} ping-pong baseline: {e}", opts.transport))?;
+        for s in &mut subjects {
+            let c = rt
+                .block_on(async {
+                    latency_sample(&s.one, target, slice, &mut s.nanos).await?;
+                    throughput_sample(&s.many, target, inflight, slice, Duration::ZERO).await
+                })
+                .map_err(|e| fail(s.codec, e))?;
+            s.count.add(c);
+        }
+    }
+    let rows = subjects
+        .into_iter()
+        .map(|mut s| CodecRpc {
+            codec: s.codec,
+            frame_len: echo_frame_len(s.codec, &target.method),
+            latency: Latency::from_nanos(&mut s.nanos),
+            throughput: s.count.throughput(inflight, connections),
+        })
+        .collect();
+    Ok((raw_nanos, rows))
 }
 
 /// The runtime the measurements use: multi-threaded with two workers (client and server

@@ -16,8 +16,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::json;
 use wirecall_benches::rpc::{
-    self, fmt_us, tarpc_peer::TarpcPair, BenchServer, Latency, Throughput, TransportKind,
-    BENCH_ECHO,
+    self, fmt_us, tarpc_peer::TarpcPair, BenchServer, Count, Latency, RawSession, Throughput,
+    TokioRawSession, TransportKind, BENCH_ECHO,
 };
 use wirecall_codecs::CodecId;
 
@@ -46,6 +46,15 @@ struct Args {
     /// Print the figures as one JSON document instead of tables.
     #[arg(long)]
     json: bool,
+    /// Profiling aid: run only this subject's one-in-flight loop (wirecall with the first
+    /// codec, tokio, std or tarpc) on the first transport for --duration, and print the
+    /// round trips done; for `perf record` or `strace -c -f`.
+    #[arg(long, value_name = "SUBJECT")]
+    profile: Option<String>,
+    /// Run everything on one thread (a current-thread tokio runtime) instead of two
+    /// workers: no cross-thread wake-ups, one core.
+    #[arg(long)]
+    current_thread: bool,
 }
 
 /// One codec on one transport.
@@ -125,91 +134,331 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let inflight = args.inflight.max(1);
     let connections = args.connections.max(1);
-    let rt = rpc::runtime()?;
+    let rt = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting a tokio runtime: {e}"))?
+    } else {
+        rpc::runtime()?
+    };
     let progress = !args.json;
+    let runtime_name = if args.current_thread {
+        "one current-thread tokio runtime"
+    } else {
+        "a tokio runtime with 2 workers"
+    };
+    if let Some(subject) = &args.profile {
+        let transport = transports.first().copied().unwrap_or(TransportKind::Tcp);
+        let codec = codecs.first().copied().unwrap_or(CodecId::POSTCARD);
+        return profile(&rt, subject, transport, codec, duration);
+    }
 
     let mut figures = Vec::new();
+    let mut tarpc = None;
     for &transport in &transports {
-        let raw_len = rpc::echo_frame_len(
-            codecs.first().copied().unwrap_or(CodecId::MSGPACK),
-            BENCH_ECHO,
-        );
-        if progress {
-            eprintln!("{transport}: raw ping-pong of {raw_len} bytes...");
-        }
-        let raw = rpc::raw_pingpong(transport, raw_len, duration)
-            .map_err(|e| format!("raw {transport} ping-pong: {e}"))?;
-        let raw_tokio = rt
-            .block_on(rpc::raw_pingpong_tokio(transport, raw_len, duration))
-            .map_err(|e| format!("raw {transport} ping-pong on tokio: {e}"))?;
-        let rows = rt.block_on(async {
-            let server = BenchServer::start(transport)
-                .await
-                .map_err(|e| format!("starting the {transport} benchmark server: {e}"))?;
-            let mut rows = Vec::new();
-            for &codec in &codecs {
-                if progress {
-                    eprintln!("{transport}: wirecall with {codec}...");
-                }
-                let t = &server.target;
-                let r = async {
-                    let latency = rpc::latency(t, codec, duration).await?;
-                    let one_conn = rpc::throughput(t, codec, 1, inflight, duration).await?;
-                    let multi_conn =
-                        rpc::throughput(t, codec, connections, inflight, duration).await?;
-                    Ok::<_, wirecall::Error>(Row {
-                        codec,
-                        frame_len: rpc::echo_frame_len(codec, BENCH_ECHO),
-                        latency,
-                        one_conn,
-                        multi_conn,
-                    })
-                }
-                .await
-                .map_err(|e| format!("wirecall {codec} over {transport}: {e}"));
-                match r {
-                    Ok(row) => rows.push(row),
-                    Err(e) => {
-                        server.finalize().await;
-                        return Err(e);
-                    }
-                }
-            }
-            server.finalize().await;
-            Ok::<_, String>(rows)
-        })?;
-        figures.push(TransportFigures {
+        let with_tarpc = transport == TransportKind::Tcp;
+        let f = rt_measure(
+            &rt,
             transport,
-            raw_len,
-            raw,
-            raw_tokio,
-            rows,
-        });
+            &codecs,
+            duration,
+            inflight,
+            connections,
+            with_tarpc,
+            progress,
+        )?;
+        if let Some(t) = f.1 {
+            tarpc = Some(t);
+        }
+        figures.push(f.0);
     }
-
-    if progress {
-        eprintln!("tcp: tarpc...");
-    }
-    let tarpc = rt.block_on(async {
-        let pair = TarpcPair::start()
-            .await
-            .map_err(|e| format!("starting tarpc: {e}"))?;
-        let latency = pair.latency(duration).await.map_err(|e| e.to_string())?;
-        let throughput = pair
-            .throughput(inflight, duration)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(TarpcFigures {
-            latency,
-            throughput,
-        })
-    })?;
+    let tarpc = match tarpc {
+        Some(t) => t,
+        None => {
+            // No tcp transport asked for: tarpc alone, for the throughput ratio.
+            rt.block_on(async {
+                let pair = TarpcPair::start()
+                    .await
+                    .map_err(|e| format!("starting tarpc: {e}"))?;
+                Ok::<_, String>(TarpcFigures {
+                    latency: pair.latency(duration).await.map_err(|e| e.to_string())?,
+                    throughput: pair
+                        .throughput(inflight, duration)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                })
+            })?
+        }
+    };
 
     if args.json {
-        print_json(&figures, &tarpc, duration, inflight, connections);
+        print_json(
+            runtime_name,
+            &figures,
+            &tarpc,
+            duration,
+            inflight,
+            connections,
+        );
     } else {
-        print_tables(&figures, &tarpc, duration, inflight, connections);
+        print_tables(
+            runtime_name,
+            &figures,
+            &tarpc,
+            duration,
+            inflight,
+            connections,
+        );
     }
+    Ok(())
+}
+
+/// One wirecall subject: a codec with its latency proxy and throughput proxies.
+struct Subject {
+    codec: CodecId,
+    one: wirecall::Proxy,
+    single: Vec<wirecall::Proxy>,
+    multi: Vec<wirecall::Proxy>,
+    nanos: Vec<u64>,
+    single_count: Count,
+    multi_count: Count,
+}
+
+/// Measures one transport, every subject interleaved in rounds of short slices so that
+/// load elsewhere on the machine hits all of them alike.
+#[allow(clippy::too_many_arguments)]
+fn rt_measure(
+    rt: &tokio::runtime::Runtime,
+    transport: TransportKind,
+    codecs: &[CodecId],
+    duration: Duration,
+    inflight: usize,
+    connections: usize,
+    with_tarpc: bool,
+    progress: bool,
+) -> Result<(TransportFigures, Option<TarpcFigures>), String> {
+    let raw_len = rpc::echo_frame_len(
+        codecs.first().copied().unwrap_or(CodecId::MSGPACK),
+        BENCH_ECHO,
+    );
+    let warm = rpc::warm_up_time(duration);
+    let rounds = rpc::rounds_for(duration);
+    let slice = duration / rounds;
+    if progress {
+        eprintln!(
+            "{transport}: setting up (raw ping-pong of {raw_len} bytes, {} codecs{}), then {rounds} rounds of {:.0} ms slices",
+            codecs.len(),
+            if with_tarpc { ", tarpc" } else { "" },
+            slice.as_secs_f64() * 1e3
+        );
+    }
+    let mut raw = RawSession::start(transport, raw_len)
+        .map_err(|e| format!("raw {transport} ping-pong: {e}"))?;
+    let mut raw_nanos = Vec::with_capacity(65536);
+    raw.sample(warm, &mut raw_nanos)
+        .map_err(|e| format!("raw {transport} ping-pong: {e}"))?;
+    raw_nanos.clear();
+    let server = rt
+        .block_on(BenchServer::start(transport))
+        .map_err(|e| format!("starting the {transport} benchmark server: {e}"))?;
+    let t = server.target.clone();
+    let setup = rt.block_on(async {
+        let mut tokio_raw = TokioRawSession::start(transport, raw_len)
+            .await
+            .map_err(|e| format!("raw {transport} ping-pong on tokio: {e}"))?;
+        let mut scratch = Vec::new();
+        tokio_raw
+            .sample(warm, &mut scratch)
+            .await
+            .map_err(|e| format!("raw {transport} ping-pong on tokio: {e}"))?;
+        let tarpc = if with_tarpc {
+            let pair = TarpcPair::start()
+                .await
+                .map_err(|e| format!("starting tarpc: {e}"))?;
+            pair.latency_sample(warm, &mut scratch)
+                .await
+                .map_err(|e| e.to_string())?;
+            pair.throughput_sample(inflight, Duration::ZERO, warm)
+                .await
+                .map_err(|e| e.to_string())?;
+            Some(pair)
+        } else {
+            None
+        };
+        let mut subjects = Vec::new();
+        for &codec in codecs {
+            let s = async {
+                let one = rpc::connect(&t, codec).await?;
+                rpc::warm_up_calls(&one, &t, duration).await?;
+                let single = rpc::connect_many(&t, codec, 1).await?;
+                rpc::throughput_sample(&single, &t, inflight, Duration::ZERO, warm).await?;
+                let multi = rpc::connect_many(&t, codec, connections).await?;
+                rpc::throughput_sample(&multi, &t, inflight, Duration::ZERO, warm).await?;
+                Ok::<_, wirecall::Error>(Subject {
+                    codec,
+                    one,
+                    single,
+                    multi,
+                    nanos: Vec::with_capacity(65536),
+                    single_count: Count::default(),
+                    multi_count: Count::default(),
+                })
+            }
+            .await
+            .map_err(|e| format!("wirecall {codec} over {transport}: {e}"))?;
+            subjects.push(s);
+        }
+        Ok::<_, String>((tokio_raw, tarpc, subjects))
+    });
+    let (mut tokio_raw, tarpc, mut subjects) = match setup {
+        Ok(x) => x,
+        Err(e) => {
+            rt.block_on(server.finalize());
+            return Err(e);
+        }
+    };
+    let mut tokio_nanos = Vec::with_capacity(65536);
+    let mut tarpc_nanos = Vec::with_capacity(65536);
+    let mut tarpc_count = Count::default();
+    let mut result = Ok(());
+    for round in 0..rounds {
+        if progress {
+            eprint!("\r{transport}: round {}/{rounds}", round + 1);
+        }
+        if let Err(e) = raw.sample(slice, &mut raw_nanos) {
+            result = Err(format!("raw {transport} ping-pong: {e}"));
+            break;
+        }
+        let r = rt.block_on(async {
+            tokio_raw
+                .sample(slice, &mut tokio_nanos)
+                .await
+                .map_err(|e| format!("raw {transport} ping-pong on tokio: {e}"))?;
+            if let Some(p) = &tarpc {
+                p.latency_sample(slice, &mut tarpc_nanos)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tarpc_count.add(
+                    p.throughput_sample(inflight, slice, Duration::ZERO)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            for s in &mut subjects {
+                let codec = s.codec;
+                let r = async {
+                    rpc::latency_sample(&s.one, &t, slice, &mut s.nanos).await?;
+                    s.single_count.add(
+                        rpc::throughput_sample(&s.single, &t, inflight, slice, Duration::ZERO)
+                            .await?,
+                    );
+                    s.multi_count.add(
+                        rpc::throughput_sample(&s.multi, &t, inflight, slice, Duration::ZERO)
+                            .await?,
+                    );
+                    Ok::<_, wirecall::Error>(())
+                }
+                .await;
+                r.map_err(|e| format!("wirecall {codec} over {transport}: {e}"))?;
+            }
+            Ok::<_, String>(())
+        });
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    let rows: Vec<Row> = subjects
+        .iter_mut()
+        .map(|s| Row {
+            codec: s.codec,
+            frame_len: rpc::echo_frame_len(s.codec, BENCH_ECHO),
+            latency: Latency::from_nanos(&mut s.nanos),
+            one_conn: s.single_count.throughput(inflight, 1),
+            multi_conn: s.multi_count.throughput(inflight, connections),
+        })
+        .collect();
+    drop(subjects);
+    drop(tarpc);
+    rt.block_on(server.finalize());
+    result?;
+    let tarpc_figures = with_tarpc.then(|| TarpcFigures {
+        latency: Latency::from_nanos(&mut tarpc_nanos),
+        throughput: tarpc_count.throughput(inflight, 1),
+    });
+    Ok((
+        TransportFigures {
+            transport,
+            raw_len,
+            raw: Latency::from_nanos(&mut raw_nanos),
+            raw_tokio: Latency::from_nanos(&mut tokio_nanos),
+            rows,
+        },
+        tarpc_figures,
+    ))
+}
+
+/// Runs one subject's latency loop alone (see `--profile`).
+fn profile(
+    rt: &tokio::runtime::Runtime,
+    subject: &str,
+    transport: TransportKind,
+    codec: CodecId,
+    duration: Duration,
+) -> Result<(), String> {
+    let len = rpc::echo_frame_len(codec, BENCH_ECHO);
+    let mut nanos = Vec::with_capacity(1 << 20);
+    match subject {
+        "std" => RawSession::start(transport, len)
+            .and_then(|mut s| s.sample(duration, &mut nanos))
+            .map_err(|e| e.to_string())?,
+        "tokio" => rt
+            .block_on(async {
+                let mut s = TokioRawSession::start(transport, len).await?;
+                s.sample(duration, &mut nanos).await
+            })
+            .map_err(|e| e.to_string())?,
+        "tarpc" => rt.block_on(async {
+            let p = TarpcPair::start().await.map_err(|e| e.to_string())?;
+            p.latency_sample(duration, &mut nanos)
+                .await
+                .map_err(|e| e.to_string())
+        })?,
+        "wirecall" => rt.block_on(async {
+            let server = BenchServer::start(transport)
+                .await
+                .map_err(|e| e.to_string())?;
+            let r = async {
+                let p = rpc::connect(&server.target, codec).await?;
+                rpc::latency_sample(&p, &server.target, duration, &mut nanos).await
+            }
+            .await;
+            server.finalize().await;
+            r.map_err(|e| e.to_string())
+        })?,
+        other => {
+            return Err(format!(
+                "unknown --profile subject `{other}`; use wirecall, tokio, std or tarpc"
+            ))
+        }
+    }
+    let l = Latency::from_nanos(&mut nanos);
+    // tarpc runs over tcp whatever the transport.
+    let transport = if subject == "tarpc" {
+        TransportKind::Tcp
+    } else {
+        transport
+    };
+    println!(
+        "{subject} over {transport}: {} round trips, p50 {} p99 {}",
+        l.samples,
+        fmt_us(l.p50),
+        fmt_us(l.p99)
+    );
     Ok(())
 }
 
@@ -222,6 +471,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 }
 
 fn print_tables(
+    runtime: &str,
     figures: &[TransportFigures],
     tarpc: &TarpcFigures,
     duration: Duration,
@@ -229,7 +479,7 @@ fn print_tables(
     connections: usize,
 ) {
     println!(
-        "wirecall perf: {:.1} s per measurement, echo of a {}-byte string, client and server in one process (2 tokio workers)",
+        "wirecall perf: {:.1} s per measurement, echo of a {}-byte string, client and server in one process ({runtime})",
         duration.as_secs_f64(),
         rpc::ECHO_PAYLOAD.len()
     );
@@ -298,6 +548,7 @@ fn thr_json(t: &Throughput) -> serde_json::Value {
 }
 
 fn print_json(
+    runtime: &str,
     figures: &[TransportFigures],
     tarpc: &TarpcFigures,
     duration: Duration,
@@ -333,6 +584,7 @@ fn print_json(
         })
         .collect();
     let doc = json!({
+        "runtime": runtime,
         "duration_s": duration.as_secs_f64(),
         "inflight": inflight,
         "connections": connections,
