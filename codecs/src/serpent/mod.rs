@@ -37,7 +37,7 @@
 //! **What the parser returns.** [`parse_value`] is faithful to `serpent.loads`: the base64
 //! bytes dict and the NaN dict stay dicts (Python's serpent does not convert them; Pyro
 //! does). The typed [`from_slice`] converts them when the target type asks for bytes or a
-//! float (see the `de` notes below). Empty sets arrive as empty tuples, as in Python.
+//! float (listed below). Empty sets arrive as empty tuples, as in Python.
 //! Repeated dict keys and set members collapse as in Python (`{1:'a', 1.0:'b'}` is
 //! `{1:'b'}`: first key, last value; equal set members keep the first).
 //!
@@ -47,10 +47,15 @@
 //! lists/tuples for structs; `'Variant'` or `{'Variant': value}` for enums.
 //!
 //! **Limits.** Nesting is limited (Python's serpent refuses more than 200 levels when
-//! writing and Python's parser more than 200 nested brackets when reading); integers are
-//! limited to 4300 decimal digits both ways (CPython's limit). Strings holding lone
-//! surrogates (which Python allows) cannot be represented in Rust and are refused with
+//! writing and Python's parser more than 200 nested brackets when reading; this module
+//! never goes beyond [`MAX_DEPTH_CAP`]); decimal integers are limited to 4300 digits both
+//! ways (CPython's limit; `0x` literals parse at any length, as in Python). Strings holding
+//! lone surrogates (which Python allows) cannot be represented in Rust and are refused with
 //! [`SerpentErrorKind::UnsupportedEscape`], as are `\N{...}` named escapes.
+//!
+//! **Errors.** Decoding errors carry the [`Position`] (byte offset, line, column) of the
+//! problem; encoding errors carry the path to the offending value
+//! ([`SerpentError::path`], e.g. `$.maps[0]{key 0}`).
 
 mod de;
 mod error;
