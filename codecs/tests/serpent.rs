@@ -515,6 +515,7 @@ fn parser_accepts_python_literal_syntax() {
         ("'a' \"b\"", s("ab")),
         ("u'x'", s("x")),
         ("r'\\n\\''", s("\\n\\'")),
+        ("r'a\\\nb'", s("a\\\nb")),
         ("'''a\nb'c'''", s("a\nb'c")),
         ("\"\"\"x\r\ny\"\"\"", s("x\ny")),
         (

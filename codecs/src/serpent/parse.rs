@@ -869,9 +869,8 @@ impl<'a> Parser<'a> {
                         else {
                             return Err(unterminated(self));
                         };
-                        if (next == '\n' || next == '\r') && !triple {
-                            // Backslash-newline inside a single-quoted raw string: kept.
-                        }
+                        // (A backslash-newline is kept too, even in a single-quoted raw
+                        // string, as Python does.)
                         if is_bytes && !next.is_ascii() {
                             return Err(self.err(
                                 K::Syntax,
