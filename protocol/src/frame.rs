@@ -742,18 +742,65 @@ impl Frame {
     /// Appends everything but the attachment to `dst` and returns the attachment, so a
     /// writer can send it with a vectored write instead of copying it (bulk data).
     pub fn encode_head(&self, dst: &mut BytesMut) -> Result<Bytes, ProtocolError> {
-        let p = self.parts()?;
-        let header = p.header()?;
-        let head_len = header.frame_len() - u64::from(header.attachment_len);
-        dst.reserve(usize::try_from(head_len).unwrap_or(usize::MAX));
-        header.write(dst);
-        // Empty sections are common (no annotations, no kwargs): skip the copy calls.
-        for section in [p.route, p.annotations, p.payload.as_slice(), p.kwargs] {
-            if !section.is_empty() {
-                dst.extend_from_slice(section);
+        // Data frames (the hot path) skip the `Parts` indirection.
+        let (header, sections, attachment) = match self {
+            Frame::Call(c) => (
+                data_header(
+                    Kind::CALL,
+                    if c.oneway {
+                        Flags::ONEWAY
+                    } else {
+                        Flags::EMPTY
+                    },
+                    c.codec,
+                    c.provider,
+                    c.request_id,
+                    [
+                        c.method.as_bytes(),
+                        c.annotations.as_bytes(),
+                        &c.args,
+                        &c.kwargs,
+                    ],
+                    &c.attachment,
+                )?,
+                [
+                    &c.method.as_bytes()[..],
+                    c.annotations.as_bytes(),
+                    &c.args,
+                    &c.kwargs,
+                ],
+                &c.attachment,
+            ),
+            Frame::Reply(r) => (
+                data_header(
+                    Kind::REPLY,
+                    if r.stream {
+                        Flags::STREAM
+                    } else {
+                        Flags::EMPTY
+                    },
+                    r.codec,
+                    ProviderId(0),
+                    r.request_id,
+                    [&EMPTY, r.annotations.as_bytes(), &r.result, &EMPTY],
+                    &r.attachment,
+                )?,
+                [&[][..], r.annotations.as_bytes(), &r.result, &[]],
+                &r.attachment,
+            ),
+            _ => {
+                let p = self.parts()?;
+                let header = p.header()?;
+                write_head(
+                    dst,
+                    &header,
+                    [p.route, p.annotations, p.payload.as_slice(), p.kwargs],
+                );
+                return Ok(p.attachment.clone());
             }
-        }
-        Ok(p.attachment.clone())
+        };
+        write_head(dst, &header, sections);
+        Ok(attachment.clone())
     }
 
     /// Encodes the frame as a sequence of chunks without copying large sections: small
@@ -795,6 +842,48 @@ impl Frame {
     /// Length of the encoded frame, header included. Fails like [`Frame::encode`].
     pub fn encoded_len(&self) -> Result<u64, ProtocolError> {
         Ok(self.parts()?.header()?.frame_len())
+    }
+}
+
+/// The checked header of a data frame from its fields and sections.
+#[inline]
+fn data_header(
+    kind: Kind,
+    flags: Flags,
+    codec: CodecId,
+    provider: ProviderId,
+    request_id: RequestId,
+    [route, annotations, payload, kwargs]: [&Bytes; 4],
+    attachment: &Bytes,
+) -> Result<Header, ProtocolError> {
+    let header = Header {
+        version: VERSION,
+        kind,
+        flags,
+        codec,
+        provider,
+        request_id,
+        route_len: len_u16("route", route.len())?,
+        annotations_len: len_u32("annotations", annotations.len())?,
+        payload_len: len_u32("payload", payload.len())?,
+        kwargs_len: len_u32("kwargs", kwargs.len())?,
+        attachment_len: len_u32("attachment", attachment.len())?,
+    };
+    header.check()?;
+    Ok(header)
+}
+
+/// Writes the header and the sections before the attachment.
+#[inline]
+fn write_head(dst: &mut BytesMut, header: &Header, sections: [&[u8]; 4]) {
+    let len = HEADER_LEN + sections.iter().map(|s| s.len()).sum::<usize>();
+    dst.reserve(len);
+    dst.extend_from_slice(&header.to_bytes());
+    // Empty sections are common (no annotations, no kwargs): skip the copy calls.
+    for section in sections {
+        if !section.is_empty() {
+            dst.extend_from_slice(section);
+        }
     }
 }
 
