@@ -623,11 +623,7 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
         "decode µs (p10-p90)".to_owned(),
     ];
     header.extend(metric_names.iter().map(|n| format!("{n} µs")));
-    header.push(match report.criteria.prefer {
-        Prefer::Latency => "score".to_owned(),
-        Prefer::Size => "score".to_owned(),
-        Prefer::Cpu => "score".to_owned(),
-    });
+    header.push("score".to_owned());
     header.push("round trip".to_owned());
     let mut lines: Vec<Vec<String>> = vec![header];
     for r in &report.rows {
