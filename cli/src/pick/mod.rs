@@ -25,6 +25,12 @@ pub use report::{fmt_ns, Need, Prefer};
 
 /// Arguments of `wirecall pick`.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 with a recommendation, 2 when no codec meets the \
+constraints, 1 on bad arguments or unreadable samples.\n\nBuilt-in payloads are measured \
+as typed Rust structs (what a Rust service pays) and as dynamic Values (what a Python or \
+Value-based peer sees); --sample files are measured as Values."
+)]
 pub struct PickArgs {
     /// A sample to measure instead of the built-in payloads: a file holding one value in
     /// JSON or the vector notation (JSON plus `$bytes`, `$tuple`, `$set`, `$map`, `$int`,
