@@ -48,7 +48,8 @@ struct Args {
     json: bool,
     /// Profiling aid: run only this subject's one-in-flight loop (wirecall with the first
     /// codec, tokio, std or tarpc) on the first transport for --duration, and print the
-    /// round trips done; for `perf record` or `strace -c -f`.
+    /// round trips done; or `wirecall-throughput` (--inflight over --connections). For
+    /// `perf record` or `strace -c -f`.
     #[arg(long, value_name = "SUBJECT")]
     profile: Option<String>,
     /// Run everything on one thread (a current-thread tokio runtime) instead of two
@@ -151,7 +152,14 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(subject) = &args.profile {
         let transport = transports.first().copied().unwrap_or(TransportKind::Tcp);
         let codec = codecs.first().copied().unwrap_or(CodecId::POSTCARD);
-        return profile(&rt, subject, transport, codec, duration);
+        return profile(
+            &rt,
+            subject,
+            transport,
+            codec,
+            duration,
+            (inflight, connections),
+        );
     }
 
     let mut figures = Vec::new();
@@ -409,6 +417,7 @@ fn profile(
     transport: TransportKind,
     codec: CodecId,
     duration: Duration,
+    (inflight, connections): (usize, usize),
 ) -> Result<(), String> {
     let len = rpc::echo_frame_len(codec, BENCH_ECHO);
     let mut nanos = Vec::with_capacity(1 << 20);
@@ -440,9 +449,30 @@ fn profile(
             server.finalize().await;
             r.map_err(|e| e.to_string())
         })?,
+        "wirecall-throughput" => {
+            let count = rt.block_on(async {
+                let server = BenchServer::start(transport)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let r = async {
+                    let ps = rpc::connect_many(&server.target, codec, connections).await?;
+                    rpc::throughput_sample(&ps, &server.target, inflight, duration, Duration::ZERO)
+                        .await
+                }
+                .await;
+                server.finalize().await;
+                r.map_err(|e| e.to_string())
+            })?;
+            let t = count.throughput(inflight, connections);
+            println!(
+                "wirecall over {transport}: {} calls, {:.0} calls/s with {inflight} in flight on {connections} connection(s)",
+                t.calls, t.calls_per_sec
+            );
+            return Ok(());
+        }
         other => {
             return Err(format!(
-                "unknown --profile subject `{other}`; use wirecall, tokio, std or tarpc"
+                "unknown --profile subject `{other}`; use wirecall, wirecall-throughput, tokio, std or tarpc"
             ))
         }
     }
