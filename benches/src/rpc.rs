@@ -1185,9 +1185,10 @@ impl RpcReport {
 /// [`RpcReport`] with every codec of `codecs` (p50/p99 with one call in flight, calls/s with
 /// 64 in flight on one connection) and the raw ping-pong baseline, `per_measurement` each.
 ///
-/// Time taken is about `2 * (1 + 2 * codecs.len()) * (per_measurement + warm-up)`, where the
-/// warm-up is a tenth of `per_measurement` but at least 20 ms: with seven codecs, 50 ms per
-/// measurement takes about 2.5 s and 200 ms about 7 s.
+/// Time taken, per transport, is about `(2 * codecs.len() + 1) * per_measurement` plus a
+/// warm-up of [`warm_up_time`]`(per_measurement)` (at least 20 ms) for each of those
+/// figures: measured with the seven built-in codecs, 50 ms per measurement takes about
+/// 1.1 s per transport (2.2 s for both) and 200 ms about 3.4 s per transport.
 pub fn measure_rpc_all(
     codecs: &[CodecId],
     per_measurement: Duration,
