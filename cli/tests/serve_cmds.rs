@@ -248,3 +248,63 @@ fn unreachable_server_is_a_one_line_error() {
     let o = wirecall(&["call", &url, "echo", "1"]);
     assert_one_line_error(&o, &[&url]);
 }
+
+/// Waits up to 10 s for the server process to exit; returns its status.
+fn wait_exit(s: &mut Server) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(st) = s.child.try_wait().expect("poll serve") {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "wirecall serve did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn shutdown(url: &str, token: Option<&str>) -> Result<(), wirecall::Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let proxy = wirecall::Proxy::new(url)?.timeout(Duration::from_secs(10));
+        proxy.shutdown_server(token).await
+    })
+}
+
+#[test]
+fn remote_shutdown_with_token_stops_the_server() {
+    let mut s = Server::start(&["--shutdown-token", "s3cret"]);
+    // A wrong token is refused and the server keeps serving.
+    let e = shutdown(s.url(), Some("wrong")).unwrap_err();
+    assert!(
+        matches!(e, wirecall::Error::PermissionDenied { .. }),
+        "{e:?}"
+    );
+    let o = wirecall(&["call", s.url(), "add", "1", "2"]);
+    assert_prints(&o, "3");
+    // The right token finalizes it: the process exits cleanly.
+    shutdown(s.url(), Some("s3cret")).expect("remote shutdown");
+    let st = wait_exit(&mut s);
+    assert!(st.success(), "{st:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_finalizes_and_removes_the_unix_socket() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("term.sock");
+    let unix = format!("unix://{}", path.display());
+    let mut s = Server::start(&["--listen", &unix]);
+    assert!(path.exists(), "socket file missing while serving");
+    let o = wirecall(&["call", &unix, "echo", "[true]"]);
+    assert_prints(&o, "[true]");
+    let kill = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let st = wait_exit(&mut s);
+    assert!(st.success(), "{st:?}");
+    assert!(!path.exists(), "the unix socket file was left behind");
+}
