@@ -67,7 +67,11 @@ impl Annotations {
     }
 
     /// Checks a section received from the wire.
+    #[inline]
     pub fn from_wire(section: Bytes) -> Result<Annotations, ProtocolError> {
+        if section.is_empty() {
+            return Ok(Annotations(section));
+        }
         let mut rest: &[u8] = &section;
         while !rest.is_empty() {
             let (key, value, r) = split_entry(rest)?;

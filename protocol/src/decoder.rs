@@ -78,6 +78,7 @@ impl FrameDecoder {
         }
     }
 
+    #[inline]
     fn decode_inner(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
         let header = match self.pending {
             Some(h) => h,
@@ -126,8 +127,8 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.pending = None;
-        let mut frame = src.split_to(len).freeze();
-        frame.advance(HEADER_LEN);
+        src.advance(HEADER_LEN);
+        let mut frame = src.split_to(len - HEADER_LEN).freeze();
         let route = frame.split_to(usize::from(header.route_len));
         let annotations = frame.split_to(header.annotations_len as usize);
         let payload = frame.split_to(header.payload_len as usize);

@@ -49,6 +49,7 @@ impl Header {
 
     /// Parses and checks a header: magic, version, kind, flags, reserved bytes and the
     /// per-kind field rules (SPEC §2-§3), in that order. Limits are not checked here.
+    #[inline]
     pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Header, ProtocolError> {
         if b[..4] != MAGIC {
             return Err(ProtocolError::BadMagic {
@@ -87,11 +88,13 @@ impl Header {
     }
 
     /// Checks kind, flags and the per-kind field rules (SPEC §3 table).
+    #[inline]
     pub(crate) fn check(&self) -> Result<(), ProtocolError> {
         let rule = self.check_kind_flags()?;
         self.check_fields(rule)
     }
 
+    #[inline]
     fn check_kind_flags(&self) -> Result<Rule, ProtocolError> {
         let rule = Rule::of(self.kind).ok_or(ProtocolError::UnknownKind { kind: self.kind })?;
         let bad_flags = Flags(self.flags.0 & !rule.flags.0);
@@ -104,6 +107,7 @@ impl Header {
         Ok(rule)
     }
 
+    #[inline]
     fn check_fields(&self, rule: Rule) -> Result<(), ProtocolError> {
         let kind = self.kind;
         let bad = |field, problem| {
@@ -165,6 +169,7 @@ impl Header {
     }
 
     /// The 40 header bytes.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[..4].copy_from_slice(&MAGIC);
@@ -214,6 +219,7 @@ struct Rule {
 }
 
 impl Rule {
+    #[inline]
     fn of(kind: Kind) -> Option<Rule> {
         let control = Rule {
             flags: Flags::EMPTY,
@@ -324,6 +330,7 @@ pub struct Method(Bytes);
 
 impl Method {
     /// Checks and wraps a method name.
+    #[inline]
     pub fn new(name: impl Into<Bytes>) -> Result<Method, ProtocolError> {
         let b = name.into();
         if b.is_empty() {
@@ -1071,6 +1078,7 @@ impl Reader {
 }
 
 /// Builds a frame from a checked header and its sections (split from one `Bytes`).
+#[inline]
 pub(crate) fn assemble(
     h: &Header,
     route: Bytes,
