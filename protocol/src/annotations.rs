@@ -44,6 +44,7 @@ fn split_entry(rest: &[u8]) -> Result<(&str, &[u8], &[u8]), ProtocolError> {
     let key = std::str::from_utf8(key).map_err(|_| ProtocolError::InvalidUtf8 {
         what: "annotation key",
     })?;
+    // Cannot panic: `rest` holds at least klen + 4 bytes (checked above).
     let (vlen, rest) = rest.split_at(4);
     let vlen = u32::from_be_bytes([vlen[0], vlen[1], vlen[2], vlen[3]]) as usize;
     if rest.len() < vlen {

@@ -1290,6 +1290,26 @@ impl ServerConnection {
         Ok(())
     }
 
+    /// Reports the end of the byte stream: an error if it ended inside a frame, or while
+    /// calls were in flight without a GOAWAY; the calls in flight are lost.
+    pub fn handle_eof(&mut self) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        let r = if !self.core.inbuf.is_empty() {
+            Err(ProtocolError::Truncated {
+                buffered: self.core.inbuf.len(),
+            })
+        } else if self.drained || self.in_flight.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::PeerClosed {
+                code: ErrorCode::PROTOCOL_ERROR,
+                message: "connection closed without GOAWAY".into(),
+            })
+        };
+        self.core.closed = Some(ProtocolError::Closed);
+        r
+    }
+
     /// Closes at once with an error code, telling the peer.
     pub fn close(&mut self, code: ErrorCode, message: &str) {
         if self.core.closed.is_none() {

@@ -697,3 +697,22 @@ fn large_sections_are_sent_without_copying() {
         (args, Bytes::from_static(b"\x80"), attachment)
     );
 }
+
+#[test]
+fn end_of_stream_on_the_server() {
+    let mut p = Pair::connected();
+    assert!(
+        p.server.handle_eof().is_ok(),
+        "nothing in flight: a clean close"
+    );
+    let mut p = Pair::connected();
+    p.call("a", b"");
+    p.drive();
+    let e = p.server.handle_eof().unwrap_err();
+    assert_eq!(e.kind_name(), "peer_closed");
+    let mut p = Pair::connected();
+    p.server
+        .handle_input(&wirecall_protocol::MAGIC[..2], p.now)
+        .unwrap();
+    assert_eq!(p.server.handle_eof().unwrap_err().kind_name(), "truncated");
+}
