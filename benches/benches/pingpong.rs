@@ -62,7 +62,9 @@ fn benches(c: &mut Criterion) {
     let mut client = TcpStream::connect(addr).expect("connect");
     client.set_nodelay(true).expect("nodelay");
     let mut buf = vec![0u8; len];
-    g.bench_function("tcp_loopback", |b| b.iter(|| round_trip(&mut client, &msg, &mut buf)));
+    g.bench_function("tcp_loopback", |b| {
+        b.iter(|| round_trip(&mut client, &msg, &mut buf))
+    });
     client.shutdown(Shutdown::Both).ok();
     drop(client);
     server.join().expect("echo thread");
@@ -70,7 +72,9 @@ fn benches(c: &mut Criterion) {
     // A unix socket pair (no file in the file system).
     let (mut a, b_end) = UnixStream::pair().expect("socketpair");
     let server = thread::spawn(move || echo(b_end, len));
-    g.bench_function("unix_socketpair", |b| b.iter(|| round_trip(&mut a, &msg, &mut buf)));
+    g.bench_function("unix_socketpair", |b| {
+        b.iter(|| round_trip(&mut a, &msg, &mut buf))
+    });
     a.shutdown(Shutdown::Both).ok();
     drop(a);
     server.join().expect("echo thread");
