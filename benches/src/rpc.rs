@@ -1041,11 +1041,29 @@ fn measure_interleaved(
         raw.sample(slice, &mut raw_nanos)
             .map_err(|e| format!("raw {} ping-pong baseline: {e}", opts.transport))?;
         for s in &mut subjects {
-            let c = rt
-                .block_on(async {
-                    latency_sample(&s.one, target, slice, &mut s.nanos).await?;
-                    throughput_sample(&s.many, target, inflight, slice, Duration::ZERO).await
+            // The caller runs in a spawned task, on a runtime worker, as an application's
+            // would (a caller blocked in `block_on` pays a cross-thread wake-up per call).
+            let (one, target2) = (s.one.clone(), target.clone());
+            let nanos = std::mem::take(&mut s.nanos);
+            let joined = rt.block_on(async move {
+                tokio::spawn(async move {
+                    let mut nanos = nanos;
+                    let r = latency_sample(&one, &target2, slice, &mut nanos).await;
+                    (nanos, r)
                 })
+                .await
+            });
+            let (nanos, r) = joined.map_err(|e| format!("a measurement task failed: {e}"))?;
+            s.nanos = nanos;
+            r.map_err(|e| fail(s.codec, e))?;
+            let c = rt
+                .block_on(throughput_sample(
+                    &s.many,
+                    target,
+                    inflight,
+                    slice,
+                    Duration::ZERO,
+                ))
                 .map_err(|e| fail(s.codec, e))?;
             s.count.add(c);
         }

@@ -233,6 +233,54 @@ struct Subject {
     multi_count: Count,
 }
 
+/// Everything measured in rounds besides the blocking raw ping-pong.
+struct Live {
+    tokio_raw: TokioRawSession,
+    tarpc: Option<TarpcPair>,
+    subjects: Vec<Subject>,
+    tokio_nanos: Vec<u64>,
+    tarpc_nanos: Vec<u64>,
+    tarpc_count: Count,
+}
+
+/// One slice of every async subject.
+async fn one_round(
+    l: &mut Live,
+    t: &rpc::Target,
+    transport: TransportKind,
+    slice: Duration,
+    inflight: usize,
+) -> Result<(), String> {
+    l.tokio_raw
+        .sample(slice, &mut l.tokio_nanos)
+        .await
+        .map_err(|e| format!("raw {transport} ping-pong on tokio: {e}"))?;
+    if let Some(p) = &l.tarpc {
+        p.latency_sample(slice, &mut l.tarpc_nanos)
+            .await
+            .map_err(|e| e.to_string())?;
+        l.tarpc_count.add(
+            p.throughput_sample(inflight, slice, Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    for s in &mut l.subjects {
+        let codec = s.codec;
+        let r = async {
+            rpc::latency_sample(&s.one, t, slice, &mut s.nanos).await?;
+            s.single_count
+                .add(rpc::throughput_sample(&s.single, t, inflight, slice, Duration::ZERO).await?);
+            s.multi_count
+                .add(rpc::throughput_sample(&s.multi, t, inflight, slice, Duration::ZERO).await?);
+            Ok::<_, wirecall::Error>(())
+        }
+        .await;
+        r.map_err(|e| format!("wirecall {codec} over {transport}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Measures one transport, every subject interleaved in rounds of short slices so that
 /// load elsewhere on the machine hits all of them alike.
 #[allow(clippy::too_many_arguments)]
@@ -319,16 +367,21 @@ fn rt_measure(
         }
         Ok::<_, String>((tokio_raw, tarpc, subjects))
     });
-    let (mut tokio_raw, tarpc, mut subjects) = match setup {
+    let (tokio_raw, tarpc, subjects) = match setup {
         Ok(x) => x,
         Err(e) => {
             rt.block_on(server.finalize());
             return Err(e);
         }
     };
-    let mut tokio_nanos = Vec::with_capacity(65536);
-    let mut tarpc_nanos = Vec::with_capacity(65536);
-    let mut tarpc_count = Count::default();
+    let mut live = Some(Live {
+        tokio_raw,
+        tarpc,
+        subjects,
+        tokio_nanos: Vec::with_capacity(65536),
+        tarpc_nanos: Vec::with_capacity(65536),
+        tarpc_count: Count::default(),
+    });
     let mut result = Ok(());
     for round in 0..rounds {
         if progress {
@@ -338,45 +391,48 @@ fn rt_measure(
             result = Err(format!("raw {transport} ping-pong: {e}"));
             break;
         }
-        let r = rt.block_on(async {
-            tokio_raw
-                .sample(slice, &mut tokio_nanos)
-                .await
-                .map_err(|e| format!("raw {transport} ping-pong on tokio: {e}"))?;
-            if let Some(p) = &tarpc {
-                p.latency_sample(slice, &mut tarpc_nanos)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tarpc_count.add(
-                    p.throughput_sample(inflight, slice, Duration::ZERO)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            for s in &mut subjects {
-                let codec = s.codec;
-                let r = async {
-                    rpc::latency_sample(&s.one, &t, slice, &mut s.nanos).await?;
-                    s.single_count.add(
-                        rpc::throughput_sample(&s.single, &t, inflight, slice, Duration::ZERO)
-                            .await?,
-                    );
-                    s.multi_count.add(
-                        rpc::throughput_sample(&s.multi, &t, inflight, slice, Duration::ZERO)
-                            .await?,
-                    );
-                    Ok::<_, wirecall::Error>(())
-                }
-                .await;
-                r.map_err(|e| format!("wirecall {codec} over {transport}: {e}"))?;
-            }
-            Ok::<_, String>(())
-        });
-        if let Err(e) = r {
-            result = Err(e);
+        let Some(mut l) = live.take() else {
             break;
+        };
+        let target = t.clone();
+        // The callers run in a spawned task, on a runtime worker, as an application's
+        // would; the state goes in and comes back.
+        let joined = rt.block_on(async move {
+            tokio::spawn(async move {
+                let r = one_round(&mut l, &target, transport, slice, inflight).await;
+                (l, r)
+            })
+            .await
+        });
+        match joined {
+            Ok((l, r)) => {
+                live = Some(l);
+                if let Err(e) = r {
+                    result = Err(e);
+                    break;
+                }
+            }
+            Err(e) => {
+                result = Err(format!("a measurement task failed: {e}"));
+                break;
+            }
         }
     }
+    let Some(Live {
+        tokio_raw,
+        tarpc,
+        mut subjects,
+        mut tokio_nanos,
+        mut tarpc_nanos,
+        tarpc_count,
+    }) = live
+    else {
+        rt.block_on(server.finalize());
+        return Err(result
+            .err()
+            .unwrap_or_else(|| "a measurement task failed".into()));
+    };
+    drop(tokio_raw);
     if progress {
         eprintln!();
     }
@@ -449,6 +505,50 @@ fn profile(
             server.finalize().await;
             r.map_err(|e| e.to_string())
         })?,
+        "wirecall-task" | "tokio-task" => {
+            // The same loops inside a spawned task (a worker thread) instead of the
+            // block_on thread.
+            let wire = subject == "wirecall-task";
+            let (n, r) = rt
+                .block_on(async move {
+                    tokio::spawn(async move {
+                        let mut nanos = Vec::with_capacity(1 << 20);
+                        let r = if wire {
+                            match BenchServer::start(transport).await {
+                                Ok(server) => {
+                                    let r = async {
+                                        let p = rpc::connect(&server.target, codec).await?;
+                                        rpc::latency_sample(
+                                            &p,
+                                            &server.target,
+                                            duration,
+                                            &mut nanos,
+                                        )
+                                        .await
+                                    }
+                                    .await;
+                                    server.finalize().await;
+                                    r.map_err(|e| e.to_string())
+                                }
+                                Err(e) => Err(e.to_string()),
+                            }
+                        } else {
+                            match TokioRawSession::start(transport, len).await {
+                                Ok(mut s) => s
+                                    .sample(duration, &mut nanos)
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        };
+                        (nanos, r)
+                    })
+                    .await
+                })
+                .map_err(|e| format!("the profiling task failed: {e}"))?;
+            r?;
+            nanos = n;
+        }
         "wirecall-throughput" => {
             let count = rt.block_on(async {
                 let server = BenchServer::start(transport)
@@ -472,7 +572,7 @@ fn profile(
         }
         other => {
             return Err(format!(
-                "unknown --profile subject `{other}`; use wirecall, wirecall-throughput, tokio, std or tarpc"
+                "unknown --profile subject `{other}`; use wirecall, wirecall-task, wirecall-throughput, tokio, tokio-task, std or tarpc"
             ))
         }
     }
