@@ -189,6 +189,7 @@ fn recommendation_obeys_every_need_and_max_size() {
         for prefer in ["size", "cpu"] {
             let doc = pick_json(&[
                 "--quick",
+                "--no-rpc",
                 "--duration",
                 "0.2",
                 "--sample",
@@ -213,7 +214,7 @@ fn recommendation_obeys_every_need_and_max_size() {
         }
     }
     // --max-size between the smallest and the largest encoding excludes the larger ones.
-    let doc = pick_json(&["--quick", "--duration", "0.2", "--sample", s]);
+    let doc = pick_json(&["--quick", "--no-rpc", "--duration", "0.2", "--sample", s]);
     let mut sizes: Vec<u64> = codecs(&doc)
         .iter()
         .map(|c| c["largest"]["size"].as_u64().unwrap())
@@ -223,6 +224,7 @@ fn recommendation_obeys_every_need_and_max_size() {
     let limit_s = limit.to_string();
     let doc = pick_json(&[
         "--quick",
+        "--no-rpc",
         "--duration",
         "0.2",
         "--sample",
@@ -257,6 +259,7 @@ fn recommendation_obeys_every_need_and_max_size() {
     }
     let doc = pick_json(&[
         "--quick",
+        "--no-rpc",
         "--duration",
         "0.2",
         "--sample",
@@ -271,6 +274,7 @@ fn recommendation_obeys_every_need_and_max_size() {
     let o = wirecall(&[
         "pick",
         "--quick",
+        "--no-rpc",
         "--duration",
         "0.2",
         "--sample",
@@ -480,6 +484,81 @@ fn plot_writes_an_svg_naming_every_codec() {
     }
     assert!(svg.contains("(recommended)"));
     assert!(svg.contains("<circle"));
+    // The RPC stage's columns and the raw baseline they compare with.
+    for needle in [
+        "tcp p50/p99 µs",
+        "tcp calls/s",
+        "unix p50/p99 µs",
+        "unix calls/s",
+        "Raw socket ping-pong",
+    ] {
+        assert!(out.contains(needle), "{needle} missing: {out}");
+    }
+}
+
+/// Checks one codec's RPC figures over `transport`: positive numbers, or an error sentence
+/// with null figures.
+fn check_rpc(name: &str, transport: &str, f: &Json) {
+    if let Some(e) = f["error"].as_str() {
+        assert!(!e.is_empty(), "{name} {transport}");
+        assert!(f["p50_ns"].is_null() && f["calls_per_sec"].is_null(), "{f}");
+        return;
+    }
+    let p50 = f["p50_ns"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} {transport}: {f}"));
+    let p99 = f["p99_ns"].as_u64().unwrap();
+    assert!(p50 > 0 && p50 <= p99, "{name} {transport}: {f}");
+    assert!(f["latency_samples"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["calls_per_sec"].as_f64().unwrap() > 0.0, "{f}");
+    assert!(f["calls"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["frame_len"].as_u64().unwrap() > 32, "{f}");
+}
+
+#[test]
+fn rpc_stage_measures_every_codec_on_both_transports() {
+    let doc = pick_json(&["--quick"]);
+    let rpc = &doc["rpc"];
+    assert_eq!(rpc["per_measurement_ms"].as_f64(), Some(50.0), "{rpc}");
+    assert_eq!(rpc["inflight"], 64);
+    for t in ["tcp", "unix"] {
+        let b = &rpc["baselines"][t];
+        assert!(b["p50_ns"].as_u64().unwrap() > 0, "{t}: {rpc}");
+        assert!(b["bytes"].as_u64().unwrap() > 32, "{t}: {rpc}");
+    }
+    let mut measured = 0;
+    for c in codecs(&doc) {
+        let name = c["name"].as_str().unwrap();
+        for t in ["tcp", "unix"] {
+            check_rpc(name, t, &c["rpc"][t]);
+            measured += usize::from(c["rpc"][t]["error"].is_null());
+        }
+        // --prefer latency (the default) counts the measured tcp round trip once per
+        // sample: the score is at least that.
+        if let (Some(score), Some(p50)) = (c["score"].as_f64(), c["rpc"]["tcp"]["p50_ns"].as_f64())
+        {
+            let samples = c["samples"].as_array().unwrap().len() as f64;
+            assert!(
+                score >= p50 * samples,
+                "{name}: {score} < {samples} x {p50}"
+            );
+        }
+    }
+    assert!(measured > 0, "no codec completed an RPC: {doc}");
+
+    // --no-rpc leaves the stage out of the document and of the score.
+    let doc = pick_json(&["--quick", "--no-rpc", "--duration", "0.3"]);
+    assert!(doc["rpc"].is_null(), "{}", doc["rpc"]);
+    for c in codecs(&doc) {
+        assert!(c["rpc"].is_null(), "{c}");
+    }
+    let o = wirecall(&["pick", "--quick", "--no-rpc", "--duration", "0.3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        !out.contains("calls/s") && !out.contains("ping-pong"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -519,6 +598,7 @@ fn need_python_counts_what_python_sees() {
     // the Value path, where JSON has no bytes: with --need python that is a loss.
     let doc = pick_json(&[
         "--quick",
+        "--no-rpc",
         "--duration",
         "0.3",
         "--codecs",

@@ -5,11 +5,16 @@
 //! (`encode_into::<T>` / `decode::<T>`, what a Rust service pays) and, as a second stage,
 //! through the `Value` path (what a dynamic or Python peer pays and sees). User samples are
 //! `Value`s and are measured through the `Value` path only.
+//!
+//! A last stage makes a real echo call through the engine with every codec over loopback
+//! tcp and a unix socket ([`rpc`]): p50/p99 latency, calls/s with 64 in flight, and the raw
+//! socket ping-pong baseline; `--prefer latency` ranks on the measured tcp round trip.
 
 mod losses;
 mod measure;
 mod plot;
 mod report;
+mod rpc;
 pub(crate) mod samples;
 
 use std::io::IsTerminal;
@@ -19,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use wirecall_benches::rpc::TransportKind;
 use wirecall_codecs::{CodecId, CodecInfo};
 
 pub use report::{fmt_ns, Need, Prefer};
@@ -29,7 +35,9 @@ pub use report::{fmt_ns, Need, Prefer};
     after_help = "Exit status: 0 with a recommendation, 2 when no codec meets the \
 constraints, 1 on bad arguments or unreadable samples.\n\nBuilt-in payloads are measured \
 as typed Rust structs (what a Rust service pays) and as dynamic Values (what a Python or \
-Value-based peer sees); --sample files are measured as Values."
+Value-based peer sees); --sample files are measured as Values. Then every codec makes a \
+real echo call through the engine over loopback tcp and a unix socket (p50/p99 latency, \
+calls/s with 64 in flight, beside the raw socket ping-pong); --no-rpc skips it."
 )]
 pub struct PickArgs {
     /// A sample to measure instead of the built-in payloads: a file holding one value in
@@ -56,10 +64,16 @@ pub struct PickArgs {
     /// compatibility; postcard is the maintained compact binary choice).
     #[arg(long)]
     allow_unmaintained: bool,
-    /// Short measurement (about 3 s of timing instead of 25 s): rougher figures, same report.
+    /// Short measurement (about 3 s of codec timing instead of 25 s, 50 ms per RPC figure
+    /// instead of 200 ms): rougher figures, same report.
     #[arg(long)]
     quick: bool,
-    /// Total time to spend timing, in seconds (overrides the default and --quick).
+    /// Skip the RPC stage (the echo call through the engine over tcp and unix sockets);
+    /// `--prefer latency` then counts encode + decode + transfer only.
+    #[arg(long)]
+    no_rpc: bool,
+    /// Total time to spend timing the codecs, in seconds (overrides the default and
+    /// --quick; the RPC stage takes its own few seconds on top).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
     /// Print the report as JSON (schema `wirecall-pick/1`) instead of a table.
@@ -149,8 +163,23 @@ pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
         samples::load(&args.samples)?
     };
     let stages: [&dyn measure::Stage; 2] = [&measure::CodecStage, &measure::ValueStage];
+    let codec_ticks = measure::ticks(codecs.len(), samples.len(), stages.len());
+    let rpc_per = if args.quick {
+        rpc::QUICK_PER_MEASUREMENT
+    } else {
+        rpc::PER_MEASUREMENT
+    };
+    // The bar advances about evenly in time: each transport of the RPC stage counts for as
+    // many ticks as the codec stages make in the time it takes.
+    let rpc_ticks = if args.no_rpc {
+        0
+    } else {
+        let secs = rpc::estimate(codecs.len(), rpc_per).as_secs_f64();
+        ((codec_ticks as f64 * secs / total.as_secs_f64()).round() as u64).max(1)
+    };
     let bar = if !args.json && std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(measure::ticks(codecs.len(), samples.len(), stages.len()));
+        let b = ProgressBar::new(codec_ticks + rpc_ticks * TransportKind::ALL.len() as u64);
+        b.enable_steady_tick(Duration::from_millis(120));
         let style = ProgressStyle::with_template(
             "{spinner} measuring [{bar:30}] {pos}/{len} {msg} (eta {eta})",
         )
@@ -171,6 +200,23 @@ pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
             b.inc(1);
         }
     });
+    let rpc_results = if args.no_rpc {
+        None
+    } else {
+        let ids: Vec<CodecId> = codecs.iter().map(|c| c.id).collect();
+        if let Some(b) = &bar {
+            b.set_message(format!("RPC over {}", TransportKind::Tcp));
+        }
+        let mut transports = TransportKind::ALL.iter().skip(1);
+        Some(rpc::measure(&ids, rpc_per, |_| {
+            if let Some(b) = &bar {
+                b.inc(rpc_ticks);
+                if let Some(next) = transports.next() {
+                    b.set_message(format!("RPC over {next}"));
+                }
+            }
+        }))
+    };
     std::panic::set_hook(hook);
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -182,7 +228,7 @@ pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
         link_mbps: args.link_mbps,
         allow_unmaintained: args.allow_unmaintained,
     };
-    let rep = report::build(&codecs, &samples, &results, &criteria);
+    let rep = report::build(&codecs, &samples, &results, rpc_results.as_ref(), &criteria);
     if let Some(path) = &args.plot {
         let title = format!(
             "wirecall pick: size vs time over {} sample(s)",

@@ -9,7 +9,9 @@ use wirecall_codecs::{CodecId, CodecInfo};
 
 use super::losses::Loss;
 use super::measure::{Cell, PathKind, PathResult, Results, RoundTrip};
+use super::rpc::{Baseline, RpcCell, RpcResults};
 use super::samples::{Sample, Source};
+use wirecall_benches::rpc::TransportKind;
 
 /// A requirement a codec must meet to be recommended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -94,6 +96,8 @@ pub struct Row {
     pub problems: Vec<String>,
     /// Extra stage figures summed over samples, by name.
     pub metrics: Vec<(String, Timing)>,
+    /// The RPC stage's figures, one per transport (tcp, then unix); empty with `--no-rpc`.
+    pub rpc: Vec<RpcCell>,
     /// Why the codec cannot be recommended, if it cannot.
     pub excluded: Option<String>,
     /// The ranking figure for the preference (lower is better), when known.
@@ -113,6 +117,17 @@ pub struct Report {
     pub why: String,
     /// The accepted set to configure: the recommendation and the runner-up.
     pub accepted: Vec<CodecInfo>,
+    /// Time per RPC figure, `None` when the RPC stage did not run (`--no-rpc`).
+    pub rpc_per_measurement: Option<std::time::Duration>,
+    /// The raw socket ping-pong baselines of the RPC stage.
+    pub rpc_baselines: Vec<Baseline>,
+}
+
+impl Row {
+    /// This codec's RPC figures over `t`, if the stage ran.
+    pub fn rpc_on(&self, t: TransportKind) -> Option<&RpcCell> {
+        self.rpc.iter().find(|c| c.transport == t)
+    }
 }
 
 fn sum_timing(acc: &mut Option<Timing>, t: &Timing) {
@@ -148,6 +163,7 @@ fn row(info: &CodecInfo, samples: &[Sample], cells: &[Cell]) -> Row {
         value_losses: Vec::new(),
         problems: Vec::new(),
         metrics: Vec::new(),
+        rpc: Vec::new(),
         excluded: None,
         score: None,
         recommended: false,
@@ -266,6 +282,9 @@ fn exclusion(r: &Row, c: &Criteria) -> Option<String> {
     if let Some(p) = r.problems.iter().find(|p| p.starts_with("cannot ")) {
         return Some(p.clone());
     }
+    if let Some(Err(e)) = r.rpc_on(TransportKind::Tcp).map(|c| &c.result) {
+        return Some(format!("the RPC round trip over tcp failed: {e}"));
+    }
     if let (Some(max), Some((size, sample))) = (c.max_size, &r.largest) {
         if *size as u64 > max {
             return Some(format!(
@@ -276,12 +295,24 @@ fn exclusion(r: &Row, c: &Criteria) -> Option<String> {
     None
 }
 
-fn score(r: &Row, c: &Criteria) -> Option<f64> {
+/// The ranking figure. With the RPC stage, `--prefer latency` is what a call of each sample
+/// costs: the measured tcp round trip through the engine (p50, once per sample) plus the
+/// sample's encode + decode time and the time to send its bytes at the link speed; without
+/// it (`--no-rpc`), the round trip term is left out.
+fn score(r: &Row, c: &Criteria, samples: usize) -> Option<f64> {
     let time = || Some(r.encode?.median_ns + r.decode?.median_ns);
     match c.prefer {
         Prefer::Size => r.encode.map(|_| r.size as f64),
         Prefer::Cpu => time(),
-        Prefer::Latency => Some(time()? + transfer_ns(r.size, c.link_mbps)),
+        Prefer::Latency => {
+            let rpc = match r.rpc_on(TransportKind::Tcp) {
+                None => 0.0,
+                Some(cell) => {
+                    cell.result.as_ref().ok()?.latency.p50.as_secs_f64() * 1e9 * samples as f64
+                }
+            };
+            Some(rpc + time()? + transfer_ns(r.size, c.link_mbps))
+        }
     }
 }
 
@@ -298,17 +329,25 @@ fn tier(r: &Row) -> u8 {
 }
 
 /// Builds the report from the measurements.
+///
+/// `rpc` holds the RPC stage's figures (`None` with `--no-rpc`), for the codecs of
+/// `codecs` in the same order.
 pub fn build(
     codecs: &[CodecInfo],
     samples: &[Sample],
     results: &Results,
+    rpc: Option<&RpcResults>,
     criteria: &Criteria,
 ) -> Report {
+    let ids: Vec<CodecId> = codecs.iter().map(|c| c.id).collect();
     let mut rows: Vec<Row> = codecs
         .iter()
         .zip(&results.cells)
         .map(|(info, cells)| {
             let mut r = row(info, samples, cells);
+            if let Some(rpc) = rpc {
+                r.rpc = rpc.of(&ids, info.id).to_vec();
+            }
             // A Python peer sees the Value path: with --need python its losses count.
             if criteria.needs.contains(&Need::Python) && !r.value_losses.is_empty() {
                 r.exact = Some(false);
@@ -319,7 +358,7 @@ pub fn build(
                 r.losses.extend(seen_by_python.collect::<Vec<_>>());
             }
             r.excluded = exclusion(&r, criteria);
-            r.score = score(&r, criteria);
+            r.score = score(&r, criteria, samples.len());
             r
         })
         .collect();
@@ -352,6 +391,10 @@ pub fn build(
             rows[best].recommended = true;
             let b = &rows[best];
             let what = match criteria.prefer {
+                Prefer::Latency if rpc.is_some() => format!(
+                    "lowest measured tcp RPC round trip per sample + encode + decode + transfer time at {} Mbit/s",
+                    criteria.link_mbps
+                ),
                 Prefer::Latency => format!(
                     "lowest encode + decode + transfer time at {} Mbit/s",
                     criteria.link_mbps
@@ -397,6 +440,8 @@ pub fn build(
         criteria: criteria.clone(),
         why,
         accepted,
+        rpc_per_measurement: rpc.map(|r| r.per_measurement),
+        rpc_baselines: rpc.map(|r| r.baselines.clone()).unwrap_or_default(),
     }
 }
 
@@ -623,6 +668,13 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
         "decode µs (p10-p90)".to_owned(),
     ];
     header.extend(metric_names.iter().map(|n| format!("{n} µs")));
+    let rpc = report.rpc_per_measurement.is_some();
+    if rpc {
+        for t in TransportKind::ALL {
+            header.push(format!("{t} p50/p99 µs"));
+            header.push(format!("{t} calls/s"));
+        }
+    }
     header.push("score".to_owned());
     header.push("round trip".to_owned());
     let mut lines: Vec<Vec<String>> = vec![header];
@@ -650,8 +702,37 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
                     .map_or_else(|| "n/a".into(), |(_, t)| time_cell(Some(*t))),
             );
         }
+        let mut rpc_errors = Vec::new();
+        if rpc {
+            for t in TransportKind::ALL {
+                match r.rpc_on(t).map(|c| &c.result) {
+                    Some(Ok(f)) => {
+                        l.push(format!(
+                            "{}/{}",
+                            short_ns(f.latency.p50.as_secs_f64() * 1e9),
+                            short_ns(f.latency.p99.as_secs_f64() * 1e9)
+                        ));
+                        l.push(group(f.throughput.calls_per_sec.round() as usize));
+                    }
+                    Some(Err(e)) => {
+                        l.push("failed".into());
+                        l.push("-".into());
+                        rpc_errors.push(format!("RPC over {t} failed: {e}"));
+                    }
+                    None => {
+                        l.push("n/a".into());
+                        l.push("n/a".into());
+                    }
+                }
+            }
+        }
         l.push(score_text(r.score, report.criteria.prefer));
-        l.push(round_trip_cell(r));
+        let mut last = round_trip_cell(r);
+        for e in rpc_errors {
+            last.push_str("; ");
+            last.push_str(&e);
+        }
+        l.push(last);
         lines.push(l);
     }
     let mut out = String::new();
@@ -661,6 +742,10 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
         samples.len(),
         primary,
         match report.criteria.prefer {
+            Prefer::Latency if rpc => format!(
+                "samples x tcp RPC p50 + encode + decode + bytes at {} Mbit/s",
+                report.criteria.link_mbps
+            ),
             Prefer::Latency => format!(
                 "encode + decode + bytes at {} Mbit/s",
                 report.criteria.link_mbps
@@ -670,6 +755,9 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
         }
     );
     out.push_str(&align(&lines, 2));
+    if let Some(per) = report.rpc_per_measurement {
+        out.push_str(&rpc_legend(report, per));
+    }
     let excluded: Vec<&Row> = report
         .rows
         .iter()
@@ -731,6 +819,40 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
             let _ = writeln!(out, "  {l}");
         }
     }
+    out
+}
+
+/// The lines under the table that say what the RPC columns measured and give the raw
+/// ping-pong baseline they compare with.
+fn rpc_legend(report: &Report, per: std::time::Duration) -> String {
+    let (inflight, connections) = super::rpc::load();
+    let mut out = format!(
+        "\nRPC: an echo call of a {}-byte string through the engine over loopback; p50/p99 with one call in flight, calls/s with {inflight} in flight on {connections} connection(s), {} ms per figure.\n",
+        wirecall_benches::rpc::ECHO_PAYLOAD.len(),
+        per.as_millis()
+    );
+    if report.rpc_baselines.is_empty() {
+        out.push_str("Raw socket ping-pong baseline: not measured (the RPC stage failed).\n");
+        return out;
+    }
+    let parts: Vec<String> = report
+        .rpc_baselines
+        .iter()
+        .map(|b| {
+            format!(
+                "{} p50/p99 {}/{} µs",
+                b.transport,
+                short_ns(b.raw.p50.as_secs_f64() * 1e9),
+                short_ns(b.raw.p99.as_secs_f64() * 1e9)
+            )
+        })
+        .collect();
+    let bytes = report.rpc_baselines.first().map_or(0, |b| b.raw_len);
+    let _ = writeln!(
+        out,
+        "Raw socket ping-pong of the same {bytes}-byte frame (the floor): {}.",
+        parts.join(", ")
+    );
     out
 }
 
@@ -826,7 +948,13 @@ fn path_json(p: &Option<Result<PathResult, String>>) -> Json {
 ///   kind, what, count, first_at}, problems[]}`, `value_round_trip_losses[]`, `excluded`
 ///   (reason or null), `recommended`, and `samples[]` with the per-sample `primary` and
 ///   `value_path` figures (`size`, `zstd_size`, `encode_ns`, `decode_ns`, `round_trip
-///   {exact, losses[], problem}`, `error`).
+///   {exact, losses[], problem}`, `error`);
+/// * the RPC stage (null with `--no-rpc`): top-level `rpc {per_measurement_ms,
+///   payload_bytes, inflight, connections, baselines {tcp, unix}}`, each baseline
+///   `{p50_ns, p99_ns, samples, bytes}` (the raw socket ping-pong of the echo frame's
+///   length); per codec `rpc {tcp, unix}`, each `{p50_ns, p99_ns, latency_samples,
+///   calls_per_sec, calls, frame_len, error}` with the figures null and `error` a sentence
+///   when the call failed over that transport.
 pub fn to_json(
     report: &Report,
     samples: &[Sample],
@@ -885,6 +1013,7 @@ pub fn to_json(
                 "decode_ns": timing_json(r.decode),
                 "score": r.score,
                 "metrics": r.metrics.iter().map(|(n, t)| json!({"name": n, "ns": timing_json(Some(*t))})).collect::<Vec<_>>(),
+                "rpc": report.rpc_per_measurement.map(|_| rpc_row_json(r)),
                 "round_trip": {
                     "exact": r.exact,
                     "losses": r.losses.iter().map(|l| {
@@ -924,5 +1053,60 @@ pub fn to_json(
         "recommended": recommended,
         "why": report.why,
         "config": config_lines(&report.accepted),
+        "rpc": report.rpc_per_measurement.map(|per| rpc_json(report, per)),
+    })
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn rpc_row_json(r: &Row) -> Json {
+    let mut out = serde_json::Map::new();
+    for c in &r.rpc {
+        let j = match &c.result {
+            Ok(f) => json!({
+                "p50_ns": nanos(f.latency.p50),
+                "p99_ns": nanos(f.latency.p99),
+                "latency_samples": f.latency.samples,
+                "calls_per_sec": f.throughput.calls_per_sec,
+                "calls": f.throughput.calls,
+                "frame_len": f.frame_len,
+                "error": null,
+            }),
+            Err(e) => json!({
+                "p50_ns": null,
+                "p99_ns": null,
+                "latency_samples": null,
+                "calls_per_sec": null,
+                "calls": null,
+                "frame_len": null,
+                "error": e,
+            }),
+        };
+        out.insert(c.transport.name().to_owned(), j);
+    }
+    Json::Object(out)
+}
+
+fn rpc_json(report: &Report, per: std::time::Duration) -> Json {
+    let mut baselines = serde_json::Map::new();
+    for b in &report.rpc_baselines {
+        baselines.insert(
+            b.transport.name().to_owned(),
+            json!({
+                "p50_ns": nanos(b.raw.p50),
+                "p99_ns": nanos(b.raw.p99),
+                "samples": b.raw.samples,
+                "bytes": b.raw_len,
+            }),
+        );
+    }
+    json!({
+        "per_measurement_ms": per.as_secs_f64() * 1e3,
+        "payload_bytes": wirecall_benches::rpc::ECHO_PAYLOAD.len(),
+        "inflight": super::rpc::load().0,
+        "connections": super::rpc::load().1,
+        "baselines": baselines,
     })
 }
