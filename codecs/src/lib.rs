@@ -135,7 +135,7 @@ pub use formats::bincode::Bincode;
 #[cfg(feature = "cbor")]
 pub use formats::cbor::Cbor;
 #[cfg(feature = "json")]
-pub use formats::json::Json;
+pub use formats::json::{decode_value_strict as json_decode_value_strict, Json};
 #[cfg(feature = "msgpack")]
 pub use formats::msgpack::MsgPack;
 #[cfg(feature = "postcard")]

@@ -9,6 +9,8 @@
 //! interoperate exactly:
 //! * NaN, Infinity and -Infinity are written and read as the tokens `NaN`, `Infinity`,
 //!   `-Infinity` (what `json.dumps` writes and `json.loads` reads; not RFC 8259).
+//!   [`decode_value_strict`] is the RFC 8259 reader that refuses them (it rejects every
+//!   `n_` file of JSONTestSuite).
 //! * Integers of any size are written as digits and read back exactly ([`Value::BigInt`]
 //!   beyond 128 bits). Like Python (`sys.get_int_max_str_digits`), integer literals of more
 //!   than 4300 digits are refused.
@@ -77,19 +79,7 @@ impl Codec for Json {
     }
 
     fn decode_value(bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
-        limits.check_input(ID, bytes)?;
-        let mut p = Parser {
-            b: bytes,
-            i: 0,
-            left: limits.max_depth,
-        };
-        p.ws();
-        let v = p.value()?;
-        p.ws();
-        if p.i != bytes.len() {
-            return Err(p.err("trailing characters after the value"));
-        }
-        Ok(v)
+        parse_value(bytes, limits, true)
     }
 }
 
@@ -179,10 +169,36 @@ fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// Reads a dynamic value as strict RFC 8259 JSON: like [`Json::decode_value`] but the
+/// Python extension tokens `NaN`, `Infinity` and `-Infinity` are refused. Use it where a
+/// peer must send standard JSON only (e.g. to check a producer against JSONTestSuite).
+pub fn decode_value_strict(bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
+    parse_value(bytes, limits, false)
+}
+
+fn parse_value(bytes: &[u8], limits: &Limits, allow_nan: bool) -> Result<Value, CodecError> {
+    limits.check_input(ID, bytes)?;
+    let mut p = Parser {
+        b: bytes,
+        i: 0,
+        left: limits.max_depth,
+        allow_nan,
+    };
+    p.ws();
+    let v = p.value()?;
+    p.ws();
+    if p.i != bytes.len() {
+        return Err(p.err("trailing characters after the value"));
+    }
+    Ok(v)
+}
+
 struct Parser<'a> {
     b: &'a [u8],
     i: usize,
     left: usize,
+    /// Accept Python's `NaN` / `Infinity` / `-Infinity` tokens (not RFC 8259).
+    allow_nan: bool,
 }
 
 impl Parser<'_> {
@@ -235,8 +251,8 @@ impl Parser<'_> {
             Some(b'n') => self.lit(b"null", Value::Null),
             Some(b't') => self.lit(b"true", Value::Bool(true)),
             Some(b'f') => self.lit(b"false", Value::Bool(false)),
-            Some(b'N') => self.lit(b"NaN", Value::Float(f64::NAN)),
-            Some(b'I') => self.lit(b"Infinity", Value::Float(f64::INFINITY)),
+            Some(b'N') if self.allow_nan => self.lit(b"NaN", Value::Float(f64::NAN)),
+            Some(b'I') if self.allow_nan => self.lit(b"Infinity", Value::Float(f64::INFINITY)),
             Some(b'"') => Ok(Value::Str(self.string()?)),
             Some(b'[') => {
                 self.enter()?;
@@ -321,7 +337,7 @@ impl Parser<'_> {
         let start = self.i;
         if self.peek() == Some(b'-') {
             self.i += 1;
-            if self.peek() == Some(b'I') {
+            if self.allow_nan && self.peek() == Some(b'I') {
                 return self.lit(b"Infinity", Value::Float(f64::NEG_INFINITY));
             }
         }
