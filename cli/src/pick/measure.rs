@@ -5,8 +5,10 @@
 //! Built-in stages: [`CodecStage`] (the primary path: typed for built-in payloads, `Value`
 //! for user samples: size, zstd size, encode/decode time, round trip) and [`ValueStage`]
 //! (the `Value` path of built-in payloads: what a dynamic or Python peer pays and sees).
-//! A further stage (e.g. an RPC round trip over a socket) implements [`Stage`] and records
-//! its figures as [`Metric`]s, which the reports show as extra columns.
+//! A further per-sample stage implements [`Stage`] and records its figures as [`Metric`]s,
+//! which the reports show as extra columns. The RPC round trip is not one of these: it is
+//! the same call for every sample and measures all codecs interleaved, so it runs once per
+//! codec in [`super::rpc`].
 
 use wirecall_benches::measure::{self, Budget, Measurement, Timing};
 use wirecall_codecs::{CodecError, CodecInfo, ErrorKind, Value};

@@ -265,8 +265,12 @@ pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
         if let Some(p) = &args.plot {
             println!("\nPlot written to {}", p.display());
         }
+        let rpc_note = match &rpc_results {
+            Some(r) => format!(", RPC stage {:.1} s", r.elapsed.as_secs_f64()),
+            None => String::new(),
+        };
         println!(
-            "\nMeasured {} codec(s) x {} sample(s) in {wall:.1} s ({:.1} ms per timed measurement).",
+            "\nMeasured {} codec(s) x {} sample(s) in {wall:.1} s ({:.1} ms per timed measurement{rpc_note}).",
             codecs.len(),
             samples.len(),
             budget_ms

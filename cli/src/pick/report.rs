@@ -119,6 +119,8 @@ pub struct Report {
     pub accepted: Vec<CodecInfo>,
     /// Time per RPC figure, `None` when the RPC stage did not run (`--no-rpc`).
     pub rpc_per_measurement: Option<std::time::Duration>,
+    /// Wall time of the RPC stage (zero when it did not run).
+    pub rpc_elapsed: std::time::Duration,
     /// The raw socket ping-pong baselines of the RPC stage.
     pub rpc_baselines: Vec<Baseline>,
 }
@@ -441,6 +443,7 @@ pub fn build(
         why,
         accepted,
         rpc_per_measurement: rpc.map(|r| r.per_measurement),
+        rpc_elapsed: rpc.map_or(std::time::Duration::ZERO, |r| r.elapsed),
         rpc_baselines: rpc.map(|r| r.baselines.clone()).unwrap_or_default(),
     }
 }
@@ -827,7 +830,8 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
 fn rpc_legend(report: &Report, per: std::time::Duration) -> String {
     let (inflight, connections) = super::rpc::load();
     let mut out = format!(
-        "\nRPC: an echo call of a {}-byte string through the engine over loopback; p50/p99 with one call in flight, calls/s with {inflight} in flight on {connections} connection(s), {} ms per figure.\n",
+        "\nRPC: an echo call of a {}-byte string through the engine over loopback; p50/p99 with one call in flight, calls/s with {inflight} in flight on {}, {} ms per figure.\n",
+        if connections == 1 { "one connection".to_owned() } else { format!("{connections} connections") },
         wirecall_benches::rpc::ECHO_PAYLOAD.len(),
         per.as_millis()
     );
@@ -950,7 +954,7 @@ fn path_json(p: &Option<Result<PathResult, String>>) -> Json {
 ///   `value_path` figures (`size`, `zstd_size`, `encode_ns`, `decode_ns`, `round_trip
 ///   {exact, losses[], problem}`, `error`);
 /// * the RPC stage (null with `--no-rpc`): top-level `rpc {per_measurement_ms,
-///   payload_bytes, inflight, connections, baselines {tcp, unix}}`, each baseline
+///   wall_time_s, payload_bytes, inflight, connections, baselines {tcp, unix}}`, each baseline
 ///   `{p50_ns, p99_ns, samples, bytes}` (the raw socket ping-pong of the echo frame's
 ///   length); per codec `rpc {tcp, unix}`, each `{p50_ns, p99_ns, latency_samples,
 ///   calls_per_sec, calls, frame_len, error}` with the figures null and `error` a sentence
@@ -1104,9 +1108,172 @@ fn rpc_json(report: &Report, per: std::time::Duration) -> Json {
     }
     json!({
         "per_measurement_ms": per.as_secs_f64() * 1e3,
+        "wall_time_s": report.rpc_elapsed.as_secs_f64(),
         "payload_bytes": wirecall_benches::rpc::ECHO_PAYLOAD.len(),
         "inflight": super::rpc::load().0,
         "connections": super::rpc::load().1,
         "baselines": baselines,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pick::measure::{self, CodecStage};
+    use crate::pick::rpc::RpcCell;
+    use crate::pick::samples::{Sample, Source};
+    use std::time::Duration;
+    use wirecall_benches::rpc::{CodecRpc, Latency, Throughput};
+    use wirecall_codecs::Value;
+
+    fn figures(codec: CodecId, p50_us: u64) -> CodecRpc {
+        CodecRpc {
+            codec,
+            frame_len: 90,
+            latency: Latency {
+                p50: Duration::from_micros(p50_us),
+                p99: Duration::from_micros(p50_us * 2),
+                samples: 100,
+            },
+            throughput: Throughput {
+                calls_per_sec: 100_000.0,
+                calls: 1000,
+                inflight: 64,
+                connections: 1,
+            },
+        }
+    }
+
+    /// Reports one user sample through json and msgpack with the given RPC cells.
+    fn report_with(
+        json_tcp: Result<CodecRpc, String>,
+        msgpack_tcp: Result<CodecRpc, String>,
+    ) -> (Report, Vec<Sample>) {
+        let samples = vec![Sample {
+            name: "s".into(),
+            description: String::new(),
+            source: Source::BuiltIn,
+            value: Value::List(vec![Value::Int(1), Value::Str("a".into())]),
+            typed: None,
+        }];
+        let codecs: Vec<CodecInfo> = [CodecId::JSON, CodecId::MSGPACK]
+            .into_iter()
+            .filter_map(wirecall_benches::measure::info)
+            .collect();
+        let results = measure::run(
+            &codecs,
+            &samples,
+            &[&CodecStage],
+            Duration::from_millis(4),
+            |_, _, _| {},
+        );
+        let unix = |c| RpcCell {
+            transport: TransportKind::Unix,
+            result: Ok(figures(c, 5)),
+        };
+        let rpc = RpcResults {
+            per_measurement: Duration::from_millis(50),
+            elapsed: Duration::from_secs(1),
+            cells: vec![
+                vec![
+                    RpcCell {
+                        transport: TransportKind::Tcp,
+                        result: json_tcp,
+                    },
+                    unix(CodecId::JSON),
+                ],
+                vec![
+                    RpcCell {
+                        transport: TransportKind::Tcp,
+                        result: msgpack_tcp,
+                    },
+                    unix(CodecId::MSGPACK),
+                ],
+            ],
+            baselines: Vec::new(),
+        };
+        let criteria = Criteria {
+            needs: Vec::new(),
+            max_size: None,
+            prefer: Prefer::Latency,
+            link_mbps: 1000.0,
+            allow_unmaintained: true,
+        };
+        (
+            build(&codecs, &samples, &results, Some(&rpc), &criteria),
+            samples,
+        )
+    }
+
+    #[test]
+    fn a_failed_rpc_shows_in_its_row_and_excludes_the_codec() {
+        let (rep, samples) = report_with(
+            Err("json over tcp://127.0.0.1:1: connection refused".into()),
+            Ok(figures(CodecId::MSGPACK, 20)),
+        );
+        let json = rep
+            .rows
+            .iter()
+            .find(|r| r.info.id == CodecId::JSON)
+            .unwrap();
+        assert!(json
+            .excluded
+            .as_deref()
+            .unwrap()
+            .contains("connection refused"));
+        assert!(!json.recommended);
+        let text = table(&rep, &samples, "test");
+        let line = text.lines().find(|l| l.contains(" json ")).unwrap();
+        assert!(line.contains("failed"), "{line}");
+        assert!(line.contains("RPC over tcp failed: json over"), "{line}");
+        let msgpack = text.lines().find(|l| l.contains(" msgpack ")).unwrap();
+        assert!(
+            msgpack.contains("20.0/40.0") && msgpack.contains("100,000"),
+            "{msgpack}"
+        );
+        let doc = to_json(&rep, &samples, &[], 1.0, 1.0);
+        let row = doc["codecs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "json")
+            .unwrap();
+        assert!(row["rpc"]["tcp"]["p50_ns"].is_null());
+        assert!(row["rpc"]["tcp"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"));
+        assert_eq!(row["rpc"]["unix"]["p50_ns"], 5000);
+    }
+
+    #[test]
+    fn latency_preference_counts_the_measured_round_trip() {
+        // msgpack encodes the sample faster than json, but a slower measured round trip
+        // (per sample) outweighs that: json wins.
+        let (rep, _) = report_with(
+            Ok(figures(CodecId::JSON, 10)),
+            Ok(figures(CodecId::MSGPACK, 500)),
+        );
+        let json = rep
+            .rows
+            .iter()
+            .find(|r| r.info.id == CodecId::JSON)
+            .unwrap();
+        let msgpack = rep
+            .rows
+            .iter()
+            .find(|r| r.info.id == CodecId::MSGPACK)
+            .unwrap();
+        assert!(json.recommended, "{:?}", rep.why);
+        assert!(msgpack.score.unwrap() >= 500_000.0);
+        assert!(rep.why.contains("RPC round trip"), "{}", rep.why);
+        let (rep, _) = report_with(
+            Ok(figures(CodecId::JSON, 500)),
+            Ok(figures(CodecId::MSGPACK, 10)),
+        );
+        assert!(rep
+            .rows
+            .iter()
+            .any(|r| r.recommended && r.info.id == CodecId::MSGPACK));
+    }
 }

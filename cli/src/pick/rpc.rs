@@ -43,6 +43,8 @@ pub struct Baseline {
 pub struct RpcResults {
     /// Time per figure.
     pub per_measurement: Duration,
+    /// Wall time the whole stage took.
+    pub elapsed: Duration,
     /// `cells[codec]`, in the order of the codecs given to [`measure`]: one entry per
     /// transport (tcp, then unix).
     pub cells: Vec<Vec<RpcCell>>,
@@ -94,6 +96,7 @@ pub fn measure(
     per: Duration,
     mut tick: impl FnMut(TransportKind),
 ) -> RpcResults {
+    let started = std::time::Instant::now();
     let mut cells: Vec<Vec<RpcCell>> = vec![Vec::new(); codecs.len()];
     let mut baselines = Vec::new();
     for t in TransportKind::ALL {
@@ -144,6 +147,7 @@ pub fn measure(
     }
     RpcResults {
         per_measurement: per,
+        elapsed: started.elapsed(),
         cells,
         baselines,
     }
