@@ -491,6 +491,8 @@ fn plot_writes_an_svg_naming_every_codec() {
         "unix p50/p99 µs",
         "unix calls/s",
         "Raw socket ping-pong",
+        "echo call of a 32-byte string",
+        "x this)",
     ] {
         assert!(out.contains(needle), "{needle} missing: {out}");
     }

@@ -829,10 +829,14 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
 /// ping-pong baseline they compare with.
 fn rpc_legend(report: &Report, per: std::time::Duration) -> String {
     let (inflight, connections) = super::rpc::load();
+    let payload = wirecall_benches::rpc::ECHO_PAYLOAD.len();
+    let on = if connections == 1 {
+        "one connection".to_owned()
+    } else {
+        format!("{connections} connections")
+    };
     let mut out = format!(
-        "\nRPC: an echo call of a {}-byte string through the engine over loopback; p50/p99 with one call in flight, calls/s with {inflight} in flight on {}, {} ms per figure.\n",
-        if connections == 1 { "one connection".to_owned() } else { format!("{connections} connections") },
-        wirecall_benches::rpc::ECHO_PAYLOAD.len(),
+        "\nRPC: an echo call of a {payload}-byte string through the engine over loopback; p50/p99 with one call in flight, calls/s with {inflight} in flight on {on}, {} ms per figure.\n",
         per.as_millis()
     );
     if report.rpc_baselines.is_empty() {
@@ -843,8 +847,23 @@ fn rpc_legend(report: &Report, per: std::time::Duration) -> String {
         .rpc_baselines
         .iter()
         .map(|b| {
+            let raw = b.raw.p50.as_secs_f64();
+            let ratios: Vec<f64> = report
+                .rows
+                .iter()
+                .filter_map(|r| r.rpc_on(b.transport)?.result.as_ref().ok())
+                .filter(|_| raw > 0.0)
+                .map(|f| f.latency.p50.as_secs_f64() / raw)
+                .collect();
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(0.0, f64::max);
+            let spread = if ratios.is_empty() {
+                String::new()
+            } else {
+                format!(" (codec p50s are {lo:.2}x-{hi:.2}x this)")
+            };
             format!(
-                "{} p50/p99 {}/{} µs",
+                "{} p50/p99 {}/{} µs{spread}",
                 b.transport,
                 short_ns(b.raw.p50.as_secs_f64() * 1e9),
                 short_ns(b.raw.p99.as_secs_f64() * 1e9)
@@ -1226,6 +1245,11 @@ mod tests {
         let line = text.lines().find(|l| l.contains(" json ")).unwrap();
         assert!(line.contains("failed"), "{line}");
         assert!(line.contains("RPC over tcp failed: json over"), "{line}");
+        assert!(
+            text.contains("echo call of a 32-byte string")
+                && text.contains("64 in flight on one connection, 50 ms per figure"),
+            "{text}"
+        );
         let msgpack = text.lines().find(|l| l.contains(" msgpack ")).unwrap();
         assert!(
             msgpack.contains("20.0/40.0") && msgpack.contains("100,000"),
