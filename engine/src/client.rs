@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::oneshot;
 use wirecall_protocol as proto;
 use wirecall_transport::{Address, Stream};
 
@@ -19,6 +18,7 @@ use crate::args::{ArgList, KwList, MapOf, SeqOf};
 use crate::codec::{self, from_wire, to_wire};
 use crate::config;
 use crate::error::{Error, Fault, FaultKind};
+use crate::idhash::IdBuild;
 use crate::io::{write_frames, SharedWriter};
 use crate::provider::{full_name, getter_route, setter_route, Metadata};
 use crate::server::DAEMON_PROVIDER_ID;
@@ -37,10 +37,74 @@ enum Resp {
     Fault(Fault),
 }
 
-type Waiter = oneshot::Sender<Result<Resp, Error>>;
+/// Where a call's answer lands; the caller waits on it with [`SlotWait`].
+///
+/// Not a oneshot channel on purpose: the caller that reads the connection often reads its
+/// own reply, and completing a oneshot from inside the receiving task wakes that very task.
+/// On a multi-thread runtime a task woken while it runs is re-queued as a yield when it next
+/// waits, which also wakes an idle worker (a futex call) that may steal the task and move the
+/// call to another thread: a cross-thread hop on every round trip. A slot can be filled
+/// quietly by its own reader.
+struct Slot {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    value: Option<Result<Resp, Error>>,
+    waker: Option<std::task::Waker>,
+}
+
+impl Slot {
+    fn new() -> Arc<Slot> {
+        Arc::new(Slot {
+            state: Mutex::new(SlotState::default()),
+        })
+    }
+
+    /// Stores the answer and wakes the waiting caller, unless it is `quiet` (the caller is
+    /// the one storing it, and checks the slot before it next waits).
+    fn fill(&self, value: Result<Resp, Error>, quiet: bool) {
+        let waker = {
+            let mut st = lock(&self.state);
+            st.value = Some(value);
+            st.waker.take()
+        };
+        if !quiet {
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// Waits until a [`Slot`] is filled and takes its answer.
+struct SlotWait<'a>(&'a Slot);
+
+impl std::future::Future for SlotWait<'_> {
+    type Output = Result<Resp, Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let mut st = lock(&self.0.state);
+        if let Some(v) = st.value.take() {
+            return std::task::Poll::Ready(v);
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        std::task::Poll::Pending
+    }
+}
+
+type Waiter = Arc<Slot>;
 
 struct Pending {
-    waiters: HashMap<u64, Waiter>,
+    /// Keyed by request ids this client chose, so the cheap id hasher is safe.
+    waiters: HashMap<u64, Waiter, IdBuild>,
     /// Set once the connection is gone; new calls fail with it.
     closed: Option<Error>,
 }
@@ -147,7 +211,7 @@ impl ClientConn {
         .map_err(|_| Error::transport(&url, "handshake timed out"))??;
         decoder.set_limits(proto::Limits::default());
         let pending = Arc::new(Mutex::new(Pending {
-            waiters: HashMap::new(),
+            waiters: HashMap::default(),
             closed: None,
         }));
         let writer = SharedWriter::start(wr);
@@ -178,7 +242,7 @@ fn fail_all(pending: &Mutex<Pending>, err: Error) {
         p.waiters.drain().map(|(_, w)| w).collect()
     };
     for w in waiters {
-        let _ = w.send(Err(err.clone()));
+        w.fill(Err(err.clone()), false);
     }
 }
 
@@ -193,13 +257,14 @@ struct Reader {
 impl Reader {
     /// Decodes and dispatches every complete frame; returns whether any came, or stops the
     /// connection on a bad frame.
-    fn dispatch(&mut self, pending: &Mutex<Pending>) -> bool {
+    /// `mine` is the reading caller's own request id: its reply is stored without a wake-up.
+    fn dispatch(&mut self, pending: &Mutex<Pending>, mine: u64) -> bool {
         let mut any = false;
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
                     any = true;
-                    if let Some(e) = on_frame(frame, pending) {
+                    if let Some(e) = on_frame(frame, pending, mine) {
                         self.fail(pending, e);
                         return true;
                     }
@@ -227,7 +292,9 @@ impl ClientConn {
     ///
     /// Cancel-safe: dropped at an await point, it loses no bytes (they stay in the shared
     /// buffer for the next reader).
-    async fn read_once(&self) {
+    ///
+    /// `mine` is the reading caller's request id (0 for none).
+    async fn read_once(&self, mine: u64) {
         let mut guard = self.reader.lock().await;
         let r = &mut *guard;
         if r.done {
@@ -237,7 +304,7 @@ impl ClientConn {
             return;
         }
         loop {
-            if r.dispatch(&self.pending) {
+            if r.dispatch(&self.pending, mine) {
                 return;
             }
             if r.buf.capacity() - r.buf.len() < 4096 {
@@ -272,9 +339,12 @@ impl ClientConn {
         }
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
-        let mut chunk = [0u8; 4096];
+        // Uninitialised: this runs before every call, and zeroing 4 KiB each time was a fifth
+        // of a small call's instructions. Almost always nothing is readable and no byte of it
+        // is touched.
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         loop {
-            let mut rb = tokio::io::ReadBuf::new(&mut chunk);
+            let mut rb = tokio::io::ReadBuf::uninit(&mut chunk);
             match std::pin::Pin::new(&mut r.rd).poll_read(&mut cx, &mut rb) {
                 std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                     r.fail(
@@ -285,7 +355,7 @@ impl ClientConn {
                 }
                 std::task::Poll::Ready(Ok(())) => {
                     r.buf.extend_from_slice(rb.filled());
-                    r.dispatch(&self.pending);
+                    r.dispatch(&self.pending, 0);
                     if r.done {
                         return;
                     }
@@ -301,17 +371,23 @@ impl ClientConn {
 }
 
 /// Handles one frame from the server; returns an error to stop reading.
-fn on_frame(frame: proto::Frame, pending: &Mutex<Pending>) -> Option<Error> {
+///
+/// `mine` is the request id of the caller doing the reading (0 for none; ids start at 1).
+fn on_frame(frame: proto::Frame, pending: &Mutex<Pending>, mine: u64) -> Option<Error> {
     match frame {
         proto::Frame::Reply(r) => {
-            if let Some(w) = lock(pending).waiters.remove(&r.request_id.0) {
-                let _ = w.send(Ok(Resp::Value(from_wire(r.codec), r.result)));
+            let id = r.request_id.0;
+            let waiter = lock(pending).waiters.remove(&id);
+            if let Some(w) = waiter {
+                w.fill(Ok(Resp::Value(from_wire(r.codec), r.result)), id == mine);
             }
             None
         }
         proto::Frame::Error(e) => {
-            if let Some(w) = lock(pending).waiters.remove(&e.request_id.0) {
-                let _ = w.send(Ok(Resp::Fault(fault_from_body(e.body))));
+            let id = e.request_id.0;
+            let waiter = lock(pending).waiters.remove(&id);
+            if let Some(w) = waiter {
+                w.fill(Ok(Resp::Fault(fault_from_body(e.body))), id == mine);
             }
             None
         }
@@ -332,7 +408,7 @@ fn on_frame(frame: proto::Frame, pending: &Mutex<Pending>) -> Option<Error> {
                 ids.iter().filter_map(|id| p.waiters.remove(id)).collect()
             };
             for w in refused {
-                let _ = w.send(Err(err.clone()));
+                w.fill(Err(err.clone()), false);
             }
             if g.code == proto::ErrorCode::NO_ERROR {
                 None
@@ -431,6 +507,34 @@ struct ProxyShared {
     conn: Mutex<Option<Arc<ClientConn>>>,
     connecting: tokio::sync::Mutex<()>,
     meta: Mutex<Option<Arc<Metadata>>>,
+    /// The method name of the last call started by name, so a loop calling one method
+    /// reuses its validated wire name instead of copying and checking it every call.
+    last_method: Mutex<Option<proto::Method>>,
+}
+
+impl ProxyShared {
+    /// The wire name for `rpc_name`: the cached one when it is the last name used, else a
+    /// fresh validated copy (which becomes the cached one). Never waits on the cache lock.
+    fn method(&self, rpc_name: &str) -> Result<proto::Method, Error> {
+        if let Ok(cached) = self.last_method.try_lock() {
+            if let Some(m) = cached.as_ref() {
+                if m.as_bytes().as_ref() == rpc_name.as_bytes() {
+                    return Ok(m.clone());
+                }
+            }
+        }
+        let m = new_method(rpc_name)?;
+        if let Ok(mut cached) = self.last_method.try_lock() {
+            *cached = Some(m.clone());
+        }
+        Ok(m)
+    }
+}
+
+/// A validated wire method name, or a configuration error naming it.
+fn new_method(rpc_name: &str) -> Result<proto::Method, Error> {
+    proto::Method::new(Bytes::copy_from_slice(rpc_name.as_bytes()))
+        .map_err(|e| Error::config(format!("bad RPC name `{rpc_name}`: {e}")))
 }
 
 /// A handle to a remote server: lazy connection, per-proxy codec and timeout.
@@ -522,6 +626,7 @@ impl Proxy {
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 meta: Mutex::new(None),
+                last_method: Mutex::new(None),
             }),
             opts: CallOpts {
                 codec: env_codec,
@@ -718,7 +823,8 @@ impl Proxy {
                 .map(|_| None)
                 .map_err(|_| Error::transport(&conn.address, "the connection is closed"));
         }
-        let (tx, rx) = oneshot::channel();
+        let slot = Slot::new();
+        let tx = slot.clone();
         let alone = {
             let mut p = lock(&conn.pending);
             if let Some(e) = &p.closed {
@@ -744,12 +850,11 @@ impl Proxy {
         }
         // Wait for the reply, reading the connection meanwhile whenever nobody else is.
         let wait = async {
-            let mut rx = rx;
             loop {
                 tokio::select! {
                     biased;
-                    r = &mut rx => break r,
-                    () = conn.read_once() => {}
+                    r = SlotWait(&slot) => break r,
+                    () = conn.read_once(id) => {}
                 }
             }
         };
@@ -762,16 +867,15 @@ impl Proxy {
         };
         guard.armed = false;
         match r {
-            Ok(Ok(Resp::Value(c, b))) => Ok(Some((c, b))),
-            Ok(Ok(Resp::Fault(f))) => {
+            Ok(Resp::Value(c, b)) => Ok(Some((c, b))),
+            Ok(Resp::Fault(f)) => {
                 let mut e = f.into_error(provider_id, method_name.as_str());
                 if let (Error::Timeout { after }, Some(t)) = (&mut e, opts.timeout) {
                     *after = t;
                 }
                 Err(e)
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::transport(&conn.address, "the connection closed")),
+            Err(e) => Err(e),
         }
     }
 
@@ -1090,6 +1194,7 @@ impl Client {
         RemoteFunction {
             client: self.clone(),
             name: rpc_name.to_string(),
+            method: new_method(rpc_name),
             oneway: false,
         }
     }
@@ -1100,6 +1205,8 @@ impl Client {
 pub struct RemoteFunction {
     client: Client,
     name: String,
+    /// The wire name, validated once at registration and shared by every call.
+    method: Result<proto::Method, Error>,
     oneway: bool,
 }
 
@@ -1120,12 +1227,11 @@ impl RemoteFunction {
     /// [`Proxy`], or a server [`Engine`](crate::Engine)); add arguments, then `.call()`.
     pub fn on(&self, target: impl IntoProxy, provider_id: u16) -> CallBuilder<(), ()> {
         let proxy = target.into_proxy_in(&self.client);
-        let method = proto::Method::new(Bytes::copy_from_slice(self.name.as_bytes()));
         CallBuilder {
             opts: proxy.opts.clone(),
             proxy,
             provider_id,
-            method: method.map_err(|e| Error::config(format!("bad RPC name `{}`: {e}", self.name))),
+            method: self.method.clone(),
             args: (),
             kwargs: (),
             oneway: self.oneway,
@@ -1158,8 +1264,7 @@ impl<A, K> fmt::Debug for CallBuilder<A, K> {
 
 impl CallBuilder<(), ()> {
     fn new(proxy: Proxy, provider_id: u16, rpc_name: &str) -> Result<Self, Error> {
-        let method = proto::Method::new(Bytes::copy_from_slice(rpc_name.as_bytes()))
-            .map_err(|e| Error::config(format!("bad RPC name `{rpc_name}`: {e}")))?;
+        let method = proxy.shared.method(rpc_name)?;
         Ok(CallBuilder {
             opts: proxy.opts.clone(),
             proxy,

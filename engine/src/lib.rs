@@ -75,6 +75,7 @@ mod context;
 mod error;
 mod functions;
 mod hooks;
+mod idhash;
 mod io;
 mod native;
 mod provider;

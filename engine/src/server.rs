@@ -20,6 +20,7 @@ use crate::config::{self, accepted_from_env};
 use crate::context::{encode_outcome, ConnectionInfo, Incoming, Out, ReplySink};
 use crate::error::{Error, Fault, FaultKind};
 use crate::hooks::{CallHook, CallInfo};
+use crate::idhash::IdBuild;
 use crate::io::{write_frames, SharedWriter};
 use crate::native::out_frame;
 use crate::provider::{Handled, Instance, Instances, Metadata, Outcome, Provider, Registered};
@@ -102,7 +103,7 @@ impl ServerBuilder {
         }
         let (fin_tx, _) = watch::channel(false);
         let inner = Arc::new(Inner {
-            registry: RwLock::new(HashMap::new()),
+            registry: RwLock::new(HashMap::default()),
             accepted,
             accepted_mask,
             limits: self.limits,
@@ -154,7 +155,8 @@ struct ConnHandle {
 }
 
 struct Inner {
-    registry: RwLock<HashMap<u16, Arc<Registered>>>,
+    /// Keyed by provider ids the server's owner registered, so the cheap id hasher is safe.
+    registry: RwLock<HashMap<u16, Arc<Registered>, IdBuild>>,
     accepted: Vec<CodecId>,
     accepted_mask: [bool; 256],
     limits: proto::Limits,

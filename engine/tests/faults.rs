@@ -808,3 +808,65 @@ async fn handshake_refusal_ping_and_wrong_direction_frames() {
     .await
     .unwrap();
 }
+
+/// Calls by name reuse the proxy's last wire method name; alternating names from many tasks
+/// at once must still reach the method each call names, and bad names are still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_by_name_reach_the_named_method_when_names_alternate() {
+    tokio::time::timeout(LIMIT, async {
+        let s = start("tcp").await;
+        let proxy = Proxy::new(&s.engine.address()).unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..8u32 {
+            let proxy = proxy.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50i32 {
+                    if (i + t as i32) % 2 == 0 {
+                        let sum: i32 = proxy
+                            .call_on(3, "t_add")
+                            .unwrap()
+                            .arg(i)
+                            .arg(1)
+                            .call()
+                            .await
+                            .unwrap();
+                        assert_eq!(sum, i + 1);
+                    } else {
+                        let g: String = proxy
+                            .call_on(3, "t_greet")
+                            .unwrap()
+                            .arg("Ada")
+                            .arg(format!("L{i}"))
+                            .arg(None::<String>)
+                            .call()
+                            .await
+                            .unwrap();
+                        assert_eq!(g, format!("Ada L{i}"));
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // A bad name is refused before anything is sent, whether or not a name is cached.
+        match proxy.call_on(3, "") {
+            Err(Error::Config { message }) => assert!(message.contains("RPC name"), "{message}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+        let f = wirecall::Client::new().register("");
+        match f.on(proxy.clone(), 3).call::<u32>().await {
+            Err(Error::Config { message }) => assert!(message.contains("RPC name"), "{message}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+        // And the registered form of a good name works, repeatedly.
+        let add = wirecall::Client::new().register("t_add");
+        for i in 0..3 {
+            let sum: i32 = add.on(proxy.clone(), 3).arg(i).arg(i).call().await.unwrap();
+            assert_eq!(sum, 2 * i);
+        }
+        s.engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}
