@@ -873,7 +873,7 @@ fn rpc_legend(report: &Report, per: std::time::Duration) -> String {
     let bytes = report.rpc_baselines.first().map_or(0, |b| b.raw_len);
     let _ = writeln!(
         out,
-        "Raw socket ping-pong of the same {bytes}-byte frame (the floor): {}.",
+        "Raw socket ping-pong of the same {bytes}-byte frame (std sockets, an echo thread): {}.",
         parts.join(", ")
     );
     out
