@@ -741,8 +741,12 @@ pub mod tarpc_peer {
     }
 
     impl TarpcPair {
-        /// Starts the server (every request on its own task, as tarpc's examples do) and
-        /// connects one client. Must run inside a tokio runtime.
+        /// Starts the server and connects one client. Must run inside a tokio runtime.
+        ///
+        /// The server answers each request inline on its connection's task, as wirecall
+        /// answers a sync handler, rather than on a task of its own as tarpc's examples do:
+        /// measured on 2 workers, spawning made tarpc ~3.5x slower at 64 in flight (83k
+        /// against 296k calls/s), which flattered wirecall.
         pub async fn start() -> std::io::Result<TarpcPair> {
             use tarpc::server::{BaseChannel, Channel};
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -759,9 +763,7 @@ pub mod tarpc_peer {
                     tokio::spawn(
                         BaseChannel::with_defaults(transport)
                             .execute(EchoServer.serve())
-                            .for_each(|response| async move {
-                                tokio::spawn(response);
-                            }),
+                            .for_each(|response| response),
                     );
                 }
             });
