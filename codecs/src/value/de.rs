@@ -67,6 +67,11 @@ impl<'de> de::Deserializer<'de> for Value {
                     visitor.visit_i128(i)
                 }
             }
+            Value::Ext { tag, data } => Err(de::Error::custom(format_args!(
+                "an ext value (msgpack ext type {tag}, {} bytes) has no serde data-model form; \
+                 declare the parameter as Value to receive it",
+                data.len()
+            ))),
             Value::BigInt(n) => match u128::try_from(&n) {
                 Ok(v) => visitor.visit_u128(v),
                 Err(_) => Err(de::Error::custom(format_args!(
