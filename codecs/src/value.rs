@@ -439,7 +439,9 @@ pub(crate) fn ext_unsupported(codec: CodecId, tag: i8, len: usize) -> CodecError
         codec,
         Origin::Local,
         format!(
-            "an ext value (msgpack ext type {tag}, {len} bytes) cannot be encoded by this codec:              only msgpack carries ext values; send it with msgpack, or convert it to bytes or              another plain value first"
+            "an ext value (msgpack ext type {tag}, {len} bytes) cannot be encoded by this codec: \
+             only msgpack carries ext values; send it with msgpack, or convert it to bytes or \
+             another plain value first"
         ),
     )
 }
@@ -448,7 +450,9 @@ pub(crate) fn ext_unsupported(codec: CodecId, tag: i8, len: usize) -> CodecError
 pub(crate) const MAX_PREALLOC: usize = 4096;
 
 /// Deserializes from any self-describing format (`deserialize_any`). Prefer a codec's
-/// `decode_value`, which keeps more (big integers in JSON, CBOR tags, msgpack ext refusal);
+/// `decode_value`, which keeps more (big integers in JSON, CBOR tags, msgpack ext values as
+/// [`Value::Ext`]; through serde a msgpack ext shows as a newtype `(tag, bytes)` and reads as
+/// the list `[tag, bytes]`);
 /// this impl sees only what serde shows: unit/none → `Null`,
 /// `Some(x)` → x, integers → `Int`, bytes → `Bytes`, sequences → `List`, maps → `Map`,
 /// enums → a one-entry map `{variant: payload}` (unit variants → the name as `Str`).

@@ -244,6 +244,12 @@ mod tests {
         let mut typed = Vec::new();
         MsgPack::encode_into(&ext(7, 2), &mut typed).unwrap();
         assert_eq!(typed, [0xd5, 7, 0, 1]);
+        // Value's serde Deserialize sees rmp-serde's ext as a (tag, bytes) sequence.
+        let seen: Value = MsgPack::decode(&typed, &Limits::default()).unwrap();
+        assert_eq!(
+            seen,
+            Value::List(vec![Value::Int(7), Value::Bytes(vec![0, 1])])
+        );
     }
 
     #[test]
