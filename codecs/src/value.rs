@@ -588,6 +588,36 @@ mod tests {
     }
 
     #[test]
+    fn ext_through_from_value() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(rename = "_ExtStruct")]
+        struct ExtStruct((i8, Vec<u8>));
+        let v = Value::Ext {
+            tag: -1,
+            data: vec![0, 0, 0, 1],
+        };
+        assert_eq!(
+            from_value::<ExtStruct>(v.clone()).unwrap(),
+            ExtStruct((-1, vec![0, 0, 0, 1]))
+        );
+        assert_eq!(
+            from_value::<Value>(v).unwrap(),
+            Value::List(vec![Value::Int(-1), Value::Bytes(vec![0, 0, 0, 1])])
+        );
+        let not_a_string = Value::Ext {
+            tag: 1,
+            data: vec![],
+        };
+        assert!(from_value::<String>(not_a_string).is_err());
+        // to_value turns `_ExtStruct` back into an Ext.
+        let ext = Value::Ext {
+            tag: 9,
+            data: vec![1],
+        };
+        assert_eq!(to_value(&ext).unwrap(), ext);
+    }
+
+    #[test]
     fn refuse_ext_finds_nested_ext() {
         let id = CodecId::JSON;
         assert!(refuse_ext(id, &Value::List(vec![Value::Int(1)])).is_ok());
