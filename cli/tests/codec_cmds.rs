@@ -79,6 +79,25 @@ fn decode_hex_prints_notation() {
 }
 
 #[test]
+fn msgpack_ext_round_trips_and_other_codecs_refuse_it() {
+    let enc = wirecall(
+        &["encode", "--codec", "msgpack", "--hex"],
+        br#"[{"$ext":[-1,"00000001"]},{"$ext":[5,"616263"]}]"#,
+    );
+    assert!(enc.status.success(), "{}", stderr(&enc));
+    // fixext 4 for the 4-byte timestamp, ext 8 for 3 bytes (no fixext holds 3).
+    assert_eq!(stdout(&enc), "92d6ff00000001c70305616263\n");
+    let dec = wirecall(&["decode", "--codec", "msgpack", "--hex"], &enc.stdout);
+    assert!(dec.status.success(), "{}", stderr(&dec));
+    assert_eq!(
+        stdout(&dec),
+        "[{\"$ext\":[-1,\"00000001\"]},{\"$ext\":[5,\"616263\"]}]\n"
+    );
+    let o = wirecall(&["encode", "--codec", "json"], br#"{"$ext":[1,"10"]}"#);
+    assert_one_line_error(&o, "only msgpack carries ext values");
+}
+
+#[test]
 fn decode_raw_msgpack() {
     let o = wirecall(&["decode", "--codec", "msgpack"], &[0x92, 0xa1, b'a', 0xc0]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -169,6 +188,12 @@ fn conformance_runs_every_suite() {
             "bincode",
             "golden"
         ]
+    );
+    // Ext values and timestamps are checked, not skipped.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("msgpack-test-suite: ") && l.ends_with(" 0 failed, 0 skipped")),
+        "{out}"
     );
     for line in out.lines() {
         let counts = line.split(": ").nth(1).unwrap_or_default();

@@ -128,7 +128,7 @@ pub use registry::{
     builtin_info, builtin_infos, decode, decode_value, encode_into, encode_value, Registry,
 };
 pub use set::{is_compiled_in, CodecSet};
-pub use value::{from_value, to_value, Value};
+pub use value::{from_value, to_value, Value, TIMESTAMP_EXT_TAG};
 
 #[cfg(feature = "bincode")]
 pub use formats::bincode::Bincode;

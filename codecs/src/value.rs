@@ -7,11 +7,16 @@ mod ser;
 use std::fmt;
 
 use num_bigint::BigInt;
+
+use crate::{CodecError, CodecId, Origin};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, SerializeTuple, Serializer};
 
 pub use de::from_value;
 pub use ser::to_value;
+
+/// The msgpack ext type of a timestamp (see [`Value::timestamp_parts`]).
+pub const TIMESTAMP_EXT_TAG: i8 = -1;
 
 /// A dynamic value: the union of what the codecs can carry.
 ///
@@ -45,6 +50,17 @@ pub enum Value {
     Set(Vec<Value>),
     /// An ordered map with keys of any type.
     Map(Vec<(Value, Value)>),
+    /// An application-defined extension value: msgpack's ext family (fixext 1/2/4/8/16,
+    /// ext 8/16/32). Only the msgpack codec carries it; every other codec's `encode_value`
+    /// refuses it with an `Unsupported` error. A msgpack timestamp is tag `-1` with the
+    /// 4-, 8- or 12-byte payload of the msgpack spec (see [`Value::timestamp_parts`]).
+    Ext {
+        /// The ext type: `0..=127` application-defined, negative values reserved by msgpack
+        /// (`-1` is the timestamp).
+        tag: i8,
+        /// The raw payload bytes.
+        data: Vec<u8>,
+    },
 }
 
 impl Value {
@@ -107,6 +123,7 @@ impl Value {
             Value::Tuple(_) => "tuple",
             Value::Set(_) => "set",
             Value::Map(_) => "map",
+            Value::Ext { .. } => "ext",
         }
     }
 
@@ -162,6 +179,37 @@ impl Value {
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
+    }
+
+    /// The `(seconds, nanoseconds)` of a msgpack timestamp: an [`Value::Ext`] with tag
+    /// [`TIMESTAMP_EXT_TAG`] and a 4-byte (u32 seconds), 8-byte (30-bit nanoseconds over
+    /// 34-bit seconds) or 12-byte (u32 nanoseconds, i64 seconds) payload. `None` for any
+    /// other value, another payload length, or nanoseconds above 999 999 999.
+    pub fn timestamp_parts(&self) -> Option<(i64, u32)> {
+        let Value::Ext {
+            tag: TIMESTAMP_EXT_TAG,
+            data,
+        } = self
+        else {
+            return None;
+        };
+        let (sec, nsec) = match data.len() {
+            4 => (
+                i64::from(u32::from_be_bytes(data.as_slice().try_into().ok()?)),
+                0,
+            ),
+            8 => {
+                let v = u64::from_be_bytes(data.as_slice().try_into().ok()?);
+                ((v & 0x3_ffff_ffff) as i64, (v >> 34) as u32)
+            }
+            12 => {
+                let nsec = u32::from_be_bytes(data.get(..4)?.try_into().ok()?);
+                let sec = i64::from_be_bytes(data.get(4..)?.try_into().ok()?);
+                (sec, nsec)
+            }
+            _ => return None,
+        };
+        (nsec <= 999_999_999).then_some((sec, nsec))
     }
 
     /// Nesting depth: 0 for scalars, 1 for a flat container, and so on.
@@ -223,6 +271,13 @@ impl fmt::Display for Value {
                     write!(f, "{k}: {v}")?;
                 }
                 f.write_str("}")
+            }
+            Value::Ext { tag, data } => {
+                write!(f, "ext({tag}, 0x")?;
+                for byte in data {
+                    write!(f, "{byte:02x}")?;
+                }
+                f.write_str(")")
             }
         }
     }
@@ -294,7 +349,10 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 /// Serializes through the serde data model: `Null` → unit, `Int` → the narrowest of
 /// i64/u64/i128/u128, `BigInt` → an error (no serde type holds it; codecs that carry big
 /// integers encode them in their own `encode_value`), `Bytes` → bytes, `List`/`Set` → seq,
-/// `Tuple` → tuple, `Map` → map.
+/// `Tuple` → tuple, `Map` → map, `Ext` → the newtype struct `_ExtStruct((tag, bytes))`,
+/// which rmp-serde writes as a native msgpack ext; other serde formats would write that
+/// newtype as a plain `(tag, bytes)` pair, so codecs other than msgpack refuse `Ext` in their
+/// `encode_value` instead of going through this impl.
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -340,15 +398,61 @@ impl Serialize for Value {
                 }
                 map.end()
             }
+            Value::Ext { tag, data } => {
+                s.serialize_newtype_struct(EXT_STRUCT_NAME, &(*tag, RawBytes(data)))
+            }
         }
     }
+}
+
+/// The serde newtype-struct name rmp-serde writes as a native msgpack ext
+/// (`_ExtStruct((tag, bytes))`); other serde formats see an ordinary newtype struct.
+const EXT_STRUCT_NAME: &str = "_ExtStruct";
+
+/// Serializes a byte slice with `serialize_bytes` (msgpack `bin`, not an array of ints).
+struct RawBytes<'a>(&'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// Refuses a value holding an [`Value::Ext`] anywhere, for codecs that cannot carry one
+/// (every codec but msgpack): an `Unsupported` error naming the ext and msgpack.
+pub(crate) fn refuse_ext(codec: CodecId, value: &Value) -> Result<(), CodecError> {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Ext { tag, data } => return Err(ext_unsupported(codec, *tag, data.len())),
+            Value::List(xs) | Value::Tuple(xs) | Value::Set(xs) => stack.extend(xs),
+            Value::Map(m) => stack.extend(m.iter().flat_map(|(k, v)| [k, v])),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The `Unsupported` error for an ext value given to a codec other than msgpack.
+pub(crate) fn ext_unsupported(codec: CodecId, tag: i8, len: usize) -> CodecError {
+    CodecError::unsupported(
+        codec,
+        Origin::Local,
+        format!(
+            "an ext value (msgpack ext type {tag}, {len} bytes) cannot be encoded by this codec: \
+             only msgpack carries ext values; send it with msgpack, or convert it to bytes or \
+             another plain value first"
+        ),
+    )
 }
 
 /// Upper bound on capacity reserved from an untrusted size hint.
 pub(crate) const MAX_PREALLOC: usize = 4096;
 
 /// Deserializes from any self-describing format (`deserialize_any`). Prefer a codec's
-/// `decode_value`, which keeps more (big integers in JSON, CBOR tags, msgpack ext refusal);
+/// `decode_value`, which keeps more (big integers in JSON, CBOR tags, msgpack ext values as
+/// [`Value::Ext`]; through serde a msgpack ext shows as a newtype `(tag, bytes)` and reads as
+/// the list `[tag, bytes]`);
 /// this impl sees only what serde shows: unit/none → `Null`,
 /// `Some(x)` → x, integers → `Int`, bytes → `Bytes`, sequences → `List`, maps → `Map`,
 /// enums → a one-entry map `{variant: payload}` (unit variants → the name as `Str`).
@@ -430,5 +534,106 @@ impl<'de> Visitor<'de> for ValueVisitor {
         let (variant, access): (Value, _) = data.variant()?;
         let payload: Value = access.newtype_variant()?;
         Ok(Value::Map(vec![(variant, payload)]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(data: &[u8]) -> Value {
+        Value::Ext {
+            tag: TIMESTAMP_EXT_TAG,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn timestamp_parts_reads_the_three_forms() {
+        assert_eq!(ts(&[0, 0, 0, 1]).timestamp_parts(), Some((1, 0)));
+        assert_eq!(
+            ts(&[0xff, 0xff, 0xff, 0xff]).timestamp_parts(),
+            Some((4_294_967_295, 0))
+        );
+        // 64-bit: nsec = 1 in the top 30 bits, sec = 2^34 - 1 in the low 34.
+        assert_eq!(
+            ts(&[0, 0, 0, 0x07, 0xff, 0xff, 0xff, 0xff]).timestamp_parts(),
+            Some((17_179_869_183, 1))
+        );
+        // 96-bit: nsec 999999999, sec -1.
+        let mut d = 999_999_999u32.to_be_bytes().to_vec();
+        d.extend_from_slice(&(-1i64).to_be_bytes());
+        assert_eq!(ts(&d).timestamp_parts(), Some((-1, 999_999_999)));
+        // Out-of-range nanoseconds, wrong length, wrong tag, not an ext.
+        let mut d = 1_000_000_000u32.to_be_bytes().to_vec();
+        d.extend_from_slice(&0i64.to_be_bytes());
+        assert_eq!(ts(&d).timestamp_parts(), None);
+        assert_eq!(ts(&[0; 5]).timestamp_parts(), None);
+        let other = Value::Ext {
+            tag: 1,
+            data: vec![0; 4],
+        };
+        assert_eq!(other.timestamp_parts(), None);
+        assert_eq!(Value::Bytes(vec![0; 4]).timestamp_parts(), None);
+    }
+
+    #[test]
+    fn ext_display_and_type_name() {
+        let v = Value::Ext {
+            tag: -1,
+            data: vec![0, 0xab],
+        };
+        assert_eq!(v.to_string(), "ext(-1, 0x00ab)");
+        assert_eq!(v.type_name(), "ext");
+    }
+
+    #[test]
+    fn ext_through_from_value() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(rename = "_ExtStruct")]
+        struct ExtStruct((i8, Vec<u8>));
+        let v = Value::Ext {
+            tag: -1,
+            data: vec![0, 0, 0, 1],
+        };
+        assert_eq!(
+            from_value::<ExtStruct>(v.clone()).unwrap(),
+            ExtStruct((-1, vec![0, 0, 0, 1]))
+        );
+        assert_eq!(
+            from_value::<Value>(v).unwrap(),
+            Value::List(vec![Value::Int(-1), Value::Bytes(vec![0, 0, 0, 1])])
+        );
+        let not_a_string = Value::Ext {
+            tag: 1,
+            data: vec![],
+        };
+        assert!(from_value::<String>(not_a_string).is_err());
+        // to_value turns `_ExtStruct` back into an Ext.
+        let ext = Value::Ext {
+            tag: 9,
+            data: vec![1],
+        };
+        assert_eq!(to_value(&ext).unwrap(), ext);
+    }
+
+    #[test]
+    fn refuse_ext_finds_nested_ext() {
+        let id = CodecId::JSON;
+        assert!(refuse_ext(id, &Value::List(vec![Value::Int(1)])).is_ok());
+        let nested = Value::Map(vec![(
+            Value::Str("k".into()),
+            Value::Tuple(vec![Value::Ext {
+                tag: 3,
+                data: vec![1, 2],
+            }]),
+        )]);
+        let err = refuse_ext(id, &nested).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("ext type 3") && msg.contains("msgpack"),
+            "{msg}"
+        );
     }
 }

@@ -233,12 +233,16 @@ fn msgpack_value_rows() {
         (ErrorKind::Unsupported, Origin::Local)
     );
     assert!(err.to_string().contains("64-bit"), "{err}");
-    // Ext values (e.g. timestamps) have no Value equivalent.
-    let err = MsgPack::decode_value(&[0xd6, 0xff, 0, 0, 0, 0], &Limits::DEFAULT).unwrap_err();
+    // Ext values (e.g. timestamps) read as Value::Ext and write back unchanged.
+    let ts = MsgPack::decode_value(&[0xd6, 0xff, 0, 0, 0, 1], &Limits::DEFAULT).unwrap();
     assert_eq!(
-        (err.kind(), err.origin()),
-        (ErrorKind::Unsupported, Origin::Peer)
+        ts,
+        Value::Ext {
+            tag: -1,
+            data: vec![0, 0, 0, 1]
+        }
     );
+    assert_eq!(hex(&encv::<MsgPack>(&ts)), "d6ff00000001");
     // float32 reads as Float.
     assert_eq!(
         MsgPack::decode_value(&[0xca, 0x3f, 0x80, 0, 0], &Limits::DEFAULT).unwrap(),
@@ -464,4 +468,45 @@ fn value_serialize_through_serde_json() {
     assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"a":[1,null]}"#);
     let back: Value = serde_json::from_str(r#"{"a":[1,null]}"#).unwrap();
     assert_eq!(back, v);
+}
+
+// ---------------------------------------------------------------- ext values
+
+/// Every codec but msgpack refuses `Value::Ext`, anywhere in the value, with an
+/// `Unsupported` error that points at msgpack.
+#[test]
+fn ext_refused_outside_msgpack() {
+    let ext = Value::Ext {
+        tag: 5,
+        data: vec![1, 2, 3],
+    };
+    let values = [
+        ext.clone(),
+        Value::List(vec![Value::Int(1), ext.clone()]),
+        Value::Map(vec![(Value::Str("k".into()), ext.clone())]),
+    ];
+    for v in &values {
+        let results: [(&str, Result<(), CodecError>); 6] = [
+            ("json", Json::encode_value(v, &mut Vec::new())),
+            ("cbor", Cbor::encode_value(v, &mut Vec::new())),
+            ("serpent", Serpent::encode_value(v, &mut Vec::new())),
+            ("ron", Ron::encode_value(v, &mut Vec::new())),
+            ("bincode", Bincode::encode_value(v, &mut Vec::new())),
+            ("postcard", Postcard::encode_value(v, &mut Vec::new())),
+        ];
+        for (name, r) in results {
+            let err = r.expect_err(name);
+            assert_eq!(
+                (err.kind(), err.origin()),
+                (ErrorKind::Unsupported, Origin::Local),
+                "{name}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("ext type 5") && msg.contains("msgpack"),
+                "{name}: {msg}"
+            );
+        }
+        assert!(MsgPack::encode_value(v, &mut Vec::new()).is_ok());
+    }
 }

@@ -4,12 +4,17 @@ parse(text) -> Python object, dumps(obj) -> notation text. Mapping:
 null/None, true/false, int (any size; $int), float ($float for nan/inf/-0.0, $f64 for exact
 bits), str, list, {"$bytes": hex} <-> bytes, {"$tuple": [...]} <-> tuple,
 {"$set": [...]} <-> set, {"$map": [[k, v], ...]} <-> dict with non-string keys, plain
-objects <-> dict with str keys (order kept).
+objects <-> dict with str keys (order kept), {"$ext": [tag, hex]} <-> Ext(tag, data) (msgpack
+ext values; dumps also accepts msgpack.ExtType and msgpack.Timestamp).
 """
 
+import collections
 import json
 import math
 import struct
+
+# A msgpack ext value: tag in -128..127, data bytes (a timestamp is tag -1).
+Ext = collections.namedtuple("Ext", "tag data")
 
 SAFE_INT = 1 << 53
 CANONICAL_NAN = 0x7FF8000000000000
@@ -52,6 +57,11 @@ def _convert(j):
                 return tuple(_convert(x) for x in inner)
             if tag == "$set":
                 return set(_hashable(_convert(x)) for x in inner)
+            if tag == "$ext":
+                if not (isinstance(inner, list) and len(inner) == 2 and isinstance(inner[0], int)
+                        and -128 <= inner[0] <= 127 and isinstance(inner[1], str)):
+                    raise NotationError('$ext takes [tag, "hex"] with tag in -128..127')
+                return Ext(inner[0], bytes.fromhex(inner[1]))
             if tag == "$map":
                 out = {}
                 for k, v in inner:
@@ -115,6 +125,10 @@ def dumps(v):
         return '{"$bytes":"%s"}' % bytes(v).hex()
     if isinstance(v, list):
         return "[" + ",".join(dumps(x) for x in v) + "]"
+    if isinstance(v, Ext) or type(v).__name__ == "ExtType":
+        return '{"$ext":[%d,"%s"]}' % (v[0], bytes(v[1]).hex())
+    if type(v).__name__ == "Timestamp" and hasattr(v, "to_bytes"):
+        return '{"$ext":[-1,"%s"]}' % v.to_bytes().hex()
     if isinstance(v, tuple):
         return '{"$tuple":[' + ",".join(dumps(x) for x in v) + "]}"
     if isinstance(v, (set, frozenset)):

@@ -15,6 +15,7 @@
 //! | `{"$f64": "7ff8000000000001"}` | `Float` with these exact IEEE-754 bits |
 //! | `{"$tuple": [..]}`, `{"$set": [..]}` | `Tuple`, `Set` |
 //! | `{"$map": [[k, v], ...]}` | `Map` with keys of any type |
+//! | `{"$ext": [tag, "hex"]}` | `Ext` (msgpack ext type `tag` in -128..=127, payload hex) |
 //!
 //! An object is a tag exactly when it has one member whose key starts with `$`.
 
@@ -186,6 +187,35 @@ impl Converter<'_> {
                 self.next += 1;
                 Value::Float(f64::from_bits(bits))
             }
+            "$ext" => {
+                let parts = match inner {
+                    Json::Array(items) => match items.as_slice() {
+                        [Json::Number(tag), Json::String(hex)] => Some((tag, hex)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let Some((tag, hex_text)) = parts else {
+                    return Err(self.error_at(
+                        inner_index,
+                        "`$ext` takes a two-element array [tag, \"hex\"], e.g. {\"$ext\":[-1,\"00000001\"]}",
+                    ));
+                };
+                let tag = tag.parse::<i8>().map_err(|_| {
+                    self.error_at(
+                        inner_index + 1,
+                        format!("`$ext` needs an integer tag in -128..=127, got {tag}"),
+                    )
+                })?;
+                let data = hex::decode(hex_text).map_err(|e| {
+                    self.error_at(
+                        inner_index + 2,
+                        format!("`$ext` needs an even-length hex payload: {e}"),
+                    )
+                })?;
+                self.next += 3; // the array, the tag, the payload
+                Value::Ext { tag, data }
+            }
             "$tuple" | "$set" | "$map" => {
                 let Json::Array(items) = inner else {
                     return Err(self.error_at(inner_index, format!("`{key}` takes an array")));
@@ -221,7 +251,7 @@ impl Converter<'_> {
                 return Err(self.error_at(
                     here,
                     format!(
-                        "unknown tag `{other}` (known: $bytes $int $float $f64 $tuple $set $map); \
+                        "unknown tag `{other}` (known: $bytes $int $float $f64 $tuple $set $map $ext); \
                          to write a map whose only key starts with `$`, use {{\"$map\": [[key, value]]}}"
                     ),
                 ))
@@ -313,6 +343,11 @@ fn write_value(out: &mut String, value: &Value) {
             out.push_str("\"}");
         }
         Value::List(items) => write_seq(out, items),
+        Value::Ext { tag, data } => {
+            out.push_str(&format!("{{\"$ext\":[{tag},\""));
+            out.push_str(&hex::encode(data));
+            out.push_str("\"]}");
+        }
         Value::Tuple(items) => {
             out.push_str("{\"$tuple\":");
             write_seq(out, items);
@@ -501,6 +536,42 @@ mod tests {
         assert_eq!((e.line, e.column), (1, 4), "{e}");
         assert!(parse(r#"{"$int":"1.5"}"#).is_err());
         assert!(parse(r#"{"$float":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn ext_tag() {
+        let v = Value::Ext {
+            tag: -1,
+            data: vec![0, 0, 0, 1],
+        };
+        assert_eq!(parse(r#"{"$ext":[-1,"00000001"]}"#).unwrap(), v);
+        assert_eq!(print(&v), r#"{"$ext":[-1,"00000001"]}"#);
+        let nested = Value::List(vec![Value::Ext {
+            tag: 127,
+            data: vec![],
+        }]);
+        assert_eq!(parse(&print(&nested)).unwrap(), nested);
+        assert!(same(&v, &parse(&print(&v)).unwrap()));
+        assert!(!same(
+            &v,
+            &Value::Ext {
+                tag: 1,
+                data: vec![0, 0, 0, 1]
+            }
+        ));
+        for (bad, needle) in [
+            (r#"{"$ext":[128,"00"]}"#, "-128..=127"),
+            (r#"{"$ext":[1.5,"00"]}"#, "-128..=127"),
+            (r#"{"$ext":[1,"0"]}"#, "even-length hex"),
+            (r#"{"$ext":[1]}"#, "two-element array"),
+            (r#"{"$ext":"00"}"#, "two-element array"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.message.contains(needle), "{bad}: {err}");
+        }
+        // Positions stay right after an ext (the tag consumed its whole subtree).
+        let err = parse(r#"[{"$ext":[1,"00"]}, {"$bytes":"0"}]"#).unwrap_err();
+        assert_eq!(err.column, 31, "{err}");
     }
 
     #[test]

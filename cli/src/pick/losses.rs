@@ -184,6 +184,7 @@ fn plural(v: &Value) -> &'static str {
         Value::Tuple(_) => "tuples",
         Value::Set(_) => "sets",
         Value::Map(_) => "maps",
+        Value::Ext { .. } => "ext values",
     }
 }
 

@@ -85,6 +85,7 @@ impl Codec for Bincode {
     }
 
     fn encode_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        crate::value::refuse_ext(ID, value)?;
         Self::encode_into(value, out)
     }
 

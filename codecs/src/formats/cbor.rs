@@ -78,7 +78,7 @@ impl Codec for Cbor {
     }
 
     fn encode_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        let v = to_cbor(value);
+        let v = to_cbor(value)?;
         ciborium::ser::into_writer(&v, out).map_err(|e| encode_err(ID, e))
     }
 
@@ -99,9 +99,9 @@ fn bignum(n: &BigInt) -> ciborium::Value {
     }
 }
 
-fn to_cbor(v: &Value) -> ciborium::Value {
+fn to_cbor(v: &Value) -> Result<ciborium::Value, CodecError> {
     use ciborium::Value as C;
-    match v {
+    Ok(match v {
         Value::Null => C::Null,
         Value::Bool(b) => C::Bool(*b),
         Value::Int(i) => match ciborium::value::Integer::try_from(*i) {
@@ -112,13 +112,22 @@ fn to_cbor(v: &Value) -> ciborium::Value {
         Value::Float(f) => C::Float(*f),
         Value::Str(s) => C::Text(s.clone()),
         Value::Bytes(b) => C::Bytes(b.clone()),
-        Value::List(xs) | Value::Tuple(xs) => C::Array(xs.iter().map(to_cbor).collect()),
+        Value::List(xs) | Value::Tuple(xs) => {
+            C::Array(xs.iter().map(to_cbor).collect::<Result<_, _>>()?)
+        }
         Value::Set(xs) => C::Tag(
             TAG_SET,
-            Box::new(C::Array(xs.iter().map(to_cbor).collect())),
+            Box::new(C::Array(xs.iter().map(to_cbor).collect::<Result<_, _>>()?)),
         ),
-        Value::Map(m) => C::Map(m.iter().map(|(k, v)| (to_cbor(k), to_cbor(v))).collect()),
-    }
+        Value::Map(m) => C::Map(
+            m.iter()
+                .map(|(k, v)| Ok((to_cbor(k)?, to_cbor(v)?)))
+                .collect::<Result<_, CodecError>>()?,
+        ),
+        Value::Ext { tag, data } => {
+            return Err(crate::value::ext_unsupported(ID, *tag, data.len()))
+        }
+    })
 }
 
 fn from_cbor(v: ciborium::Value) -> Result<Value, CodecError> {

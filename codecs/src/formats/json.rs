@@ -165,6 +165,9 @@ fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
             }
             out.push(b'}');
         }
+        Value::Ext { tag, data } => {
+            return Err(crate::value::ext_unsupported(ID, *tag, data.len()))
+        }
     }
     Ok(())
 }

@@ -6,6 +6,11 @@
 //! nothing wider; Python raises `OverflowError` too). Decoding borrows strings from the
 //! input and reads `bin`/`str` only after checking the declared length against the
 //! remaining input, so a tiny input declaring a 4 GiB string fails without allocating.
+//!
+//! Ext values (fixext 1/2/4/8/16, ext 8/16/32, timestamps as ext type -1) decode to
+//! [`Value::Ext`] and encode back in the smallest form: fixext when the payload is 1, 2, 4,
+//! 8 or 16 bytes, else ext 8/16/32. Through serde, [`Value::Ext`] is written as rmp-serde's
+//! `_ExtStruct` newtype, i.e. a native ext as well.
 
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
@@ -120,6 +125,21 @@ fn to_rmpv(v: &Value) -> Result<rmpv::Value, CodecError> {
                 .map(|(k, v)| Ok((to_rmpv(k)?, to_rmpv(v)?)))
                 .collect::<Result<_, CodecError>>()?,
         ),
+        // rmpv writes the smallest form: fixext 1/2/4/8/16 when the length matches, else
+        // ext 8/16/32.
+        Value::Ext { tag, data } => {
+            if u32::try_from(data.len()).is_err() {
+                return Err(CodecError::unsupported(
+                    ID,
+                    Origin::Local,
+                    format!(
+                        "ext payload of {} bytes exceeds msgpack's 4 GiB ext 32 limit; split it",
+                        data.len()
+                    ),
+                ));
+            }
+            R::Ext(*tag, data.clone())
+        }
     })
 }
 
@@ -162,16 +182,79 @@ fn from_rmpv(v: rmpv::Value) -> Result<Value, CodecError> {
                 .map(|(k, v)| Ok((from_rmpv(k)?, from_rmpv(v)?)))
                 .collect::<Result<_, CodecError>>()?,
         ),
-        R::Ext(t, data) => {
-            return Err(CodecError::unsupported(
-                ID,
-                Origin::Peer,
-                format!(
-                    "msgpack ext type {t} ({} bytes) has no Value equivalent (timestamps \
-                     included); decode into a typed value or have the peer send plain types",
-                    data.len()
-                ),
-            ))
-        }
+        R::Ext(tag, data) => Value::Ext { tag, data },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Codec;
+
+    fn enc(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        MsgPack::encode_value(v, &mut out).unwrap();
+        out
+    }
+
+    fn ext(tag: i8, len: usize) -> Value {
+        Value::Ext {
+            tag,
+            data: (0..len).map(|i| i as u8).collect(),
+        }
+    }
+
+    #[test]
+    fn ext_uses_the_smallest_form() {
+        // (payload length, marker, header length)
+        for (len, marker, header) in [
+            (1, 0xd4, 2),
+            (2, 0xd5, 2),
+            (4, 0xd6, 2),
+            (8, 0xd7, 2),
+            (16, 0xd8, 2),
+            (0, 0xc7, 3),
+            (3, 0xc7, 3),
+            (17, 0xc7, 3),
+            (255, 0xc7, 3),
+            (256, 0xc8, 4),
+            (65535, 0xc8, 4),
+            (65536, 0xc9, 6),
+        ] {
+            let v = ext(5, len);
+            let bytes = enc(&v);
+            assert_eq!(bytes[0], marker, "payload of {len} bytes");
+            assert_eq!(bytes.len(), header + len, "payload of {len} bytes");
+            assert_eq!(bytes[header - 1], 5, "type byte for {len}");
+            let back = MsgPack::decode_value(&bytes, &Limits::default()).unwrap();
+            assert_eq!(back, v, "round trip of {len} bytes");
+        }
+        assert_eq!(enc(&ext(-1, 4)), [0xd6, 0xff, 0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn ext_nested_and_through_serde() {
+        let v = Value::List(vec![ext(-1, 8), Value::Map(vec![(ext(1, 1), ext(2, 3))])]);
+        let bytes = enc(&v);
+        assert_eq!(
+            MsgPack::decode_value(&bytes, &Limits::default()).unwrap(),
+            v
+        );
+        // The serde path (`_ExtStruct`) writes the same native ext.
+        let mut typed = Vec::new();
+        MsgPack::encode_into(&ext(7, 2), &mut typed).unwrap();
+        assert_eq!(typed, [0xd5, 7, 0, 1]);
+        // Value's serde Deserialize sees rmp-serde's ext as a (tag, bytes) sequence.
+        let seen: Value = MsgPack::decode(&typed, &Limits::default()).unwrap();
+        assert_eq!(
+            seen,
+            Value::List(vec![Value::Int(7), Value::Bytes(vec![0, 1])])
+        );
+    }
+
+    #[test]
+    fn timestamps_decode_to_ext() {
+        let v = MsgPack::decode_value(&[0xd6, 0xff, 0, 0, 0, 1], &Limits::default()).unwrap();
+        assert_eq!(v.timestamp_parts(), Some((1, 0)));
+    }
 }

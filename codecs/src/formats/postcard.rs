@@ -89,6 +89,7 @@ impl Codec for Postcard {
     }
 
     fn encode_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        crate::value::refuse_ext(ID, value)?;
         Self::encode_into(value, out)
     }
 

@@ -94,6 +94,7 @@ fn value_kind(v: &Value) -> &'static str {
         Value::Tuple(_) => "tuple",
         Value::Set(_) => "set",
         Value::Map(_) => "dict",
+        Value::Ext { .. } => "ext",
     }
 }
 
@@ -166,6 +167,17 @@ impl Writer<'_> {
                     }
                 }
                 self.write_map(entries, level)?;
+            }
+            Value::Ext { tag, data } => {
+                return Err(SerpentError::new(
+                    SerpentErrorKind::Unsupported,
+                    format!(
+                        "an ext value (msgpack ext type {tag}, {} bytes) has no serpent form: \
+                         only msgpack carries ext values; send it with msgpack, or convert it \
+                         to bytes or another plain value first",
+                        data.len()
+                    ),
+                ))
             }
         }
         Ok(())

@@ -15,7 +15,9 @@ use crate::{CodecError, Value};
 /// accepts `Null` or an empty list; floats accept ints; enums accept `Str(name)` for unit
 /// variants and `{name: payload}` otherwise; bytes accept serpent's base64 dict and floats
 /// serpent's NaN dict (what Python's serpent writes and `serpent.loads` returns). A `BigInt` wider than 128 bits cannot become a
-/// Rust integer and fails with a decode error.
+/// Rust integer and fails with a decode error. An `Ext` reads as rmp-serde shows a msgpack
+/// ext: a newtype struct holding `(tag, bytes)` (so rmp-serde's `_ExtStruct((i8, bytes))`
+/// type reads it); a `Value` target gets the list `[tag, bytes]`.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, CodecError> {
     T::deserialize(value)
 }
@@ -44,6 +46,11 @@ fn map<'de, V: Visitor<'de>>(
     Ok(out)
 }
 
+/// The `(tag, bytes)` pair an ext value shows through serde.
+fn ext_pair(tag: i8, data: Vec<u8>) -> Value {
+    Value::Tuple(vec![Value::Int(tag.into()), Value::Bytes(data)])
+}
+
 fn bytes_as_seq<'de, V: Visitor<'de>>(b: Vec<u8>, visitor: V) -> Result<V::Value, CodecError> {
     let mut de = SeqDeserializer::<_, CodecError>::new(b.into_iter());
     let out = visitor.visit_seq(&mut de)?;
@@ -67,6 +74,8 @@ impl<'de> de::Deserializer<'de> for Value {
                     visitor.visit_i128(i)
                 }
             }
+            // As rmp-serde shows a msgpack ext: a newtype holding the pair (tag, bytes).
+            Value::Ext { tag, data } => visitor.visit_newtype_struct(ext_pair(tag, data)),
             Value::BigInt(n) => match u128::try_from(&n) {
                 Ok(v) => visitor.visit_u128(v),
                 Err(_) => Err(de::Error::custom(format_args!(
@@ -110,7 +119,11 @@ impl<'de> de::Deserializer<'de> for Value {
         _: &'static str,
         visitor: V,
     ) -> Result<V::Value, CodecError> {
-        visitor.visit_newtype_struct(self)
+        match self {
+            // rmp-serde's `_ExtStruct((tag, bytes))` (or any newtype of that pair) reads it.
+            Value::Ext { tag, data } => visitor.visit_newtype_struct(ext_pair(tag, data)),
+            other => visitor.visit_newtype_struct(other),
+        }
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {

@@ -7,7 +7,8 @@ use crate::{CodecError, Value};
 /// Converts any `Serialize` value into a [`Value`].
 ///
 /// Mapping: structs → `Map` with `Str` keys in field order; unit / `None` / unit structs →
-/// `Null`; `Some(x)` → x; newtype structs → their content; tuples and tuple structs →
+/// `Null`; `Some(x)` → x; newtype structs → their content, except rmp-serde's
+/// `_ExtStruct((i8, bytes))` → `Ext`; tuples and tuple structs →
 /// `Tuple`; sequences → `List`; bytes → `Bytes`; `char` → `Str`; enums are externally
 /// tagged like serde_json: unit variant → `Str(name)`, other variants → `{name: payload}`.
 /// `is_human_readable()` is true.
@@ -122,10 +123,24 @@ impl ser::Serializer for ValueSerializer {
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         v: &T,
     ) -> Result<Value, CodecError> {
-        v.serialize(self)
+        let inner = v.serialize(self)?;
+        if name == super::EXT_STRUCT_NAME {
+            // rmp-serde's `_ExtStruct((tag, bytes))`: a msgpack ext.
+            if let Value::Tuple(pair) = &inner {
+                if let [Value::Int(tag), Value::Bytes(data)] = pair.as_slice() {
+                    if let Ok(tag) = i8::try_from(*tag) {
+                        return Ok(Value::Ext {
+                            tag,
+                            data: data.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(inner)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,

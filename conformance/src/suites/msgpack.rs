@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use wirecall_codecs::{CodecId, ErrorKind, Value};
+use wirecall_codecs::{CodecId, Value};
 
 use super::read_text;
 use crate::json::{self, Json};
@@ -32,8 +32,17 @@ fn dash_hex(s: &str) -> Result<Vec<u8>, String> {
     hex::decode(s.replace('-', "")).map_err(|e| format!("bad hex {s:?}: {e}"))
 }
 
-/// Builds the expected value of one case, or `Err(reason)` when the case must be skipped.
-fn case_value(case: &[(String, Json)]) -> Result<Result<Value, String>, String> {
+/// What one case expects every listed encoding to decode to.
+enum Expected {
+    /// Exactly this value (numbers compared by value).
+    Value(Value),
+    /// A timestamp (ext -1) with these seconds and nanoseconds, in any of the spec's three
+    /// payload forms.
+    Timestamp { sec: i64, nsec: u32 },
+}
+
+/// Builds the expected value of one case.
+fn case_value(case: &[(String, Json)]) -> Result<Expected, String> {
     for (key, v) in case {
         let value = match key.as_str() {
             "msgpack" => continue,
@@ -42,17 +51,37 @@ fn case_value(case: &[(String, Json)]) -> Result<Result<Value, String>, String> 
             "binary" => Value::Bytes(dash_hex(v.as_str().ok_or("binary case without a string")?)?),
             // `bignum` repeats `number` as an exact decimal string; prefer it.
             "number" if case.iter().any(|(k, _)| k == "bignum") => continue,
-            "bignum" => notation::parse(&format!("{{\"$int\":{}}}", json_str(v)?)).map_err(|e| e.to_string())?,
-            "number" | "string" | "array" | "map" => notation::from_json(v).map_err(|e| e.to_string())?,
-            "timestamp" | "ext" => {
-                return Ok(Err(format!(
-                    "{key} (msgpack ext type) has no wirecall Value form: Value has no ext/timestamp variant; \
-                     the codec refuses it with an Unsupported error (checked)"
-                )))
+            "bignum" => notation::parse(&format!("{{\"$int\":{}}}", json_str(v)?))
+                .map_err(|e| e.to_string())?,
+            "number" | "string" | "array" | "map" => {
+                notation::from_json(v).map_err(|e| e.to_string())?
+            }
+            "timestamp" => {
+                let (sec, nsec) = match v.as_array() {
+                    Some([s, n]) => (s.as_i64(), n.as_i64().and_then(|n| u32::try_from(n).ok())),
+                    _ => (None, None),
+                };
+                let (Some(sec), Some(nsec)) = (sec, nsec) else {
+                    return Err("timestamp case is not [seconds, nanoseconds]".into());
+                };
+                return Ok(Expected::Timestamp { sec, nsec });
+            }
+            "ext" => {
+                let (tag, data) = match v.as_array() {
+                    Some([t, d]) => (t.as_i64().and_then(|t| i8::try_from(t).ok()), d.as_str()),
+                    _ => (None, None),
+                };
+                let (Some(tag), Some(data)) = (tag, data) else {
+                    return Err("ext case is not [type, \"hex\"]".into());
+                };
+                Value::Ext {
+                    tag,
+                    data: dash_hex(data)?,
+                }
             }
             other => return Err(format!("unknown case key {other:?}")),
         };
-        return Ok(Ok(value));
+        return Ok(Expected::Value(value));
     }
     Err("case without a value key".into())
 }
@@ -112,25 +141,9 @@ pub fn run_msgpack(vectors_dir: &Path) -> SuiteReport {
                 }
             };
             let expected = match case_value(members) {
-                Ok(Ok(v)) => v,
-                Ok(Err(reason)) => {
-                    // Not representable: the value check is skipped, but the decoder must
-                    // refuse the bytes with a clear Unsupported error, not misread them.
-                    for bytes in &encodings {
-                        match codec::decode(CodecId::MSGPACK, bytes) {
-                            Err(e) if e.kind() == ErrorKind::Unsupported => report
-                                .skip(format!("{group}[{n}] {}: {reason}", hex::encode(bytes))),
-                            Err(e) => report.fail(format!(
-                                "{group}[{n}] {}: expected an Unsupported refusal, got {e}",
-                                hex::encode(bytes)
-                            )),
-                            Ok(v) => report.fail(format!(
-                                "{group}[{n}] {}: an ext type decoded to {}",
-                                hex::encode(bytes),
-                                notation::print(&v)
-                            )),
-                        }
-                    }
+                Ok(Expected::Value(v)) => v,
+                Ok(Expected::Timestamp { sec, nsec }) => {
+                    check_timestamp(&mut report, &format!("{group}[{n}]"), &encodings, sec, nsec);
                     continue;
                 }
                 Err(e) => {
@@ -174,4 +187,46 @@ pub fn run_msgpack(vectors_dir: &Path) -> SuiteReport {
         }
     }
     report
+}
+
+/// Every encoding must decode to an ext -1 whose payload reads as `(sec, nsec)`, and must
+/// encode back to itself (the payload length picks the form, so that is an allowed form).
+fn check_timestamp(
+    report: &mut SuiteReport,
+    case: &str,
+    encodings: &[Vec<u8>],
+    sec: i64,
+    nsec: u32,
+) {
+    for bytes in encodings {
+        let got = match codec::decode(CodecId::MSGPACK, bytes) {
+            Ok(got) => got,
+            Err(e) => {
+                report.fail(format!("{case} decode {}: {e}", hex::encode(bytes)));
+                continue;
+            }
+        };
+        report.check(got.timestamp_parts() == Some((sec, nsec)), || {
+            format!(
+                "{case} decode {}: expected timestamp [{sec}, {nsec}], got {}",
+                hex::encode(bytes),
+                notation::print(&got)
+            )
+        });
+        match codec::encode(CodecId::MSGPACK, &got) {
+            Ok(again) => report.check(encodings.contains(&again), || {
+                format!(
+                    "{case} encode {}: got {}, allowed {}",
+                    notation::print(&got),
+                    hex::encode(&again),
+                    encodings
+                        .iter()
+                        .map(hex::encode)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            }),
+            Err(e) => report.fail(format!("{case} encode {}: {e}", notation::print(&got))),
+        }
+    }
 }
