@@ -129,6 +129,15 @@ impl Compound<'_, '_> {
         self.count += 1;
     }
 
+    /// Writes the next element of a list or tuple; an error names the element's index.
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
+        self.sep();
+        let i = self.count - 1;
+        self.ser
+            .child(value)
+            .map_err(|e| e.in_path(format!("[{i}]")))
+    }
+
     fn close(self) -> Result<(), SerpentError> {
         match self.kind {
             Kind::List => self.ser.out.push(b']'),
@@ -354,11 +363,7 @@ impl ser::SerializeSeq for Compound<'_, '_> {
     type Ok = ();
     type Error = SerpentError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
-        self.sep();
-        let i = self.count - 1;
-        self.ser
-            .child(value)
-            .map_err(|e| e.in_path(format!("[{i}]")))
+        self.element(value)
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -369,11 +374,7 @@ impl ser::SerializeTuple for Compound<'_, '_> {
     type Ok = ();
     type Error = SerpentError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
-        self.sep();
-        let i = self.count - 1;
-        self.ser
-            .child(value)
-            .map_err(|e| e.in_path(format!("[{i}]")))
+        self.element(value)
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -384,11 +385,7 @@ impl ser::SerializeTupleStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = SerpentError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
-        self.sep();
-        let i = self.count - 1;
-        self.ser
-            .child(value)
-            .map_err(|e| e.in_path(format!("[{i}]")))
+        self.element(value)
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
@@ -399,11 +396,7 @@ impl ser::SerializeTupleVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = SerpentError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerpentError> {
-        self.sep();
-        let i = self.count - 1;
-        self.ser
-            .child(value)
-            .map_err(|e| e.in_path(format!("[{i}]")))
+        self.element(value)
     }
     fn end(self) -> Result<(), SerpentError> {
         self.close()
