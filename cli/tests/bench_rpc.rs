@@ -1,33 +1,15 @@
 //! Runs the built `wirecall` binary: `bench rpc` against a server it starts (tcp and unix)
 //! and against a running `wirecall serve` (`--connect`). Short durations keep it bounded.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wirecall");
+mod common;
+
+use common::Server;
 
 fn wirecall(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wirecall");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("poll wirecall").is_some() {
-            return child.wait_with_output().expect("wirecall output");
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            let out = child.wait_with_output().expect("wirecall output");
-            panic!("wirecall {args:?} did not finish within 60 s: {out:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::run_bounded(args, Duration::from_secs(60))
 }
 
 fn text(b: &[u8]) -> String {
@@ -140,49 +122,10 @@ fn unix_server_started_here() {
     check_table(&out, &["cbor"]);
 }
 
-/// A running `wirecall serve`; killed on drop.
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn serve(extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start wirecall serve");
-    let stdout = child.stdout.take().expect("serve stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        tx.send(BufReader::new(stdout).read_line(&mut line).map(|_| line))
-            .ok();
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(l)) if !l.trim().is_empty() => {
-            let url = l.split_whitespace().next().unwrap_or_default().to_string();
-            Server(child, url)
-        }
-        other => {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("wirecall serve printed no address: {other:?}");
-        }
-    }
-}
-
 #[test]
 fn connect_to_a_running_server() {
-    let s = serve(&["--accept", "json,msgpack,postcard"]);
-    let o = wirecall(&["bench", "rpc", "--connect", &s.1, "--duration", "0.2"]);
+    let s = Server::start(&["--accept", "json,msgpack,postcard"]);
+    let o = wirecall(&["bench", "rpc", "--connect", s.url(), "--duration", "0.2"]);
     let out = text(&o.stdout);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(out.contains("yours, from --connect"), "{out}");
@@ -195,7 +138,7 @@ fn connect_to_a_running_server() {
         "bench",
         "rpc",
         "--connect",
-        &s.1,
+        s.url(),
         "--codec",
         "cbor",
         "--duration",

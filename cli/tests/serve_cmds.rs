@@ -1,81 +1,16 @@
 //! Runs the built `wirecall` binary: `serve` on port 0 (and a unix socket in a temp dir),
 //! then `call` and `meta` against it. Every server is killed when its test ends.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wirecall");
+mod common;
 
-/// A running `wirecall serve`; killed on drop.
-struct Server {
-    child: Child,
-    urls: Vec<String>,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start wirecall serve");
-        let stdout = child.stdout.take().expect("serve stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
-            tx.send(r).ok();
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Ok(l)) if !l.trim().is_empty() => l,
-            other => {
-                child.kill().ok();
-                child.wait().ok();
-                panic!("wirecall serve printed no address line: {other:?}");
-            }
-        };
-        let urls = line.split_whitespace().map(str::to_string).collect();
-        Server { child, urls }
-    }
-
-    fn url(&self) -> &str {
-        &self.urls[0]
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
+use common::Server;
 
 /// Runs `wirecall ARGS`, killing it after 30 s.
 fn wirecall(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wirecall");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if child.try_wait().expect("poll wirecall").is_some() {
-            return child.wait_with_output().expect("wirecall output");
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            let out = child.wait_with_output().expect("wirecall output");
-            panic!("wirecall {args:?} did not finish within 30 s: {out:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::run_bounded(args, Duration::from_secs(30))
 }
 
 fn stdout(o: &Output) -> String {
