@@ -5,7 +5,7 @@ use std::path::Path;
 
 use wirecall_codecs::{CodecId, Limits, Value};
 
-use super::{list_files, read_bytes};
+use super::vector_files;
 use crate::{codec, notation, SuiteReport};
 
 /// The checked-in `i_` verdicts (`accept <file>` / `reject <file>` lines).
@@ -25,27 +25,12 @@ fn expectation_lines(text: &str) -> Vec<(&str, &str)> {
 /// and NFC/NFD keys, invalid code points, escaped NUL): each must decode to the recorded
 /// value, or be rejected where the snapshot says `reject`.
 fn run_transform(dir: &Path, report: &mut SuiteReport) {
-    let files = match list_files(dir, "json") {
-        Ok(files) => files,
-        Err(e) => {
-            report.fail(e);
-            return;
-        }
+    let Some(files) = vector_files(report, dir, "json") else {
+        return;
     };
     let snapshots = expectation_lines(TRANSFORM_SNAPSHOTS);
     let mut seen = Vec::new();
-    for path in files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = match read_bytes(&path) {
-            Ok(b) => b,
-            Err(e) => {
-                report.fail(e);
-                continue;
-            }
-        };
+    for (name, bytes) in files {
         let got = match codec::decode(CodecId::JSON, &bytes) {
             Ok(v) => notation::print(&v),
             Err(_) => "reject".to_owned(),
@@ -99,27 +84,12 @@ fn is_python_nan_token(bytes: &[u8], value: &Value) -> bool {
 pub fn run_json_test_suite(vectors_dir: &Path) -> SuiteReport {
     let mut report = SuiteReport::new("json-test-suite");
     let dir = vectors_dir.join("json-test-suite/test_parsing");
-    let files = match list_files(&dir, "json") {
-        Ok(files) => files,
-        Err(e) => {
-            report.fail(e);
-            return report;
-        }
+    let Some(files) = vector_files(&mut report, &dir, "json") else {
+        return report;
     };
     let expectations = expectation_lines(I_EXPECTATIONS);
     let mut seen_i = Vec::new();
-    for path in files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = match read_bytes(&path) {
-            Ok(b) => b,
-            Err(e) => {
-                report.fail(e);
-                continue;
-            }
-        };
+    for (name, bytes) in files {
         // The suite judges RFC 8259 conformance, so it reads with the strict entry point; the
         // codec's default dynamic path additionally reads Python's NaN/Infinity tokens, which
         // is checked separately below.
@@ -189,24 +159,12 @@ pub fn run_json_test_suite(vectors_dir: &Path) -> SuiteReport {
 pub fn run_nativejson(vectors_dir: &Path) -> SuiteReport {
     let mut report = SuiteReport::new("json-nativejson-benchmark");
     let base = vectors_dir.join("json-nativejson-benchmark/data");
-    match list_files(&base.join("roundtrip"), "json") {
-        Ok(files) => {
-            for path in files {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let bytes = match read_bytes(&path) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        report.fail(e);
-                        continue;
-                    }
-                };
-                let expected = bytes.trim_ascii_end();
-                let out = codec::decode(CodecId::JSON, expected)
-                    .and_then(|v| codec::encode(CodecId::JSON, &v));
-                match out {
+    if let Some(files) = vector_files(&mut report, &base.join("roundtrip"), "json") {
+        for (name, bytes) in files {
+            let expected = bytes.trim_ascii_end();
+            let out = codec::decode(CodecId::JSON, expected)
+                .and_then(|v| codec::encode(CodecId::JSON, &v));
+            match out {
                     Ok(got) if got == expected => report.pass(),
                     Ok(got) if is_plus_exponent_variant(expected, &got) => report.skip(format!(
                         "roundtrip/{name}: the json codec writes the exponent as `e+NNN` ({}) where the file has `eNNN` \
@@ -221,43 +179,27 @@ pub fn run_nativejson(vectors_dir: &Path) -> SuiteReport {
                     )),
                     Err(e) => report.fail(format!("roundtrip/{name}: {e}")),
                 }
-            }
         }
-        Err(e) => report.fail(e),
     }
-    match list_files(&base.join("jsonchecker"), "json") {
-        Ok(files) => {
-            for path in files {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let bytes = match read_bytes(&path) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        report.fail(e);
-                        continue;
-                    }
-                };
-                let result = codec::decode(CodecId::JSON, &bytes);
-                let must_accept = name.starts_with("pass") || name.contains("_EXCLUDE");
-                if must_accept {
-                    report.check(result.is_ok(), || {
-                        format!(
-                            "jsonchecker/{name}: must be accepted: {}",
-                            result.err().map(|e| e.to_string()).unwrap_or_default()
-                        )
-                    });
-                } else if name.starts_with("fail") {
-                    report.check(result.is_err(), || {
-                        format!("jsonchecker/{name}: must be rejected, was accepted")
-                    });
-                } else {
-                    report.skip(format!("jsonchecker/{name}: neither pass nor fail"));
-                }
+    if let Some(files) = vector_files(&mut report, &base.join("jsonchecker"), "json") {
+        for (name, bytes) in files {
+            let result = codec::decode(CodecId::JSON, &bytes);
+            let must_accept = name.starts_with("pass") || name.contains("_EXCLUDE");
+            if must_accept {
+                report.check(result.is_ok(), || {
+                    format!(
+                        "jsonchecker/{name}: must be accepted: {}",
+                        result.err().map(|e| e.to_string()).unwrap_or_default()
+                    )
+                });
+            } else if name.starts_with("fail") {
+                report.check(result.is_err(), || {
+                    format!("jsonchecker/{name}: must be rejected, was accepted")
+                });
+            } else {
+                report.skip(format!("jsonchecker/{name}: neither pass nor fail"));
             }
         }
-        Err(e) => report.fail(e),
     }
     report
 }

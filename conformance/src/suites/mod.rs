@@ -111,6 +111,35 @@ pub(crate) fn read_text(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| format!("{} is not UTF-8: {e}", path.display()))
 }
 
+/// The `*.ext` files of `dir` in name order, each as (file name, contents). A folder that
+/// cannot be listed is recorded as one failure and gives `None`; a file that cannot be read
+/// is recorded as a failure and left out.
+pub(crate) fn vector_files(
+    report: &mut SuiteReport,
+    dir: &Path,
+    ext: &str,
+) -> Option<Vec<(String, Vec<u8>)>> {
+    let files = match list_files(dir, ext) {
+        Ok(files) => files,
+        Err(e) => {
+            report.fail(e);
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(files.len());
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match read_bytes(&path) {
+            Ok(bytes) => out.push((name, bytes)),
+            Err(e) => report.fail(e),
+        }
+    }
+    Some(out)
+}
+
 /// The files in `dir` ending in `.ext`, sorted by name.
 pub(crate) fn list_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
