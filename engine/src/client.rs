@@ -78,6 +78,13 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// Takes the answer if it is there.
+    fn take(&self) -> Option<Result<Resp, Error>> {
+        lock(&self.state).value.take()
+    }
+}
+
 /// Waits until a [`Slot`] is filled and takes its answer.
 struct SlotWait<'a>(&'a Slot);
 
@@ -107,15 +114,29 @@ struct Pending {
     waiters: HashMap<u64, Waiter, IdBuild>,
     /// Set once the connection is gone; new calls fail with it.
     closed: Option<Error>,
+    /// The read side while nobody reads it. Whoever reads takes it out; invariant: while
+    /// any call waits for its reply, the reader is taken (a caller or the reader task is
+    /// reading), so a caller that finds it here knows it must read for itself.
+    reader: Option<Box<Reader>>,
 }
 
-/// One live connection to a server: a writer task, a reader task, and the calls waiting.
+/// What a connection's callers and its reader task share.
+struct ConnShared {
+    pending: Mutex<Pending>,
+    /// Tells the reader task that the last waiting call was cancelled, so it can stop.
+    idle: tokio::sync::Notify,
+    address: String,
+}
+
+/// One live connection to a server: the shared writer, and the calls waiting.
+///
+/// Reading: a call that finds nobody reading reads the connection itself until its own
+/// reply comes (no task hop for a lone call). If other calls are still waiting then, it
+/// hands the read side to a reader task, which keeps reading until no call waits; so with
+/// many calls in flight one task reads, woken by the reactor, and each caller only waits.
 struct ClientConn {
     writer: Arc<SharedWriter>,
-    /// The read side. No task owns it: a caller waiting for its reply reads (and hands other
-    /// callers their replies) while it holds this lock, so a lone call needs no task hop.
-    reader: tokio::sync::Mutex<Reader>,
-    pending: Arc<Mutex<Pending>>,
+    shared: Arc<ConnShared>,
     next_id: AtomicU64,
     default_codec: CodecId,
     accepted: Vec<CodecId>,
@@ -130,7 +151,7 @@ impl Drop for ClientConn {
 
 impl ClientConn {
     fn is_closed(&self) -> bool {
-        lock(&self.pending).closed.is_some() || self.writer.is_closed()
+        lock(&self.shared.pending).closed.is_some() || self.writer.is_closed()
     }
 
     async fn connect(address: &Address, preferred: &[CodecId]) -> Result<ClientConn, Error> {
@@ -210,21 +231,24 @@ impl ClientConn {
         .await
         .map_err(|_| Error::transport(&url, "handshake timed out"))??;
         decoder.set_limits(proto::Limits::default());
-        let pending = Arc::new(Mutex::new(Pending {
-            waiters: HashMap::default(),
-            closed: None,
-        }));
         let writer = SharedWriter::start(wr);
-        let reader = tokio::sync::Mutex::new(Reader {
-            rd,
-            decoder,
-            buf,
-            done: false,
+        let shared = Arc::new(ConnShared {
+            pending: Mutex::new(Pending {
+                waiters: HashMap::default(),
+                closed: None,
+                reader: Some(Box::new(Reader {
+                    rd,
+                    decoder,
+                    buf,
+                    done: false,
+                })),
+            }),
+            idle: tokio::sync::Notify::new(),
+            address: url.clone(),
         });
         Ok(ClientConn {
             writer,
-            reader,
-            pending,
+            shared,
             next_id: AtomicU64::new(1),
             default_codec: from_wire(welcome.codec),
             accepted: welcome.accepted.iter().map(|c| from_wire(*c)).collect(),
@@ -255,27 +279,25 @@ struct Reader {
 }
 
 impl Reader {
-    /// Decodes and dispatches every complete frame; returns whether any came, or stops the
-    /// connection on a bad frame.
-    /// `mine` is the reading caller's own request id: its reply is stored without a wake-up.
-    fn dispatch(&mut self, pending: &Mutex<Pending>, mine: u64) -> bool {
-        let mut any = false;
+    /// Decodes and dispatches every complete frame, or stops the connection on a bad frame.
+    /// `mine` is the reading caller's own request id (0 for none): its reply is stored
+    /// without a wake-up.
+    fn dispatch(&mut self, pending: &Mutex<Pending>, mine: u64) {
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
-                    any = true;
                     if let Some(e) = on_frame(frame, pending, mine) {
                         self.fail(pending, e);
-                        return true;
+                        return;
                     }
                 }
-                Ok(None) => return any,
+                Ok(None) => return,
                 Err(e) => {
                     self.fail(
                         pending,
                         Error::protocol(format!("bad frame from the server: {e}")),
                     );
-                    return true;
+                    return;
                 }
             }
         }
@@ -285,88 +307,123 @@ impl Reader {
         self.done = true;
         fail_all(pending, e);
     }
-}
 
-impl ClientConn {
-    /// Reads until at least one frame was dispatched (or the connection ended).
+    /// Reads once (waiting for data) and dispatches every complete frame.
     ///
-    /// Cancel-safe: dropped at an await point, it loses no bytes (they stay in the shared
-    /// buffer for the next reader).
-    ///
-    /// `mine` is the reading caller's request id (0 for none).
-    async fn read_once(&self, mine: u64) {
-        let mut guard = self.reader.lock().await;
-        let r = &mut *guard;
-        if r.done {
-            drop(guard);
-            // Every waiter was already answered with the connection's error.
-            std::future::pending::<()>().await;
-            return;
+    /// Cancel-safe: dropped while waiting it loses no bytes.
+    async fn read_some(&mut self, shared: &ConnShared, mine: u64) {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(16 * 1024);
         }
-        loop {
-            if r.dispatch(&self.pending, mine) {
-                return;
-            }
-            if r.buf.capacity() - r.buf.len() < 4096 {
-                r.buf.reserve(16 * 1024);
-            }
-            match r.rd.read_buf(&mut r.buf).await {
-                Ok(0) => {
-                    r.fail(
-                        &self.pending,
-                        Error::transport(&self.address, "the server closed the connection"),
-                    );
-                    return;
-                }
-                Err(e) => {
-                    r.fail(&self.pending, Error::transport(&self.address, e));
-                    return;
-                }
-                Ok(_) => {}
-            }
+        match self.rd.read_buf(&mut self.buf).await {
+            Ok(0) => self.fail(
+                &shared.pending,
+                Error::transport(&shared.address, "the server closed the connection"),
+            ),
+            Err(e) => self.fail(&shared.pending, Error::transport(&shared.address, e)),
+            Ok(_) => self.dispatch(&shared.pending, mine),
         }
     }
 
-    /// Notices, without waiting, a GOAWAY or close that arrived while the connection was idle.
-    fn refresh(&self) {
-        let Ok(mut guard) = self.reader.try_lock() else {
-            // Someone is reading right now; they will notice.
-            return;
-        };
-        let r = &mut *guard;
-        if r.done {
-            return;
-        }
+    /// Reads, without waiting, whatever has arrived (a GOAWAY or a close while the
+    /// connection was idle) and dispatches it.
+    fn poll_now(&mut self, shared: &ConnShared) {
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
         // Uninitialised: this runs before every call, and zeroing 4 KiB each time was a fifth
         // of a small call's instructions. Almost always nothing is readable and no byte of it
         // is touched.
         let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-        loop {
+        while !self.done {
             let mut rb = tokio::io::ReadBuf::uninit(&mut chunk);
-            match std::pin::Pin::new(&mut r.rd).poll_read(&mut cx, &mut rb) {
-                std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => {
-                    r.fail(
-                        &self.pending,
-                        Error::transport(&self.address, "the server closed the connection"),
-                    );
-                    return;
-                }
+            match std::pin::Pin::new(&mut self.rd).poll_read(&mut cx, &mut rb) {
+                std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => self.fail(
+                    &shared.pending,
+                    Error::transport(&shared.address, "the server closed the connection"),
+                ),
                 std::task::Poll::Ready(Ok(())) => {
-                    r.buf.extend_from_slice(rb.filled());
-                    r.dispatch(&self.pending, 0);
-                    if r.done {
-                        return;
-                    }
+                    self.buf.extend_from_slice(rb.filled());
+                    self.dispatch(&shared.pending, 0);
                 }
                 std::task::Poll::Ready(Err(e)) => {
-                    r.fail(&self.pending, Error::transport(&self.address, e));
-                    return;
+                    self.fail(&shared.pending, Error::transport(&shared.address, e))
                 }
                 std::task::Poll::Pending => return,
             }
         }
+    }
+}
+
+/// Gives the read side back: to the connection if no call waits (or the connection is
+/// done), else to a reader task that reads until no call waits.
+fn release_reader(shared: &Arc<ConnShared>, reader: Box<Reader>) {
+    {
+        let mut p = lock(&shared.pending);
+        if reader.done || p.waiters.is_empty() {
+            p.reader = Some(reader);
+            return;
+        }
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(reader_task(shared.clone(), reader));
+        }
+        Err(_) => {
+            // No runtime to read on (a caller dropped outside one): nobody can read the
+            // replies, so end the connection rather than leave calls waiting forever.
+            let mut reader = reader;
+            reader.fail(
+                &shared.pending,
+                Error::transport(&shared.address, "the connection's runtime is gone"),
+            );
+            lock(&shared.pending).reader = Some(reader);
+        }
+    }
+}
+
+/// Reads the connection while calls wait for replies, then gives the read side back.
+async fn reader_task(shared: Arc<ConnShared>, mut reader: Box<Reader>) {
+    loop {
+        {
+            let mut p = lock(&shared.pending);
+            if reader.done || p.waiters.is_empty() {
+                p.reader = Some(reader);
+                return;
+            }
+        }
+        tokio::select! {
+            biased;
+            () = reader.read_some(&shared, 0) => {}
+            () = shared.idle.notified() => {}
+        }
+    }
+}
+
+/// The read side held by a caller reading for itself; handed on when dropped.
+struct ReadRole<'a> {
+    shared: &'a Arc<ConnShared>,
+    reader: Option<Box<Reader>>,
+}
+
+impl Drop for ReadRole<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.reader.take() {
+            release_reader(self.shared, r);
+        }
+    }
+}
+
+impl ClientConn {
+    /// Notices, without waiting, a GOAWAY or close that arrived while the connection was idle.
+    fn refresh(&self) {
+        let Some(mut reader) = lock(&self.shared.pending).reader.take() else {
+            // Someone is reading right now; they will notice.
+            return;
+        };
+        if !reader.done {
+            reader.poll_now(&self.shared);
+        }
+        release_reader(&self.shared, reader);
     }
 }
 
@@ -479,7 +536,15 @@ struct CallGuard<'a> {
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let was_pending = lock(&self.conn.pending).waiters.remove(&self.id).is_some();
+            let was_pending = {
+                let mut p = lock(&self.conn.shared.pending);
+                let was = p.waiters.remove(&self.id).is_some();
+                if was && p.waiters.is_empty() && p.reader.is_none() {
+                    // A reader task may be waiting for replies nobody wants any more.
+                    self.conn.shared.idle.notify_one();
+                }
+                was
+            };
             if was_pending {
                 let _ = self
                     .conn
@@ -825,18 +890,24 @@ impl Proxy {
         }
         let slot = Slot::new();
         let tx = slot.clone();
-        let alone = {
-            let mut p = lock(&conn.pending);
+        let (alone, reader) = {
+            let mut p = lock(&conn.shared.pending);
             if let Some(e) = &p.closed {
                 return Err(e.clone());
             }
             p.waiters.insert(id, tx);
-            p.waiters.len() == 1
+            // Nobody reading (the reader is here) means no other call waits: read for
+            // ourselves.
+            (p.waiters.len() == 1, p.reader.take())
         };
         let mut guard = CallGuard {
             conn,
             id,
             armed: true,
+        };
+        let mut role = ReadRole {
+            shared: &conn.shared,
+            reader,
         };
         // A lone call is written inline (no task hop); with others in flight the writer
         // task batches them into one write.
@@ -848,14 +919,20 @@ impl Proxy {
         if queued.is_err() {
             return Err(Error::transport(&conn.address, "the connection is closed"));
         }
-        // Wait for the reply, reading the connection meanwhile whenever nobody else is.
+        // Wait for the reply, reading the connection meanwhile if nobody else is.
         let wait = async {
-            loop {
-                tokio::select! {
-                    biased;
-                    r = SlotWait(&slot) => break r,
-                    () = conn.read_once(id) => {}
+            if let Some(r) = role.reader.as_mut() {
+                loop {
+                    if let Some(v) = slot.take() {
+                        break v;
+                    }
+                    if r.done {
+                        break Err(Error::transport(&conn.address, "the connection is closed"));
+                    }
+                    r.read_some(&conn.shared, id).await;
                 }
+            } else {
+                SlotWait(&slot).await
             }
         };
         let r = match opts.timeout {
@@ -865,6 +942,7 @@ impl Proxy {
             },
             None => wait.await,
         };
+        drop(role);
         guard.armed = false;
         match r {
             Ok(Resp::Value(c, b)) => Ok(Some((c, b))),

@@ -172,6 +172,9 @@ async fn writer_task(w: Arc<SharedWriter>) {
                 }
             }
             notified.await;
+            // Let the tasks that are ready now queue their frames too before writing, so one
+            // write carries them all (the scheduler runs a yielded task after its ready ones).
+            tokio::task::yield_now().await;
         };
         let ok = data.is_empty() || wr.write_all(&data).await.is_ok();
         let shut_down = {

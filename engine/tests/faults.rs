@@ -527,6 +527,79 @@ async fn sixty_four_in_flight_out_of_order_unix() {
         .unwrap();
 }
 
+/// Reading passes between callers and the connection's reader task: the lone caller that
+/// reads for itself is cancelled while others wait, calls that all get cancelled leave
+/// nobody waiting, and in every case the live calls get their replies and the next call works.
+async fn cancellations_mixed_with_live_calls(kind: &str) {
+    let s = start(kind).await;
+    let proxy = Proxy::new(&s.engine.address()).unwrap();
+    proxy.connect().await.unwrap();
+    for round in 0..5u32 {
+        // The first call is alone, so it reads the connection itself; it gives up (and so
+        // hands reading on) while the others below still wait.
+        let c = client(&proxy);
+        let first = tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(30), c.delayed(0, 400)).await
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut live = Vec::new();
+        let mut doomed = Vec::new();
+        for i in 0..24u32 {
+            let c = client(&proxy);
+            if i % 3 == 0 {
+                doomed.push(tokio::spawn(async move {
+                    tokio::time::timeout(Duration::from_millis(10 + u64::from(i)), c.hang()).await
+                }));
+            } else {
+                live.push(tokio::spawn(async move {
+                    c.delayed(i, 40 + u64::from(i % 7) * 5).await
+                }));
+            }
+        }
+        assert!(
+            first.await.unwrap().is_err(),
+            "round {round}: the first call gives up"
+        );
+        for t in doomed {
+            assert!(t.await.unwrap().is_err(), "round {round}: hang gives up");
+        }
+        for t in live {
+            t.await.unwrap().unwrap();
+        }
+        // Every call of a burst gives up: nobody waits any more, and reading stops.
+        let mut all = Vec::new();
+        for _ in 0..8 {
+            let c = client(&proxy);
+            all.push(tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_millis(15), c.hang()).await
+            }));
+        }
+        for t in all {
+            assert!(t.await.unwrap().is_err());
+        }
+        // A lone call afterwards reads its own reply.
+        assert_eq!(
+            client(&proxy).add(round as i32, 1).await.unwrap(),
+            round as i32 + 1
+        );
+    }
+    s.engine.finalize().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellations_mixed_with_live_calls_tcp() {
+    tokio::time::timeout(LIMIT, cancellations_mixed_with_live_calls("tcp"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancellations_mixed_with_live_calls_unix() {
+    tokio::time::timeout(LIMIT, cancellations_mixed_with_live_calls("unix"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_future_cancels_the_call() {
     tokio::time::timeout(LIMIT, async {
