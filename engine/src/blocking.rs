@@ -56,13 +56,13 @@ impl BlockingProxy {
     /// Runs a call built on [`BlockingProxy::proxy`] and waits for its result.
     pub fn call<R: DeserializeOwned, A: ArgList, K: KwList>(
         &self,
-        call: CallBuilder<A, K>,
+        call: CallBuilder<'_, A, K>,
     ) -> Result<R, Error> {
         self.rt.block_on(call.call())
     }
 
     /// Sends a oneway call built on [`BlockingProxy::proxy`].
-    pub fn send<A: ArgList, K: KwList>(&self, call: CallBuilder<A, K>) -> Result<(), Error> {
+    pub fn send<A: ArgList, K: KwList>(&self, call: CallBuilder<'_, A, K>) -> Result<(), Error> {
         self.rt.block_on(call.send())
     }
 

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,6 +126,36 @@ struct ConnShared {
     /// Tells the reader task that the last waiting call was cancelled, so it can stop.
     idle: tokio::sync::Notify,
     address: String,
+    /// Mirrors `pending.closed.is_some()`, read without the lock before every call.
+    closed: AtomicBool,
+    /// Mirrors `pending.reader.is_some()`: nobody reads, so a check for a GOAWAY or close
+    /// that arrived while idle is due before the next call.
+    reader_idle: AtomicBool,
+}
+
+impl ConnShared {
+    /// Marks the connection closed with `err` (the first error wins).
+    fn close_with(&self, p: &mut Pending, err: Error) {
+        if p.closed.is_none() {
+            p.closed = Some(err);
+        }
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Takes the read side if nobody is reading.
+    fn take_reader(&self, p: &mut Pending) -> Option<Box<Reader>> {
+        let r = p.reader.take();
+        if r.is_some() {
+            self.reader_idle.store(false, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Puts the read side back: nobody reads now.
+    fn put_reader(&self, p: &mut Pending, r: Box<Reader>) {
+        p.reader = Some(r);
+        self.reader_idle.store(true, Ordering::Relaxed);
+    }
 }
 
 /// One live connection to a server: the shared writer, and the calls waiting.
@@ -151,7 +181,7 @@ impl Drop for ClientConn {
 
 impl ClientConn {
     fn is_closed(&self) -> bool {
-        lock(&self.shared.pending).closed.is_some() || self.writer.is_closed()
+        self.shared.closed.load(Ordering::Acquire) || self.writer.is_closed()
     }
 
     async fn connect(address: &Address, preferred: &[CodecId]) -> Result<ClientConn, Error> {
@@ -245,6 +275,8 @@ impl ClientConn {
             }),
             idle: tokio::sync::Notify::new(),
             address: url.clone(),
+            closed: AtomicBool::new(false),
+            reader_idle: AtomicBool::new(true),
         });
         Ok(ClientConn {
             writer,
@@ -257,12 +289,10 @@ impl ClientConn {
     }
 }
 
-fn fail_all(pending: &Mutex<Pending>, err: Error) {
+fn fail_all(shared: &ConnShared, err: Error) {
     let waiters: Vec<Waiter> = {
-        let mut p = lock(pending);
-        if p.closed.is_none() {
-            p.closed = Some(err.clone());
-        }
+        let mut p = lock(&shared.pending);
+        shared.close_with(&mut p, err.clone());
         p.waiters.drain().map(|(_, w)| w).collect()
     };
     for w in waiters {
@@ -282,19 +312,19 @@ impl Reader {
     /// Decodes and dispatches every complete frame, or stops the connection on a bad frame.
     /// `mine` is the reading caller's own request id (0 for none): its reply is stored
     /// without a wake-up.
-    fn dispatch(&mut self, pending: &Mutex<Pending>, mine: u64) {
+    fn dispatch(&mut self, shared: &ConnShared, mine: u64) {
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
-                    if let Some(e) = on_frame(frame, pending, mine) {
-                        self.fail(pending, e);
+                    if let Some(e) = on_frame(frame, shared, mine) {
+                        self.fail(shared, e);
                         return;
                     }
                 }
                 Ok(None) => return,
                 Err(e) => {
                     self.fail(
-                        pending,
+                        shared,
                         Error::protocol(format!("bad frame from the server: {e}")),
                     );
                     return;
@@ -303,9 +333,9 @@ impl Reader {
         }
     }
 
-    fn fail(&mut self, pending: &Mutex<Pending>, e: Error) {
+    fn fail(&mut self, shared: &ConnShared, e: Error) {
         self.done = true;
-        fail_all(pending, e);
+        fail_all(shared, e);
     }
 
     /// Reads once (waiting for data) and dispatches every complete frame.
@@ -317,11 +347,11 @@ impl Reader {
         }
         match self.rd.read_buf(&mut self.buf).await {
             Ok(0) => self.fail(
-                &shared.pending,
+                shared,
                 Error::transport(&shared.address, "the server closed the connection"),
             ),
-            Err(e) => self.fail(&shared.pending, Error::transport(&shared.address, e)),
-            Ok(_) => self.dispatch(&shared.pending, mine),
+            Err(e) => self.fail(shared, Error::transport(&shared.address, e)),
+            Ok(_) => self.dispatch(shared, mine),
         }
     }
 
@@ -338,15 +368,15 @@ impl Reader {
             let mut rb = tokio::io::ReadBuf::uninit(&mut chunk);
             match std::pin::Pin::new(&mut self.rd).poll_read(&mut cx, &mut rb) {
                 std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => self.fail(
-                    &shared.pending,
+                    shared,
                     Error::transport(&shared.address, "the server closed the connection"),
                 ),
                 std::task::Poll::Ready(Ok(())) => {
                     self.buf.extend_from_slice(rb.filled());
-                    self.dispatch(&shared.pending, 0);
+                    self.dispatch(shared, 0);
                 }
                 std::task::Poll::Ready(Err(e)) => {
-                    self.fail(&shared.pending, Error::transport(&shared.address, e))
+                    self.fail(shared, Error::transport(&shared.address, e))
                 }
                 std::task::Poll::Pending => return,
             }
@@ -360,7 +390,7 @@ fn release_reader(shared: &Arc<ConnShared>, reader: Box<Reader>) {
     {
         let mut p = lock(&shared.pending);
         if reader.done || p.waiters.is_empty() {
-            p.reader = Some(reader);
+            shared.put_reader(&mut p, reader);
             return;
         }
     }
@@ -373,10 +403,10 @@ fn release_reader(shared: &Arc<ConnShared>, reader: Box<Reader>) {
             // replies, so end the connection rather than leave calls waiting forever.
             let mut reader = reader;
             reader.fail(
-                &shared.pending,
+                &shared,
                 Error::transport(&shared.address, "the connection's runtime is gone"),
             );
-            lock(&shared.pending).reader = Some(reader);
+            shared.put_reader(&mut lock(&shared.pending), reader);
         }
     }
 }
@@ -387,7 +417,7 @@ async fn reader_task(shared: Arc<ConnShared>, mut reader: Box<Reader>) {
         {
             let mut p = lock(&shared.pending);
             if reader.done || p.waiters.is_empty() {
-                p.reader = Some(reader);
+                shared.put_reader(&mut p, reader);
                 return;
             }
         }
@@ -416,7 +446,7 @@ impl Drop for ReadRole<'_> {
 impl ClientConn {
     /// Notices, without waiting, a GOAWAY or close that arrived while the connection was idle.
     fn refresh(&self) {
-        let Some(mut reader) = lock(&self.shared.pending).reader.take() else {
+        let Some(mut reader) = self.shared.take_reader(&mut lock(&self.shared.pending)) else {
             // Someone is reading right now; they will notice.
             return;
         };
@@ -430,7 +460,8 @@ impl ClientConn {
 /// Handles one frame from the server; returns an error to stop reading.
 ///
 /// `mine` is the request id of the caller doing the reading (0 for none; ids start at 1).
-fn on_frame(frame: proto::Frame, pending: &Mutex<Pending>, mine: u64) -> Option<Error> {
+fn on_frame(frame: proto::Frame, shared: &ConnShared, mine: u64) -> Option<Error> {
+    let pending = &shared.pending;
     match frame {
         proto::Frame::Reply(r) => {
             let id = r.request_id.0;
@@ -456,6 +487,7 @@ fn on_frame(frame: proto::Frame, pending: &Mutex<Pending>, mine: u64) -> Option<
             let refused: Vec<Waiter> = {
                 let mut p = lock(pending);
                 p.closed = Some(err.clone());
+                shared.closed.store(true, Ordering::Release);
                 let ids: Vec<u64> = p
                     .waiters
                     .keys()
@@ -784,7 +816,9 @@ impl Proxy {
     async fn conn(&self) -> Result<Arc<ClientConn>, Error> {
         let current = lock(&self.shared.conn).clone();
         if let Some(c) = current {
-            c.refresh();
+            if c.shared.reader_idle.load(Ordering::Relaxed) {
+                c.refresh();
+            }
             if !c.is_closed() {
                 return Ok(c);
             }
@@ -898,7 +932,7 @@ impl Proxy {
             p.waiters.insert(id, tx);
             // Nobody reading (the reader is here) means no other call waits: read for
             // ourselves.
-            (p.waiters.len() == 1, p.reader.take())
+            (p.waiters.len() == 1, conn.shared.take_reader(&mut p))
         };
         let mut guard = CallGuard {
             conn,
@@ -1117,19 +1151,23 @@ impl Proxy {
 
     /// Starts a call of `method` on the service and provider bound in the URI
     /// (`service:provider_id@address`); the RPC name is `service + "_" + method`.
-    pub fn call(&self, method: &str) -> Result<CallBuilder<(), ()>, Error> {
+    pub fn call(&self, method: &str) -> Result<CallBuilder<'_, (), ()>, Error> {
         let (Some(service), Some(pid)) = (&self.shared.service, self.shared.provider_id) else {
             return Err(Error::config(format!(
                 "proxy `{}` has no service name and provider id; use a URI like my_service:42@tcp://host:port, or Client::register(name).on(..)",
                 self.shared.uri
             )));
         };
-        CallBuilder::new(self.clone(), pid, &full_name(service, method))
+        CallBuilder::new(Cow::Borrowed(self), pid, &full_name(service, method))
     }
 
     /// Starts a call of the full RPC name `rpc_name` on provider `provider_id`.
-    pub fn call_on(&self, provider_id: u16, rpc_name: &str) -> Result<CallBuilder<(), ()>, Error> {
-        CallBuilder::new(self.clone(), provider_id, rpc_name)
+    pub fn call_on(
+        &self,
+        provider_id: u16,
+        rpc_name: &str,
+    ) -> Result<CallBuilder<'_, (), ()>, Error> {
+        CallBuilder::new(Cow::Borrowed(self), provider_id, rpc_name)
     }
 
     /// Reads the remote attribute `name` of provider `provider_id` (Pyro's exposed property).
@@ -1303,11 +1341,11 @@ impl RemoteFunction {
 
     /// A call of this function on provider `provider_id` at `target` (an address URI, a
     /// [`Proxy`], or a server [`Engine`](crate::Engine)); add arguments, then `.call()`.
-    pub fn on(&self, target: impl IntoProxy, provider_id: u16) -> CallBuilder<(), ()> {
+    pub fn on(&self, target: impl IntoProxy, provider_id: u16) -> CallBuilder<'static, (), ()> {
         let proxy = target.into_proxy_in(&self.client);
         CallBuilder {
             opts: proxy.opts.clone(),
-            proxy,
+            proxy: Cow::Owned(proxy),
             provider_id,
             method: self.method.clone(),
             args: (),
@@ -1320,8 +1358,8 @@ impl RemoteFunction {
 /// One call being put together: positional arguments with [`CallBuilder::arg`], keyword
 /// arguments with [`CallBuilder::kwarg`], then [`CallBuilder::call`].
 #[must_use = "a call does nothing until .call() or .send() is awaited"]
-pub struct CallBuilder<A, K> {
-    proxy: Proxy,
+pub struct CallBuilder<'p, A, K> {
+    proxy: Cow<'p, Proxy>,
     provider_id: u16,
     method: Result<proto::Method, Error>,
     args: A,
@@ -1330,7 +1368,7 @@ pub struct CallBuilder<A, K> {
     opts: CallOpts,
 }
 
-impl<A, K> fmt::Debug for CallBuilder<A, K> {
+impl<A, K> fmt::Debug for CallBuilder<'_, A, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallBuilder")
             .field("proxy", &self.proxy)
@@ -1340,8 +1378,8 @@ impl<A, K> fmt::Debug for CallBuilder<A, K> {
     }
 }
 
-impl CallBuilder<(), ()> {
-    fn new(proxy: Proxy, provider_id: u16, rpc_name: &str) -> Result<Self, Error> {
+impl<'p> CallBuilder<'p, (), ()> {
+    fn new(proxy: Cow<'p, Proxy>, provider_id: u16, rpc_name: &str) -> Result<Self, Error> {
         let method = proxy.shared.method(rpc_name)?;
         Ok(CallBuilder {
             opts: proxy.opts.clone(),
@@ -1355,9 +1393,9 @@ impl CallBuilder<(), ()> {
     }
 }
 
-impl<A: ArgList, K: KwList> CallBuilder<A, K> {
+impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
     /// Adds the next positional argument.
-    pub fn arg<T: Serialize + Send>(self, value: T) -> CallBuilder<(A, T), K> {
+    pub fn arg<T: Serialize + Send>(self, value: T) -> CallBuilder<'p, (A, T), K> {
         CallBuilder {
             proxy: self.proxy,
             provider_id: self.provider_id,
@@ -1375,7 +1413,7 @@ impl<A: ArgList, K: KwList> CallBuilder<A, K> {
         self,
         name: impl Into<Cow<'static, str>>,
         value: T,
-    ) -> CallBuilder<A, (K, (Cow<'static, str>, T))> {
+    ) -> CallBuilder<'p, A, (K, (Cow<'static, str>, T))> {
         CallBuilder {
             proxy: self.proxy,
             provider_id: self.provider_id,

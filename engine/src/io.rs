@@ -37,6 +37,8 @@ struct State {
 pub(crate) struct SharedWriter {
     state: Mutex<State>,
     wake: Notify,
+    /// Set with `closed` or `closing`, read without the lock.
+    shut: std::sync::atomic::AtomicBool,
 }
 
 /// The frame could not be queued: the connection is closed.
@@ -59,6 +61,7 @@ impl SharedWriter {
                 closed: false,
             }),
             wake: Notify::new(),
+            shut: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(writer_task(w.clone()));
         w
@@ -66,8 +69,11 @@ impl SharedWriter {
 
     /// Whether the connection's write side is gone.
     pub(crate) fn is_closed(&self) -> bool {
-        let s = lock(&self.state);
-        s.closed || s.closing
+        self.shut.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn mark_shut(&self) {
+        self.shut.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Queues a frame without writing it yet; call [`SharedWriter::flush`] after a batch.
@@ -122,6 +128,7 @@ impl SharedWriter {
                     match Pin::new(&mut *wr).poll_write(&mut cx, &st.buf) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                             st.closed = true;
+                            self.mark_shut();
                             st.buf.clear();
                             drop(s);
                             self.wake.notify_one();
@@ -145,6 +152,7 @@ impl SharedWriter {
     pub(crate) fn close(&self) {
         let mut s = lock(&self.state);
         s.closing = true;
+        self.mark_shut();
         s.active = true;
         drop(s);
         self.wake.notify_one();
@@ -181,11 +189,13 @@ async fn writer_task(w: Arc<SharedWriter>) {
             let mut s = lock(&w.state);
             if !ok {
                 s.closed = true;
+                w.mark_shut();
                 s.buf.clear();
                 return;
             }
             if s.buf.is_empty() && (closing || s.closing) {
                 s.closed = true;
+                w.mark_shut();
                 true
             } else {
                 // Either idle again, or more frames arrived while writing and `active`
