@@ -403,7 +403,7 @@ fn release_reader(shared: &Arc<ConnShared>, reader: Box<Reader>) {
             // replies, so end the connection rather than leave calls waiting forever.
             let mut reader = reader;
             reader.fail(
-                &shared,
+                shared,
                 Error::transport(&shared.address, "the connection's runtime is gone"),
             );
             shared.put_reader(&mut lock(&shared.pending), reader);
