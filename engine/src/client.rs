@@ -19,7 +19,7 @@ use crate::codec::{self, from_wire, to_wire};
 use crate::config;
 use crate::error::{Error, Fault, FaultKind};
 use crate::idhash::IdBuild;
-use crate::io::{write_frames, SharedWriter};
+use crate::io::{write_frames, NotSent, SharedWriter};
 use crate::provider::{full_name, getter_route, setter_route, Metadata};
 use crate::server::DAEMON_PROVIDER_ID;
 use crate::CodecId;
@@ -27,6 +27,9 @@ use crate::CodecId;
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Results up to this size are copied out of the read buffer rather than shared with it.
+const SMALL_RESULT: usize = 1024;
 
 /// How long connecting (TCP/unix connect plus handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -467,7 +470,14 @@ fn on_frame(frame: proto::Frame, shared: &ConnShared, mine: u64) -> Option<Error
             let id = r.request_id.0;
             let waiter = lock(pending).waiters.remove(&id);
             if let Some(w) = waiter {
-                w.fill(Ok(Resp::Value(from_wire(r.codec), r.result)), id == mine);
+                // A small result is copied out, so the caller (often on another thread) does
+                // not share the read buffer's reference count with this reader.
+                let body = if r.result.len() <= SMALL_RESULT {
+                    Bytes::copy_from_slice(&r.result)
+                } else {
+                    r.result
+                };
+                w.fill(Ok(Resp::Value(from_wire(r.codec), body)), id == mine);
             }
             None
         }
@@ -604,31 +614,10 @@ struct ProxyShared {
     conn: Mutex<Option<Arc<ClientConn>>>,
     connecting: tokio::sync::Mutex<()>,
     meta: Mutex<Option<Arc<Metadata>>>,
-    /// The method name of the last call started by name, so a loop calling one method
-    /// reuses its validated wire name instead of copying and checking it every call.
-    last_method: Mutex<Option<proto::Method>>,
 }
 
-impl ProxyShared {
-    /// The wire name for `rpc_name`: the cached one when it is the last name used, else a
-    /// fresh validated copy (which becomes the cached one). Never waits on the cache lock.
-    fn method(&self, rpc_name: &str) -> Result<proto::Method, Error> {
-        if let Ok(cached) = self.last_method.try_lock() {
-            if let Some(m) = cached.as_ref() {
-                if m.as_bytes().as_ref() == rpc_name.as_bytes() {
-                    return Ok(m.clone());
-                }
-            }
-        }
-        let m = new_method(rpc_name)?;
-        if let Ok(mut cached) = self.last_method.try_lock() {
-            *cached = Some(m.clone());
-        }
-        Ok(m)
-    }
-}
-
-/// A validated wire method name, or a configuration error naming it.
+/// A validated wire method name (a fresh copy: cheaper than sharing one name's reference
+/// count between threads calling at once), or a configuration error naming it.
 fn new_method(rpc_name: &str) -> Result<proto::Method, Error> {
     proto::Method::new(Bytes::copy_from_slice(rpc_name.as_bytes()))
         .map_err(|e| Error::config(format!("bad RPC name `{rpc_name}`: {e}")))
@@ -723,7 +712,6 @@ impl Proxy {
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 meta: Mutex::new(None),
-                last_method: Mutex::new(None),
             }),
             opts: CallOpts {
                 codec: env_codec,
@@ -866,10 +854,10 @@ impl Proxy {
         self.send(
             &conn,
             provider_id,
-            method,
+            &method,
             codec,
-            args,
-            kwargs,
+            &args,
+            &kwargs,
             oneway,
             &self.opts,
         )
@@ -881,14 +869,13 @@ impl Proxy {
         &self,
         conn: &ClientConn,
         provider_id: u16,
-        method: proto::Method,
+        method: &proto::Method,
         codec: CodecId,
-        args: Bytes,
-        kwargs: Bytes,
+        args: &[u8],
+        kwargs: &[u8],
         oneway: bool,
         opts: &CallOpts,
     ) -> Result<Option<(CodecId, Bytes)>, Error> {
-        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
         let annotations = if opts.timeout.is_none() && opts.annotations.is_empty() {
             proto::Annotations::new()
         } else {
@@ -903,37 +890,39 @@ impl Proxy {
             }
             b.build()
         };
-        let method_name = method.clone();
-        let frame = proto::Frame::Call(proto::Call {
-            request_id: proto::RequestId(id),
+        let mut frame = proto::CallRef {
+            request_id: proto::RequestId(0),
             provider: proto::ProviderId(provider_id),
             codec: to_wire(codec),
             oneway,
-            method,
-            annotations,
+            method: method.as_str(),
+            annotations: &annotations,
             args,
             kwargs,
-            attachment: Bytes::new(),
-        });
+            attachment: &[],
+        };
+        let not_sent = |e: NotSent| match e {
+            NotSent::Closed => Error::transport(&conn.address, "the connection is closed"),
+            NotSent::Bad(e) => Error::config(format!("cannot send `{}`: {e}", method.as_str())),
+        };
         if oneway {
-            return conn
-                .writer
-                .send(&frame)
-                .map(|_| None)
-                .map_err(|_| Error::transport(&conn.address, "the connection is closed"));
+            frame.request_id = proto::RequestId(conn.next_id.fetch_add(1, Ordering::Relaxed));
+            return conn.writer.send(&frame).map(|_| None).map_err(not_sent);
         }
         let slot = Slot::new();
         let tx = slot.clone();
-        let (alone, reader) = {
+        let (id, alone, reader) = {
             let mut p = lock(&conn.shared.pending);
             if let Some(e) = &p.closed {
                 return Err(e.clone());
             }
+            let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
             p.waiters.insert(id, tx);
             // Nobody reading (the reader is here) means no other call waits: read for
             // ourselves.
-            (p.waiters.len() == 1, conn.shared.take_reader(&mut p))
+            (id, p.waiters.len() == 1, conn.shared.take_reader(&mut p))
         };
+        frame.request_id = proto::RequestId(id);
         let mut guard = CallGuard {
             conn,
             id,
@@ -950,8 +939,11 @@ impl Proxy {
         } else {
             conn.writer.send_batched(&frame)
         };
-        if queued.is_err() {
-            return Err(Error::transport(&conn.address, "the connection is closed"));
+        if let Err(e) = queued {
+            // Never sent: nothing to cancel.
+            guard.armed = false;
+            lock(&conn.shared.pending).waiters.remove(&id);
+            return Err(not_sent(e));
         }
         // Wait for the reply, reading the connection meanwhile if nobody else is.
         let wait = async {
@@ -981,7 +973,7 @@ impl Proxy {
         match r {
             Ok(Resp::Value(c, b)) => Ok(Some((c, b))),
             Ok(Resp::Fault(f)) => {
-                let mut e = f.into_error(provider_id, method_name.as_str());
+                let mut e = f.into_error(provider_id, method.as_str());
                 if let (Error::Timeout { after }, Some(t)) = (&mut e, opts.timeout) {
                     *after = t;
                 }
@@ -995,7 +987,7 @@ impl Proxy {
     async fn invoke<A: ArgList, K: KwList, R: DeserializeOwned>(
         &self,
         provider_id: u16,
-        method: proto::Method,
+        method: &proto::Method,
         args: &A,
         kwargs: &K,
         oneway: bool,
@@ -1012,7 +1004,7 @@ impl Proxy {
     async fn invoke_unchecked<A: ArgList, K: KwList, R: DeserializeOwned>(
         &self,
         provider_id: u16,
-        method: proto::Method,
+        method: &proto::Method,
         args: &A,
         kwargs: &K,
         oneway: bool,
@@ -1020,20 +1012,18 @@ impl Proxy {
     ) -> Result<Option<R>, Error> {
         let conn = self.conn().await?;
         let codec = opts.codec.unwrap_or(conn.default_codec);
+        // Positional then keyword arguments in one buffer.
         let mut out = Vec::with_capacity(64);
         codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
             message: format!("encoding the arguments with {codec}: {e}"),
         })?;
-        let args = Bytes::from(out);
-        let kwargs = if K::LEN == 0 {
-            Bytes::new()
-        } else {
-            let mut out = Vec::with_capacity(64);
+        let n_args = out.len();
+        if K::LEN != 0 {
             codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
                 message: format!("encoding the keyword arguments with {codec}: {e}"),
             })?;
-            Bytes::from(out)
-        };
+        }
+        let (args, kwargs) = out.split_at(n_args);
         match self
             .send(
                 &conn,
@@ -1107,7 +1097,7 @@ impl Proxy {
         let method = proto::Method::new(Bytes::from_static(b"metadata"))
             .map_err(|e| Error::protocol(e.to_string()))?;
         let r: Option<Metadata> = self
-            .invoke_unchecked(DAEMON_PROVIDER_ID, method, &(), &(), false, &self.opts)
+            .invoke_unchecked(DAEMON_PROVIDER_ID, &method, &(), &(), false, &self.opts)
             .await?;
         r.ok_or_else(|| Error::protocol("no metadata in the reply"))
     }
@@ -1126,7 +1116,7 @@ impl Proxy {
         let method = proto::Method::new(Bytes::from_static(b"ping"))
             .map_err(|e| Error::protocol(e.to_string()))?;
         let _: Option<()> = self
-            .invoke_unchecked(DAEMON_PROVIDER_ID, method, &(), &(), false, &self.opts)
+            .invoke_unchecked(DAEMON_PROVIDER_ID, &method, &(), &(), false, &self.opts)
             .await?;
         Ok(())
     }
@@ -1144,7 +1134,7 @@ impl Proxy {
             ));
         }
         let _: Option<()> = self
-            .invoke_unchecked(DAEMON_PROVIDER_ID, method, &(), &(), false, &opts)
+            .invoke_unchecked(DAEMON_PROVIDER_ID, &method, &(), &(), false, &opts)
             .await?;
         Ok(())
     }
@@ -1178,7 +1168,7 @@ impl Proxy {
     ) -> Result<R, Error> {
         let method = proto::Method::new(Bytes::from(getter_route(name)))
             .map_err(|e| Error::config(e.to_string()))?;
-        self.invoke(provider_id, method, &(), &(), false, &self.opts)
+        self.invoke(provider_id, &method, &(), &(), false, &self.opts)
             .await?
             .ok_or_else(|| Error::protocol("no value in the reply"))
     }
@@ -1193,7 +1183,7 @@ impl Proxy {
         let method = proto::Method::new(Bytes::from(setter_route(name)))
             .map_err(|e| Error::config(e.to_string()))?;
         let _: Option<()> = self
-            .invoke(provider_id, method, &((), value), &(), false, &self.opts)
+            .invoke(provider_id, &method, &((), value), &(), false, &self.opts)
             .await?;
         Ok(())
     }
@@ -1347,7 +1337,11 @@ impl RemoteFunction {
             opts: proxy.opts.clone(),
             proxy: Cow::Owned(proxy),
             provider_id,
-            method: self.method.clone(),
+            method: self
+                .method
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|m| new_method(m.as_str())),
             args: (),
             kwargs: (),
             oneway: self.oneway,
@@ -1380,7 +1374,7 @@ impl<A, K> fmt::Debug for CallBuilder<'_, A, K> {
 
 impl<'p> CallBuilder<'p, (), ()> {
     fn new(proxy: Cow<'p, Proxy>, provider_id: u16, rpc_name: &str) -> Result<Self, Error> {
-        let method = proxy.shared.method(rpc_name)?;
+        let method = new_method(rpc_name)?;
         Ok(CallBuilder {
             opts: proxy.opts.clone(),
             proxy,
@@ -1457,7 +1451,7 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
         self.proxy
             .invoke(
                 self.provider_id,
-                method,
+                &method,
                 &self.args,
                 &self.kwargs,
                 false,
@@ -1474,7 +1468,7 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
             .proxy
             .invoke(
                 self.provider_id,
-                method,
+                &method,
                 &self.args,
                 &self.kwargs,
                 true,
@@ -1522,7 +1516,7 @@ impl ProviderHandle {
         self.proxy
             .invoke(
                 self.provider_id,
-                Self::method(rpc_name)?,
+                &Self::method(rpc_name)?,
                 &args,
                 &(),
                 false,
@@ -1542,7 +1536,7 @@ impl ProviderHandle {
             .proxy
             .invoke(
                 self.provider_id,
-                Self::method(rpc_name)?,
+                &Self::method(rpc_name)?,
                 &args,
                 &(),
                 true,

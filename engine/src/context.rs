@@ -95,7 +95,7 @@ impl ReplySink {
         }
         if let Some(frame) = out_frame(self.out(outcome)) {
             // The connection may be gone; then nobody waits for the answer.
-            let _ = self.writer.send(&frame);
+            crate::io::sent_or_log(self.writer.send(&frame));
         }
     }
 
@@ -105,7 +105,7 @@ impl ReplySink {
             return;
         }
         if let Some(frame) = out_frame(self.out(outcome)) {
-            let _ = self.writer.send_batched(&frame);
+            crate::io::sent_or_log(self.writer.send_batched(&frame));
         }
     }
 
@@ -115,7 +115,7 @@ impl ReplySink {
             return;
         }
         if let Some(frame) = out_frame(self.out(outcome)) {
-            let _ = self.writer.push(&frame);
+            crate::io::sent_or_log(self.writer.push(&frame));
         }
     }
 }

@@ -33,6 +33,25 @@ struct State {
     closed: bool,
 }
 
+/// Something that encodes as frame bytes: an owned [`proto::Frame`] or a borrowed
+/// [`proto::CallRef`].
+pub(crate) trait Encode {
+    /// Appends the frame's bytes, or nothing on error.
+    fn encode_to(&self, dst: &mut BytesMut) -> Result<(), proto::ProtocolError>;
+}
+
+impl Encode for proto::Frame {
+    fn encode_to(&self, dst: &mut BytesMut) -> Result<(), proto::ProtocolError> {
+        self.encode(dst)
+    }
+}
+
+impl Encode for proto::CallRef<'_> {
+    fn encode_to(&self, dst: &mut BytesMut) -> Result<(), proto::ProtocolError> {
+        self.encode(dst)
+    }
+}
+
 /// One connection's write side.
 pub(crate) struct SharedWriter {
     state: Mutex<State>,
@@ -41,9 +60,22 @@ pub(crate) struct SharedWriter {
     shut: std::sync::atomic::AtomicBool,
 }
 
-/// The frame could not be queued: the connection is closed.
+/// Why a frame was not queued.
 #[derive(Debug)]
-pub(crate) struct Closed;
+pub(crate) enum NotSent {
+    /// The connection is closed.
+    Closed,
+    /// The frame cannot be encoded (a section too long, a bad method name).
+    Bad(proto::ProtocolError),
+}
+
+/// For frames nobody waits on (replies, GOAWAY): a closed connection is fine, a frame that
+/// cannot be encoded is logged and dropped.
+pub(crate) fn sent_or_log(r: Result<(), NotSent>) {
+    if let Err(NotSent::Bad(e)) = r {
+        tracing::warn!("dropping a frame that cannot be encoded: {e}");
+    }
+}
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -77,19 +109,16 @@ impl SharedWriter {
     }
 
     /// Queues a frame without writing it yet; call [`SharedWriter::flush`] after a batch.
-    pub(crate) fn push(&self, frame: &proto::Frame) -> Result<(), Closed> {
+    pub(crate) fn push(&self, frame: &impl Encode) -> Result<(), NotSent> {
         let mut s = lock(&self.state);
         if s.closed || s.closing {
-            return Err(Closed);
+            return Err(NotSent::Closed);
         }
-        if let Err(e) = frame.encode(&mut s.buf) {
-            tracing::warn!("dropping a frame that cannot be encoded: {e}");
-        }
-        Ok(())
+        frame.encode_to(&mut s.buf).map_err(NotSent::Bad)
     }
 
     /// Queues a frame and writes what is queued if the socket is idle.
-    pub(crate) fn send(&self, frame: &proto::Frame) -> Result<(), Closed> {
+    pub(crate) fn send(&self, frame: &impl Encode) -> Result<(), NotSent> {
         self.push(frame)?;
         self.flush();
         Ok(())
@@ -97,14 +126,12 @@ impl SharedWriter {
 
     /// Queues a frame for the writer task, so frames queued by busy neighbours coalesce into
     /// one write; used when other calls are in flight.
-    pub(crate) fn send_batched(&self, frame: &proto::Frame) -> Result<(), Closed> {
+    pub(crate) fn send_batched(&self, frame: &impl Encode) -> Result<(), NotSent> {
         let mut s = lock(&self.state);
         if s.closed || s.closing {
-            return Err(Closed);
+            return Err(NotSent::Closed);
         }
-        if let Err(e) = frame.encode(&mut s.buf) {
-            tracing::warn!("dropping a frame that cannot be encoded: {e}");
-        }
+        frame.encode_to(&mut s.buf).map_err(NotSent::Bad)?;
         if !s.active {
             s.active = true;
             drop(s);

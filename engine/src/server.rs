@@ -368,7 +368,7 @@ async fn finalize(inner: Arc<Inner>) {
             last_id: c.last_id.load(Ordering::Acquire),
             message: "server finalizing".into(),
         }) {
-            let _ = c.writer.send(&f);
+            crate::io::sent_or_log(c.writer.send(&f));
         }
         c.writer.close();
     }
@@ -602,7 +602,7 @@ async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<Connectio
 impl Conn {
     fn send_out(&self, out: Out) {
         if let Some(f) = out_frame(out) {
-            let _ = self.writer.send(&f);
+            crate::io::sent_or_log(self.writer.send(&f));
         }
     }
 

@@ -768,7 +768,7 @@ impl Frame {
                         &c.args,
                         &c.kwargs,
                     ],
-                    &c.attachment,
+                    c.attachment.len(),
                 )?,
                 [
                     &c.method.as_bytes()[..],
@@ -789,8 +789,8 @@ impl Frame {
                     r.codec,
                     ProviderId(0),
                     r.request_id,
-                    [&EMPTY, r.annotations.as_bytes(), &r.result, &EMPTY],
-                    &r.attachment,
+                    [&[], r.annotations.as_bytes(), &r.result, &[]],
+                    r.attachment.len(),
                 )?,
                 [&[][..], r.annotations.as_bytes(), &r.result, &[]],
                 &r.attachment,
@@ -852,6 +852,75 @@ impl Frame {
     }
 }
 
+/// A CALL frame borrowed from its parts.
+///
+/// [`CallRef::encode`] writes exactly the bytes of the equivalent [`Frame::Call`], without
+/// building the owned frame first: nothing to allocate, and no shared `Bytes` whose reference
+/// count many sending threads would touch (a client sends many calls with one method name).
+#[derive(Debug, Clone, Copy)]
+pub struct CallRef<'a> {
+    /// Matches the reply; strictly increasing per connection, never 0.
+    pub request_id: RequestId,
+    /// The provider addressed.
+    pub provider: ProviderId,
+    /// Codec of `args` and `kwargs`; never 0.
+    pub codec: CodecId,
+    /// No reply wanted (flag ONEWAY).
+    pub oneway: bool,
+    /// Method name (the route section); checked like [`Method::new`].
+    pub method: &'a str,
+    /// Deadline, correlation id, user key/values.
+    pub annotations: &'a Annotations,
+    /// Positional arguments, encoded with `codec`.
+    pub args: &'a [u8],
+    /// Keyword arguments, encoded with `codec`, or empty.
+    pub kwargs: &'a [u8],
+    /// Raw bytes after the sections, or empty.
+    pub attachment: &'a [u8],
+}
+
+impl CallRef<'_> {
+    /// Appends the encoded frame to `dst`; fails (appending nothing) like [`Frame::encode`]
+    /// would for the same CALL, or for a method name [`Method::new`] refuses.
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        if self.method.is_empty() {
+            return Err(ProtocolError::InvalidArgument(
+                "method name must not be empty",
+            ));
+        }
+        let header = data_header(
+            Kind::CALL,
+            if self.oneway {
+                Flags::ONEWAY
+            } else {
+                Flags::EMPTY
+            },
+            self.codec,
+            self.provider,
+            self.request_id,
+            [
+                self.method.as_bytes(),
+                self.annotations.as_bytes(),
+                self.args,
+                self.kwargs,
+            ],
+            self.attachment.len(),
+        )?;
+        write_head(
+            dst,
+            &header,
+            [
+                self.method.as_bytes(),
+                self.annotations.as_bytes(),
+                self.args,
+                self.kwargs,
+            ],
+        );
+        dst.extend_from_slice(self.attachment);
+        Ok(())
+    }
+}
+
 /// The checked header of a data frame from its fields and sections.
 #[inline]
 fn data_header(
@@ -860,8 +929,8 @@ fn data_header(
     codec: CodecId,
     provider: ProviderId,
     request_id: RequestId,
-    [route, annotations, payload, kwargs]: [&Bytes; 4],
-    attachment: &Bytes,
+    [route, annotations, payload, kwargs]: [&[u8]; 4],
+    attachment_len: usize,
 ) -> Result<Header, ProtocolError> {
     let header = Header {
         version: VERSION,
@@ -874,7 +943,7 @@ fn data_header(
         annotations_len: len_u32("annotations", annotations.len())?,
         payload_len: len_u32("payload", payload.len())?,
         kwargs_len: len_u32("kwargs", kwargs.len())?,
-        attachment_len: len_u32("attachment", attachment.len())?,
+        attachment_len: len_u32("attachment", attachment_len)?,
     };
     header.check()?;
     Ok(header)

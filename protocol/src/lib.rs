@@ -82,8 +82,8 @@ pub use conn::{
 pub use decoder::FrameDecoder;
 pub use error::{Cause, ProtocolError};
 pub use frame::{
-    Call, ErrorBody, ErrorFrame, Frame, GoAway, Header, Hello, Limits, Method, Refuse, Reply,
-    StreamItem, Welcome,
+    Call, CallRef, ErrorBody, ErrorFrame, Frame, GoAway, Header, Hello, Limits, Method, Refuse,
+    Reply, StreamItem, Welcome,
 };
 pub use wire::{
     detect_dialect, CodecId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId, HEADER_LEN,

@@ -3,8 +3,8 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use wirecall_protocol::{
-    Annotations, Call, CodecId, ErrorBody, ErrorCode, ErrorFrame, Frame, FrameDecoder, GoAway,
-    Hello, Limits, Method, ProtocolError, ProviderId, Refuse, Reply, RequestId, StreamItem,
+    Annotations, Call, CallRef, CodecId, ErrorBody, ErrorCode, ErrorFrame, Frame, FrameDecoder,
+    GoAway, Hello, Limits, Method, ProtocolError, ProviderId, Refuse, Reply, RequestId, StreamItem,
     Welcome,
 };
 
@@ -227,6 +227,30 @@ proptest! {
         prop_assert_eq!(buf.len() as u64, f.encoded_len().unwrap());
         let frames = decode_split(&buf, &cuts).unwrap();
         prop_assert_eq!(frames, vec![f]);
+    }
+
+    #[test]
+    fn a_borrowed_call_encodes_like_the_owned_one(f in frame()) {
+        if let Frame::Call(c) = &f {
+            let mut owned = BytesMut::new();
+            f.encode(&mut owned).unwrap();
+            let mut borrowed = BytesMut::from(&b"prefix"[..]);
+            CallRef {
+                request_id: c.request_id,
+                provider: c.provider,
+                codec: c.codec,
+                oneway: c.oneway,
+                method: c.method.as_str(),
+                annotations: &c.annotations,
+                args: &c.args,
+                kwargs: &c.kwargs,
+                attachment: &c.attachment,
+            }
+            .encode(&mut borrowed)
+            .unwrap();
+            prop_assert_eq!(&borrowed[..6], b"prefix");
+            prop_assert_eq!(&borrowed[6..], &owned[..]);
+        }
     }
 
     #[test]
