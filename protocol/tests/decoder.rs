@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use wirecall_protocol::{
-    detect_dialect, Annotations, Call, Cause, CodecId, Dialect, ErrorCode, Flags, Frame,
+    detect_dialect, Annotations, Call, CallRef, Cause, CodecId, Dialect, ErrorCode, Flags, Frame,
     FrameDecoder, Kind, Limits, Method, ProtocolError, ProviderId, RequestId, HEADER_LEN, MAGIC,
 };
 
@@ -148,6 +148,29 @@ fn encode_refuses_frames_that_break_the_rules() {
         Frame::Call(c).encode(&mut buf).unwrap_err().kind_name(),
         "bad_field"
     );
+    assert!(buf.is_empty(), "nothing written on error");
+    let annotations = Annotations::new();
+    let long = "a".repeat(65536);
+    for (method, id, codec) in [
+        ("", RequestId(1), CodecId(1)),
+        (long.as_str(), RequestId(1), CodecId(1)),
+        ("svc_m", RequestId::NONE, CodecId(1)),
+        ("svc_m", RequestId(1), CodecId::NONE),
+    ] {
+        let r = CallRef {
+            request_id: id,
+            provider: ProviderId(1),
+            codec,
+            oneway: false,
+            method,
+            annotations: &annotations,
+            args: b"",
+            kwargs: b"",
+            attachment: b"",
+        }
+        .encode(&mut buf);
+        assert!(r.is_err(), "{} {id:?} {codec:?}", method.len());
+    }
     assert!(buf.is_empty(), "nothing written on error");
     assert!(Method::new("").is_err());
     assert!(Method::new(Bytes::from(vec![b'a'; 65536])).is_err());
