@@ -1351,6 +1351,10 @@ impl RemoteFunction {
 
 /// One call being put together: positional arguments with [`CallBuilder::arg`], keyword
 /// arguments with [`CallBuilder::kwarg`], then [`CallBuilder::call`].
+///
+/// A builder from [`Proxy::call`] or [`Proxy::call_on`] borrows its proxy (no reference
+/// count to touch per call); to run a call on a spawned task, move a clone of the proxy into
+/// the task and build the call there. [`RemoteFunction::on`] gives an owned one.
 #[must_use = "a call does nothing until .call() or .send() is awaited"]
 pub struct CallBuilder<'p, A, K> {
     proxy: Cow<'p, Proxy>,
