@@ -79,9 +79,7 @@ impl Slot {
             }
         }
     }
-}
 
-impl Slot {
     /// Takes the answer if it is there.
     fn take(&self) -> Option<Result<Resp, Error>> {
         lock(&self.state).value.take()
@@ -137,12 +135,17 @@ struct ConnShared {
 }
 
 impl ConnShared {
-    /// Marks the connection closed with `err` (the first error wins).
+    /// Marks the connection closed: new calls fail with `err`.
+    fn set_closed(&self, p: &mut Pending, err: Error) {
+        p.closed = Some(err);
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Marks the connection closed with `err` unless it already is (the first error wins).
     fn close_with(&self, p: &mut Pending, err: Error) {
         if p.closed.is_none() {
-            p.closed = Some(err);
+            self.set_closed(p, err);
         }
-        self.closed.store(true, Ordering::Release);
     }
 
     /// Takes the read side if nobody is reading.
@@ -387,16 +390,24 @@ impl Reader {
     }
 }
 
+/// Puts the read side back if no call waits (or the connection is done); else returns it,
+/// because somebody must go on reading.
+fn park_reader(shared: &ConnShared, reader: Box<Reader>) -> Option<Box<Reader>> {
+    let mut p = lock(&shared.pending);
+    if reader.done || p.waiters.is_empty() {
+        shared.put_reader(&mut p, reader);
+        None
+    } else {
+        Some(reader)
+    }
+}
+
 /// Gives the read side back: to the connection if no call waits (or the connection is
 /// done), else to a reader task that reads until no call waits.
 fn release_reader(shared: &Arc<ConnShared>, reader: Box<Reader>) {
-    {
-        let mut p = lock(&shared.pending);
-        if reader.done || p.waiters.is_empty() {
-            shared.put_reader(&mut p, reader);
-            return;
-        }
-    }
+    let Some(reader) = park_reader(shared, reader) else {
+        return;
+    };
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => {
             rt.spawn(reader_task(shared.clone(), reader));
@@ -417,13 +428,10 @@ fn release_reader(shared: &Arc<ConnShared>, reader: Box<Reader>) {
 /// Reads the connection while calls wait for replies, then gives the read side back.
 async fn reader_task(shared: Arc<ConnShared>, mut reader: Box<Reader>) {
     loop {
-        {
-            let mut p = lock(&shared.pending);
-            if reader.done || p.waiters.is_empty() {
-                shared.put_reader(&mut p, reader);
-                return;
-            }
-        }
+        reader = match park_reader(&shared, reader) {
+            Some(r) => r,
+            None => return,
+        };
         tokio::select! {
             biased;
             () = reader.read_some(&shared, 0) => {}
@@ -496,8 +504,7 @@ fn on_frame(frame: proto::Frame, shared: &ConnShared, mine: u64) -> Option<Error
             };
             let refused: Vec<Waiter> = {
                 let mut p = lock(pending);
-                p.closed = Some(err.clone());
-                shared.closed.store(true, Ordering::Release);
+                shared.set_closed(&mut p, err.clone());
                 let ids: Vec<u64> = p
                     .waiters
                     .keys()
@@ -575,24 +582,29 @@ struct CallGuard<'a> {
     armed: bool,
 }
 
+impl CallGuard<'_> {
+    /// Stops waiting for the call: removes it from the pending map (so a reply that still
+    /// comes is dropped) and disarms the guard. Returns whether it was still waiting.
+    fn forget(&mut self) -> bool {
+        self.armed = false;
+        let mut p = lock(&self.conn.shared.pending);
+        let was = p.waiters.remove(&self.id).is_some();
+        if was && p.waiters.is_empty() && p.reader.is_none() {
+            // A reader task may be waiting for replies nobody wants any more.
+            self.conn.shared.idle.notify_one();
+        }
+        was
+    }
+}
+
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            let was_pending = {
-                let mut p = lock(&self.conn.shared.pending);
-                let was = p.waiters.remove(&self.id).is_some();
-                if was && p.waiters.is_empty() && p.reader.is_none() {
-                    // A reader task may be waiting for replies nobody wants any more.
-                    self.conn.shared.idle.notify_one();
-                }
-                was
-            };
-            if was_pending {
-                let _ = self
-                    .conn
+        if self.armed && self.forget() {
+            crate::io::sent_or_log(
+                self.conn
                     .writer
-                    .send(&proto::Frame::Cancel(proto::RequestId(self.id)));
-            }
+                    .send(&proto::Frame::Cancel(proto::RequestId(self.id))),
+            );
         }
     }
 }
@@ -614,6 +626,12 @@ struct ProxyShared {
     conn: Mutex<Option<Arc<ClientConn>>>,
     connecting: tokio::sync::Mutex<()>,
     meta: Mutex<Option<Arc<Metadata>>>,
+}
+
+/// A validated wire method name for a name fixed in the program (no copy).
+fn static_method(name: &'static str) -> Result<proto::Method, Error> {
+    proto::Method::new(Bytes::from_static(name.as_bytes()))
+        .map_err(|e| Error::config(format!("bad RPC name `{name}`: {e}")))
 }
 
 /// A validated wire method name (a fresh copy: cheaper than sharing one name's reference
@@ -941,8 +959,7 @@ impl Proxy {
         };
         if let Err(e) = queued {
             // Never sent: nothing to cancel.
-            guard.armed = false;
-            lock(&conn.shared.pending).waiters.remove(&id);
+            guard.forget();
             return Err(not_sent(e));
         }
         // Wait for the reply, reading the connection meanwhile if nobody else is.
@@ -1094,8 +1111,7 @@ impl Proxy {
 
     /// Asks the server's daemon object for its providers, methods and attributes.
     pub async fn metadata(&self) -> Result<Metadata, Error> {
-        let method = proto::Method::new(Bytes::from_static(b"metadata"))
-            .map_err(|e| Error::protocol(e.to_string()))?;
+        let method = static_method("metadata")?;
         let r: Option<Metadata> = self
             .invoke_unchecked(DAEMON_PROVIDER_ID, &method, &(), &(), false, &self.opts)
             .await?;
@@ -1113,8 +1129,7 @@ impl Proxy {
 
     /// Checks that the server answers (a round trip to the daemon object).
     pub async fn ping(&self) -> Result<(), Error> {
-        let method = proto::Method::new(Bytes::from_static(b"ping"))
-            .map_err(|e| Error::protocol(e.to_string()))?;
+        let method = static_method("ping")?;
         let _: Option<()> = self
             .invoke_unchecked(DAEMON_PROVIDER_ID, &method, &(), &(), false, &self.opts)
             .await?;
@@ -1124,8 +1139,7 @@ impl Proxy {
     /// Asks the server to finalize (Margo's remote shutdown). The server must have called
     /// `enable_remote_shutdown()`, and `token` must match its shutdown token if it has one.
     pub async fn shutdown_server(&self, token: Option<&str>) -> Result<(), Error> {
-        let method = proto::Method::new(Bytes::from_static(b"shutdown"))
-            .map_err(|e| Error::protocol(e.to_string()))?;
+        let method = static_method("shutdown")?;
         let mut opts = self.opts.clone();
         if let Some(t) = token {
             opts.annotations.push((
@@ -1337,11 +1351,7 @@ impl RemoteFunction {
             opts: proxy.opts.clone(),
             proxy: Cow::Owned(proxy),
             provider_id,
-            method: self
-                .method
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|m| new_method(m.as_str())),
+            method: self.method.clone(),
             args: (),
             kwargs: (),
             oneway: self.oneway,
@@ -1506,11 +1516,6 @@ impl ProviderHandle {
         self.provider_id
     }
 
-    fn method(name: &'static str) -> Result<proto::Method, Error> {
-        proto::Method::new(Bytes::from_static(name.as_bytes()))
-            .map_err(|e| Error::config(format!("bad RPC name `{name}`: {e}")))
-    }
-
     /// Calls `rpc_name` with positional arguments `args` (nested pairs, see [`ArgList`]).
     pub async fn call<A: ArgList, R: DeserializeOwned>(
         &self,
@@ -1520,7 +1525,7 @@ impl ProviderHandle {
         self.proxy
             .invoke(
                 self.provider_id,
-                &Self::method(rpc_name)?,
+                &static_method(rpc_name)?,
                 &args,
                 &(),
                 false,
@@ -1540,7 +1545,7 @@ impl ProviderHandle {
             .proxy
             .invoke(
                 self.provider_id,
-                &Self::method(rpc_name)?,
+                &static_method(rpc_name)?,
                 &args,
                 &(),
                 true,
