@@ -751,35 +751,13 @@ impl Frame {
     pub fn encode_head(&self, dst: &mut BytesMut) -> Result<Bytes, ProtocolError> {
         // Data frames (the hot path) skip the `Parts` indirection.
         let (header, sections, attachment) = match self {
-            Frame::Call(c) => (
-                data_header(
-                    Kind::CALL,
-                    if c.oneway {
-                        Flags::ONEWAY
-                    } else {
-                        Flags::EMPTY
-                    },
-                    c.codec,
-                    c.provider,
-                    c.request_id,
-                    [
-                        c.method.as_bytes(),
-                        c.annotations.as_bytes(),
-                        &c.args,
-                        &c.kwargs,
-                    ],
-                    c.attachment.len(),
-                )?,
-                [
-                    &c.method.as_bytes()[..],
-                    c.annotations.as_bytes(),
-                    &c.args,
-                    &c.kwargs,
-                ],
-                &c.attachment,
-            ),
-            Frame::Reply(r) => (
-                data_header(
+            Frame::Call(c) => {
+                let r = c.borrowed();
+                (r.header()?, r.sections(), &c.attachment)
+            }
+            Frame::Reply(r) => {
+                let sections = [&[][..], r.annotations.as_bytes(), &r.result, &[]];
+                let header = data_header(
                     Kind::REPLY,
                     if r.stream {
                         Flags::STREAM
@@ -789,12 +767,11 @@ impl Frame {
                     r.codec,
                     ProviderId(0),
                     r.request_id,
-                    [&[], r.annotations.as_bytes(), &r.result, &[]],
+                    sections,
                     r.attachment.len(),
-                )?,
-                [&[][..], r.annotations.as_bytes(), &r.result, &[]],
-                &r.attachment,
-            ),
+                )?;
+                (header, sections, &r.attachment)
+            }
             _ => {
                 let p = self.parts()?;
                 let header = p.header()?;
@@ -879,16 +856,40 @@ pub struct CallRef<'a> {
     pub attachment: &'a [u8],
 }
 
-impl CallRef<'_> {
+impl Call {
+    /// The call's parts, borrowed.
+    pub fn borrowed(&self) -> CallRef<'_> {
+        CallRef {
+            request_id: self.request_id,
+            provider: self.provider,
+            codec: self.codec,
+            oneway: self.oneway,
+            method: self.method.as_str(),
+            annotations: &self.annotations,
+            args: &self.args,
+            kwargs: &self.kwargs,
+            attachment: &self.attachment,
+        }
+    }
+}
+
+impl<'a> CallRef<'a> {
     /// Appends the encoded frame to `dst`; fails (appending nothing) like [`Frame::encode`]
     /// would for the same CALL, or for a method name [`Method::new`] refuses.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        write_head(dst, &self.header()?, self.sections());
+        dst.extend_from_slice(self.attachment);
+        Ok(())
+    }
+
+    /// The checked header.
+    fn header(&self) -> Result<Header, ProtocolError> {
         if self.method.is_empty() {
             return Err(ProtocolError::InvalidArgument(
                 "method name must not be empty",
             ));
         }
-        let header = data_header(
+        data_header(
             Kind::CALL,
             if self.oneway {
                 Flags::ONEWAY
@@ -898,26 +899,19 @@ impl CallRef<'_> {
             self.codec,
             self.provider,
             self.request_id,
-            [
-                self.method.as_bytes(),
-                self.annotations.as_bytes(),
-                self.args,
-                self.kwargs,
-            ],
+            self.sections(),
             self.attachment.len(),
-        )?;
-        write_head(
-            dst,
-            &header,
-            [
-                self.method.as_bytes(),
-                self.annotations.as_bytes(),
-                self.args,
-                self.kwargs,
-            ],
-        );
-        dst.extend_from_slice(self.attachment);
-        Ok(())
+        )
+    }
+
+    /// The sections before the attachment: route, annotations, payload, kwargs.
+    fn sections(&self) -> [&'a [u8]; 4] {
+        [
+            self.method.as_bytes(),
+            self.annotations.as_bytes(),
+            self.args,
+            self.kwargs,
+        ]
     }
 }
 

@@ -3,8 +3,8 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use wirecall_protocol::{
-    Annotations, Call, CallRef, CodecId, ErrorBody, ErrorCode, ErrorFrame, Frame, FrameDecoder,
-    GoAway, Hello, Limits, Method, ProtocolError, ProviderId, Refuse, Reply, RequestId, StreamItem,
+    Annotations, Call, CodecId, ErrorBody, ErrorCode, ErrorFrame, Frame, FrameDecoder, GoAway,
+    Hello, Limits, Method, ProtocolError, ProviderId, Refuse, Reply, RequestId, StreamItem,
     Welcome,
 };
 
@@ -235,17 +235,7 @@ proptest! {
             let mut owned = BytesMut::new();
             f.encode(&mut owned).unwrap();
             let mut borrowed = BytesMut::from(&b"prefix"[..]);
-            CallRef {
-                request_id: c.request_id,
-                provider: c.provider,
-                codec: c.codec,
-                oneway: c.oneway,
-                method: c.method.as_str(),
-                annotations: &c.annotations,
-                args: &c.args,
-                kwargs: &c.kwargs,
-                attachment: &c.attachment,
-            }
+            c.borrowed()
             .encode(&mut borrowed)
             .unwrap();
             prop_assert_eq!(&borrowed[..6], b"prefix");
