@@ -178,11 +178,72 @@ impl Core {
     }
 
     fn timeout(&self) -> Option<Instant> {
-        let ping = self.ping.and_then(|(_, _, deadline)| deadline);
-        match (ping, self.handshake_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        earliest(
+            self.ping.and_then(|(_, _, deadline)| deadline),
+            self.handshake_deadline,
+        )
+    }
+
+    /// When the side must next call `handle_timeout`: the connection's timers or the
+    /// earliest call deadline; never once closed.
+    fn next_timeout(&self, calls: Option<Instant>) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
         }
+        earliest(calls, self.timeout())
+    }
+
+    /// Closes on a fatal error, telling the peer with a GOAWAY naming `last_request_id`
+    /// unless `tell_peer` is false (the peer closed or refused first); returns the error.
+    fn fail(
+        &mut self,
+        e: ProtocolError,
+        last_request_id: RequestId,
+        tell_peer: bool,
+    ) -> ProtocolError {
+        if self.closed.is_none() {
+            if tell_peer {
+                self.send_control(&Frame::GoAway(GoAway {
+                    last_request_id,
+                    code: e.code(),
+                    message: short_message(e.to_string()),
+                }));
+            }
+            self.closed = Some(e.clone());
+        }
+        e
+    }
+
+    /// Closes at once with an error code, telling the peer.
+    fn close(&mut self, code: ErrorCode, message: &str, last_request_id: RequestId) {
+        if self.closed.is_none() {
+            self.send_control(&Frame::GoAway(GoAway {
+                last_request_id,
+                code,
+                message: short_message(message.to_string()),
+            }));
+            self.closed = Some(ProtocolError::Closed);
+        }
+    }
+
+    /// The end of the byte stream: an error if it ended inside a frame, or if it was not
+    /// `clean` (calls in flight without a GOAWAY). Closes either way.
+    fn eof(&mut self, clean: bool) -> Result<(), ProtocolError> {
+        self.ensure_open()?;
+        let r = if !self.inbuf.is_empty() {
+            Err(ProtocolError::Truncated {
+                buffered: self.inbuf.len(),
+            })
+        } else if clean {
+            Ok(())
+        } else {
+            Err(ProtocolError::PeerClosed {
+                code: ErrorCode::PROTOCOL_ERROR,
+                message: "connection closed without GOAWAY".into(),
+            })
+        };
+        self.closed = Some(ProtocolError::Closed);
+        r
     }
 
     /// Expired connection-level timers, as a fatal error.
@@ -197,14 +258,57 @@ impl Core {
     }
 }
 
-/// Converts a handler result: on a fatal error, close and tell the peer.
-macro_rules! fatal {
-    ($self:ident, $result:expr) => {
-        match $result {
-            Ok(v) => Ok(v),
-            Err(e) => Err($self.fail(e)),
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The calls whose deadline (`deadline` of the call, `None` for none) has passed, in id order.
+fn expired_calls<C>(
+    calls: &HashMap<RequestId, C>,
+    now: Instant,
+    deadline: impl Fn(&C) -> Option<Instant>,
+) -> Vec<RequestId> {
+    let mut expired: Vec<RequestId> = calls
+        .iter()
+        .filter(|(_, c)| deadline(c).is_some_and(|d| now >= d))
+        .map(|(id, _)| *id)
+        .collect();
+    expired.sort();
+    expired
+}
+
+/// What the byte-feeding half of a connection needs from either side.
+trait Side {
+    fn core(&mut self) -> &mut Core;
+    /// Handles one frame; an error is fatal.
+    fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError>;
+    /// Closes on a fatal error (telling the peer) and returns it.
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError;
+}
+
+/// Feeds received bytes; decodes and handles every complete frame.
+fn handle_input(side: &mut impl Side, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
+    let core = side.core();
+    core.ensure_open()?;
+    core.inbuf.extend_from_slice(data);
+    loop {
+        let core = side.core();
+        match core.decoder.decode(&mut core.inbuf) {
+            Ok(Some(f)) => handle_frame(side, f, now)?,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(side.fail(e)),
         }
-    };
+    }
+}
+
+/// Handles one decoded frame; a fatal error closes the connection.
+fn handle_frame(side: &mut impl Side, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
+    side.core().ensure_open()?;
+    side.on_frame(frame, now).map_err(|e| side.fail(e))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -317,6 +421,13 @@ struct ClientCall {
     deadline: Option<Instant>,
 }
 
+impl ClientCall {
+    /// The deadline still to enforce: none once the call is cancelled.
+    fn live_deadline(&self) -> Option<Instant> {
+        self.deadline.filter(|_| !self.cancelled)
+    }
+}
+
 /// The client side of a connection.
 ///
 /// Created with the HELLO queued: send what [`poll_transmit`](Self::poll_transmit) returns,
@@ -407,19 +518,12 @@ impl ClientConnection {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.core.closed.is_some() {
-            return None;
-        }
-        let calls = self
-            .in_flight
-            .values()
-            .filter(|c| !c.cancelled)
-            .filter_map(|c| c.deadline)
-            .min();
-        match (calls, self.core.timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.core.next_timeout(
+            self.in_flight
+                .values()
+                .filter_map(ClientCall::live_deadline)
+                .min(),
+        )
     }
 
     /// Fires expired timers: call deadlines (a [`ClientEvent::Failed`] and a CANCEL each),
@@ -429,14 +533,7 @@ impl ClientConnection {
         if let Some(e) = self.core.expired(now) {
             return Err(self.fail(e));
         }
-        let mut expired: Vec<RequestId> = self
-            .in_flight
-            .iter()
-            .filter(|(_, c)| !c.cancelled && c.deadline.is_some_and(|d| now >= d))
-            .map(|(id, _)| *id)
-            .collect();
-        expired.sort();
-        for id in expired {
+        for id in expired_calls(&self.in_flight, now, ClientCall::live_deadline) {
             if let Some(c) = self.in_flight.get_mut(&id) {
                 c.cancelled = true;
             }
@@ -451,22 +548,12 @@ impl ClientConnection {
 
     /// Feeds received bytes; decodes and handles every complete frame.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
-        self.core.ensure_open()?;
-        self.core.inbuf.extend_from_slice(data);
-        loop {
-            let frame = fatal!(self, self.core.decoder.decode(&mut self.core.inbuf))?;
-            match frame {
-                Some(f) => self.handle_frame(f, now)?,
-                None => return Ok(()),
-            }
-        }
+        handle_input(self, data, now)
     }
 
     /// Handles one decoded frame (for drivers that decode themselves).
     pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
-        self.core.ensure_open()?;
-        let r = self.on_frame(frame, now);
-        fatal!(self, r)
+        handle_frame(self, frame, now)
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
@@ -635,20 +722,11 @@ impl ClientConnection {
     /// Closes on a fatal error: tells the peer (unless the peer closed) and returns the
     /// error.
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
-        if self.core.closed.is_none() {
-            if !matches!(
-                e,
-                ProtocolError::PeerClosed { .. } | ProtocolError::Refused { .. }
-            ) {
-                self.core.send_control(&Frame::GoAway(GoAway {
-                    last_request_id: RequestId(self.next_id - 1),
-                    code: e.code(),
-                    message: short_message(e.to_string()),
-                }));
-            }
-            self.core.closed = Some(e.clone());
-        }
-        e
+        let tell_peer = !matches!(
+            e,
+            ProtocolError::PeerClosed { .. } | ProtocolError::Refused { .. }
+        );
+        self.core.fail(e, RequestId(self.next_id - 1), tell_peer)
     }
 
     /// Starts a call; returns its request id. The frame is queued for
@@ -755,34 +833,27 @@ impl ClientConnection {
 
     /// Closes at once with an error code, telling the peer.
     pub fn close(&mut self, code: ErrorCode, message: &str) {
-        if self.core.closed.is_none() {
-            self.core.send_control(&Frame::GoAway(GoAway {
-                last_request_id: RequestId(self.next_id - 1),
-                code,
-                message: short_message(message.to_string()),
-            }));
-            self.core.closed = Some(ProtocolError::Closed);
-        }
+        self.core.close(code, message, RequestId(self.next_id - 1));
     }
 
     /// Reports the end of the byte stream: an error if it ended inside a frame or while
     /// calls were in flight without a GOAWAY.
     pub fn handle_eof(&mut self) -> Result<(), ProtocolError> {
-        self.core.ensure_open()?;
-        let r = if !self.core.inbuf.is_empty() {
-            Err(ProtocolError::Truncated {
-                buffered: self.core.inbuf.len(),
-            })
-        } else if self.drained {
-            Ok(())
-        } else {
-            Err(ProtocolError::PeerClosed {
-                code: ErrorCode::PROTOCOL_ERROR,
-                message: "connection closed without GOAWAY".into(),
-            })
-        };
-        self.core.closed = Some(ProtocolError::Closed);
-        r
+        self.core.eof(self.drained)
+    }
+}
+
+impl Side for ClientConnection {
+    fn core(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
+        ClientConnection::on_frame(self, frame, now)
+    }
+
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
+        ClientConnection::fail(self, e)
     }
 }
 
@@ -943,14 +1014,8 @@ impl ServerConnection {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.core.closed.is_some() {
-            return None;
-        }
-        let calls = self.in_flight.values().filter_map(|c| c.deadline).min();
-        match (calls, self.core.timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.core
+            .next_timeout(self.in_flight.values().filter_map(|c| c.deadline).min())
     }
 
     /// Fires expired timers: call deadlines (DEADLINE_EXCEEDED sent, [`ServerEvent::Expired`]),
@@ -960,14 +1025,7 @@ impl ServerConnection {
         if let Some(e) = self.core.expired(now) {
             return Err(self.fail(e));
         }
-        let mut expired: Vec<RequestId> = self
-            .in_flight
-            .iter()
-            .filter(|(_, c)| c.deadline.is_some_and(|d| now >= d))
-            .map(|(id, _)| *id)
-            .collect();
-        expired.sort();
-        for id in expired {
+        for id in expired_calls(&self.in_flight, now, |c| c.deadline) {
             self.in_flight.remove(&id);
             self.send_error_control(
                 id,
@@ -981,22 +1039,12 @@ impl ServerConnection {
 
     /// Feeds received bytes; decodes and handles every complete frame.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
-        self.core.ensure_open()?;
-        self.core.inbuf.extend_from_slice(data);
-        loop {
-            let frame = fatal!(self, self.core.decoder.decode(&mut self.core.inbuf))?;
-            match frame {
-                Some(f) => self.handle_frame(f, now)?,
-                None => return Ok(()),
-            }
-        }
+        handle_input(self, data, now)
     }
 
     /// Handles one decoded frame (for drivers that decode themselves).
     pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
-        self.core.ensure_open()?;
-        let r = self.on_frame(frame, now);
-        fatal!(self, r)
+        handle_frame(self, frame, now)
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
@@ -1184,17 +1232,8 @@ impl ServerConnection {
     }
 
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
-        if self.core.closed.is_none() {
-            if !matches!(e, ProtocolError::PeerClosed { .. }) {
-                self.core.send_control(&Frame::GoAway(GoAway {
-                    last_request_id: self.last_request_id,
-                    code: e.code(),
-                    message: short_message(e.to_string()),
-                }));
-            }
-            self.core.closed = Some(e.clone());
-        }
-        e
+        let tell_peer = !matches!(e, ProtocolError::PeerClosed { .. });
+        self.core.fail(e, self.last_request_id, tell_peer)
     }
 
     fn answer(&mut self, id: RequestId, streaming: bool) -> Result<(), ProtocolError> {
@@ -1293,32 +1332,25 @@ impl ServerConnection {
     /// Reports the end of the byte stream: an error if it ended inside a frame, or while
     /// calls were in flight without a GOAWAY; the calls in flight are lost.
     pub fn handle_eof(&mut self) -> Result<(), ProtocolError> {
-        self.core.ensure_open()?;
-        let r = if !self.core.inbuf.is_empty() {
-            Err(ProtocolError::Truncated {
-                buffered: self.core.inbuf.len(),
-            })
-        } else if self.drained || self.in_flight.is_empty() {
-            Ok(())
-        } else {
-            Err(ProtocolError::PeerClosed {
-                code: ErrorCode::PROTOCOL_ERROR,
-                message: "connection closed without GOAWAY".into(),
-            })
-        };
-        self.core.closed = Some(ProtocolError::Closed);
-        r
+        self.core.eof(self.drained || self.in_flight.is_empty())
     }
 
     /// Closes at once with an error code, telling the peer.
     pub fn close(&mut self, code: ErrorCode, message: &str) {
-        if self.core.closed.is_none() {
-            self.core.send_control(&Frame::GoAway(GoAway {
-                last_request_id: self.last_request_id,
-                code,
-                message: short_message(message.to_string()),
-            }));
-            self.core.closed = Some(ProtocolError::Closed);
-        }
+        self.core.close(code, message, self.last_request_id);
+    }
+}
+
+impl Side for ServerConnection {
+    fn core(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
+        ServerConnection::on_frame(self, frame, now)
+    }
+
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
+        ServerConnection::fail(self, e)
     }
 }
