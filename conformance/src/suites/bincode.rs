@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::read_text;
+use super::{json_list, read_json};
 use crate::json::{self, Json};
 use crate::{codec, SuiteReport};
 
@@ -101,18 +101,19 @@ fn eq<T: PartialEq>(a: &T, b: &T) -> bool {
 pub fn run_bincode(vectors_dir: &Path) -> SuiteReport {
     let mut report = SuiteReport::new("bincode");
     let path = vectors_dir.join("bincode/bincode-vectors.json");
-    let doc = match read_text(&path)
-        .and_then(|t| json::parse(&t).map_err(|e| format!("{}: {e}", path.display())))
-    {
+    let doc = match read_json(&path) {
         Ok(d) => d,
         Err(e) => {
             report.fail(e);
             return report;
         }
     };
-    let Some(records) = doc.get("vectors").and_then(Json::as_array) else {
-        report.fail(format!("{}: no `vectors` list", path.display()));
-        return report;
+    let records = match json_list(&doc, "vectors", &path) {
+        Ok(r) => r,
+        Err(e) => {
+            report.fail(e);
+            return report;
+        }
     };
     for (n, rec) in records.iter().enumerate() {
         let ty = rec.get("rust_type").and_then(Json::as_str).unwrap_or("?");

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use wirecall_codecs::CodecId;
 
-use super::read_text;
+use super::{json_list, read_json};
 use crate::json::{self, Json};
 use crate::{codec, notation, SuiteReport};
 
@@ -162,18 +162,19 @@ fn scan_item(bytes: &[u8]) -> Result<Scan, String> {
 pub(super) fn run_cbor_here(vectors_dir: &Path) -> SuiteReport {
     let mut report = SuiteReport::new("cbor-wg-test-vectors");
     let path = vectors_dir.join("cbor-wg-test-vectors/derived/vectors.json");
-    let doc = match read_text(&path)
-        .and_then(|t| json::parse(&t).map_err(|e| format!("{}: {e}", path.display())))
-    {
+    let doc = match read_json(&path) {
         Ok(doc) => doc,
         Err(e) => {
             report.fail(e);
             return report;
         }
     };
-    let Some(files) = doc.get("files").and_then(Json::as_array) else {
-        report.fail(format!("{}: no `files` list", path.display()));
-        return report;
+    let files = match json_list(&doc, "files", &path) {
+        Ok(f) => f,
+        Err(e) => {
+            report.fail(e);
+            return report;
+        }
     };
     let mut spike_roundtrips = (0usize, 0usize);
     for file in files {

@@ -15,6 +15,7 @@ pub use self::json::{run_json_test_suite, run_nativejson};
 pub use self::msgpack::run_msgpack;
 pub use self::serpent::run_serpent;
 
+use crate::json::Json;
 use crate::SuiteReport;
 
 /// The names accepted by [`run_suite`], in the order [`run_all`] runs them.
@@ -109,6 +110,19 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
 pub(crate) fn read_text(path: &Path) -> Result<String, String> {
     let bytes = read_bytes(path)?;
     String::from_utf8(bytes).map_err(|e| format!("{} is not UTF-8: {e}", path.display()))
+}
+
+/// Reads and parses a JSON file, with an error that names it.
+pub(crate) fn read_json(path: &Path) -> Result<Json, String> {
+    read_text(path)
+        .and_then(|t| crate::json::parse(&t).map_err(|e| format!("{}: {e}", path.display())))
+}
+
+/// The list under `key` of a suite's JSON document, or an error naming the file.
+pub(crate) fn json_list<'a>(doc: &'a Json, key: &str, path: &Path) -> Result<&'a [Json], String> {
+    doc.get(key)
+        .and_then(Json::as_array)
+        .ok_or_else(|| format!("{}: no `{key}` list", path.display()))
 }
 
 /// The `*.ext` files of `dir` in name order, each as (file name, contents). A folder that

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use wirecall_codecs::{CodecId, Value};
 
-use super::read_text;
+use super::read_json;
 use crate::json::{self, Json};
 use crate::{codec, notation, SuiteReport};
 
@@ -98,9 +98,7 @@ fn json_str(v: &Json) -> Result<String, String> {
 pub fn run_msgpack(vectors_dir: &Path) -> SuiteReport {
     let mut report = SuiteReport::new("msgpack-test-suite");
     let path = vectors_dir.join("msgpack-test-suite/dist/msgpack-test-suite.json");
-    let doc = match read_text(&path)
-        .and_then(|t| json::parse(&t).map_err(|e| format!("{}: {e}", path.display())))
-    {
+    let doc = match read_json(&path) {
         Ok(Json::Object(groups)) => groups,
         Ok(_) => {
             report.fail(format!("{}: expected an object of groups", path.display()));

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use wirecall_codecs::Value;
 
-use super::{read_bytes, read_text};
+use super::{json_list, read_bytes, read_json};
 use crate::json::{self, Json};
 use crate::{codec, notation, SuiteReport};
 
@@ -126,18 +126,19 @@ pub fn run_serpent(vectors_dir: &Path) -> SuiteReport {
     let mut report = SuiteReport::new("serpent");
     let base = vectors_dir.join("serpent");
     let path = base.join("serpent-vectors.json");
-    let doc = match read_text(&path)
-        .and_then(|t| json::parse(&t).map_err(|e| format!("{}: {e}", path.display())))
-    {
+    let doc = match read_json(&path) {
         Ok(d) => d,
         Err(e) => {
             report.fail(e);
             return report;
         }
     };
-    let Some(records) = doc.get("records").and_then(Json::as_array) else {
-        report.fail(format!("{}: no `records`", path.display()));
-        return report;
+    let records = match json_list(&doc, "records", &path) {
+        Ok(r) => r,
+        Err(e) => {
+            report.fail(e);
+            return report;
+        }
     };
     for (n, rec) in records.iter().enumerate() {
         let kind = rec.get("kind").and_then(Json::as_str).unwrap_or("?");
@@ -253,9 +254,7 @@ pub fn run_serpent(vectors_dir: &Path) -> SuiteReport {
 /// of 2,048 six-character escapes, which is verified before removal).
 fn run_allchars(base: &Path, report: &mut SuiteReport) {
     let path = base.join("serpent-allchars.json");
-    let doc = match read_text(&path)
-        .and_then(|t| json::parse(&t).map_err(|e| format!("{}: {e}", path.display())))
-    {
+    let doc = match read_json(&path) {
         Ok(d) => d,
         Err(e) => {
             report.fail(e);
