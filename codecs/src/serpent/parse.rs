@@ -400,82 +400,67 @@ impl<'a> Parser<'a> {
         Ok(Spanned { pos: start, node })
     }
 
-    fn paren(&mut self) -> Result<Spanned, SerpentError> {
+    /// Enters a container at its opening bracket (checking the nesting depth) and skips
+    /// the bracket and any whitespace after it; returns where the container starts.
+    fn open(&mut self) -> Result<usize, SerpentError> {
         let start = self.pos;
         self.enter()?;
         self.pos += 1;
         self.skip_ws(true);
+        Ok(start)
+    }
+
+    /// Leaves a container at its closing bracket.
+    fn close(&mut self, start: usize, node: Node) -> Spanned {
+        self.pos += 1;
+        self.depth -= 1;
+        Spanned { pos: start, node }
+    }
+
+    /// After an item: skips a ',' and says whether another item follows it (false at the
+    /// `close` bracket, which is left to [`close`](Self::close)); anything else is an error
+    /// expecting `expected`.
+    fn more(&mut self, close: u8, expected: &str) -> Result<bool, SerpentError> {
+        self.skip_ws(true);
+        match self.peek() {
+            Some(b',') => self.pos += 1,
+            Some(c) if c == close => return Ok(false),
+            _ => return Err(self.unexpected(expected)),
+        }
+        self.skip_ws(true);
+        Ok(self.peek() != Some(close))
+    }
+
+    fn paren(&mut self) -> Result<Spanned, SerpentError> {
+        let start = self.open()?;
         if self.peek() == Some(b')') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(Spanned {
-                pos: start,
-                node: Node::Tuple(Vec::new()),
-            });
+            return Ok(self.close(start, Node::Tuple(Vec::new())));
         }
         let first = self.expr()?;
         self.skip_ws(true);
-        match self.peek() {
-            Some(b')') => {
-                // A parenthesized expression, not a tuple.
-                self.pos += 1;
-                self.depth -= 1;
-                return Ok(Spanned {
-                    pos: start,
-                    node: first.node,
-                });
-            }
-            Some(b',') => {}
-            _ => return Err(self.unexpected("',' or ')'")),
+        if self.peek() == Some(b')') {
+            // A parenthesized expression, not a tuple.
+            return Ok(self.close(start, first.node));
         }
         let mut items = vec![first];
-        loop {
-            // At a ','.
-            self.pos += 1;
-            self.skip_ws(true);
-            if self.peek() == Some(b')') {
-                break;
-            }
+        while self.more(b')', "',' or ')'")? {
             items.push(self.expr()?);
-            self.skip_ws(true);
-            match self.peek() {
-                Some(b',') => continue,
-                Some(b')') => break,
-                _ => return Err(self.unexpected("',' or ')'")),
-            }
         }
-        self.pos += 1;
-        self.depth -= 1;
-        Ok(Spanned {
-            pos: start,
-            node: Node::Tuple(items),
-        })
+        Ok(self.close(start, Node::Tuple(items)))
     }
 
     fn list(&mut self) -> Result<Spanned, SerpentError> {
-        let start = self.pos;
-        self.enter()?;
-        self.pos += 1;
+        let start = self.open()?;
         let mut items = Vec::new();
-        loop {
-            self.skip_ws(true);
-            if self.peek() == Some(b']') {
-                break;
-            }
-            items.push(self.expr()?);
-            self.skip_ws(true);
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => break,
-                _ => return Err(self.unexpected("',' or ']'")),
+        if self.peek() != Some(b']') {
+            loop {
+                items.push(self.expr()?);
+                if !self.more(b']', "',' or ']'")? {
+                    break;
+                }
             }
         }
-        self.pos += 1;
-        self.depth -= 1;
-        Ok(Spanned {
-            pos: start,
-            node: Node::List(items),
-        })
+        Ok(self.close(start, Node::List(items)))
     }
 
     fn check_hashable(&self, item: &Spanned, what: &str) -> Result<(), SerpentError> {
@@ -502,17 +487,9 @@ impl<'a> Parser<'a> {
     }
 
     fn brace(&mut self) -> Result<Spanned, SerpentError> {
-        let start = self.pos;
-        self.enter()?;
-        self.pos += 1;
-        self.skip_ws(true);
+        let start = self.open()?;
         if self.peek() == Some(b'}') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(Spanned {
-                pos: start,
-                node: Node::Dict(Vec::new()),
-            });
+            return Ok(self.close(start, Node::Dict(Vec::new())));
         }
         let first = self.expr()?;
         self.skip_ws(true);
@@ -521,17 +498,7 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             let v = self.expr()?;
             let mut entries = vec![(first, v)];
-            loop {
-                self.skip_ws(true);
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => break,
-                    _ => return Err(self.unexpected("',' or '}'")),
-                }
-                self.skip_ws(true);
-                if self.peek() == Some(b'}') {
-                    break;
-                }
+            while self.more(b'}', "',' or '}'")? {
                 let k = self.expr()?;
                 self.check_hashable(&k, "dict key")?;
                 self.skip_ws(true);
@@ -546,26 +513,14 @@ impl<'a> Parser<'a> {
         } else {
             self.check_hashable(&first, "set member")?;
             let mut items = vec![first];
-            loop {
-                self.skip_ws(true);
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => break,
-                    _ => return Err(self.unexpected("',' or '}'")),
-                }
-                self.skip_ws(true);
-                if self.peek() == Some(b'}') {
-                    break;
-                }
+            while self.more(b'}', "',' or '}'")? {
                 let item = self.expr()?;
                 self.check_hashable(&item, "set member")?;
                 items.push(item);
             }
             Node::Set(dedup_set(items))
         };
-        self.pos += 1;
-        self.depth -= 1;
-        Ok(Spanned { pos: start, node })
+        Ok(self.close(start, node))
     }
 
     /// A number literal without sign: int (decimal, 0x, 0o, 0b), float, or imaginary.
