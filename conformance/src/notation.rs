@@ -427,26 +427,10 @@ fn write_float(out: &mut String, f: f64) {
     }
 }
 
-/// Structural equality for conformance checks: like `==`, except that floats compare by bit
-/// pattern (so `-0.0 != 0.0`) and any NaN equals any NaN (codecs may quiet payloads).
+/// Structural equality for conformance checks: [`Value::same_as`] (floats by bit pattern,
+/// any NaN equals any NaN).
 pub fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Float(x), Value::Float(y)) => {
-            (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
-        }
-        (Value::List(x), Value::List(y))
-        | (Value::Tuple(x), Value::Tuple(y))
-        | (Value::Set(x), Value::Set(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Map(x), Value::Map(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
-        }
-        _ => a == b,
-    }
+    a.same_as(b)
 }
 
 #[cfg(test)]
