@@ -8,6 +8,7 @@
 //! frame on the wire.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -57,7 +58,7 @@ pub(crate) struct SharedWriter {
     state: Mutex<State>,
     wake: Notify,
     /// Set with `closed` or `closing`, read without the lock.
-    shut: std::sync::atomic::AtomicBool,
+    shut: AtomicBool,
 }
 
 /// Why a frame was not queued.
@@ -93,7 +94,7 @@ impl SharedWriter {
                 closed: false,
             }),
             wake: Notify::new(),
-            shut: std::sync::atomic::AtomicBool::new(false),
+            shut: AtomicBool::new(false),
         });
         tokio::spawn(writer_task(w.clone()));
         w
@@ -101,11 +102,11 @@ impl SharedWriter {
 
     /// Whether the connection's write side is gone.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shut.load(std::sync::atomic::Ordering::Acquire)
+        self.shut.load(Ordering::Acquire)
     }
 
     fn mark_shut(&self) {
-        self.shut.store(true, std::sync::atomic::Ordering::Release);
+        self.shut.store(true, Ordering::Release);
     }
 
     /// Queues a frame without writing it yet; call [`SharedWriter::flush`] after a batch.
