@@ -48,7 +48,7 @@ struct Args {
     json: bool,
     /// Profiling aid: run only this subject's one-in-flight loop (wirecall with the first
     /// codec, tokio, std or tarpc) on the first transport for --duration, and print the
-    /// round trips done; or `wirecall-throughput` (--inflight over --connections). For
+    /// round trips done; or `wirecall-throughput` (--inflight over --connections) or `tarpc-throughput` (--inflight on one connection). For
     /// `perf record` or `strace -c -f`.
     #[arg(long, value_name = "SUBJECT")]
     profile: Option<String>,
@@ -570,9 +570,23 @@ fn profile(
             );
             return Ok(());
         }
+        "tarpc-throughput" => {
+            let count = rt.block_on(async {
+                let p = TarpcPair::start().await.map_err(|e| e.to_string())?;
+                p.throughput_sample(inflight, duration, Duration::ZERO)
+                    .await
+                    .map_err(|e| e.to_string())
+            })?;
+            let t = count.throughput(inflight, 1);
+            println!(
+                "tarpc over tcp: {} calls, {:.0} calls/s with {inflight} in flight on 1 connection",
+                t.calls, t.calls_per_sec
+            );
+            return Ok(());
+        }
         other => {
             return Err(format!(
-                "unknown --profile subject `{other}`; use wirecall, wirecall-task, wirecall-throughput, tokio, tokio-task, std or tarpc"
+                "unknown --profile subject `{other}`; use wirecall, wirecall-task, wirecall-throughput, tokio, tokio-task, std, tarpc or tarpc-throughput"
             ))
         }
     }
