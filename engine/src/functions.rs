@@ -181,7 +181,7 @@ impl Functions {
     }
 
     pub(crate) fn into_registered(self, provider_id: u16) -> Registered {
-        let mut routes = std::collections::HashMap::new();
+        let mut routes = std::collections::HashMap::default();
         let mut methods = Vec::new();
         let mut handlers = Vec::new();
         for (index, e) in self.entries.into_iter().enumerate() {

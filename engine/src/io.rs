@@ -187,10 +187,16 @@ impl SharedWriter {
     }
 }
 
+/// A written buffer larger than this is not kept for reuse.
+const SPARE_MAX: usize = 1024 * 1024;
+
 async fn writer_task(w: Arc<SharedWriter>) {
+    // Two buffers take turns: frames queue into one while the other is written, then they
+    // swap, so neither is reallocated or shared.
+    let mut spare = BytesMut::with_capacity(16 * 1024);
     loop {
         // Take the socket and the queued bytes when there is work.
-        let (mut wr, data, closing) = loop {
+        let (mut wr, mut data, closing) = loop {
             let notified = w.wake.notified();
             {
                 let mut s = lock(&w.state);
@@ -200,8 +206,8 @@ async fn writer_task(w: Arc<SharedWriter>) {
                 if s.active {
                     match s.wr.take() {
                         Some(wr) => {
-                            let data = s.buf.split();
-                            break (wr, data, s.closing);
+                            std::mem::swap(&mut s.buf, &mut spare);
+                            break (wr, std::mem::take(&mut spare), s.closing);
                         }
                         None => return,
                     }
@@ -213,6 +219,12 @@ async fn writer_task(w: Arc<SharedWriter>) {
             tokio::task::yield_now().await;
         };
         let ok = data.is_empty() || wr.write_all(&data).await.is_ok();
+        if data.capacity() <= SPARE_MAX {
+            data.clear();
+            spare = data;
+        } else {
+            spare = BytesMut::with_capacity(16 * 1024);
+        }
         let shut_down = {
             let mut s = lock(&w.state);
             if !ok {

@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 
 use crate::context::{ConnectionInfo, Incoming};
 use crate::error::{Fault, FaultKind};
+use crate::idhash::NameBuild;
 
 /// A set of remote methods served under one provider id (Margo's provider, RPyC's service,
 /// Pyro's exposed object). Implemented by `#[wirecall::provider]`; implement it by hand only
@@ -300,7 +301,7 @@ pub(crate) enum Instances {
 pub(crate) struct Registered {
     pub info: ProviderInfo,
     /// Full RPC names (with every service name) and `__get__x` / `__set__x` accessors.
-    pub routes: HashMap<Box<str>, Route>,
+    pub routes: HashMap<Box<str>, Route, NameBuild>,
     pub instances: Instances,
     /// Sorted names for "no such method" messages.
     pub exposed: Vec<String>,
@@ -319,7 +320,7 @@ pub(crate) fn setter_route(attr: &str) -> String {
 impl Registered {
     fn build<P: Provider>(provider_id: u16, per_connection: bool, instances: Instances) -> Self {
         let specs = P::methods();
-        let mut routes = HashMap::new();
+        let mut routes = HashMap::default();
         let mut methods = Vec::new();
         let mut attributes = Vec::new();
         let mut writable = Vec::new();

@@ -117,6 +117,7 @@ impl ServerBuilder {
             connections: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             hooks: RwLock::new(Vec::new()),
+            has_hooks: AtomicBool::new(false),
             listeners: Mutex::new(Vec::new()),
             addresses: Mutex::new(Vec::new()),
         });
@@ -170,6 +171,8 @@ struct Inner {
     connections: Mutex<HashMap<u64, ConnHandle>>,
     next_conn: AtomicU64,
     hooks: RwLock<Vec<Arc<dyn CallHook>>>,
+    /// Mirrors `!hooks.is_empty()`, read without the lock on every call.
+    has_hooks: AtomicBool,
     listeners: Mutex<Vec<JoinHandle<()>>>,
     addresses: Mutex<Vec<String>>,
 }
@@ -295,6 +298,7 @@ impl Engine {
     /// Adds a hook run before and after every call.
     pub fn add_hook(&self, hook: impl CallHook) {
         write(&self.inner.hooks).push(Arc::new(hook));
+        self.inner.has_hooks.store(true, Ordering::Release);
     }
 
     /// Allows clients to shut the server down remotely ([`crate::Proxy::shutdown_server`]).
@@ -334,7 +338,9 @@ impl Engine {
 }
 
 async fn finalize(inner: Arc<Inner>) {
-    if inner.finalizing.swap(true, Ordering::AcqRel) {
+    // SeqCst, paired with `call_done`: either it sees `finalizing` and notifies, or the
+    // check of `in_flight` below sees its decrement.
+    if inner.finalizing.swap(true, Ordering::SeqCst) {
         let mut rx = inner.finalized.subscribe();
         let _ = rx.wait_for(|d| *d).await;
         return;
@@ -346,7 +352,7 @@ async fn finalize(inner: Arc<Inner>) {
     let deadline = Instant::now() + inner.grace;
     loop {
         let notified = inner.drained.notified();
-        if inner.in_flight.load(Ordering::Acquire) == 0 {
+        if inner.in_flight.load(Ordering::SeqCst) == 0 {
             break;
         }
         if tokio::time::timeout_at(deadline.into(), notified)
@@ -769,15 +775,13 @@ impl Conn {
                 })
                 .clone(),
         };
-        let hooks: Vec<Arc<dyn CallHook>> = {
-            let h = read(&self.inner.hooks);
-            if h.is_empty() {
-                Vec::new()
-            } else {
-                h.clone()
-            }
+        let hooks: Vec<Arc<dyn CallHook>> = if self.inner.has_hooks.load(Ordering::Acquire) {
+            read(&self.inner.hooks).clone()
+        } else {
+            Vec::new()
         };
-        let started = Instant::now();
+        // Timed only for the hooks.
+        let started = (!hooks.is_empty()).then(Instant::now);
         if !hooks.is_empty() {
             let ci = CallInfo {
                 provider_id,
@@ -818,13 +822,13 @@ impl Conn {
             instance.dispatch(route.index, incoming)
         }));
         let after = {
-            let method = call.method.clone();
-            let peer = self.info.clone();
+            // What the `after` hooks need, kept only when there are hooks.
+            let hooked = started.map(|t| (t, call.method.clone(), self.info.clone(), hooks));
             let id = call.id;
             move |ok: bool| {
-                if hooks.is_empty() {
+                let Some((started, method, peer, hooks)) = &hooked else {
                     return;
-                }
+                };
                 let ci = CallInfo {
                     provider_id,
                     method: method.as_str(),
@@ -832,7 +836,7 @@ impl Conn {
                     codec,
                     request_id: id,
                 };
-                for h in &hooks {
+                for h in hooks.iter() {
                     h.after(&ci, ok, started.elapsed());
                 }
             }
@@ -963,8 +967,13 @@ impl Conn {
 }
 
 impl Inner {
+    /// One call fewer in flight; wakes `finalize` when it waits for the last one. Only a
+    /// finalizing server is woken: the notification takes a lock, and outside finalize
+    /// nobody waits for it.
     fn call_done(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.finalizing.load(Ordering::SeqCst)
+        {
             self.drained.notify_waiters();
         }
     }
