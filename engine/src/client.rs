@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,79 +40,14 @@ enum Resp {
     Fault(Fault),
 }
 
-/// Where a call's answer lands; the caller waits on it with [`SlotWait`].
-///
-/// Not a oneshot channel on purpose: the caller that reads the connection often reads its
-/// own reply, and completing a oneshot from inside the receiving task wakes that very task.
-/// On a multi-thread runtime a task woken while it runs is re-queued as a yield when it next
-/// waits, which also wakes an idle worker (a futex call) that may steal the task and move the
-/// call to another thread: a cross-thread hop on every round trip. A slot can be filled
-/// quietly by its own reader.
-struct Slot {
-    state: Mutex<SlotState>,
-}
-
-#[derive(Default)]
-struct SlotState {
-    value: Option<Result<Resp, Error>>,
-    waker: Option<std::task::Waker>,
-}
-
-impl Slot {
-    fn new() -> Arc<Slot> {
-        Arc::new(Slot {
-            state: Mutex::new(SlotState::default()),
-        })
-    }
-
-    /// Stores the answer and wakes the waiting caller, unless it is `quiet` (the caller is
-    /// the one storing it, and checks the slot before it next waits).
-    fn fill(&self, value: Result<Resp, Error>, quiet: bool) {
-        let waker = {
-            let mut st = lock(&self.state);
-            st.value = Some(value);
-            st.waker.take()
-        };
-        if !quiet {
-            if let Some(w) = waker {
-                w.wake();
-            }
-        }
-    }
-
-    /// Takes the answer if it is there.
-    fn take(&self) -> Option<Result<Resp, Error>> {
-        lock(&self.state).value.take()
-    }
-}
-
-/// Waits until a [`Slot`] is filled and takes its answer.
-struct SlotWait<'a>(&'a Slot);
-
-impl std::future::Future for SlotWait<'_> {
-    type Output = Result<Resp, Error>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let mut st = lock(&self.0.state);
-        if let Some(v) = st.value.take() {
-            return std::task::Poll::Ready(v);
-        }
-        match &st.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => st.waker = Some(cx.waker().clone()),
-        }
-        std::task::Poll::Pending
-    }
-}
-
-type Waiter = Arc<Slot>;
+mod slot;
+use slot::{Slot, SlotWait, Waiter};
 
 struct Pending {
     /// Keyed by request ids this client chose, so the cheap id hasher is safe.
     waiters: HashMap<u64, Waiter, IdBuild>,
+    /// The next request id (ids start at 1); taken with the lock that registers the call.
+    next_id: u64,
     /// Set once the connection is gone; new calls fail with it.
     closed: Option<Error>,
     /// The read side while nobody reads it. Whoever reads takes it out; invariant: while
@@ -173,7 +108,6 @@ impl ConnShared {
 struct ClientConn {
     writer: Arc<SharedWriter>,
     shared: Arc<ConnShared>,
-    next_id: AtomicU64,
     default_codec: CodecId,
     accepted: Vec<CodecId>,
     address: String,
@@ -271,6 +205,7 @@ impl ClientConn {
         let shared = Arc::new(ConnShared {
             pending: Mutex::new(Pending {
                 waiters: HashMap::default(),
+                next_id: 1,
                 closed: None,
                 reader: Some(Box::new(Reader {
                     rd,
@@ -287,7 +222,6 @@ impl ClientConn {
         Ok(ClientConn {
             writer,
             shared,
-            next_id: AtomicU64::new(1),
             default_codec: from_wire(welcome.codec),
             accepted: welcome.accepted.iter().map(|c| from_wire(*c)).collect(),
             address: url,
@@ -296,13 +230,32 @@ impl ClientConn {
 }
 
 fn fail_all(shared: &ConnShared, err: Error) {
-    let waiters: Vec<Waiter> = {
+    let wakers: Vec<std::task::Waker> = {
         let mut p = lock(&shared.pending);
         shared.close_with(&mut p, err.clone());
-        p.waiters.drain().map(|(_, w)| w).collect()
+        let waiters: Vec<Waiter> = p.waiters.drain().map(|(_, w)| w).collect();
+        waiters
+            .into_iter()
+            .map(|w| w.fill(&mut p, Err(err.clone())))
+            .collect()
     };
-    for w in waiters {
-        w.fill(Err(err.clone()), false);
+    for w in wakers {
+        w.wake();
+    }
+}
+
+/// Gives call `id` its answer, if it still waits: stored under the pending lock, woken after
+/// it (unless `id` is `mine`, the reading caller itself, which checks its slot next).
+fn answer(shared: &ConnShared, id: u64, mine: u64, value: impl FnOnce() -> Result<Resp, Error>) {
+    let waker = {
+        let mut p = lock(&shared.pending);
+        match p.waiters.remove(&id) {
+            Some(w) => w.fill(&mut p, value()),
+            None => return,
+        }
+    };
+    if id != mine {
+        waker.wake();
     }
 }
 
@@ -475,9 +428,7 @@ fn on_frame(frame: proto::Frame, shared: &ConnShared, mine: u64) -> Option<Error
     let pending = &shared.pending;
     match frame {
         proto::Frame::Reply(r) => {
-            let id = r.request_id.0;
-            let waiter = lock(pending).waiters.remove(&id);
-            if let Some(w) = waiter {
+            answer(shared, r.request_id.0, mine, || {
                 // A small result is copied out, so the caller (often on another thread) does
                 // not share the read buffer's reference count with this reader.
                 let body = if r.result.len() <= SMALL_RESULT {
@@ -485,16 +436,14 @@ fn on_frame(frame: proto::Frame, shared: &ConnShared, mine: u64) -> Option<Error
                 } else {
                     r.result
                 };
-                w.fill(Ok(Resp::Value(from_wire(r.codec), body)), id == mine);
-            }
+                Ok(Resp::Value(from_wire(r.codec), body))
+            });
             None
         }
         proto::Frame::Error(e) => {
-            let id = e.request_id.0;
-            let waiter = lock(pending).waiters.remove(&id);
-            if let Some(w) = waiter {
-                w.fill(Ok(Resp::Fault(fault_from_body(e.body))), id == mine);
-            }
+            answer(shared, e.request_id.0, mine, || {
+                Ok(Resp::Fault(fault_from_body(e.body)))
+            });
             None
         }
         proto::Frame::GoAway(g) => {
@@ -502,7 +451,7 @@ fn on_frame(frame: proto::Frame, shared: &ConnShared, mine: u64) -> Option<Error
             let err = Error::ShuttingDown {
                 message: g.message.clone(),
             };
-            let refused: Vec<Waiter> = {
+            let refused: Vec<std::task::Waker> = {
                 let mut p = lock(pending);
                 shared.set_closed(&mut p, err.clone());
                 let ids: Vec<u64> = p
@@ -511,10 +460,16 @@ fn on_frame(frame: proto::Frame, shared: &ConnShared, mine: u64) -> Option<Error
                     .copied()
                     .filter(|id| *id > g.last_request_id.0)
                     .collect();
-                ids.iter().filter_map(|id| p.waiters.remove(id)).collect()
+                let mut wakers = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(w) = p.waiters.remove(&id) {
+                        wakers.push(w.fill(&mut p, Err(err.clone())));
+                    }
+                }
+                wakers
             };
             for w in refused {
-                w.fill(Err(err.clone()), false);
+                w.wake();
             }
             if g.code == proto::ErrorCode::NO_ERROR {
                 None
@@ -819,16 +774,27 @@ impl Proxy {
             .is_some_and(|c| !c.is_closed())
     }
 
+    /// The live connection, connecting first if there is none.
     async fn conn(&self) -> Result<Arc<ClientConn>, Error> {
-        let current = lock(&self.shared.conn).clone();
-        if let Some(c) = current {
-            if c.shared.reader_idle.load(Ordering::Relaxed) {
-                c.refresh();
-            }
-            if !c.is_closed() {
-                return Ok(c);
-            }
+        match self.live_conn() {
+            Some(c) => Ok(c),
+            // Boxed: connecting is rare, and its state would otherwise sit inside every
+            // call's future (moved and touched on every call).
+            None => Box::pin(self.reconnect()).await,
         }
+    }
+
+    /// The current connection if it is up.
+    fn live_conn(&self) -> Option<Arc<ClientConn>> {
+        let c = lock(&self.shared.conn).clone()?;
+        if c.shared.reader_idle.load(Ordering::Relaxed) {
+            c.refresh();
+        }
+        (!c.is_closed()).then_some(c)
+    }
+
+    /// Connects (once, for all the clones waiting) and installs the new connection.
+    async fn reconnect(&self) -> Result<Arc<ClientConn>, Error> {
         let _g = self.shared.connecting.lock().await;
         if let Some(c) = lock(&self.shared.conn).as_ref() {
             if !c.is_closed() {
@@ -924,18 +890,30 @@ impl Proxy {
             NotSent::Bad(e) => Error::config(format!("cannot send `{}`: {e}", method.as_str())),
         };
         if oneway {
-            frame.request_id = proto::RequestId(conn.next_id.fetch_add(1, Ordering::Relaxed));
+            let id = {
+                let mut p = lock(&conn.shared.pending);
+                p.next_id += 1;
+                p.next_id - 1
+            };
+            frame.request_id = proto::RequestId(id);
             return conn.writer.send(&frame).map(|_| None).map_err(not_sent);
         }
-        let slot = Slot::new();
-        let tx = slot.clone();
+        let slot = std::pin::pin!(Slot::new());
+        let slot = slot.into_ref();
+        let waker = std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())).await;
         let (id, alone, reader) = {
             let mut p = lock(&conn.shared.pending);
             if let Some(e) = &p.closed {
                 return Err(e.clone());
             }
-            let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
-            p.waiters.insert(id, tx);
+            let id = p.next_id;
+            p.next_id += 1;
+            // SAFETY: `slot` is pinned in this future and outlives `guard` below (declared
+            // after it, so dropped before it), which removes the waiter from the map under
+            // the pending lock unless the slot was filled.
+            #[allow(unsafe_code)]
+            let waiter = unsafe { Waiter::new(slot, waker) };
+            p.waiters.insert(id, waiter);
             // Nobody reading (the reader is here) means no other call waits: read for
             // ourselves.
             (id, p.waiters.len() == 1, conn.shared.take_reader(&mut p))
@@ -975,18 +953,26 @@ impl Proxy {
                     r.read_some(&conn.shared, id).await;
                 }
             } else {
-                SlotWait(&slot).await
+                SlotWait {
+                    slot,
+                    shared: &conn.shared,
+                    id,
+                    polled: false,
+                }
+                .await
             }
         };
         let r = match opts.timeout {
-            Some(t) => match tokio::time::timeout(t, wait).await {
+            Some(t) => match Box::pin(tokio::time::timeout(t, wait)).await {
                 Ok(r) => r,
                 Err(_) => return Err(Error::Timeout { after: t }),
             },
             None => wait.await,
         };
         drop(role);
-        guard.armed = false;
+        // A filled slot was removed from the map by its filler: nothing left to forget.
+        // (An answer that did not come through the slot leaves the guard to remove it.)
+        guard.armed = !slot.is_filled();
         match r {
             Ok(Resp::Value(c, b)) => Ok(Some((c, b))),
             Ok(Resp::Fault(f)) => {
@@ -1011,7 +997,8 @@ impl Proxy {
         opts: &CallOpts,
     ) -> Result<Option<R>, Error> {
         if self.validate {
-            self.check_method(provider_id, method.as_str()).await?;
+            // Boxed, like connecting: only validated proxies carry its state.
+            Box::pin(self.check_method(provider_id, method.as_str())).await?;
         }
         self.invoke_unchecked(provider_id, method, args, kwargs, oneway, opts)
             .await
