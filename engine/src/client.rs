@@ -36,8 +36,51 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A reply as the connection reader hands it to the waiting call.
 enum Resp {
-    Value(CodecId, Bytes),
+    Value(CodecId, Body),
     Fault(Fault),
+}
+
+/// Results up to this size travel inside the call's own answer slot.
+const INLINE_RESULT: usize = 64;
+
+/// An encoded result: small ones held inline (copied straight into the waiting call's slot,
+/// so no allocation is made on the reading thread and freed on the calling one), larger ones
+/// as bytes.
+enum Body {
+    Inline(u8, [u8; INLINE_RESULT]),
+    Bytes(Bytes),
+}
+
+impl Body {
+    /// The result's bytes: inline when they fit, copied out of the read buffer up to
+    /// [`SMALL_RESULT`] (so the caller, often on another thread, does not share the buffer's
+    /// reference count with the reader), else shared with it.
+    fn from_result(result: Bytes) -> Body {
+        if result.len() <= INLINE_RESULT {
+            let mut b = [0u8; INLINE_RESULT];
+            b[..result.len()].copy_from_slice(&result);
+            // Fits: at most INLINE_RESULT (64) bytes.
+            Body::Inline(result.len() as u8, b)
+        } else if result.len() <= SMALL_RESULT {
+            Body::Bytes(Bytes::copy_from_slice(&result))
+        } else {
+            Body::Bytes(result)
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Inline(n, b) => &b[..usize::from(*n)],
+            Body::Bytes(b) => b,
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Body::Inline(..) => Bytes::copy_from_slice(self.as_slice()),
+            Body::Bytes(b) => b,
+        }
+    }
 }
 
 mod slot;
@@ -429,14 +472,7 @@ fn on_frame(frame: proto::Frame, shared: &ConnShared, mine: u64) -> Option<Error
     match frame {
         proto::Frame::Reply(r) => {
             answer(shared, r.request_id.0, mine, || {
-                // A small result is copied out, so the caller (often on another thread) does
-                // not share the read buffer's reference count with this reader.
-                let body = if r.result.len() <= SMALL_RESULT {
-                    Bytes::copy_from_slice(&r.result)
-                } else {
-                    r.result
-                };
-                Ok(Resp::Value(from_wire(r.codec), body))
+                Ok(Resp::Value(from_wire(r.codec), Body::from_result(r.result)))
             });
             None
         }
@@ -846,6 +882,7 @@ impl Proxy {
             &self.opts,
         )
         .await
+        .map(|r| r.map(|(c, body)| (c, body.into_bytes())))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -859,7 +896,7 @@ impl Proxy {
         kwargs: &[u8],
         oneway: bool,
         opts: &CallOpts,
-    ) -> Result<Option<(CodecId, Bytes)>, Error> {
+    ) -> Result<Option<(CodecId, Body)>, Error> {
         let annotations = if opts.timeout.is_none() && opts.annotations.is_empty() {
             proto::Annotations::new()
         } else {
@@ -1044,7 +1081,7 @@ impl Proxy {
             None => Ok(None),
             Some((c, body)) => {
                 let limits = wirecall_codecs::Limits::default().with_max_input(usize::MAX);
-                codec::decode::<R>(c, &body, &limits)
+                codec::decode::<R>(c, body.as_slice(), &limits)
                     .map(Some)
                     .map_err(|e| Error::Codec {
                         message: format!("decoding the result with {c}: {e}"),

@@ -257,9 +257,30 @@ impl ReplyEncoder {
 }
 
 pub(crate) fn encode_outcome<T: Serialize + ?Sized>(codec: CodecId, value: &T) -> Outcome {
-    let mut out = Vec::new();
-    match codec::encode_into(codec, value, &mut out) {
-        Ok(()) => Outcome::Value(Bytes::from(out)),
+    thread_local! {
+        /// Where results are encoded before one exact-size copy: encoding into a fresh
+        /// vector grows it step by step, and turning a vector with spare room into `Bytes`
+        /// allocates once more.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let encoded = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut out) => {
+            out.clear();
+            let r =
+                codec::encode_into(codec, value, &mut out).map(|()| Bytes::copy_from_slice(&out));
+            if out.capacity() > 64 * 1024 {
+                *out = Vec::new();
+            }
+            r
+        }
+        // A result whose serialization encodes another result on this thread.
+        Err(_) => {
+            let mut out = Vec::new();
+            codec::encode_into(codec, value, &mut out).map(|()| Bytes::from(out))
+        }
+    });
+    match encoded {
+        Ok(body) => Outcome::Value(body),
         Err(e) => Outcome::Fault(Fault::new(
             FaultKind::Internal,
             format!("the server could not encode the result with {codec}: {e}"),
