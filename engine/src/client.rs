@@ -163,6 +163,14 @@ impl Drop for ClientConn {
 }
 
 impl ClientConn {
+    /// Up, after noticing any GOAWAY or close that arrived while it was idle.
+    fn is_live(&self) -> bool {
+        if self.shared.reader_idle.load(Ordering::Relaxed) {
+            self.refresh();
+        }
+        !self.is_closed()
+    }
+
     fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire) || self.writer.is_closed()
     }
@@ -619,17 +627,39 @@ struct ProxyShared {
     meta: Mutex<Option<Arc<Metadata>>>,
 }
 
-/// A validated wire method name for a name fixed in the program (no copy).
-fn static_method(name: &'static str) -> Result<proto::Method, Error> {
-    proto::Method::new(Bytes::from_static(name.as_bytes()))
-        .map_err(|e| Error::config(format!("bad RPC name `{name}`: {e}")))
+/// Checks an RPC name against the wire's rules for a method name (the rules
+/// `proto::Method::new` applies; a `&str` is UTF-8 already), or a configuration error
+/// naming it.
+fn check_name(rpc_name: &str) -> Result<(), Error> {
+    if rpc_name.is_empty() {
+        return Err(Error::config("bad RPC name ``: it must not be empty"));
+    }
+    if rpc_name.len() > usize::from(u16::MAX) {
+        return Err(Error::config(format!(
+            "bad RPC name `{}...`: {} bytes, at most {} allowed",
+            rpc_name.chars().take(40).collect::<String>(),
+            rpc_name.len(),
+            u16::MAX
+        )));
+    }
+    Ok(())
 }
 
-/// A validated wire method name (a fresh copy: cheaper than sharing one name's reference
-/// count between threads calling at once), or a configuration error naming it.
-fn new_method(rpc_name: &str) -> Result<proto::Method, Error> {
-    proto::Method::new(Bytes::copy_from_slice(rpc_name.as_bytes()))
-        .map_err(|e| Error::config(format!("bad RPC name `{rpc_name}`: {e}")))
+/// A call's RPC name: borrowed from the caller (no copy, no reference count per call), or
+/// shared by a [`RemoteFunction`] and its calls.
+#[derive(Clone, Debug)]
+enum RpcName<'p> {
+    Borrowed(&'p str),
+    Shared(Arc<str>),
+}
+
+impl RpcName<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            RpcName::Borrowed(s) => s,
+            RpcName::Shared(s) => s,
+        }
+    }
 }
 
 /// A handle to a remote server: lazy connection, per-proxy codec and timeout.
@@ -646,6 +676,28 @@ pub struct Proxy {
     shared: Arc<ProxyShared>,
     opts: CallOpts,
     validate: bool,
+    /// The connection this clone first used, kept so that calls borrow it instead of
+    /// looking it up under the shared lock and counting a reference each time (both showed
+    /// as cross-core traffic with calls from many threads). Once it has closed, calls go
+    /// through the shared lookup again; clones made after a reconnect cache the new one.
+    cached: std::sync::OnceLock<Arc<ClientConn>>,
+}
+
+/// The connection a call uses: borrowed from the proxy's cache, or its own reference.
+enum ConnRef<'a> {
+    Cached(&'a ClientConn),
+    Owned(Arc<ClientConn>),
+}
+
+impl std::ops::Deref for ConnRef<'_> {
+    type Target = ClientConn;
+
+    fn deref(&self) -> &ClientConn {
+        match self {
+            ConnRef::Cached(c) => c,
+            ConnRef::Owned(c) => c,
+        }
+    }
 }
 
 impl fmt::Debug for Proxy {
@@ -727,6 +779,7 @@ impl Proxy {
                 ..CallOpts::default()
             },
             validate: false,
+            cached: std::sync::OnceLock::new(),
         }
     }
 
@@ -811,22 +864,28 @@ impl Proxy {
     }
 
     /// The live connection, connecting first if there is none.
-    async fn conn(&self) -> Result<Arc<ClientConn>, Error> {
-        match self.live_conn() {
-            Some(c) => Ok(c),
+    async fn conn(&self) -> Result<ConnRef<'_>, Error> {
+        if let Some(c) = self.cached.get() {
+            if c.is_live() {
+                return Ok(ConnRef::Cached(c));
+            }
+        }
+        let c = match self.live_conn() {
+            Some(c) => c,
             // Boxed: connecting is rare, and its state would otherwise sit inside every
             // call's future (moved and touched on every call).
-            None => Box::pin(self.reconnect()).await,
+            None => Box::pin(self.reconnect()).await?,
+        };
+        if self.cached.get().is_none() {
+            return Ok(ConnRef::Cached(self.cached.get_or_init(|| c)));
         }
+        Ok(ConnRef::Owned(c))
     }
 
-    /// The current connection if it is up.
+    /// The current shared connection if it is up.
     fn live_conn(&self) -> Option<Arc<ClientConn>> {
         let c = lock(&self.shared.conn).clone()?;
-        if c.shared.reader_idle.load(Ordering::Relaxed) {
-            c.refresh();
-        }
-        (!c.is_closed()).then_some(c)
+        c.is_live().then_some(c)
     }
 
     /// Connects (once, for all the clones waiting) and installs the new connection.
@@ -868,13 +927,12 @@ impl Proxy {
         kwargs: Bytes,
         oneway: bool,
     ) -> Result<Option<(CodecId, Bytes)>, Error> {
-        let method = proto::Method::new(Bytes::copy_from_slice(method.as_bytes()))
-            .map_err(|e| Error::config(format!("bad method name `{method}`: {e}")))?;
+        check_name(method)?;
         let conn = self.conn().await?;
         self.send(
             &conn,
             provider_id,
-            &method,
+            method,
             codec,
             &args,
             &kwargs,
@@ -890,7 +948,7 @@ impl Proxy {
         &self,
         conn: &ClientConn,
         provider_id: u16,
-        method: &proto::Method,
+        method: &str,
         codec: CodecId,
         args: &[u8],
         kwargs: &[u8],
@@ -916,7 +974,7 @@ impl Proxy {
             provider: proto::ProviderId(provider_id),
             codec: to_wire(codec),
             oneway,
-            method: method.as_str(),
+            method,
             annotations: &annotations,
             args,
             kwargs,
@@ -924,7 +982,7 @@ impl Proxy {
         };
         let not_sent = |e: NotSent| match e {
             NotSent::Closed => Error::transport(&conn.address, "the connection is closed"),
-            NotSent::Bad(e) => Error::config(format!("cannot send `{}`: {e}", method.as_str())),
+            NotSent::Bad(e) => Error::config(format!("cannot send `{method}`: {e}")),
         };
         if oneway {
             let id = {
@@ -1013,7 +1071,7 @@ impl Proxy {
         match r {
             Ok(Resp::Value(c, b)) => Ok(Some((c, b))),
             Ok(Resp::Fault(f)) => {
-                let mut e = f.into_error(provider_id, method.as_str());
+                let mut e = f.into_error(provider_id, method);
                 if let (Error::Timeout { after }, Some(t)) = (&mut e, opts.timeout) {
                     *after = t;
                 }
@@ -1027,7 +1085,7 @@ impl Proxy {
     async fn invoke<A: ArgList, K: KwList, R: DeserializeOwned>(
         &self,
         provider_id: u16,
-        method: &proto::Method,
+        method: &str,
         args: &A,
         kwargs: &K,
         oneway: bool,
@@ -1035,7 +1093,7 @@ impl Proxy {
     ) -> Result<Option<R>, Error> {
         if self.validate {
             // Boxed, like connecting: only validated proxies carry its state.
-            Box::pin(self.check_method(provider_id, method.as_str())).await?;
+            Box::pin(self.check_method(provider_id, method)).await?;
         }
         self.invoke_unchecked(provider_id, method, args, kwargs, oneway, opts)
             .await
@@ -1045,7 +1103,7 @@ impl Proxy {
     async fn invoke_unchecked<A: ArgList, K: KwList, R: DeserializeOwned>(
         &self,
         provider_id: u16,
-        method: &proto::Method,
+        method: &str,
         args: &A,
         kwargs: &K,
         oneway: bool,
@@ -1135,9 +1193,8 @@ impl Proxy {
 
     /// Asks the server's daemon object for its providers, methods and attributes.
     pub async fn metadata(&self) -> Result<Metadata, Error> {
-        let method = static_method("metadata")?;
         let r: Option<Metadata> = self
-            .invoke_unchecked(DAEMON_PROVIDER_ID, &method, &(), &(), false, &self.opts)
+            .invoke_unchecked(DAEMON_PROVIDER_ID, "metadata", &(), &(), false, &self.opts)
             .await?;
         r.ok_or_else(|| Error::protocol("no metadata in the reply"))
     }
@@ -1153,9 +1210,8 @@ impl Proxy {
 
     /// Checks that the server answers (a round trip to the daemon object).
     pub async fn ping(&self) -> Result<(), Error> {
-        let method = static_method("ping")?;
         let _: Option<()> = self
-            .invoke_unchecked(DAEMON_PROVIDER_ID, &method, &(), &(), false, &self.opts)
+            .invoke_unchecked(DAEMON_PROVIDER_ID, "ping", &(), &(), false, &self.opts)
             .await?;
         Ok(())
     }
@@ -1163,7 +1219,6 @@ impl Proxy {
     /// Asks the server to finalize (Margo's remote shutdown). The server must have called
     /// `enable_remote_shutdown()`, and `token` must match its shutdown token if it has one.
     pub async fn shutdown_server(&self, token: Option<&str>) -> Result<(), Error> {
-        let method = static_method("shutdown")?;
         let mut opts = self.opts.clone();
         if let Some(t) = token {
             opts.annotations.push((
@@ -1172,7 +1227,7 @@ impl Proxy {
             ));
         }
         let _: Option<()> = self
-            .invoke_unchecked(DAEMON_PROVIDER_ID, &method, &(), &(), false, &opts)
+            .invoke_unchecked(DAEMON_PROVIDER_ID, "shutdown", &(), &(), false, &opts)
             .await?;
         Ok(())
     }
@@ -1186,16 +1241,29 @@ impl Proxy {
                 self.shared.uri
             )));
         };
-        CallBuilder::new(Cow::Borrowed(self), pid, &full_name(service, method))
+        let name = full_name(service, method);
+        check_name(&name)?;
+        Ok(CallBuilder::new(
+            Cow::Borrowed(self),
+            pid,
+            RpcName::Shared(name.into()),
+        ))
     }
 
     /// Starts a call of the full RPC name `rpc_name` on provider `provider_id`.
-    pub fn call_on(
-        &self,
+    ///
+    /// The builder borrows `rpc_name` as it borrows the proxy (no copy per call).
+    pub fn call_on<'a>(
+        &'a self,
         provider_id: u16,
-        rpc_name: &str,
-    ) -> Result<CallBuilder<'_, (), ()>, Error> {
-        CallBuilder::new(Cow::Borrowed(self), provider_id, rpc_name)
+        rpc_name: &'a str,
+    ) -> Result<CallBuilder<'a, (), ()>, Error> {
+        check_name(rpc_name)?;
+        Ok(CallBuilder::new(
+            Cow::Borrowed(self),
+            provider_id,
+            RpcName::Borrowed(rpc_name),
+        ))
     }
 
     /// Reads the remote attribute `name` of provider `provider_id` (Pyro's exposed property).
@@ -1204,8 +1272,8 @@ impl Proxy {
         provider_id: u16,
         name: &str,
     ) -> Result<R, Error> {
-        let method = proto::Method::new(Bytes::from(getter_route(name)))
-            .map_err(|e| Error::config(e.to_string()))?;
+        let method = getter_route(name);
+        check_name(&method)?;
         self.invoke(provider_id, &method, &(), &(), false, &self.opts)
             .await?
             .ok_or_else(|| Error::protocol("no value in the reply"))
@@ -1218,8 +1286,8 @@ impl Proxy {
         name: &str,
         value: T,
     ) -> Result<(), Error> {
-        let method = proto::Method::new(Bytes::from(setter_route(name)))
-            .map_err(|e| Error::config(e.to_string()))?;
+        let method = setter_route(name);
+        check_name(&method)?;
         let _: Option<()> = self
             .invoke(provider_id, &method, &((), value), &(), false, &self.opts)
             .await?;
@@ -1338,7 +1406,7 @@ impl Client {
         RemoteFunction {
             client: self.clone(),
             name: rpc_name.to_string(),
-            method: new_method(rpc_name),
+            method: check_name(rpc_name).map(|()| Arc::from(rpc_name)),
             oneway: false,
         }
     }
@@ -1350,7 +1418,7 @@ pub struct RemoteFunction {
     client: Client,
     name: String,
     /// The wire name, validated once at registration and shared by every call.
-    method: Result<proto::Method, Error>,
+    method: Result<Arc<str>, Error>,
     oneway: bool,
 }
 
@@ -1375,7 +1443,7 @@ impl RemoteFunction {
             opts: proxy.opts.clone(),
             proxy: Cow::Owned(proxy),
             provider_id,
-            method: self.method.clone(),
+            method: self.method.clone().map(RpcName::Shared),
             args: (),
             kwargs: (),
             oneway: self.oneway,
@@ -1393,7 +1461,7 @@ impl RemoteFunction {
 pub struct CallBuilder<'p, A, K> {
     proxy: Cow<'p, Proxy>,
     provider_id: u16,
-    method: Result<proto::Method, Error>,
+    method: Result<RpcName<'p>, Error>,
     args: A,
     kwargs: K,
     oneway: bool,
@@ -1411,9 +1479,8 @@ impl<A, K> fmt::Debug for CallBuilder<'_, A, K> {
 }
 
 impl<'p> CallBuilder<'p, (), ()> {
-    fn new(proxy: Cow<'p, Proxy>, provider_id: u16, rpc_name: &str) -> Result<Self, Error> {
-        let method = new_method(rpc_name)?;
-        Ok(CallBuilder {
+    fn new(proxy: Cow<'p, Proxy>, provider_id: u16, method: RpcName<'p>) -> Self {
+        CallBuilder {
             opts: proxy.opts.clone(),
             proxy,
             provider_id,
@@ -1421,7 +1488,7 @@ impl<'p> CallBuilder<'p, (), ()> {
             args: (),
             kwargs: (),
             oneway: false,
-        })
+        }
     }
 }
 
@@ -1481,6 +1548,7 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
     /// tells the server to stop working on it).
     pub async fn call<R: DeserializeOwned>(self) -> Result<R, Error> {
         let method = self.method?;
+        let method = method.as_str();
         if self.oneway {
             return Err(Error::config(
                 "this function is oneway (disable_response): use .send() instead of .call()",
@@ -1489,7 +1557,7 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
         self.proxy
             .invoke(
                 self.provider_id,
-                &method,
+                method,
                 &self.args,
                 &self.kwargs,
                 false,
@@ -1502,11 +1570,12 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
     /// Sends the call oneway: returns once it is queued; the server never answers.
     pub async fn send(self) -> Result<(), Error> {
         let method = self.method?;
+        let method = method.as_str();
         let _: Option<()> = self
             .proxy
             .invoke(
                 self.provider_id,
-                &method,
+                method,
                 &self.args,
                 &self.kwargs,
                 true,
@@ -1546,10 +1615,11 @@ impl ProviderHandle {
         rpc_name: &'static str,
         args: A,
     ) -> Result<R, Error> {
+        check_name(rpc_name)?;
         self.proxy
             .invoke(
                 self.provider_id,
-                &static_method(rpc_name)?,
+                rpc_name,
                 &args,
                 &(),
                 false,
@@ -1565,11 +1635,12 @@ impl ProviderHandle {
         rpc_name: &'static str,
         args: A,
     ) -> Result<(), Error> {
+        check_name(rpc_name)?;
         let _: Option<()> = self
             .proxy
             .invoke(
                 self.provider_id,
-                &static_method(rpc_name)?,
+                rpc_name,
                 &args,
                 &(),
                 true,
