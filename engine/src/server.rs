@@ -104,6 +104,7 @@ impl ServerBuilder {
         let (fin_tx, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             registry: RwLock::new(HashMap::default()),
+            registry_gen: AtomicU64::new(0),
             accepted,
             accepted_mask,
             limits: self.limits,
@@ -158,6 +159,9 @@ struct ConnHandle {
 struct Inner {
     /// Keyed by provider ids the server's owner registered, so the cheap id hasher is safe.
     registry: RwLock<HashMap<u16, Arc<Registered>, IdBuild>>,
+    /// Bumped (under the registry's write lock) on every change, so connections know when
+    /// their copy of the registry is stale.
+    registry_gen: AtomicU64,
     accepted: Vec<CodecId>,
     accepted_mask: [bool; 256],
     limits: proto::Limits,
@@ -287,12 +291,16 @@ impl Engine {
             )));
         }
         map.insert(id, Arc::new(reg));
+        self.inner.registry_gen.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
     /// Removes the provider registered under `provider_id`; returns whether there was one.
     pub fn deregister_provider(&self, provider_id: u16) -> bool {
-        write(&self.inner.registry).remove(&provider_id).is_some()
+        let mut map = write(&self.inner.registry);
+        let removed = map.remove(&provider_id).is_some();
+        self.inner.registry_gen.fetch_add(1, Ordering::Release);
+        removed
     }
 
     /// Adds a hook run before and after every call.
@@ -448,12 +456,53 @@ impl From<proto::Call> for Request {
     }
 }
 
+/// The handlers of one connection running on tasks of their own, by request id.
+#[derive(Default)]
+struct Tasks {
+    map: Mutex<HashMap<u64, AbortHandle>>,
+    /// Mirrors `map.len()`, read without the lock on every call.
+    len: AtomicUsize,
+}
+
+impl Tasks {
+    /// Spawns `fut` as the task of call `id`. The map is locked until the task is in it,
+    /// so the task cannot finish and look for itself before it is there.
+    fn spawn(&self, id: u64, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut m = lock(&self.map);
+        let task = tokio::spawn(fut);
+        m.insert(id, task.abort_handle());
+        self.len.store(m.len(), Ordering::Relaxed);
+    }
+
+    /// Removes `id`; returns its task and whether others remain.
+    fn remove(&self, id: u64) -> (Option<AbortHandle>, bool) {
+        let mut m = lock(&self.map);
+        let t = m.remove(&id);
+        self.len.store(m.len(), Ordering::Relaxed);
+        (t, !m.is_empty())
+    }
+
+    fn drain(&self) -> Vec<AbortHandle> {
+        let mut m = lock(&self.map);
+        self.len.store(0, Ordering::Relaxed);
+        m.drain().map(|(_, t)| t).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+}
+
 /// Per-connection state of the reader.
 struct Conn {
     inner: Arc<Inner>,
     info: Arc<ConnectionInfo>,
     writer: Arc<SharedWriter>,
-    tasks: Arc<Mutex<HashMap<u64, AbortHandle>>>,
+    tasks: Arc<Tasks>,
+    /// This connection's copy of the registry (no shared lock or reference count per call),
+    /// and the registry generation it was copied at.
+    providers: HashMap<u16, Arc<Registered>, IdBuild>,
+    providers_gen: u64,
     instances: HashMap<u16, Arc<dyn Instance>>,
     codec_limits: wirecall_codecs::Limits,
     last_id: Arc<AtomicU64>,
@@ -578,15 +627,18 @@ async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<Connectio
         inner,
         info,
         writer,
-        tasks: Arc::new(Mutex::new(HashMap::new())),
+        tasks: Arc::new(Tasks::default()),
         instances,
         last_id,
+        providers: HashMap::default(),
+        // Not a generation the registry can have yet: the first call copies it.
+        providers_gen: u64::MAX,
     };
 
     conn.read_loop(&mut rd, &mut decoder, &mut buf).await;
 
     // Teardown: stop handlers still running for this connection, run on_disconnect.
-    let aborted: Vec<AbortHandle> = lock(&conn.tasks).drain().map(|(_, t)| t).collect();
+    let aborted: Vec<AbortHandle> = conn.tasks.drain();
     for t in aborted {
         t.abort();
         conn.inner.call_done();
@@ -675,7 +727,7 @@ impl Conn {
                 true
             }
             proto::Frame::Cancel(id) => {
-                if let Some(t) = lock(&self.tasks).remove(&id.0) {
+                if let (Some(t), _) = self.tasks.remove(id.0) {
                     t.abort();
                     self.inner.call_done();
                 }
@@ -734,9 +786,15 @@ impl Conn {
             self.daemon_call(&call, sink);
             return;
         }
-        let reg = read(&self.inner.registry).get(&provider_id).cloned();
-        let Some(reg) = reg else {
-            let mut ids: Vec<u16> = read(&self.inner.registry).keys().copied().collect();
+        let gen = self.inner.registry_gen.load(Ordering::Acquire);
+        if gen != self.providers_gen {
+            let map = read(&self.inner.registry);
+            self.providers = map.clone();
+            // Read under the lock that writers bump it under: matches the copy.
+            self.providers_gen = self.inner.registry_gen.load(Ordering::Acquire);
+        }
+        let Some(reg) = self.providers.get(&provider_id) else {
+            let mut ids: Vec<u16> = self.providers.keys().copied().collect();
             ids.sort_unstable();
             let mut f = Fault::new(
                 FaultKind::UnknownProvider,
@@ -825,7 +883,7 @@ impl Conn {
             sink: sink.clone(),
             limits: self.codec_limits,
         };
-        if !sink.oneway && lock(&self.tasks).len() >= self.inner.limits.max_in_flight as usize {
+        if !sink.oneway && self.tasks.len() >= self.inner.limits.max_in_flight as usize {
             sink.send(Outcome::Fault(Fault::new(
                 FaultKind::Busy,
                 format!(
@@ -899,8 +957,7 @@ impl Conn {
                 let inner = self.inner.clone();
                 let tasks = self.tasks.clone();
                 let id = call.id;
-                let mut guard = lock(&self.tasks);
-                let task = tokio::spawn(async move {
+                self.tasks.spawn(id, async move {
                     let outcome = match deadline {
                         Some(d) => match tokio::time::timeout(d, fut).await {
                             Ok(r) => r,
@@ -916,11 +973,8 @@ impl Conn {
                     };
                     let outcome = outcome.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
                     after(matches!(outcome, Outcome::Value(_)));
-                    let (ours, others) = {
-                        let mut t = lock(&tasks);
-                        (t.remove(&id).is_some(), !t.is_empty())
-                    };
-                    if ours {
+                    let (ours, others) = tasks.remove(id);
+                    if ours.is_some() {
                         if others {
                             sink.send_batched(outcome);
                         } else {
@@ -929,7 +983,6 @@ impl Conn {
                         inner.call_done();
                     }
                 });
-                guard.insert(id, task.abort_handle());
             }
         }
     }
