@@ -756,6 +756,16 @@ async fn provider_ids_and_registration_errors() {
     assert_eq!(ids, vec![3, 4]);
     assert!(proxy.has_method(4, "t_add").await.unwrap());
     assert!(!proxy.has_method(4, "t_missing").await.unwrap());
+    // Registry changes reach connections that are already open.
+    assert!(s.engine.deregister_provider(4));
+    assert!(!s.engine.deregister_provider(4));
+    match ProbeClient::new(&proxy, 4).add(1, 1).await {
+        Err(Error::NoSuchProvider { .. }) => {}
+        other => panic!("expected NoSuchProvider after deregistering, got {other:?}"),
+    }
+    assert_eq!(client(&proxy).add(2, 2).await.unwrap(), 4);
+    s.engine.register_provider(Probe::default(), 5).unwrap();
+    assert_eq!(ProbeClient::new(&proxy, 5).add(2, 3).await.unwrap(), 5);
     s.engine.finalize().await;
 }
 
