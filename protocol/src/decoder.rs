@@ -4,7 +4,20 @@ use bytes::{Buf, BytesMut};
 
 use crate::error::ProtocolError;
 use crate::frame::{assemble, Frame, Header, Limits};
-use crate::wire::{HEADER_LEN, MAGIC};
+use crate::wire::{CodecId, Flags, Kind, RequestId, HEADER_LEN, MAGIC};
+
+/// A plain REPLY frame borrowed from the receive buffer: see [`FrameDecoder::peek_reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyView<'a> {
+    /// The call answered.
+    pub request_id: RequestId,
+    /// Codec of `result`; never 0.
+    pub codec: CodecId,
+    /// The result, encoded with `codec`.
+    pub result: &'a [u8],
+    /// Bytes the frame takes at the front of the buffer, header included: what to consume.
+    pub frame_len: usize,
+}
 
 /// Turns a byte stream into frames.
 ///
@@ -60,6 +73,45 @@ impl FrameDecoder {
             self.failed = Some(e.clone());
         }
         r
+    }
+
+    /// The frame at the front of `src`, borrowed, if it is a complete plain REPLY: no STREAM
+    /// flag, no annotations, no attachment, a result of at most `max_result` bytes (the
+    /// common reply), with a header [`FrameDecoder::decode`] would accept. Consumes nothing:
+    /// after using the view, drop its `frame_len` bytes from the front of the buffer.
+    ///
+    /// Anything else gives `None`: another kind, an unfinished frame, a frame `decode` would
+    /// refuse (which `decode` then reports), or a decoder in the middle of a frame or failed.
+    /// So a reader can try this first and fall back to `decode`; the two agree on every
+    /// frame (tested). It saves building an owned [`Frame`] and the reference counts of
+    /// sharing the buffer, for readers that copy small results out anyway.
+    pub fn peek_reply<'a>(&self, src: &'a [u8], max_result: usize) -> Option<ReplyView<'a>> {
+        if self.pending.is_some() || self.failed.is_some() {
+            return None;
+        }
+        let head: &[u8; HEADER_LEN] = src.get(..HEADER_LEN)?.try_into().ok()?;
+        let h = Header::parse(head).ok()?;
+        if h.kind != Kind::REPLY
+            || h.flags != Flags::EMPTY
+            || h.annotations_len != 0
+            || h.attachment_len != 0
+            || h.frame_len() > u64::from(self.limits.max_frame_len)
+        {
+            return None;
+        }
+        // REPLY headers carry no route or kwargs (`Header::parse` checks), so the body is the
+        // result. Fits in usize: at most max_frame_len, a u32.
+        let len = usize::try_from(h.frame_len()).ok()?;
+        let payload = h.payload_len as usize;
+        if payload > max_result {
+            return None;
+        }
+        Some(ReplyView {
+            request_id: h.request_id,
+            codec: h.codec,
+            result: src.get(HEADER_LEN..len)?,
+            frame_len: len,
+        })
     }
 
     /// Like [`FrameDecoder::decode`], for when the stream has ended: bytes of an unfinished

@@ -79,7 +79,7 @@ pub use conn::{
     check_codec, CallRequest, ClientConfig, ClientConnection, ClientEvent, ServerConfig,
     ServerConnection, ServerEvent, Session,
 };
-pub use decoder::FrameDecoder;
+pub use decoder::{FrameDecoder, ReplyView};
 pub use error::{Cause, ProtocolError};
 pub use frame::{
     Call, CallRef, ErrorBody, ErrorFrame, Frame, GoAway, Header, Hello, Limits, Method, Refuse,

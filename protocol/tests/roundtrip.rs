@@ -244,6 +244,74 @@ proptest! {
     }
 
     #[test]
+    fn a_peeked_reply_agrees_with_decode(
+        f in prop_oneof![
+            frame(),
+            (
+                rid(),
+                codec(),
+                bytes(200),
+                prop::bool::weighted(0.2),
+                prop_oneof![4 => Just(Annotations::new()), 1 => annotations()],
+                prop_oneof![4 => Just(Bytes::new()), 1 => bytes(10)],
+            )
+                .prop_map(|(request_id, codec, result, stream, annotations, attachment)| {
+                    Frame::Reply(Reply {
+                        request_id,
+                        codec,
+                        stream,
+                        annotations,
+                        result,
+                        attachment,
+                    })
+                }),
+        ],
+        max_result in 0usize..300,
+        flip in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut buf = BytesMut::new();
+        f.encode(&mut buf).unwrap();
+        buf.extend_from_slice(b"next frame");
+        if let Some((at, x)) = flip {
+            let i = at.index(buf.len());
+            buf[i] ^= x;
+        }
+        // A cut anywhere: a peek of an unfinished frame sees nothing.
+        let original = buf.clone().freeze();
+        let short = &original[..cut.index(original.len())];
+        let d = FrameDecoder::new(Limits::default());
+        let view = d.peek_reply(&original, max_result);
+        if let Some(v) = d.peek_reply(short, max_result) {
+            prop_assert_eq!(Some(v), view);
+        }
+        let mut d = FrameDecoder::new(Limits::default());
+        let before = buf.len();
+        let decoded = d.decode(&mut buf);
+        match (view, decoded) {
+            (Some(v), Ok(Some(Frame::Reply(r)))) => {
+                prop_assert_eq!(v.request_id, r.request_id);
+                prop_assert_eq!(v.codec, r.codec);
+                prop_assert_eq!(v.result, &r.result[..]);
+                prop_assert!(v.result.len() <= max_result);
+                prop_assert!(!r.stream && r.annotations.is_empty() && r.attachment.is_empty());
+                prop_assert_eq!(v.frame_len, before - buf.len());
+            }
+            (Some(v), other) => prop_assert!(false, "peeked {:?} but decode gave {:?}", v, other),
+            (None, Ok(Some(Frame::Reply(r)))) => {
+                // Only a reply the peek does not cover.
+                prop_assert!(
+                    r.stream
+                        || !r.annotations.is_empty()
+                        || !r.attachment.is_empty()
+                        || r.result.len() > max_result
+                );
+            }
+            (None, _) => {}
+        }
+    }
+
+    #[test]
     fn streams_of_frames_round_trip(
         fs in proptest::collection::vec(frame(), 1..6),
         cuts in proptest::collection::vec(any::<usize>(), 0..12),
