@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -56,15 +56,22 @@ impl Body {
     /// [`SMALL_RESULT`] (so the caller, often on another thread, does not share the buffer's
     /// reference count with the reader), else shared with it.
     fn from_result(result: Bytes) -> Body {
-        if result.len() <= INLINE_RESULT {
-            let mut b = [0u8; INLINE_RESULT];
-            b[..result.len()].copy_from_slice(&result);
-            // Fits: at most INLINE_RESULT (64) bytes.
-            Body::Inline(result.len() as u8, b)
-        } else if result.len() <= SMALL_RESULT {
-            Body::Bytes(Bytes::copy_from_slice(&result))
+        if result.len() <= SMALL_RESULT {
+            Body::copied(&result)
         } else {
             Body::Bytes(result)
+        }
+    }
+
+    /// A copy of a small result (at most [`SMALL_RESULT`] bytes).
+    fn copied(result: &[u8]) -> Body {
+        if result.len() <= INLINE_RESULT {
+            let mut b = [0u8; INLINE_RESULT];
+            b[..result.len()].copy_from_slice(result);
+            // Fits: at most INLINE_RESULT (64) bytes.
+            Body::Inline(result.len() as u8, b)
+        } else {
+            Body::Bytes(Bytes::copy_from_slice(result))
         }
     }
 
@@ -324,6 +331,16 @@ impl Reader {
     /// without a wake-up.
     fn dispatch(&mut self, shared: &ConnShared, mine: u64) {
         loop {
+            // The common reply is read in place: its small result is copied into the
+            // caller's slot straight from the read buffer.
+            if let Some(v) = self.decoder.peek_reply(&self.buf, SMALL_RESULT) {
+                answer(shared, v.request_id.0, mine, || {
+                    Ok(Resp::Value(from_wire(v.codec), Body::copied(v.result)))
+                });
+                let n = v.frame_len;
+                self.buf.advance(n);
+                continue;
+            }
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
                     if let Some(e) = on_frame(frame, shared, mine) {
