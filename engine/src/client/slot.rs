@@ -168,3 +168,104 @@ impl Future for SlotWait<'_> {
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fill/forget protocol under contention, without sockets: a filler thread answers
+    //! whatever waiters it finds while the owner either waits for its answer or gives up
+    //! (removing its waiter) and drops the slot. Slots reuse the same stack memory round
+    //! after round, so an access after a slot is gone would show as a wrong or early answer
+    //! in a later round.
+    use super::*;
+    use crate::client::{Body, INLINE_RESULT};
+    use crate::CodecId;
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+
+    fn answer_for(id: u64) -> Result<Resp, Error> {
+        let mut b = [0u8; INLINE_RESULT];
+        b[..8].copy_from_slice(&id.to_le_bytes());
+        Ok(Resp::Value(CodecId::POSTCARD, Body::Inline(8, b)))
+    }
+
+    fn id_of(r: Result<Resp, Error>) -> u64 {
+        match r {
+            Ok(Resp::Value(_, body)) => {
+                let s = body.as_slice();
+                u64::from_le_bytes(s[..8].try_into().unwrap())
+            }
+            _ => panic!("not an answer"),
+        }
+    }
+
+    #[test]
+    fn fills_and_forgets_race_safely() {
+        let map: Arc<Mutex<HashMap<u64, Waiter>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let filler = {
+            let (map, stop) = (map.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut filled = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut m = map.lock().unwrap();
+                    let ids: Vec<u64> = m.keys().copied().collect();
+                    for id in ids {
+                        if let Some(w) = m.remove(&id) {
+                            let waker = w.fill(&mut *m, answer_for(id));
+                            drop(waker);
+                            filled += 1;
+                        }
+                    }
+                    drop(m);
+                    std::hint::spin_loop();
+                }
+                filled
+            })
+        };
+        let waker = futures::task::noop_waker();
+        let (mut answered, mut forgotten) = (0u64, 0u64);
+        for id in 1..=200_000u64 {
+            let slot = std::pin::pin!(Slot::new());
+            let slot = slot.into_ref();
+            assert!(!slot.is_filled(), "a fresh slot looks filled in round {id}");
+            {
+                let mut m = map.lock().unwrap();
+                // SAFETY: below, the waiter is removed under the lock or the slot is seen
+                // filled before `slot` goes out of scope.
+                #[allow(unsafe_code)]
+                let w = unsafe { Waiter::new(slot, waker.clone()) };
+                m.insert(id, w);
+            }
+            if id % 3 == 0 {
+                // Give up: remove the waiter unless the filler got there first.
+                let removed = map.lock().unwrap().remove(&id).is_some();
+                if removed {
+                    forgotten += 1;
+                    assert!(!slot.is_filled());
+                    continue;
+                }
+            }
+            // Wait for the answer (the filler has it or will).
+            let since = std::time::Instant::now();
+            loop {
+                if let Some(r) = slot.take() {
+                    assert_eq!(id_of(r), id, "answer for another call");
+                    answered += 1;
+                    break;
+                }
+                assert!(
+                    since.elapsed() < std::time::Duration::from_secs(10),
+                    "no answer for call {id} (filled: {})",
+                    slot.is_filled()
+                );
+                std::hint::spin_loop();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let filled = filler.join().unwrap();
+        assert_eq!(filled, answered);
+        assert_eq!(answered + forgotten, 200_000);
+        assert!(map.lock().unwrap().is_empty());
+    }
+}
