@@ -106,6 +106,15 @@ struct Pending {
     reader: Option<Box<Reader>>,
 }
 
+impl Pending {
+    /// A fresh request id.
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
 /// What a connection's callers and its reader task share.
 struct ConnShared {
     pending: Mutex<Pending>,
@@ -644,22 +653,11 @@ struct ProxyShared {
     meta: Mutex<Option<Arc<Metadata>>>,
 }
 
-/// Checks an RPC name against the wire's rules for a method name (the rules
-/// `proto::Method::new` applies; a `&str` is UTF-8 already), or a configuration error
+/// Checks an RPC name against the wire's rules for a method name, or a configuration error
 /// naming it.
 fn check_name(rpc_name: &str) -> Result<(), Error> {
-    if rpc_name.is_empty() {
-        return Err(Error::config("bad RPC name ``: it must not be empty"));
-    }
-    if rpc_name.len() > usize::from(u16::MAX) {
-        return Err(Error::config(format!(
-            "bad RPC name `{}...`: {} bytes, at most {} allowed",
-            rpc_name.chars().take(40).collect::<String>(),
-            rpc_name.len(),
-            u16::MAX
-        )));
-    }
-    Ok(())
+    proto::Method::check(rpc_name)
+        .map_err(|e| Error::config(format!("bad RPC name `{rpc_name}`: {e}")))
 }
 
 /// A call's RPC name: borrowed from the caller (no copy, no reference count per call), or
@@ -1002,12 +1000,7 @@ impl Proxy {
             NotSent::Bad(e) => Error::config(format!("cannot send `{method}`: {e}")),
         };
         if oneway {
-            let id = {
-                let mut p = lock(&conn.shared.pending);
-                p.next_id += 1;
-                p.next_id - 1
-            };
-            frame.request_id = proto::RequestId(id);
+            frame.request_id = proto::RequestId(lock(&conn.shared.pending).take_id());
             return conn.writer.send(&frame).map(|_| None).map_err(not_sent);
         }
         let slot = std::pin::pin!(Slot::new());
@@ -1018,8 +1011,7 @@ impl Proxy {
             if let Some(e) = &p.closed {
                 return Err(e.clone());
             }
-            let id = p.next_id;
-            p.next_id += 1;
+            let id = p.take_id();
             // SAFETY: `slot` is pinned in this future and outlives `guard` below (declared
             // after it, so dropped before it), which removes the waiter from the map under
             // the pending lock unless the slot was filled.

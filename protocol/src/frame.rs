@@ -333,24 +333,32 @@ impl Method {
     #[inline]
     pub fn new(name: impl Into<Bytes>) -> Result<Method, ProtocolError> {
         let b = name.into();
-        if b.is_empty() {
+        let Ok(name) = std::str::from_utf8(&b) else {
+            return Err(ProtocolError::InvalidUtf8 {
+                what: "method name",
+            });
+        };
+        Method::check(name)?;
+        Ok(Method(b))
+    }
+
+    /// Checks a name against the rules for a method name other than UTF-8 (which a `str`
+    /// is): not empty, at most 65,535 bytes. For senders that keep names as `&str` and
+    /// encode them with [`CallRef`].
+    pub fn check(name: &str) -> Result<(), ProtocolError> {
+        if name.is_empty() {
             return Err(ProtocolError::InvalidArgument(
                 "method name must not be empty",
             ));
         }
-        if b.len() > usize::from(u16::MAX) {
+        if name.len() > usize::from(u16::MAX) {
             return Err(ProtocolError::TooLong {
                 what: "method name",
-                len: b.len() as u64,
+                len: name.len() as u64,
                 max: u64::from(u16::MAX),
             });
         }
-        if std::str::from_utf8(&b).is_err() {
-            return Err(ProtocolError::InvalidUtf8 {
-                what: "method name",
-            });
-        }
-        Ok(Method(b))
+        Ok(())
     }
 
     /// The name.
@@ -884,11 +892,7 @@ impl<'a> CallRef<'a> {
 
     /// The checked header.
     fn header(&self) -> Result<Header, ProtocolError> {
-        if self.method.is_empty() {
-            return Err(ProtocolError::InvalidArgument(
-                "method name must not be empty",
-            ));
-        }
+        Method::check(self.method)?;
         data_header(
             Kind::CALL,
             if self.oneway {
