@@ -343,15 +343,7 @@ pub async fn throughput_sample(
     run_workers(inflight.max(1), duration, warm, |w, gate| {
         let proxy = proxies[w % proxies.len()].clone();
         let target = target.clone();
-        async move {
-            let mut n = 0;
-            loop {
-                echo_once(&proxy, &target, ECHO_PAYLOAD).await?;
-                if !gate.done_one(&mut n) {
-                    return Ok(n);
-                }
-            }
-        }
+        gate.repeat(async move || echo_once(&proxy, &target, ECHO_PAYLOAD).await)
     })
     .await
 }
@@ -383,22 +375,26 @@ const COUNTING: u8 = 1;
 const STOPPED: u8 = 2;
 
 impl Gate {
-    /// Records one finished call in the worker's own counter `n` (if counting has begun);
-    /// false once the run is over.
-    fn done_one(&self, n: &mut u64) -> bool {
-        match self.0.load(Ordering::Relaxed) {
-            WARMING => true,
-            COUNTING => {
-                *n += 1;
-                true
+    /// Makes `call` again and again until the run is over; returns how many finished while
+    /// counting, or the first error.
+    async fn repeat(
+        self: Arc<Self>,
+        mut call: impl AsyncFnMut() -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        let mut n = 0;
+        loop {
+            call().await?;
+            match self.0.load(Ordering::Relaxed) {
+                WARMING => {}
+                COUNTING => n += 1,
+                _ => return Ok(n),
             }
-            _ => false,
         }
     }
 }
 
-/// Spawns `workers` tasks, each running `make(worker, gate)`: a loop of calls that reports
-/// each finished call with [`Gate::done_one`] and returns its count when that says stop.
+/// Spawns `workers` tasks, each running `make(worker, gate)`: a loop of calls, made with
+/// [`Gate::repeat`], that returns its count when the run is over.
 ///
 /// Each worker keeps its own state (its proxy clone, its counter), so the harness adds no
 /// shared atomic operation per call: a shared counter or a proxy clone per call would put
@@ -850,15 +846,7 @@ pub mod tarpc_peer {
         ) -> Result<Count, Error> {
             run_workers(inflight.max(1), duration, warm, |_, gate| {
                 let client = self.client.clone();
-                async move {
-                    let mut n = 0;
-                    loop {
-                        Self::echo(&client).await?;
-                        if !gate.done_one(&mut n) {
-                            return Ok(n);
-                        }
-                    }
-                }
+                gate.repeat(async move || Self::echo(&client).await)
             })
             .await
         }
