@@ -5,6 +5,7 @@
 
 mod bench_cmds;
 mod codec_cmds;
+mod compare;
 mod pick;
 mod serve_cmds;
 

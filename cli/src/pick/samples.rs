@@ -12,7 +12,7 @@ use wirecall_benches::payloads;
 use wirecall_codecs::{to_value, CodecError, CodecId, Value};
 use wirecall_conformance::notation;
 
-use crate::bench_cmds::Comparison;
+use crate::compare::{self, Comparison};
 
 /// A payload measured through its Rust type (the typed codec path).
 pub trait TypedSample {
@@ -43,7 +43,7 @@ impl<T: Serialize + DeserializeOwned> TypedSample for Typed<T> {
     }
 
     fn compare(&self, id: CodecId, budget: Budget) -> Comparison {
-        crate::bench_cmds::compare_typed(id, &self.0, budget)
+        compare::compare_typed(id, &self.0, budget)
     }
 }
 
