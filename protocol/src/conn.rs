@@ -11,8 +11,8 @@ use crate::annotations::Annotations;
 use crate::decoder::FrameDecoder;
 use crate::error::ProtocolError;
 use crate::frame::{
-    Call, ErrorBody, ErrorFrame, Frame, GoAway, Hello, Limits, Method, Refuse, Reply, StreamItem,
-    Welcome,
+    Call, CallRef, ErrorBody, ErrorFrame, Frame, GoAway, Hello, Limits, Method, Refuse, Reply,
+    StreamItem, Welcome,
 };
 use crate::wire::{CodecId, ErrorCode, Kind, ProviderId, RequestId, VERSION};
 
@@ -46,7 +46,7 @@ pub struct Session {
 }
 
 /// Sections at least this long are sent as their own chunk rather than copied into the
-/// send buffer.
+/// send buffer (the default of [`ClientConfig::share_sections_from`]).
 const SHARE_SECTIONS_FROM: usize = 4096;
 
 /// Longest message put in a GOAWAY or REFUSE frame this side sends.
@@ -63,14 +63,27 @@ fn short_message(s: String) -> String {
     s[..end].to_string()
 }
 
-/// State shared by both sides: buffers, decoder, pings, fatal error.
+/// The connection-level timers both sides may configure.
+#[derive(Clone, Copy, Debug, Default)]
+struct Timers {
+    /// A frame whose first bytes arrived must complete within this time.
+    frame: Option<Duration>,
+    /// With no call in flight and no frame received for this long, the connection closes
+    /// with GOAWAY TIMEOUT.
+    idle: Option<Duration>,
+}
+
+/// State shared by both sides: buffers, decoder, pings, timers, fatal error.
 #[derive(Debug)]
 struct Core {
     decoder: FrameDecoder,
+    /// Received bytes not yet decoded, for [`ClientConnection::handle_input`]; drivers that
+    /// read into their own buffer use `handle_input_buf` and leave this empty.
     inbuf: BytesMut,
     /// Chunks ready to send, in order; `outbuf` follows them.
     chunks: VecDeque<Bytes>,
     outbuf: BytesMut,
+    share_from: usize,
     peer_limits: Option<Limits>,
     closed: Option<ProtocolError>,
     ping_timeout: Option<Duration>,
@@ -78,22 +91,94 @@ struct Core {
     /// Payload, send time and expiry of the outstanding ping.
     ping: Option<([u8; 8], Instant, Option<Instant>)>,
     handshake_deadline: Option<Instant>,
+    timers: Timers,
+    /// When the first bytes of the frame still incomplete in the input arrived.
+    frame_started: Option<Instant>,
+    /// When the idle timer is due to be checked (a lower bound of the idle deadline).
+    idle_check: Option<Instant>,
+    /// When the last frame arrived.
+    last_frame: Option<Instant>,
+    /// A call completed since the idle timer was last checked: the connection may have
+    /// become idle at any moment since, so the check restarts the idle period.
+    call_completed: bool,
 }
 
 impl Core {
-    fn new(limits: Limits, ping_timeout: Option<Duration>, handshake: Option<Instant>) -> Core {
+    fn new(
+        limits: Limits,
+        ping_timeout: Option<Duration>,
+        handshake: Option<Instant>,
+        share_from: usize,
+        timers: Timers,
+    ) -> Core {
         Core {
             decoder: FrameDecoder::new(limits),
             inbuf: BytesMut::new(),
             chunks: VecDeque::new(),
             outbuf: BytesMut::new(),
+            share_from,
             peer_limits: None,
             closed: None,
             ping_timeout,
             ping_seq: 0,
             ping: None,
             handshake_deadline: handshake,
+            timers,
+            frame_started: None,
+            idle_check: None,
+            last_frame: None,
+            call_completed: false,
         }
+    }
+
+    /// The handshake completed at `now`: its deadline is off, the idle timer starts.
+    fn handshake_done(&mut self, now: Instant) {
+        self.handshake_deadline = None;
+        self.last_frame = Some(now);
+        self.idle_check = self.timers.idle.map(|t| now + t);
+    }
+
+    /// Notes what one `handle_input` left behind: `partial` when the input ends inside a
+    /// frame, `decoded` when at least one frame was complete.
+    fn after_input(&mut self, partial: bool, decoded: bool, now: Instant) {
+        if decoded {
+            self.last_frame = Some(now);
+        }
+        self.frame_started = if !partial {
+            None
+        } else if decoded || self.frame_started.is_none() {
+            // A new frame began in this input.
+            Some(now)
+        } else {
+            self.frame_started
+        };
+    }
+
+    fn frame_deadline(&self) -> Option<Instant> {
+        Some(self.frame_started? + self.timers.frame?)
+    }
+
+    /// Checks the idle timer at `now` (when `idle_check` passed): closes when idle for the
+    /// whole timeout, else moves the check to when it could next be.
+    fn check_idle(&mut self, now: Instant, in_flight: usize) -> Option<ProtocolError> {
+        let (Some(idle), Some(check)) = (self.timers.idle, self.idle_check) else {
+            return None;
+        };
+        if now < check {
+            return None;
+        }
+        if in_flight > 0 || self.call_completed {
+            // Busy, or became idle at some unknown moment since the last check.
+            self.call_completed = false;
+            self.idle_check = Some(now + idle);
+            return None;
+        }
+        let due = self.last_frame.map_or(now, |t| t + idle);
+        if due > now {
+            self.idle_check = Some(due);
+            return None;
+        }
+        Some(ProtocolError::IdleTimeout)
     }
 
     fn ensure_open(&self) -> Result<(), ProtocolError> {
@@ -103,36 +188,80 @@ impl Core {
         }
     }
 
+    /// Checks an outgoing frame of `len` bytes with `annotations` bytes of annotations
+    /// against the peer's announced limits: a local error, nothing sent, when over.
+    fn check_peer_limits(&self, len: u64, annotations: usize) -> Result<(), ProtocolError> {
+        let Some(l) = self.peer_limits else {
+            return Ok(());
+        };
+        if len > u64::from(l.max_frame_len) {
+            return Err(ProtocolError::TooLong {
+                what: "frame (peer's max_frame_len)",
+                len,
+                max: u64::from(l.max_frame_len),
+            });
+        }
+        let ann = annotations as u64;
+        if ann > u64::from(l.max_annotations_len) {
+            return Err(ProtocolError::TooLong {
+                what: "annotations (peer's max_annotations_len)",
+                len: ann,
+                max: u64::from(l.max_annotations_len),
+            });
+        }
+        Ok(())
+    }
+
     /// Encodes a frame into the send buffer after checking the peer's limits.
     fn send(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
-        if let Some(l) = self.peer_limits {
-            let len = frame.encoded_len()?;
-            if len > u64::from(l.max_frame_len) {
-                return Err(ProtocolError::TooLong {
-                    what: "frame (peer's max_frame_len)",
-                    len,
-                    max: u64::from(l.max_frame_len),
-                });
-            }
+        if self.peer_limits.is_some() {
             let ann = match frame {
                 Frame::Call(c) => c.annotations.as_bytes().len(),
                 Frame::Reply(r) => r.annotations.as_bytes().len(),
                 Frame::Error(e) => e.annotations.as_bytes().len(),
                 Frame::StreamItem(s) => s.annotations.as_bytes().len(),
                 _ => 0,
-            } as u64;
-            if ann > u64::from(l.max_annotations_len) {
-                return Err(ProtocolError::TooLong {
-                    what: "annotations (peer's max_annotations_len)",
-                    len: ann,
-                    max: u64::from(l.max_annotations_len),
-                });
-            }
+            };
+            self.check_peer_limits(frame.encoded_len()?, ann)?;
         }
         let chunks = &mut self.chunks;
-        frame.encode_chunks(&mut self.outbuf, SHARE_SECTIONS_FROM, |b| {
-            chunks.push_back(b)
-        })
+        frame.encode_chunks(&mut self.outbuf, self.share_from, |b| chunks.push_back(b))
+    }
+
+    /// Encodes a borrowed CALL into the send buffer after checking the peer's limits.
+    fn send_call(&mut self, call: &CallRef<'_>) -> Result<(), ProtocolError> {
+        if self.peer_limits.is_some() {
+            self.check_peer_limits(call.encoded_len()?, call.annotations.as_bytes().len())?;
+        }
+        call.encode(&mut self.outbuf)
+    }
+
+    /// Moves the chunks in front of `outbuf` into it, so the bytes to send are contiguous.
+    fn merge_chunks(&mut self) {
+        if self.chunks.is_empty() {
+            return;
+        }
+        let len = self.chunks.iter().map(Bytes::len).sum::<usize>() + self.outbuf.len();
+        let mut all = BytesMut::with_capacity(len);
+        for c in self.chunks.drain(..) {
+            all.extend_from_slice(&c);
+        }
+        all.extend_from_slice(&self.outbuf);
+        self.outbuf = all;
+    }
+
+    /// Appends everything queued to `dst`; when `dst` is empty (the usual case) the buffers
+    /// are swapped instead, so nothing is copied and `dst`'s capacity is reused.
+    fn take_transmit(&mut self, dst: &mut BytesMut) {
+        if dst.is_empty() && self.chunks.is_empty() {
+            std::mem::swap(dst, &mut self.outbuf);
+            return;
+        }
+        for c in self.chunks.drain(..) {
+            dst.extend_from_slice(&c);
+        }
+        dst.extend_from_slice(&self.outbuf);
+        self.outbuf.clear();
     }
 
     /// Sends a frame this side builds itself; such frames always fit.
@@ -178,10 +307,11 @@ impl Core {
     }
 
     fn timeout(&self) -> Option<Instant> {
-        earliest(
+        let t = earliest(
             self.ping.and_then(|(_, _, deadline)| deadline),
             self.handshake_deadline,
-        )
+        );
+        earliest(earliest(t, self.frame_deadline()), self.idle_check)
     }
 
     /// When the side must next call `handle_timeout`: the connection's timers or the
@@ -228,12 +358,10 @@ impl Core {
 
     /// The end of the byte stream: an error if it ended inside a frame, or if it was not
     /// `clean` (calls in flight without a GOAWAY). Closes either way.
-    fn eof(&mut self, clean: bool) -> Result<(), ProtocolError> {
+    fn eof(&mut self, clean: bool, buffered: usize) -> Result<(), ProtocolError> {
         self.ensure_open()?;
-        let r = if !self.inbuf.is_empty() {
-            Err(ProtocolError::Truncated {
-                buffered: self.inbuf.len(),
-            })
+        let r = if buffered != 0 {
+            Err(ProtocolError::Truncated { buffered })
         } else if clean {
             Ok(())
         } else {
@@ -246,15 +374,19 @@ impl Core {
         r
     }
 
-    /// Expired connection-level timers, as a fatal error.
-    fn expired(&self, now: Instant) -> Option<ProtocolError> {
+    /// Expired connection-level timers, as a fatal error; `in_flight` calls keep the
+    /// connection from being idle.
+    fn expired(&mut self, now: Instant, in_flight: usize) -> Option<ProtocolError> {
         if self.handshake_deadline.is_some_and(|d| now >= d) {
             return Some(ProtocolError::HandshakeTimeout);
+        }
+        if self.frame_deadline().is_some_and(|d| now >= d) {
+            return Some(ProtocolError::FrameTimeout);
         }
         if self.ping.and_then(|(_, _, d)| d).is_some_and(|d| now >= d) {
             return Some(ProtocolError::PingTimeout);
         }
-        None
+        self.check_idle(now, in_flight)
     }
 }
 
@@ -292,17 +424,42 @@ trait Side {
 
 /// Feeds received bytes; decodes and handles every complete frame.
 fn handle_input(side: &mut impl Side, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
-    let core = side.core();
-    core.ensure_open()?;
-    core.inbuf.extend_from_slice(data);
+    side.core().ensure_open()?;
+    let mut buf = std::mem::take(&mut side.core().inbuf);
+    buf.extend_from_slice(data);
+    let r = handle_input_buf(side, &mut buf, now, |_, _| false);
+    side.core().inbuf = buf;
+    r
+}
+
+/// Decodes and handles every complete frame at the front of `buf`, consuming them and
+/// leaving an unfinished frame's bytes. Before each frame, `fast` may consume it in place
+/// (returning true).
+fn handle_input_buf<S: Side>(
+    side: &mut S,
+    buf: &mut BytesMut,
+    now: Instant,
+    mut fast: impl FnMut(&mut S, &mut BytesMut) -> bool,
+) -> Result<(), ProtocolError> {
+    side.core().ensure_open()?;
+    let mut decoded = false;
     loop {
+        if !buf.is_empty() && fast(side, buf) {
+            decoded = true;
+            continue;
+        }
         let core = side.core();
-        match core.decoder.decode(&mut core.inbuf) {
-            Ok(Some(f)) => handle_frame(side, f, now)?,
-            Ok(None) => return Ok(()),
+        match core.decoder.decode(buf) {
+            Ok(Some(f)) => {
+                decoded = true;
+                handle_frame(side, f, now)?;
+            }
+            Ok(None) => break,
             Err(e) => return Err(side.fail(e)),
         }
     }
+    side.core().after_input(!buf.is_empty(), decoded, now);
+    Ok(())
 }
 
 /// Handles one decoded frame; a fatal error closes the connection.
@@ -328,11 +485,19 @@ pub struct ClientConfig {
     pub handshake_timeout: Option<Duration>,
     /// Fail the connection when a PING gets no PONG within this time.
     pub ping_timeout: Option<Duration>,
+    /// Fail the connection when a frame whose first bytes arrived does not complete within
+    /// this time.
+    pub frame_timeout: Option<Duration>,
+    /// Payload, kwargs and attachment sections at least this long are handed out by
+    /// [`ClientConnection::poll_transmit`] as chunks of their own, shared rather than
+    /// copied; `usize::MAX` copies every frame into one buffer (for drivers that write with
+    /// [`ClientConnection::take_transmit`]).
+    pub share_sections_from: usize,
 }
 
 impl ClientConfig {
     /// Offers `codecs` (most preferred first) with version 1, default limits, a 10 s
-    /// handshake timeout and a 30 s ping timeout.
+    /// handshake timeout, a 30 s ping timeout and a 30 s frame timeout.
     pub fn new(codecs: Vec<CodecId>) -> ClientConfig {
         ClientConfig {
             versions: vec![VERSION],
@@ -340,6 +505,8 @@ impl ClientConfig {
             limits: Limits::default(),
             handshake_timeout: Some(Duration::from_secs(10)),
             ping_timeout: Some(Duration::from_secs(30)),
+            frame_timeout: Some(Duration::from_secs(30)),
+            share_sections_from: SHARE_SECTIONS_FROM,
         }
     }
 }
@@ -462,6 +629,11 @@ impl ClientConnection {
             config.limits,
             config.ping_timeout,
             config.handshake_timeout.map(|t| now + t),
+            config.share_sections_from,
+            Timers {
+                frame: config.frame_timeout,
+                idle: None,
+            },
         );
         core.send(&hello)?;
         Ok(ClientConnection {
@@ -511,6 +683,32 @@ impl ClientConnection {
         self.core.poll_transmit()
     }
 
+    /// Moves every byte queued to send into `dst`, in order (appended; when `dst` is empty
+    /// the buffers are swapped, so nothing is copied). For drivers that keep their own
+    /// write buffer instead of taking [`poll_transmit`](Self::poll_transmit)'s chunks.
+    pub fn take_transmit(&mut self, dst: &mut BytesMut) {
+        self.core.take_transmit(dst)
+    }
+
+    /// The bytes queued to send, contiguous: write a prefix, then
+    /// [`advance_transmit`](Self::advance_transmit) past what was written.
+    pub fn transmit_buf(&mut self) -> &[u8] {
+        self.core.merge_chunks();
+        &self.core.outbuf
+    }
+
+    /// Drops the first `n` bytes of [`transmit_buf`](Self::transmit_buf): they were written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.core.merge_chunks();
+        let n = n.min(self.core.outbuf.len());
+        bytes::Buf::advance(&mut self.core.outbuf, n);
+    }
+
+    /// Whether bytes are queued to send.
+    pub fn has_transmit(&self) -> bool {
+        !self.core.chunks.is_empty() || !self.core.outbuf.is_empty()
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
@@ -530,7 +728,7 @@ impl ClientConnection {
     /// the handshake timeout and the ping timeout (fatal errors).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
         self.core.ensure_open()?;
-        if let Some(e) = self.core.expired(now) {
+        if let Some(e) = self.core.expired(now, self.in_flight.len()) {
             return Err(self.fail(e));
         }
         for id in expired_calls(&self.in_flight, now, ClientCall::live_deadline) {
@@ -549,6 +747,54 @@ impl ClientConnection {
     /// Feeds received bytes; decodes and handles every complete frame.
     pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
         handle_input(self, data, now)
+    }
+
+    /// Feeds bytes the driver read into its own buffer, in place: decodes and handles every
+    /// complete frame at the front of `buf` (payloads are split off as `Bytes`, not
+    /// copied) and leaves an unfinished frame's bytes there for the next read.
+    pub fn handle_input_buf(
+        &mut self,
+        buf: &mut BytesMut,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        handle_input_buf(self, buf, now, |_, _| false)
+    }
+
+    /// [`handle_input_buf`](Self::handle_input_buf), with plain replies read in place: a
+    /// final REPLY with no annotations or attachment and a result of at most `max_result`
+    /// bytes, for a call in flight, is handed to `on_reply(request_id, codec, result)`
+    /// borrowed from `buf` instead of becoming a [`ClientEvent::Reply`] (no owned frame, no
+    /// reference count on the buffer). Every rule applies as for a decoded frame; anything
+    /// else (another kind, a reply for an unknown or streaming call) takes the ordinary path.
+    pub fn handle_input_with(
+        &mut self,
+        buf: &mut BytesMut,
+        now: Instant,
+        max_result: usize,
+        mut on_reply: impl FnMut(RequestId, CodecId, &[u8]),
+    ) -> Result<(), ProtocolError> {
+        handle_input_buf(self, buf, now, |this, buf| {
+            if this.session.is_none() {
+                return false;
+            }
+            let Some(v) = this.core.decoder.peek_reply(buf, max_result) else {
+                return false;
+            };
+            let id = v.request_id;
+            let cancelled = match this.in_flight.get(&id) {
+                Some(c) if !c.streaming => c.cancelled,
+                // Unknown or streaming: the ordinary path reports the error.
+                _ => return false,
+            };
+            this.in_flight.remove(&id);
+            if !cancelled {
+                on_reply(id, v.codec, v.result);
+            }
+            let n = v.frame_len;
+            bytes::Buf::advance(buf, n);
+            this.check_drained();
+            true
+        })
     }
 
     /// Handles one decoded frame (for drivers that decode themselves).
@@ -578,7 +824,7 @@ impl ClientConnection {
                     message: r.message,
                 })
             }
-            Frame::Welcome(w) if self.session.is_none() => return self.on_welcome(w),
+            Frame::Welcome(w) if self.session.is_none() => return self.on_welcome(w, now),
             _ => {}
         }
         if self.session.is_none() {
@@ -661,7 +907,7 @@ impl ClientConnection {
         Ok(c)
     }
 
-    fn on_welcome(&mut self, w: Welcome) -> Result<(), ProtocolError> {
+    fn on_welcome(&mut self, w: Welcome, now: Instant) -> Result<(), ProtocolError> {
         if !self.config.versions.contains(&w.version) {
             return Err(ProtocolError::MalformedBody {
                 what: "WELCOME body",
@@ -682,7 +928,7 @@ impl ClientConnection {
             peer_limits: w.limits,
         };
         self.core.peer_limits = Some(w.limits);
-        self.core.handshake_deadline = None;
+        self.core.handshake_done(now);
         self.session = Some(session.clone());
         self.events.push_back(ClientEvent::Connected(session));
         Ok(())
@@ -735,6 +981,49 @@ impl ClientConnection {
     /// Fails without sending when not connected, after GOAWAY, at the server's in-flight
     /// limit, or when the frame exceeds the server's limits.
     pub fn call(&mut self, req: CallRequest, now: Instant) -> Result<RequestId, ProtocolError> {
+        let (id, codec) = self.begin_call(req.oneway, req.codec.unwrap_or(CodecId::NONE))?;
+        let deadline = req.annotations.deadline().map(|d| now + d);
+        let oneway = req.oneway;
+        // Owned, so that large sections can be shared rather than copied.
+        self.core.send(&Frame::Call(Call {
+            request_id: id,
+            provider: req.provider,
+            codec,
+            oneway,
+            method: req.method,
+            annotations: req.annotations,
+            args: req.args,
+            kwargs: req.kwargs,
+            attachment: req.attachment,
+        }))?;
+        self.commit_call(id, oneway, deadline);
+        Ok(id)
+    }
+
+    /// [`call`](Self::call) from borrowed parts: the frame is encoded straight into the
+    /// send buffer. `call.request_id` is ignored (the connection assigns the next one and
+    /// returns it); a `codec` of [`CodecId::NONE`] uses the session's default codec.
+    pub fn call_ref(
+        &mut self,
+        mut call: CallRef<'_>,
+        now: Instant,
+    ) -> Result<RequestId, ProtocolError> {
+        let (id, codec) = self.begin_call(call.oneway, call.codec)?;
+        call.request_id = id;
+        call.codec = codec;
+        let deadline = call.annotations.deadline().map(|d| now + d);
+        self.core.send_call(&call)?;
+        self.commit_call(id, call.oneway, deadline);
+        Ok(id)
+    }
+
+    /// The checks before a call: returns its request id and codec (`NONE` is the session's
+    /// default).
+    fn begin_call(
+        &self,
+        oneway: bool,
+        codec: CodecId,
+    ) -> Result<(RequestId, CodecId), ProtocolError> {
         self.core.ensure_open()?;
         let Some(session) = &self.session else {
             return Err(ProtocolError::InvalidState {
@@ -745,39 +1034,34 @@ impl ClientConnection {
         if self.goaway_sent || self.peer_goaway.is_some() {
             return Err(ProtocolError::GoingAway);
         }
-        if !req.oneway && self.in_flight.len() >= session.peer_limits.max_in_flight as usize {
+        if !oneway && self.in_flight.len() >= session.peer_limits.max_in_flight as usize {
             return Err(ProtocolError::InFlightLimit {
                 max: session.peer_limits.max_in_flight,
             });
         }
-        let codec = req.codec.unwrap_or(session.codec);
+        let codec = if codec == CodecId::NONE {
+            session.codec
+        } else {
+            codec
+        };
         if !codec.is_codec() {
             return Err(ProtocolError::InvalidArgument(
                 "a call's codec must be 1-254",
             ));
         }
-        let id = RequestId(self.next_id);
-        let deadline = req.annotations.deadline().map(|d| now + d);
-        let frame = Frame::Call(Call {
-            request_id: id,
-            provider: req.provider,
-            codec,
-            oneway: req.oneway,
-            method: req.method,
-            annotations: req.annotations,
-            args: req.args,
-            kwargs: req.kwargs,
-            attachment: req.attachment,
-        });
-        self.core.send(&frame)?;
-        self.next_id = self
-            .next_id
-            .checked_add(1)
-            .ok_or(ProtocolError::InvalidState {
+        if self.next_id == u64::MAX {
+            return Err(ProtocolError::InvalidState {
                 operation: "start a call",
                 state: "out of request ids",
-            })?;
-        if !req.oneway {
+            });
+        }
+        Ok((RequestId(self.next_id), codec))
+    }
+
+    /// Records a call whose frame was queued.
+    fn commit_call(&mut self, id: RequestId, oneway: bool, deadline: Option<Instant>) {
+        self.next_id += 1;
+        if !oneway {
             self.in_flight.insert(
                 id,
                 ClientCall {
@@ -787,7 +1071,6 @@ impl ClientConnection {
                 },
             );
         }
-        Ok(id)
     }
 
     /// Cancels a call: sends CANCEL; no further event is reported for it. Returns `false`
@@ -839,7 +1122,7 @@ impl ClientConnection {
     /// Reports the end of the byte stream: an error if it ended inside a frame or while
     /// calls were in flight without a GOAWAY.
     pub fn handle_eof(&mut self) -> Result<(), ProtocolError> {
-        self.core.eof(self.drained)
+        self.core.eof(self.drained, self.core.inbuf.len())
     }
 }
 
@@ -874,11 +1157,21 @@ pub struct ServerConfig {
     pub handshake_timeout: Option<Duration>,
     /// Fail the connection when a PING gets no PONG within this time.
     pub ping_timeout: Option<Duration>,
+    /// Fail the connection (GOAWAY TIMEOUT) when a frame whose first bytes arrived does not
+    /// complete within this time, so a peer trickling bytes cannot hold it open.
+    pub frame_timeout: Option<Duration>,
+    /// Close the connection (GOAWAY TIMEOUT) after this long with no call in flight and no
+    /// frame received. The check runs when the timer fires, so a connection that just
+    /// finished a call may stay up to twice this long.
+    pub idle_timeout: Option<Duration>,
+    /// As [`ClientConfig::share_sections_from`].
+    pub share_sections_from: usize,
 }
 
 impl ServerConfig {
-    /// Accepts `accepted` with version 1, default limits, a 10 s handshake timeout and a
-    /// 30 s ping timeout.
+    /// Accepts `accepted` with version 1, default limits, a 10 s handshake timeout (from
+    /// the moment the connection starts, not restarted by bytes), a 30 s ping timeout, a
+    /// 30 s frame timeout and a 60 s idle timeout.
     pub fn new(accepted: Vec<CodecId>) -> ServerConfig {
         ServerConfig {
             versions: vec![VERSION],
@@ -886,6 +1179,9 @@ impl ServerConfig {
             limits: Limits::default(),
             handshake_timeout: Some(Duration::from_secs(10)),
             ping_timeout: Some(Duration::from_secs(30)),
+            frame_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            share_sections_from: SHARE_SECTIONS_FROM,
         }
     }
 }
@@ -961,6 +1257,11 @@ impl ServerConnection {
                 config.limits,
                 config.ping_timeout,
                 config.handshake_timeout.map(|t| now + t),
+                config.share_sections_from,
+                Timers {
+                    frame: config.frame_timeout,
+                    idle: config.idle_timeout,
+                },
             ),
             config,
             session: None,
@@ -1007,6 +1308,32 @@ impl ServerConnection {
         self.core.poll_transmit()
     }
 
+    /// Moves every byte queued to send into `dst`, in order (appended; when `dst` is empty
+    /// the buffers are swapped, so nothing is copied). For drivers that keep their own
+    /// write buffer instead of taking [`poll_transmit`](Self::poll_transmit)'s chunks.
+    pub fn take_transmit(&mut self, dst: &mut BytesMut) {
+        self.core.take_transmit(dst)
+    }
+
+    /// The bytes queued to send, contiguous: write a prefix, then
+    /// [`advance_transmit`](Self::advance_transmit) past what was written.
+    pub fn transmit_buf(&mut self) -> &[u8] {
+        self.core.merge_chunks();
+        &self.core.outbuf
+    }
+
+    /// Drops the first `n` bytes of [`transmit_buf`](Self::transmit_buf): they were written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.core.merge_chunks();
+        let n = n.min(self.core.outbuf.len());
+        bytes::Buf::advance(&mut self.core.outbuf, n);
+    }
+
+    /// Whether bytes are queued to send.
+    pub fn has_transmit(&self) -> bool {
+        !self.core.chunks.is_empty() || !self.core.outbuf.is_empty()
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
@@ -1022,10 +1349,14 @@ impl ServerConnection {
     /// the handshake timeout and the ping timeout (fatal errors).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
         self.core.ensure_open()?;
-        if let Some(e) = self.core.expired(now) {
+        if let Some(e) = self.core.expired(now, self.in_flight.len()) {
             return Err(self.fail(e));
         }
-        for id in expired_calls(&self.in_flight, now, |c| c.deadline) {
+        let expired = expired_calls(&self.in_flight, now, |c| c.deadline);
+        if expired.is_empty() {
+            return Ok(());
+        }
+        for id in expired {
             self.in_flight.remove(&id);
             self.send_error_control(
                 id,
@@ -1042,6 +1373,17 @@ impl ServerConnection {
         handle_input(self, data, now)
     }
 
+    /// Feeds bytes the driver read into its own buffer, in place: decodes and handles every
+    /// complete frame at the front of `buf` (payloads are split off as `Bytes`, not
+    /// copied) and leaves an unfinished frame's bytes there for the next read.
+    pub fn handle_input_buf(
+        &mut self,
+        buf: &mut BytesMut,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        handle_input_buf(self, buf, now, |_, _| false)
+    }
+
     /// Handles one decoded frame (for drivers that decode themselves).
     pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
         handle_frame(self, frame, now)
@@ -1050,7 +1392,7 @@ impl ServerConnection {
     fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
         let kind = frame.kind();
         match frame {
-            Frame::Hello(h) if self.session.is_none() => return self.on_hello(h),
+            Frame::Hello(h) if self.session.is_none() => return self.on_hello(h, now),
             Frame::Ping(d) => {
                 self.core.send_control(&Frame::Pong(d));
                 return Ok(());
@@ -1110,7 +1452,7 @@ impl ServerConnection {
         }
     }
 
-    fn on_hello(&mut self, h: Hello) -> Result<(), ProtocolError> {
+    fn on_hello(&mut self, h: Hello, now: Instant) -> Result<(), ProtocolError> {
         let refuse = |code, e: ProtocolError, this: &mut Self| {
             this.core.send_control(&Frame::Refuse(Refuse {
                 code,
@@ -1149,7 +1491,7 @@ impl ServerConnection {
             peer_limits: h.limits,
         };
         self.core.peer_limits = Some(h.limits);
-        self.core.handshake_deadline = None;
+        self.core.handshake_done(now);
         self.session = Some(session.clone());
         self.events.push_back(ServerEvent::Connected(session));
         Ok(())
@@ -1222,6 +1564,8 @@ impl ServerConnection {
     }
 
     fn check_drained(&mut self) {
+        // Called after every call that completes: the idle timer restarts from here.
+        self.core.call_completed = true;
         if !self.drained
             && (self.goaway_sent.is_some() || self.peer_goaway)
             && self.in_flight.is_empty()
@@ -1332,7 +1676,17 @@ impl ServerConnection {
     /// Reports the end of the byte stream: an error if it ended inside a frame, or while
     /// calls were in flight without a GOAWAY; the calls in flight are lost.
     pub fn handle_eof(&mut self) -> Result<(), ProtocolError> {
-        self.core.eof(self.drained || self.in_flight.is_empty())
+        self.core.eof(
+            self.drained || self.in_flight.is_empty(),
+            self.core.inbuf.len(),
+        )
+    }
+
+    /// [`handle_eof`](Self::handle_eof) for drivers that read with
+    /// [`handle_input_buf`](Self::handle_input_buf): `buf` is what is left in their buffer.
+    pub fn handle_eof_buf(&mut self, buf: &[u8]) -> Result<(), ProtocolError> {
+        self.core
+            .eof(self.drained || self.in_flight.is_empty(), buf.len())
     }
 
     /// Closes at once with an error code, telling the peer.

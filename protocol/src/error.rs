@@ -195,6 +195,14 @@ pub enum ProtocolError {
     /// The handshake did not complete in time.
     #[error("handshake did not complete in time")]
     HandshakeTimeout,
+    /// The connection was idle (no call in flight, no frame received) for longer than the
+    /// idle timeout.
+    #[error("connection idle for longer than the idle timeout; closed to free its resources (reconnect to call again)")]
+    IdleTimeout,
+    /// A frame's bytes began to arrive but the frame did not complete in time (a slow or
+    /// stalled peer).
+    #[error("a frame did not complete within the frame timeout; the peer is too slow or stalled")]
+    FrameTimeout,
     /// A PING got no PONG in time.
     #[error("peer did not answer a ping in time; the connection is probably dead")]
     PingTimeout,
@@ -253,7 +261,11 @@ impl ProtocolError {
     pub fn cause(&self) -> Cause {
         use ProtocolError::*;
         match self {
-            HandshakeTimeout | PingTimeout | DeadlineExceeded { .. } => Cause::Timeout,
+            HandshakeTimeout
+            | IdleTimeout
+            | FrameTimeout
+            | PingTimeout
+            | DeadlineExceeded { .. } => Cause::Timeout,
             TooLong { .. }
             | InvalidArgument(_)
             | InvalidState { .. }
@@ -271,6 +283,8 @@ impl ProtocolError {
         use ProtocolError::*;
         match self {
             HandshakeTimeout
+            | IdleTimeout
+            | FrameTimeout
             | PingTimeout
             | TooManyInFlight { .. }
             | InFlightLimit { .. }
@@ -292,7 +306,7 @@ impl ProtocolError {
                 ErrorCode::LIMIT_EXCEEDED
             }
             TooManyInFlight { .. } | InFlightLimit { .. } => ErrorCode::TOO_MANY_IN_FLIGHT,
-            HandshakeTimeout | PingTimeout => ErrorCode::TIMEOUT,
+            HandshakeTimeout | IdleTimeout | FrameTimeout | PingTimeout => ErrorCode::TIMEOUT,
             DeadlineExceeded { .. } => ErrorCode::DEADLINE_EXCEEDED,
             GoingAway => ErrorCode::SHUTTING_DOWN,
             Refused { code, .. } | PeerClosed { code, .. } => *code,
@@ -330,6 +344,8 @@ impl ProtocolError {
             PeerClosed { .. } => "peer_closed",
             AfterGoAway { .. } => "after_goaway",
             HandshakeTimeout => "handshake_timeout",
+            IdleTimeout => "idle_timeout",
+            FrameTimeout => "frame_timeout",
             PingTimeout => "ping_timeout",
             DeadlineExceeded { .. } => "deadline_exceeded",
             TooLong { .. } => "too_long",

@@ -890,6 +890,11 @@ impl<'a> CallRef<'a> {
         Ok(())
     }
 
+    /// Length of the encoded frame, header included. Fails like [`CallRef::encode`].
+    pub fn encoded_len(&self) -> Result<u64, ProtocolError> {
+        Ok(self.header()?.frame_len())
+    }
+
     /// The checked header.
     fn header(&self) -> Result<Header, ProtocolError> {
         Method::check(self.method)?;

@@ -716,3 +716,279 @@ fn end_of_stream_on_the_server() {
         .unwrap();
     assert_eq!(p.server.handle_eof().unwrap_err().kind_name(), "truncated");
 }
+
+// ---- timers that evict slow and idle peers (issue: one connection layer) ----
+
+/// The GOAWAY a side queued, decoded from its transmit bytes.
+fn goaway_sent(bytes: &[u8]) -> Option<wirecall_protocol::GoAway> {
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut d = wirecall_protocol::FrameDecoder::default();
+    while let Ok(Some(f)) = d.decode(&mut buf) {
+        if let wirecall_protocol::Frame::GoAway(g) = f {
+            return Some(g);
+        }
+    }
+    None
+}
+
+fn server_transmit(s: &mut ServerConnection) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    s.take_transmit(&mut out);
+    out.to_vec()
+}
+
+#[test]
+fn handshake_deadline_is_not_restarted_by_each_byte() {
+    let now = Instant::now();
+    let mut s = ServerConnection::new(ServerConfig::new(vec![CodecId::JSON]), now).unwrap();
+    // A HELLO trickled one byte per second never completes the handshake in time.
+    let mut c = ClientConnection::new(ClientConfig::new(vec![CodecId::JSON]), now).unwrap();
+    let hello: Vec<u8> = std::iter::from_fn(|| c.poll_transmit())
+        .flat_map(|b| b.to_vec())
+        .collect();
+    let mut t = now;
+    let mut failed = None;
+    for b in &hello {
+        t += Duration::from_secs(1);
+        if let Err(e) = s.handle_timeout(t) {
+            failed = Some((e, t));
+            break;
+        }
+        s.handle_input(std::slice::from_ref(b), t).unwrap();
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
+    }
+    let (e, at) = failed.expect("the handshake deadline fired");
+    assert_eq!(e, ProtocolError::HandshakeTimeout);
+    assert_eq!(at, now + Duration::from_secs(10));
+    assert_eq!(e.code(), ErrorCode::TIMEOUT);
+    let g = goaway_sent(&server_transmit(&mut s)).expect("GOAWAY TIMEOUT sent");
+    assert_eq!(g.code, ErrorCode::TIMEOUT);
+}
+
+#[test]
+fn a_frame_trickled_after_the_handshake_hits_the_frame_deadline() {
+    let mut p = Pair::connected();
+    let _ = server_transmit(&mut p.server);
+    // The first 10 bytes of a CALL, then one byte a second.
+    p.call("slow", b"\x90");
+    let call: Vec<u8> = std::iter::from_fn(|| p.client.poll_transmit())
+        .flat_map(|b| b.to_vec())
+        .collect();
+    let start = p.now;
+    p.server.handle_input(&call[..10], p.now).unwrap();
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(start + Duration::from_secs(30)),
+        "the frame deadline is armed from the frame's first bytes"
+    );
+    let mut i = 10;
+    loop {
+        p.now += Duration::from_secs(1);
+        if let Err(e) = p.server.handle_timeout(p.now) {
+            assert_eq!(e, ProtocolError::FrameTimeout);
+            assert_eq!(e.cause(), Cause::Timeout);
+            break;
+        }
+        p.server.handle_input(&call[i..i + 1], p.now).unwrap();
+        i += 1;
+        assert!(
+            i < call.len(),
+            "the frame must not complete before its deadline"
+        );
+    }
+    assert_eq!(p.now, start + Duration::from_secs(30));
+    assert!(p.server.is_closed());
+    let g = goaway_sent(&server_transmit(&mut p.server)).unwrap();
+    assert_eq!(g.code, ErrorCode::TIMEOUT);
+}
+
+#[test]
+fn a_complete_frame_clears_the_frame_deadline() {
+    let mut p = Pair::connected();
+    p.call("quick", b"\x90");
+    let call: Vec<u8> = std::iter::from_fn(|| p.client.poll_transmit())
+        .flat_map(|b| b.to_vec())
+        .collect();
+    p.server.handle_input(&call[..5], p.now).unwrap();
+    p.now += Duration::from_secs(29);
+    p.server.handle_input(&call[5..], p.now).unwrap();
+    p.now += Duration::from_secs(5);
+    p.server.handle_timeout(p.now).unwrap();
+    assert!(!p.server.is_closed());
+}
+
+#[test]
+fn an_idle_connection_is_closed_with_goaway_timeout() {
+    let mut p = Pair::connected();
+    let t0 = p.now;
+    assert_eq!(p.server.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    p.advance(Duration::from_secs(59));
+    assert!(p.server_err.is_none());
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.server_err.take(), Some(ProtocolError::IdleTimeout));
+    p.drive();
+    match p.client_err.take() {
+        Some(ProtocolError::PeerClosed { code, .. }) => assert_eq!(code, ErrorCode::TIMEOUT),
+        other => panic!("{other:?}"),
+    }
+    assert!(ProtocolError::IdleTimeout.is_retryable());
+}
+
+#[test]
+fn a_call_in_flight_or_a_frame_keeps_the_connection_from_idling() {
+    let mut p = Pair::connected();
+    let id = p.call("long", b"\x90");
+    p.drive();
+    let _ = p.server_events();
+    // Busy for two idle periods: never closed.
+    p.advance(Duration::from_secs(60));
+    p.advance(Duration::from_secs(60));
+    assert!(p.server_err.is_none(), "{:?}", p.server_err);
+    p.reply(id, b"\xc0").unwrap();
+    p.drive();
+    // The idle period restarts no earlier than the reply.
+    p.advance(Duration::from_secs(59));
+    assert!(p.server_err.is_none());
+    // A frame (a PING) restarts it too.
+    p.client.ping(p.now).unwrap();
+    p.drive();
+    p.advance(Duration::from_secs(59));
+    assert!(p.server_err.is_none());
+    p.advance(Duration::from_secs(61));
+    assert_eq!(p.server_err.take(), Some(ProtocolError::IdleTimeout));
+}
+
+#[test]
+fn input_is_decoded_in_the_drivers_buffer() {
+    let mut p = Pair::connected();
+    let args = Bytes::from(vec![7u8; 100]);
+    p.client
+        .call(
+            CallRequest::new(ProviderId(1), Method::new("m").unwrap(), args.clone()),
+            p.now,
+        )
+        .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    p.client.take_transmit(&mut buf);
+    let total = buf.len();
+    // Half a frame stays in the driver's buffer; the rest completes it.
+    let mut rest = buf.split_off(total / 2);
+    p.server.handle_input_buf(&mut buf, p.now).unwrap();
+    assert_eq!(buf.len(), total / 2, "an unfinished frame is left in place");
+    buf.unsplit(rest.split());
+    let base = buf.as_ptr() as usize;
+    p.server.handle_input_buf(&mut buf, p.now).unwrap();
+    assert!(buf.is_empty());
+    let c = calls(p.server_events()).remove(0);
+    assert_eq!(c.args, args);
+    let at = c.args.as_ptr() as usize;
+    assert!(
+        at >= base && at < base + total,
+        "the payload is a slice of the driver's buffer, not a copy"
+    );
+}
+
+#[test]
+fn plain_replies_are_read_in_place_and_checked() {
+    let mut p = Pair::connected();
+    let a = p.call("a", b"");
+    let b = p.call("b", b"");
+    p.drive();
+    let _ = p.server_events();
+    p.reply(b, b"\x01").unwrap();
+    p.reply(a, b"\x02").unwrap();
+    let mut buf = bytes::BytesMut::new();
+    p.server.take_transmit(&mut buf);
+    let mut seen = Vec::new();
+    p.client
+        .handle_input_with(&mut buf, p.now, 64, |id, codec, r| {
+            seen.push((id, codec, r.to_vec()))
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            (b, CodecId::MSGPACK, vec![1]),
+            (a, CodecId::MSGPACK, vec![2])
+        ]
+    );
+    assert_eq!(p.client.in_flight(), 0);
+    assert!(
+        p.client_events().is_empty(),
+        "no Reply events for in-place replies"
+    );
+
+    // A reply for a call not in flight is still a protocol error.
+    let mut q = Pair::connected();
+    let id = q.call("x", b"");
+    q.drive();
+    q.reply(id, b"\x01").unwrap();
+    let mut once = bytes::BytesMut::new();
+    q.server.take_transmit(&mut once);
+    let again = once.clone();
+    q.client
+        .handle_input_with(&mut once, q.now, 64, |_, _, _| {})
+        .unwrap();
+    let mut again = again;
+    let e = q
+        .client
+        .handle_input_with(&mut again, q.now, 64, |_, _, _| {
+            panic!("a reply for a call not in flight reached the caller")
+        })
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "unknown_request");
+
+    // A cancelled call's reply is swallowed, not handed out.
+    let mut r = Pair::connected();
+    let id = r.call("y", b"");
+    r.drive();
+    let _ = r.server_events();
+    r.client.cancel(id).unwrap();
+    r.reply(id, b"\x01").unwrap();
+    let mut buf = bytes::BytesMut::new();
+    r.server.take_transmit(&mut buf);
+    r.client
+        .handle_input_with(&mut buf, r.now, 64, |_, _, _| panic!("cancelled"))
+        .unwrap();
+    assert_eq!(r.client.in_flight(), 0);
+}
+
+#[test]
+fn a_borrowed_call_over_the_servers_limit_fails_locally() {
+    let mut limits = Limits::default();
+    limits.max_frame_len = 4096;
+    let mut server = ServerConfig::new(vec![CodecId::JSON]);
+    server.limits = limits;
+    let mut p = Pair::new(ClientConfig::new(vec![CodecId::JSON]), server);
+    p.drive();
+    let _ = (p.client_events(), p.server_events());
+    let big = vec![0u8; 5000];
+    let ann = Annotations::new();
+    let call = wirecall_protocol::CallRef {
+        request_id: RequestId::NONE,
+        provider: ProviderId(1),
+        codec: CodecId::NONE,
+        oneway: false,
+        method: "put",
+        annotations: &ann,
+        args: &big,
+        kwargs: &[],
+        attachment: &[],
+    };
+    let e = p.client.call_ref(call, p.now).unwrap_err();
+    assert_eq!(e.kind_name(), "too_long");
+    assert_eq!(e.cause(), Cause::Local);
+    assert!(
+        !p.client.is_closed(),
+        "one oversized call does not end the connection"
+    );
+    assert!(!p.client.has_transmit(), "nothing was queued");
+    let small = wirecall_protocol::CallRef {
+        args: b"[]",
+        ..call
+    };
+    let id = p.client.call_ref(small, p.now).unwrap();
+    assert_eq!(id, RequestId(1), "the refused call took no request id");
+    p.drive();
+    assert_eq!(calls(p.server_events()).len(), 1);
+}
