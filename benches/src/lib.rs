@@ -1,5 +1,10 @@
-//! Shared helpers for wirecall benchmarks (payloads, baselines).
+//! wirecall's benchmarks: the criterion benches, the end-to-end `perf` binary and the peer
+//! baselines they measure beside wirecall (tarpc, [`tarpc_peer`]).
+//!
+//! The measurement helpers themselves live in `wirecall-bench-harness` (re-exported here as
+//! [`measure`], [`payloads`], [`raw`] and [`rpc`]), which the `wirecall` command line uses
+//! without pulling in the peers.
 
-pub mod measure;
-pub mod payloads;
-pub mod rpc;
+pub use wirecall_bench_harness::{measure, payloads, raw, rpc};
+
+pub mod tarpc_peer;

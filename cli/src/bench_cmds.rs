@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use wirecall_benches::measure::{self, Budget, Timing};
+use wirecall_bench_harness::measure::{self, Budget, Timing};
 use wirecall_codecs::CodecInfo;
 
 use crate::compare::{baseline_crate, compare_value, Comparison};
@@ -263,7 +263,7 @@ pub struct RpcArgs {
 
 /// Runs `wirecall bench rpc`.
 fn rpc(args: &RpcArgs) -> Result<ExitCode, String> {
-    use wirecall_benches::rpc::{self, RpcOptions, Target, TransportKind};
+    use wirecall_bench_harness::rpc::{self, RpcOptions, Target, TransportKind};
     if !(args.duration.is_finite() && args.duration > 0.0) {
         return Err(format!(
             "--duration must be positive seconds, got {}",

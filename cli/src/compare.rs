@@ -4,7 +4,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wirecall_benches::measure::{self, Budget, Timing};
+use wirecall_bench_harness::measure::{self, Budget, Timing};
 use wirecall_codecs::{CodecError, CodecId, Value};
 
 /// The format crate a built-in codec wraps, when there is one to call directly.

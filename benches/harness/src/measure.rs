@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use wirecall_benches::measure::{self, Budget};
+//! use wirecall_bench_harness::measure::{self, Budget};
 //! use wirecall_codecs::CodecId;
 //!
 //! let budget = Budget::new(Duration::from_millis(5));

@@ -1,20 +1,19 @@
 //! End-to-end RPC measurement shared by the `perf` binary, `wirecall bench rpc` and the RPC
 //! stage of `wirecall pick`: round-trip latency (p50/p99, one call in flight) and throughput
-//! (calls/s with many calls in flight) of a small echo call through the engine, beside two
-//! baselines measured in the same run:
+//! (calls/s with many calls in flight) of a small echo call through the engine, beside the
+//! raw socket baselines of [`crate::raw`] measured in the same run: the ping-pong of a
+//! wirecall echo CALL frame's worth of bytes over the same transport (the physical limit of
+//! a round trip) and, for many connections, a raw echo server of frames of the same size.
 //!
-//! * the raw socket ping-pong of a wirecall echo CALL frame's worth of bytes over the same
-//!   transport (std sockets, an echo thread, `TCP_NODELAY`), the approach of the `pingpong`
-//!   criterion bench: the physical limit of a round trip;
-//! * tarpc (its bincode serde transport over TCP, `TCP_NODELAY` on both ends) doing the same
-//!   echo call.
+//! Peer RPC crates (tarpc) are not here: they live in `wirecall-benches`, beside the `perf`
+//! binary, so that the `wirecall` command line, which uses this module, does not build them.
 //!
 //! The async functions run on the caller's tokio runtime; [`measure_rpc`] builds its own
 //! runtime and is what synchronous callers (the CLI) use.
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use wirecall_benches::rpc::{self, RpcOptions, TransportKind};
+//! use wirecall_bench_harness::rpc::{self, RpcOptions, TransportKind};
 //! use wirecall_codecs::CodecId;
 //!
 //! let opts = RpcOptions::new(TransportKind::Tcp, vec![CodecId::POSTCARD])
@@ -27,16 +26,60 @@
 //! ```
 
 use std::fmt;
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wirecall::{Engine, Error, Proxy};
+use wirecall::{Engine, Proxy};
 use wirecall_codecs::CodecId;
+
+use crate::raw::RawSession;
+
+/// Why a measurement failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// A wirecall server or call failed.
+    Wirecall(wirecall::Error),
+    /// A socket of a baseline failed.
+    Io(std::io::Error),
+    /// Anything else: a subject answered something other than the echo, a task panicked,
+    /// nothing to call.
+    Other(String),
+}
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BenchError::Wirecall(e) => e.fmt(f),
+            BenchError::Io(e) => e.fmt(f),
+            BenchError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BenchError::Wirecall(e) => Some(e),
+            BenchError::Io(e) => Some(e),
+            BenchError::Other(_) => None,
+        }
+    }
+}
+
+impl From<wirecall::Error> for BenchError {
+    fn from(e: wirecall::Error) -> BenchError {
+        BenchError::Wirecall(e)
+    }
+}
+
+impl From<std::io::Error> for BenchError {
+    fn from(e: std::io::Error) -> BenchError {
+        BenchError::Io(e)
+    }
+}
 
 /// The payload of the echo call every measurement makes: a 32-byte string.
 pub const ECHO_PAYLOAD: &str = "wirecall echo payload, 32 bytes!";
@@ -167,12 +210,14 @@ pub struct BenchServer {
 impl BenchServer {
     /// Starts a server on 127.0.0.1 port 0 (tcp) or a socket in a fresh temporary directory
     /// (unix). Must run inside a tokio runtime.
-    pub async fn start(transport: TransportKind) -> Result<BenchServer, Error> {
+    pub async fn start(transport: TransportKind) -> Result<BenchServer, BenchError> {
         let (address, dir) = match transport {
             TransportKind::Tcp => ("tcp://127.0.0.1:0".to_string(), None),
             TransportKind::Unix => {
-                let dir = temp_dir().map_err(|e| Error::Config {
-                    message: format!("creating a temporary directory for a unix socket: {e}"),
+                let dir = temp_dir().map_err(|e| {
+                    BenchError::Other(format!(
+                        "creating a temporary directory for a unix socket: {e}"
+                    ))
                 })?;
                 let path = dir.path().join("bench.sock");
                 (format!("unix://{}", path.display()), Some(dir))
@@ -198,32 +243,30 @@ impl BenchServer {
     }
 }
 
-fn temp_dir() -> std::io::Result<tempfile::TempDir> {
+pub(crate) fn temp_dir() -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new().prefix("wirecall-bench").tempdir()
 }
 
 /// One echo call through `proxy`, checking the reply.
-async fn echo_once(proxy: &Proxy, target: &Target, payload: &str) -> Result<(), Error> {
+async fn echo_once(proxy: &Proxy, target: &Target, payload: &str) -> Result<(), BenchError> {
     let reply: String = proxy
         .call_on(target.provider_id, &target.method)?
         .arg(payload)
         .call()
         .await?;
     if reply.len() != payload.len() {
-        return Err(Error::Protocol {
-            message: format!(
-                "`{}` answered {} bytes for a {}-byte echo; is it an echo method?",
-                target.method,
-                reply.len(),
-                payload.len()
-            ),
-        });
+        return Err(BenchError::Other(format!(
+            "`{}` answered {} bytes for a {}-byte echo; is it an echo method?",
+            target.method,
+            reply.len(),
+            payload.len()
+        )));
     }
     Ok(())
 }
 
 /// A proxy for `target` with `codec`, connected (so connecting is never timed).
-pub async fn connect(target: &Target, codec: CodecId) -> Result<Proxy, Error> {
+pub async fn connect(target: &Target, codec: CodecId) -> Result<Proxy, BenchError> {
     let proxy = Proxy::new(&target.uri)?.codec(codec);
     proxy.connect().await?;
     Ok(proxy)
@@ -236,7 +279,7 @@ pub async fn latency_sample(
     target: &Target,
     duration: Duration,
     out: &mut Vec<u64>,
-) -> Result<(), Error> {
+) -> Result<(), BenchError> {
     let end = Instant::now() + duration;
     loop {
         let t = Instant::now();
@@ -254,7 +297,7 @@ pub async fn warm_up_calls(
     proxy: &Proxy,
     target: &Target,
     duration: Duration,
-) -> Result<(), Error> {
+) -> Result<(), BenchError> {
     let end = Instant::now() + warm_up_time(duration);
     while Instant::now() < end {
         echo_once(proxy, target, ECHO_PAYLOAD).await?;
@@ -273,7 +316,7 @@ pub async fn latency(
     target: &Target,
     codec: CodecId,
     duration: Duration,
-) -> Result<Latency, Error> {
+) -> Result<Latency, BenchError> {
     let proxy = connect(target, codec).await?;
     warm_up_calls(&proxy, target, duration).await?;
     let mut nanos = Vec::with_capacity(4096);
@@ -281,7 +324,7 @@ pub async fn latency(
     Ok(Latency::from_nanos(&mut nanos))
 }
 
-fn elapsed_ns(t: Instant) -> u64 {
+pub(crate) fn elapsed_ns(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -291,7 +334,7 @@ pub async fn connect_many(
     target: &Target,
     codec: CodecId,
     connections: usize,
-) -> Result<Vec<Proxy>, Error> {
+) -> Result<Vec<Proxy>, BenchError> {
     let mut proxies = Vec::with_capacity(connections.max(1));
     for _ in 0..connections.max(1) {
         proxies.push(connect(target, codec).await?);
@@ -334,11 +377,9 @@ pub async fn throughput_sample(
     inflight: usize,
     duration: Duration,
     warm: Duration,
-) -> Result<Count, Error> {
+) -> Result<Count, BenchError> {
     if proxies.is_empty() {
-        return Err(Error::Config {
-            message: "no connection to call through".into(),
-        });
+        return Err(BenchError::Other("no connection to call through".into()));
     }
     run_workers(inflight.max(1), duration, warm, |w, gate| {
         let proxy = proxies[w % proxies.len()].clone();
@@ -357,7 +398,7 @@ pub async fn throughput(
     connections: usize,
     inflight: usize,
     duration: Duration,
-) -> Result<Throughput, Error> {
+) -> Result<Throughput, BenchError> {
     let connections = connections.max(1);
     let inflight = inflight.max(connections);
     let proxies = connect_many(target, codec, connections).await?;
@@ -368,47 +409,59 @@ pub async fn throughput(
 /// When the workers of [`run_workers`] count their calls: read by every worker after each
 /// call, written only by the timer, so it costs no cross-core traffic while it stands still.
 #[derive(Debug, Default)]
-struct Gate(AtomicU8);
+pub struct Gate(AtomicU8);
 
 const WARMING: u8 = 0;
 const COUNTING: u8 = 1;
 const STOPPED: u8 = 2;
 
 impl Gate {
+    /// Adds `calls` just completed to `n` while the gate is counting (not while warming
+    /// up); false once the run is over.
+    pub fn record(&self, n: &mut u64, calls: u64) -> bool {
+        match self.0.load(Ordering::Relaxed) {
+            WARMING => true,
+            COUNTING => {
+                *n += calls;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Makes `call` again and again until the run is over; returns how many finished while
     /// counting, or the first error.
-    async fn repeat(
+    pub async fn repeat(
         self: Arc<Self>,
-        mut call: impl AsyncFnMut() -> Result<(), Error>,
-    ) -> Result<u64, Error> {
+        mut call: impl AsyncFnMut() -> Result<(), BenchError>,
+    ) -> Result<u64, BenchError> {
         let mut n = 0;
         loop {
             call().await?;
-            match self.0.load(Ordering::Relaxed) {
-                WARMING => {}
-                COUNTING => n += 1,
-                _ => return Ok(n),
+            if !self.record(&mut n, 1) {
+                return Ok(n);
             }
         }
     }
 }
 
 /// Spawns `workers` tasks, each running `make(worker, gate)`: a loop of calls, made with
-/// [`Gate::repeat`], that returns its count when the run is over.
+/// [`Gate::repeat`] (or counted with [`Gate::record`]), that returns its count when the run
+/// is over. Warms up for `warm`, then counts for `duration`.
 ///
 /// Each worker keeps its own state (its proxy clone, its counter), so the harness adds no
 /// shared atomic operation per call: a shared counter or a proxy clone per call would put
 /// cache lines that both runtime workers write on every call's path, and slow the subject
 /// with work that is not its own.
-async fn run_workers<M, Fut>(
+pub async fn run_workers<M, Fut>(
     workers: usize,
     duration: Duration,
     warm: Duration,
     make: M,
-) -> Result<Count, Error>
+) -> Result<Count, BenchError>
 where
     M: Fn(usize, Arc<Gate>) -> Fut,
-    Fut: std::future::Future<Output = Result<u64, Error>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<u64, BenchError>> + Send + 'static,
 {
     let gate = Arc::new(Gate::default());
     let tasks: Vec<_> = (0..workers)
@@ -431,9 +484,7 @@ where
                 first_err.get_or_insert(e);
             }
             Err(e) => {
-                first_err.get_or_insert(Error::Protocol {
-                    message: format!("a benchmark task failed: {e}"),
-                });
+                first_err.get_or_insert(BenchError::Other(format!("a benchmark task failed: {e}")));
             }
         }
     }
@@ -474,394 +525,6 @@ pub fn echo_frame_len(codec: CodecId, method: &str) -> usize {
     match frame.encode(&mut b) {
         Ok(_) => b.len(),
         Err(_) => 64,
-    }
-}
-
-trait BlockingRw: Read + Write + Send {
-    fn shutdown_both(&self);
-}
-
-impl BlockingRw for std::net::TcpStream {
-    fn shutdown_both(&self) {
-        self.shutdown(std::net::Shutdown::Both).ok();
-    }
-}
-
-impl BlockingRw for std::os::unix::net::UnixStream {
-    fn shutdown_both(&self) {
-        self.shutdown(std::net::Shutdown::Both).ok();
-    }
-}
-
-/// A raw socket ping-pong connection: std sockets, the echo side on its own thread,
-/// `TCP_NODELAY` on both tcp ends. Each [`RawSession::sample`] times round trips of `len`
-/// bytes, one in flight: the physical limit every wirecall latency is compared with.
-/// Blocking: use it outside async code.
-pub struct RawSession {
-    client: Box<dyn BlockingRw>,
-    server: Option<std::thread::JoinHandle<()>>,
-    msg: Vec<u8>,
-    buf: Vec<u8>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl fmt::Debug for RawSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawSession")
-            .field("len", &self.msg.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl RawSession {
-    /// Connects a client to a fresh echo thread over `transport`.
-    pub fn start(transport: TransportKind, len: usize) -> std::io::Result<RawSession> {
-        let len = len.max(1);
-        let (client, server, dir): (Box<dyn BlockingRw>, _, _) = match transport {
-            TransportKind::Tcp => {
-                let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-                let addr = listener.local_addr()?;
-                let server = std::thread::spawn(move || {
-                    if let Ok((s, _)) = listener.accept() {
-                        if s.set_nodelay(true).is_ok() {
-                            echo_blocking(s, len);
-                        }
-                    }
-                });
-                let client = std::net::TcpStream::connect(addr)?;
-                client.set_nodelay(true)?;
-                (Box::new(client), server, None)
-            }
-            TransportKind::Unix => {
-                let dir = temp_dir()?;
-                let path = dir.path().join("raw.sock");
-                let listener = std::os::unix::net::UnixListener::bind(&path)?;
-                let server = std::thread::spawn(move || {
-                    if let Ok((s, _)) = listener.accept() {
-                        echo_blocking(s, len);
-                    }
-                });
-                let client = std::os::unix::net::UnixStream::connect(&path)?;
-                (Box::new(client), server, Some(dir))
-            }
-        };
-        Ok(RawSession {
-            client,
-            server: Some(server),
-            msg: vec![0x5a; len],
-            buf: vec![0; len],
-            _dir: dir,
-        })
-    }
-
-    /// Times round trips for about `duration`, appending nanoseconds to `out`.
-    pub fn sample(&mut self, duration: Duration, out: &mut Vec<u64>) -> std::io::Result<()> {
-        let end = Instant::now() + duration;
-        loop {
-            let t = Instant::now();
-            self.client.write_all(&self.msg)?;
-            self.client.read_exact(&mut self.buf)?;
-            out.push(elapsed_ns(t));
-            if t >= end {
-                return Ok(());
-            }
-        }
-    }
-}
-
-impl Drop for RawSession {
-    fn drop(&mut self) {
-        self.client.shutdown_both();
-        if let Some(s) = self.server.take() {
-            s.join().ok();
-        }
-    }
-}
-
-/// Raw socket ping-pong of `len` bytes, one round trip in flight, for about `duration`
-/// after a warm-up (see [`RawSession`]). Blocking.
-pub fn raw_pingpong(
-    transport: TransportKind,
-    len: usize,
-    duration: Duration,
-) -> std::io::Result<Latency> {
-    let mut s = RawSession::start(transport, len)?;
-    let mut nanos = Vec::with_capacity(8192);
-    s.sample(warm_up_time(duration), &mut nanos)?;
-    nanos.clear();
-    s.sample(duration, &mut nanos)?;
-    Ok(Latency::from_nanos(&mut nanos))
-}
-
-/// Echoes `len`-byte messages until the peer closes.
-fn echo_blocking<S: Read + Write>(mut s: S, len: usize) {
-    let mut buf = vec![0u8; len];
-    while s.read_exact(&mut buf).is_ok() {
-        if s.write_all(&buf).is_err() {
-            break;
-        }
-    }
-}
-
-trait AsyncRw: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> AsyncRw for T {}
-
-/// The same ping-pong as [`RawSession`] with tokio sockets on the caller's runtime (the
-/// echo side a spawned task): the floor for anything built on tokio, so its difference to
-/// [`RawSession`] is the runtime's wake-up cost, not wirecall's.
-pub struct TokioRawSession {
-    client: Box<dyn AsyncRw>,
-    server: tokio::task::JoinHandle<()>,
-    msg: Vec<u8>,
-    buf: Vec<u8>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl fmt::Debug for TokioRawSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokioRawSession")
-            .field("len", &self.msg.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for TokioRawSession {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-impl TokioRawSession {
-    /// Connects a client to a fresh echo task over `transport`.
-    pub async fn start(transport: TransportKind, len: usize) -> std::io::Result<TokioRawSession> {
-        let len = len.max(1);
-        let (client, server, dir): (Box<dyn AsyncRw>, _, _) = match transport {
-            TransportKind::Tcp => {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                let addr = listener.local_addr()?;
-                let server = tokio::spawn(async move {
-                    if let Ok((s, _)) = listener.accept().await {
-                        if s.set_nodelay(true).is_ok() {
-                            echo_tokio(s, len).await;
-                        }
-                    }
-                });
-                let c = tokio::net::TcpStream::connect(addr).await?;
-                c.set_nodelay(true)?;
-                (Box::new(c), server, None)
-            }
-            TransportKind::Unix => {
-                let dir = temp_dir()?;
-                let path = dir.path().join("raw-tokio.sock");
-                let listener = tokio::net::UnixListener::bind(&path)?;
-                let server = tokio::spawn(async move {
-                    if let Ok((s, _)) = listener.accept().await {
-                        echo_tokio(s, len).await;
-                    }
-                });
-                let c = tokio::net::UnixStream::connect(&path).await?;
-                (Box::new(c), server, Some(dir))
-            }
-        };
-        Ok(TokioRawSession {
-            client,
-            server,
-            msg: vec![0x5a; len],
-            buf: vec![0; len],
-            _dir: dir,
-        })
-    }
-
-    /// Times round trips for about `duration`, appending nanoseconds to `out`.
-    pub async fn sample(&mut self, duration: Duration, out: &mut Vec<u64>) -> std::io::Result<()> {
-        let end = Instant::now() + duration;
-        loop {
-            let t = Instant::now();
-            self.client.write_all(&self.msg).await?;
-            self.client.read_exact(&mut self.buf).await?;
-            out.push(elapsed_ns(t));
-            if t >= end {
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// [`TokioRawSession`] for about `duration` after a warm-up.
-pub async fn raw_pingpong_tokio(
-    transport: TransportKind,
-    len: usize,
-    duration: Duration,
-) -> std::io::Result<Latency> {
-    let mut s = TokioRawSession::start(transport, len).await?;
-    let mut nanos = Vec::with_capacity(8192);
-    s.sample(warm_up_time(duration), &mut nanos).await?;
-    nanos.clear();
-    s.sample(duration, &mut nanos).await?;
-    Ok(Latency::from_nanos(&mut nanos))
-}
-
-async fn echo_tokio<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, len: usize) {
-    let mut buf = vec![0u8; len];
-    while s.read_exact(&mut buf).await.is_ok() {
-        if s.write_all(&buf).await.is_err() {
-            break;
-        }
-    }
-}
-
-/// tarpc, the peer baseline: the same echo call through tarpc 0.38 with its bincode serde
-/// transport over loopback TCP, `TCP_NODELAY` on both ends.
-pub mod tarpc_peer {
-    use super::*;
-    use tarpc::serde_transport;
-    use tarpc::tokio_serde::formats::Bincode;
-    use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
-
-    mod service {
-        #![allow(missing_docs)]
-        /// The tarpc echo service.
-        #[tarpc::service]
-        pub trait Echo {
-            /// Returns its argument.
-            async fn echo(payload: String) -> String;
-        }
-    }
-    use service::{Echo, EchoClient};
-
-    #[derive(Clone)]
-    struct EchoServer;
-
-    impl Echo for EchoServer {
-        async fn echo(self, _: tarpc::context::Context, payload: String) -> String {
-            payload
-        }
-    }
-
-    /// A tarpc echo server on 127.0.0.1 port 0 and a connected client.
-    pub struct TarpcPair {
-        client: EchoClient,
-        server: tokio::task::JoinHandle<()>,
-    }
-
-    impl fmt::Debug for TarpcPair {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("TarpcPair").finish_non_exhaustive()
-        }
-    }
-
-    impl Drop for TarpcPair {
-        fn drop(&mut self) {
-            self.server.abort();
-        }
-    }
-
-    impl TarpcPair {
-        /// Starts the server and connects one client. Must run inside a tokio runtime.
-        ///
-        /// The server answers each request inline on its connection's task, as wirecall
-        /// answers a sync handler, rather than on a task of its own as tarpc's examples do:
-        /// measured on 2 workers, spawning made tarpc ~3.5x slower at 64 in flight (83k
-        /// against 296k calls/s), which flattered wirecall.
-        pub async fn start() -> std::io::Result<TarpcPair> {
-            use tarpc::server::{BaseChannel, Channel};
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            let server = tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    if stream.set_nodelay(true).is_err() {
-                        continue;
-                    }
-                    let transport = serde_transport::new(
-                        Framed::new(stream, LengthDelimitedCodec::new()),
-                        Bincode::default(),
-                    );
-                    tokio::spawn(
-                        BaseChannel::with_defaults(transport)
-                            .execute(EchoServer.serve())
-                            .for_each(|response| response),
-                    );
-                }
-            });
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let transport = serde_transport::new(
-                Framed::new(stream, LengthDelimitedCodec::new()),
-                Bincode::default(),
-            );
-            let client = EchoClient::new(tarpc::client::Config::default(), transport).spawn();
-            Ok(TarpcPair { client, server })
-        }
-
-        async fn echo(client: &EchoClient) -> Result<(), Error> {
-            let reply = client
-                .echo(tarpc::context::current(), ECHO_PAYLOAD.to_string())
-                .await
-                .map_err(|e| Error::Protocol {
-                    message: format!("tarpc echo failed: {e}"),
-                })?;
-            if reply.len() != ECHO_PAYLOAD.len() {
-                return Err(Error::Protocol {
-                    message: "tarpc echo answered a different payload".into(),
-                });
-            }
-            Ok(())
-        }
-
-        /// Times echo calls, one in flight, for about `duration`, appending nanoseconds
-        /// to `out`.
-        pub async fn latency_sample(
-            &self,
-            duration: Duration,
-            out: &mut Vec<u64>,
-        ) -> Result<(), Error> {
-            let end = Instant::now() + duration;
-            loop {
-                let t = Instant::now();
-                Self::echo(&self.client).await?;
-                out.push(elapsed_ns(t));
-                if t >= end {
-                    return Ok(());
-                }
-            }
-        }
-
-        /// Round-trip latency, one call in flight, after a warm-up.
-        pub async fn latency(&self, duration: Duration) -> Result<Latency, Error> {
-            let mut nanos = Vec::with_capacity(4096);
-            self.latency_sample(warm_up_time(duration), &mut nanos)
-                .await?;
-            nanos.clear();
-            self.latency_sample(duration, &mut nanos).await?;
-            Ok(Latency::from_nanos(&mut nanos))
-        }
-
-        /// Calls with `inflight` in flight on the one connection, counted for `duration`
-        /// after `warm` uncounted.
-        pub async fn throughput_sample(
-            &self,
-            inflight: usize,
-            duration: Duration,
-            warm: Duration,
-        ) -> Result<Count, Error> {
-            run_workers(inflight.max(1), duration, warm, |_, gate| {
-                let client = self.client.clone();
-                gate.repeat(async move || Self::echo(&client).await)
-            })
-            .await
-        }
-
-        /// Calls per second with `inflight` calls in flight on the one connection.
-        pub async fn throughput(
-            &self,
-            inflight: usize,
-            duration: Duration,
-        ) -> Result<Throughput, Error> {
-            let c = self
-                .throughput_sample(inflight, duration, warm_up_time(duration))
-                .await?;
-            Ok(c.throughput(inflight.max(1), 1))
-        }
     }
 }
 
@@ -1021,7 +684,7 @@ fn measure_interleaved(
     let warm = warm_up_time(opts.duration);
     let rounds = rounds_for(opts.duration);
     let slice = opts.duration / rounds;
-    let fail = |codec: CodecId, e: Error| format!("{codec} over {}: {e}", target.uri);
+    let fail = |codec: CodecId, e: BenchError| format!("{codec} over {}: {e}", target.uri);
 
     // Connect and warm every subject once.
     let mut raw_nanos = Vec::with_capacity(8192);
@@ -1043,7 +706,7 @@ fn measure_interleaved(
                 warm_up_calls(&one, target, opts.duration).await?;
                 let many = connect_many(target, codec, connections).await?;
                 throughput_sample(&many, target, inflight, Duration::ZERO, warm).await?;
-                Ok::<_, Error>(Subject {
+                Ok::<_, BenchError>(Subject {
                     codec,
                     one,
                     many,
@@ -1282,15 +945,6 @@ mod tests {
     }
 
     #[test]
-    fn raw_pingpong_both_transports() {
-        for t in TransportKind::ALL {
-            let l = raw_pingpong(t, 83, Duration::from_millis(30)).unwrap();
-            assert!(l.samples > 10, "{t}: {l:?}");
-            assert!(l.p50 > Duration::ZERO && l.p50 <= l.p99, "{t}: {l:?}");
-        }
-    }
-
-    #[test]
     fn measure_rpc_over_both_transports() {
         let reports = measure_rpc_all(
             &[CodecId::MSGPACK, CodecId::POSTCARD],
@@ -1336,17 +990,5 @@ mod tests {
         let e = measure_rpc(&opts).unwrap_err();
         assert!(e.contains("bench_missing") && e.contains("json"), "{e}");
         rt.block_on(server.finalize());
-    }
-
-    #[test]
-    fn tarpc_peer_answers() {
-        let rt = runtime().unwrap();
-        rt.block_on(async {
-            let pair = tarpc_peer::TarpcPair::start().await.unwrap();
-            let l = pair.latency(Duration::from_millis(30)).await.unwrap();
-            assert!(l.samples > 5, "{l:?}");
-            let t = pair.throughput(8, Duration::from_millis(30)).await.unwrap();
-            assert!(t.calls > 0 && t.inflight == 8, "{t:?}");
-        });
     }
 }

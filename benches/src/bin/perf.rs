@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
+use wirecall_benches::raw::{RawSession, TokioRawSession};
 use wirecall_benches::rpc::{
-    self, fmt_us, tarpc_peer::TarpcPair, BenchServer, Count, Latency, RawSession, Throughput,
-    TokioRawSession, TransportKind, BENCH_ECHO,
+    self, fmt_us, BenchError, BenchServer, Count, Latency, Throughput, TransportKind, BENCH_ECHO,
 };
+use wirecall_benches::tarpc_peer::TarpcPair;
 use wirecall_codecs::CodecId;
 
 /// End-to-end wirecall latency and throughput against raw sockets and tarpc.
@@ -273,7 +274,7 @@ async fn one_round(
                 .add(rpc::throughput_sample(&s.single, t, inflight, slice, Duration::ZERO).await?);
             s.multi_count
                 .add(rpc::throughput_sample(&s.multi, t, inflight, slice, Duration::ZERO).await?);
-            Ok::<_, wirecall::Error>(())
+            Ok::<_, BenchError>(())
         }
         .await;
         r.map_err(|e| format!("wirecall {codec} over {transport}: {e}"))?;
@@ -351,7 +352,7 @@ fn rt_measure(
                 rpc::throughput_sample(&single, &t, inflight, Duration::ZERO, warm).await?;
                 let multi = rpc::connect_many(&t, codec, connections).await?;
                 rpc::throughput_sample(&multi, &t, inflight, Duration::ZERO, warm).await?;
-                Ok::<_, wirecall::Error>(Subject {
+                Ok::<_, BenchError>(Subject {
                     codec,
                     one,
                     single,

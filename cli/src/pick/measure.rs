@@ -10,7 +10,7 @@
 //! the same call for every sample and measures all codecs interleaved, so it runs once per
 //! codec in [`super::rpc`].
 
-use wirecall_benches::measure::{self, Budget, Measurement, Timing};
+use wirecall_bench_harness::measure::{self, Budget, Measurement, Timing};
 use wirecall_codecs::{CodecError, CodecInfo, ErrorKind, Value};
 
 use super::losses::{self, Loss};

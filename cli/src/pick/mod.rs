@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use wirecall_benches::rpc::TransportKind;
+use wirecall_bench_harness::rpc::TransportKind;
 use wirecall_codecs::{CodecId, CodecInfo};
 
 pub use report::{fmt_ns, Need, Prefer};
@@ -98,7 +98,7 @@ const QUICK_TIME: Duration = Duration::from_secs(3);
 
 /// The codecs named in `--codecs` (all compiled-in built-ins when empty).
 pub fn select_codecs(names: &[String]) -> Result<Vec<CodecInfo>, String> {
-    let all = wirecall_benches::measure::codecs();
+    let all = wirecall_bench_harness::measure::codecs();
     if names.is_empty() {
         return Ok(all);
     }

@@ -4,14 +4,14 @@
 use std::fmt::Write as _;
 
 use serde_json::{json, Value as Json};
-use wirecall_benches::measure::Timing;
+use wirecall_bench_harness::measure::Timing;
 use wirecall_codecs::{CodecId, CodecInfo};
 
 use super::losses::Loss;
 use super::measure::{Cell, PathKind, PathResult, Results, RoundTrip};
 use super::rpc::{Baseline, RpcCell, RpcResults};
 use super::samples::{Sample, Source};
-use wirecall_benches::rpc::TransportKind;
+use wirecall_bench_harness::rpc::TransportKind;
 
 /// A requirement a codec must meet to be recommended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -829,7 +829,7 @@ pub fn table(report: &Report, samples: &[Sample], primary: &str) -> String {
 /// ping-pong baseline they compare with.
 fn rpc_legend(report: &Report, per: std::time::Duration) -> String {
     let (inflight, connections) = super::rpc::load();
-    let payload = wirecall_benches::rpc::ECHO_PAYLOAD.len();
+    let payload = wirecall_bench_harness::rpc::ECHO_PAYLOAD.len();
     let on = if connections == 1 {
         "one connection".to_owned()
     } else {
@@ -1128,7 +1128,7 @@ fn rpc_json(report: &Report, per: std::time::Duration) -> Json {
     json!({
         "per_measurement_ms": per.as_secs_f64() * 1e3,
         "wall_time_s": report.rpc_elapsed.as_secs_f64(),
-        "payload_bytes": wirecall_benches::rpc::ECHO_PAYLOAD.len(),
+        "payload_bytes": wirecall_bench_harness::rpc::ECHO_PAYLOAD.len(),
         "inflight": super::rpc::load().0,
         "connections": super::rpc::load().1,
         "baselines": baselines,
@@ -1142,7 +1142,7 @@ mod tests {
     use crate::pick::rpc::RpcCell;
     use crate::pick::samples::{Sample, Source};
     use std::time::Duration;
-    use wirecall_benches::rpc::{CodecRpc, Latency, Throughput};
+    use wirecall_bench_harness::rpc::{CodecRpc, Latency, Throughput};
     use wirecall_codecs::Value;
 
     fn figures(codec: CodecId, p50_us: u64) -> CodecRpc {
@@ -1177,7 +1177,7 @@ mod tests {
         }];
         let codecs: Vec<CodecInfo> = [CodecId::JSON, CodecId::MSGPACK]
             .into_iter()
-            .filter_map(wirecall_benches::measure::info)
+            .filter_map(wirecall_bench_harness::measure::info)
             .collect();
         let results = measure::run(
             &codecs,

@@ -5,12 +5,12 @@
 //!
 //! Unlike the per-sample stages of [`super::measure`], this stage runs once per codec, not
 //! once per (codec, sample) pair: the call is the same for every sample, and measuring all
-//! codecs interleaved (as [`wirecall_benches::rpc::measure_rpc`] does) gives them the same
+//! codecs interleaved (as [`wirecall_bench_harness::rpc::measure_rpc`] does) gives them the same
 //! background load, so their figures compare.
 
 use std::time::Duration;
 
-use wirecall_benches::rpc::{self, CodecRpc, Latency, RpcOptions, TransportKind};
+use wirecall_bench_harness::rpc::{self, CodecRpc, Latency, RpcOptions, TransportKind};
 use wirecall_codecs::CodecId;
 
 /// Time per RPC figure by default.

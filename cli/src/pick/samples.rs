@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use wirecall_benches::measure::{self, Budget, Measurement};
-use wirecall_benches::payloads;
+use wirecall_bench_harness::measure::{self, Budget, Measurement};
+use wirecall_bench_harness::payloads;
 use wirecall_codecs::{to_value, CodecError, CodecId, Value};
 use wirecall_conformance::notation;
 
