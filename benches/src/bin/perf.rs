@@ -7,19 +7,24 @@
 //! anything on tokio), and tarpc 0.38 (bincode serde transport over TCP, `TCP_NODELAY` both
 //! ends) doing the same echo call.
 //!
+//! Many connections: calls/s of the first codec at 1 connection x 64 in flight, 8
+//! connections x 8 and 256 connections x 1, beside a raw tokio echo server of
+//! length-prefixed frames of the same size at the same shapes (and tarpc over tcp), all in
+//! the same run; `--profile many-conns` runs that set alone.
+//!
 //! `cargo run --release -p wirecall-benches --bin perf -- [--duration S] [--quick]
-//! [--codecs json,postcard] [--transports tcp,unix] [--json]`
+//! [--codecs json,postcard] [--transports tcp,unix] [--json] [--profile many-conns]`
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
-use wirecall_benches::raw::{RawSession, TokioRawSession};
+use wirecall_benches::raw::{RawEcho, RawEchoClients, RawSession, TokioRawSession};
 use wirecall_benches::rpc::{
     self, fmt_us, BenchError, BenchServer, Count, Latency, Throughput, TransportKind, BENCH_ECHO,
 };
-use wirecall_benches::tarpc_peer::TarpcPair;
+use wirecall_benches::tarpc_peer::{TarpcClients, TarpcPair};
 use wirecall_codecs::CodecId;
 
 /// End-to-end wirecall latency and throughput against raw sockets and tarpc.
@@ -49,8 +54,11 @@ struct Args {
     json: bool,
     /// Profiling aid: run only this subject's one-in-flight loop (wirecall with the first
     /// codec, tokio, std or tarpc) on the first transport for --duration, and print the
-    /// round trips done; or `wirecall-throughput` (--inflight over --connections) or `tarpc-throughput` (--inflight on one connection). For
-    /// `perf record` or `strace -c -f`.
+    /// round trips done; or `wirecall-throughput` (--inflight over --connections) or
+    /// `tarpc-throughput` (--inflight on one connection). For `perf record` or `strace -c
+    /// -f`. Or `many-conns`: the many-connections figures alone (wirecall with the first
+    /// codec on the first transport, the raw echo server and tarpc over tcp, at 1x64, 8x8
+    /// and 256x1 connections x calls in flight), for A/B runs of two builds.
     #[arg(long, value_name = "SUBJECT")]
     profile: Option<String>,
     /// Run everything on one thread (a current-thread tokio runtime) instead of two
@@ -80,6 +88,27 @@ struct TransportFigures {
 struct TarpcFigures {
     latency: Latency,
     throughput: Throughput,
+}
+
+/// The shapes of the many-connections figures: (connections, calls in flight on each).
+/// 1 x 64 is the one-connection figure the others are read against.
+const MANY_SHAPES: [(usize, usize); 3] = [(1, 64), (8, 8), (256, 1)];
+
+/// One shape of the many-connections figures.
+struct ShapeFigures {
+    connections: usize,
+    per_conn: usize,
+    raw: Throughput,
+    wirecall: Throughput,
+    tarpc: Option<Throughput>,
+}
+
+/// The many-connections figures of one transport.
+struct ManyFigures {
+    transport: TransportKind,
+    codec: CodecId,
+    frame_len: usize,
+    shapes: Vec<ShapeFigures>,
 }
 
 fn main() -> ExitCode {
@@ -153,6 +182,22 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(subject) = &args.profile {
         let transport = transports.first().copied().unwrap_or(TransportKind::Tcp);
         let codec = codecs.first().copied().unwrap_or(CodecId::POSTCARD);
+        if subject == "many-conns" {
+            let many = many_conns(
+                &rt,
+                transport,
+                codec,
+                duration,
+                transport == TransportKind::Tcp,
+                progress,
+            )?;
+            if args.json {
+                println!("{:#}", many_json(&many));
+            } else {
+                print!("{}", many_table(runtime_name, &many, duration));
+            }
+            return Ok(());
+        }
         return profile(
             &rt,
             subject,
@@ -164,6 +209,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
 
     let mut figures = Vec::new();
+    let mut many = Vec::new();
     let mut tarpc = None;
     for &transport in &transports {
         let with_tarpc = transport == TransportKind::Tcp;
@@ -181,6 +227,10 @@ fn run(args: &Args) -> Result<(), String> {
             tarpc = Some(t);
         }
         figures.push(f.0);
+        let first = codecs.first().copied().unwrap_or(CodecId::POSTCARD);
+        many.push(many_conns(
+            &rt, transport, first, duration, with_tarpc, progress,
+        )?);
     }
     let tarpc = match tarpc {
         Some(t) => t,
@@ -205,6 +255,7 @@ fn run(args: &Args) -> Result<(), String> {
         print_json(
             runtime_name,
             &figures,
+            &many,
             &tarpc,
             duration,
             inflight,
@@ -219,6 +270,10 @@ fn run(args: &Args) -> Result<(), String> {
             inflight,
             connections,
         );
+        for m in &many {
+            println!();
+            print!("{}", many_table(runtime_name, m, duration));
+        }
     }
     Ok(())
 }
@@ -695,6 +750,7 @@ fn thr_json(t: &Throughput) -> serde_json::Value {
 fn print_json(
     runtime: &str,
     figures: &[TransportFigures],
+    many: &[ManyFigures],
     tarpc: &TarpcFigures,
     duration: Duration,
     inflight: usize,
@@ -735,6 +791,251 @@ fn print_json(
         "connections": connections,
         "tarpc": {"latency": lat_json(&tarpc.latency), "throughput": thr_json(&tarpc.throughput)},
         "transports": transports,
+        "many_connections": many.iter().map(many_json).collect::<Vec<_>>(),
     });
     println!("{doc:#}");
+}
+
+/// One shape's subjects while the many-connections figures are measured.
+struct ShapeLive {
+    connections: usize,
+    per_conn: usize,
+    raw: RawEchoClients,
+    wirecall: Vec<wirecall::Proxy>,
+    tarpc: Option<TarpcClients>,
+    raw_count: Count,
+    wirecall_count: Count,
+    tarpc_count: Count,
+}
+
+impl ShapeLive {
+    /// Connects every subject of one shape and warms it up for `warm`.
+    async fn start(
+        (connections, per_conn): (usize, usize),
+        echo: &RawEcho,
+        t: &rpc::Target,
+        codec: CodecId,
+        tarpc: Option<&TarpcPair>,
+        warm: Duration,
+    ) -> Result<ShapeLive, BenchError> {
+        let inflight = connections * per_conn;
+        let raw = echo.connect(connections).await?;
+        raw.throughput_sample(per_conn, Duration::ZERO, warm)
+            .await?;
+        let wirecall = rpc::connect_many(t, codec, connections).await?;
+        rpc::throughput_sample(&wirecall, t, inflight, Duration::ZERO, warm).await?;
+        let tarpc = match tarpc {
+            Some(p) => {
+                let c = p.connect_many(connections).await?;
+                c.throughput_sample(inflight, Duration::ZERO, warm).await?;
+                Some(c)
+            }
+            None => None,
+        };
+        Ok(ShapeLive {
+            connections,
+            per_conn,
+            raw,
+            wirecall,
+            tarpc,
+            raw_count: Count::default(),
+            wirecall_count: Count::default(),
+            tarpc_count: Count::default(),
+        })
+    }
+
+    /// One slice of each subject, raw echo first.
+    async fn round(&mut self, t: &rpc::Target, slice: Duration) -> Result<(), BenchError> {
+        let inflight = self.connections * self.per_conn;
+        self.raw_count.add(
+            self.raw
+                .throughput_sample(self.per_conn, slice, Duration::ZERO)
+                .await?,
+        );
+        self.wirecall_count
+            .add(rpc::throughput_sample(&self.wirecall, t, inflight, slice, Duration::ZERO).await?);
+        if let Some(c) = &self.tarpc {
+            self.tarpc_count
+                .add(c.throughput_sample(inflight, slice, Duration::ZERO).await?);
+        }
+        Ok(())
+    }
+
+    fn figures(&self) -> ShapeFigures {
+        let (c, inflight) = (self.connections, self.connections * self.per_conn);
+        ShapeFigures {
+            connections: c,
+            per_conn: self.per_conn,
+            raw: self.raw_count.throughput(inflight, c),
+            wirecall: self.wirecall_count.throughput(inflight, c),
+            tarpc: self
+                .tarpc
+                .as_ref()
+                .map(|_| self.tarpc_count.throughput(inflight, c)),
+        }
+    }
+}
+
+/// Calls/s at each of [`MANY_SHAPES`]: wirecall with `codec`, the raw echo server of frames
+/// of the same size, and tarpc (`with_tarpc`, tcp only), every subject interleaved in
+/// rounds of short slices.
+fn many_conns(
+    rt: &tokio::runtime::Runtime,
+    transport: TransportKind,
+    codec: CodecId,
+    duration: Duration,
+    with_tarpc: bool,
+    progress: bool,
+) -> Result<ManyFigures, String> {
+    let frame_len = rpc::echo_frame_len(codec, BENCH_ECHO);
+    let warm = rpc::warm_up_time(duration);
+    let rounds = rpc::rounds_for(duration);
+    let slice = duration / rounds;
+    let shapes_text = MANY_SHAPES
+        .iter()
+        .map(|(c, p)| format!("{c}x{p}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if progress {
+        eprintln!(
+            "{transport}, many connections ({shapes_text}): setting up (raw echo of {frame_len}-byte frames, wirecall {codec}{}), then {rounds} rounds of {:.0} ms slices",
+            if with_tarpc { ", tarpc" } else { "" },
+            slice.as_secs_f64() * 1e3
+        );
+    }
+    let server = rt
+        .block_on(BenchServer::start(transport))
+        .map_err(|e| format!("starting the {transport} benchmark server: {e}"))?;
+    let t = server.target.clone();
+    let fail = |e: BenchError| format!("many connections over {transport}: {e}");
+    let setup = rt.block_on(async {
+        let echo = RawEcho::start(transport, frame_len).await?;
+        let tarpc = match with_tarpc {
+            true => Some(TarpcPair::start().await?),
+            false => None,
+        };
+        let mut shapes = Vec::with_capacity(MANY_SHAPES.len());
+        for shape in MANY_SHAPES {
+            shapes.push(ShapeLive::start(shape, &echo, &t, codec, tarpc.as_ref(), warm).await?);
+        }
+        Ok::<_, BenchError>((echo, tarpc, shapes))
+    });
+    let (echo, tarpc, mut shapes) = match setup {
+        Ok(x) => x,
+        Err(e) => {
+            rt.block_on(server.finalize());
+            return Err(fail(e));
+        }
+    };
+    let mut result = Ok(());
+    'rounds: for round in 0..rounds {
+        if progress {
+            eprint!(
+                "\r{transport}, many connections: round {}/{rounds}",
+                round + 1
+            );
+        }
+        for s in &mut shapes {
+            if let Err(e) = rt.block_on(s.round(&t, slice)) {
+                result = Err(fail(e));
+                break 'rounds;
+            }
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    let figures = shapes.iter().map(ShapeLive::figures).collect();
+    rt.block_on(async move {
+        drop(shapes);
+        drop(tarpc);
+        drop(echo);
+        server.finalize().await;
+    });
+    result?;
+    Ok(ManyFigures {
+        transport,
+        codec,
+        frame_len,
+        shapes: figures,
+    })
+}
+
+/// The many-connections figures as a table: calls/s and ratios to the raw echo server.
+fn many_table(runtime: &str, m: &ManyFigures, duration: Duration) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "many connections over {}, {:.1} s per figure ({runtime}): wirecall {} (CALL frame {} bytes) against a raw tokio echo server of {}-byte length-prefixed frames{}",
+        m.transport,
+        duration.as_secs_f64(),
+        m.codec,
+        m.frame_len,
+        m.frame_len,
+        if m.shapes.iter().any(|s| s.tarpc.is_some()) {
+            ", and tarpc 0.38 (bincode, tcp)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:>14} {:>14} {:>10} {:>14} {:>10} {:>12}",
+        "conns x n", "raw calls/s", "wirecall", "/raw", "tarpc", "/raw", "wc / 1x64"
+    );
+    let one = m
+        .shapes
+        .iter()
+        .find(|s| s.connections == 1)
+        .map(|s| s.wirecall.calls_per_sec);
+    for s in &m.shapes {
+        let (tarpc, tarpc_ratio) = match &s.tarpc {
+            Some(t) => (
+                format!("{:.0}", t.calls_per_sec),
+                format!("{:.2}x", ratio(t.calls_per_sec, s.raw.calls_per_sec)),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:>14.0} {:>14.0} {:>9.2}x {:>14} {:>10} {:>11.2}x",
+            format!("{} x {}", s.connections, s.per_conn),
+            s.raw.calls_per_sec,
+            s.wirecall.calls_per_sec,
+            ratio(s.wirecall.calls_per_sec, s.raw.calls_per_sec),
+            tarpc,
+            tarpc_ratio,
+            one.map_or(f64::NAN, |o| ratio(s.wirecall.calls_per_sec, o)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "target: wirecall >= 0.80x the raw echo server at 8 x 8 and 256 x 1"
+    );
+    out
+}
+
+fn many_json(m: &ManyFigures) -> serde_json::Value {
+    let shapes: Vec<_> = m
+        .shapes
+        .iter()
+        .map(|s| {
+            json!({
+                "connections": s.connections,
+                "inflight_per_connection": s.per_conn,
+                "raw_echo": thr_json(&s.raw),
+                "wirecall": thr_json(&s.wirecall),
+                "wirecall_over_raw": ratio(s.wirecall.calls_per_sec, s.raw.calls_per_sec),
+                "tarpc": s.tarpc.as_ref().map(thr_json),
+                "tarpc_over_raw": s.tarpc.as_ref().map(|t| ratio(t.calls_per_sec, s.raw.calls_per_sec)),
+            })
+        })
+        .collect();
+    json!({
+        "transport": m.transport.name(),
+        "codec": m.codec.to_string(),
+        "frame_len": m.frame_len,
+        "shapes": shapes,
+    })
 }
