@@ -68,3 +68,79 @@ pub(crate) fn codec_from_env() -> Result<Option<CodecId>, Error> {
         _ => Ok(None),
     }
 }
+
+/// Environment variable with a server's idle timeout (`WIRECALL_IDLE_TIMEOUT=30s`; `off`
+/// keeps idle connections open).
+pub const ENV_IDLE_TIMEOUT: &str = "WIRECALL_IDLE_TIMEOUT";
+/// Environment variable with a server's handshake timeout (`WIRECALL_HANDSHAKE_TIMEOUT=5s`).
+pub const ENV_HANDSHAKE_TIMEOUT: &str = "WIRECALL_HANDSHAKE_TIMEOUT";
+/// Environment variable with a server's frame-completion timeout
+/// (`WIRECALL_FRAME_TIMEOUT=10s`).
+pub const ENV_FRAME_TIMEOUT: &str = "WIRECALL_FRAME_TIMEOUT";
+/// Environment variable with the receive-buffer bytes a server's connections may hold
+/// together (`WIRECALL_MAX_BUFFERED=268435456`).
+pub const ENV_MAX_BUFFERED: &str = "WIRECALL_MAX_BUFFERED";
+
+/// Parses a duration written as a number and a unit: `500ms`, `30s`, `2m`, `1h` (a bare
+/// number is seconds). `off`, `none` and `0` mean no timeout (`None`).
+pub fn parse_duration(text: &str) -> Result<Option<std::time::Duration>, Error> {
+    let t = text.trim();
+    if matches!(t.to_ascii_lowercase().as_str(), "off" | "none" | "0") {
+        return Ok(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        Error::config(format!(
+            "bad duration `{text}`: write a whole number and a unit, e.g. 500ms, 30s, 2m, 1h (or `off`)"
+        ))
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(bad()),
+    }
+    .ok_or_else(bad)?;
+    Ok(Some(std::time::Duration::from_millis(ms)))
+}
+
+/// A server's timeouts: those set on the builder (`[idle, handshake, frame]`, `Some(None)`
+/// for explicitly off), else those in the environment, else the defaults (60 s, 10 s, 30 s).
+pub(crate) fn timeouts_from_env(
+    set: [Option<Option<std::time::Duration>>; 3],
+) -> Result<crate::server::Timeouts, Error> {
+    let defaults = [60, 10, 30].map(|s| Some(std::time::Duration::from_secs(s)));
+    let vars = [ENV_IDLE_TIMEOUT, ENV_HANDSHAKE_TIMEOUT, ENV_FRAME_TIMEOUT];
+    let mut out = [None; 3];
+    for i in 0..3 {
+        out[i] = match set[i] {
+            Some(t) => t,
+            None => match std::env::var(vars[i]) {
+                Ok(v) if !v.trim().is_empty() => {
+                    parse_duration(&v).map_err(|e| Error::config(format!("{}: {e}", vars[i])))?
+                }
+                _ => defaults[i],
+            },
+        };
+    }
+    Ok(crate::server::Timeouts {
+        idle: out[0],
+        handshake: out[1],
+        frame: out[2],
+    })
+}
+
+/// `WIRECALL_MAX_BUFFERED`, if set.
+pub(crate) fn max_buffered_from_env() -> Result<Option<usize>, Error> {
+    match std::env::var(ENV_MAX_BUFFERED) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
+            Error::config(format!(
+                "{ENV_MAX_BUFFERED}: `{v}` is not a number of bytes"
+            ))
+        }),
+        _ => Ok(None),
+    }
+}

@@ -11,11 +11,12 @@ use crate::args::{
     Positional,
 };
 use crate::codec;
+use crate::codec::to_wire;
 use crate::error::{Fault, FaultKind};
-use crate::io::SharedWriter;
-use crate::native::out_frame;
+use crate::io::Wire;
 use crate::provider::Outcome;
 use crate::CodecId;
+use wirecall_protocol as proto;
 
 /// Facts about one connection, given to `on_connect` / `on_disconnect` hooks and to handlers
 /// through [`CallContext`].
@@ -43,80 +44,121 @@ impl ConnectionInfo {
     }
 }
 
-/// What the server writes back; turned into frames by the connection's dialect.
-#[derive(Debug)]
-pub(crate) enum Out {
-    Reply {
-        id: u64,
-        codec: CodecId,
-        body: Bytes,
-    },
-    Fault {
-        id: u64,
-        codec: CodecId,
-        fault: Fault,
-    },
-    Pong([u8; 8]),
-    GoAway {
-        last_id: u64,
-        message: String,
-    },
+/// How an answer is written once the machine has queued it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Now, if the socket is idle (a lone answer).
+    Now,
+    /// By the writer task, coalesced with the answers of busy neighbours.
+    Batched,
+    /// Later: the connection's reader flushes after its current batch of frames.
+    Deferred,
 }
 
-/// Where a call's answer goes.
+/// What the `after` hooks of one call need; they run once, with the call's outcome.
+pub(crate) struct AfterHooks {
+    pub(crate) hooks: Vec<Arc<dyn crate::hooks::CallHook>>,
+    pub(crate) started: std::time::Instant,
+    pub(crate) method: String,
+    pub(crate) provider_id: u16,
+    pub(crate) request_id: u64,
+    pub(crate) conn: Arc<ConnectionInfo>,
+    pub(crate) codec: CodecId,
+    pub(crate) done: std::sync::atomic::AtomicBool,
+}
+
+impl AfterHooks {
+    /// Runs the hooks, the first time only.
+    pub(crate) fn run(&self, ok: bool) {
+        if self.done.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let ci = crate::hooks::CallInfo {
+            provider_id: self.provider_id,
+            method: &self.method,
+            peer: &self.conn.peer,
+            codec: self.codec,
+            request_id: self.request_id,
+        };
+        let elapsed = self.started.elapsed();
+        for h in &self.hooks {
+            h.after(&ci, ok, elapsed);
+        }
+    }
+}
+
+/// Where a call's answer goes: the connection's state machine, which checks that the call
+/// is still in flight (a call cancelled or past its deadline was answered already).
 #[derive(Clone)]
 pub(crate) struct ReplySink {
-    pub writer: Arc<SharedWriter>,
+    pub wire: Arc<Wire<proto::ServerConnection>>,
     pub id: u64,
     pub codec: CodecId,
     pub oneway: bool,
+    /// The `after` hooks, told when the answer is given (whoever gives it).
+    pub hooks: Option<Arc<AfterHooks>>,
 }
 
 impl ReplySink {
-    fn out(&self, outcome: Outcome) -> Out {
-        match outcome {
-            Outcome::Value(body) => Out::Reply {
-                id: self.id,
-                codec: self.codec,
-                body,
-            },
-            Outcome::Fault(fault) => Out::Fault {
-                id: self.id,
-                codec: self.codec,
-                fault,
-            },
+    /// Answers the call (unless it is oneway) and runs the `after` hooks.
+    pub(crate) fn answer(&self, outcome: Outcome, flush: Flush) {
+        if let Some(h) = &self.hooks {
+            h.run(matches!(outcome, Outcome::Value(_)));
+        }
+        if self.oneway {
+            return;
+        }
+        let mut s = self.wire.lock();
+        if s.is_shut() {
+            // The connection is gone; nobody waits for the answer.
+            return;
+        }
+        let request_id = proto::RequestId(self.id);
+        let r = match outcome {
+            Outcome::Value(result) => s.side.reply(proto::Reply {
+                request_id,
+                codec: to_wire(self.codec),
+                stream: false,
+                annotations: proto::Annotations::new(),
+                result,
+                attachment: Bytes::new(),
+            }),
+            Outcome::Fault(fault) => s.side.error(proto::ErrorFrame {
+                request_id,
+                codec: proto::CodecId::NONE,
+                annotations: proto::Annotations::new(),
+                body: fault.into_body(),
+            }),
+        };
+        match r {
+            Ok(()) => {}
+            // Cancelled or past its deadline: the machine answered it already.
+            Err(proto::ProtocolError::NotInFlight { .. }) | Err(proto::ProtocolError::Closed) => {}
+            Err(e @ proto::ProtocolError::TooLong { .. }) => {
+                // Over the caller's limits: fail the call rather than leave it waiting.
+                let body = proto::ErrorBody::new(
+                    proto::ErrorCode::LIMIT_EXCEEDED,
+                    format!("the server cannot send the result: {e}"),
+                );
+                let _ = s.side.error(proto::ErrorFrame {
+                    request_id,
+                    codec: proto::CodecId::NONE,
+                    annotations: proto::Annotations::new(),
+                    body,
+                });
+            }
+            Err(e) => tracing::warn!("dropping the answer to call {}: {e}", self.id),
+        }
+        match flush {
+            Flush::Now => self.wire.flush_locked(s),
+            Flush::Batched => self.wire.flush_batched(s),
+            Flush::Deferred => drop(s),
         }
     }
 
     /// Sends the answer now (unless the call is oneway).
     pub(crate) fn send(&self, outcome: Outcome) {
-        if self.oneway {
-            return;
-        }
-        if let Some(frame) = out_frame(self.out(outcome)) {
-            // The connection may be gone; then nobody waits for the answer.
-            crate::io::sent_or_log(self.writer.send(&frame));
-        }
-    }
-
-    /// Sends the answer through the writer task, batched with other answers.
-    pub(crate) fn send_batched(&self, outcome: Outcome) {
-        if self.oneway {
-            return;
-        }
-        if let Some(frame) = out_frame(self.out(outcome)) {
-            crate::io::sent_or_log(self.writer.send_batched(&frame));
-        }
-    }
-
-    /// Queues the answer; the connection's reader flushes after its current batch.
-    pub(crate) fn send_deferred(&self, outcome: Outcome) {
-        if self.oneway {
-            return;
-        }
-        if let Some(frame) = out_frame(self.out(outcome)) {
-            crate::io::sent_or_log(self.writer.push(&frame));
-        }
+        self.answer(outcome, Flush::Now)
     }
 }
 

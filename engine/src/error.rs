@@ -92,6 +92,12 @@ pub enum Error {
     },
     /// The call was cancelled.
     Cancelled,
+    /// A frame of the call is over a limit of the peer's or this side's (frame size,
+    /// annotations): the call failed and the connection stays usable.
+    LimitExceeded {
+        /// Which limit, and by how much.
+        message: String,
+    },
 }
 
 /// An error raised by a remote handler: its type name, message and trace.
@@ -217,6 +223,10 @@ impl fmt::Display for Error {
             Error::Codec { message } => write!(f, "codec error: {message}"),
             Error::Config { message } => write!(f, "configuration error: {message}"),
             Error::Cancelled => f.write_str("the call was cancelled"),
+            Error::LimitExceeded { message } => write!(
+                f,
+                "over a limit: {message} (send less per call, or raise the limit on the receiving side)"
+            ),
         }
     }
 }
@@ -247,6 +257,50 @@ pub enum FaultKind {
     Busy,
     /// The server failed for a reason of its own (e.g. the result could not be encoded).
     Internal,
+    /// The caller cancelled the call.
+    Cancelled,
+    /// A frame is over a limit (e.g. a result larger than the caller accepts).
+    LimitExceeded,
+}
+
+use wirecall_protocol::ErrorCode;
+
+/// The one table between fault kinds and the wire's error codes (SPEC §9), read both ways.
+const CODES: [(FaultKind, ErrorCode); 12] = [
+    (FaultKind::Application, ErrorCode::APPLICATION_ERROR),
+    (FaultKind::BadArguments, ErrorCode::BAD_ARGUMENTS),
+    (FaultKind::UnknownProvider, ErrorCode::UNKNOWN_PROVIDER),
+    (FaultKind::UnknownMethod, ErrorCode::UNKNOWN_METHOD),
+    (FaultKind::CodecRefused, ErrorCode::CODEC_REFUSED),
+    (FaultKind::DeadlineExceeded, ErrorCode::DEADLINE_EXCEEDED),
+    (FaultKind::ShuttingDown, ErrorCode::SHUTTING_DOWN),
+    (FaultKind::PermissionDenied, ErrorCode::PERMISSION_DENIED),
+    (FaultKind::Busy, ErrorCode::TOO_MANY_IN_FLIGHT),
+    (FaultKind::Internal, ErrorCode::INTERNAL_ERROR),
+    (FaultKind::Cancelled, ErrorCode::CANCELLED),
+    (FaultKind::LimitExceeded, ErrorCode::LIMIT_EXCEEDED),
+];
+
+impl FaultKind {
+    /// The wire code reporting this kind.
+    pub fn code(self) -> ErrorCode {
+        CODES
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or(ErrorCode::INTERNAL_ERROR, |(_, c)| *c)
+    }
+
+    /// The kind a wire code reports; `TIMEOUT` reads as a passed deadline, and codes this
+    /// version does not know as [`FaultKind::Internal`].
+    pub fn from_code(code: ErrorCode) -> FaultKind {
+        if code == ErrorCode::TIMEOUT {
+            return FaultKind::DeadlineExceeded;
+        }
+        CODES
+            .iter()
+            .find(|(_, c)| *c == code)
+            .map_or(FaultKind::Internal, |(k, _)| *k)
+    }
 }
 
 /// A failed call as the server describes it, independent of any frame format.
@@ -332,6 +386,77 @@ impl Fault {
                 message: self.message,
                 trace: self.trace,
             }),
+            FaultKind::Cancelled => Error::Cancelled,
+            FaultKind::LimitExceeded => Error::LimitExceeded {
+                message: self.message,
+            },
+        }
+    }
+
+    /// The fixed binary body of an ERROR frame reporting this fault (SPEC §7, §11): the
+    /// accepted codecs of a refused codec travel as ids, exposed names as trace lines after
+    /// a marker.
+    pub(crate) fn into_body(self) -> wirecall_protocol::ErrorBody {
+        let accepted = if self.kind == FaultKind::CodecRefused {
+            self.names
+                .iter()
+                .filter_map(|n| crate::CodecId::from_builtin_name(n))
+                .map(crate::codec::to_wire)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let trace = if matches!(
+            self.kind,
+            FaultKind::UnknownMethod | FaultKind::UnknownProvider
+        ) && !self.names.is_empty()
+        {
+            let mut t = String::from(crate::config::EXPOSED_MARKER);
+            for n in &self.names {
+                t.push('\n');
+                t.push_str(n);
+            }
+            t
+        } else {
+            self.trace
+        };
+        wirecall_protocol::ErrorBody {
+            code: self.kind.code(),
+            type_name: self.type_name,
+            message: self.message,
+            trace,
+            accepted,
+            detail: bytes::Bytes::new(),
+        }
+    }
+
+    /// The fault an ERROR frame's body reports.
+    pub(crate) fn from_body(body: wirecall_protocol::ErrorBody) -> Fault {
+        let kind = FaultKind::from_code(body.code);
+        let mut names = Vec::new();
+        let mut trace = body.trace;
+        if let Some(rest) = trace.strip_prefix(crate::config::EXPOSED_MARKER) {
+            names = rest
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            trace = String::new();
+        }
+        if kind == FaultKind::CodecRefused {
+            names = body
+                .accepted
+                .iter()
+                .map(|c| crate::codec::from_wire(*c).to_string())
+                .collect();
+        }
+        Fault {
+            kind,
+            type_name: body.type_name,
+            message: body.message,
+            trace,
+            names,
         }
     }
 }

@@ -1,32 +1,71 @@
-//! The connection writer shared by both sides: frames are appended to one buffer; whoever
-//! finds the socket idle writes the whole buffer at once without waiting (a non-blocking
-//! attempt), and one writer task per connection finishes any write the socket could not take
-//! at once. So a lone small call costs no task hop, and under load every frame queued while
-//! a write is in progress goes out in the next single write (coalescing).
+//! The connection's shared state, used by both sides: the protocol state machine and the
+//! write side of the socket under one lock. The machine's transmit buffer *is* the write
+//! buffer: a caller or handler works on the machine (start a call, answer one), and whoever
+//! then finds the socket idle writes the queued bytes at once without waiting (a
+//! non-blocking attempt); one writer task per connection finishes any write the socket
+//! could not take at once. So a lone small call costs no task hop, and under load every
+//! frame queued while a write is in progress goes out in the next single write
+//! (coalescing).
 //!
 //! Inline attempts never await, so a caller whose future is dropped can never leave half a
-//! frame on the wire.
+//! frame on the wire. Every wire rule lives in the machine (`wirecall_protocol`); this file
+//! only moves its bytes.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use wirecall_protocol as proto;
 use wirecall_transport::WriteHalf;
 
-/// Above this many buffered bytes, senders stop trying inline and leave it to the task.
+/// Above this many queued bytes, senders stop trying inline and leave it to the task.
 const INLINE_MAX: usize = 256 * 1024;
 
-struct State {
+/// A protocol state machine whose transmit buffer the writer drains.
+pub(crate) trait Machine: Send + 'static {
+    /// Bytes are queued to send.
+    fn has_transmit(&self) -> bool;
+    /// The queued bytes, contiguous.
+    fn transmit_buf(&mut self) -> &[u8];
+    /// Drops `n` written bytes from the front.
+    fn advance_transmit(&mut self, n: usize);
+    /// Moves every queued byte into `dst` (swapping buffers when `dst` is empty).
+    fn take_transmit(&mut self, dst: &mut BytesMut);
+}
+
+macro_rules! machine {
+    ($t:ty) => {
+        impl Machine for $t {
+            fn has_transmit(&self) -> bool {
+                <$t>::has_transmit(self)
+            }
+            fn transmit_buf(&mut self) -> &[u8] {
+                <$t>::transmit_buf(self)
+            }
+            fn advance_transmit(&mut self, n: usize) {
+                <$t>::advance_transmit(self, n)
+            }
+            fn take_transmit(&mut self, dst: &mut BytesMut) {
+                <$t>::take_transmit(self, dst)
+            }
+        }
+    };
+}
+machine!(proto::ServerConnection);
+machine!(proto::ClientConnection);
+
+/// What the lock guards: the machine (with whatever the side keeps beside it) and the
+/// socket's write half.
+pub(crate) struct State<M> {
+    /// The state machine and the side's own per-connection state.
+    pub(crate) side: M,
     /// The socket, absent while the writer task is writing.
     wr: Option<WriteHalf>,
-    /// Encoded frames not yet written.
-    buf: BytesMut,
-    /// The writer task owns the socket and will drain `buf`.
+    /// The writer task owns the socket and will drain the transmit buffer.
     active: bool,
     /// No more frames: flush and shut the socket down.
     closing: bool,
@@ -34,61 +73,37 @@ struct State {
     closed: bool,
 }
 
-/// Something that encodes as frame bytes: an owned [`proto::Frame`] or a borrowed
-/// [`proto::CallRef`].
-pub(crate) trait Encode {
-    /// Appends the frame's bytes, or nothing on error.
-    fn encode_to(&self, dst: &mut BytesMut) -> Result<(), proto::ProtocolError>;
-}
-
-impl Encode for proto::Frame {
-    fn encode_to(&self, dst: &mut BytesMut) -> Result<(), proto::ProtocolError> {
-        self.encode(dst)
+impl<M> State<M> {
+    /// Whether the write side is gone or going.
+    pub(crate) fn is_shut(&self) -> bool {
+        self.closed || self.closing
     }
 }
 
-impl Encode for proto::CallRef<'_> {
-    fn encode_to(&self, dst: &mut BytesMut) -> Result<(), proto::ProtocolError> {
-        self.encode(dst)
-    }
+/// Gives the writer the machine inside a side's state.
+pub(crate) trait HasMachine: Send + 'static {
+    /// The machine.
+    type M: Machine;
+    /// The machine, mutably.
+    fn machine(&mut self) -> &mut Self::M;
 }
 
-/// One connection's write side.
-pub(crate) struct SharedWriter {
-    state: Mutex<State>,
+/// One connection's machine and write side, shared by its reader, its callers or handlers,
+/// and its writer task.
+pub(crate) struct Wire<S> {
+    state: Mutex<State<S>>,
     wake: Notify,
     /// Set with `closed` or `closing`, read without the lock.
     shut: AtomicBool,
 }
 
-/// Why a frame was not queued.
-#[derive(Debug)]
-pub(crate) enum NotSent {
-    /// The connection is closed.
-    Closed,
-    /// The frame cannot be encoded (a section too long, a bad method name).
-    Bad(proto::ProtocolError),
-}
-
-/// For frames nobody waits on (replies, GOAWAY): a closed connection is fine, a frame that
-/// cannot be encoded is logged and dropped.
-pub(crate) fn sent_or_log(r: Result<(), NotSent>) {
-    if let Err(NotSent::Bad(e)) = r {
-        tracing::warn!("dropping a frame that cannot be encoded: {e}");
-    }
-}
-
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl SharedWriter {
-    /// Wraps the write half and starts its writer task.
-    pub(crate) fn start(wr: WriteHalf) -> Arc<SharedWriter> {
-        let w = Arc::new(SharedWriter {
+impl<S: HasMachine> Wire<S> {
+    /// Wraps the side's state and the write half, and starts the writer task.
+    pub(crate) fn start(side: S, wr: WriteHalf) -> Arc<Wire<S>> {
+        let w = Arc::new(Wire {
             state: Mutex::new(State {
+                side,
                 wr: Some(wr),
-                buf: BytesMut::with_capacity(16 * 1024),
                 active: false,
                 closing: false,
                 closed: false,
@@ -100,6 +115,12 @@ impl SharedWriter {
         w
     }
 
+    /// Locks the state. Write what the work queued with [`Wire::flush_locked`] (or leave it
+    /// for a later flush).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<S>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether the connection's write side is gone.
     pub(crate) fn is_closed(&self) -> bool {
         self.shut.load(Ordering::Acquire)
@@ -109,66 +130,35 @@ impl SharedWriter {
         self.shut.store(true, Ordering::Release);
     }
 
-    /// Queues a frame without writing it yet; call [`SharedWriter::flush`] after a batch.
-    pub(crate) fn push(&self, frame: &impl Encode) -> Result<(), NotSent> {
-        let mut s = lock(&self.state);
-        if s.closed || s.closing {
-            return Err(NotSent::Closed);
-        }
-        frame.encode_to(&mut s.buf).map_err(NotSent::Bad)
-    }
-
-    /// Queues a frame and writes what is queued if the socket is idle.
-    pub(crate) fn send(&self, frame: &impl Encode) -> Result<(), NotSent> {
-        self.push(frame)?;
-        self.flush();
-        Ok(())
-    }
-
-    /// Queues a frame for the writer task, so frames queued by busy neighbours coalesce into
-    /// one write; used when other calls are in flight.
-    pub(crate) fn send_batched(&self, frame: &impl Encode) -> Result<(), NotSent> {
-        let mut s = lock(&self.state);
-        if s.closed || s.closing {
-            return Err(NotSent::Closed);
-        }
-        frame.encode_to(&mut s.buf).map_err(NotSent::Bad)?;
-        if !s.active {
-            s.active = true;
-            drop(s);
-            self.wake.notify_one();
-        }
-        Ok(())
-    }
-
     /// Writes what is queued: inline if the socket takes it at once, else by the task.
-    pub(crate) fn flush(&self) {
-        let mut s = lock(&self.state);
-        if s.active || s.closed || s.buf.is_empty() {
+    /// Releases the lock.
+    pub(crate) fn flush_locked(&self, mut s: MutexGuard<'_, State<S>>) {
+        if s.active || s.closed || !s.side.machine().has_transmit() {
             return;
         }
-        if s.buf.len() <= INLINE_MAX {
-            let st = &mut *s;
+        let st = &mut *s;
+        if st.side.machine().transmit_buf().len() <= INLINE_MAX {
             if let Some(wr) = st.wr.as_mut() {
                 let waker = futures::task::noop_waker();
                 let mut cx = Context::from_waker(&waker);
-                while !st.buf.is_empty() {
-                    match Pin::new(&mut *wr).poll_write(&mut cx, &st.buf) {
+                loop {
+                    let m = st.side.machine();
+                    let buf = m.transmit_buf();
+                    if buf.is_empty() {
+                        return;
+                    }
+                    match Pin::new(&mut *wr).poll_write(&mut cx, buf) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                             st.closed = true;
                             self.mark_shut();
-                            st.buf.clear();
                             drop(s);
                             self.wake.notify_one();
                             return;
                         }
-                        Poll::Ready(Ok(n)) => st.buf.advance(n),
+                        Poll::Ready(Ok(n)) => m.advance_transmit(n),
                         Poll::Pending => break,
                     }
                 }
-            }
-            if s.buf.is_empty() {
-                return;
             }
         }
         s.active = true;
@@ -176,9 +166,25 @@ impl SharedWriter {
         self.wake.notify_one();
     }
 
+    /// Leaves what is queued to the writer task, so frames queued by busy neighbours
+    /// coalesce into one write. Releases the lock.
+    pub(crate) fn flush_batched(&self, mut s: MutexGuard<'_, State<S>>) {
+        if s.active || s.closed || !s.side.machine().has_transmit() {
+            return;
+        }
+        s.active = true;
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Writes what is queued now if the socket is idle.
+    pub(crate) fn flush(&self) {
+        self.flush_locked(self.lock());
+    }
+
     /// Flushes what is queued, then shuts the write side down.
     pub(crate) fn close(&self) {
-        let mut s = lock(&self.state);
+        let mut s = self.lock();
         s.closing = true;
         self.mark_shut();
         s.active = true;
@@ -190,24 +196,24 @@ impl SharedWriter {
 /// A written buffer larger than this is not kept for reuse.
 const SPARE_MAX: usize = 1024 * 1024;
 
-async fn writer_task(w: Arc<SharedWriter>) {
-    // Two buffers take turns: frames queue into one while the other is written, then they
-    // swap, so neither is reallocated or shared.
+async fn writer_task<S: HasMachine>(w: Arc<Wire<S>>) {
+    // Two buffers take turns: frames queue into the machine's while this one is written,
+    // then they swap, so neither is reallocated or shared.
     let mut spare = BytesMut::with_capacity(16 * 1024);
     loop {
         // Take the socket and the queued bytes when there is work.
-        let (mut wr, mut data, closing) = loop {
+        let (mut wr, closing) = loop {
             let notified = w.wake.notified();
             {
-                let mut s = lock(&w.state);
+                let mut s = w.lock();
                 if s.closed && !s.closing {
                     return;
                 }
                 if s.active {
                     match s.wr.take() {
                         Some(wr) => {
-                            std::mem::swap(&mut s.buf, &mut spare);
-                            break (wr, std::mem::take(&mut spare), s.closing);
+                            s.side.machine().take_transmit(&mut spare);
+                            break (wr, s.closing);
                         }
                         None => return,
                     }
@@ -218,29 +224,28 @@ async fn writer_task(w: Arc<SharedWriter>) {
             // write carries them all (the scheduler runs a yielded task after its ready ones).
             tokio::task::yield_now().await;
         };
-        let ok = data.is_empty() || wr.write_all(&data).await.is_ok();
-        if data.capacity() <= SPARE_MAX {
-            data.clear();
-            spare = data;
+        let ok = spare.is_empty() || wr.write_all(&spare).await.is_ok();
+        if spare.capacity() <= SPARE_MAX {
+            spare.clear();
         } else {
             spare = BytesMut::with_capacity(16 * 1024);
         }
         let shut_down = {
-            let mut s = lock(&w.state);
+            let mut s = w.lock();
             if !ok {
                 s.closed = true;
                 w.mark_shut();
-                s.buf.clear();
                 return;
             }
-            if s.buf.is_empty() && (closing || s.closing) {
+            let more = s.side.machine().has_transmit();
+            if !more && (closing || s.closing) {
                 s.closed = true;
                 w.mark_shut();
                 true
             } else {
                 // Either idle again, or more frames arrived while writing and `active`
                 // stays set so the loop goes round again.
-                if s.buf.is_empty() {
+                if !more {
                     s.active = false;
                 }
                 s.wr = Some(wr);
@@ -255,16 +260,10 @@ async fn writer_task(w: Arc<SharedWriter>) {
     }
 }
 
-/// Encodes frames and writes them in one go (handshake frames, before the writer runs).
-pub(crate) async fn write_frames(
-    wr: &mut WriteHalf,
-    frames: &[proto::Frame],
-) -> std::io::Result<()> {
-    let mut buf = BytesMut::new();
-    for f in frames {
-        f.encode(&mut buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+impl HasMachine for proto::ServerConnection {
+    type M = proto::ServerConnection;
+
+    fn machine(&mut self) -> &mut proto::ServerConnection {
+        self
     }
-    wr.write_all(&buf).await?;
-    wr.flush().await
 }

@@ -75,9 +75,9 @@ mod context;
 mod error;
 mod functions;
 mod hooks;
-mod idhash;
+
 mod io;
-mod native;
+
 mod provider;
 mod server;
 

@@ -8,7 +8,6 @@ use futures::future::BoxFuture;
 
 use crate::context::{ConnectionInfo, Incoming};
 use crate::error::{Fault, FaultKind};
-use crate::idhash::NameBuild;
 
 /// A set of remote methods served under one provider id (Margo's provider, RPyC's service,
 /// Pyro's exposed object). Implemented by `#[wirecall::provider]`; implement it by hand only
@@ -301,7 +300,7 @@ pub(crate) enum Instances {
 pub(crate) struct Registered {
     pub info: ProviderInfo,
     /// Full RPC names (with every service name) and `__get__x` / `__set__x` accessors.
-    pub routes: HashMap<Box<str>, Route, NameBuild>,
+    pub routes: HashMap<Box<str>, Route, rustc_hash::FxBuildHasher>,
     pub instances: Instances,
     /// Sorted names for "no such method" messages.
     pub exposed: Vec<String>,

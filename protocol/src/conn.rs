@@ -1124,6 +1124,12 @@ impl ClientConnection {
     pub fn handle_eof(&mut self) -> Result<(), ProtocolError> {
         self.core.eof(self.drained, self.core.inbuf.len())
     }
+
+    /// [`handle_eof`](Self::handle_eof) for drivers that read with
+    /// [`handle_input_buf`](Self::handle_input_buf): `buf` is what is left in their buffer.
+    pub fn handle_eof_buf(&mut self, buf: &[u8]) -> Result<(), ProtocolError> {
+        self.core.eof(self.drained, buf.len())
+    }
 }
 
 impl Side for ClientConnection {
@@ -1166,6 +1172,10 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// As [`ClientConfig::share_sections_from`].
     pub share_sections_from: usize,
+    /// Whether the decoder reserves room in the input buffer for a frame once its header is
+    /// checked (default). A driver that budgets buffer memory turns it off and reserves
+    /// [`ServerConnection::pending_input_len`] bytes itself.
+    pub reserve_input: bool,
 }
 
 impl ServerConfig {
@@ -1182,6 +1192,7 @@ impl ServerConfig {
             frame_timeout: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(60)),
             share_sections_from: SHARE_SECTIONS_FROM,
+            reserve_input: true,
         }
     }
 }
@@ -1252,7 +1263,8 @@ impl ServerConnection {
                 "a server speaks at least one version",
             ));
         }
-        Ok(ServerConnection {
+        let reserve = config.reserve_input;
+        let mut conn = ServerConnection {
             core: Core::new(
                 config.limits,
                 config.ping_timeout,
@@ -1271,7 +1283,9 @@ impl ServerConnection {
             goaway_sent: None,
             peer_goaway: false,
             drained: false,
-        })
+        };
+        conn.core.decoder.set_reserve(reserve);
+        Ok(conn)
     }
 
     /// The handshake's outcome, once connected.
@@ -1282,6 +1296,12 @@ impl ServerConnection {
     /// Number of calls in flight (not counting oneway calls).
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// The declared length of the frame being received, once its header is in and within
+    /// the limits: what the input buffer must hold before the frame completes.
+    pub fn pending_input_len(&self) -> Option<usize> {
+        self.core.decoder.pending_frame_len()
     }
 
     /// Whether the connection failed or was closed.
@@ -1540,8 +1560,26 @@ impl ServerConnection {
             });
             return Ok(());
         }
+        let deadline = c.annotations.deadline();
+        if deadline.is_some_and(|d| d.is_zero()) {
+            // Already past: answered without dispatching (nothing to run it for).
+            if !c.oneway {
+                self.send_error_control(
+                    id,
+                    ErrorBody::new(
+                        ErrorCode::DEADLINE_EXCEEDED,
+                        "the call's deadline passed before it was dispatched",
+                    ),
+                );
+            }
+            self.events.push_back(ServerEvent::Rejected {
+                request_id: id,
+                error: ProtocolError::DeadlineExceeded { request_id: id },
+            });
+            return Ok(());
+        }
         if !c.oneway {
-            let deadline = c.annotations.deadline().map(|d| now + d);
+            let deadline = deadline.map(|d| now + d);
             self.in_flight.insert(
                 id,
                 ServerCall {

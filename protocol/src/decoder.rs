@@ -35,6 +35,8 @@ pub struct FrameDecoder {
     pending: Option<Header>,
     /// Set after the first error: the stream cannot be resynchronised.
     failed: Option<ProtocolError>,
+    /// Reserve room for a frame in the input buffer once its header is checked.
+    reserve: bool,
 }
 
 impl Default for FrameDecoder {
@@ -50,7 +52,23 @@ impl FrameDecoder {
             limits,
             pending: None,
             failed: None,
+            reserve: true,
         }
+    }
+
+    /// Whether [`decode`](Self::decode) reserves room in the input buffer for the rest of a
+    /// frame once its header is checked (the default). A driver that accounts for buffer
+    /// memory itself turns this off and reserves
+    /// [`pending_frame_len`](Self::pending_frame_len) bytes when its budget allows.
+    pub fn set_reserve(&mut self, reserve: bool) {
+        self.reserve = reserve;
+    }
+
+    /// The declared length (header included) of the frame being received, once its header
+    /// has arrived and passed the limits; `None` between frames.
+    pub fn pending_frame_len(&self) -> Option<usize> {
+        self.pending
+            .and_then(|h| usize::try_from(h.frame_len()).ok())
     }
 
     /// The limits enforced.
@@ -144,7 +162,9 @@ impl FrameDecoder {
                     });
                 }
                 let Some(head) = src.get(..HEADER_LEN) else {
-                    src.reserve(HEADER_LEN - src.len());
+                    if self.reserve {
+                        src.reserve(HEADER_LEN - src.len());
+                    }
                     return Ok(None);
                 };
                 let mut raw = [0u8; HEADER_LEN];
@@ -175,7 +195,9 @@ impl FrameDecoder {
             })?;
         if src.len() < len {
             // Only now, with the lengths checked, reserve room for the rest of the frame.
-            src.reserve(len - src.len());
+            if self.reserve {
+                src.reserve(len - src.len());
+            }
             return Ok(None);
         }
         self.pending = None;

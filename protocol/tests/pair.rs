@@ -955,10 +955,11 @@ fn plain_replies_are_read_in_place_and_checked() {
 
 #[test]
 fn a_borrowed_call_over_the_servers_limit_fails_locally() {
-    let mut limits = Limits::default();
-    limits.max_frame_len = 4096;
     let mut server = ServerConfig::new(vec![CodecId::JSON]);
-    server.limits = limits;
+    server.limits = Limits {
+        max_frame_len: 4096,
+        ..Limits::default()
+    };
     let mut p = Pair::new(ClientConfig::new(vec![CodecId::JSON]), server);
     p.drive();
     let _ = (p.client_events(), p.server_events());

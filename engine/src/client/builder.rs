@@ -1,0 +1,309 @@
+//! The client engine and call builders: remote functions by name (PyMargo's
+//! `engine.register(name)`), and one call put together argument by argument.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wirecall_transport::Address;
+
+use super::lock;
+use super::proxy::{check_name, CallOpts, RpcName};
+use crate::args::{ArgList, KwList};
+use crate::error::Error;
+use crate::{CodecId, Proxy};
+
+/// Converts addresses and proxies into a [`Proxy`].
+pub trait IntoProxy {
+    /// The proxy.
+    fn into_proxy(self) -> Proxy;
+    /// The proxy, reusing a client's shared connection for the same URI.
+    fn into_proxy_in(self, client: &Client) -> Proxy
+    where
+        Self: Sized,
+    {
+        let _ = client;
+        self.into_proxy()
+    }
+}
+
+impl IntoProxy for Proxy {
+    fn into_proxy(self) -> Proxy {
+        self
+    }
+}
+
+impl IntoProxy for &Proxy {
+    fn into_proxy(self) -> Proxy {
+        self.clone()
+    }
+}
+
+impl IntoProxy for &str {
+    fn into_proxy(self) -> Proxy {
+        Proxy::new(self).unwrap_or_else(|e| Proxy::broken(self, e.to_string()))
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        client
+            .proxy(self)
+            .unwrap_or_else(|e| Proxy::broken(self, e.to_string()))
+    }
+}
+
+impl IntoProxy for &String {
+    fn into_proxy(self) -> Proxy {
+        self.as_str().into_proxy()
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        self.as_str().into_proxy_in(client)
+    }
+}
+
+impl IntoProxy for String {
+    fn into_proxy(self) -> Proxy {
+        self.as_str().into_proxy()
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        self.as_str().into_proxy_in(client)
+    }
+}
+
+impl IntoProxy for &Address {
+    fn into_proxy(self) -> Proxy {
+        self.to_string().into_proxy()
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        self.to_string().into_proxy_in(client)
+    }
+}
+
+impl IntoProxy for &crate::Engine {
+    fn into_proxy(self) -> Proxy {
+        self.address().into_proxy()
+    }
+    fn into_proxy_in(self, client: &Client) -> Proxy {
+        self.address().into_proxy_in(client)
+    }
+}
+
+/// A client engine: hands out proxies (one shared connection per address) and remote
+/// functions by name (PyMargo's `engine.register(name)`).
+#[derive(Clone, Default)]
+pub struct Client {
+    proxies: Arc<Mutex<HashMap<String, Proxy>>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("proxies", &lock(&self.proxies).len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// A new client engine.
+    pub fn new() -> Client {
+        Client::default()
+    }
+
+    /// The proxy for `uri`, sharing one connection with earlier proxies for the same URI.
+    pub fn proxy(&self, uri: &str) -> Result<Proxy, Error> {
+        let mut map = lock(&self.proxies);
+        if let Some(p) = map.get(uri) {
+            return Ok(p.clone());
+        }
+        let p = Proxy::new(uri)?;
+        map.insert(uri.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// A remote function by full RPC name (`my_service_say_hello`), to call with
+    /// [`RemoteFunction::on`].
+    pub fn register(&self, rpc_name: &str) -> RemoteFunction {
+        RemoteFunction {
+            client: self.clone(),
+            name: rpc_name.to_string(),
+            method: check_name(rpc_name).map(|()| Arc::from(rpc_name)),
+            oneway: false,
+        }
+    }
+}
+
+/// A remote function known by name; [`RemoteFunction::on`] picks the server and provider.
+#[derive(Clone, Debug)]
+pub struct RemoteFunction {
+    client: Client,
+    name: String,
+    /// The wire name, validated once at registration and shared by every call.
+    method: Result<Arc<str>, Error>,
+    oneway: bool,
+}
+
+impl RemoteFunction {
+    /// Marks the function oneway (Margo's `disable_response`): calls return once sent.
+    #[must_use]
+    pub fn disable_response(mut self) -> Self {
+        self.oneway = true;
+        self
+    }
+
+    /// The RPC name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A call of this function on provider `provider_id` at `target` (an address URI, a
+    /// [`Proxy`], or a server [`Engine`](crate::Engine)); add arguments, then `.call()`.
+    pub fn on(&self, target: impl IntoProxy, provider_id: u16) -> CallBuilder<'static, (), ()> {
+        let proxy = target.into_proxy_in(&self.client);
+        CallBuilder {
+            opts: proxy.opts.clone(),
+            proxy: Cow::Owned(proxy),
+            provider_id,
+            method: self.method.clone().map(RpcName::Shared),
+            args: (),
+            kwargs: (),
+            oneway: self.oneway,
+        }
+    }
+}
+
+/// One call being put together: positional arguments with [`CallBuilder::arg`], keyword
+/// arguments with [`CallBuilder::kwarg`], then [`CallBuilder::call`].
+///
+/// A builder from [`Proxy::call`] or [`Proxy::call_on`] borrows its proxy (no reference
+/// count to touch per call); to run a call on a spawned task, move a clone of the proxy into
+/// the task and build the call there. [`RemoteFunction::on`] gives an owned one.
+#[must_use = "a call does nothing until .call() or .send() is awaited"]
+pub struct CallBuilder<'p, A, K> {
+    proxy: Cow<'p, Proxy>,
+    provider_id: u16,
+    method: Result<RpcName<'p>, Error>,
+    args: A,
+    kwargs: K,
+    oneway: bool,
+    opts: CallOpts,
+}
+
+impl<A, K> fmt::Debug for CallBuilder<'_, A, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallBuilder")
+            .field("proxy", &self.proxy)
+            .field("provider_id", &self.provider_id)
+            .field("method", &self.method.as_ref().map(|m| m.as_str()).ok())
+            .finish()
+    }
+}
+
+impl<'p> CallBuilder<'p, (), ()> {
+    pub(super) fn new(proxy: Cow<'p, Proxy>, provider_id: u16, method: RpcName<'p>) -> Self {
+        CallBuilder {
+            opts: proxy.opts.clone(),
+            proxy,
+            provider_id,
+            method: Ok(method),
+            args: (),
+            kwargs: (),
+            oneway: false,
+        }
+    }
+}
+
+impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
+    /// Adds the next positional argument.
+    pub fn arg<T: Serialize + Send>(self, value: T) -> CallBuilder<'p, (A, T), K> {
+        CallBuilder {
+            proxy: self.proxy,
+            provider_id: self.provider_id,
+            method: self.method,
+            args: (self.args, value),
+            kwargs: self.kwargs,
+            oneway: self.oneway,
+            opts: self.opts,
+        }
+    }
+
+    /// Adds a keyword argument, matched by parameter name on the server.
+    #[allow(clippy::type_complexity)]
+    pub fn kwarg<T: Serialize + Send>(
+        self,
+        name: impl Into<Cow<'static, str>>,
+        value: T,
+    ) -> CallBuilder<'p, A, (K, (Cow<'static, str>, T))> {
+        CallBuilder {
+            proxy: self.proxy,
+            provider_id: self.provider_id,
+            method: self.method,
+            args: self.args,
+            kwargs: (self.kwargs, (name.into(), value)),
+            oneway: self.oneway,
+            opts: self.opts,
+        }
+    }
+
+    /// Overrides the codec for this call.
+    pub fn codec(mut self, codec: CodecId) -> Self {
+        self.opts.codec = Some(codec);
+        self
+    }
+
+    /// Overrides the timeout for this call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.opts.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a user annotation to this call.
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.opts.annotations.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sends the call and waits for its result, decoded as `R`.
+    ///
+    /// Dropping the returned future before it completes cancels the call (a CANCEL frame
+    /// tells the server to stop working on it).
+    pub async fn call<R: DeserializeOwned>(self) -> Result<R, Error> {
+        let method = self.method?;
+        let method = method.as_str();
+        if self.oneway {
+            return Err(Error::config(
+                "this function is oneway (disable_response): use .send() instead of .call()",
+            ));
+        }
+        self.proxy
+            .invoke(
+                self.provider_id,
+                method,
+                &self.args,
+                &self.kwargs,
+                false,
+                &self.opts,
+            )
+            .await?
+            .ok_or_else(|| Error::protocol("no value in the reply"))
+    }
+
+    /// Sends the call oneway: returns once it is queued; the server never answers.
+    pub async fn send(self) -> Result<(), Error> {
+        let method = self.method?;
+        let method = method.as_str();
+        let _: Option<()> = self
+            .proxy
+            .invoke(
+                self.provider_id,
+                method,
+                &self.args,
+                &self.kwargs,
+                true,
+                &self.opts,
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,768 @@
+//! One client connection: a thin driver of `wirecall_protocol::ClientConnection`.
+//!
+//! The machine assigns request ids, encodes calls, checks them against the server's limits,
+//! matches answers to calls, enforces deadlines (a call past its deadline is failed and
+//! cancelled) and handles GOAWAY; this file moves bytes, parks callers and wakes them.
+//!
+//! Reading: a call that finds nobody reading reads the connection itself until its own
+//! reply comes (no task hop for a lone call). If other calls are still waiting then, it
+//! hands the read side to a reader task, which keeps reading until no call waits; so with
+//! many calls in flight one task reads, woken by the reactor, and each caller only waits.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use wirecall_protocol as proto;
+use wirecall_transport::{Address, Stream};
+
+use super::slot::{Slot, SlotWait, Waiters};
+use crate::codec::{from_wire, to_wire};
+use crate::error::{Error, Fault};
+use crate::io::{HasMachine, State, Wire};
+use crate::CodecId;
+
+/// Results up to this size are copied out of the read buffer rather than shared with it.
+const SMALL_RESULT: usize = 1024;
+
+/// How long connecting (TCP/unix connect plus handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A reply as the connection reader hands it to the waiting call.
+pub(crate) enum Resp {
+    Value(CodecId, Body),
+    Fault(Fault),
+}
+
+/// Results up to this size travel inside the call's own answer slot.
+pub(crate) const INLINE_RESULT: usize = 64;
+
+/// An encoded result: small ones held inline (copied straight into the waiting call's slot,
+/// so no allocation is made on the reading thread and freed on the calling one), larger ones
+/// as bytes.
+pub(crate) enum Body {
+    Inline(u8, [u8; INLINE_RESULT]),
+    Bytes(Bytes),
+}
+
+impl Body {
+    /// The result's bytes: inline when they fit, copied out of the read buffer up to
+    /// [`SMALL_RESULT`] (so the caller, often on another thread, does not share the buffer's
+    /// reference count with the reader), else shared with it.
+    fn from_result(result: Bytes) -> Body {
+        if result.len() <= SMALL_RESULT {
+            Body::copied(&result)
+        } else {
+            Body::Bytes(result)
+        }
+    }
+
+    /// A copy of a small result (at most [`SMALL_RESULT`] bytes).
+    fn copied(result: &[u8]) -> Body {
+        if result.len() <= INLINE_RESULT {
+            let mut b = [0u8; INLINE_RESULT];
+            b[..result.len()].copy_from_slice(result);
+            // Fits: at most INLINE_RESULT (64) bytes.
+            Body::Inline(result.len() as u8, b)
+        } else {
+            Body::Bytes(Bytes::copy_from_slice(result))
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Inline(n, b) => &b[..usize::from(*n)],
+            Body::Bytes(b) => b,
+        }
+    }
+
+    pub(crate) fn into_bytes(self) -> Bytes {
+        match self {
+            Body::Inline(..) => Bytes::copy_from_slice(self.as_slice()),
+            Body::Bytes(b) => b,
+        }
+    }
+}
+
+/// What the connection's lock guards besides the write side: the state machine, the calls
+/// waiting, and the read side while nobody reads.
+pub(crate) struct Pending {
+    machine: proto::ClientConnection,
+    /// The calls waiting for an answer, by request id.
+    pub(crate) waiters: Waiters,
+    /// Set once the connection is gone; new calls fail with it.
+    closed: Option<Error>,
+    /// The read side while nobody reads it. Whoever reads takes it out; invariant: while
+    /// any call waits for its reply, the reader is taken (a caller or the reader task is
+    /// reading), so a caller that finds it here knows it must read for itself.
+    reader: Option<Box<Reader>>,
+    /// A recent instant, for calls that carry no deadline (the machine needs one).
+    recent: Instant,
+}
+
+impl HasMachine for Pending {
+    type M = proto::ClientConnection;
+
+    fn machine(&mut self) -> &mut proto::ClientConnection {
+        &mut self.machine
+    }
+}
+
+type Locked<'a> = MutexGuard<'a, State<Pending>>;
+
+/// What a connection's callers and its reader task share.
+pub(crate) struct ConnShared {
+    wire: Arc<Wire<Pending>>,
+    /// Tells the reader task that the last waiting call was cancelled, so it can stop.
+    pub(crate) idle: tokio::sync::Notify,
+    address: String,
+    /// Mirrors `pending.closed.is_some()`, read without the lock before every call.
+    closed: AtomicBool,
+    /// Mirrors `pending.reader.is_some()`: nobody reads, so a check for a GOAWAY or close
+    /// that arrived while idle is due before the next call.
+    reader_idle: AtomicBool,
+}
+
+impl ConnShared {
+    /// Locks the connection's state.
+    pub(crate) fn pending(&self) -> Locked<'_> {
+        self.wire.lock()
+    }
+
+    /// Marks the connection closed: new calls fail with `err` (the first error wins).
+    fn close_with(&self, p: &mut Pending, err: Error) {
+        if p.closed.is_none() {
+            p.closed = Some(err);
+            self.closed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Takes the read side if nobody is reading.
+    fn take_reader(&self, p: &mut Pending) -> Option<Box<Reader>> {
+        let r = p.reader.take();
+        if r.is_some() {
+            self.reader_idle.store(false, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Puts the read side back: nobody reads now.
+    fn put_reader(&self, p: &mut Pending, r: Box<Reader>) {
+        p.reader = Some(r);
+        self.reader_idle.store(true, Ordering::Relaxed);
+    }
+
+    /// Closes the connection with `err`: every waiting call fails with it, the socket is
+    /// shut down.
+    fn fail_all(&self, mut p: Locked<'_>, err: Error) {
+        self.close_with(&mut p.side, err.clone());
+        let wakers = p.side.waiters.fail_all(|| Err(err.clone()));
+        drop(p);
+        self.wire.close();
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+/// The engine error for a protocol error on the connection to `address`.
+fn conn_error(address: &str, e: proto::ProtocolError) -> Error {
+    use proto::ProtocolError as P;
+    match e {
+        P::PeerClosed { code, message } if code == proto::ErrorCode::SHUTTING_DOWN => {
+            Error::ShuttingDown { message }
+        }
+        P::PeerClosed { code, message } if code == proto::ErrorCode::TIMEOUT => Error::transport(
+            address,
+            format!("the server closed the connection: {message}"),
+        ),
+        P::Refused {
+            code,
+            accepted,
+            message,
+            ..
+        } => {
+            if code == proto::ErrorCode::NO_COMMON_CODEC {
+                Error::NoCommonCodec {
+                    offered: Vec::new(),
+                    accepted: accepted.iter().map(|c| from_wire(*c).to_string()).collect(),
+                }
+            } else if code == proto::ErrorCode::SHUTTING_DOWN {
+                Error::ShuttingDown { message }
+            } else {
+                Error::protocol(format!("the server refused the connection: {message}"))
+            }
+        }
+        P::GoingAway => Error::ShuttingDown {
+            message: "the connection is going away; the next call opens a new one".into(),
+        },
+        P::Closed => Error::transport(address, "the connection is closed"),
+        P::HandshakeTimeout | P::PingTimeout | P::FrameTimeout | P::IdleTimeout => {
+            Error::transport(address, e)
+        }
+        e @ P::TooLong { .. } => Error::LimitExceeded {
+            message: e.to_string(),
+        },
+        e @ P::InFlightLimit { .. } => Error::Busy {
+            message: e.to_string(),
+        },
+        e @ (P::InvalidArgument(_) | P::InvalidState { .. }) => Error::config(e.to_string()),
+        e => Error::protocol(format!("the server broke the protocol: {e}")),
+    }
+}
+
+/// One live connection to a server.
+pub(crate) struct ClientConn {
+    pub(crate) shared: Arc<ConnShared>,
+    pub(crate) default_codec: CodecId,
+    pub(crate) accepted: Vec<CodecId>,
+    pub(crate) address: String,
+}
+
+impl Drop for ClientConn {
+    fn drop(&mut self) {
+        // Graceful: GOAWAY (the server finishes nothing more: no call waits), then close.
+        let mut p = self.shared.pending();
+        let _ = p.side.machine.goaway();
+        drop(p);
+        self.shared.wire.close();
+    }
+}
+
+impl ClientConn {
+    /// Up, after noticing any GOAWAY or close that arrived while it was idle.
+    pub(crate) fn is_live(&self) -> bool {
+        if self.shared.reader_idle.load(Ordering::Relaxed) {
+            self.refresh();
+        }
+        !self.is_closed()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) || self.shared.wire.is_closed()
+    }
+
+    /// Connects and runs the handshake through the machine.
+    pub(crate) async fn connect(
+        address: &Address,
+        preferred: &[CodecId],
+    ) -> Result<ClientConn, Error> {
+        let url = address.to_string();
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, Stream::connect(address))
+            .await
+            .map_err(|_| Error::transport(&url, "connect timed out"))?
+            .map_err(|e| Error::transport(&url, e))?;
+        let (mut rd, mut wr) = stream.into_split();
+        let mut codecs: Vec<proto::CodecId> = preferred.iter().map(|c| to_wire(*c)).collect();
+        for c in CodecId::BUILTIN {
+            if !preferred.contains(&c) {
+                codecs.push(to_wire(c));
+            }
+        }
+        let offered: Vec<String> = codecs.iter().map(|c| from_wire(*c).to_string()).collect();
+        let mut config = proto::ClientConfig::new(codecs);
+        config.handshake_timeout = Some(CONNECT_TIMEOUT);
+        // The writer sends the transmit buffer as one contiguous run.
+        config.share_sections_from = usize::MAX;
+        let mut machine = proto::ClientConnection::new(config, Instant::now())
+            .map_err(|e| Error::config(e.to_string()))?;
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut out = BytesMut::new();
+        let session = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                machine.take_transmit(&mut out);
+                if !out.is_empty() {
+                    wr.write_all(&out)
+                        .await
+                        .map_err(|e| Error::transport(&url, e))?;
+                    out.clear();
+                }
+                while let Some(ev) = machine.poll_event() {
+                    if let proto::ClientEvent::Connected(s) = ev {
+                        return Ok(s);
+                    }
+                }
+                match rd.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        return Err(Error::transport(
+                            &url,
+                            "the server closed the connection during the handshake",
+                        ))
+                    }
+                    Err(e) => return Err(Error::transport(&url, e)),
+                    Ok(_) => {}
+                }
+                if let Err(e) = machine.handle_input_buf(&mut buf, Instant::now()) {
+                    // Tell the server why, if the machine has something to say.
+                    machine.take_transmit(&mut out);
+                    let _ = wr.write_all(&out).await;
+                    return Err(match conn_error(&url, e) {
+                        Error::NoCommonCodec { accepted, .. } => Error::NoCommonCodec {
+                            offered: offered.clone(),
+                            accepted,
+                        },
+                        other => other,
+                    });
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::transport(&url, "handshake timed out"))??;
+        let pending = Pending {
+            machine,
+            waiters: Waiters::default(),
+            closed: None,
+            reader: Some(Box::new(Reader {
+                rd,
+                buf,
+                done: false,
+                wakers: Vec::new(),
+            })),
+            recent: Instant::now(),
+        };
+        let wire = Wire::start(pending, wr);
+        let shared = Arc::new(ConnShared {
+            wire,
+            idle: tokio::sync::Notify::new(),
+            address: url.clone(),
+            closed: AtomicBool::new(false),
+            reader_idle: AtomicBool::new(true),
+        });
+        Ok(ClientConn {
+            shared,
+            default_codec: from_wire(session.codec),
+            accepted: session.accepted.iter().map(|c| from_wire(*c)).collect(),
+            address: url,
+        })
+    }
+
+    /// Notices, without waiting, a GOAWAY or close that arrived while the connection was idle.
+    fn refresh(&self) {
+        let Some(mut reader) = self.shared.take_reader(&mut self.shared.pending().side) else {
+            // Someone is reading right now; they will notice.
+            return;
+        };
+        if !reader.done {
+            reader.poll_now(&self.shared);
+        }
+        release_reader(&self.shared, reader);
+    }
+
+    /// Sends one call and waits for its answer (`None` for a oneway call).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn call(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        annotations: &proto::Annotations,
+        args: &[u8],
+        kwargs: &[u8],
+        oneway: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Option<(CodecId, Body)>, Error> {
+        let frame = proto::CallRef {
+            request_id: proto::RequestId::NONE,
+            provider: proto::ProviderId(provider_id),
+            codec: to_wire(codec),
+            oneway,
+            method,
+            annotations,
+            args,
+            kwargs,
+            attachment: &[],
+        };
+        let shared = &self.shared;
+        if oneway {
+            let mut p = shared.pending();
+            if let Some(e) = &p.side.closed {
+                return Err(e.clone());
+            }
+            if p.is_shut() {
+                return Err(Error::transport(&self.address, "the connection is closed"));
+            }
+            let now = p.side.recent;
+            p.side
+                .machine
+                .call_ref(frame, now)
+                .map_err(|e| conn_error(&self.address, e))?;
+            shared.wire.flush_locked(p);
+            return Ok(None);
+        }
+        let slot = std::pin::pin!(Slot::new());
+        let slot = slot.into_ref();
+        let waker = std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())).await;
+        // The deadline's clock: read only for calls that have one.
+        let now = timeout.map(|_| Instant::now());
+        let (id, reader) = {
+            let mut p = shared.pending();
+            if let Some(e) = &p.side.closed {
+                return Err(e.clone());
+            }
+            if p.is_shut() {
+                return Err(Error::transport(&self.address, "the connection is closed"));
+            }
+            let at = now.unwrap_or(p.side.recent);
+            let id = p
+                .side
+                .machine
+                .call_ref(frame, at)
+                .map_err(|e| conn_error(&self.address, e))?;
+            // SAFETY: `slot` is pinned in this future and outlives `guard` below (declared
+            // after it, so dropped before it), which forgets the waiter under the lock
+            // unless the slot was filled.
+            #[allow(unsafe_code)]
+            unsafe {
+                p.side.waiters.insert(id.0, slot, waker);
+            }
+            // Nobody reading (the reader is here) means no other call waits: read for
+            // ourselves.
+            let reader = shared.take_reader(&mut p.side);
+            // A lone call is written inline (no task hop); with others in flight the
+            // writer task batches them into one write.
+            if p.side.waiters.len() == 1 {
+                shared.wire.flush_locked(p);
+            } else {
+                shared.wire.flush_batched(p);
+            }
+            (id.0, reader)
+        };
+        let mut guard = CallGuard {
+            shared,
+            id,
+            armed: true,
+        };
+        let mut role = ReadRole { shared, reader };
+        // Wait for the answer, reading the connection meanwhile if nobody else is.
+        let wait = async {
+            if let Some(r) = role.reader.as_mut() {
+                loop {
+                    if let Some(v) = slot.take() {
+                        break v;
+                    }
+                    if r.done {
+                        break Err(Error::transport(&self.address, "the connection is closed"));
+                    }
+                    r.read_some(shared, id).await;
+                }
+            } else {
+                SlotWait {
+                    slot,
+                    shared,
+                    id,
+                    polled: false,
+                }
+                .await
+            }
+        };
+        let r = match (timeout, now) {
+            (Some(t), Some(start)) => {
+                let mut wait = std::pin::pin!(wait);
+                match tokio::time::timeout_at((start + t).into(), wait.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // The machine's deadline for the call has passed: it fails the call
+                        // and sends CANCEL.
+                        expire(shared);
+                        match slot.take() {
+                            Some(v) => v,
+                            None => Err(Error::Timeout { after: t }),
+                        }
+                    }
+                }
+            }
+            _ => wait.await,
+        };
+        drop(role);
+        // A filled slot was removed from the map by its filler: nothing left to forget.
+        // (An answer that did not come through the slot leaves the guard to remove it.)
+        guard.armed = !slot.is_filled();
+        match r {
+            Ok(Resp::Value(c, b)) => Ok(Some((c, b))),
+            Ok(Resp::Fault(f)) => {
+                let mut e = f.into_error(provider_id, method);
+                match (&mut e, timeout) {
+                    (Error::Timeout { after }, Some(t)) => *after = t,
+                    // The body names the accepted set; the refused codec is the call's.
+                    (Error::CodecRefused { codec: c, .. }, _) if c.is_empty() => {
+                        *c = codec.to_string()
+                    }
+                    _ => {}
+                }
+                Err(e)
+            }
+            Err(Error::Timeout { .. }) if timeout.is_some() => Err(Error::Timeout {
+                after: timeout.unwrap_or_default(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Fires the machine's timers now: calls past their deadline fail (their waiters are
+/// answered with a timeout) and are cancelled on the wire.
+fn expire(shared: &ConnShared) {
+    let mut p = shared.pending();
+    let now = Instant::now();
+    let r = p.side.machine.handle_timeout(now);
+    let mut wakers = Vec::new();
+    if let Err(e) = handle_events(shared, &mut p, 0, &mut wakers, r) {
+        shared.fail_all(p, e);
+    } else {
+        shared.wire.flush_locked(p);
+    }
+    for w in wakers {
+        w.wake();
+    }
+}
+
+/// Acts on the machine's events after input or timers: answers waiters (pushing the wakers
+/// to wake once the lock is released, except `mine`'s), closes on GOAWAY drained. Returns
+/// the error that ends the connection, if any.
+fn handle_events(
+    shared: &ConnShared,
+    p: &mut Locked<'_>,
+    mine: u64,
+    wakers: &mut Vec<std::task::Waker>,
+    input: Result<(), proto::ProtocolError>,
+) -> Result<(), Error> {
+    let side = &mut p.side;
+    let mut complete = |side: &mut Pending, id: u64, v: Result<Resp, Error>| {
+        if let Some(w) = side.waiters.complete(id, v) {
+            if id != mine {
+                wakers.push(w);
+            }
+        }
+    };
+    while let Some(ev) = side.machine.poll_event() {
+        match ev {
+            proto::ClientEvent::Reply(r) => complete(
+                side,
+                r.request_id.0,
+                Ok(Resp::Value(from_wire(r.codec), Body::from_result(r.result))),
+            ),
+            proto::ClientEvent::Error(e) => complete(
+                side,
+                e.request_id.0,
+                Ok(Resp::Fault(Fault::from_body(e.body))),
+            ),
+            proto::ClientEvent::Failed { request_id, .. } => complete(
+                side,
+                request_id.0,
+                Err(Error::Timeout {
+                    after: Duration::ZERO,
+                }),
+            ),
+            proto::ClientEvent::GoAway(g) => {
+                // No new calls here; those in flight still get their answers.
+                shared.close_with(
+                    side,
+                    Error::ShuttingDown {
+                        message: if g.message.is_empty() {
+                            "the server is going away; the next call opens a new connection".into()
+                        } else {
+                            g.message
+                        },
+                    },
+                );
+            }
+            proto::ClientEvent::Drained => {
+                return Err(side.closed.clone().unwrap_or_else(|| {
+                    Error::transport(&shared.address, "the connection was closed")
+                }))
+            }
+            _ => {}
+        }
+    }
+    input.map_err(|e| conn_error(&shared.address, e))
+}
+
+/// The read side of a connection.
+pub(crate) struct Reader {
+    rd: wirecall_transport::ReadHalf,
+    buf: BytesMut,
+    /// The connection failed; every waiter has been told.
+    pub(crate) done: bool,
+    /// Wakers of answered calls, woken after the lock is released (kept for its capacity).
+    wakers: Vec<std::task::Waker>,
+}
+
+impl Reader {
+    /// Feeds what was read to the machine and answers the calls it completes. `mine` is
+    /// the reading caller's own request id (0 for none): its answer is stored without a
+    /// wake-up.
+    fn dispatch(&mut self, shared: &ConnShared, mine: u64) {
+        let mut p = shared.pending();
+        let now = Instant::now();
+        p.side.recent = now;
+        let wakers = &mut self.wakers;
+        let Pending {
+            machine, waiters, ..
+        } = &mut p.side;
+        // The common reply is read in place: its small result is copied into the caller's
+        // slot straight from the read buffer.
+        let r = machine.handle_input_with(&mut self.buf, now, SMALL_RESULT, |id, codec, result| {
+            if let Some(w) = waiters.complete(
+                id.0,
+                Ok(Resp::Value(from_wire(codec), Body::copied(result))),
+            ) {
+                if id.0 != mine {
+                    wakers.push(w);
+                }
+            }
+        });
+        match handle_events(shared, &mut p, mine, wakers, r) {
+            Ok(()) => shared.wire.flush_locked(p),
+            Err(e) => {
+                self.done = true;
+                shared.fail_all(p, e);
+            }
+        }
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn fail(&mut self, shared: &ConnShared, e: Error) {
+        self.done = true;
+        let mut p = shared.pending();
+        let _ = p.side.machine.handle_eof_buf(&self.buf);
+        shared.fail_all(p, e);
+    }
+
+    /// Reads once (waiting for data) and dispatches every complete frame.
+    ///
+    /// Cancel-safe: dropped while waiting it loses no bytes.
+    pub(crate) async fn read_some(&mut self, shared: &ConnShared, mine: u64) {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(16 * 1024);
+        }
+        match self.rd.read_buf(&mut self.buf).await {
+            Ok(0) => self.fail(
+                shared,
+                Error::transport(&shared.address, "the server closed the connection"),
+            ),
+            Err(e) => self.fail(shared, Error::transport(&shared.address, e)),
+            Ok(_) => self.dispatch(shared, mine),
+        }
+    }
+
+    /// Reads, without waiting, whatever has arrived (a GOAWAY or a close while the
+    /// connection was idle) and dispatches it.
+    fn poll_now(&mut self, shared: &ConnShared) {
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        // Uninitialised: this runs before every call, and zeroing 4 KiB each time was a fifth
+        // of a small call's instructions. Almost always nothing is readable and no byte of it
+        // is touched.
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        while !self.done {
+            let mut rb = tokio::io::ReadBuf::uninit(&mut chunk);
+            match std::pin::Pin::new(&mut self.rd).poll_read(&mut cx, &mut rb) {
+                std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => self.fail(
+                    shared,
+                    Error::transport(&shared.address, "the server closed the connection"),
+                ),
+                std::task::Poll::Ready(Ok(())) => {
+                    self.buf.extend_from_slice(rb.filled());
+                    self.dispatch(shared, 0);
+                }
+                std::task::Poll::Ready(Err(e)) => {
+                    self.fail(shared, Error::transport(&shared.address, e))
+                }
+                std::task::Poll::Pending => return,
+            }
+        }
+    }
+}
+
+/// Puts the read side back if no call waits (or the connection is done); else returns it,
+/// because somebody must go on reading.
+fn park_reader(shared: &ConnShared, reader: Box<Reader>) -> Option<Box<Reader>> {
+    let mut p = shared.pending();
+    if reader.done || p.side.waiters.is_empty() {
+        shared.put_reader(&mut p.side, reader);
+        None
+    } else {
+        Some(reader)
+    }
+}
+
+/// Gives the read side back: to the connection if no call waits (or the connection is
+/// done), else to a reader task that reads until no call waits.
+fn release_reader(shared: &Arc<ConnShared>, reader: Box<Reader>) {
+    let Some(reader) = park_reader(shared, reader) else {
+        return;
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(reader_task(shared.clone(), reader));
+        }
+        Err(_) => {
+            // No runtime to read on (a caller dropped outside one): nobody can read the
+            // replies, so end the connection rather than leave calls waiting forever.
+            let mut reader = reader;
+            reader.fail(
+                shared,
+                Error::transport(&shared.address, "the connection's runtime is gone"),
+            );
+            shared.put_reader(&mut shared.pending().side, reader);
+        }
+    }
+}
+
+/// Reads the connection while calls wait for replies, then gives the read side back.
+async fn reader_task(shared: Arc<ConnShared>, mut reader: Box<Reader>) {
+    loop {
+        reader = match park_reader(&shared, reader) {
+            Some(r) => r,
+            None => return,
+        };
+        tokio::select! {
+            biased;
+            () = reader.read_some(&shared, 0) => {}
+            () = shared.idle.notified() => {}
+        }
+    }
+}
+
+/// The read side held by a caller reading for itself; handed on when dropped.
+struct ReadRole<'a> {
+    shared: &'a Arc<ConnShared>,
+    reader: Option<Box<Reader>>,
+}
+
+impl Drop for ReadRole<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.reader.take() {
+            release_reader(self.shared, r);
+        }
+    }
+}
+
+/// Forgets a call and cancels it on the wire if the caller stops waiting.
+struct CallGuard<'a> {
+    shared: &'a ConnShared,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut p = self.shared.pending();
+        if p.side.waiters.forget(self.id) {
+            // The machine sends CANCEL and swallows the call's answer when it comes.
+            let _ = p.side.machine.cancel(proto::RequestId(self.id));
+            if p.side.waiters.is_empty() && p.side.reader.is_none() {
+                // A reader task may be waiting for replies nobody wants any more.
+                self.shared.idle.notify_one();
+            }
+            self.shared.wire.flush_locked(p);
+        }
+    }
+}

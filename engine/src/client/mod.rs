@@ -1,0 +1,17 @@
+//! The client side: the connection driver ([`conn`]), the answer slots its callers wait on
+//! ([`slot`]), proxies ([`proxy`]), and the client engine with its call builders
+//! ([`builder`]).
+
+use std::sync::Mutex;
+
+mod builder;
+mod conn;
+mod proxy;
+mod slot;
+
+pub use builder::{CallBuilder, Client, IntoProxy, RemoteFunction};
+pub use proxy::{ProviderHandle, Proxy};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

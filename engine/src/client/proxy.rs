@@ -1,0 +1,675 @@
+//! Proxies: a handle to one server, its lazily opened connection, and calls through it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wirecall_protocol as proto;
+use wirecall_transport::Address;
+
+use super::builder::CallBuilder;
+use super::conn::{Body, ClientConn};
+use super::lock;
+use crate::args::{ArgList, KwList, MapOf, SeqOf};
+use crate::codec;
+use crate::config;
+use crate::error::Error;
+use crate::provider::{full_name, getter_route, setter_route, Metadata};
+use crate::server::DAEMON_PROVIDER_ID;
+use crate::CodecId;
+
+/// Per-call options.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CallOpts {
+    pub(super) codec: Option<CodecId>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) annotations: Vec<(String, Vec<u8>)>,
+}
+
+struct ProxyShared {
+    target: Result<Address, String>,
+    uri: String,
+    service: Option<String>,
+    provider_id: Option<u16>,
+    preferred: Vec<CodecId>,
+    conn: Mutex<Option<Arc<ClientConn>>>,
+    connecting: tokio::sync::Mutex<()>,
+    meta: Mutex<Option<Arc<Metadata>>>,
+}
+
+/// Checks an RPC name against the wire's rules for a method name, or a configuration error
+/// naming it.
+pub(super) fn check_name(rpc_name: &str) -> Result<(), Error> {
+    proto::Method::check(rpc_name)
+        .map_err(|e| Error::config(format!("bad RPC name `{rpc_name}`: {e}")))
+}
+
+/// A call's RPC name: borrowed from the caller (no copy, no reference count per call), or
+/// shared by a [`RemoteFunction`] and its calls.
+#[derive(Clone, Debug)]
+pub(super) enum RpcName<'p> {
+    Borrowed(&'p str),
+    Shared(Arc<str>),
+}
+
+impl RpcName<'_> {
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            RpcName::Borrowed(s) => s,
+            RpcName::Shared(s) => s,
+        }
+    }
+}
+
+/// A handle to a remote server: lazy connection, per-proxy codec and timeout.
+///
+/// Clones are cheap and share one connection, which carries many calls at once from any
+/// number of tasks; the connection closes when the last clone is dropped. Each clone may
+/// carry its own codec and timeout ([`Proxy::codec`], [`Proxy::timeout`]).
+///
+/// URIs: a bare address (`tcp://127.0.0.1:4000`, `unix:///tmp/s.sock`), or
+/// `service@address`, or `service:provider_id@address` to bind a service name and provider
+/// id for [`Proxy::call`].
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<ProxyShared>,
+    pub(super) opts: CallOpts,
+    validate: bool,
+    /// The connection this clone first used, kept so that calls borrow it instead of
+    /// looking it up under the shared lock and counting a reference each time (both showed
+    /// as cross-core traffic with calls from many threads). Once it has closed, calls go
+    /// through the shared lookup again; clones made after a reconnect cache the new one.
+    cached: std::sync::OnceLock<Arc<ClientConn>>,
+}
+
+/// The connection a call uses: borrowed from the proxy's cache, or its own reference.
+enum ConnRef<'a> {
+    Cached(&'a ClientConn),
+    Owned(Arc<ClientConn>),
+}
+
+impl std::ops::Deref for ConnRef<'_> {
+    type Target = ClientConn;
+
+    fn deref(&self) -> &ClientConn {
+        match self {
+            ConnRef::Cached(c) => c,
+            ConnRef::Owned(c) => c,
+        }
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("uri", &self.shared.uri)
+            .field("codec", &self.opts.codec)
+            .field("timeout", &self.opts.timeout)
+            .finish()
+    }
+}
+
+/// Splits `service[:provider_id]@address`.
+fn parse_uri(uri: &str) -> Result<(Option<String>, Option<u16>, Address), Error> {
+    let uri = uri.trim();
+    let (prefix, addr) = match uri.find('@') {
+        Some(at) if !uri[..at].contains("://") => (Some(&uri[..at]), &uri[at + 1..]),
+        _ => (None, uri),
+    };
+    let address: Address = addr.parse().map_err(|e| {
+        Error::config(format!(
+            "bad address `{addr}` in `{uri}`: {e} (expected tcp://host:port, unix:///path or mem://name, optionally prefixed by service@ or service:provider_id@)"
+        ))
+    })?;
+    let (service, provider_id) = match prefix {
+        None => (None, None),
+        Some(p) => match p.split_once(':') {
+            Some((s, id)) => {
+                let id: u16 = id.parse().map_err(|_| {
+                    Error::config(format!(
+                        "bad provider id `{id}` in `{uri}`: expected a number 0-65534"
+                    ))
+                })?;
+                (Some(s.to_string()), Some(id))
+            }
+            None => (Some(p.to_string()), None),
+        },
+    };
+    Ok((service.filter(|s| !s.is_empty()), provider_id, address))
+}
+
+impl Proxy {
+    /// A proxy for `uri`; connects on first use (or on [`Proxy::connect`]).
+    ///
+    /// The default codec is `WIRECALL_CODEC` if set, else the first codec the server
+    /// accepts from the client's preference list.
+    pub fn new(uri: &str) -> Result<Proxy, Error> {
+        let (service, provider_id, address) = parse_uri(uri)?;
+        let env_codec = config::codec_from_env()?;
+        Ok(Proxy::build(
+            Ok(address),
+            uri,
+            service,
+            provider_id,
+            env_codec,
+        ))
+    }
+
+    fn build(
+        target: Result<Address, String>,
+        uri: &str,
+        service: Option<String>,
+        provider_id: Option<u16>,
+        env_codec: Option<CodecId>,
+    ) -> Proxy {
+        Proxy {
+            shared: Arc::new(ProxyShared {
+                target,
+                uri: uri.to_string(),
+                service,
+                provider_id,
+                preferred: env_codec.into_iter().collect(),
+                conn: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                meta: Mutex::new(None),
+            }),
+            opts: CallOpts {
+                codec: env_codec,
+                ..CallOpts::default()
+            },
+            validate: false,
+            cached: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A proxy that reports `err` on first use (for conversions that cannot fail).
+    pub(super) fn broken(uri: &str, err: String) -> Proxy {
+        Proxy::build(Err(err), uri, None, None, None)
+    }
+
+    /// A clone that encodes calls with `codec` (sharing the connection).
+    #[must_use]
+    pub fn codec(mut self, codec: CodecId) -> Proxy {
+        self.opts.codec = Some(codec);
+        self
+    }
+
+    /// A clone whose calls time out after `timeout`; the deadline travels with each call and
+    /// the server drops work whose deadline passed.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Proxy {
+        self.opts.timeout = Some(timeout);
+        self
+    }
+
+    /// A clone that sends a user annotation with every call.
+    #[must_use]
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Proxy {
+        self.opts.annotations.push((key.into(), value.into()));
+        self
+    }
+
+    /// A clone that checks method names against the server's metadata before sending
+    /// (Pyro's local check): unknown names fail with `NoSuchMethod` without a round trip.
+    #[must_use]
+    pub fn validated(mut self) -> Proxy {
+        self.validate = true;
+        self
+    }
+
+    /// The URI the proxy was made from.
+    pub fn uri(&self) -> &str {
+        &self.shared.uri
+    }
+
+    /// The service name bound in the URI, if any.
+    pub fn service(&self) -> Option<&str> {
+        self.shared.service.as_deref()
+    }
+
+    /// The provider id bound in the URI, if any.
+    pub fn provider_id(&self) -> Option<u16> {
+        self.shared.provider_id
+    }
+
+    /// The codec this proxy sets explicitly, if any (else the negotiated default is used).
+    pub fn codec_override(&self) -> Option<CodecId> {
+        self.opts.codec
+    }
+
+    /// Connects now (otherwise the first call connects).
+    pub async fn connect(&self) -> Result<(), Error> {
+        self.conn().await.map(|_| ())
+    }
+
+    /// The codec calls use: the override, or the one negotiated at connect.
+    pub async fn effective_codec(&self) -> Result<CodecId, Error> {
+        match self.opts.codec {
+            Some(c) => Ok(c),
+            None => Ok(self.conn().await?.default_codec),
+        }
+    }
+
+    /// The codecs the server said it accepts (connects if needed).
+    pub async fn server_accepted(&self) -> Result<Vec<CodecId>, Error> {
+        Ok(self.conn().await?.accepted.clone())
+    }
+
+    /// Whether the shared connection is up.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.shared.conn)
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
+    }
+
+    /// The live connection, connecting first if there is none.
+    async fn conn(&self) -> Result<ConnRef<'_>, Error> {
+        if let Some(c) = self.cached.get() {
+            if c.is_live() {
+                return Ok(ConnRef::Cached(c));
+            }
+        }
+        let c = match self.live_conn() {
+            Some(c) => c,
+            // Boxed: connecting is rare, and its state would otherwise sit inside every
+            // call's future (moved and touched on every call).
+            None => Box::pin(self.reconnect()).await?,
+        };
+        if self.cached.get().is_none() {
+            return Ok(ConnRef::Cached(self.cached.get_or_init(|| c)));
+        }
+        Ok(ConnRef::Owned(c))
+    }
+
+    /// The current shared connection if it is up.
+    fn live_conn(&self) -> Option<Arc<ClientConn>> {
+        let c = lock(&self.shared.conn).clone()?;
+        c.is_live().then_some(c)
+    }
+
+    /// Connects (once, for all the clones waiting) and installs the new connection.
+    async fn reconnect(&self) -> Result<Arc<ClientConn>, Error> {
+        let _g = self.shared.connecting.lock().await;
+        if let Some(c) = lock(&self.shared.conn).as_ref() {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let address = self
+            .shared
+            .target
+            .as_ref()
+            .map_err(|e| Error::config(e.clone()))?;
+        let mut preferred: Vec<CodecId> = self.opts.codec.into_iter().collect();
+        preferred.extend(
+            self.shared
+                .preferred
+                .iter()
+                .filter(|c| Some(**c) != self.opts.codec),
+        );
+        let c = Arc::new(ClientConn::connect(address, &preferred).await?);
+        *lock(&self.shared.conn) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Sends one call with already-encoded arguments and returns the encoded result.
+    ///
+    /// `args` is the codec's encoding of the positional arguments as one sequence; `kwargs`
+    /// the encoding of a map from parameter name to value, or empty. Returns `None` for a
+    /// oneway call.
+    pub async fn call_raw(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: Bytes,
+        kwargs: Bytes,
+        oneway: bool,
+    ) -> Result<Option<(CodecId, Bytes)>, Error> {
+        check_name(method)?;
+        let conn = self.conn().await?;
+        self.send(
+            &conn,
+            provider_id,
+            method,
+            codec,
+            &args,
+            &kwargs,
+            oneway,
+            &self.opts,
+        )
+        .await
+        .map(|r| r.map(|(c, body)| (c, body.into_bytes())))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        conn: &ClientConn,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: &[u8],
+        kwargs: &[u8],
+        oneway: bool,
+        opts: &CallOpts,
+    ) -> Result<Option<(CodecId, Body)>, Error> {
+        let annotations = if opts.timeout.is_none() && opts.annotations.is_empty() {
+            proto::Annotations::new()
+        } else {
+            let mut b = proto::Annotations::builder();
+            if let Some(t) = opts.timeout {
+                b = b.deadline(t);
+            }
+            for (k, v) in &opts.annotations {
+                b = b
+                    .insert(k, v)
+                    .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
+            }
+            b.build()
+        };
+        conn.call(
+            provider_id,
+            method,
+            codec,
+            &annotations,
+            args,
+            kwargs,
+            oneway,
+            opts.timeout,
+        )
+        .await
+    }
+
+    /// Encodes and sends a call, decodes the result.
+    pub(super) async fn invoke<A: ArgList, K: KwList, R: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+        oneway: bool,
+        opts: &CallOpts,
+    ) -> Result<Option<R>, Error> {
+        if self.validate {
+            // Boxed, like connecting: only validated proxies carry its state.
+            Box::pin(self.check_method(provider_id, method)).await?;
+        }
+        self.invoke_unchecked(provider_id, method, args, kwargs, oneway, opts)
+            .await
+    }
+
+    /// [`Proxy::invoke`] without the local metadata check.
+    async fn invoke_unchecked<A: ArgList, K: KwList, R: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+        oneway: bool,
+        opts: &CallOpts,
+    ) -> Result<Option<R>, Error> {
+        let conn = self.conn().await?;
+        let codec = opts.codec.unwrap_or(conn.default_codec);
+        // Positional then keyword arguments in one buffer.
+        let mut out = Vec::with_capacity(64);
+        codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
+            message: format!("encoding the arguments with {codec}: {e}"),
+        })?;
+        let n_args = out.len();
+        if K::LEN != 0 {
+            codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
+                message: format!("encoding the keyword arguments with {codec}: {e}"),
+            })?;
+        }
+        let (args, kwargs) = out.split_at(n_args);
+        match self
+            .send(
+                &conn,
+                provider_id,
+                method,
+                codec,
+                args,
+                kwargs,
+                oneway,
+                opts,
+            )
+            .await?
+        {
+            None => Ok(None),
+            Some((c, body)) => {
+                let limits = wirecall_codecs::Limits::default().with_max_input(usize::MAX);
+                codec::decode::<R>(c, body.as_slice(), &limits)
+                    .map(Some)
+                    .map_err(|e| Error::Codec {
+                        message: format!("decoding the result with {c}: {e}"),
+                    })
+            }
+        }
+    }
+
+    async fn check_method(&self, provider_id: u16, method: &str) -> Result<(), Error> {
+        if provider_id == DAEMON_PROVIDER_ID {
+            return Ok(());
+        }
+        let meta = self.cached_metadata().await?;
+        match meta.provider(provider_id) {
+            None => Err(Error::NoSuchProvider {
+                provider_id,
+                message: format!(
+                    "checked locally against the server's metadata; registered ids: {}",
+                    meta.providers
+                        .iter()
+                        .map(|p| p.provider_id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+            Some(p) => {
+                let is_attr = method
+                    .strip_prefix("__get__")
+                    .or_else(|| method.strip_prefix("__set__"))
+                    .is_some_and(|a| p.attributes.iter().any(|x| x == a));
+                if is_attr || p.has_method(method) {
+                    Ok(())
+                } else {
+                    Err(Error::NoSuchMethod {
+                        method: method.to_string(),
+                        exposed: p.methods.iter().map(|m| m.name.clone()).collect(),
+                    })
+                }
+            }
+        }
+    }
+
+    async fn cached_metadata(&self) -> Result<Arc<Metadata>, Error> {
+        if let Some(m) = lock(&self.shared.meta).as_ref() {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(self.metadata().await?);
+        *lock(&self.shared.meta) = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Asks the server's daemon object for its providers, methods and attributes.
+    pub async fn metadata(&self) -> Result<Metadata, Error> {
+        let r: Option<Metadata> = self
+            .invoke_unchecked(DAEMON_PROVIDER_ID, "metadata", &(), &(), false, &self.opts)
+            .await?;
+        r.ok_or_else(|| Error::protocol("no metadata in the reply"))
+    }
+
+    /// Whether provider `provider_id` exposes the method `full_name` (`service_method`),
+    /// from the server's metadata (fetched once per proxy and cached).
+    pub async fn has_method(&self, provider_id: u16, full_name: &str) -> Result<bool, Error> {
+        let meta = self.cached_metadata().await?;
+        Ok(meta
+            .provider(provider_id)
+            .is_some_and(|p| p.has_method(full_name)))
+    }
+
+    /// Checks that the server answers (a round trip to the daemon object).
+    pub async fn ping(&self) -> Result<(), Error> {
+        let _: Option<()> = self
+            .invoke_unchecked(DAEMON_PROVIDER_ID, "ping", &(), &(), false, &self.opts)
+            .await?;
+        Ok(())
+    }
+
+    /// Asks the server to finalize (Margo's remote shutdown). The server must have called
+    /// `enable_remote_shutdown()`, and `token` must match its shutdown token if it has one.
+    pub async fn shutdown_server(&self, token: Option<&str>) -> Result<(), Error> {
+        let mut opts = self.opts.clone();
+        if let Some(t) = token {
+            opts.annotations.push((
+                config::SHUTDOWN_TOKEN_KEY.to_string(),
+                t.as_bytes().to_vec(),
+            ));
+        }
+        let _: Option<()> = self
+            .invoke_unchecked(DAEMON_PROVIDER_ID, "shutdown", &(), &(), false, &opts)
+            .await?;
+        Ok(())
+    }
+
+    /// Starts a call of `method` on the service and provider bound in the URI
+    /// (`service:provider_id@address`); the RPC name is `service + "_" + method`.
+    pub fn call(&self, method: &str) -> Result<CallBuilder<'_, (), ()>, Error> {
+        let (Some(service), Some(pid)) = (&self.shared.service, self.shared.provider_id) else {
+            return Err(Error::config(format!(
+                "proxy `{}` has no service name and provider id; use a URI like my_service:42@tcp://host:port, or Client::register(name).on(..)",
+                self.shared.uri
+            )));
+        };
+        let name = full_name(service, method);
+        check_name(&name)?;
+        Ok(CallBuilder::new(
+            Cow::Borrowed(self),
+            pid,
+            RpcName::Shared(name.into()),
+        ))
+    }
+
+    /// Starts a call of the full RPC name `rpc_name` on provider `provider_id`.
+    ///
+    /// The builder borrows `rpc_name` as it borrows the proxy (no copy per call).
+    pub fn call_on<'a>(
+        &'a self,
+        provider_id: u16,
+        rpc_name: &'a str,
+    ) -> Result<CallBuilder<'a, (), ()>, Error> {
+        check_name(rpc_name)?;
+        Ok(CallBuilder::new(
+            Cow::Borrowed(self),
+            provider_id,
+            RpcName::Borrowed(rpc_name),
+        ))
+    }
+
+    /// Reads the remote attribute `name` of provider `provider_id` (Pyro's exposed property).
+    pub async fn get_attr<R: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        name: &str,
+    ) -> Result<R, Error> {
+        let method = getter_route(name);
+        check_name(&method)?;
+        self.invoke(provider_id, &method, &(), &(), false, &self.opts)
+            .await?
+            .ok_or_else(|| Error::protocol("no value in the reply"))
+    }
+
+    /// Sets the remote attribute `name` of provider `provider_id`.
+    pub async fn set_attr<T: Serialize + Send>(
+        &self,
+        provider_id: u16,
+        name: &str,
+        value: T,
+    ) -> Result<(), Error> {
+        let method = setter_route(name);
+        check_name(&method)?;
+        let _: Option<()> = self
+            .invoke(provider_id, &method, &((), value), &(), false, &self.opts)
+            .await?;
+        Ok(())
+    }
+}
+
+/// What a generated `<Type>Client` calls through: a proxy plus a provider id.
+#[derive(Clone, Debug)]
+pub struct ProviderHandle {
+    proxy: Proxy,
+    provider_id: u16,
+}
+
+impl ProviderHandle {
+    /// A handle on provider `provider_id` through `proxy`.
+    pub fn new(proxy: Proxy, provider_id: u16) -> Self {
+        ProviderHandle { proxy, provider_id }
+    }
+
+    /// The proxy.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// The provider id.
+    pub fn provider_id(&self) -> u16 {
+        self.provider_id
+    }
+
+    /// Calls `rpc_name` with positional arguments `args` (nested pairs, see [`ArgList`]).
+    pub async fn call<A: ArgList, R: DeserializeOwned>(
+        &self,
+        rpc_name: &'static str,
+        args: A,
+    ) -> Result<R, Error> {
+        check_name(rpc_name)?;
+        self.proxy
+            .invoke(
+                self.provider_id,
+                rpc_name,
+                &args,
+                &(),
+                false,
+                &self.proxy.opts,
+            )
+            .await?
+            .ok_or_else(|| Error::protocol("no value in the reply"))
+    }
+
+    /// Calls `rpc_name` oneway.
+    pub async fn call_oneway<A: ArgList>(
+        &self,
+        rpc_name: &'static str,
+        args: A,
+    ) -> Result<(), Error> {
+        check_name(rpc_name)?;
+        let _: Option<()> = self
+            .proxy
+            .invoke(
+                self.provider_id,
+                rpc_name,
+                &args,
+                &(),
+                true,
+                &self.proxy.opts,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a remote attribute.
+    pub async fn get_attr<R: DeserializeOwned>(&self, name: &str) -> Result<R, Error> {
+        self.proxy.get_attr(self.provider_id, name).await
+    }
+
+    /// Sets a remote attribute.
+    pub async fn set_attr<T: Serialize + Send>(&self, name: &str, value: T) -> Result<(), Error> {
+        self.proxy.set_attr(self.provider_id, name, value).await
+    }
+}

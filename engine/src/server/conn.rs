@@ -1,0 +1,290 @@
+//! One server connection: a thin driver of `wirecall_protocol::ServerConnection`. It moves
+//! bytes between the socket and the machine, arms the one timer the machine asks for, hands
+//! the calls the machine accepts to [`dispatch`](super::dispatch), and stops the handlers of
+//! calls the machine cancelled or expired. Every wire rule (handshake, limits, cancel,
+//! deadlines, GOAWAY, timeouts) is the machine's.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use wirecall_protocol as proto;
+use wirecall_transport::{ReadHalf, Stream};
+
+use super::dispatch::Conn;
+use super::{lock, read, Inner};
+use crate::context::ConnectionInfo;
+use crate::io::Wire;
+use crate::provider::{Instances, Registered};
+
+/// Receive-buffer bytes all of a server's connections may hold together: each connection
+/// reserves the declared size of a frame still arriving before making room for it, so many
+/// peers declaring large frames cannot pin more than this.
+pub(crate) struct Budget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl Budget {
+    pub(crate) fn new(max: usize) -> Budget {
+        Budget {
+            max,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `n` bytes if they fit.
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|t| *t <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// Room kept free at the end of the read buffer before each read.
+const READ_ROOM: usize = 4096;
+/// What the read buffer grows by when it needs room.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<ConnectionInfo>) {
+    let mut config = inner.machine_config();
+    // Room for frames is reserved here, against the server-wide budget.
+    config.reserve_input = false;
+    let machine = match proto::ServerConnection::new(config, Instant::now()) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("cannot serve a connection: {e}");
+            return;
+        }
+    };
+    let (mut rd, wr) = stream.into_split();
+    let wire = Wire::start(machine, wr);
+    lock(&inner.connections).insert(info.id, wire.clone());
+    let mut conn = Conn::new(inner, info, wire);
+    let mut reader = Reader {
+        buf: BytesMut::new(),
+        reserved: 0,
+    };
+    reader.run(&mut conn, &mut rd).await;
+    reader.release(&conn.inner);
+    conn.teardown();
+}
+
+/// The read side of a connection.
+struct Reader {
+    buf: BytesMut,
+    /// Bytes of the server-wide budget this connection holds for a frame still arriving.
+    reserved: usize,
+}
+
+/// What woke the read loop.
+enum Woke {
+    Read(std::io::Result<usize>),
+    Timer,
+}
+
+impl Reader {
+    async fn run(&mut self, conn: &mut Conn, rd: &mut ReadHalf) {
+        // Replies queue up while a batch of calls is handled and go out in one write at its
+        // end. On a multi-thread runtime they also go out after every `EARLY_FLUSH_FRAMES`
+        // calls of a long batch, so the peer (another worker, or another process) starts on
+        // the first answers while this task handles the rest: measured on 2 workers with 64
+        // calls in flight, ~18 % more calls/s. On a current-thread runtime nothing else in
+        // the process runs until this task waits, and the extra writes only cost.
+        let early = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let mut events = Vec::new();
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        let mut started = false;
+        loop {
+            if self.buf.capacity() - self.buf.len() < READ_ROOM {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let woke = tokio::select! {
+                biased;
+                r = rd.read_buf(&mut self.buf) => Woke::Read(r),
+                () = &mut timer, if armed.is_some() => Woke::Timer,
+            };
+            let now = Instant::now();
+            let mut s = conn.wire.lock();
+            let (r, eof) = match woke {
+                Woke::Read(Ok(0)) => (s.side.handle_eof_buf(&self.buf), true),
+                Woke::Read(Err(e)) => {
+                    tracing::debug!("reading from {}: {e}", conn.info.peer);
+                    (Ok(()), true)
+                }
+                Woke::Read(Ok(_)) => (s.side.handle_input_buf(&mut self.buf, now), false),
+                Woke::Timer => {
+                    armed = None;
+                    (s.side.handle_timeout(now), false)
+                }
+            };
+            let mut fatal = r.err();
+            if fatal.is_none() && !eof {
+                if let Err(e) = self.make_room(&mut s.side, &conn.inner) {
+                    fatal = Some(e);
+                }
+            }
+            while let Some(ev) = s.side.poll_event() {
+                events.push(ev);
+            }
+            let next = s.side.poll_timeout();
+            let closed = s.side.is_closed();
+            let idle = s.side.in_flight() == 0 && self.buf.is_empty();
+            if idle && !s.side.has_transmit() {
+                // An idle connection keeps no buffers: they come back with the next bytes.
+                let mut spare = BytesMut::new();
+                s.side.take_transmit(&mut spare);
+            }
+            // Writes what the machine queued (WELCOME, PONG, refusals, a GOAWAY).
+            conn.wire.flush_locked(s);
+            if let Some(e) = &fatal {
+                tracing::debug!("closing the connection from {}: {e}", conn.info.peer);
+            }
+            let mut drained = false;
+            let mut calls = 0usize;
+            for ev in events.drain(..) {
+                match ev {
+                    proto::ServerEvent::Connected(_) if !started => {
+                        started = true;
+                        conn.connected();
+                    }
+                    proto::ServerEvent::Call(call) => {
+                        conn.on_call(call);
+                        calls += 1;
+                        if early && calls % EARLY_FLUSH_FRAMES == 0 {
+                            conn.wire.flush();
+                        }
+                    }
+                    proto::ServerEvent::Cancelled(id) | proto::ServerEvent::Expired(id) => {
+                        conn.stop(id.0)
+                    }
+                    proto::ServerEvent::Drained => drained = true,
+                    proto::ServerEvent::Rejected { request_id, error } => {
+                        tracing::debug!(
+                            "call {request_id} from {} refused: {error}",
+                            conn.info.peer
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            conn.wire.flush();
+            if fatal.is_some() || closed || eof || drained {
+                return;
+            }
+            if next != armed {
+                if let Some(t) = next {
+                    timer.as_mut().reset(t.into());
+                }
+                armed = next;
+            }
+            if idle {
+                self.buf = BytesMut::new();
+            }
+        }
+    }
+
+    /// Reserves room for the frame still arriving, against the server-wide budget; a frame
+    /// that does not fit closes the connection with GOAWAY LIMIT_EXCEEDED.
+    fn make_room(
+        &mut self,
+        machine: &mut proto::ServerConnection,
+        inner: &Inner,
+    ) -> Result<(), proto::ProtocolError> {
+        let need = machine.pending_input_len().unwrap_or(0);
+        // Frames that fit the ordinary read buffer are not counted.
+        let need = if need <= READ_CHUNK { 0 } else { need };
+        if need != self.reserved {
+            inner.budget.give_back(self.reserved);
+            self.reserved = 0;
+            if need > 0 {
+                if !inner.budget.try_take(need) {
+                    let message = format!(
+                        "the server's receive buffers are full (a {need}-byte frame does not fit); retry later"
+                    );
+                    machine.close(proto::ErrorCode::LIMIT_EXCEEDED, &message);
+                    return Err(proto::ProtocolError::TooLong {
+                        what: "frame (server-wide receive buffer budget)",
+                        len: need as u64,
+                        max: inner.budget.max as u64,
+                    });
+                }
+                self.reserved = need;
+            }
+        }
+        if need > self.buf.len() {
+            self.buf.reserve(need - self.buf.len());
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, inner: &Inner) {
+        inner.budget.give_back(self.reserved);
+        self.reserved = 0;
+    }
+}
+
+/// In a long batch of frames, replies are written after every this many calls
+/// (multi-thread runtimes only; see `Reader::run`).
+const EARLY_FLUSH_FRAMES: usize = 16;
+
+impl Conn {
+    /// The handshake succeeded: shared instances see on_connect; per-connection ones are
+    /// created now.
+    fn connected(&mut self) {
+        let regs: Vec<Arc<Registered>> = read(&self.inner.registry).values().cloned().collect();
+        for r in &regs {
+            let inst = match &r.instances {
+                Instances::Shared(i) => i.clone(),
+                Instances::PerConnection(f) => {
+                    let i = f();
+                    self.instances.insert(r.info.provider_id, i.clone());
+                    i
+                }
+            };
+            inst.connect(&self.info);
+        }
+        self.connected = true;
+    }
+
+    /// Stops the handler of a call the machine cancelled or expired (it answered already).
+    fn stop(&mut self, id: u64) {
+        if let (Some(t), _) = self.tasks.remove(id) {
+            t.abort();
+            self.inner.call_done();
+        }
+    }
+
+    /// After the connection ends: stop the handlers still running, run on_disconnect.
+    fn teardown(self) {
+        for t in self.tasks.drain() {
+            t.abort();
+            self.inner.call_done();
+        }
+        lock(&self.inner.connections).remove(&self.info.id);
+        if self.connected {
+            let regs: Vec<Arc<Registered>> = read(&self.inner.registry).values().cloned().collect();
+            for r in &regs {
+                let inst = match &r.instances {
+                    Instances::Shared(i) => Some(i.clone()),
+                    Instances::PerConnection(_) => self.instances.get(&r.info.provider_id).cloned(),
+                };
+                if let Some(i) = inst {
+                    i.disconnect(&self.info);
+                }
+            }
+        }
+        self.wire.close();
+    }
+}

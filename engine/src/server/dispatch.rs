@@ -1,0 +1,272 @@
+//! Call dispatch: routes a call the connection's machine accepted to its provider's
+//! handler, runs the hooks, and answers through the machine.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::FutureExt;
+use std::future::Future;
+use tokio::task::AbortHandle;
+use wirecall_protocol as proto;
+
+use super::{lock, read, Inner, DAEMON_PROVIDER_ID};
+use crate::codec::from_wire;
+use crate::context::{AfterHooks, ConnectionInfo, Flush, Incoming, ReplySink};
+use crate::error::{Fault, FaultKind};
+use crate::hooks::{CallHook, CallInfo};
+use crate::io::Wire;
+use crate::provider::{Handled, Instance, Outcome, Registered};
+
+/// The handlers of one connection running on tasks of their own, by request id.
+#[derive(Default)]
+pub(super) struct Tasks {
+    map: Mutex<HashMap<u64, AbortHandle, rustc_hash::FxBuildHasher>>,
+}
+
+impl Tasks {
+    /// Spawns `fut` as the task of call `id`. The map is locked until the task is in it,
+    /// so the task cannot finish and look for itself before it is there.
+    fn spawn(&self, id: u64, fut: impl Future<Output = ()> + Send + 'static) {
+        let mut m = lock(&self.map);
+        let task = tokio::spawn(fut);
+        m.insert(id, task.abort_handle());
+    }
+
+    /// Removes `id`; returns its task and whether others remain.
+    pub(super) fn remove(&self, id: u64) -> (Option<AbortHandle>, bool) {
+        let mut m = lock(&self.map);
+        let t = m.remove(&id);
+        (t, !m.is_empty())
+    }
+
+    pub(super) fn drain(&self) -> Vec<AbortHandle> {
+        let mut m = lock(&self.map);
+        m.drain().map(|(_, t)| t).collect()
+    }
+}
+
+/// Per-connection state of the dispatcher.
+pub(super) struct Conn {
+    pub(super) inner: Arc<Inner>,
+    pub(super) info: Arc<ConnectionInfo>,
+    pub(super) wire: Arc<Wire<proto::ServerConnection>>,
+    pub(super) tasks: Arc<Tasks>,
+    /// This connection's copy of the registry (no shared lock or reference count per call),
+    /// and the registry generation it was copied at.
+    providers: HashMap<u16, Arc<Registered>, rustc_hash::FxBuildHasher>,
+    providers_gen: u64,
+    pub(super) instances: HashMap<u16, Arc<dyn Instance>>,
+    codec_limits: wirecall_codecs::Limits,
+    /// The handshake completed (instances were told of the connection).
+    pub(super) connected: bool,
+}
+
+impl Conn {
+    pub(super) fn new(
+        inner: Arc<Inner>,
+        info: Arc<ConnectionInfo>,
+        wire: Arc<Wire<proto::ServerConnection>>,
+    ) -> Conn {
+        Conn {
+            codec_limits: wirecall_codecs::Limits::default()
+                .with_max_input(inner.limits.max_frame_len as usize),
+            inner,
+            info,
+            wire,
+            tasks: Arc::new(Tasks::default()),
+            providers: HashMap::default(),
+            // Not a generation the registry can have yet: the first call copies it.
+            providers_gen: u64::MAX,
+            instances: HashMap::new(),
+            connected: false,
+        }
+    }
+
+    /// Dispatches one call the machine accepted (its codec, the in-flight limit and the
+    /// deadline already checked there).
+    pub(super) fn on_call(&mut self, call: proto::Call) {
+        let codec = from_wire(call.codec);
+        let provider_id = call.provider.0;
+        let id = call.request_id.0;
+        let mut sink = ReplySink {
+            wire: self.wire.clone(),
+            id,
+            codec,
+            oneway: call.oneway,
+            hooks: None,
+        };
+        let method = call.method.as_str();
+        if provider_id == DAEMON_PROVIDER_ID {
+            super::daemon::call(&self.inner, &call, sink);
+            return;
+        }
+        let gen = self.inner.registry_gen.load(Ordering::Acquire);
+        if gen != self.providers_gen {
+            let map = read(&self.inner.registry);
+            self.providers = map.iter().map(|(k, v)| (*k, v.clone())).collect();
+            // Read under the lock that writers bump it under: matches the copy.
+            self.providers_gen = self.inner.registry_gen.load(Ordering::Acquire);
+        }
+        let Some(reg) = self.providers.get(&provider_id) else {
+            let mut ids: Vec<u16> = self.providers.keys().copied().collect();
+            ids.sort_unstable();
+            let mut f = Fault::new(
+                FaultKind::UnknownProvider,
+                format!(
+                    "no provider is registered with id {provider_id}; registered ids: {}",
+                    if ids.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ids.iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            );
+            f.names = ids.iter().map(|i| i.to_string()).collect();
+            sink.answer(Outcome::Fault(f), Flush::Deferred);
+            return;
+        };
+        let Some(route) = reg.routes.get(method).copied() else {
+            let mut f = Fault::new(
+                FaultKind::UnknownMethod,
+                format!(
+                    "provider {provider_id} (`{}`) has no exposed method `{method}`; it exposes: {}",
+                    reg.info.service,
+                    reg.exposed.join(", ")
+                ),
+            );
+            f.names = reg.exposed.clone();
+            sink.answer(Outcome::Fault(f), Flush::Deferred);
+            return;
+        };
+        if route.oneway && !sink.oneway {
+            // A oneway method called as a plain call (the caller did not know): answered at
+            // once with nothing, as Pyro's daemon does, and run without an answer.
+            sink.answer(crate::context::encode_outcome(codec, &()), Flush::Deferred);
+            sink.oneway = true;
+        }
+        let instance = match &reg.instances {
+            crate::provider::Instances::Shared(i) => i.clone(),
+            crate::provider::Instances::PerConnection(f) => self
+                .instances
+                .entry(provider_id)
+                .or_insert_with(|| {
+                    let i = f();
+                    i.connect(&self.info);
+                    i
+                })
+                .clone(),
+        };
+        if self.inner.has_hooks.load(Ordering::Acquire) {
+            let hooks: Vec<Arc<dyn CallHook>> = read(&self.inner.hooks).clone();
+            let ci = CallInfo {
+                provider_id,
+                method,
+                peer: &self.info.peer,
+                codec,
+                request_id: id,
+            };
+            for h in &hooks {
+                if let Err(m) = h.before(&ci) {
+                    sink.answer(
+                        Outcome::Fault(Fault::new(FaultKind::PermissionDenied, m)),
+                        Flush::Deferred,
+                    );
+                    return;
+                }
+            }
+            sink.hooks = Some(Arc::new(AfterHooks {
+                hooks,
+                started: Instant::now(),
+                method: method.to_string(),
+                provider_id,
+                request_id: id,
+                conn: self.info.clone(),
+                codec,
+                done: AtomicBool::new(false),
+            }));
+        }
+        let incoming = Incoming {
+            codec,
+            args: call.args,
+            kwargs: call.kwargs,
+            conn: self.info.clone(),
+            annotations: call.annotations,
+            provider_id,
+            sink: sink.clone(),
+            limits: self.codec_limits,
+        };
+        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            instance.dispatch(route.index, incoming)
+        }));
+        match handled {
+            Err(panic) => {
+                sink.answer(Outcome::Fault(panic_fault(panic)), Flush::Deferred);
+                self.inner.call_done();
+            }
+            Ok(Handled::Ready(outcome)) => {
+                sink.answer(outcome, Flush::Deferred);
+                self.inner.call_done();
+            }
+            // The handler holds a Responder (through the sink); the hooks run when it
+            // answers, or when it is dropped unanswered.
+            Ok(Handled::Deferred) => self.inner.call_done(),
+            Ok(Handled::Detached(fut)) => {
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    // A panic drops the Responder, which answers (and tells the hooks) with
+                    // an error.
+                    let _ = AssertUnwindSafe(fut).catch_unwind().await;
+                    inner.call_done();
+                });
+            }
+            Ok(Handled::Pending(fut)) => {
+                // Poll once in place: an async handler that does not actually wait finishes
+                // here, without a task spawn. One that waits is spawned (and polled again
+                // there with a real waker).
+                let mut fut = AssertUnwindSafe(fut).catch_unwind();
+                let waker = futures::task::noop_waker();
+                let mut cx = std::task::Context::from_waker(&waker);
+                if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut fut).poll(&mut cx) {
+                    let outcome = r.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
+                    sink.answer(outcome, Flush::Deferred);
+                    self.inner.call_done();
+                    return;
+                }
+                let inner = self.inner.clone();
+                let tasks = self.tasks.clone();
+                // The machine answers a call whose deadline passes (and the reader then
+                // aborts this task); the handler needs no timer of its own.
+                self.tasks.spawn(id, async move {
+                    let outcome = fut.await.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
+                    let (ours, others) = tasks.remove(id);
+                    if ours.is_some() {
+                        sink.answer(outcome, if others { Flush::Batched } else { Flush::Now });
+                        inner.call_done();
+                    }
+                });
+            }
+        }
+    }
+}
+
+pub(super) fn panic_fault(panic: Box<dyn std::any::Any + Send>) -> Fault {
+    let message = if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the handler panicked".to_string()
+    };
+    Fault::application(
+        "panic",
+        message,
+        "the remote handler panicked; the server keeps serving",
+    )
+}

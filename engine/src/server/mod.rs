@@ -1,0 +1,509 @@
+//! The server side: the builder and the engine's lifecycle (this file), the connection
+//! driver ([`conn`]), call dispatch ([`dispatch`]) and the built-in daemon object
+//! ([`daemon`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use wirecall_protocol as proto;
+use wirecall_transport::{Address, Listener};
+
+use crate::codec::to_wire;
+use crate::config::{self, accepted_from_env};
+use crate::context::ConnectionInfo;
+use crate::error::Error;
+use crate::hooks::CallHook;
+use crate::io::Wire;
+use crate::provider::{Instances, Metadata, Provider, Registered};
+use crate::CodecId;
+
+mod conn;
+mod daemon;
+mod dispatch;
+
+/// The provider id of the built-in daemon object (metadata, ping, remote shutdown).
+pub const DAEMON_PROVIDER_ID: u16 = 0xffff;
+
+/// Builds and starts a server [`Engine`]; made by [`Engine::server`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until start() is awaited"]
+pub struct ServerBuilder {
+    addresses: Vec<String>,
+    accepted: Option<Vec<CodecId>>,
+    limits: proto::Limits,
+    grace: Duration,
+    shutdown_token: Option<String>,
+    remote_shutdown: bool,
+    /// Timeouts set on the builder (`Some(None)`: explicitly off); unset ones come from the
+    /// environment or the defaults.
+    timeouts: [Option<Option<Duration>>; 3],
+    max_buffered: Option<usize>,
+}
+
+/// The connection timers a server enforces (see [`ServerBuilder::idle_timeout`] and its
+/// neighbours).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) handshake: Option<Duration>,
+    pub(crate) frame: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
+}
+
+impl ServerBuilder {
+    /// Listens on one more address (`tcp://127.0.0.1:0`, `unix:///tmp/x.sock`).
+    pub fn listen(mut self, address: impl Into<String>) -> Self {
+        self.addresses.push(address.into());
+        self
+    }
+
+    /// The codecs the server accepts (default: every built-in codec, or the list in the
+    /// environment variable `WIRECALL_CODECS_ACCEPTED`, e.g. `json,msgpack`).
+    pub fn accept(mut self, codecs: impl IntoIterator<Item = CodecId>) -> Self {
+        self.accepted = Some(codecs.into_iter().collect());
+        self
+    }
+
+    /// The frame and in-flight limits the server enforces.
+    pub fn limits(mut self, limits: proto::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Closes a connection that has no call in flight and has sent no frame for this long,
+    /// with GOAWAY TIMEOUT (proxies reconnect on their next call). Default 60 s, or
+    /// `WIRECALL_IDLE_TIMEOUT` (`500ms`, `30s`, `2m`); `None` keeps idle connections open.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts[0] = Some(timeout);
+        self
+    }
+
+    /// How long a new connection has to complete its handshake, counted from the accept
+    /// (bytes arriving do not restart it). Default 10 s, or `WIRECALL_HANDSHAKE_TIMEOUT`.
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts[1] = Some(timeout);
+        self
+    }
+
+    /// How long a frame may take to arrive once its first bytes did, so a peer trickling
+    /// bytes cannot hold a connection. Default 30 s, or `WIRECALL_FRAME_TIMEOUT`.
+    pub fn frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeouts[2] = Some(timeout);
+        self
+    }
+
+    /// The most bytes all connections together may hold in receive buffers, counting the
+    /// full declared size of frames still arriving. A connection whose next frame does not
+    /// fit is closed with GOAWAY LIMIT_EXCEEDED (its peer may retry). Default: 64 times the
+    /// frame limit, at least 256 MiB; or `WIRECALL_MAX_BUFFERED` in bytes.
+    pub fn max_buffered(mut self, bytes: usize) -> Self {
+        self.max_buffered = Some(bytes);
+        self
+    }
+
+    /// How long `finalize` waits for in-flight calls (default 5 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The shared secret a remote shutdown must present. Remote shutdown stays off until
+    /// [`Engine::enable_remote_shutdown`] is called.
+    pub fn shutdown_token(mut self, token: impl Into<String>) -> Self {
+        self.shutdown_token = Some(token.into());
+        self
+    }
+
+    /// Binds every address and starts serving.
+    pub async fn start(self) -> Result<Engine, Error> {
+        let accepted = match self.accepted {
+            Some(a) => a,
+            None => accepted_from_env()?,
+        };
+        if accepted.is_empty() {
+            return Err(Error::config(
+                "the accepted codec set is empty; accept at least one codec",
+            ));
+        }
+        for c in &accepted {
+            if c.builtin_name().is_none() {
+                return Err(Error::config(format!(
+                    "codec {c} is not a built-in codec and cannot be accepted"
+                )));
+            }
+        }
+        if self.addresses.is_empty() {
+            return Err(Error::config(
+                "a server needs at least one address to listen on",
+            ));
+        }
+        self.limits
+            .validate()
+            .map_err(|e| Error::config(format!("bad server limits: {e}")))?;
+        let timeouts = config::timeouts_from_env(self.timeouts)?;
+        let max_buffered = match self.max_buffered {
+            Some(b) => b,
+            None => config::max_buffered_from_env()?.unwrap_or_else(|| {
+                (self.limits.max_frame_len as usize)
+                    .saturating_mul(64)
+                    .max(256 << 20)
+            }),
+        };
+        let (fin_tx, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            registry: RwLock::new(HashMap::default()),
+            registry_gen: AtomicU64::new(0),
+            accepted,
+            limits: self.limits,
+            timeouts,
+            budget: conn::Budget::new(max_buffered),
+            grace: self.grace,
+            finalizing: AtomicBool::new(false),
+            finalized: fin_tx,
+            remote_shutdown: AtomicBool::new(self.remote_shutdown),
+            shutdown_token: self.shutdown_token,
+            in_flight: AtomicUsize::new(0),
+            drained: Notify::new(),
+            connections: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            hooks: RwLock::new(Vec::new()),
+            has_hooks: AtomicBool::new(false),
+            listeners: Mutex::new(Vec::new()),
+            addresses: Mutex::new(Vec::new()),
+        });
+        for a in &self.addresses {
+            let address: Address = a
+                .parse()
+                .map_err(|e| Error::config(format!("bad listen address `{a}`: {e}")))?;
+            let listener = Listener::bind(&address)
+                .await
+                .map_err(|e| Error::transport(a, e))?;
+            let local = listener.local_addr().to_string();
+            lock(&inner.addresses).push(local.clone());
+            let weak = Arc::downgrade(&inner);
+            let task = tokio::spawn(accept_loop(listener, weak, local));
+            lock(&inner.listeners).push(task);
+        }
+        Ok(Engine { inner })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Inner {
+    /// Keyed by provider ids the server's owner registered, so the cheap id hasher is safe.
+    registry: RwLock<HashMap<u16, Arc<Registered>, rustc_hash::FxBuildHasher>>,
+    /// Bumped (under the registry's write lock) on every change, so connections know when
+    /// their copy of the registry is stale.
+    registry_gen: AtomicU64,
+    accepted: Vec<CodecId>,
+    limits: proto::Limits,
+    timeouts: Timeouts,
+    /// Receive-buffer bytes all connections may hold together.
+    budget: conn::Budget,
+    grace: Duration,
+    finalizing: AtomicBool,
+    finalized: watch::Sender<bool>,
+    remote_shutdown: AtomicBool,
+    shutdown_token: Option<String>,
+    in_flight: AtomicUsize,
+    drained: Notify,
+    connections: Mutex<HashMap<u64, Arc<Wire<proto::ServerConnection>>>>,
+    next_conn: AtomicU64,
+    hooks: RwLock<Vec<Arc<dyn CallHook>>>,
+    /// Mirrors `!hooks.is_empty()`, read without the lock on every call.
+    has_hooks: AtomicBool,
+    listeners: Mutex<Vec<JoinHandle<()>>>,
+    addresses: Mutex<Vec<String>>,
+}
+
+/// A wirecall engine in server mode: listens, serves providers, and finalizes.
+///
+/// Cheap to clone; every clone controls the same server. The server stops when
+/// [`Engine::finalize`] runs (locally or through a remote shutdown), not when the handle is
+/// dropped.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("addresses", &*lock(&self.inner.addresses))
+            .field("accepted", &self.inner.accepted)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts building a server listening on `address` (`tcp://127.0.0.1:0` picks a free
+    /// port; `unix:///path/to.sock`).
+    pub fn server(address: impl Into<String>) -> ServerBuilder {
+        ServerBuilder {
+            addresses: vec![address.into()],
+            accepted: None,
+            limits: proto::Limits::default(),
+            grace: Duration::from_secs(5),
+            shutdown_token: None,
+            remote_shutdown: false,
+            timeouts: [None; 3],
+            max_buffered: None,
+        }
+    }
+
+    /// A client engine (no listener): makes proxies and remote functions.
+    pub fn client() -> crate::Client {
+        crate::Client::new()
+    }
+
+    /// The URL of the first listening address, with the real port when `:0` was asked for.
+    pub fn address(&self) -> String {
+        lock(&self.inner.addresses)
+            .first()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The URLs of every listening address.
+    pub fn addresses(&self) -> Vec<String> {
+        lock(&self.inner.addresses).clone()
+    }
+
+    /// The codecs the server accepts.
+    pub fn accepted(&self) -> &[CodecId] {
+        &self.inner.accepted
+    }
+
+    /// Registers a provider instance shared by every connection under `provider_id`.
+    ///
+    /// Fails when the id is taken or is the daemon's reserved id.
+    pub fn register_provider<P: Provider>(
+        &self,
+        provider: P,
+        provider_id: u16,
+    ) -> Result<(), Error> {
+        self.register_arc(Arc::new(provider), provider_id)
+    }
+
+    /// Registers a provider already in an `Arc` (to keep a handle to it).
+    pub fn register_arc<P: Provider>(
+        &self,
+        provider: Arc<P>,
+        provider_id: u16,
+    ) -> Result<(), Error> {
+        self.insert(Registered::shared(provider, provider_id))
+    }
+
+    /// Registers a provider created once per connection by `factory` (RPyC's service class):
+    /// each connection gets its own instance, created when the connection opens.
+    pub fn register_provider_factory<P: Provider>(
+        &self,
+        factory: impl Fn() -> P + Send + Sync + 'static,
+        provider_id: u16,
+    ) -> Result<(), Error> {
+        self.insert(Registered::per_connection(factory, provider_id))
+    }
+
+    /// Registers a set of plain functions under `provider_id`.
+    pub fn register_functions(
+        &self,
+        functions: crate::Functions,
+        provider_id: u16,
+    ) -> Result<(), Error> {
+        self.insert(functions.into_registered(provider_id))
+    }
+
+    fn insert(&self, reg: Registered) -> Result<(), Error> {
+        let id = reg.info.provider_id;
+        if id == DAEMON_PROVIDER_ID {
+            return Err(Error::config(format!(
+                "provider id {DAEMON_PROVIDER_ID} is reserved for the daemon object"
+            )));
+        }
+        let mut map = write(&self.inner.registry);
+        if let Some(existing) = map.get(&id) {
+            return Err(Error::config(format!(
+                "provider id {id} is already taken by service `{}`; pick another id",
+                existing.info.service
+            )));
+        }
+        map.insert(id, Arc::new(reg));
+        self.inner.registry_gen.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes the provider registered under `provider_id`; returns whether there was one.
+    pub fn deregister_provider(&self, provider_id: u16) -> bool {
+        let mut map = write(&self.inner.registry);
+        let removed = map.remove(&provider_id).is_some();
+        self.inner.registry_gen.fetch_add(1, Ordering::Release);
+        removed
+    }
+
+    /// Adds a hook run before and after every call.
+    pub fn add_hook(&self, hook: impl CallHook) {
+        write(&self.inner.hooks).push(Arc::new(hook));
+        self.inner.has_hooks.store(true, Ordering::Release);
+    }
+
+    /// Allows clients to shut the server down remotely ([`crate::Proxy::shutdown_server`]).
+    ///
+    /// Off by default. When the server was built with a
+    /// [`shutdown_token`](ServerBuilder::shutdown_token), the request must carry it.
+    pub fn enable_remote_shutdown(&self) {
+        self.inner.remote_shutdown.store(true, Ordering::Release);
+    }
+
+    /// What the daemon object reports: every provider with its methods and attributes.
+    pub fn metadata(&self) -> Metadata {
+        metadata(&self.inner)
+    }
+
+    /// Whether finalize has started.
+    pub fn is_finalizing(&self) -> bool {
+        self.inner.finalizing.load(Ordering::Acquire)
+    }
+
+    /// Waits until the server has finalized (locally or by remote shutdown).
+    pub async fn wait_for_finalize(&self) {
+        let mut rx = self.inner.finalized.subscribe();
+        // The sender lives in `inner`, which we hold: wait_for cannot fail with a closed
+        // channel.
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Finalizes gracefully: stops accepting, refuses new calls, waits up to the grace period
+    /// for in-flight calls, runs the prefinalize hooks (which may still make calls), sends
+    /// GOAWAY to every connection, closes them, then runs the finalize hooks.
+    ///
+    /// Calling it again (or concurrently) waits for the first run to finish.
+    pub async fn finalize(&self) {
+        finalize(self.inner.clone()).await
+    }
+}
+
+async fn finalize(inner: Arc<Inner>) {
+    // SeqCst, paired with `call_done`: either it sees `finalizing` and notifies, or the
+    // check of `in_flight` below sees its decrement.
+    if inner.finalizing.swap(true, Ordering::SeqCst) {
+        let mut rx = inner.finalized.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+        return;
+    }
+    for l in lock(&inner.listeners).drain(..) {
+        l.abort();
+    }
+    // GOAWAY on every connection: the machines answer later calls SHUTTING_DOWN (retryable
+    // elsewhere) and let the calls in flight finish.
+    let conns: Vec<Arc<Wire<proto::ServerConnection>>> =
+        lock(&inner.connections).values().cloned().collect();
+    for w in &conns {
+        let mut s = w.lock();
+        let _ = s.side.goaway("server finalizing");
+        w.flush_locked(s);
+    }
+    // Wait for in-flight calls, bounded by the grace period.
+    let deadline = Instant::now() + inner.grace;
+    loop {
+        let notified = inner.drained.notified();
+        if inner.in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        if tokio::time::timeout_at(deadline.into(), notified)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let providers: Vec<Arc<Registered>> = read(&inner.registry).values().cloned().collect();
+    for p in &providers {
+        if let Instances::Shared(i) = &p.instances {
+            i.prefinalize().await;
+        }
+    }
+    let conns: Vec<Arc<Wire<proto::ServerConnection>>> =
+        lock(&inner.connections).drain().map(|(_, c)| c).collect();
+    for w in conns {
+        w.close();
+    }
+    for p in &providers {
+        if let Instances::Shared(i) = &p.instances {
+            i.finalize().await;
+        }
+    }
+    inner.finalized.send_replace(true);
+}
+
+fn metadata(inner: &Inner) -> Metadata {
+    let mut providers: Vec<_> = read(&inner.registry)
+        .values()
+        .map(|r| r.info.clone())
+        .collect();
+    providers.sort_by_key(|p| p.provider_id);
+    Metadata { providers }
+}
+
+async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: String) {
+    loop {
+        let accepted = listener.accept().await;
+        let Some(inner) = inner.upgrade() else { return };
+        match accepted {
+            Ok((stream, peer)) => {
+                if inner.finalizing.load(Ordering::Acquire) {
+                    return;
+                }
+                let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+                let info = Arc::new(ConnectionInfo {
+                    id,
+                    peer: peer.to_string(),
+                    local: local.clone(),
+                });
+                tokio::spawn(conn::serve_connection(inner, stream, info));
+            }
+            Err(e) => {
+                tracing::warn!("accept on {local} failed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// One call fewer in flight; wakes `finalize` when it waits for the last one. Only a
+    /// finalizing server is woken: the notification takes a lock, and outside finalize
+    /// nobody waits for it.
+    fn call_done(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.finalizing.load(Ordering::SeqCst)
+        {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// The configuration of each connection's state machine.
+    fn machine_config(&self) -> proto::ServerConfig {
+        let mut c = proto::ServerConfig::new(self.accepted.iter().map(|c| to_wire(*c)).collect());
+        c.limits = self.limits;
+        c.handshake_timeout = self.timeouts.handshake;
+        c.frame_timeout = self.timeouts.frame;
+        c.idle_timeout = self.timeouts.idle;
+        // The driver writes the transmit buffer as one contiguous run.
+        c.share_sections_from = usize::MAX;
+        c
+    }
+}
