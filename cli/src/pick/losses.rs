@@ -3,10 +3,12 @@
 //! null, non-string keys that became strings, ...). Nothing here knows which codec made
 //! the difference.
 
+use serde::Serialize;
 use wirecall_codecs::Value;
 
-/// One kind of difference between an original value and its round trip.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One kind of difference between an original value and its round trip (serialized as is
+/// in `wirecall pick --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Loss {
     /// Stable machine name, e.g. `tuple_to_list`.
     pub kind: &'static str,

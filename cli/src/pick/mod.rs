@@ -27,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wirecall_bench_harness::rpc::TransportKind;
 use wirecall_codecs::{CodecId, CodecInfo};
 
-pub use report::{fmt_ns, Need, Prefer};
+pub(crate) use report::{fmt_ns, Need, Prefer};
 
 /// Arguments of `wirecall pick`.
 #[derive(Args, Debug)]
@@ -245,8 +245,8 @@ pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
             .zip(&results.cells)
             .map(|(c, cs)| (c.id, cs.as_slice()))
             .collect();
-        let doc = report::to_json(&rep, &samples, &cells, budget_ms, wall);
-        let text = serde_json::to_string_pretty(&doc)
+        let text = report::to_json(&rep, &samples, &cells, budget_ms, wall)
+            .and_then(|doc| serde_json::to_string_pretty(&doc))
             .map_err(|e| format!("cannot write the JSON report: {e}"))?;
         println!("{text}");
     } else {
