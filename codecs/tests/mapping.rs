@@ -302,6 +302,16 @@ fn cbor_value_rows() {
         (err.kind(), err.origin()),
         (ErrorKind::Unsupported, Origin::Peer)
     );
+    // Unassigned simple values (well-formed, no Value form) are refused the same way, not
+    // reported as malformed input: simple(16) `f0`, simple(255) `f8ff`, nested in an array.
+    for bytes in [&[0xf0][..], &[0xf8, 0xff], &[0x82, 0x01, 0xf3]] {
+        let err = Cbor::decode_value(bytes, &Limits::DEFAULT).unwrap_err();
+        assert_eq!(
+            (err.kind(), err.origin()),
+            (ErrorKind::Unsupported, Origin::Peer),
+            "{bytes:02x?}: {err}"
+        );
+    }
     // Self-describe tag is transparent.
     assert_eq!(
         Cbor::decode_value(&[0xd9, 0xd9, 0xf7, 0x01], &Limits::DEFAULT).unwrap(),

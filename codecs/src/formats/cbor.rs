@@ -24,7 +24,10 @@ const TAG_BIGNEG: u64 = 3;
 const TAG_SET: u64 = 258;
 const TAG_SELF_DESCRIBE: u64 = 55799;
 
-fn de_err(e: ciborium::de::Error<std::io::Error>) -> CodecError {
+/// `value_path`: the target is [`Value`], so well-formed CBOR it has no form for is
+/// `Unsupported` (as an unsupported tag is); for a typed target it is a `Decode` error like
+/// any other input that does not match the type.
+fn de_err(e: ciborium::de::Error<std::io::Error>, value_path: bool) -> CodecError {
     use ciborium::de::Error as E;
     match e {
         E::RecursionLimitExceeded => CodecError::limit(
@@ -36,16 +39,33 @@ fn de_err(e: ciborium::de::Error<std::io::Error>) -> CodecError {
         }
         E::Io(e) => CodecError::decode(ID, e),
         E::Syntax(at) => CodecError::decode(ID, format!("malformed CBOR at byte {at}")),
+        // ciborium reports an unassigned simple value (major type 7, other than
+        // false/true/null/undefined) read into a Value with this semantic error.
+        E::Semantic(at, msg) if value_path && msg.ends_with("expected known simple value") => {
+            CodecError::unsupported(
+                ID,
+                Origin::Peer,
+                format!(
+                    "CBOR simple value{} has no Value equivalent (supported: false, true, null, \
+                     undefined read as null)",
+                    at.map(|a| format!(" at byte {a}")).unwrap_or_default()
+                ),
+            )
+        }
         E::Semantic(Some(at), msg) => CodecError::decode(ID, format!("{msg} at byte {at}")),
         E::Semantic(None, msg) => CodecError::decode(ID, msg),
     }
 }
 
-fn read<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, CodecError> {
+fn read<T: DeserializeOwned>(
+    bytes: &[u8],
+    limits: &Limits,
+    value_path: bool,
+) -> Result<T, CodecError> {
     limits.check_input(ID, bytes)?;
     let mut rd = bytes;
     let value = ciborium::de::from_reader_with_recursion_limit(&mut rd, limits.max_depth)
-        .map_err(de_err)?;
+        .map_err(|e| de_err(e, value_path))?;
     if !rd.is_empty() {
         return Err(CodecError::decode(ID, super::trailing_msg(rd.len())));
     }
@@ -74,7 +94,7 @@ impl Codec for Cbor {
 
     #[inline]
     fn decode<T: DeserializeOwned>(bytes: &[u8], limits: &Limits) -> Result<T, CodecError> {
-        read(bytes, limits)
+        read(bytes, limits, false)
     }
 
     fn encode_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -83,7 +103,7 @@ impl Codec for Cbor {
     }
 
     fn decode_value(bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
-        let v: ciborium::Value = read(bytes, limits)?;
+        let v: ciborium::Value = read(bytes, limits, true)?;
         from_cbor(v)
     }
 }
