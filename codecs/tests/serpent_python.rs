@@ -1,7 +1,13 @@
-//! Differential test against the reference Python serpent, run only when `WIRECALL_PYTHON`
-//! names an interpreter with serpent 1.43 installed (`bash scripts/python-env.sh` prints one):
+//! Differential test against the reference Python serpent. Python is `$WIRECALL_PYTHON`, else
+//! `python3`, and must have serpent 1.43 (`bash scripts/python-env.sh` prints one that does;
+//! `bash scripts/test.sh` runs every test with it):
 //!
 //! `WIRECALL_PYTHON=$(bash scripts/python-env.sh) cargo test -p wirecall-codecs --test serpent_python`
+//!
+//! Without it the test passes after writing `python_differential: skipped: python reference
+//! missing (...)` to stderr, unless `WIRECALL_REQUIRE_PYTHON=1` (set by `scripts/test.sh`),
+//! where it fails. The notice goes straight to the stderr handle, not through `eprintln!`,
+//! which the test harness captures and hides for a passing test.
 //!
 //! Documents come from both sides: Rust-generated values encoded by this crate, and random
 //! Python objects dumped by Python (compact and indent, base64 and `bytes_repr` bytes). For
@@ -89,6 +95,38 @@ fn hex_decode(s: &str) -> Vec<u8> {
 
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The Python to compare with (`$WIRECALL_PYTHON`, else `python3`) when it has serpent 1.43.
+/// Otherwise: a failure under `WIRECALL_REQUIRE_PYTHON=1`, else `None` after a notice written
+/// to the stderr handle directly (visible in `cargo test` output, unlike a captured
+/// `eprintln!`).
+fn python_or_skip(test: &str) -> Option<String> {
+    let python = std::env::var("WIRECALL_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_owned());
+    let check = "import serpent; assert serpent.__version__ == '1.43', serpent.__version__";
+    let why = match Command::new(&python).args(["-c", check]).output() {
+        Ok(o) if o.status.success() => return Some(python),
+        Ok(o) => format!(
+            "{python} has no serpent 1.43: {}",
+            String::from_utf8_lossy(&o.stderr)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => format!("cannot run {python}: {e}"),
+    };
+    if std::env::var("WIRECALL_REQUIRE_PYTHON").as_deref() == Ok("1") {
+        panic!("{test}: WIRECALL_REQUIRE_PYTHON=1 but the python reference is missing: {why}");
+    }
+    let notice = format!(
+        "{test}: skipped: python reference missing ({why}); run `bash scripts/test.sh` to run it\n"
+    );
+    let _ = std::io::stderr().write_all(notice.as_bytes());
+    None
 }
 
 fn run_python(python: &str, input: &str) -> String {
@@ -182,8 +220,7 @@ type Doc = (bool, bool, Vec<u8>, Option<Vec<u8>>);
 
 #[test]
 fn python_differential() {
-    let Ok(python) = std::env::var("WIRECALL_PYTHON") else {
-        eprintln!("WIRECALL_PYTHON not set: skipping the differential test against Python");
+    let Some(python) = python_or_skip("python_differential") else {
         return;
     };
 

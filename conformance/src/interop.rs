@@ -426,6 +426,28 @@ pub fn same_interop(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The words every Python-dependent check prints when it cannot run.
+pub const PYTHON_MISSING: &str = "skipped: python reference missing";
+
+/// True when `WIRECALL_REQUIRE_PYTHON=1` (set by `scripts/test.sh`): a missing Python
+/// reference is then a failure instead of a skip.
+pub fn python_required() -> bool {
+    std::env::var("WIRECALL_REQUIRE_PYTHON").as_deref() == Ok("1")
+}
+
+/// For tests that need the Python references: panics when [`python_required`], else writes
+/// `<test>: skipped: python reference missing (<why>)` straight to the process's stderr.
+/// The direct write is deliberate: the test harness captures `println!`/`eprintln!` of a
+/// passing test and shows nothing, but not writes to the stderr handle, so the line shows up
+/// in `cargo test` output.
+pub fn python_missing(test: &str, why: &str) {
+    if python_required() {
+        panic!("{test}: WIRECALL_REQUIRE_PYTHON=1 but the python reference is missing: {why}");
+    }
+    let line = format!("{test}: {PYTHON_MISSING} ({why}); run `bash scripts/test.sh` to run it\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+}
+
 /// How to find Python: `$WIRECALL_PYTHON`, else `python3`.
 pub fn python_command() -> PathBuf {
     match std::env::var_os("WIRECALL_PYTHON") {
@@ -464,9 +486,23 @@ fn run_python(
     direction: &str,
     lines: Vec<String>,
 ) -> Result<Vec<String>, String> {
+    run_script(python, &interop_script(), &[codec, direction], lines)
+}
+
+/// Runs the Python `script` with `args` once, all `lines` on stdin; returns its output lines.
+pub(crate) fn run_script(
+    python: &Path,
+    script: &Path,
+    args: &[&str],
+    lines: Vec<String>,
+) -> Result<Vec<String>, String> {
+    let name = script
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut child = Command::new(python)
-        .arg(interop_script())
-        .args([codec, direction])
+        .arg(script)
+        .args(args)
         .env("PYTHONHASHSEED", "0")
         .env("PYTHONIOENCODING", "utf-8")
         .stdin(Stdio::piped())
@@ -497,11 +533,12 @@ fn run_python(
             let _ = std::io::Read::read_to_string(&mut s, &mut err);
         }
         return Err(format!(
-            "interop.py {codec} {direction} exited with {status}: {}",
+            "{name} {} exited with {status}: {}",
+            args.join(" "),
             err.trim()
         ));
     }
-    write_result.map_err(|e| format!("writing to interop.py: {e}"))?;
+    write_result.map_err(|e| format!("writing to {name}: {e}"))?;
     Ok(out)
 }
 

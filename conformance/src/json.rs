@@ -85,16 +85,28 @@ impl std::error::Error for JsonError {}
 /// Maximum nesting depth accepted by [`parse`]; deeper documents are rejected, not overflowed.
 pub const MAX_DEPTH: usize = 512;
 
+/// Maximum nesting depth accepted by [`parse_deep`]: for trusted documents read on a large
+/// stack (four JSON levels per level of the deepest vectors' [`crate::codec::DEEP`]).
+pub const DEEP_MAX_DEPTH: usize = 4 * crate::codec::DEEP;
+
 /// Parses one JSON document (RFC 8259; surrounding whitespace allowed, nothing else).
 pub fn parse(text: &str) -> Result<Json, JsonError> {
-    parse_inner(text, None)
+    parse_inner(text, None, MAX_DEPTH)
+}
+
+/// Like [`parse`] with offsets (see [`parse_with_offsets`]), nesting up to
+/// [`DEEP_MAX_DEPTH`]: for the deepest vectors, on a thread with a large stack.
+pub fn parse_deep_with_offsets(text: &str) -> Result<(Json, Vec<usize>), JsonError> {
+    let mut offsets = Vec::new();
+    let json = parse_inner(text, Some(&mut offsets), DEEP_MAX_DEPTH)?;
+    Ok((json, offsets))
 }
 
 /// Parses like [`parse`] and also returns the byte offset where each value starts, in
 /// pre-order (a container before its elements; object keys are not values).
 pub fn parse_with_offsets(text: &str) -> Result<(Json, Vec<usize>), JsonError> {
     let mut offsets = Vec::new();
-    let json = parse_inner(text, Some(&mut offsets))?;
+    let json = parse_inner(text, Some(&mut offsets), MAX_DEPTH)?;
     Ok((json, offsets))
 }
 
@@ -124,11 +136,16 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn parse_inner(text: &str, offsets: Option<&mut Vec<usize>>) -> Result<Json, JsonError> {
+fn parse_inner(
+    text: &str,
+    offsets: Option<&mut Vec<usize>>,
+    max_depth: usize,
+) -> Result<Json, JsonError> {
     let mut p = Parser {
         src: text,
         pos: 0,
         depth: 0,
+        max_depth,
         offsets,
     };
     p.skip_ws();
@@ -144,6 +161,7 @@ struct Parser<'a, 'o> {
     src: &'a str,
     pos: usize,
     depth: usize,
+    max_depth: usize,
     offsets: Option<&'o mut Vec<usize>>,
 }
 
@@ -194,8 +212,8 @@ impl Parser<'_, '_> {
     }
 
     fn nested(&mut self, f: fn(&mut Self) -> Result<Json, JsonError>) -> Result<Json, JsonError> {
-        if self.depth >= MAX_DEPTH {
-            return Err(self.error(format!("nesting deeper than {MAX_DEPTH} levels")));
+        if self.depth >= self.max_depth {
+            return Err(self.error(format!("nesting deeper than {} levels", self.max_depth)));
         }
         self.depth += 1;
         let r = f(self);

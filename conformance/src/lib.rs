@@ -16,7 +16,7 @@ pub mod notation;
 mod report;
 pub mod suites;
 
-pub use report::SuiteReport;
+pub use report::{Deviations, SuiteReport};
 
 use std::path::PathBuf;
 

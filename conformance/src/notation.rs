@@ -51,7 +51,20 @@ impl std::error::Error for NotationError {}
 
 /// Parses a value written in the vector notation.
 pub fn parse(text: &str) -> Result<Value, NotationError> {
-    let (doc, offsets) = json::parse_with_offsets(text).map_err(|e| NotationError {
+    parse_doc(text, json::parse_with_offsets(text))
+}
+
+/// Like [`parse`], nesting up to [`json::DEEP_MAX_DEPTH`] JSON levels: for the deepest
+/// vectors, on a thread with a large stack.
+pub fn parse_deep(text: &str) -> Result<Value, NotationError> {
+    parse_doc(text, json::parse_deep_with_offsets(text))
+}
+
+fn parse_doc(
+    text: &str,
+    parsed: Result<(Json, Vec<usize>), json::JsonError>,
+) -> Result<Value, NotationError> {
+    let (doc, offsets) = parsed.map_err(|e| NotationError {
         line: e.line,
         column: e.column,
         message: format!("invalid JSON: {}", e.message),

@@ -119,6 +119,42 @@ fn same_unordered_sets(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// For `unordered` records (Python writes set elements in hash order): our text `got` must
+/// say what the reference text says with set elements in any order. Both must parse, to the
+/// same value up to set order, and hold the same characters (so number and string spellings,
+/// separators and the header are compared too; only their order may differ).
+fn same_text_up_to_set_order(value: &Value, got: &str, reference: &str) -> Result<(), String> {
+    let ours = codec::serpent_loads(got.as_bytes())
+        .map_err(|e| format!("our text does not parse: {e}"))?;
+    let theirs = codec::serpent_loads(reference.as_bytes())
+        .map_err(|e| format!("the reference text does not parse: {e}"))?;
+    if !same_unordered_sets(&theirs, &ours) {
+        return Err(format!(
+            "ours parses to {}, the reference to {}",
+            notation::print(&ours),
+            notation::print(&theirs)
+        ));
+    }
+    if !same_unordered_sets(value, &theirs) {
+        return Err(format!(
+            "the reference parses to {}, the record's value is {}",
+            notation::print(&theirs),
+            notation::print(value)
+        ));
+    }
+    let sorted = |t: &str| {
+        let mut c: Vec<char> = t.chars().collect();
+        c.sort_unstable();
+        c
+    };
+    if sorted(got) != sorted(reference) {
+        return Err(
+            "same values, but the text differs in more than the order of set elements".into(),
+        );
+    }
+    Ok(())
+}
+
 /// Runs the serpent vectors: `dumps` records byte-exact (or, for `unordered` records, equal
 /// after parsing), `loads` records and `loads_back` values as parser checks, `error` records
 /// must fail to encode; then the all-characters vector and the upstream documents.
@@ -141,111 +177,114 @@ pub fn run_serpent(vectors_dir: &Path) -> SuiteReport {
         }
     };
     for (n, rec) in records.iter().enumerate() {
-        let kind = rec.get("kind").and_then(Json::as_str).unwrap_or("?");
-        let source = rec.get("source").and_then(Json::as_str).unwrap_or("?");
-        let id = format!("record {n} ({kind}, {source})");
-        let Some(tree) = rec.get("value") else {
-            report.fail(format!("{id}: no `value`"));
-            continue;
-        };
-        let value = match typed(tree) {
-            Ok(v) => v,
-            Err(reason) => {
-                match reason.strip_prefix("SKIP: ") {
-                    Some(r) => report.skip(format!("{id}: {r}")),
-                    None => report.fail(format!("{id}: malformed record: {reason}")),
-                }
-                continue;
-            }
-        };
-        let opts = rec.get("options");
-        let indent = opts
-            .and_then(|o| o.get("indent"))
-            .and_then(Json::as_bool)
-            .unwrap_or(false);
-        let bytes_repr = opts
-            .and_then(|o| o.get("bytes_repr"))
-            .and_then(Json::as_bool)
-            .unwrap_or(false);
-        let text = rec.get("serpent").and_then(Json::as_str);
-        match kind {
-            "dumps" => {
-                let got = codec::serpent_dumps(&value, indent, bytes_repr);
-                if rec.get("error").is_some() {
-                    report.check(got.is_err(), || {
-                        format!(
-                            "{id}: the reference raises; wirecall produced {:?}",
-                            got.unwrap_or_default()
-                        )
-                    });
-                    continue;
-                }
-                let Some(text) = text else {
-                    report.fail(format!("{id}: no `serpent` text"));
-                    continue;
-                };
-                let unordered = rec
-                    .get("unordered")
-                    .and_then(Json::as_bool)
-                    .unwrap_or(false);
-                match got {
-                    Ok(got) if !unordered => report.check(got == text, || {
-                        format!("{id}: expected {text:?}\n  got {got:?}")
-                    }),
-                    Ok(got) => match codec::serpent_loads(got.as_bytes()) {
-                        Ok(back) => report.check(same_unordered_sets(&value, &back), || {
-                            format!(
-                                "{id}: unordered record: our text {got:?} parses to {}",
-                                notation::print(&back)
-                            )
-                        }),
-                        Err(e) => {
-                            report.fail(format!("{id}: our own output {got:?} does not parse: {e}"))
-                        }
-                    },
-                    Err(e) => report.fail(format!("{id}: encode failed: {e}")),
-                }
-                if let Some(back_tree) = rec.get("loads_back") {
-                    match typed(back_tree) {
-                        Ok(back) => match codec::serpent_loads(text.as_bytes()) {
-                            Ok(parsed) => report.check(same_unordered_sets(&back, &parsed), || {
-                                format!(
-                                    "{id}: loads of {text:?} gave {}, the reference gives {}",
-                                    notation::print(&parsed),
-                                    notation::print(&back)
-                                )
-                            }),
-                            Err(e) => report.fail(format!("{id}: loads of {text:?} failed: {e}")),
-                        },
-                        Err(reason) => match reason.strip_prefix("SKIP: ") {
-                            Some(r) => report.skip(format!("{id} loads_back: {r}")),
-                            None => report.fail(format!("{id}: malformed loads_back: {reason}")),
-                        },
-                    }
-                }
-            }
-            "loads" => {
-                let Some(text) = text else {
-                    report.fail(format!("{id}: no `serpent` text"));
-                    continue;
-                };
-                match codec::serpent_loads(text.as_bytes()) {
-                    Ok(parsed) => report.check(same_unordered_sets(&value, &parsed), || {
-                        format!(
-                            "{id}: {text:?} parsed to {}, expected {}",
-                            notation::print(&parsed),
-                            notation::print(&value)
-                        )
-                    }),
-                    Err(e) => report.fail(format!("{id}: {text:?} does not parse: {e}")),
-                }
-            }
-            other => report.fail(format!("{id}: unknown kind {other:?}")),
-        }
+        check_record(&mut report, n, rec);
     }
     run_allchars(&base, &mut report);
     run_upstream_documents(&base, &mut report);
     report
+}
+
+/// Checks one record of `serpent-vectors.json`.
+fn check_record(report: &mut SuiteReport, n: usize, rec: &Json) {
+    let kind = rec.get("kind").and_then(Json::as_str).unwrap_or("?");
+    let source = rec.get("source").and_then(Json::as_str).unwrap_or("?");
+    let id = format!("record {n} ({kind}, {source})");
+    let Some(tree) = rec.get("value") else {
+        report.fail(format!("{id}: no `value`"));
+        return;
+    };
+    let value = match typed(tree) {
+        Ok(v) => v,
+        Err(reason) => {
+            match reason.strip_prefix("SKIP: ") {
+                Some(r) => report.skip(format!("{id}: {r}")),
+                None => report.fail(format!("{id}: malformed record: {reason}")),
+            }
+            return;
+        }
+    };
+    let opts = rec.get("options");
+    let indent = opts
+        .and_then(|o| o.get("indent"))
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
+    let bytes_repr = opts
+        .and_then(|o| o.get("bytes_repr"))
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
+    let text = rec.get("serpent").and_then(Json::as_str);
+    match kind {
+        "dumps" => {
+            let got = codec::serpent_dumps(&value, indent, bytes_repr);
+            if rec.get("error").is_some() {
+                report.check(got.is_err(), || {
+                    format!(
+                        "{id}: the reference raises; wirecall produced {:?}",
+                        got.unwrap_or_default()
+                    )
+                });
+                return;
+            }
+            let Some(text) = text else {
+                report.fail(format!("{id}: no `serpent` text"));
+                return;
+            };
+            let unordered = rec
+                .get("unordered")
+                .and_then(Json::as_bool)
+                .unwrap_or(false);
+            match got {
+                Ok(got) if !unordered => report.check(got == text, || {
+                    format!("{id}: expected {text:?}\n  got {got:?}")
+                }),
+                Ok(got) => {
+                    let same = same_text_up_to_set_order(&value, &got, text);
+                    report.check(same.is_ok(), || {
+                        format!(
+                            "{id}: unordered record: expected {text:?} (sets in any order)\n  got {got:?}: {}",
+                            same.err().unwrap_or_default()
+                        )
+                    })
+                }
+                Err(e) => report.fail(format!("{id}: encode failed: {e}")),
+            }
+            if let Some(back_tree) = rec.get("loads_back") {
+                match typed(back_tree) {
+                    Ok(back) => match codec::serpent_loads(text.as_bytes()) {
+                        Ok(parsed) => report.check(same_unordered_sets(&back, &parsed), || {
+                            format!(
+                                "{id}: loads of {text:?} gave {}, the reference gives {}",
+                                notation::print(&parsed),
+                                notation::print(&back)
+                            )
+                        }),
+                        Err(e) => report.fail(format!("{id}: loads of {text:?} failed: {e}")),
+                    },
+                    Err(reason) => match reason.strip_prefix("SKIP: ") {
+                        Some(r) => report.skip(format!("{id} loads_back: {r}")),
+                        None => report.fail(format!("{id}: malformed loads_back: {reason}")),
+                    },
+                }
+            }
+        }
+        "loads" => {
+            let Some(text) = text else {
+                report.fail(format!("{id}: no `serpent` text"));
+                return;
+            };
+            match codec::serpent_loads(text.as_bytes()) {
+                Ok(parsed) => report.check(same_unordered_sets(&value, &parsed), || {
+                    format!(
+                        "{id}: {text:?} parsed to {}, expected {}",
+                        notation::print(&parsed),
+                        notation::print(&value)
+                    )
+                }),
+                Err(e) => report.fail(format!("{id}: {text:?} does not parse: {e}")),
+            }
+        }
+        other => report.fail(format!("{id}: unknown kind {other:?}")),
+    }
 }
 
 /// The all-characters vector holds U+0000..=U+FFFF including the 2,048 surrogates, which a
@@ -288,36 +327,83 @@ fn run_allchars(base: &Path, report: &mut SuiteReport) {
     report.skip("serpent-allchars: the 2,048 lone surrogates U+D800..U+DFFF are left out: a Rust String cannot hold them");
 }
 
-/// Parses upstream's two test documents (comments, nested containers, a big int, sets,
-/// tuples) and checks a few members, as upstream's own test does.
+/// Parses upstream's two test documents (comments, nested containers, a big int, a complex
+/// number, sets, tuples) and checks a few members, as upstream's own test does.
 fn run_upstream_documents(base: &Path, report: &mut SuiteReport) {
     for name in ["testserpent.utf8.bin", "testserpent.java-dotnet.utf8.bin"] {
         let path = base.join("upstream-data").join(name);
-        let bytes = match read_bytes(&path) {
-            Ok(b) => b,
-            Err(e) => {
-                report.fail(e);
-                continue;
-            }
-        };
-        match codec::serpent_loads(&bytes) {
-            Ok(v) => {
-                let member = |key: &str| match &v {
-                    Value::Map(m) => m.iter().find(|(k, _)| matches!(k, Value::Str(s) if s == key)).map(|(_, x)| x.clone()),
-                    _ => None,
-                };
-                // Upstream's own test checks numbers[3] == -3+8j.
-                let complex = codec::serpent_complex(-3.0, 8.0);
-                let ok = member("str") == Some(Value::Str("hello".into()))
-                    && member("unicode") == Some(Value::Str("€".into()))
-                    && matches!(member("numbers"), Some(Value::List(ref l)) if l.get(3) == Some(&complex))
-                    && matches!(member("set"), Some(Value::Set(ref s)) if s.len() == 9);
-                report.check(ok, || format!("upstream-data/{name}: parsed, but members differ: {}", notation::print(&v)));
-            }
-            Err(e) if e.to_string().to_ascii_lowercase().contains("complex") => report.skip(format!(
-                "upstream-data/{name}: holds the complex number (-3+8j), which has no wirecall Value form ({e})"
-            )),
-            Err(e) => report.fail(format!("upstream-data/{name}: does not parse: {e}")),
+        match read_bytes(&path) {
+            Ok(bytes) => check_upstream_document(report, name, &bytes),
+            Err(e) => report.fail(e),
         }
+    }
+}
+
+/// One upstream document must parse, and its members must be what upstream's test checks.
+fn check_upstream_document(report: &mut SuiteReport, name: &str, bytes: &[u8]) {
+    match codec::serpent_loads(bytes) {
+        Ok(v) => {
+            let member = |key: &str| match &v {
+                Value::Map(m) => m
+                    .iter()
+                    .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+                    .map(|(_, x)| x.clone()),
+                _ => None,
+            };
+            // Upstream's own test checks numbers[3] == -3+8j.
+            let complex = codec::serpent_complex(-3.0, 8.0);
+            let ok = member("str") == Some(Value::Str("hello".into()))
+                && member("unicode") == Some(Value::Str("€".into()))
+                && matches!(member("numbers"), Some(Value::List(ref l)) if l.get(3) == Some(&complex))
+                && matches!(member("set"), Some(Value::Set(ref s)) if s.len() == 9);
+            report.check(ok, || {
+                format!(
+                    "upstream-data/{name}: parsed, but members differ: {}",
+                    notation::print(&v)
+                )
+            });
+        }
+        Err(e) => report.fail(format!("upstream-data/{name}: does not parse: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(text: &str) -> Json {
+        crate::json::parse(text).unwrap()
+    }
+
+    #[test]
+    fn an_unordered_record_is_compared_with_the_reference_text() {
+        let rec = |reference: &str| {
+            let mut quoted = String::new();
+            json::write_string(&mut quoted, reference);
+            record(&format!(
+                r#"{{"kind":"dumps","source":"test","unordered":true,
+                    "value":{{"t":"set","v":[{{"t":"int","v":"1"}},{{"t":"str","v":"a"}}]}},
+                    "serpent":{quoted}}}"#
+            ))
+        };
+        let header = "# serpent utf-8 python3.2\n";
+        // The same set in the other order passes.
+        let mut r = SuiteReport::new("serpent");
+        check_record(&mut r, 0, &rec(&format!("{header}{{'a',1}}")));
+        check_record(&mut r, 1, &rec(&format!("{header}{{1,'a'}}")));
+        assert_eq!((r.passed, r.failed), (2, 0), "{:?}", r.failures);
+        // A reference that says something else fails, though our own text parses back to the
+        // record's value.
+        check_record(&mut r, 2, &rec(&format!("{header}{{1,'b'}}")));
+        check_record(&mut r, 3, &rec(&format!("{header}{{1, 'a'}}")));
+        assert_eq!((r.passed, r.failed), (2, 2), "{:?}", r.failures);
+    }
+
+    #[test]
+    fn a_document_that_does_not_parse_fails_whatever_the_error_says() {
+        let mut r = SuiteReport::new("serpent");
+        check_upstream_document(&mut r, "doc", b"{'numbers': [1, 2, (-3+8j");
+        check_upstream_document(&mut r, "doc", b"{'x': complex}");
+        assert_eq!((r.failed, r.skipped), (2, 0), "{:?}", r.skips);
     }
 }
