@@ -149,6 +149,10 @@ impl ReplySink {
             }
             Err(e) => tracing::warn!("dropping the answer to call {}: {e}", self.id),
         }
+        if s.side.has_events() {
+            // The last answer of a draining connection: its reader closes it.
+            self.wire.wake_reader();
+        }
         match flush {
             Flush::Now => self.wire.flush_locked(s),
             Flush::Batched => self.wire.flush_batched(s),

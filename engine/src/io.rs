@@ -93,6 +93,9 @@ pub(crate) trait HasMachine: Send + 'static {
 pub(crate) struct Wire<S> {
     state: Mutex<State<S>>,
     wake: Notify,
+    /// Wakes the connection's reader when the machine has events for it that did not come
+    /// from input (a `Drained` after the last answer).
+    reader: Notify,
     /// Set with `closed` or `closing`, read without the lock.
     shut: AtomicBool,
 }
@@ -109,6 +112,7 @@ impl<S: HasMachine> Wire<S> {
                 closed: false,
             }),
             wake: Notify::new(),
+            reader: Notify::new(),
             shut: AtomicBool::new(false),
         });
         tokio::spawn(writer_task(w.clone()));
@@ -119,6 +123,16 @@ impl<S: HasMachine> Wire<S> {
     /// for a later flush).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<S>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the reader to look at the machine's events.
+    pub(crate) fn wake_reader(&self) {
+        self.reader.notify_one();
+    }
+
+    /// Resolves when [`Wire::wake_reader`] was called (now or since the last time).
+    pub(crate) async fn reader_woken(&self) {
+        self.reader.notified().await
     }
 
     /// Whether the connection's write side is gone.
@@ -266,4 +280,10 @@ impl HasMachine for proto::ServerConnection {
     fn machine(&mut self) -> &mut proto::ServerConnection {
         self
     }
+}
+
+/// The time the drivers give the state machines: tokio's clock, so that tests with a paused
+/// clock drive the machines' timers too.
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }

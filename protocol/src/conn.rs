@@ -714,6 +714,12 @@ impl ClientConnection {
         self.events.pop_front()
     }
 
+    /// Whether events wait for [`poll_event`](Self::poll_event) (e.g. `Drained` after an
+    /// answer completed the last call).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.next_timeout(
@@ -1357,6 +1363,12 @@ impl ServerConnection {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
+    }
+
+    /// Whether events wait for [`poll_event`](Self::poll_event) (e.g. `Drained` after an
+    /// answer completed the last call).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.

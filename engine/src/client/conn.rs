@@ -266,7 +266,7 @@ impl ClientConn {
         config.handshake_timeout = Some(CONNECT_TIMEOUT);
         // The writer sends the transmit buffer as one contiguous run.
         config.share_sections_from = usize::MAX;
-        let mut machine = proto::ClientConnection::new(config, Instant::now())
+        let mut machine = proto::ClientConnection::new(config, crate::io::now())
             .map_err(|e| Error::config(e.to_string()))?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut out = BytesMut::new();
@@ -294,7 +294,7 @@ impl ClientConn {
                     Err(e) => return Err(Error::transport(&url, e)),
                     Ok(_) => {}
                 }
-                if let Err(e) = machine.handle_input_buf(&mut buf, Instant::now()) {
+                if let Err(e) = machine.handle_input_buf(&mut buf, crate::io::now()) {
                     // Tell the server why, if the machine has something to say.
                     machine.take_transmit(&mut out);
                     let _ = wr.write_all(&out).await;
@@ -320,7 +320,7 @@ impl ClientConn {
                 done: false,
                 wakers: Vec::new(),
             })),
-            recent: Instant::now(),
+            recent: crate::io::now(),
         };
         let wire = Wire::start(pending, wr);
         let shared = Arc::new(ConnShared {
@@ -395,7 +395,7 @@ impl ClientConn {
         let slot = slot.into_ref();
         let waker = std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())).await;
         // The deadline's clock: read only for calls that have one.
-        let now = timeout.map(|_| Instant::now());
+        let now = timeout.map(|_| crate::io::now());
         let (id, reader) = {
             let mut p = shared.pending();
             if let Some(e) = &p.side.closed {
@@ -460,7 +460,12 @@ impl ClientConn {
         let r = match (timeout, now) {
             (Some(t), Some(start)) => {
                 let mut wait = std::pin::pin!(wait);
-                match tokio::time::timeout_at((start + t).into(), wait.as_mut()).await {
+                match tokio::time::timeout_at(
+                    tokio::time::Instant::from_std(start + t),
+                    wait.as_mut(),
+                )
+                .await
+                {
                     Ok(r) => r,
                     Err(_) => {
                         // The machine's deadline for the call has passed: it fails the call
@@ -505,7 +510,7 @@ impl ClientConn {
 /// answered with a timeout) and are cancelled on the wire.
 fn expire(shared: &ConnShared) {
     let mut p = shared.pending();
-    let now = Instant::now();
+    let now = crate::io::now();
     let r = p.side.machine.handle_timeout(now);
     let mut wakers = Vec::new();
     if let Err(e) = handle_events(shared, &mut p, 0, &mut wakers, r) {
@@ -595,7 +600,7 @@ impl Reader {
     /// wake-up.
     fn dispatch(&mut self, shared: &ConnShared, mine: u64) {
         let mut p = shared.pending();
-        let now = Instant::now();
+        let now = crate::io::now();
         p.side.recent = now;
         let wakers = &mut self.wakers;
         let Pending {

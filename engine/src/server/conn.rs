@@ -58,7 +58,7 @@ pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Ar
     let mut config = inner.machine_config();
     // Room for frames is reserved here, against the server-wide budget.
     config.reserve_input = false;
-    let machine = match proto::ServerConnection::new(config, Instant::now()) {
+    let machine = match proto::ServerConnection::new(config, crate::io::now()) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!("cannot serve a connection: {e}");
@@ -89,6 +89,8 @@ struct Reader {
 enum Woke {
     Read(std::io::Result<usize>),
     Timer,
+    /// The machine has events that did not come from input.
+    Events,
 }
 
 impl Reader {
@@ -106,6 +108,8 @@ impl Reader {
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         let mut started = false;
+        // A GOAWAY was sent or received: the last answer ends the connection.
+        let mut draining = false;
         loop {
             if self.buf.capacity() - self.buf.len() < READ_ROOM {
                 self.buf.reserve(READ_CHUNK);
@@ -114,8 +118,9 @@ impl Reader {
                 biased;
                 r = rd.read_buf(&mut self.buf) => Woke::Read(r),
                 () = &mut timer, if armed.is_some() => Woke::Timer,
+                () = conn.wire.reader_woken(), if draining => Woke::Events,
             };
-            let now = Instant::now();
+            let now = crate::io::now();
             let mut s = conn.wire.lock();
             let (r, eof) = match woke {
                 Woke::Read(Ok(0)) => (s.side.handle_eof_buf(&self.buf), true),
@@ -128,6 +133,7 @@ impl Reader {
                     armed = None;
                     (s.side.handle_timeout(now), false)
                 }
+                Woke::Events => (Ok(()), false),
             };
             let mut fatal = r.err();
             if fatal.is_none() && !eof {
@@ -170,6 +176,7 @@ impl Reader {
                         conn.stop(id.0)
                     }
                     proto::ServerEvent::Drained => drained = true,
+                    proto::ServerEvent::GoAway(_) => draining = true,
                     proto::ServerEvent::Rejected { request_id, error } => {
                         tracing::debug!(
                             "call {request_id} from {} refused: {error}",
@@ -185,7 +192,7 @@ impl Reader {
             }
             if next != armed {
                 if let Some(t) = next {
-                    timer.as_mut().reset(t.into());
+                    timer.as_mut().reset(tokio::time::Instant::from_std(t));
                 }
                 armed = next;
             }
