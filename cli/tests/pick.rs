@@ -498,14 +498,14 @@ fn plot_writes_an_svg_naming_every_codec() {
     }
 }
 
-/// Checks one codec's RPC figures over `transport`: positive numbers, or an error sentence
-/// with null figures.
+/// Checks one codec's RPC figures over `transport`: the call must have worked (no error)
+/// and every figure must be a positive number.
 fn check_rpc(name: &str, transport: &str, f: &Json) {
-    if let Some(e) = f["error"].as_str() {
-        assert!(!e.is_empty(), "{name} {transport}");
-        assert!(f["p50_ns"].is_null() && f["calls_per_sec"].is_null(), "{f}");
-        return;
-    }
+    assert!(
+        f["error"].is_null(),
+        "{name} over {transport}: the RPC stage failed: {}",
+        f["error"]
+    );
     let p50 = f["p50_ns"]
         .as_u64()
         .unwrap_or_else(|| panic!("{name} {transport}: {f}"));
@@ -515,6 +515,19 @@ fn check_rpc(name: &str, transport: &str, f: &Json) {
     assert!(f["calls_per_sec"].as_f64().unwrap() > 0.0, "{f}");
     assert!(f["calls"].as_u64().unwrap() > 0, "{f}");
     assert!(f["frame_len"].as_u64().unwrap() > 32, "{f}");
+}
+
+#[test]
+#[should_panic(expected = "the RPC stage failed")]
+fn an_rpc_cell_that_failed_fails_the_check() {
+    // The shape `pick --json` gives a cell whose echo call failed: an error sentence and
+    // null figures. That is a failure, however well-formed.
+    let cell: Json = serde_json::from_str(
+        r#"{"error": "connection refused", "p50_ns": null, "p99_ns": null,
+            "calls_per_sec": null, "calls": null, "latency_samples": null, "frame_len": null}"#,
+    )
+    .unwrap();
+    check_rpc("json", "unix", &cell);
 }
 
 #[test]
@@ -533,7 +546,7 @@ fn rpc_stage_measures_every_codec_on_both_transports() {
         let name = c["name"].as_str().unwrap();
         for t in ["tcp", "unix"] {
             check_rpc(name, t, &c["rpc"][t]);
-            measured += usize::from(c["rpc"][t]["error"].is_null());
+            measured += 1;
         }
         // --prefer latency (the default) counts the measured tcp round trip once per
         // sample: the score is at least that.
@@ -546,7 +559,8 @@ fn rpc_stage_measures_every_codec_on_both_transports() {
             );
         }
     }
-    assert!(measured > 0, "no codec completed an RPC: {doc}");
+    // Every codec x transport cell, not just some.
+    assert_eq!(measured, 2 * all_names().len(), "{doc}");
 
     // --no-rpc leaves the stage out of the document and of the score.
     let doc = pick_json(&["--quick", "--no-rpc", "--duration", "0.3"]);
