@@ -18,7 +18,7 @@ use crate::pick::{fmt_ns, select_codecs};
 
 /// Arguments of `wirecall bench`.
 #[derive(Args, Debug)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// What to benchmark.
     #[command(subcommand)]
     pub what: BenchCommand,
@@ -26,7 +26,7 @@ pub struct BenchArgs {
 
 /// The `wirecall bench` subcommands.
 #[derive(Subcommand, Debug)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// Each codec against its format crate called directly (serde_json, rmp-serde,
     /// ciborium, bincode, postcard, ron) on the same payloads, as ratios.
     Codecs(CodecsArgs),
@@ -37,7 +37,7 @@ pub enum BenchCommand {
 
 /// Arguments of `wirecall bench codecs`.
 #[derive(Args, Debug)]
-pub struct CodecsArgs {
+pub(crate) struct CodecsArgs {
     /// Only these codecs, comma-separated (default: every built-in codec compiled in).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     codecs: Vec<String>,
@@ -51,7 +51,7 @@ pub struct CodecsArgs {
 }
 
 /// Runs `wirecall bench`.
-pub fn run(args: &BenchArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     match &args.what {
         BenchCommand::Codecs(a) => codecs(a),
         BenchCommand::Rpc(a) => rpc(a),
@@ -233,7 +233,7 @@ fn codecs(args: &CodecsArgs) -> Result<ExitCode, String> {
 
 /// Arguments of `wirecall bench rpc`.
 #[derive(Args, Debug)]
-pub struct RpcArgs {
+pub(crate) struct RpcArgs {
     /// Socket family of the server started here: tcp or unix (with --connect, the URL's).
     #[arg(long, default_value = "tcp", value_name = "tcp|unix")]
     transport: String,

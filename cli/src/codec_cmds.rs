@@ -13,7 +13,7 @@ const INTEROP_SEED: u64 = 0x5eed_2026;
 
 /// Arguments of `wirecall encode`.
 #[derive(Args)]
-pub struct EncodeArgs {
+pub(crate) struct EncodeArgs {
     /// The codec: json, msgpack, cbor, bincode, postcard, ron or serpent.
     #[arg(long)]
     codec: String,
@@ -24,7 +24,7 @@ pub struct EncodeArgs {
 
 /// Arguments of `wirecall decode`.
 #[derive(Args)]
-pub struct DecodeArgs {
+pub(crate) struct DecodeArgs {
     /// The codec: json, msgpack, cbor, ron or serpent (bincode and postcard are not
     /// self-describing and cannot be decoded without a Rust type).
     #[arg(long)]
@@ -36,7 +36,7 @@ pub struct DecodeArgs {
 
 /// Arguments of `wirecall conformance`.
 #[derive(Args)]
-pub struct ConformanceArgs {
+pub(crate) struct ConformanceArgs {
     /// The folder holding the public suites (default: $WIRECALL_VECTORS, else the shared
     /// vectors folder next to the repository).
     #[arg(long)]
@@ -83,7 +83,7 @@ fn write_stdout(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// `wirecall encode`: notation on stdin → encoded bytes on stdout.
-pub fn encode(args: &EncodeArgs) -> Result<ExitCode, String> {
+pub(crate) fn encode(args: &EncodeArgs) -> Result<ExitCode, String> {
     let id = codec_by_name(&args.codec)?;
     let input = read_stdin()?;
     let text = String::from_utf8(input).map_err(|e| format!("stdin is not UTF-8 notation: {e}"))?;
@@ -99,7 +99,7 @@ pub fn encode(args: &EncodeArgs) -> Result<ExitCode, String> {
 }
 
 /// `wirecall decode`: bytes on stdin → notation on stdout.
-pub fn decode(args: &DecodeArgs) -> Result<ExitCode, String> {
+pub(crate) fn decode(args: &DecodeArgs) -> Result<ExitCode, String> {
     let id = codec_by_name(&args.codec)?;
     let mut input = read_stdin()?;
     if args.hex {
@@ -116,7 +116,7 @@ pub fn decode(args: &DecodeArgs) -> Result<ExitCode, String> {
 
 /// `wirecall conformance`: runs the suites, prints `<suite>: N passed, N failed, N skipped`
 /// per suite; fails when any case failed.
-pub fn conformance(args: &ConformanceArgs) -> Result<ExitCode, String> {
+pub(crate) fn conformance(args: &ConformanceArgs) -> Result<ExitCode, String> {
     let dir = args
         .vectors
         .clone()

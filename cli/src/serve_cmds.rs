@@ -16,14 +16,14 @@ use wirecall_codecs::{Limits, Value};
 use wirecall_conformance::notation;
 
 /// The provider id `wirecall serve` registers the demo provider under.
-pub const DEMO_PROVIDER_ID: u16 = 1;
+pub(crate) const DEMO_PROVIDER_ID: u16 = 1;
 
 /// The RPC name of the demo provider's echo method (what `bench rpc --connect` calls).
-pub const DEMO_ECHO: &str = "demo_echo";
+pub(crate) const DEMO_ECHO: &str = "demo_echo";
 
 /// The error the demo provider's `fail` method returns.
 #[derive(Debug)]
-pub struct DemoError {
+pub(crate) struct DemoError {
     message: String,
 }
 
@@ -37,7 +37,7 @@ impl std::error::Error for DemoError {}
 
 /// The demo provider `wirecall serve` hosts.
 #[derive(Debug, Default)]
-pub struct Demo {
+pub(crate) struct Demo {
     count: AtomicU64,
 }
 
@@ -91,7 +91,7 @@ impl Demo {
 
 /// Arguments of `wirecall serve`.
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on (`tcp://127.0.0.1:0`, `unix:///path/to.sock`). Repeatable.
     #[arg(
         long = "listen",
@@ -113,7 +113,7 @@ pub struct ServeArgs {
 
 /// Arguments of `wirecall call`.
 #[derive(Args, Debug)]
-pub struct CallArgs {
+pub(crate) struct CallArgs {
     /// The server (`tcp://host:port`, `unix:///path`).
     url: String,
     /// The method: its full RPC name (`demo_echo`) or its name within the provider's
@@ -145,7 +145,7 @@ pub struct CallArgs {
 
 /// Arguments of `wirecall meta`.
 #[derive(Args, Debug)]
-pub struct MetaArgs {
+pub(crate) struct MetaArgs {
     /// The server (`tcp://host:port`, `unix:///path`).
     url: String,
     /// Codec for the metadata call.
@@ -198,7 +198,7 @@ fn parse_codec(name: &str) -> Result<CodecId, String> {
 }
 
 /// Runs `wirecall serve`.
-pub fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
+pub(crate) fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
     let accept = match &args.accept {
         Some(list) => Some(wirecall::config::parse_codec_list(list).map_err(|e| describe(&e))?),
         None => None,
@@ -354,7 +354,7 @@ fn decode_reply(codec: CodecId, bytes: &[u8]) -> Result<Value, String> {
 }
 
 /// Runs `wirecall call`.
-pub fn call(args: &CallArgs) -> Result<ExitCode, String> {
+pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
     let codec = args.codec.as_deref().map(parse_codec).transpose()?;
     let positional = args
         .args
@@ -442,7 +442,7 @@ pub fn call(args: &CallArgs) -> Result<ExitCode, String> {
 }
 
 /// The metadata as text: one block per provider.
-pub fn format_metadata(meta: &Metadata) -> String {
+pub(crate) fn format_metadata(meta: &Metadata) -> String {
     let mut out = String::new();
     for p in &meta.providers {
         out.push_str(&format!("provider {}: {}", p.provider_id, p.service));
@@ -476,7 +476,7 @@ pub fn format_metadata(meta: &Metadata) -> String {
 }
 
 /// Runs `wirecall meta`.
-pub fn meta(args: &MetaArgs) -> Result<ExitCode, String> {
+pub(crate) fn meta(args: &MetaArgs) -> Result<ExitCode, String> {
     let codec = args.codec.as_deref().map(parse_codec).transpose()?;
     let proxy = proxy_for(&args.url, codec, Some(args.timeout))?;
     let rt = current_thread()?;

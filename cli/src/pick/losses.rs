@@ -9,7 +9,7 @@ use wirecall_codecs::Value;
 /// One kind of difference between an original value and its round trip (serialized as is
 /// in `wirecall pick --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Loss {
+pub(super) struct Loss {
     /// Stable machine name, e.g. `tuple_to_list`.
     pub kind: &'static str,
     /// What happens, in words, e.g. `tuples become lists`.
@@ -23,7 +23,7 @@ pub struct Loss {
 /// Every difference between `original` and `decoded`, grouped by kind in the order first
 /// seen. Empty when they are the same (floats by bit pattern, any NaN equal to any NaN;
 /// sets compared as sets).
-pub fn diff(original: &Value, decoded: &Value) -> Vec<Loss> {
+pub(super) fn diff(original: &Value, decoded: &Value) -> Vec<Loss> {
     let mut out = Vec::new();
     walk(original, decoded, &mut String::from("$"), &mut out);
     out

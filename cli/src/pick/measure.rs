@@ -18,7 +18,7 @@ use super::samples::Sample;
 
 /// How a round trip went.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RoundTrip {
+pub(super) enum RoundTrip {
     /// Decoded equal to the original (floats by bits, NaN == NaN).
     Exact,
     /// Decoded, but different: what was lost.
@@ -31,7 +31,7 @@ pub enum RoundTrip {
 
 impl RoundTrip {
     /// `Some(true)` exact, `Some(false)` lossy or failed, `None` unknown.
-    pub fn exact(&self) -> Option<bool> {
+    pub(super) fn exact(&self) -> Option<bool> {
         match self {
             RoundTrip::Exact => Some(true),
             RoundTrip::Lossy(_) | RoundTrip::DecodeFailed(_) => Some(false),
@@ -42,7 +42,7 @@ impl RoundTrip {
 
 /// One path (typed or `Value`) of one sample through one codec.
 #[derive(Debug, Clone)]
-pub struct PathResult {
+pub(super) struct PathResult {
     /// Encoded size in bytes.
     pub size: usize,
     /// Size after zstd (level 3) compression.
@@ -57,7 +57,7 @@ pub struct PathResult {
 
 /// Which path a [`PathResult`] measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathKind {
+pub(super) enum PathKind {
     /// `encode_into::<T>` / `decode::<T>` on the Rust type.
     Typed,
     /// `encode_value` / `decode_value` on the dynamic value.
@@ -66,7 +66,7 @@ pub enum PathKind {
 
 impl PathKind {
     /// `typed` or `value`.
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             PathKind::Typed => "typed",
             PathKind::Value => "value",
@@ -76,7 +76,7 @@ impl PathKind {
 
 /// A named extra figure from a further stage.
 #[derive(Debug, Clone)]
-pub struct Metric {
+pub(super) struct Metric {
     /// Column name, e.g. `rpc_tcp`.
     pub name: String,
     /// Its timing.
@@ -85,7 +85,7 @@ pub struct Metric {
 
 /// Everything measured for one (codec, sample) pair.
 #[derive(Debug, Clone)]
-pub struct Cell {
+pub(super) struct Cell {
     /// Which path `primary` measured.
     pub primary_kind: PathKind,
     /// The primary path, or why the codec could not encode the sample.
@@ -98,7 +98,7 @@ pub struct Cell {
 
 impl Cell {
     /// An empty cell for `sample`.
-    pub fn new(sample: &Sample) -> Cell {
+    pub(super) fn new(sample: &Sample) -> Cell {
         Cell {
             primary_kind: if sample.typed.is_some() {
                 PathKind::Typed
@@ -113,7 +113,7 @@ impl Cell {
 }
 
 /// One aspect measured per (codec, sample) pair.
-pub trait Stage {
+pub(super) trait Stage {
     /// Name shown on the progress bar.
     fn name(&self) -> &'static str;
     /// How many timed measurements this stage takes for `sample` (0: it does not apply),
@@ -125,11 +125,11 @@ pub trait Stage {
 
 /// The primary path: typed for built-in payloads, `Value` for user samples.
 #[derive(Debug, Clone, Copy)]
-pub struct CodecStage;
+pub(super) struct CodecStage;
 
 /// The `Value` path for built-in payloads (user samples already take it as primary).
 #[derive(Debug, Clone, Copy)]
-pub struct ValueStage;
+pub(super) struct ValueStage;
 
 impl Stage for CodecStage {
     fn name(&self) -> &'static str {
@@ -201,7 +201,7 @@ fn finish(
 
 /// The results: `cells[codec][sample]`.
 #[derive(Debug)]
-pub struct Results {
+pub(super) struct Results {
     /// One row per codec measured, in the order given.
     pub cells: Vec<Vec<Cell>>,
     /// Budget per timed measurement.
@@ -210,7 +210,7 @@ pub struct Results {
 
 /// Runs every stage over every (codec, sample) pair, sharing `total` time among the timed
 /// measurements; `tick` is called after each stage of each pair.
-pub fn run(
+pub(super) fn run(
     codecs: &[CodecInfo],
     samples: &[Sample],
     stages: &[&dyn Stage],
@@ -272,7 +272,7 @@ fn guarded(st: &dyn Stage, codec: &CodecInfo, sample: &Sample, budget: Budget, c
 }
 
 /// How many `tick`s [`run`] makes.
-pub fn ticks(codecs: usize, samples: usize, stages: usize) -> u64 {
+pub(super) fn ticks(codecs: usize, samples: usize, stages: usize) -> u64 {
     (codecs * samples * stages) as u64
 }
 

@@ -39,7 +39,7 @@ Value-based peer sees); --sample files are measured as Values. Then every codec 
 real echo call through the engine over loopback tcp and a unix socket (p50/p99 latency, \
 calls/s with 64 in flight, beside the raw socket ping-pong); --no-rpc skips it."
 )]
-pub struct PickArgs {
+pub(crate) struct PickArgs {
     /// A sample to measure instead of the built-in payloads: a file holding one value in
     /// JSON or the vector notation (JSON plus `$bytes`, `$tuple`, `$set`, `$map`, `$int`,
     /// `$float` tags), or a folder whose files are all read. Repeatable.
@@ -97,7 +97,7 @@ const DEFAULT_TIME: Duration = Duration::from_secs(25);
 const QUICK_TIME: Duration = Duration::from_secs(3);
 
 /// The codecs named in `--codecs` (all compiled-in built-ins when empty).
-pub fn select_codecs(names: &[String]) -> Result<Vec<CodecInfo>, String> {
+pub(crate) fn select_codecs(names: &[String]) -> Result<Vec<CodecInfo>, String> {
     let all = wirecall_bench_harness::measure::codecs();
     if names.is_empty() {
         return Ok(all);
@@ -135,7 +135,7 @@ fn dump(dir: &std::path::Path) -> Result<ExitCode, String> {
 
 /// Runs `wirecall pick`. Exit status 0 with a recommendation, 2 when no codec meets the
 /// constraints; errors (bad arguments, unreadable samples) are returned as one line.
-pub fn run(args: &PickArgs) -> Result<ExitCode, String> {
+pub(crate) fn run(args: &PickArgs) -> Result<ExitCode, String> {
     if let Some(dir) = &args.dump_samples {
         return dump(dir);
     }

@@ -128,7 +128,7 @@ const TIME_UNITS: &[(f64, &str)] = &[(1.0, "ns"), (1e3, "µs"), (1e6, "ms"), (1e
 const SIZE_UNITS: &[(f64, &str)] = &[(1.0, "B"), (1e3, "kB"), (1e6, "MB"), (1e9, "GB")];
 
 /// The chart as an SVG document.
-pub fn svg(report: &Report, title: &str) -> String {
+pub(super) fn svg(report: &Report, title: &str) -> String {
     let points: Vec<(&str, f64, f64, bool, bool)> = report
         .rows
         .iter()

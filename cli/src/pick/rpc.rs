@@ -14,13 +14,13 @@ use wirecall_bench_harness::rpc::{self, CodecRpc, Latency, RpcOptions, Transport
 use wirecall_codecs::CodecId;
 
 /// Time per RPC figure by default.
-pub const PER_MEASUREMENT: Duration = Duration::from_millis(200);
+pub(super) const PER_MEASUREMENT: Duration = Duration::from_millis(200);
 /// Time per RPC figure with `--quick`.
-pub const QUICK_PER_MEASUREMENT: Duration = Duration::from_millis(50);
+pub(super) const QUICK_PER_MEASUREMENT: Duration = Duration::from_millis(50);
 
 /// One codec's RPC figures over one transport, or why the call failed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcCell {
+pub(super) struct RpcCell {
     /// The transport.
     pub transport: TransportKind,
     /// The figures, or the error that stopped the measurement (one sentence).
@@ -29,7 +29,7 @@ pub struct RpcCell {
 
 /// The raw socket ping-pong baseline of one transport.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Baseline {
+pub(super) struct Baseline {
     /// The transport.
     pub transport: TransportKind,
     /// Round-trip latency of the raw ping-pong.
@@ -40,7 +40,7 @@ pub struct Baseline {
 
 /// What the RPC stage measured.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcResults {
+pub(super) struct RpcResults {
     /// Time per figure.
     pub per_measurement: Duration,
     /// Wall time the whole stage took.
@@ -54,7 +54,7 @@ pub struct RpcResults {
 
 impl RpcResults {
     /// The cells of `codec`, empty when it was not measured.
-    pub fn of(&self, codecs: &[CodecId], codec: CodecId) -> &[RpcCell] {
+    pub(super) fn of(&self, codecs: &[CodecId], codec: CodecId) -> &[RpcCell] {
         codecs
             .iter()
             .position(|&c| c == codec)
@@ -64,14 +64,14 @@ impl RpcResults {
 }
 
 /// Calls in flight and connections of the calls/s figure (the `measure_rpc` defaults).
-pub fn load() -> (usize, usize) {
+pub(super) fn load() -> (usize, usize) {
     let o = RpcOptions::new(TransportKind::Tcp, Vec::new());
     (o.inflight, o.connections)
 }
 
 /// About how long [`measure`] takes for one transport with `codecs` codecs: each figure
 /// (raw baseline, and per codec one latency and one throughput) takes `per` plus a warm-up.
-pub fn estimate(codecs: usize, per: Duration) -> Duration {
+pub(super) fn estimate(codecs: usize, per: Duration) -> Duration {
     (per + rpc::warm_up_time(per)) * (2 * codecs as u32 + 1)
 }
 
@@ -91,7 +91,7 @@ fn guarded(opts: &RpcOptions) -> Result<rpc::RpcReport, String> {
 /// transport. When a transport's measurement of all codecs together fails, each codec is
 /// measured alone so the error lands in the row of the codec that caused it and the others
 /// still get figures.
-pub fn measure(
+pub(super) fn measure(
     codecs: &[CodecId],
     per: Duration,
     mut tick: impl FnMut(TransportKind),

@@ -15,7 +15,7 @@ use wirecall_conformance::notation;
 use crate::compare::{self, Comparison};
 
 /// A payload measured through its Rust type (the typed codec path).
-pub trait TypedSample {
+pub(crate) trait TypedSample {
     /// Measures the payload with codec `id` through the typed path (`encode_into` and
     /// `decode::<T>`); the decoded `T` is returned as a [`Value`] so it can be compared
     /// with [`Sample::value`].
@@ -49,7 +49,7 @@ impl<T: Serialize + DeserializeOwned> TypedSample for Typed<T> {
 
 /// Where a sample came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// One of the built-in payloads.
     BuiltIn,
     /// A file given with `--sample`.
@@ -57,7 +57,7 @@ pub enum Source {
 }
 
 /// One payload to measure.
-pub struct Sample {
+pub(crate) struct Sample {
     /// Short name shown in reports (the built-in name or the file name).
     pub name: String,
     /// One line saying what the payload is.
@@ -101,7 +101,7 @@ impl Sample {
 /// Reads the user's samples: each path is a file (JSON or the vector notation) or a folder
 /// whose non-hidden files are all read, in name order. Errors name the file and, for bad
 /// content, the line and column.
-pub fn load(paths: &[PathBuf]) -> Result<Vec<Sample>, String> {
+pub(crate) fn load(paths: &[PathBuf]) -> Result<Vec<Sample>, String> {
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -142,7 +142,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Sample>, String> {
 const MAX_SAMPLE_DEPTH: usize = 512;
 
 /// Reads one sample file.
-pub fn load_file(path: &Path) -> Result<Sample, String> {
+pub(crate) fn load_file(path: &Path) -> Result<Sample, String> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read sample {}: {e}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -363,7 +363,7 @@ fn nested_doc(g: &mut Gen, depth: u32) -> Node {
 }
 
 /// The built-in payloads, measured through their Rust types.
-pub fn builtin() -> Result<Vec<Sample>, String> {
+pub(crate) fn builtin() -> Result<Vec<Sample>, String> {
     let mut g = Gen(0x5eed_c0de_c0de);
     Ok(vec![
         Sample::builtin(
