@@ -66,6 +66,9 @@
 //! Sync handlers run on the connection's reader without a task spawn; async handlers are
 //! polled once in place and spawned only if they wait.
 
+// The one unsafe module (client::slot) and its one caller document every unsafe block.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod args;
 mod blocking;
 mod client;
@@ -75,7 +78,6 @@ mod context;
 mod error;
 mod functions;
 mod hooks;
-
 mod io;
 
 mod provider;

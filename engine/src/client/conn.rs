@@ -248,6 +248,8 @@ impl ClientConn {
     pub(crate) async fn connect(
         address: &Address,
         preferred: &[CodecId],
+        only: bool,
+        limits: proto::Limits,
     ) -> Result<ClientConn, Error> {
         let url = address.to_string();
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, Stream::connect(address))
@@ -256,13 +258,16 @@ impl ClientConn {
             .map_err(|e| Error::transport(&url, e))?;
         let (mut rd, mut wr) = stream.into_split();
         let mut codecs: Vec<proto::CodecId> = preferred.iter().map(|c| to_wire(*c)).collect();
-        for c in CodecId::BUILTIN {
-            if !preferred.contains(&c) {
-                codecs.push(to_wire(c));
+        if !only {
+            for c in CodecId::BUILTIN {
+                if !preferred.contains(&c) {
+                    codecs.push(to_wire(c));
+                }
             }
         }
         let offered: Vec<String> = codecs.iter().map(|c| from_wire(*c).to_string()).collect();
         let mut config = proto::ClientConfig::new(codecs);
+        config.limits = limits;
         config.handshake_timeout = Some(CONNECT_TIMEOUT);
         // The writer sends the transmit buffer as one contiguous run.
         config.share_sections_from = usize::MAX;

@@ -28,6 +28,11 @@ pub(super) struct CallOpts {
     pub(super) codec: Option<CodecId>,
     pub(super) timeout: Option<Duration>,
     pub(super) annotations: Vec<(String, Vec<u8>)>,
+    /// The exact codecs to offer at connect, most preferred first (default: the proxy's
+    /// own, then every built-in).
+    pub(super) offer: Option<Vec<CodecId>>,
+    /// The limits announced and enforced on what the connection receives (at connect).
+    pub(super) limits: Option<proto::Limits>,
 }
 
 struct ProxyShared {
@@ -206,6 +211,25 @@ impl Proxy {
         self
     }
 
+    /// A clone that offers exactly `codecs` in the handshake, most preferred first (after
+    /// its own [`codec`](Proxy::codec), if set), instead of every built-in codec; the
+    /// server picks the first it accepts as the connection's default, or refuses the
+    /// connection naming the codecs it accepts. Applies when the connection is opened.
+    #[must_use]
+    pub fn offer(mut self, codecs: impl IntoIterator<Item = CodecId>) -> Proxy {
+        self.opts.offer = Some(codecs.into_iter().collect());
+        self
+    }
+
+    /// A clone whose connection announces and enforces these limits on what it receives
+    /// (largest frame, annotations, calls in flight); default [`proto::Limits::default`].
+    /// Applies when the connection is opened.
+    #[must_use]
+    pub fn receive_limits(mut self, limits: proto::Limits) -> Proxy {
+        self.opts.limits = Some(limits);
+        self
+    }
+
     /// A clone that sends a user annotation with every call.
     #[must_use]
     pub fn annotation(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Proxy {
@@ -305,13 +329,15 @@ impl Proxy {
             .as_ref()
             .map_err(|e| Error::config(e.clone()))?;
         let mut preferred: Vec<CodecId> = self.opts.codec.into_iter().collect();
-        preferred.extend(
-            self.shared
-                .preferred
-                .iter()
-                .filter(|c| Some(**c) != self.opts.codec),
-        );
-        let c = Arc::new(ClientConn::connect(address, &preferred).await?);
+        let others = self.opts.offer.as_ref().unwrap_or(&self.shared.preferred);
+        for c in others {
+            if !preferred.contains(c) {
+                preferred.push(*c);
+            }
+        }
+        let limits = self.opts.limits.unwrap_or_default();
+        let only = self.opts.offer.is_some();
+        let c = Arc::new(ClientConn::connect(address, &preferred, only, limits).await?);
         *lock(&self.shared.conn) = Some(c.clone());
         Ok(c)
     }
