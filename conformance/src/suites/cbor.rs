@@ -353,6 +353,7 @@ fn run_cbor_with(
         }
     };
     let mut good = Vec::new();
+    let mut bad = 0;
     for file in files {
         let fname = file.get("file").and_then(Json::as_str).unwrap_or("?");
         let file_fails = file.get("fail").and_then(Json::as_bool).unwrap_or(false);
@@ -384,6 +385,7 @@ fn run_cbor_with(
             };
             let must_fail = file_fails || test.get("fail").and_then(Json::as_bool).unwrap_or(false);
             if must_fail {
+                bad += 1;
                 let r = codec::decode_deep(CodecId::CBOR, &encoded);
                 report.check(r.is_err(), || {
                     format!(
@@ -439,6 +441,8 @@ fn run_cbor_with(
     };
     let mut unchecked = 0;
     let mut spike_roundtrips = (0usize, 0usize);
+    // decode checks against cbor2, round-trip checks, Unsupported refusals
+    let mut tally = (0usize, 0usize, 0usize);
     for (k, g) in good.iter().enumerate() {
         let from_cbor2 = oracle.as_ref().and_then(|o| o.get(k));
         let unrepresentable = match from_cbor2 {
@@ -471,6 +475,7 @@ fn run_cbor_with(
         };
         if unrepresentable {
             check_rejected(&mut report, &mut deviations, g);
+            tally.2 += 1;
             continue;
         }
         let Some(Oracle::Value(value)) = from_cbor2 else {
@@ -517,6 +522,7 @@ fn run_cbor_with(
             )),
         };
         report.check_case(&mut deviations, &format!("{} decode", g.id), outcome);
+        tally.0 += 1;
         if !g
             .test
             .get("roundtrip")
@@ -566,6 +572,7 @@ fn run_cbor_with(
             }
         }
         report.check_case(&mut deviations, &format!("{} roundtrip", g.id), outcome);
+        tally.1 += 1;
     }
     report.skip_many(
         unchecked,
@@ -574,6 +581,11 @@ fn run_cbor_with(
             interop::PYTHON_MISSING
         ),
     );
+    report.notes.push(format!(
+        "checks: {} decodes against cbor2, {} round trips, {} refusals as Unsupported, {} bad \
+         inputs rejected",
+        tally.0, tally.1, tally.2, bad
+    ));
     report.notes.push(format!(
         "spike deterministic (preferred = CDE = LDE) round trips: {} identical, {} different",
         spike_roundtrips.0, spike_roundtrips.1
