@@ -3,6 +3,7 @@
 //! `poll_transmit`, and the current time passed in, never read.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -188,52 +189,30 @@ impl Core {
         }
     }
 
-    /// Checks an outgoing frame of `len` bytes with `annotations` bytes of annotations
-    /// against the peer's announced limits: a local error, nothing sent, when over.
-    fn check_peer_limits(&self, len: u64, annotations: usize) -> Result<(), ProtocolError> {
-        let Some(l) = self.peer_limits else {
-            return Ok(());
-        };
-        if len > u64::from(l.max_frame_len) {
-            return Err(ProtocolError::TooLong {
-                what: "frame (peer's max_frame_len)",
-                len,
-                max: u64::from(l.max_frame_len),
-            });
-        }
-        let ann = annotations as u64;
-        if ann > u64::from(l.max_annotations_len) {
-            return Err(ProtocolError::TooLong {
-                what: "annotations (peer's max_annotations_len)",
-                len: ann,
-                max: u64::from(l.max_annotations_len),
-            });
-        }
-        Ok(())
-    }
-
     /// Encodes a frame into the send buffer after checking the peer's limits.
     fn send(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
-        if self.peer_limits.is_some() {
-            let ann = match frame {
-                Frame::Call(c) => c.annotations.as_bytes().len(),
-                Frame::Reply(r) => r.annotations.as_bytes().len(),
-                Frame::Error(e) => e.annotations.as_bytes().len(),
-                Frame::StreamItem(s) => s.annotations.as_bytes().len(),
-                _ => 0,
-            };
-            self.check_peer_limits(frame.encoded_len()?, ann)?;
-        }
+        let ann = match frame {
+            Frame::Call(c) => c.annotations.as_bytes().len(),
+            Frame::Reply(r) => r.annotations.as_bytes().len(),
+            Frame::Error(e) => e.annotations.as_bytes().len(),
+            Frame::StreamItem(s) => s.annotations.as_bytes().len(),
+            _ => 0,
+        };
+        let limits = self.peer_limits;
         let chunks = &mut self.chunks;
-        frame.encode_chunks(&mut self.outbuf, self.share_from, |b| chunks.push_back(b))
+        frame.encode_chunks_checked(
+            &mut self.outbuf,
+            self.share_from,
+            |b| chunks.push_back(b),
+            |len| check_peer_limits(limits, len, ann),
+        )
     }
 
     /// Encodes a borrowed CALL into the send buffer after checking the peer's limits.
     fn send_call(&mut self, call: &CallRef<'_>) -> Result<(), ProtocolError> {
-        if self.peer_limits.is_some() {
-            self.check_peer_limits(call.encoded_len()?, call.annotations.as_bytes().len())?;
-        }
-        call.encode(&mut self.outbuf)
+        let limits = self.peer_limits;
+        let ann = call.annotations.as_bytes().len();
+        call.encode_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann))
     }
 
     /// Moves the chunks in front of `outbuf` into it, so the bytes to send are contiguous.
@@ -390,6 +369,35 @@ impl Core {
     }
 }
 
+/// Checks an outgoing frame of `len` bytes with `annotations` bytes of annotations against
+/// the peer's announced limits (`None` before the handshake): a local error, nothing sent,
+/// when over.
+fn check_peer_limits(
+    limits: Option<Limits>,
+    len: u64,
+    annotations: usize,
+) -> Result<(), ProtocolError> {
+    let Some(l) = limits else {
+        return Ok(());
+    };
+    if len > u64::from(l.max_frame_len) {
+        return Err(ProtocolError::TooLong {
+            what: "frame (peer's max_frame_len)",
+            len,
+            max: u64::from(l.max_frame_len),
+        });
+    }
+    let ann = annotations as u64;
+    if ann > u64::from(l.max_annotations_len) {
+        return Err(ProtocolError::TooLong {
+            what: "annotations (peer's max_annotations_len)",
+            len: ann,
+            max: u64::from(l.max_annotations_len),
+        });
+    }
+    Ok(())
+}
+
 /// The earlier of two optional instants.
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -398,19 +406,107 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// The calls whose deadline (`deadline` of the call, `None` for none) has passed, in id order.
-fn expired_calls<C>(
-    calls: &HashMap<RequestId, C>,
-    now: Instant,
-    deadline: impl Fn(&C) -> Option<Instant>,
-) -> Vec<RequestId> {
-    let mut expired: Vec<RequestId> = calls
-        .iter()
-        .filter(|(_, c)| deadline(c).is_some_and(|d| now >= d))
-        .map(|(id, _)| *id)
-        .collect();
-    expired.sort();
-    expired
+/// A call in flight, as far as the timers are concerned.
+trait Timed {
+    /// Its deadline, if it has one.
+    fn deadline(&self) -> Option<Instant>;
+}
+
+/// The calls in flight by request id, with a count of those that have a deadline, so the
+/// timers skip the scan when none has. Hashed with FxHash: on a server the ids are the
+/// peer's, but a map never holds more than the in-flight limit, which bounds what colliding
+/// ids can cost.
+#[derive(Debug)]
+struct Calls<C> {
+    map: HashMap<RequestId, C, BuildHasherDefault<rustc_hash::FxHasher>>,
+    timed: usize,
+}
+
+impl<C> Default for Calls<C> {
+    fn default() -> Self {
+        Calls {
+            map: HashMap::default(),
+            timed: 0,
+        }
+    }
+}
+
+impl<C: Timed> Calls<C> {
+    fn insert(&mut self, id: RequestId, c: C) {
+        if c.deadline().is_some() {
+            self.timed += 1;
+        }
+        if let Some(old) = self.map.insert(id, c) {
+            if old.deadline().is_some() {
+                self.timed -= 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &RequestId) -> Option<C> {
+        let c = self.map.remove(id)?;
+        if c.deadline().is_some() {
+            self.timed -= 1;
+        }
+        Some(c)
+    }
+
+    fn get(&self, id: &RequestId) -> Option<&C> {
+        self.map.get(id)
+    }
+
+    /// Mutable access; the deadline must not change through it.
+    fn get_mut(&mut self, id: &RequestId) -> Option<&mut C> {
+        self.map.get_mut(id)
+    }
+
+    fn contains_key(&self, id: &RequestId) -> bool {
+        self.map.contains_key(id)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The earliest of `deadline` over the calls (`None` without a scan when no call has a
+    /// deadline).
+    fn earliest(&self, deadline: impl Fn(&C) -> Option<Instant>) -> Option<Instant> {
+        if self.timed == 0 {
+            return None;
+        }
+        self.map.values().filter_map(deadline).min()
+    }
+
+    /// The calls whose `deadline` has passed, in id order.
+    fn expired(&self, now: Instant, deadline: impl Fn(&C) -> Option<Instant>) -> Vec<RequestId> {
+        if self.timed == 0 {
+            return Vec::new();
+        }
+        let mut expired: Vec<RequestId> = self
+            .map
+            .iter()
+            .filter(|(_, c)| deadline(c).is_some_and(|d| now >= d))
+            .map(|(id, _)| *id)
+            .collect();
+        expired.sort();
+        expired
+    }
+}
+
+impl Timed for ClientCall {
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+}
+
+impl Timed for ServerCall {
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
 }
 
 /// What the byte-feeding half of a connection needs from either side.
@@ -609,7 +705,7 @@ pub struct ClientConnection {
     config: ClientConfig,
     session: Option<Session>,
     next_id: u64,
-    in_flight: HashMap<RequestId, ClientCall>,
+    in_flight: Calls<ClientCall>,
     events: VecDeque<ClientEvent>,
     peer_goaway: Option<RequestId>,
     goaway_sent: bool,
@@ -641,7 +737,7 @@ impl ClientConnection {
             config,
             session: None,
             next_id: 1,
-            in_flight: HashMap::new(),
+            in_flight: Calls::default(),
             events: VecDeque::new(),
             peer_goaway: None,
             goaway_sent: false,
@@ -722,12 +818,8 @@ impl ClientConnection {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.next_timeout(
-            self.in_flight
-                .values()
-                .filter_map(ClientCall::live_deadline)
-                .min(),
-        )
+        self.core
+            .next_timeout(self.in_flight.earliest(ClientCall::live_deadline))
     }
 
     /// Fires expired timers: call deadlines (a [`ClientEvent::Failed`] and a CANCEL each),
@@ -737,7 +829,7 @@ impl ClientConnection {
         if let Some(e) = self.core.expired(now, self.in_flight.len()) {
             return Err(self.fail(e));
         }
-        for id in expired_calls(&self.in_flight, now, ClientCall::live_deadline) {
+        for id in self.in_flight.expired(now, ClientCall::live_deadline) {
             if let Some(c) = self.in_flight.get_mut(&id) {
                 c.cancelled = true;
             }
@@ -1248,7 +1340,7 @@ pub struct ServerConnection {
     config: ServerConfig,
     session: Option<Session>,
     last_request_id: RequestId,
-    in_flight: HashMap<RequestId, ServerCall>,
+    in_flight: Calls<ServerCall>,
     events: VecDeque<ServerEvent>,
     goaway_sent: Option<RequestId>,
     peer_goaway: bool,
@@ -1284,7 +1376,7 @@ impl ServerConnection {
             config,
             session: None,
             last_request_id: RequestId::NONE,
-            in_flight: HashMap::new(),
+            in_flight: Calls::default(),
             events: VecDeque::new(),
             goaway_sent: None,
             peer_goaway: false,
@@ -1374,7 +1466,7 @@ impl ServerConnection {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core
-            .next_timeout(self.in_flight.values().filter_map(|c| c.deadline).min())
+            .next_timeout(self.in_flight.earliest(|c| c.deadline))
     }
 
     /// Fires expired timers: call deadlines (DEADLINE_EXCEEDED sent, [`ServerEvent::Expired`]),
@@ -1384,7 +1476,7 @@ impl ServerConnection {
         if let Some(e) = self.core.expired(now, self.in_flight.len()) {
             return Err(self.fail(e));
         }
-        let expired = expired_calls(&self.in_flight, now, |c| c.deadline);
+        let expired = self.in_flight.expired(now, |c| c.deadline);
         if expired.is_empty() {
             return Ok(());
         }

@@ -800,14 +800,19 @@ impl Frame {
     /// `min_shared` bytes is handed to `push` as the frame's own `Bytes`, after whatever
     /// `staging` held (pushed first). The frame's bytes are everything pushed followed by
     /// what is left in `staging`.
-    pub(crate) fn encode_chunks(
+    /// Encodes the frame into `staging`, handing sections of at least `min_shared` bytes
+    /// to `push` as shared chunks of their own, after `check` accepted the frame's length
+    /// (header included): the header is built once for both.
+    pub(crate) fn encode_chunks_checked(
         &self,
         staging: &mut BytesMut,
         min_shared: usize,
         mut push: impl FnMut(Bytes),
+        check: impl FnOnce(u64) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
         let p = self.parts()?;
         let header = p.header()?;
+        check(header.frame_len())?;
         header.write(staging);
         staging.extend_from_slice(p.route);
         staging.extend_from_slice(p.annotations);
@@ -885,7 +890,19 @@ impl<'a> CallRef<'a> {
     /// Appends the encoded frame to `dst`; fails (appending nothing) like [`Frame::encode`]
     /// would for the same CALL, or for a method name [`Method::new`] refuses.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        write_head(dst, &self.header()?, self.sections());
+        self.encode_checked(dst, |_| Ok(()))
+    }
+
+    /// [`CallRef::encode`], after `check` accepted the frame's length (header included):
+    /// the header is built once for both.
+    pub(crate) fn encode_checked(
+        &self,
+        dst: &mut BytesMut,
+        check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        let header = self.header()?;
+        check(header.frame_len())?;
+        write_head(dst, &header, self.sections());
         dst.extend_from_slice(self.attachment);
         Ok(())
     }
