@@ -85,8 +85,9 @@ impl std::error::Error for JsonError {}
 /// Maximum nesting depth accepted by [`parse`]; deeper documents are rejected, not overflowed.
 pub const MAX_DEPTH: usize = 512;
 
-/// Maximum nesting depth accepted by [`parse_deep`]: for trusted documents read on a large
-/// stack (four JSON levels per level of the deepest vectors' [`crate::codec::DEEP`]).
+/// Maximum nesting depth accepted by [`parse_deep_with_offsets`]: for trusted documents read
+/// on a large stack (four JSON levels per level of the deepest vectors'
+/// [`crate::codec::DEEP`]).
 pub const DEEP_MAX_DEPTH: usize = 4 * crate::codec::DEEP;
 
 /// Parses one JSON document (RFC 8259; surrounding whitespace allowed, nothing else).
