@@ -9,3 +9,4 @@ export WIRECALL_PYTHON
 export WIRECALL_REQUIRE_PYTHON=1
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg wirecall_loom" cargo test -p wirecall --lib --release client::slot

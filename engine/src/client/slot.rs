@@ -29,19 +29,64 @@
 //! fails), after which no filler can reach the slot; or (b) it has seen the slot filled,
 //! which `fill` marks as its very last access to the slot. So no filler ever touches a slot
 //! whose memory is gone. [`Waiters::insert`] is `unsafe`: its caller promises (a) or (b).
+//!
+//! # Model test
+//!
+//! Besides the stress test below, a [loom](https://docs.rs/loom) model explores every
+//! interleaving of one owner (waiting or giving up) against one filler, and checks each access
+//! to the answer for a data race. In test builds with `cfg(wirecall_loom)` (loom is a
+//! dev-dependency) the slot's flag and cell are loom's; otherwise they are std's, with nothing
+//! in between. Run it with
+//!
+//! ```text
+//! CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg wirecall_loom" \
+//!     cargo test -p wirecall --lib --release client::slot
+//! ```
+//!
+//! (`scripts/test.sh` does; the separate target directory keeps the normal build's cache.)
+//! The cfg is not loom's usual `loom`: every crate sees a `RUSTFLAGS` cfg, and tokio compiles
+//! its `net` module out under `cfg(loom)`, which the transport crate needs.
 #![allow(unsafe_code)]
 
-use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomPinned;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
+
+#[cfg(all(test, wirecall_loom))]
+use loom::{
+    cell::UnsafeCell,
+    sync::atomic::{AtomicBool, Ordering},
+};
+#[cfg(not(all(test, wirecall_loom)))]
+use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(not(all(test, wirecall_loom)))]
+use std_cell::UnsafeCell;
 
 use super::conn::{ConnShared, Resp};
 use crate::error::Error;
+
+/// std's `UnsafeCell` with the access API of loom's, so one code path serves both builds.
+#[cfg(not(all(test, wirecall_loom)))]
+mod std_cell {
+    /// A `std::cell::UnsafeCell` reached through a closure, as loom's is.
+    #[repr(transparent)]
+    pub(super) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(super) const fn new(value: T) -> UnsafeCell<T> {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        /// Calls `f` with a pointer to the value; the caller's unsafe code answers for its use.
+        #[inline(always)]
+        pub(super) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
 
 /// The answer a slot holds.
 pub(super) type Answer = Result<Resp, Error>;
@@ -82,9 +127,11 @@ impl<T> Slot<T> {
         if !self.filled.load(Ordering::Acquire) {
             return None;
         }
-        // SAFETY: `filled` was set by the filler after its last write and it never touches the
-        // slot again; only the owner reads the answer, and `self` is its only handle.
-        unsafe { (*self.answer.get()).take() }
+        self.answer.with_mut(|answer| {
+            // SAFETY: `filled` was set by the filler after its last write and it never touches
+            // the slot again; only the owner reads the answer, and `self` is its only handle.
+            unsafe { (*answer).take() }
+        })
     }
 }
 
@@ -105,13 +152,14 @@ impl<T> Waiter<T> {
     fn fill(self, value: T) -> Waker {
         // SAFETY: the waiter was in the map until the caller removed it in this critical
         // section, so the slot's owner has neither forgotten it nor seen it filled: the
-        // slot is alive and nobody else accesses its answer.
-        unsafe {
-            let slot = self.slot.as_ref();
-            *slot.answer.get() = Some(value);
-            // The last access to the slot: from here the owner may take it and free it.
-            slot.filled.store(true, Ordering::Release);
-        }
+        // slot is alive.
+        let slot = unsafe { self.slot.as_ref() };
+        slot.answer.with_mut(|answer| {
+            // SAFETY: as above; and until `filled` is set nobody else accesses the answer.
+            unsafe { *answer = Some(value) }
+        });
+        // The last access to the slot: from here the owner may take it and free it.
+        slot.filled.store(true, Ordering::Release);
         self.waker
     }
 }
@@ -225,7 +273,7 @@ impl Future for SlotWait<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(wirecall_loom)))]
 mod tests {
     //! The fill/forget protocol under contention, without sockets: a filler thread answers
     //! whatever waiters it finds while the owner either waits for its answer or gives up
@@ -319,5 +367,96 @@ mod tests {
         assert_eq!(filled, answered);
         assert_eq!(answered + forgotten, 200_000);
         assert!(map.lock().unwrap().is_empty());
+    }
+}
+
+#[cfg(all(test, wirecall_loom))]
+mod loom_tests {
+    //! The fill/forget protocol as a loom model: one owner thread registers a slot on its
+    //! stack and then waits for the answer or gives up; one filler thread answers the waiter
+    //! if it is still in the map. Loom runs every interleaving (and every outcome the memory
+    //! orderings allow) and reports any access to the answer that races with another.
+    use super::*;
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+
+    const ID: u64 = 7;
+    const ANSWER: u64 = 42;
+
+    /// How the filler reaches the waiter.
+    #[derive(Clone, Copy)]
+    enum Filler {
+        /// `complete`, as a reply arrives.
+        Complete,
+        /// `fail_all`, as the connection fails.
+        FailAll,
+    }
+
+    /// One owner against one filler; `give_up`: the owner forgets its waiter instead of
+    /// waiting.
+    fn model(filler: Filler, give_up: bool) {
+        loom::model(move || {
+            let map: Arc<Mutex<Waiters<u64>>> = Arc::new(Mutex::new(Waiters::default()));
+            let slot = std::pin::pin!(Slot::new());
+            let slot = slot.into_ref();
+            // SAFETY: below, the waiter is forgotten under the lock or the slot is seen filled
+            // before `slot` goes out of scope.
+            unsafe {
+                map.lock()
+                    .unwrap()
+                    .insert(ID, slot, futures::task::noop_waker())
+            };
+            let filler = {
+                let map = map.clone();
+                thread::spawn(move || {
+                    let mut m = map.lock().unwrap();
+                    match filler {
+                        Filler::Complete => m.complete(ID, ANSWER).is_some(),
+                        Filler::FailAll => m.fail_all(|| ANSWER).len() == 1,
+                    }
+                })
+            };
+            if give_up && map.lock().unwrap().forget(ID) {
+                // No filler can reach the slot any more: its answer is read here, racing
+                // with the filler thread, which loom would report if the filler could write.
+                assert!(!slot.is_filled());
+                slot.answer.with_mut(|answer| {
+                    // SAFETY: the waiter is out of the map, so the filler never touches the
+                    // slot; this read is the model's check of that claim.
+                    let empty = unsafe { (*answer).is_none() };
+                    assert!(empty, "an answer in a forgotten slot");
+                });
+                assert!(
+                    !filler.join().unwrap(),
+                    "the filler answered a forgotten call"
+                );
+                return;
+            }
+            // The filler has the waiter or will: wait for the answer.
+            let answer = loop {
+                if let Some(v) = slot.take() {
+                    break v;
+                }
+                thread::yield_now();
+            };
+            assert_eq!(answer, ANSWER);
+            assert!(filler.join().unwrap(), "an answer nobody gave");
+            assert!(map.lock().unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn complete_vs_wait() {
+        model(Filler::Complete, false);
+    }
+
+    #[test]
+    fn complete_vs_forget() {
+        model(Filler::Complete, true);
+    }
+
+    #[test]
+    fn fail_all_vs_forget() {
+        model(Filler::FailAll, true);
     }
 }
