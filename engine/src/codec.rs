@@ -22,13 +22,3 @@ pub(crate) fn decode<T: DeserializeOwned>(
 ) -> Result<T, wirecall_codecs::CodecError> {
     wirecall_codecs::decode(id, bytes, limits)
 }
-
-/// The protocol crate's spelling of a codec id.
-pub(crate) fn to_wire(id: CodecId) -> wirecall_protocol::CodecId {
-    wirecall_protocol::CodecId(id.get())
-}
-
-/// The codec crate's spelling of a wire codec id.
-pub(crate) fn from_wire(id: wirecall_protocol::CodecId) -> CodecId {
-    CodecId::new(id.0)
-}

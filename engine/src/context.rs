@@ -11,7 +11,6 @@ use crate::args::{
     Positional,
 };
 use crate::codec;
-use crate::codec::to_wire;
 use crate::error::{Fault, FaultKind};
 use crate::io::Wire;
 use crate::provider::Outcome;
@@ -117,7 +116,7 @@ impl ReplySink {
         let r = match outcome {
             Outcome::Value(result) => s.side.reply(proto::Reply {
                 request_id,
-                codec: to_wire(self.codec),
+                codec: self.codec,
                 stream: false,
                 annotations: proto::Annotations::new(),
                 result,

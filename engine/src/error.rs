@@ -401,7 +401,6 @@ impl Fault {
             self.names
                 .iter()
                 .filter_map(|n| crate::CodecId::from_builtin_name(n))
-                .map(crate::codec::to_wire)
                 .collect()
         } else {
             Vec::new()
@@ -445,11 +444,7 @@ impl Fault {
             trace = String::new();
         }
         if kind == FaultKind::CodecRefused {
-            names = body
-                .accepted
-                .iter()
-                .map(|c| crate::codec::from_wire(*c).to_string())
-                .collect();
+            names = body.accepted.iter().map(|c| c.to_string()).collect();
         }
         Fault {
             kind,

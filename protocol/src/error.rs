@@ -140,7 +140,7 @@ pub enum ProtocolError {
         max: u32,
     },
     /// The frame's codec is not accepted; `accepted` lists the codecs that are.
-    #[error("codec {codec} refused; accepted: {accepted:?}")]
+    #[error("codec {codec} refused; this side accepts {}", names(accepted))]
     CodecRefused {
         /// The refused codec.
         codec: CodecId,
@@ -156,7 +156,11 @@ pub enum ProtocolError {
         supported: Vec<u8>,
     },
     /// Handshake: no codec in common.
-    #[error("no codec in common: offered {offered:?}, accepted {accepted:?}")]
+    #[error(
+        "no codec in common: the client offered {}, the server accepts {}",
+        names(offered),
+        names(accepted)
+    )]
     NoCommonCodec {
         /// Codecs the client offered.
         offered: Vec<CodecId>,
@@ -164,7 +168,7 @@ pub enum ProtocolError {
         accepted: Vec<CodecId>,
     },
     /// The server refused the handshake.
-    #[error("server refused the handshake ({code}): {message}; it speaks versions {versions:?} and accepts {accepted:?}")]
+    #[error("server refused the handshake ({code}): {message}; it speaks versions {versions:?} and accepts {}", names(accepted))]
     Refused {
         /// Why.
         code: ErrorCode,
@@ -254,6 +258,14 @@ pub enum ProtocolError {
     /// The connection is closed.
     #[error("connection is closed")]
     Closed,
+}
+
+/// Codec ids by name, comma-separated (`json, msgpack`).
+fn names(ids: &[CodecId]) -> String {
+    ids.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ProtocolError {

@@ -454,7 +454,14 @@ impl ErrorBody {
     pub fn codec_refused(codec: CodecId, accepted: &[CodecId]) -> ErrorBody {
         ErrorBody {
             code: ErrorCode::CODEC_REFUSED,
-            message: format!("codec {codec} refused"),
+            message: format!(
+                "codec {codec} refused; this server accepts {}",
+                accepted
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             accepted: accepted.to_vec(),
             ..ErrorBody::default()
         }

@@ -116,48 +116,152 @@ impl Flags {
     }
 }
 
-wire_newtype! {
-    /// The codec that encoded a frame's payload, header byte 8 (SPEC §5). The numbers match
-    /// `wirecall-codecs`' `CodecId`; this crate never interprets payloads.
-    ///
-    /// Ranges: 0 none (control frames), 1-7 built-ins, 8-127 reserved for future built-ins,
-    /// 128-254 user codecs, 255 reserved.
-    CodecId(u8) {
-        /// No codec: control frames and bodies with a fixed binary form.
-        NONE = 0;
-        /// JSON.
-        JSON = 1;
-        /// MessagePack.
-        MSGPACK = 2;
-        /// CBOR.
-        CBOR = 3;
-        /// bincode (2.x serde API).
-        BINCODE = 4;
-        /// postcard.
-        POSTCARD = 5;
-        /// RON.
-        RON = 6;
-        /// serpent (Python literal text).
-        SERPENT = 7;
-        /// Reserved; never valid on the wire.
-        RESERVED = 255;
-    }
-}
+/// The wire id of a codec, header byte 8 of every frame (SPEC §5): the one codec id type of
+/// the crate family (`wirecall-codecs` re-exports it). This crate never interprets payloads.
+///
+/// | ids | meaning |
+/// |---|---|
+/// | 0 | no codec (control frames and bodies with a fixed binary form) |
+/// | 1–7 | the built-in codecs, see the constants |
+/// | 8–127 | reserved for future built-in codecs |
+/// | 128–254 | user codecs ([`CodecId::USER_RANGE`]) |
+/// | 255 | reserved, never valid on the wire |
+///
+/// Any byte is representable, so an id this version does not know can be carried and
+/// answered with a typed error.
+#[derive(Clone, Copy, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct CodecId(pub u8);
 
 impl CodecId {
+    /// No codec: control frames and bodies with a fixed binary form.
+    pub const NONE: CodecId = CodecId(0);
+    /// JSON (serde_json).
+    pub const JSON: CodecId = CodecId(1);
+    /// MessagePack (rmp-serde).
+    pub const MSGPACK: CodecId = CodecId(2);
+    /// CBOR, RFC 8949 (ciborium).
+    pub const CBOR: CodecId = CodecId(3);
+    /// bincode 2.x wire format (unmaintained upstream; kept for compatibility).
+    pub const BINCODE: CodecId = CodecId(4);
+    /// postcard 1.x wire format.
+    pub const POSTCARD: CodecId = CodecId(5);
+    /// RON, Rusty Object Notation.
+    pub const RON: CodecId = CodecId(6);
+    /// serpent: Python literal expressions, byte-compatible with Python's `serpent` 1.43.
+    pub const SERPENT: CodecId = CodecId(7);
+    /// Reserved; never valid on the wire.
+    pub const RESERVED: CodecId = CodecId(255);
     /// First id of the user codec range.
     pub const USER_MIN: CodecId = CodecId(128);
     /// Last id of the user codec range.
     pub const USER_MAX: CodecId = CodecId(254);
+    /// The ids user codecs may be registered with.
+    pub const USER_RANGE: std::ops::RangeInclusive<u8> = 128..=254;
+
+    /// Every built-in codec id, in id order.
+    pub const BUILTIN: [CodecId; 7] = [
+        Self::JSON,
+        Self::MSGPACK,
+        Self::CBOR,
+        Self::BINCODE,
+        Self::POSTCARD,
+        Self::RON,
+        Self::SERPENT,
+    ];
+
+    /// Wraps a raw wire byte; any value is representable.
+    pub const fn new(raw: u8) -> CodecId {
+        CodecId(raw)
+    }
+
+    /// The raw wire byte.
+    pub const fn get(self) -> u8 {
+        self.0
+    }
 
     /// Whether this id may name a codec in a data frame or an accepted set (1-254).
-    pub fn is_codec(self) -> bool {
+    pub const fn is_codec(self) -> bool {
         self.0 != 0 && self.0 != 255
     }
 
+    /// True for ids 1–7, the built-in codecs.
+    pub const fn is_builtin(self) -> bool {
+        self.0 >= 1 && self.0 <= 7
+    }
+
     /// Whether this id is in the user range (128-254).
-    pub fn is_user(self) -> bool {
-        (128..=254).contains(&self.0)
+    pub const fn is_user(self) -> bool {
+        self.0 >= 128 && self.0 <= 254
+    }
+
+    /// The fixed name of a built-in codec (`"json"`, `"msgpack"`, ...), `None` otherwise.
+    pub const fn builtin_name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            1 => "json",
+            2 => "msgpack",
+            3 => "cbor",
+            4 => "bincode",
+            5 => "postcard",
+            6 => "ron",
+            7 => "serpent",
+            _ => return None,
+        })
+    }
+
+    /// The name of a value this version knows, spelled as its constant (`"JSON"`,
+    /// `"NONE"`), `None` for any other value.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            0 => "NONE",
+            1 => "JSON",
+            2 => "MSGPACK",
+            3 => "CBOR",
+            4 => "BINCODE",
+            5 => "POSTCARD",
+            6 => "RON",
+            7 => "SERPENT",
+            255 => "RESERVED",
+            _ => return None,
+        })
+    }
+
+    /// The built-in codec with this name (case-insensitive), `None` otherwise.
+    pub fn from_builtin_name(name: &str) -> Option<CodecId> {
+        Self::BUILTIN.into_iter().find(|id| {
+            id.builtin_name()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    }
+}
+
+impl fmt::Debug for CodecId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.builtin_name() {
+            Some(name) => write!(f, "CodecId({}, {name})", self.0),
+            None => write!(f, "CodecId({})", self.0),
+        }
+    }
+}
+
+/// Built-in codecs by name (`json`), any other id as `codec#N`.
+impl fmt::Display for CodecId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.builtin_name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "codec#{}", self.0),
+        }
+    }
+}
+
+impl From<u8> for CodecId {
+    fn from(v: u8) -> Self {
+        CodecId(v)
+    }
+}
+
+impl From<CodecId> for u8 {
+    fn from(v: CodecId) -> Self {
+        v.0
     }
 }
 

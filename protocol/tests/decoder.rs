@@ -184,7 +184,9 @@ fn unknown_wire_values_are_representable() {
     assert_eq!(format!("{:?}", Kind(0x42)), "Kind(0x42)");
     assert_eq!(format!("{}", Kind::CALL), "CALL");
     assert_eq!(Kind(0x42).name(), None);
-    assert_eq!(format!("{:?}", CodecId(200)), "CodecId(0xc8)");
+    assert_eq!(format!("{:?}", CodecId(200)), "CodecId(200)");
+    assert_eq!(format!("{}", CodecId(200)), "codec#200");
+    assert_eq!(format!("{}", CodecId::CBOR), "cbor");
     assert!(CodecId(200).is_user() && CodecId(200).is_codec());
     assert!(!CodecId::NONE.is_codec() && !CodecId::RESERVED.is_codec());
     assert_eq!(CodecId::SERPENT.0, 7);
@@ -227,7 +229,7 @@ fn errors_say_who_and_whether_to_retry() {
     };
     assert_eq!(
         refused.to_string(),
-        "codec CBOR refused; accepted: [JSON, MSGPACK]"
+        "codec cbor refused; this side accepts json, msgpack"
     );
     assert_eq!(refused.code(), ErrorCode::CODEC_REFUSED);
     assert!(ErrorCode::SHUTTING_DOWN.is_retryable());

@@ -19,7 +19,6 @@ use wirecall_protocol as proto;
 use wirecall_transport::{Address, Stream};
 
 use super::slot::{Slot, SlotWait, Waiters};
-use crate::codec::{from_wire, to_wire};
 use crate::error::{Error, Fault};
 use crate::io::{HasMachine, State, Wire};
 use crate::CodecId;
@@ -187,7 +186,7 @@ fn conn_error(address: &str, e: proto::ProtocolError) -> Error {
             if code == proto::ErrorCode::NO_COMMON_CODEC {
                 Error::NoCommonCodec {
                     offered: Vec::new(),
-                    accepted: accepted.iter().map(|c| from_wire(*c).to_string()).collect(),
+                    accepted: accepted.iter().map(|c| c.to_string()).collect(),
                 }
             } else if code == proto::ErrorCode::SHUTTING_DOWN {
                 Error::ShuttingDown { message }
@@ -257,15 +256,15 @@ impl ClientConn {
             .map_err(|_| Error::transport(&url, "connect timed out"))?
             .map_err(|e| Error::transport(&url, e))?;
         let (mut rd, mut wr) = stream.into_split();
-        let mut codecs: Vec<proto::CodecId> = preferred.iter().map(|c| to_wire(*c)).collect();
+        let mut codecs: Vec<proto::CodecId> = preferred.iter().copied().collect();
         if !only {
             for c in CodecId::BUILTIN {
                 if !preferred.contains(&c) {
-                    codecs.push(to_wire(c));
+                    codecs.push(c);
                 }
             }
         }
-        let offered: Vec<String> = codecs.iter().map(|c| from_wire(*c).to_string()).collect();
+        let offered: Vec<String> = codecs.iter().map(|c| c.to_string()).collect();
         let mut config = proto::ClientConfig::new(codecs);
         config.limits = limits;
         config.handshake_timeout = Some(CONNECT_TIMEOUT);
@@ -337,8 +336,8 @@ impl ClientConn {
         });
         Ok(ClientConn {
             shared,
-            default_codec: from_wire(session.codec),
-            accepted: session.accepted.iter().map(|c| from_wire(*c)).collect(),
+            default_codec: session.codec,
+            accepted: session.accepted.iter().copied().collect(),
             address: url,
         })
     }
@@ -371,7 +370,7 @@ impl ClientConn {
         let frame = proto::CallRef {
             request_id: proto::RequestId::NONE,
             provider: proto::ProviderId(provider_id),
-            codec: to_wire(codec),
+            codec: codec,
             oneway,
             method,
             annotations,
@@ -551,7 +550,7 @@ fn handle_events(
             proto::ClientEvent::Reply(r) => complete(
                 side,
                 r.request_id.0,
-                Ok(Resp::Value(from_wire(r.codec), Body::from_result(r.result))),
+                Ok(Resp::Value(r.codec, Body::from_result(r.result))),
             ),
             proto::ClientEvent::Error(e) => complete(
                 side,
@@ -614,10 +613,7 @@ impl Reader {
         // The common reply is read in place: its small result is copied into the caller's
         // slot straight from the read buffer.
         let r = machine.handle_input_with(&mut self.buf, now, SMALL_RESULT, |id, codec, result| {
-            if let Some(w) = waiters.complete(
-                id.0,
-                Ok(Resp::Value(from_wire(codec), Body::copied(result))),
-            ) {
+            if let Some(w) = waiters.complete(id.0, Ok(Resp::Value(codec, Body::copied(result)))) {
                 if id.0 != mine {
                     wakers.push(w);
                 }

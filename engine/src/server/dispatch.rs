@@ -13,7 +13,6 @@ use tokio::task::AbortHandle;
 use wirecall_protocol as proto;
 
 use super::{lock, read, Inner, DAEMON_PROVIDER_ID};
-use crate::codec::from_wire;
 use crate::context::{AfterHooks, ConnectionInfo, Flush, Incoming, ReplySink};
 use crate::error::{Fault, FaultKind};
 use crate::hooks::{CallHook, CallInfo};
@@ -88,7 +87,7 @@ impl Conn {
     /// Dispatches one call the machine accepted (its codec, the in-flight limit and the
     /// deadline already checked there).
     pub(super) fn on_call(&mut self, call: proto::Call) {
-        let codec = from_wire(call.codec);
+        let codec = call.codec;
         let provider_id = call.provider.0;
         let id = call.request_id.0;
         let mut sink = ReplySink {

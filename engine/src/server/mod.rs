@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 use wirecall_protocol as proto;
 use wirecall_transport::{Address, Listener};
 
-use crate::codec::to_wire;
 use crate::config::{self, accepted_from_env};
 use crate::context::ConnectionInfo;
 use crate::error::Error;
@@ -497,7 +496,7 @@ impl Inner {
 
     /// The configuration of each connection's state machine.
     fn machine_config(&self) -> proto::ServerConfig {
-        let mut c = proto::ServerConfig::new(self.accepted.iter().map(|c| to_wire(*c)).collect());
+        let mut c = proto::ServerConfig::new(self.accepted.iter().copied().collect());
         c.limits = self.limits;
         c.handshake_timeout = self.timeouts.handshake;
         c.frame_timeout = self.timeouts.frame;
