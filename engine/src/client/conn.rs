@@ -256,7 +256,7 @@ impl ClientConn {
             .map_err(|_| Error::transport(&url, "connect timed out"))?
             .map_err(|e| Error::transport(&url, e))?;
         let (mut rd, mut wr) = stream.into_split();
-        let mut codecs: Vec<proto::CodecId> = preferred.iter().copied().collect();
+        let mut codecs: Vec<proto::CodecId> = preferred.to_vec();
         if !only {
             for c in CodecId::BUILTIN {
                 if !preferred.contains(&c) {
@@ -337,7 +337,7 @@ impl ClientConn {
         Ok(ClientConn {
             shared,
             default_codec: session.codec,
-            accepted: session.accepted.iter().copied().collect(),
+            accepted: session.accepted.clone(),
             address: url,
         })
     }
@@ -370,7 +370,7 @@ impl ClientConn {
         let frame = proto::CallRef {
             request_id: proto::RequestId::NONE,
             provider: proto::ProviderId(provider_id),
-            codec: codec,
+            codec,
             oneway,
             method,
             annotations,

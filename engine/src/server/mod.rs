@@ -496,7 +496,7 @@ impl Inner {
 
     /// The configuration of each connection's state machine.
     fn machine_config(&self) -> proto::ServerConfig {
-        let mut c = proto::ServerConfig::new(self.accepted.iter().copied().collect());
+        let mut c = proto::ServerConfig::new(self.accepted.clone());
         c.limits = self.limits;
         c.handshake_timeout = self.timeouts.handshake;
         c.frame_timeout = self.timeouts.frame;
