@@ -106,8 +106,8 @@ async fn main() -> Result<(), Error> {
         }));
     }
     for t in tasks {
-        t.await.map_err(|e| Error::Protocol {
-            message: e.to_string(),
+        t.await.map_err(|e| Error::Config {
+            message: format!("a caller task failed: {e}"),
         })??;
     }
     let el = t.elapsed();

@@ -1,7 +1,10 @@
 //! The one error type of the crate, and the server-side description of a failed call.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use wirecall_protocol::{Cause, ProtocolError};
 
 /// Everything that can go wrong with a remote call, on either side.
 ///
@@ -17,13 +20,14 @@ pub enum Error {
         address: String,
         /// What failed.
         message: String,
+        /// The underlying error (an I/O or transport error), when there is one; also
+        /// reachable through [`std::error::Error::source`].
+        source: Option<Source>,
     },
-    /// The peer broke the wire protocol (malformed frame, bad handshake); the connection was
-    /// closed.
-    Protocol {
-        /// What was wrong.
-        message: String,
-    },
+    /// A rule of the wire protocol was broken, by the peer (a malformed frame, a bad
+    /// handshake: the connection was closed) or by this side's use of the connection. The
+    /// protocol crate's error says which ([`ProtocolError::cause`]) and what to do.
+    Protocol(ProtocolError),
     /// The call did not complete within its timeout (the server drops work whose deadline
     /// passed).
     Timeout {
@@ -100,6 +104,41 @@ pub enum Error {
     },
 }
 
+/// The underlying error of a [`Error::Transport`], shared so that errors stay cheap to
+/// clone; two sources are equal when they print the same.
+#[derive(Clone)]
+pub struct Source(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Source {
+    /// Wraps an error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Source {
+        Source(Arc::new(e))
+    }
+
+    /// The error.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Source) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
 /// An error raised by a remote handler: its type name, message and trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteError {
@@ -132,13 +171,16 @@ impl Error {
     /// True when the same call may succeed if retried (after a reconnect, on another server,
     /// or later): transport failures, timeouts, shutting down and busy.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Transport { .. }
-                | Error::Timeout { .. }
-                | Error::ShuttingDown { .. }
-                | Error::Busy { .. }
-        )
+        match self {
+            Error::Protocol(e) => e.is_retryable(),
+            _ => matches!(
+                self,
+                Error::Transport { .. }
+                    | Error::Timeout { .. }
+                    | Error::ShuttingDown { .. }
+                    | Error::Busy { .. }
+            ),
+        }
     }
 
     /// True when the connection failed or closed.
@@ -169,12 +211,43 @@ impl Error {
         Error::Transport {
             address: address.to_string(),
             message: message.to_string(),
+            source: None,
         }
     }
 
-    pub(crate) fn protocol(message: impl Into<String>) -> Error {
-        Error::Protocol {
-            message: message.into(),
+    /// A transport error that keeps `e` as its source.
+    pub(crate) fn transport_source(
+        address: impl fmt::Display,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Transport {
+            address: address.to_string(),
+            message: e.to_string(),
+            source: Some(Source::new(e)),
+        }
+    }
+
+    /// Who caused the error: this side ([`Cause::Local`]: configuration, encoding, the
+    /// caller's arguments or names), the peer or the network ([`Cause::Peer`]: the server's
+    /// answer, a broken connection, a protocol violation), or time ([`Cause::Timeout`]).
+    pub fn cause(&self) -> Cause {
+        match self {
+            Error::Timeout { .. } => Cause::Timeout,
+            Error::Protocol(e) => e.cause(),
+            Error::Config { .. }
+            | Error::Codec { .. }
+            | Error::LimitExceeded { .. }
+            | Error::BadArguments { .. }
+            | Error::NoSuchMethod { .. }
+            | Error::NoSuchProvider { .. }
+            | Error::CodecRefused { .. }
+            | Error::NoCommonCodec { .. }
+            | Error::PermissionDenied { .. }
+            | Error::Cancelled => Cause::Local,
+            Error::Transport { .. }
+            | Error::Remote(_)
+            | Error::ShuttingDown { .. }
+            | Error::Busy { .. } => Cause::Peer,
         }
     }
 }
@@ -182,10 +255,18 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Transport { address, message } => {
+            Error::Transport {
+                address, message, ..
+            } => {
                 write!(f, "connection to {address} failed: {message}")
             }
-            Error::Protocol { message } => write!(f, "protocol error: {message}"),
+            Error::Protocol(e) => match e.cause() {
+                Cause::Peer => write!(
+                    f,
+                    "the peer broke the wire protocol: {e} (the connection was closed; the next call opens a new one)"
+                ),
+                _ => write!(f, "{e}"),
+            },
             Error::Timeout { after } => write!(
                 f,
                 "call timed out after {} ms (raise the proxy's timeout if the method is slow)",
@@ -231,7 +312,24 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Protocol(e) => Some(e),
+            Error::Transport {
+                source: Some(s), ..
+            } => Some(s.get()),
+            Error::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Error {
+        Error::Protocol(e)
+    }
+}
 
 /// What kind of failure a [`Fault`] reports; mapped onto the wire's error codes by a dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -213,7 +213,9 @@ const SPARE_MAX: usize = 1024 * 1024;
 async fn writer_task<S: HasMachine>(w: Arc<Wire<S>>) {
     // Two buffers take turns: frames queue into the machine's while this one is written,
     // then they swap, so neither is reallocated or shared.
-    let mut spare = BytesMut::with_capacity(16 * 1024);
+    // Empty until the first swap: a connection whose writes all go out inline (most) never
+    // gives this task a buffer.
+    let mut spare = BytesMut::new();
     loop {
         // Take the socket and the queued bytes when there is work.
         let (mut wr, closing) = loop {
@@ -242,7 +244,7 @@ async fn writer_task<S: HasMachine>(w: Arc<Wire<S>>) {
         if spare.capacity() <= SPARE_MAX {
             spare.clear();
         } else {
-            spare = BytesMut::with_capacity(16 * 1024);
+            spare = BytesMut::new();
         }
         let shut_down = {
             let mut s = w.lock();

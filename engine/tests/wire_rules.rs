@@ -369,8 +369,9 @@ async fn a_welcome_naming_a_codec_not_offered_is_refused() {
         });
         let proxy = Proxy::new(&format!("tcp://{addr}")).unwrap();
         match proxy.connect().await {
-            Err(Error::Protocol { message }) => {
-                assert!(message.contains("not offered"), "{message}")
+            Err(Error::Protocol(e)) => {
+                assert_eq!(e.cause(), proto::Cause::Peer);
+                assert!(e.to_string().contains("not offered"), "{e}")
             }
             other => panic!("expected a protocol error, got {other:?}"),
         }
@@ -595,6 +596,54 @@ async fn peers_declaring_large_frames_cannot_pin_more_than_the_server_wide_budge
             [proto::Frame::Reply(_)] => {}
             other => panic!("{other:?}"),
         }
+        engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_typed_keep_their_source_and_say_who_caused_them() {
+    tokio::time::timeout(LIMIT, async {
+        // A port nobody listens on: a transport error whose source is the I/O error.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let e = Proxy::new(&format!("tcp://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Transport {
+                    source: Some(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(e.cause(), proto::Cause::Peer);
+        assert!(e.is_retryable());
+        // A local limit: the protocol error is kept, caused here, and the message says what
+        // to do.
+        let (engine, _svc) = server(|b| {
+            b.limits(proto::Limits {
+                max_frame_len: 4096,
+                ..proto::Limits::default()
+            })
+        })
+        .await;
+        let proxy = Proxy::new(&engine.address()).unwrap();
+        let e = SvcClient::new(&proxy, PROVIDER)
+            .echo("y".repeat(5000))
+            .await
+            .unwrap_err();
+        assert_eq!(e.cause(), proto::Cause::Local);
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("send less per call"), "{e}");
         engine.finalize().await;
     })
     .await

@@ -215,6 +215,19 @@ impl Core {
         call.encode_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann))
     }
 
+    /// Frees the empty buffers.
+    fn release_buffers(&mut self) {
+        if self.outbuf.is_empty() {
+            self.outbuf = BytesMut::new();
+        }
+        if self.inbuf.is_empty() {
+            self.inbuf = BytesMut::new();
+        }
+        if self.chunks.is_empty() {
+            self.chunks = VecDeque::new();
+        }
+    }
+
     /// Moves the chunks in front of `outbuf` into it, so the bytes to send are contiguous.
     fn merge_chunks(&mut self) {
         if self.chunks.is_empty() {
@@ -814,6 +827,15 @@ impl ClientConnection {
     /// answer completed the last call).
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
+    }
+
+    /// Frees the memory of buffers and queues that are empty (an idle connection holds
+    /// none; they grow again when used).
+    pub fn release_buffers(&mut self) {
+        self.core.release_buffers();
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
@@ -1461,6 +1483,15 @@ impl ServerConnection {
     /// answer completed the last call).
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
+    }
+
+    /// Frees the memory of buffers and queues that are empty (an idle connection holds
+    /// none; they grow again when used).
+    pub fn release_buffers(&mut self) {
+        self.core.release_buffers();
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.

@@ -353,6 +353,25 @@ impl ReadHalf {
     pub fn peer_addr(&self) -> &PeerAddr {
         &self.peer
     }
+
+    /// Whether [`ReadHalf::readable`] really waits (sockets); in-memory streams have no
+    /// readiness to wait for, and their `readable` returns at once.
+    pub fn has_readiness(&self) -> bool {
+        !matches!(self.inner, ReadInner::Mem(_))
+    }
+
+    /// Waits until the stream may be readable, without a buffer: a reader that waits long
+    /// (an idle connection) holds no receive buffer meanwhile and makes room only when bytes
+    /// are there. Readiness can be spurious (a read then finds nothing). In-memory streams
+    /// have no readiness to wait for and return at once (see [`ReadHalf::has_readiness`]).
+    pub async fn readable(&self) -> io::Result<()> {
+        match &self.inner {
+            ReadInner::Tcp(s) => s.readable().await,
+            #[cfg(unix)]
+            ReadInner::Unix(s) => s.readable().await,
+            ReadInner::Mem(_) => Ok(()),
+        }
+    }
 }
 
 impl AsyncRead for ReadHalf {

@@ -286,7 +286,9 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
                 &self.opts,
             )
             .await?
-            .ok_or_else(|| Error::protocol("no value in the reply"))
+            .ok_or_else(|| Error::Codec {
+                message: "the reply carried no value".into(),
+            })
     }
 
     /// Sends the call oneway: returns once it is queued; the server never answers.

@@ -179,9 +179,9 @@ fn conn_error(address: &str, e: proto::ProtocolError) -> Error {
         ),
         P::Refused {
             code,
+            versions,
             accepted,
             message,
-            ..
         } => {
             if code == proto::ErrorCode::NO_COMMON_CODEC {
                 Error::NoCommonCodec {
@@ -191,7 +191,12 @@ fn conn_error(address: &str, e: proto::ProtocolError) -> Error {
             } else if code == proto::ErrorCode::SHUTTING_DOWN {
                 Error::ShuttingDown { message }
             } else {
-                Error::protocol(format!("the server refused the connection: {message}"))
+                Error::Protocol(P::Refused {
+                    code,
+                    versions,
+                    accepted,
+                    message,
+                })
             }
         }
         P::GoingAway => Error::ShuttingDown {
@@ -199,7 +204,7 @@ fn conn_error(address: &str, e: proto::ProtocolError) -> Error {
         },
         P::Closed => Error::transport(address, "the connection is closed"),
         P::HandshakeTimeout | P::PingTimeout | P::FrameTimeout | P::IdleTimeout => {
-            Error::transport(address, e)
+            Error::transport_source(address, e)
         }
         e @ P::TooLong { .. } => Error::LimitExceeded {
             message: e.to_string(),
@@ -207,8 +212,7 @@ fn conn_error(address: &str, e: proto::ProtocolError) -> Error {
         e @ P::InFlightLimit { .. } => Error::Busy {
             message: e.to_string(),
         },
-        e @ (P::InvalidArgument(_) | P::InvalidState { .. }) => Error::config(e.to_string()),
-        e => Error::protocol(format!("the server broke the protocol: {e}")),
+        e => Error::Protocol(e),
     }
 }
 
@@ -254,7 +258,7 @@ impl ClientConn {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, Stream::connect(address))
             .await
             .map_err(|_| Error::transport(&url, "connect timed out"))?
-            .map_err(|e| Error::transport(&url, e))?;
+            .map_err(|e| Error::transport_source(&url, e))?;
         let (mut rd, mut wr) = stream.into_split();
         let mut codecs: Vec<proto::CodecId> = preferred.to_vec();
         if !only {
@@ -280,7 +284,7 @@ impl ClientConn {
                 if !out.is_empty() {
                     wr.write_all(&out)
                         .await
-                        .map_err(|e| Error::transport(&url, e))?;
+                        .map_err(|e| Error::transport_source(&url, e))?;
                     out.clear();
                 }
                 while let Some(ev) = machine.poll_event() {
@@ -295,7 +299,7 @@ impl ClientConn {
                             "the server closed the connection during the handshake",
                         ))
                     }
-                    Err(e) => return Err(Error::transport(&url, e)),
+                    Err(e) => return Err(Error::transport_source(&url, e)),
                     Ok(_) => {}
                 }
                 if let Err(e) = machine.handle_input_buf(&mut buf, crate::io::now()) {
@@ -650,7 +654,7 @@ impl Reader {
                 shared,
                 Error::transport(&shared.address, "the server closed the connection"),
             ),
-            Err(e) => self.fail(shared, Error::transport(&shared.address, e)),
+            Err(e) => self.fail(shared, Error::transport_source(&shared.address, e)),
             Ok(_) => self.dispatch(shared, mine),
         }
     }
@@ -676,7 +680,7 @@ impl Reader {
                     self.dispatch(shared, 0);
                 }
                 std::task::Poll::Ready(Err(e)) => {
-                    self.fail(shared, Error::transport(&shared.address, e))
+                    self.fail(shared, Error::transport_source(&shared.address, e))
                 }
                 std::task::Poll::Pending => return,
             }

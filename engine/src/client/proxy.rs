@@ -526,7 +526,9 @@ impl Proxy {
         let r: Option<Metadata> = self
             .invoke_unchecked(DAEMON_PROVIDER_ID, "metadata", &(), &(), false, &self.opts)
             .await?;
-        r.ok_or_else(|| Error::protocol("no metadata in the reply"))
+        r.ok_or_else(|| Error::Codec {
+            message: "the reply carried no metadata".into(),
+        })
     }
 
     /// Whether provider `provider_id` exposes the method `full_name` (`service_method`),
@@ -606,7 +608,9 @@ impl Proxy {
         check_name(&method)?;
         self.invoke(provider_id, &method, &(), &(), false, &self.opts)
             .await?
-            .ok_or_else(|| Error::protocol("no value in the reply"))
+            .ok_or_else(|| Error::Codec {
+                message: "the reply carried no value".into(),
+            })
     }
 
     /// Sets the remote attribute `name` of provider `provider_id`.
@@ -665,7 +669,9 @@ impl ProviderHandle {
                 &self.proxy.opts,
             )
             .await?
-            .ok_or_else(|| Error::protocol("no value in the reply"))
+            .ok_or_else(|| Error::Codec {
+                message: "the reply carried no value".into(),
+            })
     }
 
     /// Calls `rpc_name` oneway.

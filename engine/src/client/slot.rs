@@ -262,8 +262,10 @@ impl Future for SlotWait<'_> {
                 // forgotten, which only its own guard does after this future is gone).
                 drop(p);
                 return Poll::Ready(self.slot.take().unwrap_or_else(|| {
-                    Err(Error::protocol(
-                        "a waiting call lost its place in the pending map",
+                    Err(Error::Protocol(
+                        wirecall_protocol::ProtocolError::NotInFlight {
+                            request_id: wirecall_protocol::RequestId(self.id),
+                        },
                     ))
                 }));
             }

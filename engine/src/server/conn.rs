@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use futures::FutureExt;
 use tokio::io::AsyncReadExt;
 use wirecall_protocol as proto;
 use wirecall_transport::{ReadHalf, Stream};
@@ -108,17 +109,43 @@ impl Reader {
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         let mut started = false;
+        let readiness = rd.has_readiness();
         // A GOAWAY was sent or received: the last answer ends the connection.
         let mut draining = false;
         loop {
-            if self.buf.capacity() - self.buf.len() < READ_ROOM {
-                self.buf.reserve(READ_CHUNK);
-            }
-            let woke = tokio::select! {
-                biased;
-                r = rd.read_buf(&mut self.buf) => Woke::Read(r),
-                () = &mut timer, if armed.is_some() => Woke::Timer,
-                () = conn.wire.reader_woken(), if draining => Woke::Events,
+            let woke = if self.buf.is_empty() && readiness {
+                // Nothing buffered: wait for bytes without holding a buffer (an idle
+                // connection keeps none), then read what is there without waiting.
+                let woke = tokio::select! {
+                    biased;
+                    r = rd.readable() => r.err().map(|e| Woke::Read(Err(e))),
+                    () = &mut timer, if armed.is_some() => Some(Woke::Timer),
+                    () = conn.wire.reader_woken(), if draining => Some(Woke::Events),
+                };
+                match woke {
+                    Some(w) => w,
+                    None => {
+                        self.buf.reserve(READ_CHUNK);
+                        match rd.read_buf(&mut self.buf).now_or_never() {
+                            Some(r) => Woke::Read(r),
+                            None => {
+                                // Spurious readiness: wait again, without the buffer.
+                                self.buf = BytesMut::new();
+                                continue;
+                            }
+                        }
+                    }
+                }
+            } else {
+                if self.buf.capacity() - self.buf.len() < READ_ROOM {
+                    self.buf.reserve(READ_CHUNK);
+                }
+                tokio::select! {
+                    biased;
+                    r = rd.read_buf(&mut self.buf) => Woke::Read(r),
+                    () = &mut timer, if armed.is_some() => Woke::Timer,
+                    () = conn.wire.reader_woken(), if draining => Woke::Events,
+                }
             };
             let now = crate::io::now();
             let mut s = conn.wire.lock();
@@ -147,10 +174,9 @@ impl Reader {
             let next = s.side.poll_timeout();
             let closed = s.side.is_closed();
             let idle = s.side.in_flight() == 0 && self.buf.is_empty();
-            if idle && !s.side.has_transmit() {
+            if idle {
                 // An idle connection keeps no buffers: they come back with the next bytes.
-                let mut spare = BytesMut::new();
-                s.side.take_transmit(&mut spare);
+                s.side.release_buffers();
             }
             // Writes what the machine queued (WELCOME, PONG, refusals, a GOAWAY).
             conn.wire.flush_locked(s);
@@ -198,6 +224,7 @@ impl Reader {
             }
             if idle {
                 self.buf = BytesMut::new();
+                events = Vec::new();
             }
         }
     }

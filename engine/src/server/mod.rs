@@ -179,7 +179,7 @@ impl ServerBuilder {
                 .map_err(|e| Error::config(format!("bad listen address `{a}`: {e}")))?;
             let listener = Listener::bind(&address)
                 .await
-                .map_err(|e| Error::transport(a, e))?;
+                .map_err(|e| Error::transport_source(a, e))?;
             let local = listener.local_addr().to_string();
             lock(&inner.addresses).push(local.clone());
             let weak = Arc::downgrade(&inner);
