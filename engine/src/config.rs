@@ -144,3 +144,43 @@ pub(crate) fn max_buffered_from_env() -> Result<Option<usize>, Error> {
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_a_number_and_a_unit() {
+        assert_eq!(
+            parse_duration("500ms").unwrap(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_duration("30s").unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration(" 2m ").unwrap(),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_duration("1h").unwrap(),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(parse_duration("45").unwrap(), Some(Duration::from_secs(45)));
+        for off in ["off", "none", "0", "OFF"] {
+            assert_eq!(parse_duration(off).unwrap(), None, "{off}");
+        }
+        for bad in [
+            "",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 parsecs",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

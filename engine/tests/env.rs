@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirecall::{CodecId, Engine, Error, Functions, Proxy};
+use wirecall_protocol as proto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codecs_from_environment() {
@@ -64,6 +66,64 @@ async fn codecs_from_environment() {
         assert!(err.to_string().contains("postcard"), "{err}");
         std::env::remove_var("WIRECALL_CODECS_ACCEPTED");
         engine.finalize().await;
+
+        // Timeouts from the environment: a bad duration names the variable and the forms
+        // it takes; the builder's own setting wins over the environment.
+        std::env::set_var("WIRECALL_IDLE_TIMEOUT", "soon");
+        let err = Engine::server("tcp://127.0.0.1:0")
+            .start()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("WIRECALL_IDLE_TIMEOUT"), "{err}");
+        assert!(err.to_string().contains("500ms, 30s, 2m"), "{err}");
+        let e = Engine::server("tcp://127.0.0.1:0")
+            .idle_timeout(Some(Duration::from_secs(5)))
+            .start()
+            .await
+            .unwrap();
+        e.finalize().await;
+        // A short idle timeout from the environment closes an idle connection.
+        std::env::set_var("WIRECALL_IDLE_TIMEOUT", "200ms");
+        let e = Engine::server("tcp://127.0.0.1:0")
+            .accept([CodecId::JSON])
+            .start()
+            .await
+            .unwrap();
+        std::env::remove_var("WIRECALL_IDLE_TIMEOUT");
+        let mut io = tokio::net::TcpStream::connect(e.address().strip_prefix("tcp://").unwrap())
+            .await
+            .unwrap();
+        let mut hello = bytes::BytesMut::new();
+        proto::Frame::Hello(proto::Hello {
+            versions: vec![proto::VERSION],
+            codecs: vec![CodecId::JSON],
+            limits: proto::Limits::default(),
+        })
+        .encode(&mut hello)
+        .unwrap();
+        io.write_all(&hello).await.unwrap();
+        let start = std::time::Instant::now();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), io.read_to_end(&mut got))
+            .await
+            .expect("the idle connection is closed")
+            .unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            start.elapsed()
+        );
+        let mut buf = bytes::BytesMut::from(&got[..]);
+        let mut dec = proto::FrameDecoder::default();
+        let mut kinds = Vec::new();
+        while let Ok(Some(f)) = dec.decode(&mut buf) {
+            if let proto::Frame::GoAway(g) = &f {
+                assert_eq!(g.code, proto::ErrorCode::TIMEOUT);
+            }
+            kinds.push(f.kind());
+        }
+        assert_eq!(kinds, vec![proto::Kind::WELCOME, proto::Kind::GOAWAY]);
+        e.finalize().await;
     })
     .await
     .unwrap();
