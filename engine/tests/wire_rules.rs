@@ -649,3 +649,29 @@ async fn errors_are_typed_keep_their_source_and_say_who_caused_them() {
     .await
     .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_never_answers_the_hello_fails_the_connect_at_the_handshake_deadline() {
+    let a: wirecall_transport::Address = mem_name("silent").parse().unwrap();
+    let listener = wirecall_transport::Listener::bind(&a).await.unwrap();
+    let addr = listener.local_addr().to_string();
+    let silent = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        // Hold the connection open without answering.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(s);
+    });
+    let start = tokio::time::Instant::now();
+    let e = Proxy::new(&addr).unwrap().connect().await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Transport { message, .. } if message.contains("handshake")),
+        "{e:?}"
+    );
+    assert_eq!(e.cause(), proto::Cause::Peer);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "{waited:?}"
+    );
+    silent.abort();
+}

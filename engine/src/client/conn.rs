@@ -278,21 +278,27 @@ impl ClientConn {
             .map_err(|e| Error::config(e.to_string()))?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
         let mut out = BytesMut::new();
-        let session = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            loop {
-                machine.take_transmit(&mut out);
-                if !out.is_empty() {
-                    wr.write_all(&out)
-                        .await
-                        .map_err(|e| Error::transport_source(&url, e))?;
-                    out.clear();
-                }
-                while let Some(ev) = machine.poll_event() {
-                    if let proto::ClientEvent::Connected(s) = ev {
-                        return Ok(s);
-                    }
-                }
-                match rd.read_buf(&mut buf).await {
+        // The handshake, driven by the machine, its deadline included.
+        let session = loop {
+            machine.take_transmit(&mut out);
+            if !out.is_empty() {
+                wr.write_all(&out)
+                    .await
+                    .map_err(|e| Error::transport_source(&url, e))?;
+                out.clear();
+            }
+            if let Some(s) = std::iter::from_fn(|| machine.poll_event()).find_map(|ev| match ev {
+                proto::ClientEvent::Connected(s) => Some(s),
+                _ => None,
+            }) {
+                break s;
+            }
+            let deadline = machine
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + CONNECT_TIMEOUT);
+            let r = tokio::select! {
+                r = rd.read_buf(&mut buf) => match r {
                     Ok(0) => {
                         return Err(Error::transport(
                             &url,
@@ -300,24 +306,23 @@ impl ClientConn {
                         ))
                     }
                     Err(e) => return Err(Error::transport_source(&url, e)),
-                    Ok(_) => {}
-                }
-                if let Err(e) = machine.handle_input_buf(&mut buf, crate::io::now()) {
-                    // Tell the server why, if the machine has something to say.
-                    machine.take_transmit(&mut out);
-                    let _ = wr.write_all(&out).await;
-                    return Err(match conn_error(&url, e) {
-                        Error::NoCommonCodec { accepted, .. } => Error::NoCommonCodec {
-                            offered: offered.clone(),
-                            accepted,
-                        },
-                        other => other,
-                    });
-                }
+                    Ok(_) => machine.handle_input_buf(&mut buf, crate::io::now()),
+                },
+                () = tokio::time::sleep_until(deadline) => machine.handle_timeout(crate::io::now()),
+            };
+            if let Err(e) = r {
+                // Tell the server why, if the machine has something to say.
+                machine.take_transmit(&mut out);
+                let _ = wr.write_all(&out).await;
+                return Err(match conn_error(&url, e) {
+                    Error::NoCommonCodec { accepted, .. } => Error::NoCommonCodec {
+                        offered: offered.clone(),
+                        accepted,
+                    },
+                    other => other,
+                });
             }
-        })
-        .await
-        .map_err(|_| Error::transport(&url, "handshake timed out"))??;
+        };
         let pending = Pending {
             machine,
             waiters: Waiters::default(),
