@@ -77,6 +77,8 @@ pub const ENV_HANDSHAKE_TIMEOUT: &str = "WIRECALL_HANDSHAKE_TIMEOUT";
 /// Environment variable with a server's frame-completion timeout
 /// (`WIRECALL_FRAME_TIMEOUT=10s`).
 pub const ENV_FRAME_TIMEOUT: &str = "WIRECALL_FRAME_TIMEOUT";
+/// Environment variable with a server's keep-alive interval (`WIRECALL_KEEPALIVE=30s`).
+pub const ENV_KEEPALIVE: &str = "WIRECALL_KEEPALIVE";
 /// Environment variable with the receive-buffer bytes a server's connections may hold
 /// together (`WIRECALL_MAX_BUFFERED=268435456`).
 pub const ENV_MAX_BUFFERED: &str = "WIRECALL_MAX_BUFFERED";
@@ -107,15 +109,21 @@ pub fn parse_duration(text: &str) -> Result<Option<std::time::Duration>, Error> 
     Ok(Some(std::time::Duration::from_millis(ms)))
 }
 
-/// A server's timeouts: those set on the builder (`[idle, handshake, frame]`, `Some(None)`
-/// for explicitly off), else those in the environment, else the defaults (60 s, 10 s, 30 s).
+/// A server's timeouts: those set on the builder (`[idle, handshake, frame, keepalive]`,
+/// `Some(None)` for explicitly off), else those in the environment, else the defaults (60 s,
+/// 10 s, 30 s, 30 s).
 pub(crate) fn timeouts_from_env(
-    set: [Option<Option<std::time::Duration>>; 3],
+    set: [Option<Option<std::time::Duration>>; 4],
 ) -> Result<crate::server::Timeouts, Error> {
-    let defaults = [60, 10, 30].map(|s| Some(std::time::Duration::from_secs(s)));
-    let vars = [ENV_IDLE_TIMEOUT, ENV_HANDSHAKE_TIMEOUT, ENV_FRAME_TIMEOUT];
-    let mut out = [None; 3];
-    for i in 0..3 {
+    let defaults = [60, 10, 30, 30].map(|s| Some(std::time::Duration::from_secs(s)));
+    let vars = [
+        ENV_IDLE_TIMEOUT,
+        ENV_HANDSHAKE_TIMEOUT,
+        ENV_FRAME_TIMEOUT,
+        ENV_KEEPALIVE,
+    ];
+    let mut out = [None; 4];
+    for i in 0..4 {
         out[i] = match set[i] {
             Some(t) => t,
             None => match std::env::var(vars[i]) {
@@ -130,6 +138,7 @@ pub(crate) fn timeouts_from_env(
         idle: out[0],
         handshake: out[1],
         frame: out[2],
+        keepalive: out[3],
     })
 }
 

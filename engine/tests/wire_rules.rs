@@ -675,3 +675,39 @@ async fn a_server_that_never_answers_the_hello_fails_the_connect_at_the_handshak
     );
     silent.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_died_during_a_long_call_is_noticed_by_the_keepalive() {
+    let addr = mem_name("keepalive");
+    let (engine, svc) = server_at(&addr, |b| {
+        b.keepalive(Some(Duration::from_secs(10)))
+            .idle_timeout(None)
+    })
+    .await;
+    let mut io = mem_connect(&engine.address()).await;
+    io.write_all(&encode(&[hello(), call(1, "w_hang", b"[]")]))
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    // The client never answers: a PING after 10 s, then GOAWAY TIMEOUT when the 30 s ping
+    // timeout passes, and the handler of the call is stopped.
+    match read_to_close(&mut io).await.as_slice() {
+        [proto::Frame::Welcome(_), proto::Frame::Ping(_), proto::Frame::GoAway(g)] => {
+            assert_eq!(g.code, proto::ErrorCode::TIMEOUT)
+        }
+        other => panic!("{other:?}"),
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(40) && waited < Duration::from_secs(41),
+        "{waited:?}"
+    );
+    for _ in 0..100 {
+        if svc.dropped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(svc.dropped.load(Ordering::SeqCst));
+    engine.finalize().await;
+}

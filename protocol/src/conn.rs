@@ -72,6 +72,9 @@ struct Timers {
     /// With no call in flight and no frame received for this long, the connection closes
     /// with GOAWAY TIMEOUT.
     idle: Option<Duration>,
+    /// With no frame received for this long after the handshake, send a PING (the ping
+    /// timeout then applies), so a dead peer is noticed even while calls wait.
+    keepalive: Option<Duration>,
 }
 
 /// State shared by both sides: buffers, decoder, pings, timers, fatal error.
@@ -99,6 +102,12 @@ struct Core {
     idle_check: Option<Instant>,
     /// When the last frame arrived.
     last_frame: Option<Instant>,
+    /// When the last frame other than PING and PONG arrived (what the idle timer counts).
+    last_data: Option<Instant>,
+    /// A frame other than PING and PONG arrived in the input being handled.
+    data_seen: bool,
+    /// The handshake completed: the keep-alive runs.
+    established: bool,
     /// A call completed since the idle timer was last checked: the connection may have
     /// become idle at any moment since, so the check restarts the idle period.
     call_completed: bool,
@@ -128,6 +137,9 @@ impl Core {
             frame_started: None,
             idle_check: None,
             last_frame: None,
+            last_data: None,
+            data_seen: false,
+            established: false,
             call_completed: false,
         }
     }
@@ -135,7 +147,9 @@ impl Core {
     /// The handshake completed at `now`: its deadline is off, the idle timer starts.
     fn handshake_done(&mut self, now: Instant) {
         self.handshake_deadline = None;
+        self.established = true;
         self.last_frame = Some(now);
+        self.last_data = Some(now);
         self.idle_check = self.timers.idle.map(|t| now + t);
     }
 
@@ -144,6 +158,9 @@ impl Core {
     fn after_input(&mut self, partial: bool, decoded: bool, now: Instant) {
         if decoded {
             self.last_frame = Some(now);
+        }
+        if std::mem::take(&mut self.data_seen) {
+            self.last_data = Some(now);
         }
         self.frame_started = if !partial {
             None
@@ -157,6 +174,21 @@ impl Core {
 
     fn frame_deadline(&self) -> Option<Instant> {
         Some(self.frame_started? + self.timers.frame?)
+    }
+
+    /// When the keep-alive PING is due: after the handshake, with no ping outstanding.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        if !self.established || self.ping.is_some() || self.closed.is_some() {
+            return None;
+        }
+        Some(self.last_frame? + self.timers.keepalive?)
+    }
+
+    /// Sends the keep-alive PING when it is due.
+    fn keepalive(&mut self, now: Instant) {
+        if self.keepalive_deadline().is_some_and(|d| now >= d) {
+            let _ = self.ping(now);
+        }
     }
 
     /// Checks the idle timer at `now` (when `idle_check` passed): closes when idle for the
@@ -174,7 +206,7 @@ impl Core {
             self.idle_check = Some(now + idle);
             return None;
         }
-        let due = self.last_frame.map_or(now, |t| t + idle);
+        let due = self.last_data.map_or(now, |t| t + idle);
         if due > now {
             self.idle_check = Some(due);
             return None;
@@ -303,7 +335,8 @@ impl Core {
             self.ping.and_then(|(_, _, deadline)| deadline),
             self.handshake_deadline,
         );
-        earliest(earliest(t, self.frame_deadline()), self.idle_check)
+        let t = earliest(earliest(t, self.frame_deadline()), self.idle_check);
+        earliest(t, self.keepalive_deadline())
     }
 
     /// When the side must next call `handle_timeout`: the connection's timers or the
@@ -555,6 +588,7 @@ fn handle_input_buf<S: Side>(
     loop {
         if !buf.is_empty() && fast(side, buf) {
             decoded = true;
+            side.core().data_seen = true;
             continue;
         }
         let core = side.core();
@@ -574,6 +608,9 @@ fn handle_input_buf<S: Side>(
 /// Handles one decoded frame; a fatal error closes the connection.
 fn handle_frame(side: &mut impl Side, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
     side.core().ensure_open()?;
+    if !matches!(frame, Frame::Ping(_) | Frame::Pong(_)) {
+        side.core().data_seen = true;
+    }
     side.on_frame(frame, now).map_err(|e| side.fail(e))
 }
 
@@ -597,6 +634,9 @@ pub struct ClientConfig {
     /// Fail the connection when a frame whose first bytes arrived does not complete within
     /// this time.
     pub frame_timeout: Option<Duration>,
+    /// Send a PING after this long without a frame from the server (the ping timeout then
+    /// applies). Off by default: the driver must call `handle_timeout` while idle.
+    pub keepalive: Option<Duration>,
     /// Payload, kwargs and attachment sections at least this long are handed out by
     /// [`ClientConnection::poll_transmit`] as chunks of their own, shared rather than
     /// copied; `usize::MAX` copies every frame into one buffer (for drivers that write with
@@ -615,6 +655,7 @@ impl ClientConfig {
             handshake_timeout: Some(Duration::from_secs(10)),
             ping_timeout: Some(Duration::from_secs(30)),
             frame_timeout: Some(Duration::from_secs(30)),
+            keepalive: None,
             share_sections_from: SHARE_SECTIONS_FROM,
         }
     }
@@ -742,6 +783,7 @@ impl ClientConnection {
             Timers {
                 frame: config.frame_timeout,
                 idle: None,
+                keepalive: config.keepalive,
             },
         );
         core.send(&hello)?;
@@ -851,6 +893,7 @@ impl ClientConnection {
         if let Some(e) = self.core.expired(now, self.in_flight.len()) {
             return Err(self.fail(e));
         }
+        self.core.keepalive(now);
         for id in self.in_flight.expired(now, ClientCall::live_deadline) {
             if let Some(c) = self.in_flight.get_mut(&id) {
                 c.cancelled = true;
@@ -1287,9 +1330,12 @@ pub struct ServerConfig {
     /// complete within this time, so a peer trickling bytes cannot hold it open.
     pub frame_timeout: Option<Duration>,
     /// Close the connection (GOAWAY TIMEOUT) after this long with no call in flight and no
-    /// frame received. The check runs when the timer fires, so a connection that just
-    /// finished a call may stay up to twice this long.
+    /// frame received (PING and PONG do not count). The check runs when the timer fires,
+    /// so a connection that just finished a call may stay up to twice this long.
     pub idle_timeout: Option<Duration>,
+    /// Send a PING after this long without a frame from the client (the ping timeout then
+    /// applies), so a client that died during a long call is noticed.
+    pub keepalive: Option<Duration>,
     /// As [`ClientConfig::share_sections_from`].
     pub share_sections_from: usize,
     /// Whether the decoder reserves room in the input buffer for a frame once its header is
@@ -1311,6 +1357,7 @@ impl ServerConfig {
             ping_timeout: Some(Duration::from_secs(30)),
             frame_timeout: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(60)),
+            keepalive: None,
             share_sections_from: SHARE_SECTIONS_FROM,
             reserve_input: true,
         }
@@ -1393,6 +1440,7 @@ impl ServerConnection {
                 Timers {
                     frame: config.frame_timeout,
                     idle: config.idle_timeout,
+                    keepalive: config.keepalive,
                 },
             ),
             config,
@@ -1507,6 +1555,7 @@ impl ServerConnection {
         if let Some(e) = self.core.expired(now, self.in_flight.len()) {
             return Err(self.fail(e));
         }
+        self.core.keepalive(now);
         let expired = self.in_flight.expired(now, |c| c.deadline);
         if expired.is_empty() {
             return Ok(());

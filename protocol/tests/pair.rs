@@ -849,13 +849,65 @@ fn a_call_in_flight_or_a_frame_keeps_the_connection_from_idling() {
     // The idle period restarts no earlier than the reply.
     p.advance(Duration::from_secs(59));
     assert!(p.server_err.is_none());
-    // A frame (a PING) restarts it too.
-    p.client.ping(p.now).unwrap();
+    // A frame (another call) restarts it too.
+    let id = p.call("again", b"\x90");
+    p.drive();
+    let _ = p.server_events();
+    p.reply(id, b"\xc0").unwrap();
     p.drive();
     p.advance(Duration::from_secs(59));
     assert!(p.server_err.is_none());
     p.advance(Duration::from_secs(61));
     assert_eq!(p.server_err.take(), Some(ProtocolError::IdleTimeout));
+}
+
+#[test]
+fn pings_do_not_keep_a_connection_from_idling() {
+    let mut p = Pair::connected();
+    for _ in 0..5 {
+        p.advance(Duration::from_secs(20));
+        if p.server_err.is_some() {
+            break;
+        }
+        p.client.ping(p.now).unwrap();
+        p.drive();
+    }
+    assert_eq!(p.server_err.take(), Some(ProtocolError::IdleTimeout));
+}
+
+#[test]
+fn keepalive_pings_a_quiet_peer_and_a_dead_one_times_out() {
+    let mut server = ServerConfig::new(vec![CodecId::JSON]);
+    server.keepalive = Some(Duration::from_secs(10));
+    server.idle_timeout = None;
+    let mut p = Pair::new(ClientConfig::new(vec![CodecId::JSON]), server);
+    p.drive();
+    let _ = (p.client_events(), p.server_events());
+    // A call in flight and nothing else on the wire: after 10 s the server pings.
+    let _id = p.call("long", b"[]");
+    p.drive();
+    let _ = p.server_events();
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(p.now + Duration::from_secs(10))
+    );
+    p.advance(Duration::from_secs(10));
+    assert!(p.server.has_transmit(), "a PING is queued");
+    // A live client answers; the round trip is reported and the keep-alive re-arms.
+    p.drive();
+    assert!(matches!(
+        p.server_events().as_slice(),
+        [ServerEvent::Pong { .. }]
+    ));
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(p.now + Duration::from_secs(10))
+    );
+    // A dead client: the next PING goes unanswered and the ping timeout (30 s) closes.
+    p.advance(Duration::from_secs(10));
+    let _ping = p.server.poll_transmit();
+    p.advance(Duration::from_secs(30));
+    assert_eq!(p.server_err.take(), Some(ProtocolError::PingTimeout));
 }
 
 #[test]

@@ -39,7 +39,7 @@ pub struct ServerBuilder {
     remote_shutdown: bool,
     /// Timeouts set on the builder (`Some(None)`: explicitly off); unset ones come from the
     /// environment or the defaults.
-    timeouts: [Option<Option<Duration>>; 3],
+    timeouts: [Option<Option<Duration>>; 4],
     max_buffered: Option<usize>,
 }
 
@@ -50,6 +50,7 @@ pub(crate) struct Timeouts {
     pub(crate) handshake: Option<Duration>,
     pub(crate) frame: Option<Duration>,
     pub(crate) idle: Option<Duration>,
+    pub(crate) keepalive: Option<Duration>,
 }
 
 impl ServerBuilder {
@@ -91,6 +92,15 @@ impl ServerBuilder {
     /// bytes cannot hold a connection. Default 30 s, or `WIRECALL_FRAME_TIMEOUT`.
     pub fn frame_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeouts[2] = Some(timeout);
+        self
+    }
+
+    /// Sends a PING on a connection that has been quiet this long (no frame from the
+    /// client), so a client that died during a long call is noticed within the keep-alive
+    /// plus the 30 s ping timeout and its calls are stopped. Default 30 s, or
+    /// `WIRECALL_KEEPALIVE`; `None` turns it off.
+    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
+        self.timeouts[3] = Some(interval);
         self
     }
 
@@ -259,7 +269,7 @@ impl Engine {
             grace: Duration::from_secs(5),
             shutdown_token: None,
             remote_shutdown: false,
-            timeouts: [None; 3],
+            timeouts: [None; 4],
             max_buffered: None,
         }
     }
@@ -501,6 +511,7 @@ impl Inner {
         c.handshake_timeout = self.timeouts.handshake;
         c.frame_timeout = self.timeouts.frame;
         c.idle_timeout = self.timeouts.idle;
+        c.keepalive = self.timeouts.keepalive;
         // The driver writes the transmit buffer as one contiguous run.
         c.share_sections_from = usize::MAX;
         c
