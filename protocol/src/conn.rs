@@ -231,6 +231,11 @@ impl Core {
             _ => 0,
         };
         let limits = self.peer_limits;
+        if self.share_from == usize::MAX {
+            // Everything is copied into the send buffer: the direct path.
+            return frame
+                .encode_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann));
+        }
         let chunks = &mut self.chunks;
         frame.encode_chunks_checked(
             &mut self.outbuf,
@@ -261,10 +266,15 @@ impl Core {
     }
 
     /// Moves the chunks in front of `outbuf` into it, so the bytes to send are contiguous.
+    #[inline]
     fn merge_chunks(&mut self) {
-        if self.chunks.is_empty() {
-            return;
+        if !self.chunks.is_empty() {
+            self.merge_chunks_slow();
         }
+    }
+
+    #[cold]
+    fn merge_chunks_slow(&mut self) {
         let len = self.chunks.iter().map(Bytes::len).sum::<usize>() + self.outbuf.len();
         let mut all = BytesMut::with_capacity(len);
         for c in self.chunks.drain(..) {

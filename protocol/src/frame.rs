@@ -764,6 +764,28 @@ impl Frame {
     /// Appends everything but the attachment to `dst` and returns the attachment, so a
     /// writer can send it with a vectored write instead of copying it (bulk data).
     pub fn encode_head(&self, dst: &mut BytesMut) -> Result<Bytes, ProtocolError> {
+        self.encode_head_checked(dst, |_| Ok(()))
+    }
+
+    /// [`Frame::encode`], after `check` accepted the frame's length (header included): the
+    /// header is built once for both.
+    pub(crate) fn encode_checked(
+        &self,
+        dst: &mut BytesMut,
+        check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        let attachment = self.encode_head_checked(dst, check)?;
+        if !attachment.is_empty() {
+            dst.extend_from_slice(&attachment);
+        }
+        Ok(())
+    }
+
+    fn encode_head_checked(
+        &self,
+        dst: &mut BytesMut,
+        check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+    ) -> Result<Bytes, ProtocolError> {
         // Data frames (the hot path) skip the `Parts` indirection.
         let (header, sections, attachment) = match self {
             Frame::Call(c) => {
@@ -790,6 +812,7 @@ impl Frame {
             _ => {
                 let p = self.parts()?;
                 let header = p.header()?;
+                check(header.frame_len())?;
                 write_head(
                     dst,
                     &header,
@@ -798,15 +821,11 @@ impl Frame {
                 return Ok(p.attachment.clone());
             }
         };
+        check(header.frame_len())?;
         write_head(dst, &header, sections);
         Ok(attachment.clone())
     }
 
-    /// Encodes the frame as a sequence of chunks without copying large sections: small
-    /// pieces are appended to `staging`; a payload, kwargs or attachment section of at least
-    /// `min_shared` bytes is handed to `push` as the frame's own `Bytes`, after whatever
-    /// `staging` held (pushed first). The frame's bytes are everything pushed followed by
-    /// what is left in `staging`.
     /// Encodes the frame into `staging`, handing sections of at least `min_shared` bytes
     /// to `push` as shared chunks of their own, after `check` accepted the frame's length
     /// (header included): the header is built once for both.
