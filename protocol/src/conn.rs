@@ -579,9 +579,9 @@ fn handle_input(side: &mut impl Side, data: &[u8], now: Instant) -> Result<(), P
     side.core().ensure_open()?;
     let mut buf = std::mem::take(&mut side.core().inbuf);
     buf.extend_from_slice(data);
-    let r = handle_input_buf(side, &mut buf, now, |_, _| false);
+    let r = handle_input_buf(side, &mut buf, now, usize::MAX, |_, _| false);
     side.core().inbuf = buf;
-    r
+    r.map(|_| ())
 }
 
 /// Decodes and handles every complete frame at the front of `buf`, consuming them and
@@ -591,28 +591,33 @@ fn handle_input_buf<S: Side>(
     side: &mut S,
     buf: &mut BytesMut,
     now: Instant,
+    max_frames: usize,
     mut fast: impl FnMut(&mut S, &mut BytesMut) -> bool,
-) -> Result<(), ProtocolError> {
+) -> Result<usize, ProtocolError> {
     side.core().ensure_open()?;
-    let mut decoded = false;
-    loop {
+    let mut frames = 0;
+    let mut partial = false;
+    while frames < max_frames {
         if !buf.is_empty() && fast(side, buf) {
-            decoded = true;
+            frames += 1;
             side.core().data_seen = true;
             continue;
         }
         let core = side.core();
         match core.decoder.decode(buf) {
             Ok(Some(f)) => {
-                decoded = true;
+                frames += 1;
                 handle_frame(side, f, now)?;
             }
-            Ok(None) => break,
+            Ok(None) => {
+                partial = !buf.is_empty();
+                break;
+            }
             Err(e) => return Err(side.fail(e)),
         }
     }
-    side.core().after_input(!buf.is_empty(), decoded, now);
-    Ok(())
+    side.core().after_input(partial, frames > 0, now);
+    Ok(frames)
 }
 
 /// Handles one decoded frame; a fatal error closes the connection.
@@ -930,7 +935,7 @@ impl ClientConnection {
         buf: &mut BytesMut,
         now: Instant,
     ) -> Result<(), ProtocolError> {
-        handle_input_buf(self, buf, now, |_, _| false)
+        handle_input_buf(self, buf, now, usize::MAX, |_, _| false).map(|_| ())
     }
 
     /// [`handle_input_buf`](Self::handle_input_buf), with plain replies read in place: a
@@ -939,14 +944,19 @@ impl ClientConnection {
     /// borrowed from `buf` instead of becoming a [`ClientEvent::Reply`] (no owned frame, no
     /// reference count on the buffer). Every rule applies as for a decoded frame; anything
     /// else (another kind, a reply for an unknown or streaming call) takes the ordinary path.
+    ///
+    /// Handles at most `max_frames` frames and returns how many it handled: a driver that
+    /// wakes the callers of a batch of answers in smaller groups calls it again while it
+    /// handled that many (the rest stays in `buf`).
     pub fn handle_input_with(
         &mut self,
         buf: &mut BytesMut,
         now: Instant,
         max_result: usize,
+        max_frames: usize,
         mut on_reply: impl FnMut(RequestId, CodecId, &[u8]),
-    ) -> Result<(), ProtocolError> {
-        handle_input_buf(self, buf, now, |this, buf| {
+    ) -> Result<usize, ProtocolError> {
+        handle_input_buf(self, buf, now, max_frames, |this, buf| {
             if this.session.is_none() {
                 return false;
             }
@@ -1595,7 +1605,7 @@ impl ServerConnection {
         buf: &mut BytesMut,
         now: Instant,
     ) -> Result<(), ProtocolError> {
-        handle_input_buf(self, buf, now, |_, _| false)
+        handle_input_buf(self, buf, now, usize::MAX, |_, _| false).map(|_| ())
     }
 
     /// Handles one decoded frame (for drivers that decode themselves).

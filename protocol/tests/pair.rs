@@ -953,7 +953,7 @@ fn plain_replies_are_read_in_place_and_checked() {
     p.server.take_transmit(&mut buf);
     let mut seen = Vec::new();
     p.client
-        .handle_input_with(&mut buf, p.now, 64, |id, codec, r| {
+        .handle_input_with(&mut buf, p.now, 64, usize::MAX, |id, codec, r| {
             seen.push((id, codec, r.to_vec()))
         })
         .unwrap();
@@ -979,12 +979,12 @@ fn plain_replies_are_read_in_place_and_checked() {
     q.server.take_transmit(&mut once);
     let again = once.clone();
     q.client
-        .handle_input_with(&mut once, q.now, 64, |_, _, _| {})
+        .handle_input_with(&mut once, q.now, 64, usize::MAX, |_, _, _| {})
         .unwrap();
     let mut again = again;
     let e = q
         .client
-        .handle_input_with(&mut again, q.now, 64, |_, _, _| {
+        .handle_input_with(&mut again, q.now, 64, usize::MAX, |_, _, _| {
             panic!("a reply for a call not in flight reached the caller")
         })
         .unwrap_err();
@@ -1000,7 +1000,7 @@ fn plain_replies_are_read_in_place_and_checked() {
     let mut buf = bytes::BytesMut::new();
     r.server.take_transmit(&mut buf);
     r.client
-        .handle_input_with(&mut buf, r.now, 64, |_, _, _| panic!("cancelled"))
+        .handle_input_with(&mut buf, r.now, 64, usize::MAX, |_, _, _| panic!("cancelled"))
         .unwrap();
     assert_eq!(r.client.in_flight(), 0);
 }

@@ -26,6 +26,9 @@ use crate::CodecId;
 /// Results up to this size are copied out of the read buffer rather than shared with it.
 const SMALL_RESULT: usize = 1024;
 
+/// Answers handled per hold of the connection's lock before their callers are woken.
+const WAKE_BATCH: usize = 8;
+
 /// How long connecting (TCP/unix connect plus handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -612,31 +615,47 @@ impl Reader {
     /// the reading caller's own request id (0 for none): its answer is stored without a
     /// wake-up.
     fn dispatch(&mut self, shared: &ConnShared, mine: u64) {
-        let mut p = shared.pending();
         let now = crate::io::now();
-        p.side.recent = now;
-        let wakers = &mut self.wakers;
-        let Pending {
-            machine, waiters, ..
-        } = &mut p.side;
-        // The common reply is read in place: its small result is copied into the caller's
-        // slot straight from the read buffer.
-        let r = machine.handle_input_with(&mut self.buf, now, SMALL_RESULT, |id, codec, result| {
-            if let Some(w) = waiters.complete(id.0, Ok(Resp::Value(codec, Body::copied(result)))) {
-                if id.0 != mine {
-                    wakers.push(w);
+        loop {
+            let mut p = shared.pending();
+            p.side.recent = now;
+            let wakers = &mut self.wakers;
+            let Pending {
+                machine, waiters, ..
+            } = &mut p.side;
+            // The common reply is read in place: its small result is copied into the
+            // caller's slot straight from the read buffer. At most WAKE_BATCH answers per
+            // lock: their callers are woken (and start their next calls on other workers)
+            // while the rest of a long batch is read.
+            let r = machine.handle_input_with(
+                &mut self.buf,
+                now,
+                SMALL_RESULT,
+                WAKE_BATCH,
+                |id, codec, result| {
+                    if let Some(w) =
+                        waiters.complete(id.0, Ok(Resp::Value(codec, Body::copied(result))))
+                    {
+                        if id.0 != mine {
+                            wakers.push(w);
+                        }
+                    }
+                },
+            );
+            let more = matches!(r, Ok(n) if n == WAKE_BATCH);
+            match handle_events(shared, &mut p, mine, wakers, r.map(|_| ())) {
+                Ok(()) => shared.wire.flush_locked(p),
+                Err(e) => {
+                    self.done = true;
+                    shared.fail_all(p, e);
                 }
             }
-        });
-        match handle_events(shared, &mut p, mine, wakers, r) {
-            Ok(()) => shared.wire.flush_locked(p),
-            Err(e) => {
-                self.done = true;
-                shared.fail_all(p, e);
+            for w in self.wakers.drain(..) {
+                w.wake();
             }
-        }
-        for w in self.wakers.drain(..) {
-            w.wake();
+            if !more || self.done {
+                return;
+            }
         }
     }
 
