@@ -455,7 +455,11 @@ fn mem_name(test: &str) -> String {
 #[tokio::test(start_paused = true)]
 async fn an_idle_connection_is_closed_with_goaway_timeout() {
     let addr = mem_name("idle");
-    let (engine, _svc) = server_at(&addr, |b| b.idle_timeout(Some(Duration::from_secs(30)))).await;
+    let (engine, _svc) = server_at(&addr, |b| {
+        b.idle_timeout(Some(Duration::from_secs(30)))
+            .keepalive(None)
+    })
+    .await;
     let mut io = mem_connect(&engine.address()).await;
     io.write_all(&encode(&[hello(), call(1, "w_add", b"[1,2]")]))
         .await

@@ -1608,6 +1608,19 @@ impl ServerConnection {
         handle_input_buf(self, buf, now, usize::MAX, |_, _| false).map(|_| ())
     }
 
+    /// [`handle_input_buf`](Self::handle_input_buf) for at most `max_frames` frames;
+    /// returns how many it handled (the rest stays in `buf`). A driver that answers calls
+    /// as it goes handles a long batch a few frames at a time, so the first answers leave
+    /// before the last calls are decoded.
+    pub fn handle_input_frames(
+        &mut self,
+        buf: &mut BytesMut,
+        now: Instant,
+        max_frames: usize,
+    ) -> Result<usize, ProtocolError> {
+        handle_input_buf(self, buf, now, max_frames, |_, _| false)
+    }
+
     /// Handles one decoded frame (for drivers that decode themselves).
     pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
         handle_frame(self, frame, now)

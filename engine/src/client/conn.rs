@@ -644,7 +644,7 @@ impl Reader {
             );
             let more = matches!(r, Ok(n) if n == WAKE_BATCH);
             match handle_events(shared, &mut p, mine, wakers, r.map(|_| ())) {
-                Ok(()) => shared.wire.flush_locked(p),
+                Ok(()) => shared.wire.flush_batched(p),
                 Err(e) => {
                     self.done = true;
                     shared.fail_all(p, e);

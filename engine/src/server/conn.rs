@@ -104,6 +104,11 @@ impl Reader {
         // the process runs until this task waits, and the extra writes only cost.
         let early = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let batch = if early {
+            EARLY_FLUSH_FRAMES
+        } else {
+            usize::MAX
+        };
         let mut events = Vec::new();
         let timer = tokio::time::sleep_until(tokio::time::Instant::now());
         tokio::pin!(timer);
@@ -148,83 +153,95 @@ impl Reader {
                 }
             };
             let now = crate::io::now();
-            let mut s = conn.wire.lock();
-            let (r, eof) = match woke {
-                Woke::Read(Ok(0)) => (s.side.handle_eof_buf(&self.buf), true),
-                Woke::Read(Err(e)) => {
-                    tracing::debug!("reading from {}: {e}", conn.info.peer);
-                    (Ok(()), true)
-                }
-                Woke::Read(Ok(_)) => (s.side.handle_input_buf(&mut self.buf, now), false),
-                Woke::Timer => {
-                    armed = None;
-                    (s.side.handle_timeout(now), false)
-                }
-                Woke::Events => (Ok(()), false),
-            };
-            let mut fatal = r.err();
-            if fatal.is_none() && !eof {
-                if let Err(e) = self.make_room(&mut s.side, &conn.inner) {
-                    fatal = Some(e);
-                }
-            }
-            while let Some(ev) = s.side.poll_event() {
-                events.push(ev);
-            }
-            let next = s.side.poll_timeout();
-            let closed = s.side.is_closed();
-            let idle = s.side.in_flight() == 0 && self.buf.is_empty();
-            if idle {
-                // An idle connection keeps no buffers: they come back with the next bytes.
-                s.side.release_buffers();
-            }
-            // Writes what the machine queued (WELCOME, PONG, refusals, a GOAWAY).
-            conn.wire.flush_locked(s);
-            if let Some(e) = &fatal {
-                tracing::debug!("closing the connection from {}: {e}", conn.info.peer);
-            }
-            let mut drained = false;
-            let mut calls = 0usize;
-            for ev in events.drain(..) {
-                match ev {
-                    proto::ServerEvent::Connected(_) if !started => {
-                        started = true;
-                        conn.connected();
+            let mut woke = Some(woke);
+            // A long batch is handled `batch` frames at a time: their answers leave while
+            // the rest is decoded.
+            loop {
+                let mut s = conn.wire.lock();
+                let mut more = false;
+                let (r, eof) = match woke.take() {
+                    Some(Woke::Read(Ok(0))) => (s.side.handle_eof_buf(&self.buf), true),
+                    Some(Woke::Read(Err(e))) => {
+                        tracing::debug!("reading from {}: {e}", conn.info.peer);
+                        (Ok(()), true)
                     }
-                    proto::ServerEvent::Call(call) => {
-                        conn.on_call(call);
-                        calls += 1;
-                        if early && calls % EARLY_FLUSH_FRAMES == 0 {
-                            conn.wire.flush();
+                    Some(Woke::Read(Ok(_))) | None => {
+                        match s.side.handle_input_frames(&mut self.buf, now, batch) {
+                            Ok(n) => {
+                                more = n == batch;
+                                (Ok(()), false)
+                            }
+                            Err(e) => (Err(e), false),
                         }
                     }
-                    proto::ServerEvent::Cancelled(id) | proto::ServerEvent::Expired(id) => {
-                        conn.stop(id.0)
+                    Some(Woke::Timer) => {
+                        armed = None;
+                        (s.side.handle_timeout(now), false)
                     }
-                    proto::ServerEvent::Drained => drained = true,
-                    proto::ServerEvent::GoAway(_) => draining = true,
-                    proto::ServerEvent::Rejected { request_id, error } => {
-                        tracing::debug!(
-                            "call {request_id} from {} refused: {error}",
-                            conn.info.peer
-                        );
+                    Some(Woke::Events) => (Ok(()), false),
+                };
+                let mut fatal = r.err();
+                if fatal.is_none() && !eof && !more {
+                    if let Err(e) = self.make_room(&mut s.side, &conn.inner) {
+                        fatal = Some(e);
                     }
-                    _ => {}
                 }
-            }
-            conn.wire.flush();
-            if fatal.is_some() || closed || eof || drained {
-                return;
-            }
-            if next != armed {
-                if let Some(t) = next {
-                    timer.as_mut().reset(tokio::time::Instant::from_std(t));
+                while let Some(ev) = s.side.poll_event() {
+                    events.push(ev);
                 }
-                armed = next;
-            }
-            if idle {
-                self.buf = BytesMut::new();
-                events = Vec::new();
+                let next = s.side.poll_timeout();
+                let closed = s.side.is_closed();
+                let idle = s.side.in_flight() == 0 && self.buf.is_empty();
+                if idle {
+                    // An idle connection keeps no buffers: they come back with the next
+                    // bytes.
+                    s.side.release_buffers();
+                }
+                // Writes what the machine queued (WELCOME, PONG, refusals, a GOAWAY).
+                conn.wire.flush_locked(s);
+                if let Some(e) = &fatal {
+                    tracing::debug!("closing the connection from {}: {e}", conn.info.peer);
+                }
+                let mut drained = false;
+                for ev in events.drain(..) {
+                    match ev {
+                        proto::ServerEvent::Connected(_) if !started => {
+                            started = true;
+                            conn.connected();
+                        }
+                        proto::ServerEvent::Call(call) => conn.on_call(call),
+                        proto::ServerEvent::Cancelled(id) | proto::ServerEvent::Expired(id) => {
+                            conn.stop(id.0)
+                        }
+                        proto::ServerEvent::Drained => drained = true,
+                        proto::ServerEvent::GoAway(_) => draining = true,
+                        proto::ServerEvent::Rejected { request_id, error } => {
+                            tracing::debug!(
+                                "call {request_id} from {} refused: {error}",
+                                conn.info.peer
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                conn.wire.flush();
+                if fatal.is_some() || closed || eof || drained {
+                    return;
+                }
+                if more {
+                    continue;
+                }
+                if next != armed {
+                    if let Some(t) = next {
+                        timer.as_mut().reset(tokio::time::Instant::from_std(t));
+                    }
+                    armed = next;
+                }
+                if idle {
+                    self.buf = BytesMut::new();
+                    events = Vec::new();
+                }
+                break;
             }
         }
     }
