@@ -155,8 +155,8 @@ impl<S: HasMachine> Wire<S> {
             if let Some(wr) = st.wr.as_mut() {
                 let waker = futures::task::noop_waker();
                 let mut cx = Context::from_waker(&waker);
+                let m = st.side.machine();
                 loop {
-                    let m = st.side.machine();
                     let buf = m.transmit_buf();
                     if buf.is_empty() {
                         return;

@@ -108,6 +108,9 @@ struct Core {
     data_seen: bool,
     /// The handshake completed: the keep-alive runs.
     established: bool,
+    /// When the keep-alive is next checked (a lower bound of when its PING is due), so the
+    /// timer the driver arms moves only when it fires, not with every frame.
+    keepalive_check: Option<Instant>,
     /// A call completed since the idle timer was last checked: the connection may have
     /// become idle at any moment since, so the check restarts the idle period.
     call_completed: bool,
@@ -140,6 +143,7 @@ impl Core {
             last_data: None,
             data_seen: false,
             established: false,
+            keepalive_check: None,
             call_completed: false,
         }
     }
@@ -148,6 +152,7 @@ impl Core {
     fn handshake_done(&mut self, now: Instant) {
         self.handshake_deadline = None;
         self.established = true;
+        self.keepalive_check = self.timers.keepalive.map(|t| now + t);
         self.last_frame = Some(now);
         self.last_data = Some(now);
         self.idle_check = self.timers.idle.map(|t| now + t);
@@ -176,19 +181,31 @@ impl Core {
         Some(self.frame_started? + self.timers.frame?)
     }
 
-    /// When the keep-alive PING is due: after the handshake, with no ping outstanding.
+    /// When the keep-alive must be checked: after the handshake, with no ping outstanding.
     fn keepalive_deadline(&self) -> Option<Instant> {
         if !self.established || self.ping.is_some() || self.closed.is_some() {
             return None;
         }
-        Some(self.last_frame? + self.timers.keepalive?)
+        self.keepalive_check
     }
 
-    /// Sends the keep-alive PING when it is due.
+    /// Checks the keep-alive: sends the PING when no frame came for the whole interval,
+    /// else moves the check to when one could next be due.
     fn keepalive(&mut self, now: Instant) {
-        if self.keepalive_deadline().is_some_and(|d| now >= d) {
-            let _ = self.ping(now);
+        let (Some(interval), Some(check)) = (self.timers.keepalive, self.keepalive_deadline())
+        else {
+            return;
+        };
+        if now < check {
+            return;
         }
+        let due = self.last_frame.map_or(now, |t| t + interval);
+        if due > now {
+            self.keepalive_check = Some(due);
+            return;
+        }
+        self.keepalive_check = Some(now + interval);
+        let _ = self.ping(now);
     }
 
     /// Checks the idle timer at `now` (when `idle_check` passed): closes when idle for the

@@ -118,9 +118,10 @@ impl Reader {
         // A GOAWAY was sent or received: the last answer ends the connection.
         let mut draining = false;
         loop {
-            let woke = if self.buf.is_empty() && readiness {
-                // Nothing buffered: wait for bytes without holding a buffer (an idle
-                // connection keeps none), then read what is there without waiting.
+            let woke = if self.buf.capacity() == 0 && readiness {
+                // An idle connection (its buffers released): wait for bytes without holding
+                // a buffer, then read what is there without waiting. A busy one keeps its
+                // buffer and reads as usual.
                 let woke = tokio::select! {
                     biased;
                     r = rd.readable() => r.err().map(|e| Woke::Read(Err(e))),
