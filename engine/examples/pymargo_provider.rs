@@ -12,7 +12,7 @@ use wirecall::{Engine, Error, Proxy, Responder};
 
 /// A provider in the style of PyMargo's `MyProvider`.
 #[derive(Default)]
-pub struct MyProvider {
+pub(crate) struct MyProvider {
     /// Events received by the oneway `notify` method.
     pub events: Mutex<Vec<String>>,
     /// How many hooks ran, in order: "prefinalize", "finalize".
@@ -79,7 +79,7 @@ impl MyProvider {
 
 /// Runs the seed against a server listening on `address`; returns the lifecycle hooks that
 /// ran, in order.
-pub async fn run(address: &str) -> Result<Vec<&'static str>, Error> {
+pub(crate) async fn run(address: &str) -> Result<Vec<&'static str>, Error> {
     let lifecycle = Arc::new(Mutex::new(Vec::new()));
     let engine = Engine::server(address)
         .shutdown_token("s3cret")

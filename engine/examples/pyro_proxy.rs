@@ -10,7 +10,7 @@ use wirecall::{CodecId, Engine, Error, Proxy};
 
 /// A Pyro-style exposed object.
 #[derive(Default)]
-pub struct Thermostat;
+pub(crate) struct Thermostat;
 
 #[wirecall::provider(service = "thermostat")]
 impl Thermostat {
@@ -30,7 +30,7 @@ impl Thermostat {
 
 /// What the seed observed.
 #[derive(Debug)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// The refusal message for the cbor proxy.
     pub refusal: String,
     /// The result through the json proxy.
@@ -40,7 +40,7 @@ pub struct Observed {
 }
 
 /// Runs the seed against a server listening on `address`.
-pub async fn run(address: &str) -> Result<Observed, Error> {
+pub(crate) async fn run(address: &str) -> Result<Observed, Error> {
     let engine = Engine::server(address)
         .accept([CodecId::JSON, CodecId::MSGPACK])
         .start()
@@ -99,5 +99,7 @@ async fn main() -> Result<(), Error> {
         .unwrap_or_else(|| "tcp://127.0.0.1:0".to_string());
     let seen = run(&address).await?;
     assert!(seen.timed_out);
+    println!("cbor proxy refused: {}", seen.refusal);
+    println!("json proxy converted: {}", seen.converted);
     Ok(())
 }

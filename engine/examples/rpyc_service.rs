@@ -11,7 +11,7 @@ use wirecall::{ConnectionInfo, Engine, Error, Proxy};
 
 /// Counts connections seen by every instance.
 #[derive(Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// `on_connect` calls.
     pub connects: AtomicU64,
     /// `on_disconnect` calls.
@@ -19,14 +19,14 @@ pub struct Stats {
 }
 
 /// An RPyC-style service: `exposed_*` members become `#[remote]` methods and attributes.
-pub struct CounterService {
+pub(crate) struct CounterService {
     count: AtomicU64,
     stats: Arc<Stats>,
 }
 
 impl CounterService {
     /// A fresh counter reporting to `stats`.
-    pub fn new(stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(stats: Arc<Stats>) -> Self {
         CounterService {
             count: AtomicU64::new(0),
             stats,
@@ -34,7 +34,7 @@ impl CounterService {
     }
 
     /// Not exposed: reachable only from the server's own code.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.count.store(0, Ordering::Relaxed);
     }
 }
@@ -71,7 +71,7 @@ impl CounterService {
 
 /// What the seed observed.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// Per-connection counts after two increments on each of two connections.
     pub per_connection: (u64, u64),
     /// Shared counts seen by the same two connections.
@@ -81,7 +81,7 @@ pub struct Observed {
 }
 
 /// Runs the seed against a server listening on `address`.
-pub async fn run(address: &str) -> Result<Observed, Error> {
+pub(crate) async fn run(address: &str) -> Result<Observed, Error> {
     let stats = Arc::new(Stats::default());
     let engine = Engine::server(address).start().await?;
     let s = stats.clone();

@@ -16,7 +16,7 @@ use wirecall_protocol::{
 };
 
 /// Runs every check on `data`. The first byte chooses the chunk size and the limits.
-pub fn run(data: &[u8]) {
+pub(crate) fn run(data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };

@@ -1000,7 +1000,9 @@ fn plain_replies_are_read_in_place_and_checked() {
     let mut buf = bytes::BytesMut::new();
     r.server.take_transmit(&mut buf);
     r.client
-        .handle_input_with(&mut buf, r.now, 64, usize::MAX, |_, _, _| panic!("cancelled"))
+        .handle_input_with(&mut buf, r.now, 64, usize::MAX, |_, _, _| {
+            panic!("cancelled")
+        })
         .unwrap();
     assert_eq!(r.client.in_flight(), 0);
 }

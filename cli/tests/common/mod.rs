@@ -6,10 +6,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The built `wirecall` binary.
-pub const BIN: &str = env!("CARGO_BIN_EXE_wirecall");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wirecall");
 
 /// Runs `wirecall ARGS` with no stdin, killing it (and failing the test) after `limit`.
-pub fn run_bounded(args: &[&str], limit: Duration) -> Output {
+pub(crate) fn run_bounded(args: &[&str], limit: Duration) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
@@ -32,7 +32,7 @@ pub fn run_bounded(args: &[&str], limit: Duration) -> Output {
 }
 
 /// A running `wirecall serve`; killed on drop.
-pub struct Server {
+pub(crate) struct Server {
     /// The server process (tests may signal it or wait for it to exit).
     pub child: Child,
     /// The addresses the server printed on its first stdout line.
@@ -41,7 +41,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `wirecall serve EXTRA` and waits (at most 20 s) for its address line.
-    pub fn start(extra: &[&str]) -> Server {
+    pub(crate) fn start(extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(extra)
@@ -70,7 +70,7 @@ impl Server {
     }
 
     /// The first address.
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.urls[0]
     }
 }

@@ -18,22 +18,22 @@ pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, CodecError> {
 
 struct ValueSerializer;
 
-pub struct SeqSer {
+pub(super) struct SeqSer {
     items: Vec<Value>,
     tuple: bool,
 }
 
-pub struct VariantSeqSer {
+pub(super) struct VariantSeqSer {
     name: &'static str,
     items: Vec<Value>,
 }
 
-pub struct MapSer {
+pub(super) struct MapSer {
     entries: Vec<(Value, Value)>,
     key: Option<Value>,
 }
 
-pub struct VariantMapSer {
+pub(super) struct VariantMapSer {
     name: &'static str,
     entries: Vec<(Value, Value)>,
 }

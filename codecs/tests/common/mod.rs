@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A byte buffer serialized with `serialize_bytes` (what `serde_bytes` does).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Bytes(pub Vec<u8>);
+pub(crate) struct Bytes(pub Vec<u8>);
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -42,13 +42,13 @@ impl<'de> Deserialize<'de> for Bytes {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BA {
+pub(crate) struct BA {
     pub b: u32,
     pub a: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum E {
+pub(crate) enum E {
     A,
     B(i32),
     C(i32, bool),
@@ -56,13 +56,13 @@ pub enum E {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Inner {
+pub(crate) struct Inner {
     pub name: String,
     pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub id: u64,
     pub small: i8,
     pub delta: i64,
@@ -79,13 +79,13 @@ pub struct Record {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Tree {
+pub(crate) enum Tree {
     Leaf,
     Node(Box<Tree>),
 }
 
 impl Tree {
-    pub fn deep(n: usize) -> Tree {
+    pub(crate) fn deep(n: usize) -> Tree {
         let mut t = Tree::Leaf;
         for _ in 0..n {
             t = Tree::Node(Box::new(t));

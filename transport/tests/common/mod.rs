@@ -9,10 +9,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirecall_transport::{Listener, Stream};
 
 /// Upper bound for every test body: a hang is a failure, not a stuck CI job.
-pub const LIMIT: Duration = Duration::from_secs(20);
+pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 
 /// Runs `fut` and panics if it takes longer than [`LIMIT`].
-pub async fn within<F: Future>(fut: F) -> F::Output {
+pub(crate) async fn within<F: Future>(fut: F) -> F::Output {
     match tokio::time::timeout(LIMIT, fut).await {
         Ok(output) => output,
         Err(_) => panic!("test did not finish within {LIMIT:?}"),
@@ -20,13 +20,13 @@ pub async fn within<F: Future>(fut: F) -> F::Output {
 }
 
 /// A payload that is not all one byte value, so reordering or truncation shows.
-pub fn payload(len: usize) -> Vec<u8> {
+pub(crate) fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
 /// Accepts one connection and echoes everything it reads until end-of-file, using the two
 /// split halves from two different tasks. Returns the number of bytes echoed.
-pub async fn echo_once(listener: Listener) -> u64 {
+pub(crate) async fn echo_once(listener: Listener) -> u64 {
     let (stream, _peer) = listener.accept().await.expect("accept");
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
@@ -58,7 +58,7 @@ pub async fn echo_once(listener: Listener) -> u64 {
 
 /// Connected client side of an echo check: the server greets first (server to client),
 /// then the client sends `data` and reads it back (client to server to client).
-pub async fn check_echo_both_ways(listener: Listener, data: &[u8]) {
+pub(crate) async fn check_echo_both_ways(listener: Listener, data: &[u8]) {
     let address = listener.local_addr().clone();
     let server = tokio::spawn(async move {
         let (mut stream, peer) = listener.accept().await.expect("accept");
