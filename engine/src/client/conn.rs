@@ -475,11 +475,12 @@ impl ClientConn {
         };
         let r = match (timeout, now) {
             (Some(t), Some(start)) => {
-                let mut wait = std::pin::pin!(wait);
-                match tokio::time::timeout_at(
+                // Boxed: the timer's state would otherwise sit inside every call's future
+                // (moved and touched on every call), timed or not.
+                match Box::pin(tokio::time::timeout_at(
                     tokio::time::Instant::from_std(start + t),
-                    wait.as_mut(),
-                )
+                    wait,
+                ))
                 .await
                 {
                     Ok(r) => r,
