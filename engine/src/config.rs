@@ -14,9 +14,6 @@ pub const ENV_CODEC: &str = "WIRECALL_CODEC";
 /// The user annotation carrying the remote shutdown token.
 pub(crate) const SHUTDOWN_TOKEN_KEY: &str = "shutdown-token";
 
-/// First line of an error trace that lists exposed names, one per following line.
-pub(crate) const EXPOSED_MARKER: &str = "wirecall-exposed:";
-
 /// Parses a comma-separated list of codec names (`"json, msgpack"`).
 ///
 /// Fails on an unknown name, naming the known ones.

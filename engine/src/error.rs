@@ -491,64 +491,45 @@ impl Fault {
         }
     }
 
-    /// The fixed binary body of an ERROR frame reporting this fault (SPEC §7, §11): the
-    /// accepted codecs of a refused codec travel as ids, exposed names as trace lines after
-    /// a marker.
+    /// The fixed binary body of an ERROR frame reporting this fault (SPEC §7): the accepted
+    /// codecs of a refused codec and the names a server exposes travel in typed fields.
     pub(crate) fn into_body(self) -> wirecall_protocol::ErrorBody {
-        let accepted = if self.kind == FaultKind::CodecRefused {
-            self.names
-                .iter()
-                .filter_map(|n| crate::CodecId::from_builtin_name(n))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let trace = if matches!(
-            self.kind,
-            FaultKind::UnknownMethod | FaultKind::UnknownProvider
-        ) && !self.names.is_empty()
-        {
-            let mut t = String::from(crate::config::EXPOSED_MARKER);
-            for n in &self.names {
-                t.push('\n');
-                t.push_str(n);
-            }
-            t
-        } else {
-            self.trace
+        let (accepted, names) = match self.kind {
+            FaultKind::CodecRefused => (
+                self.names
+                    .iter()
+                    .filter_map(|n| crate::CodecId::from_builtin_name(n))
+                    .collect(),
+                Vec::new(),
+            ),
+            FaultKind::UnknownMethod | FaultKind::UnknownProvider => (Vec::new(), self.names),
+            _ => (Vec::new(), Vec::new()),
         };
         wirecall_protocol::ErrorBody {
             code: self.kind.code(),
             type_name: self.type_name,
             message: self.message,
-            trace,
+            trace: self.trace,
             accepted,
+            names,
             detail: bytes::Bytes::new(),
         }
     }
 
-    /// The fault an ERROR frame's body reports.
+    /// The fault an ERROR frame's body reports; the accepted codecs of a refused codec and
+    /// the names exposed by the server come from the body's typed fields.
     pub(crate) fn from_body(body: wirecall_protocol::ErrorBody) -> Fault {
         let kind = FaultKind::from_code(body.code);
-        let mut names = Vec::new();
-        let mut trace = body.trace;
-        if let Some(rest) = trace.strip_prefix(crate::config::EXPOSED_MARKER) {
-            names = rest
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
-            trace = String::new();
-        }
-        if kind == FaultKind::CodecRefused {
-            names = body.accepted.iter().map(|c| c.to_string()).collect();
-        }
+        let names = if kind == FaultKind::CodecRefused {
+            body.accepted.iter().map(|c| c.to_string()).collect()
+        } else {
+            body.names
+        };
         Fault {
             kind,
             type_name: body.type_name,
             message: body.message,
-            trace,
+            trace: body.trace,
             names,
         }
     }

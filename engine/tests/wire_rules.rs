@@ -715,3 +715,41 @@ async fn a_client_that_died_during_a_long_call_is_noticed_by_the_keepalive() {
     assert!(svc.dropped.load(Ordering::SeqCst));
     engine.finalize().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_method_error_lists_the_exposed_names_in_its_typed_field() {
+    tokio::time::timeout(LIMIT, async {
+        let (engine, _svc) = server(|b| b).await;
+        let mut io = raw_connect(&engine.address()).await;
+        io.write_all(&encode(&[hello(), call(1, "w_nope", b"[]")]))
+            .await
+            .unwrap();
+        match read_frames(&mut io, 2).await.as_slice() {
+            [proto::Frame::Welcome(_), proto::Frame::Error(e)] => {
+                assert_eq!(e.body.code, proto::ErrorCode::UNKNOWN_METHOD);
+                assert!(e.body.names.contains(&"w_add".to_string()), "{:?}", e.body);
+                assert!(e.body.names.contains(&"w_echo".to_string()), "{:?}", e.body);
+                assert!(e.body.trace.is_empty(), "names are not text in the trace");
+                assert!(e.body.type_name.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // And the proxy turns them into its typed error.
+        let proxy = Proxy::new(&engine.address()).unwrap();
+        match proxy
+            .call_on(PROVIDER, "w_nope")
+            .unwrap()
+            .call::<()>()
+            .await
+        {
+            Err(Error::NoSuchMethod { method, exposed }) => {
+                assert_eq!(method, "w_nope");
+                assert!(exposed.contains(&"w_add".to_string()), "{exposed:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}

@@ -430,6 +430,9 @@ pub struct ErrorBody {
     pub trace: String,
     /// For CODEC_REFUSED: the codecs the server accepts. Empty otherwise.
     pub accepted: Vec<CodecId>,
+    /// For UNKNOWN_METHOD and UNKNOWN_PROVIDER: what the server exposes (method names, or
+    /// provider ids in decimal), so a client can say what is callable. Empty otherwise.
+    pub names: Vec<String>,
     /// Optional detail value, encoded with the frame's codec. Empty when the codec is 0.
     pub detail: Bytes,
 }
@@ -1092,8 +1095,24 @@ fn encode_error_body(e: &ErrorBody) -> Result<BytesMut, ProtocolError> {
     b.put_u32(len_u32("error trace", e.trace.len())?);
     b.put_slice(e.trace.as_bytes());
     put_codecs(&mut b, "accepted set", &e.accepted)?;
+    if has_names(e.code) {
+        b.put_u16(len_u16("error names", e.names.len())?);
+        for n in &e.names {
+            b.put_u16(len_u16("error name", n.len())?);
+            b.put_slice(n.as_bytes());
+        }
+    } else if !e.names.is_empty() {
+        return Err(ProtocolError::InvalidArgument(
+            "an ERROR body lists names only with UNKNOWN_METHOD or UNKNOWN_PROVIDER",
+        ));
+    }
     b.put_slice(&e.detail);
     Ok(b)
+}
+
+/// Whether an ERROR body with this code carries the names list (SPEC §7).
+fn has_names(code: ErrorCode) -> bool {
+    code == ErrorCode::UNKNOWN_METHOD || code == ErrorCode::UNKNOWN_PROVIDER
 }
 
 /// A cursor over a body, handing out sub-slices of the frame's `Bytes` without copying.
@@ -1276,6 +1295,15 @@ pub(crate) fn assemble(
             let n = r.u32()? as usize;
             let trace = r.string(n, "error trace")?;
             let accepted = r.codecs(0)?;
+            let mut names = Vec::new();
+            if has_names(code) {
+                // Read one by one: each is checked against what the body holds before it
+                // takes any memory.
+                for _ in 0..r.u16()? {
+                    let n = usize::from(r.u16()?);
+                    names.push(r.string(n, "error name")?);
+                }
+            }
             let detail = r.buf;
             if h.codec == CodecId::NONE && !detail.is_empty() {
                 return Err(ProtocolError::MalformedBody {
@@ -1293,6 +1321,7 @@ pub(crate) fn assemble(
                     message,
                     trace,
                     accepted,
+                    names,
                     detail,
                 },
             })

@@ -627,6 +627,7 @@ fn application_error_carries_type_message_and_trace() {
                 message: "bad".into(),
                 trace: "a\nb".into(),
                 accepted: vec![],
+                names: vec![],
                 detail: Bytes::from_static(b"\x91\x01"),
             },
         })

@@ -55,18 +55,24 @@ fn annotations() -> impl Strategy<Value = Annotations> {
 
 fn error_body() -> impl Strategy<Value = (CodecId, ErrorBody)> {
     (
-        any::<u32>(),
+        prop_oneof![any::<u32>(), Just(7u32), Just(8u32)],
         ".{0,20}",
         ".{0,40}",
         ".{0,40}",
         codecs(0),
         prop_oneof![Just(None), codec().prop_map(Some)],
         bytes(20),
+        proptest::collection::vec(".{0,12}", 0..4),
     )
-        .prop_map(|(code, t, m, tr, accepted, codec, detail)| {
+        .prop_map(|(code, t, m, tr, accepted, codec, detail, names)| {
             let (codec, detail) = match codec {
                 Some(c) => (c, detail),
                 None => (CodecId::NONE, Bytes::new()),
+            };
+            let names = if code == 7 || code == 8 {
+                names
+            } else {
+                Vec::new()
             };
             (
                 codec,
@@ -76,6 +82,7 @@ fn error_body() -> impl Strategy<Value = (CodecId, ErrorBody)> {
                     message: m,
                     trace: tr,
                     accepted,
+                    names,
                     detail,
                 },
             )

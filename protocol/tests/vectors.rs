@@ -70,7 +70,7 @@ fn frame_json(f: &Frame) -> Value {
             json!({"kind": "ERROR", "request_id": e.request_id.0, "codec": e.codec.0,
             "annotations": ann(&e.annotations), "code": e.body.code.0, "type_name": e.body.type_name,
             "message": e.body.message, "trace": e.body.trace, "accepted": ids(&e.body.accepted),
-            "detail": hex::encode(&e.body.detail)})
+            "names": e.body.names, "detail": hex::encode(&e.body.detail)})
         }
         Frame::Cancel(id) => json!({"kind": "CANCEL", "request_id": id.0}),
         Frame::StreamItem(s) => json!({"kind": "STREAM_ITEM", "request_id": s.request_id.0,

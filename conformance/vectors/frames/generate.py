@@ -54,12 +54,18 @@ def goaway_body(last, code, message):
     return struct.pack(">QIH", last, code, len(m)) + m
 
 
-def error_body(code, type_name="", message="", trace="", accepted=(), detail=b""):
+def error_body(code, type_name="", message="", trace="", accepted=(), detail=b"", names=()):
     t = type_name.encode() if isinstance(type_name, str) else type_name
     m = message.encode()
     tr = trace.encode()
-    return struct.pack(">IH", code, len(t)) + t + struct.pack(">I", len(m)) + m + struct.pack(">I", len(tr)) + \
-        tr + bytes([len(accepted)]) + bytes(accepted) + detail
+    body = struct.pack(">IH", code, len(t)) + t + struct.pack(">I", len(m)) + m + struct.pack(">I", len(tr)) + \
+        tr + bytes([len(accepted)]) + bytes(accepted)
+    if code in (0x07, 0x08):  # UNKNOWN_PROVIDER, UNKNOWN_METHOD: the names list (SPEC §7)
+        body += struct.pack(">H", len(names))
+        for n in names:
+            nb = n.encode()
+            body += struct.pack(">H", len(nb)) + nb
+    return body + detail
 
 
 def entry(key, value):
@@ -88,10 +94,10 @@ def j_reply(rid, codec, result=b"", att=b"", ann=(), stream=False):
             "result": result.hex(), "attachment": att.hex()}
 
 
-def j_error(rid, codec, code, type_name="", message="", trace="", accepted=(), detail=b"", ann=()):
+def j_error(rid, codec, code, type_name="", message="", trace="", accepted=(), detail=b"", ann=(), names=()):
     return {"kind": "ERROR", "request_id": rid, "codec": codec, "annotations": ann_json(ann), "code": code,
             "type_name": type_name, "message": message, "trace": trace, "accepted": list(accepted),
-            "detail": detail.hex()}
+            "names": list(names), "detail": detail.hex()}
 
 
 def j_item(rid, codec, item=b"", att=b"", ann=()):
@@ -187,6 +193,13 @@ def kinds():
                     frame(ERROR, codec=1, rid=13, ann=ann_bytes(ann3),
                           payload=error_body(0x0D, "E", "m", "", [], b"{\"x\":1}")),
                     [j_error(13, 1, 13, "E", "m", "", [], b"{\"x\":1}", ann3)]))
+    out.append(v_ok("error-unknown-method-names", "§7, §11", "ERROR UNKNOWN_METHOD listing the exposed names",
+                    frame(ERROR, rid=15, payload=error_body(0x08, "", "no method x", "", [], b"",
+                                                             ["calc_add", "calc_sub"])),
+                    [j_error(15, 0, 8, "", "no method x", "", [], b"", (), ["calc_add", "calc_sub"])]))
+    out.append(v_ok("error-unknown-provider-no-names", "§7", "ERROR UNKNOWN_PROVIDER with an empty names list",
+                    frame(ERROR, rid=16, payload=error_body(0x07, "", "no provider 9")),
+                    [j_error(16, 0, 7, "", "no provider 9")]))
     out.append(v_ok("error-application-code", "§9", "ERROR with an application-defined code",
                     frame(ERROR, rid=14, payload=error_body(0x80000001)),
                     [j_error(14, 0, 0x80000001)]))
@@ -373,6 +386,9 @@ def bodies():
         ("error-detail-without-codec", 0, error_body(1, "", "", "", [], b"x"), "malformed_body"),
         ("error-accepted-zero", 0, error_body(4, "", "", "", [0]), "malformed_body"),
         ("error-message-overruns", 0, struct.pack(">IHI", 1, 0, 1000) + b"short", "malformed_body"),
+        ("error-names-count-overruns", 0, error_body(8, names=["a"])[:-3] + struct.pack(">H", 50) + b"\x00\x01a",
+         "malformed_body"),
+        ("error-name-overruns", 0, error_body(8, names=["abc"])[:-1], "malformed_body"),
     ]
     for name, codec, body, err in ebad:
         out.append(v_err("body-" + name, "§7", "malformed ERROR body: " + name, frame(ERROR, codec=codec, rid=1,
