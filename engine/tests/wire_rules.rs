@@ -753,3 +753,42 @@ async fn an_unknown_method_error_lists_the_exposed_names_in_its_typed_field() {
     .await
     .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn finalize_drains_for_the_grace_period_then_gives_up_the_calls_left() {
+    let addr = mem_name("drain");
+    let (engine, svc) = server_at(&addr, |b| b.grace_period(Duration::from_secs(2))).await;
+    let proxy = Proxy::new(&engine.address()).unwrap();
+    let c = SvcClient::new(&proxy, PROVIDER);
+    assert_eq!(c.add(1, 1).await.unwrap(), 2);
+    let quick = tokio::spawn({
+        let c = SvcClient::new(&proxy, PROVIDER);
+        async move { c.work(500).await }
+    });
+    let stuck = tokio::spawn({
+        let c = SvcClient::new(&proxy, PROVIDER);
+        async move { c.hang().await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let start = tokio::time::Instant::now();
+    engine.finalize().await;
+    let took = start.elapsed();
+    // The call that finishes within the grace gets its answer; the one still running at
+    // its end is answered SHUTTING_DOWN (retryable elsewhere) and its handler stopped.
+    assert_eq!(quick.await.unwrap().unwrap(), 500);
+    match stuck.await.unwrap() {
+        Err(e @ Error::ShuttingDown { .. }) => assert!(e.is_retryable()),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    for _ in 0..100 {
+        if svc.dropped.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(svc.dropped.load(Ordering::SeqCst));
+}

@@ -1451,6 +1451,8 @@ pub struct ServerConnection {
     goaway_sent: Option<RequestId>,
     peer_goaway: bool,
     drained: bool,
+    /// After [`ServerConnection::shutdown`]: when the calls still in flight are given up.
+    drain_deadline: Option<Instant>,
 }
 
 impl ServerConnection {
@@ -1488,6 +1490,7 @@ impl ServerConnection {
             goaway_sent: None,
             peer_goaway: false,
             drained: false,
+            drain_deadline: None,
         };
         conn.core.decoder.set_reserve(reserve);
         Ok(conn)
@@ -1581,8 +1584,10 @@ impl ServerConnection {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core
-            .next_timeout(self.in_flight.earliest(|c| c.deadline))
+        self.core.next_timeout(earliest(
+            self.in_flight.earliest(|c| c.deadline),
+            self.drain_deadline.filter(|_| !self.drained),
+        ))
     }
 
     /// Fires expired timers: call deadlines (DEADLINE_EXCEEDED sent, [`ServerEvent::Expired`]),
@@ -1593,6 +1598,24 @@ impl ServerConnection {
             return Err(self.fail(e));
         }
         self.core.keepalive(now);
+        if self.drain_deadline.is_some_and(|d| now >= d) && !self.in_flight.is_empty() {
+            // The drain grace is over: the calls still running are given up.
+            let mut ids: Vec<RequestId> = self.in_flight.map.keys().copied().collect();
+            ids.sort();
+            for id in ids {
+                self.in_flight.remove(&id);
+                self.send_error_control(
+                    id,
+                    ErrorBody::new(
+                        ErrorCode::SHUTTING_DOWN,
+                        "the server shut down before the call completed; retry elsewhere",
+                    ),
+                );
+                self.events.push_back(ServerEvent::Expired(id));
+            }
+            self.check_drained();
+            return Ok(());
+        }
         let expired = self.in_flight.expired(now, |c| c.deadline);
         if expired.is_empty() {
             return Ok(());
@@ -1942,6 +1965,30 @@ impl ServerConnection {
             }));
         }
         self.check_drained();
+        Ok(())
+    }
+
+    /// [`goaway`](Self::goaway) with a drain grace: calls still in flight `grace` after
+    /// `now` are answered ERROR SHUTTING_DOWN and reported as [`ServerEvent::Expired`] (stop
+    /// their work), then the connection is [`ServerEvent::Drained`]. Before the handshake
+    /// completed there is nothing to drain: the connection closes at once (GOAWAY
+    /// SHUTTING_DOWN).
+    pub fn shutdown(
+        &mut self,
+        message: &str,
+        now: Instant,
+        grace: Duration,
+    ) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        if self.session.is_none() {
+            self.core
+                .close(ErrorCode::SHUTTING_DOWN, message, self.last_request_id);
+            return Ok(());
+        }
+        self.goaway(message)?;
+        if self.drain_deadline.is_none() {
+            self.drain_deadline = Some(now + grace);
+        }
         Ok(())
     }
 

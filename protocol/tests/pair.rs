@@ -1048,3 +1048,55 @@ fn a_borrowed_call_over_the_servers_limit_fails_locally() {
     p.drive();
     assert_eq!(calls(p.server_events()).len(), 1);
 }
+
+#[test]
+fn shutdown_drains_for_a_grace_then_gives_up_the_calls_left() {
+    let mut p = Pair::connected();
+    let quick = p.call("quick", b"");
+    let slow = p.call("slow", b"");
+    p.drive();
+    let _ = p.server_events();
+    p.server
+        .shutdown("maintenance", p.now, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(
+        p.server.poll_timeout(),
+        Some(p.now + Duration::from_secs(5))
+    );
+    // A call that finishes within the grace is answered as usual.
+    p.reply(quick, b"\x01").unwrap();
+    p.drive();
+    p.advance(Duration::from_secs(4));
+    assert!(p.server_events().is_empty());
+    // At the end of the grace the call left is answered SHUTTING_DOWN and reported expired;
+    // the connection is drained.
+    p.advance(Duration::from_secs(1));
+    assert_eq!(
+        p.server_events(),
+        vec![ServerEvent::Expired(slow), ServerEvent::Drained]
+    );
+    assert!(p.server_err.is_none());
+    p.drive();
+    let events = p.client_events();
+    assert!(
+        events.iter().any(|e| matches!(e, ClientEvent::Error(e)
+            if e.request_id == slow && e.body.code == ErrorCode::SHUTTING_DOWN)),
+        "{events:?}"
+    );
+    assert!(events.contains(&ClientEvent::Drained), "{events:?}");
+    // Its answer, had it come later, is refused locally: the call is no longer in flight.
+    assert_eq!(
+        p.reply(slow, b"\x02").unwrap_err().kind_name(),
+        "not_in_flight"
+    );
+}
+
+#[test]
+fn shutdown_before_the_handshake_closes_at_once() {
+    let now = Instant::now();
+    let mut s = ServerConnection::new(ServerConfig::new(vec![CodecId::JSON]), now).unwrap();
+    s.shutdown("bye", now, Duration::from_secs(5)).unwrap();
+    assert!(s.is_closed());
+    let g = goaway_sent(&server_transmit(&mut s)).unwrap();
+    assert_eq!(g.code, ErrorCode::SHUTTING_DOWN);
+}

@@ -115,8 +115,6 @@ impl Reader {
         let mut armed: Option<Instant> = None;
         let mut started = false;
         let readiness = rd.has_readiness();
-        // A GOAWAY was sent or received: the last answer ends the connection.
-        let mut draining = false;
         loop {
             let woke = if self.buf.capacity() == 0 && readiness {
                 // An idle connection (its buffers released): wait for bytes without holding
@@ -126,7 +124,7 @@ impl Reader {
                     biased;
                     r = rd.readable() => r.err().map(|e| Woke::Read(Err(e))),
                     () = &mut timer, if armed.is_some() => Some(Woke::Timer),
-                    () = conn.wire.reader_woken(), if draining => Some(Woke::Events),
+                    () = conn.wire.reader_woken() => Some(Woke::Events),
                 };
                 match woke {
                     Some(w) => w,
@@ -150,7 +148,7 @@ impl Reader {
                     biased;
                     r = rd.read_buf(&mut self.buf) => Woke::Read(r),
                     () = &mut timer, if armed.is_some() => Woke::Timer,
-                    () = conn.wire.reader_woken(), if draining => Woke::Events,
+                    () = conn.wire.reader_woken() => Woke::Events,
                 }
             };
             let now = crate::io::now();
@@ -215,7 +213,6 @@ impl Reader {
                             conn.stop(id.0)
                         }
                         proto::ServerEvent::Drained => drained = true,
-                        proto::ServerEvent::GoAway(_) => draining = true,
                         proto::ServerEvent::Rejected { request_id, error } => {
                             tracing::debug!(
                                 "call {request_id} from {} refused: {error}",
@@ -314,7 +311,6 @@ impl Conn {
     fn stop(&mut self, id: u64) {
         if let (Some(t), _) = self.tasks.remove(id) {
             t.abort();
-            self.inner.call_done();
         }
     }
 
@@ -322,9 +318,16 @@ impl Conn {
     fn teardown(self) {
         for t in self.tasks.drain() {
             t.abort();
-            self.inner.call_done();
         }
         lock(&self.inner.connections).remove(&self.info.id);
+        if self
+            .inner
+            .finalizing
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Finalize waits for the connections to drain and close.
+            self.inner.closed.notify_waiters();
+        }
         if self.connected {
             let regs: Vec<Arc<Registered>> = read(&self.inner.registry).values().cloned().collect();
             for r in &regs {

@@ -200,29 +200,20 @@ impl Conn {
             sink: sink.clone(),
             limits: self.codec_limits,
         };
-        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             instance.dispatch(route.index, incoming)
         }));
         match handled {
-            Err(panic) => {
-                sink.answer(Outcome::Fault(panic_fault(panic)), Flush::Deferred);
-                self.inner.call_done();
-            }
-            Ok(Handled::Ready(outcome)) => {
-                sink.answer(outcome, Flush::Deferred);
-                self.inner.call_done();
-            }
+            Err(panic) => sink.answer(Outcome::Fault(panic_fault(panic)), Flush::Deferred),
+            Ok(Handled::Ready(outcome)) => sink.answer(outcome, Flush::Deferred),
             // The handler holds a Responder (through the sink); the hooks run when it
             // answers, or when it is dropped unanswered.
-            Ok(Handled::Deferred) => self.inner.call_done(),
+            Ok(Handled::Deferred) => {}
             Ok(Handled::Detached(fut)) => {
-                let inner = self.inner.clone();
                 tokio::spawn(async move {
                     // A panic drops the Responder, which answers (and tells the hooks) with
                     // an error.
                     let _ = AssertUnwindSafe(fut).catch_unwind().await;
-                    inner.call_done();
                 });
             }
             Ok(Handled::Pending(fut)) => {
@@ -235,10 +226,8 @@ impl Conn {
                 if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut fut).poll(&mut cx) {
                     let outcome = r.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
                     sink.answer(outcome, Flush::Deferred);
-                    self.inner.call_done();
                     return;
                 }
-                let inner = self.inner.clone();
                 let tasks = self.tasks.clone();
                 // The machine answers a call whose deadline passes (and the reader then
                 // aborts this task); the handler needs no timer of its own.
@@ -247,7 +236,6 @@ impl Conn {
                     let (ours, others) = tasks.remove(id);
                     if ours.is_some() {
                         sink.answer(outcome, if others { Flush::Batched } else { Flush::Now });
-                        inner.call_done();
                     }
                 });
             }

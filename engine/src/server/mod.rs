@@ -3,9 +3,9 @@
 //! ([`daemon`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -174,8 +174,7 @@ impl ServerBuilder {
             finalized: fin_tx,
             remote_shutdown: AtomicBool::new(self.remote_shutdown),
             shutdown_token: self.shutdown_token,
-            in_flight: AtomicUsize::new(0),
-            drained: Notify::new(),
+            closed: Notify::new(),
             connections: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             hooks: RwLock::new(Vec::new()),
@@ -228,8 +227,8 @@ struct Inner {
     finalized: watch::Sender<bool>,
     remote_shutdown: AtomicBool,
     shutdown_token: Option<String>,
-    in_flight: AtomicUsize,
-    drained: Notify,
+    /// Told when a connection closes while finalizing.
+    closed: Notify,
     connections: Mutex<HashMap<u64, Arc<Wire<proto::ServerConnection>>>>,
     next_conn: AtomicU64,
     hooks: RwLock<Vec<Arc<dyn CallHook>>>,
@@ -406,8 +405,6 @@ impl Engine {
 }
 
 async fn finalize(inner: Arc<Inner>) {
-    // SeqCst, paired with `call_done`: either it sees `finalizing` and notifies, or the
-    // check of `in_flight` below sees its decrement.
     if inner.finalizing.swap(true, Ordering::SeqCst) {
         let mut rx = inner.finalized.subscribe();
         let _ = rx.wait_for(|d| *d).await;
@@ -416,26 +413,27 @@ async fn finalize(inner: Arc<Inner>) {
     for l in lock(&inner.listeners).drain(..) {
         l.abort();
     }
-    // GOAWAY on every connection: the machines answer later calls SHUTTING_DOWN (retryable
-    // elsewhere) and let the calls in flight finish.
+    // Every connection's machine sends GOAWAY (later calls are answered SHUTTING_DOWN,
+    // retryable elsewhere), lets the calls in flight finish within the grace period and
+    // gives up the rest at its end; each connection closes once drained.
+    let now = crate::io::now();
     let conns: Vec<Arc<Wire<proto::ServerConnection>>> =
         lock(&inner.connections).values().cloned().collect();
     for w in &conns {
         let mut s = w.lock();
-        let _ = s.side.goaway("server finalizing");
+        let _ = s.side.shutdown("server finalizing", now, inner.grace);
         w.flush_locked(s);
+        w.wake_reader();
     }
-    // Wait for in-flight calls, bounded by the grace period.
-    let deadline = Instant::now() + inner.grace;
+    // Wait for them to close; the machines bound it by the grace period (and a margin for
+    // the answers to be written).
+    let deadline = tokio::time::Instant::from_std(now + inner.grace) + Duration::from_secs(1);
     loop {
-        let notified = inner.drained.notified();
-        if inner.in_flight.load(Ordering::SeqCst) == 0 {
+        let closed = inner.closed.notified();
+        if lock(&inner.connections).is_empty() {
             break;
         }
-        if tokio::time::timeout_at(deadline.into(), notified)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout_at(deadline, closed).await.is_err() {
             break;
         }
     }
@@ -493,17 +491,6 @@ async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: S
 }
 
 impl Inner {
-    /// One call fewer in flight; wakes `finalize` when it waits for the last one. Only a
-    /// finalizing server is woken: the notification takes a lock, and outside finalize
-    /// nobody waits for it.
-    fn call_done(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.finalizing.load(Ordering::SeqCst)
-        {
-            self.drained.notify_waiters();
-        }
-    }
-
     /// The configuration of each connection's state machine.
     fn machine_config(&self) -> proto::ServerConfig {
         let mut c = proto::ServerConfig::new(self.accepted.clone());
