@@ -394,9 +394,11 @@ impl Engine {
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    /// Finalizes gracefully: stops accepting, refuses new calls, waits up to the grace period
-    /// for in-flight calls, runs the prefinalize hooks (which may still make calls), sends
-    /// GOAWAY to every connection, closes them, then runs the finalize hooks.
+    /// Finalizes gracefully: stops accepting; sends GOAWAY on every connection (later calls
+    /// are answered SHUTTING_DOWN, retryable elsewhere); lets the calls in flight finish
+    /// within the grace period, answering those still running at its end SHUTTING_DOWN;
+    /// waits for the drained connections to close; runs the prefinalize hooks (which may
+    /// still make calls elsewhere), closes what is left, then runs the finalize hooks.
     ///
     /// Calling it again (or concurrently) waits for the first run to finish.
     pub async fn finalize(&self) {
