@@ -94,8 +94,10 @@ pub(crate) struct Wire<S> {
     state: Mutex<State<S>>,
     wake: Notify,
     /// Wakes the connection's reader when the machine has events for it that did not come
-    /// from input (a `Drained` after the last answer).
-    reader: Notify,
+    /// from input (a `Drained` after the last answer, a shutdown): the reader's waker and a
+    /// flag, cheaper to wait on in every read than a `Notify` (no lock).
+    reader: futures::task::AtomicWaker,
+    reader_flag: AtomicBool,
     /// Set with `closed` or `closing`, read without the lock.
     shut: AtomicBool,
 }
@@ -112,7 +114,8 @@ impl<S: HasMachine> Wire<S> {
                 closed: false,
             }),
             wake: Notify::new(),
-            reader: Notify::new(),
+            reader: futures::task::AtomicWaker::new(),
+            reader_flag: AtomicBool::new(false),
             shut: AtomicBool::new(false),
         });
         tokio::spawn(writer_task(w.clone()));
@@ -127,12 +130,24 @@ impl<S: HasMachine> Wire<S> {
 
     /// Tells the reader to look at the machine's events.
     pub(crate) fn wake_reader(&self) {
-        self.reader.notify_one();
+        self.reader_flag.store(true, Ordering::Release);
+        self.reader.wake();
     }
 
     /// Resolves when [`Wire::wake_reader`] was called (now or since the last time).
-    pub(crate) async fn reader_woken(&self) {
-        self.reader.notified().await
+    pub(crate) fn reader_woken(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.reader_flag.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.reader.register(cx.waker());
+            // Set between the check and the registration: seen now.
+            if self.reader_flag.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 
     /// Whether the connection's write side is gone.
