@@ -447,6 +447,30 @@ async fn hooks_hear_after_when_the_answer_is_given() {
     .unwrap();
 }
 
+/// Sends `bytes` one a second until the server closes the connection, which must be with
+/// GOAWAY TIMEOUT; returns how long it took from the first byte.
+async fn trickle_until_closed(io: Box<dyn RawIo>, bytes: BytesMut) -> Duration {
+    let start = tokio::time::Instant::now();
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let writer = tokio::spawn(async move {
+        for b in bytes.iter() {
+            if wr.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut out = Vec::new();
+    let _ = rd.read_to_end(&mut out).await;
+    let closed = start.elapsed();
+    writer.abort();
+    match decode_all(&out).as_slice() {
+        [proto::Frame::GoAway(g)] => assert_eq!(g.code, proto::ErrorCode::TIMEOUT),
+        other => panic!("expected GOAWAY TIMEOUT, got {other:?}"),
+    }
+    closed
+}
+
 /// A fresh `mem://` name per test.
 fn mem_name(test: &str) -> String {
     format!("mem://wire-rules-{test}")
@@ -488,33 +512,13 @@ async fn a_one_byte_per_second_handshake_is_closed_at_its_deadline() {
     let addr = mem_name("slow-hello");
     let (engine, _svc) =
         server_at(&addr, |b| b.handshake_timeout(Some(Duration::from_secs(5)))).await;
-    let mut io = mem_connect(&engine.address()).await;
-    let hello = encode(&[hello()]);
-    let start = tokio::time::Instant::now();
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let writer = tokio::spawn(async move {
-        for b in hello.iter() {
-            if wr.write_all(&[*b]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-    let mut out = Vec::new();
-    let _ = rd.read_to_end(&mut out).await;
-    let closed = start.elapsed();
-    writer.abort();
-    match decode_all(&out).as_slice() {
-        [proto::Frame::GoAway(g)] => assert_eq!(g.code, proto::ErrorCode::TIMEOUT),
-        other => panic!("expected GOAWAY TIMEOUT, got {other:?}"),
-    }
+    let io = mem_connect(&engine.address()).await;
+    let closed = trickle_until_closed(io, encode(&[hello()])).await;
     // Closed at the deadline, not restarted by each byte.
     assert!(
         closed >= Duration::from_secs(5) && closed < Duration::from_secs(6),
         "{closed:?}"
     );
-    io = mem_connect(&engine.address()).await;
-    drop(io);
     engine.finalize().await;
 }
 
@@ -529,25 +533,7 @@ async fn a_frame_trickled_after_the_handshake_is_closed_at_the_frame_deadline() 
     let mut io = mem_connect(&engine.address()).await;
     io.write_all(&encode(&[hello()])).await.unwrap();
     assert_eq!(read_frames(&mut io, 1).await.len(), 1);
-    let call = encode(&[call(1, "w_add", b"[1,2]")]);
-    let start = tokio::time::Instant::now();
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let writer = tokio::spawn(async move {
-        for b in call.iter() {
-            if wr.write_all(&[*b]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
-    let mut out = Vec::new();
-    let _ = rd.read_to_end(&mut out).await;
-    let closed = start.elapsed();
-    writer.abort();
-    match decode_all(&out).as_slice() {
-        [proto::Frame::GoAway(g)] => assert_eq!(g.code, proto::ErrorCode::TIMEOUT),
-        other => panic!("expected GOAWAY TIMEOUT, got {other:?}"),
-    }
+    let closed = trickle_until_closed(io, encode(&[call(1, "w_add", b"[1,2]")])).await;
     assert!(
         closed >= Duration::from_secs(10) && closed < Duration::from_secs(11),
         "{closed:?}"

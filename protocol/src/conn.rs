@@ -646,6 +646,80 @@ fn handle_frame(side: &mut impl Side, frame: Frame, now: Instant) -> Result<(), 
     side.on_frame(frame, now).map_err(|e| side.fail(e))
 }
 
+/// The byte-moving and buffer methods both sides have alike (written once).
+macro_rules! io_methods {
+    () => {
+        /// The next chunk of bytes to send, if any. Call until it returns `None` and send the
+        /// chunks in order; large sections (payload, kwargs, attachment of 4 KiB or more) come
+        /// as their own chunk, shared with the frame rather than copied.
+        pub fn poll_transmit(&mut self) -> Option<Bytes> {
+            self.core.poll_transmit()
+        }
+
+        /// Moves every byte queued to send into `dst`, in order (appended; when `dst` is empty
+        /// the buffers are swapped, so nothing is copied). For drivers that keep their own
+        /// write buffer instead of taking [`poll_transmit`](Self::poll_transmit)'s chunks.
+        pub fn take_transmit(&mut self, dst: &mut BytesMut) {
+            self.core.take_transmit(dst)
+        }
+
+        /// The bytes queued to send, contiguous: write a prefix, then
+        /// [`advance_transmit`](Self::advance_transmit) past what was written.
+        pub fn transmit_buf(&mut self) -> &[u8] {
+            self.core.merge_chunks();
+            &self.core.outbuf
+        }
+
+        /// Drops the first `n` bytes of [`transmit_buf`](Self::transmit_buf): they were written.
+        pub fn advance_transmit(&mut self, n: usize) {
+            self.core.merge_chunks();
+            let n = n.min(self.core.outbuf.len());
+            bytes::Buf::advance(&mut self.core.outbuf, n);
+        }
+
+        /// Whether bytes are queued to send.
+        pub fn has_transmit(&self) -> bool {
+            !self.core.chunks.is_empty() || !self.core.outbuf.is_empty()
+        }
+
+        /// Whether events wait for [`poll_event`](Self::poll_event) (e.g. `Drained` after an
+        /// answer completed the last call).
+        pub fn has_events(&self) -> bool {
+            !self.events.is_empty()
+        }
+
+        /// Frees the memory of buffers and queues that are empty (an idle connection holds
+        /// none; they grow again when used).
+        pub fn release_buffers(&mut self) {
+            self.core.release_buffers();
+            if self.events.is_empty() {
+                self.events = VecDeque::new();
+            }
+        }
+
+        /// Feeds received bytes; decodes and handles every complete frame.
+        pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
+            handle_input(self, data, now)
+        }
+
+        /// Feeds bytes the driver read into its own buffer, in place: decodes and handles every
+        /// complete frame at the front of `buf` (payloads are split off as `Bytes`, not
+        /// copied) and leaves an unfinished frame's bytes there for the next read.
+        pub fn handle_input_buf(
+            &mut self,
+            buf: &mut BytesMut,
+            now: Instant,
+        ) -> Result<(), ProtocolError> {
+            handle_input_buf(self, buf, now, usize::MAX, |_, _| false).map(|_| ())
+        }
+
+        /// Handles one decoded frame (for drivers that decode themselves).
+        pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
+            handle_frame(self, frame, now)
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------
 // Client
 // ---------------------------------------------------------------------------------------
@@ -859,57 +933,11 @@ impl ClientConnection {
         }
     }
 
-    /// The next chunk of bytes to send, if any. Call until it returns `None` and send the
-    /// chunks in order; large sections (payload, kwargs, attachment of 4 KiB or more) come
-    /// as their own chunk, shared with the frame rather than copied.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.core.poll_transmit()
-    }
-
-    /// Moves every byte queued to send into `dst`, in order (appended; when `dst` is empty
-    /// the buffers are swapped, so nothing is copied). For drivers that keep their own
-    /// write buffer instead of taking [`poll_transmit`](Self::poll_transmit)'s chunks.
-    pub fn take_transmit(&mut self, dst: &mut BytesMut) {
-        self.core.take_transmit(dst)
-    }
-
-    /// The bytes queued to send, contiguous: write a prefix, then
-    /// [`advance_transmit`](Self::advance_transmit) past what was written.
-    pub fn transmit_buf(&mut self) -> &[u8] {
-        self.core.merge_chunks();
-        &self.core.outbuf
-    }
-
-    /// Drops the first `n` bytes of [`transmit_buf`](Self::transmit_buf): they were written.
-    pub fn advance_transmit(&mut self, n: usize) {
-        self.core.merge_chunks();
-        let n = n.min(self.core.outbuf.len());
-        bytes::Buf::advance(&mut self.core.outbuf, n);
-    }
-
-    /// Whether bytes are queued to send.
-    pub fn has_transmit(&self) -> bool {
-        !self.core.chunks.is_empty() || !self.core.outbuf.is_empty()
-    }
+    io_methods!();
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
-    }
-
-    /// Whether events wait for [`poll_event`](Self::poll_event) (e.g. `Drained` after an
-    /// answer completed the last call).
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
-    }
-
-    /// Frees the memory of buffers and queues that are empty (an idle connection holds
-    /// none; they grow again when used).
-    pub fn release_buffers(&mut self) {
-        self.core.release_buffers();
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
@@ -937,22 +965,6 @@ impl ClientConnection {
             });
         }
         Ok(())
-    }
-
-    /// Feeds received bytes; decodes and handles every complete frame.
-    pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
-        handle_input(self, data, now)
-    }
-
-    /// Feeds bytes the driver read into its own buffer, in place: decodes and handles every
-    /// complete frame at the front of `buf` (payloads are split off as `Bytes`, not
-    /// copied) and leaves an unfinished frame's bytes there for the next read.
-    pub fn handle_input_buf(
-        &mut self,
-        buf: &mut BytesMut,
-        now: Instant,
-    ) -> Result<(), ProtocolError> {
-        handle_input_buf(self, buf, now, usize::MAX, |_, _| false).map(|_| ())
     }
 
     /// [`handle_input_buf`](Self::handle_input_buf), with plain replies read in place: a
@@ -995,11 +1007,6 @@ impl ClientConnection {
             this.check_drained();
             true
         })
-    }
-
-    /// Handles one decoded frame (for drivers that decode themselves).
-    pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
-        handle_frame(self, frame, now)
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
@@ -1529,57 +1536,11 @@ impl ServerConnection {
         }
     }
 
-    /// The next chunk of bytes to send, if any. Call until it returns `None` and send the
-    /// chunks in order; large sections (payload, kwargs, attachment of 4 KiB or more) come
-    /// as their own chunk, shared with the frame rather than copied.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.core.poll_transmit()
-    }
-
-    /// Moves every byte queued to send into `dst`, in order (appended; when `dst` is empty
-    /// the buffers are swapped, so nothing is copied). For drivers that keep their own
-    /// write buffer instead of taking [`poll_transmit`](Self::poll_transmit)'s chunks.
-    pub fn take_transmit(&mut self, dst: &mut BytesMut) {
-        self.core.take_transmit(dst)
-    }
-
-    /// The bytes queued to send, contiguous: write a prefix, then
-    /// [`advance_transmit`](Self::advance_transmit) past what was written.
-    pub fn transmit_buf(&mut self) -> &[u8] {
-        self.core.merge_chunks();
-        &self.core.outbuf
-    }
-
-    /// Drops the first `n` bytes of [`transmit_buf`](Self::transmit_buf): they were written.
-    pub fn advance_transmit(&mut self, n: usize) {
-        self.core.merge_chunks();
-        let n = n.min(self.core.outbuf.len());
-        bytes::Buf::advance(&mut self.core.outbuf, n);
-    }
-
-    /// Whether bytes are queued to send.
-    pub fn has_transmit(&self) -> bool {
-        !self.core.chunks.is_empty() || !self.core.outbuf.is_empty()
-    }
+    io_methods!();
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
-    }
-
-    /// Whether events wait for [`poll_event`](Self::poll_event) (e.g. `Drained` after an
-    /// answer completed the last call).
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
-    }
-
-    /// Frees the memory of buffers and queues that are empty (an idle connection holds
-    /// none; they grow again when used).
-    pub fn release_buffers(&mut self) {
-        self.core.release_buffers();
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
@@ -1632,22 +1593,6 @@ impl ServerConnection {
         Ok(())
     }
 
-    /// Feeds received bytes; decodes and handles every complete frame.
-    pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
-        handle_input(self, data, now)
-    }
-
-    /// Feeds bytes the driver read into its own buffer, in place: decodes and handles every
-    /// complete frame at the front of `buf` (payloads are split off as `Bytes`, not
-    /// copied) and leaves an unfinished frame's bytes there for the next read.
-    pub fn handle_input_buf(
-        &mut self,
-        buf: &mut BytesMut,
-        now: Instant,
-    ) -> Result<(), ProtocolError> {
-        handle_input_buf(self, buf, now, usize::MAX, |_, _| false).map(|_| ())
-    }
-
     /// [`handle_input_buf`](Self::handle_input_buf) for at most `max_frames` frames;
     /// returns how many it handled (the rest stays in `buf`). A driver that answers calls
     /// as it goes handles a long batch a few frames at a time, so the first answers leave
@@ -1659,11 +1604,6 @@ impl ServerConnection {
         max_frames: usize,
     ) -> Result<usize, ProtocolError> {
         handle_input_buf(self, buf, now, max_frames, |_, _| false)
-    }
-
-    /// Handles one decoded frame (for drivers that decode themselves).
-    pub fn handle_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
-        handle_frame(self, frame, now)
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {
