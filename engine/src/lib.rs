@@ -57,8 +57,12 @@
 //! * **Plain functions** register without a provider type through [`Functions`]; a
 //!   [`BlockingProxy`] serves synchronous code.
 //!
-//! Connection model: a proxy's clones share one connection carrying any number of calls at
-//! once, matched by request id and answered in any order. Frames are appended to one write
+//! Connection model: each connection is driven by a sans-IO state machine of
+//! `wirecall-protocol` ([`wirecall_protocol::ClientConnection`] /
+//! [`wirecall_protocol::ServerConnection`]), which holds every wire rule (handshake, limits,
+//! cancel, deadlines, GOAWAY, timeouts); the engine moves bytes, arms the timer the machine
+//! asks for and wakes callers. A proxy's clones share one connection carrying any number of
+//! calls at once, matched by request id and answered in any order. Frames are appended to one write
 //! buffer; a lone frame is written at once without a task hop, and frames queued while a
 //! write is in progress leave together in one write (coalescing). A waiting caller reads the
 //! connection and hands other callers their replies, so a lone call costs about one raw
