@@ -11,6 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirecall::{CallContext, CallHook, CallInfo, CodecId, Engine, Error, Proxy};
 use wirecall_protocol as proto;
 
+mod common;
+use common::{decode_all, raw_connect, RawIo, SetOnDrop};
+
 const LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,13 +27,6 @@ struct Point {
 struct Probe {
     cancelled: Arc<AtomicBool>,
     completed: Arc<AtomicBool>,
-}
-
-struct SetOnDrop(Arc<AtomicBool>);
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 #[derive(Debug)]
@@ -146,18 +142,6 @@ async fn start_with(
 fn client(p: &Proxy) -> ProbeClient {
     ProbeClient::new(p, 3)
 }
-
-async fn raw_connect(addr: &str) -> Box<dyn RawIo> {
-    if let Some(rest) = addr.strip_prefix("tcp://") {
-        Box::new(tokio::net::TcpStream::connect(rest).await.unwrap())
-    } else {
-        let path = addr.strip_prefix("unix://").unwrap();
-        Box::new(tokio::net::UnixStream::connect(path).await.unwrap())
-    }
-}
-
-trait RawIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawIo for T {}
 
 fn hello_bytes() -> BytesMut {
     let mut b = BytesMut::new();
@@ -809,16 +793,6 @@ async fn a_vanished_client_does_not_hold_up_finalize() {
     })
     .await
     .unwrap();
-}
-
-fn decode_all(bytes: &[u8]) -> Vec<proto::Frame> {
-    let mut buf = BytesMut::from(bytes);
-    let mut dec = proto::FrameDecoder::default();
-    let mut out = Vec::new();
-    while let Ok(Some(f)) = dec.decode(&mut buf) {
-        out.push(f);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

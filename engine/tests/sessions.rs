@@ -17,9 +17,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirecall::{CodecId, Engine, Functions, Proxy};
 use wirecall_protocol::{self as proto, Frame};
+
+mod common;
+use common::{raw_connect, RawIo};
 
 /// How long a step waits for frames that must not come.
 const QUIET: Duration = Duration::from_millis(150);
@@ -86,9 +89,6 @@ fn partial_eq(actual: &Value, expected: &Value) -> bool {
         (a, e) => a == e,
     }
 }
-
-trait RawIo: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> RawIo for T {}
 
 /// The frames a peer sends, read as they come.
 struct Peer {
@@ -168,17 +168,6 @@ fn codecs(v: &Value) -> Vec<CodecId> {
         .iter()
         .map(|c| CodecId::new(c.as_u64().unwrap() as u8))
         .collect()
-}
-
-async fn raw_connect(addr: &str) -> Box<dyn RawIo> {
-    if let Some(rest) = addr.strip_prefix("tcp://") {
-        Box::new(tokio::net::TcpStream::connect(rest).await.unwrap())
-    } else {
-        let a: wirecall_transport::Address = addr.parse().unwrap();
-        let s = wirecall_transport::Stream::connect(&a).await.unwrap();
-        let (r, w) = s.into_split();
-        Box::new(tokio::io::join(r, w))
-    }
 }
 
 async fn run_server_vector(s: &Value, transport: &str) {

@@ -8,22 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirecall::{CallHook, CallInfo, CodecId, Engine, Error, Proxy, Responder};
 use wirecall_protocol as proto;
+
+mod common;
+use common::{decode_all, raw_connect, RawIo, SetOnDrop};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Svc {
     dropped: Arc<AtomicBool>,
-}
-
-struct SetOnDrop(Arc<AtomicBool>);
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 #[wirecall::provider(service = "w")]
@@ -66,22 +62,6 @@ impl Svc {
 
 const PROVIDER: u16 = 3;
 
-trait RawIo: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> RawIo for T {}
-
-async fn raw_connect(addr: &str) -> Box<dyn RawIo> {
-    let rest = addr.strip_prefix("tcp://").expect("a tcp address");
-    Box::new(tokio::net::TcpStream::connect(rest).await.unwrap())
-}
-
-/// A raw connection to a `mem://` server.
-async fn mem_connect(addr: &str) -> Box<dyn RawIo> {
-    let a: wirecall_transport::Address = addr.parse().unwrap();
-    let s = wirecall_transport::Stream::connect(&a).await.unwrap();
-    let (r, w) = s.into_split();
-    Box::new(tokio::io::join(r, w))
-}
-
 fn encode(frames: &[proto::Frame]) -> BytesMut {
     let mut b = BytesMut::new();
     for f in frames {
@@ -110,16 +90,6 @@ fn call(id: u64, method: &'static str, args: &'static [u8]) -> proto::Frame {
         kwargs: Bytes::new(),
         attachment: Bytes::new(),
     })
-}
-
-fn decode_all(bytes: &[u8]) -> Vec<proto::Frame> {
-    let mut buf = BytesMut::from(bytes);
-    let mut dec = proto::FrameDecoder::default();
-    let mut out = Vec::new();
-    while let Ok(Some(f)) = dec.decode(&mut buf) {
-        out.push(f);
-    }
-    out
 }
 
 /// Reads frames until `n` have arrived (or the peer closes).
@@ -484,7 +454,7 @@ async fn an_idle_connection_is_closed_with_goaway_timeout() {
             .keepalive(None)
     })
     .await;
-    let mut io = mem_connect(&engine.address()).await;
+    let mut io = raw_connect(&engine.address()).await;
     io.write_all(&encode(&[hello(), call(1, "w_add", b"[1,2]")]))
         .await
         .unwrap();
@@ -512,7 +482,7 @@ async fn a_one_byte_per_second_handshake_is_closed_at_its_deadline() {
     let addr = mem_name("slow-hello");
     let (engine, _svc) =
         server_at(&addr, |b| b.handshake_timeout(Some(Duration::from_secs(5)))).await;
-    let io = mem_connect(&engine.address()).await;
+    let io = raw_connect(&engine.address()).await;
     let closed = trickle_until_closed(io, encode(&[hello()])).await;
     // Closed at the deadline, not restarted by each byte.
     assert!(
@@ -530,7 +500,7 @@ async fn a_frame_trickled_after_the_handshake_is_closed_at_the_frame_deadline() 
             .idle_timeout(None)
     })
     .await;
-    let mut io = mem_connect(&engine.address()).await;
+    let mut io = raw_connect(&engine.address()).await;
     io.write_all(&encode(&[hello()])).await.unwrap();
     assert_eq!(read_frames(&mut io, 1).await.len(), 1);
     let closed = trickle_until_closed(io, encode(&[call(1, "w_add", b"[1,2]")])).await;
@@ -674,7 +644,7 @@ async fn a_client_that_died_during_a_long_call_is_noticed_by_the_keepalive() {
             .idle_timeout(None)
     })
     .await;
-    let mut io = mem_connect(&engine.address()).await;
+    let mut io = raw_connect(&engine.address()).await;
     io.write_all(&encode(&[hello(), call(1, "w_hang", b"[]")]))
         .await
         .unwrap();
