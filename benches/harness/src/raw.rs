@@ -261,20 +261,46 @@ enum EchoAddr {
     Unix(std::path::PathBuf),
 }
 
-/// A raw tokio echo server of length-prefixed frames: the baseline for calls/s over many
+impl EchoAddr {
+    /// The address of a wirecall server's URI (`tcp://host:port`, `unix:///path`).
+    fn from_uri(uri: &str) -> Result<EchoAddr, BenchError> {
+        if let Some(rest) = uri.strip_prefix("tcp://") {
+            return rest
+                .parse()
+                .map(EchoAddr::Tcp)
+                .map_err(|e| BenchError::Other(format!("`{uri}`: {e}")));
+        }
+        if let Some(path) = uri.strip_prefix("unix://") {
+            return Ok(EchoAddr::Unix(path.into()));
+        }
+        Err(BenchError::Other(format!(
+            "`{uri}`: the pipelined client speaks tcp:// and unix:// only"
+        )))
+    }
+
+    async fn connect(&self) -> std::io::Result<Box<dyn AsyncRw>> {
+        Ok(match self {
+            EchoAddr::Tcp(a) => {
+                let s = tokio::net::TcpStream::connect(a).await?;
+                s.set_nodelay(true)?;
+                Box::new(s)
+            }
+            EchoAddr::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
+        })
+    }
+}
+
+/// A raw tokio echo server of wirecall-shaped frames: the baseline for calls/s over many
 /// connections (issue: 8 connections with 8 calls in flight each, 256 connections with one).
 ///
-/// A frame is a 4-byte big-endian length and that many bytes, `frame_len` bytes in all: the
-/// size of the wirecall echo CALL frame it stands in for. The server runs a task per
-/// connection that reads what has arrived and writes every complete frame back in one write,
-/// as a server connection task answering inline does. The clients ([`RawEchoClients`]) run
-/// one task per connection that keeps its frames in flight: it writes them all, then for each
-/// batch of frames echoed back writes as many again in one write. No codec, no request ids,
-/// no task per call: the least a tokio client and server do for that many connections and
-/// frames in flight, on the same runtime as the subject.
+/// It reads frames by the length rule of the wirecall frame header (40 bytes and the
+/// section lengths it declares) and echoes them unchanged: a task per connection reads what
+/// has arrived and writes every complete frame back in one write, as a wirecall server
+/// connection answering inline does. No decoding past the lengths, no handler, no machine:
+/// the least a tokio server does for that many connections and frames in flight. Driven by
+/// [`PipelinedClients`], the same client loop that drives the wirecall server in the same run.
 pub struct RawEcho {
     addr: EchoAddr,
-    frame_len: usize,
     server: tokio::task::JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -283,7 +309,6 @@ impl fmt::Debug for RawEcho {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawEcho")
             .field("addr", &self.addr)
-            .field("frame_len", &self.frame_len)
             .finish_non_exhaustive()
     }
 }
@@ -294,15 +319,22 @@ impl Drop for RawEcho {
     }
 }
 
-/// The shortest frame: the 4-byte length and one byte.
-const MIN_FRAME: usize = 5;
+/// The wirecall frame header's size: the least a frame can be.
+const HEADER: usize = 40;
+/// Offset of the header's kind byte.
+const KIND_AT: usize = 5;
+/// Offset of the header's request id (8 bytes, big-endian).
+const ID_AT: usize = 12;
+/// The CALL kind (SPEC §3).
+#[cfg(test)]
+const KIND_CALL: u8 = 0x04;
+/// The REPLY kind (SPEC §3).
+const KIND_REPLY: u8 = 0x05;
 
 impl RawEcho {
     /// Starts the echo server on 127.0.0.1 port 0 (tcp) or a socket in a fresh temporary
-    /// directory (unix), for frames of `frame_len` bytes (at least 5). Must run inside a
-    /// tokio runtime.
-    pub async fn start(transport: TransportKind, frame_len: usize) -> std::io::Result<RawEcho> {
-        let frame_len = frame_len.max(MIN_FRAME);
+    /// directory (unix). Must run inside a tokio runtime.
+    pub async fn start(transport: TransportKind) -> std::io::Result<RawEcho> {
         let (addr, server, dir) = match transport {
             TransportKind::Tcp => {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -330,66 +362,141 @@ impl RawEcho {
         };
         Ok(RawEcho {
             addr,
-            frame_len,
             server,
             _dir: dir,
         })
     }
 
-    /// The size of each frame, length prefix included.
-    pub fn frame_len(&self) -> usize {
-        self.frame_len
-    }
-
-    /// Opens `connections` client connections (at least one).
-    pub async fn connect(&self, connections: usize) -> std::io::Result<RawEchoClients> {
+    /// Opens `connections` client connections (at least one) that send copies of `frame` (a
+    /// wirecall frame, e.g. [`echo_call_frame`](crate::rpc::echo_call_frame)) and count the
+    /// copies echoed back.
+    pub async fn connect(
+        &self,
+        connections: usize,
+        frame: &[u8],
+    ) -> Result<PipelinedClients, BenchError> {
         let mut conns = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            let s: Box<dyn AsyncRw> = match &self.addr {
-                EchoAddr::Tcp(a) => {
-                    let s = tokio::net::TcpStream::connect(a).await?;
-                    s.set_nodelay(true)?;
-                    Box::new(s)
-                }
-                EchoAddr::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
-            };
-            conns.push(Arc::new(tokio::sync::Mutex::new(s)));
+            conns.push(self.addr.connect().await?);
         }
-        let mut frame = Vec::with_capacity(self.frame_len);
-        let body = u32::try_from(self.frame_len - 4).unwrap_or(u32::MAX);
-        frame.extend_from_slice(&body.to_be_bytes());
-        frame.resize(self.frame_len, 0x5a);
-        Ok(RawEchoClients {
-            conns,
-            frame: frame.into(),
-        })
+        PipelinedClients::new(conns, frame, frame.get(KIND_AT).copied().unwrap_or(0))
     }
 }
 
-/// Client connections to a [`RawEcho`] server.
-pub struct RawEchoClients {
-    conns: Vec<Arc<tokio::sync::Mutex<Box<dyn AsyncRw>>>>,
+/// Client connections that keep copies of one frame in flight on each connection, with one
+/// task per connection: [`RawEcho`]'s clients, and (after a handshake) a wirecall server's,
+/// so both servers are driven by the same client loop in the same run.
+///
+/// Each copy gets the next request id of its connection (1, 2, 3...), as the protocol asks.
+/// A frame read back must be of the expected kind (REPLY from a wirecall server, the CALL
+/// itself from the echo) and answer a request id still in flight.
+pub struct PipelinedClients {
+    conns: Vec<Arc<tokio::sync::Mutex<ClientConn>>>,
     frame: Arc<[u8]>,
+    reply_kind: u8,
 }
 
-impl fmt::Debug for RawEchoClients {
+/// One connection of [`PipelinedClients`] and its next request id.
+struct ClientConn {
+    s: Box<dyn AsyncRw>,
+    next_id: u64,
+}
+
+impl fmt::Debug for PipelinedClients {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawEchoClients")
+        f.debug_struct("PipelinedClients")
             .field("connections", &self.conns.len())
             .field("frame_len", &self.frame.len())
             .finish_non_exhaustive()
     }
 }
 
-impl RawEchoClients {
+impl PipelinedClients {
+    fn new(
+        conns: Vec<Box<dyn AsyncRw>>,
+        frame: &[u8],
+        reply_kind: u8,
+    ) -> Result<PipelinedClients, BenchError> {
+        if frame_len(frame) != Some(frame.len()) {
+            return Err(BenchError::Other(
+                "the pipelined client needs one whole wirecall frame to send".into(),
+            ));
+        }
+        Ok(PipelinedClients {
+            conns: conns
+                .into_iter()
+                .map(|s| Arc::new(tokio::sync::Mutex::new(ClientConn { s, next_id: 1 })))
+                .collect(),
+            frame: frame.into(),
+            reply_kind,
+        })
+    }
+
+    /// Opens `connections` connections to the wirecall server at `uri` (`tcp://` or
+    /// `unix://`), each with a HELLO offering `codec` and the WELCOME read back, that send
+    /// copies of `call` (a CALL frame in `codec`, e.g.
+    /// [`echo_call_frame`](crate::rpc::echo_call_frame)) and expect a REPLY to each.
+    pub async fn connect_wirecall(
+        uri: &str,
+        codec: wirecall_codecs::CodecId,
+        connections: usize,
+        call: &[u8],
+    ) -> Result<PipelinedClients, BenchError> {
+        use wirecall_protocol as proto;
+        let addr = EchoAddr::from_uri(uri)?;
+        let mut hello = bytes::BytesMut::new();
+        proto::Frame::Hello(proto::Hello {
+            versions: vec![1],
+            codecs: vec![codec],
+            limits: proto::Limits::default(),
+        })
+        .encode(&mut hello)
+        .map_err(|e| BenchError::Other(format!("encoding HELLO: {e}")))?;
+        let mut conns = Vec::with_capacity(connections.max(1));
+        for _ in 0..connections.max(1) {
+            let mut s = addr.connect().await?;
+            s.write_all(&hello).await?;
+            let mut dec = proto::FrameDecoder::new(proto::Limits::default());
+            let mut buf = bytes::BytesMut::with_capacity(256);
+            let welcome = loop {
+                let decoded = dec
+                    .decode(&mut buf)
+                    .map_err(|e| BenchError::Other(format!("reading WELCOME from {uri}: {e}")))?;
+                if let Some(f) = decoded {
+                    break f;
+                }
+                if s.read_buf(&mut buf).await? == 0 {
+                    return Err(BenchError::Other(format!(
+                        "{uri} closed the connection during the handshake"
+                    )));
+                }
+            };
+            match welcome {
+                proto::Frame::Welcome(w) if w.codec == codec => {}
+                other => {
+                    return Err(BenchError::Other(format!(
+                        "{uri} answered HELLO with {other:?}, not a WELCOME to {codec}"
+                    )))
+                }
+            }
+            if !buf.is_empty() {
+                return Err(BenchError::Other(format!(
+                    "{uri} sent more than a WELCOME before any call"
+                )));
+            }
+            conns.push(s);
+        }
+        PipelinedClients::new(conns, call, KIND_REPLY)
+    }
+
     /// The number of connections.
     pub fn connections(&self) -> usize {
         self.conns.len()
     }
 
-    /// Echoed frames with `per_conn` in flight on every connection, counted for `duration`
-    /// after `warm` uncounted. Every frame sent is read back before this returns, so the
-    /// connections can be sampled again.
+    /// Frames answered with `per_conn` in flight on every connection, counted for
+    /// `duration` after `warm` uncounted. Every frame sent is answered before this returns,
+    /// so the connections can be sampled again.
     pub async fn throughput_sample(
         &self,
         per_conn: usize,
@@ -400,9 +507,10 @@ impl RawEchoClients {
         run_workers(self.conns.len(), duration, warm, |c, gate| {
             let conn = self.conns[c].clone();
             let frame = self.frame.clone();
+            let reply_kind = self.reply_kind;
             async move {
-                let mut s = conn.lock().await;
-                keep_in_flight(&mut **s, &frame, per_conn, &gate).await
+                let mut c = conn.lock().await;
+                keep_in_flight(&mut c, &frame, reply_kind, per_conn, &gate).await
             }
         })
         .await
@@ -412,29 +520,43 @@ impl RawEchoClients {
 /// One client connection's loop: `per_conn` copies of `frame` in flight until the gate
 /// closes, then reads the rest back. Returns the frames counted.
 async fn keep_in_flight(
-    s: &mut dyn AsyncRw,
+    c: &mut ClientConn,
     frame: &[u8],
+    reply_kind: u8,
     per_conn: usize,
     gate: &Gate,
 ) -> Result<u64, BenchError> {
     let len = frame.len();
-    let out: Vec<u8> = frame.repeat(per_conn);
+    let mut out: Vec<u8> = frame.repeat(per_conn);
     let mut buf = vec![0u8; (len * per_conn).max(64 * 1024)];
+    // Request ids in flight: [oldest, c.next_id).
+    let oldest = c.next_id;
+    let stamp = |out: &mut [u8], frames: usize, next_id: &mut u64| {
+        for f in out[..frames * len].chunks_exact_mut(len) {
+            f[ID_AT..ID_AT + 8].copy_from_slice(&next_id.to_be_bytes());
+            *next_id += 1;
+        }
+    };
     let (mut have, mut outstanding, mut n) = (0, per_conn, 0);
-    s.write_all(&out).await?;
+    stamp(&mut out, per_conn, &mut c.next_id);
+    c.s.write_all(&out).await?;
     let mut running = true;
     while outstanding > 0 {
-        let r = s.read(&mut buf[have..]).await?;
+        let r = c.s.read(&mut buf[have..]).await?;
         if r == 0 {
-            return Err(BenchError::Other(
-                "the raw echo server closed the connection".into(),
-            ));
+            return Err(BenchError::Other("the server closed the connection".into()));
         }
         have += r;
         let (frames, used) = complete_frames(&buf[..have]);
         if frames == 0 {
+            if have == buf.len() {
+                return Err(BenchError::Other(format!(
+                    "the server answered a frame larger than {have} bytes"
+                )));
+            }
             continue;
         }
+        check_answers(&buf[..used], reply_kind, oldest, c.next_id)?;
         buf.copy_within(used..have, 0);
         have -= used;
         outstanding -= frames;
@@ -442,24 +564,52 @@ async fn keep_in_flight(
             running = gate.record(&mut n, frames as u64);
         }
         if running {
-            s.write_all(&out[..frames * len]).await?;
+            stamp(&mut out, frames, &mut c.next_id);
+            c.s.write_all(&out[..frames * len]).await?;
             outstanding += frames;
         }
     }
     Ok(n)
 }
 
-/// The number of complete length-prefixed frames at the front of `buf`, and their bytes.
+/// Each frame of `buf` (whole frames) is of `kind` and answers a request id in
+/// `[oldest, next)`.
+fn check_answers(buf: &[u8], kind: u8, oldest: u64, next: u64) -> Result<(), BenchError> {
+    let mut at = 0;
+    while let Some(len) = buf.get(at..).and_then(frame_len) {
+        let f = &buf[at..at + len];
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&f[ID_AT..ID_AT + 8]);
+        let id = u64::from_be_bytes(id);
+        if f[KIND_AT] != kind || !(oldest..next).contains(&id) {
+            return Err(BenchError::Other(format!(
+                "expected answers of kind {kind:#04x} to ids {oldest}..{next}, got kind {:#04x} for id {id}",
+                f[KIND_AT]
+            )));
+        }
+        at += len;
+    }
+    Ok(())
+}
+
+/// The length of the wirecall frame at the front of `buf` (header and sections), once its
+/// header has arrived and if the whole frame has.
+fn frame_len(buf: &[u8]) -> Option<usize> {
+    let head = buf.get(..HEADER)?;
+    let u32_at = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let route = u16::from_be_bytes([head[20], head[21]]) as usize;
+    let len = [24, 28, 32, 36]
+        .iter()
+        .fold(HEADER + route, |n, &i| n.saturating_add(u32_at(i) as usize));
+    (len <= buf.len()).then_some(len)
+}
+
+/// The number of complete frames at the front of `buf`, and their bytes.
 fn complete_frames(buf: &[u8]) -> (usize, usize) {
     let (mut frames, mut at) = (0, 0);
-    while let Some(head) = buf.get(at..at + 4) {
-        let body = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let end = at + 4 + body;
-        if end > buf.len() {
-            break;
-        }
+    while let Some(len) = buf.get(at..).and_then(frame_len) {
         frames += 1;
-        at = end;
+        at += len;
     }
     (frames, at)
 }
@@ -503,33 +653,60 @@ mod tests {
         }
     }
 
-    #[test]
-    fn frames_are_split_by_their_length() {
-        let mut b = vec![0, 0, 0, 2, 7, 7, 0, 0, 0, 1, 9];
-        assert_eq!(complete_frames(&b), (2, 11));
-        b.extend_from_slice(&[0, 0, 0, 3, 1]);
-        assert_eq!(complete_frames(&b), (2, 11));
-        assert_eq!(complete_frames(&[0, 0]), (0, 0));
+    /// A frame of `body` bytes of payload (a CALL-shaped header, kind `kind`, request id 1).
+    fn frame(kind: u8, body: usize) -> Vec<u8> {
+        let mut f = vec![0u8; HEADER + body];
+        f[KIND_AT] = kind;
+        f[ID_AT + 7] = 1;
+        f[28..32].copy_from_slice(&(body as u32).to_be_bytes());
+        f
     }
 
     #[test]
-    fn raw_echo_many_connections_both_transports() {
+    fn frames_are_split_by_their_header_lengths() {
+        let mut b = frame(KIND_CALL, 2);
+        b.extend(frame(KIND_CALL, 1));
+        assert_eq!(complete_frames(&b), (2, 83));
+        b.extend_from_slice(&frame(KIND_CALL, 3)[..41]);
+        assert_eq!(complete_frames(&b), (2, 83));
+        assert_eq!(complete_frames(&[0, 0]), (0, 0));
+        assert!(check_answers(&b[..83], KIND_CALL, 1, 2).is_ok());
+        assert!(check_answers(&b[..83], KIND_REPLY, 1, 2).is_err());
+        assert!(check_answers(&b[..83], KIND_CALL, 2, 3).is_err());
+    }
+
+    #[test]
+    fn raw_echo_and_wirecall_share_the_client_loop_on_both_transports() {
         let rt = crate::rpc::runtime().unwrap();
         for t in TransportKind::ALL {
             rt.block_on(async {
-                let echo = RawEcho::start(t, 84).await.unwrap();
+                let codec = wirecall_codecs::CodecId::POSTCARD;
+                let call = crate::rpc::echo_call_frame(codec, crate::rpc::BENCH_ECHO);
+                let echo = RawEcho::start(t).await.unwrap();
+                let server = crate::rpc::BenchServer::start(t).await.unwrap();
                 for (conns, per) in [(3, 4), (16, 1)] {
-                    let clients = echo.connect(conns).await.unwrap();
-                    assert_eq!(clients.connections(), conns);
-                    for _ in 0..2 {
-                        // Sampled twice: the first sample leaves no frame behind.
-                        let c = clients
-                            .throughput_sample(per, Duration::from_millis(30), Duration::ZERO)
-                            .await
-                            .unwrap();
-                        assert!(c.calls > 0, "{t} {conns}x{per}: {c:?}");
+                    let raw = echo.connect(conns, &call).await.unwrap();
+                    let wc = PipelinedClients::connect_wirecall(
+                        &server.target.uri,
+                        codec,
+                        conns,
+                        &call,
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(raw.connections(), conns);
+                    for clients in [&raw, &wc] {
+                        for _ in 0..2 {
+                            // Sampled twice: the first sample leaves no frame behind.
+                            let c = clients
+                                .throughput_sample(per, Duration::from_millis(30), Duration::ZERO)
+                                .await
+                                .unwrap();
+                            assert!(c.calls > 0, "{t} {conns}x{per}: {c:?}");
+                        }
                     }
                 }
+                server.finalize().await;
             });
         }
     }

@@ -500,16 +500,23 @@ where
 /// The encoded length of the CALL frame an echo call of [`ECHO_PAYLOAD`] makes with
 /// `codec` to `method` (no annotations, no keywords): what the raw ping-pong sends.
 pub fn echo_frame_len(codec: CodecId, method: &str) -> usize {
+    echo_call_frame(codec, method).len()
+}
+
+/// The CALL frame an echo call of [`ECHO_PAYLOAD`] makes with `codec` to `method` of
+/// [`BENCH_PROVIDER_ID`] (request id 1, no annotations, no keywords), as the engine encodes
+/// it: what the pipelined clients of [`crate::raw`] send.
+pub fn echo_call_frame(codec: CodecId, method: &str) -> Vec<u8> {
     use wirecall_protocol as proto;
     let mut args = Vec::with_capacity(64);
     // The engine encodes the positional arguments as one sequence.
     if wirecall_codecs::encode_into(codec, &[ECHO_PAYLOAD][..], &mut args).is_err() {
         args = ECHO_PAYLOAD.as_bytes().to_vec();
     }
-    let method = match proto::Method::new(Bytes::copy_from_slice(method.as_bytes())) {
-        Ok(m) => m,
-        Err(_) => return args.len() + 32,
-    };
+    // A method name the protocol refuses is sent as a placeholder of the same length.
+    let method = proto::Method::new(Bytes::copy_from_slice(method.as_bytes()))
+        .or_else(|_| proto::Method::new(Bytes::from(vec![b'm'; method.len().clamp(1, 65535)])))
+        .expect("a non-empty ASCII method name");
     let frame = proto::Frame::Call(proto::Call {
         request_id: proto::RequestId(1),
         provider: proto::ProviderId(BENCH_PROVIDER_ID),
@@ -522,10 +529,10 @@ pub fn echo_frame_len(codec: CodecId, method: &str) -> usize {
         attachment: Bytes::new(),
     });
     let mut b = BytesMut::new();
-    match frame.encode(&mut b) {
-        Ok(_) => b.len(),
-        Err(_) => 64,
-    }
+    frame
+        .encode(&mut b)
+        .expect("an echo CALL within the protocol's limits");
+    b.to_vec()
 }
 
 /// What [`measure_rpc`] measures.

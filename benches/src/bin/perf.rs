@@ -8,9 +8,10 @@
 //! ends) doing the same echo call.
 //!
 //! Many connections: calls/s of the first codec at 1 connection x 64 in flight, 8
-//! connections x 8 and 256 connections x 1, beside a raw tokio echo server of
-//! length-prefixed frames of the same size at the same shapes (and tarpc over tcp), all in
-//! the same run; `--profile many-conns` runs that set alone.
+//! connections x 8 and 256 connections x 1 of a raw tokio echo server of the same frames and
+//! of the wirecall server, both driven by the same pipelined client loop, beside the wirecall
+//! proxy (one caller task per call in flight) and tarpc over tcp, all in the same run;
+//! `--profile many-conns` runs that set alone.
 //!
 //! `cargo run --release -p wirecall-benches --bin perf -- [--duration S] [--quick]
 //! [--codecs json,postcard] [--transports tcp,unix] [--json] [--profile many-conns]`
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
-use wirecall_benches::raw::{RawEcho, RawEchoClients, RawSession, TokioRawSession};
+use wirecall_benches::raw::{PipelinedClients, RawEcho, RawSession, TokioRawSession};
 use wirecall_benches::rpc::{
     self, fmt_us, BenchError, BenchServer, Count, Latency, Throughput, TransportKind, BENCH_ECHO,
 };
@@ -55,7 +56,9 @@ struct Args {
     /// Profiling aid: run only this subject's one-in-flight loop (wirecall with the first
     /// codec, tokio, std or tarpc) on the first transport for --duration, and print the
     /// round trips done; or `wirecall-throughput` (--inflight over --connections) or
-    /// `tarpc-throughput` (--inflight on one connection). For `perf record` or `strace -c
+    /// `tarpc-throughput` (--inflight on one connection), or `server-pipelined` /
+    /// `echo-pipelined` (the wirecall server / the raw echo server driven by the pipelined
+    /// client, --inflight spread over --connections). For `perf record` or `strace -c
     /// -f`. Or `many-conns`: the many-connections figures alone (wirecall with the first
     /// codec on the first transport, the raw echo server and tarpc over tcp, at 1x64, 8x8
     /// and 256x1 connections x calls in flight), for A/B runs of two builds.
@@ -99,6 +102,8 @@ struct ShapeFigures {
     connections: usize,
     per_conn: usize,
     raw: Throughput,
+    /// The wirecall server driven by the raw echo's client loop.
+    server: Throughput,
     wirecall: Throughput,
     tarpc: Option<Throughput>,
 }
@@ -626,6 +631,48 @@ fn profile(
             );
             return Ok(());
         }
+        "server-pipelined" | "echo-pipelined" => {
+            // The wirecall server (or the raw echo server) driven by the pipelined client
+            // of the many-connections figures: --inflight over --connections.
+            let per_conn = (inflight / connections.max(1)).max(1);
+            let call = rpc::echo_call_frame(codec, BENCH_ECHO);
+            let count = rt.block_on(async {
+                if subject == "echo-pipelined" {
+                    let echo = RawEcho::start(transport).await.map_err(|e| e.to_string())?;
+                    let c = echo
+                        .connect(connections, &call)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    return c
+                        .throughput_sample(per_conn, duration, Duration::ZERO)
+                        .await
+                        .map_err(|e| e.to_string());
+                }
+                let server = BenchServer::start(transport)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let r = async {
+                    let c = PipelinedClients::connect_wirecall(
+                        &server.target.uri,
+                        codec,
+                        connections,
+                        &call,
+                    )
+                    .await?;
+                    c.throughput_sample(per_conn, duration, Duration::ZERO)
+                        .await
+                }
+                .await;
+                server.finalize().await;
+                r.map_err(|e| e.to_string())
+            })?;
+            let t = count.throughput(per_conn * connections, connections);
+            println!(
+                "{subject} over {transport}: {} calls, {:.0} calls/s with {per_conn} in flight on each of {connections} connection(s)",
+                t.calls, t.calls_per_sec
+            );
+            return Ok(());
+        }
         "tarpc-throughput" => {
             let count = rt.block_on(async {
                 let p = TarpcPair::start().await.map_err(|e| e.to_string())?;
@@ -642,7 +689,7 @@ fn profile(
         }
         other => {
             return Err(format!(
-                "unknown --profile subject `{other}`; use wirecall, wirecall-task, wirecall-throughput, tokio, tokio-task, std, tarpc or tarpc-throughput"
+                "unknown --profile subject `{other}`; use wirecall, wirecall-task, wirecall-throughput, server-pipelined, echo-pipelined, tokio, tokio-task, std, tarpc or tarpc-throughput"
             ))
         }
     }
@@ -800,10 +847,13 @@ fn print_json(
 struct ShapeLive {
     connections: usize,
     per_conn: usize,
-    raw: RawEchoClients,
+    raw: PipelinedClients,
+    /// The wirecall server driven by the raw echo's client loop.
+    server: PipelinedClients,
     wirecall: Vec<wirecall::Proxy>,
     tarpc: Option<TarpcClients>,
     raw_count: Count,
+    server_count: Count,
     wirecall_count: Count,
     tarpc_count: Count,
 }
@@ -813,14 +863,20 @@ impl ShapeLive {
     async fn start(
         (connections, per_conn): (usize, usize),
         echo: &RawEcho,
+        call: &[u8],
         t: &rpc::Target,
         codec: CodecId,
         tarpc: Option<&TarpcPair>,
         warm: Duration,
     ) -> Result<ShapeLive, BenchError> {
         let inflight = connections * per_conn;
-        let raw = echo.connect(connections).await?;
+        let raw = echo.connect(connections, call).await?;
         raw.throughput_sample(per_conn, Duration::ZERO, warm)
+            .await?;
+        let server =
+            PipelinedClients::connect_wirecall(&t.uri, codec, connections, call).await?;
+        server
+            .throughput_sample(per_conn, Duration::ZERO, warm)
             .await?;
         let wirecall = rpc::connect_many(t, codec, connections).await?;
         rpc::throughput_sample(&wirecall, t, inflight, Duration::ZERO, warm).await?;
@@ -836,9 +892,11 @@ impl ShapeLive {
             connections,
             per_conn,
             raw,
+            server,
             wirecall,
             tarpc,
             raw_count: Count::default(),
+            server_count: Count::default(),
             wirecall_count: Count::default(),
             tarpc_count: Count::default(),
         })
@@ -849,6 +907,11 @@ impl ShapeLive {
         let inflight = self.connections * self.per_conn;
         self.raw_count.add(
             self.raw
+                .throughput_sample(self.per_conn, slice, Duration::ZERO)
+                .await?,
+        );
+        self.server_count.add(
+            self.server
                 .throughput_sample(self.per_conn, slice, Duration::ZERO)
                 .await?,
         );
@@ -867,6 +930,7 @@ impl ShapeLive {
             connections: c,
             per_conn: self.per_conn,
             raw: self.raw_count.throughput(inflight, c),
+            server: self.server_count.throughput(inflight, c),
             wirecall: self.wirecall_count.throughput(inflight, c),
             tarpc: self
                 .tarpc
@@ -887,7 +951,8 @@ fn many_conns(
     with_tarpc: bool,
     progress: bool,
 ) -> Result<ManyFigures, String> {
-    let frame_len = rpc::echo_frame_len(codec, BENCH_ECHO);
+    let call = rpc::echo_call_frame(codec, BENCH_ECHO);
+    let frame_len = call.len();
     let warm = rpc::warm_up_time(duration);
     let rounds = rpc::rounds_for(duration);
     let slice = duration / rounds;
@@ -909,14 +974,16 @@ fn many_conns(
     let t = server.target.clone();
     let fail = |e: BenchError| format!("many connections over {transport}: {e}");
     let setup = rt.block_on(async {
-        let echo = RawEcho::start(transport, frame_len).await?;
+        let echo = RawEcho::start(transport).await?;
         let tarpc = match with_tarpc {
             true => Some(TarpcPair::start().await?),
             false => None,
         };
         let mut shapes = Vec::with_capacity(MANY_SHAPES.len());
         for shape in MANY_SHAPES {
-            shapes.push(ShapeLive::start(shape, &echo, &t, codec, tarpc.as_ref(), warm).await?);
+            shapes.push(
+                ShapeLive::start(shape, &echo, &call, &t, codec, tarpc.as_ref(), warm).await?,
+            );
         }
         Ok::<_, BenchError>((echo, tarpc, shapes))
     });
@@ -967,22 +1034,24 @@ fn many_table(runtime: &str, m: &ManyFigures, duration: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "many connections over {}, {:.1} s per figure ({runtime}): wirecall {} (CALL frame {} bytes) against a raw tokio echo server of {}-byte length-prefixed frames{}",
+        "many connections over {}, {:.1} s per figure ({runtime}): wirecall {} (CALL frame {} bytes); \
+         `raw echo` and `wc server` are a raw tokio echo server of those frames and the wirecall \
+         server, driven by the same pipelined client (one task per connection); `wc proxy` is the \
+         wirecall proxy with one caller task per call in flight{}",
         m.transport,
         duration.as_secs_f64(),
         m.codec,
         m.frame_len,
-        m.frame_len,
         if m.shapes.iter().any(|s| s.tarpc.is_some()) {
-            ", and tarpc 0.38 (bincode, tcp)"
+            ", as is tarpc 0.38 (bincode, tcp)"
         } else {
             ""
         }
     );
     let _ = writeln!(
         out,
-        "{:<10} {:>14} {:>14} {:>10} {:>14} {:>10} {:>12}",
-        "conns x n", "raw calls/s", "wirecall", "/raw", "tarpc", "/raw", "wc / 1x64"
+        "{:<10} {:>12} {:>12} {:>7} {:>12} {:>7} {:>12} {:>7} {:>10}",
+        "conns x n", "raw echo", "wc server", "/raw", "wc proxy", "/raw", "tarpc", "/raw", "proxy/1x64"
     );
     let one = m
         .shapes
@@ -999,9 +1068,11 @@ fn many_table(runtime: &str, m: &ManyFigures, duration: Duration) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<10} {:>14.0} {:>14.0} {:>9.2}x {:>14} {:>10} {:>11.2}x",
+            "{:<10} {:>12.0} {:>12.0} {:>6.2}x {:>12.0} {:>6.2}x {:>12} {:>7} {:>9.2}x",
             format!("{} x {}", s.connections, s.per_conn),
             s.raw.calls_per_sec,
+            s.server.calls_per_sec,
+            ratio(s.server.calls_per_sec, s.raw.calls_per_sec),
             s.wirecall.calls_per_sec,
             ratio(s.wirecall.calls_per_sec, s.raw.calls_per_sec),
             tarpc,
@@ -1011,7 +1082,7 @@ fn many_table(runtime: &str, m: &ManyFigures, duration: Duration) -> String {
     }
     let _ = writeln!(
         out,
-        "target: wirecall >= 0.80x the raw echo server at 8 x 8 and 256 x 1"
+        "target: the wirecall server >= 0.80x the raw echo server at 8 x 8 and 256 x 1 (same client loop)"
     );
     out
 }
@@ -1025,6 +1096,8 @@ fn many_json(m: &ManyFigures) -> serde_json::Value {
                 "connections": s.connections,
                 "inflight_per_connection": s.per_conn,
                 "raw_echo": thr_json(&s.raw),
+                "wirecall_server": thr_json(&s.server),
+                "wirecall_server_over_raw": ratio(s.server.calls_per_sec, s.raw.calls_per_sec),
                 "wirecall": thr_json(&s.wirecall),
                 "wirecall_over_raw": ratio(s.wirecall.calls_per_sec, s.raw.calls_per_sec),
                 "tarpc": s.tarpc.as_ref().map(thr_json),
