@@ -81,10 +81,7 @@ impl MyProvider {
 /// ran, in order.
 pub(crate) async fn run(address: &str) -> Result<Vec<&'static str>, Error> {
     let lifecycle = Arc::new(Mutex::new(Vec::new()));
-    let engine = Engine::server(address)
-        .shutdown_token("s3cret")
-        .start()
-        .await?;
+    let engine = Engine::server(address).start().await?;
     engine.register_provider(
         MyProvider {
             lifecycle: lifecycle.clone(),
@@ -92,7 +89,8 @@ pub(crate) async fn run(address: &str) -> Result<Vec<&'static str>, Error> {
         },
         42,
     )?;
-    engine.enable_remote_shutdown();
+    // Margo's enable_remote_shutdown, always with a token here.
+    engine.enable_remote_shutdown("s3cret")?;
     let addr = engine.address();
     println!("server listening on {addr}");
 

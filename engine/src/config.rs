@@ -1,4 +1,6 @@
-//! Configuration from the environment: which codecs a server accepts, which a client prefers.
+//! Configuration from the environment: which codecs a server accepts, which a client
+//! prefers, and a server's limits and timeouts (every variable is listed in the README's
+//! "Connections, limits and timeouts" table).
 
 use crate::error::Error;
 use crate::CodecId;
@@ -77,8 +79,84 @@ pub const ENV_FRAME_TIMEOUT: &str = "WIRECALL_FRAME_TIMEOUT";
 /// Environment variable with a server's keep-alive interval (`WIRECALL_KEEPALIVE=30s`).
 pub const ENV_KEEPALIVE: &str = "WIRECALL_KEEPALIVE";
 /// Environment variable with the receive-buffer bytes a server's connections may hold
-/// together (`WIRECALL_MAX_BUFFERED=268435456`).
+/// together (`WIRECALL_MAX_BUFFERED=256MiB`).
 pub const ENV_MAX_BUFFERED: &str = "WIRECALL_MAX_BUFFERED";
+/// Environment variable with the most connections a server serves at once
+/// (`WIRECALL_MAX_CONNECTIONS=1000`; `off` for no limit).
+pub const ENV_MAX_CONNECTIONS: &str = "WIRECALL_MAX_CONNECTIONS";
+/// Environment variable with the most calls in flight on one server connection
+/// (`WIRECALL_MAX_IN_FLIGHT=64`).
+pub const ENV_MAX_IN_FLIGHT: &str = "WIRECALL_MAX_IN_FLIGHT";
+/// Environment variable with the largest frame a server accepts (`WIRECALL_MAX_FRAME=1MiB`).
+pub const ENV_MAX_FRAME: &str = "WIRECALL_MAX_FRAME";
+
+/// Parses a size in bytes: a whole number, optionally followed by `KiB`, `MiB` or `GiB`
+/// (also written `K`, `M`, `G`; powers of 1024) or `B`.
+pub fn parse_size(text: &str) -> Result<u64, Error> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        Error::config(format!(
+            "bad size `{text}`: write a whole number of bytes, optionally with a unit, e.g. 65536, 64KiB, 16MiB, 1GiB"
+        ))
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+/// The value of an environment variable, when set and not blank.
+fn env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A whole number in `var`, at least `min`, with what it is for in the error.
+fn env_count(var: &str, min: u64, max: u64) -> Result<Option<u64>, Error> {
+    let Some(v) = env(var) else { return Ok(None) };
+    match v.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(Error::config(format!(
+            "{var}: `{v}` is not a whole number between {min} and {max}"
+        ))),
+    }
+}
+
+/// `WIRECALL_MAX_CONNECTIONS`, if set: `Some(None)` for `off`.
+pub(crate) fn max_connections_from_env() -> Result<Option<Option<usize>>, Error> {
+    if let Some(v) = env(ENV_MAX_CONNECTIONS) {
+        if matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "none") {
+            return Ok(Some(None));
+        }
+    }
+    Ok(env_count(ENV_MAX_CONNECTIONS, 1, usize::MAX as u64)?.map(|n| Some(n as usize)))
+}
+
+/// `WIRECALL_MAX_IN_FLIGHT`, if set.
+pub(crate) fn max_in_flight_from_env() -> Result<Option<u32>, Error> {
+    Ok(env_count(ENV_MAX_IN_FLIGHT, 1, u32::MAX.into())?.map(|n| n as u32))
+}
+
+/// `WIRECALL_MAX_FRAME`, if set.
+pub(crate) fn max_frame_from_env() -> Result<Option<u32>, Error> {
+    let Some(v) = env(ENV_MAX_FRAME) else {
+        return Ok(None);
+    };
+    let n = parse_size(&v).map_err(|e| Error::config(format!("{ENV_MAX_FRAME}: {e}")))?;
+    let min = u64::from(wirecall_protocol::Limits::MIN_FRAME_LEN);
+    if n < min || n > u64::from(u32::MAX) {
+        return Err(Error::config(format!(
+            "{ENV_MAX_FRAME}: `{v}` is outside {min} bytes to 4GiB-1 (a frame must hold at least the handshake)"
+        )));
+    }
+    Ok(Some(n as u32))
+}
 
 /// Parses a duration written as a number and a unit: `500ms`, `30s`, `2m`, `1h` (a bare
 /// number is seconds). `off`, `none` and `0` mean no timeout (`None`).
@@ -141,20 +219,39 @@ pub(crate) fn timeouts_from_env(
 
 /// `WIRECALL_MAX_BUFFERED`, if set.
 pub(crate) fn max_buffered_from_env() -> Result<Option<usize>, Error> {
-    match std::env::var(ENV_MAX_BUFFERED) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
-            Error::config(format!(
-                "{ENV_MAX_BUFFERED}: `{v}` is not a number of bytes"
-            ))
-        }),
-        _ => Ok(None),
+    match env(ENV_MAX_BUFFERED) {
+        Some(v) => parse_size(&v)
+            .map(|n| Some(usize::try_from(n).unwrap_or(usize::MAX)))
+            .map_err(|e| Error::config(format!("{ENV_MAX_BUFFERED}: {e}"))),
+        None => Ok(None),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_size};
     use std::time::Duration;
+
+    #[test]
+    fn sizes_are_bytes_with_an_optional_binary_unit() {
+        assert_eq!(parse_size("65536").unwrap(), 65536);
+        assert_eq!(parse_size("4096B").unwrap(), 4096);
+        assert_eq!(parse_size("64KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size(" 16MiB ").unwrap(), 16 << 20);
+        assert_eq!(parse_size("16m").unwrap(), 16 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        for bad in [
+            "",
+            "MiB",
+            "1.5MiB",
+            "-1",
+            "12 parsecs",
+            "99999999999999999999GiB",
+        ] {
+            let e = parse_size(bad).unwrap_err().to_string();
+            assert!(e.contains("16MiB"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn durations_are_a_number_and_a_unit() {

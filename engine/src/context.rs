@@ -96,6 +96,8 @@ pub(crate) struct ReplySink {
     pub oneway: bool,
     /// The `after` hooks, told when the answer is given (whoever gives it).
     pub hooks: Option<Arc<AfterHooks>>,
+    /// The call's span, when tracing records calls: told the outcome on the answer.
+    pub trace: Option<Arc<crate::server::trace::CallTrace>>,
 }
 
 impl ReplySink {
@@ -103,6 +105,9 @@ impl ReplySink {
     pub(crate) fn answer(&self, outcome: Outcome, flush: Flush) {
         if let Some(h) = &self.hooks {
             h.run(matches!(outcome, Outcome::Value(_)));
+        }
+        if let Some(t) = &self.trace {
+            t.finish(&outcome);
         }
         if self.oneway {
             return;

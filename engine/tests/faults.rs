@@ -715,8 +715,8 @@ async fn remote_shutdown_is_off_by_default() {
             other => panic!("expected PermissionDenied, got {other:?}"),
         }
         assert!(!s.engine.is_finalizing());
-        s.engine.enable_remote_shutdown();
-        proxy.shutdown_server(None).await.unwrap();
+        s.engine.enable_remote_shutdown("t0ken").unwrap();
+        proxy.shutdown_server(Some("t0ken")).await.unwrap();
         s.engine.wait_for_finalize().await;
     })
     .await

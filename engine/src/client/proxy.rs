@@ -548,8 +548,10 @@ impl Proxy {
         Ok(())
     }
 
-    /// Asks the server to finalize (Margo's remote shutdown). The server must have called
-    /// `enable_remote_shutdown()`, and `token` must match its shutdown token if it has one.
+    /// Asks the server to finalize (Margo's remote shutdown). The server must have enabled
+    /// it with a token (`Engine::enable_remote_shutdown(token)`) and `token` must be that
+    /// token; otherwise the call fails with [`Error::PermissionDenied`] and the server goes
+    /// on serving.
     pub async fn shutdown_server(&self, token: Option<&str>) -> Result<(), Error> {
         let mut opts = self.opts.clone();
         if let Some(t) = token {

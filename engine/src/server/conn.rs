@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use futures::FutureExt;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
 use wirecall_protocol as proto;
 use wirecall_transport::{ReadHalf, Stream};
 
 use super::dispatch::Conn;
-use super::{lock, read, Inner};
+use super::{lock, read, trace, Inner};
 use crate::context::ConnectionInfo;
 use crate::io::Wire;
 use crate::provider::{Instances, Registered};
@@ -55,28 +56,101 @@ const READ_ROOM: usize = 4096;
 /// What the read buffer grows by when it needs room.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Gives a connection's place back (see [`Inner::open`]) however its task ends.
+struct OpenSlot(Arc<Inner>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<ConnectionInfo>) {
+    let _slot = OpenSlot(inner.clone());
+    let span = trace::connection_span(&info);
     let mut config = inner.machine_config();
     // Room for frames is reserved here, against the server-wide budget.
     config.reserve_input = false;
     let machine = match proto::ServerConnection::new(config, crate::io::now()) {
         Ok(m) => m,
         Err(e) => {
-            tracing::error!("cannot serve a connection: {e}");
+            tracing::error!(parent: &span, error = %e, "cannot serve a connection: the server's limits are invalid");
             return;
         }
     };
     let (mut rd, wr) = stream.into_split();
     let wire = Wire::start(machine, wr);
     lock(&inner.connections).insert(info.id, wire.clone());
-    let mut conn = Conn::new(inner, info, wire);
+    let mut conn = Conn::new(inner, info, wire, span.clone());
     let mut reader = Reader {
         buf: BytesMut::new(),
         reserved: 0,
     };
-    reader.run(&mut conn, &mut rd).await;
+    let started = Instant::now();
+    tracing::debug!(parent: &span, "connection accepted");
+    let end = reader
+        .run(&mut conn, &mut rd)
+        .instrument(span.clone())
+        .await;
     reader.release(&conn.inner);
+    trace::connection_closed(&span, &conn.info, &end, started.elapsed(), conn.calls);
     conn.teardown();
+}
+
+/// At most this many refused connections are kept open at once while their GOAWAY is
+/// written; past it, more are closed without one.
+const MAX_REFUSING: usize = 256;
+
+/// Turns away a connection over [`ServerBuilder::max_connections`](super::ServerBuilder::max_connections):
+/// GOAWAY LIMIT_EXCEEDED with the reason (the client's connect fails with it), then close.
+/// What the client already sent is read and dropped for a moment before closing, so the
+/// close does not reset the connection and lose the GOAWAY.
+pub(super) fn refuse_busy(inner: Arc<Inner>, stream: Stream, peer: String, open: usize) {
+    let max = inner.max_connections.unwrap_or(open);
+    tracing::warn!(
+        peer = %peer,
+        open,
+        max_connections = max,
+        reason = "max_connections",
+        "connection refused: the server already serves {open} connections, its limit; raise max_connections (WIRECALL_MAX_CONNECTIONS) if the host can take more"
+    );
+    if inner.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+        inner.refusing.fetch_sub(1, Ordering::AcqRel);
+        drop(stream);
+        return;
+    }
+    let message = format!(
+        "server busy: it already serves {open} connections, its limit (max_connections); retry later"
+    );
+    let mut goaway = BytesMut::new();
+    match proto::ServerConnection::new(inner.machine_config(), crate::io::now()) {
+        Ok(mut m) => {
+            m.close(proto::ErrorCode::LIMIT_EXCEEDED, &message);
+            m.take_transmit(&mut goaway);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot encode the refusal"),
+    }
+    tokio::spawn(async move {
+        let (mut rd, mut wr) = stream.into_split();
+        let linger = async {
+            if wr.write_all(&goaway).await.is_err() {
+                return;
+            }
+            let _ = wr.flush().await;
+            let _ = wr.shutdown().await;
+            // Until the client closes (it does on reading the GOAWAY), at most 64 KiB.
+            let mut sink = [0u8; 4096];
+            let mut total = 0;
+            while total < 64 * 1024 {
+                match rd.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), linger).await;
+        inner.refusing.fetch_sub(1, Ordering::AcqRel);
+    });
 }
 
 /// The read side of a connection.
@@ -84,6 +158,21 @@ struct Reader {
     buf: BytesMut,
     /// Bytes of the server-wide budget this connection holds for a frame still arriving.
     reserved: usize,
+}
+
+/// Why a connection's read loop ended.
+pub(super) enum End {
+    /// The peer closed its side.
+    Eof,
+    /// Reading failed.
+    ReadError(std::io::Error),
+    /// The machine failed the connection (a timer, a limit, a broken rule) or this
+    /// driver closed it.
+    Fatal(proto::ProtocolError),
+    /// The connection was closed (by finalize, or after a GOAWAY exchange).
+    Closed,
+    /// Drained after a GOAWAY.
+    Drained,
 }
 
 /// What woke the read loop.
@@ -95,7 +184,7 @@ enum Woke {
 }
 
 impl Reader {
-    async fn run(&mut self, conn: &mut Conn, rd: &mut ReadHalf) {
+    async fn run(&mut self, conn: &mut Conn, rd: &mut ReadHalf) -> End {
         // Replies queue up while a batch of calls is handled and go out in one write at its
         // end. On a multi-thread runtime they also go out after every `EARLY_FLUSH_FRAMES`
         // calls of a long batch, so the peer (another worker, or another process) starts on
@@ -158,10 +247,11 @@ impl Reader {
             loop {
                 let mut s = conn.wire.lock();
                 let mut more = false;
+                let mut read_error = None;
                 let (r, eof) = match woke.take() {
                     Some(Woke::Read(Ok(0))) => (s.side.handle_eof_buf(&self.buf), true),
                     Some(Woke::Read(Err(e))) => {
-                        tracing::debug!("reading from {}: {e}", conn.info.peer);
+                        read_error = Some(e);
                         (Ok(()), true)
                     }
                     Some(Woke::Read(Ok(_))) | None => {
@@ -198,33 +288,48 @@ impl Reader {
                 }
                 // Writes what the machine queued (WELCOME, PONG, refusals, a GOAWAY).
                 conn.wire.flush_locked(s);
-                if let Some(e) = &fatal {
-                    tracing::debug!("closing the connection from {}: {e}", conn.info.peer);
-                }
                 let mut drained = false;
                 for ev in events.drain(..) {
                     match ev {
-                        proto::ServerEvent::Connected(_) if !started => {
+                        proto::ServerEvent::Connected(session) if !started => {
                             started = true;
+                            trace::connected(&conn.span, &session);
                             conn.connected();
                         }
                         proto::ServerEvent::Call(call) => conn.on_call(call),
-                        proto::ServerEvent::Cancelled(id) | proto::ServerEvent::Expired(id) => {
+                        proto::ServerEvent::Cancelled(id) => {
+                            tracing::debug!(request_id = id.0, "call cancelled by the caller");
+                            conn.stop(id.0)
+                        }
+                        proto::ServerEvent::Expired(id) => {
+                            tracing::debug!(
+                                request_id = id.0,
+                                "call given up: its deadline or the shutdown grace passed"
+                            );
                             conn.stop(id.0)
                         }
                         proto::ServerEvent::Drained => drained = true,
                         proto::ServerEvent::Rejected { request_id, error } => {
-                            tracing::debug!(
-                                "call {request_id} from {} refused: {error}",
-                                conn.info.peer
-                            );
+                            trace::rejected(&conn.info.peer, request_id.0, &error);
                         }
                         _ => {}
                     }
                 }
                 conn.wire.flush();
-                if fatal.is_some() || closed || eof || drained {
-                    return;
+                if let Some(e) = fatal {
+                    return End::Fatal(e);
+                }
+                if let Some(e) = read_error {
+                    return End::ReadError(e);
+                }
+                if eof {
+                    return End::Eof;
+                }
+                if drained {
+                    return End::Drained;
+                }
+                if closed {
+                    return End::Closed;
                 }
                 if more {
                     continue;

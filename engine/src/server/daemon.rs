@@ -1,18 +1,19 @@
 //! The built-in daemon object (provider id `0xffff`): metadata, ping and remote shutdown.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
 
 use wirecall_protocol as proto;
 
-use super::{finalize, metadata, Inner};
+use super::{finalize, metadata, read, Inner};
 use crate::config;
-use crate::context::{encode_outcome, Flush, ReplySink};
+use crate::context::{encode_outcome, ConnectionInfo, Flush, ReplySink};
 use crate::error::{Fault, FaultKind};
 use crate::provider::Outcome;
 
 /// Answers a call to the daemon object.
-pub(super) fn call(inner: &Arc<Inner>, call: &proto::Call, sink: ReplySink) {
+pub(super) fn call(inner: &Arc<Inner>, conn: &ConnectionInfo, call: &proto::Call, sink: ReplySink) {
     let codec = sink.codec;
     let method = call.method.as_str();
     let answer = |o| sink.answer(o, Flush::Deferred);
@@ -20,27 +21,46 @@ pub(super) fn call(inner: &Arc<Inner>, call: &proto::Call, sink: ReplySink) {
         "ping" => answer(encode_outcome(codec, &())),
         "metadata" => answer(encode_outcome(codec, &metadata(inner))),
         "shutdown" => {
-            if !inner.remote_shutdown.load(Ordering::Acquire) {
-                answer(Outcome::Fault(Fault::new(
-                    FaultKind::PermissionDenied,
-                    "remote shutdown is disabled on this server (call enable_remote_shutdown() to allow it)",
-                )));
+            let refuse = |reason: &str, message: &str| {
+                tracing::warn!(
+                    peer = %conn.peer,
+                    reason,
+                    "remote shutdown refused: {message}"
+                );
+                sink.answer(
+                    Outcome::Fault(Fault::new(FaultKind::PermissionDenied, message)),
+                    Flush::Deferred,
+                );
+            };
+            let Some(token) = read(&inner.shutdown_token).clone() else {
+                refuse(
+                    "disabled",
+                    "remote shutdown is disabled on this server (its owner enables it with a token: Engine::enable_remote_shutdown(token), or `wirecall serve --shutdown-token`)",
+                );
+                return;
+            };
+            let given = call
+                .annotations
+                .user()
+                .find(|(k, _)| *k == config::SHUTDOWN_TOKEN_KEY)
+                .map(|(_, v)| v);
+            let Some(given) = given else {
+                refuse(
+                    "no_token",
+                    "remote shutdown refused: the request carries no shutdown token (pass it to Proxy::shutdown_server)",
+                );
+                return;
+            };
+            // Constant time for equal lengths: the comparison does not tell how much of a
+            // guess was right.
+            if !bool::from(given.ct_eq(&token[..])) {
+                refuse(
+                    "wrong_token",
+                    "remote shutdown refused: wrong shutdown token",
+                );
                 return;
             }
-            if let Some(token) = &inner.shutdown_token {
-                let given = call
-                    .annotations
-                    .user()
-                    .find(|(k, _)| *k == config::SHUTDOWN_TOKEN_KEY)
-                    .map(|(_, v)| v);
-                if given != Some(token.as_bytes()) {
-                    answer(Outcome::Fault(Fault::new(
-                        FaultKind::PermissionDenied,
-                        "remote shutdown refused: missing or wrong shutdown token",
-                    )));
-                    return;
-                }
-            }
+            tracing::warn!(peer = %conn.peer, "remote shutdown accepted: finalizing the server");
             sink.answer(encode_outcome(codec, &()), Flush::Now);
             let inner = inner.clone();
             tokio::spawn(async move {

@@ -10,8 +10,10 @@ use std::time::Instant;
 use futures::FutureExt;
 use std::future::Future;
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 use wirecall_protocol as proto;
 
+use super::trace::CallTrace;
 use super::{lock, read, Inner, DAEMON_PROVIDER_ID};
 use crate::context::{AfterHooks, ConnectionInfo, Flush, Incoming, ReplySink};
 use crate::error::{Fault, FaultKind};
@@ -61,6 +63,10 @@ pub(super) struct Conn {
     codec_limits: wirecall_codecs::Limits,
     /// The handshake completed (instances were told of the connection).
     pub(super) connected: bool,
+    /// The connection's span, the parent of its calls' spans.
+    pub(super) span: tracing::Span,
+    /// Calls dispatched on the connection.
+    pub(super) calls: u64,
 }
 
 impl Conn {
@@ -68,6 +74,7 @@ impl Conn {
         inner: Arc<Inner>,
         info: Arc<ConnectionInfo>,
         wire: Arc<Wire<proto::ServerConnection>>,
+        span: tracing::Span,
     ) -> Conn {
         Conn {
             codec_limits: wirecall_codecs::Limits::default()
@@ -81,6 +88,8 @@ impl Conn {
             providers_gen: u64::MAX,
             instances: HashMap::new(),
             connected: false,
+            span,
+            calls: 0,
         }
     }
 
@@ -90,16 +99,21 @@ impl Conn {
         let codec = call.codec;
         let provider_id = call.provider.0;
         let id = call.request_id.0;
+        let method = call.method.as_str();
+        self.calls += 1;
+        // Nothing is built here unless DEBUG is on for the server's trace module.
+        let trace = CallTrace::start(&self.span, provider_id, method, codec, id, call.oneway);
+        let _entered = trace.as_ref().map(|t| t.span().clone().entered());
         let mut sink = ReplySink {
             wire: self.wire.clone(),
             id,
             codec,
             oneway: call.oneway,
             hooks: None,
+            trace: trace.clone(),
         };
-        let method = call.method.as_str();
         if provider_id == DAEMON_PROVIDER_ID {
-            super::daemon::call(&self.inner, &call, sink);
+            super::daemon::call(&self.inner, &self.info, &call, sink);
             return;
         }
         let gen = self.inner.registry_gen.load(Ordering::Acquire);
@@ -210,11 +224,15 @@ impl Conn {
             // answers, or when it is dropped unanswered.
             Ok(Handled::Deferred) => {}
             Ok(Handled::Detached(fut)) => {
-                tokio::spawn(async move {
+                let work = async move {
                     // A panic drops the Responder, which answers (and tells the hooks) with
                     // an error.
                     let _ = AssertUnwindSafe(fut).catch_unwind().await;
-                });
+                };
+                match &trace {
+                    Some(t) => drop(tokio::spawn(work.instrument(t.span().clone()))),
+                    None => drop(tokio::spawn(work)),
+                }
             }
             Ok(Handled::Pending(fut)) => {
                 // Poll once in place: an async handler that does not actually wait finishes
@@ -229,15 +247,19 @@ impl Conn {
                     return;
                 }
                 let tasks = self.tasks.clone();
-                // The machine answers a call whose deadline passes (and the reader then
-                // aborts this task); the handler needs no timer of its own.
-                self.tasks.spawn(id, async move {
+                let work = async move {
                     let outcome = fut.await.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
                     let (ours, others) = tasks.remove(id);
                     if ours.is_some() {
                         sink.answer(outcome, if others { Flush::Batched } else { Flush::Now });
                     }
-                });
+                };
+                // The machine answers a call whose deadline passes (and the reader then
+                // aborts this task); the handler needs no timer of its own.
+                match trace {
+                    Some(t) => self.tasks.spawn(id, work.instrument(t.span().clone())),
+                    None => self.tasks.spawn(id, work),
+                }
             }
         }
     }

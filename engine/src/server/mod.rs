@@ -3,7 +3,7 @@
 //! ([`daemon`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use crate::CodecId;
 mod conn;
 mod daemon;
 mod dispatch;
+pub(crate) mod trace;
 
 /// The provider id of the built-in daemon object (metadata, ping, remote shutdown).
 pub const DAEMON_PROVIDER_ID: u16 = 0xffff;
@@ -34,9 +35,14 @@ pub struct ServerBuilder {
     addresses: Vec<String>,
     accepted: Option<Vec<CodecId>>,
     limits: proto::Limits,
+    /// Set on the builder (else from the environment or the defaults).
+    max_in_flight: Option<u32>,
+    max_frame_len: Option<u32>,
+    /// `Some(None)`: explicitly unlimited.
+    max_connections: Option<Option<usize>>,
     grace: Duration,
+    /// Remote shutdown is enabled at start with this token.
     shutdown_token: Option<String>,
-    remote_shutdown: bool,
     /// Timeouts set on the builder (`Some(None)`: explicitly off); unset ones come from the
     /// environment or the defaults.
     timeouts: [Option<Option<Duration>>; 4],
@@ -67,9 +73,40 @@ impl ServerBuilder {
         self
     }
 
-    /// The frame and in-flight limits the server enforces.
+    /// The frame, annotation and in-flight limits the server enforces, all at once (the
+    /// environment variables of [`max_frame_len`](Self::max_frame_len) and
+    /// [`max_in_flight`](Self::max_in_flight) are then not read).
     pub fn limits(mut self, limits: proto::Limits) -> Self {
         self.limits = limits;
+        self.max_in_flight = Some(limits.max_in_flight);
+        self.max_frame_len = Some(limits.max_frame_len);
+        self
+    }
+
+    /// The most calls in flight at once on one connection (oneway calls not counted); a
+    /// call over it is answered `Error::Busy` (TOO_MANY_IN_FLIGHT, retryable) and the
+    /// connection stays up. Default 128, or `WIRECALL_MAX_IN_FLIGHT`; at least 1.
+    pub fn max_in_flight(mut self, calls: u32) -> Self {
+        self.max_in_flight = Some(calls);
+        self
+    }
+
+    /// The largest frame the server accepts, header and sections included: a peer that
+    /// declares a larger one is closed with GOAWAY LIMIT_EXCEEDED before anything is
+    /// allocated, and clients check their calls against it before sending (the call fails
+    /// with `Error::LimitExceeded`, the connection stays up). Default 16 MiB, or
+    /// `WIRECALL_MAX_FRAME` (`1048576`, `64KiB`, `16MiB`); at least 4096.
+    pub fn max_frame_len(mut self, bytes: u32) -> Self {
+        self.max_frame_len = Some(bytes);
+        self
+    }
+
+    /// The most connections the server serves at once; one more is sent GOAWAY
+    /// LIMIT_EXCEEDED ("server busy: ...", the client's connect fails with that message)
+    /// and closed, and a warning is logged. Default 10,000, or `WIRECALL_MAX_CONNECTIONS`
+    /// (`off` for no limit); `None` serves any number.
+    pub fn max_connections(mut self, connections: Option<usize>) -> Self {
+        self.max_connections = Some(connections);
         self
     }
 
@@ -119,9 +156,11 @@ impl ServerBuilder {
         self
     }
 
-    /// The shared secret a remote shutdown must present. Remote shutdown stays off until
-    /// [`Engine::enable_remote_shutdown`] is called.
-    pub fn shutdown_token(mut self, token: impl Into<String>) -> Self {
+    /// Allows clients presenting `token` to shut the server down remotely
+    /// ([`crate::Proxy::shutdown_server`]), from the start; the same as calling
+    /// [`Engine::enable_remote_shutdown`] after it. Remote shutdown is off unless enabled,
+    /// and never without a token: an empty token fails `start`.
+    pub fn enable_remote_shutdown(mut self, token: impl Into<String>) -> Self {
         self.shutdown_token = Some(token.into());
         self
     }
@@ -149,14 +188,36 @@ impl ServerBuilder {
                 "a server needs at least one address to listen on",
             ));
         }
-        self.limits
+        let mut limits = self.limits;
+        limits.max_in_flight = match self.max_in_flight {
+            Some(n) => n,
+            None => config::max_in_flight_from_env()?.unwrap_or(limits.max_in_flight),
+        };
+        limits.max_frame_len = match self.max_frame_len {
+            Some(n) => n,
+            None => config::max_frame_from_env()?.unwrap_or(limits.max_frame_len),
+        };
+        limits
             .validate()
             .map_err(|e| Error::config(format!("bad server limits: {e}")))?;
+        let max_connections = match self.max_connections {
+            Some(m) => m,
+            None => config::max_connections_from_env()?.unwrap_or(Some(DEFAULT_MAX_CONNECTIONS)),
+        };
+        if max_connections == Some(0) {
+            return Err(Error::config(
+                "max_connections is 0: the server could serve nobody; set at least 1, or None (`off`) for no limit",
+            ));
+        }
+        let shutdown_token = match self.shutdown_token {
+            Some(t) => Some(shutdown_token(t)?),
+            None => None,
+        };
         let timeouts = config::timeouts_from_env(self.timeouts)?;
         let max_buffered = match self.max_buffered {
             Some(b) => b,
             None => config::max_buffered_from_env()?.unwrap_or_else(|| {
-                (self.limits.max_frame_len as usize)
+                (limits.max_frame_len as usize)
                     .saturating_mul(64)
                     .max(256 << 20)
             }),
@@ -166,14 +227,16 @@ impl ServerBuilder {
             registry: RwLock::new(HashMap::default()),
             registry_gen: AtomicU64::new(0),
             accepted,
-            limits: self.limits,
+            limits,
             timeouts,
+            max_connections,
+            open: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
             budget: conn::Budget::new(max_buffered),
             grace: self.grace,
             finalizing: AtomicBool::new(false),
             finalized: fin_tx,
-            remote_shutdown: AtomicBool::new(self.remote_shutdown),
-            shutdown_token: self.shutdown_token,
+            shutdown_token: RwLock::new(shutdown_token),
             closed: Notify::new(),
             connections: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
@@ -211,6 +274,19 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The default of [`ServerBuilder::max_connections`].
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// A remote shutdown token as the daemon compares it; refuses an empty one.
+fn shutdown_token(token: String) -> Result<Arc<[u8]>, Error> {
+    if token.trim().is_empty() {
+        return Err(Error::config(
+            "the remote shutdown token is empty; remote shutdown needs a secret token (e.g. a long random string)",
+        ));
+    }
+    Ok(Arc::from(token.into_bytes()))
+}
+
 struct Inner {
     /// Keyed by provider ids the server's owner registered, so the cheap id hasher is safe.
     registry: RwLock<HashMap<u16, Arc<Registered>, rustc_hash::FxBuildHasher>>,
@@ -220,13 +296,19 @@ struct Inner {
     accepted: Vec<CodecId>,
     limits: proto::Limits,
     timeouts: Timeouts,
+    /// The most connections served at once (`None`: no limit).
+    max_connections: Option<usize>,
+    /// Connections being served now.
+    open: AtomicUsize,
+    /// Connections being refused now (their GOAWAY still being written).
+    refusing: AtomicUsize,
     /// Receive-buffer bytes all connections may hold together.
     budget: conn::Budget,
     grace: Duration,
     finalizing: AtomicBool,
     finalized: watch::Sender<bool>,
-    remote_shutdown: AtomicBool,
-    shutdown_token: Option<String>,
+    /// The token a remote shutdown must present; `None`: remote shutdown is off.
+    shutdown_token: RwLock<Option<Arc<[u8]>>>,
     /// Told when a connection closes while finalizing.
     closed: Notify,
     connections: Mutex<HashMap<u64, Arc<Wire<proto::ServerConnection>>>>,
@@ -265,9 +347,11 @@ impl Engine {
             addresses: vec![address.into()],
             accepted: None,
             limits: proto::Limits::default(),
+            max_in_flight: None,
+            max_frame_len: None,
+            max_connections: None,
             grace: Duration::from_secs(5),
             shutdown_token: None,
-            remote_shutdown: false,
             timeouts: [None; 4],
             max_buffered: None,
         }
@@ -368,12 +452,27 @@ impl Engine {
         self.inner.has_hooks.store(true, Ordering::Release);
     }
 
-    /// Allows clients to shut the server down remotely ([`crate::Proxy::shutdown_server`]).
+    /// Allows clients to shut the server down remotely ([`crate::Proxy::shutdown_server`])
+    /// when they present `token` (compared in constant time); replaces an earlier token.
     ///
-    /// Off by default. When the server was built with a
-    /// [`shutdown_token`](ServerBuilder::shutdown_token), the request must carry it.
-    pub fn enable_remote_shutdown(&self) {
-        self.inner.remote_shutdown.store(true, Ordering::Release);
+    /// Off by default, and never without a token: an empty token is refused with
+    /// [`Error::Config`]. A refused attempt (remote shutdown off, token missing or wrong)
+    /// is answered [`Error::PermissionDenied`] and logged as a warning with the caller's
+    /// address.
+    pub fn enable_remote_shutdown(&self, token: impl Into<String>) -> Result<(), Error> {
+        let token = shutdown_token(token.into())?;
+        *write(&self.inner.shutdown_token) = Some(token);
+        Ok(())
+    }
+
+    /// Turns remote shutdown off again.
+    pub fn disable_remote_shutdown(&self) {
+        *write(&self.inner.shutdown_token) = None;
+    }
+
+    /// The number of connections being served now.
+    pub fn connection_count(&self) -> usize {
+        self.inner.open.load(Ordering::Acquire)
     }
 
     /// What the daemon object reports: every provider with its methods and attributes.
@@ -476,6 +575,12 @@ async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: S
                 if inner.finalizing.load(Ordering::Acquire) {
                     return;
                 }
+                let open = inner.open.fetch_add(1, Ordering::AcqRel);
+                if inner.max_connections.is_some_and(|max| open >= max) {
+                    inner.open.fetch_sub(1, Ordering::AcqRel);
+                    conn::refuse_busy(inner, stream, peer.to_string(), open);
+                    continue;
+                }
                 let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
                 let info = Arc::new(ConnectionInfo {
                     id,
@@ -485,7 +590,7 @@ async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: S
                 tokio::spawn(conn::serve_connection(inner, stream, info));
             }
             Err(e) => {
-                tracing::warn!("accept on {local} failed: {e}");
+                tracing::warn!(listener = %local, error = %e, "accepting a connection failed; retrying in 20 ms (out of file descriptors? raise `ulimit -n` or lower max_connections)");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
