@@ -106,9 +106,67 @@ pub(crate) struct ServeArgs {
     /// Provider id of the demo provider.
     #[arg(long, default_value_t = DEMO_PROVIDER_ID, value_name = "ID")]
     provider_id: u16,
-    /// Token a remote shutdown request must carry (default: any client may shut down).
-    #[arg(long, value_name = "TOKEN")]
+    /// Enables remote shutdown (`Proxy::shutdown_server`) for requests carrying this
+    /// token. Without it remote shutdown is off: nobody can stop the server over the
+    /// network.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "WIRECALL_SHUTDOWN_TOKEN",
+        hide_env_values = true
+    )]
     shutdown_token: Option<String>,
+    /// Log filter, as RUST_LOG: `info` (default), `warn`, `wirecall=debug` (every
+    /// connection and call), `wirecall::server=trace`... Overrides RUST_LOG.
+    #[arg(long = "log", value_name = "FILTER")]
+    log: Option<String>,
+    /// Log line format on stderr: `text` or `json` (one JSON object per line, with the
+    /// connection and call spans).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How `wirecall serve` writes its log lines.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the log subscriber of a long-running command: `filter` (or RUST_LOG, or
+/// `info`) on stderr, as text or JSON lines.
+pub(crate) fn init_logging(filter: Option<&str>, format: LogFormat) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f).map_err(|e| {
+            format!("--log `{f}` is not a log filter ({e}); write e.g. info, warn, wirecall=debug")
+        })?,
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).map_err(|e| {
+                format!("RUST_LOG=`{v}` is not a log filter ({e}); write e.g. info, warn, wirecall=debug")
+            })?,
+            _ => EnvFilter::new("info"),
+        },
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init()
+        }
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
+    installed.map_err(|e| format!("cannot install the log output: {e}"))
 }
 
 /// Arguments of `wirecall call`.
@@ -208,6 +266,16 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
             "provider id {DAEMON_PROVIDER_ID} is the daemon object's; choose another --provider-id"
         ));
     }
+    let shutdown_token = match args.shutdown_token.as_deref() {
+        Some(t) if t.trim().is_empty() => {
+            return Err(
+                "the shutdown token (--shutdown-token or WIRECALL_SHUTDOWN_TOKEN) is empty; give a secret, or leave both unset to keep remote shutdown off"
+                    .to_string(),
+            )
+        }
+        other => other,
+    };
+    init_logging(args.log.as_deref(), args.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -223,25 +291,29 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         if let Some(codecs) = accept {
             builder = builder.accept(codecs);
         }
-        if let Some(t) = &args.shutdown_token {
-            builder = builder.shutdown_token(t.clone());
+        if let Some(t) = shutdown_token {
+            builder = builder.enable_remote_shutdown(t);
         }
         let engine = builder.start().await.map_err(|e| describe(&e))?;
         engine
             .register_provider(Demo::default(), args.provider_id)
             .map_err(|e| describe(&e))?;
-        engine.enable_remote_shutdown();
         // First line of stdout: the addresses, for scripts and tests.
         println!("{}", engine.addresses().join(" "));
         eprintln!(
-            "serving the demo provider (id {}: echo, add, bump (oneway), fail, sleep, attribute count) accepting {}; Ctrl-C to stop",
+            "serving the demo provider (id {}: echo, add, bump (oneway), fail, sleep, attribute count) accepting {}; remote shutdown {}; Ctrl-C to stop",
             args.provider_id,
             engine
                 .accepted()
                 .iter()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if shutdown_token.is_some() {
+                "enabled (token required)"
+            } else {
+                "off"
+            }
         );
         tokio::select! {
             r = tokio::signal::ctrl_c() => {

@@ -224,6 +224,36 @@ fn remote_shutdown_with_token_stops_the_server() {
     assert!(st.success(), "{st:?}");
 }
 
+#[test]
+fn a_default_server_cannot_be_shut_down_remotely() {
+    let mut s = Server::start(&[]);
+    // What used to stop any `wirecall serve`: refused, one line, and the server goes on.
+    let o = wirecall(&["call", s.url(), "shutdown", "--provider", "65535"]);
+    assert_one_line_error(&o, &["permission denied", "remote shutdown is disabled"]);
+    for token in [None, Some(""), Some("guess")] {
+        let e = shutdown(s.url(), token).unwrap_err();
+        assert!(
+            matches!(e, wirecall::Error::PermissionDenied { .. }),
+            "{e:?}"
+        );
+    }
+    let o = wirecall(&["call", s.url(), "add", "1", "2"]);
+    assert_prints(&o, "3");
+    assert!(
+        s.child.try_wait().expect("poll serve").is_none(),
+        "the server exited"
+    );
+}
+
+#[test]
+fn an_empty_shutdown_token_is_refused_at_start() {
+    let o = wirecall(&["serve", "--shutdown-token", " "]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("shutdown token"), "{err}");
+    assert!(err.contains("empty"), "{err}");
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_finalizes_and_removes_the_unix_socket() {
