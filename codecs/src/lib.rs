@@ -3,7 +3,7 @@
 //!
 //! * Each built-in codec is a zero-sized type implementing [`Codec`] with generic
 //!   associated functions: [`Json`], [`MsgPack`], [`Cbor`], [`Bincode`], [`Postcard`],
-//!   [`Ron`] and [`Serpent`], each behind its own feature (all on by default; features only
+//!   [`Ron`], [`Serpent`] and [`Marshal`], each behind its own feature (all on by default; features only
 //!   add codecs).
 //! * Runtime choice by id or name goes through [`encode_into`]/[`decode`] (built-ins) or a
 //!   [`Registry`] (built-ins plus user codecs in ids 128–254); both `match` on the id and
@@ -50,7 +50,8 @@
         feature = "bincode",
         feature = "postcard",
         feature = "ron",
-        feature = "serpent"
+        feature = "serpent",
+        feature = "marshal"
     )),
     allow(dead_code, unused_imports, unused_variables)
 )]
@@ -102,6 +103,12 @@ macro_rules! dispatch {
                 type $C = $crate::Serpent;
                 $body
             }
+            #[cfg(feature = "marshal")]
+            8 => {
+                #[allow(unused)]
+                type $C = $crate::Marshal;
+                $body
+            }
             _ => $other,
         }
     };
@@ -117,6 +124,8 @@ mod registry;
 mod set;
 mod value;
 
+#[cfg(feature = "marshal")]
+mod marshal;
 #[cfg(feature = "serpent")]
 pub mod serpent;
 
@@ -136,6 +145,8 @@ pub use formats::bincode::Bincode;
 pub use formats::cbor::Cbor;
 #[cfg(feature = "json")]
 pub use formats::json::{decode_value_strict as json_decode_value_strict, Json};
+#[cfg(feature = "marshal")]
+pub use formats::marshal::Marshal;
 #[cfg(feature = "msgpack")]
 pub use formats::msgpack::MsgPack;
 #[cfg(feature = "postcard")]

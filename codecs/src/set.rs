@@ -35,7 +35,7 @@ impl CodecSet {
         CodecSet::EMPTY
     }
 
-    /// Every built-in codec compiled into this build (all seven with default features).
+    /// Every built-in codec compiled into this build (all eight with default features).
     pub fn all_builtin() -> CodecSet {
         CodecId::BUILTIN
             .into_iter()

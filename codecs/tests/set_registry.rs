@@ -28,7 +28,7 @@ fn codec_set_parses_and_prints() {
     assert_eq!(all, CodecSet::all_builtin());
     assert_eq!(
         all.to_string(),
-        "json,msgpack,cbor,bincode,postcard,ron,serpent"
+        "json,msgpack,cbor,bincode,postcard,ron,serpent,marshal"
     );
     let user: CodecSet = "json,codec#200".parse().unwrap();
     assert!(user.contains(CodecId::new(200)));
@@ -185,8 +185,9 @@ fn registry_with_a_user_codec() {
     );
     let err = reg.parse_set("json,nope").unwrap_err();
     assert!(
-        err.to_string()
-            .contains("known codecs: json, msgpack, cbor, bincode, postcard, ron, serpent, kv"),
+        err.to_string().contains(
+            "known codecs: json, msgpack, cbor, bincode, postcard, ron, serpent, marshal, kv"
+        ),
         "{err}"
     );
 
@@ -242,7 +243,7 @@ fn registration_is_refused_with_clear_errors() {
 #[test]
 fn unknown_ids_give_typed_errors() {
     let reg = Registry::new();
-    for raw in [0u8, 8, 127, 128, 200, 255] {
+    for raw in [0u8, 9, 127, 128, 200, 255] {
         let id = CodecId::new(raw);
         let err = reg.decode::<u8>(id, b"1").unwrap_err();
         assert_eq!(

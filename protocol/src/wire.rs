@@ -122,8 +122,8 @@ impl Flags {
 /// | ids | meaning |
 /// |---|---|
 /// | 0 | no codec (control frames and bodies with a fixed binary form) |
-/// | 1–7 | the built-in codecs, see the constants |
-/// | 8–127 | reserved for future built-in codecs |
+/// | 1–8 | the built-in codecs, see the constants |
+/// | 9–127 | reserved for future built-in codecs |
 /// | 128–254 | user codecs ([`CodecId::USER_RANGE`]) |
 /// | 255 | reserved, never valid on the wire |
 ///
@@ -149,6 +149,8 @@ impl CodecId {
     pub const RON: CodecId = CodecId(6);
     /// serpent: Python literal expressions, byte-compatible with Python's `serpent` 1.43.
     pub const SERPENT: CodecId = CodecId(7);
+    /// marshal: Python's `marshal` format, version 4 (what Pyro5's marshal serializer sends).
+    pub const MARSHAL: CodecId = CodecId(8);
     /// Reserved; never valid on the wire.
     pub const RESERVED: CodecId = CodecId(255);
     /// First id of the user codec range.
@@ -159,7 +161,7 @@ impl CodecId {
     pub const USER_RANGE: std::ops::RangeInclusive<u8> = 128..=254;
 
     /// Every built-in codec id, in id order.
-    pub const BUILTIN: [CodecId; 7] = [
+    pub const BUILTIN: [CodecId; 8] = [
         Self::JSON,
         Self::MSGPACK,
         Self::CBOR,
@@ -167,6 +169,7 @@ impl CodecId {
         Self::POSTCARD,
         Self::RON,
         Self::SERPENT,
+        Self::MARSHAL,
     ];
 
     /// Wraps a raw wire byte; any value is representable.
@@ -184,9 +187,9 @@ impl CodecId {
         self.0 != 0 && self.0 != 255
     }
 
-    /// True for ids 1–7, the built-in codecs.
+    /// True for ids 1–8, the built-in codecs.
     pub const fn is_builtin(self) -> bool {
-        self.0 >= 1 && self.0 <= 7
+        self.0 >= 1 && self.0 <= 8
     }
 
     /// Whether this id is in the user range (128-254).
@@ -204,6 +207,7 @@ impl CodecId {
             5 => "postcard",
             6 => "ron",
             7 => "serpent",
+            8 => "marshal",
             _ => return None,
         })
     }
@@ -220,6 +224,7 @@ impl CodecId {
             5 => "POSTCARD",
             6 => "RON",
             7 => "SERPENT",
+            8 => "MARSHAL",
             255 => "RESERVED",
             _ => return None,
         })

@@ -6,6 +6,8 @@ pub(crate) mod bincode;
 pub(crate) mod cbor;
 #[cfg(feature = "json")]
 pub(crate) mod json;
+#[cfg(feature = "marshal")]
+pub(crate) mod marshal;
 #[cfg(feature = "msgpack")]
 pub(crate) mod msgpack;
 #[cfg(feature = "postcard")]
