@@ -13,8 +13,8 @@ const UNIX_HINT: &str = "write unix:///ABSOLUTE/PATH (or unix://RELATIVE/PATH), 
      e.g. unix:///tmp/wirecall.sock";
 const MEM_HINT: &str = "write mem://NAME, e.g. mem://my-service \
      (mem:// or mem://0 picks a unique name when binding)";
-const SCHEMES_HINT: &str = "the known schemes are tcp, unix and mem, \
-     e.g. tcp://127.0.0.1:4000, unix:///tmp/wirecall.sock or mem://my-service";
+const SCHEMES_HINT: &str = "the known schemes are tcp, unix, mem, tls and tls+unix, \
+     e.g. tcp://127.0.0.1:4000, unix:///tmp/wirecall.sock, mem://my-service or tls://example.org:4000";
 
 /// The longest host name DNS allows.
 const MAX_HOST_NAME: usize = 253;
@@ -69,6 +69,8 @@ impl From<Ipv6Addr> for Host {
 /// | `unix:///run/app.sock` | a unix domain socket at an absolute path |
 /// | `unix://run/app.sock` | a unix domain socket at a path relative to the working directory at bind/connect time |
 /// | `mem://name` | an in-process pipe, found by name in a process-wide registry; `mem://` or `mem://0` picks a unique name when binding |
+/// | `tls://example.org:4000`, `tls://127.0.0.1:4000` | TLS over TCP: same host and port rules as `tcp://`; a client checks the server's certificate against the host (see [`TlsClientConfig`](crate::TlsClientConfig)) |
+/// | `tls+unix:///run/app.sock` | TLS over a unix domain socket; a client checks the certificate against `localhost` unless [`TlsClientConfig::server_name`](crate::TlsClientConfig::server_name) says otherwise |
 ///
 /// Parsing ([`FromStr`]) trims surrounding whitespace, accepts the scheme in any case, and
 /// rejects anything else (paths or queries on tcp, missing ports, IPv6 without brackets...)
@@ -109,6 +111,18 @@ pub enum Address {
         /// The listener's name; empty or `0` picks a unique name when binding.
         name: String,
     },
+    /// `tls://host:port`: TLS over TCP.
+    Tls {
+        /// IP address or DNS name; a client verifies the server's certificate for it.
+        host: Host,
+        /// Port; `0` means "any free port" when binding.
+        port: u16,
+    },
+    /// `tls+unix://path`: TLS over a unix domain socket.
+    TlsUnix {
+        /// The socket file's path, absolute or relative to the working directory.
+        path: PathBuf,
+    },
 }
 
 impl Address {
@@ -130,28 +144,82 @@ impl Address {
         Address::Mem { name: name.into() }
     }
 
-    /// The URL scheme: `"tcp"`, `"unix"` or `"mem"`.
+    /// A `tls://` address (TLS over TCP).
+    pub fn tls(host: impl Into<Host>, port: u16) -> Self {
+        Address::Tls {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// A `tls+unix://` address (TLS over a unix domain socket).
+    pub fn tls_unix(path: impl Into<PathBuf>) -> Self {
+        Address::TlsUnix { path: path.into() }
+    }
+
+    /// The URL scheme: `"tcp"`, `"unix"`, `"mem"`, `"tls"` or `"tls+unix"`.
     pub fn scheme(&self) -> &'static str {
         match self {
             Address::Tcp { .. } => "tcp",
             Address::Unix { .. } => "unix",
             Address::Mem { .. } => "mem",
+            Address::Tls { .. } => "tls",
+            Address::TlsUnix { .. } => "tls+unix",
         }
     }
 
-    /// The port of a `tcp://` address.
+    /// Whether connections to this address use TLS (`tls://`, `tls+unix://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Address::Tls { .. } | Address::TlsUnix { .. })
+    }
+
+    /// The port of a `tcp://` or `tls://` address.
     pub fn port(&self) -> Option<u16> {
         match self {
-            Address::Tcp { port, .. } => Some(*port),
+            Address::Tcp { port, .. } | Address::Tls { port, .. } => Some(*port),
             _ => None,
         }
     }
 
-    /// The path of a `unix://` address.
+    /// The host of a `tcp://` or `tls://` address.
+    pub fn host(&self) -> Option<&Host> {
+        match self {
+            Address::Tcp { host, .. } | Address::Tls { host, .. } => Some(host),
+            _ => None,
+        }
+    }
+
+    /// The path of a `unix://` or `tls+unix://` address.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Address::Unix { path } => Some(path),
+            Address::Unix { path } | Address::TlsUnix { path } => Some(path),
             _ => None,
+        }
+    }
+
+    /// The same place without TLS: `tls://h:p` becomes `tcp://h:p`, `tls+unix://p`
+    /// becomes `unix://p`; other addresses are returned unchanged.
+    pub fn without_tls(&self) -> Address {
+        match self {
+            Address::Tls { host, port } => Address::Tcp {
+                host: host.clone(),
+                port: *port,
+            },
+            Address::TlsUnix { path } => Address::Unix { path: path.clone() },
+            other => other.clone(),
+        }
+    }
+
+    /// The same place with TLS: `tcp://h:p` becomes `tls://h:p`, `unix://p` becomes
+    /// `tls+unix://p`; `mem://` and TLS addresses are returned unchanged.
+    pub fn with_tls(&self) -> Address {
+        match self {
+            Address::Tcp { host, port } => Address::Tls {
+                host: host.clone(),
+                port: *port,
+            },
+            Address::Unix { path } => Address::TlsUnix { path: path.clone() },
+            other => other.clone(),
         }
     }
 
@@ -176,6 +244,8 @@ impl fmt::Display for Address {
             Address::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             Address::Unix { path } => write!(f, "unix://{}", path.display()),
             Address::Mem { name } => write!(f, "mem://{name}"),
+            Address::Tls { host, port } => write!(f, "tls://{host}:{port}"),
+            Address::TlsUnix { path } => write!(f, "tls+unix://{}", path.display()),
         }
     }
 }
@@ -214,10 +284,45 @@ fn parse(raw: &str) -> Result<Address, TransportError> {
         parse_unix(input, rest)
     } else if scheme.eq_ignore_ascii_case("mem") {
         parse_mem(input, rest)
+    } else if scheme.eq_ignore_ascii_case("tls") {
+        // The tcp rules and messages, with the tls scheme in the hints.
+        parse_tcp(input, rest)
+            .map(|a| a.with_tls())
+            .map_err(|e| match e {
+                TransportError::InvalidAddress {
+                    input,
+                    problem,
+                    hint,
+                } => TransportError::invalid(
+                    &input,
+                    problem.replace("tcp://", "tls://"),
+                    hint.replace("tcp://", "tls://"),
+                ),
+                other => other,
+            })
+    } else if scheme.eq_ignore_ascii_case("tls+unix") {
+        parse_unix(input, rest)
+            .map(|a| a.with_tls())
+            .map_err(|e| match e {
+                TransportError::InvalidAddress {
+                    input,
+                    problem,
+                    hint,
+                } => {
+                    TransportError::invalid(&input, problem, hint.replace("unix://", "tls+unix://"))
+                }
+                other => other,
+            })
     } else {
         let hint = match scheme.to_ascii_lowercase().as_str() {
-            "tcp4" | "tcp6" | "http" | "https" | "ws" | "grpc" => {
+            "tcp4" | "tcp6" | "http" | "ws" | "grpc" => {
                 format!("{SCHEMES_HINT}; for TCP write tcp://HOST:PORT")
+            }
+            "https" | "ssl" | "tcps" | "tcp+tls" | "wss" | "grpcs" => {
+                format!("{SCHEMES_HINT}; for TLS write tls://HOST:PORT")
+            }
+            "unix+tls" | "unixs" => {
+                format!("{SCHEMES_HINT}; for TLS over a unix socket write tls+unix:///PATH")
             }
             "ipc" | "uds" | "file" => {
                 format!("{SCHEMES_HINT}; for a unix socket write unix:///PATH")

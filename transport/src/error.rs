@@ -122,6 +122,28 @@ pub enum TransportError {
         source: io::Error,
     },
 
+    /// A TLS handshake failed, or a TLS connection was refused: a certificate not valid for
+    /// the name connected to, one signed by an unknown CA, a missing client certificate, or a
+    /// server that does not speak TLS at all. The reason says which and what to do.
+    #[error("TLS with {address} failed: {reason}")]
+    #[non_exhaustive]
+    Tls {
+        /// The address as written.
+        address: String,
+        /// What went wrong and what to do about it.
+        reason: String,
+    },
+
+    /// A TLS certificate, key or CA could not be loaded: a missing or unreadable file, PEM
+    /// with no certificate or key in it, a key that does not match the certificate, or an
+    /// environment variable set without its partner.
+    #[error("TLS configuration: {problem}")]
+    #[non_exhaustive]
+    TlsConfig {
+        /// What is wrong, naming the file or environment variable, and what to do.
+        problem: String,
+    },
+
     /// [`Stream::connect_timeout`](crate::Stream::connect_timeout) gave up.
     #[error("connecting to {address} timed out after {after:?}; check that the server is running and reachable, or raise the timeout")]
     #[non_exhaustive]
@@ -181,6 +203,19 @@ impl TransportError {
         }
     }
 
+    pub(crate) fn tls(address: impl fmt::Display, reason: impl Into<String>) -> Self {
+        TransportError::Tls {
+            address: address.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn tls_config(problem: impl Into<String>) -> Self {
+        TransportError::TlsConfig {
+            problem: problem.into(),
+        }
+    }
+
     pub(crate) fn in_use(address: impl fmt::Display, reason: impl Into<String>) -> Self {
         TransportError::AddressInUse {
             address: address.to_string(),
@@ -200,7 +235,9 @@ impl TransportError {
         match self {
             TransportError::InvalidAddress { .. }
             | TransportError::Resolve { .. }
-            | TransportError::AddressInUse { .. } => Origin::User,
+            | TransportError::AddressInUse { .. }
+            | TransportError::TlsConfig { .. } => Origin::User,
+            TransportError::Tls { .. } => Origin::Peer,
             TransportError::Unsupported { .. } => Origin::Local,
             TransportError::Timeout { .. } => Origin::Peer,
             TransportError::Io {
@@ -242,7 +279,9 @@ impl TransportError {
             TransportError::InvalidAddress { .. }
             | TransportError::Unsupported { .. }
             | TransportError::Resolve { .. }
-            | TransportError::AddressInUse { .. } => false,
+            | TransportError::AddressInUse { .. }
+            | TransportError::Tls { .. }
+            | TransportError::TlsConfig { .. } => false,
             TransportError::Timeout { .. } => true,
             TransportError::Io {
                 operation, source, ..
@@ -282,7 +321,8 @@ impl TransportError {
         }
     }
 
-    /// The address this error is about, as written (for `InvalidAddress`, the input text).
+    /// The address this error is about, as written (for `InvalidAddress`, the input text;
+    /// empty for `TlsConfig`).
     pub fn address(&self) -> &str {
         match self {
             TransportError::InvalidAddress { input, .. } => input,
@@ -290,7 +330,9 @@ impl TransportError {
             | TransportError::Resolve { address, .. }
             | TransportError::AddressInUse { address, .. }
             | TransportError::Io { address, .. }
+            | TransportError::Tls { address, .. }
             | TransportError::Timeout { address, .. } => address,
+            TransportError::TlsConfig { .. } => "",
         }
     }
 }
@@ -311,6 +353,8 @@ impl From<TransportError> for io::Error {
             TransportError::Unsupported { .. } => io::ErrorKind::Unsupported,
             TransportError::AddressInUse { .. } => io::ErrorKind::AddrInUse,
             TransportError::Timeout { .. } => io::ErrorKind::TimedOut,
+            TransportError::Tls { .. } => io::ErrorKind::InvalidData,
+            TransportError::TlsConfig { .. } => io::ErrorKind::InvalidInput,
             TransportError::Resolve { source, .. } | TransportError::Io { source, .. } => {
                 source.kind()
             }

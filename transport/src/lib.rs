@@ -1,9 +1,11 @@
-//! Addresses, listeners and streams for wirecall: tcp, unix sockets and in-memory pipes.
+//! Addresses, listeners and streams for wirecall: tcp, unix sockets, in-memory pipes, and
+//! TLS over tcp or unix sockets.
 //!
 //! This crate moves bytes and nothing else; framing lives in `wirecall-protocol`. It offers
 //! one small abstraction so that code above it is written once for every transport:
 //!
-//! - [`Address`]: `tcp://host:port`, `unix:///path.sock` or `mem://name`, parsed with
+//! - [`Address`]: `tcp://host:port`, `unix:///path.sock`, `mem://name`, `tls://host:port`
+//!   or `tls+unix:///path.sock`, parsed with
 //!   [`str::parse`] and printed with [`Display`](std::fmt::Display) (the two round-trip).
 //! - [`Listener`]: [`bind`](Listener::bind), [`local_addr`](Listener::local_addr) (the real
 //!   port after binding port 0), [`accept`](Listener::accept).
@@ -13,6 +15,13 @@
 //! - [`TransportError`]: every error, with the address in its message, who caused it
 //!   ([`origin`](TransportError::origin)) and whether retrying makes sense
 //!   ([`is_retryable`](TransportError::is_retryable)).
+//!
+//! TLS (rustls with the ring provider, no OpenSSL) is just another transport: a `tls://`
+//! [`Listener`] hands out streams whose handshake is done, a `tls://` [`Stream::connect`]
+//! verifies the server's certificate, and [`Stream::tls`] tells the verified identity of
+//! the other end ([`PeerIdentity`], for mutual TLS). Certificates, keys and CAs come from
+//! [`TlsServerConfig`] and [`TlsClientConfig`], or from the environment (the table in
+//! [`TlsServerConfig::from_env`] and [`TlsClientConfig::from_env`]).
 //!
 //! TCP streams have `TCP_NODELAY` set on both ends. Unix listeners clean up stale socket files
 //! safely and remove their own on drop. `mem://` listeners live in a process-wide registry and
@@ -77,12 +86,16 @@ mod error;
 mod listener;
 mod mem;
 mod stream;
+mod tls;
 
 pub use address::{Address, Host};
 pub use error::{Operation, Origin, Result, TransportError};
 pub use listener::Listener;
 pub use mem::MEM_BUFFER_SIZE;
 pub use stream::{PeerAddr, ReadHalf, Stream, WriteHalf};
+pub use tls::{
+    PeerIdentity, TlsClientConfig, TlsInfo, TlsServerConfig, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+};
 
 use std::net::SocketAddr;
 
@@ -131,5 +144,8 @@ mod tests {
         assert_send_sync_unpin::<WriteHalf>();
         assert_send_sync_unpin::<PeerAddr>();
         assert_send_sync_unpin::<TransportError>();
+        assert_send_sync_unpin::<TlsServerConfig>();
+        assert_send_sync_unpin::<TlsClientConfig>();
+        assert_send_sync_unpin::<PeerIdentity>();
     }
 }

@@ -1,11 +1,12 @@
-//! [`Stream`]: a connected byte stream over tcp, a unix socket or an in-process pipe, and
-//! its owned halves.
+//! [`Stream`]: a connected byte stream over tcp, a unix socket, an in-process pipe or TLS,
+//! and its owned halves.
 
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio::net::{unix, UnixStream};
 use crate::address::{Address, Host};
 use crate::error::{Operation, TransportError};
 use crate::mem;
+use crate::tls::{self, Socket, TlsClientConfig, TlsConn, TlsInfo};
 
 /// The address of the other end of a [`Stream`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,16 +69,22 @@ impl fmt::Display for PeerAddr {
 }
 
 /// A connected, bidirectional byte stream: TCP (with `TCP_NODELAY` set), a unix domain
-/// socket, or an in-process pipe.
+/// socket, an in-process pipe, or TLS over TCP or a unix socket.
 ///
 /// Implements [`AsyncRead`] and [`AsyncWrite`] with static dispatch (an enum inside, no
 /// boxing), including vectored writes. [`poll_shutdown`](AsyncWrite::poll_shutdown) closes
 /// the write direction: the peer reads end-of-file while it can still write back. Use
 /// [`into_split`](Self::into_split) to read and write from two tasks.
+///
+/// A TLS stream may keep encrypted bytes that the socket did not take yet after a write
+/// returns; [`flush`](tokio::io::AsyncWriteExt::flush) sends them (on the other transports
+/// flushing costs nothing), so flush after the last write of a batch, as the
+/// [`AsyncWrite`] contract asks.
 #[derive(Debug)]
 pub struct Stream {
     inner: StreamInner,
     peer: PeerAddr,
+    tls: Option<TlsInfo>,
 }
 
 #[derive(Debug)]
@@ -85,6 +93,7 @@ enum StreamInner {
     #[cfg(unix)]
     Unix(UnixStream),
     Mem(DuplexStream),
+    Tls(Box<TlsConn>),
 }
 
 impl Stream {
@@ -95,9 +104,23 @@ impl Stream {
     /// [`Listener`](crate::Listener) bound in this process; connecting succeeds once the
     /// connection is queued, before the listener accepts it (like a TCP backlog).
     ///
+    /// `tls://` and `tls+unix://` addresses connect, then run the TLS handshake with the
+    /// configuration in the environment ([`TlsClientConfig::from_env`]: `WIRECALL_TLS_CA` or
+    /// the system roots); [`connect_tls`](Self::connect_tls) takes one explicitly.
+    ///
     /// There is no time limit besides the OS's own; see
     /// [`connect_timeout`](Self::connect_timeout).
     pub async fn connect(address: &Address) -> Result<Stream, TransportError> {
+        match address {
+            Address::Tls { .. } | Address::TlsUnix { .. } => {
+                let config = TlsClientConfig::from_env()?;
+                Stream::connect_tls(address, &config).await
+            }
+            _ => Stream::connect_plain(address).await,
+        }
+    }
+
+    async fn connect_plain(address: &Address) -> Result<Stream, TransportError> {
         match address {
             Address::Tcp { host, port } => connect_tcp(address, host, *port).await,
             Address::Unix { path } => connect_unix(address, path).await,
@@ -110,9 +133,47 @@ impl Stream {
                         name: name.clone(),
                         connection,
                     },
+                    tls: None,
                 })
             }
+            Address::Tls { host, port } => connect_tcp(address, host, *port).await,
+            Address::TlsUnix { path } => connect_unix(address, path).await,
         }
+    }
+
+    /// Connects to `address`, using `tls` for `tls://` and `tls+unix://` addresses (other
+    /// addresses connect as with [`connect`](Self::connect) and ignore it).
+    ///
+    /// A failed handshake is a [`TransportError::Tls`] that says why: the certificate is
+    /// for other names, its CA is unknown, the server wants a client certificate, or the
+    /// server does not speak TLS at all.
+    pub async fn connect_tls(
+        address: &Address,
+        tls: &TlsClientConfig,
+    ) -> Result<Stream, TransportError> {
+        if !address.is_tls() {
+            return Stream::connect_plain(address).await;
+        }
+        let plain = Stream::connect_plain(address).await?;
+        let peer = plain.peer.clone();
+        let socket = match plain.inner {
+            StreamInner::Tcp(s) => Socket::tcp(s),
+            #[cfg(unix)]
+            StreamInner::Unix(s) => Socket::unix(s),
+            // connect_tcp and connect_unix make nothing else.
+            other => {
+                return Err(TransportError::tls(
+                    address,
+                    format!("internal error: cannot run TLS over {other:?}"),
+                ))
+            }
+        };
+        let (conn, info) = tls::connect(address, socket, tls).await?;
+        Ok(Stream {
+            inner: StreamInner::Tls(Box::new(conn)),
+            peer,
+            tls: Some(info),
+        })
     }
 
     /// Like [`connect`](Self::connect), but gives up with [`TransportError::Timeout`]
@@ -144,10 +205,12 @@ impl Stream {
             Stream {
                 inner: StreamInner::Mem(a),
                 peer: peer.clone(),
+                tls: None,
             },
             Stream {
                 inner: StreamInner::Mem(b),
                 peer,
+                tls: None,
             },
         )
     }
@@ -156,6 +219,7 @@ impl Stream {
         Stream {
             inner: StreamInner::Tcp(stream),
             peer: PeerAddr::Tcp(peer),
+            tls: None,
         }
     }
 
@@ -164,6 +228,7 @@ impl Stream {
         Stream {
             inner: StreamInner::Unix(stream),
             peer: PeerAddr::Unix { path },
+            tls: None,
         }
     }
 
@@ -171,7 +236,23 @@ impl Stream {
         Stream {
             inner: StreamInner::Mem(stream),
             peer: PeerAddr::Mem { name, connection },
+            tls: None,
         }
+    }
+
+    pub(crate) fn from_tls(conn: TlsConn, info: TlsInfo, peer: PeerAddr) -> Stream {
+        Stream {
+            inner: StreamInner::Tls(Box::new(conn)),
+            peer,
+            tls: Some(info),
+        }
+    }
+
+    /// The TLS session of a `tls://` or `tls+unix://` stream: protocol version, cipher
+    /// suite, and the verified identity of the other end
+    /// ([`TlsInfo::peer_identity`]). `None` for the other transports.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
     }
 
     /// The address of the other end.
@@ -179,13 +260,15 @@ impl Stream {
         &self.peer
     }
 
-    /// The URL scheme of this stream's transport: `"tcp"`, `"unix"` or `"mem"`.
+    /// The URL scheme of this stream's transport: `"tcp"`, `"unix"`, `"mem"`, or `"tls"`
+    /// for TLS over tcp and unix sockets alike.
     pub fn scheme(&self) -> &'static str {
         match &self.inner {
             StreamInner::Tcp(_) => "tcp",
             #[cfg(unix)]
             StreamInner::Unix(_) => "unix",
             StreamInner::Mem(_) => "mem",
+            StreamInner::Tls(_) => "tls",
         }
     }
 
@@ -199,10 +282,12 @@ impl Stream {
     }
 
     /// Splits into owned halves that can move to two different tasks. TCP and unix halves
-    /// are independent; in-process halves share a lock held only for the duration of each
-    /// poll. Dropping the [`WriteHalf`] of a TCP or unix stream closes the write direction.
+    /// are independent; in-process and TLS halves share a lock held only for the duration
+    /// of each poll. Dropping the [`WriteHalf`] of a TCP or unix stream closes the write
+    /// direction.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         let peer = self.peer;
+        let tls = self.tls.map(Arc::new);
         let (read, write) = match self.inner {
             StreamInner::Tcp(stream) => {
                 let (r, w) = stream.into_split();
@@ -217,13 +302,22 @@ impl Stream {
                 let (r, w) = tokio::io::split(stream);
                 (ReadInner::Mem(r), WriteInner::Mem(w))
             }
+            StreamInner::Tls(stream) => {
+                let (r, w) = tokio::io::split(stream);
+                (ReadInner::Tls(r), WriteInner::Tls(w))
+            }
         };
         (
             ReadHalf {
                 inner: read,
                 peer: peer.clone(),
+                tls: tls.clone(),
             },
-            WriteHalf { inner: write, peer },
+            WriteHalf {
+                inner: write,
+                peer,
+                tls,
+            },
         )
     }
 }
@@ -289,6 +383,7 @@ macro_rules! dispatch {
             #[cfg(unix)]
             $enum::Unix($s) => $call,
             $enum::Mem($s) => $call,
+            $enum::Tls($s) => $call,
         }
     };
 }
@@ -338,6 +433,7 @@ impl AsyncWrite for Stream {
 pub struct ReadHalf {
     inner: ReadInner,
     peer: PeerAddr,
+    tls: Option<Arc<TlsInfo>>,
 }
 
 #[derive(Debug)]
@@ -346,6 +442,7 @@ enum ReadInner {
     #[cfg(unix)]
     Unix(unix::OwnedReadHalf),
     Mem(tokio::io::ReadHalf<DuplexStream>),
+    Tls(tokio::io::ReadHalf<Box<TlsConn>>),
 }
 
 impl ReadHalf {
@@ -354,10 +451,17 @@ impl ReadHalf {
         &self.peer
     }
 
+    /// The TLS session, for a TLS stream (see [`Stream::tls`]).
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_deref()
+    }
+
     /// Whether [`ReadHalf::readable`] really waits (sockets); in-memory streams have no
-    /// readiness to wait for, and their `readable` returns at once.
+    /// readiness to wait for, and their `readable` returns at once. Neither do TLS streams:
+    /// decrypted bytes may wait inside the TLS session while the socket has none, so a
+    /// reader must read.
     pub fn has_readiness(&self) -> bool {
-        !matches!(self.inner, ReadInner::Mem(_))
+        !matches!(self.inner, ReadInner::Mem(_) | ReadInner::Tls(_))
     }
 
     /// Waits until the stream may be readable, without a buffer: a reader that waits long
@@ -369,7 +473,7 @@ impl ReadHalf {
             ReadInner::Tcp(s) => s.readable().await,
             #[cfg(unix)]
             ReadInner::Unix(s) => s.readable().await,
-            ReadInner::Mem(_) => Ok(()),
+            ReadInner::Mem(_) | ReadInner::Tls(_) => Ok(()),
         }
     }
 }
@@ -389,6 +493,7 @@ impl AsyncRead for ReadHalf {
 pub struct WriteHalf {
     inner: WriteInner,
     peer: PeerAddr,
+    tls: Option<Arc<TlsInfo>>,
 }
 
 #[derive(Debug)]
@@ -397,12 +502,18 @@ enum WriteInner {
     #[cfg(unix)]
     Unix(unix::OwnedWriteHalf),
     Mem(tokio::io::WriteHalf<DuplexStream>),
+    Tls(tokio::io::WriteHalf<Box<TlsConn>>),
 }
 
 impl WriteHalf {
     /// The address of the other end.
     pub fn peer_addr(&self) -> &PeerAddr {
         &self.peer
+    }
+
+    /// The TLS session, for a TLS stream (see [`Stream::tls`]).
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_deref()
     }
 }
 

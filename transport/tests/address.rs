@@ -58,6 +58,10 @@ fn canonical_forms_round_trip() {
         "unix://x.sock",
         "mem://my-service",
         "mem://0",
+        "tls://127.0.0.1:4000",
+        "tls://[::1]:4443",
+        "tls://example.org:443",
+        "tls+unix:///tmp/wirecall.sock",
         "mem://",
         "mem://ünïcode-name",
     ] {
@@ -225,7 +229,7 @@ fn unknown_and_missing_schemes() {
         "http://127.0.0.1:80",
         &[
             "unknown scheme `http` in `http://127.0.0.1:80`",
-            "tcp, unix and mem",
+            "tcp, unix, mem, tls and tls+unix",
             "tcp://127.0.0.1:4000",
             "unix:///tmp/wirecall.sock",
             "mem://my-service",
@@ -246,7 +250,7 @@ fn unknown_and_missing_schemes() {
     );
     assert_rejected(
         "localhost",
-        &["missing scheme in `localhost`", "tcp, unix and mem"],
+        &["missing scheme in `localhost`", "tcp, unix, mem, tls and tls+unix"],
     );
     assert_rejected("", &["empty address", "tcp://127.0.0.1:4000"]);
     assert_rejected("   ", &["empty address"]);
