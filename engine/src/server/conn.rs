@@ -199,9 +199,13 @@ impl Reader {
             usize::MAX
         };
         let mut events = Vec::new();
-        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        // The machine's first timer (the handshake deadline) is armed before the first
+        // read: a peer that connects and sends nothing is still closed at the deadline.
+        let mut armed: Option<Instant> = conn.wire.lock().side.poll_timeout();
+        let timer = tokio::time::sleep_until(
+            armed.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std),
+        );
         tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
         let mut started = false;
         let readiness = rd.has_readiness();
         loop {
