@@ -1543,6 +1543,18 @@ impl ServerConnection {
         self.events.pop_front()
     }
 
+    /// Moves every pending event to the back of `into`, in order: when `into` is empty the
+    /// queues are swapped, so no event is moved one by one. For drivers that handle events
+    /// in batches, after releasing what guards the machine.
+    pub fn take_events(&mut self, into: &mut VecDeque<ServerEvent>) {
+        if into.is_empty() {
+            std::mem::swap(into, &mut self.events);
+        } else {
+            into.append(&mut self.events);
+        }
+    }
+
+
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.next_timeout(earliest(

@@ -1,6 +1,6 @@
 //! The incremental frame decoder (tokio-util `Decoder` contract, without depending on it).
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::ProtocolError;
 use crate::frame::{assemble, Frame, Header, Limits};
@@ -203,11 +203,21 @@ impl FrameDecoder {
         self.pending = None;
         src.advance(HEADER_LEN);
         let mut frame = src.split_to(len - HEADER_LEN).freeze();
-        let route = frame.split_to(usize::from(header.route_len));
-        let annotations = frame.split_to(header.annotations_len as usize);
-        let payload = frame.split_to(header.payload_len as usize);
-        let kwargs = frame.split_to(header.kwargs_len as usize);
-        let attachment = frame;
+        // Empty sections take no share of the buffer (no reference count to move).
+        let mut section = |n: usize| {
+            if n == 0 {
+                Bytes::new()
+            } else if n == frame.len() {
+                std::mem::take(&mut frame)
+            } else {
+                frame.split_to(n)
+            }
+        };
+        let route = section(usize::from(header.route_len));
+        let annotations = section(header.annotations_len as usize);
+        let payload = section(header.payload_len as usize);
+        let kwargs = section(header.kwargs_len as usize);
+        let attachment = section(header.attachment_len as usize);
         assemble(&header, route, annotations, payload, kwargs, attachment).map(Some)
     }
 }

@@ -4,6 +4,7 @@
 //! calls the machine cancelled or expired. Every wire rule (handshake, limits, cancel,
 //! deadlines, GOAWAY, timeouts) is the machine's.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -198,7 +199,7 @@ impl Reader {
         } else {
             usize::MAX
         };
-        let mut events = Vec::new();
+        let mut events = VecDeque::new();
         // The machine's first timer (the handshake deadline) is armed before the first
         // read: a peer that connects and sends nothing is still closed at the deadline.
         let mut armed: Option<Instant> = conn.wire.lock().side.poll_timeout();
@@ -279,9 +280,7 @@ impl Reader {
                         fatal = Some(e);
                     }
                 }
-                while let Some(ev) = s.side.poll_event() {
-                    events.push(ev);
-                }
+                s.side.take_events(&mut events);
                 let next = s.side.poll_timeout();
                 let closed = s.side.is_closed();
                 let idle = s.side.in_flight() == 0 && self.buf.is_empty();
@@ -346,7 +345,7 @@ impl Reader {
                 }
                 if idle {
                     self.buf = BytesMut::new();
-                    events = Vec::new();
+                    events = VecDeque::new();
                 }
                 break;
             }
