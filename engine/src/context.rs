@@ -24,6 +24,7 @@ pub struct ConnectionInfo {
     pub(crate) id: u64,
     pub(crate) peer: String,
     pub(crate) local: String,
+    pub(crate) tls: Option<wirecall_transport::TlsInfo>,
 }
 
 impl ConnectionInfo {
@@ -40,6 +41,21 @@ impl ConnectionInfo {
     /// The server address the connection came in on.
     pub fn local(&self) -> &str {
         &self.local
+    }
+
+    /// The TLS session of a connection that came in on a `tls://` or `tls+unix://` address
+    /// (protocol version, cipher suite, the client's identity); `None` for plaintext ones.
+    pub fn tls(&self) -> Option<&crate::TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// The client's identity from its verified certificate, on a server that requires
+    /// client certificates (mutual TLS, [`TlsServerConfig::require_client_cert_file`]
+    /// (crate::TlsServerConfig::require_client_cert_file) or `WIRECALL_TLS_CLIENT_CA`):
+    /// subject and subject alternative names, for hooks and handlers to authorize with.
+    /// `None` on plaintext connections and when the client sent no certificate.
+    pub fn peer_identity(&self) -> Option<&crate::PeerIdentity> {
+        self.tls.as_ref()?.peer_identity()
     }
 }
 
@@ -76,6 +92,7 @@ impl AfterHooks {
             provider_id: self.provider_id,
             method: &self.method,
             peer: &self.conn.peer,
+            peer_identity: self.conn.peer_identity(),
             codec: self.codec,
             request_id: self.request_id,
         };

@@ -13,6 +13,9 @@ pub struct CallInfo<'a> {
     pub method: &'a str,
     /// The caller's address.
     pub peer: &'a str,
+    /// The caller's identity from its verified TLS client certificate (mutual TLS), if any:
+    /// see [`ConnectionInfo::peer_identity`](crate::ConnectionInfo::peer_identity).
+    pub peer_identity: Option<&'a crate::PeerIdentity>,
     /// The call's codec.
     pub codec: CodecId,
     /// The request id on its connection.

@@ -174,7 +174,12 @@ impl<S: HasMachine> Wire<S> {
                 loop {
                     let buf = m.transmit_buf();
                     if buf.is_empty() {
-                        return;
+                        // Sockets take the bytes as written; a TLS stream may keep the tail
+                        // of its last record until flushed, and then the task must finish.
+                        match Pin::new(&mut *wr).poll_flush(&mut cx) {
+                            Poll::Ready(Ok(())) => return,
+                            Poll::Ready(Err(_)) | Poll::Pending => break,
+                        }
                     }
                     match Pin::new(&mut *wr).poll_write(&mut cx, buf) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
@@ -255,7 +260,9 @@ async fn writer_task<S: HasMachine>(w: Arc<Wire<S>>) {
             // write carries them all (the scheduler runs a yielded task after its ready ones).
             tokio::task::yield_now().await;
         };
-        let ok = spare.is_empty() || wr.write_all(&spare).await.is_ok();
+        let ok = (spare.is_empty() || wr.write_all(&spare).await.is_ok())
+            // A no-op on sockets; sends what a TLS stream still holds.
+            && wr.flush().await.is_ok();
         if spare.capacity() <= SPARE_MAX {
             spare.clear();
         } else {

@@ -95,6 +95,7 @@ impl IntoProxy for &crate::Engine {
 #[derive(Clone, Default)]
 pub struct Client {
     proxies: Arc<Mutex<HashMap<String, Proxy>>>,
+    tls: Option<crate::TlsClientConfig>,
 }
 
 impl fmt::Debug for Client {
@@ -117,9 +118,22 @@ impl Client {
         if let Some(p) = map.get(uri) {
             return Ok(p.clone());
         }
-        let p = Proxy::new(uri)?;
+        let mut p = Proxy::new(uri)?;
+        if let Some(tls) = &self.tls {
+            p = p.tls(tls.clone());
+        }
         map.insert(uri.to_string(), p.clone());
         Ok(p)
+    }
+
+    /// A client whose proxies connect to `tls://` and `tls+unix://` addresses with this
+    /// TLS configuration (see [`Proxy::tls`]); without it the environment decides.
+    #[must_use]
+    pub fn with_tls(config: crate::TlsClientConfig) -> Client {
+        Client {
+            tls: Some(config),
+            ..Client::default()
+        }
     }
 
     /// A remote function by full RPC name (`my_service_say_hello`), to call with

@@ -256,9 +256,16 @@ impl ClientConn {
         preferred: &[CodecId],
         only: bool,
         limits: proto::Limits,
+        tls: Option<&crate::TlsClientConfig>,
     ) -> Result<ClientConn, Error> {
         let url = address.to_string();
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, Stream::connect(address))
+        let connecting = async {
+            match tls {
+                Some(tls) => Stream::connect_tls(address, tls).await,
+                None => Stream::connect(address).await,
+            }
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| Error::transport(&url, "connect timed out"))?
             .map_err(|e| Error::transport_source(&url, e))?;
@@ -286,6 +293,10 @@ impl ClientConn {
             machine.take_transmit(&mut out);
             if !out.is_empty() {
                 wr.write_all(&out)
+                    .await
+                    .map_err(|e| Error::transport_source(&url, e))?;
+                // A TLS stream may hold the last bytes until flushed.
+                wr.flush()
                     .await
                     .map_err(|e| Error::transport_source(&url, e))?;
                 out.clear();
@@ -317,6 +328,7 @@ impl ClientConn {
                 // Tell the server why, if the machine has something to say.
                 machine.take_transmit(&mut out);
                 let _ = wr.write_all(&out).await;
+                let _ = wr.flush().await;
                 return Err(match conn_error(&url, e) {
                     Error::NoCommonCodec { accepted, .. } => Error::NoCommonCodec {
                         offered: offered.clone(),

@@ -33,6 +33,8 @@ pub(super) struct CallOpts {
     pub(super) offer: Option<Vec<CodecId>>,
     /// The limits announced and enforced on what the connection receives (at connect).
     pub(super) limits: Option<proto::Limits>,
+    /// The TLS configuration for `tls://` addresses (at connect; default: the environment).
+    pub(super) tls: Option<crate::TlsClientConfig>,
 }
 
 struct ProxyShared {
@@ -230,6 +232,26 @@ impl Proxy {
         self
     }
 
+    /// A clone that connects to `tls://` and `tls+unix://` addresses with this TLS
+    /// configuration: the CAs to trust, and a client certificate for mutual TLS. Without it
+    /// the environment decides (`WIRECALL_TLS_CA`, else the system roots;
+    /// `WIRECALL_TLS_CLIENT_CERT` and `WIRECALL_TLS_CLIENT_KEY`). Applies when the
+    /// connection is opened.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wirecall::{Proxy, TlsClientConfig};
+    /// let tls = TlsClientConfig::with_ca_file("ca.pem")?;
+    /// let proxy = Proxy::new("tls://server.internal:4443")?.tls(tls);
+    /// let pong: String = proxy.call_on(1, "echo")?.arg("ping").call().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn tls(mut self, config: crate::TlsClientConfig) -> Proxy {
+        self.opts.tls = Some(config);
+        self
+    }
+
     /// A clone that sends a user annotation with every call.
     #[must_use]
     pub fn annotation(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Proxy {
@@ -337,7 +359,8 @@ impl Proxy {
         }
         let limits = self.opts.limits.unwrap_or_default();
         let only = self.opts.offer.is_some();
-        let c = Arc::new(ClientConn::connect(address, &preferred, only, limits).await?);
+        let tls = self.opts.tls.as_ref();
+        let c = Arc::new(ClientConn::connect(address, &preferred, only, limits, tls).await?);
         *lock(&self.shared.conn) = Some(c.clone());
         Ok(c)
     }

@@ -181,6 +181,7 @@ impl Conn {
                 provider_id,
                 method,
                 peer: &self.info.peer,
+                peer_identity: self.info.peer_identity(),
                 codec,
                 request_id: id,
             };

@@ -47,6 +47,7 @@ pub struct ServerBuilder {
     /// environment or the defaults.
     timeouts: [Option<Option<Duration>>; 4],
     max_buffered: Option<usize>,
+    tls: Option<crate::TlsServerConfig>,
 }
 
 /// The connection timers a server enforces (see [`ServerBuilder::idle_timeout`] and its
@@ -150,6 +151,15 @@ impl ServerBuilder {
         self
     }
 
+    /// The certificate, key and (for mutual TLS) client CA of the `tls://` and
+    /// `tls+unix://` addresses this server listens on. Without it they are read from
+    /// `WIRECALL_TLS_CERT`, `WIRECALL_TLS_KEY` and `WIRECALL_TLS_CLIENT_CA`. A plaintext
+    /// client that reaches a TLS address is refused with a message naming the TLS address.
+    pub fn tls(mut self, config: crate::TlsServerConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// How long `finalize` waits for in-flight calls (default 5 s).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
@@ -249,10 +259,15 @@ impl ServerBuilder {
             let address: Address = a
                 .parse()
                 .map_err(|e| Error::config(format!("bad listen address `{a}`: {e}")))?;
-            let listener = Listener::bind(&address)
-                .await
-                .map_err(|e| Error::transport_source(a, e))?;
+            let mut listener = match &self.tls {
+                Some(tls) => Listener::bind_tls(&address, tls.clone()).await,
+                None => Listener::bind(&address).await,
+            }
+            .map_err(|e| Error::transport_source(a, e))?;
             let local = listener.local_addr().to_string();
+            if listener.is_tls() {
+                listener.set_plaintext_reply(plaintext_refusal(&local, &inner.accepted));
+            }
             lock(&inner.addresses).push(local.clone());
             let weak = Arc::downgrade(&inner);
             let task = tokio::spawn(accept_loop(listener, weak, local));
@@ -354,6 +369,7 @@ impl Engine {
             shutdown_token: None,
             timeouts: [None; 4],
             max_buffered: None,
+            tls: None,
         }
     }
 
@@ -566,6 +582,25 @@ fn metadata(inner: &Inner) -> Metadata {
     Metadata { providers }
 }
 
+/// What a TLS address answers a plaintext wirecall client: a handshake refusal that names
+/// the TLS address, so the client learns at once why it cannot connect.
+fn plaintext_refusal(local: &str, accepted: &[CodecId]) -> Vec<u8> {
+    let frame = proto::Frame::Refuse(proto::Refuse {
+        code: proto::ErrorCode::PERMISSION_DENIED,
+        versions: vec![proto::VERSION],
+        accepted: accepted.to_vec(),
+        message: format!("{local} requires TLS: connect to {local}, not to its plaintext form"),
+    });
+    let mut out = bytes::BytesMut::new();
+    match frame.encode(&mut out) {
+        Ok(()) => out.to_vec(),
+        Err(e) => {
+            tracing::warn!("cannot encode the refusal for plaintext clients of {local}: {e}");
+            Vec::new()
+        }
+    }
+}
+
 async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: String) {
     loop {
         let accepted = listener.accept().await;
@@ -586,6 +621,7 @@ async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: S
                     id,
                     peer: peer.to_string(),
                     local: local.clone(),
+                    tls: stream.tls().cloned(),
                 });
                 tokio::spawn(conn::serve_connection(inner, stream, info));
             }
