@@ -374,22 +374,28 @@ impl<'a> Writer<'a> {
                 self.out
                     .push(if hashable { TYPE_FROZENSET } else { TYPE_SET } | flag);
                 self.u32(n);
-                // CPython (3.11 and later) writes members in the order of
-                // `sorted(s, key=marshal.dumps)`, each dumped on its own.
-                let mut keyed = Vec::with_capacity(items.len());
-                for x in items {
-                    let mut alone = Vec::new();
-                    Writer::new(&mut alone).value(x, depth, false, true)?;
-                    keyed.push((alone, x));
-                }
-                keyed.sort_by(|a, b| a.0.cmp(&b.0));
-                for (_, x) in keyed {
+                for x in sorted_members(items, depth)? {
                     self.value(x, depth, true, true)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The members of a set in the order CPython (3.11 and later) writes them:
+/// `sorted(s, key=marshal.dumps)`, each member dumped on its own. Out of line so that the
+/// recursive [`Writer::value`] frame does not hold a second writer's reference table.
+#[inline(never)]
+fn sorted_members(items: &[Value], depth: usize) -> Result<Vec<&Value>, CodecError> {
+    let mut keyed = Vec::with_capacity(items.len());
+    for x in items {
+        let mut alone = Vec::new();
+        Writer::new(&mut alone).value(x, depth, false, true)?;
+        keyed.push((alone, x));
+    }
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(keyed.into_iter().map(|(_, x)| x).collect())
 }
 
 /// One level deeper, refusing more than [`MAX_ENCODE_DEPTH`].
