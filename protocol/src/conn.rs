@@ -1894,7 +1894,15 @@ impl ServerConnection {
     }
 
     /// Sends a PING unless one is outstanding; a [`ServerEvent::Pong`] reports the answer.
+    /// Not before the handshake: the server's first frame is WELCOME or REFUSE (SPEC §10).
     pub fn ping(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        if self.session.is_none() {
+            return Err(ProtocolError::InvalidState {
+                operation: "send PING",
+                state: "waiting for HELLO",
+            });
+        }
         self.core.ping(now)
     }
 
