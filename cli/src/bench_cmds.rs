@@ -33,6 +33,10 @@ pub(crate) enum BenchCommand {
     /// Round-trip latency and calls/s of an echo call through the engine, per codec, beside
     /// the raw socket ping-pong of the same bytes (against your server with --connect).
     Rpc(RpcArgs),
+    /// N clients x M calls each against a `wirecall serve` child process (tcp and unix), every
+    /// reply checked against its call: calls/s, p50/p99, lost, misrouted, errors, and the
+    /// server's memory per connection.
+    Load(crate::load::LoadArgs),
 }
 
 /// Arguments of `wirecall bench codecs`.
@@ -55,6 +59,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<ExitCode, String> {
     match &args.what {
         BenchCommand::Codecs(a) => codecs(a),
         BenchCommand::Rpc(a) => rpc(a),
+        BenchCommand::Load(a) => crate::load::run(a),
     }
 }
 

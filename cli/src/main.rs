@@ -6,6 +6,7 @@
 mod bench_cmds;
 mod codec_cmds;
 mod compare;
+mod load;
 mod pick;
 mod serve_cmds;
 
