@@ -109,7 +109,10 @@ fn after_roundtrip<C: Codec>(v: &Value) -> Value {
 fn dynamic_roundtrip<C: Codec>(v1: &Value, limits: &Limits) {
     let mut b1 = Vec::new();
     if let Err(e) = C::encode_value(v1, &mut b1) {
-        panic!("{}: a decoded value does not encode: {e}\n  value {v1:?}", C::NAME);
+        panic!(
+            "{}: a decoded value does not encode: {e}\n  value {v1:?}",
+            C::NAME
+        );
     }
     let deeper = limits.with_max_depth(limits.max_depth + 4);
     let v2 = match C::decode_value(&b1, &deeper) {
@@ -131,7 +134,11 @@ fn dynamic_roundtrip<C: Codec>(v1: &Value, limits: &Limits) {
         // Bytes are written as Python writes them (a dict with spaces) and the dict they
         // read back as is written compactly: a fixed point from the second round.
         let v3 = C::decode_value(&b2, &deeper).expect("second decode");
-        assert!(v3.same_as(&v2), "{}: second round changed the value", C::NAME);
+        assert!(
+            v3.same_as(&v2),
+            "{}: second round changed the value",
+            C::NAME
+        );
         let mut b3 = Vec::new();
         C::encode_value(&v3, &mut b3).expect("third encode");
         assert_eq!(b2, b3, "{}: dynamic encoding is not a fixed point", C::NAME);
@@ -146,12 +153,17 @@ fn limit_checks<F: Fn(&[u8], &Limits) -> Option<Value>>(data: &[u8], decode: F) 
     let v = decode(data, &full);
     let small = full.with_max_depth(4);
     if let Some(s) = decode(data, &small) {
-        let v = v.as_ref().expect("decodes under depth 4 but not under the default");
+        let v = v
+            .as_ref()
+            .expect("decodes under depth 4 but not under the default");
         assert!(s.same_as(v), "depth limit changed the value");
     }
 }
 
-fn input_limit<T>(data: &[u8], decode: impl Fn(&[u8], &Limits) -> Result<T, wirecall_codecs::CodecError>) {
+fn input_limit<T>(
+    data: &[u8],
+    decode: impl Fn(&[u8], &Limits) -> Result<T, wirecall_codecs::CodecError>,
+) {
     if data.is_empty() {
         return;
     }

@@ -39,15 +39,19 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 use wirecall_protocol::{
     Annotations, CallRef, CallRequest, ClientConfig, ClientConnection, ClientEvent, CodecId,
-    ErrorBody, ErrorCode, ErrorFrame, Frame, FrameDecoder, Limits, Method,
-    ProtocolError, ProviderId, Reply, RequestId, ServerConfig, ServerConnection, ServerEvent,
-    StreamItem,
+    ErrorBody, ErrorCode, ErrorFrame, Frame, FrameDecoder, Limits, Method, ProtocolError,
+    ProviderId, Reply, RequestId, ServerConfig, ServerConnection, ServerEvent, StreamItem,
 };
 
 /// At most this many operations per input, so every run is short.
 const MAX_OPS: usize = 300;
 
-const METHODS: [&str; 4] = ["m", "calc_add", "ünïcödé_méthod", "a_rather_long_method_name_0123456789"];
+const METHODS: [&str; 4] = [
+    "m",
+    "calc_add",
+    "ünïcödé_méthod",
+    "a_rather_long_method_name_0123456789",
+];
 
 #[derive(Arbitrary, Debug)]
 struct Timers {
@@ -228,7 +232,11 @@ impl WireCheck {
                 Ok(None) => break,
                 Err(e) => panic!("transmitted bytes do not decode: {e}"),
             };
-            assert!(!self.ended, "frame {:?} after a fatal GOAWAY or REFUSE", f.kind());
+            assert!(
+                !self.ended,
+                "frame {:?} after a fatal GOAWAY or REFUSE",
+                f.kind()
+            );
             let first = self.frames == 0;
             self.frames += 1;
             if self.client {
@@ -240,7 +248,11 @@ impl WireCheck {
     }
 
     fn client_frame(&mut self, f: Frame, first: bool) {
-        assert_eq!(first, matches!(f, Frame::Hello(_)), "HELLO first and only first");
+        assert_eq!(
+            first,
+            matches!(f, Frame::Hello(_)),
+            "HELLO first and only first"
+        );
         match f {
             Frame::Call(c) => {
                 assert!(!self.goaway, "CALL after the client's GOAWAY");
@@ -250,7 +262,10 @@ impl WireCheck {
                 self.calls.insert(c.request_id, c.oneway);
             }
             Frame::Cancel(id) => {
-                assert!(self.calls.get(&id) == Some(&false), "CANCEL of {id:?} never called")
+                assert!(
+                    self.calls.get(&id) == Some(&false),
+                    "CANCEL of {id:?} never called"
+                )
             }
             Frame::GoAway(g) => {
                 self.goaway = true;
@@ -268,7 +283,10 @@ impl WireCheck {
             assert_eq!(first, handshake, "WELCOME or REFUSE first and only first");
         }
         let answer = |id: RequestId, fin: bool, this: &mut WireCheck| {
-            assert!(received.contains_key(&id), "answer to {id:?}, never received");
+            assert!(
+                received.contains_key(&id),
+                "answer to {id:?}, never received"
+            );
             assert!(!this.finals.contains(&id), "{id:?} answered twice");
             if fin {
                 this.finals.insert(id);
@@ -277,16 +295,28 @@ impl WireCheck {
         };
         match f {
             Frame::Reply(r) => {
-                assert!(!self.streams.contains(&r.request_id), "REPLY inside a stream");
+                assert!(
+                    !self.streams.contains(&r.request_id),
+                    "REPLY inside a stream"
+                );
                 answer(r.request_id, !r.stream, self);
                 if r.stream {
                     self.streams.insert(r.request_id);
                 }
-                self.sent_results.entry(r.request_id).or_default().push(r.result);
+                self.sent_results
+                    .entry(r.request_id)
+                    .or_default()
+                    .push(r.result);
             }
             Frame::StreamItem(s) => {
-                assert!(self.streams.contains(&s.request_id), "item outside a stream");
-                self.sent_results.entry(s.request_id).or_default().push(s.item);
+                assert!(
+                    self.streams.contains(&s.request_id),
+                    "item outside a stream"
+                );
+                self.sent_results
+                    .entry(s.request_id)
+                    .or_default()
+                    .push(s.item);
             }
             Frame::StreamEnd(id) => {
                 assert!(self.streams.contains(&id), "STREAM_END outside a stream");
@@ -409,7 +439,11 @@ pub(crate) fn run_with(data: &[u8], verbose: bool) {
 
 fn limits(small: bool, in_flight: u8, ann: u8) -> Limits {
     Limits {
-        max_frame_len: if small { Limits::MIN_FRAME_LEN } else { 1 << 20 },
+        max_frame_len: if small {
+            Limits::MIN_FRAME_LEN
+        } else {
+            1 << 20
+        },
         max_annotations_len: u32::from(ann) * 4,
         max_in_flight: u32::from(in_flight % 4) + 1,
     }
@@ -418,13 +452,21 @@ fn limits(small: bool, in_flight: u8, ann: u8) -> Limits {
 impl Harness {
     fn new(s: &Setup) -> Option<Harness> {
         let now = Instant::now();
-        let client_codecs: Vec<CodecId> =
-            s.client_codecs.iter().take(4).map(|&c| CodecId(c)).collect();
+        let client_codecs: Vec<CodecId> = s
+            .client_codecs
+            .iter()
+            .take(4)
+            .map(|&c| CodecId(c))
+            .collect();
         let mut cc = ClientConfig::new(client_codecs.clone());
         if s.client_bad_version {
             cc.versions = vec![2];
         }
-        cc.limits = limits(s.client_small_frames, s.client_max_in_flight, s.max_annotations);
+        cc.limits = limits(
+            s.client_small_frames,
+            s.client_max_in_flight,
+            s.max_annotations,
+        );
         cc.handshake_timeout = ms(s.client_timers.handshake);
         cc.ping_timeout = ms(s.client_timers.ping);
         cc.frame_timeout = ms(s.client_timers.frame);
@@ -435,7 +477,11 @@ impl Harness {
             .map(|i| CodecId(i + 1))
             .collect();
         let mut sc = ServerConfig::new(accepted.clone());
-        sc.limits = limits(s.server_small_frames, s.server_max_in_flight, s.max_annotations);
+        sc.limits = limits(
+            s.server_small_frames,
+            s.server_max_in_flight,
+            s.max_annotations,
+        );
         sc.handshake_timeout = ms(s.server_timers.handshake);
         sc.ping_timeout = ms(s.server_timers.ping);
         sc.frame_timeout = ms(s.server_timers.frame);
@@ -553,7 +599,11 @@ impl Harness {
                 );
                 match self.client.cancel(id) {
                     Ok(true) => {
-                        assert!(waiting, "cancel of {id:?} in state {:?}", self.calls.get(&id));
+                        assert!(
+                            waiting,
+                            "cancel of {id:?} in state {:?}",
+                            self.calls.get(&id)
+                        );
                         self.calls.insert(id, CState::Cancelled);
                     }
                     Ok(false) => assert!(!waiting, "cancel refused for a waiting call {id:?}"),
@@ -730,7 +780,10 @@ impl Harness {
                         body: ErrorBody::new(ErrorCode::INTERNAL_ERROR, "x"),
                     }),
                 };
-                assert!(r.is_err(), "an answer to {id:?}, not in flight, was accepted");
+                assert!(
+                    r.is_err(),
+                    "an answer to {id:?}, not in flight, was accepted"
+                );
             }
             Op::Flush { side, how, n } => self.flush(side, how, usize::from(n)),
             Op::Deliver { to_server, n } => self.deliver(to_server, usize::from(n)),
@@ -826,9 +879,7 @@ impl Harness {
                 assert!(!self.client_goaway, "call accepted after GOAWAY");
                 assert!(id > self.last_id, "request ids must increase");
                 // The limit the client applies is the one the WELCOME announced.
-                assert!(
-                    oneway || self.s2c.faulty || in_flight_before < self.server_max_in_flight
-                );
+                assert!(oneway || self.s2c.faulty || in_flight_before < self.server_max_in_flight);
                 self.last_id = id;
                 let codec = match codec.map(CodecId) {
                     None | Some(CodecId::NONE) => self.session_codec.unwrap(),
@@ -959,7 +1010,10 @@ impl Harness {
                 assert!(self.is_closed(side), "timer error left {side:?} open");
             }
             if early {
-                assert!(r.is_ok() || closed_before, "a timer fired before poll_timeout");
+                assert!(
+                    r.is_ok() || closed_before,
+                    "a timer fired before poll_timeout"
+                );
                 let (events, transmit) = match side {
                     Side::Client => (self.client.has_events(), self.client.has_transmit()),
                     Side::Server => (self.server.has_events(), self.server.has_transmit()),
@@ -1000,7 +1054,10 @@ impl Harness {
                 } else {
                     self.client.handle_eof_buf(&self.client_buf)
                 };
-                assert!(self.client.is_closed(), "end of stream left the client open");
+                assert!(
+                    self.client.is_closed(),
+                    "end of stream left the client open"
+                );
             }
             Side::Server => {
                 let _ = if self.server_input == 0 {
@@ -1008,7 +1065,10 @@ impl Harness {
                 } else {
                     self.server.handle_eof_buf(&self.server_buf)
                 };
-                assert!(self.server.is_closed(), "end of stream left the server open");
+                assert!(
+                    self.server.is_closed(),
+                    "end of stream left the server open"
+                );
             }
         }
     }
@@ -1075,7 +1135,11 @@ impl Harness {
         if let (Some(result), false) = (result, self.s2c.faulty) {
             let idx = self.client_items.entry(id).or_default();
             let sent = self.sw.sent_results.get(&id).and_then(|v| v.get(*idx));
-            assert_eq!(sent.map(|b| &b[..]), Some(result), "result differs for {id:?}");
+            assert_eq!(
+                sent.map(|b| &b[..]),
+                Some(result),
+                "result differs for {id:?}"
+            );
             *idx += 1;
         }
     }
@@ -1143,7 +1207,10 @@ impl Harness {
                 }
                 ServerEvent::Call(c) => {
                     let id = c.request_id;
-                    assert!(!self.server_goaway_sent, "Call {id:?} after the server's GOAWAY");
+                    assert!(
+                        !self.server_goaway_sent,
+                        "Call {id:?} after the server's GOAWAY"
+                    );
                     self.server_new_id(id);
                     self.scalls.insert(
                         id,
@@ -1193,7 +1260,10 @@ impl Harness {
     }
 
     fn server_new_id(&self, id: RequestId) {
-        assert!(!self.scalls.contains_key(&id), "{id:?} seen twice by the server");
+        assert!(
+            !self.scalls.contains_key(&id),
+            "{id:?} seen twice by the server"
+        );
         if let Some((last, _)) = self.scalls.last_key_value() {
             assert!(id > *last, "server ids must increase");
         }
@@ -1203,20 +1273,29 @@ impl Harness {
     fn check(&mut self) {
         self.drain_events();
         let in_flight = self.server.in_flight();
-        assert!(in_flight <= self.server_max_in_flight, "server over its limit");
+        assert!(
+            in_flight <= self.server_max_in_flight,
+            "server over its limit"
+        );
         let open = self
             .scalls
             .values()
             .filter(|s| matches!(s, SState::InFlight | SState::Streaming))
             .count();
-        assert_eq!(in_flight, open, "server in_flight disagrees with its events");
+        assert_eq!(
+            in_flight, open,
+            "server in_flight disagrees with its events"
+        );
         assert!(self.s2c.faulty || self.client.in_flight() <= self.server_max_in_flight);
         let waiting = self
             .calls
             .values()
             .filter(|s| matches!(s, CState::Pending | CState::Streaming | CState::Cancelled))
             .count();
-        assert!(self.client.in_flight() <= waiting, "client in_flight too high");
+        assert!(
+            self.client.in_flight() <= waiting,
+            "client in_flight too high"
+        );
         for side in [Side::Client, Side::Server] {
             let (was, is) = match side {
                 Side::Client => (self.client_closed, self.client.is_closed()),
@@ -1282,10 +1361,16 @@ impl Harness {
             return;
         }
         // Both open after a full exchange: the handshake completed on both sides.
-        assert!(self.client_connected && self.server_connected, "handshake incomplete");
+        assert!(
+            self.client_connected && self.server_connected,
+            "handshake incomplete"
+        );
         // Every call the client sent reached the server.
         for id in self.cw.calls.keys() {
-            assert!(self.scalls.contains_key(id), "{id:?} sent but never received");
+            assert!(
+                self.scalls.contains_key(id),
+                "{id:?} sent but never received"
+            );
         }
         // Every final answer the server sent reached the client.
         for id in &self.sw.finals {
