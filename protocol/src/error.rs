@@ -1,5 +1,6 @@
 //! The crate's one error type.
 
+use crate::pyro::{MessageType, SerializerId};
 use crate::wire::{CodecId, ErrorCode, Flags, Kind, RequestId};
 
 /// Who caused an error.
@@ -195,6 +196,81 @@ pub enum ProtocolError {
         kind: Kind,
     },
 
+    // ---- Pyro5 dialect (peer), the `pyro` module ----
+    /// A Pyro5 message does not start with `PYRO`, or its header does not end with the
+    /// magic `4D C5`. The text starts as a Pyro5 daemon's does.
+    #[error("invalid message or protocol version: bad Pyro5 {what} {found:02x?}; the peer does not speak Pyro5")]
+    PyroBadMagic {
+        /// `tag` (the first 4 bytes, expected `PYRO`) or `magic` (bytes 38-39, expected
+        /// `4D C5`).
+        what: &'static str,
+        /// The bytes found (as many as were available).
+        found: Vec<u8>,
+    },
+    /// A Pyro5 header names a protocol version other than 502.
+    #[error("invalid protocol version: {version}; this side speaks Pyro5 protocol version 502")]
+    PyroUnsupportedVersion {
+        /// The version found.
+        version: u16,
+    },
+    /// A Pyro5 message's data and annotations together are over the receiver's limit
+    /// (checked from the header, before anything is allocated for the body).
+    #[error(
+        "message too large ({len}, max={max}); raise max_message_len on the receiver or send less"
+    )]
+    PyroMessageTooLarge {
+        /// Declared data length plus annotations length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A Pyro5 message type the connection's state does not allow (an INVOKE before
+    /// CONNECT, a CONNECTOK sent to a server, an unknown type...).
+    #[error("invalid msg type {} received (expected: {expected}) while {state}", .msg_type.0)]
+    PyroUnexpectedMessage {
+        /// The message type found.
+        msg_type: MessageType,
+        /// The types allowed in this state, as Pyro5 lists them (`1`, `4, 6`).
+        expected: &'static str,
+        /// The connection's state.
+        state: &'static str,
+    },
+    /// A Pyro5 message uses a serializer this side does not accept; `accepted` lists the
+    /// ones it does.
+    #[error(
+        "serializer {serializer} refused; this server accepts {}",
+        pyro_names(accepted)
+    )]
+    PyroSerializerRefused {
+        /// The refused serializer.
+        serializer: SerializerId,
+        /// The accepted set.
+        accepted: Vec<SerializerId>,
+    },
+    /// A Pyro5 RESULT carries another sequence number than the INVOKE it answers.
+    #[error("invoke: reply sequence out of sync, got {got} expected {expected}")]
+    PyroSequenceMismatch {
+        /// The reply's sequence number.
+        got: u16,
+        /// The request's.
+        expected: u16,
+    },
+    /// A Pyro5 reply uses another serializer than its request.
+    #[error("invalid serializer in response: {got} (the request used {expected})")]
+    PyroSerializerMismatch {
+        /// The reply's serializer.
+        got: SerializerId,
+        /// The request's.
+        expected: SerializerId,
+    },
+    /// A Pyro5 server answered CONNECT with CONNECTFAIL.
+    #[error("connection rejected: {reason}")]
+    PyroConnectFailed {
+        /// The server's reason, decoded when it is a marshal, json or serpent string,
+        /// else a description of the payload.
+        reason: String,
+    },
+
     // ---- timeouts ----
     /// The handshake did not complete in time.
     #[error("handshake did not complete in time")]
@@ -260,6 +336,14 @@ pub enum ProtocolError {
     Closed,
 }
 
+/// Pyro5 serializer ids by name, comma-separated (`serpent, json`).
+fn pyro_names(ids: &[SerializerId]) -> String {
+    ids.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Codec ids by name, comma-separated (`json, msgpack`).
 fn names(ids: &[CodecId]) -> String {
     ids.iter()
@@ -311,12 +395,15 @@ impl ProtocolError {
     pub fn code(&self) -> ErrorCode {
         use ProtocolError::*;
         match self {
-            UnsupportedVersion { .. } | NoCommonVersion { .. } => ErrorCode::UNSUPPORTED_VERSION,
-            NoCommonCodec { .. } => ErrorCode::NO_COMMON_CODEC,
-            CodecRefused { .. } => ErrorCode::CODEC_REFUSED,
-            FrameTooLarge { .. } | AnnotationsTooLarge { .. } | TooLong { .. } => {
-                ErrorCode::LIMIT_EXCEEDED
+            UnsupportedVersion { .. } | NoCommonVersion { .. } | PyroUnsupportedVersion { .. } => {
+                ErrorCode::UNSUPPORTED_VERSION
             }
+            NoCommonCodec { .. } => ErrorCode::NO_COMMON_CODEC,
+            CodecRefused { .. } | PyroSerializerRefused { .. } => ErrorCode::CODEC_REFUSED,
+            FrameTooLarge { .. }
+            | AnnotationsTooLarge { .. }
+            | TooLong { .. }
+            | PyroMessageTooLarge { .. } => ErrorCode::LIMIT_EXCEEDED,
             TooManyInFlight { .. } | InFlightLimit { .. } => ErrorCode::TOO_MANY_IN_FLIGHT,
             HandshakeTimeout | IdleTimeout | FrameTimeout | PingTimeout => ErrorCode::TIMEOUT,
             DeadlineExceeded { .. } => ErrorCode::DEADLINE_EXCEEDED,
@@ -355,6 +442,14 @@ impl ProtocolError {
             Refused { .. } => "refused",
             PeerClosed { .. } => "peer_closed",
             AfterGoAway { .. } => "after_goaway",
+            PyroBadMagic { .. } => "pyro_bad_magic",
+            PyroUnsupportedVersion { .. } => "pyro_unsupported_version",
+            PyroMessageTooLarge { .. } => "pyro_message_too_large",
+            PyroUnexpectedMessage { .. } => "pyro_unexpected_message",
+            PyroSerializerRefused { .. } => "pyro_serializer_refused",
+            PyroSequenceMismatch { .. } => "pyro_sequence_mismatch",
+            PyroSerializerMismatch { .. } => "pyro_serializer_mismatch",
+            PyroConnectFailed { .. } => "pyro_connect_failed",
             HandshakeTimeout => "handshake_timeout",
             IdleTimeout => "idle_timeout",
             FrameTimeout => "frame_timeout",

@@ -12,6 +12,9 @@
 //! - [`ClientConnection`] and [`ServerConnection`]: handshake, request matching, cancel,
 //!   ping, goaway, deadlines.
 //!
+//! The Pyro5 dialect, told apart by [`detect_dialect`], is the [`pyro`] module: the same
+//! layers for Pyro5's framing (`PYRO5.md`).
+//!
 //! ```
 //! use std::time::Instant;
 //! use bytes::Bytes;
@@ -69,7 +72,10 @@ mod conn;
 mod decoder;
 mod error;
 mod frame;
+// `wire_newtype!` is shared with `pyro`, declared after it.
+#[macro_use]
 mod wire;
+pub mod pyro;
 
 pub use annotations::{
     Annotations, AnnotationsBuilder, Iter as AnnotationsIter, CORRELATION_KEY, DEADLINE_KEY,
