@@ -62,6 +62,7 @@ mod error;
 mod parse;
 mod repr;
 mod ser;
+mod stream;
 mod tovalue;
 mod unicode_table;
 mod write;
@@ -183,7 +184,34 @@ pub fn to_vec<T: Serialize + ?Sized>(
 
 /// Deserializes a `T` from serpent bytes, refusing containers nested deeper than
 /// `max_depth` (use [`DEFAULT_MAX_DEPTH`] to match Python; capped at [`MAX_DEPTH_CAP`]).
+///
+/// Valid documents are read in one streaming pass; a document the stream stops at (an
+/// error, or a construct it leaves to the tree, see `stream.rs`) is decoded again through
+/// the tree, which gives the result or the positioned error.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, SerpentError> {
+    if let Ok(v) = from_slice_streaming(bytes, max_depth) {
+        return Ok(v);
+    }
+    from_slice_tree(bytes, max_depth)
+}
+
+/// The streaming pass: the value, then nothing but blanks and comments.
+fn from_slice_streaming<T: DeserializeOwned>(
+    bytes: &[u8],
+    max_depth: usize,
+) -> Result<T, SerpentError> {
+    let mut p = parse::document(bytes, max_depth)?;
+    let v = T::deserialize(stream::StreamDe { p: &mut p })?;
+    p.skip_ws(true);
+    if p.pos != p.b.len() {
+        // A bare top-level tuple (`1, 2`) or trailing data: the tree path decides.
+        return Err(p.unexpected("the end of the document"));
+    }
+    Ok(v)
+}
+
+/// The tree pass: parse, then deserialize the nodes.
+fn from_slice_tree<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, SerpentError> {
     let root = parse::parse(bytes, max_depth)?;
     let ctx = de::Ctx { src: bytes };
     T::deserialize(de::NodeDe {

@@ -57,8 +57,9 @@ impl Node {
     }
 }
 
-/// Parses a complete serpent document (optional header comment, one expression).
-pub(crate) fn parse(src: &[u8], max_depth: usize) -> Result<Spanned, SerpentError> {
+/// A parser positioned at the expression of a complete serpent document: the input checked
+/// (UTF-8, no NUL), a byte-order mark, the header comment and blank lines skipped.
+pub(super) fn document(src: &[u8], max_depth: usize) -> Result<Parser<'_>, SerpentError> {
     let text = match std::str::from_utf8(src) {
         Ok(t) => t,
         Err(e) => {
@@ -93,6 +94,12 @@ pub(crate) fn parse(src: &[u8], max_depth: usize) -> Result<Spanned, SerpentErro
     if p.pos >= p.b.len() {
         return Err(p.err(K::UnexpectedEof, "no expression: the document is empty"));
     }
+    Ok(p)
+}
+
+/// Parses a complete serpent document (optional header comment, one expression).
+pub(crate) fn parse(src: &[u8], max_depth: usize) -> Result<Spanned, SerpentError> {
+    let mut p = document(src, max_depth)?;
     let start = p.pos;
     let first = p.expr()?;
     p.skip_ws(false);
@@ -126,10 +133,10 @@ pub(crate) fn parse(src: &[u8], max_depth: usize) -> Result<Spanned, SerpentErro
     Ok(result)
 }
 
-struct Parser<'a> {
+pub(super) struct Parser<'a> {
     s: &'a str,
-    b: &'a [u8],
-    pos: usize,
+    pub(super) b: &'a [u8],
+    pub(super) pos: usize,
     depth: usize,
     max_depth: usize,
 }
@@ -140,7 +147,7 @@ fn is_ident_byte(b: u8) -> bool {
 
 impl<'a> Parser<'a> {
     #[inline]
-    fn peek(&self) -> Option<u8> {
+    pub(super) fn peek(&self) -> Option<u8> {
         self.b.get(self.pos).copied()
     }
 
@@ -149,7 +156,7 @@ impl<'a> Parser<'a> {
         self.b.get(self.pos + off).copied()
     }
 
-    fn err(&self, kind: K, msg: impl Into<String>) -> SerpentError {
+    pub(super) fn err(&self, kind: K, msg: impl Into<String>) -> SerpentError {
         SerpentError::at(kind, msg, self.b, self.pos)
     }
 
@@ -166,7 +173,7 @@ impl<'a> Parser<'a> {
 
     #[cold]
     #[inline(never)]
-    fn unexpected(&self, expected: &str) -> SerpentError {
+    pub(super) fn unexpected(&self, expected: &str) -> SerpentError {
         if self.pos >= self.b.len() {
             self.err(
                 K::UnexpectedEof,
@@ -182,7 +189,7 @@ impl<'a> Parser<'a> {
 
     /// Skips spaces, tabs, form feeds, comments and line continuations; newlines too when
     /// `newlines` is set or inside brackets.
-    fn skip_ws(&mut self, newlines: bool) {
+    pub(super) fn skip_ws(&mut self, newlines: bool) {
         let newlines = newlines || self.depth > 0;
         while let Some(b) = self.peek() {
             match b {
@@ -230,7 +237,7 @@ impl<'a> Parser<'a> {
     }
 
     /// One expression: an atom, or `signed_number (+|-) imaginary` (a complex number).
-    fn expr(&mut self) -> Result<Spanned, SerpentError> {
+    pub(super) fn expr(&mut self) -> Result<Spanned, SerpentError> {
         let left = self.atom()?;
         match left.node {
             Node::Int(_) | Node::BigInt(_) | Node::Float(_) => self.complex_tail(left),
@@ -402,12 +409,18 @@ impl<'a> Parser<'a> {
 
     /// Enters a container at its opening bracket (checking the nesting depth) and skips
     /// the bracket and any whitespace after it; returns where the container starts.
-    fn open(&mut self) -> Result<usize, SerpentError> {
+    pub(super) fn open(&mut self) -> Result<usize, SerpentError> {
         let start = self.pos;
         self.enter()?;
         self.pos += 1;
         self.skip_ws(true);
         Ok(start)
+    }
+
+    /// Leaves a container at its closing bracket without building a node.
+    pub(super) fn leave(&mut self) {
+        self.pos += 1;
+        self.depth -= 1;
     }
 
     /// Leaves a container at its closing bracket.
@@ -420,7 +433,7 @@ impl<'a> Parser<'a> {
     /// After an item: skips a ',' and says whether another item follows it (false at the
     /// `close` bracket, which is left to [`close`](Self::close)); anything else is an error
     /// expecting `expected`.
-    fn more(&mut self, close: u8, expected: &str) -> Result<bool, SerpentError> {
+    pub(super) fn more(&mut self, close: u8, expected: &str) -> Result<bool, SerpentError> {
         self.skip_ws(true);
         match self.peek() {
             Some(b',') => self.pos += 1,

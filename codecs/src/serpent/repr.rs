@@ -116,6 +116,13 @@ static CLASS: [u8; 256] = {
 /// Writes Python's `repr(s)` for a str.
 pub(crate) fn write_str_repr<S: Sink>(s: &str, out: &mut S) {
     let bytes = s.as_bytes();
+    // Fast path: printable ASCII without quotes or backslashes is written as it is.
+    if bytes.iter().all(|&b| CLASS[usize::from(b)] == 0) {
+        out.put_byte(b'\'');
+        out.put(s);
+        out.put_byte(b'\'');
+        return;
+    }
     let quote = choose_quote(bytes);
     out.put_byte(quote);
     let mut run = 0usize; // start of the pending run of bytes written as-is
