@@ -8,3 +8,4 @@
 pub use wirecall_bench_harness::{measure, payloads, raw, rpc};
 
 pub mod tarpc_peer;
+pub mod tls;

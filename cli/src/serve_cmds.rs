@@ -92,7 +92,8 @@ impl Demo {
 /// Arguments of `wirecall serve`.
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on (`tcp://127.0.0.1:0`, `unix:///path/to.sock`). Repeatable.
+    /// Address to listen on (`tcp://127.0.0.1:0`, `unix:///path/to.sock`,
+    /// `tls://127.0.0.1:4443` with --tls-cert and --tls-key). Repeatable.
     #[arg(
         long = "listen",
         value_name = "URL",
@@ -124,6 +125,70 @@ pub(crate) struct ServeArgs {
     /// connection and call spans).
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Certificate chain (PEM) of the tls:// addresses; with --tls-key. Default:
+    /// WIRECALL_TLS_CERT.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert. Default: WIRECALL_TLS_KEY.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS. Default:
+    /// WIRECALL_TLS_CLIENT_CA.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
+}
+
+/// TLS options of the commands that connect to a server (`tls://host:port`).
+#[derive(Args, Debug, Default)]
+pub(crate) struct ClientTlsArgs {
+    /// Trust this CA (PEM) for tls:// servers instead of the system roots. Default:
+    /// WIRECALL_TLS_CA.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for servers that require one (mutual TLS); with
+    /// --tls-client-key. Default: WIRECALL_TLS_CLIENT_CERT.
+    #[arg(long, value_name = "FILE", requires = "tls_client_key")]
+    tls_client_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-client-cert. Default: WIRECALL_TLS_CLIENT_KEY.
+    #[arg(long, value_name = "FILE", requires = "tls_client_cert")]
+    tls_client_key: Option<std::path::PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// The TLS configuration the flags ask for, or `None` to leave it to the environment.
+    fn config(&self) -> Result<Option<wirecall::TlsClientConfig>, String> {
+        if self.tls_ca.is_none() && self.tls_client_cert.is_none() {
+            return Ok(None);
+        }
+        let mut config = match &self.tls_ca {
+            Some(ca) => wirecall::TlsClientConfig::with_ca_file(ca),
+            None => wirecall::TlsClientConfig::from_env(),
+        }
+        .map_err(|e| e.to_string())?;
+        if let (Some(cert), Some(key)) = (&self.tls_client_cert, &self.tls_client_key) {
+            config = config
+                .client_cert_files(cert, key)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Some(config))
+    }
+}
+
+impl ServeArgs {
+    /// The TLS configuration the flags ask for, or `None` to leave it to the environment.
+    fn tls(&self) -> Result<Option<wirecall::TlsServerConfig>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let mut config =
+            wirecall::TlsServerConfig::from_pem_files(cert, key).map_err(|e| e.to_string())?;
+        if let Some(ca) = &self.tls_client_ca {
+            config = config
+                .require_client_cert_file(ca)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Some(config))
+    }
 }
 
 /// How `wirecall serve` writes its log lines.
@@ -199,6 +264,8 @@ pub(crate) struct CallArgs {
     /// Treat METHOD as an attribute name and set it to this value (vector notation).
     #[arg(long, value_name = "VALUE", conflicts_with_all = ["args", "kwargs"])]
     set: Option<String>,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 /// Arguments of `wirecall meta`.
@@ -215,6 +282,8 @@ pub(crate) struct MetaArgs {
     /// Give up after this many milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     timeout: u64,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 fn current_thread() -> Result<tokio::runtime::Runtime, String> {
@@ -293,6 +362,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
         }
         if let Some(t) = shutdown_token {
             builder = builder.enable_remote_shutdown(t);
+        }
+        if let Some(tls) = args.tls()? {
+            builder = builder.tls(tls);
         }
         let engine = builder.start().await.map_err(|e| describe(&e))?;
         engine
@@ -399,8 +471,16 @@ fn resolve(meta: &Metadata, provider: Option<u16>, method: &str) -> Resolved {
     }
 }
 
-fn proxy_for(url: &str, codec: Option<CodecId>, timeout: Option<u64>) -> Result<Proxy, String> {
+fn proxy_for(
+    url: &str,
+    codec: Option<CodecId>,
+    timeout: Option<u64>,
+    tls: &ClientTlsArgs,
+) -> Result<Proxy, String> {
     let mut proxy = Proxy::new(url).map_err(|e| describe(&e))?;
+    if let Some(tls) = tls.config()? {
+        proxy = proxy.tls(tls);
+    }
     if let Some(c) = codec {
         proxy = proxy.codec(c);
     }
@@ -453,7 +533,7 @@ pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
         .as_deref()
         .map(|v| parse_value("--set value", v))
         .transpose()?;
-    let proxy = proxy_for(&args.url, codec, args.timeout)?;
+    let proxy = proxy_for(&args.url, codec, args.timeout, &args.tls)?;
     let rt = current_thread()?;
     let out = rt.block_on(async {
         let meta = proxy.metadata().await.map_err(|e| describe(&e))?;
@@ -550,7 +630,7 @@ pub(crate) fn format_metadata(meta: &Metadata) -> String {
 /// Runs `wirecall meta`.
 pub(crate) fn meta(args: &MetaArgs) -> Result<ExitCode, String> {
     let codec = args.codec.as_deref().map(parse_codec).transpose()?;
-    let proxy = proxy_for(&args.url, codec, Some(args.timeout))?;
+    let proxy = proxy_for(&args.url, codec, Some(args.timeout), &args.tls)?;
     let rt = current_thread()?;
     let (meta, accepted) = rt.block_on(async {
         let meta = proxy.metadata().await.map_err(|e| describe(&e))?;

@@ -8,6 +8,8 @@ mod pymargo_provider;
 mod pyro_proxy;
 #[path = "../examples/rpyc_service.rs"]
 mod rpyc_service;
+#[path = "../examples/tls.rs"]
+mod tls_example;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -74,5 +76,36 @@ async fn pyro_seed_over_tcp_and_unix() {
             seen.timed_out,
             "the slow call should have timed out on {addr}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_seed_over_tcp_and_unix() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in [
+        "tls://127.0.0.1:0".to_string(),
+        format!("tls+unix://{}", dir.path().join("tls.sock").display()),
+    ] {
+        let seen = tokio::time::timeout(LIMIT, tls_example::run(&addr))
+            .await
+            .expect("seed timed out")
+            .unwrap_or_else(|e| panic!("seed failed on {addr}: {e}"));
+        assert_eq!(seen.greeting, "hello, alice", "on {addr}");
+        assert_eq!(seen.audit.len(), 1, "{:?}", seen.audit);
+        assert!(
+            seen.audit[0].starts_with("CN=alice")
+                && seen.audit[0].ends_with("called greeter_hello"),
+            "{:?}",
+            seen.audit
+        );
+        assert!(
+            seen.without_cert.contains("requires a client certificate"),
+            "{}",
+            seen.without_cert
+        );
+        if addr.starts_with("tls://") {
+            let p = seen.plaintext.expect("a plaintext attempt on tls://");
+            assert!(p.contains("requires TLS"), "{p}");
+        }
     }
 }

@@ -26,6 +26,7 @@ use wirecall_benches::rpc::{
     self, fmt_us, BenchError, BenchServer, Count, Latency, Throughput, TransportKind, BENCH_ECHO,
 };
 use wirecall_benches::tarpc_peer::{TarpcClients, TarpcPair};
+use wirecall_benches::tls::TlsFigures;
 use wirecall_codecs::CodecId;
 
 /// End-to-end wirecall latency and throughput against raw sockets and tarpc.
@@ -41,7 +42,9 @@ struct Args {
     /// Codecs to measure, comma-separated (default: every built-in codec).
     #[arg(long, value_delimiter = ',')]
     codecs: Vec<String>,
-    /// Transports to measure, comma-separated (default: tcp,unix).
+    /// Transports to measure, comma-separated (default: tcp,unix,tls). `tls` measures the
+    /// echo call over `tls://` beside plain `tcp://` (first codec, --inflight on one
+    /// connection), interleaved in the same rounds.
     #[arg(long, value_delimiter = ',')]
     transports: Vec<String>,
     /// Calls in flight for the throughput figures.
@@ -160,11 +163,14 @@ fn run(args: &Args) -> Result<(), String> {
         ));
     };
     let codecs = parse_codecs(&args.codecs)?;
+    let is_tls = |t: &String| t.trim().eq_ignore_ascii_case("tls");
+    let want_tls = args.transports.is_empty() || args.transports.iter().any(is_tls);
     let transports = if args.transports.is_empty() {
         TransportKind::ALL.to_vec()
     } else {
         args.transports
             .iter()
+            .filter(|t| !is_tls(t))
             .map(|t| TransportKind::parse(t))
             .collect::<Result<Vec<_>, _>>()?
     };
@@ -237,6 +243,20 @@ fn run(args: &Args) -> Result<(), String> {
             &rt, transport, first, duration, with_tarpc, progress,
         )?);
     }
+    let tls = if want_tls {
+        let codec = codecs.first().copied().unwrap_or(CodecId::POSTCARD);
+        if progress {
+            eprintln!("tls: {codec} echo over tls:// and tcp://, interleaved");
+        }
+        let measured = rt
+            .block_on(tokio::spawn(wirecall_benches::tls::tls_vs_tcp(
+                codec, duration, inflight,
+            )))
+            .map_err(|e| format!("the TLS measurement task failed: {e}"))??;
+        Some(measured)
+    } else {
+        None
+    };
     let tarpc = match tarpc {
         Some(t) => t,
         None => {
@@ -262,6 +282,7 @@ fn run(args: &Args) -> Result<(), String> {
             &figures,
             &many,
             &tarpc,
+            tls.as_ref(),
             duration,
             inflight,
             connections,
@@ -275,12 +296,36 @@ fn run(args: &Args) -> Result<(), String> {
             inflight,
             connections,
         );
+        if let Some(t) = &tls {
+            println!();
+            print!("{}", tls_table(t, inflight));
+        }
         for m in &many {
             println!();
             print!("{}", many_table(runtime_name, m, duration));
         }
     }
     Ok(())
+}
+
+/// TLS beside plain tcp.
+fn tls_table(t: &TlsFigures, inflight: usize) -> String {
+    let row = |name: &str, s: &wirecall_benches::tls::Side| {
+        format!(
+            "  {name:<5} p50 {:>8}  p99 {:>8}  {:>9.0} calls/s ({inflight} in flight, 1 connection)\n",
+            rpc::fmt_us(s.latency.p50),
+            rpc::fmt_us(s.latency.p99),
+            s.throughput.calls_per_sec
+        )
+    };
+    format!(
+        "TLS beside plain tcp ({} echo through the engine, rounds interleaved; TLS 1.3, rustls with ring):\n{}{}  tls/tcp: p50 {:.2}x (target <= 1.3x), calls/s {:.2}x (target >= 0.7x)\n",
+        t.codec,
+        row("tcp", &t.tcp),
+        row("tls", &t.tls),
+        t.p50_ratio(),
+        t.calls_ratio()
+    )
 }
 
 /// One wirecall subject: a codec with its latency proxy and throughput proxies.
@@ -794,11 +839,13 @@ fn thr_json(t: &Throughput) -> serde_json::Value {
     json!({"calls_per_sec": t.calls_per_sec, "calls": t.calls, "inflight": t.inflight, "connections": t.connections})
 }
 
+#[allow(clippy::too_many_arguments)]
 fn print_json(
     runtime: &str,
     figures: &[TransportFigures],
     many: &[ManyFigures],
     tarpc: &TarpcFigures,
+    tls: Option<&TlsFigures>,
     duration: Duration,
     inflight: usize,
     connections: usize,
@@ -839,6 +886,13 @@ fn print_json(
         "tarpc": {"latency": lat_json(&tarpc.latency), "throughput": thr_json(&tarpc.throughput)},
         "transports": transports,
         "many_connections": many.iter().map(many_json).collect::<Vec<_>>(),
+        "tls": tls.map(|t| json!({
+            "codec": t.codec.to_string(),
+            "tcp": {"latency": lat_json(&t.tcp.latency), "throughput": thr_json(&t.tcp.throughput)},
+            "tls": {"latency": lat_json(&t.tls.latency), "throughput": thr_json(&t.tls.throughput)},
+            "p50_ratio": t.p50_ratio(),
+            "calls_ratio": t.calls_ratio(),
+        })),
     });
     println!("{doc:#}");
 }
@@ -873,8 +927,7 @@ impl ShapeLive {
         let raw = echo.connect(connections, call).await?;
         raw.throughput_sample(per_conn, Duration::ZERO, warm)
             .await?;
-        let server =
-            PipelinedClients::connect_wirecall(&t.uri, codec, connections, call).await?;
+        let server = PipelinedClients::connect_wirecall(&t.uri, codec, connections, call).await?;
         server
             .throughput_sample(per_conn, Duration::ZERO, warm)
             .await?;
@@ -1051,7 +1104,15 @@ fn many_table(runtime: &str, m: &ManyFigures, duration: Duration) -> String {
     let _ = writeln!(
         out,
         "{:<10} {:>12} {:>12} {:>7} {:>12} {:>7} {:>12} {:>7} {:>10}",
-        "conns x n", "raw echo", "wc server", "/raw", "wc proxy", "/raw", "tarpc", "/raw", "proxy/1x64"
+        "conns x n",
+        "raw echo",
+        "wc server",
+        "/raw",
+        "wc proxy",
+        "/raw",
+        "tarpc",
+        "/raw",
+        "proxy/1x64"
     );
     let one = m
         .shapes
