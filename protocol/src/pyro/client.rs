@@ -343,7 +343,7 @@ impl ClientSession {
     /// Fires the handshake or call timeout; either closes the session.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
         self.io.ensure_open()?;
-        if !self.poll_timeout().is_some_and(|d| now >= d) {
+        if self.poll_timeout().is_none_or(|d| now < d) {
             return Ok(());
         }
         let e = match self.outstanding {

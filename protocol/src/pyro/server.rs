@@ -402,8 +402,13 @@ impl ServerSession {
     /// Python client needs both keys). Then decodes the input that waited.
     pub fn accept(&mut self, reply: Reply, now: Instant) -> Result<(), ProtocolError> {
         self.io.ensure_open()?;
-        let p = self.take_pending(State::Connecting, "accept a CONNECT")?;
-        self.send_reply(MessageType::CONNECTOK, p, reply)?;
+        self.answer(
+            State::Connecting,
+            "accept a CONNECT",
+            MessageType::CONNECTOK,
+            None,
+            reply,
+        )?;
         self.state = State::Ready;
         self.handshake_deadline = None;
         self.last_activity = Some(now);
@@ -415,8 +420,13 @@ impl ServerSession {
     /// close the transport.
     pub fn refuse(&mut self, reply: Reply) -> Result<(), ProtocolError> {
         self.io.ensure_open()?;
-        let p = self.take_pending(State::Connecting, "refuse a CONNECT")?;
-        self.send_reply(MessageType::CONNECTFAIL, p, reply)?;
+        self.answer(
+            State::Connecting,
+            "refuse a CONNECT",
+            MessageType::CONNECTFAIL,
+            None,
+            reply,
+        )?;
         self.io.closed = Some(ProtocolError::Closed);
         Ok(())
     }
@@ -426,17 +436,18 @@ impl ServerSession {
     /// the errors it meets before knowing the serializer.
     pub fn refuse_with_message(&mut self, reason: &str) -> Result<(), ProtocolError> {
         self.io.ensure_open()?;
-        let p = self.take_pending(State::Connecting, "refuse a CONNECT")?;
         let payload = marshal_str(reason).ok_or(ProtocolError::TooLong {
             what: "CONNECTFAIL reason",
             len: reason.len() as u64,
             max: u64::from(u32::MAX),
         })?;
-        let p = Pending {
-            serializer: SerializerId::MARSHAL,
-            ..p
-        };
-        self.send_reply(MessageType::CONNECTFAIL, p, Reply::new(payload))?;
+        self.answer(
+            State::Connecting,
+            "refuse a CONNECT",
+            MessageType::CONNECTFAIL,
+            Some(SerializerId::MARSHAL),
+            Reply::new(payload),
+        )?;
         self.io.closed = Some(ProtocolError::Closed);
         Ok(())
     }
@@ -453,31 +464,37 @@ impl ServerSession {
                 })
             }
         }
-        let p = self.take_pending(State::Ready, "reply")?;
-        if let Err(e) = self.send_reply(MessageType::RESULT, p, reply) {
-            // Not sent: the request still awaits an answer (an exception, say).
-            self.pending = Some(p);
-            return Err(e);
-        }
+        self.answer(State::Ready, "reply", MessageType::RESULT, None, reply)?;
         self.last_activity = Some(now);
         self.process(now)
     }
 
-    fn take_pending(
+    /// Sends the answer to the pending request; on an error nothing is sent and the
+    /// request still awaits its answer (a smaller one, an exception...).
+    fn answer(
         &mut self,
         state: State,
         operation: &'static str,
-    ) -> Result<Pending, ProtocolError> {
-        match self.pending {
-            Some(p) if self.state == state => {
-                self.pending = None;
-                Ok(p)
+        msg_type: MessageType,
+        serializer: Option<SerializerId>,
+        reply: Reply,
+    ) -> Result<(), ProtocolError> {
+        let p = match self.pending {
+            Some(p) if self.state == state => p,
+            _ => {
+                return Err(ProtocolError::InvalidState {
+                    operation,
+                    state: self.state_name(),
+                })
             }
-            _ => Err(ProtocolError::InvalidState {
-                operation,
-                state: self.state_name(),
-            }),
-        }
+        };
+        let to = Pending {
+            serializer: serializer.unwrap_or(p.serializer),
+            ..p
+        };
+        self.send_reply(msg_type, to, reply)?;
+        self.pending = None;
+        Ok(())
     }
 
     fn send_reply(
@@ -591,10 +608,8 @@ impl ServerSession {
             }
             State::Ready => match m.msg_type {
                 MessageType::INVOKE => {
-                    if let Err(e) = self.check_serializer(m.serializer) {
-                        // As a Pyro5 daemon: no answer, the connection closes.
-                        return Err(e);
-                    }
+                    // As a Pyro5 daemon: no answer, the connection closes.
+                    self.check_serializer(m.serializer)?;
                     self.last_activity = Some(now);
                     let correlation = m.correlation();
                     if !m.flags.contains(Flags::ONEWAY) {
