@@ -12,7 +12,6 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::Instrument;
 use wirecall_protocol as proto;
 use wirecall_transport::{ReadHalf, Stream};
 
@@ -89,10 +88,10 @@ pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Ar
     };
     let started = Instant::now();
     tracing::debug!(parent: &span, "connection accepted");
-    let end = reader
-        .run(&mut conn, &mut rd)
-        .instrument(span.clone())
-        .await;
+    // Not `.instrument(span)`: entering even a disabled span on every poll costs (with
+    // tracing's `log` fallback and no subscriber, a log-level check on each enter and exit);
+    // the events name their parent instead.
+    let end = reader.run(&mut conn, &mut rd).await;
     reader.release(&conn.inner);
     trace::connection_closed(&span, &conn.info, &end, started.elapsed(), conn.calls);
     conn.teardown();
@@ -301,11 +300,16 @@ impl Reader {
                         }
                         proto::ServerEvent::Call(call) => conn.on_call(call),
                         proto::ServerEvent::Cancelled(id) => {
-                            tracing::debug!(request_id = id.0, "call cancelled by the caller");
+                            tracing::debug!(
+                                parent: &conn.span,
+                                request_id = id.0,
+                                "call cancelled by the caller"
+                            );
                             conn.stop(id.0)
                         }
                         proto::ServerEvent::Expired(id) => {
                             tracing::debug!(
+                                parent: &conn.span,
                                 request_id = id.0,
                                 "call given up: its deadline or the shutdown grace passed"
                             );
@@ -313,7 +317,7 @@ impl Reader {
                         }
                         proto::ServerEvent::Drained => drained = true,
                         proto::ServerEvent::Rejected { request_id, error } => {
-                            trace::rejected(&conn.info.peer, request_id.0, &error);
+                            trace::rejected(&conn.span, &conn.info.peer, request_id.0, &error);
                         }
                         _ => {}
                     }

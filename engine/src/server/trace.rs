@@ -5,8 +5,9 @@
 //! Levels: evictions of slow peers, refused connections and refused remote shutdowns are
 //! `WARN`; idle evictions, refused codecs and peers that broke a wire rule are `INFO`;
 //! connections opening and closing normally, and every call, are `DEBUG`. Nothing is built
-//! per call unless `DEBUG` is enabled for this module: the call span is checked with
-//! [`tracing::Span::is_disabled`] and only then kept.
+//! per call unless `DEBUG` is enabled for this module (`tracing::enabled!`, then
+//! [`tracing::Span::is_disabled`]), and the connection's span is never entered on the hot
+//! path: events name it as their parent.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -128,19 +129,20 @@ pub(super) fn connection_closed(
 }
 
 /// A call the machine refused without dispatching it.
-pub(super) fn rejected(peer: &str, request_id: u64, error: &proto::ProtocolError) {
+pub(super) fn rejected(span: &Span, peer: &str, request_id: u64, error: &proto::ProtocolError) {
     let reason = error.kind_name();
     match error {
         proto::ProtocolError::CodecRefused { .. } => {
-            tracing::info!(peer, request_id, reason, "call refused: {error}")
+            tracing::info!(parent: span, peer, request_id, reason, "call refused: {error}")
         }
         proto::ProtocolError::TooManyInFlight { .. } => tracing::warn!(
+            parent: span,
             peer,
             request_id,
             reason,
             "call refused (answered TOO_MANY_IN_FLIGHT): {error}; the client may retry, or raise max_in_flight (WIRECALL_MAX_IN_FLIGHT)"
         ),
-        _ => tracing::debug!(request_id, reason, "call refused: {error}"),
+        _ => tracing::debug!(parent: span, request_id, reason, "call refused: {error}"),
     }
 }
 
@@ -163,6 +165,11 @@ impl CallTrace {
         request_id: u64,
         oneway: bool,
     ) -> Option<Arc<CallTrace>> {
+        // The cheap check first (a level compare while DEBUG is off): making a disabled
+        // span still costs, e.g. tracing's `log` fallback when no subscriber was ever set.
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return None;
+        }
         let span = tracing::debug_span!(
             parent: conn,
             "call",
