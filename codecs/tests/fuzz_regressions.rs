@@ -42,7 +42,7 @@ fn regression_inputs() {
 fn seeds() -> Vec<Vec<u8>> {
     vec![
         br#"{"a":[1,2.5,"x",null,true,{"b":-3}],"c":"\u00e9"}"#.to_vec(),
-        b"# serpent utf-8 python3.2\n{'a':(1,2.5,'x',None,True),'b':{1,2},b'c':-3}".to_vec(),
+        b"# serpent utf-8 python3.2\n{'a':(1,2.5,'x',None,True),'b':{1,2},'c':[b'x',-3]}".to_vec(),
         b"(a: [1, 2.5, \"x\"], b: Some(B(7)), c: {1: ()})".to_vec(),
         vec![
             0x83, 0xa1, b'a', 0x92, 0x01, 0xcb, 0x40, 0x04, 0, 0, 0, 0, 0, 0, 0xc4, 0x01, 0xff,

@@ -105,6 +105,23 @@ fn after_roundtrip<C: Codec>(v: &Value) -> Value {
     }
 }
 
+/// Whether `v` holds bytes where Python needs a hashable value (a set member or a map
+/// key, directly or inside tuples there): serpent writes bytes as a dict, so the text it
+/// writes for such a value cannot be read back, by Python's serpent either (its
+/// `serpent.loads(serpent.dumps({b"k", 2}))` raises "unhashable type: 'dict'").
+fn bytes_where_hashed(v: &Value, hashed: bool) -> bool {
+    match v {
+        Value::Bytes(_) => hashed,
+        Value::Tuple(x) => x.iter().any(|e| bytes_where_hashed(e, hashed)),
+        Value::List(x) => x.iter().any(|e| bytes_where_hashed(e, false)),
+        Value::Set(x) => x.iter().any(|e| bytes_where_hashed(e, true)),
+        Value::Map(m) => m
+            .iter()
+            .any(|(k, v)| bytes_where_hashed(k, true) || bytes_where_hashed(v, false)),
+        _ => false,
+    }
+}
+
 /// Round-trips a decoded `Value` through the same codec.
 fn dynamic_roundtrip<C: Codec>(v1: &Value, limits: &Limits) {
     let mut b1 = Vec::new();
@@ -113,6 +130,10 @@ fn dynamic_roundtrip<C: Codec>(v1: &Value, limits: &Limits) {
             "{}: a decoded value does not encode: {e}\n  value {v1:?}",
             C::NAME
         );
+    }
+    if C::ID == wirecall_codecs::CodecId::SERPENT && bytes_where_hashed(v1, false) {
+        // Written as Python writes it, and unreadable as in Python (see above).
+        return;
     }
     let deeper = limits.with_max_depth(limits.max_depth + 4);
     let v2 = match C::decode_value(&b1, &deeper) {
@@ -221,6 +242,9 @@ pub(crate) fn run_serpent(data: &[u8]) {
     let Ok(v) = serpent::parse_value(data, limits.max_depth) else {
         return;
     };
+    if bytes_where_hashed(&v, false) {
+        return;
+    }
     let deeper = limits.max_depth + 4;
     let bare = serpent::SerpentOptions::default().header(false);
     let mut out = Vec::new();
