@@ -8,8 +8,11 @@ mod codec_logic;
 use proptest::prelude::*;
 use wirecall_codecs::{Bincode, Cbor, MsgPack, Postcard, Ron};
 
+/// A fuzz target's logic.
+type Target = fn(&[u8]);
+
 /// The target names and their logic, as in `fuzz/Cargo.toml`.
-const TARGETS: [(&str, fn(&[u8])); 8] = [
+const TARGETS: [(&str, Target); 8] = [
     ("codec_json", codec_logic::run_json),
     ("codec_json_strict", codec_logic::run_json_strict),
     ("codec_msgpack", codec_logic::run_dynamic::<MsgPack>),

@@ -913,11 +913,10 @@ impl Harness {
     /// Takes transmit from a side into its pipe and checks it.
     fn flush(&mut self, side: Side, how: u8, n: usize) {
         let mut taken = Vec::new();
-        let partial;
-        match side {
-            Side::Client => partial = take(&mut self.client, how, n, &mut taken),
-            Side::Server => partial = take_server(&mut self.server, how, n, &mut taken),
-        }
+        let partial = match side {
+            Side::Client => take(&mut self.client, how, n, &mut taken),
+            Side::Server => take_server(&mut self.server, how, n, &mut taken),
+        };
         let (w, pipe, has) = match side {
             Side::Client => (&mut self.cw, &mut self.c2s, self.client.has_transmit()),
             Side::Server => (&mut self.sw, &mut self.s2c, self.server.has_transmit()),
