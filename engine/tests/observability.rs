@@ -291,3 +291,35 @@ async fn calls_are_spans_with_outcome_and_duration() {
     assert_eq!(outcome("nope").field("outcome"), Some("unknown_method"));
     engine.finalize().await;
 }
+
+/// Refuses every call to `double` with a reason.
+struct Deny;
+
+impl wirecall::CallHook for Deny {
+    fn before(&self, call: &wirecall::CallInfo<'_>) -> Result<(), String> {
+        if call.method == "double" {
+            Err("double is closed today".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_refused_by_a_hook_is_an_event_with_its_reason() {
+    let engine = server("obs-hook", |b| b).await;
+    engine.add_hook(Deny);
+    let p = Proxy::new(&engine.address()).unwrap();
+    assert!(matches!(
+        double(&p, 1).await,
+        Err(Error::PermissionDenied { .. })
+    ));
+    let refused = of_server(&engine.address(), "hook");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let r = &refused[0];
+    assert_eq!(r.level, Level::INFO);
+    assert!(r.message().contains("double is closed today"), "{r:?}");
+    assert_eq!(r.field("method"), Some("double"));
+    assert!(r.field("peer").is_some(), "{r:?}");
+    engine.finalize().await;
+}

@@ -187,6 +187,15 @@ impl Conn {
             };
             for h in &hooks {
                 if let Err(m) = h.before(&ci) {
+                    tracing::info!(
+                        parent: &self.span,
+                        peer = %self.info.peer,
+                        provider = provider_id,
+                        method,
+                        request_id = id,
+                        reason = "hook",
+                        "call refused by a hook: {m}"
+                    );
                     sink.answer(
                         Outcome::Fault(Fault::new(FaultKind::PermissionDenied, m)),
                         Flush::Deferred,
