@@ -514,12 +514,23 @@ fn render(plan: &Plan, codec: &str, limit: FdLimit, server: &str, rows: &[Outcom
         lim(limit.before),
         lim(limit.hard)
     ));
-    out.push_str(
-        "transport      calls  wall s    calls/s  p50 us  p99 us  max ms  lost  misrouted  corrupt  errors\n",
-    );
+    out.push_str(&format!(
+        "{:<9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>5} {:>9} {:>7} {:>6}\n",
+        "transport",
+        "calls",
+        "wall s",
+        "calls/s",
+        "p50 us",
+        "p99 us",
+        "max ms",
+        "lost",
+        "misrouted",
+        "corrupt",
+        "errors"
+    ));
     for o in rows {
         out.push_str(&format!(
-            "{:<9} {:>10}  {:>6.2} {:>10.0}  {:>6.1}  {:>6.1}  {:>6.1}  {:>4}  {:>9}  {:>7}  {:>6}\n",
+            "{:<9} {:>9} {:>7.2} {:>9.0} {:>9.1} {:>9.1} {:>8.1} {:>5} {:>9} {:>7} {:>6}\n",
             o.transport,
             o.calls,
             o.wall.as_secs_f64(),
