@@ -199,7 +199,8 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Garbage of several shapes before the HELLO: the server closes that connection (at most
-/// one GOAWAY first), counts no connection, and keeps serving.
+/// one GOAWAY first), counts no connection, and keeps serving; the same after a handshake:
+/// GOAWAY PROTOCOL_ERROR and the connection's entry removed.
 async fn garbage_before_the_hello(kind: &str) {
     let s = start(kind, |b| b).await;
     let good = Proxy::new(&s.engine.address()).unwrap();
@@ -231,20 +232,47 @@ async fn garbage_before_the_hello(kind: &str) {
     }
     // None of them got as far as a connection: only the good proxies did.
     s.wait_closed(1).await;
+    // The same shapes after a good handshake: GOAWAY PROTOCOL_ERROR, then the close.
+    let after: Vec<(&str, Vec<u8>)> = vec![
+        ("64 zero bytes", vec![0; 64]),
+        ("4 KiB of noise", noise(43, 4096)),
+        ("a second HELLO with a wrong magic", {
+            let mut b = encode(&[hello()]).to_vec();
+            b[1] ^= 0xff;
+            b
+        }),
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+    ];
+    for (what, bytes) in after {
+        let mut io = raw_connect(&s.engine.address()).await;
+        io.write_all(&encode(&[hello()])).await.unwrap();
+        io.write_all(&bytes).await.unwrap();
+        match read_to_close(&mut io).await.as_slice() {
+            [proto::Frame::Welcome(_), proto::Frame::GoAway(g)] => {
+                assert_eq!(g.code, proto::ErrorCode::PROTOCOL_ERROR, "{what}: {g:?}")
+            }
+            other => panic!("{what}: expected WELCOME then GOAWAY, got {other:?}"),
+        }
+        s.check_healthy(&good).await;
+    }
+    s.wait_closed(1).await;
     drop(good);
     s.wait_closed(0).await;
     s.engine.finalize().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_of_many_shapes_before_the_hello_closes_only_that_connection_tcp() {
+async fn garbage_of_many_shapes_before_and_after_the_hello_closes_only_that_connection_tcp() {
     tokio::time::timeout(LIMIT, garbage_before_the_hello("tcp"))
         .await
         .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_of_many_shapes_before_the_hello_closes_only_that_connection_unix() {
+async fn garbage_of_many_shapes_before_and_after_the_hello_closes_only_that_connection_unix() {
     tokio::time::timeout(LIMIT, garbage_before_the_hello("unix"))
         .await
         .unwrap();
