@@ -393,20 +393,28 @@ async fn load(plan: &Plan, url: &str, pid: Option<u32>) -> Result<Outcome, Strin
                 .map_err(|e| format!("{url}: {e}"))?
                 .codec(plan.codec)
                 .timeout(plan.timeout);
-            set.spawn(async move { proxy.connect().await.map(|()| (c, proxy)) });
+            set.spawn(async move { (c, proxy.connect().await.map(|()| proxy)) });
         }
+        let mut failed = None;
         while let Some(r) = set.join_next().await {
             match r {
-                Ok(Ok(p)) => proxies.push(p),
-                Ok(Err(e)) => {
-                    return Err(format!(
-                        "connecting client {} of {} to {url}: {e}",
-                        proxies.len() + 1,
-                        plan.clients
-                    ))
+                Ok((c, Ok(p))) => proxies.push((c, p)),
+                Ok((c, Err(e))) => {
+                    failed.get_or_insert_with(|| {
+                        format!("connecting client {} to {url}: {e}", c + 1)
+                    });
                 }
-                Err(e) => return Err(format!("a connecting task failed: {e}")),
+                Err(e) => {
+                    failed.get_or_insert_with(|| format!("a connecting task failed: {e}"));
+                }
             }
+        }
+        if let Some(f) = failed {
+            return Err(format!(
+                "{f} ({} of {} clients connected)",
+                proxies.len(),
+                plan.clients
+            ));
         }
     }
     proxies.sort_by_key(|(c, _)| *c);
