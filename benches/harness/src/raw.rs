@@ -686,14 +686,10 @@ mod tests {
                 let server = crate::rpc::BenchServer::start(t).await.unwrap();
                 for (conns, per) in [(3, 4), (16, 1)] {
                     let raw = echo.connect(conns, &call).await.unwrap();
-                    let wc = PipelinedClients::connect_wirecall(
-                        &server.target.uri,
-                        codec,
-                        conns,
-                        &call,
-                    )
-                    .await
-                    .unwrap();
+                    let wc =
+                        PipelinedClients::connect_wirecall(&server.target.uri, codec, conns, &call)
+                            .await
+                            .unwrap();
                     assert_eq!(raw.connections(), conns);
                     for clients in [&raw, &wc] {
                         for _ in 0..2 {

@@ -248,10 +248,11 @@ fn run(args: &Args) -> Result<(), String> {
         if progress {
             eprintln!("tls: {codec} echo over tls:// and tcp://, interleaved");
         }
+        // On a runtime worker, as an application's callers would run.
         let measured = rt
-            .block_on(tokio::spawn(wirecall_benches::tls::tls_vs_tcp(
-                codec, duration, inflight,
-            )))
+            .block_on(async {
+                tokio::spawn(wirecall_benches::tls::tls_vs_tcp(codec, duration, inflight)).await
+            })
             .map_err(|e| format!("the TLS measurement task failed: {e}"))??;
         Some(measured)
     } else {
