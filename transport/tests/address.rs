@@ -250,7 +250,10 @@ fn unknown_and_missing_schemes() {
     );
     assert_rejected(
         "localhost",
-        &["missing scheme in `localhost`", "tcp, unix, mem, tls and tls+unix"],
+        &[
+            "missing scheme in `localhost`",
+            "tcp, unix, mem, tls and tls+unix",
+        ],
     );
     assert_rejected("", &["empty address", "tcp://127.0.0.1:4000"]);
     assert_rejected("   ", &["empty address"]);
