@@ -1181,7 +1181,9 @@ impl Harness {
                         matches!(s, Some(CState::Pending | CState::Streaming)),
                         "Failed for {request_id:?} in state {s:?}"
                     );
-                    self.calls.insert(request_id, CState::Done);
+                    // Failed locally = cancelled: it counts in flight until the server's
+                    // final frame, which is swallowed.
+                    self.calls.insert(request_id, CState::Cancelled);
                 }
                 ClientEvent::GoAway(_) => {
                     assert!(!self.client_peer_goaway, "client GoAway twice");
