@@ -1554,7 +1554,6 @@ impl ServerConnection {
         }
     }
 
-
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.next_timeout(earliest(
