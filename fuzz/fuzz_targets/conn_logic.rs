@@ -738,9 +738,17 @@ impl Harness {
                 let Some(id) = Self::pick(&all, pick) else {
                     return;
                 };
-                let mut body = ErrorBody::new(ErrorCode(code), "failed");
+                // Small codes often, so UNKNOWN_PROVIDER and UNKNOWN_METHOD come up.
+                let code = ErrorCode(if code & 0x100 == 0 { code % 0x12 } else { code });
+                let mut body = ErrorBody::new(code, "failed");
                 body.names = (0..names % 4).map(|i| format!("name{i}")).collect();
-                let ok = matches!(self.scalls[&id], SState::InFlight | SState::Streaming);
+                // Names go only with UNKNOWN_PROVIDER and UNKNOWN_METHOD (SPEC §7): any
+                // other code with names is the caller's error, refused without sending.
+                let names_ok = body.names.is_empty()
+                    || code == ErrorCode::UNKNOWN_METHOD
+                    || code == ErrorCode::UNKNOWN_PROVIDER;
+                let ok = names_ok
+                    && matches!(self.scalls[&id], SState::InFlight | SState::Streaming);
                 let r = self.server.error(ErrorFrame {
                     request_id: id,
                     codec: CodecId::NONE,
