@@ -747,8 +747,8 @@ impl Harness {
                 let names_ok = body.names.is_empty()
                     || code == ErrorCode::UNKNOWN_METHOD
                     || code == ErrorCode::UNKNOWN_PROVIDER;
-                let ok = names_ok
-                    && matches!(self.scalls[&id], SState::InFlight | SState::Streaming);
+                let ok =
+                    names_ok && matches!(self.scalls[&id], SState::InFlight | SState::Streaming);
                 let r = self.server.error(ErrorFrame {
                     request_id: id,
                     codec: CodecId::NONE,
