@@ -261,6 +261,11 @@ impl fmt::Display for Error {
                 write!(f, "connection to {address} failed: {message}")
             }
             Error::Protocol(e) => match e.cause() {
+                // A deliberate refusal or close, not a broken rule: its message says why.
+                _ if matches!(e, ProtocolError::Refused { .. }) => write!(f, "{e}"),
+                _ if matches!(e, ProtocolError::PeerClosed { .. }) => {
+                    write!(f, "{e} (the next call opens a new one)")
+                }
                 Cause::Peer => write!(
                     f,
                     "the peer broke the wire protocol: {e} (the connection was closed; the next call opens a new one)"
