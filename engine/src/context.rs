@@ -103,11 +103,39 @@ impl AfterHooks {
     }
 }
 
+/// The connection a call's answer goes to.
+#[derive(Clone)]
+pub(crate) enum AnswerTo {
+    /// A native connection's state machine.
+    Native(Arc<Wire<proto::ServerConnection>>),
+    /// A Pyro5 connection's driver, which waits for the one answer of its current call.
+    Pyro(Arc<PyroAnswer>),
+}
+
+/// The answer slot of a Pyro5 call: the first answer is kept, later ones are dropped.
+pub(crate) struct PyroAnswer(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Outcome>>>);
+
+impl PyroAnswer {
+    /// A slot and the receiver its answer arrives on.
+    pub(crate) fn new() -> (Arc<PyroAnswer>, tokio::sync::oneshot::Receiver<Outcome>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Arc::new(PyroAnswer(std::sync::Mutex::new(Some(tx)))), rx)
+    }
+
+    fn send(&self, outcome: Outcome) {
+        let tx = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(tx) = tx {
+            // The driver stopped waiting (the connection closed): nobody needs it.
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
 /// Where a call's answer goes: the connection's state machine, which checks that the call
 /// is still in flight (a call cancelled or past its deadline was answered already).
 #[derive(Clone)]
 pub(crate) struct ReplySink {
-    pub wire: Arc<Wire<proto::ServerConnection>>,
+    pub to: AnswerTo,
     pub id: u64,
     pub codec: CodecId,
     pub oneway: bool,
@@ -129,7 +157,11 @@ impl ReplySink {
         if self.oneway {
             return;
         }
-        let mut s = self.wire.lock();
+        let wire = match &self.to {
+            AnswerTo::Native(w) => w,
+            AnswerTo::Pyro(p) => return p.send(outcome),
+        };
+        let mut s = wire.lock();
         if s.is_shut() {
             // The connection is gone; nobody waits for the answer.
             return;
@@ -172,11 +204,11 @@ impl ReplySink {
         }
         if s.side.has_events() {
             // The last answer of a draining connection: its reader closes it.
-            self.wire.wake_reader();
+            wire.wake_reader();
         }
         match flush {
-            Flush::Now => self.wire.flush_locked(s),
-            Flush::Batched => self.wire.flush_batched(s),
+            Flush::Now => wire.flush_locked(s),
+            Flush::Batched => wire.flush_batched(s),
             Flush::Deferred => drop(s),
         }
     }

@@ -67,34 +67,81 @@ impl Drop for OpenSlot {
 
 pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Arc<ConnectionInfo>) {
     let _slot = OpenSlot(inner.clone());
-    let span = trace::connection_span(&info);
+    let accepted_at = crate::io::now();
+    let (mut rd, wr) = stream.into_split();
+    // The dialect is told once, by the first bytes (SPEC §1): they are read here into the
+    // buffer the native reader goes on with, so native connections pay nothing per call.
+    let mut buf = BytesMut::new();
+    let deadline = inner
+        .timeouts
+        .handshake
+        .map(|t| tokio::time::Instant::from_std(accepted_at + t));
+    let (dialect, first) = sniff(&mut rd, &mut buf, deadline).await;
+    if dialect == Some(proto::Dialect::Pyro5) {
+        super::pyro::serve(inner, rd, wr, info, buf, accepted_at).await;
+        return;
+    }
+    let span = trace::connection_span(&info, "native");
     let mut config = inner.machine_config();
     // Room for frames is reserved here, against the server-wide budget.
     config.reserve_input = false;
-    let machine = match proto::ServerConnection::new(config, crate::io::now()) {
+    let machine = match proto::ServerConnection::new(config, accepted_at) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(parent: &span, error = %e, "cannot serve a connection: the server's limits are invalid");
             return;
         }
     };
-    let (mut rd, wr) = stream.into_split();
     let wire = Wire::start(machine, wr);
     lock(&inner.connections).insert(info.id, wire.clone());
     let mut conn = Conn::new(inner, info, wire, span.clone());
-    let mut reader = Reader {
-        buf: BytesMut::new(),
-        reserved: 0,
-    };
+    let mut reader = Reader { buf, reserved: 0 };
     let started = Instant::now();
     tracing::debug!(parent: &span, "connection accepted");
     // Not `.instrument(span)`: entering even a disabled span on every poll costs (with
     // tracing's `log` fallback and no subscriber, a log-level check on each enter and exit);
     // the events name their parent instead.
-    let end = reader.run(&mut conn, &mut rd).await;
+    let end = reader.run(&mut conn, &mut rd, first).await;
     reader.release(&conn.inner);
     trace::connection_closed(&span, &conn.info, &end, started.elapsed(), conn.calls);
     conn.teardown();
+}
+
+/// Reads until the first bytes tell the dialect, the peer closes, reading fails or the
+/// handshake deadline passes. Returns the dialect (when told) and what the native reader
+/// must handle first (the bytes read, the end of input or the read error); on a deadline
+/// the native machine's own handshake timer, already past, answers.
+async fn sniff(
+    rd: &mut ReadHalf,
+    buf: &mut BytesMut,
+    deadline: Option<tokio::time::Instant>,
+) -> (Option<proto::Dialect>, Option<Woke>) {
+    loop {
+        if let Some(d) = proto::detect_dialect(buf) {
+            return (Some(d), Some(Woke::Read(Ok(buf.len()))));
+        }
+        buf.reserve(READ_CHUNK);
+        let read = rd.read_buf(buf);
+        let r = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let first = (!buf.is_empty()).then(|| Woke::Read(Ok(buf.len())));
+                    return (None, first);
+                }
+            },
+            None => read.await,
+        };
+        match r {
+            Ok(0) if buf.is_empty() => return (None, Some(Woke::Read(Ok(0)))),
+            // The peer closed after a few bytes: the native machine judges them, then
+            // the next read sees the end.
+            Ok(0) => return (None, Some(Woke::Read(Ok(buf.len())))),
+            Ok(_) => {}
+            Err(e) if buf.is_empty() => return (None, Some(Woke::Read(Err(e)))),
+            Err(_) => return (None, Some(Woke::Read(Ok(buf.len())))),
+        }
+    }
 }
 
 /// At most this many refused connections are kept open at once while their GOAWAY is
@@ -184,7 +231,7 @@ enum Woke {
 }
 
 impl Reader {
-    async fn run(&mut self, conn: &mut Conn, rd: &mut ReadHalf) -> End {
+    async fn run(&mut self, conn: &mut Conn, rd: &mut ReadHalf, mut first: Option<Woke>) -> End {
         // Replies queue up while a batch of calls is handled and go out in one write at its
         // end. On a multi-thread runtime they also go out after every `EARLY_FLUSH_FRAMES`
         // calls of a long batch, so the peer (another worker, or another process) starts on
@@ -209,7 +256,9 @@ impl Reader {
         let mut started = false;
         let readiness = rd.has_readiness();
         loop {
-            let woke = if self.buf.capacity() == 0 && readiness {
+            let woke = if let Some(w) = first.take() {
+                w
+            } else if self.buf.capacity() == 0 && readiness {
                 // An idle connection (its buffers released): wait for bytes without holding
                 // a buffer, then read what is there without waiting. A busy one keeps its
                 // buffer and reads as usual.

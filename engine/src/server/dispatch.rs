@@ -15,7 +15,7 @@ use wirecall_protocol as proto;
 
 use super::trace::CallTrace;
 use super::{lock, read, Inner, DAEMON_PROVIDER_ID};
-use crate::context::{AfterHooks, ConnectionInfo, Flush, Incoming, ReplySink};
+use crate::context::{AfterHooks, AnswerTo, ConnectionInfo, Flush, Incoming, ReplySink};
 use crate::error::{Fault, FaultKind};
 use crate::hooks::{CallHook, CallInfo};
 use crate::io::Wire;
@@ -105,7 +105,7 @@ impl Conn {
         let trace = CallTrace::start(&self.span, provider_id, method, codec, id, call.oneway);
         let _entered = trace.as_ref().map(|t| t.span().clone().entered());
         let mut sink = ReplySink {
-            wire: self.wire.clone(),
+            to: AnswerTo::Native(self.wire.clone()),
             id,
             codec,
             oneway: call.oneway,

@@ -23,6 +23,7 @@ use crate::CodecId;
 mod conn;
 mod daemon;
 mod dispatch;
+mod pyro;
 pub(crate) mod trace;
 
 /// The provider id of the built-in daemon object (metadata, ping, remote shutdown).
@@ -236,6 +237,7 @@ impl ServerBuilder {
         let inner = Arc::new(Inner {
             registry: RwLock::new(HashMap::default()),
             registry_gen: AtomicU64::new(0),
+            objects: RwLock::new(HashMap::new()),
             accepted,
             limits,
             timeouts,
@@ -289,6 +291,22 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Refuses object ids a Pyro5 URI cannot carry, and the daemon's own.
+fn check_object_id(object_id: &str) -> Result<(), Error> {
+    if object_id.is_empty() || object_id.contains('@') || object_id.chars().any(char::is_whitespace)
+    {
+        return Err(Error::config(format!(
+            "`{object_id}` cannot be a Pyro5 object id: it must be non-empty, without `@` or whitespace"
+        )));
+    }
+    if object_id == pyro::DAEMON_OBJECT_ID {
+        return Err(Error::config(format!(
+            "`{object_id}` is the object id of the built-in daemon object"
+        )));
+    }
+    Ok(())
+}
+
 /// The default of [`ServerBuilder::max_connections`].
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -308,6 +326,9 @@ struct Inner {
     /// Bumped (under the registry's write lock) on every change, so connections know when
     /// their copy of the registry is stale.
     registry_gen: AtomicU64,
+    /// Pyro5 object ids to provider ids (see [`Engine::register_provider_as`]); locked
+    /// after `registry` when both are.
+    objects: RwLock<HashMap<String, u16>>,
     accepted: Vec<CodecId>,
     limits: proto::Limits,
     timeouts: Timeouts,
@@ -398,6 +419,11 @@ impl Engine {
 
     /// Registers a provider instance shared by every connection under `provider_id`.
     ///
+    /// Python Pyro5 proxies reach it under its default object id: the service name
+    /// (`PYRO:my_service@host:port`), or `service.ID` (`my_service.42`) when another
+    /// provider already holds the service name as its object id. Use
+    /// [`register_provider_as`](Self::register_provider_as) to choose the object id.
+    ///
     /// Fails when the id is taken or is the daemon's reserved id.
     pub fn register_provider<P: Provider>(
         &self,
@@ -405,6 +431,57 @@ impl Engine {
         provider_id: u16,
     ) -> Result<(), Error> {
         self.register_arc(Arc::new(provider), provider_id)
+    }
+
+    /// Registers a provider like [`register_provider`](Self::register_provider), reachable
+    /// by Python Pyro5 proxies under `object_id` (`PYRO:example.greeting@host:port` for
+    /// `"example.greeting"`) instead of the default derived from its service name.
+    ///
+    /// Fails, registering nothing, when the provider id or the object id is taken, or the
+    /// object id is empty, contains `@` or whitespace, or is `Pyro.Daemon`.
+    pub fn register_provider_as<P: Provider>(
+        &self,
+        provider: P,
+        provider_id: u16,
+        object_id: &str,
+    ) -> Result<(), Error> {
+        self.insert_as(
+            Registered::shared(Arc::new(provider), provider_id),
+            Some(object_id),
+        )
+    }
+
+    /// Gives the provider registered under `provider_id` the Pyro5 object id `object_id`,
+    /// replacing the one it had (works for every kind of registration: factories and
+    /// function sets too). Fails like [`register_provider_as`](Self::register_provider_as),
+    /// or when no provider has that id.
+    pub fn set_object_id(&self, provider_id: u16, object_id: &str) -> Result<(), Error> {
+        check_object_id(object_id)?;
+        let map = read(&self.inner.registry);
+        if !map.contains_key(&provider_id) {
+            return Err(Error::config(format!(
+                "no provider is registered with id {provider_id}"
+            )));
+        }
+        let mut objects = write(&self.inner.objects);
+        if let Some(other) = objects.get(object_id).filter(|p| **p != provider_id) {
+            return Err(Error::config(format!(
+                "Pyro5 object id `{object_id}` is already taken by provider {other}"
+            )));
+        }
+        objects.retain(|_, p| *p != provider_id);
+        objects.insert(object_id.to_string(), provider_id);
+        Ok(())
+    }
+
+    /// The Pyro5 object ids and the provider ids they name, sorted by object id.
+    pub fn object_ids(&self) -> Vec<(String, u16)> {
+        let mut v: Vec<(String, u16)> = read(&self.inner.objects)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Registers a provider already in an `Arc` (to keep a handle to it).
@@ -436,6 +513,13 @@ impl Engine {
     }
 
     fn insert(&self, reg: Registered) -> Result<(), Error> {
+        self.insert_as(reg, None)
+    }
+
+    fn insert_as(&self, reg: Registered, object_id: Option<&str>) -> Result<(), Error> {
+        if let Some(o) = object_id {
+            check_object_id(o)?;
+        }
         let id = reg.info.provider_id;
         if id == DAEMON_PROVIDER_ID {
             return Err(Error::config(format!(
@@ -449,6 +533,24 @@ impl Engine {
                 existing.info.service
             )));
         }
+        let mut objects = write(&self.inner.objects);
+        let object_id = match object_id {
+            Some(o) => {
+                if let Some(other) = objects.get(o) {
+                    return Err(Error::config(format!(
+                        "Pyro5 object id `{o}` is already taken by provider {other}"
+                    )));
+                }
+                Some(o.to_string())
+            }
+            None if !objects.contains_key(&reg.info.service) => Some(reg.info.service.clone()),
+            // Unless that one is taken too (by an explicit name): then none.
+            None => Some(format!("{}.{id}", reg.info.service)).filter(|o| !objects.contains_key(o)),
+        };
+        if let Some(o) = object_id {
+            objects.insert(o, id);
+        }
+        drop(objects);
         map.insert(id, Arc::new(reg));
         self.inner.registry_gen.fetch_add(1, Ordering::Release);
         Ok(())
@@ -458,6 +560,7 @@ impl Engine {
     pub fn deregister_provider(&self, provider_id: u16) -> bool {
         let mut map = write(&self.inner.registry);
         let removed = map.remove(&provider_id).is_some();
+        write(&self.inner.objects).retain(|_, p| *p != provider_id);
         self.inner.registry_gen.fetch_add(1, Ordering::Release);
         removed
     }

@@ -23,14 +23,15 @@ use crate::error::FaultKind;
 use crate::provider::Outcome;
 use crate::CodecId;
 
-/// The span of one connection; its `codec` is recorded when the handshake completes.
-pub(super) fn connection_span(info: &ConnectionInfo) -> Span {
+/// The span of one connection (`dialect`: `native` or `pyro5`); its `codec` is recorded
+/// when the handshake completes.
+pub(super) fn connection_span(info: &ConnectionInfo, dialect: &'static str) -> Span {
     tracing::info_span!(
         "connection",
         id = info.id,
         peer = %info.peer,
         local = %info.local,
-        dialect = "native",
+        dialect,
         codec = Empty,
     )
 }

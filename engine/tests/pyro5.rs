@@ -1,0 +1,292 @@
+//! Python Pyro5 proxies call wirecall providers: an unmodified `Pyro5.api.Proxy` (the
+//! checked-in program `tests/python/pyro_client.py`) against a wirecall server on
+//! 127.0.0.1 port 0, with each of Pyro5's serializers, on the listener native clients use.
+//!
+//! Python is `$WIRECALL_PYTHON` (`bash scripts/python-env.sh` prints the project's venv
+//! interpreter, which has Pyro5 5.17), else `python3`. Without Pyro5 5.17 the tests print
+//! `skipped: python reference missing (...)` and pass, unless `WIRECALL_REQUIRE_PYTHON=1`
+//! (set by `scripts/test.sh`), which makes them fail.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use wirecall::{CodecId, Engine};
+
+#[derive(Debug)]
+struct RootCause;
+
+impl std::fmt::Display for RootCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("root cause")
+    }
+}
+
+impl std::error::Error for RootCause {}
+
+#[derive(Debug)]
+struct Failure(String, RootCause);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.1)
+    }
+}
+
+#[derive(Default)]
+struct Greeting {
+    notified: AtomicI64,
+}
+
+#[wirecall::provider(service = "greeting")]
+impl Greeting {
+    #[remote]
+    fn hello(&self, name: String) -> String {
+        format!("Hello, {name}!")
+    }
+
+    #[remote]
+    fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    #[remote]
+    async fn squares(&self, n: u32) -> Vec<u32> {
+        tokio::task::yield_now().await;
+        (0..n).map(|i| i * i).collect()
+    }
+
+    #[remote]
+    fn fail(&self, message: String) -> Result<(), Failure> {
+        Err(Failure(message, RootCause))
+    }
+
+    #[remote]
+    fn parse(&self, text: String) -> Result<i64, std::num::ParseIntError> {
+        text.parse()
+    }
+
+    #[remote(oneway)]
+    fn notify(&self, n: i64) {
+        self.notified.fetch_add(n, Ordering::SeqCst);
+    }
+
+    #[remote]
+    fn notified(&self) -> i64 {
+        self.notified.load(Ordering::SeqCst)
+    }
+}
+
+/// The Python with Pyro5 5.17, or `None` (after a notice) when it is missing and
+/// `WIRECALL_REQUIRE_PYTHON` is not `1`.
+fn python_or_skip(test: &str) -> Option<String> {
+    let python = std::env::var("WIRECALL_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_owned());
+    let check = "import Pyro5; assert Pyro5.__version__ == '5.17', Pyro5.__version__";
+    let why = match Command::new(&python).args(["-c", check]).output() {
+        Ok(o) if o.status.success() => return Some(python),
+        Ok(o) => format!(
+            "{python} has no Pyro5 5.17: {}",
+            String::from_utf8_lossy(&o.stderr)
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => format!("cannot run {python}: {e}"),
+    };
+    if std::env::var("WIRECALL_REQUIRE_PYTHON").as_deref() == Ok("1") {
+        panic!("{test}: WIRECALL_REQUIRE_PYTHON=1 but the python reference is missing: {why}");
+    }
+    let notice = format!(
+        "{test}: skipped: python reference missing ({why}); run `bash scripts/test.sh` to run it\n"
+    );
+    let _ = std::io::stderr().write_all(notice.as_bytes());
+    None
+}
+
+async fn server(accept: &[CodecId]) -> (Engine, u16) {
+    let engine = Engine::server("tcp://127.0.0.1:0")
+        .accept(accept.iter().copied())
+        .start()
+        .await
+        .expect("start the server");
+    engine
+        .register_provider_as(Greeting::default(), 1, "example.greeting")
+        .expect("register");
+    let address = engine.address();
+    let port = address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a tcp address with a port");
+    (engine, port)
+}
+
+/// Runs the Python client's `scenario`; returns its stdout, or panics with its output when
+/// it fails or runs past 60 s (it is killed then).
+async fn run_client(python: &str, port: u16, scenario: &str, serializer: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/pyro_client.py");
+    let mut child = Command::new(python)
+        .args([script, &port.to_string(), scenario, serializer])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    let what = format!("{scenario} with {serializer}");
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().expect("wait for python").is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what}: the Python client ran past 60 s and was killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("python output");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{what}: the Python client failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    })
+    .await
+    .expect("the client runner")
+}
+
+const ALL: [CodecId; 4] = [
+    CodecId::SERPENT,
+    CodecId::JSON,
+    CodecId::MSGPACK,
+    CodecId::MARSHAL,
+];
+
+async fn calls_with(serializer: &str, test: &str) {
+    let Some(python) = python_or_skip(test) else {
+        return;
+    };
+    let (engine, port) = server(&[
+        CodecId::POSTCARD,
+        CodecId::SERPENT,
+        CodecId::JSON,
+        CodecId::MSGPACK,
+        CodecId::MARSHAL,
+    ])
+    .await;
+    let out = run_client(&python, port, "call", serializer).await;
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{out}"
+    );
+    // Native clients keep using the same listener.
+    let sum: i64 = Engine::client()
+        .register("greeting_add")
+        .on(engine.address(), 1)
+        .arg(40)
+        .arg(2)
+        .call()
+        .await
+        .expect("a native call on the same listener");
+    assert_eq!(sum, 42);
+    engine.finalize().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_serpent() {
+    calls_with("serpent", "calls_with_serpent").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_json() {
+    calls_with("json", "calls_with_json").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_msgpack() {
+    calls_with("msgpack", "calls_with_msgpack").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_marshal() {
+    calls_with("marshal", "calls_with_marshal").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_and_daemon_object() {
+    let Some(python) = python_or_skip("metadata_and_daemon_object") else {
+        return;
+    };
+    let (engine, port) = server(&ALL).await;
+    for s in ["serpent", "json", "msgpack", "marshal"] {
+        let out = run_client(&python, port, "metadata", s).await;
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("ok ")).count(),
+            5,
+            "{s}: {out}"
+        );
+    }
+    engine.finalize().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oneway_calls_run_unanswered() {
+    let Some(python) = python_or_skip("oneway_calls_run_unanswered") else {
+        return;
+    };
+    let (engine, port) = server(&ALL).await;
+    for s in ["serpent", "msgpack"] {
+        let out = run_client(&python, port, "oneway", s).await;
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("ok ")).count(),
+            3,
+            "{s}: {out}"
+        );
+    }
+    engine.finalize().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_raise_python_exceptions() {
+    let Some(python) = python_or_skip("errors_raise_python_exceptions") else {
+        return;
+    };
+    let (engine, port) = server(&ALL).await;
+    for s in ["serpent", "json", "msgpack", "marshal"] {
+        let out = run_client(&python, port, "errors", s).await;
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("ok ")).count(),
+            8,
+            "{s}: {out}"
+        );
+    }
+    engine.finalize().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_serializer_is_reported() {
+    let Some(python) = python_or_skip("refused_serializer_is_reported") else {
+        return;
+    };
+    let (engine, port) = server(&[CodecId::JSON, CodecId::MSGPACK]).await;
+    let out = run_client(&python, port, "refused", "serpent").await;
+    assert!(out.contains("ok a refused serializer is reported"), "{out}");
+    assert!(out.contains("json") && out.contains("msgpack"), "{out}");
+    engine.finalize().await;
+}

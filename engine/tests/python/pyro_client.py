@@ -1,0 +1,114 @@
+"""An unmodified Pyro5 client against a wirecall server (run by engine/tests/pyro5.rs).
+
+Usage: pyro_client.py PORT SCENARIO [SERIALIZER]
+
+Every scenario uses Pyro5's public API (Proxy, its _pyro* settings, Pyro5.errors) and
+prints one line per check passed; any failure raises, so the exit status is non-zero.
+"""
+
+import sys
+
+import Pyro5.api
+import Pyro5.errors
+
+Pyro5.config.COMMTIMEOUT = 10.0  # bounded: no call waits longer
+
+port = int(sys.argv[1])
+scenario = sys.argv[2]
+serializer = sys.argv[3] if len(sys.argv) > 3 else "serpent"
+
+
+def proxy(obj="example.greeting"):
+    p = Pyro5.api.Proxy("PYRO:%s@127.0.0.1:%d" % (obj, port))
+    p._pyroSerializer = serializer
+    p._pyroTimeout = 10.0
+    return p
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print("ok", what)
+
+
+if scenario == "call":
+    with proxy() as p:
+        check(p.hello("Pyro") == "Hello, Pyro!", "positional call")
+        check(p.add(2, 40) == 42, "two int arguments")
+        check(p.add(a=1, b=2) == 3, "keyword arguments")
+        check(p.add(5, b=6) == 11, "mixed arguments")
+        check(list(p.squares(4)) == [0, 1, 4, 9], "a list result")
+        check(p.hello("héllo ✓") == "Hello, héllo ✓!", "non-ASCII text")
+elif scenario == "metadata":
+    with proxy() as p:
+        p._pyroBind()
+        check({"hello", "add", "squares", "fail", "parse", "notify", "notified"} <= p._pyroMethods,
+              "metadata lists the methods: %s" % sorted(p._pyroMethods))
+        check(p._pyroOneway == {"notify"}, "metadata lists the oneway method")
+    with proxy("Pyro.Daemon") as d:
+        check(d.ping() is None, "Pyro.Daemon.ping")
+        check("example.greeting" in d.registered() and "Pyro.Daemon" in d.registered(),
+              "Pyro.Daemon.registered: %s" % d.registered())
+        meta = d.get_metadata("example.greeting")
+        check("hello" in meta["methods"] and list(meta["oneway"]) == ["notify"],
+              "Pyro.Daemon.get_metadata")
+elif scenario == "oneway":
+    with proxy() as p:
+        before = p.notified()
+        check(p.notify(5) is None, "a oneway call returns None at once")
+        check(p.notify(7) is None, "a second oneway call")
+        # The oneway calls ran on the server (the next call on the connection is answered
+        # after them; give a concurrent run a moment).
+        import time
+        deadline = time.time() + 5
+        while p.notified() != before + 12 and time.time() < deadline:
+            time.sleep(0.02)
+        check(p.notified() == before + 12, "the oneway calls ran")
+elif scenario == "errors":
+    with proxy() as p:
+        try:
+            p.fail("the disk is on fire")
+            raise AssertionError("fail() did not raise")
+        except RuntimeError as e:
+            check("the disk is on fire" in str(e), "a failing method raises RuntimeError with its message")
+            tb = "".join(Pyro5.errors.get_pyro_traceback())
+            check("caused by: root cause" in tb, "the remote traceback carries the Rust error chain")
+        try:
+            p.parse("forty-two")
+            raise AssertionError("parse() did not raise")
+        except ValueError as e:
+            check("invalid digit" in str(e), "a Rust parse error raises ValueError: %s" % e)
+        try:
+            p.add("x", 1)
+            raise AssertionError("add('x', 1) did not raise")
+        except TypeError as e:
+            check(True, "bad arguments raise TypeError: %s" % e)
+        try:
+            p.nosuch()
+            raise AssertionError("nosuch() did not raise")
+        except AttributeError as e:
+            check(True, "an unknown method raises AttributeError (client side)")
+        # Past the client's own check: the server answers an unknown method itself.
+        p._pyroMethods.add("nosuch")
+        try:
+            p.nosuch()
+            raise AssertionError("nosuch() did not raise")
+        except AttributeError as e:
+            check("no exposed method" in str(e), "an unknown method raises AttributeError (server side): %s" % e)
+        check(p.add(1, 1) == 2, "the connection serves on after errors")
+    try:
+        with proxy("no.such.object") as p:
+            p._pyroBind()
+        raise AssertionError("an unknown object was bound")
+    except Pyro5.errors.CommunicationError as e:
+        check("unknown object" in str(e), "an unknown object is refused: %s" % e)
+elif scenario == "refused":
+    try:
+        with proxy() as p:
+            p.hello("x")
+        raise AssertionError("a refused serializer was served")
+    except Pyro5.errors.CommunicationError as e:
+        check("refused" in str(e) and "accepts" in str(e),
+              "a refused serializer is reported: %s" % e)
+else:
+    raise SystemExit("unknown scenario " + scenario)
