@@ -290,3 +290,43 @@ async fn refused_serializer_is_reported() {
     assert!(out.contains("json") && out.contains("msgpack"), "{out}");
     engine.finalize().await;
 }
+
+/// Object ids: the default is the service name (then `service.ID` when taken), an explicit
+/// one must be free and well-formed, and they follow the provider when it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_ids_default_and_conflicts() {
+    let engine = Engine::server("tcp://127.0.0.1:0")
+        .start()
+        .await
+        .expect("start the server");
+    engine.register_provider(Greeting::default(), 1).unwrap();
+    engine.register_provider(Greeting::default(), 2).unwrap();
+    engine
+        .register_provider_as(Greeting::default(), 3, "example.greeting")
+        .unwrap();
+    assert_eq!(
+        engine.object_ids(),
+        vec![
+            ("example.greeting".to_string(), 3),
+            ("greeting".to_string(), 1),
+            ("greeting.2".to_string(), 2),
+        ]
+    );
+    for bad in ["", "a@b", "a b", "Pyro.Daemon", "example.greeting"] {
+        let e = engine
+            .register_provider_as(Greeting::default(), 4, bad)
+            .expect_err(bad);
+        assert!(!e.to_string().is_empty());
+    }
+    // Nothing was registered by the refusals.
+    assert!(engine.metadata().provider(4).is_none());
+    engine.set_object_id(1, "renamed").unwrap();
+    assert!(engine.set_object_id(2, "renamed").is_err());
+    assert!(engine.set_object_id(9, "nine").is_err());
+    assert!(engine.deregister_provider(3));
+    assert_eq!(
+        engine.object_ids(),
+        vec![("greeting.2".to_string(), 2), ("renamed".to_string(), 1)]
+    );
+    engine.finalize().await;
+}
