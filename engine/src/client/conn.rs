@@ -292,13 +292,39 @@ impl ClientConn {
         let session = loop {
             machine.take_transmit(&mut out);
             if !out.is_empty() {
-                wr.write_all(&out)
-                    .await
-                    .map_err(|e| Error::transport_source(&url, e))?;
-                // A TLS stream may hold the last bytes until flushed.
-                wr.flush()
-                    .await
-                    .map_err(|e| Error::transport_source(&url, e))?;
+                let mut sent = wr.write_all(&out).await;
+                if sent.is_ok() {
+                    // A TLS stream may hold the last bytes until flushed.
+                    sent = wr.flush().await;
+                }
+                if let Err(e) = sent {
+                    // The server closed on us: what it sent first (a TLS alert, a REFUSE)
+                    // says why better than "broken pipe". Read it if it is there.
+                    let why = tokio::time::timeout(Duration::from_millis(100), async {
+                        loop {
+                            match rd.read_buf(&mut buf).await {
+                                Ok(0) => return None,
+                                Ok(_) => {
+                                    if let Err(pe) =
+                                        machine.handle_input_buf(&mut buf, crate::io::now())
+                                    {
+                                        return Some(conn_error(&url, pe));
+                                    }
+                                }
+                                // A TLS alert read back (described by the transport).
+                                Err(re) if re.kind() == std::io::ErrorKind::InvalidData => {
+                                    return Some(Error::transport_source(&url, re))
+                                }
+                                Err(_) => return None,
+                            }
+                        }
+                    })
+                    .await;
+                    return Err(match why {
+                        Ok(Some(better)) => better,
+                        _ => Error::transport_source(&url, e),
+                    });
+                }
                 out.clear();
             }
             if let Some(s) = std::iter::from_fn(|| machine.poll_event()).find_map(|ev| match ev {

@@ -680,6 +680,32 @@ impl fmt::Debug for TlsConn {
 }
 
 impl TlsConn {
+    /// A write failed: when the peer closed the socket (broken pipe, reset), the reason is
+    /// often an alert it sent first (a TLS 1.3 server refusing the client's certificate
+    /// after the client's side of the handshake completed), which is already waiting to be
+    /// read. Reads what is there, without waiting, to report that alert instead of "broken
+    /// pipe". Application data read here is dropped: the connection is broken anyway.
+    fn write_failed(&mut self, cx: &mut Context<'_>, e: io::Error) -> io::Error {
+        let peer_closed = matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        );
+        if peer_closed && rustls_error(&e).is_none() {
+            let mut scratch = [0u8; 512];
+            for _ in 0..4 {
+                let mut buf = ReadBuf::new(&mut scratch);
+                match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                    Poll::Ready(Err(read)) if rustls_error(&read).is_some() => {
+                        return self.map_err(read)
+                    }
+                    Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                    _ => break,
+                }
+            }
+        }
+        self.map_err(e)
+    }
+
     fn map_err(&self, e: io::Error) -> io::Error {
         match rustls_error(&e) {
             Some(tls) => io::Error::new(
@@ -713,7 +739,7 @@ impl AsyncWrite for TlsConn {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(this.map_err(e))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(this.write_failed(cx, e))),
             other => other,
         }
     }
@@ -725,7 +751,7 @@ impl AsyncWrite for TlsConn {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(this.map_err(e))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(this.write_failed(cx, e))),
             other => other,
         }
     }
@@ -737,7 +763,7 @@ impl AsyncWrite for TlsConn {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(this.map_err(e))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(this.write_failed(cx, e))),
             other => other,
         }
     }
