@@ -103,8 +103,198 @@ impl Codec for Cbor {
     }
 
     fn decode_value(bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
-        let v: ciborium::Value = read(bytes, limits, true)?;
-        from_cbor(v)
+        match read::<ciborium::Value>(bytes, limits, true) {
+            Ok(v) => from_cbor(v),
+            // ciborium reads a tag-3 bignum of at most 16 bytes as an i128 and gives up when
+            // it is below i128::MIN (-2^128..=-2^127-1, which cbor2 writes that way); the
+            // low-level reader below takes every bignum as it is.
+            Err(e) if e.to_string().contains("integer too large") => ll::decode(bytes, limits),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A `Value` reader over ciborium's low-level decoder, for the inputs ciborium's serde
+/// reader refuses (see [`Cbor::decode_value`]). Same limits: input size, depth, declared
+/// lengths checked against the input left before anything is allocated.
+mod ll {
+    use ciborium_ll::{simple, Decoder, Header};
+    use num_bigint::{BigInt, Sign};
+
+    use super::{ID, TAG_BIGNEG, TAG_BIGPOS, TAG_SELF_DESCRIBE, TAG_SET};
+    use crate::{CodecError, Limits, Value};
+
+    type Dec<'a> = Decoder<&'a [u8]>;
+
+    pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Value, CodecError> {
+        limits.check_input(ID, bytes)?;
+        let mut d: Dec<'_> = Decoder::from(bytes);
+        let v = value(&mut d, bytes.len(), limits.max_depth)?;
+        let used = d.offset();
+        if used != bytes.len() {
+            return Err(CodecError::decode(
+                ID,
+                super::super::trailing_msg(bytes.len() - used),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn err<E: std::fmt::Debug>(e: ciborium_ll::Error<E>) -> CodecError {
+        match e {
+            ciborium_ll::Error::Io(_) => {
+                CodecError::decode(ID, "input ends in the middle of a value (truncated)")
+            }
+            ciborium_ll::Error::Syntax(at) => {
+                CodecError::decode(ID, format!("malformed CBOR at byte {at}"))
+            }
+        }
+    }
+
+    /// Bytes left after the decoder's position.
+    fn left(d: &mut Dec<'_>, total: usize) -> usize {
+        total.saturating_sub(d.offset())
+    }
+
+    fn bytes(d: &mut Dec<'_>, total: usize, len: Option<usize>) -> Result<Vec<u8>, CodecError> {
+        if len.is_some_and(|n| n > left(d, total)) {
+            return Err(CodecError::decode(
+                ID,
+                "input ends in the middle of a value (truncated)",
+            ));
+        }
+        let mut out = Vec::with_capacity(len.unwrap_or(0));
+        let mut buf = [0u8; 4096];
+        let mut segments = d.bytes(len);
+        while let Some(mut seg) = segments.pull().map_err(err)? {
+            while let Some(chunk) = seg.pull(&mut buf).map_err(err)? {
+                out.extend_from_slice(chunk);
+            }
+        }
+        Ok(out)
+    }
+
+    fn text(d: &mut Dec<'_>, total: usize, len: Option<usize>) -> Result<String, CodecError> {
+        if len.is_some_and(|n| n > left(d, total)) {
+            return Err(CodecError::decode(
+                ID,
+                "input ends in the middle of a value (truncated)",
+            ));
+        }
+        let mut out = String::with_capacity(len.unwrap_or(0));
+        let mut buf = [0u8; 4096];
+        let mut segments = d.text(len);
+        while let Some(mut seg) = segments.pull().map_err(err)? {
+            while let Some(chunk) = seg.pull(&mut buf).map_err(err)? {
+                out.push_str(chunk);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The items of an array or map of `len` entries (`None`: until a break), each read by
+    /// `item`. A definite count is checked against the bytes left (each entry takes one at
+    /// least) before anything is reserved.
+    fn items<T>(
+        d: &mut Dec<'_>,
+        total: usize,
+        len: Option<usize>,
+        per_entry: usize,
+        mut item: impl FnMut(&mut Dec<'_>) -> Result<T, CodecError>,
+    ) -> Result<Vec<T>, CodecError> {
+        match len {
+            Some(n) => {
+                if n.saturating_mul(per_entry) > left(d, total) {
+                    return Err(CodecError::decode(
+                        ID,
+                        "input ends in the middle of a value (truncated)",
+                    ));
+                }
+                let mut out = Vec::with_capacity(n);
+                for _ in 0..n {
+                    out.push(item(d)?);
+                }
+                Ok(out)
+            }
+            None => {
+                let mut out = Vec::new();
+                loop {
+                    match d.pull().map_err(err)? {
+                        Header::Break => return Ok(out),
+                        h => {
+                            d.push(h);
+                            out.push(item(d)?);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn value(d: &mut Dec<'_>, total: usize, depth: usize) -> Result<Value, CodecError> {
+        let nest = |depth: usize| {
+            depth.checked_sub(1).ok_or_else(|| {
+                CodecError::limit(
+                    ID,
+                    "nesting depth limit exceeded (raise Limits::max_depth if the input is legitimate)",
+                )
+            })
+        };
+        Ok(match d.pull().map_err(err)? {
+            Header::Positive(x) => Value::Int(i128::from(x)),
+            Header::Negative(x) => Value::Int(-1 - i128::from(x)),
+            Header::Float(f) => Value::Float(f),
+            Header::Simple(simple::FALSE) => Value::Bool(false),
+            Header::Simple(simple::TRUE) => Value::Bool(true),
+            Header::Simple(simple::NULL) | Header::Simple(simple::UNDEFINED) => Value::Null,
+            Header::Simple(x) => {
+                return Err(CodecError::unsupported(
+                    ID,
+                    crate::Origin::Peer,
+                    format!("CBOR simple value {x} has no Value equivalent"),
+                ))
+            }
+            Header::Break => return Err(CodecError::decode(ID, "a break outside a container")),
+            Header::Bytes(len) => Value::Bytes(bytes(d, total, len)?),
+            Header::Text(len) => Value::Str(text(d, total, len)?),
+            Header::Array(len) => {
+                let depth = nest(depth)?;
+                Value::List(items(d, total, len, 1, |d| value(d, total, depth))?)
+            }
+            Header::Map(len) => {
+                let depth = nest(depth)?;
+                Value::Map(items(d, total, len, 2, |d| {
+                    Ok((value(d, total, depth)?, value(d, total, depth)?))
+                })?)
+            }
+            Header::Tag(tag @ (TAG_BIGPOS | TAG_BIGNEG)) => match d.pull().map_err(err)? {
+                Header::Bytes(len) => {
+                    let m = BigInt::from_bytes_be(Sign::Plus, &bytes(d, total, len)?);
+                    Value::from_bigint(if tag == TAG_BIGPOS { m } else { -m - 1u8 })
+                }
+                _ => {
+                    return Err(CodecError::decode(
+                        ID,
+                        "a bignum tag (2 or 3) must wrap a byte string",
+                    ))
+                }
+            },
+            Header::Tag(TAG_SET) => match value(d, total, depth)? {
+                Value::List(xs) => Value::Set(xs),
+                _ => return Err(CodecError::decode(ID, "tag 258 (set) must wrap an array")),
+            },
+            Header::Tag(TAG_SELF_DESCRIBE) => value(d, total, depth)?,
+            Header::Tag(tag) => {
+                return Err(CodecError::unsupported(
+                    ID,
+                    crate::Origin::Peer,
+                    format!(
+                        "CBOR tag {tag} has no Value equivalent (supported: 2 and 3 bignums, 258 \
+                         sets, 55799 self-describe); decode into a typed value instead"
+                    ),
+                ))
+            }
+        })
     }
 }
 
