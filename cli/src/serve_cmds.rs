@@ -387,6 +387,21 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<ExitCode, String> {
                 "off"
             }
         );
+        // Python Pyro5 proxies reach the same provider on the same addresses.
+        let object = engine
+            .object_ids()
+            .into_iter()
+            .find(|(_, id)| *id == args.provider_id)
+            .map(|(name, _)| name);
+        if let Some(object) = object {
+            let uris = pyro_uris(&engine.addresses(), &object);
+            if !uris.is_empty() {
+                eprintln!(
+                    "Python Pyro5 proxies: {} (serializers: those of the accepted codecs among serpent, json, msgpack, marshal)",
+                    uris.join(" ")
+                );
+            }
+        }
         tokio::select! {
             r = tokio::signal::ctrl_c() => {
                 if let Err(e) = r {
@@ -657,4 +672,20 @@ pub(crate) fn meta(args: &MetaArgs) -> Result<ExitCode, String> {
         print!("{}", format_metadata(&meta));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Pyro5 URIs of `object` on the plain tcp and unix `addresses` (`PYRO:obj@host:port`,
+/// `PYRO:obj@./u:/path`); TLS addresses have none (Pyro5's SSL mode is not served).
+pub(crate) fn pyro_uris(addresses: &[String], object: &str) -> Vec<String> {
+    addresses
+        .iter()
+        .filter_map(|a| {
+            if let Some(hp) = a.strip_prefix("tcp://") {
+                Some(format!("PYRO:{object}@{hp}"))
+            } else {
+                a.strip_prefix("unix://")
+                    .map(|path| format!("PYRO:{object}@./u:{path}"))
+            }
+        })
+        .collect()
 }
