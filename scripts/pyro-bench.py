@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Sequential calls/s of a Python Pyro5 proxy against `wirecall serve` and against a Python
+Pyro5 daemon serving the same echo method, per serializer, interleaved.
+
+    python3 scripts/pyro-bench.py [--wirecall PATH_TO_WIRECALL] [--seconds 2] [--rounds 3]
+
+Both servers run as child processes on 127.0.0.1 (the Python daemon with the same
+interpreter); the figures are medians over the rounds.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import Pyro5.api
+
+DAEMON = r'''
+import sys, Pyro5.api
+@Pyro5.api.expose
+class Demo:
+    def echo(self, x):
+        return x
+d = Pyro5.api.Daemon(host="127.0.0.1", port=0)
+uri = d.register(Demo(), "demo")
+print(uri, flush=True)
+d.requestLoop()
+'''
+
+
+def rate(uri, serializer, seconds):
+    with Pyro5.api.Proxy(uri) as p:
+        p._pyroSerializer = serializer
+        p.echo("warm up")
+        n, end = 0, time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        while True:
+            p.echo("wirecall echo payload, 32 bytes!")
+            n += 1
+            if n % 64 == 0 and time.perf_counter() >= end:
+                break
+        return n / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--wirecall", default="target/release/wirecall")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    wc = subprocess.Popen([a.wirecall, "serve", "--listen", "tcp://127.0.0.1:0"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    py = subprocess.Popen([sys.executable, "-c", DAEMON], stdout=subprocess.PIPE, text=True)
+    try:
+        addr = wc.stdout.readline().split()[0]
+        wc_uri = "PYRO:demo@" + addr[len("tcp://"):]
+        py_uri = py.stdout.readline().strip()
+        print(f"Pyro5 {Pyro5.__version__}, Python {sys.version.split()[0]}; "
+              f"{a.rounds} rounds of {a.seconds} s per figure, medians")
+        print(f"{'serializer':<10} {'Python daemon':>14} {'wirecall':>10} {'ratio':>6}")
+        for ser in ["serpent", "msgpack", "json", "marshal"]:
+            py_r, wc_r = [], []
+            for _ in range(a.rounds):
+                py_r.append(rate(py_uri, ser, a.seconds))
+                wc_r.append(rate(wc_uri, ser, a.seconds))
+            p, w = statistics.median(py_r), statistics.median(wc_r)
+            print(f"{ser:<10} {p:>12.0f}/s {w:>8.0f}/s {w / p:>5.2f}x")
+    finally:
+        wc.terminate()
+        py.terminate()
+        wc.wait()
+        py.wait()
+
+
+if __name__ == "__main__":
+    main()
