@@ -50,8 +50,9 @@ impl ConnectionInfo {
     }
 
     /// The client's identity from its verified certificate, on a server that requires
-    /// client certificates (mutual TLS, [`TlsServerConfig::require_client_cert_file`]
-    /// (crate::TlsServerConfig::require_client_cert_file) or `WIRECALL_TLS_CLIENT_CA`):
+    /// client certificates (mutual TLS,
+    /// [`TlsServerConfig::require_client_cert_file`](crate::TlsServerConfig::require_client_cert_file)
+    /// or `WIRECALL_TLS_CLIENT_CA`):
     /// subject and subject alternative names, for hooks and handlers to authorize with.
     /// `None` on plaintext connections and when the client sent no certificate.
     pub fn peer_identity(&self) -> Option<&crate::PeerIdentity> {

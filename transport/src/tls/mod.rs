@@ -358,7 +358,7 @@ fn system_roots() -> Result<Arc<RootCertStore>, TransportError> {
 }
 
 impl TlsClientConfig {
-    /// Trusts the operating system's root certificates (see the [module docs](self)).
+    /// Trusts the operating system's root certificates (read with `rustls-native-certs`).
     pub fn system_roots() -> Result<TlsClientConfig, TransportError> {
         Self::from_roots(system_roots()?, "the system's root certificates".into())
     }
