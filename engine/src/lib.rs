@@ -89,7 +89,9 @@ mod server;
 
 pub use args::{ArgList, FromArgs, KwList, ParamNames};
 pub use blocking::BlockingProxy;
-pub use client::{CallBuilder, Client, IntoProxy, ProviderHandle, Proxy, RemoteFunction};
+pub use client::{
+    CallBuilder, Client, IntoProxy, ProviderHandle, Proxy, PyroMetadata, PyroProxy, RemoteFunction,
+};
 pub use context::{CallContext, ConnectionInfo, Incoming, ReplyEncoder, Responder};
 pub use error::{Error, Fault, FaultKind, RemoteError, Source};
 pub use functions::Functions;
@@ -99,7 +101,7 @@ pub use provider::{
     ProviderInfo,
 };
 pub use server::{Engine, ServerBuilder, DAEMON_PROVIDER_ID};
-pub use wirecall_codecs::CodecId;
+pub use wirecall_codecs::{CodecId, Value};
 pub use wirecall_macros::provider;
 pub use wirecall_protocol::{Cause, ProtocolError};
 pub use wirecall_transport::{PeerIdentity, TlsClientConfig, TlsInfo, TlsServerConfig};

@@ -1,0 +1,684 @@
+//! A client of Python Pyro5 daemons: [`PyroProxy`], a thin async driver of
+//! `wirecall_protocol::pyro::ClientSession` (every wire rule is the session's; this file
+//! connects, encodes the CONNECT and INVOKE payloads with the chosen serializer, and decodes
+//! the answers, reference §2.1-§2.6).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
+use wirecall_codecs::Value;
+use wirecall_protocol::pyro::{ClientConfig, ClientEvent, ClientSession, Request, SerializerId};
+
+use crate::error::{Error, RemoteError};
+use crate::CodecId;
+
+/// The object id of a Pyro5 daemon's own object.
+const DAEMON_OBJECT_ID: &str = "Pyro.Daemon";
+
+/// What a proxy reads into at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What a Pyro5 object exposes, as its daemon's CONNECTOK lists it (sorted names).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PyroMetadata {
+    /// The methods that can be called.
+    pub methods: Vec<String>,
+    /// The methods called without waiting for a reply (a subset of `methods`).
+    pub oneway: Vec<String>,
+    /// The remote attributes (Python properties) that can be read and written.
+    pub attrs: Vec<String>,
+}
+
+/// Where a `PYRO:` URI points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Location {
+    Tcp { host: String, port: u16 },
+    Unix(String),
+}
+
+/// A proxy of one object of a Python Pyro5 daemon, named by a `PYRO:object@host:port` (or
+/// `PYRO:object@./u:/socket/path`) URI.
+///
+/// It connects on the first call (CONNECT, reading the object's [`PyroMetadata`]), sends one
+/// request at a time as Pyro5 requires (concurrent callers wait their turn), and after the
+/// connection dropped, failed or timed out, the next call connects again. Pyro5's
+/// serializers are all supported: serpent (the default, as in Pyro5), json, msgpack and
+/// marshal. A Python exception comes back as [`Error::Remote`] with the exception's class
+/// name (`ValueError`, or `Pyro5.errors.DaemonError` outside the builtins), its message and
+/// the remote traceback lines. Not supported yet: batch calls, remote iterators (a method
+/// returning a generator gives an error and its stream is closed), compressed messages,
+/// `PYRONAME:` URIs.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wirecall::Error> {
+/// use wirecall::{PyroProxy, Value};
+/// let calc = PyroProxy::new("PYRO:test.calc@127.0.0.1:9999")?;
+/// let sum = calc.call("add", vec![Value::Int(2), Value::Int(3)], vec![]).await?;
+/// assert_eq!(sum, Value::Int(5));
+/// let sum: i64 = calc.call_typed("add", (2, 3)).await?;
+/// # Ok(()) }
+/// ```
+pub struct PyroProxy {
+    uri: String,
+    object: String,
+    location: Location,
+    serializer: SerializerId,
+    timeout: Option<Duration>,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for PyroProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PyroProxy")
+            .field("uri", &self.uri)
+            .field("serializer", &self.serializer)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+struct Connection {
+    stream: Box<dyn Stream>,
+    session: ClientSession,
+    buf: Vec<u8>,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<Connection>,
+    /// The last sequence number used: a reconnect goes on from it, as a Python proxy does.
+    seq: u16,
+    meta: Option<PyroMetadata>,
+}
+
+impl PyroProxy {
+    /// A proxy of the object `uri` names (`PYRO:object@host:port`, `PYRO:object@[::1]:port`
+    /// or `PYRO:object@./u:/socket/path`), with the serpent serializer and no call timeout
+    /// (as a Pyro5 proxy). Nothing is connected yet.
+    pub fn new(uri: &str) -> Result<PyroProxy, Error> {
+        let (object, location) = parse_uri(uri)?;
+        Ok(PyroProxy {
+            uri: uri.trim().to_string(),
+            object,
+            location,
+            serializer: SerializerId::SERPENT,
+            timeout: None,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Uses `codec` as the serializer: [`CodecId::SERPENT`], [`CodecId::JSON`],
+    /// [`CodecId::MSGPACK`] or [`CodecId::MARSHAL`] (the ones Pyro5 has). Takes effect on the
+    /// next connection.
+    pub fn serializer(mut self, codec: CodecId) -> Result<PyroProxy, Error> {
+        self.serializer = SerializerId::from_codec(codec).ok_or_else(|| {
+            Error::config(format!(
+                "Pyro5 has no serializer for codec {codec}; choose serpent, json, msgpack or marshal"
+            ))
+        })?;
+        Ok(self)
+    }
+
+    /// Fails a call (connecting included) that takes longer than `timeout` with
+    /// [`Error::Timeout`]; its connection is dropped and the next call opens a new one.
+    pub fn timeout(mut self, timeout: Duration) -> PyroProxy {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The URI this proxy was made from.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The object id the URI names.
+    pub fn object_id(&self) -> &str {
+        &self.object
+    }
+
+    /// The object's metadata, connecting if needed.
+    pub async fn metadata(&self) -> Result<PyroMetadata, Error> {
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        let r = self
+            .bounded(async {
+                self.ensure_connected(state).await?;
+                Ok(state.meta.clone().unwrap_or_default())
+            })
+            .await;
+        if r.is_err() {
+            drop_connection(state);
+        }
+        r
+    }
+
+    /// Calls `method` with positional `args` and keyword `kwargs`; returns its result. A
+    /// method the metadata marks oneway is sent without waiting for a reply and gives
+    /// [`Value::Null`]. A method the object does not expose fails locally with
+    /// [`Error::NoSuchMethod`], as in a Pyro5 proxy.
+    pub async fn call(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<Value, Error> {
+        let mut state = self.state.lock().await;
+        let kwargs = Value::Map(
+            kwargs
+                .into_iter()
+                .map(|(k, v)| (Value::Str(k), v))
+                .collect(),
+        );
+        self.request(&mut state, method, args, kwargs, Kind::Method)
+            .await
+    }
+
+    /// Calls `method` with the positional arguments `args` (a tuple, array or `Vec` of
+    /// serializable values; `()` for none) and converts its result to `R`.
+    pub async fn call_typed<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, Error> {
+        let args = match wirecall_codecs::to_value(&args).map_err(codec_error)? {
+            Value::List(a) | Value::Tuple(a) => a,
+            Value::Null => Vec::new(),
+            other => vec![other],
+        };
+        let result = self.call(method, args, Vec::new()).await?;
+        wirecall_codecs::from_value(result).map_err(codec_error)
+    }
+
+    /// Reads the remote attribute (Python property) `name`.
+    pub async fn get_attr(&self, name: &str) -> Result<Value, Error> {
+        let mut state = self.state.lock().await;
+        let args = vec![Value::Str(name.to_string())];
+        self.request(&mut state, name, args, Value::Null, Kind::GetAttr)
+            .await
+    }
+
+    /// Writes the remote attribute (Python property) `name`.
+    pub async fn set_attr(&self, name: &str, value: Value) -> Result<(), Error> {
+        let mut state = self.state.lock().await;
+        let args = vec![Value::Str(name.to_string()), value];
+        self.request(&mut state, name, args, Value::Null, Kind::SetAttr)
+            .await
+            .map(drop)
+    }
+
+    /// Closes the connection, if any; the next call opens a new one.
+    pub async fn close(&self) {
+        drop_connection(&mut *self.state.lock().await);
+    }
+
+    async fn request(
+        &self,
+        state: &mut State,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Value,
+        kind: Kind,
+    ) -> Result<Value, Error> {
+        self.bounded(self.request_inner(state, name, args, kwargs, kind))
+            .await
+            .inspect_err(|e| {
+                if !matches!(e, Error::Remote(_) | Error::NoSuchMethod { .. }) {
+                    drop_connection(state);
+                }
+            })
+    }
+
+    async fn request_inner(
+        &self,
+        state: &mut State,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Value,
+        kind: Kind,
+    ) -> Result<Value, Error> {
+        self.ensure_connected(state).await?;
+        let meta = state.meta.clone().unwrap_or_default();
+        let (exposed, wire_method) = match kind {
+            Kind::Method => (&meta.methods, name),
+            Kind::GetAttr => (&meta.attrs, "__getattr__"),
+            Kind::SetAttr => (&meta.attrs, "__setattr__"),
+        };
+        if !exposed.iter().any(|m| m == name) {
+            let mut all = meta.methods.clone();
+            all.extend(meta.attrs.iter().cloned());
+            return Err(Error::NoSuchMethod {
+                method: name.to_string(),
+                exposed: all,
+            });
+        }
+        let oneway = kind == Kind::Method && meta.oneway.iter().any(|m| m == name);
+        let payload = self.call_payload(&self.object, wire_method, args, kwargs)?;
+        let conn = state.conn.as_mut().expect("connected");
+        let req = if oneway {
+            Request::oneway(payload)
+        } else {
+            Request::new(payload)
+        };
+        let sent = conn.session.invoke(req, Instant::now());
+        state.seq = conn.session.seq();
+        sent?;
+        self.flush(conn).await?;
+        if oneway {
+            return Ok(Value::Null);
+        }
+        let response = match self.next_event(conn).await? {
+            ClientEvent::Result(r) => r,
+            other => return Err(self.unexpected(&other)),
+        };
+        if let Some(stream) = response.stream_id() {
+            // A remote iterator: close it on the daemon (oneway, as a Python proxy does).
+            let stream = String::from_utf8_lossy(stream).into_owned();
+            let close = self.call_payload(
+                DAEMON_OBJECT_ID,
+                "close_stream",
+                vec![Value::Str(stream)],
+                Value::Map(Vec::new()),
+            )?;
+            conn.session
+                .invoke(Request::oneway(close), Instant::now())?;
+            state.seq = conn.session.seq();
+            self.flush(conn).await?;
+            return Err(Error::Codec {
+                message: format!(
+                    "`{name}` returned a remote iterator (Pyro5 item streaming), which PyroProxy does not support yet; its stream was closed"
+                ),
+            });
+        }
+        if response
+            .flags
+            .contains(wirecall_protocol::pyro::Flags::COMPRESSED)
+        {
+            return Err(Error::Codec {
+                message: "the daemon sent a compressed result, which PyroProxy does not support yet (set COMPRESSION=False on the daemon)".into(),
+            });
+        }
+        let value = self.decode(&response.payload)?;
+        if response.is_exception() {
+            return Err(Error::Remote(remote_error(&value)));
+        }
+        Ok(value)
+    }
+
+    /// Runs `f` within the proxy's timeout.
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        match self.timeout {
+            Some(after) => tokio::time::timeout(after, f)
+                .await
+                .unwrap_or(Err(Error::Timeout { after })),
+            None => f.await,
+        }
+    }
+
+    async fn ensure_connected(&self, state: &mut State) -> Result<(), Error> {
+        if let Some(c) = &state.conn {
+            if c.session.is_connected() && !c.session.is_busy() {
+                return Ok(());
+            }
+            // Closed, or left mid-request by a cancelled call: start afresh.
+            drop_connection(state);
+        }
+        let stream: Box<dyn Stream> = match &self.location {
+            Location::Tcp { host, port } => {
+                let s = tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| Error::transport_source(&self.uri, e))?;
+                let _ = s.set_nodelay(true);
+                Box::new(s)
+            }
+            #[cfg(unix)]
+            Location::Unix(path) => Box::new(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| Error::transport_source(&self.uri, e))?,
+            ),
+            #[cfg(not(unix))]
+            Location::Unix(_) => {
+                return Err(Error::config(
+                    "unix socket URIs need a unix platform".to_string(),
+                ))
+            }
+        };
+        let mut config = ClientConfig::new(self.serializer);
+        config.initial_seq = state.seq;
+        config.handshake_timeout = None; // The proxy's own timeout bounds the handshake.
+        let mut conn = Connection {
+            stream,
+            session: ClientSession::new(config),
+            buf: vec![0; READ_CHUNK],
+        };
+        let hello = Value::Map(vec![
+            (s("handshake"), s("hello")),
+            (s("object"), Value::Str(self.object.clone())),
+        ]);
+        conn.session.connect(self.encode(&hello)?, Instant::now())?;
+        self.flush(&mut conn).await?;
+        let ok = match self.next_event(&mut conn).await? {
+            ClientEvent::Connected(ok) => ok,
+            other => return Err(self.unexpected(&other)),
+        };
+        let answer = self.decode(&ok.payload)?;
+        let meta = get(&answer, "meta").ok_or_else(|| Error::Codec {
+            message: "the daemon's CONNECTOK has no `meta`".into(),
+        })?;
+        let names = |key: &str| -> Vec<String> {
+            let mut v: Vec<String> = match get(meta, key) {
+                Some(Value::List(l) | Value::Tuple(l) | Value::Set(l)) => l
+                    .iter()
+                    .filter_map(|n| match n {
+                        Value::Str(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            v.sort();
+            v
+        };
+        state.meta = Some(PyroMetadata {
+            methods: names("methods"),
+            oneway: names("oneway"),
+            attrs: names("attrs"),
+        });
+        state.seq = conn.session.seq();
+        state.conn = Some(conn);
+        Ok(())
+    }
+
+    /// `(objectId, method, vargs, kwargs)`, a json object in json (reference §2.2).
+    fn call_payload(
+        &self,
+        object: &str,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Value,
+    ) -> Result<Bytes, Error> {
+        let object = Value::Str(object.to_string());
+        let method = Value::Str(method.to_string());
+        let call = if self.serializer == SerializerId::JSON {
+            Value::Map(vec![
+                (s("object"), object),
+                (s("method"), method),
+                (s("params"), Value::List(args)),
+                (s("kwargs"), kwargs),
+            ])
+        } else {
+            Value::Tuple(vec![object, method, Value::Tuple(args), kwargs])
+        };
+        self.encode(&call)
+    }
+
+    fn codec(&self) -> CodecId {
+        self.serializer.codec().expect("a Pyro5 serializer")
+    }
+
+    fn encode(&self, v: &Value) -> Result<Bytes, Error> {
+        let mut out = Vec::new();
+        wirecall_codecs::encode_value(self.codec(), v, &mut out).map_err(codec_error)?;
+        Ok(Bytes::from(out))
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<Value, Error> {
+        let limits = wirecall_codecs::Limits::default();
+        wirecall_codecs::decode_value(self.codec(), payload, &limits).map_err(codec_error)
+    }
+
+    async fn flush(&self, conn: &mut Connection) -> Result<(), Error> {
+        while let Some(b) = conn.session.poll_transmit() {
+            conn.stream
+                .write_all(&b)
+                .await
+                .map_err(|e| self.broken(e))?;
+        }
+        conn.stream.flush().await.map_err(|e| self.broken(e))
+    }
+
+    /// Reads until the session reports an event.
+    async fn next_event(&self, conn: &mut Connection) -> Result<ClientEvent, Error> {
+        loop {
+            if let Some(ev) = conn.session.poll_event() {
+                return Ok(ev);
+            }
+            let n = conn
+                .stream
+                .read(&mut conn.buf)
+                .await
+                .map_err(|e| self.broken(e))?;
+            if n == 0 {
+                let _ = conn.session.handle_eof();
+                return Err(Error::transport(
+                    &self.uri,
+                    "the Pyro5 daemon closed the connection before answering (the next call connects again)",
+                ));
+            }
+            // A CONNECTFAIL, a sequence mismatch, ...: the session is closed.
+            conn.session
+                .handle_input(&conn.buf[..n], Instant::now())
+                .map_err(Error::Protocol)?;
+        }
+    }
+
+    fn broken(&self, e: std::io::Error) -> Error {
+        Error::Transport {
+            address: self.uri.clone(),
+            message: format!("{e} (the next call connects again)"),
+            source: Some(crate::error::Source::new(e)),
+        }
+    }
+
+    fn unexpected(&self, ev: &ClientEvent) -> Error {
+        Error::transport(
+            &self.uri,
+            format!("unexpected answer from the Pyro5 daemon: {ev:?}"),
+        )
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Method,
+    GetAttr,
+    SetAttr,
+}
+
+fn drop_connection(state: &mut State) {
+    if let Some(mut c) = state.conn.take() {
+        state.seq = c.session.seq();
+        c.session.close();
+    }
+}
+
+fn s(text: &str) -> Value {
+    Value::Str(text.to_string())
+}
+
+fn codec_error(e: wirecall_codecs::CodecError) -> Error {
+    Error::Codec {
+        message: e.to_string(),
+    }
+}
+
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Map(entries) => entries
+            .iter()
+            .rev()
+            .find(|(k, _)| matches!(k, Value::Str(k) if k == key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// The error of a serialized Python exception (reference §2.3): `__class__` without a
+/// `builtins.` prefix, the args (one string as is, else their values joined), and the
+/// `_pyroTraceback` lines.
+fn remote_error(v: &Value) -> RemoteError {
+    let class = match get(v, "__class__") {
+        Some(Value::Str(c)) => c.as_str(),
+        _ => "Pyro5.errors.PyroError",
+    };
+    let type_name = class
+        .strip_prefix("builtins.")
+        .or_else(|| class.strip_prefix("exceptions."))
+        .unwrap_or(class)
+        .to_string();
+    let message = match get(v, "args") {
+        Some(Value::List(a) | Value::Tuple(a)) => a
+            .iter()
+            .map(|x| match x {
+                Value::Str(t) => t.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(Value::Str(t)) => t.clone(),
+        _ => String::new(),
+    };
+    let trace = match get(v, "attributes").and_then(|a| get(a, "_pyroTraceback")) {
+        Some(Value::List(l) | Value::Tuple(l)) => l
+            .iter()
+            .filter_map(|x| match x {
+                Value::Str(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect::<String>()
+            .trim_end()
+            .to_string(),
+        Some(Value::Str(t)) => t.trim_end().to_string(),
+        _ => String::new(),
+    };
+    RemoteError {
+        type_name,
+        message,
+        trace,
+    }
+}
+
+/// Splits a `PYRO:` URI into the object id and the location (reference §3.1).
+fn parse_uri(uri: &str) -> Result<(String, Location), Error> {
+    let bad = |why: &str| {
+        Error::config(format!(
+            "bad Pyro5 URI `{uri}`: {why} (expected PYRO:object@host:port or PYRO:object@./u:/socket/path)"
+        ))
+    };
+    let uri = uri.trim();
+    let (protocol, rest) = uri.split_once(':').ok_or_else(|| bad("no `PYRO:`"))?;
+    if !protocol.eq_ignore_ascii_case("PYRO") {
+        return Err(bad(&format!(
+            "protocol `{protocol}` is not supported (only PYRO, not PYRONAME or PYROMETA)"
+        )));
+    }
+    let (object, location) = rest.split_once('@').ok_or_else(|| bad("no `@location`"))?;
+    if object.is_empty() || object.chars().any(char::is_whitespace) {
+        return Err(bad("the object id is empty or has whitespace"));
+    }
+    if let Some(path) = location.strip_prefix("./u:") {
+        if path.is_empty() || path.contains(':') {
+            return Err(bad("the unix socket path is empty or has a `:`"));
+        }
+        return Ok((object.to_string(), Location::Unix(path.to_string())));
+    }
+    let (host, port) = if let Some(v6) = location.strip_prefix('[') {
+        let (host, port) = v6.split_once("]:").ok_or_else(|| bad("no port"))?;
+        (host, port)
+    } else {
+        location.rsplit_once(':').ok_or_else(|| bad("no port"))?
+    };
+    if host.is_empty() || host.contains(['[', ']']) {
+        return Err(bad("bad host"));
+    }
+    let port: u16 = port.parse().map_err(|_| bad("invalid port"))?;
+    Ok((
+        object.to_string(),
+        Location::Tcp {
+            host: host.to_string(),
+            port,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert_eq!(
+            parse_uri("PYRO:test.calc@127.0.0.1:9999").unwrap(),
+            (
+                "test.calc".into(),
+                Location::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 9999
+                }
+            )
+        );
+        assert_eq!(
+            parse_uri("pyro:o@[::1]:80").unwrap().1,
+            Location::Tcp {
+                host: "::1".into(),
+                port: 80
+            }
+        );
+        assert_eq!(
+            parse_uri("PYRO:x.obj@./u:/run/pyro/test.sock").unwrap().1,
+            Location::Unix("/run/pyro/test.sock".into())
+        );
+        for bad in [
+            "PYRO:obj@localhost",
+            "PYRONAME:my.name",
+            "PYRO:@h:1",
+            "PYRO:obj@h:99999",
+            "PYRO:obj@./u:",
+            "obj@h:1",
+        ] {
+            let e = parse_uri(bad).unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn exception_dicts() {
+        let dict = Value::Map(vec![
+            (s("__class__"), s("builtins.ValueError")),
+            (s("__exception__"), Value::Bool(true)),
+            (s("args"), Value::Tuple(vec![s("bad")])),
+            (
+                s("attributes"),
+                Value::Map(vec![(
+                    s("_pyroTraceback"),
+                    Value::List(vec![
+                        s("Traceback (most recent call last):\n"),
+                        s("ValueError: bad\n"),
+                    ]),
+                )]),
+            ),
+        ]);
+        assert_eq!(
+            remote_error(&dict),
+            RemoteError {
+                type_name: "ValueError".into(),
+                message: "bad".into(),
+                trace: "Traceback (most recent call last):\nValueError: bad".into(),
+            }
+        );
+        let pyro = Value::Map(vec![(s("__class__"), s("Pyro5.errors.DaemonError"))]);
+        assert_eq!(remote_error(&pyro).type_name, "Pyro5.errors.DaemonError");
+    }
+}

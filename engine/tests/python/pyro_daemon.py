@@ -1,0 +1,69 @@
+"""A plain Pyro5 daemon serving one Python object (run by engine/tests/pyro5_client.rs).
+
+Usage: pyro_daemon.py PORT          serve on 127.0.0.1:PORT (0: any free port)
+       pyro_daemon.py unix PATH     serve on the unix socket PATH
+
+Registers a `Calc` under the object id `test.calc`, prints its URI on one line, and serves
+until killed. Only Pyro5's public API is used.
+"""
+
+import sys
+import threading
+
+import Pyro5.api
+
+
+@Pyro5.api.expose
+class Calc:
+    def __init__(self):
+        self._value = 7
+        self._fired = []
+        self._lock = threading.Lock()
+
+    def echo(self, x):
+        return x
+
+    def add(self, a, b):
+        return a + b
+
+    def describe(self, name, scale=1.0, *, tags=()):
+        return {
+            "name": name,
+            "length": len(name),
+            "scaled": [1.5 * scale, 2 * scale],
+            "tags": sorted(tags),
+        }
+
+    def fail(self, message):
+        raise ValueError(message)
+
+    @Pyro5.api.oneway
+    def fire(self, n):
+        with self._lock:
+            self._fired.append(n)
+
+    def fired(self):
+        with self._lock:
+            return list(self._fired)
+
+    @property
+    def value(self):
+        return self._value
+
+    @value.setter
+    def value(self, v):
+        self._value = v
+
+
+def main():
+    if sys.argv[1] == "unix":
+        daemon = Pyro5.api.Daemon(unixsocket=sys.argv[2])
+    else:
+        daemon = Pyro5.api.Daemon(host="127.0.0.1", port=int(sys.argv[1]))
+    uri = daemon.register(Calc(), "test.calc")
+    print(uri, flush=True)
+    daemon.requestLoop()
+
+
+if __name__ == "__main__":
+    main()
