@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use wirecall::{CodecId, Error, PyroProxy, Value};
@@ -273,7 +273,7 @@ async fn metadata_oneway_attributes_and_unknown_methods() {
         let meta = p.metadata().await.unwrap();
         assert_eq!(
             meta.methods,
-            ["add", "describe", "echo", "fail", "fire", "fired"],
+            ["add", "describe", "echo", "fail", "fire", "fired", "slow"],
             "{codec}"
         );
         assert_eq!(meta.oneway, ["fire"], "{codec}");
@@ -369,6 +369,54 @@ async fn a_killed_daemon_gives_a_retryable_transport_error_then_the_proxy_reconn
     assert_eq!(
         p.call("add", vec![int(2), int(3)], vec![]).await.unwrap(),
         int(5)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_take_turns_and_a_timeout_drops_the_connection() {
+    let Some(python) =
+        python_or_skip("concurrent_callers_take_turns_and_a_timeout_drops_the_connection")
+    else {
+        return;
+    };
+    let daemon = Daemon::start(&python, &["0"]);
+    // Pyro5 allows one request at a time per connection: 8 tasks share one proxy.
+    let p = Arc::new(proxy(&daemon.uri, CodecId::MSGPACK));
+    let tasks: Vec<_> = (0..8_i128)
+        .map(|t| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let got = p.call("add", vec![int(t), int(i)], vec![]).await.unwrap();
+                    assert_eq!(got, int(t + i));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let quick = proxy(&daemon.uri, CodecId::SERPENT).timeout(Duration::from_millis(300));
+    assert_eq!(
+        quick
+            .call("slow", vec![Value::Float(0.0)], vec![])
+            .await
+            .unwrap(),
+        Value::Float(0.0)
+    );
+    let e = quick
+        .call("slow", vec![Value::Float(3.0)], vec![])
+        .await
+        .unwrap_err();
+    assert!(e.is_timeout() && e.is_retryable(), "{e:?}");
+    // The late answer is not read as the next call's: a new connection serves it.
+    assert_eq!(
+        quick
+            .call("echo", vec![text("after")], vec![])
+            .await
+            .unwrap(),
+        text("after")
     );
 }
 

@@ -9,6 +9,7 @@ until killed. Only Pyro5's public API is used.
 
 import sys
 import threading
+import time
 
 import Pyro5.api
 
@@ -33,6 +34,10 @@ class Calc:
             "scaled": [1.5 * scale, 2 * scale],
             "tags": sorted(tags),
         }
+
+    def slow(self, seconds):
+        time.sleep(seconds)
+        return seconds
 
     def fail(self, message):
         raise ValueError(message)
