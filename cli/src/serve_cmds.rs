@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Args;
-use wirecall::{CodecId, Engine, Error, Metadata, Proxy, DAEMON_PROVIDER_ID};
+use wirecall::{CodecId, Engine, Error, Metadata, Proxy, PyroProxy, DAEMON_PROVIDER_ID};
 use wirecall_codecs::{Limits, Value};
 use wirecall_conformance::notation;
 
@@ -237,7 +237,9 @@ pub(crate) fn init_logging(filter: Option<&str>, format: LogFormat) -> Result<()
 /// Arguments of `wirecall call`.
 #[derive(Args, Debug)]
 pub(crate) struct CallArgs {
-    /// The server (`tcp://host:port`, `unix:///path`).
+    /// The server (`tcp://host:port`, `unix:///path`), or a Python Pyro5 object
+    /// (`PYRO:object@host:port`, `PYRO:object@./u:/path`; --codec picks its serializer:
+    /// serpent, the default, json, msgpack or marshal).
     url: String,
     /// The method: its full RPC name (`demo_echo`) or its name within the provider's
     /// service (`echo`); with --get/--set, an attribute name.
@@ -539,7 +541,7 @@ pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
             return Err(format!("--kwarg `{kv}` has an empty name"));
         }
         keywords.push((
-            Value::Str(k.to_string()),
+            k.to_string(),
             parse_value(&format!("keyword argument `{k}`"), v)?,
         ));
     }
@@ -548,6 +550,29 @@ pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
         .as_deref()
         .map(|v| parse_value("--set value", v))
         .transpose()?;
+    if is_pyro_uri(&args.url) {
+        if args.provider.is_some() {
+            return Err(
+                "--provider does not apply to a PYRO: URI (its object id names the target)".into(),
+            );
+        }
+        let call = PyroCall {
+            uri: &args.url,
+            method: &args.method,
+            codec,
+            timeout: args.timeout.map(Duration::from_millis),
+            get: args.get,
+            set: set_value,
+        };
+        if let Some(v) = current_thread()?.block_on(call_pyro(call, positional, keywords))? {
+            println!("{}", notation::print(&v));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let keywords: Vec<(Value, Value)> = keywords
+        .into_iter()
+        .map(|(k, v)| (Value::Str(k), v))
+        .collect();
     let proxy = proxy_for(&args.url, codec, args.timeout, &args.tls)?;
     let rt = current_thread()?;
     let out = rt.block_on(async {
@@ -606,6 +631,62 @@ pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
         println!("{}", notation::print(&v));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `url` is a Pyro5 `PYRO:` URI (any case, as Pyro5 reads it).
+fn is_pyro_uri(url: &str) -> bool {
+    url.trim()
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("PYRO:"))
+}
+
+/// A `wirecall call` of a Python Pyro5 object.
+struct PyroCall<'a> {
+    uri: &'a str,
+    method: &'a str,
+    codec: Option<CodecId>,
+    timeout: Option<Duration>,
+    get: bool,
+    set: Option<Value>,
+}
+
+/// Calls (or reads or writes an attribute of) a Pyro5 object; returns what to print.
+async fn call_pyro(
+    call: PyroCall<'_>,
+    positional: Vec<Value>,
+    keywords: Vec<(String, Value)>,
+) -> Result<Option<Value>, String> {
+    let mut proxy = PyroProxy::new(call.uri).map_err(|e| describe(&e))?;
+    if let Some(codec) = call.codec {
+        proxy = proxy.serializer(codec).map_err(|e| describe(&e))?;
+    }
+    if let Some(t) = call.timeout {
+        proxy = proxy.timeout(t);
+    }
+    if call.get {
+        return proxy
+            .get_attr(call.method)
+            .await
+            .map(Some)
+            .map_err(|e| describe(&e));
+    }
+    if let Some(v) = call.set {
+        return proxy
+            .set_attr(call.method, v)
+            .await
+            .map(|()| None)
+            .map_err(|e| describe(&e));
+    }
+    let meta = proxy.metadata().await.map_err(|e| describe(&e))?;
+    let v = proxy
+        .call(call.method, positional, keywords)
+        .await
+        .map_err(|e| describe(&e))?;
+    if meta.oneway.iter().any(|m| m == call.method) {
+        eprintln!("{} is oneway: sent, no reply", call.method);
+        return Ok(None);
+    }
+    Ok(Some(v))
 }
 
 /// The metadata as text: one block per provider.
@@ -688,4 +769,142 @@ pub(crate) fn pyro_uris(addresses: &[String], object: &str) -> Vec<String> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod pyro_tests {
+    //! `wirecall call PYRO:...` against a plain Python Pyro5 daemon (the engine's
+    //! `tests/python/pyro_daemon.py`), with the same skip/fail policy as the other Python
+    //! tests: skipped without Pyro5 5.17 unless `WIRECALL_REQUIRE_PYTHON=1`.
+
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn python_or_skip() -> Option<String> {
+        let python = std::env::var("WIRECALL_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "python3".to_owned());
+        let check = "import Pyro5; assert Pyro5.__version__ == '5.17'";
+        match Command::new(&python).args(["-c", check]).output() {
+            Ok(o) if o.status.success() => Some(python),
+            _ if std::env::var("WIRECALL_REQUIRE_PYTHON").as_deref() == Ok("1") => {
+                panic!("WIRECALL_REQUIRE_PYTHON=1 but {python} has no Pyro5 5.17")
+            }
+            _ => {
+                eprintln!("skipped: python reference missing ({python} has no Pyro5 5.17)");
+                None
+            }
+        }
+    }
+
+    /// The daemon process, killed and reaped when dropped.
+    struct Daemon(Child);
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn start_daemon(python: &str) -> (Daemon, String) {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/python/pyro_daemon.py"
+        );
+        let mut child = Command::new(python)
+            .args([script, "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the python daemon");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let daemon = Daemon(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let uri = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the daemon prints its URI");
+        assert!(uri.starts_with("PYRO:"), "{uri:?}");
+        (daemon, uri.trim().to_string())
+    }
+
+    fn call<'a>(uri: &'a str, method: &'a str, codec: Option<CodecId>) -> PyroCall<'a> {
+        PyroCall {
+            uri,
+            method,
+            codec,
+            timeout: Some(Duration::from_secs(20)),
+            get: false,
+            set: None,
+        }
+    }
+
+    #[test]
+    fn wirecall_call_reaches_a_python_pyro5_daemon() {
+        let Some(python) = python_or_skip() else {
+            return;
+        };
+        let (_daemon, uri) = start_daemon(&python);
+        let rt = current_thread().unwrap();
+        let run = |c: PyroCall<'_>, args: &[&str], kw: &[(&str, &str)]| {
+            let args = args
+                .iter()
+                .map(|a| parse_value("argument", a).unwrap())
+                .collect();
+            let kw = kw
+                .iter()
+                .map(|(k, v)| (k.to_string(), parse_value("kwarg", v).unwrap()))
+                .collect();
+            rt.block_on(call_pyro(c, args, kw))
+        };
+        for codec in [
+            None,
+            Some(CodecId::JSON),
+            Some(CodecId::MSGPACK),
+            Some(CodecId::MARSHAL),
+        ] {
+            assert_eq!(
+                run(call(&uri, "add", codec), &["2", "3"], &[]),
+                Ok(Some(Value::Int(5)))
+            );
+            assert_eq!(
+                run(
+                    call(&uri, "add", codec),
+                    &[],
+                    &[("a", "\"x\""), ("b", "\"y\"")]
+                ),
+                Ok(Some(Value::Str("xy".into())))
+            );
+            let e = run(call(&uri, "fail", codec), &["\"bad\""], &[]).unwrap_err();
+            assert!(e.starts_with("remote error: ValueError: bad"), "{e}");
+            assert!(e.contains("in fail"), "{e}");
+        }
+        let e = run(call(&uri, "nope", None), &[], &[]).unwrap_err();
+        assert!(e.contains("no such method `nope`"), "{e}");
+        assert_eq!(run(call(&uri, "fire", None), &["4"], &[]), Ok(None));
+
+        let set = PyroCall {
+            set: Some(Value::Int(12)),
+            ..call(&uri, "value", None)
+        };
+        assert_eq!(run(set, &[], &[]), Ok(None));
+        let get = PyroCall {
+            get: true,
+            ..call(&uri, "value", Some(CodecId::JSON))
+        };
+        assert_eq!(run(get, &[], &[]), Ok(Some(Value::Int(12))));
+
+        let e = run(call(&uri, "add", Some(CodecId::CBOR)), &[], &[]).unwrap_err();
+        assert!(e.contains("serpent, json, msgpack or marshal"), "{e}");
+        assert!(is_pyro_uri("pyro:obj@h:1") && !is_pyro_uri("tcp://h:1"));
+    }
 }
