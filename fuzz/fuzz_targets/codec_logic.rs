@@ -166,6 +166,14 @@ fn bytes_where_hashed(v: &Value, hashed: bool) -> bool {
 fn dynamic_roundtrip<C: Codec>(v1: &Value, limits: &Limits) {
     let mut b1 = Vec::new();
     if let Err(e) = C::encode_value(v1, &mut b1) {
+        if C::ID == wirecall_codecs::CodecId::SERPENT
+            && e.kind() == wirecall_codecs::ErrorKind::Unsupported
+            && e.to_string().contains("cannot be a dict key or set member")
+        {
+            // Python's serpent reads `{1, None}` and `{None: 1}` but refuses to write them
+            // ("not of a primitive hashable type"); wirecall's writer refuses the same keys.
+            return;
+        }
         panic!(
             "{}: a decoded value does not encode: {e}\n  value {v1:?}",
             C::NAME
@@ -298,7 +306,12 @@ pub(crate) fn run_serpent(data: &[u8]) {
     let deeper = limits.max_depth + 4;
     let bare = serpent::SerpentOptions::default().header(false);
     let mut out = Vec::new();
-    serpent::value_to_writer(&v, &mut out, &bare).expect("encode without header");
+    match serpent::value_to_writer(&v, &mut out, &bare) {
+        Ok(()) => {}
+        // A key Python's serpent reads but will not write (see `dynamic_roundtrip`).
+        Err(e) if e.to_string().contains("cannot be a dict key or set member") => return,
+        Err(e) => panic!("encode without header: {e:?}"),
+    }
     let back = serpent::parse_value(&out, deeper).expect("headerless serpent parses");
     assert!(
         back.same_as(&after_roundtrip::<Serpent>(&v)),
