@@ -102,6 +102,17 @@ pub enum Error {
         /// Which limit, and by how much.
         message: String,
     },
+    /// A name could not be registered, resolved or listed: an invalid name or pattern, a
+    /// name that is not registered, a refused overwrite, or a naming backend (name server,
+    /// etcd) that cannot be reached.
+    Naming {
+        /// The name (or pattern, or URI) involved.
+        name: String,
+        /// What went wrong and what to do.
+        message: String,
+        /// True when the backend could not be reached: the same request may succeed later.
+        unavailable: bool,
+    },
 }
 
 /// The underlying error of a [`Error::Transport`], shared so that errors stay cheap to
@@ -179,6 +190,10 @@ impl Error {
                     | Error::Timeout { .. }
                     | Error::ShuttingDown { .. }
                     | Error::Busy { .. }
+                    | Error::Naming {
+                        unavailable: true,
+                        ..
+                    }
             ),
         }
     }
@@ -244,6 +259,13 @@ impl Error {
             | Error::NoCommonCodec { .. }
             | Error::PermissionDenied { .. }
             | Error::Cancelled => Cause::Local,
+            Error::Naming { unavailable, .. } => {
+                if *unavailable {
+                    Cause::Peer
+                } else {
+                    Cause::Local
+                }
+            }
             Error::Transport { .. }
             | Error::Remote(_)
             | Error::ShuttingDown { .. }
@@ -313,6 +335,7 @@ impl fmt::Display for Error {
                 f,
                 "over a limit: {message} (send less per call, or raise the limit on the receiving side)"
             ),
+            Error::Naming { name, message, .. } => write!(f, "naming: `{name}`: {message}"),
         }
     }
 }

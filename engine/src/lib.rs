@@ -83,6 +83,7 @@ mod error;
 mod functions;
 mod hooks;
 mod io;
+pub mod naming;
 
 mod provider;
 mod server;
