@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 
 use crate::Error;
 
@@ -79,6 +80,15 @@ pub trait NamingBackend: Send + Sync + 'static {
 
     /// Checks that the backend answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Every change to `name`'s registrations as it happens, each item the full list of
+    /// its registrations after the change, for backends that can push changes (etcd).
+    /// `None` when the backend cannot: resolvers then re-resolve only when a cached
+    /// address fails.
+    fn watch(&self, name: &str) -> Option<BoxStream<'static, Vec<Registration>>> {
+        let _ = name;
+        None
+    }
 }
 
 /// An [`Error::Naming`] for `name`.
