@@ -788,6 +788,21 @@ const PYTHON_BUILTINS: &[&str] = &[
     "ZeroDivisionError",
 ];
 
+/// The Pyro5 errors a handler may raise by naming them as its error type
+/// (`Pyro5.errors.NamingError`: the name server's "unknown name"), passed through as is.
+const PYRO_ERRORS: &[&str] = &[
+    "PyroError",
+    "CommunicationError",
+    "ConnectionClosedError",
+    "TimeoutError",
+    "ProtocolError",
+    "MessageTooLargeError",
+    "SerializeError",
+    "NamingError",
+    "DaemonError",
+    "SecurityError",
+];
+
 /// The Python class a fault is raised as (the table in this module's documentation).
 pub(crate) fn python_class(f: &Fault) -> String {
     let builtin = |n: &str| format!("builtins.{n}");
@@ -797,6 +812,11 @@ pub(crate) fn python_class(f: &Fault) -> String {
             let bare = t.strip_prefix("builtins.").unwrap_or(t);
             if PYTHON_BUILTINS.contains(&bare) {
                 builtin(bare)
+            } else if t
+                .strip_prefix("Pyro5.errors.")
+                .is_some_and(|e| PYRO_ERRORS.contains(&e))
+            {
+                t.to_string()
             } else if [
                 "ParseIntError",
                 "ParseFloatError",
