@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use wirecall::{CodecId, Error, PyroProxy, Value};
+use wirecall_protocol::pyro::{Flags, MessageDecoder};
 
 const SERIALIZERS: [CodecId; 4] = [
     CodecId::SERPENT,
@@ -34,10 +36,16 @@ impl Daemon {
     /// Starts the daemon with `args` (`PORT` or `unix PATH`) and waits up to 30 s for the
     /// URI it prints.
     fn start(python: &str, args: &[&str]) -> Daemon {
+        Daemon::start_env(python, args, &[])
+    }
+
+    /// [`Daemon::start`] with environment variables (Pyro5 reads `PYRO_*` settings).
+    fn start_env(python: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/pyro_daemon.py");
         let mut child = Command::new(python)
             .arg(script)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -246,7 +254,17 @@ async fn metadata_oneway_attributes_and_unknown_methods() {
         let meta = p.metadata().await.unwrap();
         assert_eq!(
             meta.methods,
-            ["add", "describe", "echo", "fail", "fire", "fired", "slow"],
+            [
+                "add",
+                "count",
+                "describe",
+                "echo",
+                "fail",
+                "fire",
+                "fired",
+                "slow",
+                "streams_closed"
+            ],
             "{codec}"
         );
         assert_eq!(meta.oneway, ["fire"], "{codec}");
@@ -425,4 +443,302 @@ async fn bad_uris_and_serializers_are_configuration_errors() {
         e.to_string().contains("serpent, json, msgpack or marshal"),
         "{e}"
     );
+}
+
+/// `PyroProxy::batch` against a Python daemon (what `Pyro5.api.BatchProxy` sends): results in
+/// order, the daemon stops at the first exception, oneway batches, unknown methods refused
+/// before sending.
+#[tokio::test]
+async fn batches_in_each_serializer() {
+    let Some(python) = python_or_skip("batches_in_each_serializer") else {
+        return;
+    };
+    let daemon = Daemon::start(&python, &["0"]);
+    for codec in SERIALIZERS {
+        let p = proxy(&daemon.uri, codec);
+        let mut b = p.batch();
+        b.call("add", vec![int(1), int(2)], vec![])
+            .call("echo", vec![text("x")], vec![])
+            .call(
+                "describe",
+                vec![text("ab")],
+                vec![("scale".into(), Value::Float(2.0))],
+            );
+        assert_eq!(b.len(), 3);
+        let r = b.send().await.unwrap_or_else(|e| panic!("{codec}: {e}"));
+        assert_eq!(r.len(), 3, "{codec}: {r:?}");
+        assert_eq!(r[0].as_ref().unwrap(), &int(3));
+        assert_eq!(r[1].as_ref().unwrap(), &text("x"));
+        assert_eq!(
+            norm(field(r[2].as_ref().unwrap(), "scaled").clone()),
+            Value::List(vec![Value::Float(3.0), Value::Float(4.0)]),
+            "{codec}"
+        );
+
+        // Stop at the first exception: the call after it does not run.
+        let before = match norm(p.call("fired", vec![], vec![]).await.unwrap()) {
+            Value::List(l) => l.len(),
+            other => panic!("{other:?}"),
+        };
+        let mut b = p.batch();
+        b.call("add", vec![int(2), int(2)], vec![])
+            .call("fail", vec![text("batch boom")], vec![])
+            .call("fire", vec![int(99)], vec![]);
+        match (codec, b.send().await) {
+            // Pyro5's marshal serializer cannot write the batch error wrapper inside the
+            // result list (it converts only the top-level object), so a Python daemon fails
+            // the whole batch (after stopping at the failing call: 99 is not fired, checked
+            // below); a wirecall server does not have that limitation.
+            (CodecId::MARSHAL, Err(Error::Remote(e))) => {
+                assert!(e.message.contains("unmarshallable"), "{e:?}")
+            }
+            (c, Ok(r)) if c != CodecId::MARSHAL => {
+                assert_eq!(r.len(), 2, "{codec}: {r:?}");
+                assert_eq!(r[0].as_ref().unwrap(), &int(4));
+                match &r[1] {
+                    Err(Error::Remote(e)) => {
+                        assert_eq!(e.type_name, "ValueError", "{codec}");
+                        assert_eq!(e.message, "batch boom");
+                        assert!(e.trace.contains("Traceback"), "{}", e.trace);
+                    }
+                    other => panic!("{codec}: {other:?}"),
+                }
+            }
+            (c, other) => panic!("{c}: {other:?}"),
+        }
+
+        // A oneway batch: nothing comes back, the calls run.
+        let mut b = p.batch();
+        b.call("fire", vec![int(1)], vec![])
+            .call("fire", vec![int(2)], vec![]);
+        b.send_oneway().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let fired = norm(p.call("fired", vec![], vec![]).await.unwrap());
+            let Value::List(l) = &fired else {
+                panic!("{fired:?}")
+            };
+            if l.len() == before + 2 {
+                assert_eq!(
+                    l[before..],
+                    [int(1), int(2)],
+                    "{codec}: 99 must not have fired"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{codec}: the oneway batch never ran: {fired:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // An unknown method fails locally, before anything is sent; the proxy serves on.
+        let mut b = p.batch();
+        b.call("add", vec![int(1), int(1)], vec![])
+            .call("nope", vec![], vec![]);
+        assert!(matches!(b.send().await, Err(Error::NoSuchMethod { .. })));
+        assert!(p.batch().send().await.unwrap().is_empty(), "{codec}");
+        assert_eq!(
+            p.call("add", vec![int(1), int(1)], vec![]).await.unwrap(),
+            int(2)
+        );
+    }
+}
+
+/// A Python generator comes back as a stream pulled item by item with
+/// `Pyro.Daemon.get_next_stream_item`; dropped early, it is closed on the daemon with
+/// `close_stream` (the generator's `finally` runs there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_iterators_are_streams() {
+    let Some(python) = python_or_skip("remote_iterators_are_streams") else {
+        return;
+    };
+    let daemon = Daemon::start(&python, &["0"]);
+    for codec in SERIALIZERS {
+        let p = proxy(&daemon.uri, codec);
+        let closed = |v: Value| match v {
+            Value::Int(n) => n,
+            other => panic!("{other:?}"),
+        };
+        let closed_before = closed(p.call("streams_closed", vec![], vec![]).await.unwrap());
+        let items: Vec<Value> = p
+            .call_stream("count", vec![int(5)], vec![])
+            .await
+            .unwrap()
+            .map(|r| r.unwrap_or_else(|e| panic!("{codec}: {e}")))
+            .collect()
+            .await;
+        assert_eq!(items, (0..5).map(int).collect::<Vec<_>>(), "{codec}");
+        // Ran to its end: closed by the daemon.
+        assert_eq!(
+            closed(p.call("streams_closed", vec![], vec![]).await.unwrap()),
+            closed_before + 1
+        );
+
+        // Other calls go between the items on the same proxy.
+        let mut s = p
+            .call_stream("count", vec![int(1000)], vec![])
+            .await
+            .unwrap();
+        assert_eq!(s.next().await.unwrap().unwrap(), int(0));
+        assert_eq!(
+            p.call("add", vec![int(1), int(1)], vec![]).await.unwrap(),
+            int(2)
+        );
+        assert_eq!(s.next().await.unwrap().unwrap(), int(1));
+        drop(s);
+        // Dropped early: close_stream (oneway) ends the generator on the daemon.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while closed(p.call("streams_closed", vec![], vec![]).await.unwrap()) != closed_before + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{codec}: the stream was not closed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // A plain result through call_stream is a stream of one item; a generator through
+        // call is an error naming call_stream (and its stream is closed).
+        let one: Vec<_> = p
+            .call_stream("add", vec![int(2), int(3)], vec![])
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].as_ref().unwrap(), &int(5));
+        let e = p.call("count", vec![int(3)], vec![]).await.unwrap_err();
+        assert!(e.to_string().contains("call_stream"), "{e}");
+        // (The oneway close_stream went out on the same connection, which stays in step.
+        // The generator never started, so its `finally` does not run to be counted.)
+        assert_eq!(
+            p.call("add", vec![int(2), int(2)], vec![]).await.unwrap(),
+            int(4)
+        );
+    }
+}
+
+/// A TCP relay between a proxy and a daemon on 127.0.0.1 that keeps what each side sent,
+/// to read the flags of their messages.
+struct Relay {
+    port: u16,
+    sent: Arc<std::sync::Mutex<(Vec<u8>, Vec<u8>)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: u16) -> Relay {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(std::sync::Mutex::new((Vec::new(), Vec::new())));
+        let log = sent.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = log.clone();
+                tokio::spawn(async move {
+                    let mut b = vec![0; 65536];
+                    while let Ok(n @ 1..) = cr.read(&mut b).await {
+                        up.lock().unwrap().0.extend_from_slice(&b[..n]);
+                        if sw.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let down = log.clone();
+                tokio::spawn(async move {
+                    let mut b = vec![0; 65536];
+                    while let Ok(n @ 1..) = sr.read(&mut b).await {
+                        down.lock().unwrap().1.extend_from_slice(&b[..n]);
+                        if cw.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Relay { port, sent, task }
+    }
+
+    /// The flags of the messages each side sent: (proxy's, daemon's).
+    fn flags(&self) -> (Vec<Flags>, Vec<Flags>) {
+        let (up, down) = self.sent.lock().unwrap().clone();
+        let read = |bytes: Vec<u8>| {
+            let mut buf = bytes::BytesMut::from(&bytes[..]);
+            let mut dec = MessageDecoder::default();
+            let mut v = Vec::new();
+            while let Ok(Some(m)) = dec.decode(&mut buf) {
+                v.push(m.flags);
+            }
+            v
+        };
+        (read(up), read(down))
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `PyroProxy::compression(true)` sends long requests zlib-compressed, as Pyro5's
+/// `COMPRESSION` does, and inflates the daemon's compressed answers (the daemon runs with
+/// `PYRO_COMPRESSION=true`); a relay between them sees the COMPRESSED flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_calls_both_ways() {
+    let Some(python) = python_or_skip("compressed_calls_both_ways") else {
+        return;
+    };
+    let daemon = Daemon::start_env(&python, &["0"], &[("PYRO_COMPRESSION", "true")]);
+    let port: u16 = daemon.uri.rsplit(':').next().unwrap().parse().unwrap();
+    for codec in SERIALIZERS {
+        let relay = Relay::start(port).await;
+        let uri = format!("PYRO:test.calc@127.0.0.1:{}", relay.port);
+        let p = proxy(&uri, codec).compression(true);
+        let long = "compressible text ".repeat(100);
+        assert_eq!(
+            p.call("echo", vec![text(&long)], vec![]).await.unwrap(),
+            text(&long),
+            "{codec}"
+        );
+        assert_eq!(
+            p.call("add", vec![int(1), int(2)], vec![]).await.unwrap(),
+            int(3)
+        );
+        let e = p.call("fail", vec![text(&long)], vec![]).await.unwrap_err();
+        assert!(e.to_string().contains("compressible text"), "{codec}: {e}");
+        p.close().await;
+        let (up, down) = relay.flags();
+        // CONNECT, echo (compressed), add (short: not compressed), fail (compressed).
+        assert_eq!(up.len(), 4, "{codec}: {up:?}");
+        let z = |f: &Flags| f.contains(Flags::COMPRESSED);
+        assert_eq!(
+            up.iter().map(z).collect::<Vec<_>>(),
+            [false, true, false, true],
+            "{codec}"
+        );
+        // The daemon compressed its long answers (the echo, the exception).
+        assert!(z(&down[1]) && z(&down[3]), "{codec}: {down:?}");
+    }
+    // Without compression on the proxy, nothing it sends is compressed; answers still are.
+    let relay = Relay::start(port).await;
+    let p = proxy(
+        &format!("PYRO:test.calc@127.0.0.1:{}", relay.port),
+        CodecId::SERPENT,
+    );
+    let long = "x".repeat(1000);
+    assert_eq!(
+        p.call("echo", vec![text(&long)], vec![]).await.unwrap(),
+        text(&long)
+    );
+    let (up, down) = relay.flags();
+    assert!(up.iter().all(|f| !f.contains(Flags::COMPRESSED)), "{up:?}");
+    assert!(down[1].contains(Flags::COMPRESSED), "{down:?}");
 }

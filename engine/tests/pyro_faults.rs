@@ -120,3 +120,164 @@ async fn bad_pyro_clients_are_answered_and_the_server_keeps_serving() {
     .await
     .unwrap();
 }
+
+/// A message with `flags` and `seq`.
+fn message_with(
+    t: MessageType,
+    ser: SerializerId,
+    flags: Flags,
+    seq: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    Message {
+        msg_type: t,
+        serializer: ser,
+        flags,
+        seq,
+        correlation_id: [0; 16],
+        reserved: 0,
+        annotations: Annotations::default(),
+        payload: Bytes::copy_from_slice(payload),
+    }
+    .encode(&mut b)
+    .unwrap();
+    b.to_vec()
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(4));
+    z.write_all(data).unwrap();
+    z.finish().unwrap()
+}
+
+fn unzlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Reads one whole message (bounded at 5 s).
+async fn read_message(s: &mut TcpStream) -> Message {
+    let mut buf = BytesMut::new();
+    let mut dec = MessageDecoder::default();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(m) = dec.decode(&mut buf).unwrap() {
+                return m;
+            }
+            let n = s.read_buf(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+        }
+    })
+    .await
+    .expect("an answer within 5 s")
+}
+
+/// COMPRESSED requests (zlib, as Pyro5's `COMPRESSION` sends them) are inflated and answered
+/// compressed; one that would inflate past the frame limit (a zip bomb: 64 KiB on the wire,
+/// 8 MiB inflated, against a 1 MiB limit) is refused from the inflated size, with an
+/// exception the client can raise, before more than the limit is inflated, and the
+/// connection serves on; a payload that is not zlib gets an exception too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_requests_and_zip_bombs() {
+    tokio::time::timeout(LIMIT, async {
+        let engine = Engine::server("tcp://127.0.0.1:0")
+            .max_frame_len(1 << 20)
+            .start()
+            .await
+            .unwrap();
+        engine.register_provider_as(Echo, 1, "echo").unwrap();
+        let port: u16 = engine.address().rsplit(':').next().unwrap().parse().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let json = SerializerId::JSON;
+        s.write_all(&message_with(
+            MessageType::CONNECT,
+            json,
+            Flags::COMPRESSED,
+            0,
+            &zlib(br#"{"handshake": "hello", "object": "echo"}"#),
+        ))
+        .await
+        .unwrap();
+        let ok = read_message(&mut s).await;
+        assert_eq!(ok.msg_type, MessageType::CONNECTOK);
+
+        // A compressed call: the answer is compressed too, and says what was sent.
+        let text = "compress me ".repeat(50);
+        let call = format!(
+            r#"{{"object": "echo", "method": "echo", "params": ["{text}"], "kwargs": {{}}}}"#
+        );
+        s.write_all(&message_with(
+            MessageType::INVOKE,
+            json,
+            Flags::COMPRESSED,
+            1,
+            &zlib(call.as_bytes()),
+        ))
+        .await
+        .unwrap();
+        let r = read_message(&mut s).await;
+        assert_eq!((r.msg_type, r.seq), (MessageType::RESULT, 1));
+        assert!(r.flags.contains(Flags::COMPRESSED), "{:?}", r.flags);
+        assert!(!r.flags.contains(Flags::EXCEPTION), "{:?}", r.flags);
+        assert!(r.payload.len() < text.len() / 4, "{} bytes", r.payload.len());
+        assert_eq!(unzlib(&r.payload), format!("\"{text}\"").into_bytes());
+
+        // A zip bomb: 8 MiB of one string, far past the 1 MiB frame limit once inflated.
+        let bomb_text = "a".repeat(8 << 20);
+        let bomb = zlib(
+            format!(
+                r#"{{"object": "echo", "method": "echo", "params": ["{bomb_text}"], "kwargs": {{}}}}"#
+            )
+            .as_bytes(),
+        );
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        s.write_all(&message_with(MessageType::INVOKE, json, Flags::COMPRESSED, 2, &bomb))
+            .await
+            .unwrap();
+        let r = read_message(&mut s).await;
+        assert_eq!((r.msg_type, r.seq), (MessageType::RESULT, 2));
+        assert!(r.flags.contains(Flags::EXCEPTION), "{:?}", r.flags);
+        let ex: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(ex["__class__"], "Pyro5.errors.SerializeError", "{ex}");
+        let msg = ex["args"][0].as_str().unwrap();
+        assert!(msg.contains("inflates past the limit of 1048576"), "{msg}");
+
+        // Not a zlib stream.
+        s.write_all(&message_with(
+            MessageType::INVOKE,
+            json,
+            Flags::COMPRESSED,
+            3,
+            b"this is not zlib",
+        ))
+        .await
+        .unwrap();
+        let r = read_message(&mut s).await;
+        assert!(r.flags.contains(Flags::EXCEPTION), "{:?}", r.flags);
+        let ex: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert!(ex["args"][0].as_str().unwrap().contains("zlib"), "{ex}");
+
+        // The connection serves on, uncompressed.
+        s.write_all(&message_with(
+            MessageType::INVOKE,
+            json,
+            Flags::EMPTY,
+            4,
+            br#"{"object": "echo", "method": "echo", "params": ["still here"], "kwargs": {}}"#,
+        ))
+        .await
+        .unwrap();
+        let r = read_message(&mut s).await;
+        assert_eq!((r.seq, r.flags), (4, Flags::EMPTY));
+        assert_eq!(&r.payload[..], b"\"still here\"");
+        engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}

@@ -4,6 +4,10 @@
 //! the answers, reference §2.1-§2.6).
 
 use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,7 +16,10 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 use wirecall_codecs::Value;
-use wirecall_protocol::pyro::{ClientConfig, ClientEvent, ClientSession, Request, SerializerId};
+use wirecall_protocol::pyro::{
+    ClientConfig, ClientEvent, ClientSession, Flags, Request, Response, SerializerId, BATCH_METHOD,
+    EXCEPTION_WRAPPER_CLASS,
+};
 
 use crate::error::{Error, RemoteError};
 use crate::CodecId;
@@ -50,9 +57,10 @@ enum Location {
 /// serializers are all supported: serpent (the default, as in Pyro5), json, msgpack and
 /// marshal. A Python exception comes back as [`Error::Remote`] with the exception's class
 /// name (`ValueError`, or `Pyro5.errors.DaemonError` outside the builtins), its message and
-/// the remote traceback lines. Not supported yet: batch calls, remote iterators (a method
-/// returning a generator gives an error and its stream is closed), compressed messages,
-/// `PYRONAME:` URIs.
+/// the remote traceback lines. Batch calls go through [`PyroProxy::batch`], remote
+/// iterators (a Python method returning a generator) through [`PyroProxy::call_stream`], and
+/// [`PyroProxy::compression`] turns on zlib compression as Pyro5's `COMPRESSION` setting
+/// does (compressed answers are always accepted). Not supported: `PYRONAME:` URIs.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), wirecall::Error> {
@@ -69,7 +77,8 @@ pub struct PyroProxy {
     location: Location,
     serializer: SerializerId,
     timeout: Option<Duration>,
-    state: Mutex<State>,
+    compression: bool,
+    state: Arc<Mutex<State>>,
 }
 
 impl fmt::Debug for PyroProxy {
@@ -111,7 +120,8 @@ impl PyroProxy {
             location,
             serializer: SerializerId::SERPENT,
             timeout: None,
-            state: Mutex::new(State::default()),
+            compression: false,
+            state: Arc::new(Mutex::new(State::default())),
         })
     }
 
@@ -132,6 +142,132 @@ impl PyroProxy {
     pub fn timeout(mut self, timeout: Duration) -> PyroProxy {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// Compresses requests (zlib, level 4, payloads of 100 bytes or more that shrink) as a
+    /// Pyro5 proxy does with `COMPRESSION` on. Compressed answers are inflated whatever this
+    /// setting, up to the codec input limit (64 MiB).
+    pub fn compression(mut self, on: bool) -> PyroProxy {
+        self.compression = on;
+        self
+    }
+
+    /// A batch of calls sent as one request (Pyro5's `BatchProxy`): add calls with
+    /// [`PyroBatch::call`], then [`PyroBatch::send`] them.
+    pub fn batch(&self) -> PyroBatch<'_> {
+        PyroBatch {
+            proxy: self,
+            calls: Vec::new(),
+        }
+    }
+
+    /// Calls `method`, a Python method that returns an iterator or generator, and gives its
+    /// items as a [`PyroItemStream`] that fetches each with
+    /// `Pyro.Daemon.get_next_stream_item`. A method that returns a plain value gives a
+    /// stream of that one value.
+    pub async fn call_stream(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<PyroItemStream<'_>, Error> {
+        let mut state = self.state.lock().await;
+        let kwargs = Value::Map(
+            kwargs
+                .into_iter()
+                .map(|(k, v)| (Value::Str(k), v))
+                .collect(),
+        );
+        let first = self
+            .bounded(self.request_inner(&mut state, method, args, kwargs, Kind::Method, true))
+            .await
+            .inspect_err(|e| {
+                if !matches!(e, Error::Remote(_) | Error::NoSuchMethod { .. }) {
+                    drop_connection(&mut state);
+                }
+            })?;
+        drop(state);
+        let (stream_id, first) = match first {
+            Answer::Stream(id) => (Some(id), None),
+            Answer::Value(v) => (None, Some(v)),
+        };
+        let close = match &stream_id {
+            Some(id) => Some(self.call_payload(
+                DAEMON_OBJECT_ID,
+                "close_stream",
+                vec![Value::Str(id.clone())],
+                Value::Map(Vec::new()),
+            )?),
+            None => None,
+        };
+        let done = Arc::new(AtomicBool::new(stream_id.is_none()));
+        let items = futures::stream::unfold(
+            (self, stream_id, first, done.clone()),
+            |(proxy, id, first, done)| async move {
+                if let Some(v) = first {
+                    return Some((Ok(v), (proxy, id, None, done)));
+                }
+                let stream = id.clone()?;
+                if done.load(Ordering::Acquire) {
+                    return None;
+                }
+                match proxy.next_item(&stream).await {
+                    Ok(Some(v)) => Some((Ok(v), (proxy, id, None, done))),
+                    Ok(None) => {
+                        done.store(true, Ordering::Release);
+                        None
+                    }
+                    Err(e) => {
+                        done.store(true, Ordering::Release);
+                        Some((Err(e), (proxy, None, None, done)))
+                    }
+                }
+            },
+        );
+        Ok(PyroItemStream {
+            items: Box::pin(items),
+            guard: CloseGuard {
+                state: self.state.clone(),
+                close,
+                done,
+            },
+        })
+    }
+
+    /// The next item of the remote iterator `stream` (`None` at its end).
+    async fn next_item(&self, stream: &str) -> Result<Option<Value>, Error> {
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        let r = self
+            .bounded(async {
+                self.ensure_connected(state).await?;
+                let payload = self.call_payload(
+                    DAEMON_OBJECT_ID,
+                    "get_next_stream_item",
+                    vec![Value::Str(stream.to_string())],
+                    Value::Map(Vec::new()),
+                )?;
+                let r = self
+                    .exchange(state, payload, Flags::EMPTY)
+                    .await?
+                    .expect("a reply");
+                let value = self.decode(&r.payload)?;
+                if r.is_exception() {
+                    let e = remote_error(&value);
+                    if e.type_name == "StopIteration" {
+                        return Ok(None);
+                    }
+                    return Err(Error::Remote(e));
+                }
+                Ok(Some(value))
+            })
+            .await;
+        if let Err(e) = &r {
+            if !matches!(e, Error::Remote(_)) {
+                drop_connection(state);
+            }
+        }
+        r
     }
 
     /// The URI this proxy was made from.
@@ -181,6 +317,74 @@ impl PyroProxy {
             .await
     }
 
+    /// Sends a batch: one `<batch>` request (flag BATCH, plus ONEWAY when `oneway`).
+    async fn send_batch(
+        &self,
+        calls: Vec<BatchCall>,
+        oneway: bool,
+    ) -> Result<Vec<Result<Value, Error>>, Error> {
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        let r = self
+            .bounded(async {
+                self.ensure_connected(state).await?;
+                let meta = state.meta.clone().unwrap_or_default();
+                let mut triples = Vec::with_capacity(calls.len());
+                for (m, args, kwargs) in calls {
+                    if !meta.methods.contains(&m) {
+                        return Err(Error::NoSuchMethod {
+                            method: m,
+                            exposed: meta.methods.clone(),
+                        });
+                    }
+                    let kwargs = kwargs
+                        .into_iter()
+                        .map(|(k, v)| (Value::Str(k), v))
+                        .collect();
+                    triples.push(Value::Tuple(vec![
+                        Value::Str(m),
+                        Value::Tuple(args),
+                        Value::Map(kwargs),
+                    ]));
+                }
+                let payload =
+                    self.call_payload(&self.object, BATCH_METHOD, triples, Value::Null)?;
+                let flags = if oneway {
+                    Flags::BATCH.union(Flags::ONEWAY)
+                } else {
+                    Flags::BATCH
+                };
+                let Some(r) = self.exchange(state, payload, flags).await? else {
+                    return Ok(Vec::new());
+                };
+                let value = self.decode(&r.payload)?;
+                if r.is_exception() {
+                    return Err(Error::Remote(remote_error(&value)));
+                }
+                let (Value::List(items) | Value::Tuple(items)) = value else {
+                    return Err(Error::Codec {
+                        message: "the daemon's answer to a batch is not a list".into(),
+                    });
+                };
+                Ok(items
+                    .into_iter()
+                    .map(|v| match get(&v, "__class__") {
+                        Some(Value::Str(c)) if c == EXCEPTION_WRAPPER_CLASS => Err(Error::Remote(
+                            remote_error(get(&v, "exception").unwrap_or(&Value::Null)),
+                        )),
+                        _ => Ok(v),
+                    })
+                    .collect())
+            })
+            .await;
+        if let Err(e) = &r {
+            if !matches!(e, Error::Remote(_) | Error::NoSuchMethod { .. }) {
+                drop_connection(state);
+            }
+        }
+        r
+    }
+
     /// Calls `method` with the positional arguments `args` (a tuple, array or `Vec` of
     /// serializable values; `()` for none) and converts its result to `R`.
     pub async fn call_typed<R: DeserializeOwned>(
@@ -227,8 +431,9 @@ impl PyroProxy {
         kwargs: Value,
         kind: Kind,
     ) -> Result<Value, Error> {
-        self.bounded(self.request_inner(state, name, args, kwargs, kind))
+        self.bounded(self.request_inner(state, name, args, kwargs, kind, false))
             .await
+            .map(Answer::into_value)
             .inspect_err(|e| {
                 if !matches!(e, Error::Remote(_) | Error::NoSuchMethod { .. }) {
                     drop_connection(state);
@@ -243,7 +448,8 @@ impl PyroProxy {
         args: Vec<Value>,
         kwargs: Value,
         kind: Kind,
-    ) -> Result<Value, Error> {
+        streams: bool,
+    ) -> Result<Answer, Error> {
         self.ensure_connected(state).await?;
         let meta = state.meta.clone().unwrap_or_default();
         let (exposed, wire_method) = match kind {
@@ -261,55 +467,73 @@ impl PyroProxy {
         }
         let oneway = kind == Kind::Method && meta.oneway.iter().any(|m| m == name);
         let payload = self.call_payload(&self.object, wire_method, args, kwargs)?;
-        let conn = state.conn.as_mut().expect("connected");
-        let req = if oneway {
-            Request::oneway(payload)
-        } else {
-            Request::new(payload)
-        };
-        let sent = conn.session.invoke(req, Instant::now());
-        state.seq = conn.session.seq();
-        sent?;
-        self.flush(conn).await?;
-        if oneway {
-            return Ok(Value::Null);
-        }
-        let response = match self.next_event(conn).await? {
-            ClientEvent::Result(r) => r,
-            other => return Err(self.unexpected(&other)),
+        let flags = if oneway { Flags::ONEWAY } else { Flags::EMPTY };
+        let Some(response) = self.exchange(state, payload, flags).await? else {
+            return Ok(Answer::Value(Value::Null));
         };
         if let Some(stream) = response.stream_id() {
-            // A remote iterator: close it on the daemon (oneway, as a Python proxy does).
             let stream = String::from_utf8_lossy(stream).into_owned();
+            if streams {
+                return Ok(Answer::Stream(stream));
+            }
+            // A remote iterator the caller did not ask for: close it on the daemon (oneway,
+            // as a Python proxy does).
             let close = self.call_payload(
                 DAEMON_OBJECT_ID,
                 "close_stream",
                 vec![Value::Str(stream)],
                 Value::Map(Vec::new()),
             )?;
-            conn.session
-                .invoke(Request::oneway(close), Instant::now())?;
-            state.seq = conn.session.seq();
-            self.flush(conn).await?;
+            self.exchange(state, close, Flags::ONEWAY).await?;
             return Err(Error::Codec {
                 message: format!(
-                    "`{name}` returned a remote iterator (Pyro5 item streaming), which PyroProxy does not support yet; its stream was closed"
+                    "`{name}` returned a remote iterator (Pyro5 item streaming); call it with PyroProxy::call_stream to read its items (its stream was closed)"
                 ),
-            });
-        }
-        if response
-            .flags
-            .contains(wirecall_protocol::pyro::Flags::COMPRESSED)
-        {
-            return Err(Error::Codec {
-                message: "the daemon sent a compressed result, which PyroProxy does not support yet (set COMPRESSION=False on the daemon)".into(),
             });
         }
         let value = self.decode(&response.payload)?;
         if response.is_exception() {
             return Err(Error::Remote(remote_error(&value)));
         }
-        Ok(value)
+        Ok(Answer::Value(value))
+    }
+
+    /// Sends one INVOKE (compressed if the proxy compresses) on the connected `state` and
+    /// reads its answer, inflated; `None` for a oneway request.
+    async fn exchange(
+        &self,
+        state: &mut State,
+        payload: Bytes,
+        flags: Flags,
+    ) -> Result<Option<Response>, Error> {
+        let conn = state.conn.as_mut().expect("connected");
+        let mut req = Request::new(payload);
+        req.flags = flags;
+        if self.compression {
+            if let Some(z) = deflate(&req.payload) {
+                req.payload = z;
+                req.flags = req.flags.union(Flags::COMPRESSED);
+            }
+        }
+        let sent = conn.session.invoke(req, Instant::now());
+        state.seq = conn.session.seq();
+        sent?;
+        self.flush(conn).await?;
+        if flags.contains(Flags::ONEWAY) {
+            return Ok(None);
+        }
+        let mut response = match self.next_event(conn).await? {
+            ClientEvent::Result(r) => r,
+            other => return Err(self.unexpected(&other)),
+        };
+        if response.flags.contains(Flags::COMPRESSED) {
+            let max = wirecall_codecs::Limits::default().max_input;
+            response.payload = inflate(&response.payload, max).map_err(|message| Error::Codec {
+                message: format!("the daemon's compressed result: {message}"),
+            })?;
+            response.flags = response.flags.without(Flags::COMPRESSED);
+        }
+        Ok(Some(response))
     }
 
     /// Runs `f` within the proxy's timeout.
@@ -372,7 +596,15 @@ impl PyroProxy {
             ClientEvent::Connected(ok) => ok,
             other => return Err(self.unexpected(&other)),
         };
-        let answer = self.decode(&ok.payload)?;
+        let payload = if ok.flags.contains(Flags::COMPRESSED) {
+            let max = wirecall_codecs::Limits::default().max_input;
+            inflate(&ok.payload, max).map_err(|message| Error::Codec {
+                message: format!("the daemon's compressed CONNECTOK: {message}"),
+            })?
+        } else {
+            ok.payload.clone()
+        };
+        let answer = self.decode(&payload)?;
         let meta = get(&answer, "meta").ok_or_else(|| Error::Codec {
             message: "the daemon's CONNECTOK has no `meta`".into(),
         })?;
@@ -489,6 +721,163 @@ impl PyroProxy {
     }
 }
 
+/// One call of a batch: method, positional and keyword arguments.
+type BatchCall = (String, Vec<Value>, Vec<(String, Value)>);
+
+/// What a call gave: a value, or the id of a remote iterator.
+enum Answer {
+    Value(Value),
+    Stream(String),
+}
+
+impl Answer {
+    fn into_value(self) -> Value {
+        match self {
+            Answer::Value(v) => v,
+            // Only asked for by `call_stream`.
+            Answer::Stream(id) => Value::Str(id),
+        }
+    }
+}
+
+/// Calls collected to be sent as one batch request (Pyro5's `BatchProxy`), made by
+/// [`PyroProxy::batch`].
+///
+/// The daemon runs the calls in order and stops at the first that raises: the results
+/// come back in order, the one that raised as an `Err` and last, the calls after it
+/// missing.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wirecall::Error> {
+/// use wirecall::{PyroProxy, Value};
+/// let calc = PyroProxy::new("PYRO:test.calc@127.0.0.1:9999")?;
+/// let mut batch = calc.batch();
+/// batch.call("add", vec![Value::Int(1), Value::Int(2)], vec![]);
+/// batch.call("add", vec![Value::Int(3), Value::Int(4)], vec![]);
+/// let results = batch.send().await?;
+/// assert_eq!(results.len(), 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PyroBatch<'a> {
+    proxy: &'a PyroProxy,
+    calls: Vec<BatchCall>,
+}
+
+impl PyroBatch<'_> {
+    /// Adds a call of `method` with positional `args` and keyword `kwargs`.
+    pub fn call(
+        &mut self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> &mut Self {
+        self.calls.push((method.to_string(), args, kwargs));
+        self
+    }
+
+    /// How many calls were added.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// No call was added.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Sends the calls as one request and returns their results in order: an `Err`
+    /// ([`Error::Remote`]) for the call that raised, which is the last one (the calls after
+    /// it did not run). A method the object does not expose fails the whole batch locally
+    /// with [`Error::NoSuchMethod`], before anything is sent.
+    pub async fn send(self) -> Result<Vec<Result<Value, Error>>, Error> {
+        self.proxy.send_batch(self.calls, false).await
+    }
+
+    /// Sends the calls as one oneway request (flags BATCH|ONEWAY): nothing is answered.
+    pub async fn send_oneway(self) -> Result<(), Error> {
+        self.proxy.send_batch(self.calls, true).await.map(drop)
+    }
+}
+
+/// The items of a Python remote iterator (Pyro5 item streaming), made by
+/// [`PyroProxy::call_stream`]: an async [`futures::Stream`] that fetches each item with
+/// `Pyro.Daemon.get_next_stream_item` on the proxy's connection (one request at a time,
+/// shared with the proxy's other calls). It ends at the iterator's end (`StopIteration`) or
+/// after an error item; dropped before its end, it closes the remote iterator with a oneway
+/// `Pyro.Daemon.close_stream`, as a Python proxy does (in a task of the current tokio
+/// runtime).
+pub struct PyroItemStream<'a> {
+    items: futures::stream::BoxStream<'a, Result<Value, Error>>,
+    guard: CloseGuard,
+}
+
+impl fmt::Debug for PyroItemStream<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PyroItemStream")
+            .field("done", &self.guard.done.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl futures::Stream for PyroItemStream<'_> {
+    type Item = Result<Value, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.items.as_mut().poll_next(cx)
+    }
+}
+
+/// Closes a remote iterator left before its end.
+struct CloseGuard {
+    state: Arc<Mutex<State>>,
+    /// The encoded `close_stream` call (none when there is no remote iterator).
+    close: Option<Bytes>,
+    done: Arc<AtomicBool>,
+}
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        let Some(close) = self.close.take() else {
+            return;
+        };
+        if self.done.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let state = self.state.clone();
+        drop(rt.spawn(async move {
+            let mut state = state.lock().await;
+            let state = &mut *state;
+            let Some(conn) = state.conn.as_mut() else {
+                // The connection is gone, and with it the iterator (after the daemon's
+                // linger time).
+                return;
+            };
+            if !conn.session.is_connected() || conn.session.is_busy() {
+                return;
+            }
+            let sent = conn.session.invoke(Request::oneway(close), Instant::now());
+            state.seq = conn.session.seq();
+            if sent.is_err() {
+                return;
+            }
+            let mut failed = false;
+            while let Some(b) = conn.session.poll_transmit() {
+                if conn.stream.write_all(&b).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || conn.stream.flush().await.is_err() {
+                drop_connection(state);
+            }
+        }));
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Method,
@@ -501,6 +890,41 @@ fn drop_connection(state: &mut State) {
         state.seq = c.session.seq();
         c.session.close();
     }
+}
+
+/// Payloads shorter than this are sent uncompressed, as Pyro5 does (reference §1.7).
+const COMPRESS_MIN: usize = 100;
+
+/// Inflates a COMPRESSED payload (a zlib stream), refusing one that inflates past `max`
+/// bytes before inflating further (a small message cannot expand into a large allocation).
+pub(crate) fn inflate(data: &[u8], max: usize) -> Result<Bytes, String> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(max));
+    let mut z = flate2::read::ZlibDecoder::new(data).take(max as u64 + 1);
+    z.read_to_end(&mut out)
+        .map_err(|e| format!("the compressed payload is not a valid zlib stream: {e}"))?;
+    if out.len() > max {
+        return Err(format!(
+            "message too large: the compressed payload inflates past the limit of {max} bytes"
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Deflates `data` as Pyro5 does (`zlib.compress(data, 4)`); `None` when it is not worth it
+/// (shorter than 100 bytes, or not smaller compressed).
+pub(crate) fn deflate(data: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    if data.len() < COMPRESS_MIN {
+        return None;
+    }
+    let mut z = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(data.len() / 2),
+        flate2::Compression::new(4),
+    );
+    z.write_all(data).ok()?;
+    let out = z.finish().ok()?;
+    (out.len() < data.len()).then(|| Bytes::from(out))
 }
 
 fn s(text: &str) -> Value {

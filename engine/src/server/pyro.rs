@@ -24,7 +24,8 @@
 //! | deadline passed | `TimeoutError` |
 //! | result too large | `Pyro5.errors.MessageTooLargeError` |
 //! | undecodable call | `Pyro5.errors.SerializeError` |
-//! | batch, compressed or KEEPSERIALIZED calls (not supported yet) | `NotImplementedError` |
+//! | a bad zlib stream, or one inflating past the frame limit | `Pyro5.errors.SerializeError` |
+//! | KEEPSERIALIZED calls (not supported) | `NotImplementedError` |
 //! | anything else | `Pyro5.errors.PyroError` |
 
 use std::collections::HashMap;
@@ -39,8 +40,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirecall_codecs::Value;
 use wirecall_protocol as proto;
 use wirecall_protocol::pyro::{
-    Connect, Invoke, Message, MessageLimits, MessageType, Reply, SerializerId, ServerConfig,
-    ServerEvent, ServerSession,
+    BatchEnd, BatchItem, BatchRun, Connect, Invoke, Message, MessageLimits, MessageType, Reply,
+    SerializerId, ServerConfig, ServerEvent, ServerSession, BATCH_METHOD, EXCEPTION_WRAPPER_CLASS,
 };
 use wirecall_transport::{ReadHalf, WriteHalf};
 
@@ -52,7 +53,7 @@ use crate::context::{
 use crate::error::{Fault, FaultKind};
 use crate::hooks::{CallHook, CallInfo};
 use crate::provider::{full_name, getter_route, setter_route, Handled, Instance, Instances};
-use crate::provider::{Outcome, ProviderInfo, Registered};
+use crate::provider::{Outcome, ProviderInfo, Registered, Route};
 use crate::CodecId;
 
 /// The object id of the built-in daemon object, as in Pyro5.
@@ -281,12 +282,16 @@ impl Driver {
         let Some(codec) = c.serializer.codec() else {
             return session.refuse_with_message("unknown serializer");
         };
-        if c.flags.contains(proto::pyro::Flags::COMPRESSED) {
-            return session.refuse_with_message(
-                "compressed messages are not supported by this server yet; turn the client's COMPRESSION off",
-            );
-        }
-        let object = match wirecall_codecs::decode_value(codec, &c.payload, &self.codec_limits) {
+        let compressed = c.flags.contains(proto::pyro::Flags::COMPRESSED);
+        let payload = if compressed {
+            match crate::client::pyro::inflate(&c.payload, self.codec_limits.max_input) {
+                Ok(p) => p,
+                Err(e) => return session.refuse_with_message(&e),
+            }
+        } else {
+            c.payload.clone()
+        };
+        let object = match wirecall_codecs::decode_value(codec, &payload, &self.codec_limits) {
             Ok(v) => get(&v, "object").and_then(as_str).map(str::to_string),
             Err(_) => None,
         };
@@ -309,7 +314,13 @@ impl Driver {
         let Some(payload) = encode(codec, &answer) else {
             return session.refuse_with_message("the server could not encode its metadata");
         };
-        session.accept(Reply::new(payload), crate::io::now())?;
+        let reply = Reply::new(payload);
+        let reply = if compressed {
+            compress_reply(reply)
+        } else {
+            reply
+        };
+        session.accept(reply, crate::io::now())?;
         self.connected();
         Ok(())
     }
@@ -373,36 +384,43 @@ impl Driver {
         }
     }
 
-    /// Runs one call; the reply to send (none for a oneway call).
+    /// Runs one call (or batch); the reply to send (none for a oneway call). A compressed
+    /// request is inflated first and answered compressed.
     async fn on_invoke(&mut self, call: Invoke) -> Option<Reply> {
         self.calls += 1;
         let oneway = call.is_oneway();
         // The session accepted the serializer, so it names a codec.
         let codec = call.serializer.codec()?;
         let fail = |f: Fault, what: &str| (!oneway).then(|| exception_reply(codec, &f, what));
-        let unsupported = |what: &str| {
-            Fault::new(
-                FaultKind::Internal,
-                format!("{what} are not supported by this server yet"),
-            )
+        if call.flags.contains(proto::pyro::Flags::KEEPSERIALIZED) {
+            let f = Fault::application(
+                "NotImplementedError",
+                "KEEPSERIALIZED calls (SerializedBlob) are not supported by this server; send the call's arguments as values",
+                "",
+            );
+            return fail(f, "");
+        }
+        let compressed = call.is_compressed();
+        let payload = if compressed {
+            match crate::client::pyro::inflate(&call.payload, self.codec_limits.max_input) {
+                Ok(p) => p,
+                Err(e) => return fail(Fault::new(FaultKind::CodecRefused, e), ""),
+            }
+        } else {
+            call.payload.clone()
         };
-        if call.is_compressed() {
-            let mut f = unsupported("compressed messages");
-            f.type_name = "NotImplementedError".into();
-            f.kind = FaultKind::Application;
-            return fail(f, "");
-        }
-        if call.is_batch() || call.flags.contains(proto::pyro::Flags::KEEPSERIALIZED) {
-            let mut f = unsupported(if call.is_batch() {
-                "batch calls"
-            } else {
-                "KEEPSERIALIZED calls"
-            });
-            f.type_name = "NotImplementedError".into();
-            f.kind = FaultKind::Application;
-            return fail(f, "");
-        }
-        let decoded = wirecall_codecs::decode_value(codec, &call.payload, &self.codec_limits)
+        let reply = self.on_call(&call, &payload, codec).await?;
+        Some(if compressed {
+            compress_reply(reply)
+        } else {
+            reply
+        })
+    }
+
+    async fn on_call(&mut self, call: &Invoke, payload: &[u8], codec: CodecId) -> Option<Reply> {
+        let oneway = call.is_oneway();
+        let fail = |f: Fault, what: &str| (!oneway).then(|| exception_reply(codec, &f, what));
+        let decoded = wirecall_codecs::decode_value(codec, payload, &self.codec_limits)
             .map_err(|e| e.to_string())
             .and_then(|v| parse_call(v, call.serializer));
         let (object, method, vargs, kwargs) = match decoded {
@@ -416,7 +434,7 @@ impl Driver {
             }
         };
         let what = format!("{object}.{method}");
-        if object == DAEMON_OBJECT_ID {
+        if object == DAEMON_OBJECT_ID && !call.is_batch() {
             let o = self.daemon_call(codec, &method, &vargs);
             return match o {
                 _ if oneway => None,
@@ -434,22 +452,131 @@ impl Driver {
             );
             return fail(f, &what);
         };
-        // Remote attributes: `__getattr__(name)` and `__setattr__(name, value)`.
-        let (route_name, vargs) = match (method.as_str(), vargs.as_slice()) {
-            ("__getattr__", [Value::Str(a)]) => (getter_route(a), Vec::new()),
-            ("__setattr__", [Value::Str(a), v]) => (setter_route(a), vec![v.clone()]),
-            _ => (full_name(&reg.info.service, &method), vargs),
+        if call.is_batch() || method == BATCH_METHOD {
+            return self.batch(call, &reg, &object, vargs, codec).await;
+        }
+        let (route, route_name, vargs) = match resolve(&reg, &object, &method, vargs) {
+            Ok(r) => r,
+            Err(f) => return fail(f, &what),
         };
-        let Some(route) = reg.routes.get(route_name.as_str()).copied() else {
-            let f = Fault::new(
-                FaultKind::UnknownMethod,
-                format!(
-                    "remote object `{object}` has no exposed method or attribute `{method}`; it exposes: {}",
-                    provider_names(&reg.info).join(", ")
-                ),
-            );
-            return fail(f, &what);
+        let kwargs = kwargs.unwrap_or_default();
+        let outcome = self
+            .run_method(
+                &reg, route, route_name, vargs, kwargs, codec, oneway, call.seq,
+            )
+            .await?;
+        Some(match outcome {
+            Outcome::Value(b) => Reply::new(b),
+            Outcome::Fault(f) => exception_reply(codec, &f, &what),
+        })
+    }
+
+    /// A batch (reference §2.5, the rule is [`BatchRun`]'s): the `(method, vargs, kwargs)`
+    /// triples run in order on `reg`'s object, stopping at the first that raises; the reply
+    /// is the list of results, the exception wrapped as Pyro5's `_ExceptionWrapper`.
+    async fn batch(
+        &mut self,
+        call: &Invoke,
+        reg: &Arc<Registered>,
+        object: &str,
+        vargs: Vec<Value>,
+        codec: CodecId,
+    ) -> Option<Reply> {
+        let oneway = call.is_oneway();
+        let what = format!("{object}.{BATCH_METHOD}");
+        let mut triples = Vec::with_capacity(vargs.len());
+        for t in vargs {
+            match t {
+                Value::Tuple(p) | Value::List(p) if p.len() == 3 => {
+                    let [m, a, k]: [Value; 3] = p.try_into().ok()?;
+                    let args = match a {
+                        Value::Tuple(a) | Value::List(a) => a,
+                        Value::Null => Vec::new(),
+                        _ => return bad_batch(codec, oneway, &what),
+                    };
+                    let kwargs = match k {
+                        Value::Map(k) => k,
+                        Value::Null => Vec::new(),
+                        _ => return bad_batch(codec, oneway, &what),
+                    };
+                    let Value::Str(m) = m else {
+                        return bad_batch(codec, oneway, &what);
+                    };
+                    triples.push((m, args, kwargs));
+                }
+                _ => return bad_batch(codec, oneway, &what),
+            }
+        }
+        let mut run = BatchRun::new(triples.len(), call.flags);
+        let mut triples = triples.into_iter();
+        while run.next_call().is_some() {
+            let Some((method, args, kwargs)) = triples.next() else {
+                break;
+            };
+            let call_what = format!("{object}.{method}");
+            let (route, route_name, args) = match resolve(reg, object, &method, args) {
+                Ok(r) => r,
+                Err(f) => {
+                    run.fail(exception_reply(codec, &f, &call_what).payload);
+                    continue;
+                }
+            };
+            // Each call of a batch is awaited (even in a oneway batch) so they run in order.
+            let outcome = self
+                .run_method(reg, route, route_name, args, kwargs, codec, false, call.seq)
+                .await
+                .unwrap_or_else(|| crate::context::encode_outcome(codec, &()));
+            match outcome {
+                Outcome::Value(b) => run.value(b),
+                Outcome::Fault(f) => run.raised(exception_reply(codec, &f, &call_what).payload),
+            }
+        }
+        let end = run.finish();
+        let list = match &end {
+            BatchEnd::Results(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let (bytes, raised) = match item {
+                        BatchItem::Value(b) => (b, false),
+                        BatchItem::Raised(b) => (b, true),
+                    };
+                    let v = match wirecall_codecs::decode_value(codec, bytes, &self.codec_limits) {
+                        Ok(v) => v,
+                        Err(_) => return fail_unencodable(codec, &what),
+                    };
+                    out.push(if raised {
+                        Value::Map(vec![
+                            (s("__class__"), s(EXCEPTION_WRAPPER_CLASS)),
+                            (s("exception"), v),
+                        ])
+                    } else {
+                        v
+                    });
+                }
+                match encode(codec, &Value::List(out)) {
+                    Some(b) => b,
+                    None => return fail_unencodable(codec, &what),
+                }
+            }
+            _ => Bytes::new(),
         };
+        end.reply(list)
+    }
+
+    /// Runs the method `route` of `reg`'s object through the same handlers native calls use,
+    /// with the server's call hooks; its outcome (none for a oneway call).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_method(
+        &mut self,
+        reg: &Arc<Registered>,
+        route: Route,
+        route_name: String,
+        vargs: Vec<Value>,
+        kwargs: Vec<(Value, Value)>,
+        codec: CodecId,
+        oneway: bool,
+        seq: u16,
+    ) -> Option<Outcome> {
         let instance = match &reg.instances {
             Instances::Shared(i) => i.clone(),
             Instances::PerConnection(f) => self
@@ -463,7 +590,7 @@ impl Driver {
                 .clone(),
         };
         let provider_id = reg.info.provider_id;
-        let request_id = u64::from(call.seq);
+        let request_id = u64::from(seq);
         let mut hooks = None;
         if self.inner.has_hooks.load(Ordering::Acquire) {
             let list: Vec<Arc<dyn CallHook>> = read(&self.inner.hooks).clone();
@@ -485,7 +612,8 @@ impl Driver {
                         reason = "hook",
                         "call refused by a hook: {m}"
                     );
-                    return fail(Fault::new(FaultKind::PermissionDenied, m), &what);
+                    return (!oneway)
+                        .then(|| Outcome::Fault(Fault::new(FaultKind::PermissionDenied, m)));
                 }
             }
             hooks = Some(Arc::new(AfterHooks {
@@ -501,14 +629,15 @@ impl Driver {
         }
         let args = match encode(codec, &Value::List(vargs)) {
             Some(a) => a,
-            None => return fail(unencodable(codec), &what),
+            None => return (!oneway).then(|| Outcome::Fault(unencodable(codec))),
         };
-        let kwargs = match kwargs {
-            Some(k) if !k.is_empty() => match encode(codec, &Value::Map(k)) {
+        let kwargs = if kwargs.is_empty() {
+            Bytes::new()
+        } else {
+            match encode(codec, &Value::Map(kwargs)) {
                 Some(k) => k,
-                None => return fail(unencodable(codec), &what),
-            },
-            _ => Bytes::new(),
+                None => return (!oneway).then(|| Outcome::Fault(unencodable(codec))),
+            }
         };
         let (slot, answered) = PyroAnswer::new();
         let mut sink = ReplySink {
@@ -566,16 +695,12 @@ impl Driver {
         if oneway {
             return None;
         }
-        let outcome = answered.await.unwrap_or_else(|_| {
+        Some(answered.await.unwrap_or_else(|_| {
             Outcome::Fault(Fault::new(
                 FaultKind::Internal,
                 "the handler ended without answering",
             ))
-        });
-        Some(match outcome {
-            Outcome::Value(b) => Reply::new(b),
-            Outcome::Fault(f) => exception_reply(codec, &f, &what),
-        })
+        }))
     }
 
     /// The built-in `Pyro.Daemon` object (reference §2.9).
@@ -609,11 +734,13 @@ impl Driver {
                     )),
                 }
             }
-            // No method returns a stream yet, so no stream id is known (Pyro5's answer to
-            // an unknown one).
-            "get_next_stream_item" | "close_stream" => {
+            // No method returns a stream yet (wirecall providers have no streams), so no
+            // stream id is known: Pyro5's answers for an unknown one, `PyroError("item
+            // stream terminated")` for the next item and None for closing.
+            "get_next_stream_item" => {
                 Outcome::Fault(Fault::new(FaultKind::Cancelled, "item stream terminated"))
             }
+            "close_stream" => value(&Value::Null),
             _ => Outcome::Fault(Fault::new(
                 FaultKind::UnknownMethod,
                 format!(
@@ -623,6 +750,54 @@ impl Driver {
             )),
         }
     }
+}
+
+/// Finds the route of `method` (or of the attribute `__getattr__`/`__setattr__` name) on
+/// `reg`'s object: the route, its name and the arguments to pass.
+fn resolve(
+    reg: &Registered,
+    object: &str,
+    method: &str,
+    vargs: Vec<Value>,
+) -> Result<(Route, String, Vec<Value>), Fault> {
+    // Remote attributes: `__getattr__(name)` and `__setattr__(name, value)`.
+    let (route_name, vargs) = match (method, vargs.as_slice()) {
+        ("__getattr__", [Value::Str(a)]) => (getter_route(a), Vec::new()),
+        ("__setattr__", [Value::Str(a), v]) => (setter_route(a), vec![v.clone()]),
+        _ => (full_name(&reg.info.service, method), vargs),
+    };
+    match reg.routes.get(route_name.as_str()).copied() {
+        Some(route) => Ok((route, route_name, vargs)),
+        None => Err(Fault::new(
+            FaultKind::UnknownMethod,
+            format!(
+                "remote object `{object}` has no exposed method or attribute `{method}`; it exposes: {}",
+                provider_names(&reg.info).join(", ")
+            ),
+        )),
+    }
+}
+
+/// The answer to a batch whose calls are not `(method, vargs, kwargs)` triples.
+fn bad_batch(codec: CodecId, oneway: bool, what: &str) -> Option<Reply> {
+    let f = Fault::new(
+        FaultKind::CodecRefused,
+        "a batch's vargs must be a list of (method, vargs, kwargs) triples",
+    );
+    (!oneway).then(|| exception_reply(codec, &f, what))
+}
+
+fn fail_unencodable(codec: CodecId, what: &str) -> Option<Reply> {
+    Some(exception_reply(codec, &unencodable(codec), what))
+}
+
+/// A reply to a compressed request, compressed as a Pyro5 peer with COMPRESSION on does.
+fn compress_reply(mut reply: Reply) -> Reply {
+    if let Some(z) = crate::client::pyro::deflate(&reply.payload) {
+        reply.payload = z;
+        reply.flags = reply.flags.union(proto::pyro::Flags::COMPRESSED);
+    }
+    reply
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

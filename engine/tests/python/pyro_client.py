@@ -102,6 +102,81 @@ elif scenario == "errors":
         raise AssertionError("an unknown object was bound")
     except Pyro5.errors.CommunicationError as e:
         check("unknown object" in str(e), "an unknown object is refused: %s" % e)
+elif scenario == "batch":
+    # Pyro5.api.BatchProxy: one <batch> request, results in order, stop at the first error.
+    with proxy() as p:
+        b = Pyro5.api.BatchProxy(p)
+        b.add(1, 2)
+        b.hello("batch")
+        b.squares(3)
+        b.add(a=20, b=22)
+        check(list(b()) == [3, "Hello, batch!", [0, 1, 4], 42], "a batch's results in order")
+        b = Pyro5.api.BatchProxy(p)
+        b.add(2, 2)
+        b.fail("third time unlucky")
+        b.add(3, 3)
+        results = b()
+        check(next(results) == 4, "the result before the failing call")
+        try:
+            next(results)
+            raise AssertionError("the failing call of a batch did not raise")
+        except RuntimeError as e:
+            check("third time unlucky" in str(e), "the failing call raises its exception: %s" % e)
+        try:
+            next(results)
+            raise AssertionError("a call after the failing one gave a result")
+        except StopIteration:
+            check(True, "the calls after the failing one did not run")
+        before = p.notified()
+        b = Pyro5.api.BatchProxy(p)
+        b.notify(3)
+        b.add(1, 1)
+        b.notify(4)
+        check(b(oneway=True) is None, "a oneway batch returns None at once")
+        import time
+        deadline = time.time() + 5
+        while p.notified() != before + 7 and time.time() < deadline:
+            time.sleep(0.02)
+        check(p.notified() == before + 7, "the oneway batch ran")
+        # A method the object does not have fails the whole batch, as in a Pyro5 daemon.
+        p._pyroMethods.add("nosuch")
+        b = Pyro5.api.BatchProxy(p)
+        b.add(1, 1)
+        b.nosuch()
+        try:
+            list(b())
+            raise AssertionError("a batch with an unknown method did not raise")
+        except AttributeError as e:
+            check("nosuch" in str(e), "an unknown method fails the whole batch: %s" % e)
+        check(p.add(1, 1) == 2, "the connection serves on after the batches")
+elif scenario == "compression":
+    # Pyro5's COMPRESSION setting: requests of 100 bytes or more go zlib-compressed, and
+    # so do the server's answers to them.
+    Pyro5.config.COMPRESSION = True
+    with proxy() as p:
+        long_name = "compressible " * 40
+        check(p.hello(long_name) == "Hello, %s!" % long_name, "a compressed call and answer")
+        check(p.add(1, 2) == 3, "a short call (sent uncompressed)")
+        check(list(p.squares(200))[-1] == 199 * 199, "a long result to a short call")
+        try:
+            p.fail("compressed " * 20)
+            raise AssertionError("fail() did not raise")
+        except RuntimeError as e:
+            check("compressed compressed" in str(e), "a compressed exception")
+elif scenario == "streams":
+    # wirecall providers have no streams yet: a method returning a list gives a plain
+    # result, and the daemon object answers the stream methods for unknown ids as a Pyro5
+    # daemon does.
+    with proxy() as p:
+        check(p.squares(3) == [0, 1, 4], "a list result is a plain result, not a stream")
+    with proxy("Pyro.Daemon") as d:
+        try:
+            d.get_next_stream_item("no-such-stream")
+            raise AssertionError("an unknown stream gave an item")
+        except Pyro5.errors.PyroError as e:
+            check("item stream terminated" in str(e), "get_next_stream_item of an unknown id: %s" % e)
+        check(d.close_stream("no-such-stream") is None, "close_stream of an unknown id returns None")
+        check(d.ping() is None, "the daemon object serves on")
 elif scenario == "refused":
     try:
         with proxy() as p:

@@ -4,7 +4,8 @@ Usage: pyro_daemon.py PORT          serve on 127.0.0.1:PORT (0: any free port)
        pyro_daemon.py unix PATH     serve on the unix socket PATH
 
 Registers a `Calc` under the object id `test.calc`, prints its URI on one line, and serves
-until killed. Only Pyro5's public API is used.
+until killed. Only Pyro5's public API is used; Pyro5 reads its settings from `PYRO_*`
+environment variables (`PYRO_COMPRESSION=true` makes it compress its answers).
 """
 
 import sys
@@ -19,6 +20,7 @@ class Calc:
     def __init__(self):
         self._value = 7
         self._fired = []
+        self._closed = 0
         self._lock = threading.Lock()
 
     def echo(self, x):
@@ -50,6 +52,20 @@ class Calc:
     def fired(self):
         with self._lock:
             return list(self._fired)
+
+    def count(self, n):
+        """A generator: streamed item by item (ITEMSTREAMRESULT)."""
+        try:
+            for i in range(n):
+                yield i
+        finally:
+            # Runs when the iterator ends or is closed (close_stream drops it).
+            with self._lock:
+                self._closed += 1
+
+    def streams_closed(self):
+        with self._lock:
+            return self._closed
 
     @property
     def value(self):

@@ -15,7 +15,9 @@
 //!   newtypes, so unknown values are representable;
 //! - [`Header`], [`Message`] and [`Message::encode`], [`MessageDecoder`] (limits checked
 //!   from the header, before allocating);
-//! - [`ServerSession`] and [`ClientSession`].
+//! - [`ServerSession`] and [`ClientSession`];
+//! - [`BatchRun`], the rule of a batch call's answer (run in order, stop at the first
+//!   exception, no reply to a oneway batch).
 //!
 //! ```
 //! use std::time::Instant;
@@ -50,6 +52,7 @@
 //! # }
 //! ```
 
+mod batch;
 mod client;
 mod decoder;
 mod io;
@@ -57,6 +60,7 @@ mod message;
 mod server;
 mod wire;
 
+pub use batch::{BatchEnd, BatchItem, BatchRun, BATCH_METHOD, EXCEPTION_WRAPPER_CLASS};
 pub use client::{ClientConfig, ClientEvent, ClientSession, Request, Response};
 pub use decoder::{MessageDecoder, MessageLimits};
 pub use message::{AnnotationId, Annotations, Header, Message};
