@@ -18,6 +18,7 @@ use crate::args::{ArgList, KwList, MapOf, SeqOf};
 use crate::codec;
 use crate::config;
 use crate::error::Error;
+use crate::naming::{NamedTarget, NamingBackend, Target};
 use crate::provider::{full_name, getter_route, setter_route, Metadata};
 use crate::server::DAEMON_PROVIDER_ID;
 use crate::CodecId;
@@ -46,6 +47,8 @@ struct ProxyShared {
     conn: Mutex<Option<Arc<ClientConn>>>,
     connecting: tokio::sync::Mutex<()>,
     meta: Mutex<Option<Arc<Metadata>>>,
+    /// Set for `name:` / `meta:` URIs: the address comes from the naming backend.
+    named: Option<Arc<NamedTarget>>,
 }
 
 /// Checks an RPC name against the wire's rules for a method name, or a configuration error
@@ -81,6 +84,16 @@ impl RpcName<'_> {
 /// URIs: a bare address (`tcp://127.0.0.1:4000`, `unix:///tmp/s.sock`), or
 /// `service@address`, or `service:provider_id@address` to bind a service name and provider
 /// id for [`Proxy::call`].
+///
+/// Names: `name:NAME` (or Pyro's `PYRONAME:NAME[@host[:port]]`) and `meta:tag1,tag2` (or
+/// `PYROMETA:tag1,tag2[@host[:port]]`, a registration carrying every tag) are resolved
+/// through the naming backend (the name server the URI names, else the one given with
+/// [`Proxy::naming`], else [`crate::naming::default_backend`]: `WIRECALL_NS`) when the
+/// proxy first connects. The resolution is cached: later calls cost nothing more, and a
+/// proxy keeps working while the name server is away. When the cached address stops
+/// answering (the server moved), the next connect resolves the name again. The URI
+/// registered under the name may bind a service and provider id
+/// (`greeting:1@tcp://127.0.0.1:4000`), or the proxy's URI may (`greeting:1@name:NAME`).
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<ProxyShared>,
@@ -121,7 +134,7 @@ impl fmt::Debug for Proxy {
 }
 
 /// Splits `service[:provider_id]@address`.
-fn parse_uri(uri: &str) -> Result<(Option<String>, Option<u16>, Address), Error> {
+pub(crate) fn parse_uri(uri: &str) -> Result<(Option<String>, Option<u16>, Address), Error> {
     let uri = uri.trim();
     let (prefix, addr) = match uri.find('@') {
         Some(at) if !uri[..at].contains("://") => (Some(&uri[..at]), &uri[at + 1..]),
@@ -155,6 +168,9 @@ impl Proxy {
     /// The default codec is `WIRECALL_CODEC` if set, else the first codec the server
     /// accepts from the client's preference list.
     pub fn new(uri: &str) -> Result<Proxy, Error> {
+        if let Some(proxy) = Proxy::named(uri)? {
+            return Ok(proxy);
+        }
         let (service, provider_id, address) = parse_uri(uri)?;
         let env_codec = config::codec_from_env()?;
         Ok(Proxy::build(
@@ -164,6 +180,59 @@ impl Proxy {
             provider_id,
             env_codec,
         ))
+    }
+
+    /// Splits a direct URI into its bound service, provider id and address.
+    pub(crate) fn split_uri(uri: &str) -> Result<(Option<String>, Option<u16>, Address), Error> {
+        parse_uri(uri)
+    }
+
+    /// A proxy for a naming URI (`name:`, `meta:`, `PYRONAME:`, `PYROMETA:`, optionally
+    /// after `service[:provider_id]@`); `None` for any other URI.
+    fn named(uri: &str) -> Result<Option<Proxy>, Error> {
+        let trimmed = uri.trim();
+        let (binding, target) = match Target::parse(trimmed)? {
+            Some(t) => (None, t),
+            None => match trimmed.split_once('@') {
+                Some((prefix, rest)) if !prefix.contains("://") => match Target::parse(rest)? {
+                    Some(t) => (Some(prefix), t),
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            },
+        };
+        let (service, provider_id) = match binding {
+            None => (None, None),
+            Some(b) => {
+                let (s, id, _) = parse_uri(&format!("{b}@mem://binding"))?;
+                (s, id)
+            }
+        };
+        let env_codec = config::codec_from_env()?;
+        let mut proxy = Proxy::build(Err(String::new()), uri, service, provider_id, env_codec);
+        if let Some(shared) = Arc::get_mut(&mut proxy.shared) {
+            shared.named = Some(Arc::new(NamedTarget::new(target)));
+        }
+        Ok(Some(proxy))
+    }
+
+    /// A proxy made from a naming URI resolves it through `backend` (instead of the name
+    /// server in the URI or the default backend). Shared by the proxy's clones.
+    #[must_use]
+    pub fn naming(self, backend: Arc<dyn NamingBackend>) -> Proxy {
+        if let Some(n) = &self.shared.named {
+            n.set_backend(backend);
+        }
+        self
+    }
+
+    /// For a naming URI, the URI it resolves to now (resolving it if nothing is cached);
+    /// for any other, the proxy's URI.
+    pub async fn resolve(&self) -> Result<String, Error> {
+        match &self.shared.named {
+            None => Ok(self.shared.uri.clone()),
+            Some(n) => Ok(n.resolve().await?.0.uri),
+        }
     }
 
     fn build(
@@ -183,6 +252,7 @@ impl Proxy {
                 conn: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 meta: Mutex::new(None),
+                named: None,
             }),
             opts: CallOpts {
                 codec: env_codec,
@@ -274,12 +344,18 @@ impl Proxy {
 
     /// The service name bound in the URI, if any.
     pub fn service(&self) -> Option<&str> {
-        self.shared.service.as_deref()
+        self.shared.service.as_deref().or_else(|| {
+            let n = self.shared.named.as_ref()?;
+            n.first.get()?.0.as_deref()
+        })
     }
 
     /// The provider id bound in the URI, if any.
     pub fn provider_id(&self) -> Option<u16> {
-        self.shared.provider_id
+        self.shared.provider_id.or_else(|| {
+            let n = self.shared.named.as_ref()?;
+            n.first.get()?.1
+        })
     }
 
     /// The codec this proxy sets explicitly, if any (else the negotiated default is used).
@@ -345,11 +421,35 @@ impl Proxy {
                 return Ok(c.clone());
             }
         }
-        let address = self
-            .shared
-            .target
-            .as_ref()
-            .map_err(|e| Error::config(e.clone()))?;
+        let c = match &self.shared.named {
+            None => {
+                let address = self
+                    .shared
+                    .target
+                    .as_ref()
+                    .map_err(|e| Error::config(e.clone()))?;
+                self.connect_to(address).await?
+            }
+            Some(named) => loop {
+                let (resolved, fresh) = named.resolve().await?;
+                match self.connect_to(&resolved.address).await {
+                    Ok(c) => break c,
+                    // The cached address stopped answering: resolve again.
+                    Err(e) if !fresh && !matches!(e, Error::Config { .. }) => {
+                        tracing::debug!(uri = %self.shared.uri, stale = %resolved.uri, error = %e, "cached resolution failed; resolving again");
+                        named.invalidate(&resolved);
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
+        };
+        let c = Arc::new(c);
+        *lock(&self.shared.conn) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Opens a connection to `address` with the proxy's codecs, limits and TLS settings.
+    async fn connect_to(&self, address: &Address) -> Result<ClientConn, Error> {
         let mut preferred: Vec<CodecId> = self.opts.codec.into_iter().collect();
         let others = self.opts.offer.as_ref().unwrap_or(&self.shared.preferred);
         for c in others {
@@ -360,9 +460,7 @@ impl Proxy {
         let limits = self.opts.limits.unwrap_or_default();
         let only = self.opts.offer.is_some();
         let tls = self.opts.tls.as_ref();
-        let c = Arc::new(ClientConn::connect(address, &preferred, only, limits, tls).await?);
-        *lock(&self.shared.conn) = Some(c.clone());
-        Ok(c)
+        ClientConn::connect(address, &preferred, only, limits, tls).await
     }
 
     /// Sends one call with already-encoded arguments and returns the encoded result.
@@ -592,9 +690,9 @@ impl Proxy {
     /// Starts a call of `method` on the service and provider bound in the URI
     /// (`service:provider_id@address`); the RPC name is `service + "_" + method`.
     pub fn call(&self, method: &str) -> Result<CallBuilder<'_, (), ()>, Error> {
-        let (Some(service), Some(pid)) = (&self.shared.service, self.shared.provider_id) else {
+        let (Some(service), Some(pid)) = (self.service(), self.provider_id()) else {
             return Err(Error::config(format!(
-                "proxy `{}` has no service name and provider id; use a URI like my_service:42@tcp://host:port, or Client::register(name).on(..)",
+                "proxy `{}` has no service name and provider id; use a URI like my_service:42@tcp://host:port (or my_service:42@name:NAME), or Client::register(name).on(..)",
                 self.shared.uri
             )));
         };

@@ -49,6 +49,8 @@ pub struct ServerBuilder {
     timeouts: [Option<Option<Duration>>; 4],
     max_buffered: Option<usize>,
     tls: Option<crate::TlsServerConfig>,
+    /// Converters of Pyro5 class dicts in Pyro5 calls' arguments ([`Self::pyro_classes`]).
+    pyro_classes: crate::PyroClasses,
 }
 
 /// The connection timers a server enforces (see [`ServerBuilder::idle_timeout`] and its
@@ -239,6 +241,7 @@ impl ServerBuilder {
             registry_gen: AtomicU64::new(0),
             objects: RwLock::new(HashMap::new()),
             accepted,
+            pyro_classes: self.pyro_classes.clone(),
             limits,
             timeouts,
             max_connections,
@@ -330,6 +333,8 @@ struct Inner {
     /// after `registry` when both are.
     objects: RwLock<HashMap<String, u16>>,
     accepted: Vec<CodecId>,
+    /// Converters of Pyro5 class dicts (`server/pyro.rs`).
+    pyro_classes: crate::PyroClasses,
     limits: proto::Limits,
     timeouts: Timeouts,
     /// The most connections served at once (`None`: no limit).
@@ -382,6 +387,7 @@ impl Engine {
         ServerBuilder {
             addresses: vec![address.into()],
             accepted: None,
+            pyro_classes: crate::PyroClasses::default(),
             limits: proto::Limits::default(),
             max_in_flight: None,
             max_frame_len: None,
