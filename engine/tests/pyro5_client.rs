@@ -16,7 +16,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use wirecall::{CodecId, Error, PyroProxy, Value};
+use serde::{Deserialize, Serialize};
+use wirecall::{CodecId, Error, PyroClasses, PyroProxy, Value};
 use wirecall_protocol::pyro::{Flags, MessageDecoder};
 
 const SERIALIZERS: [CodecId; 4] = [
@@ -262,8 +263,11 @@ async fn metadata_oneway_attributes_and_unknown_methods() {
                 "fail",
                 "fire",
                 "fired",
+                "make_error",
                 "slow",
-                "streams_closed"
+                "streams_closed",
+                "translate",
+                "weather"
             ],
             "{codec}"
         );
@@ -741,4 +745,85 @@ async fn compressed_calls_both_ways() {
     let (up, down) = relay.flags();
     assert!(up.iter().all(|f| !f.contains(Flags::COMPRESSED)), "{up:?}");
     assert!(down[1].contains(Flags::COMPRESSED), "{down:?}");
+}
+
+/// The Python daemon's `Point` (registered there with `register_class_to_dict` and
+/// `register_dict_to_class` as `mymod.Point`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "__class__", rename = "mymod.Point")]
+struct Point {
+    x: i64,
+    y: i64,
+}
+
+/// Custom classes against a Python daemon: a tagged struct as argument and typed result;
+/// instances of an unregistered Python class and an exception instance as `Value` class
+/// dicts; the proxy's converter registry turning them into plain values. Every serializer.
+#[tokio::test]
+async fn custom_classes_in_each_serializer() {
+    let Some(python) = python_or_skip("custom_classes_in_each_serializer") else {
+        return;
+    };
+    let daemon = Daemon::start(&python, &["0"]);
+    for codec in SERIALIZERS {
+        let p = proxy(&daemon.uri, codec);
+        let moved: Point = p
+            .call_typed("translate", (Point { x: 1, y: 2 }, 10, -10))
+            .await
+            .unwrap_or_else(|e| panic!("{codec}: {e}"));
+        assert_eq!(moved, Point { x: 11, y: -8 }, "{codec}");
+
+        // Dynamic values: class dicts as they come.
+        let t = p
+            .call("weather", vec![Value::Float(-3.0)], vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            PyroClasses::class_of(&t),
+            Some("__main__.Temperature"),
+            "{t:?}"
+        );
+        assert_eq!(PyroClasses::field(&t, "celsius"), Some(&Value::Float(-3.0)));
+        let e = p.call("make_error", vec![text("k")], vec![]).await.unwrap();
+        assert_eq!(
+            PyroClasses::class_of(&e),
+            Some("builtins.KeyError"),
+            "{e:?}"
+        );
+        assert_eq!(
+            PyroClasses::field(&e, "__exception__"),
+            Some(&Value::Bool(true))
+        );
+        assert_eq!(
+            norm(field(&e, "args").clone()),
+            Value::List(vec![text("k")])
+        );
+
+        // With converters registered on the proxy.
+        let mut classes = PyroClasses::new();
+        classes.register_dict_to_class("__main__.Temperature", |d| {
+            PyroClasses::field(&d, "celsius")
+                .cloned()
+                .ok_or_else(|| "no celsius".to_string())
+        });
+        let p = proxy(&daemon.uri, codec).classes(classes);
+        assert_eq!(
+            p.call("weather", vec![Value::Float(21.5)], vec![])
+                .await
+                .unwrap(),
+            Value::Float(21.5),
+            "{codec}"
+        );
+        let t: f64 = p.call_typed("weather", (7.25,)).await.unwrap();
+        assert_eq!(t, 7.25);
+        // A converter's error fails the call, naming the class.
+        let mut strict = PyroClasses::new();
+        strict.register_dict_to_class("__main__.Temperature", |_| Err("not wanted".into()));
+        let p = proxy(&daemon.uri, codec).classes(strict);
+        let e = p
+            .call("weather", vec![Value::Float(1.0)], vec![])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("__main__.Temperature"), "{e}");
+    }
 }

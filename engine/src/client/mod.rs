@@ -12,7 +12,7 @@ mod slot;
 
 pub use builder::{CallBuilder, Client, IntoProxy, RemoteFunction};
 pub use proxy::{ProviderHandle, Proxy};
-pub use pyro::{PyroBatch, PyroItemStream, PyroMetadata, PyroProxy};
+pub use pyro::{PyroBatch, PyroClasses, PyroItemStream, PyroMetadata, PyroProxy};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -78,6 +78,7 @@ pub struct PyroProxy {
     serializer: SerializerId,
     timeout: Option<Duration>,
     compression: bool,
+    classes: PyroClasses,
     state: Arc<Mutex<State>>,
 }
 
@@ -121,6 +122,7 @@ impl PyroProxy {
             serializer: SerializerId::SERPENT,
             timeout: None,
             compression: false,
+            classes: PyroClasses::default(),
             state: Arc::new(Mutex::new(State::default())),
         })
     }
@@ -149,6 +151,13 @@ impl PyroProxy {
     /// setting, up to the codec input limit (64 MiB).
     pub fn compression(mut self, on: bool) -> PyroProxy {
         self.compression = on;
+        self
+    }
+
+    /// Converts the class dicts in results (Pyro5's `register_dict_to_class` for dynamic
+    /// values, see [`PyroClasses`]).
+    pub fn classes(mut self, classes: PyroClasses) -> PyroProxy {
+        self.classes = classes;
         self
     }
 
@@ -259,7 +268,7 @@ impl PyroProxy {
                     }
                     return Err(Error::Remote(e));
                 }
-                Ok(Some(value))
+                Ok(Some(self.convert(value)?))
             })
             .await;
         if let Err(e) = &r {
@@ -372,7 +381,7 @@ impl PyroProxy {
                         Some(Value::Str(c)) if c == EXCEPTION_WRAPPER_CLASS => Err(Error::Remote(
                             remote_error(get(&v, "exception").unwrap_or(&Value::Null)),
                         )),
-                        _ => Ok(v),
+                        _ => self.convert(v),
                     })
                     .collect())
             })
@@ -495,7 +504,7 @@ impl PyroProxy {
         if response.is_exception() {
             return Err(Error::Remote(remote_error(&value)));
         }
-        Ok(Answer::Value(value))
+        Ok(Answer::Value(self.convert(value)?))
     }
 
     /// Sends one INVOKE (compressed if the proxy compresses) on the connected `state` and
@@ -670,6 +679,13 @@ impl PyroProxy {
         wirecall_codecs::decode_value(self.codec(), payload, &limits).map_err(codec_error)
     }
 
+    /// A result with the registered class converters applied.
+    fn convert(&self, v: Value) -> Result<Value, Error> {
+        self.classes
+            .convert(v)
+            .map_err(|message| Error::Codec { message })
+    }
+
     async fn flush(&self, conn: &mut Connection) -> Result<(), Error> {
         while let Some(b) = conn.session.poll_transmit() {
             conn.stream
@@ -718,6 +734,128 @@ impl PyroProxy {
             &self.uri,
             format!("unexpected answer from the Pyro5 daemon: {ev:?}"),
         )
+    }
+}
+
+/// A converter of one Pyro class dict (see [`PyroClasses`]).
+type DictToValue = Arc<dyn Fn(Value) -> Result<Value, String> + Send + Sync>;
+
+/// Converters of Pyro5 class dicts for dynamic values ([`Value`]), as Pyro5's
+/// `register_dict_to_class` registers them in Python: a value arriving as
+/// `{"__class__": "mymod.Temperature", ...}` (a Python instance of a class, or an
+/// exception) is replaced by what the converter registered for its class name returns,
+/// wherever it is nested. Registered on a [`PyroProxy`] ([`PyroProxy::classes`]: results,
+/// batch results, stream items) or on a server (`ServerBuilder::pyro_classes`: the
+/// arguments of Pyro5 calls, before a provider's method reads them).
+///
+/// Typed values need no registry: a Rust struct declares its Pyro class name with serde,
+/// `#[serde(tag = "__class__", rename = "mymod.Point")]`, and travels as that class dict
+/// with every serializer (`protocol/PYRO5.md`, "Custom classes").
+///
+/// ```
+/// use wirecall::{PyroClasses, Value};
+/// let mut classes = PyroClasses::new();
+/// // A Python `Temperature(celsius=21.5)` arrives as a plain float.
+/// classes.register_dict_to_class("weather.Temperature", |dict| {
+///     PyroClasses::field(&dict, "celsius")
+///         .cloned()
+///         .ok_or_else(|| "a Temperature without `celsius`".to_string())
+/// });
+/// let dict = Value::Map(vec![
+///     (Value::Str("__class__".into()), Value::Str("weather.Temperature".into())),
+///     (Value::Str("celsius".into()), Value::Float(21.5)),
+/// ]);
+/// assert_eq!(classes.convert(Value::List(vec![dict])).unwrap(), Value::List(vec![Value::Float(21.5)]));
+/// ```
+#[derive(Clone, Default)]
+pub struct PyroClasses {
+    from_dict: std::collections::HashMap<String, DictToValue>,
+}
+
+impl fmt::Debug for PyroClasses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.from_dict.keys().collect();
+        names.sort();
+        f.debug_struct("PyroClasses")
+            .field("dict_to_class", &names)
+            .finish()
+    }
+}
+
+impl PyroClasses {
+    /// An empty registry.
+    pub fn new() -> PyroClasses {
+        PyroClasses::default()
+    }
+
+    /// Converts dicts whose `__class__` is `class` with `convert` (given the whole dict,
+    /// `__class__` included); an `Err` fails the call with its message.
+    pub fn register_dict_to_class(
+        &mut self,
+        class: &str,
+        convert: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.from_dict.insert(class.to_string(), Arc::new(convert));
+        self
+    }
+
+    /// No converter is registered.
+    pub fn is_empty(&self) -> bool {
+        self.from_dict.is_empty()
+    }
+
+    /// The class name of a class dict (its `__class__` string).
+    pub fn class_of(v: &Value) -> Option<&str> {
+        match get(v, "__class__") {
+            Some(Value::Str(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The entry `key` of a dict.
+    pub fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+        get(v, key)
+    }
+
+    /// Replaces every class dict in `v` (at any depth) that has a converter with what the
+    /// converter returns; the first converter error, naming the class.
+    pub fn convert(&self, v: Value) -> Result<Value, String> {
+        if self.is_empty() {
+            return Ok(v);
+        }
+        self.walk(v, 0)
+    }
+
+    fn walk(&self, v: Value, depth: usize) -> Result<Value, String> {
+        // Decoded values are depth-limited by the codecs; this bound only guards converters
+        // that build deep values.
+        if depth > 256 {
+            return Err("class dicts nested too deeply".into());
+        }
+        let all = |items: Vec<Value>| -> Result<Vec<Value>, String> {
+            items.into_iter().map(|x| self.walk(x, depth + 1)).collect()
+        };
+        Ok(match v {
+            Value::List(l) => Value::List(all(l)?),
+            Value::Tuple(l) => Value::Tuple(all(l)?),
+            Value::Set(l) => Value::Set(all(l)?),
+            Value::Map(m) => {
+                let m = m
+                    .into_iter()
+                    .map(|(k, v)| Ok((k, self.walk(v, depth + 1)?)))
+                    .collect::<Result<Vec<_>, String>>()?;
+                let v = Value::Map(m);
+                match PyroClasses::class_of(&v)
+                    .and_then(|c| Some((c.to_string(), self.from_dict.get(c)?)))
+                {
+                    Some((class, f)) => {
+                        f(v).map_err(|e| format!("converting a `{class}` dict: {e}"))?
+                    }
+                    None => v,
+                }
+            }
+            other => other,
+        })
     }
 }
 

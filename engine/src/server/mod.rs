@@ -51,6 +51,8 @@ pub struct ServerBuilder {
     tls: Option<crate::TlsServerConfig>,
     /// Converters of Pyro5 class dicts in Pyro5 calls' arguments ([`Self::pyro_classes`]).
     pyro_classes: crate::PyroClasses,
+    /// Names registered on start and removed at finalize.
+    announce: Vec<crate::naming::Announcements>,
 }
 
 /// The connection timers a server enforces (see [`ServerBuilder::idle_timeout`] and its
@@ -163,6 +165,38 @@ impl ServerBuilder {
         self
     }
 
+    /// Registers `names` in `backend` when the server starts (each for the server's first
+    /// address and its provider id: `service:id@tcp://host:port`), and removes them when it
+    /// finalizes, before it stops serving (a name that meanwhile points elsewhere is left
+    /// alone). `start` fails, registering nothing, when the backend refuses a name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wirecall::Error> {
+    /// use std::sync::Arc;
+    /// use wirecall::naming::{Announce, EmbeddedStore, NamingBackend};
+    /// let names = Arc::new(EmbeddedStore::in_memory()?);
+    /// let server = wirecall::Engine::server("tcp://127.0.0.1:0")
+    ///     .announce(names.clone(), [Announce::new("example.greeting", 1).service("greeting")])
+    ///     .start()
+    ///     .await?;
+    /// assert!(names.lookup("example.greeting").await?[0].uri.starts_with("greeting:1@tcp://"));
+    /// server.finalize().await;
+    /// assert!(names.lookup("example.greeting").await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn announce(
+        mut self,
+        backend: std::sync::Arc<dyn crate::naming::NamingBackend>,
+        names: impl IntoIterator<Item = crate::naming::Announce>,
+    ) -> Self {
+        self.announce.push(crate::naming::Announcements {
+            backend,
+            names: names.into_iter().collect(),
+        });
+        self
+    }
+
     /// How long `finalize` waits for in-flight calls (default 5 s).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
@@ -259,6 +293,7 @@ impl ServerBuilder {
             has_hooks: AtomicBool::new(false),
             listeners: Mutex::new(Vec::new()),
             addresses: Mutex::new(Vec::new()),
+            announced: Mutex::new(Vec::new()),
         });
         for a in &self.addresses {
             let address: Address = a
@@ -277,6 +312,18 @@ impl ServerBuilder {
             let weak = Arc::downgrade(&inner);
             let task = tokio::spawn(accept_loop(listener, weak, local));
             lock(&inner.listeners).push(task);
+        }
+        if !self.announce.is_empty() {
+            let address = lock(&inner.addresses).first().cloned().unwrap_or_default();
+            match crate::naming::announce(&self.announce, &address).await {
+                Ok(done) => *lock(&inner.announced) = done,
+                Err(e) => {
+                    for l in lock(&inner.listeners).drain(..) {
+                        l.abort();
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(Engine { inner })
     }
@@ -359,6 +406,8 @@ struct Inner {
     has_hooks: AtomicBool,
     listeners: Mutex<Vec<JoinHandle<()>>>,
     addresses: Mutex<Vec<String>>,
+    /// The names registered on start ([`ServerBuilder::announce`]), removed at finalize.
+    announced: Mutex<crate::naming::Announced>,
 }
 
 /// A wirecall engine in server mode: listens, serves providers, and finalizes.
@@ -397,6 +446,7 @@ impl Engine {
             timeouts: [None; 4],
             max_buffered: None,
             tls: None,
+            announce: Vec::new(),
         }
     }
 
@@ -639,6 +689,9 @@ async fn finalize(inner: Arc<Inner>) {
     for l in lock(&inner.listeners).drain(..) {
         l.abort();
     }
+    // Names first, so that no new client is sent here.
+    let announced = std::mem::take(&mut *lock(&inner.announced));
+    crate::naming::withdraw(&announced).await;
     // Every connection's machine sends GOAWAY (later calls are answered SHUTTING_DOWN,
     // retryable elsewhere), lets the calls in flight finish within the grace period and
     // gives up the rest at its end; each connection closes once drained.

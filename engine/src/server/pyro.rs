@@ -72,6 +72,17 @@ const DAEMON_METHODS: [&str; 6] = [
 /// What the read buffer grows by.
 const READ_CHUNK: usize = 16 * 1024;
 
+impl super::ServerBuilder {
+    /// Converters of Pyro5 class dicts (Pyro5's `register_dict_to_class`, see
+    /// [`crate::PyroClasses`]) applied to the arguments of Pyro5 calls before the
+    /// provider's method reads them: a Python instance arriving as
+    /// `{"__class__": "mymod.Temperature", ...}` can reach a method as a plain value.
+    pub fn pyro_classes(mut self, classes: crate::PyroClasses) -> Self {
+        self.pyro_classes = classes;
+        self
+    }
+}
+
 /// Serves one connection whose first bytes were `PYRO`; `first` holds the bytes read so far.
 pub(super) async fn serve(
     inner: Arc<Inner>,
@@ -434,6 +445,10 @@ impl Driver {
             }
         };
         let what = format!("{object}.{method}");
+        let (vargs, kwargs) = match self.convert_args(vargs, kwargs) {
+            Ok(a) => a,
+            Err(f) => return fail(f, &what),
+        };
         if object == DAEMON_OBJECT_ID && !call.is_batch() {
             let o = self.daemon_call(codec, &method, &vargs);
             return match o {
@@ -469,6 +484,32 @@ impl Driver {
             Outcome::Value(b) => Reply::new(b),
             Outcome::Fault(f) => exception_reply(codec, &f, &what),
         })
+    }
+
+    /// Applies the server's class converters to a call's arguments.
+    #[allow(clippy::type_complexity)]
+    fn convert_args(
+        &self,
+        vargs: Vec<Value>,
+        kwargs: Option<Vec<(Value, Value)>>,
+    ) -> Result<(Vec<Value>, Option<Vec<(Value, Value)>>), Fault> {
+        let classes = &self.inner.pyro_classes;
+        if classes.is_empty() {
+            return Ok((vargs, kwargs));
+        }
+        let bad = |e: String| Fault::new(FaultKind::BadArguments, e);
+        let vargs = match classes.convert(Value::List(vargs)).map_err(bad)? {
+            Value::List(v) => v,
+            other => vec![other],
+        };
+        let kwargs = match kwargs {
+            Some(k) => match classes.convert(Value::Map(k)).map_err(bad)? {
+                Value::Map(k) => Some(k),
+                _ => return Err(bad("a converter replaced the keyword arguments".into())),
+            },
+            None => None,
+        };
+        Ok((vargs, kwargs))
     }
 
     /// A batch (reference §2.5, the rule is [`BatchRun`]'s): the `(method, vargs, kwargs)`

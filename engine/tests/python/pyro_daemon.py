@@ -15,6 +15,23 @@ import time
 import Pyro5.api
 
 
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+class Temperature:
+    """No converter registered: Pyro5 sends vars() with `__class__`."""
+
+    def __init__(self, celsius):
+        self.celsius = celsius
+
+
+# Custom classes through Pyro5's public hooks (a wirecall struct tagged `mymod.Point`).
+Pyro5.api.register_class_to_dict(Point, lambda p: {"__class__": "mymod.Point", "x": p.x, "y": p.y})
+Pyro5.api.register_dict_to_class("mymod.Point", lambda name, d: Point(d["x"], d["y"]))
+
+
 @Pyro5.api.expose
 class Calc:
     def __init__(self):
@@ -62,6 +79,18 @@ class Calc:
             # Runs when the iterator ends or is closed (close_stream drops it).
             with self._lock:
                 self._closed += 1
+
+    def translate(self, p, dx, dy):
+        if not isinstance(p, Point):
+            raise TypeError("not a Point: %r" % (p,))
+        return Point(p.x + dx, p.y + dy)
+
+    def weather(self, celsius):
+        # One instance: Pyro5's marshal serializer converts only the top-level object.
+        return Temperature(celsius)
+
+    def make_error(self, message):
+        return KeyError(message)
 
     def streams_closed(self):
         with self._lock:
