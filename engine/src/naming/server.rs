@@ -317,17 +317,27 @@ impl Args {
         })
     }
 
+    /// A flag, read as Python's truth value (Pyro5's own `nameserver.lookup` helper passes
+    /// its float `delay_time` where `return_metadata` goes).
     fn bool(&self, name: &str, default: bool) -> Result<bool, Fail> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(Value::Int(i)) => Ok(*i != 0),
-            Some(other) => Err(Fail::Type(format!(
-                "{}(): `{name}` must be a bool, not {}",
-                self.method,
-                type_name(other)
-            ))),
-        }
+        Ok(match self.get(name) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Int(i)) => *i != 0,
+            Some(Value::BigInt(_)) => true,
+            Some(Value::Float(f)) => *f != 0.0,
+            Some(Value::Str(s)) => !s.is_empty(),
+            Some(Value::Bytes(b)) => !b.is_empty(),
+            Some(Value::List(v) | Value::Tuple(v) | Value::Set(v)) => !v.is_empty(),
+            Some(Value::Map(m)) => !m.is_empty(),
+            Some(other) => {
+                return Err(Fail::Type(format!(
+                    "{}(): `{name}` must be a bool, not {}",
+                    self.method,
+                    type_name(other)
+                )))
+            }
+        })
     }
 
     /// A set of tags: a set, list or tuple of str (not a str, as Pyro).
