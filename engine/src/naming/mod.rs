@@ -123,6 +123,8 @@ pub(crate) fn unavailable(name: impl Into<String>, message: impl Into<String>) -
     }
 }
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod remote;
 mod resolve;
 mod server;
@@ -323,8 +325,10 @@ pub fn backend_from_uri(uri: &str) -> Result<Arc<dyn NamingBackend>, Error> {
         return Ok(Arc::new(EmbeddedStore::in_memory()?));
     }
     if uri.starts_with("etcd://") {
-        // The etcd backend's constructor (`naming::etcd::EtcdBackend::from_uri`) comes with
-        // the `etcd` feature, which its module adds here.
+        // connects on first use: this function cannot wait
+        #[cfg(feature = "etcd")]
+        return Ok(Arc::new(etcd::EtcdBackend::from_uri_lazy(uri)?));
+        #[cfg(not(feature = "etcd"))]
         return Err(Error::config(format!(
             "`{uri}` needs the etcd naming backend: build wirecall with the cargo feature `etcd`"
         )));
