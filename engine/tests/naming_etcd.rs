@@ -897,20 +897,54 @@ async fn a_three_node_cluster_survives_losing_one() {
     .unwrap();
 }
 
-/// etcd gone: a clear `unavailable` error naming the endpoints, within a bounded time.
+/// etcd gone: proxies that resolved a name keep working; new lookups get a clear
+/// `unavailable` error naming the endpoints, within a bounded time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unavailable_etcd_gives_a_clear_error() {
+async fn etcd_gone_keeps_resolved_proxies_and_fails_lookups_clearly() {
     let Some(mut etcd) = Etcd::start(1).await else {
         return;
     };
     tokio::time::timeout(Duration::from_secs(60), async {
-        let ns = EtcdBackend::connect(&etcd.endpoints(), quick_options())
-            .await
-            .unwrap();
+        let ns = Arc::new(
+            EtcdBackend::connect(&etcd.endpoints(), quick_options())
+                .await
+                .unwrap(),
+        );
         ns.register(reg("soon.gone", "tcp://127.0.0.1:9401/a#1", &[]), false)
             .await
             .unwrap();
+        // a live server, and a name: proxy that resolved it while etcd was up
+        let engine = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+        let pid = std::process::id();
+        engine
+            .register_functions(
+                Functions::new("who").sync_fn("echo", &["x"], move |(x,): (u64,)| (pid, x)),
+                7,
+            )
+            .unwrap();
+        ns.register(reg("cached.svc", &engine.address(), &[]), false)
+            .await
+            .unwrap();
+        let as_backend = || -> Arc<dyn NamingBackend> { ns.clone() };
+        let resolved = Proxy::new("name:cached.svc").unwrap().naming(as_backend());
+        assert_eq!(who(&resolved, 1).await.unwrap(), (pid, 1));
         etcd.kill(0);
+        // the resolved proxy keeps working without etcd
+        for x in 2..20 {
+            assert_eq!(who(&resolved, x).await.unwrap(), (pid, x));
+        }
+        // a new one cannot resolve, and says why
+        let fresh = Proxy::new("name:cached.svc").unwrap().naming(as_backend());
+        match who(&fresh, 1).await.unwrap_err() {
+            Error::Naming {
+                unavailable: true,
+                message,
+                ..
+            } => {
+                assert!(message.contains(&etcd.endpoint(0)), "{message}")
+            }
+            other => panic!("expected an unavailable naming error, got {other:?}"),
+        }
         let endpoint = etcd.endpoint(0);
         let check = |e: Error| match e {
             Error::Naming {
