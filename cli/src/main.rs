@@ -7,6 +7,7 @@ mod bench_cmds;
 mod codec_cmds;
 mod compare;
 mod load;
+mod ns_cmds;
 mod pick;
 mod serve_cmds;
 
@@ -44,6 +45,9 @@ enum Command {
     Call(serve_cmds::CallArgs),
     /// Print a running server's metadata: providers, methods, attributes, accepted codecs.
     Meta(serve_cmds::MetaArgs),
+    /// Naming: run a name server (`ns serve`, Pyro5-compatible) and list, look up,
+    /// register and remove names (`ns list|lookup|register|remove|meta|ping`).
+    Ns(ns_cmds::NsArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => ("serve", serve_cmds::serve(&args)),
         Command::Call(args) => ("call", serve_cmds::call(&args)),
         Command::Meta(args) => ("meta", serve_cmds::meta(&args)),
+        Command::Ns(args) => ("ns", ns_cmds::run(&args)),
     };
     match result {
         Ok(code) => code,
