@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+#[path = "../examples/name_server.rs"]
+mod name_server;
 #[path = "../examples/pymargo_provider.rs"]
 mod pymargo_provider;
 #[path = "../examples/pyro_proxy.rs"]
@@ -107,5 +109,26 @@ async fn tls_seed_over_tcp_and_unix() {
             let p = seen.plaintext.expect("a plaintext attempt on tls://");
             assert!(p.contains("requires TLS"), "{p}");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_server_seed_in_memory_and_in_a_store_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("names.redb");
+    for store in ["mem".to_string(), file.display().to_string()] {
+        let seen = tokio::time::timeout(LIMIT, name_server::run(&store))
+            .await
+            .expect("seed timed out")
+            .unwrap_or_else(|e| panic!("seed failed over {store}: {e}"));
+        assert_eq!(seen.by_name, "Hello, Ada!", "over {store}");
+        assert_eq!(seen.by_metadata, "Bonjour, Ada !", "over {store}");
+        assert_eq!(
+            seen.greeters,
+            ["example.greeting", "example.greeting.fr"],
+            "over {store}"
+        );
+        // The servers removed their names when they stopped.
+        assert_eq!(seen.left, ["Pyro.NameServer"], "over {store}");
     }
 }

@@ -688,7 +688,10 @@ impl Proxy {
     }
 
     /// Starts a call of `method` on the service and provider bound in the URI
-    /// (`service:provider_id@address`); the RPC name is `service + "_" + method`.
+    /// (`service:provider_id@address`); the RPC name is `service + "_" + method`. A proxy
+    /// made from a naming URI (`name:NAME`) takes them from the URI the name resolves to
+    /// once it has connected ([`Proxy::connect`]), unless its own URI binds them
+    /// (`service:provider_id@name:NAME`).
     pub fn call(&self, method: &str) -> Result<CallBuilder<'_, (), ()>, Error> {
         let (Some(service), Some(pid)) = (self.service(), self.provider_id()) else {
             return Err(Error::config(format!(
