@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Sequential calls/s of a Python Pyro5 proxy against `wirecall serve` and against a Python
-Pyro5 daemon serving the same echo method, per serializer, interleaved.
+"""Both directions of the Pyro5 dialect, per serializer, interleaved rounds, medians:
+
+1. server: sequential calls/s of a Python Pyro5 proxy against `wirecall serve` and against
+   a Python Pyro5 daemon serving the same echo method;
+2. client (with --proxy-bench): sequential calls/s of a wirecall `PyroProxy` (the example
+   `pyro_client_bench`) and of a Python Pyro5 proxy, both against the same Python daemon.
 
     python3 scripts/pyro-bench.py [--wirecall PATH_TO_WIRECALL] [--seconds 2] [--rounds 3]
+        [--proxy-bench PATH_TO_pyro_client_bench] [--only client|server]
 
-Both servers run as child processes on 127.0.0.1 (the Python daemon with the same
-interpreter); the figures are medians over the rounds.
+Servers run as child processes on 127.0.0.1 (the Python daemon with the same interpreter).
+Build first: `cargo build --release -p wirecall-cli` and
+`cargo build --release -p wirecall --example pyro_client_bench`.
 """
 import argparse
 import os
@@ -48,7 +54,39 @@ def main():
     ap.add_argument("--wirecall", default="target/release/wirecall")
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--proxy-bench", default=None,
+                    help="the pyro_client_bench example binary (the client direction)")
+    ap.add_argument("--only", choices=["client", "server"], default=None)
     a = ap.parse_args()
+    if a.only != "client":
+        server_direction(a)
+    if a.only != "server" and a.proxy_bench:
+        client_direction(a)
+
+
+def client_direction(a):
+    """A wirecall PyroProxy and a Python proxy against the same Python daemon."""
+    py = subprocess.Popen([sys.executable, "-c", DAEMON], stdout=subprocess.PIPE, text=True)
+    try:
+        uri = py.stdout.readline().strip()
+        print(f"\nclient direction: one Python Pyro5 daemon; {a.rounds} rounds of {a.seconds} s "
+              f"per figure, medians")
+        print(f"{'serializer':<10} {'Python proxy':>13} {'wirecall proxy':>15} {'ratio':>6}")
+        for ser in ["serpent", "msgpack", "json", "marshal"]:
+            py_r, wc_r = [], []
+            for _ in range(a.rounds):
+                py_r.append(rate(uri, ser, a.seconds))
+                out = subprocess.run([a.proxy_bench, uri, ser, str(a.seconds)],
+                                     capture_output=True, text=True, check=True)
+                wc_r.append(float(out.stdout.strip()))
+            p, w = statistics.median(py_r), statistics.median(wc_r)
+            print(f"{ser:<10} {p:>11.0f}/s {w:>13.0f}/s {w / p:>5.2f}x", flush=True)
+    finally:
+        py.terminate()
+        py.wait()
+
+
+def server_direction(a):
     wc = subprocess.Popen([a.wirecall, "serve", "--listen", "tcp://127.0.0.1:0"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     py = subprocess.Popen([sys.executable, "-c", DAEMON], stdout=subprocess.PIPE, text=True)
