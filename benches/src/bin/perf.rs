@@ -13,8 +13,15 @@
 //! proxy (one caller task per call in flight) and tarpc over tcp, all in the same run;
 //! `--profile many-conns` runs that set alone.
 //!
+//! Naming (`--profile naming`, alone): lookups/s through the embedded name server, the
+//! resolution cost added to a new proxy's first call, and later calls of a resolved proxy,
+//! each beside a plain call in the same run (see `perf/naming.rs`).
+//!
 //! `cargo run --release -p wirecall-benches --bin perf -- [--duration S] [--quick]
-//! [--codecs json,postcard] [--transports tcp,unix] [--json] [--profile many-conns]`
+//! [--codecs json,postcard] [--transports tcp,unix] [--json] [--profile many-conns|naming]`
+
+#[path = "perf/naming.rs"]
+mod naming;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -64,7 +71,8 @@ struct Args {
     /// client, --inflight spread over --connections). For `perf record` or `strace -c
     /// -f`. Or `many-conns`: the many-connections figures alone (wirecall with the first
     /// codec on the first transport, the raw echo server and tarpc over tcp, at 1x64, 8x8
-    /// and 256x1 connections x calls in flight), for A/B runs of two builds.
+    /// and 256x1 connections x calls in flight), for A/B runs of two builds. Or `naming`:
+    /// the naming figures alone (name server lookups, first and later calls by name).
     #[arg(long, value_name = "SUBJECT")]
     profile: Option<String>,
     /// Run everything on one thread (a current-thread tokio runtime) instead of two
@@ -193,6 +201,15 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(subject) = &args.profile {
         let transport = transports.first().copied().unwrap_or(TransportKind::Tcp);
         let codec = codecs.first().copied().unwrap_or(CodecId::POSTCARD);
+        if subject == "naming" {
+            let f = naming::measure(&rt, duration, progress)?;
+            if args.json {
+                println!("{:#}", naming::to_json(&f));
+            } else {
+                print!("{}", naming::table(&f, duration));
+            }
+            return Ok(());
+        }
         if subject == "many-conns" {
             let many = many_conns(
                 &rt,
