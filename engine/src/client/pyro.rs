@@ -60,7 +60,8 @@ enum Location {
 /// the remote traceback lines. Batch calls go through [`PyroProxy::batch`], remote
 /// iterators (a Python method returning a generator) through [`PyroProxy::call_stream`], and
 /// [`PyroProxy::compression`] turns on zlib compression as Pyro5's `COMPRESSION` setting
-/// does (compressed answers are always accepted). Not supported: `PYRONAME:` URIs.
+/// does (compressed answers are always accepted). `PYRONAME:` URIs go through
+/// `PyroProxy::resolve` (a name server lookup), not `new`.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), wirecall::Error> {

@@ -287,6 +287,8 @@ impl ServerBuilder {
             finalized: fin_tx,
             shutdown_token: RwLock::new(shutdown_token),
             closed: Notify::new(),
+            pyro_open: AtomicUsize::new(0),
+            draining: watch::channel(false).0,
             connections: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             hooks: RwLock::new(Vec::new()),
@@ -399,6 +401,11 @@ struct Inner {
     shutdown_token: RwLock<Option<Arc<[u8]>>>,
     /// Told when a connection closes while finalizing.
     closed: Notify,
+    /// Pyro5 connections being served (`pyro.rs`); finalize waits for them too.
+    pyro_open: AtomicUsize,
+    /// Set when finalize starts: Pyro5 connections close once the call they are answering
+    /// is answered.
+    draining: watch::Sender<bool>,
     connections: Mutex<HashMap<u64, Arc<Wire<proto::ServerConnection>>>>,
     next_conn: AtomicU64,
     hooks: RwLock<Vec<Arc<dyn CallHook>>>,
@@ -689,6 +696,7 @@ async fn finalize(inner: Arc<Inner>) {
     for l in lock(&inner.listeners).drain(..) {
         l.abort();
     }
+    inner.draining.send_replace(true);
     // Names first, so that no new client is sent here.
     let announced = std::mem::take(&mut *lock(&inner.announced));
     crate::naming::withdraw(&announced).await;
@@ -709,7 +717,7 @@ async fn finalize(inner: Arc<Inner>) {
     let deadline = tokio::time::Instant::from_std(now + inner.grace) + Duration::from_secs(1);
     loop {
         let closed = inner.closed.notified();
-        if lock(&inner.connections).is_empty() {
+        if lock(&inner.connections).is_empty() && inner.pyro_open.load(Ordering::Acquire) == 0 {
             break;
         }
         if tokio::time::timeout_at(deadline, closed).await.is_err() {

@@ -37,6 +37,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
 use wirecall_codecs::Value;
 use wirecall_protocol as proto;
 use wirecall_protocol::pyro::{
@@ -92,6 +93,8 @@ pub(super) async fn serve(
     first: BytesMut,
     accepted_at: Instant,
 ) {
+    inner.pyro_open.fetch_add(1, Ordering::AcqRel);
+    let _open = PyroOpen(inner.clone());
     let span = super::trace::connection_span(&info, "pyro5");
     tracing::debug!(parent: &span, "connection accepted");
     let mut config = ServerConfig::from_codecs(&inner.accepted);
@@ -164,6 +167,17 @@ pub(super) async fn serve(
     d.teardown();
 }
 
+/// Counts a Pyro5 connection in [`Inner::pyro_open`] while it is served, and tells a
+/// finalize waiting for connections to close when it ends.
+struct PyroOpen(Arc<Inner>);
+
+impl Drop for PyroOpen {
+    fn drop(&mut self) {
+        self.0.pyro_open.fetch_sub(1, Ordering::AcqRel);
+        self.0.closed.notify_waiters();
+    }
+}
+
 /// Per-connection state of the Pyro5 driver.
 struct Driver {
     inner: Arc<Inner>,
@@ -189,7 +203,10 @@ impl Driver {
         first: BytesMut,
     ) -> End {
         let mut buf = first;
-        let mut finalized = self.inner.finalized.subscribe();
+        // Set when finalize starts: the call being answered is answered (the loop only
+        // waits here between calls), then the connection closes, as Pyro5 has no message
+        // to say so (the client's next call connects again and is refused).
+        let mut draining = self.inner.draining.subscribe();
         let mut input = Some(std::mem::take(&mut buf));
         let mut timed_out = false;
         loop {
@@ -235,9 +252,9 @@ impl Driver {
                     Err(_) => return Ok("reading failed"),
                 },
                 () = sleep_until(deadline), if deadline.is_some() => timed_out = true,
-                _ = finalized.wait_for(|f| *f) => {
+                _ = draining.wait_for(|f| *f) => {
                     session.close();
-                    return Ok("the server finalized");
+                    return Ok("the server is finalizing");
                 }
             }
         }
@@ -680,6 +697,16 @@ impl Driver {
                 None => return (!oneway).then(|| Outcome::Fault(unencodable(codec))),
             }
         };
+        // A span per call, as native calls have (nothing is built unless DEBUG is on for
+        // the server's trace module).
+        let trace = super::trace::CallTrace::start(
+            &self.span,
+            provider_id,
+            &route_name,
+            codec,
+            request_id,
+            oneway,
+        );
         let (slot, answered) = PyroAnswer::new();
         let mut sink = ReplySink {
             to: AnswerTo::Pyro(slot),
@@ -687,7 +714,7 @@ impl Driver {
             codec,
             oneway,
             hooks,
-            trace: None,
+            trace: trace.clone(),
         };
         if route.oneway && !oneway {
             // A oneway method called as a plain call: answered at once with None, as
@@ -705,17 +732,27 @@ impl Driver {
             sink: sink.clone(),
             limits: self.codec_limits,
         };
-        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            instance.dispatch(route.index, incoming)
-        }));
+        let handled = {
+            let _entered = trace.as_ref().map(|t| t.span().clone().entered());
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                instance.dispatch(route.index, incoming)
+            }))
+        };
+        let span = trace
+            .as_ref()
+            .map(|t| t.span().clone())
+            .unwrap_or_else(tracing::Span::none);
         match handled {
             Err(panic) => sink.answer(Outcome::Fault(panic_fault(panic)), Flush::Now),
             Ok(Handled::Ready(outcome)) => sink.answer(outcome, Flush::Now),
             Ok(Handled::Deferred) => {}
             Ok(Handled::Detached(fut)) => {
-                drop(tokio::spawn(async move {
-                    let _ = AssertUnwindSafe(fut).catch_unwind().await;
-                }));
+                drop(tokio::spawn(
+                    async move {
+                        let _ = AssertUnwindSafe(fut).catch_unwind().await;
+                    }
+                    .instrument(span),
+                ));
             }
             Ok(Handled::Pending(fut)) => {
                 let work = async move {
@@ -724,7 +761,8 @@ impl Driver {
                         .await
                         .unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
                     sink.answer(outcome, Flush::Now);
-                };
+                }
+                .instrument(span);
                 // A oneway call runs beside the next ones, as in a Pyro5 daemon.
                 if oneway {
                     drop(tokio::spawn(work));
