@@ -531,22 +531,22 @@ async fn servers_register_on_start_and_deregister_on_finalize() {
     assert!(matches!(e, Error::Naming { .. }), "{e:?}");
 }
 
+/// The process-wide default backend (what `WIRECALL_NS` sets; the CLI tests run
+/// processes with the variable itself, so this binary never changes its environment).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wirecall_ns_environment_variable() {
+async fn default_backend_set_in_code() {
     let (ns, names) = name_server().await;
     let server = greeter(
-        "env",
-        Some((names.clone(), Announce::new("env.greeting", 1))),
+        "default",
+        Some((names.clone(), Announce::new("default.greeting", 1))),
     )
     .await;
-    // The only test of this binary that sets the variable.
-    std::env::set_var("WIRECALL_NS", ns.address());
-    let p = Proxy::new("name:env.greeting").unwrap();
+    wirecall::naming::set_default_backend(names.clone());
+    let p = Proxy::new("name:default.greeting").unwrap();
     let r: String = bounded(p.call_on(1, "greeting_hello").unwrap().arg("Ada").call())
         .await
         .unwrap();
-    assert_eq!(r, "env: hello Ada");
-    std::env::remove_var("WIRECALL_NS");
+    assert_eq!(r, "default: hello Ada");
     server.finalize().await;
     ns.finalize().await;
 }
