@@ -1899,9 +1899,24 @@ impl ServerConnection {
         codec: CodecId,
         result: &[u8],
     ) -> Result<(), ProtocolError> {
-        self.answer(request_id, false)?;
-        self.core.send_reply_slice(request_id, codec, result)?;
-        self.in_flight.remove(&request_id);
+        // One lookup on the hot path: the call is taken out, and put back if it cannot be
+        // answered this way (streaming) or the reply cannot be sent (over the peer's limits).
+        self.core.ensure_open()?;
+        let Some(call) = self.in_flight.remove(&request_id) else {
+            return Err(ProtocolError::NotInFlight { request_id });
+        };
+        let sent = if call.streaming {
+            Err(ProtocolError::InvalidState {
+                operation: "send a reply",
+                state: "the call is streaming",
+            })
+        } else {
+            self.core.send_reply_slice(request_id, codec, result)
+        };
+        if let Err(e) = sent {
+            self.in_flight.insert(request_id, call);
+            return Err(e);
+        }
         self.check_drained();
         Ok(())
     }

@@ -1206,3 +1206,30 @@ fn reply_slice_over_the_peers_limit_is_not_sent() {
         .unwrap();
     assert_eq!(p.server.in_flight(), 0);
 }
+
+/// A streaming call cannot be answered with a plain reply: refused, and it stays open.
+#[test]
+fn reply_slice_refuses_a_streaming_call() {
+    let mut p = Pair::connected();
+    let id = p.call("m", b"\x90");
+    p.drive();
+    let _ = p.server_events();
+    p.server
+        .reply(Reply {
+            request_id: id,
+            codec: CodecId::MSGPACK,
+            stream: true,
+            annotations: Annotations::new(),
+            result: Bytes::new(),
+            attachment: Bytes::new(),
+        })
+        .unwrap();
+    let e = p
+        .server
+        .reply_slice(id, CodecId::MSGPACK, b"\x01")
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "invalid_state");
+    assert_eq!(p.server.in_flight(), 1);
+    p.server.stream_end(id).unwrap();
+    assert_eq!(p.server.in_flight(), 0);
+}
