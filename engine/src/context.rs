@@ -162,56 +162,25 @@ impl ReplySink {
             AnswerTo::Native(w) => w,
             AnswerTo::Pyro(p) => return p.send(outcome),
         };
-        let mut s = wire.lock();
-        if s.is_shut() {
-            // The connection is gone; nobody waits for the answer.
-            return;
-        }
+        let s = wire.lock();
         let request_id = proto::RequestId(self.id);
-        let r = match outcome {
-            Outcome::Value(result) => s.side.reply(proto::Reply {
+        let codec = self.codec;
+        send_locked(wire, s, self.id, flush, |side| match outcome {
+            Outcome::Value(result) => side.reply(proto::Reply {
                 request_id,
-                codec: self.codec,
+                codec,
                 stream: false,
                 annotations: proto::Annotations::new(),
                 result,
                 attachment: Bytes::new(),
             }),
-            Outcome::Fault(fault) => s.side.error(proto::ErrorFrame {
+            Outcome::Fault(fault) => side.error(proto::ErrorFrame {
                 request_id,
                 codec: proto::CodecId::NONE,
                 annotations: proto::Annotations::new(),
                 body: fault.into_body(),
             }),
-        };
-        match r {
-            Ok(()) => {}
-            // Cancelled or past its deadline: the machine answered it already.
-            Err(proto::ProtocolError::NotInFlight { .. }) | Err(proto::ProtocolError::Closed) => {}
-            Err(e @ proto::ProtocolError::TooLong { .. }) => {
-                // Over the caller's limits: fail the call rather than leave it waiting.
-                let body = proto::ErrorBody::new(
-                    proto::ErrorCode::LIMIT_EXCEEDED,
-                    format!("the server cannot send the result: {e}"),
-                );
-                let _ = s.side.error(proto::ErrorFrame {
-                    request_id,
-                    codec: proto::CodecId::NONE,
-                    annotations: proto::Annotations::new(),
-                    body,
-                });
-            }
-            Err(e) => tracing::warn!("dropping the answer to call {}: {e}", self.id),
-        }
-        if s.side.has_events() {
-            // The last answer of a draining connection: its reader closes it.
-            wire.wake_reader();
-        }
-        match flush {
-            Flush::Now => wire.flush_locked(s),
-            Flush::Batched => wire.flush_batched(s),
-            Flush::Deferred => drop(s),
-        }
+        });
     }
 
     /// Sends the answer now (unless the call is oneway).
@@ -342,11 +311,32 @@ impl<T: ?Sized> Drop for Responder<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyEncoder {
     codec: CodecId,
+    /// The call, as [`arm_direct`] names it: (connection, request id).
+    call: (usize, u64),
+    /// The handler is synchronous: its result may be encoded for a direct answer.
+    direct: bool,
 }
 
 impl ReplyEncoder {
     /// Encodes a successful result.
     pub fn value<T: Serialize + ?Sized>(&self, value: &T) -> Outcome {
+        if self.direct && DIRECT.get() == Direct::Armed(self.call) {
+            let encoded = DIRECT_RESULT.with(|cell| {
+                let mut out = cell.try_borrow_mut().ok()?;
+                out.clear();
+                Some(codec::encode_into(self.codec, value, &mut out))
+            });
+            match encoded {
+                Some(Ok(())) => {
+                    DIRECT.set(Direct::Encoded(self.call));
+                    // A placeholder: the dispatcher answers from the direct result buffer.
+                    return Outcome::Value(Bytes::new());
+                }
+                Some(Err(e)) => return encode_failed(self.codec, e),
+                // Not expected (the buffer is only borrowed here and while answering).
+                None => {}
+            }
+        }
         encode_outcome(self.codec, value)
     }
 
@@ -354,6 +344,35 @@ impl ReplyEncoder {
     pub fn fault(&self, fault: Fault) -> Outcome {
         Outcome::Fault(fault)
     }
+}
+
+/// Results up to this size are copied into the per-thread result block.
+const SMALL_RESULT: usize = 1024;
+/// The size of a per-thread result block.
+const RESULT_BLOCK: usize = 64 * 1024;
+
+/// An encoded result as `Bytes`. A small one is copied into a per-thread block and handed out
+/// as a shared slice of it: no allocation and no free per result (the answer copies it into
+/// the connection's send buffer at once, and the block is reused once every slice of it is
+/// gone). A large one gets a buffer of its own, so a result kept long never pins a block.
+fn result_bytes(encoded: &[u8]) -> Bytes {
+    thread_local! {
+        static BLOCK: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
+    }
+    if encoded.len() > SMALL_RESULT {
+        return Bytes::copy_from_slice(encoded);
+    }
+    BLOCK.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut block) => {
+            if block.capacity() < encoded.len() {
+                // Reclaims the block when every slice of it was dropped, else starts anew.
+                block.reserve(RESULT_BLOCK);
+            }
+            block.extend_from_slice(encoded);
+            block.split().freeze()
+        }
+        Err(_) => Bytes::copy_from_slice(encoded),
+    })
 }
 
 pub(crate) fn encode_outcome<T: Serialize + ?Sized>(codec: CodecId, value: &T) -> Outcome {
@@ -366,8 +385,7 @@ pub(crate) fn encode_outcome<T: Serialize + ?Sized>(codec: CodecId, value: &T) -
     let encoded = SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut out) => {
             out.clear();
-            let r =
-                codec::encode_into(codec, value, &mut out).map(|()| Bytes::copy_from_slice(&out));
+            let r = codec::encode_into(codec, value, &mut out).map(|()| result_bytes(&out));
             if out.capacity() > 64 * 1024 {
                 *out = Vec::new();
             }
@@ -381,10 +399,129 @@ pub(crate) fn encode_outcome<T: Serialize + ?Sized>(codec: CodecId, value: &T) -
     });
     match encoded {
         Ok(body) => Outcome::Value(body),
-        Err(e) => Outcome::Fault(Fault::new(
-            FaultKind::Internal,
-            format!("the server could not encode the result with {codec}: {e}"),
-        )),
+        Err(e) => encode_failed(codec, e),
+    }
+}
+
+fn encode_failed(codec: CodecId, e: wirecall_codecs::CodecError) -> Outcome {
+    Outcome::Fault(Fault::new(
+        FaultKind::Internal,
+        format!("the server could not encode the result with {codec}: {e}"),
+    ))
+}
+
+/// Answers call `id` of a native connection with the result a synchronous handler encoded
+/// into this thread's direct result buffer (see [`ReplyEncoder`]): written from there into
+/// the connection's send buffer, without a `Bytes` or a frame in between. Only for a
+/// two-way call with no hooks and no trace (what the dispatcher arms).
+pub(crate) fn answer_direct(
+    wire: &Arc<Wire<proto::ServerConnection>>,
+    id: u64,
+    codec: CodecId,
+    flush: Flush,
+) {
+    let s = wire.lock();
+    let request_id = proto::RequestId(id);
+    send_locked(wire, s, id, flush, |side| {
+        DIRECT_RESULT.with(|cell| {
+            let mut out = cell.borrow_mut();
+            let r = side.reply_slice(request_id, codec, &out);
+            if out.capacity() > 64 * 1024 {
+                *out = Vec::new();
+            }
+            r
+        })
+    });
+}
+
+/// Sends an answer through the machine (`send`), fails the call instead when the answer
+/// is over the caller's limits, and flushes as asked.
+fn send_locked(
+    wire: &Arc<Wire<proto::ServerConnection>>,
+    mut s: std::sync::MutexGuard<'_, crate::io::State<proto::ServerConnection>>,
+    id: u64,
+    flush: Flush,
+    send: impl FnOnce(&mut proto::ServerConnection) -> Result<(), proto::ProtocolError>,
+) {
+    if s.is_shut() {
+        // The connection is gone; nobody waits for the answer.
+        return;
+    }
+    let request_id = proto::RequestId(id);
+    match send(&mut s.side) {
+        Ok(()) => {}
+        // Cancelled or past its deadline: the machine answered it already.
+        Err(proto::ProtocolError::NotInFlight { .. }) | Err(proto::ProtocolError::Closed) => {}
+        Err(e @ proto::ProtocolError::TooLong { .. }) => {
+            // Over the caller's limits: fail the call rather than leave it waiting.
+            let body = proto::ErrorBody::new(
+                proto::ErrorCode::LIMIT_EXCEEDED,
+                format!("the server cannot send the result: {e}"),
+            );
+            let _ = s.side.error(proto::ErrorFrame {
+                request_id,
+                codec: proto::CodecId::NONE,
+                annotations: proto::Annotations::new(),
+                body,
+            });
+        }
+        Err(e) => tracing::warn!("dropping the answer to call {}: {e}", id),
+    }
+    if s.side.has_events() {
+        // The last answer of a draining connection: its reader closes it.
+        wire.wake_reader();
+    }
+    match flush {
+        Flush::Now => wire.flush_locked(s),
+        Flush::Batched => wire.flush_batched(s),
+        Flush::Deferred => drop(s),
+    }
+}
+
+/// The direct answer of a synchronous handler, on the thread that dispatches it.
+///
+/// A synchronous handler's result would otherwise be encoded into a `Bytes` of its own,
+/// wrapped in a REPLY frame and copied from there into the connection's send buffer: an
+/// allocation, a free and a frame per call. Instead the dispatcher arms the call
+/// ([`arm_direct`]) just around the handler; the handler's [`ReplyEncoder`] (made by
+/// [`Incoming::ready_encoder`] for synchronous handlers only) sees its own call armed and
+/// encodes into a per-thread buffer; the dispatcher then answers from that buffer
+/// ([`ReplySink::answer_direct`]). A call is named by its connection and request id, so
+/// nothing else encoded on the thread meanwhile (another call's responder, an async handler)
+/// can take its place.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Direct {
+    Off,
+    Armed((usize, u64)),
+    Encoded((usize, u64)),
+}
+
+thread_local! {
+    static DIRECT: std::cell::Cell<Direct> = const { std::cell::Cell::new(Direct::Off) };
+    /// The encoded result of the armed call.
+    static DIRECT_RESULT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The key of a native call for [`arm_direct`]: its connection's address and request id.
+pub(crate) fn direct_key(sink: &ReplySink) -> (usize, u64) {
+    match &sink.to {
+        AnswerTo::Native(w) => (Arc::as_ptr(w) as usize, sink.id),
+        AnswerTo::Pyro(p) => (Arc::as_ptr(p) as usize, sink.id),
+    }
+}
+
+/// Arms the direct answer of the call `key` on this thread; returns what to restore.
+pub(crate) fn arm_direct(key: (usize, u64)) -> DirectGuard {
+    DirectGuard(DIRECT.replace(Direct::Armed(key)))
+}
+
+/// What was armed before (restored by [`DirectGuard::disarm`]).
+pub(crate) struct DirectGuard(Direct);
+
+impl DirectGuard {
+    /// Disarms; true when the armed call's result waits in the direct result buffer.
+    pub(crate) fn disarm(self, key: (usize, u64)) -> bool {
+        DIRECT.replace(self.0) == Direct::Encoded(key)
     }
 }
 
@@ -459,6 +596,22 @@ impl Incoming {
 
     /// The encoder for the call's result.
     pub fn encoder(&self) -> ReplyEncoder {
-        ReplyEncoder { codec: self.codec }
+        ReplyEncoder {
+            codec: self.codec,
+            call: direct_key(&self.sink),
+            direct: false,
+        }
+    }
+
+    /// The encoder for the result of a synchronous handler, which returns it at once as
+    /// [`Handled::Ready`](crate::Handled::Ready): the dispatcher may answer it without an
+    /// intermediate buffer. For generated code.
+    #[doc(hidden)]
+    pub fn ready_encoder(&self) -> ReplyEncoder {
+        ReplyEncoder {
+            codec: self.codec,
+            call: direct_key(&self.sink),
+            direct: true,
+        }
     }
 }

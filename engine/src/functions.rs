@@ -104,7 +104,7 @@ impl Functions {
             params,
             false,
             Box::new(move |call| match decode::<A>(&call, params) {
-                Ok(a) => Handled::Ready(call.encoder().value(&f(a))),
+                Ok(a) => Handled::Ready(call.ready_encoder().value(&f(a))),
                 Err(o) => Handled::Ready(o),
             }),
         )
@@ -125,7 +125,7 @@ impl Functions {
             false,
             Box::new(move |call| match decode::<A>(&call, params) {
                 Ok(a) => Handled::Ready(match f(a) {
-                    Ok(v) => call.encoder().value(&v),
+                    Ok(v) => call.ready_encoder().value(&v),
                     Err(e) => Outcome::Fault(Fault::application(
                         std::any::type_name::<E>(),
                         e.to_string(),
@@ -173,7 +173,7 @@ impl Functions {
             Box::new(move |call| match decode::<A>(&call, params) {
                 Ok(a) => {
                     f(a);
-                    Handled::Ready(call.encoder().value(&()))
+                    Handled::Ready(call.ready_encoder().value(&()))
                 }
                 Err(o) => Handled::Ready(o),
             }),
@@ -181,12 +181,12 @@ impl Functions {
     }
 
     pub(crate) fn into_registered(self, provider_id: u16) -> Registered {
-        let mut routes = std::collections::HashMap::default();
+        let mut routes = crate::provider::Routes::default();
         let mut methods = Vec::new();
         let mut handlers = Vec::new();
         for (index, e) in self.entries.into_iter().enumerate() {
             routes.insert(
-                e.name.clone().into_boxed_str(),
+                e.name.clone(),
                 Route {
                     index,
                     oneway: e.oneway,

@@ -289,6 +289,24 @@ pub(crate) struct Route {
     pub oneway: bool,
 }
 
+/// A provider's routing table: RPC names to routes, keyed by the name's bytes, so the
+/// server looks up a method name as it arrived on the wire (checked UTF-8 once, by the
+/// decoder) without turning it into a `str` again.
+#[derive(Default)]
+pub(crate) struct Routes(HashMap<Box<[u8]>, Route, rustc_hash::FxBuildHasher>);
+
+impl Routes {
+    pub(crate) fn insert(&mut self, name: String, route: Route) {
+        self.0.insert(name.into_bytes().into_boxed_slice(), route);
+    }
+
+    /// The route of `name` (a `str` or the bytes of one).
+    #[inline]
+    pub(crate) fn get<K: AsRef<[u8]> + ?Sized>(&self, name: &K) -> Option<&Route> {
+        self.0.get(name.as_ref())
+    }
+}
+
 pub(crate) type Factory = Arc<dyn Fn() -> Arc<dyn Instance> + Send + Sync>;
 
 pub(crate) enum Instances {
@@ -300,7 +318,7 @@ pub(crate) enum Instances {
 pub(crate) struct Registered {
     pub info: ProviderInfo,
     /// Full RPC names (with every service name) and `__get__x` / `__set__x` accessors.
-    pub routes: HashMap<Box<str>, Route, rustc_hash::FxBuildHasher>,
+    pub routes: Routes,
     pub instances: Instances,
     /// Sorted names for "no such method" messages.
     pub exposed: Vec<String>,
@@ -319,7 +337,7 @@ pub(crate) fn setter_route(attr: &str) -> String {
 impl Registered {
     fn build<P: Provider>(provider_id: u16, per_connection: bool, instances: Instances) -> Self {
         let specs = P::methods();
-        let mut routes = HashMap::default();
+        let mut routes = Routes::default();
         let mut methods = Vec::new();
         let mut attributes = Vec::new();
         let mut writable = Vec::new();
@@ -334,7 +352,7 @@ impl Registered {
             match spec.kind {
                 MethodKind::Method => {
                     for s in &services {
-                        routes.insert(full_name(s, spec.name).into_boxed_str(), route);
+                        routes.insert(full_name(s, spec.name), route);
                     }
                     methods.push(MethodInfo {
                         name: full_name(P::SERVICE, spec.name),
@@ -343,11 +361,11 @@ impl Registered {
                     });
                 }
                 MethodKind::Getter => {
-                    routes.insert(getter_route(spec.name).into_boxed_str(), route);
+                    routes.insert(getter_route(spec.name), route);
                     attributes.push(spec.name.to_string());
                 }
                 MethodKind::Setter => {
-                    routes.insert(setter_route(spec.name).into_boxed_str(), route);
+                    routes.insert(setter_route(spec.name), route);
                     writable.push(spec.name.to_string());
                     if !attributes.iter().any(|a| a == spec.name) {
                         attributes.push(spec.name.to_string());

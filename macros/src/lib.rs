@@ -585,7 +585,7 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
         }
     } else {
         quote! {
-            let __enc = __call.encoder();
+            let __enc = __call.ready_encoder();
             let __r = __this.#fn_ident(#(#call_args),*);
             #w::Handled::Ready(#encode)
         }

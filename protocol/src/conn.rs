@@ -262,6 +262,31 @@ impl Core {
         )
     }
 
+    /// Encodes a plain REPLY of a borrowed result into the send buffer after checking the
+    /// peer's limits. A result of at least `share_from` bytes is copied once into a chunk of
+    /// its own, as [`send`](Self::send) would share it.
+    fn send_reply_slice(
+        &mut self,
+        request_id: RequestId,
+        codec: CodecId,
+        result: &[u8],
+    ) -> Result<(), ProtocolError> {
+        if result.len() >= self.share_from {
+            return self.send(&Frame::Reply(Reply {
+                request_id,
+                codec,
+                stream: false,
+                annotations: Annotations::new(),
+                result: Bytes::copy_from_slice(result),
+                attachment: Bytes::new(),
+            }));
+        }
+        let limits = self.peer_limits;
+        crate::frame::encode_reply_slice(&mut self.outbuf, request_id, codec, result, |len| {
+            check_peer_limits(limits, len, 0)
+        })
+    }
+
     /// Encodes a borrowed CALL into the send buffer after checking the peer's limits.
     fn send_call(&mut self, call: &CallRef<'_>) -> Result<(), ProtocolError> {
         let limits = self.peer_limits;
@@ -1861,6 +1886,38 @@ impl ServerConnection {
             self.in_flight.remove(&id);
             self.check_drained();
         }
+        Ok(())
+    }
+
+    /// Answers a call with a plain result borrowed from the caller (no annotations, no
+    /// attachment, not a stream): the same rules and bytes as [`reply`](Self::reply) of the
+    /// equivalent [`Reply`], without building it, for drivers that encode results into a
+    /// scratch buffer of their own.
+    pub fn reply_slice(
+        &mut self,
+        request_id: RequestId,
+        codec: CodecId,
+        result: &[u8],
+    ) -> Result<(), ProtocolError> {
+        // One lookup on the hot path: the call is taken out, and put back if it cannot be
+        // answered this way (streaming) or the reply cannot be sent (over the peer's limits).
+        self.core.ensure_open()?;
+        let Some(call) = self.in_flight.remove(&request_id) else {
+            return Err(ProtocolError::NotInFlight { request_id });
+        };
+        let sent = if call.streaming {
+            Err(ProtocolError::InvalidState {
+                operation: "send a reply",
+                state: "the call is streaming",
+            })
+        } else {
+            self.core.send_reply_slice(request_id, codec, result)
+        };
+        if let Err(e) = sent {
+            self.in_flight.insert(request_id, call);
+            return Err(e);
+        }
+        self.check_drained();
         Ok(())
     }
 

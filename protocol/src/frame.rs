@@ -871,6 +871,43 @@ impl Frame {
     }
 }
 
+/// Encodes a plain REPLY (no annotations, no attachment, not a stream) of `result` into
+/// `dst`, after `check` accepted the frame's length (header included): exactly the bytes of
+/// the equivalent [`Frame::Reply`], without building the owned frame. Appends nothing on
+/// error.
+pub(crate) fn encode_reply_slice(
+    dst: &mut BytesMut,
+    request_id: RequestId,
+    codec: CodecId,
+    result: &[u8],
+    check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+) -> Result<(), ProtocolError> {
+    let header = Header {
+        version: VERSION,
+        kind: Kind::REPLY,
+        flags: Flags::EMPTY,
+        codec,
+        provider: ProviderId(0),
+        request_id,
+        route_len: 0,
+        annotations_len: 0,
+        payload_len: len_u32("payload", result.len())?,
+        kwargs_len: 0,
+        attachment_len: 0,
+    };
+    // A plain REPLY's header breaks a rule only by its codec or request id: the full check
+    // (and its error) only then.
+    if !codec.is_codec() || request_id == RequestId::NONE {
+        header.check()?;
+    }
+    debug_assert!(header.check().is_ok());
+    check(header.frame_len())?;
+    dst.reserve(HEADER_LEN + result.len());
+    dst.extend_from_slice(&header.to_bytes());
+    dst.extend_from_slice(result);
+    Ok(())
+}
+
 /// A CALL frame borrowed from its parts.
 ///
 /// [`CallRef::encode`] writes exactly the bytes of the equivalent [`Frame::Call`], without

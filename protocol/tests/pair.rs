@@ -1100,3 +1100,136 @@ fn shutdown_before_the_handshake_closes_at_once() {
     let g = goaway_sent(&server_transmit(&mut s)).unwrap();
     assert_eq!(g.code, ErrorCode::SHUTTING_DOWN);
 }
+
+/// `reply_slice` sends exactly the bytes `reply` sends for the same plain result, and keeps
+/// its rules: the call must be in flight, and an answered call is no longer.
+#[test]
+fn reply_slice_is_reply_without_the_frame() {
+    for result in [&b""[..], b"\x01", &[7u8; 300][..], &[9u8; 70_000][..]] {
+        let mut a = Pair::connected();
+        let mut b = Pair::connected();
+        let ia = a.call("m", b"\x90");
+        let ib = b.call("m", b"\x90");
+        a.drive();
+        b.drive();
+        assert_eq!(ia, ib);
+        let _ = (a.server_events(), b.server_events());
+        a.server
+            .reply(Reply {
+                request_id: ia,
+                codec: CodecId::MSGPACK,
+                stream: false,
+                annotations: Annotations::new(),
+                result: Bytes::copy_from_slice(result),
+                attachment: Bytes::new(),
+            })
+            .unwrap();
+        b.server.reply_slice(ib, CodecId::MSGPACK, result).unwrap();
+        let bytes = |s: &mut ServerConnection| {
+            std::iter::from_fn(|| s.poll_transmit())
+                .flat_map(|b| b.to_vec())
+                .collect::<Vec<u8>>()
+        };
+        let (wa, wb) = (bytes(&mut a.server), bytes(&mut b.server));
+        assert_eq!(wa, wb, "same bytes for a {}-byte result", result.len());
+        assert_eq!(b.server.in_flight(), 0);
+        b.client.handle_input(&wb, b.now).unwrap();
+        let got = b.client_events();
+        assert!(
+            matches!(&got[..], [ClientEvent::Reply(r)] if r.result == result),
+            "{got:?}"
+        );
+        // Answered: a second answer is refused and sends nothing.
+        assert_eq!(
+            b.server
+                .reply_slice(ib, CodecId::MSGPACK, b"\x01")
+                .unwrap_err()
+                .kind_name(),
+            "not_in_flight"
+        );
+        assert_eq!(b.server.poll_transmit(), None);
+    }
+}
+
+/// A codec a REPLY may not carry is refused as `reply` refuses it, and nothing is sent.
+#[test]
+fn reply_slice_refuses_what_reply_refuses() {
+    let mut p = Pair::connected();
+    let id = p.call("m", b"\x90");
+    p.drive();
+    let _ = p.server_events();
+    for codec in [CodecId::NONE, CodecId(255)] {
+        let a = p.server.reply_slice(id, codec, b"\x01").unwrap_err();
+        let b = p
+            .server
+            .reply(Reply {
+                request_id: id,
+                codec,
+                stream: false,
+                annotations: Annotations::new(),
+                result: Bytes::from_static(b"\x01"),
+                attachment: Bytes::new(),
+            })
+            .unwrap_err();
+        assert_eq!(a, b);
+        assert_eq!(p.server.poll_transmit(), None);
+        assert_eq!(p.server.in_flight(), 1);
+    }
+}
+
+/// A result over the client's frame limit is refused before anything is queued, and the
+/// call stays in flight so that the driver can fail it instead.
+#[test]
+fn reply_slice_over_the_peers_limit_is_not_sent() {
+    let mut cc = ClientConfig::new(vec![CodecId::JSON]);
+    cc.limits.max_frame_len = 4096;
+    let mut p = Pair::new(cc, ServerConfig::new(vec![CodecId::JSON]));
+    p.drive();
+    let _ = (p.client_events(), p.server_events());
+    let id = p.call("m", b"[]");
+    p.drive();
+    let _ = p.server_events();
+    let e = p
+        .server
+        .reply_slice(id, CodecId::JSON, &[b'1'; 5000])
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "too_long");
+    assert_eq!(p.server.poll_transmit(), None, "nothing was queued");
+    assert_eq!(p.server.in_flight(), 1);
+    p.server
+        .error(ErrorFrame {
+            request_id: id,
+            codec: CodecId::NONE,
+            annotations: Annotations::new(),
+            body: ErrorBody::new(ErrorCode::LIMIT_EXCEEDED, "too big"),
+        })
+        .unwrap();
+    assert_eq!(p.server.in_flight(), 0);
+}
+
+/// A streaming call cannot be answered with a plain reply: refused, and it stays open.
+#[test]
+fn reply_slice_refuses_a_streaming_call() {
+    let mut p = Pair::connected();
+    let id = p.call("m", b"\x90");
+    p.drive();
+    let _ = p.server_events();
+    p.server
+        .reply(Reply {
+            request_id: id,
+            codec: CodecId::MSGPACK,
+            stream: true,
+            annotations: Annotations::new(),
+            result: Bytes::new(),
+            attachment: Bytes::new(),
+        })
+        .unwrap();
+    let e = p
+        .server
+        .reply_slice(id, CodecId::MSGPACK, b"\x01")
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "invalid_state");
+    assert_eq!(p.server.in_flight(), 1);
+    p.server.stream_end(id).unwrap();
+    assert_eq!(p.server.in_flight(), 0);
+}

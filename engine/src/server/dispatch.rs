@@ -99,10 +99,19 @@ impl Conn {
         let codec = call.codec;
         let provider_id = call.provider.0;
         let id = call.request_id.0;
-        let method = call.method.as_str();
+        // The name as it arrived (the decoder checked it is UTF-8): routes are looked up by
+        // its bytes, and it becomes a `str` only where one is needed (messages, hooks).
+        let method = call.method.as_bytes();
         self.calls += 1;
         // Nothing is built here unless DEBUG is on for the server's trace module.
-        let trace = CallTrace::start(&self.span, provider_id, method, codec, id, call.oneway);
+        let trace = CallTrace::start(
+            &self.span,
+            provider_id,
+            &call.method,
+            codec,
+            id,
+            call.oneway,
+        );
         let _entered = trace.as_ref().map(|t| t.span().clone().entered());
         let mut sink = ReplySink {
             to: AnswerTo::Native(self.wire.clone()),
@@ -144,7 +153,8 @@ impl Conn {
             sink.answer(Outcome::Fault(f), Flush::Deferred);
             return;
         };
-        let Some(route) = reg.routes.get(method).copied() else {
+        let Some(route) = reg.routes.get(&method[..]).copied() else {
+            let method = call.method.as_str();
             let mut f = Fault::new(
                 FaultKind::UnknownMethod,
                 format!(
@@ -163,19 +173,18 @@ impl Conn {
             sink.answer(crate::context::encode_outcome(codec, &()), Flush::Deferred);
             sink.oneway = true;
         }
-        let instance = match &reg.instances {
-            crate::provider::Instances::Shared(i) => i.clone(),
-            crate::provider::Instances::PerConnection(f) => self
-                .instances
-                .entry(provider_id)
-                .or_insert_with(|| {
+        let instance: &dyn crate::provider::Instance = match &reg.instances {
+            crate::provider::Instances::Shared(i) => &**i,
+            crate::provider::Instances::PerConnection(f) => {
+                &**self.instances.entry(provider_id).or_insert_with(|| {
                     let i = f();
                     i.connect(&self.info);
                     i
                 })
-                .clone(),
+            }
         };
         if self.inner.has_hooks.load(Ordering::Acquire) {
+            let method = call.method.as_str();
             let hooks: Vec<Arc<dyn CallHook>> = read(&self.inner.hooks).clone();
             let ci = CallInfo {
                 provider_id,
@@ -214,6 +223,17 @@ impl Conn {
                 done: AtomicBool::new(false),
             }));
         }
+        // A synchronous handler of a plain two-way call may encode its result for a direct
+        // answer (see `context::arm_direct`); hooks and traces take the usual way. On that
+        // path the handler's `Incoming` takes the sink, and one is made again only for an
+        // answer that does not go the direct way.
+        let fast = !sink.oneway && sink.hooks.is_none() && trace.is_none();
+        let (for_handler, kept) = if fast {
+            (sink, None)
+        } else {
+            (sink.clone(), Some(sink))
+        };
+        let key = crate::context::direct_key(&for_handler);
         let incoming = Incoming {
             codec,
             args: call.args,
@@ -221,12 +241,28 @@ impl Conn {
             conn: self.info.clone(),
             annotations: call.annotations,
             provider_id,
-            sink: sink.clone(),
+            sink: for_handler,
             limits: self.codec_limits,
         };
+        let armed = fast.then(|| crate::context::arm_direct(key));
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             instance.dispatch(route.index, incoming)
         }));
+        let encoded = armed.is_some_and(|g| g.disarm(key));
+        if let Ok(Handled::Ready(Outcome::Value(_))) = &handled {
+            if encoded {
+                crate::context::answer_direct(&self.wire, id, codec, Flush::Deferred);
+                return;
+            }
+        }
+        let sink = kept.unwrap_or_else(|| ReplySink {
+            to: AnswerTo::Native(self.wire.clone()),
+            id,
+            codec,
+            oneway: false,
+            hooks: None,
+            trace: None,
+        });
         match handled {
             Err(panic) => sink.answer(Outcome::Fault(panic_fault(panic)), Flush::Deferred),
             Ok(Handled::Ready(outcome)) => sink.answer(outcome, Flush::Deferred),

@@ -161,7 +161,7 @@ impl CallTrace {
     pub(super) fn start(
         conn: &Span,
         provider_id: u16,
-        method: &str,
+        method: &wirecall_protocol::Method,
         codec: CodecId,
         request_id: u64,
         oneway: bool,
@@ -171,6 +171,7 @@ impl CallTrace {
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return None;
         }
+        let method = method.as_str();
         let span = tracing::debug_span!(
             parent: conn,
             "call",
