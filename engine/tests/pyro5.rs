@@ -534,3 +534,75 @@ fn tagged_structs_round_trip_as_class_dicts() {
         assert_eq!(back, c, "{codec}");
     }
 }
+
+/// wirecall's own `PyroProxy` against a wirecall server, with every serializer: batches
+/// (the error wrapper included, which a Python client cannot request in marshal),
+/// compression both ways, a list result through `call_stream` (one item: providers have no
+/// streams), and the server's class converters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyro_proxy_against_a_wirecall_server() {
+    use futures::StreamExt;
+    use wirecall::{Error, PyroProxy};
+    let (engine, port) = server(&ALL).await;
+    let uri = format!("PYRO:example.greeting@127.0.0.1:{port}");
+    for codec in ALL {
+        let p = PyroProxy::new(&uri)
+            .unwrap()
+            .serializer(codec)
+            .unwrap()
+            .compression(true)
+            .timeout(Duration::from_secs(10));
+        let mut b = p.batch();
+        b.call("add", vec![Value::Int(1), Value::Int(2)], vec![])
+            .call("hello", vec![Value::Str("x".repeat(300))], vec![])
+            .call("fail", vec![Value::Str("batch".into())], vec![])
+            .call("add", vec![Value::Int(3), Value::Int(4)], vec![]);
+        let r = b.send().await.unwrap_or_else(|e| panic!("{codec}: {e}"));
+        assert_eq!(r.len(), 3, "{codec}: {r:?}");
+        assert_eq!(r[0].as_ref().unwrap(), &Value::Int(3));
+        assert_eq!(
+            r[1].as_ref().unwrap(),
+            &Value::Str(format!("Hello, {}!", "x".repeat(300)))
+        );
+        match &r[2] {
+            Err(Error::Remote(e)) => {
+                assert_eq!(e.type_name, "RuntimeError", "{codec}");
+                assert_eq!(e.message, "batch");
+                assert!(e.trace.contains("root cause"), "{}", e.trace);
+            }
+            other => panic!("{codec}: {other:?}"),
+        }
+        let items: Vec<_> = p
+            .call_stream("squares", vec![Value::Int(3)], vec![])
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(items.len(), 1, "{codec}");
+        let squares = match items[0].as_ref().unwrap() {
+            Value::List(l) | Value::Tuple(l) => l.clone(),
+            other => panic!("{codec}: {other:?}"),
+        };
+        assert_eq!(squares, [Value::Int(0), Value::Int(1), Value::Int(4)]);
+        // A class dict the server's converters turn into a float.
+        let t = Value::Map(vec![
+            (
+                Value::Str("__class__".into()),
+                Value::Str("__main__.Temperature".into()),
+            ),
+            (Value::Str("celsius".into()), Value::Float(30.5)),
+        ]);
+        let g = PyroProxy::new(&format!("PYRO:example.geometry@127.0.0.1:{port}"))
+            .unwrap()
+            .serializer(codec)
+            .unwrap();
+        assert_eq!(
+            g.call("hotter", vec![t, Value::Float(12.0)], vec![])
+                .await
+                .unwrap(),
+            Value::Float(30.5),
+            "{codec}"
+        );
+    }
+    engine.finalize().await;
+}
