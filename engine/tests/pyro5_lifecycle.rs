@@ -26,6 +26,10 @@ struct Slow {
 impl Slow {
     #[remote]
     async fn wait(&self, millis: u64) -> u64 {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("wait {millis} started"));
         tokio::time::sleep(Duration::from_millis(millis)).await;
         self.log.lock().unwrap().push(format!("wait {millis} done"));
         millis
@@ -74,14 +78,17 @@ async fn finalize_answers_pyro_calls_in_flight_then_closes_pyro_connections() {
         let busy = Arc::new(PyroProxy::new(&uri).unwrap());
         let b = busy.clone();
         let call = tokio::spawn(async move { b.call("wait", vec![Value::Int(500)], vec![]).await });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Finalize once the call runs on the server.
+        while !log.lock().unwrap().iter().any(|l| l == "wait 500 started") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let started = Instant::now();
         engine.finalize().await;
         let took = started.elapsed();
         assert_eq!(call.await.unwrap().unwrap(), Value::Int(500));
         assert_eq!(
             *log.lock().unwrap(),
-            ["wait 500 done", "finalize"],
+            ["wait 500 started", "wait 500 done", "finalize"],
             "the Pyro5 call must be answered before the providers finalize"
         );
         assert!(
