@@ -281,3 +281,73 @@ async fn compressed_requests_and_zip_bombs() {
     .await
     .unwrap();
 }
+
+/// Malformed batches get an exception the client can raise, and the connection serves on; an
+/// empty batch is an empty list; a oneway batch gets no reply (the next answer is the next
+/// call's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oneway_batches() {
+    tokio::time::timeout(LIMIT, async {
+        let engine = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+        engine.register_provider_as(Echo, 1, "echo").unwrap();
+        let port: u16 = engine.address().rsplit(':').next().unwrap().parse().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let json = SerializerId::JSON;
+        let send = |flags: Flags, seq: u16, body: &str| {
+            message_with(MessageType::INVOKE, json, flags, seq, body.as_bytes())
+        };
+        s.write_all(&message_with(
+            MessageType::CONNECT,
+            json,
+            Flags::EMPTY,
+            0,
+            br#"{"handshake": "hello", "object": "echo"}"#,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(read_message(&mut s).await.msg_type, MessageType::CONNECTOK);
+
+        for (seq, params) in [(1, r#"[["echo"]]"#), (2, r#"[7]"#), (3, r#"[[1, [], {}]]"#)] {
+            let body = format!(
+                r#"{{"object": "echo", "method": "<batch>", "params": {params}, "kwargs": null}}"#
+            );
+            s.write_all(&send(Flags::BATCH, seq, &body)).await.unwrap();
+            let r = read_message(&mut s).await;
+            assert_eq!(r.seq, seq);
+            assert!(r.flags.contains(Flags::EXCEPTION), "{params}: {:?}", r.flags);
+            let ex: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            assert_eq!(ex["__class__"], "Pyro5.errors.SerializeError", "{params}: {ex}");
+        }
+        s.write_all(&send(
+            Flags::BATCH,
+            4,
+            r#"{"object": "echo", "method": "<batch>", "params": [], "kwargs": null}"#,
+        ))
+        .await
+        .unwrap();
+        let r = read_message(&mut s).await;
+        assert_eq!((r.seq, r.flags), (4, Flags::BATCH));
+        assert_eq!(&r.payload[..], b"[]");
+
+        s.write_all(&send(
+            Flags::BATCH.union(Flags::ONEWAY),
+            5,
+            r#"{"object": "echo", "method": "<batch>", "params": [["echo", ["a"], {}]], "kwargs": null}"#,
+        ))
+        .await
+        .unwrap();
+        s.write_all(&send(
+            Flags::EMPTY,
+            6,
+            r#"{"object": "echo", "method": "echo", "params": ["after"], "kwargs": {}}"#,
+        ))
+        .await
+        .unwrap();
+        let r = read_message(&mut s).await;
+        assert_eq!(r.seq, 6, "a oneway batch must not be answered");
+        assert_eq!(&r.payload[..], b"\"after\"");
+        engine.finalize().await;
+    })
+    .await
+    .unwrap();
+}

@@ -546,7 +546,9 @@ impl Driver {
         for t in vargs {
             match t {
                 Value::Tuple(p) | Value::List(p) if p.len() == 3 => {
-                    let [m, a, k]: [Value; 3] = p.try_into().ok()?;
+                    let Ok([m, a, k]) = <[Value; 3]>::try_from(p) else {
+                        return bad_batch(codec, oneway, &what);
+                    };
                     let args = match a {
                         Value::Tuple(a) | Value::List(a) => a,
                         Value::Null => Vec::new(),
