@@ -104,7 +104,7 @@ impl Conn {
         let method = call.method.as_bytes();
         self.calls += 1;
         // Nothing is built here unless DEBUG is on for the server's trace module.
-        let trace = CallTrace::start(
+        let trace = CallTrace::start_native(
             &self.span,
             provider_id,
             &call.method,
