@@ -195,6 +195,10 @@ pub(crate) struct NamedTarget {
     /// The service and provider id of the first resolution (for `Proxy::service`).
     pub(crate) first: OnceLock<(Option<String>, Option<u16>)>,
     watching: std::sync::atomic::AtomicBool,
+    /// The URI whose address last failed: not chosen again while another one is registered
+    /// (with several instances, the re-resolution after a failure must not land on the dead
+    /// one until its registration expires).
+    avoid: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for NamedTarget {
@@ -214,6 +218,7 @@ impl NamedTarget {
             cache: Mutex::new(None),
             first: OnceLock::new(),
             watching: std::sync::atomic::AtomicBool::new(false),
+            avoid: Mutex::new(None),
         }
     }
 
@@ -246,6 +251,7 @@ impl NamedTarget {
         if c.as_ref().is_some_and(|r| r.uri == stale.uri) {
             *c = None;
         }
+        *lock(&self.avoid) = Some(stale.uri.clone());
     }
 
     /// The cached resolution, or a fresh one (`true`) through the backend.
@@ -270,11 +276,16 @@ impl NamedTarget {
     /// One registration a native proxy can use, parsed.
     fn choose(&self, regs: &[Registration]) -> Result<Resolved, Error> {
         let subject = self.target.subject();
-        let usable: Vec<Registration> = regs
+        let mut usable: Vec<Registration> = regs
             .iter()
             .filter(|r| !is_pyro_uri(&r.uri))
             .cloned()
             .collect();
+        if let Some(avoid) = lock(&self.avoid).as_deref() {
+            if usable.iter().any(|r| r.uri != avoid) {
+                usable.retain(|r| r.uri != avoid);
+            }
+        }
         let Some(r) = pick(&usable) else {
             return Err(match regs.first() {
                 None => naming_error(
