@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use wirecall::naming::etcd::{EtcdBackend, EtcdOptions, Pick};
-use wirecall::naming::{Filter, NamingBackend, Registration};
+use wirecall::naming::{Filter, NamingBackend, Registration, RemoteNaming};
 use wirecall::{Engine, Error, Functions, Proxy};
 
 /// Lease TTL of the tests' registrations.
@@ -1048,6 +1048,66 @@ async fn a_name_proxy_fails_over_when_its_instance_dies() {
         for x in 0..20 {
             assert_eq!(who(&proxy, x).await.unwrap(), (other, x));
         }
+    })
+    .await
+    .unwrap();
+}
+
+/// Name servers are stateless in front of etcd: two of them (as `wirecall ns serve --store
+/// etcd://...` runs one) answer the same names, whichever one registered them, and a
+/// `name:` proxy resolves through either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_servers_in_front_of_etcd_answer_the_same_names() {
+    let Some(etcd) = Etcd::start(1).await else {
+        return;
+    };
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let mut servers = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let engine = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+            let store: Arc<dyn NamingBackend> =
+                wirecall::naming::backend_from_uri(&etcd.uri()).unwrap();
+            engine.host_name_server(store).await.unwrap();
+            clients.push(RemoteNaming::new(&engine.address()).unwrap());
+            servers.push(engine);
+        }
+        let app = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+        let pid = std::process::id();
+        app.register_functions(
+            Functions::new("who").sync_fn("echo", &["x"], move |(x,): (u64,)| (pid, x)),
+            7,
+        )
+        .unwrap();
+        clients[0]
+            .register(reg("shared.svc", &app.address(), &["team.a"]), true)
+            .await
+            .unwrap();
+        // the other name server sees it, with its metadata, and refuses a safe overwrite
+        let found = clients[1].lookup("shared.svc").await.unwrap();
+        assert_eq!(found, vec![reg("shared.svc", &app.address(), &["team.a"])]);
+        let e = clients[1]
+            .register(reg("shared.svc", "tcp://127.0.0.1:1", &[]), true)
+            .await
+            .unwrap_err();
+        assert!(format!("{e}").contains("already registered"), "{e}");
+        // and etcd holds it: a direct backend sees it too
+        let direct = EtcdBackend::connect(&etcd.endpoints(), quick_options())
+            .await
+            .unwrap();
+        assert_eq!(direct.lookup("shared.svc").await.unwrap().len(), 1);
+        // a proxy resolving through the second name server calls the app
+        let backend: Arc<dyn NamingBackend> =
+            Arc::new(RemoteNaming::new(&servers[1].address()).unwrap());
+        let proxy = Proxy::new("name:shared.svc").unwrap().naming(backend);
+        assert_eq!(who(&proxy, 5).await.unwrap(), (pid, 5));
+        let f = Filter {
+            prefix: Some("shared.".into()),
+            ..Filter::default()
+        };
+        assert_eq!(clients[1].remove(&f, None).await.unwrap(), 1);
+        let e = clients[0].lookup("shared.svc").await.unwrap_err();
+        assert!(is_not_registered(&e), "{e}");
     })
     .await
     .unwrap();
