@@ -18,6 +18,10 @@ use wirecall::naming::etcd::{EtcdBackend, EtcdOptions, Pick};
 use wirecall::naming::{Filter, NamingBackend, Registration, RemoteNaming};
 use wirecall::{Engine, Error, Functions, Proxy};
 
+/// Pyro's name server chapter (engine/examples/name_server.rs), here over etcd.
+#[path = "../examples/name_server.rs"]
+mod name_server_example;
+
 /// Lease TTL of the tests' registrations.
 const TTL: Duration = Duration::from_secs(2);
 
@@ -1111,4 +1115,36 @@ async fn name_servers_in_front_of_etcd_answer_the_same_names() {
     })
     .await
     .unwrap();
+}
+
+/// The name server example (Pyro's name server chapter: register with metadata, look up by
+/// name and by metadata, deregister on finalize) with etcd as its store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_server_example_over_etcd() {
+    let Some(etcd) = Etcd::start(1).await else {
+        return;
+    };
+    let seen = tokio::time::timeout(
+        Duration::from_secs(60),
+        name_server_example::run(&etcd.uri()),
+    )
+    .await
+    .expect("the example timed out")
+    .unwrap_or_else(|e| panic!("the example failed over etcd: {e}"));
+    assert_eq!(seen.by_name, "Hello, Ada!");
+    assert_eq!(seen.by_metadata, "Bonjour, Ada !");
+    assert_eq!(seen.greeters, ["example.greeting", "example.greeting.fr"]);
+    assert_eq!(seen.left, ["Pyro.NameServer"]);
+    // the names were in etcd: the greeters removed theirs, the name server's own is there
+    let direct = EtcdBackend::connect(&etcd.endpoints(), quick_options())
+        .await
+        .unwrap();
+    let left: Vec<String> = direct
+        .list(&Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert!(left.iter().all(|n| n == "Pyro.NameServer"), "{left:?}");
 }
