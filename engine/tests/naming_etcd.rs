@@ -466,7 +466,7 @@ async fn operations_on_one_node() {
                 unavailable: false,
             } => {
                 assert_eq!(name, "music.(");
-                assert!(message.contains("invalid regular expression"), "{message}");
+                assert!(message.contains("invalid regex"), "{message}");
             }
             other => panic!("expected a naming error, got {other:?}"),
         }

@@ -53,13 +53,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::{naming_error, unavailable, Filter, NamingBackend, Registration};
+use super::{
+    naming_error, unavailable, validate_name, validate_tags, validate_uri, Filter, NamingBackend,
+    Registration,
+};
 use crate::Error;
 
-/// The longest name accepted (bytes); etcd itself limits a request to 1.5 MiB.
-const MAX_NAME_LEN: usize = 1024;
-/// The longest URI accepted (bytes).
-const MAX_URI_LEN: usize = 4096;
 /// Operations per etcd transaction when removing many keys (etcd's default limit is 128).
 const TXN_BATCH: usize = 100;
 
@@ -435,12 +434,8 @@ impl EtcdBackend {
             .clone()
             .or_else(|| filter.prefix.clone())
             .unwrap_or_else(|| "*".to_string());
-        let regex = match &filter.regex {
-            Some(pattern) => Some(regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-                naming_error(pattern.clone(), format!("invalid regular expression: {e}"))
-            })?),
-            None => None,
-        };
+        // the same rules as every backend (an invalid regex is a clear error)
+        let compiled = filter.compile()?;
         let mut key = self.options.prefix.clone();
         if let Some(prefix) = &filter.prefix {
             escape_into(prefix, &mut key);
@@ -451,16 +446,7 @@ impl EtcdBackend {
         let mut out: Vec<(Vec<u8>, Registration)> = self
             .decode_all(resp.kvs())
             .into_iter()
-            .filter(|(_, r)| {
-                filter
-                    .prefix
-                    .as_ref()
-                    .is_none_or(|p| r.name.starts_with(p.as_str()))
-                    && regex.as_ref().is_none_or(|re| re.is_match(&r.name))
-                    && filter.meta_all.iter().all(|t| r.metadata.contains(t))
-                    && (filter.meta_any.is_empty()
-                        || filter.meta_any.iter().any(|t| r.metadata.contains(t)))
-            })
+            .filter(|(_, r)| compiled.matches(&r.name, &r.metadata))
             .collect();
         out.sort_by(|a, b| (&a.1.name, &a.1.uri).cmp(&(&b.1.name, &b.1.uri)));
         Ok(out)
@@ -491,13 +477,9 @@ impl Drop for EtcdBackend {
 impl NamingBackend for EtcdBackend {
     fn register(&self, reg: Registration, safe: bool) -> BoxFuture<'_, Result<(), Error>> {
         async move {
-            check_name(&reg.name)?;
-            if reg.uri.is_empty() || reg.uri.len() > MAX_URI_LEN {
-                return Err(naming_error(
-                    reg.name,
-                    format!("the URI must have 1 to {MAX_URI_LEN} bytes"),
-                ));
-            }
+            validate_name(&reg.name)?;
+            validate_uri(&reg.name, &reg.uri)?;
+            validate_tags(&reg.name, &reg.metadata)?;
             let key = self.key_of(&reg.name, &reg.uri);
             let value = serde_json::to_vec(&Stored {
                 name: reg.name.clone(),
@@ -562,7 +544,7 @@ impl NamingBackend for EtcdBackend {
 
     fn lookup<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<Registration>, Error>> {
         async move {
-            check_name(name)?;
+            validate_name(name)?;
             let resp = self
                 .get(
                     name,
@@ -651,7 +633,8 @@ impl NamingBackend for EtcdBackend {
         metadata: BTreeSet<String>,
     ) -> BoxFuture<'a, Result<(), Error>> {
         async move {
-            check_name(name)?;
+            validate_name(name)?;
+            validate_tags(name, &metadata)?;
             let resp = self
                 .get(
                     name,
@@ -983,22 +966,6 @@ fn parse_uri(uri: &str) -> Result<(Vec<String>, EtcdOptions), Error> {
     Ok((endpoints, options))
 }
 
-fn check_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Err(naming_error(
-            name.chars().take(64).collect::<String>(),
-            format!("a name must have 1 to {MAX_NAME_LEN} bytes"),
-        ));
-    }
-    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(naming_error(
-            name,
-            "a name must not contain spaces or control characters",
-        ));
-    }
-    Ok(())
-}
-
 /// Appends `name` to `key` with `%` and `/` escaped, so that the last `/` of a key always
 /// separates the name from the instance hash. Escaping preserves prefixes.
 fn escape_into(name: &str, key: &mut String) {
@@ -1185,14 +1152,6 @@ mod tests {
         assert!(decode("p/", b"p/other/00", v).is_none());
         assert!(decode("p/", b"p/x%2Fy/00", b"not json").is_none());
         assert!(decode("q/", b"p/x%2Fy/00", v).is_none());
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(check_name("ok.name").is_ok());
-        assert!(check_name("").is_err());
-        assert!(check_name("a b").is_err());
-        assert!(check_name(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
     }
 
     #[test]
