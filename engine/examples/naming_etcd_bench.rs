@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wirecall::naming::etcd::{EtcdBackend, EtcdOptions};
-use wirecall::naming::{NamingBackend, Registration};
+use wirecall::naming::{NamingBackend, Registration, RemoteNaming};
 use wirecall::{Engine, Error, Functions, Proxy};
 
 const TTL: Duration = Duration::from_secs(2);
@@ -199,6 +199,41 @@ async fn main() {
         }
         let rate = (tasks * per) as f64 / start.elapsed().as_secs_f64();
         println!("lookups/s, {tasks} concurrent callers, one backend: {rate:.0}");
+    }
+
+    // the same lookups through a name server in front of etcd (what `wirecall ns serve
+    // --store etcd://...` runs), over loopback tcp
+    let ns_engine = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+    let store: Arc<dyn NamingBackend> =
+        Arc::new(EtcdBackend::connect(&endpoints, options()).await.unwrap());
+    ns_engine.host_name_server(store).await.unwrap();
+    let remote = Arc::new(RemoteNaming::new(&ns_engine.address()).unwrap());
+    for _ in 0..200 {
+        remote.lookup("bench.pool").await.unwrap();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        remote.lookup("bench.pool").await.unwrap();
+    }
+    let one = n as f64 / start.elapsed().as_secs_f64();
+    println!("lookups/s through a name server on etcd, 1 caller: {one:.0}");
+    for tasks in [16usize, 64] {
+        let per = 1000;
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..tasks {
+            let remote = remote.clone();
+            handles.push(tokio::spawn(async move {
+                for _ in 0..per {
+                    remote.lookup("bench.pool").await.unwrap();
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let rate = (tasks * per) as f64 / start.elapsed().as_secs_f64();
+        println!("lookups/s through a name server on etcd, {tasks} concurrent callers (one connection): {rate:.0}");
     }
 
     // resolution cost of a proxy's first call, and of later calls
