@@ -2,7 +2,7 @@
 //! on the same loopback server.
 //!
 //! - lookups/s through the embedded name server (a [`RemoteNaming`] client over one
-//!   connection, sequential), and of the embedded store in process;
+//!   connection: one at a time, and 64 in flight), and of the embedded store in process;
 //! - the first call of a new proxy: `Proxy::new(address)` + call (connect, handshake, call)
 //!   against `Proxy::new("name:...")` + call (lookup, connect, handshake, call), the
 //!   difference being the resolution's cost;
@@ -22,14 +22,51 @@ use wirecall::{Engine, Functions, Proxy};
 /// How many alternating rounds each pair gets.
 const ROUNDS: usize = 5;
 
+/// Calls in flight for the throughput pair.
+const INFLIGHT: usize = 64;
+
+/// Runs `f` from [`INFLIGHT`] tasks at once for `budget`; returns completions per second.
+async fn per_s_inflight<F, Fut>(budget: Duration, f: F) -> Result<f64, String>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..INFLIGHT {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while start.elapsed() < budget {
+                f(n).await?;
+                n += 1;
+            }
+            Ok::<u64, String>(n)
+        }));
+    }
+    let mut done = 0u64;
+    for t in tasks {
+        done += t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
 /// The figures of one run.
 pub(crate) struct NamingFigures {
     /// Mean µs of a plain call on a connected proxy.
     call_us: f64,
     /// Mean µs of a lookup through the name server.
     lookup_us: f64,
+    /// Plain calls/s with [`INFLIGHT`] in flight on one connection.
+    calls_per_s_inflight: f64,
+    /// Lookups/s with [`INFLIGHT`] in flight on one connection.
+    lookups_per_s_inflight: f64,
     /// Mean µs of a lookup in the embedded store, in process.
     store_lookup_us: f64,
+    /// Mean µs of a fresh `name:` proxy's resolution alone (`Proxy::resolve`).
+    resolve_us: f64,
+    /// Mean µs of a plain call, paired with `resolve_us`.
+    resolve_call_us: f64,
     /// Mean µs of a new direct proxy's first call.
     first_direct_us: f64,
     /// Mean µs of a new named proxy's first call.
@@ -142,12 +179,52 @@ pub(crate) fn measure(
             },
         )
         .await?;
+        let round = duration / ROUNDS as u32;
+        let (mut calls, mut lookups) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let p = direct.clone();
+            calls.push(
+                per_s_inflight(round, move |n| {
+                    let p = p.clone();
+                    async move { echo(&p, n).await.map(drop) }
+                })
+                .await?,
+            );
+            let b = names.clone();
+            lookups.push(
+                per_s_inflight(round, move |_| {
+                    let b = b.clone();
+                    async move { b.lookup("bench.echo").await.map(drop).map_err(err) }
+                })
+                .await?,
+            );
+        }
+        let calls_per_s_inflight = median(calls);
+        let lookups_per_s_inflight = median(lookups);
         let store_lookup_us = mean_us(duration / ROUNDS as u32, |_| {
             let f = store.lookup("bench.echo");
             async move { f.await.map(drop).map_err(err) }
         })
         .await?;
 
+        if progress {
+            eprintln!("naming: a fresh proxy's resolution against a plain call...");
+        }
+        let (resolve_us, resolve_call_us) = paired(
+            duration,
+            |_| {
+                let names = names.clone();
+                async move {
+                    let p = Proxy::new("name:bench.echo").map_err(err)?.naming(names);
+                    p.resolve().await.map(drop).map_err(err)
+                }
+            },
+            |n| {
+                let p = direct.clone();
+                async move { echo(&p, n).await.map(drop) }
+            },
+        )
+        .await?;
         if progress {
             eprintln!("naming: first calls of new proxies, direct against by name...");
         }
@@ -194,7 +271,11 @@ pub(crate) fn measure(
         Ok(NamingFigures {
             call_us,
             lookup_us,
+            calls_per_s_inflight,
+            lookups_per_s_inflight,
             store_lookup_us,
+            resolve_us,
+            resolve_call_us,
             first_direct_us,
             first_named_us,
             later_named_us,
@@ -210,38 +291,73 @@ pub(crate) fn table(f: &NamingFigures, duration: Duration) -> String {
         "naming over tcp loopback, {:.1} s per pair ({ROUNDS} alternating rounds, medians)\n",
         duration.as_secs_f64()
     );
-    s += &format!(
-        "  plain call (baseline)              {:>9.1} us  {:>9.0} calls/s\n",
-        f.call_us,
-        per_s(f.call_us)
+    let mut row = |label: &str, figure: String, note: String| {
+        s += &format!("  {label:<38} {figure:>22}  {note}\n");
+    };
+    row(
+        "plain call (baseline)",
+        format!("{:.1} us {:.0}/s", f.call_us, per_s(f.call_us)),
+        String::new(),
     );
-    s += &format!(
-        "  lookup via the name server         {:>9.1} us  {:>9.0} lookups/s  {:.2}x a plain call\n",
-        f.lookup_us,
-        per_s(f.lookup_us),
-        f.lookup_us / f.call_us
+    row(
+        "lookup through the name server",
+        format!("{:.1} us {:.0}/s", f.lookup_us, per_s(f.lookup_us)),
+        format!("{:.2}x a plain call", f.lookup_us / f.call_us),
     );
-    s += &format!(
-        "  lookup in the embedded store       {:>9.2} us  {:>9.0} lookups/s  (in process)\n",
-        f.store_lookup_us,
-        per_s(f.store_lookup_us)
+    row(
+        &format!("plain calls, {INFLIGHT} in flight (baseline)"),
+        format!("{:.0}/s", f.calls_per_s_inflight),
+        String::new(),
     );
-    s += &format!(
-        "  first call, direct proxy           {:>9.1} us\n",
-        f.first_direct_us
+    row(
+        &format!("lookups, {INFLIGHT} in flight"),
+        format!("{:.0}/s", f.lookups_per_s_inflight),
+        format!(
+            "{:.2}x the plain calls/s",
+            f.lookups_per_s_inflight / f.calls_per_s_inflight
+        ),
     );
-    s += &format!(
-        "  first call, name: proxy            {:>9.1} us  {:.2}x direct; resolution adds {:.1} us ({:.2}x a plain call)\n",
-        f.first_named_us,
-        f.first_named_us / f.first_direct_us,
-        f.first_named_us - f.first_direct_us,
-        (f.first_named_us - f.first_direct_us) / f.call_us
+    row(
+        "lookup in the embedded store",
+        format!(
+            "{:.2} us {:.0}/s",
+            f.store_lookup_us,
+            per_s(f.store_lookup_us)
+        ),
+        "in process, no network".to_string(),
     );
-    s += &format!(
-        "  later calls, name: proxy           {:>9.1} us  {:.3}x a direct proxy's ({:.1} us)\n",
-        f.later_named_us,
-        f.later_named_us / f.later_direct_us,
-        f.later_direct_us
+    row(
+        "resolution of a fresh name: proxy",
+        format!("{:.1} us", f.resolve_us),
+        format!(
+            "{:.2}x a plain call ({:.1} us, paired): what a first call adds",
+            f.resolve_us / f.resolve_call_us,
+            f.resolve_call_us
+        ),
+    );
+    row(
+        "first call, direct proxy",
+        format!("{:.1} us", f.first_direct_us),
+        "connect + handshake + call".to_string(),
+    );
+    row(
+        "first call, name: proxy",
+        format!("{:.1} us", f.first_named_us),
+        format!(
+            "{:.2}x direct: resolution adds {:.1} us ({:.2}x a plain call)",
+            f.first_named_us / f.first_direct_us,
+            f.first_named_us - f.first_direct_us,
+            (f.first_named_us - f.first_direct_us) / f.call_us
+        ),
+    );
+    row(
+        "later calls, name: proxy",
+        format!("{:.1} us", f.later_named_us),
+        format!(
+            "{:.3}x a direct proxy's ({:.1} us, paired)",
+            f.later_named_us / f.later_direct_us,
+            f.later_direct_us
+        ),
     );
     s
 }
@@ -253,7 +369,11 @@ pub(crate) fn to_json(f: &NamingFigures) -> serde_json::Value {
         "lookup_us": f.lookup_us,
         "lookups_per_s": 1e6 / f.lookup_us,
         "lookup_over_call": f.lookup_us / f.call_us,
+        "calls_per_s_inflight": f.calls_per_s_inflight,
+        "lookups_per_s_inflight": f.lookups_per_s_inflight,
         "store_lookup_us": f.store_lookup_us,
+        "resolve_us": f.resolve_us,
+        "resolve_over_call": f.resolve_us / f.resolve_call_us,
         "first_call_direct_us": f.first_direct_us,
         "first_call_named_us": f.first_named_us,
         "resolution_added_us": f.first_named_us - f.first_direct_us,
