@@ -6,6 +6,11 @@
 //! and writes the RESULT. Every wire rule (message checks, sequence numbers, timers, the
 //! refusal of a serializer the server does not accept) is the session's.
 //!
+//! Around that: COMPRESSED requests are inflated (bounded by the frame limit) and answered
+//! compressed; BATCH requests run their calls in order by `BatchRun`'s rule; the server's
+//! `PyroClasses` convert class dicts in the arguments; each call gets a tracing span; and
+//! when the server finalizes, the connection closes after the call it is answering.
+//!
 //! Errors reach Python as the exceptions a Pyro5 daemon sends (reference §2.3): a dict
 //! with `__class__`, `__exception__`, `args` (the message) and `attributes._pyroTraceback`
 //! (lines naming the object, the method, the Rust error type and its cause chain). The
