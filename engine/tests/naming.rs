@@ -550,3 +550,56 @@ async fn default_backend_set_in_code() {
     server.finalize().await;
     ns.finalize().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_server_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns.sock");
+    let ns = Engine::server(format!("unix://{}", path.display()))
+        .start()
+        .await
+        .unwrap();
+    ns.host_name_server(Arc::new(EmbeddedStore::in_memory().unwrap()))
+        .await
+        .unwrap();
+    let names: Arc<dyn NamingBackend> = Arc::new(RemoteNaming::new(&ns.address()).unwrap());
+    // Its own entry is a Pyro unix socket URI.
+    let own = bounded(names.lookup(NAME_SERVER_NAME)).await.unwrap();
+    assert_eq!(
+        own[0].uri,
+        format!("PYRO:Pyro.NameServer@./u:{}", path.display())
+    );
+    let server = greeter(
+        "unix",
+        Some((names.clone(), Announce::new("example.greeting", 1))),
+    )
+    .await;
+    // The same provider as a Pyro5 object (its default object id is the service name).
+    let port = server.address().rsplit(':').next().unwrap().to_string();
+    names
+        .register(
+            Registration::new("example.pyro", format!("PYRO:greeting@127.0.0.1:{port}")),
+            false,
+        )
+        .await
+        .unwrap();
+    let at = format!("@./u:{}", path.display());
+    let p = Proxy::new(&format!("PYRONAME:example.greeting{at}")).unwrap();
+    let r: String = bounded(p.call_on(1, "greeting_hello").unwrap().arg("Ada").call())
+        .await
+        .unwrap();
+    assert_eq!(r, "unix: hello Ada");
+    let p = bounded(wirecall::PyroProxy::resolve(&format!(
+        "PYRONAME:example.pyro{at}"
+    )))
+    .await
+    .unwrap();
+    let r: String = bounded(p.call_typed("hello", ("Bo",))).await.unwrap();
+    assert_eq!(r, "unix: hello Bo");
+    for bad in ["PYRONAME:x@./u:", "PYRONAME:x@./u:/a:b"] {
+        let e = Proxy::new(bad).unwrap_err();
+        assert!(matches!(e, Error::Naming { .. }), "{bad}: {e:?}");
+    }
+    server.finalize().await;
+    ns.finalize().await;
+}

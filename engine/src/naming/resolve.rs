@@ -25,7 +25,8 @@ pub enum Target {
     Name {
         /// The name.
         name: String,
-        /// The name server given in the URI (`host:port`), if any; else the configured one.
+        /// The name server given in the URI (`host:port`, or `./u:/socket/path`), if any;
+        /// else the configured one.
         ns: Option<String>,
     },
     /// A registration carrying all these tags: `meta:tag1,tag2`, or Pyro's
@@ -33,7 +34,7 @@ pub enum Target {
     Meta {
         /// The tags.
         tags: BTreeSet<String>,
-        /// The name server given in the URI (`host:port`), if any.
+        /// The name server given in the URI (`host:port`, or `./u:/socket/path`), if any.
         ns: Option<String>,
     },
 }
@@ -86,11 +87,15 @@ impl Target {
         }))
     }
 
-    /// The name server given in the URI, as a wirecall address (`tcp://host:port`).
+    /// The name server given in the URI, as a wirecall address (`tcp://host:port`, or
+    /// `unix:///path` for Pyro's `./u:/path`).
     fn ns_address(&self) -> Option<String> {
         match self {
             Target::Name { ns, .. } | Target::Meta { ns, .. } => {
-                ns.as_ref().map(|hp| format!("tcp://{hp}"))
+                ns.as_ref().map(|loc| match loc.strip_prefix("./u:") {
+                    Some(path) => format!("unix://{path}"),
+                    None => format!("tcp://{loc}"),
+                })
             }
         }
     }
@@ -114,11 +119,18 @@ fn ns_location(uri: &str, loc: &str) -> Result<String, Error> {
     let bad = || {
         naming_error(
             uri,
-            format!("bad name server location `{loc}` in `{uri}`: expected host or host:port"),
+            format!("bad name server location `{loc}` in `{uri}`: expected host, host:port or ./u:/socket/path"),
         )
     };
-    if loc.is_empty() || loc.chars().any(char::is_whitespace) || loc.starts_with("./u:") {
+    if loc.is_empty() || loc.chars().any(char::is_whitespace) {
         return Err(bad());
+    }
+    if let Some(path) = loc.strip_prefix("./u:") {
+        // A unix socket, as in Pyro's URIs: a non-empty path without `:`.
+        if path.is_empty() || path.contains(':') {
+            return Err(bad());
+        }
+        return Ok(loc.to_string());
     }
     if let Some(v6) = loc.strip_prefix('[') {
         let (host, port) = v6.split_once(']').ok_or_else(bad)?;
@@ -375,7 +387,13 @@ impl PyroProxy {
                 .filter(|v| v.starts_with("tcp://"))
                 .unwrap_or_else(|| format!("tcp://localhost:{NS_PORT}")),
         };
-        let hp = location.trim_start_matches("tcp://").trim_end_matches('/');
+        let hp = match location.strip_prefix("unix://") {
+            Some(path) => format!("./u:{path}"),
+            None => location
+                .trim_start_matches("tcp://")
+                .trim_end_matches('/')
+                .to_string(),
+        };
         let ns = PyroProxy::new(&format!("PYRO:{}@{hp}", super::NAME_SERVER_NAME))?
             .timeout(std::time::Duration::from_secs(10));
         let subject = target.subject();
