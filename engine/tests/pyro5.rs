@@ -108,6 +108,15 @@ enum Shape {
     Circle { r: f64 },
 }
 
+/// A Python exception instance as a Rust struct (Pyro5 sends exceptions as
+/// `{"__class__", "__exception__", "args", "attributes"}`).
+#[derive(Serialize, Deserialize, Debug)]
+struct PythonError {
+    #[serde(rename = "__class__")]
+    class: String,
+    args: Vec<Value>,
+}
+
 struct Geometry;
 
 #[wirecall::provider(service = "geometry")]
@@ -131,6 +140,11 @@ impl Geometry {
             Shape::Point { .. } => 0.0,
             Shape::Circle { r } => std::f64::consts::PI * r * r,
         }
+    }
+
+    #[remote]
+    fn error_class(&self, e: PythonError) -> String {
+        format!("{} with {} args", e.class, e.args.len())
     }
 
     /// A dynamic value: a class dict (`class{k=v,..}`) or an exception dict
@@ -471,12 +485,12 @@ async fn custom_classes() {
         "custom_classes",
         "classes",
         &["serpent", "json", "msgpack"],
-        9,
+        10,
     )
     .await;
     // Pyro5's marshal serializer writes class dicts of top-level arguments only, so the
     // list of Points is left out.
-    scenario("custom_classes", "classes", &["marshal"], 8).await;
+    scenario("custom_classes", "classes", &["marshal"], 9).await;
 }
 
 /// The typed path needs nothing Pyro-specific: a struct tagged

@@ -202,6 +202,8 @@ elif scenario == "classes":
               "a Point as a dynamic value (a class dict)")
         check(p.inspect(ValueError("bad value", 7)) == "builtins.ValueError('bad value', 7)",
               "a Python exception instance as a class dict")
+        check(p.error_class(KeyError("k", 1, 2)) == "builtins.KeyError with 3 args",
+              "a Python exception instance as a Rust struct")
 
         class Temperature:  # no converter registered: Pyro5 sends vars() with __class__
             def __init__(self, celsius):
