@@ -603,3 +603,156 @@ async fn name_server_on_a_unix_socket() {
     server.finalize().await;
     ns.finalize().await;
 }
+
+/// A backend that pushes changes (as etcd does): the embedded store, plus a watch fed by
+/// its own writes.
+struct Watched {
+    store: EmbeddedStore,
+    subscribers: std::sync::Mutex<Vec<(String, UnboundedSender<Vec<Registration>>)>>,
+}
+
+type UnboundedSender<T> = futures::channel::mpsc::UnboundedSender<T>;
+
+impl Watched {
+    fn new() -> Watched {
+        Watched {
+            store: EmbeddedStore::in_memory().unwrap(),
+            subscribers: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Pushes `name`'s registrations to its watchers.
+    async fn changed(&self, name: &str) {
+        let regs = self.store.lookup(name).await.unwrap_or_default();
+        for (n, tx) in self.subscribers.lock().unwrap().iter() {
+            if n == name {
+                let _ = tx.unbounded_send(regs.clone());
+            }
+        }
+    }
+
+    /// Watches whose receiving end is still alive.
+    fn open_watches(&self) -> usize {
+        let mut s = self.subscribers.lock().unwrap();
+        s.retain(|(_, tx)| !tx.is_closed());
+        s.len()
+    }
+}
+
+impl NamingBackend for Watched {
+    fn register(
+        &self,
+        reg: Registration,
+        safe: bool,
+    ) -> futures::future::BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let name = reg.name.clone();
+            self.store.register(reg, safe).await?;
+            self.changed(&name).await;
+            Ok(())
+        })
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<Registration>, Error>> {
+        self.store.lookup(name)
+    }
+
+    fn list<'a>(
+        &'a self,
+        filter: &'a Filter,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<Registration>, Error>> {
+        self.store.list(filter)
+    }
+
+    fn remove<'a>(
+        &'a self,
+        filter: &'a Filter,
+        uri: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<usize, Error>> {
+        Box::pin(async move {
+            let names: Vec<String> = self
+                .subscribers
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect();
+            let n = self.store.remove(filter, uri).await?;
+            for name in names {
+                self.changed(&name).await;
+            }
+            Ok(n)
+        })
+    }
+
+    fn set_metadata<'a>(
+        &'a self,
+        name: &'a str,
+        metadata: BTreeSet<String>,
+    ) -> futures::future::BoxFuture<'a, Result<(), Error>> {
+        self.store.set_metadata(name, metadata)
+    }
+
+    fn count(&self) -> futures::future::BoxFuture<'_, Result<usize, Error>> {
+        self.store.count()
+    }
+
+    fn ping(&self) -> futures::future::BoxFuture<'_, Result<(), Error>> {
+        self.store.ping()
+    }
+
+    fn watch(&self, name: &str) -> Option<futures::stream::BoxStream<'static, Vec<Registration>>> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        self.subscribers
+            .lock()
+            .unwrap()
+            .push((name.to_string(), tx));
+        Some(Box::pin(rx))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_watch_keeps_the_cached_resolution_fresh() {
+    let watched = Arc::new(Watched::new());
+    let names: Arc<dyn NamingBackend> = watched.clone();
+    let one = greeter(
+        "one",
+        Some((names.clone(), Announce::new("example.greeting", 1))),
+    )
+    .await;
+    let p = Proxy::new("name:example.greeting")
+        .unwrap()
+        .naming(names.clone());
+    let r: String = bounded(p.call_on(1, "greeting_hello").unwrap().arg("Ada").call())
+        .await
+        .unwrap();
+    assert_eq!(r, "one: hello Ada");
+    assert_eq!(watched.open_watches(), 1, "the proxy watches its name");
+    // The name moves while the first server still runs: the push updates the cache, so
+    // the next connection goes to the second server without a failed connect first.
+    let two = greeter(
+        "two",
+        Some((names.clone(), Announce::new("example.greeting", 1))),
+    )
+    .await;
+    let want = format!(":1@{}", two.address());
+    bounded(async {
+        while p.resolve().await.unwrap() != want {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // Dropping the proxy ends its watch.
+    drop(p);
+    bounded(async {
+        while watched.open_watches() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    one.finalize().await;
+    two.finalize().await;
+}

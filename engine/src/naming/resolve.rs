@@ -211,6 +211,8 @@ pub(crate) struct NamedTarget {
     /// (with several instances, the re-resolution after a failure must not land on the dead
     /// one until its registration expires).
     avoid: Mutex<Option<String>>,
+    /// Dropped with the target: stops the task that follows the backend's watch.
+    stop_watch: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl std::fmt::Debug for NamedTarget {
@@ -231,6 +233,7 @@ impl NamedTarget {
             first: OnceLock::new(),
             watching: std::sync::atomic::AtomicBool::new(false),
             avoid: Mutex::new(None),
+            stop_watch: Mutex::new(None),
         }
     }
 
@@ -343,8 +346,19 @@ impl NamedTarget {
             return;
         };
         let me: Weak<NamedTarget> = Arc::downgrade(self);
+        // The task ends when the proxy's target is dropped (its sender with it), even if the
+        // watch never sends again.
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        *lock(&self.stop_watch) = Some(stop);
         tokio::spawn(async move {
-            while let Some(regs) = changes.next().await {
+            loop {
+                let regs = tokio::select! {
+                    _ = &mut stopped => return,
+                    next = changes.next() => match next {
+                        Some(regs) => regs,
+                        None => return,
+                    },
+                };
                 let Some(me) = me.upgrade() else { return };
                 let current = lock(&me.cache).clone();
                 if current.is_some_and(|c| regs.iter().any(|r| r.uri == c.uri)) {
