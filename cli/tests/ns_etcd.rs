@@ -187,6 +187,17 @@ fn name_servers_on_etcd_share_their_names() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not registered"), "{err}");
 
+    // straight on etcd from this short-lived process: without a lease the name stays
+    // after the command exits
+    let unleased = format!("{store}?lease=none");
+    ns_ok(
+        &unleased,
+        &["register", "kept.name", "tcp://127.0.0.1:4002"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let out = ns_ok(&url_b, &["lookup", "kept.name"]);
+    assert!(out.contains("tcp://127.0.0.1:4002"), "{out}");
+
     // etcd gone: a clear error naming it, not a hang
     drop(etcd);
     let start = Instant::now();

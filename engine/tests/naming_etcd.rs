@@ -536,6 +536,23 @@ async fn operations_on_one_node() {
         assert_eq!(ns.remove(&f, None).await.unwrap(), 2);
         assert_eq!(ns.count().await.unwrap(), 0);
 
+        // without a lease, a name outlives the backend that registered it
+        let unleased = EtcdBackend::from_uri(&format!("{}?lease=none", etcd.uri()))
+            .await
+            .unwrap();
+        unleased
+            .register(reg("kept", "tcp://127.0.0.1:9005/a#1", &[]), false)
+            .await
+            .unwrap();
+        drop(unleased);
+        tokio::time::sleep(TTL + Duration::from_millis(1500)).await;
+        assert_eq!(ns.lookup("kept").await.unwrap().len(), 1);
+        let f = Filter {
+            prefix: Some("kept".into()),
+            ..Filter::default()
+        };
+        assert_eq!(ns.remove(&f, None).await.unwrap(), 1);
+
         // closing revokes the lease: the metadata rewrite kept the key on it
         ns.register(reg("short.lived", "tcp://127.0.0.1:9004/a#1", &[]), false)
             .await

@@ -5,7 +5,14 @@
 //! instances (one key per URI). The keys of one [`EtcdBackend`] hang on one etcd lease of
 //! [`EtcdOptions::ttl`], kept alive by a background task of that backend: when the process
 //! that registered a name dies, its keys disappear within the TTL. Dropping the backend, or
-//! [`EtcdBackend::close`], revokes the lease and so removes its names at once.
+//! [`EtcdBackend::close`], revokes the lease and so removes its names at once. (If etcd was
+//! unreachable for longer than the TTL, the backend takes a new lease and writes its
+//! registrations again.) With [`EtcdOptions::lease`] off, names stay until removed.
+//!
+//! A name server in front of etcd (`wirecall ns serve --store etcd://...`) registers what its
+//! clients send under its own lease: those names live as long as that name server. Servers
+//! that should vanish with their own process register in etcd directly
+//! (`WIRECALL_NS=etcd://...`).
 //!
 //! [`lookup`](NamingBackend::lookup) returns every live instance of a name, ordered by
 //! [`Pick`] so that callers taking the first one spread across the instances;
@@ -82,6 +89,11 @@ pub struct EtcdOptions {
     /// Lease TTL of this backend's registrations (default 10 s; etcd rounds to whole seconds,
     /// at least 1). A registering process that dies takes its names with it within this time.
     pub ttl: Duration,
+    /// Whether registrations hang on this backend's lease (default `true`). Without a lease
+    /// (`?lease=none` in a URI) a name stays until removed, as in Pyro's name server: for
+    /// registering from a short-lived process such as `wirecall ns register --ns
+    /// 'etcd://...?lease=none'`, whose lease would go when it exits.
+    pub lease: bool,
     /// Order of the instances a lookup returns (default [`Pick::RoundRobin`]).
     pub pick: Pick,
     /// Bound on opening a connection to an etcd endpoint (default 3 s).
@@ -95,6 +107,7 @@ impl Default for EtcdOptions {
         EtcdOptions {
             prefix: "wirecall/names/".to_string(),
             ttl: Duration::from_secs(10),
+            lease: true,
             pick: Pick::RoundRobin,
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(5),
@@ -240,7 +253,9 @@ impl EtcdBackend {
         EtcdBackend::new(&endpoints, options)
     }
 
-    /// Connects as given by a URI: `etcd://host:port[,host:port...][/prefix][?ttl=SECONDS&pick=random|round-robin]`.
+    /// Connects as given by a URI:
+    /// `etcd://host:port[,host:port...][/prefix][?ttl=SECONDS&lease=none&pick=random|round-robin]`
+    /// (see [`EtcdOptions`]).
     ///
     /// The path, when present, replaces the default key prefix (a trailing `/` is added when
     /// missing).
@@ -487,7 +502,12 @@ impl NamingBackend for EtcdBackend {
                 metadata: reg.metadata.clone(),
             })
             .map_err(|e| naming_error(reg.name.clone(), format!("cannot encode: {e}")))?;
-            let (lease, lease_id) = self.lease_for_write().await?;
+            let (lease, lease_id) = if self.options.lease {
+                let (guard, id) = self.lease_for_write().await?;
+                (Some(guard), id)
+            } else {
+                (None, 0) // no lease: the key stays until removed
+            };
             let put = PutOptions::new().with_lease(lease_id);
             if safe {
                 let name_prefix = self.name_prefix(&reg.name);
@@ -535,7 +555,9 @@ impl NamingBackend for EtcdBackend {
             } else {
                 self.put(&reg.name, &key, &value, &put).await?;
             }
-            self.lease.owned.lock().unwrap().insert(key, value);
+            if lease.is_some() {
+                self.lease.owned.lock().unwrap().insert(key, value);
+            }
             drop(lease);
             Ok(())
         }
@@ -897,7 +919,7 @@ async fn keep_alive(client: Client, lease: std::sync::Weak<LeaseState>, options:
     }
 }
 
-/// Parses `etcd://host:port[,host:port...][/prefix][?ttl=SECONDS&pick=random|round-robin]`.
+/// Parses `etcd://host:port[,host:port...][/prefix][?ttl=SECONDS&lease=none&pick=...]`.
 fn parse_uri(uri: &str) -> Result<(Vec<String>, EtcdOptions), Error> {
     let rest = uri.strip_prefix("etcd://").ok_or_else(|| {
         naming_error(
@@ -950,14 +972,15 @@ fn parse_uri(uri: &str) -> Result<(Vec<String>, EtcdOptions), Error> {
                 })?;
                 options.ttl = Duration::from_secs(secs);
             }
+            Some(("lease", "none")) => options.lease = false,
             Some(("pick", "random")) => options.pick = Pick::Random,
             Some(("pick", "round-robin" | "roundrobin")) => options.pick = Pick::RoundRobin,
             _ => {
                 return Err(naming_error(
                     uri,
                     format!(
-                        "unknown option `{pair}`: the options are ttl=SECONDS and \
-                         pick=random|round-robin"
+                        "unknown option `{pair}`: the options are ttl=SECONDS, lease=none \
+                         and pick=random|round-robin"
                     ),
                 ))
             }
@@ -1104,6 +1127,8 @@ mod tests {
         assert_eq!(o, EtcdOptions::default());
         let (eps, o) = parse_uri("etcd://localhost:1/team/names?ttl=3&pick=random").unwrap();
         assert_eq!(eps, ["localhost:1"]);
+        assert!(o.lease);
+        assert!(!parse_uri("etcd://localhost:1?lease=none").unwrap().1.lease);
         assert_eq!(o.prefix, "team/names/");
         assert_eq!(o.ttl, Duration::from_secs(3));
         assert_eq!(o.pick, Pick::Random);
