@@ -22,6 +22,49 @@
 //!   [`Proxy::new`](crate::Proxy::new) takes them and resolves them on first use, and
 //!   [`PyroProxy::resolve`](crate::PyroProxy::resolve) resolves them against a Python or
 //!   wirecall name server.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use wirecall::naming::{Announce, EmbeddedStore, NamingBackend, RemoteNaming};
+//! use wirecall::{Engine, Proxy};
+//!
+//! #[derive(Default)]
+//! struct MyProvider;
+//!
+//! #[wirecall::provider(service = "my_service")]
+//! impl MyProvider {
+//!     #[remote]
+//!     fn say_hello(&self, firstname: String, lastname: String) -> String {
+//!         format!("Hello, {firstname} {lastname}!")
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), wirecall::Error> {
+//! // A name server (what `wirecall ns serve` runs), here in process with an in-memory store.
+//! let ns = Engine::server("tcp://127.0.0.1:0").start().await?;
+//! ns.host_name_server(Arc::new(EmbeddedStore::in_memory()?)).await?;
+//! let names: Arc<dyn NamingBackend> = Arc::new(RemoteNaming::new(&ns.address())?);
+//!
+//! // A server that registers its provider 1 as `example.greeting` while it runs.
+//! let server = Engine::server("tcp://127.0.0.1:0")
+//!     .announce(names.clone(), [Announce::new("example.greeting", 1).service("my_service").tags(["lang.en"])])
+//!     .start()
+//!     .await?;
+//! server.register_provider(MyProvider, 1)?;
+//!
+//! // A client, by name and by metadata (with WIRECALL_NS set, `.naming(..)` is not needed).
+//! for uri in ["name:example.greeting", "meta:lang.en"] {
+//!     let proxy = Proxy::new(uri)?.naming(names.clone());
+//!     let hello: String = proxy.call_on(1, "my_service_say_hello")?.arg("Ada").arg("Lovelace").call().await?;
+//!     assert_eq!(hello, "Hello, Ada Lovelace!");
+//! }
+//! server.finalize().await; // removes the name
+//! assert!(names.lookup("example.greeting").await.is_err());
+//! # ns.finalize().await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
