@@ -248,6 +248,25 @@ fn ns_commands_without_a_name_server() {
         .port();
     let err = ns_fails(&format!("tcp://127.0.0.1:{port}"), &["lookup", "x"]);
     assert!(err.contains("cannot be reached"), "{err}");
+    // A store that cannot be opened (a directory): ns serve says so and exits.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run_bounded(
+        &[
+            "ns",
+            "serve",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--store",
+            dir.path().to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot open the name store"),
+        "{}",
+        stderr(&o)
+    );
     // A store file worked on directly.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("direct.redb");
