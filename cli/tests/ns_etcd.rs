@@ -6,7 +6,6 @@
 //! binary is missing the test skips, unless `WIRECALL_REQUIRE_ETCD=1`: then it fails.
 #![cfg(feature = "etcd")]
 
-#[allow(dead_code)] // the serve helper is for the other tests
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -15,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{run_bounded, BIN};
+use common::{run_bounded, Server, BIN};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -128,6 +127,28 @@ fn serve(store: &str) -> (Killed, String) {
     }
 }
 
+/// `wirecall ARGS` with `WIRECALL_NS=ns`, killed after [`LIMIT`].
+fn with_ns_env(ns: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("WIRECALL_NS", ns)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wirecall");
+    let deadline = Instant::now() + LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("wirecall {args:?} did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// `wirecall ns ARGS --ns URL`.
 fn ns(url: &str, args: &[&str]) -> Output {
     let mut all = vec!["ns"];
@@ -197,6 +218,14 @@ fn name_servers_on_etcd_share_their_names() {
     std::thread::sleep(Duration::from_secs(1));
     let out = ns_ok(&url_b, &["lookup", "kept.name"]);
     assert!(out.contains("tcp://127.0.0.1:4002"), "{out}");
+
+    // `wirecall call name:...` with WIRECALL_NS=etcd://... resolves straight through etcd
+    let server = Server::start(&[]);
+    let uri = format!("demo:1@{}", server.url());
+    ns_ok(&url_a, &["register", "example.demo", &uri]);
+    let o = with_ns_env(&store, &["call", "name:example.demo", "demo_echo", "42"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "42");
 
     // etcd gone: a clear error naming it, not a hang
     drop(etcd);
