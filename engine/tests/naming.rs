@@ -365,6 +365,27 @@ async fn proxies_resolve_name_and_meta_uris() {
         let e = Proxy::new(bad).unwrap_err();
         assert!(matches!(e, Error::Naming { .. }), "{bad}: {e:?}");
     }
+    // A name whose server is gone: the transport error says which name led there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    names
+        .register(
+            Registration::new("dead.name", format!("tcp://127.0.0.1:{port}")),
+            false,
+        )
+        .await
+        .unwrap();
+    let p = Proxy::new("name:dead.name").unwrap().naming(names.clone());
+    match bounded(hello(p)).await.unwrap_err() {
+        Error::Transport { message, .. } => assert!(
+            message.contains("name:dead.name") && message.contains(&port.to_string()),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
     // A name registered for a Pyro5 object is not for a native proxy.
     let p = Proxy::new(&format!("name:{NAME_SERVER_NAME}"))
         .unwrap()

@@ -439,6 +439,21 @@ impl Proxy {
                         tracing::debug!(uri = %self.shared.uri, stale = %resolved.uri, error = %e, "cached resolution failed; resolving again");
                         named.invalidate(&resolved);
                     }
+                    // The address just resolved does not answer: say where it came from.
+                    Err(Error::Transport {
+                        address,
+                        message,
+                        source,
+                    }) => {
+                        return Err(Error::Transport {
+                            message: format!(
+                                "{message} (the address `{}` resolved to, registered as `{}`)",
+                                self.shared.uri, resolved.uri
+                            ),
+                            address,
+                            source,
+                        })
+                    }
                     Err(e) => return Err(e),
                 }
             },
