@@ -351,3 +351,66 @@ async fn malformed_and_oneway_batches() {
     .await
     .unwrap();
 }
+
+/// Sends the first `sent` bytes of a CONNECT whose payload is `declared` bytes, and waits
+/// (bounded) to see whether the server closes the connection: true when it did.
+async fn partial_connect(port: u16, declared: usize, sent: usize) -> (TcpStream, bool) {
+    let whole = message(MessageType::CONNECT, SerializerId::JSON, &vec![b' '; declared]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // The server may close while this is still being written: that is an answer too.
+    if s.write_all(&whole[..whole.len() - declared + sent]).await.is_err() {
+        return (s, true);
+    }
+    let mut b = [0u8; 64];
+    let closed = matches!(
+        tokio::time::timeout(Duration::from_millis(800), s.read(&mut b)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    );
+    (s, closed)
+}
+
+/// Pyro5 connections hold their buffered input against the server-wide receive budget
+/// that native connections reserve large frames from: two clients each holding most of a
+/// large message cannot both be buffered past the budget; the second is closed, and the
+/// bytes come back when the first goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyro_input_counts_against_the_receive_budget() {
+    tokio::time::timeout(LIMIT, async {
+        let engine = Engine::server("tcp://127.0.0.1:0")
+            .max_frame_len(4 << 20)
+            .max_buffered(1 << 20)
+            .start()
+            .await
+            .unwrap();
+        engine.register_provider_as(Echo, 1, "echo").unwrap();
+        let port: u16 = engine.address().rsplit(':').next().unwrap().parse().unwrap();
+        let (a, a_closed) = partial_connect(port, 800 << 10, 700 << 10).await;
+        assert!(!a_closed, "700 KiB held of a 1 MiB budget");
+        let (_b, b_closed) = partial_connect(port, 800 << 10, 700 << 10).await;
+        assert!(b_closed, "a second 700 KiB does not fit the 1 MiB budget");
+        drop(a);
+        // The first connection's bytes come back once the server sees it gone.
+        let mut fits = false;
+        for _ in 0..20 {
+            let (_c, c_closed) = partial_connect(port, 800 << 10, 700 << 10).await;
+            if !c_closed {
+                fits = true;
+                break;
+            }
+        }
+        assert!(fits, "the budget was not given back");
+        // Native clients are served meanwhile.
+        let p = Proxy::new(&engine.address()).unwrap();
+        let r: String = p
+            .call_on(1, "echo_echo")
+            .unwrap()
+            .arg("hi")
+            .call::<String>()
+            .await
+            .unwrap();
+        assert_eq!(r, "hi");
+        engine.finalize().await;
+    })
+    .await
+    .expect("test timed out");
+}

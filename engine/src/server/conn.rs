@@ -38,7 +38,7 @@ impl Budget {
     }
 
     /// Takes `n` bytes if they fit.
-    fn try_take(&self, n: usize) -> bool {
+    pub(super) fn try_take(&self, n: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 u.checked_add(n).filter(|t| *t <= self.max)
@@ -46,7 +46,12 @@ impl Budget {
             .is_ok()
     }
 
-    fn give_back(&self, n: usize) {
+    /// The budget's size in bytes.
+    pub(super) fn max(&self) -> usize {
+        self.max
+    }
+
+    pub(super) fn give_back(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
 }
@@ -54,7 +59,7 @@ impl Budget {
 /// Room kept free at the end of the read buffer before each read.
 const READ_ROOM: usize = 4096;
 /// What the read buffer grows by when it needs room.
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 
 /// Gives a connection's place back (see [`Inner::open`]) however its task ends.
 struct OpenSlot(Arc<Inner>);

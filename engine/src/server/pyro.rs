@@ -150,9 +150,11 @@ pub(super) async fn serve(
         instances: HashMap::new(),
         connected: false,
         calls: 0,
+        reserved: 0,
     };
     let started = Instant::now();
     let end = d.run(&mut session, &mut rd, &mut wr, first).await;
+    d.inner.budget.give_back(std::mem::take(&mut d.reserved));
     let _ = wr.shutdown().await;
     match &end {
         Ok(why) => tracing::debug!(
@@ -194,6 +196,8 @@ struct Driver {
     connected: bool,
     calls: u64,
     codec_limits: wirecall_codecs::Limits,
+    /// Bytes of the server-wide receive budget this connection holds (see `hold_input`).
+    reserved: usize,
 }
 
 /// Why the loop ended without a peer's error.
@@ -217,7 +221,9 @@ impl Driver {
         loop {
             let now = crate::io::now();
             let r = if let Some(bytes) = input.take() {
-                let r = session.handle_input(&bytes, now);
+                let r = session
+                    .handle_input(&bytes, now)
+                    .and_then(|()| self.hold_input(session));
                 buf = bytes;
                 buf.clear();
                 r
@@ -263,6 +269,33 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Holds the session's buffered input (a message still arriving, or one waiting behind
+    /// the call being answered) against the server-wide receive budget that native
+    /// connections reserve their large frames from: input that fits the ordinary read
+    /// buffer is not counted. Past the budget the connection is closed (Pyro5 has no
+    /// message to say why; the log does).
+    fn hold_input(&mut self, session: &mut ServerSession) -> Result<(), proto::ProtocolError> {
+        let held = session.buffered_input();
+        let need = if held <= super::conn::READ_CHUNK { 0 } else { held };
+        if need == self.reserved {
+            return Ok(());
+        }
+        let budget = &self.inner.budget;
+        budget.give_back(std::mem::take(&mut self.reserved));
+        if need > 0 {
+            if !budget.try_take(need) {
+                session.close();
+                return Err(proto::ProtocolError::TooLong {
+                    what: "buffered input (server-wide receive buffer budget)",
+                    len: need as u64,
+                    max: budget.max() as u64,
+                });
+            }
+            self.reserved = need;
+        }
+        Ok(())
     }
 
     /// Answers every event the session has, awaiting each call's method in turn.
