@@ -278,7 +278,11 @@ impl Driver {
     /// message to say why; the log does).
     fn hold_input(&mut self, session: &mut ServerSession) -> Result<(), proto::ProtocolError> {
         let held = session.buffered_input();
-        let need = if held <= super::conn::READ_CHUNK { 0 } else { held };
+        let need = if held <= super::conn::READ_CHUNK {
+            0
+        } else {
+            held
+        };
         if need == self.reserved {
             return Ok(());
         }
