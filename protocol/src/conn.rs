@@ -2028,6 +2028,34 @@ impl ServerConnection {
     pub fn close(&mut self, code: ErrorCode, message: &str) {
         self.core.close(code, message, self.last_request_id);
     }
+
+    /// Refuses the connection before its HELLO, for a peer the server will not serve on
+    /// this address (e.g. a plaintext client of a TLS address): queues the REFUSE a HELLO
+    /// would have got, with `code`, the server's versions and accepted codecs and
+    /// `message`, and closes. Only while waiting for HELLO.
+    pub fn refuse(&mut self, code: ErrorCode, message: &str) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        if self.session.is_some() {
+            return Err(ProtocolError::InvalidState {
+                operation: "refuse the connection",
+                state: "connected",
+            });
+        }
+        let message = short_message(message.to_string());
+        self.core.send_control(&Frame::Refuse(Refuse {
+            code,
+            versions: self.config.versions.clone(),
+            accepted: self.config.accepted.clone(),
+            message: message.clone(),
+        }));
+        self.core.closed = Some(ProtocolError::Refused {
+            code,
+            versions: self.config.versions.clone(),
+            accepted: self.config.accepted.clone(),
+            message,
+        });
+        Ok(())
+    }
 }
 
 impl Side for ServerConnection {

@@ -1233,3 +1233,40 @@ fn reply_slice_refuses_a_streaming_call() {
     p.server.stream_end(id).unwrap();
     assert_eq!(p.server.in_flight(), 0);
 }
+
+/// A server may refuse a connection before its HELLO (e.g. a plaintext client of a TLS
+/// address): the client reads the same REFUSE a failed handshake gives, with the server's
+/// code, message, versions and codecs; once connected, a refusal is out of place.
+#[test]
+fn server_refuses_before_hello() {
+    let mut p = Pair::default_pair();
+    p.server
+        .refuse(ErrorCode::PERMISSION_DENIED, "this address requires TLS")
+        .unwrap();
+    assert!(p.server.is_closed());
+    p.drive();
+    match p.client_err.take().unwrap() {
+        ProtocolError::Refused {
+            code,
+            accepted,
+            message,
+            ..
+        } => {
+            assert_eq!(code, ErrorCode::PERMISSION_DENIED);
+            assert_eq!(accepted, vec![CodecId::JSON, CodecId::MSGPACK]);
+            assert!(message.contains("requires TLS"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.client.is_closed());
+
+    let mut q = Pair::connected();
+    assert_eq!(
+        q.server
+            .refuse(ErrorCode::PERMISSION_DENIED, "too late")
+            .unwrap_err()
+            .kind_name(),
+        "invalid_state"
+    );
+    assert!(!q.server.is_closed());
+}

@@ -308,7 +308,7 @@ impl ServerBuilder {
             .map_err(|e| Error::transport_source(a, e))?;
             let local = listener.local_addr().to_string();
             if listener.is_tls() {
-                listener.set_plaintext_reply(plaintext_refusal(&local, &inner.accepted));
+                listener.set_plaintext_reply(plaintext_refusal(&local, inner.machine_config()));
             }
             lock(&inner.addresses).push(local.clone());
             let weak = Arc::downgrade(&inner);
@@ -752,17 +752,17 @@ fn metadata(inner: &Inner) -> Metadata {
     Metadata { providers }
 }
 
-/// What a TLS address answers a plaintext wirecall client: a handshake refusal that names
-/// the TLS address, so the client learns at once why it cannot connect.
-fn plaintext_refusal(local: &str, accepted: &[CodecId]) -> Vec<u8> {
-    let frame = proto::Frame::Refuse(proto::Refuse {
-        code: proto::ErrorCode::PERMISSION_DENIED,
-        versions: vec![proto::VERSION],
-        accepted: accepted.to_vec(),
-        message: format!("{local} requires TLS: connect to {local}, not to its plaintext form"),
-    });
+/// What a TLS address answers a plaintext wirecall client: the machine's refusal before
+/// HELLO, naming the TLS address, so the client learns at once why it cannot connect.
+fn plaintext_refusal(local: &str, config: proto::ServerConfig) -> Vec<u8> {
+    let message = format!("{local} requires TLS: connect to {local}, not to its plaintext form");
     let mut out = bytes::BytesMut::new();
-    match frame.encode(&mut out) {
+    let refused = proto::ServerConnection::new(config, crate::io::now()).and_then(|mut m| {
+        m.refuse(proto::ErrorCode::PERMISSION_DENIED, &message)?;
+        m.take_transmit(&mut out);
+        Ok(())
+    });
+    match refused {
         Ok(()) => out.to_vec(),
         Err(e) => {
             tracing::warn!("cannot encode the refusal for plaintext clients of {local}: {e}");
