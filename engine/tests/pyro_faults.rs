@@ -355,10 +355,17 @@ async fn malformed_and_oneway_batches() {
 /// Sends the first `sent` bytes of a CONNECT whose payload is `declared` bytes, and waits
 /// (bounded) to see whether the server closes the connection: true when it did.
 async fn partial_connect(port: u16, declared: usize, sent: usize) -> (TcpStream, bool) {
-    let whole = message(MessageType::CONNECT, SerializerId::JSON, &vec![b' '; declared]);
+    let whole = message(
+        MessageType::CONNECT,
+        SerializerId::JSON,
+        &vec![b' '; declared],
+    );
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     // The server may close while this is still being written: that is an answer too.
-    if s.write_all(&whole[..whole.len() - declared + sent]).await.is_err() {
+    if s.write_all(&whole[..whole.len() - declared + sent])
+        .await
+        .is_err()
+    {
         return (s, true);
     }
     let mut b = [0u8; 64];
@@ -383,7 +390,13 @@ async fn pyro_input_counts_against_the_receive_budget() {
             .await
             .unwrap();
         engine.register_provider_as(Echo, 1, "echo").unwrap();
-        let port: u16 = engine.address().rsplit(':').next().unwrap().parse().unwrap();
+        let port: u16 = engine
+            .address()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let (a, a_closed) = partial_connect(port, 800 << 10, 700 << 10).await;
         assert!(!a_closed, "700 KiB held of a 1 MiB budget");
         let (_b, b_closed) = partial_connect(port, 800 << 10, 700 << 10).await;
