@@ -18,6 +18,9 @@ use wirecall::naming::etcd::{EtcdBackend, EtcdOptions, Pick};
 use wirecall::naming::{Filter, NamingBackend, Registration, RemoteNaming};
 use wirecall::{Engine, Error, Functions, Proxy};
 
+/// `python_or_skip`: the Pyro5 interop tests' Python (`WIRECALL_PYTHON`).
+mod pyro_common;
+
 /// Pyro's name server chapter (engine/examples/name_server.rs), here over etcd.
 #[path = "../examples/name_server.rs"]
 mod name_server_example;
@@ -205,7 +208,7 @@ fn names(regs: &[Registration]) -> Vec<&str> {
 }
 
 fn is_not_registered(e: &Error) -> bool {
-    matches!(e, Error::Naming { unavailable: false, message, .. } if message.contains("not registered"))
+    matches!(e, Error::Naming { unavailable: false, message, .. } if message.contains("unknown name"))
 }
 
 /// Polls `f` every 25 ms until it returns true; the time it took, or `None` after `bound`.
@@ -1166,4 +1169,65 @@ async fn name_server_example_over_etcd() {
         .map(|r| r.name)
         .collect();
     assert!(left.iter().all(|n| n == "Pyro.NameServer"), "{left:?}");
+}
+
+/// Python Pyro5 clients are served alike by a name server whose store is etcd:
+/// `Pyro5.api.locate_ns` finds it and the whole name server API (register, safe mode,
+/// lookup, list, yplookup, set_metadata, remove, count) behaves as over the embedded store
+/// (`tests/python/naming_client.py`, the scenario `tests/naming_pyro5.rs` runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_clients_use_a_name_server_on_etcd() {
+    let Some(python) = pyro_common::python_or_skip("python_clients_use_a_name_server_on_etcd")
+    else {
+        return;
+    };
+    let Some(etcd) = Etcd::start(1).await else {
+        return;
+    };
+    for serializer in ["serpent", "json"] {
+        // a prefix of its own per run: the name server's own entry starts the count at 1
+        let store = format!("{}/py-{serializer}/", etcd.uri());
+        let ns = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+        ns.host_name_server(wirecall::naming::backend_from_uri(&store).unwrap())
+            .await
+            .unwrap();
+        let port: u16 = ns.address().rsplit(':').next().unwrap().parse().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/naming_client.py");
+        let mut child = Command::new(&python)
+            .args([script, &port.to_string(), "ns", serializer])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start python");
+        let out = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("the Python client ran past 60 s and was killed");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{serializer}: the Python client failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("ok count at the end"),
+            "{serializer}: {stdout}"
+        );
+        assert_eq!(
+            stdout.lines().count(),
+            26,
+            "{serializer}: every check ran:\n{stdout}"
+        );
+        ns.finalize().await;
+    }
 }

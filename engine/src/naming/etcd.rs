@@ -542,10 +542,11 @@ impl NamingBackend for EtcdBackend {
                     // keys of names that merely share this one's escaped prefix do not count
                     if !existing.is_empty() {
                         return Err(naming_error(
-                            reg.name,
+                            reg.name.clone(),
                             format!(
-                                "already registered (as {}); register without safe mode to add \
-                                 an instance, or remove it first",
+                                "name already registered: {} (as {}); register without safe \
+                                 mode to add an instance, or remove it first",
+                                reg.name,
                                 existing.join(", ")
                             ),
                         ));
@@ -584,8 +585,8 @@ impl NamingBackend for EtcdBackend {
                 return Err(naming_error(
                     name,
                     format!(
-                        "not registered in etcd at {} (prefix `{}`); its server may have stopped \
-                         or not registered yet",
+                        "unknown name: {name} (not registered in etcd at {} under the prefix \
+                         `{}`; its server may have stopped or not registered yet)",
                         self.listed(),
                         self.options.prefix
                     ),
@@ -700,7 +701,7 @@ impl NamingBackend for EtcdBackend {
             if updated == 0 {
                 return Err(naming_error(
                     name,
-                    "not registered: register it before setting its metadata",
+                    format!("unknown name: {name} (register it before setting its metadata)"),
                 ));
             }
             Ok(())
