@@ -1231,3 +1231,65 @@ async fn python_clients_use_a_name_server_on_etcd() {
         ns.finalize().await;
     }
 }
+
+/// A backend whose lease is lost (here revoked behind its back, as when etcd was
+/// unreachable for longer than the TTL) takes a new lease and writes its registrations again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_is_replaced_and_the_names_written_again() {
+    let Some(etcd) = Etcd::start(1).await else {
+        return;
+    };
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let owner = EtcdBackend::connect(&etcd.endpoints(), quick_options())
+            .await
+            .unwrap();
+        owner
+            .register(reg("resilient", "tcp://127.0.0.1:9501/a#1", &["x"]), false)
+            .await
+            .unwrap();
+        let mut admin =
+            etcd_client::Client::connect([format!("http://{}", etcd.endpoint(0))], None)
+                .await
+                .unwrap();
+        let leases: Vec<i64> = admin
+            .leases()
+            .await
+            .unwrap()
+            .leases()
+            .iter()
+            .map(|l| l.id())
+            .collect();
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        admin.lease_revoke(leases[0]).await.unwrap();
+        let observer = EtcdBackend::connect(&etcd.endpoints(), quick_options())
+            .await
+            .unwrap();
+        // (the name went with the revoked lease; the keeper notices at its next keepalive)
+        let back = time_until(TTL * 2, || async {
+            observer.lookup("resilient").await.is_ok()
+        })
+        .await
+        .expect("the registration did not come back within 2x the TTL");
+        eprintln!("figure: a revoked lease's registration was written again after {back:?}");
+        let found = observer.lookup("resilient").await.unwrap();
+        assert_eq!(
+            found,
+            vec![reg("resilient", "tcp://127.0.0.1:9501/a#1", &["x"])]
+        );
+        // on a new lease that is kept alive
+        let now: Vec<i64> = admin
+            .leases()
+            .await
+            .unwrap()
+            .leases()
+            .iter()
+            .map(|l| l.id())
+            .collect();
+        assert_eq!(now.len(), 1);
+        assert_ne!(now[0], leases[0]);
+        tokio::time::sleep(TTL * 2).await;
+        assert!(observer.lookup("resilient").await.is_ok());
+    })
+    .await
+    .unwrap();
+}
