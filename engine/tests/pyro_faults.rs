@@ -427,3 +427,43 @@ async fn pyro_input_counts_against_the_receive_budget() {
     .await
     .expect("test timed out");
 }
+
+/// A server whose accepted codecs include no Pyro5 serializer answers a Pyro5 CONNECT with
+/// a CONNECTFAIL naming what it does accept, and goes on serving native clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_pyro_serializers_names_what_it_accepts() {
+    tokio::time::timeout(LIMIT, async {
+        let engine = Engine::server("tcp://127.0.0.1:0")
+            .accept([wirecall::CodecId::POSTCARD])
+            .start()
+            .await
+            .unwrap();
+        engine.register_provider_as(Echo, 1, "echo").unwrap();
+        let port: u16 = engine
+            .address()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let connect = message(MessageType::CONNECT, SerializerId::JSON, b"{}");
+        let r = connectfail(&exchange(port, &connect).await);
+        assert!(
+            r.as_deref()
+                .is_some_and(|m| m.contains("no Pyro5 serializer") && m.contains("postcard")),
+            "{r:?}"
+        );
+        let p = Proxy::new(&engine.address()).unwrap();
+        let back: String = p
+            .call_on(1, "echo_echo")
+            .unwrap()
+            .arg("native")
+            .call::<String>()
+            .await
+            .unwrap();
+        assert_eq!(back, "native");
+        engine.finalize().await;
+    })
+    .await
+    .expect("test timed out");
+}

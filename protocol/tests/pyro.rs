@@ -1459,3 +1459,31 @@ proptest! {
         }
     }
 }
+
+/// A server whose accepted set has no Pyro5 serializer at all still speaks the dialect
+/// enough to refuse: every CONNECT gets a marshal CONNECTFAIL naming the empty set and the
+/// config's hint (what the server does accept), and the session closes.
+#[test]
+fn no_serializer_accepted_refuses_every_connect_with_the_hint() {
+    let now = Instant::now();
+    let mut config = ServerConfig::new(Vec::new());
+    config.refusal_hint = Some("this server speaks postcard only".to_string());
+    let mut s = ServerSession::new(config, now).unwrap();
+    let e = s.handle_input(&bytes(C1_CONNECT), now).unwrap_err();
+    assert_eq!(
+        e.kind_name(),
+        ProtocolError::PyroSerializerRefused {
+            serializer: SerializerId::SERPENT,
+            accepted: Vec::new(),
+        }
+        .kind_name()
+    );
+    let reason = connect_fail_reason(&all_out(&mut s));
+    assert!(reason.contains("postcard only"), "{reason}");
+    assert!(s.is_closed());
+    // Without a hint the reason is the error's alone.
+    let mut s = server(&[], now);
+    let _ = s.handle_input(&bytes(C1_CONNECT), now).unwrap_err();
+    let reason = connect_fail_reason(&all_out(&mut s));
+    assert!(!reason.contains("postcard"), "{reason}");
+}

@@ -46,8 +46,8 @@ use tracing::Instrument;
 use wirecall_codecs::Value;
 use wirecall_protocol as proto;
 use wirecall_protocol::pyro::{
-    BatchEnd, BatchItem, BatchRun, Connect, Invoke, Message, MessageLimits, MessageType, Reply,
-    SerializerId, ServerConfig, ServerEvent, ServerSession, BATCH_METHOD, EXCEPTION_WRAPPER_CLASS,
+    BatchEnd, BatchItem, BatchRun, Connect, Invoke, MessageLimits, Reply, SerializerId,
+    ServerConfig, ServerEvent, ServerSession, BATCH_METHOD, EXCEPTION_WRAPPER_CLASS,
 };
 use wirecall_transport::{ReadHalf, WriteHalf};
 
@@ -111,28 +111,12 @@ pub(super) async fn serve(
     config.message_timeout = inner.timeouts.frame;
     config.idle_timeout = inner.timeouts.idle;
     if config.accepted.is_empty() {
-        // The session needs a serializer to speak; say why in the form every Python client
-        // reads (a marshal string), as the session does for its own refusals.
+        // The session refuses every CONNECT; its reason says what the server speaks.
         let names: Vec<String> = inner.accepted.iter().map(|c| c.to_string()).collect();
-        let reason = format!(
+        config.refusal_hint = Some(format!(
             "this server accepts no Pyro5 serializer (it accepts {}); Pyro5 clients need one of serpent, marshal, json, msgpack",
             names.join(", ")
-        );
-        tracing::info!(parent: &span, peer = %info.peer, reason = "no_common_codec", "Pyro5 connection refused: {reason}");
-        if let Some(payload) = proto::pyro::marshal_str(&reason) {
-            let m = Message::new(
-                MessageType::CONNECTFAIL,
-                SerializerId::MARSHAL,
-                0,
-                Bytes::from(payload),
-            );
-            let mut out = BytesMut::new();
-            if m.encode(&mut out).is_ok() {
-                let _ = wr.write_all(&out).await;
-                let _ = wr.shutdown().await;
-            }
-        }
-        return;
+        ));
     }
     let mut session = match ServerSession::new(config, accepted_at) {
         Ok(s) => s,

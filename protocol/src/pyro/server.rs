@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// Close the connection after this long with no request outstanding and no message
     /// received (PING does not count).
     pub idle_timeout: Option<Duration>,
+    /// Added to the reason of a CONNECTFAIL for a refused serializer: what else the server
+    /// speaks, or how to reach it (e.g. a server whose accepted codecs include no Pyro5
+    /// serializer at all names them here).
+    pub refusal_hint: Option<String>,
 }
 
 impl ServerConfig {
@@ -47,6 +51,7 @@ impl ServerConfig {
             handshake_timeout: Some(Duration::from_secs(10)),
             message_timeout: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(60)),
+            refusal_hint: None,
         }
     }
 
@@ -242,12 +247,10 @@ pub struct ServerSession {
 
 impl ServerSession {
     /// Starts the server side of an accepted connection at `now`.
+    ///
+    /// With no serializer accepted, every CONNECT is refused (CONNECTFAIL naming the empty
+    /// set and the config's `refusal_hint`).
     pub fn new(config: ServerConfig, now: Instant) -> Result<ServerSession, ProtocolError> {
-        if config.accepted.is_empty() {
-            return Err(ProtocolError::InvalidArgument(
-                "a Pyro5 server accepts at least one serializer",
-            ));
-        }
         Ok(ServerSession {
             io: Io::new(config.limits),
             handshake_deadline: config.handshake_timeout.map(|t| now + t),
@@ -536,7 +539,13 @@ impl ServerSession {
     /// CONNECTFAIL with the error's text as a marshal string, seq 0, no correlation id: the
     /// daemon's answer to a first message it could not accept.
     fn connect_fail_marshal(&mut self, e: &ProtocolError) {
-        if let Some(payload) = marshal_str(&e.to_string()) {
+        let mut reason = e.to_string();
+        if let (ProtocolError::PyroSerializerRefused { .. }, Some(hint)) =
+            (e, &self.config.refusal_hint)
+        {
+            reason = format!("{reason}; {hint}");
+        }
+        if let Some(payload) = marshal_str(&reason) {
             let m = Message::new(
                 MessageType::CONNECTFAIL,
                 SerializerId::MARSHAL,
