@@ -35,7 +35,8 @@ enum NsCommand {
         /// Address to listen on.
         #[arg(long, value_name = "URL", default_value = "tcp://127.0.0.1:9090")]
         listen: String,
-        /// Where registrations live: a store file (kept across restarts), or `mem`.
+        /// Where registrations live: a store file (kept across restarts), `mem`, or an etcd
+        /// cluster `etcd://host:port[,host:port...]` (CLI built with the `etcd` feature).
         #[arg(long, value_name = "FILE", default_value = "mem")]
         store: String,
         /// Log filter, as RUST_LOG (`info` by default).
