@@ -1143,7 +1143,7 @@ fn parse_uri(uri: &str) -> Result<(String, Location), Error> {
     let (protocol, rest) = uri.split_once(':').ok_or_else(|| bad("no `PYRO:`"))?;
     if !protocol.eq_ignore_ascii_case("PYRO") {
         return Err(bad(&format!(
-            "protocol `{protocol}` is not supported (only PYRO, not PYRONAME or PYROMETA)"
+            "protocol `{protocol}` is not supported here (only PYRO): resolve PYRONAME: and PYROMETA: URIs through a name server with PyroProxy::resolve"
         )));
     }
     let (object, location) = rest.split_once('@').ok_or_else(|| bad("no `@location`"))?;
