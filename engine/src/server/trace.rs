@@ -171,40 +171,6 @@ impl CallTrace {
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return None;
         }
-        Self::start_enabled(conn, provider_id, method, codec, request_id, oneway)
-    }
-
-    /// [`CallTrace::start`] for a native call, whose method name becomes a `str` only when
-    /// calls are traced.
-    pub(super) fn start_native(
-        conn: &Span,
-        provider_id: u16,
-        method: &wirecall_protocol::Method,
-        codec: CodecId,
-        request_id: u64,
-        oneway: bool,
-    ) -> Option<Arc<CallTrace>> {
-        if !tracing::enabled!(tracing::Level::DEBUG) {
-            return None;
-        }
-        Self::start_enabled(
-            conn,
-            provider_id,
-            method.as_str(),
-            codec,
-            request_id,
-            oneway,
-        )
-    }
-
-    fn start_enabled(
-        conn: &Span,
-        provider_id: u16,
-        method: &str,
-        codec: CodecId,
-        request_id: u64,
-        oneway: bool,
-    ) -> Option<Arc<CallTrace>> {
         let span = tracing::debug_span!(
             parent: conn,
             "call",
@@ -224,6 +190,29 @@ impl CallTrace {
             started: Instant::now(),
             done: AtomicBool::new(false),
         }))
+    }
+
+    /// [`CallTrace::start`] for a native call: its wire method name becomes a `str` only
+    /// when calls are traced.
+    pub(super) fn start_native(
+        conn: &Span,
+        provider_id: u16,
+        method: &wirecall_protocol::Method,
+        codec: CodecId,
+        request_id: u64,
+        oneway: bool,
+    ) -> Option<Arc<CallTrace>> {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return None;
+        }
+        Self::start(
+            conn,
+            provider_id,
+            method.as_str(),
+            codec,
+            request_id,
+            oneway,
+        )
     }
 
     /// The call's span, to run its handler in.
