@@ -71,7 +71,12 @@ pub(super) fn document(src: &[u8], max_depth: usize) -> Result<Parser<'_>, Serpe
             ))
         }
     };
-    if let Some(p) = src.iter().position(|&b| b == 0) {
+    // `contains` on bytes is core's word-at-a-time memchr; the position only on error.
+    if let Some(p) = src
+        .contains(&0)
+        .then(|| src.iter().position(|&b| b == 0))
+        .flatten()
+    {
         return Err(SerpentError::at(
             K::NulCharacter,
             "the data contains a NUL character, which Python's serpent refuses (it is probably \
@@ -134,12 +139,27 @@ pub(crate) fn parse(src: &[u8], max_depth: usize) -> Result<Spanned, SerpentErro
 }
 
 pub(super) struct Parser<'a> {
-    s: &'a str,
+    /// The whole document, checked as UTF-8 once ([`document`]): slices of it at ASCII
+    /// delimiters are `str`s without another check.
+    pub(super) s: &'a str,
     pub(super) b: &'a [u8],
     pub(super) pos: usize,
     depth: usize,
     max_depth: usize,
 }
+
+/// A number read by [`Parser::fast_number`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum FastNum {
+    Int(i64),
+    Float(f64),
+}
+
+/// 10^0 ..= 10^22, the powers of ten an f64 holds exactly.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
 
 fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
@@ -189,7 +209,19 @@ impl<'a> Parser<'a> {
 
     /// Skips spaces, tabs, form feeds, comments and line continuations; newlines too when
     /// `newlines` is set or inside brackets.
+    #[inline]
     pub(super) fn skip_ws(&mut self, newlines: bool) {
+        // Compact serpent has no blanks between tokens: most calls stop at once.
+        if matches!(
+            self.peek(),
+            Some(b' ' | b'\t' | 0x0C | b'\n' | b'\r' | b'#' | b'\\')
+        ) {
+            self.skip_ws_slow(newlines);
+        }
+    }
+
+    #[inline(never)]
+    fn skip_ws_slow(&mut self, newlines: bool) {
         let newlines = newlines || self.depth > 0;
         while let Some(b) = self.peek() {
             match b {
@@ -697,6 +729,117 @@ impl<'a> Parser<'a> {
         };
         self.pos = p;
         Some(node)
+    }
+
+    /// The streaming fast path for the numbers serpent writes: an optional `-` directly
+    /// followed by a decimal int (at most 18 digits, no leading zero) or a float (`1.5`,
+    /// `1e+16`, `2.5e-07`), directly followed by `,`, `:`, `]`, `)`, `}` or the end of the
+    /// input. Anything else (blanks, underscores, `+`, a complex tail, `0x..`, big or
+    /// zero-padded ints) returns `None` without consuming anything, for the tree parser.
+    /// The value is the one [`Parser::expr`] gives: ints exactly, floats correctly rounded.
+    #[inline]
+    pub(super) fn fast_number(&mut self) -> Option<FastNum> {
+        let b = self.b;
+        let start = self.pos;
+        let neg = b.get(start) == Some(&b'-');
+        let digits_start = start + usize::from(neg);
+        let mut p = digits_start;
+        // All digits of the significand (integer and fraction part), as long as they fit.
+        let mut mant: u64 = 0;
+        let mut n_digits = 0usize;
+        while let Some(&c) = b.get(p) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            if n_digits < 19 {
+                mant = mant * 10 + u64::from(c - b'0');
+            }
+            n_digits += 1;
+            p += 1;
+        }
+        let int_digits = p - digits_start;
+        if int_digits == 0 {
+            return None;
+        }
+        let mut is_float = false;
+        let mut frac_digits = 0i32;
+        if b.get(p) == Some(&b'.') {
+            is_float = true;
+            p += 1;
+            while let Some(&c) = b.get(p) {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                if n_digits < 19 {
+                    mant = mant * 10 + u64::from(c - b'0');
+                    frac_digits += 1;
+                }
+                n_digits += 1;
+                p += 1;
+            }
+        }
+        let mut exp = 0i32;
+        let mut exp_ok = true;
+        if matches!(b.get(p), Some(b'e' | b'E')) {
+            is_float = true;
+            p += 1;
+            let exp_neg = match b.get(p) {
+                Some(b'-') => {
+                    p += 1;
+                    true
+                }
+                Some(b'+') => {
+                    p += 1;
+                    false
+                }
+                _ => false,
+            };
+            let exp_start = p;
+            while let Some(&c) = b.get(p) {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                if p - exp_start < 5 {
+                    exp = exp * 10 + i32::from(c - b'0');
+                } else {
+                    exp_ok = false;
+                }
+                p += 1;
+            }
+            if p == exp_start {
+                return None;
+            }
+            if exp_neg {
+                exp = -exp;
+            }
+        }
+        match b.get(p) {
+            None | Some(b',' | b':' | b']' | b')' | b'}') => {}
+            _ => return None,
+        }
+        let num = if is_float {
+            let e = exp - frac_digits;
+            let v = if n_digits <= 19 && exp_ok && mant <= 1 << 53 && (-22..=22).contains(&e) {
+                // Clinger's fast path: both operands exact, one correctly rounded operation.
+                let scale = POW10[e.unsigned_abs() as usize];
+                if e >= 0 {
+                    mant as f64 * scale
+                } else {
+                    mant as f64 / scale
+                }
+            } else {
+                self.s.get(digits_start..p)?.parse::<f64>().ok()?
+            };
+            FastNum::Float(if neg { -v } else { v })
+        } else {
+            if int_digits > 18 || (int_digits > 1 && b.get(digits_start) == Some(&b'0')) {
+                return None;
+            }
+            let v = mant as i64;
+            FastNum::Int(if neg { -v } else { v })
+        };
+        self.pos = p;
+        Some(num)
     }
 
     /// Decimal digits with single `_` separators between them; returns the digit count.
@@ -1219,4 +1362,113 @@ fn dedup_set(items: Vec<Spanned>) -> Vec<Spanned> {
         .zip(keep)
         .filter_map(|(it, k)| k.then_some(it))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The number fast path reads what the tree parser reads, or leaves the text alone.
+    #[test]
+    fn fast_number_agrees_with_the_tree() {
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "7",
+            "-98765",
+            "1234567890123",
+            "999999999999999999",
+            "-999999999999999999",
+            "1000000000000000000",
+            "00",
+            "01",
+            "0.0",
+            "-0.0",
+            "1.",
+            "1.e5",
+            "00.5",
+            "0.1",
+            "1.4700000000000002",
+            "20.650000000000002",
+            "1e+16",
+            "1e16",
+            "2.5e-07",
+            "1E5",
+            "1e-400",
+            "1e400",
+            "1e999999",
+            "1e",
+            "1e+",
+            "1.5j",
+            "1_0",
+            "1+2j",
+            "1 ",
+            "0x10",
+            ".5",
+            "-.5",
+            "- 5",
+            "5e-324",
+            "1.7976931348623157e+308",
+            "9007199254740993",
+            "9007199254740993.0",
+            "123456789012345678901234567890.5",
+            "0.000000000000000000000000000001",
+            "4.9406564584124654e-324",
+            "1e22",
+            "1e23",
+            "12345678901234567890e-10",
+            "3.14159",
+            "-2.718281828459045",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..5_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if f.is_finite() {
+                texts.push(format!("{f:?}"));
+                texts.push(format!("{:e}", f));
+            }
+            texts.push(format!("{}", (x >> 3) as i64 % 1_000_000_000_000_000_000));
+            texts.push(format!(
+                "{}.{}e{}",
+                x % 1000,
+                (x >> 20) % 100_000,
+                (x >> 40) % 40
+            ));
+        }
+        let mut checked = 0usize;
+        for t in texts {
+            for follow in ["", ",", "]", ")", "}", ":", " ", "j", "+1j"] {
+                let src = format!("[{t}{follow}");
+                let mut p = document(src.as_bytes(), 10).unwrap();
+                p.pos = 1;
+                let Some(fast) = p.fast_number() else {
+                    continue;
+                };
+                let end = p.pos;
+                assert_eq!(&src[end..], follow, "{src:?}: stopped early");
+                let mut q = document(src.as_bytes(), 10).unwrap();
+                q.pos = 1;
+                let tree = q.expr().map(|s| s.node);
+                match (fast, tree) {
+                    (FastNum::Int(a), Ok(Node::Int(b))) => assert_eq!(i128::from(a), b, "{src:?}"),
+                    (FastNum::Float(a), Ok(Node::Float(b))) => {
+                        assert_eq!(a.to_bits(), b.to_bits(), "{src:?}")
+                    }
+                    (a, b) => panic!("{src:?}: fast {a:?}, tree {b:?}"),
+                }
+                assert_eq!(q.pos, end, "{src:?}");
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 50_000,
+            "only {checked} numbers took the fast path"
+        );
+    }
 }

@@ -2,8 +2,10 @@
 //!
 //! It covers what Python's serpent writes for typed data: lists and tuples streamed element
 //! by element, dicts streamed entry by entry into structs and maps, plain quoted strings
-//! borrowed from the input. Everything else (sets, dict-shaped bytes, NaN and complex
-//! dicts, enums, keys that are containers, parenthesized expressions) is parsed into a
+//! borrowed from the input, plain decimal numbers (`-7`, `1.5`, `2.5e-07`, directly
+//! followed by a delimiter; see [`Parser::fast_number`]) and `True` / `False`. Everything
+//! else (sets, dict-shaped bytes, NaN and complex dicts, enums, keys that are containers,
+//! parenthesized expressions, numbers in other forms) is parsed into a
 //! [`Node`](super::parse::Node) and handed to the tree deserializer, one value at a time,
 //! so the two paths share one set of rules.
 //!
@@ -16,7 +18,7 @@ use serde::de::{self, DeserializeSeed, Visitor};
 
 use super::de::{Ctx, NodeDe};
 use super::error::{SerpentError, SerpentErrorKind as K};
-use super::parse::Parser;
+use super::parse::{FastNum, Parser};
 
 type Result<T> = std::result::Result<T, SerpentError>;
 
@@ -62,7 +64,7 @@ impl<'a> StreamDe<'_, 'a> {
         let len = b
             .get(body..)?
             .iter()
-            .position(|&c| c == q || c == b'\\' || c == b'\n' || c == b'\r')?;
+            .position(|&c| STR_STOP[usize::from(c)])?;
         let end = body + len;
         if b[end] != q || (len == 0 && b.get(end + 1) == Some(&q)) {
             // An escape, a line break, or a triple-quoted string: the careful way.
@@ -77,9 +79,49 @@ impl<'a> StreamDe<'_, 'a> {
             None | Some(b',' | b':' | b']' | b')' | b'}' | b'\n' | b'\r' | b'#') => {}
             _ => return None,
         }
-        let text = std::str::from_utf8(b.get(body..end)?).ok()?;
+        // The document was checked as UTF-8 as a whole; the quotes are ASCII boundaries.
+        let text = self.p.s.get(body..end)?;
         self.p.pos = end + 1;
         Some(text)
+    }
+
+    /// `True` or `False` as a whole word.
+    #[inline]
+    fn plain_bool(&mut self) -> Option<bool> {
+        let b = self.p.b;
+        let at = self.p.pos;
+        let (v, len) = match b.get(at) {
+            Some(b'T') if b.get(at..at + 4) == Some(b"True") => (true, 4),
+            Some(b'F') if b.get(at..at + 5) == Some(b"False") => (false, 5),
+            _ => return None,
+        };
+        if b.get(at + len).is_some_and(|&c| is_ident_byte(c)) {
+            return None;
+        }
+        self.p.pos = at + len;
+        Some(v)
+    }
+
+    /// An int for an integer target (a float there is the tree's type error).
+    #[inline]
+    fn int<'de, V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
+        self.p.skip_ws(false);
+        match self.p.fast_number() {
+            Some(FastNum::Int(i)) => visitor.visit_i64(i),
+            Some(FastNum::Float(_)) => Err(give_up("a float for an integer")),
+            None => de::Deserializer::deserialize_i64(self.tree()?, visitor),
+        }
+    }
+
+    /// A float (or an int) for a float target.
+    #[inline]
+    fn float<'de, V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
+        self.p.skip_ws(false);
+        match self.p.fast_number() {
+            Some(FastNum::Float(f)) => visitor.visit_f64(f),
+            Some(FastNum::Int(i)) => visitor.visit_f64(i as f64),
+            None => de::Deserializer::deserialize_f64(self.tree()?, visitor),
+        }
     }
 
     fn seq<'de, V: Visitor<'de>>(&mut self, close: u8, visitor: V) -> Result<V::Value>
@@ -125,6 +167,21 @@ impl<'a> StreamDe<'_, 'a> {
     }
 }
 
+/// The bytes that end the fast scan of a quoted string: both quotes, backslash, line breaks.
+static STR_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'\'' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t
+};
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
 macro_rules! via_tree {
     ($($method:ident),*) => {$(
         fn $method<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
@@ -143,24 +200,62 @@ impl<'de, 'a: 'de> de::Deserializer<'de> for StreamDe<'_, 'a> {
                 Some(s) => visitor.visit_borrowed_str(s),
                 None => self.tree()?.deserialize_any(visitor),
             },
+            Some(b'-' | b'0'..=b'9') => match self.p.fast_number() {
+                // What the tree gives an `Int` that fits i64, and a `Float`.
+                Some(FastNum::Int(i)) => visitor.visit_i64(i),
+                Some(FastNum::Float(f)) => visitor.visit_f64(f),
+                None => self.tree()?.deserialize_any(visitor),
+            },
+            Some(b'T' | b'F') => match self.plain_bool() {
+                Some(v) => visitor.visit_bool(v),
+                None => self.tree()?.deserialize_any(visitor),
+            },
             _ => self.tree()?.deserialize_any(visitor),
         }
     }
 
+    fn deserialize_bool<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
+        self.p.skip_ws(false);
+        match self.plain_bool() {
+            Some(v) => visitor.visit_bool(v),
+            None => self.tree()?.deserialize_bool(visitor),
+        }
+    }
+
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.int(visitor)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.int(visitor)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.int(visitor)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.int(visitor)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.int(visitor)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.int(visitor)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.int(visitor)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.int(visitor)
+    }
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.float(visitor)
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.float(visitor)
+    }
+
     via_tree!(
-        deserialize_bool,
-        deserialize_i8,
-        deserialize_i16,
-        deserialize_i32,
-        deserialize_i64,
         deserialize_i128,
-        deserialize_u8,
-        deserialize_u16,
-        deserialize_u32,
-        deserialize_u64,
         deserialize_u128,
-        deserialize_f32,
-        deserialize_f64,
         deserialize_char,
         deserialize_bytes,
         deserialize_byte_buf,
