@@ -1799,6 +1799,7 @@ impl ServerConnection {
             });
         }
         let id = c.request_id;
+        // `Some(None)`: the call names a batch that closed (failed or evicted): skipped.
         let batch = match c.annotations.batch() {
             Some((first, last)) => Some(self.join_batch(id, first, last)?),
             None => None,
@@ -1833,11 +1834,16 @@ impl ServerConnection {
                 request_id: id,
                 error,
             });
-            if let Some(b) = batch {
+            if let Some(Some(b)) = batch {
                 self.batch_failed(b, id);
             }
             return Ok(());
         }
+        if let Some(None) = batch {
+            self.skip(id, c.oneway, None);
+            return Ok(());
+        }
+        let batch = batch.flatten();
         let deadline = c.annotations.deadline();
         if deadline.is_some_and(|d| d.is_zero()) {
             // Already past: answered without dispatching (nothing to run it for).
@@ -1877,21 +1883,35 @@ impl ServerConnection {
         Ok(())
     }
 
-    /// Checks a call's `wc.batch` annotation: `first` is the call itself (a new batch) or
-    /// an open batch that has not seen its last call. Returns the batch's id.
+    /// Checks a call's `wc.batch` annotation: `first` is the call itself (a new batch), an
+    /// open batch that has not seen its last call, or a lower id whose batch is closed
+    /// (`None`: the call is skipped). Returns the batch's id.
     fn join_batch(
         &mut self,
         id: RequestId,
         first: RequestId,
         last: bool,
-    ) -> Result<RequestId, ProtocolError> {
+    ) -> Result<Option<RequestId>, ProtocolError> {
         let bad = |problem| ProtocolError::MalformedBody {
             what: "wc.batch annotation",
             problem,
         };
         if first == id {
             if self.batches.len() >= self.config.limits.max_in_flight as usize {
-                return Err(bad("more ordered batches open than max_in_flight"));
+                // Make room: the oldest batch with nothing running or waiting is closed
+                // (a client that never sent its last call); its later calls are skipped.
+                let idle = self
+                    .batches
+                    .iter()
+                    .filter(|(_, b)| b.running.is_none() && b.held.is_empty())
+                    .map(|(k, _)| *k)
+                    .min();
+                match idle {
+                    Some(k) => {
+                        self.batches.remove(&k);
+                    }
+                    None => return Err(bad("more ordered batches running than max_in_flight")),
+                }
             }
             self.batches.insert(
                 id,
@@ -1900,15 +1920,20 @@ impl ServerConnection {
                     ..Batch::default()
                 },
             );
-            return Ok(id);
+            return Ok(Some(id));
+        }
+        if first > id {
+            return Err(bad(
+                "names a later request id (a batch is named by its first call)",
+            ));
         }
         match self.batches.get_mut(&first) {
-            Some(b) if first < id && !b.complete => {
+            Some(b) if !b.complete => {
                 b.complete = last;
-                Ok(first)
+                Ok(Some(first))
             }
-            Some(_) if first < id => Err(bad("names a batch whose last call already came")),
-            _ => Err(bad("names no open batch (the first call's request id)")),
+            Some(_) => Err(bad("names a batch whose last call already came")),
+            None => Ok(None),
         }
     }
 
@@ -1925,7 +1950,7 @@ impl ServerConnection {
             return Ok(());
         };
         if let Some(failed) = batch.failed {
-            self.skip(id, c.oneway, failed);
+            self.skip(id, c.oneway, Some(failed));
             self.close_batch_if_done(b);
             return Ok(());
         }
@@ -1945,13 +1970,17 @@ impl ServerConnection {
     }
 
     /// Answers a call of a failed batch SKIPPED (nothing for a oneway call) without
-    /// dispatching it.
-    fn skip(&mut self, id: RequestId, oneway: bool, failed: RequestId) {
-        let msg = format!(
-            "not run: call {} of its ordered batch failed first; nothing of this call ran, so it \
-             may be sent again",
-            failed.0
-        );
+    /// dispatching it; `failed` names the call that failed, `None` a batch already closed.
+    fn skip(&mut self, id: RequestId, oneway: bool, failed: Option<RequestId>) {
+        let msg = match failed {
+            Some(f) => format!(
+                "not run: call {} of its ordered batch failed first; nothing of this call ran",
+                f.0
+            ),
+            None => "not run: its ordered batch is closed (an earlier call failed, or the \
+                     batch was left unfinished); nothing of this call ran"
+                .to_string(),
+        };
         if !oneway {
             self.in_flight.remove(&id);
             self.send_error_control(id, ErrorBody::new(ErrorCode::SKIPPED, msg.clone()));
@@ -1980,7 +2009,7 @@ impl ServerConnection {
             batch.held.drain(keep..).collect()
         };
         for c in later {
-            self.skip(c.request_id, c.oneway, failed);
+            self.skip(c.request_id, c.oneway, Some(failed));
         }
         self.batch_advance(b);
     }
@@ -2025,13 +2054,12 @@ impl ServerConnection {
         self.close_batch_if_done(b);
     }
 
-    /// Forgets batch `b` once its last call came and nothing of it runs or waits.
+    /// Forgets batch `b` once nothing of it runs or waits and its last call came or it
+    /// failed (its later calls are then skipped as calls of a closed batch).
     fn close_batch_if_done(&mut self, b: RequestId) {
-        if self
-            .batches
-            .get(&b)
-            .is_some_and(|x| x.complete && x.running.is_none() && x.held.is_empty())
-        {
+        if self.batches.get(&b).is_some_and(|x| {
+            (x.complete || x.failed.is_some()) && x.running.is_none() && x.held.is_empty()
+        }) {
             self.batches.remove(&b);
         }
     }

@@ -1368,13 +1368,11 @@ fn batch_calls_arriving_after_the_failure_are_skipped_and_the_batch_closes() {
             (last, ErrorCode::SKIPPED)
         ]
     );
-    // The batch is closed: naming it again is a protocol error.
+    // The batch is closed; its last call came: naming it again is a protocol error.
     p.batch_call(Some(first), true, false);
     p.drive();
-    assert_eq!(
-        p.server_err.as_ref().map(|e| e.kind_name()),
-        Some("malformed_body")
-    );
+    assert!(p.server_err.is_none(), "a closed batch's call is skipped");
+    assert_eq!(error_codes(p.client_events())[0].1, ErrorCode::SKIPPED);
 }
 
 #[test]
@@ -1502,6 +1500,18 @@ fn batch_annotation_value_is_checked() {
 }
 
 #[test]
+fn a_batch_whose_last_call_came_cannot_grow() {
+    let mut p = Pair::connected();
+    let ids = p.batch(2);
+    p.drive();
+    p.server_events();
+    p.batch_call(Some(ids[0]), false, false);
+    p.drive();
+    let e = p.server_err.clone().expect("server error");
+    assert!(e.to_string().contains("last call already came"), "{e}");
+}
+
+#[test]
 fn open_batches_are_bounded_by_max_in_flight() {
     let mut server = ServerConfig::new(vec![CodecId::MSGPACK]);
     server.limits.max_in_flight = 2;
@@ -1517,8 +1527,31 @@ fn open_batches_are_bounded_by_max_in_flight() {
         p.reply(id, b"").unwrap();
         p.drive();
     }
-    p.batch_call(None, false, false);
+    // A third batch evicts the oldest idle one; that one's later calls are skipped.
+    let third = p.batch_call(None, false, false);
     p.drive();
-    let e = p.server_err.clone().expect("a third open batch is refused");
+    assert_eq!(call_ids(p.server_events()), vec![third]);
+    p.batch_call(Some(RequestId(1)), true, false);
+    p.drive();
+    let evs = p.server_events();
+    assert!(
+        matches!(&evs[..], [ServerEvent::Rejected { .. }]),
+        "{evs:?}"
+    );
+    assert!(p.server_err.is_none());
+    p.reply(third, b"").unwrap();
+    // Two batches running (a call each in flight): a third cannot evict them.
+    let mut server = ServerConfig::new(vec![CodecId::MSGPACK]);
+    server.limits.max_in_flight = 2;
+    let mut p = Pair::new(ClientConfig::new(vec![CodecId::MSGPACK]), server);
+    p.drive();
+    p.batch_call(None, false, false);
+    p.batch_call(None, false, false);
+    p.batch_call(None, false, true);
+    p.drive();
+    let e = p
+        .server_err
+        .clone()
+        .expect("a third running batch is refused");
     assert!(e.to_string().contains("max_in_flight"), "{e}");
 }
