@@ -23,6 +23,25 @@ use crate::provider::{full_name, getter_route, setter_route, Metadata};
 use crate::server::DAEMON_PROVIDER_ID;
 use crate::CodecId;
 
+impl CallOpts {
+    /// The annotations a call with these options carries (deadline, user entries).
+    pub(super) fn annotations(&self) -> Result<proto::Annotations, Error> {
+        if self.timeout.is_none() && self.annotations.is_empty() {
+            return Ok(proto::Annotations::new());
+        }
+        let mut b = proto::Annotations::builder();
+        if let Some(t) = self.timeout {
+            b = b.deadline(t);
+        }
+        for (k, v) in &self.annotations {
+            b = b
+                .insert(k, v)
+                .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
+        }
+        Ok(b.build())
+    }
+}
+
 /// Per-call options.
 #[derive(Debug, Clone, Default)]
 pub(super) struct CallOpts {
@@ -107,7 +126,7 @@ pub struct Proxy {
 }
 
 /// The connection a call uses: borrowed from the proxy's cache, or its own reference.
-enum ConnRef<'a> {
+pub(super) enum ConnRef<'a> {
     Cached(&'a ClientConn),
     Owned(Arc<ClientConn>),
 }
@@ -389,7 +408,7 @@ impl Proxy {
     }
 
     /// The live connection, connecting first if there is none.
-    async fn conn(&self) -> Result<ConnRef<'_>, Error> {
+    pub(super) async fn conn(&self) -> Result<ConnRef<'_>, Error> {
         if let Some(c) = self.cached.get() {
             if c.is_live() {
                 return Ok(ConnRef::Cached(c));
@@ -505,20 +524,7 @@ impl Proxy {
         oneway: bool,
         opts: &CallOpts,
     ) -> Result<Option<(CodecId, Body)>, Error> {
-        let annotations = if opts.timeout.is_none() && opts.annotations.is_empty() {
-            proto::Annotations::new()
-        } else {
-            let mut b = proto::Annotations::builder();
-            if let Some(t) = opts.timeout {
-                b = b.deadline(t);
-            }
-            for (k, v) in &opts.annotations {
-                b = b
-                    .insert(k, v)
-                    .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
-            }
-            b.build()
-        };
+        let annotations = opts.annotations()?;
         conn.call(
             provider_id,
             method,
@@ -640,6 +646,14 @@ impl Proxy {
         let m = Arc::new(self.metadata().await?);
         *lock(&self.shared.meta) = Some(m.clone());
         Ok(m)
+    }
+
+    /// Starts a batch of calls on this proxy's connection: add calls, then
+    /// [`send`](super::Batch::send) them in one write. By default the batch stops at its
+    /// first error, as Pyro's batches do (the server runs the calls one at a time, in order,
+    /// and skips the rest); [`run_all`](super::Batch::run_all) runs every call.
+    pub fn batch(&self) -> super::Batch<'_> {
+        super::Batch::new(self)
     }
 
     /// Asks the server's daemon object for its providers, methods and attributes.
