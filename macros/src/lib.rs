@@ -773,6 +773,28 @@ mod tests {
     }
 
     #[test]
+    fn idempotent_methods_get_a_retrying_client() {
+        let item: ItemImpl = syn::parse_quote! {
+            impl P {
+                #[remote(idempotent)]
+                fn get(&self, k: String) -> u32 { todo!() }
+                #[remote]
+                fn put(&self, k: String) -> u32 { todo!() }
+            }
+        };
+        let out = expand_str(Some("kv"), item).unwrap();
+        assert!(
+            out.contains("call_idempotent :: < _ , u32 > (\"kv_get\""),
+            "{out}"
+        );
+        assert!(out.contains("call :: < _ , u32 > (\"kv_put\""), "{out}");
+        let item: ItemImpl = syn::parse_quote! {
+            impl P { #[attribute(idempotent)] fn a(&self) -> u32 { todo!() } }
+        };
+        assert!(expand_str(Some("kv"), item).is_err());
+    }
+
+    #[test]
     fn refuses_what_cannot_work() {
         let cases: Vec<(Option<&str>, ItemImpl, &str)> = vec![
             (None, syn::parse_quote! { impl P {} }, "needs `service"),
