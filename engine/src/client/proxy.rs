@@ -220,13 +220,17 @@ impl Proxy {
     /// A proxy for `uri`; connects on first use (or on [`Proxy::connect`]).
     ///
     /// The default codec is `WIRECALL_CODEC` if set, else the first codec the server
-    /// accepts from the client's preference list.
+    /// accepts from the client's preference list; the retry budget is
+    /// `WIRECALL_MAX_RETRIES` if set (see [`Proxy::max_retries`]), and a bad value of either
+    /// is an error naming the variable.
     pub fn new(uri: &str) -> Result<Proxy, Error> {
         if let Some(proxy) = Proxy::named(uri)? {
             return Ok(proxy);
         }
         let (service, provider_id, address) = parse_uri(uri)?;
         let env_codec = config::codec_from_env()?;
+        // A bad WIRECALL_MAX_RETRIES is reported here rather than ignored.
+        config::max_retries_from_env()?;
         Ok(Proxy::build(
             Ok(address),
             uri,
@@ -263,6 +267,7 @@ impl Proxy {
             }
         };
         let env_codec = config::codec_from_env()?;
+        config::max_retries_from_env()?;
         let mut proxy = Proxy::build(Err(String::new()), uri, service, provider_id, env_codec);
         if let Some(shared) = Arc::get_mut(&mut proxy.shared) {
             shared.named = Some(Arc::new(NamedTarget::new(target)));
