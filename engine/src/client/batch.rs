@@ -220,7 +220,11 @@ impl<'p> Batch<'p> {
         for c in &self.calls {
             check_name(&c.method)?;
         }
-        let conn = self.proxy.conn().await?;
+        let mut opts = self.proxy.opts.clone();
+        opts.timeout = self.timeout;
+        // A connection that cannot be made yet (a server restarting) is retried as for any
+        // call: nothing is sent before it is up.
+        let conn = self.proxy.conn_retrying(&opts, &mut 0).await?;
         let limit = conn.max_in_flight.max(1) as usize;
         let two_way = self.calls.iter().filter(|c| !c.oneway).count();
         if self.stop_at_first_error && two_way > limit {
@@ -230,8 +234,6 @@ impl<'p> Batch<'p> {
                 ),
             });
         }
-        let mut opts = self.proxy.opts.clone();
-        opts.timeout = self.timeout;
         let annotations = opts.annotations()?;
         let codec = opts.codec.unwrap_or(conn.default_codec);
         // Encode everything first: an argument that does not encode fails the batch before

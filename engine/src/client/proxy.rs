@@ -649,7 +649,8 @@ impl Proxy {
                         return Err(e);
                     }
                     tracing::debug!(method, attempt, error = %e, "connection lost; retrying an idempotent call");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    // Boxed: rare, and its state would otherwise sit inside every call's future.
+                    Box::pin(tokio::time::sleep(backoff(attempt))).await;
                     attempt += 1;
                 }
                 r => return r,
@@ -668,7 +669,8 @@ impl Proxy {
             match self.conn().await {
                 Err(e) if e.is_transport() && *attempt < opts.max_retries => {
                     tracing::debug!(uri = %self.shared.uri, attempt = *attempt, error = %e, "connect failed; retrying");
-                    tokio::time::sleep(backoff(*attempt)).await;
+                    // Boxed: rare, and its state would otherwise sit inside every call's future.
+                    Box::pin(tokio::time::sleep(backoff(*attempt))).await;
                     *attempt += 1;
                 }
                 r => return r,
