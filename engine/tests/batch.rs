@@ -112,7 +112,7 @@ async fn results_in_order(kind: &str) {
     assert_eq!(r.len(), 23);
     assert_eq!(r.get(sum).unwrap(), 5);
     assert_eq!(r.get(dynamic).unwrap(), Value::Int(42));
-    assert!(r.is_ok(note));
+    assert!(r.is_ok(note), "{:?}", r.error(note));
     for (i, c) in recs.iter().enumerate() {
         assert_eq!(r.get(*c).unwrap(), i as i64);
     }
@@ -159,7 +159,7 @@ async fn stops_at_the_first_error(kind: &str) {
     assert!(e.is_remote() && e.to_string().contains("no luck"), "{e}");
     assert_eq!(r.first_error().map(|(i, _)| i), Some(bad.index()));
     // The oneway call after the failure is dropped by the server; the client sent it.
-    assert!(r.is_ok(note));
+    assert!(r.is_ok(note), "{:?}", r.error(note));
     for skipped in [c, d] {
         let e = r.get(skipped).unwrap_err();
         assert!(matches!(e, Error::Skipped { .. }), "{e:?}");

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -250,6 +250,8 @@ impl<'p> Batch<'p> {
             encoded.push((c.provider_id, c.method, c.oneway, Bytes::from(out), split));
         }
         let first = AtomicU64::new(0);
+        let queued: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+        let queued = &queued;
         let stop = self.stop_at_first_error;
         let conn: &super::conn::ClientConn = &conn;
         let annotations = &annotations;
@@ -265,6 +267,7 @@ impl<'p> Batch<'p> {
                         first,
                         is_first: i == 0,
                         last: i + 1 == n,
+                        queued: &queued[i],
                     });
                     conn.call_batched(
                         *provider_id,
@@ -327,9 +330,8 @@ impl<'p> Batch<'p> {
                         if !oneway[i] {
                             waiting -= 1;
                         }
-                        // A call that completes on its first poll without being answered
-                        // was not sent (a oneway call completes once queued).
-                        if r.is_err() {
+                        // A call that failed before its frame was queued was not sent.
+                        if r.is_err() && !queued[i].load(Ordering::Relaxed) {
                             failed_locally = true;
                         }
                         results[i] = Some(r);

@@ -236,6 +236,8 @@ pub(crate) struct BatchMark<'a> {
     /// This call opens the batch (its id becomes the batch's).
     pub(crate) is_first: bool,
     pub(crate) last: bool,
+    /// Set once this call's frame is queued (sent, as far as the batch is concerned).
+    pub(crate) queued: &'a AtomicBool,
 }
 
 impl Drop for ClientConn {
@@ -527,6 +529,9 @@ impl ClientConn {
                 .machine
                 .call_ref(frame, now)
                 .map_err(|e| conn_error(&self.address, e))?;
+            if let Some(mark) = &batch {
+                mark.queued.store(true, Ordering::Relaxed);
+            }
             if batched {
                 shared.wire.flush_batched(p);
             } else {
@@ -565,6 +570,7 @@ impl ClientConn {
                 .call_ref(frame, at)
                 .map_err(|e| conn_error(&self.address, e))?;
             if let Some(mark) = &batch {
+                mark.queued.store(true, Ordering::Relaxed);
                 // The batch's first call is queued: its id names the batch.
                 let _ = mark.first.compare_exchange(
                     0,
