@@ -113,6 +113,11 @@ async fn results_in_order(kind: &str) {
     assert_eq!(r.get(sum).unwrap(), 5);
     assert_eq!(r.get(dynamic).unwrap(), Value::Int(42));
     assert!(r.is_ok(note), "{:?}", r.error(note));
+    r.get(note).unwrap(); // a oneway call reads as ()
+    assert!(matches!(
+        r.get_as::<i64>(note.index()),
+        Err(Error::Codec { .. })
+    ));
     for (i, c) in recs.iter().enumerate() {
         assert_eq!(r.get(*c).unwrap(), i as i64);
     }

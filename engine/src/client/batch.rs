@@ -197,13 +197,22 @@ impl<'p> Batch<'p> {
 
     /// Adds a oneway call (no answer; in a batch that stops at its first error it runs in
     /// its turn, and is dropped when an earlier call failed).
-    pub fn oneway<A: ArgList + 'p>(&mut self, provider_id: u16, method: &str, args: A) -> usize {
-        self.push(
+    pub fn oneway<A: ArgList + 'p>(
+        &mut self,
+        provider_id: u16,
+        method: &str,
+        args: A,
+    ) -> BatchCall<()> {
+        let index = self.push(
             provider_id,
             method,
             true,
             Box::new(move |c, out| encode_args(c, &SeqOf(&args), out)),
-        )
+        );
+        BatchCall {
+            index,
+            _result: PhantomData,
+        }
     }
 
     /// Sends every call in one write and waits for all the answers; the results come in the
@@ -436,11 +445,11 @@ impl BatchResults {
         })?;
         match r {
             Err(e) => Err(e.clone()),
+            // A oneway call has no result: it reads as `()` (or any unit-like type).
             Ok(None) => {
-                codec::decode::<R>(CodecId::JSON, b"null", &Default::default()).map_err(|_| {
-                    Error::Codec {
-                        message: format!("call {index} of the batch is oneway: it has no result"),
-                    }
+                let unit = serde::de::value::UnitDeserializer::<serde::de::value::Error>::new();
+                R::deserialize(unit).map_err(|_| Error::Codec {
+                    message: format!("call {index} of the batch is oneway: it has no result"),
                 })
             }
             Ok(Some((c, body))) => {
@@ -452,14 +461,14 @@ impl BatchResults {
         }
     }
 
-    /// Whether the call at `index` succeeded (a oneway call: was sent).
-    pub fn is_ok(&self, index: usize) -> bool {
-        self.results.get(index).is_some_and(|r| r.is_ok())
+    /// Whether `call` succeeded (a oneway call: was sent).
+    pub fn is_ok<R>(&self, call: BatchCall<R>) -> bool {
+        self.results.get(call.index).is_some_and(|r| r.is_ok())
     }
 
-    /// The error of the call at `index`, if it failed or was skipped.
-    pub fn error(&self, index: usize) -> Option<&Error> {
-        self.results.get(index).and_then(|r| r.as_ref().err())
+    /// The error of `call`, if it failed or was skipped.
+    pub fn error<R>(&self, call: BatchCall<R>) -> Option<&Error> {
+        self.results.get(call.index).and_then(|r| r.as_ref().err())
     }
 
     /// The first call that failed (not counting skipped calls), with its index.
