@@ -1632,7 +1632,6 @@ impl ServerConnection {
                 let Some(call) = self.in_flight.remove(&id) else {
                     continue;
                 };
-                self.batch_done(id, Some(call), false);
                 self.send_error_control(
                     id,
                     ErrorBody::new(
@@ -1641,6 +1640,7 @@ impl ServerConnection {
                     ),
                 );
                 self.events.push_back(ServerEvent::Expired(id));
+                self.batch_done(id, Some(call), false);
             }
             self.check_drained();
             return Ok(());

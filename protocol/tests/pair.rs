@@ -1555,3 +1555,64 @@ fn open_batches_are_bounded_by_max_in_flight() {
         .expect("a third running batch is refused");
     assert!(e.to_string().contains("max_in_flight"), "{e}");
 }
+
+#[test]
+fn a_drained_batch_answers_each_call_once() {
+    let mut p = Pair::connected();
+    let ids = p.batch(3);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![ids[0]]);
+    p.server
+        .shutdown("bye", p.now, Duration::from_millis(10))
+        .unwrap();
+    p.advance(Duration::from_millis(10));
+    p.drive();
+    // The running call is given up, the held ones skipped: one final answer each (a
+    // second would be `unknown_request` on the client).
+    assert_eq!(
+        error_codes(p.client_events()),
+        vec![
+            (ids[0], ErrorCode::SHUTTING_DOWN),
+            (ids[1], ErrorCode::SKIPPED),
+            (ids[2], ErrorCode::SKIPPED)
+        ]
+    );
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+    assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+}
+
+#[test]
+fn a_held_call_past_its_deadline_fails_the_batch_from_there() {
+    let mut p = Pair::connected();
+    let first = p.batch_call(None, false, false);
+    let mut req = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+    req.annotations = Annotations::builder()
+        .deadline(Duration::from_millis(5))
+        .batch(first, false)
+        .build();
+    let timed = p.client.call(req, p.now).unwrap();
+    let last = p.batch_call(Some(first), true, false);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![first]);
+    p.advance(Duration::from_millis(5));
+    let evs = p.server_events();
+    assert!(
+        matches!(&evs[0], ServerEvent::Expired(id) if *id == timed),
+        "{evs:?}"
+    );
+    assert!(matches!(&evs[1], ServerEvent::Rejected { request_id, .. } if *request_id == last));
+    // The call before it still completes normally; nothing more is dispatched.
+    p.reply(first, b"").unwrap();
+    assert_eq!(p.server_events(), vec![]);
+    p.drive();
+    let evs = p.client_events();
+    assert!(
+        error_codes(evs.clone()).contains(&(last, ErrorCode::SKIPPED)),
+        "{evs:?}"
+    );
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Reply(r) if r.request_id == first)));
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+    assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+}
