@@ -77,7 +77,7 @@ impl<R> BatchCall<R> {
 /// # async fn f(proxy: wirecall::Proxy) -> Result<(), wirecall::Error> {
 /// use wirecall::Value;
 /// let mut batch = proxy.batch();
-/// let sum = batch.call::<_, i64>(1, "calc_add", ((((), 2), 3)));
+/// let sum = batch.call::<_, i64>(1, "calc_add", (((), 2), 3));
 /// let echo = batch.call_value(1, "calc_echo", vec![Value::Str("hi".into())], vec![]);
 /// batch.oneway(1, "calc_log", ((), "done"));
 /// let results = batch.send().await?;
