@@ -138,6 +138,19 @@ pub(crate) fn max_connections_from_env() -> Result<Option<Option<usize>>, Error>
     Ok(env_count(ENV_MAX_CONNECTIONS, 1, usize::MAX as u64)?.map(|n| Some(n as usize)))
 }
 
+/// Environment variable with how many times a proxy retries an idempotent call after the
+/// connection was lost, and reconnects before any call is sent (Pyro's `MAX_RETRIES`):
+/// `WIRECALL_MAX_RETRIES=5`; `0` turns retries off. Default [`DEFAULT_MAX_RETRIES`].
+pub const ENV_MAX_RETRIES: &str = "WIRECALL_MAX_RETRIES";
+
+/// How many times a proxy retries by default (see [`ENV_MAX_RETRIES`]).
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+/// `WIRECALL_MAX_RETRIES`, if set.
+pub(crate) fn max_retries_from_env() -> Result<Option<u32>, Error> {
+    Ok(env_count(ENV_MAX_RETRIES, 0, 1000)?.map(|n| n as u32))
+}
+
 /// `WIRECALL_MAX_IN_FLIGHT`, if set.
 pub(crate) fn max_in_flight_from_env() -> Result<Option<u32>, Error> {
     Ok(env_count(ENV_MAX_IN_FLIGHT, 1, u32::MAX.into())?.map(|n| n as u32))

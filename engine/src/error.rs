@@ -96,6 +96,13 @@ pub enum Error {
     },
     /// The call was cancelled.
     Cancelled,
+    /// The call was never run: it belongs to a batch that stops at its first error
+    /// ([`Proxy::batch`](crate::Proxy::batch)) and an earlier call of the batch failed. Nothing
+    /// of it ran on the server, so sending it again is safe once what failed is fixed.
+    Skipped {
+        /// Which earlier call failed.
+        message: String,
+    },
     /// A frame of the call is over a limit of the peer's or this side's (frame size,
     /// annotations): the call failed and the connection stays usable.
     LimitExceeded {
@@ -258,7 +265,8 @@ impl Error {
             | Error::CodecRefused { .. }
             | Error::NoCommonCodec { .. }
             | Error::PermissionDenied { .. }
-            | Error::Cancelled => Cause::Local,
+            | Error::Cancelled
+            | Error::Skipped { .. } => Cause::Local,
             Error::Naming { unavailable, .. } => {
                 if *unavailable {
                     Cause::Peer
@@ -331,6 +339,10 @@ impl fmt::Display for Error {
             Error::Codec { message } => write!(f, "codec error: {message}"),
             Error::Config { message } => write!(f, "configuration error: {message}"),
             Error::Cancelled => f.write_str("the call was cancelled"),
+            Error::Skipped { message } => write!(
+                f,
+                "skipped: {message} (it never ran; fix the failed call and send it again)"
+            ),
             Error::LimitExceeded { message } => write!(
                 f,
                 "over a limit: {message} (send less per call, or raise the limit on the receiving side)"
@@ -387,12 +399,14 @@ pub enum FaultKind {
     Cancelled,
     /// A frame is over a limit (e.g. a result larger than the caller accepts).
     LimitExceeded,
+    /// A call of an ordered batch not run because an earlier call of the batch failed.
+    Skipped,
 }
 
 use wirecall_protocol::ErrorCode;
 
 /// The one table between fault kinds and the wire's error codes (SPEC §9), read both ways.
-const CODES: [(FaultKind, ErrorCode); 12] = [
+const CODES: [(FaultKind, ErrorCode); 13] = [
     (FaultKind::Application, ErrorCode::APPLICATION_ERROR),
     (FaultKind::BadArguments, ErrorCode::BAD_ARGUMENTS),
     (FaultKind::UnknownProvider, ErrorCode::UNKNOWN_PROVIDER),
@@ -405,6 +419,7 @@ const CODES: [(FaultKind, ErrorCode); 12] = [
     (FaultKind::Internal, ErrorCode::INTERNAL_ERROR),
     (FaultKind::Cancelled, ErrorCode::CANCELLED),
     (FaultKind::LimitExceeded, ErrorCode::LIMIT_EXCEEDED),
+    (FaultKind::Skipped, ErrorCode::SKIPPED),
 ];
 
 impl FaultKind {
@@ -514,6 +529,9 @@ impl Fault {
             }),
             FaultKind::Cancelled => Error::Cancelled,
             FaultKind::LimitExceeded => Error::LimitExceeded {
+                message: self.message,
+            },
+            FaultKind::Skipped => Error::Skipped {
                 message: self.message,
             },
         }

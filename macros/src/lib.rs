@@ -9,6 +9,7 @@
 //! | `#[remote]` | callable remotely as `service + "_" + method name` |
 //! | `#[remote(name = "x")]` | callable as `service + "_x"` (Margo's `rpc_name`) |
 //! | `#[remote(oneway)]` | never answered, not even on error (Margo's `disable_response`) |
+//! | `#[remote(idempotent)]` | safe to run twice: the generated client sends it again after a lost connection (up to the proxy's `max_retries`) |
 //! | `#[attribute]` | a getter `fn(&self) -> T` exposed as remote attribute (Pyro property) |
 //! | `#[attribute(set)]` / `#[attribute(set, name = "x")]` | a setter `fn(&self, value: T)`; the default name drops a `set_` prefix |
 //! | `#[on_prefinalize]` | runs when the server finalizes, before connections close (may make calls) |
@@ -105,6 +106,8 @@ enum Kind {
 }
 
 struct Remote {
+    /// `#[remote(idempotent)]`: the generated client retries it after a lost connection.
+    idempotent: bool,
     fn_ident: syn::Ident,
     name: String,
     kind: Kind,
@@ -184,6 +187,7 @@ fn responder_result(ty: &Type) -> Option<Type> {
 fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Result<Remote> {
     let mut name: Option<String> = None;
     let mut oneway = false;
+    let mut idempotent = false;
     let mut set = false;
     if !matches!(attr.meta, syn::Meta::Path(_)) {
         attr.parse_nested_meta(|meta| {
@@ -195,13 +199,16 @@ fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Re
             {
                 oneway = true;
                 Ok(())
+            } else if !is_attribute && meta.path.is_ident("idempotent") {
+                idempotent = true;
+                Ok(())
             } else if is_attribute && meta.path.is_ident("set") {
                 set = true;
                 Ok(())
             } else if is_attribute {
                 Err(meta.error("unknown #[attribute] argument; expected `set` or `name = \"...\"`"))
             } else {
-                Err(meta.error("unknown #[remote] argument; expected `name = \"...\"` or `oneway`"))
+                Err(meta.error("unknown #[remote] argument; expected `name = \"...\"`, `oneway` or `idempotent`"))
             }
         })?;
     }
@@ -305,6 +312,7 @@ fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Re
         _ => fn_name.clone(),
     });
     Ok(Remote {
+        idempotent,
         fn_ident: sig.ident.clone(),
         name,
         kind,
@@ -663,6 +671,17 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
                 }
             }
         }
+        Kind::Method { oneway: false } if r.idempotent => {
+            let doc = format!(
+                "Calls `{full}` and waits for its result; idempotent: sent again after a lost connection (up to the proxy's `max_retries`)."
+            );
+            quote! {
+                #[doc = #doc]
+                pub async fn #method_ident(&self, #(#idents: #tys),*) -> ::std::result::Result<#ret, ::wirecall::Error> {
+                    self.handle.call_idempotent::<_, #ret>(#full, #chain).await
+                }
+            }
+        }
         Kind::Method { oneway: false } => {
             let doc = format!("Calls `{full}` and waits for its result.");
             quote! {
@@ -751,6 +770,28 @@ mod tests {
         // Helper attributes are consumed; undecorated methods are not exposed.
         assert!(!out.contains("# [remote"), "{out}");
         assert!(!out.contains("\"helper\""), "{out}");
+    }
+
+    #[test]
+    fn idempotent_methods_get_a_retrying_client() {
+        let item: ItemImpl = syn::parse_quote! {
+            impl P {
+                #[remote(idempotent)]
+                fn get(&self, k: String) -> u32 { todo!() }
+                #[remote]
+                fn put(&self, k: String) -> u32 { todo!() }
+            }
+        };
+        let out = expand_str(Some("kv"), item).unwrap();
+        assert!(
+            out.contains("call_idempotent :: < _ , u32 > (\"kv_get\""),
+            "{out}"
+        );
+        assert!(out.contains("call :: < _ , u32 > (\"kv_put\""), "{out}");
+        let item: ItemImpl = syn::parse_quote! {
+            impl P { #[attribute(idempotent)] fn a(&self) -> u32 { todo!() } }
+        };
+        assert!(expand_str(Some("kv"), item).is_err());
     }
 
     #[test]

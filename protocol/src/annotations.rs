@@ -6,12 +6,19 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::ProtocolError;
+use crate::wire::RequestId;
 
 /// Key of the deadline annotation: 8 bytes, big-endian microseconds left when the frame was
 /// sent.
 pub const DEADLINE_KEY: &str = "wc.deadline";
 /// Key of the correlation id annotation: 16 bytes (a UUID's bytes).
 pub const CORRELATION_KEY: &str = "wc.corr";
+/// Protocol key marking a call as part of an ordered batch that stops at its first error
+/// (SPEC §6.8): 8 bytes, the request id of the batch's first call, then 1 flags byte
+/// ([`BATCH_LAST`]).
+pub const BATCH_KEY: &str = "wc.batch";
+/// Flag bit of a `wc.batch` value: this call is the last of its batch.
+pub const BATCH_LAST: u8 = 0x01;
 /// Keys starting with this prefix belong to the protocol; users cannot insert them.
 pub const RESERVED_PREFIX: &str = "wc.";
 
@@ -83,6 +90,13 @@ impl Annotations {
                 CORRELATION_KEY if value.len() != 16 => {
                     return Err(malformed("wc.corr must be 16 bytes"))
                 }
+                BATCH_KEY if value.len() != 9 => return Err(malformed("wc.batch must be 9 bytes")),
+                BATCH_KEY if value[8] & !BATCH_LAST != 0 => {
+                    return Err(malformed("wc.batch has unknown flag bits"))
+                }
+                BATCH_KEY if value[..8] == [0; 8] => {
+                    return Err(malformed("wc.batch names request id 0"))
+                }
                 _ => {}
             }
             rest = r;
@@ -120,6 +134,15 @@ impl Annotations {
     /// The correlation id (`wc.corr`).
     pub fn correlation_id(&self) -> Option<[u8; 16]> {
         self.get(CORRELATION_KEY)?.try_into().ok()
+    }
+
+    /// The batch this call belongs to (`wc.batch`): the request id of the batch's first
+    /// call, and whether this call is the batch's last.
+    pub fn batch(&self) -> Option<(RequestId, bool)> {
+        let v = self.get(BATCH_KEY)?;
+        let id: [u8; 8] = v.get(..8)?.try_into().ok()?;
+        let flags = *v.get(8)?;
+        Some((RequestId(u64::from_be_bytes(id)), flags & BATCH_LAST != 0))
     }
 
     /// User entries: every entry whose key does not start with `wc.`.
@@ -203,6 +226,17 @@ impl AnnotationsBuilder {
     pub fn correlation_id(mut self, id: [u8; 16]) -> Self {
         // Cannot fail: fixed key and a 16-byte value.
         let _ = self.put(CORRELATION_KEY, &id);
+        self
+    }
+
+    /// Marks the call as part of the ordered batch whose first call has request id
+    /// `first` (`wc.batch`), `last` on the batch's last call (SPEC §6.8).
+    pub fn batch(mut self, first: RequestId, last: bool) -> Self {
+        let mut v = [0u8; 9];
+        v[..8].copy_from_slice(&first.0.to_be_bytes());
+        v[8] = if last { BATCH_LAST } else { 0 };
+        // Cannot fail: fixed key and a 9-byte value.
+        let _ = self.put(BATCH_KEY, &v);
         self
     }
 

@@ -941,6 +941,13 @@ impl ClientConnection {
         self.in_flight.len()
     }
 
+    /// The request id the next call will get: an ordered batch (SPEC §6.8) names its first
+    /// call's id in every call's `wc.batch` annotation, so its caller reads it here before
+    /// starting the first call.
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId(self.next_id)
+    }
+
     /// Whether the connection failed or was closed.
     pub fn is_closed(&self) -> bool {
         self.core.closed.is_some()
@@ -1469,6 +1476,23 @@ pub enum ServerEvent {
 struct ServerCall {
     streaming: bool,
     deadline: Option<Instant>,
+    /// The ordered batch the call belongs to (the request id of its first call).
+    batch: Option<RequestId>,
+}
+
+/// An ordered batch (SPEC §6.8) whose last call has not arrived or whose calls are not all
+/// answered: its calls are dispatched one at a time, in order, and once one fails the
+/// later ones are answered SKIPPED.
+#[derive(Debug, Default)]
+struct Batch {
+    /// The call dispatched and not yet answered.
+    running: Option<RequestId>,
+    /// Calls received and waiting for their turn, in order.
+    held: VecDeque<Call>,
+    /// The first call of the batch that failed: later calls are skipped.
+    failed: Option<RequestId>,
+    /// The call flagged last has arrived: no more calls join.
+    complete: bool,
 }
 
 /// The server side of a connection. Same driving pattern as [`ClientConnection`].
@@ -1485,6 +1509,9 @@ pub struct ServerConnection {
     drained: bool,
     /// After [`ServerConnection::shutdown`]: when the calls still in flight are given up.
     drain_deadline: Option<Instant>,
+    /// Open ordered batches by the request id of their first call (at most
+    /// `max_in_flight` of them).
+    batches: HashMap<RequestId, Batch, BuildHasherDefault<rustc_hash::FxHasher>>,
 }
 
 impl ServerConnection {
@@ -1523,6 +1550,7 @@ impl ServerConnection {
             peer_goaway: false,
             drained: false,
             drain_deadline: None,
+            batches: HashMap::default(),
         };
         conn.core.decoder.set_reserve(reserve);
         Ok(conn)
@@ -1600,7 +1628,10 @@ impl ServerConnection {
             let mut ids: Vec<RequestId> = self.in_flight.map.keys().copied().collect();
             ids.sort();
             for id in ids {
-                self.in_flight.remove(&id);
+                // A call of a batch may have been answered SKIPPED by an earlier one here.
+                let Some(call) = self.in_flight.remove(&id) else {
+                    continue;
+                };
                 self.send_error_control(
                     id,
                     ErrorBody::new(
@@ -1609,6 +1640,7 @@ impl ServerConnection {
                     ),
                 );
                 self.events.push_back(ServerEvent::Expired(id));
+                self.batch_done(id, Some(call), false);
             }
             self.check_drained();
             return Ok(());
@@ -1618,12 +1650,17 @@ impl ServerConnection {
             return Ok(());
         }
         for id in expired {
-            self.in_flight.remove(&id);
+            // A call of a batch may have been answered SKIPPED by an earlier one here.
+            let Some(call) = self.in_flight.remove(&id) else {
+                continue;
+            };
+            let call = Some(call);
             self.send_error_control(
                 id,
                 ErrorBody::new(ErrorCode::DEADLINE_EXCEEDED, "deadline passed"),
             );
             self.events.push_back(ServerEvent::Expired(id));
+            self.batch_done(id, call, false);
         }
         self.check_drained();
         Ok(())
@@ -1673,12 +1710,13 @@ impl ServerConnection {
                         request_id: id,
                     });
                 }
-                if self.in_flight.remove(&id).is_some() {
+                if let Some(call) = self.in_flight.remove(&id) {
                     self.send_error_control(
                         id,
                         ErrorBody::new(ErrorCode::CANCELLED, "cancelled by the caller"),
                     );
                     self.events.push_back(ServerEvent::Cancelled(id));
+                    self.batch_done(id, Some(call), false);
                     self.check_drained();
                 }
                 // A CANCEL for a call already answered crossed the answer: ignore it.
@@ -1761,6 +1799,11 @@ impl ServerConnection {
             });
         }
         let id = c.request_id;
+        // `Some(None)`: the call names a batch that closed (failed or evicted): skipped.
+        let batch = match c.annotations.batch() {
+            Some((first, last)) => Some(self.join_batch(id, first, last)?),
+            None => None,
+        };
         let reject = if self.goaway_sent.is_some() {
             Some((
                 ProtocolError::GoingAway,
@@ -1791,8 +1834,16 @@ impl ServerConnection {
                 request_id: id,
                 error,
             });
+            if let Some(Some(b)) = batch {
+                self.batch_failed(b, id);
+            }
             return Ok(());
         }
+        if let Some(None) = batch {
+            self.skip(id, c.oneway, None);
+            return Ok(());
+        }
+        let batch = batch.flatten();
         let deadline = c.annotations.deadline();
         if deadline.is_some_and(|d| d.is_zero()) {
             // Already past: answered without dispatching (nothing to run it for).
@@ -1809,7 +1860,13 @@ impl ServerConnection {
                 request_id: id,
                 error: ProtocolError::DeadlineExceeded { request_id: id },
             });
+            if let Some(b) = batch {
+                self.batch_failed(b, id);
+            }
             return Ok(());
+        }
+        if let Some(b) = batch {
+            return self.batch_call(b, c, deadline.map(|d| now + d));
         }
         if !c.oneway {
             let deadline = deadline.map(|d| now + d);
@@ -1818,11 +1875,193 @@ impl ServerConnection {
                 ServerCall {
                     streaming: false,
                     deadline,
+                    batch: None,
                 },
             );
         }
         self.events.push_back(ServerEvent::Call(c));
         Ok(())
+    }
+
+    /// Checks a call's `wc.batch` annotation: `first` is the call itself (a new batch), an
+    /// open batch that has not seen its last call, or a lower id whose batch is closed
+    /// (`None`: the call is skipped). Returns the batch's id.
+    fn join_batch(
+        &mut self,
+        id: RequestId,
+        first: RequestId,
+        last: bool,
+    ) -> Result<Option<RequestId>, ProtocolError> {
+        let bad = |problem| ProtocolError::MalformedBody {
+            what: "wc.batch annotation",
+            problem,
+        };
+        if first == id {
+            if self.batches.len() >= self.config.limits.max_in_flight as usize {
+                // Make room: the oldest batch with nothing running or waiting is closed
+                // (a client that never sent its last call); its later calls are skipped.
+                let idle = self
+                    .batches
+                    .iter()
+                    .filter(|(_, b)| b.running.is_none() && b.held.is_empty())
+                    .map(|(k, _)| *k)
+                    .min();
+                match idle {
+                    Some(k) => {
+                        self.batches.remove(&k);
+                    }
+                    None => return Err(bad("more ordered batches running than max_in_flight")),
+                }
+            }
+            self.batches.insert(
+                id,
+                Batch {
+                    complete: last,
+                    ..Batch::default()
+                },
+            );
+            return Ok(Some(id));
+        }
+        if first > id {
+            return Err(bad(
+                "names a later request id (a batch is named by its first call)",
+            ));
+        }
+        match self.batches.get_mut(&first) {
+            Some(b) if !b.complete => {
+                b.complete = last;
+                Ok(Some(first))
+            }
+            Some(_) => Err(bad("names a batch whose last call already came")),
+            None => Ok(None),
+        }
+    }
+
+    /// A call of batch `b` that passed every check: skipped when an earlier call failed,
+    /// dispatched when its turn has come, else held.
+    fn batch_call(
+        &mut self,
+        b: RequestId,
+        c: Call,
+        deadline: Option<Instant>,
+    ) -> Result<(), ProtocolError> {
+        let id = c.request_id;
+        let Some(batch) = self.batches.get_mut(&b) else {
+            return Ok(());
+        };
+        if let Some(failed) = batch.failed {
+            self.skip(id, c.oneway, Some(failed));
+            self.close_batch_if_done(b);
+            return Ok(());
+        }
+        if !c.oneway {
+            self.in_flight.insert(
+                id,
+                ServerCall {
+                    streaming: false,
+                    deadline,
+                    batch: Some(b),
+                },
+            );
+        }
+        batch.held.push_back(c);
+        self.batch_advance(b);
+        Ok(())
+    }
+
+    /// Answers a call of a failed batch SKIPPED (nothing for a oneway call) without
+    /// dispatching it; `failed` names the call that failed, `None` a batch already closed.
+    fn skip(&mut self, id: RequestId, oneway: bool, failed: Option<RequestId>) {
+        let msg = match failed {
+            Some(f) => format!(
+                "not run: call {} of its ordered batch failed first; nothing of this call ran",
+                f.0
+            ),
+            None => "not run: its ordered batch is closed (an earlier call failed, or the \
+                     batch was left unfinished); nothing of this call ran"
+                .to_string(),
+        };
+        if !oneway {
+            self.in_flight.remove(&id);
+            self.send_error_control(id, ErrorBody::new(ErrorCode::SKIPPED, msg.clone()));
+        }
+        self.events.push_back(ServerEvent::Rejected {
+            request_id: id,
+            error: ProtocolError::InvalidState {
+                operation: "run a call of a batch",
+                state: "an earlier call of the batch failed",
+            },
+        });
+    }
+
+    /// Batch `b` failed at call `id`: held calls after it are skipped now.
+    fn batch_failed(&mut self, b: RequestId, id: RequestId) {
+        let Some(batch) = self.batches.get_mut(&b) else {
+            return;
+        };
+        let failed = *batch.failed.get_or_insert(id);
+        let later: Vec<Call> = {
+            let keep = batch
+                .held
+                .iter()
+                .take_while(|c| c.request_id < failed)
+                .count();
+            batch.held.drain(keep..).collect()
+        };
+        for c in later {
+            self.skip(c.request_id, c.oneway, Some(failed));
+        }
+        self.batch_advance(b);
+    }
+
+    /// A call left the in-flight set (answered, cancelled, expired): when it belongs to an
+    /// ordered batch, the batch moves on (or fails when `ok` is false).
+    fn batch_done(&mut self, id: RequestId, call: Option<ServerCall>, ok: bool) {
+        let Some(b) = call.and_then(|c| c.batch) else {
+            return;
+        };
+        let Some(batch) = self.batches.get_mut(&b) else {
+            return;
+        };
+        if batch.running == Some(id) {
+            batch.running = None;
+        } else {
+            // Still held (cancelled or expired before its turn): it never runs.
+            batch.held.retain(|c| c.request_id != id);
+        }
+        if ok {
+            self.batch_advance(b);
+        } else {
+            self.batch_failed(b, id);
+        }
+    }
+
+    /// Dispatches batch `b`'s next calls while none runs: oneway calls go at once (they
+    /// have no answer to wait for), a call with an answer runs alone until answered.
+    fn batch_advance(&mut self, b: RequestId) {
+        while let Some(batch) = self.batches.get_mut(&b) {
+            if batch.running.is_some() {
+                break;
+            }
+            let Some(c) = batch.held.pop_front() else {
+                break;
+            };
+            if !c.oneway {
+                batch.running = Some(c.request_id);
+            }
+            self.events.push_back(ServerEvent::Call(c));
+        }
+        self.close_batch_if_done(b);
+    }
+
+    /// Forgets batch `b` once nothing of it runs or waits and its last call came or it
+    /// failed (its later calls are then skipped as calls of a closed batch).
+    fn close_batch_if_done(&mut self, b: RequestId) {
+        if self.batches.get(&b).is_some_and(|x| {
+            (x.complete || x.failed.is_some()) && x.running.is_none() && x.held.is_empty()
+        }) {
+            self.batches.remove(&b);
+        }
     }
 
     fn send_error_control(&mut self, request_id: RequestId, body: ErrorBody) {
@@ -1883,7 +2122,8 @@ impl ServerConnection {
                 c.streaming = true;
             }
         } else {
-            self.in_flight.remove(&id);
+            let call = self.in_flight.remove(&id);
+            self.batch_done(id, call, true);
             self.check_drained();
         }
         Ok(())
@@ -1917,6 +2157,9 @@ impl ServerConnection {
             self.in_flight.insert(request_id, call);
             return Err(e);
         }
+        if call.batch.is_some() {
+            self.batch_done(request_id, Some(call), true);
+        }
         self.check_drained();
         Ok(())
     }
@@ -1931,7 +2174,8 @@ impl ServerConnection {
     pub fn stream_end(&mut self, request_id: RequestId) -> Result<(), ProtocolError> {
         self.answer(request_id, true)?;
         self.core.send(&Frame::StreamEnd(request_id))?;
-        self.in_flight.remove(&request_id);
+        let call = self.in_flight.remove(&request_id);
+        self.batch_done(request_id, call, true);
         self.check_drained();
         Ok(())
     }
@@ -1944,7 +2188,8 @@ impl ServerConnection {
             return Err(ProtocolError::NotInFlight { request_id: id });
         }
         self.core.send(&Frame::Error(error))?;
-        self.in_flight.remove(&id);
+        let call = self.in_flight.remove(&id);
+        self.batch_done(id, call, false);
         self.check_drained();
         Ok(())
     }

@@ -78,8 +78,8 @@ mod wire;
 pub mod pyro;
 
 pub use annotations::{
-    Annotations, AnnotationsBuilder, Iter as AnnotationsIter, CORRELATION_KEY, DEADLINE_KEY,
-    RESERVED_PREFIX,
+    Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST,
+    CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX,
 };
 pub use conn::{
     check_codec, CallRequest, ClientConfig, ClientConnection, ClientEvent, ServerConfig,

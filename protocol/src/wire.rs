@@ -308,6 +308,9 @@ wire_newtype! {
         PERMISSION_DENIED = 0x0f;
         /// The peer did not answer a PING, or the handshake, in time.
         TIMEOUT = 0x10;
+        /// The call was not run: it belongs to an ordered batch and an earlier call of the
+        /// batch failed (SPEC §6.8). Nothing of it ran, so it may be sent again.
+        SKIPPED = 0x11;
     }
 }
 

@@ -1270,3 +1270,386 @@ fn server_refuses_before_hello() {
     );
     assert!(!q.server.is_closed());
 }
+
+// ---------------------------------------------------------------------------------------
+// Ordered batches (SPEC §6.8)
+// ---------------------------------------------------------------------------------------
+
+impl Pair {
+    /// Starts call `i` of an ordered batch whose first call is `first` (`None`: this call).
+    fn batch_call(&mut self, first: Option<RequestId>, last: bool, oneway: bool) -> RequestId {
+        let first = first.unwrap_or_else(|| self.client.next_request_id());
+        let mut req = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+        req.oneway = oneway;
+        req.annotations = Annotations::builder().batch(first, last).build();
+        self.client.call(req, self.now).unwrap()
+    }
+
+    fn batch(&mut self, n: usize) -> Vec<RequestId> {
+        let first = self.batch_call(None, n == 1, false);
+        let mut ids = vec![first];
+        for i in 1..n {
+            ids.push(self.batch_call(Some(first), i == n - 1, false));
+        }
+        ids
+    }
+}
+
+fn call_ids(events: Vec<ServerEvent>) -> Vec<RequestId> {
+    calls(events).into_iter().map(|c| c.request_id).collect()
+}
+
+fn error_codes(events: Vec<ClientEvent>) -> Vec<(RequestId, ErrorCode)> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Error(e) => Some((e.request_id, e.body.code)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn batch_calls_are_dispatched_one_at_a_time_in_order() {
+    let mut p = Pair::connected();
+    let ids = p.batch(3);
+    let plain = p.call("other", b"");
+    p.drive();
+    // Only the first call of the batch runs; the plain call is not held back.
+    assert_eq!(call_ids(p.server_events()), vec![ids[0], plain]);
+    assert_eq!(p.server.in_flight(), 4, "held calls count as in flight");
+    p.reply(ids[0], b"\x01").unwrap();
+    assert_eq!(call_ids(p.server_events()), vec![ids[1]]);
+    p.reply(ids[1], b"\x02").unwrap();
+    assert_eq!(call_ids(p.server_events()), vec![ids[2]]);
+    p.reply(ids[2], b"\x03").unwrap();
+    p.reply(plain, b"").unwrap();
+    p.drive();
+    let replies: Vec<RequestId> = p
+        .client_events()
+        .into_iter()
+        .map(|e| match e {
+            ClientEvent::Reply(r) => r.request_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(replies, vec![ids[0], ids[1], ids[2], plain]);
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn batch_stops_at_the_first_error_and_skips_the_rest() {
+    let mut p = Pair::connected();
+    let ids = p.batch(4);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![ids[0]]);
+    p.reply(ids[0], b"\x01").unwrap();
+    assert_eq!(call_ids(p.server_events()), vec![ids[1]]);
+    p.server
+        .error(ErrorFrame {
+            request_id: ids[1],
+            codec: CodecId::NONE,
+            annotations: Annotations::new(),
+            body: ErrorBody::new(ErrorCode::APPLICATION_ERROR, "boom"),
+        })
+        .unwrap();
+    // Calls 3 and 4 are never dispatched: rejected, answered SKIPPED.
+    let evs = p.server_events();
+    assert_eq!(evs.len(), 2);
+    assert!(evs
+        .iter()
+        .all(|e| matches!(e, ServerEvent::Rejected { .. })));
+    assert_eq!(p.server.in_flight(), 0);
+    p.drive();
+    let evs = p.client_events();
+    assert!(matches!(&evs[0], ClientEvent::Reply(r) if r.request_id == ids[0]));
+    assert_eq!(
+        error_codes(evs),
+        vec![
+            (ids[1], ErrorCode::APPLICATION_ERROR),
+            (ids[2], ErrorCode::SKIPPED),
+            (ids[3], ErrorCode::SKIPPED)
+        ]
+    );
+    assert_eq!(p.client.in_flight(), 0);
+    assert!(!ErrorCode::SKIPPED.is_retryable());
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn batch_calls_arriving_after_the_failure_are_skipped_and_the_batch_closes() {
+    let mut p = Pair::connected();
+    let first = p.batch_call(None, false, false);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![first]);
+    p.server
+        .error(ErrorFrame {
+            request_id: first,
+            codec: CodecId::NONE,
+            annotations: Annotations::new(),
+            body: ErrorBody::new(ErrorCode::APPLICATION_ERROR, "boom"),
+        })
+        .unwrap();
+    // A oneway call of the failed batch is dropped, a two-way one answered SKIPPED.
+    let ow = p.batch_call(Some(first), false, true);
+    let last = p.batch_call(Some(first), true, false);
+    p.drive();
+    let evs = p.server_events();
+    assert!(
+        matches!(&evs[..], [ServerEvent::Rejected { request_id: a, .. }, ServerEvent::Rejected { request_id: b, .. }] if *a == ow && *b == last)
+    );
+    assert_eq!(
+        error_codes(p.client_events()),
+        vec![
+            (first, ErrorCode::APPLICATION_ERROR),
+            (last, ErrorCode::SKIPPED)
+        ]
+    );
+    // The batch is closed; its last call came: naming it again is a protocol error.
+    p.batch_call(Some(first), true, false);
+    p.drive();
+    assert!(p.server_err.is_none(), "a closed batch's call is skipped");
+    assert_eq!(error_codes(p.client_events())[0].1, ErrorCode::SKIPPED);
+}
+
+#[test]
+fn oneway_calls_of_a_batch_run_in_their_turn() {
+    let mut p = Pair::connected();
+    let first = p.batch_call(None, false, false);
+    let ow = p.batch_call(Some(first), false, true);
+    let last = p.batch_call(Some(first), true, false);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![first]);
+    p.reply(first, b"").unwrap();
+    // The oneway call has no answer to wait for: the next call follows at once.
+    assert_eq!(call_ids(p.server_events()), vec![ow, last]);
+    p.reply(last, b"").unwrap();
+    p.drive();
+    assert_eq!(p.client_events().len(), 2);
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn cancelling_a_held_batch_call_fails_the_batch_from_there() {
+    let mut p = Pair::connected();
+    let ids = p.batch(4);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![ids[0]]);
+    // Call 3 is cancelled while call 1 runs: call 2 still runs, call 4 is skipped.
+    p.client.cancel(ids[2]).unwrap();
+    p.drive();
+    let evs = p.server_events();
+    assert!(matches!(&evs[0], ServerEvent::Cancelled(id) if *id == ids[2]));
+    assert!(matches!(&evs[1], ServerEvent::Rejected { request_id, .. } if *request_id == ids[3]));
+    assert_eq!(evs.len(), 2);
+    p.reply(ids[0], b"").unwrap();
+    assert_eq!(call_ids(p.server_events()), vec![ids[1]]);
+    p.reply(ids[1], b"").unwrap();
+    assert_eq!(p.server_events(), vec![]);
+    p.drive();
+    assert_eq!(
+        error_codes(p.client_events()),
+        vec![(ids[3], ErrorCode::SKIPPED)],
+        "the cancelled call's CANCELLED is swallowed by the client"
+    );
+    assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn batch_deadline_of_the_running_call_skips_the_rest() {
+    let mut p = Pair::connected();
+    let first = p.client.next_request_id();
+    let mut req = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+    req.annotations = Annotations::builder()
+        .deadline(Duration::from_millis(10))
+        .batch(first, false)
+        .build();
+    assert_eq!(p.client.call(req, p.now).unwrap(), first);
+    let second = p.batch_call(Some(first), true, false);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![first]);
+    p.advance(Duration::from_millis(10));
+    let evs = p.server_events();
+    assert!(matches!(&evs[0], ServerEvent::Expired(id) if *id == first));
+    assert!(matches!(&evs[1], ServerEvent::Rejected { request_id, .. } if *request_id == second));
+    p.drive();
+    assert!(error_codes(p.client_events()).contains(&(second, ErrorCode::SKIPPED)));
+    assert_eq!(p.server.in_flight(), 0);
+}
+
+#[test]
+fn a_rejected_first_call_fails_its_batch() {
+    let mut p = Pair::connected();
+    let first = p.client.next_request_id();
+    let mut req = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+    req.codec = Some(CodecId::CBOR); // not accepted by the server
+    req.annotations = Annotations::builder().batch(first, false).build();
+    p.client.call(req, p.now).unwrap();
+    let second = p.batch_call(Some(first), true, false);
+    p.drive();
+    assert_eq!(
+        error_codes(p.client_events()),
+        vec![
+            (first, ErrorCode::CODEC_REFUSED),
+            (second, ErrorCode::SKIPPED)
+        ]
+    );
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn batch_annotation_naming_no_open_batch_is_a_protocol_error() {
+    let mut p = Pair::connected();
+    // Names a later id, not its own and not an open batch.
+    let next = p.client.next_request_id();
+    let mut req = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+    req.annotations = Annotations::builder()
+        .batch(RequestId(next.0 + 5), true)
+        .build();
+    p.client.call(req, p.now).unwrap();
+    p.drive();
+    let e = p.server_err.clone().expect("server error");
+    assert_eq!(e.kind_name(), "malformed_body");
+    assert!(e.to_string().contains("wc.batch"), "{e}");
+    assert!(p.client_err.is_some(), "the client is told by GOAWAY");
+}
+
+#[test]
+fn batch_annotation_value_is_checked() {
+    for (value, why) in [
+        (&[0u8; 8][..], "9 bytes"),
+        (&[0, 0, 0, 0, 0, 0, 0, 1, 2][..], "flag"),
+        (&[0u8; 9][..], "request id 0"),
+    ] {
+        let mut section = vec![8u8];
+        section.extend_from_slice(b"wc.batch");
+        section.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        section.extend_from_slice(value);
+        let e = Annotations::from_wire(Bytes::from(section)).unwrap_err();
+        assert_eq!(e.kind_name(), "malformed_body");
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    let a = Annotations::builder().batch(RequestId(7), true).build();
+    assert_eq!(a.batch(), Some((RequestId(7), true)));
+    let back = Annotations::from_wire(a.as_bytes().clone()).unwrap();
+    assert_eq!(back.batch(), Some((RequestId(7), true)));
+}
+
+#[test]
+fn a_batch_whose_last_call_came_cannot_grow() {
+    let mut p = Pair::connected();
+    let ids = p.batch(2);
+    p.drive();
+    p.server_events();
+    p.batch_call(Some(ids[0]), false, false);
+    p.drive();
+    let e = p.server_err.clone().expect("server error");
+    assert!(e.to_string().contains("last call already came"), "{e}");
+}
+
+#[test]
+fn open_batches_are_bounded_by_max_in_flight() {
+    let mut server = ServerConfig::new(vec![CodecId::MSGPACK]);
+    server.limits.max_in_flight = 2;
+    let mut p = Pair::new(ClientConfig::new(vec![CodecId::MSGPACK]), server);
+    p.drive();
+    p.client_events();
+    p.server_events();
+    // Two batches left open (never sent their last call), each first call answered.
+    for _ in 0..2 {
+        let id = p.batch_call(None, false, false);
+        p.drive();
+        p.server_events();
+        p.reply(id, b"").unwrap();
+        p.drive();
+    }
+    // A third batch evicts the oldest idle one; that one's later calls are skipped.
+    let third = p.batch_call(None, false, false);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![third]);
+    p.batch_call(Some(RequestId(1)), true, false);
+    p.drive();
+    let evs = p.server_events();
+    assert!(
+        matches!(&evs[..], [ServerEvent::Rejected { .. }]),
+        "{evs:?}"
+    );
+    assert!(p.server_err.is_none());
+    p.reply(third, b"").unwrap();
+    // Two batches running (a call each in flight): a third cannot evict them.
+    let mut server = ServerConfig::new(vec![CodecId::MSGPACK]);
+    server.limits.max_in_flight = 2;
+    let mut p = Pair::new(ClientConfig::new(vec![CodecId::MSGPACK]), server);
+    p.drive();
+    p.batch_call(None, false, false);
+    p.batch_call(None, false, false);
+    p.batch_call(None, false, true);
+    p.drive();
+    let e = p
+        .server_err
+        .clone()
+        .expect("a third running batch is refused");
+    assert!(e.to_string().contains("max_in_flight"), "{e}");
+}
+
+#[test]
+fn a_drained_batch_answers_each_call_once() {
+    let mut p = Pair::connected();
+    let ids = p.batch(3);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![ids[0]]);
+    p.server
+        .shutdown("bye", p.now, Duration::from_millis(10))
+        .unwrap();
+    p.advance(Duration::from_millis(10));
+    p.drive();
+    // The running call is given up, the held ones skipped: one final answer each (a
+    // second would be `unknown_request` on the client).
+    assert_eq!(
+        error_codes(p.client_events()),
+        vec![
+            (ids[0], ErrorCode::SHUTTING_DOWN),
+            (ids[1], ErrorCode::SKIPPED),
+            (ids[2], ErrorCode::SKIPPED)
+        ]
+    );
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+    assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+}
+
+#[test]
+fn a_held_call_past_its_deadline_fails_the_batch_from_there() {
+    let mut p = Pair::connected();
+    let first = p.batch_call(None, false, false);
+    let mut req = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+    req.annotations = Annotations::builder()
+        .deadline(Duration::from_millis(5))
+        .batch(first, false)
+        .build();
+    let timed = p.client.call(req, p.now).unwrap();
+    let last = p.batch_call(Some(first), true, false);
+    p.drive();
+    assert_eq!(call_ids(p.server_events()), vec![first]);
+    p.advance(Duration::from_millis(5));
+    let evs = p.server_events();
+    assert!(
+        matches!(&evs[0], ServerEvent::Expired(id) if *id == timed),
+        "{evs:?}"
+    );
+    assert!(matches!(&evs[1], ServerEvent::Rejected { request_id, .. } if *request_id == last));
+    // The call before it still completes normally; nothing more is dispatched.
+    p.reply(first, b"").unwrap();
+    assert_eq!(p.server_events(), vec![]);
+    p.drive();
+    let evs = p.client_events();
+    assert!(
+        error_codes(evs.clone()).contains(&(last, ErrorCode::SKIPPED)),
+        "{evs:?}"
+    );
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Reply(r) if r.request_id == first)));
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+    assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+}

@@ -17,9 +17,14 @@
 //! resolution cost added to a new proxy's first call, and later calls of a resolved proxy,
 //! each beside a plain call in the same run (see `perf/naming.rs`).
 //!
+//! Batches (`--profile batch`, alone): 1,000 small calls as one `Proxy::batch` (ordered, and
+//! run-all) against the same calls one after another, per transport (see `perf/batch.rs`).
+//!
 //! `cargo run --release -p wirecall-benches --bin perf -- [--duration S] [--quick]
-//! [--codecs json,postcard] [--transports tcp,unix] [--json] [--profile many-conns|naming]`
+//! [--codecs json,postcard] [--transports tcp,unix] [--json] [--profile many-conns|naming|batch]`
 
+#[path = "perf/batch.rs"]
+mod batch;
 #[path = "perf/naming.rs"]
 mod naming;
 
@@ -201,6 +206,22 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(subject) = &args.profile {
         let transport = transports.first().copied().unwrap_or(TransportKind::Tcp);
         let codec = codecs.first().copied().unwrap_or(CodecId::POSTCARD);
+        if subject == "batch" {
+            let mut figs = Vec::new();
+            for t in &transports {
+                let name = match t {
+                    TransportKind::Unix => "unix",
+                    _ => "tcp",
+                };
+                figs.push(batch::measure(&rt, name, duration, progress)?);
+            }
+            if args.json {
+                println!("{:#}", batch::to_json(&figs));
+            } else {
+                print!("{}", batch::table(&figs, duration));
+            }
+            return Ok(());
+        }
         if subject == "naming" {
             let f = naming::measure(&rt, duration, progress)?;
             if args.json {

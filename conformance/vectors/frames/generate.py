@@ -414,6 +414,15 @@ def annotations():
                      call_with(entry("wc.deadline", bytes(4))), "malformed_body"))
     out.append(v_err("annotations-corr-wrong-length", "§6.7", "wc.corr must be 16 bytes",
                      call_with(entry("wc.corr", bytes(15))), "malformed_body"))
+    out.append(v_err("annotations-batch-wrong-length", "§6.7, §6.8", "wc.batch must be 9 bytes",
+                     call_with(entry("wc.batch", bytes(8))), "malformed_body"))
+    out.append(v_err("annotations-batch-unknown-flag", "§6.7, §6.8", "wc.batch flags other than 01 are rejected",
+                     call_with(entry("wc.batch", struct.pack(">QB", 1, 2))), "malformed_body"))
+    out.append(v_err("annotations-batch-id-zero", "§6.7, §6.8", "wc.batch cannot name request id 0",
+                     call_with(entry("wc.batch", struct.pack(">QB", 0, 1))), "malformed_body"))
+    batch = [("wc.batch", struct.pack(">QB", 1, 1))]
+    out.append(v_ok("annotations-batch", "§6.7, §6.8", "CALL #1 opening and closing its own ordered batch",
+                    call_with(ann_bytes(batch)), [j_call(1, 0, 1, "m", ann=batch)]))
     fut = [("wc.future", b"\x01"), ("k", b"v"), ("k", b"w")]
     out.append(v_ok("annotations-unknown-protocol-key", "§6.7",
                     "an unknown wc. key is kept and ignored; duplicate user keys keep their order",
@@ -466,6 +475,17 @@ def sessions():
                   [{"kind": "ERROR", "request_id": 1, "code": 4, "accepted": [1, 2]}], ["rejected"])])
     srv("server-oneway-codec-refused", "§4, §10", "a ONEWAY CALL in a refused codec is dropped without an answer",
         [hs, step(frame(CALL, flags=ONEWAY, codec=3, provider=1, rid=1, route=b"m"), [], ["rejected"])])
+    def batch_call(rid, first, last, codec=1):
+        return frame(CALL, codec=codec, provider=1, rid=rid, route=b"m", payload=b"[]",
+                     ann=entry("wc.batch", struct.pack(">QB", first, 1 if last else 0)))
+    srv("server-batch-held", "§6.8", "an ordered batch of two: only the first call is dispatched",
+        [hs, step(batch_call(1, 1, False) + batch_call(2, 1, True), [], ["call"])])
+    srv("server-batch-skipped", "§6.8, §9", "an ordered batch whose first call is refused (cbor): the second is answered SKIPPED",
+        [hs, step(batch_call(1, 1, False, codec=3) + batch_call(2, 1, True),
+                  [{"kind": "ERROR", "request_id": 1, "code": 4, "accepted": [1, 2]},
+                   {"kind": "ERROR", "request_id": 2, "code": 0x11}], ["rejected", "rejected"])])
+    srv("server-batch-names-later-id", "§6.8", "a wc.batch naming a later request id is fatal",
+        [hs, step(batch_call(1, 5, True), [{"kind": "GOAWAY", "code": 1}], [], "malformed_body")])
     one = dict(SERVER_CFG, limits={"max_frame_len": 4096, "max_annotations_len": 64, "max_in_flight": 1})
     srv("server-too-many-in-flight", "§8, §10", "the second CALL over max_in_flight 1 is answered TOO_MANY_IN_FLIGHT",
         [dict(hs, send=[{"kind": "WELCOME", "limits": one["limits"]}]), step(call1, [], ["call"]),

@@ -272,6 +272,22 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
         self
     }
 
+    /// Marks this call idempotent with a retry budget: when the connection is lost before
+    /// its answer came (a server restart), it is sent again on a new connection, up to `n`
+    /// times, with a backoff of 20 ms doubling up to 1 s. Without it (or
+    /// [`idempotent`](Self::idempotent)) a call that may have run is never sent twice.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.opts.retries = Some(n);
+        self
+    }
+
+    /// Marks this call idempotent: retried as [`retries`](Self::retries) with the proxy's
+    /// budget ([`Proxy::max_retries`], `WIRECALL_MAX_RETRIES`, default 3).
+    pub fn idempotent(mut self) -> Self {
+        self.opts.retries = Some(self.opts.max_retries);
+        self
+    }
+
     /// Adds a user annotation to this call.
     pub fn annotation(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         self.opts.annotations.push((key.into(), value.into()));

@@ -225,6 +225,19 @@ pub(crate) struct ClientConn {
     pub(crate) default_codec: CodecId,
     pub(crate) accepted: Vec<CodecId>,
     pub(crate) address: String,
+    /// The server's limit of calls in flight on this connection.
+    pub(crate) max_in_flight: u32,
+}
+
+/// How a call joins an ordered batch (SPEC §6.8): the batch's first request id, shared by
+/// its calls (0 until the first call is queued), and whether this call is the last.
+pub(crate) struct BatchMark<'a> {
+    pub(crate) first: &'a std::sync::atomic::AtomicU64,
+    /// This call opens the batch (its id becomes the batch's).
+    pub(crate) is_first: bool,
+    pub(crate) last: bool,
+    /// Set once this call's frame is queued (sent, as far as the batch is concerned).
+    pub(crate) queued: &'a AtomicBool,
 }
 
 impl Drop for ClientConn {
@@ -389,6 +402,7 @@ impl ClientConn {
             default_codec: session.codec,
             accepted: session.accepted.clone(),
             address: url,
+            max_in_flight: session.peer_limits.max_in_flight,
         })
     }
 
@@ -404,6 +418,37 @@ impl ClientConn {
         release_reader(&self.shared, reader);
     }
 
+    /// A call of a batch: queued for the writer task with the calls around it (one write),
+    /// and, in an ordered batch (`mark`), annotated `wc.batch` with the batch's first
+    /// request id, read and set under the connection's lock so that no other call takes it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn call_batched(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        annotations: &proto::Annotations,
+        args: &[u8],
+        kwargs: &[u8],
+        oneway: bool,
+        timeout: Option<Duration>,
+        mark: Option<BatchMark<'_>>,
+    ) -> Result<Option<(CodecId, Body)>, Error> {
+        self.call_inner(
+            provider_id,
+            method,
+            codec,
+            annotations,
+            args,
+            kwargs,
+            oneway,
+            timeout,
+            mark,
+            true,
+        )
+        .await
+    }
+
     /// Sends one call and waits for its answer (`None` for a oneway call).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn call(
@@ -416,6 +461,37 @@ impl ClientConn {
         kwargs: &[u8],
         oneway: bool,
         timeout: Option<Duration>,
+    ) -> Result<Option<(CodecId, Body)>, Error> {
+        self.call_inner(
+            provider_id,
+            method,
+            codec,
+            annotations,
+            args,
+            kwargs,
+            oneway,
+            timeout,
+            None,
+            false,
+        )
+        .await
+    }
+
+    /// [`call`](Self::call), optionally in an ordered batch and always queued for the
+    /// writer task when `batched`.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_inner(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        annotations: &proto::Annotations,
+        args: &[u8],
+        kwargs: &[u8],
+        oneway: bool,
+        timeout: Option<Duration>,
+        batch: Option<BatchMark<'_>>,
+        batched: bool,
     ) -> Result<Option<(CodecId, Body)>, Error> {
         let frame = proto::CallRef {
             request_id: proto::RequestId::NONE,
@@ -438,11 +514,29 @@ impl ClientConn {
                 return Err(Error::transport(&self.address, "the connection is closed"));
             }
             let now = p.side.recent;
+            let marked;
+            let frame = match &batch {
+                None => frame,
+                Some(mark) => {
+                    marked = with_batch(annotations, &p.side.machine, mark)?;
+                    proto::CallRef {
+                        annotations: &marked,
+                        ..frame
+                    }
+                }
+            };
             p.side
                 .machine
                 .call_ref(frame, now)
                 .map_err(|e| conn_error(&self.address, e))?;
-            shared.wire.flush_locked(p);
+            if let Some(mark) = &batch {
+                mark.queued.store(true, Ordering::Relaxed);
+            }
+            if batched {
+                shared.wire.flush_batched(p);
+            } else {
+                shared.wire.flush_locked(p);
+            }
             return Ok(None);
         }
         let slot = std::pin::pin!(Slot::new());
@@ -459,11 +553,32 @@ impl ClientConn {
                 return Err(Error::transport(&self.address, "the connection is closed"));
             }
             let at = now.unwrap_or(p.side.recent);
+            let marked;
+            let frame = match &batch {
+                None => frame,
+                Some(mark) => {
+                    marked = with_batch(annotations, &p.side.machine, mark)?;
+                    proto::CallRef {
+                        annotations: &marked,
+                        ..frame
+                    }
+                }
+            };
             let id = p
                 .side
                 .machine
                 .call_ref(frame, at)
                 .map_err(|e| conn_error(&self.address, e))?;
+            if let Some(mark) = &batch {
+                mark.queued.store(true, Ordering::Relaxed);
+                // The batch's first call is queued: its id names the batch.
+                let _ = mark.first.compare_exchange(
+                    0,
+                    id.0,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
             // SAFETY: `slot` is pinned in this future and outlives `guard` below (declared
             // after it, so dropped before it), which forgets the waiter under the lock
             // unless the slot was filled.
@@ -476,7 +591,7 @@ impl ClientConn {
             let reader = shared.take_reader(&mut p.side);
             // A lone call is written inline (no task hop); with others in flight the
             // writer task batches them into one write.
-            if p.side.waiters.len() == 1 {
+            if p.side.waiters.len() == 1 && !batched {
                 shared.wire.flush_locked(p);
             } else {
                 shared.wire.flush_batched(p);
@@ -559,6 +674,41 @@ impl ClientConn {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `annotations` with a `wc.batch` entry appended, read under the connection's lock: the
+/// batch's first call names the id it is about to get; later calls the id the first got.
+fn with_batch(
+    annotations: &proto::Annotations,
+    machine: &proto::ClientConnection,
+    mark: &BatchMark<'_>,
+) -> Result<proto::Annotations, Error> {
+    let first = match mark.first.load(std::sync::atomic::Ordering::Relaxed) {
+        0 if mark.is_first => machine.next_request_id(),
+        0 => {
+            return Err(Error::Skipped {
+                message: "the first call of its batch could not be sent".into(),
+            })
+        }
+        id => proto::RequestId(id),
+    };
+    let mut b = proto::Annotations::builder();
+    for (k, v) in annotations.iter() {
+        if k == proto::DEADLINE_KEY {
+            if let Some(d) = annotations.deadline() {
+                b = b.deadline(d);
+            }
+        } else if k == proto::CORRELATION_KEY {
+            if let Some(c) = annotations.correlation_id() {
+                b = b.correlation_id(c);
+            }
+        } else if !k.starts_with(proto::RESERVED_PREFIX) {
+            b = b
+                .insert(k, v)
+                .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
+        }
+    }
+    Ok(b.batch(first, mark.last).build())
 }
 
 /// Fires the machine's timers now: calls past their deadline fail (their waiters are

@@ -4,12 +4,14 @@
 
 use std::sync::Mutex;
 
+mod batch;
 mod builder;
 mod conn;
 mod proxy;
 pub(crate) mod pyro;
 mod slot;
 
+pub use batch::{Batch, BatchCall, BatchResults};
 pub use builder::{CallBuilder, Client, IntoProxy, RemoteFunction};
 pub use proxy::{ProviderHandle, Proxy};
 pub use pyro::{PyroBatch, PyroClasses, PyroItemStream, PyroMetadata, PyroProxy};

@@ -23,6 +23,25 @@ use crate::provider::{full_name, getter_route, setter_route, Metadata};
 use crate::server::DAEMON_PROVIDER_ID;
 use crate::CodecId;
 
+impl CallOpts {
+    /// The annotations a call with these options carries (deadline, user entries).
+    pub(super) fn annotations(&self) -> Result<proto::Annotations, Error> {
+        if self.timeout.is_none() && self.annotations.is_empty() {
+            return Ok(proto::Annotations::new());
+        }
+        let mut b = proto::Annotations::builder();
+        if let Some(t) = self.timeout {
+            b = b.deadline(t);
+        }
+        for (k, v) in &self.annotations {
+            b = b
+                .insert(k, v)
+                .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
+        }
+        Ok(b.build())
+    }
+}
+
 /// Per-call options.
 #[derive(Debug, Clone, Default)]
 pub(super) struct CallOpts {
@@ -36,6 +55,41 @@ pub(super) struct CallOpts {
     pub(super) limits: Option<proto::Limits>,
     /// The TLS configuration for `tls://` addresses (at connect; default: the environment).
     pub(super) tls: Option<crate::TlsClientConfig>,
+    /// The proxy's retry budget (`Proxy::max_retries`; default `WIRECALL_MAX_RETRIES`).
+    pub(super) max_retries: u32,
+    /// This call may be sent again after the connection was lost, this many times
+    /// (`#[remote(idempotent)]`, `CallBuilder::retries`); `None`: never once it may have run.
+    pub(super) retries: Option<u32>,
+}
+
+/// The pause before retry number `attempt` (0-based): 20 ms doubling up to 1 s.
+pub(super) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(20u64.saturating_mul(1u64 << attempt.min(6))).min(Duration::from_secs(1))
+}
+
+/// Whether `e` says the connection was lost or is going away (the call may be sent again on
+/// a new connection), as opposed to an answer about the call itself.
+pub(super) fn is_connection_loss(e: &Error) -> bool {
+    matches!(e, Error::Transport { .. } | Error::ShuttingDown { .. })
+}
+
+/// The error of a call that is not idempotent and may have run when its connection was
+/// lost: not sent again; still retryable, so the caller decides.
+fn may_have_run(e: Error) -> Error {
+    match e {
+        Error::Transport {
+            address,
+            message,
+            source,
+        } => Error::Transport {
+            address,
+            message: format!(
+                "{message}; the call may have run and was not sent again (it is not idempotent: mark it #[remote(idempotent)] or use .retries(n) to let the proxy retry it)"
+            ),
+            source,
+        },
+        e => e,
+    }
 }
 
 struct ProxyShared {
@@ -107,7 +161,7 @@ pub struct Proxy {
 }
 
 /// The connection a call uses: borrowed from the proxy's cache, or its own reference.
-enum ConnRef<'a> {
+pub(super) enum ConnRef<'a> {
     Cached(&'a ClientConn),
     Owned(Arc<ClientConn>),
 }
@@ -166,13 +220,17 @@ impl Proxy {
     /// A proxy for `uri`; connects on first use (or on [`Proxy::connect`]).
     ///
     /// The default codec is `WIRECALL_CODEC` if set, else the first codec the server
-    /// accepts from the client's preference list.
+    /// accepts from the client's preference list; the retry budget is
+    /// `WIRECALL_MAX_RETRIES` if set (see [`Proxy::max_retries`]), and a bad value of either
+    /// is an error naming the variable.
     pub fn new(uri: &str) -> Result<Proxy, Error> {
         if let Some(proxy) = Proxy::named(uri)? {
             return Ok(proxy);
         }
         let (service, provider_id, address) = parse_uri(uri)?;
         let env_codec = config::codec_from_env()?;
+        // A bad WIRECALL_MAX_RETRIES is reported here rather than ignored.
+        config::max_retries_from_env()?;
         Ok(Proxy::build(
             Ok(address),
             uri,
@@ -209,6 +267,7 @@ impl Proxy {
             }
         };
         let env_codec = config::codec_from_env()?;
+        config::max_retries_from_env()?;
         let mut proxy = Proxy::build(Err(String::new()), uri, service, provider_id, env_codec);
         if let Some(shared) = Arc::get_mut(&mut proxy.shared) {
             shared.named = Some(Arc::new(NamedTarget::new(target)));
@@ -256,6 +315,10 @@ impl Proxy {
             }),
             opts: CallOpts {
                 codec: env_codec,
+                max_retries: config::max_retries_from_env()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(config::DEFAULT_MAX_RETRIES),
                 ..CallOpts::default()
             },
             validate: false,
@@ -266,6 +329,23 @@ impl Proxy {
     /// A proxy that reports `err` on first use (for conversions that cannot fail).
     pub(super) fn broken(uri: &str, err: String) -> Proxy {
         Proxy::build(Err(err), uri, None, None, None)
+    }
+
+    /// A clone that retries up to `n` times (Pyro's `MAX_RETRIES`; default
+    /// `WIRECALL_MAX_RETRIES`, else 3; 0 turns retries off), with a backoff of 20 ms
+    /// doubling up to 1 s:
+    ///
+    /// - connecting: a call whose connection cannot be made (a server restarting) tries
+    ///   again; nothing was sent, so this holds for every call;
+    /// - idempotent calls (`#[remote(idempotent)]`, [`CallBuilder::idempotent`]) are sent
+    ///   again on a new connection when the connection was lost or went away
+    ///   ([`Error::Transport`], [`Error::ShuttingDown`]) before their answer came;
+    /// - any other call that may have run is never sent twice: it fails with that error
+    ///   (retryable, [`Error::is_retryable`]: the caller decides).
+    #[must_use]
+    pub fn max_retries(mut self, n: u32) -> Proxy {
+        self.opts.max_retries = n;
+        self
     }
 
     /// A clone that encodes calls with `codec` (sharing the connection).
@@ -389,7 +469,7 @@ impl Proxy {
     }
 
     /// The live connection, connecting first if there is none.
-    async fn conn(&self) -> Result<ConnRef<'_>, Error> {
+    pub(super) async fn conn(&self) -> Result<ConnRef<'_>, Error> {
         if let Some(c) = self.cached.get() {
             if c.is_live() {
                 return Ok(ConnRef::Cached(c));
@@ -520,20 +600,7 @@ impl Proxy {
         oneway: bool,
         opts: &CallOpts,
     ) -> Result<Option<(CodecId, Body)>, Error> {
-        let annotations = if opts.timeout.is_none() && opts.annotations.is_empty() {
-            proto::Annotations::new()
-        } else {
-            let mut b = proto::Annotations::builder();
-            if let Some(t) = opts.timeout {
-                b = b.deadline(t);
-            }
-            for (k, v) in &opts.annotations {
-                b = b
-                    .insert(k, v)
-                    .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
-            }
-            b.build()
-        };
+        let annotations = opts.annotations()?;
         conn.call(
             provider_id,
             method,
@@ -575,7 +642,70 @@ impl Proxy {
         oneway: bool,
         opts: &CallOpts,
     ) -> Result<Option<R>, Error> {
-        let conn = self.conn().await?;
+        let mut attempt = 0;
+        loop {
+            let r = self
+                .invoke_once(
+                    provider_id,
+                    method,
+                    args,
+                    kwargs,
+                    oneway,
+                    opts,
+                    &mut attempt,
+                )
+                .await;
+            match r {
+                Err(e) if is_connection_loss(&e) => {
+                    let Some(budget) = opts.retries else {
+                        return Err(may_have_run(e));
+                    };
+                    if attempt >= budget {
+                        return Err(e);
+                    }
+                    tracing::debug!(method, attempt, error = %e, "connection lost; retrying an idempotent call");
+                    // Boxed: rare, and its state would otherwise sit inside every call's future.
+                    Box::pin(tokio::time::sleep(backoff(attempt))).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The live connection, connecting again (with backoff, counting `attempt`s against
+    /// the proxy's retry budget) while it cannot be made: nothing is sent before it is up.
+    pub(super) async fn conn_retrying(
+        &self,
+        opts: &CallOpts,
+        attempt: &mut u32,
+    ) -> Result<ConnRef<'_>, Error> {
+        loop {
+            match self.conn().await {
+                Err(e) if e.is_transport() && *attempt < opts.max_retries => {
+                    tracing::debug!(uri = %self.shared.uri, attempt = *attempt, error = %e, "connect failed; retrying");
+                    // Boxed: rare, and its state would otherwise sit inside every call's future.
+                    Box::pin(tokio::time::sleep(backoff(*attempt))).await;
+                    *attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One attempt of [`Proxy::invoke_unchecked`].
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke_once<A: ArgList, K: KwList, R: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+        oneway: bool,
+        opts: &CallOpts,
+        attempt: &mut u32,
+    ) -> Result<Option<R>, Error> {
+        let conn = self.conn_retrying(opts, attempt).await?;
         let codec = opts.codec.unwrap_or(conn.default_codec);
         // Positional then keyword arguments in one buffer.
         let mut out = Vec::with_capacity(64);
@@ -655,6 +785,14 @@ impl Proxy {
         let m = Arc::new(self.metadata().await?);
         *lock(&self.shared.meta) = Some(m.clone());
         Ok(m)
+    }
+
+    /// Starts a batch of calls on this proxy's connection: add calls, then
+    /// [`send`](super::Batch::send) them in one write. By default the batch stops at its
+    /// first error, as Pyro's batches do (the server runs the calls one at a time, in order,
+    /// and skips the rest); [`run_all`](super::Batch::run_all) runs every call.
+    pub fn batch(&self) -> super::Batch<'_> {
+        super::Batch::new(self)
     }
 
     /// Asks the server's daemon object for its providers, methods and attributes.
@@ -809,6 +947,25 @@ impl ProviderHandle {
                 false,
                 &self.proxy.opts,
             )
+            .await?
+            .ok_or_else(|| Error::Codec {
+                message: "the reply carried no value".into(),
+            })
+    }
+
+    /// Calls `rpc_name`, which is idempotent (running it twice does no harm): after a lost
+    /// connection it is sent again, up to the proxy's [`Proxy::max_retries`] times. What
+    /// `#[remote(idempotent)]` methods of generated clients call.
+    pub async fn call_idempotent<A: ArgList, R: DeserializeOwned>(
+        &self,
+        rpc_name: &'static str,
+        args: A,
+    ) -> Result<R, Error> {
+        check_name(rpc_name)?;
+        let mut opts = self.proxy.opts.clone();
+        opts.retries = Some(opts.max_retries);
+        self.proxy
+            .invoke(self.provider_id, rpc_name, &args, &(), false, &opts)
             .await?
             .ok_or_else(|| Error::Codec {
                 message: "the reply carried no value".into(),

@@ -267,5 +267,6 @@ fn fault_name(kind: FaultKind) -> &'static str {
         FaultKind::Internal => "internal_error",
         FaultKind::Cancelled => "cancelled",
         FaultKind::LimitExceeded => "limit_exceeded",
+        FaultKind::Skipped => "skipped",
     }
 }
