@@ -198,6 +198,8 @@ pub struct CallContext {
     pub(crate) request_id: u64,
     pub(crate) provider_id: u16,
     pub(crate) codec: CodecId,
+    /// When the caller's deadline passes, on this server's clock.
+    pub(crate) deadline_at: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for CallContext {
@@ -238,6 +240,18 @@ impl CallContext {
     /// The time the caller had left when it sent the call, if it set a timeout.
     pub fn deadline(&self) -> Option<std::time::Duration> {
         self.annotations.deadline()
+    }
+
+    /// The time the caller has left now, if it set a timeout: its deadline counted from the
+    /// call's arrival, less what has passed since (zero once past). The server answers the
+    /// caller DEADLINE_EXCEEDED when it reaches zero, whatever the handler is doing.
+    ///
+    /// Calls a handler makes on the caller's behalf inherit it with
+    /// [`CallBuilder::within`](crate::CallBuilder::within): they then time out (and their
+    /// servers give up) no later than the caller would.
+    pub fn remaining(&self) -> Option<std::time::Duration> {
+        self.deadline_at
+            .map(|at| at.saturating_duration_since(crate::io::now()))
     }
 
     /// The request id of the call on its connection.
@@ -535,6 +549,8 @@ pub struct Incoming {
     pub(crate) provider_id: u16,
     pub(crate) sink: ReplySink,
     pub(crate) limits: wirecall_codecs::Limits,
+    /// When the caller's deadline passes (read from the clock only for calls with one).
+    pub(crate) deadline_at: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for Incoming {
@@ -583,6 +599,7 @@ impl Incoming {
             request_id: self.sink.id,
             provider_id: self.provider_id,
             codec: self.codec,
+            deadline_at: self.deadline_at,
         }
     }
 

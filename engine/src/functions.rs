@@ -190,6 +190,7 @@ impl Functions {
                 Route {
                     index,
                     oneway: e.oneway,
+                    blocking: false,
                 },
             );
             methods.push(MethodInfo {
@@ -212,6 +213,7 @@ impl Functions {
                 per_connection: false,
             },
             routes,
+            overruns: crate::provider::overrun_table(handlers.len()),
             instances: Instances::Shared(Arc::new(FnInstance { handlers })),
             exposed,
         }

@@ -91,8 +91,8 @@ mod server;
 pub use args::{ArgList, FromArgs, KwList, ParamNames};
 pub use blocking::BlockingProxy;
 pub use client::{
-    CallBuilder, Client, IntoProxy, ProviderHandle, Proxy, PyroBatch, PyroClasses,
-    PyroItemStream, PyroMetadata, PyroProxy, RemoteFunction,
+    CallBuilder, Client, IntoProxy, ProviderHandle, Proxy, PyroBatch, PyroClasses, PyroItemStream,
+    PyroMetadata, PyroProxy, RemoteFunction,
 };
 pub use context::{CallContext, ConnectionInfo, Incoming, ReplyEncoder, Responder};
 pub use error::{Error, Fault, FaultKind, RemoteError, Source};

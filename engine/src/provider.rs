@@ -66,6 +66,9 @@ pub struct MethodSpec<P> {
     pub kind: MethodKind,
     /// Never answered, not even on error (Margo's `disable_response`).
     pub oneway: bool,
+    /// The method blocks its thread (`#[remote(blocking)]`): its calls always run off the
+    /// connection's reader, on tokio's blocking pool (see the [module docs](self)).
+    pub blocking: bool,
     /// The handler.
     pub handler: HandlerFn<P>,
 }
@@ -77,6 +80,7 @@ impl<P> Clone for MethodSpec<P> {
             params: self.params,
             kind: self.kind,
             oneway: self.oneway,
+            blocking: self.blocking,
             handler: self.handler,
         }
     }
@@ -89,6 +93,7 @@ impl<P> fmt::Debug for MethodSpec<P> {
             .field("params", &self.params)
             .field("kind", &self.kind)
             .field("oneway", &self.oneway)
+            .field("blocking", &self.blocking)
             .finish()
     }
 }
@@ -287,6 +292,8 @@ impl<P: Provider> Instance for InstanceOf<P> {
 pub(crate) struct Route {
     pub index: usize,
     pub oneway: bool,
+    /// Declared blocking: always run off the reader.
+    pub blocking: bool,
 }
 
 /// A provider's routing table: RPC names to routes, keyed by the name's bytes, so the
@@ -322,6 +329,21 @@ pub(crate) struct Registered {
     pub instances: Instances,
     /// Sorted names for "no such method" messages.
     pub exposed: Vec<String>,
+    /// How often each method (by route index) overran the blocking budget while running on
+    /// a connection's reader; see [`Registered::runs_off_reader`].
+    pub overruns: Box<[std::sync::atomic::AtomicU32]>,
+}
+
+/// After this many calls of a method overran the blocking budget on a connection's reader,
+/// its calls run off the reader (one overrun may be the machine's, not the method's: a
+/// reader descheduled on a loaded host).
+pub(crate) const OVERRUNS_TO_MOVE: u32 = 2;
+
+/// A table of overrun counters for `n` methods, all zero.
+pub(crate) fn overrun_table(n: usize) -> Box<[std::sync::atomic::AtomicU32]> {
+    (0..n)
+        .map(|_| std::sync::atomic::AtomicU32::new(0))
+        .collect()
 }
 
 /// The route name of an attribute getter.
@@ -348,6 +370,7 @@ impl Registered {
             let route = Route {
                 index,
                 oneway: spec.oneway,
+                blocking: spec.blocking,
             };
             match spec.kind {
                 MethodKind::Method => {
@@ -389,7 +412,27 @@ impl Registered {
             routes,
             instances,
             exposed,
+            overruns: overrun_table(specs.len()),
         }
+    }
+
+    /// Whether calls of the method at `route` run off the connection's reader: declared
+    /// blocking, or seen to overrun the blocking budget [`OVERRUNS_TO_MOVE`] times.
+    #[inline]
+    pub(crate) fn runs_off_reader(&self, route: &Route) -> bool {
+        route.blocking
+            || self
+                .overruns
+                .get(route.index)
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed) >= OVERRUNS_TO_MOVE)
+    }
+
+    /// Counts one overrun of the budget by the method at `route`; true when this one moves
+    /// it off the reader.
+    pub(crate) fn overran(&self, route: &Route) -> bool {
+        self.overruns.get(route.index).is_some_and(|c| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == OVERRUNS_TO_MOVE
+        })
     }
 
     pub(crate) fn shared<P: Provider>(provider: Arc<P>, provider_id: u16) -> Self {
