@@ -1,4 +1,42 @@
 //! Providers: what `#[wirecall::provider]` generates, and how the server holds them.
+//!
+//! # Where handlers run
+//!
+//! Each native connection has one reader task: it decodes the connection's frames and
+//! dispatches its calls in order. Where a call's handler runs decides who waits for it:
+//!
+//! | handler | runs | while it runs |
+//! |---|---|---|
+//! | synchronous (`fn`) | inline on the reader: no task hop, the fastest way | the connection's later calls wait |
+//! | `async fn` | polled once on the reader; if it waits, on a task of its own | nobody waits (unless its code blocks the thread) |
+//! | takes a [`Responder`](crate::Responder) | as above (an `async` one on a task of its own) | nobody waits once it returns |
+//! | `#[remote(blocking)]` (sync or async) | on tokio's blocking pool (`spawn_blocking`; an `async` one runs to its end there) | nobody: not the connection, not the runtime's workers |
+//! | `#[remote(oneway)]`, or any method called oneway | on the blocking pool, never on the reader | nobody: a oneway call never delays the caller's next call (Pyro's `ONEWAY_THREADED`), and may finish after it |
+//!
+//! A synchronous method that is not declared blocking but blocks anyway is found out by the
+//! **blocking budget** ([`ServerBuilder::blocking_budget`](crate::ServerBuilder::blocking_budget),
+//! `WIRECALL_BLOCKING_BUDGET`, default 10 ms): once two of its calls have each held a
+//! connection's reader longer than the budget, every later call of that method, on every
+//! connection of the server, runs on the blocking pool, and a warning (`reason =
+//! "blocking_budget"`) names the method. Two overruns rather than one, so that a reader
+//! descheduled once on a loaded host does not move a fast method. The same holds for an
+//! `async` method whose first poll blocks. Methods that stay within the budget keep the
+//! inline path. Pyro5 connections follow the same rules (their calls run one at a time).
+//!
+//! # Deadlines
+//!
+//! A caller's timeout travels with its call (`wc.deadline`); when it passes, the server
+//! answers DEADLINE_EXCEEDED, whatever kind of handler holds the call: an async handler's task
+//! (and an async `Responder` handler's) is dropped, a kept `Responder`'s later answer goes
+//! nowhere, a blocking handler's late result is dropped (its thread cannot be stopped: it
+//! runs to its end). A synchronous handler running inline holds the reader, so the timer
+//! cannot fire meanwhile: when it returns past the deadline its result is not sent and the
+//! caller gets DEADLINE_EXCEEDED then (and the method is moved off the reader if it overran
+//! the budget). A handler sees the time its caller has left with
+//! [`CallContext::remaining`](crate::CallContext::remaining), and calls it makes on the
+//! caller's behalf inherit it with [`CallBuilder::within`](crate::CallBuilder::within)
+//! (explicitly: there is no ambient task-local deadline, so a handler's unrelated calls
+//! keep their own timeouts).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -67,7 +105,8 @@ pub struct MethodSpec<P> {
     /// Never answered, not even on error (Margo's `disable_response`).
     pub oneway: bool,
     /// The method blocks its thread (`#[remote(blocking)]`): its calls always run off the
-    /// connection's reader, on tokio's blocking pool (see the [module docs](self)).
+    /// connection's reader, on tokio's blocking pool (see
+    /// [`ServerBuilder::blocking_budget`](crate::ServerBuilder::blocking_budget) for the rules).
     pub blocking: bool,
     /// The handler.
     pub handler: HandlerFn<P>,

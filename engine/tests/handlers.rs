@@ -427,3 +427,65 @@ async fn other_connections_are_served_while_blocking_handlers_would_fill_every_w
         engine.finalize().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_marked_blocking_run_off_the_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in addresses(&dir, "functions") {
+        // No budget: only the declaration moves the function.
+        let engine = Engine::server(&addr)
+            .blocking_budget(None)
+            .start()
+            .await
+            .unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let (s, d) = (started.clone(), done.clone());
+        engine
+            .register_functions(
+                wirecall::Functions::new("f")
+                    .sync_fn("nap", &["ms"], move |(ms,): (u64,)| {
+                        s.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(ms));
+                        d.fetch_add(1, Ordering::SeqCst);
+                        ms
+                    })
+                    .blocking()
+                    .sync_fn("add", &["a", "b"], |(a, b): (i32, i32)| a + b),
+                1,
+            )
+            .unwrap();
+        let proxy = Proxy::new(&engine.address()).unwrap();
+        let p = proxy.clone();
+        let slow = tokio::spawn(async move {
+            p.call_on(1, "f_nap")
+                .unwrap()
+                .arg(800u64)
+                .call::<u64>()
+                .await
+        });
+        tokio::time::timeout(LIMIT, async {
+            while started.load(Ordering::SeqCst) < 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        let r: i32 = proxy
+            .call_on(1, "f_add")
+            .unwrap()
+            .arg(1)
+            .arg(1)
+            .call()
+            .await
+            .unwrap();
+        assert_eq!(r, 2);
+        assert_eq!(
+            done.load(Ordering::SeqCst),
+            0,
+            "{addr}: the call waited behind the blocking function"
+        );
+        assert_eq!(slow.await.unwrap().unwrap(), 800);
+        engine.finalize().await;
+    }
+}

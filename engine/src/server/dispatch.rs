@@ -1,5 +1,8 @@
 //! Call dispatch: routes a call the connection's machine accepted to its provider's
-//! handler, runs the hooks, and answers through the machine.
+//! handler, runs the hooks, and answers through the machine. Runs plain handlers inline on
+//! the reader, sends oneway calls and blocking methods to the blocking pool
+//! ([`off_reader`]), and measures inline handlers against the blocking budget (rules in
+//! `crate::provider`'s module docs).
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;

@@ -1,6 +1,10 @@
 //! The server side: the builder and the engine's lifecycle (this file), the connection
 //! driver ([`conn`]), call dispatch ([`dispatch`]) and the built-in daemon object
 //! ([`daemon`]).
+//!
+//! Where handlers run (inline on a connection's reader, on a task, or on the blocking pool
+//! for `#[remote(blocking)]`, oneway and budget-overrunning methods) and how deadlines bound
+//! every kind of handler: see [the provider module](crate::provider#where-handlers-run).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
