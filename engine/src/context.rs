@@ -275,7 +275,9 @@ impl CallContext {
 /// Take it as a handler parameter of type `Responder<T>`, where `T` is the result type the
 /// caller receives (the generated client returns `T`); the method's own return value is then
 /// ignored. Dropping a `Responder` without answering sends the caller an error, so a caller
-/// never waits forever. For oneway methods answering does nothing.
+/// never waits forever. When the caller's deadline passes first, the server answers it
+/// DEADLINE_EXCEEDED and a later answer goes nowhere (an `async` handler holding the
+/// `Responder` is stopped then). For oneway methods answering does nothing.
 pub struct Responder<T: ?Sized = ()> {
     sink: Option<ReplySink>,
     _result: std::marker::PhantomData<fn(&T)>,

@@ -61,7 +61,7 @@
 //!   `ONEWAY_THREADED`: it never delays the caller's next call, and may finish after it),
 //!   run on tokio's blocking pool, so neither their connection nor the runtime's workers
 //!   wait for them. A synchronous method that held a reader longer than the blocking budget
-//!   on two calls is moved to the blocking pool by itself, with a warning
+//!   on three calls in a row is moved to the blocking pool by itself, with a warning
 //!   ([`ServerBuilder::blocking_budget`], `WIRECALL_BLOCKING_BUDGET`, default 10 ms).
 //! * **Deadlines**: a call's timeout travels with it; when it passes, the server answers
 //!   DEADLINE_EXCEEDED whatever the handler (sync, async, blocking, holding a [`Responder`])

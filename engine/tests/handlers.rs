@@ -374,9 +374,14 @@ async fn a_slow_handler_does_not_hold_up_the_next_call_on_its_connection() {
             "{addr}: the call waited behind the oneway one"
         );
 
-        // Not declared: two calls over the budget move the method off the reader.
+        // Not declared: calls within the budget keep it on the reader, and three calls in
+        // a row over the budget move it off.
         assert_eq!(client.nap(60).await.unwrap(), 60);
         assert_eq!(client.nap(60).await.unwrap(), 60);
+        assert_eq!(client.nap(0).await.unwrap(), 0);
+        for _ in 0..3 {
+            assert_eq!(client.nap(60).await.unwrap(), 60);
+        }
         let base = svc.started.load(Ordering::SeqCst);
         let c = client.clone();
         let slow = tokio::spawn(async move { c.nap(1000).await });
@@ -486,6 +491,58 @@ async fn functions_marked_blocking_run_off_the_reader() {
             "{addr}: the call waited behind the blocking function"
         );
         assert_eq!(slow.await.unwrap().unwrap(), 800);
+        engine.finalize().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_passing_while_another_handler_holds_the_reader_is_still_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in addresses(&dir, "held-reader") {
+        let (engine, _svc) = server(&addr, |b| b).await;
+        let mut io = raw_connect(&engine.address()).await;
+        let mut b = BytesMut::new();
+        hello().encode(&mut b).unwrap();
+        io.write_all(&b).await.unwrap();
+        assert_eq!(read_frames(&mut io, 1).await.len(), 1);
+        // One write, so one batch: a sleeper on the reader (not yet found blocking), then a
+        // quick call whose deadline passes while the sleeper holds the reader.
+        let call = |id: u64, method: &'static str, args: &'static [u8], deadline| {
+            proto::Frame::Call(proto::Call {
+                request_id: proto::RequestId(id),
+                provider: proto::ProviderId(PROVIDER),
+                codec: proto::CodecId::JSON,
+                oneway: false,
+                method: proto::Method::new(Bytes::from_static(method.as_bytes())).unwrap(),
+                annotations: match deadline {
+                    Some(d) => proto::Annotations::builder().deadline(d).build(),
+                    None => proto::Annotations::new(),
+                },
+                args: Bytes::from_static(args),
+                kwargs: Bytes::new(),
+                attachment: Bytes::new(),
+            })
+        };
+        let mut b = BytesMut::new();
+        call(1, "slow_nap", b"[500]", None).encode(&mut b).unwrap();
+        call(2, "slow_add", b"[1,1]", Some(Duration::from_millis(100)))
+            .encode(&mut b)
+            .unwrap();
+        io.write_all(&b).await.unwrap();
+        let frames = tokio::time::timeout(LIMIT, read_frames(&mut io, 2))
+            .await
+            .unwrap();
+        let mut nap = None;
+        let mut add = None;
+        for f in &frames {
+            match f {
+                proto::Frame::Reply(r) if r.request_id.0 == 1 => nap = Some(f),
+                proto::Frame::Error(e) if e.request_id.0 == 2 => add = Some(f),
+                other => panic!("{addr}: unexpected {other:?} (all: {frames:?})"),
+            }
+        }
+        assert!(nap.is_some() && add.is_some(), "{addr}: {frames:?}");
+        assert_deadline_exceeded("slow_add", add.unwrap());
         engine.finalize().await;
     }
 }

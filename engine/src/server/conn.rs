@@ -294,6 +294,7 @@ impl Reader {
                 }
             };
             let now = crate::io::now();
+            conn.woke = now;
             conn.clock = now;
             let mut woke = Some(woke);
             // A long batch is handled `batch` frames at a time: their answers leave while

@@ -79,8 +79,11 @@ pub(super) struct Conn {
     pub(super) span: tracing::Span,
     /// Calls dispatched on the connection.
     pub(super) calls: u64,
-    /// The reader's clock: when it woke (set by the reader), then when the last handler it
-    /// ran returned. A handler's time on the reader is measured from it.
+    /// When the reader woke for its current batch of frames (set by the reader): the
+    /// machine's `now` for the calls of the batch, from which their deadlines count.
+    pub(super) woke: Instant,
+    /// The reader's clock: when it woke, then when the last handler it ran returned. A
+    /// handler's time on the reader is measured from it.
     pub(super) clock: Instant,
 }
 
@@ -105,6 +108,7 @@ impl Conn {
             connected: false,
             span,
             calls: 0,
+            woke: crate::io::now(),
             clock: crate::io::now(),
         }
     }
@@ -241,7 +245,7 @@ impl Conn {
         }
         // The caller's deadline on this server's clock (the machine answers the call
         // DEADLINE_EXCEEDED when it passes): read from the reader's clock, for calls with one.
-        let deadline_at = call.annotations.deadline().map(|d| self.clock + d);
+        let deadline_at = call.annotations.deadline().map(|d| self.woke + d);
         // Calls that would hold the reader (and so every later call of the connection) run
         // off it: a oneway call (it must never delay the caller's next call), and every call
         // of a method declared or found blocking (see the provider module's docs).
@@ -319,9 +323,13 @@ impl Conn {
         // clock is read only when a budget or a deadline needs it.
         if self.inner.blocking_budget.is_some() || deadline_at.is_some() {
             let now = crate::io::now();
+            let mut overran = false;
             if let Some(budget) = self.inner.blocking_budget {
                 let held = now.saturating_duration_since(self.clock);
-                if held > budget && reg.overran(&route) {
+                overran = held > budget;
+                if !overran {
+                    reg.within_budget(&route);
+                } else if reg.overran(&route) {
                     tracing::warn!(
                         parent: &self.span,
                         provider = provider_id,
@@ -329,16 +337,17 @@ impl Conn {
                         held_ms = held.as_millis() as u64,
                         budget_ms = budget.as_millis() as u64,
                         reason = "blocking_budget",
-                        "`{}` of provider {provider_id} held a connection's reader for {held:?}, over the blocking budget of {budget:?} ({} times): its calls now run on the blocking pool; mark it #[remote(blocking)] to say so up front, or raise the budget (blocking_budget, WIRECALL_BLOCKING_BUDGET)",
+                        "`{}` of provider {provider_id} held a connection's reader for {held:?}, over the blocking budget of {budget:?} ({} calls in a row): its calls now run on the blocking pool; mark it #[remote(blocking)] to say so up front, or raise the budget (blocking_budget, WIRECALL_BLOCKING_BUDGET)",
                         call.method.as_str(),
                         crate::provider::OVERRUNS_TO_MOVE,
                     );
                 }
             }
             self.clock = now;
-            if deadline_at.is_some_and(|at| now >= at) {
-                // Past the deadline: the machine answers DEADLINE_EXCEEDED now (and every
-                // other call due meanwhile), and drops the late answer below.
+            if overran || deadline_at.is_some_and(|at| now >= at) {
+                // Past the deadline, or the reader was held long enough for other calls'
+                // deadlines to pass unseen: the machine answers DEADLINE_EXCEEDED now to
+                // every call due, and drops their late answers (this one's below).
                 let mut s = self.wire.lock();
                 if s.side.expire_calls(now) > 0 {
                     drop(s);

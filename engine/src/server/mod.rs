@@ -206,7 +206,7 @@ impl ServerBuilder {
     /// How long a synchronous handler may run on its connection's reader before its method
     /// is judged blocking. A handler runs on the reader (no task hop, the fastest way) unless
     /// its method is declared `#[remote(blocking)]`; while it runs, the connection's other
-    /// calls wait. A method whose calls overran this budget twice runs off the reader from
+    /// calls wait. A method whose calls overran this budget three times in a row runs off the reader from
     /// then on, on tokio's blocking pool, for every connection of the server (a warning
     /// names it). Default 10 ms, or `WIRECALL_BLOCKING_BUDGET` (`50ms`, `off`); `None` turns
     /// the detection off (only declared methods then run off the reader).

@@ -774,7 +774,9 @@ impl Driver {
         };
         if let Some(budget) = self.inner.blocking_budget {
             let held = started.elapsed();
-            if held > budget && reg.overran(&route) {
+            if held <= budget {
+                reg.within_budget(&route);
+            } else if reg.overran(&route) {
                 tracing::warn!(
                     parent: &self.span,
                     provider = provider_id,
