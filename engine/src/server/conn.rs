@@ -342,6 +342,7 @@ impl Reader {
                 // Writes what the machine queued (WELCOME, PONG, refusals, a GOAWAY).
                 conn.wire.flush_locked(s);
                 let mut drained = false;
+                let calls = conn.calls;
                 for ev in events.drain(..) {
                     match ev {
                         proto::ServerEvent::Connected(session) if !started => {
@@ -373,6 +374,7 @@ impl Reader {
                         _ => {}
                     }
                 }
+                conn.after_batch(calls);
                 conn.wire.flush();
                 if let Some(e) = fatal {
                     return End::Fatal(e);

@@ -82,10 +82,18 @@ pub(super) struct Conn {
     /// When the reader woke for its current batch of frames (set by the reader): the
     /// machine's `now` for the calls of the batch, from which their deadlines count.
     pub(super) woke: Instant,
-    /// The reader's clock: when it woke, then when the last handler it ran returned. A
-    /// handler's time on the reader is measured from it.
+    /// The reader's clock: when it woke, then when the last timed handler it ran returned.
+    /// A handler's time on the reader is measured from it.
     pub(super) clock: Instant,
+    /// Batches left during which every inline handler is timed against the blocking
+    /// budget; set when a whole batch overran it (see [`Conn::after_batch`]). Otherwise
+    /// inline handlers are not timed (no clock read per call), calls with a deadline aside.
+    pub(super) timing: u32,
 }
+
+/// How many batches of a connection's calls are timed one by one after a batch overran
+/// the blocking budget.
+const TIMED_BATCHES: u32 = 64;
 
 impl Conn {
     pub(super) fn new(
@@ -110,6 +118,32 @@ impl Conn {
             calls: 0,
             woke: crate::io::now(),
             clock: crate::io::now(),
+            timing: 0,
+        }
+    }
+
+    /// After the reader handled a batch of frames in which `calls` calls were dispatched:
+    /// with a blocking budget, one clock read tells whether the batch held the reader
+    /// longer than the budget; if so, the next [`TIMED_BATCHES`] batches time each inline
+    /// handler, to find the method that blocks.
+    pub(super) fn after_batch(&mut self, calls: u64) {
+        let Some(budget) = self.inner.blocking_budget else {
+            return;
+        };
+        if self.calls == calls {
+            return;
+        }
+        let now = crate::io::now();
+        if now.saturating_duration_since(self.woke) > budget {
+            self.timing = TIMED_BATCHES;
+            // Calls whose deadline passed while the reader was held are answered now.
+            let mut s = self.wire.lock();
+            if s.side.expire_calls(now) > 0 {
+                drop(s);
+                self.wire.wake_reader();
+            }
+        } else {
+            self.timing = self.timing.saturating_sub(1);
         }
     }
 
@@ -318,13 +352,15 @@ impl Conn {
             }
             other => Polled::Other(other),
         };
-        // How long the handler held the reader, and whether the caller's deadline passed
-        // meanwhile (the machine's timer could not fire while the reader was busy): the
-        // clock is read only when a budget or a deadline needs it.
-        if self.inner.blocking_budget.is_some() || deadline_at.is_some() {
+        // How long the handler held the reader (while the connection is under watch, see
+        // `after_batch`), and whether the caller's deadline passed meanwhile (the
+        // machine's timer could not fire while the reader was busy): the clock is read
+        // only when one of them needs it.
+        let budget = self.inner.blocking_budget.filter(|_| self.timing > 0);
+        if budget.is_some() || deadline_at.is_some() {
             let now = crate::io::now();
             let mut overran = false;
-            if let Some(budget) = self.inner.blocking_budget {
+            if let Some(budget) = budget {
                 let held = now.saturating_duration_since(self.clock);
                 overran = held > budget;
                 if !overran {
