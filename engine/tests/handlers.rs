@@ -548,3 +548,46 @@ async fn a_deadline_passing_while_another_handler_holds_the_reader_is_still_enfo
         engine.finalize().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_overruns_in_a_row_move_a_method_off_the_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in addresses(&dir, "in-a-row") {
+        let (engine, svc) = server(&addr, |b| {
+            b.blocking_budget(Some(Duration::from_millis(20)))
+        })
+        .await;
+        let client = SlowClient::new(Proxy::new(&engine.address()).unwrap(), PROVIDER);
+        // The first slow call puts the connection under watch (not counted); then two
+        // overruns, a call within the budget, and two overruns again: never three in a row.
+        for ms in [60, 60, 60, 0, 60, 60] {
+            assert_eq!(client.nap(ms).await.unwrap(), ms);
+        }
+        // Still on the reader: a call beside the next slow one waits for it (the order of
+        // events, not a timing). That slow one is the third in a row. (Its handler blocks a
+        // worker of this very runtime, which may delay this task too: so the count is read
+        // before it starts.)
+        let base = svc.started.load(Ordering::SeqCst);
+        let finished = svc.finished.load(Ordering::SeqCst);
+        let c = client.clone();
+        let slow = tokio::spawn(async move { c.nap(300).await });
+        until_started(&svc, base + 1).await;
+        assert_eq!(client.add(1, 1).await.unwrap(), 2);
+        assert_eq!(
+            svc.finished.load(Ordering::SeqCst),
+            finished + 1,
+            "{addr}: the method left the reader before three overruns in a row"
+        );
+        assert_eq!(slow.await.unwrap().unwrap(), 300);
+        // Now it runs off the reader.
+        let base = svc.started.load(Ordering::SeqCst);
+        let c = client.clone();
+        let slow = tokio::spawn(async move { c.nap(1000).await });
+        until_started(&svc, base + 1).await;
+        let finished = svc.finished.load(Ordering::SeqCst);
+        assert_eq!(client.add(2, 2).await.unwrap(), 4);
+        assert_eq!(svc.finished.load(Ordering::SeqCst), finished, "{addr}");
+        assert_eq!(slow.await.unwrap().unwrap(), 1000);
+        engine.finalize().await;
+    }
+}
