@@ -89,6 +89,33 @@ pub const ENV_MAX_CONNECTIONS: &str = "WIRECALL_MAX_CONNECTIONS";
 pub const ENV_MAX_IN_FLIGHT: &str = "WIRECALL_MAX_IN_FLIGHT";
 /// Environment variable with the largest frame a server accepts (`WIRECALL_MAX_FRAME=1MiB`).
 pub const ENV_MAX_FRAME: &str = "WIRECALL_MAX_FRAME";
+/// Environment variable with a server's blocking budget (`WIRECALL_BLOCKING_BUDGET=10ms`;
+/// `off` turns the detection off): a method whose calls run longer than this on a
+/// connection's reader is moved off it (see
+/// [`ServerBuilder::blocking_budget`](crate::ServerBuilder::blocking_budget)).
+pub const ENV_BLOCKING_BUDGET: &str = "WIRECALL_BLOCKING_BUDGET";
+
+/// The default blocking budget.
+pub(crate) const DEFAULT_BLOCKING_BUDGET: std::time::Duration =
+    std::time::Duration::from_millis(10);
+
+/// The server's blocking budget: the one set on the builder (`Some(None)`: off), else
+/// `WIRECALL_BLOCKING_BUDGET`, else 10 ms.
+pub(crate) fn blocking_budget_from_env(
+    set: Option<Option<std::time::Duration>>,
+) -> Result<Option<std::time::Duration>, Error> {
+    if let Some(b) = set {
+        return Ok(b);
+    }
+    match env(ENV_BLOCKING_BUDGET) {
+        Some(v) => parse_duration(&v).map_err(|e| {
+            Error::config(format!(
+                "{ENV_BLOCKING_BUDGET}: {e}; it is how long a handler may hold a connection's reader before its method is moved off it"
+            ))
+        }),
+        None => Ok(Some(DEFAULT_BLOCKING_BUDGET)),
+    }
+}
 
 /// Parses a size in bytes: a whole number, optionally followed by `KiB`, `MiB` or `GiB`
 /// (also written `K`, `M`, `G`; powers of 1024) or `B`.

@@ -198,6 +198,8 @@ pub struct CallContext {
     pub(crate) request_id: u64,
     pub(crate) provider_id: u16,
     pub(crate) codec: CodecId,
+    /// When the caller's deadline passes, on this server's clock.
+    pub(crate) deadline_at: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for CallContext {
@@ -240,6 +242,18 @@ impl CallContext {
         self.annotations.deadline()
     }
 
+    /// The time the caller has left now, if it set a timeout: its deadline counted from the
+    /// call's arrival, less what has passed since (zero once past). The server answers the
+    /// caller DEADLINE_EXCEEDED when it reaches zero, whatever the handler is doing.
+    ///
+    /// Calls a handler makes on the caller's behalf inherit it with
+    /// [`CallBuilder::within`](crate::CallBuilder::within): they then time out (and their
+    /// servers give up) no later than the caller would.
+    pub fn remaining(&self) -> Option<std::time::Duration> {
+        self.deadline_at
+            .map(|at| at.saturating_duration_since(crate::io::now()))
+    }
+
     /// The request id of the call on its connection.
     pub fn request_id(&self) -> u64 {
         self.request_id
@@ -261,7 +275,9 @@ impl CallContext {
 /// Take it as a handler parameter of type `Responder<T>`, where `T` is the result type the
 /// caller receives (the generated client returns `T`); the method's own return value is then
 /// ignored. Dropping a `Responder` without answering sends the caller an error, so a caller
-/// never waits forever. For oneway methods answering does nothing.
+/// never waits forever. When the caller's deadline passes first, the server answers it
+/// DEADLINE_EXCEEDED and a later answer goes nowhere (an `async` handler holding the
+/// `Responder` is stopped then). For oneway methods answering does nothing.
 pub struct Responder<T: ?Sized = ()> {
     sink: Option<ReplySink>,
     _result: std::marker::PhantomData<fn(&T)>,
@@ -535,6 +551,8 @@ pub struct Incoming {
     pub(crate) provider_id: u16,
     pub(crate) sink: ReplySink,
     pub(crate) limits: wirecall_codecs::Limits,
+    /// When the caller's deadline passes (read from the clock only for calls with one).
+    pub(crate) deadline_at: Option<std::time::Instant>,
 }
 
 impl fmt::Debug for Incoming {
@@ -583,6 +601,7 @@ impl Incoming {
             request_id: self.sink.id,
             provider_id: self.provider_id,
             codec: self.codec,
+            deadline_at: self.deadline_at,
         }
     }
 

@@ -21,6 +21,7 @@ struct Entry {
     name: String,
     params: &'static [&'static str],
     oneway: bool,
+    blocking: bool,
     handler: DynHandler,
 }
 
@@ -87,8 +88,26 @@ impl Functions {
             name,
             params,
             oneway,
+            blocking: false,
             handler,
         });
+        self
+    }
+
+    /// Marks the function added last as blocking (as `#[remote(blocking)]` marks a method):
+    /// its calls run on tokio's blocking pool, never on a connection's reader, so they hold
+    /// up neither the connection's other calls nor the runtime's workers.
+    ///
+    /// ```
+    /// let files = wirecall::Functions::new("files")
+    ///     .try_fn("size", &["path"], |(path,): (String,)| std::fs::metadata(path).map(|m| m.len()))
+    ///     .blocking();
+    /// # let _ = files;
+    /// ```
+    pub fn blocking(mut self) -> Self {
+        if let Some(e) = self.entries.last_mut() {
+            e.blocking = true;
+        }
         self
     }
 
@@ -190,6 +209,7 @@ impl Functions {
                 Route {
                     index,
                     oneway: e.oneway,
+                    blocking: e.blocking,
                 },
             );
             methods.push(MethodInfo {
@@ -212,6 +232,7 @@ impl Functions {
                 per_connection: false,
             },
             routes,
+            overruns: crate::provider::overrun_table(handlers.len()),
             instances: Instances::Shared(Arc::new(FnInstance { handlers })),
             exposed,
         }

@@ -54,6 +54,21 @@
 //!   [`Engine::enable_remote_shutdown`] with [`Proxy::shutdown_server`].
 //! * **Metadata**: the daemon object at provider id [`DAEMON_PROVIDER_ID`] answers
 //!   [`Proxy::metadata`] and [`Proxy::has_method`].
+//! * **Where handlers run**: a synchronous handler runs inline on its connection's reader
+//!   (the fastest way; the connection's later calls wait meanwhile); an `async` one is
+//!   polled there once and goes on on a task of its own if it waits. Methods declared
+//!   `#[remote(blocking)]` ([`MethodSpec::blocking`]), and every oneway call (Pyro's
+//!   `ONEWAY_THREADED`: it never delays the caller's next call, and may finish after it),
+//!   run on tokio's blocking pool, so neither their connection nor the runtime's workers
+//!   wait for them. A synchronous method that held a reader longer than the blocking budget
+//!   on three calls in a row is moved to the blocking pool by itself, with a warning
+//!   ([`ServerBuilder::blocking_budget`], `WIRECALL_BLOCKING_BUDGET`, default 10 ms).
+//! * **Deadlines**: a call's timeout travels with it; when it passes, the server answers
+//!   DEADLINE_EXCEEDED whatever the handler (sync, async, blocking, holding a [`Responder`])
+//!   is doing, stops async handlers, and drops late results (a synchronous handler on the
+//!   reader is answered DEADLINE_EXCEEDED when it returns, its late value not sent). A
+//!   handler reads the time left with [`CallContext::remaining`]; calls it makes for its
+//!   caller inherit it with [`CallBuilder::within`] (explicit: no ambient deadline).
 //! * **Plain functions** register without a provider type through [`Functions`]; a
 //!   [`BlockingProxy`] serves synchronous code.
 //!

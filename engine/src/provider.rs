@@ -1,4 +1,49 @@
 //! Providers: what `#[wirecall::provider]` generates, and how the server holds them.
+//!
+//! # Where handlers run
+//!
+//! Each native connection has one reader task: it decodes the connection's frames and
+//! dispatches its calls in order. Where a call's handler runs decides who waits for it:
+//!
+//! | handler | runs | while it runs |
+//! |---|---|---|
+//! | synchronous (`fn`) | inline on the reader: no task hop, the fastest way | the connection's later calls wait |
+//! | `async fn` | polled once on the reader; if it waits, on a task of its own | nobody waits (unless its code blocks the thread) |
+//! | takes a [`Responder`](crate::Responder) | as above (an `async` one on a task of its own) | nobody waits once it returns |
+//! | `#[remote(blocking)]` (sync or async) | on tokio's blocking pool (`spawn_blocking`; an `async` one runs to its end there) | nobody: not the connection, not the runtime's workers |
+//! | `#[remote(oneway)]`, or any method called oneway | on the blocking pool, never on the reader | nobody: a oneway call never delays the caller's next call (Pyro's `ONEWAY_THREADED`), and may finish after it |
+//!
+//! A synchronous method that is not declared blocking but blocks anyway is found out by the
+//! **blocking budget** ([`ServerBuilder::blocking_budget`](crate::ServerBuilder::blocking_budget),
+//! `WIRECALL_BLOCKING_BUDGET`, default 10 ms): once three of its calls in a row (no call of
+//! it within the budget in between, on any connection) have each held a connection's reader
+//! longer than the budget, every later call of that method, on every connection of the
+//! server, runs on the blocking pool, and a warning (`reason = "blocking_budget"`) names the
+//! method. In a row, because on a loaded host a reader is descheduled for tens of
+//! milliseconds now and then, in the middle of the fastest handler (measured: counting any
+//! two overruns moved the benchmark's echo method within a second at a load average of 7 on
+//! 2 cores, and cut its calls/s 27-fold); a method that blocks only now and then is not
+//! found this way: declare it. Handlers are not timed one by one on the fast path: the
+//! reader reads the clock once per batch of frames, and only after a batch held it longer
+//! than the budget does it time each inline handler, for its next 64 batches (so a method
+//! that blocks is moved after at most four slow calls in a row on one connection). The same holds for an
+//! `async` method whose first poll blocks. Methods that stay within the budget keep the
+//! inline path. Pyro5 connections follow the same rules (their calls run one at a time).
+//!
+//! # Deadlines
+//!
+//! A caller's timeout travels with its call (`wc.deadline`); when it passes, the server
+//! answers DEADLINE_EXCEEDED, whatever kind of handler holds the call: an async handler's task
+//! (and an async `Responder` handler's) is dropped, a kept `Responder`'s later answer goes
+//! nowhere, a blocking handler's late result is dropped (its thread cannot be stopped: it
+//! runs to its end). A synchronous handler running inline holds the reader, so the timer
+//! cannot fire meanwhile: when it returns past the deadline its result is not sent and the
+//! caller gets DEADLINE_EXCEEDED then (and the method is moved off the reader if it overran
+//! the budget). A handler sees the time its caller has left with
+//! [`CallContext::remaining`](crate::CallContext::remaining), and calls it makes on the
+//! caller's behalf inherit it with [`CallBuilder::within`](crate::CallBuilder::within)
+//! (explicitly: there is no ambient task-local deadline, so a handler's unrelated calls
+//! keep their own timeouts).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,6 +111,10 @@ pub struct MethodSpec<P> {
     pub kind: MethodKind,
     /// Never answered, not even on error (Margo's `disable_response`).
     pub oneway: bool,
+    /// The method blocks its thread (`#[remote(blocking)]`): its calls always run off the
+    /// connection's reader, on tokio's blocking pool (see
+    /// [`ServerBuilder::blocking_budget`](crate::ServerBuilder::blocking_budget) for the rules).
+    pub blocking: bool,
     /// The handler.
     pub handler: HandlerFn<P>,
 }
@@ -77,6 +126,7 @@ impl<P> Clone for MethodSpec<P> {
             params: self.params,
             kind: self.kind,
             oneway: self.oneway,
+            blocking: self.blocking,
             handler: self.handler,
         }
     }
@@ -89,6 +139,7 @@ impl<P> fmt::Debug for MethodSpec<P> {
             .field("params", &self.params)
             .field("kind", &self.kind)
             .field("oneway", &self.oneway)
+            .field("blocking", &self.blocking)
             .finish()
     }
 }
@@ -287,6 +338,8 @@ impl<P: Provider> Instance for InstanceOf<P> {
 pub(crate) struct Route {
     pub index: usize,
     pub oneway: bool,
+    /// Declared blocking: always run off the reader.
+    pub blocking: bool,
 }
 
 /// A provider's routing table: RPC names to routes, keyed by the name's bytes, so the
@@ -322,6 +375,23 @@ pub(crate) struct Registered {
     pub instances: Instances,
     /// Sorted names for "no such method" messages.
     pub exposed: Vec<String>,
+    /// How often each method (by route index) overran the blocking budget while running on
+    /// a connection's reader; see [`Registered::runs_off_reader`].
+    pub overruns: Box<[std::sync::atomic::AtomicU32]>,
+}
+
+/// After this many calls in a row of a method overran the blocking budget on a connection's
+/// reader (no call of it within the budget in between, on any connection), its calls run off
+/// the reader. In a row, because an overrun may be the host's, not the method's: on a loaded
+/// host a reader is descheduled for tens of milliseconds now and then, in the middle of the
+/// fastest handler, while the method's other calls keep finishing within the budget.
+pub(crate) const OVERRUNS_TO_MOVE: u32 = 3;
+
+/// A table of overrun counters for `n` methods, all zero.
+pub(crate) fn overrun_table(n: usize) -> Box<[std::sync::atomic::AtomicU32]> {
+    (0..n)
+        .map(|_| std::sync::atomic::AtomicU32::new(0))
+        .collect()
 }
 
 /// The route name of an attribute getter.
@@ -348,6 +418,7 @@ impl Registered {
             let route = Route {
                 index,
                 oneway: spec.oneway,
+                blocking: spec.blocking,
             };
             match spec.kind {
                 MethodKind::Method => {
@@ -389,6 +460,39 @@ impl Registered {
             routes,
             instances,
             exposed,
+            overruns: overrun_table(specs.len()),
+        }
+    }
+
+    /// Whether calls of the method at `route` run off the connection's reader: declared
+    /// blocking, or seen to overrun the blocking budget [`OVERRUNS_TO_MOVE`] times in a row.
+    #[inline]
+    pub(crate) fn runs_off_reader(&self, route: &Route) -> bool {
+        route.blocking
+            || self
+                .overruns
+                .get(route.index)
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed) >= OVERRUNS_TO_MOVE)
+    }
+
+    /// Counts one overrun of the budget by the method at `route`; true when this one moves
+    /// it off the reader.
+    pub(crate) fn overran(&self, route: &Route) -> bool {
+        self.overruns.get(route.index).is_some_and(|c| {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == OVERRUNS_TO_MOVE
+        })
+    }
+
+    /// A call of the method at `route` finished within the budget: its overruns so far were
+    /// not in a row. Writes only when there is something to clear, so the fast path of a
+    /// method called from many connections reads the counter and never bounces its line.
+    #[inline]
+    pub(crate) fn within_budget(&self, route: &Route) {
+        if let Some(c) = self.overruns.get(route.index) {
+            let n = c.load(std::sync::atomic::Ordering::Relaxed);
+            if n != 0 && n < OVERRUNS_TO_MOVE {
+                c.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! A server's limits and timers from the environment (`WIRECALL_MAX_CONNECTIONS`,
-//! `WIRECALL_MAX_IN_FLIGHT`, `WIRECALL_MAX_FRAME`, `WIRECALL_HANDSHAKE_TIMEOUT`), checked over
+//! `WIRECALL_MAX_IN_FLIGHT`, `WIRECALL_MAX_FRAME`, `WIRECALL_HANDSHAKE_TIMEOUT`,
+//! `WIRECALL_BLOCKING_BUDGET`), checked over
 //! loopback tcp. One test function, alone in its binary, because environment variables are
 //! process-wide.
 
@@ -13,11 +14,12 @@ use wirecall_protocol as proto;
 mod common;
 use common::{decode_all, raw_connect, RawIo};
 
-const VARS: [&str; 4] = [
+const VARS: [&str; 5] = [
     "WIRECALL_MAX_CONNECTIONS",
     "WIRECALL_MAX_IN_FLIGHT",
     "WIRECALL_MAX_FRAME",
     "WIRECALL_HANDSHAKE_TIMEOUT",
+    "WIRECALL_BLOCKING_BUDGET",
 ];
 
 fn set(var: &str, value: &str) {
@@ -166,6 +168,57 @@ async fn limits_and_timers_from_the_environment() {
         }
         engine.finalize().await;
 
+        // The blocking budget: a method whose calls overran it three times in a row (timed
+        // once a first slow call put the connection under watch) runs off the reader,
+        // so a call beside its next one on the same connection is answered first.
+        set("WIRECALL_MAX_CONNECTIONS", "off");
+        set("WIRECALL_BLOCKING_BUDGET", "20ms");
+        let engine = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let d = done.clone();
+        engine
+            .register_functions(
+                Functions::new("")
+                    .sync_fn("nap", &["ms"], move |(ms,): (u64,)| {
+                        std::thread::sleep(Duration::from_millis(ms));
+                        d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        ms
+                    })
+                    .sync_fn("double", &["x"], |(x,): (i32,)| x * 2),
+                1,
+            )
+            .unwrap();
+        let p = Proxy::new(&engine.address()).unwrap();
+        for _ in 0..4 {
+            let r: u64 = p
+                .call_on(1, "nap")
+                .unwrap()
+                .arg(60u64)
+                .call()
+                .await
+                .unwrap();
+            assert_eq!(r, 60);
+        }
+        let p2 = p.clone();
+        let slow = tokio::spawn(async move {
+            p2.call_on(1, "nap")
+                .unwrap()
+                .arg(1000u64)
+                .call::<u64>()
+                .await
+        });
+        // Let the slow call reach the server (ordering only: it is checked below).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r: i32 = p.call_on(1, "double").unwrap().arg(4).call().await.unwrap();
+        assert_eq!(r, 8);
+        assert_eq!(
+            done.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "the call waited behind a method WIRECALL_BLOCKING_BUDGET found blocking"
+        );
+        assert_eq!(slow.await.unwrap().unwrap(), 1000);
+        engine.finalize().await;
+
         // Bad values name the variable and the form it takes.
         for (var, value, says) in [
             ("WIRECALL_MAX_CONNECTIONS", "0", "between 1 and"),
@@ -174,6 +227,7 @@ async fn limits_and_timers_from_the_environment() {
             ("WIRECALL_MAX_IN_FLIGHT", "-4", "whole number"),
             ("WIRECALL_MAX_FRAME", "1KiB", "at least the handshake"),
             ("WIRECALL_MAX_FRAME", "big", "16MiB"),
+            ("WIRECALL_BLOCKING_BUDGET", "soon", "500ms"),
         ] {
             for v in VARS {
                 std::env::remove_var(v);

@@ -8,8 +8,9 @@
 //! |---|---|
 //! | `#[remote]` | callable remotely as `service + "_" + method name` |
 //! | `#[remote(name = "x")]` | callable as `service + "_x"` (Margo's `rpc_name`) |
-//! | `#[remote(oneway)]` | never answered, not even on error (Margo's `disable_response`) |
+//! | `#[remote(oneway)]` | never answered, not even on error (Margo's `disable_response`); its calls run off the connection's reader, so they never delay the caller's next call (Pyro's `ONEWAY_THREADED`) |
 //! | `#[remote(idempotent)]` | safe to run twice: the generated client sends it again after a lost connection (up to the proxy's `max_retries`) |
+//! | `#[remote(blocking)]` | the method blocks its thread (file or database I/O, long computation, `std::thread::sleep`): its calls always run on tokio's blocking pool, never on the connection's reader or a runtime worker; combines with the others (`#[remote(name = "x", blocking)]`) |
 //! | `#[attribute]` | a getter `fn(&self) -> T` exposed as remote attribute (Pyro property) |
 //! | `#[attribute(set)]` / `#[attribute(set, name = "x")]` | a setter `fn(&self, value: T)`; the default name drops a `set_` prefix |
 //! | `#[on_prefinalize]` | runs when the server finalizes, before connections close (may make calls) |
@@ -100,7 +101,7 @@ struct Param {
 }
 
 enum Kind {
-    Method { oneway: bool },
+    Method { oneway: bool, blocking: bool },
     Getter,
     Setter,
 }
@@ -188,6 +189,7 @@ fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Re
     let mut name: Option<String> = None;
     let mut oneway = false;
     let mut idempotent = false;
+    let mut blocking = false;
     let mut set = false;
     if !matches!(attr.meta, syn::Meta::Path(_)) {
         attr.parse_nested_meta(|meta| {
@@ -202,13 +204,18 @@ fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Re
             } else if !is_attribute && meta.path.is_ident("idempotent") {
                 idempotent = true;
                 Ok(())
+            } else if !is_attribute && meta.path.is_ident("blocking") {
+                blocking = true;
+                Ok(())
             } else if is_attribute && meta.path.is_ident("set") {
                 set = true;
                 Ok(())
             } else if is_attribute {
                 Err(meta.error("unknown #[attribute] argument; expected `set` or `name = \"...\"`"))
             } else {
-                Err(meta.error("unknown #[remote] argument; expected `name = \"...\"`, `oneway` or `idempotent`"))
+                Err(meta.error(
+                    "unknown #[remote] argument; expected `name = \"...\"`, `oneway`, `idempotent` or `blocking`",
+                ))
             }
         })?;
     }
@@ -289,7 +296,7 @@ fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Re
             Kind::Getter
         }
     } else {
-        Kind::Method { oneway }
+        Kind::Method { oneway, blocking }
     };
     if params
         .iter()
@@ -548,7 +555,8 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
         }
     });
     let has_responder = r.params.iter().any(|p| p.role == ParamRole::Responder);
-    let oneway = matches!(r.kind, Kind::Method { oneway: true });
+    let oneway = matches!(r.kind, Kind::Method { oneway: true, .. });
+    let blocking = matches!(r.kind, Kind::Method { blocking: true, .. });
     let kind = match r.kind {
         Kind::Method { .. } => quote!(#w::MethodKind::Method),
         Kind::Getter => quote!(#w::MethodKind::Getter),
@@ -604,6 +612,7 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
             params: &[#(#names),*],
             kind: #kind,
             oneway: #oneway,
+            blocking: #blocking,
             handler: {
                 fn __wirecall_handler(__this: &::std::sync::Arc<#self_ty>, __call: #w::Incoming) -> #w::Handled {
                     struct __Names;
@@ -660,7 +669,7 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
     };
     let full = format!("{service}_{}", r.name);
     match r.kind {
-        Kind::Method { oneway: true } => {
+        Kind::Method { oneway: true, .. } => {
             let doc = format!(
                 "Calls `{full}` one way: returns once the call is sent; the server never answers."
             );
@@ -671,7 +680,7 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
                 }
             }
         }
-        Kind::Method { oneway: false } if r.idempotent => {
+        Kind::Method { oneway: false, .. } if r.idempotent => {
             let doc = format!(
                 "Calls `{full}` and waits for its result; idempotent: sent again after a lost connection (up to the proxy's `max_retries`)."
             );
@@ -682,7 +691,7 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
                 }
             }
         }
-        Kind::Method { oneway: false } => {
+        Kind::Method { oneway: false, .. } => {
             let doc = format!("Calls `{full}` and waits for its result.");
             quote! {
                 #[doc = #doc]
@@ -740,7 +749,7 @@ mod tests {
                 async fn say_hello(&self, firstname: String, lastname: String) -> String { todo!() }
                 #[remote(name = "notify", oneway)]
                 fn notify_all(&self, event: String) {}
-                #[remote]
+                #[remote(blocking)]
                 fn fallible(&self) -> Result<u32, std::io::Error> { todo!() }
                 #[on_finalize]
                 fn finalize(&self) {}
@@ -759,6 +768,7 @@ mod tests {
         assert!(out.contains("name : \"say_hello\""), "{out}");
         assert!(out.contains("name : \"notify\""), "{out}");
         assert!(out.contains("oneway : true"), "{out}");
+        assert!(out.contains("blocking : true"), "{out}");
         assert!(out.contains("pub struct MyProviderClient"), "{out}");
         assert!(out.contains("\"my_service_say_hello\""), "{out}");
         assert!(out.contains("call_oneway (\"my_service_notify\""), "{out}");

@@ -1645,10 +1645,28 @@ impl ServerConnection {
             self.check_drained();
             return Ok(());
         }
+        self.expire_calls(now);
+        Ok(())
+    }
+
+    /// Gives up the calls whose deadline passed by `now`: each is answered
+    /// DEADLINE_EXCEEDED and reported as [`ServerEvent::Expired`], and a later
+    /// [`reply`](Self::reply) or [`error`](Self::error) for it is refused with
+    /// [`ProtocolError::NotInFlight`] (not sent). Returns how many expired.
+    ///
+    /// [`handle_timeout`](Self::handle_timeout) does this with the connection's other
+    /// timers; a driver calls it alone before answering a call whose handler ran so long
+    /// that its timer could not fire meanwhile (a handler that held the driver's task), so
+    /// a late result is never sent in place of the DEADLINE_EXCEEDED the caller is owed.
+    pub fn expire_calls(&mut self, now: Instant) -> usize {
+        if self.core.closed.is_some() {
+            return 0;
+        }
         let expired = self.in_flight.expired(now, |c| c.deadline);
         if expired.is_empty() {
-            return Ok(());
+            return 0;
         }
+        let n = expired.len();
         for id in expired {
             // A call of a batch may have been answered SKIPPED by an earlier one here.
             let Some(call) = self.in_flight.remove(&id) else {
@@ -1663,7 +1681,7 @@ impl ServerConnection {
             self.batch_done(id, call, false);
         }
         self.check_drained();
-        Ok(())
+        n
     }
 
     /// [`handle_input_buf`](Self::handle_input_buf) for at most `max_frames` frames;

@@ -418,6 +418,42 @@ fn deadline_fails_the_call_on_both_sides() {
 }
 
 #[test]
+fn a_result_ready_after_the_deadline_is_not_sent_in_place_of_deadline_exceeded() {
+    // A driver whose handler held it past the deadline (its timer could not fire) expires
+    // the calls before answering: the caller gets DEADLINE_EXCEEDED, never the late value.
+    let mut p = Pair::connected();
+    let mut req = CallRequest::new(ProviderId(1), Method::new("m").unwrap(), Bytes::new());
+    req.annotations = Annotations::builder()
+        .deadline(Duration::from_millis(100))
+        .build();
+    let id = p.client.call(req, p.now).unwrap();
+    let other = p.call("n", b"");
+    p.drive();
+    assert_eq!(p.server_events().len(), 2);
+    // Not yet due: nothing expires, the calls stay answerable.
+    assert_eq!(p.server.expire_calls(p.now + Duration::from_millis(99)), 0);
+    assert_eq!(p.server.in_flight(), 2);
+    let late = p.now + Duration::from_millis(250);
+    assert_eq!(p.server.expire_calls(late), 1);
+    assert_eq!(p.server_events(), vec![ServerEvent::Expired(id)]);
+    assert_eq!(
+        p.reply(id, b"late"),
+        Err(ProtocolError::NotInFlight { request_id: id })
+    );
+    // The call without a deadline is untouched.
+    p.reply(other, b"").unwrap();
+    p.drive();
+    let events = p.client_events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        matches!(&events[0], ClientEvent::Error(e) if e.request_id == id && e.body.code == ErrorCode::DEADLINE_EXCEEDED),
+        "{events:?}"
+    );
+    assert!(matches!(&events[1], ClientEvent::Reply(r) if r.request_id == other));
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
 fn server_goaway_finishes_in_flight_and_refuses_crossing_calls() {
     let mut p = Pair::connected();
     let a = p.call("a", b"");

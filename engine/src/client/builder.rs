@@ -288,6 +288,29 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
         self
     }
 
+    /// Bounds this call by the time the caller of a handler has left
+    /// ([`CallContext::remaining`](crate::CallContext::remaining)): a handler that calls on
+    /// its caller's behalf passes its `CallContext` here, and the call's timeout (sent to
+    /// the server as its deadline) becomes the shorter of the one it had and what is left.
+    /// A caller that set no timeout changes nothing. Inheritance is explicit, not ambient:
+    /// calls made without `within` keep their own timeout.
+    ///
+    /// ```no_run
+    /// # use wirecall::{CallContext, Proxy};
+    /// # async fn handler(ctx: CallContext, backend: Proxy) -> Result<u64, wirecall::Error> {
+    /// let n: u64 = backend.call_on(7, "store_count")?.within(&ctx).call().await?;
+    /// # Ok(n) }
+    /// ```
+    pub fn within(mut self, ctx: &crate::CallContext) -> Self {
+        if let Some(left) = ctx.remaining() {
+            self.opts.timeout = Some(match self.opts.timeout {
+                Some(t) => t.min(left),
+                None => left,
+            });
+        }
+        self
+    }
+
     /// Adds a user annotation to this call.
     pub fn annotation(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
         self.opts.annotations.push((key.into(), value.into()));

@@ -136,6 +136,7 @@ impl Provider for NameServer {
                     params: &[$($p),*],
                     kind: MethodKind::Method,
                     oneway: false,
+                    blocking: false,
                     handler: |ns, call| run(ns, call, $name, &[$($p),*], $f),
                 }
             };

@@ -299,6 +299,8 @@ impl Reader {
                 }
             };
             let now = crate::io::now();
+            conn.woke = now;
+            conn.clock = now;
             let mut woke = Some(woke);
             // A long batch is handled `batch` frames at a time: their answers leave while
             // the rest is decoded.
@@ -345,6 +347,7 @@ impl Reader {
                 // Writes what the machine queued (WELCOME, PONG, refusals, a GOAWAY).
                 conn.wire.flush_locked(s);
                 let mut drained = false;
+                let calls = conn.calls;
                 for ev in events.drain(..) {
                     match ev {
                         proto::ServerEvent::Connected(session) if !started => {
@@ -376,6 +379,7 @@ impl Reader {
                         _ => {}
                     }
                 }
+                conn.after_batch(calls);
                 conn.wire.flush();
                 if let Some(e) = fatal {
                     return End::Fatal(e);

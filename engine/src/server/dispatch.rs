@@ -1,5 +1,8 @@
 //! Call dispatch: routes a call the connection's machine accepted to its provider's
-//! handler, runs the hooks, and answers through the machine.
+//! handler, runs the hooks, and answers through the machine. Runs plain handlers inline on
+//! the reader, sends oneway calls and blocking methods to the blocking pool
+//! ([`off_reader`]), and measures inline handlers against the blocking budget (rules in
+//! `crate::provider`'s module docs).
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -36,6 +39,15 @@ impl Tasks {
         m.insert(id, task.abort_handle());
     }
 
+    /// Runs `work` on tokio's blocking pool as the task of call `id` (see [`Tasks::spawn`]).
+    /// Aborting it stops it only before it starts; a handler already running finishes, and
+    /// its late answer is dropped by the machine.
+    fn spawn_blocking(&self, id: u64, work: impl FnOnce() + Send + 'static) {
+        let mut m = lock(&self.map);
+        let task = tokio::task::spawn_blocking(work);
+        m.insert(id, task.abort_handle());
+    }
+
     /// Removes `id`; returns its task and whether others remain.
     pub(super) fn remove(&self, id: u64) -> (Option<AbortHandle>, bool) {
         let mut m = lock(&self.map);
@@ -67,7 +79,21 @@ pub(super) struct Conn {
     pub(super) span: tracing::Span,
     /// Calls dispatched on the connection.
     pub(super) calls: u64,
+    /// When the reader woke for its current batch of frames (set by the reader): the
+    /// machine's `now` for the calls of the batch, from which their deadlines count.
+    pub(super) woke: Instant,
+    /// The reader's clock: when it woke, then when the last timed handler it ran returned.
+    /// A handler's time on the reader is measured from it.
+    pub(super) clock: Instant,
+    /// Batches left during which every inline handler is timed against the blocking
+    /// budget; set when a whole batch overran it (see [`Conn::after_batch`]). Otherwise
+    /// inline handlers are not timed (no clock read per call), calls with a deadline aside.
+    pub(super) timing: u32,
 }
+
+/// How many batches of a connection's calls are timed one by one after a batch overran
+/// the blocking budget.
+const TIMED_BATCHES: u32 = 64;
 
 impl Conn {
     pub(super) fn new(
@@ -90,6 +116,34 @@ impl Conn {
             connected: false,
             span,
             calls: 0,
+            woke: crate::io::now(),
+            clock: crate::io::now(),
+            timing: 0,
+        }
+    }
+
+    /// After the reader handled a batch of frames in which `calls` calls were dispatched:
+    /// with a blocking budget, one clock read tells whether the batch held the reader
+    /// longer than the budget; if so, the next [`TIMED_BATCHES`] batches time each inline
+    /// handler, to find the method that blocks.
+    pub(super) fn after_batch(&mut self, calls: u64) {
+        let Some(budget) = self.inner.blocking_budget else {
+            return;
+        };
+        if self.calls == calls {
+            return;
+        }
+        let now = crate::io::now();
+        if now.saturating_duration_since(self.woke) > budget {
+            self.timing = TIMED_BATCHES;
+            // Calls whose deadline passed while the reader was held are answered now.
+            let mut s = self.wire.lock();
+            if s.side.expire_calls(now) > 0 {
+                drop(s);
+                self.wire.wake_reader();
+            }
+        } else {
+            self.timing = self.timing.saturating_sub(1);
         }
     }
 
@@ -173,10 +227,10 @@ impl Conn {
             sink.answer(crate::context::encode_outcome(codec, &()), Flush::Deferred);
             sink.oneway = true;
         }
-        let instance: &dyn crate::provider::Instance = match &reg.instances {
-            crate::provider::Instances::Shared(i) => &**i,
+        let instance: &Arc<dyn crate::provider::Instance> = match &reg.instances {
+            crate::provider::Instances::Shared(i) => i,
             crate::provider::Instances::PerConnection(f) => {
-                &**self.instances.entry(provider_id).or_insert_with(|| {
+                self.instances.entry(provider_id).or_insert_with(|| {
                     let i = f();
                     i.connect(&self.info);
                     i
@@ -223,6 +277,37 @@ impl Conn {
                 done: AtomicBool::new(false),
             }));
         }
+        // The caller's deadline on this server's clock (the machine answers the call
+        // DEADLINE_EXCEEDED when it passes): read from the reader's clock, for calls with one.
+        let deadline_at = call.annotations.deadline().map(|d| self.woke + d);
+        // Calls that would hold the reader (and so every later call of the connection) run
+        // off it: a oneway call (it must never delay the caller's next call), and every call
+        // of a method declared or found blocking (see the provider module's docs).
+        if sink.oneway || reg.runs_off_reader(&route) {
+            let incoming = Incoming {
+                codec,
+                args: call.args,
+                kwargs: call.kwargs,
+                conn: self.info.clone(),
+                annotations: call.annotations,
+                provider_id,
+                sink: sink.clone(),
+                limits: self.codec_limits,
+                deadline_at,
+            };
+            off_reader(OffReader {
+                tasks: &self.tasks,
+                id,
+                track: !sink.oneway,
+                block: reg.runs_off_reader(&route),
+                instance: instance.clone(),
+                index: route.index,
+                incoming,
+                sink,
+                span: trace.as_ref().map(|t| t.span().clone()),
+            });
+            return;
+        }
         // A synchronous handler of a plain two-way call may encode its result for a direct
         // answer (see `context::arm_direct`); hooks and traces take the usual way. On that
         // path the handler's `Incoming` takes the sink, and one is made again only for an
@@ -243,13 +328,71 @@ impl Conn {
             provider_id,
             sink: for_handler,
             limits: self.codec_limits,
+            deadline_at,
         };
         let armed = fast.then(|| crate::context::arm_direct(key));
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             instance.dispatch(route.index, incoming)
         }));
         let encoded = armed.is_some_and(|g| g.disarm(key));
-        if let Ok(Handled::Ready(Outcome::Value(_))) = &handled {
+        // An async handler is polled once in place: one that does not actually wait
+        // finishes here, without a task spawn. One that waits is spawned below (and polled
+        // again there with a real waker).
+        let handled = match handled {
+            Ok(Handled::Pending(fut)) => {
+                let mut fut = AssertUnwindSafe(fut).catch_unwind();
+                let waker = futures::task::noop_waker();
+                let mut cx = std::task::Context::from_waker(&waker);
+                match std::pin::Pin::new(&mut fut).poll(&mut cx) {
+                    std::task::Poll::Ready(r) => {
+                        Polled::Done(r.unwrap_or_else(|p| Outcome::Fault(panic_fault(p))))
+                    }
+                    std::task::Poll::Pending => Polled::Waits(fut),
+                }
+            }
+            other => Polled::Other(other),
+        };
+        // How long the handler held the reader (while the connection is under watch, see
+        // `after_batch`), and whether the caller's deadline passed meanwhile (the
+        // machine's timer could not fire while the reader was busy): the clock is read
+        // only when one of them needs it.
+        let budget = self.inner.blocking_budget.filter(|_| self.timing > 0);
+        if budget.is_some() || deadline_at.is_some() {
+            let now = crate::io::now();
+            let mut overran = false;
+            if let Some(budget) = budget {
+                let held = now.saturating_duration_since(self.clock);
+                overran = held > budget;
+                if !overran {
+                    reg.within_budget(&route);
+                } else if reg.overran(&route) {
+                    tracing::warn!(
+                        parent: &self.span,
+                        provider = provider_id,
+                        method = call.method.as_str(),
+                        held_ms = held.as_millis() as u64,
+                        budget_ms = budget.as_millis() as u64,
+                        reason = "blocking_budget",
+                        "`{}` of provider {provider_id} held a connection's reader for {held:?}, over the blocking budget of {budget:?} ({} calls in a row): its calls now run on the blocking pool; mark it #[remote(blocking)] to say so up front, or raise the budget (blocking_budget, WIRECALL_BLOCKING_BUDGET)",
+                        call.method.as_str(),
+                        crate::provider::OVERRUNS_TO_MOVE,
+                    );
+                }
+            }
+            self.clock = now;
+            if overran || deadline_at.is_some_and(|at| now >= at) {
+                // Past the deadline, or the reader was held long enough for other calls'
+                // deadlines to pass unseen: the machine answers DEADLINE_EXCEEDED now to
+                // every call due, and drops their late answers (this one's below).
+                let mut s = self.wire.lock();
+                if s.side.expire_calls(now) > 0 {
+                    drop(s);
+                    // Its reader stops the other expired calls' handlers.
+                    self.wire.wake_reader();
+                }
+            }
+        }
+        if let Polled::Other(Ok(Handled::Ready(Outcome::Value(_)))) = &handled {
             if encoded {
                 crate::context::answer_direct(&self.wire, id, codec, Flush::Deferred);
                 return;
@@ -264,34 +407,33 @@ impl Conn {
             trace: None,
         });
         match handled {
-            Err(panic) => sink.answer(Outcome::Fault(panic_fault(panic)), Flush::Deferred),
-            Ok(Handled::Ready(outcome)) => sink.answer(outcome, Flush::Deferred),
+            Polled::Done(outcome) => sink.answer(outcome, Flush::Deferred),
+            Polled::Other(Err(panic)) => {
+                sink.answer(Outcome::Fault(panic_fault(panic)), Flush::Deferred)
+            }
+            Polled::Other(Ok(Handled::Ready(outcome))) => sink.answer(outcome, Flush::Deferred),
             // The handler holds a Responder (through the sink); the hooks run when it
-            // answers, or when it is dropped unanswered.
-            Ok(Handled::Deferred) => {}
-            Ok(Handled::Detached(fut)) => {
+            // answers, or when it is dropped unanswered. The machine answers the caller
+            // DEADLINE_EXCEEDED if the deadline passes first.
+            Polled::Other(Ok(Handled::Deferred)) => {}
+            Polled::Other(Ok(Handled::Detached(fut))) => {
+                // Tracked like an async handler: stopped when the call expires or is
+                // cancelled (dropping its Responder, whose answer the machine then drops).
+                let tasks = self.tasks.clone();
                 let work = async move {
                     // A panic drops the Responder, which answers (and tells the hooks) with
                     // an error.
                     let _ = AssertUnwindSafe(fut).catch_unwind().await;
+                    tasks.remove(id);
                 };
                 match &trace {
-                    Some(t) => drop(tokio::spawn(work.instrument(t.span().clone()))),
-                    None => drop(tokio::spawn(work)),
+                    Some(t) => self.tasks.spawn(id, work.instrument(t.span().clone())),
+                    None => self.tasks.spawn(id, work),
                 }
             }
-            Ok(Handled::Pending(fut)) => {
-                // Poll once in place: an async handler that does not actually wait finishes
-                // here, without a task spawn. One that waits is spawned (and polled again
-                // there with a real waker).
-                let mut fut = AssertUnwindSafe(fut).catch_unwind();
-                let waker = futures::task::noop_waker();
-                let mut cx = std::task::Context::from_waker(&waker);
-                if let std::task::Poll::Ready(r) = std::pin::Pin::new(&mut fut).poll(&mut cx) {
-                    let outcome = r.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
-                    sink.answer(outcome, Flush::Deferred);
-                    return;
-                }
+            // Not produced: `Pending` became `Done` or `Waits` above.
+            Polled::Other(Ok(Handled::Pending(_))) => {}
+            Polled::Waits(fut) => {
                 let tasks = self.tasks.clone();
                 let work = async move {
                     let outcome = fut.await.unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
@@ -308,6 +450,109 @@ impl Conn {
                 }
             }
         }
+    }
+}
+
+type CaughtOutcome =
+    futures::future::CatchUnwind<AssertUnwindSafe<futures::future::BoxFuture<'static, Outcome>>>;
+
+/// A handler's result after the one poll in place of an async handler.
+enum Polled {
+    /// The async handler finished in its first poll.
+    Done(Outcome),
+    /// The async handler waits: it goes on on a task of its own.
+    Waits(CaughtOutcome),
+    /// Whatever else the handler did (never `Pending`).
+    Other(std::thread::Result<Handled>),
+}
+
+/// A call to run off the connection's reader (see [`off_reader`]).
+pub(super) struct OffReader<'a> {
+    pub(super) tasks: &'a Arc<Tasks>,
+    pub(super) id: u64,
+    /// A two-way call: its task is tracked, so the reader drops it when the machine
+    /// expires or cancels the call.
+    pub(super) track: bool,
+    /// The method blocks: an async one runs to its end on the blocking thread too
+    /// (`block_on`), rather than on a runtime worker.
+    pub(super) block: bool,
+    pub(super) instance: Arc<dyn crate::provider::Instance>,
+    pub(super) index: usize,
+    pub(super) incoming: Incoming,
+    pub(super) sink: ReplySink,
+    pub(super) span: Option<tracing::Span>,
+}
+
+/// Runs a handler on tokio's blocking pool, so neither the connection's reader (its later
+/// calls) nor a runtime worker (other connections) waits for it, and answers through the
+/// sink at once. Only the handler's own thread waits for a blocking method.
+pub(super) fn off_reader(call: OffReader<'_>) {
+    let OffReader {
+        tasks,
+        id,
+        track,
+        block,
+        instance,
+        index,
+        incoming,
+        sink,
+        span,
+    } = call;
+    let handle = tokio::runtime::Handle::current();
+    let t = tasks.clone();
+    let work = move || {
+        let _entered = span.as_ref().map(|s| s.enter());
+        let handled =
+            std::panic::catch_unwind(AssertUnwindSafe(|| instance.dispatch(index, incoming)));
+        match handled {
+            Err(panic) => finish(&t, track, id, &sink, Outcome::Fault(panic_fault(panic))),
+            Ok(Handled::Ready(outcome)) => finish(&t, track, id, &sink, outcome),
+            Ok(Handled::Deferred) => {
+                if track {
+                    t.remove(id);
+                }
+            }
+            Ok(Handled::Detached(fut)) => {
+                let work = async move {
+                    let _ = AssertUnwindSafe(fut).catch_unwind().await;
+                };
+                if block {
+                    handle.block_on(work);
+                } else {
+                    drop(handle.spawn(work));
+                }
+                if track {
+                    t.remove(id);
+                }
+            }
+            Ok(Handled::Pending(fut)) => {
+                let work = async move {
+                    let outcome = AssertUnwindSafe(fut)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|p| Outcome::Fault(panic_fault(p)));
+                    finish(&t, track, id, &sink, outcome);
+                };
+                if block {
+                    handle.block_on(work);
+                } else {
+                    drop(handle.spawn(work));
+                }
+            }
+        }
+    };
+    if track {
+        tasks.spawn_blocking(id, work);
+    } else {
+        drop(tokio::task::spawn_blocking(work));
+    }
+}
+
+/// Answers a call run off the reader, unless the machine gave it up meanwhile (then its
+/// task is gone from `tasks` and nobody waits for the answer).
+fn finish(tasks: &Tasks, track: bool, id: u64, sink: &ReplySink, outcome: Outcome) {
+    if !track || tasks.remove(id).0.is_some() {
+        sink.answer(outcome, Flush::Now);
     }
 }
 

@@ -1,6 +1,10 @@
 //! The server side: the builder and the engine's lifecycle (this file), the connection
 //! driver ([`conn`]), call dispatch ([`dispatch`]) and the built-in daemon object
 //! ([`daemon`]).
+//!
+//! Where handlers run (inline on a connection's reader, on a task, or on the blocking pool
+//! for `#[remote(blocking)]`, oneway and budget-overrunning methods) and how deadlines bound
+//! every kind of handler: see [the provider module](crate::provider#where-handlers-run).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -48,6 +52,8 @@ pub struct ServerBuilder {
     /// environment or the defaults.
     timeouts: [Option<Option<Duration>>; 4],
     max_buffered: Option<usize>,
+    /// `Some(None)`: detection explicitly off.
+    blocking_budget: Option<Option<Duration>>,
     tls: Option<crate::TlsServerConfig>,
     /// Converters of Pyro5 class dicts in Pyro5 calls' arguments ([`Self::pyro_classes`]).
     pyro_classes: crate::PyroClasses,
@@ -197,6 +203,18 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a synchronous handler may run on its connection's reader before its method
+    /// is judged blocking. A handler runs on the reader (no task hop, the fastest way) unless
+    /// its method is declared `#[remote(blocking)]`; while it runs, the connection's other
+    /// calls wait. A method whose calls overran this budget three times in a row runs off the reader from
+    /// then on, on tokio's blocking pool, for every connection of the server (a warning
+    /// names it). Default 10 ms, or `WIRECALL_BLOCKING_BUDGET` (`50ms`, `off`); `None` turns
+    /// the detection off (only declared methods then run off the reader).
+    pub fn blocking_budget(mut self, budget: Option<Duration>) -> Self {
+        self.blocking_budget = Some(budget);
+        self
+    }
+
     /// How long `finalize` waits for in-flight calls (default 5 s).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
@@ -261,6 +279,7 @@ impl ServerBuilder {
             None => None,
         };
         let timeouts = config::timeouts_from_env(self.timeouts)?;
+        let blocking_budget = config::blocking_budget_from_env(self.blocking_budget)?;
         let max_buffered = match self.max_buffered {
             Some(b) => b,
             None => config::max_buffered_from_env()?.unwrap_or_else(|| {
@@ -278,6 +297,7 @@ impl ServerBuilder {
             pyro_classes: self.pyro_classes.clone(),
             limits,
             timeouts,
+            blocking_budget,
             max_connections,
             open: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
@@ -386,6 +406,9 @@ struct Inner {
     pyro_classes: crate::PyroClasses,
     limits: proto::Limits,
     timeouts: Timeouts,
+    /// How long a handler may hold a connection's reader before its method is moved off it
+    /// (`None`: no detection).
+    blocking_budget: Option<Duration>,
     /// The most connections served at once (`None`: no limit).
     max_connections: Option<usize>,
     /// Connections being served now.
@@ -452,6 +475,7 @@ impl Engine {
             shutdown_token: None,
             timeouts: [None; 4],
             max_buffered: None,
+            blocking_budget: None,
             tls: None,
             announce: Vec::new(),
         }

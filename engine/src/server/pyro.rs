@@ -759,13 +759,56 @@ impl Driver {
             provider_id,
             sink: sink.clone(),
             limits: self.codec_limits,
+            // Pyro5 calls carry no deadline.
+            deadline_at: None,
         };
+        // As on native connections: oneway calls and blocking methods run off the
+        // connection's task, on the blocking pool (see `dispatch::off_reader`).
+        if sink.oneway || reg.runs_off_reader(&route) {
+            super::dispatch::off_reader(super::dispatch::OffReader {
+                tasks: &Arc::default(),
+                id: request_id,
+                track: false,
+                block: reg.runs_off_reader(&route),
+                instance,
+                index: route.index,
+                incoming,
+                sink,
+                span: trace.as_ref().map(|t| t.span().clone()),
+            });
+            if oneway {
+                return None;
+            }
+            return Some(answered.await.unwrap_or_else(|_| {
+                Outcome::Fault(Fault::new(
+                    FaultKind::Internal,
+                    "the handler ended without answering",
+                ))
+            }));
+        }
+        let started = std::time::Instant::now();
         let handled = {
             let _entered = trace.as_ref().map(|t| t.span().clone().entered());
             std::panic::catch_unwind(AssertUnwindSafe(|| {
                 instance.dispatch(route.index, incoming)
             }))
         };
+        if let Some(budget) = self.inner.blocking_budget {
+            let held = started.elapsed();
+            if held <= budget {
+                reg.within_budget(&route);
+            } else if reg.overran(&route) {
+                tracing::warn!(
+                    parent: &self.span,
+                    provider = provider_id,
+                    method = %route_name,
+                    held_ms = held.as_millis() as u64,
+                    budget_ms = budget.as_millis() as u64,
+                    reason = "blocking_budget",
+                    "`{route_name}` of provider {provider_id} held a connection's task for {held:?}, over the blocking budget of {budget:?}: its calls now run on the blocking pool; mark it #[remote(blocking)] to say so up front, or raise the budget (blocking_budget, WIRECALL_BLOCKING_BUDGET)"
+                );
+            }
+        }
         let span = trace
             .as_ref()
             .map(|t| t.span().clone())
