@@ -283,7 +283,15 @@ impl Conn {
         // Calls that would hold the reader (and so every later call of the connection) run
         // off it: a oneway call (it must never delay the caller's next call), and every call
         // of a method declared or found blocking (see the provider module's docs).
-        if sink.oneway || reg.runs_off_reader(&route) {
+        let off = if sink.oneway {
+            // Except a oneway call of an ordered batch: the machine dispatches the batch's
+            // next call as soon as a oneway one is handed out (it has no answer to wait
+            // for), so it runs here, in place, or later calls of the batch would overtake it.
+            call.annotations.batch().is_none()
+        } else {
+            reg.runs_off_reader(&route)
+        };
+        if off {
             let incoming = Incoming {
                 codec,
                 args: call.args,
