@@ -447,6 +447,10 @@ async fn bad_uris_and_serializers_are_configuration_errors() {
         e.to_string().contains("serpent, json, msgpack or marshal"),
         "{e}"
     );
+    // The native proxy points a Pyro5 URI to PyroProxy.
+    let e = wirecall::Proxy::new("PYRO:obj@127.0.0.1:1").unwrap_err();
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    assert!(e.to_string().contains("PyroProxy::new"), "{e}");
 }
 
 /// `PyroProxy::batch` against a Python daemon (what `Pyro5.api.BatchProxy` sends): results in

@@ -224,6 +224,15 @@ impl Proxy {
     /// `WIRECALL_MAX_RETRIES` if set (see [`Proxy::max_retries`]), and a bad value of either
     /// is an error naming the variable.
     pub fn new(uri: &str) -> Result<Proxy, Error> {
+        let pyro = uri
+            .trim()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("PYRO:"));
+        if pyro {
+            return Err(Error::config(format!(
+                "`{uri}` names an object of a Pyro5 daemon: call it with PyroProxy::new (Proxy speaks wirecall's native protocol)"
+            )));
+        }
         if let Some(proxy) = Proxy::named(uri)? {
             return Ok(proxy);
         }
