@@ -46,6 +46,33 @@ impl Budget {
             .is_ok()
     }
 
+    /// Moves what a connection holds from `*held` bytes to what `pending` bytes of input
+    /// need ([`Budget::need`]). False, holding nothing, when that need does not fit.
+    pub(super) fn hold(&self, held: &mut usize, pending: usize) -> bool {
+        let need = Budget::need(pending);
+        if need == *held {
+            return true;
+        }
+        self.give_back(std::mem::take(held));
+        if need > 0 {
+            if !self.try_take(need) {
+                return false;
+            }
+            *held = need;
+        }
+        true
+    }
+
+    /// What `pending` bytes of input hold of the budget: nothing when they fit the ordinary
+    /// read buffer.
+    pub(super) fn need(pending: usize) -> usize {
+        if pending <= READ_CHUNK {
+            0
+        } else {
+            pending
+        }
+    }
+
     /// The budget's size in bytes.
     pub(super) fn max(&self) -> usize {
         self.max
@@ -421,27 +448,20 @@ impl Reader {
         machine: &mut proto::ServerConnection,
         inner: &Inner,
     ) -> Result<(), proto::ProtocolError> {
-        let need = machine.pending_input_len().unwrap_or(0);
-        // Frames that fit the ordinary read buffer are not counted.
-        let need = if need <= READ_CHUNK { 0 } else { need };
-        if need != self.reserved {
-            inner.budget.give_back(self.reserved);
-            self.reserved = 0;
-            if need > 0 {
-                if !inner.budget.try_take(need) {
-                    let message = format!(
-                        "the server's receive buffers are full (a {need}-byte frame does not fit); retry later"
-                    );
-                    machine.close(proto::ErrorCode::LIMIT_EXCEEDED, &message);
-                    return Err(proto::ProtocolError::TooLong {
-                        what: "frame (server-wide receive buffer budget)",
-                        len: need as u64,
-                        max: inner.budget.max as u64,
-                    });
-                }
-                self.reserved = need;
-            }
+        let pending = machine.pending_input_len().unwrap_or(0);
+        if !inner.budget.hold(&mut self.reserved, pending) {
+            let need = Budget::need(pending);
+            let message = format!(
+                "the server's receive buffers are full (a {need}-byte frame does not fit); retry later"
+            );
+            machine.close(proto::ErrorCode::LIMIT_EXCEEDED, &message);
+            return Err(proto::ProtocolError::TooLong {
+                what: "frame (server-wide receive buffer budget)",
+                len: need as u64,
+                max: inner.budget.max as u64,
+            });
         }
+        let need = Budget::need(pending);
         if need > self.buf.len() {
             self.buf.reserve(need - self.buf.len());
         }

@@ -75,9 +75,6 @@ const DAEMON_METHODS: [&str; 6] = [
     "registered",
 ];
 
-/// What the read buffer grows by.
-const READ_CHUNK: usize = 16 * 1024;
-
 impl super::ServerBuilder {
     /// Converters of Pyro5 class dicts (Pyro5's `register_dict_to_class`, see
     /// [`crate::PyroClasses`]) applied to the arguments of Pyro5 calls before the
@@ -232,7 +229,7 @@ impl Driver {
             }
             let deadline = session.poll_timeout();
             if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(READ_CHUNK);
+                buf.reserve(super::conn::READ_CHUNK);
             }
             tokio::select! {
                 biased;
@@ -261,27 +258,15 @@ impl Driver {
     /// buffer is not counted. Past the budget the connection is closed (Pyro5 has no
     /// message to say why; the log does).
     fn hold_input(&mut self, session: &mut ServerSession) -> Result<(), proto::ProtocolError> {
-        let held = session.buffered_input();
-        let need = if held <= super::conn::READ_CHUNK {
-            0
-        } else {
-            held
-        };
-        if need == self.reserved {
-            return Ok(());
-        }
         let budget = &self.inner.budget;
-        budget.give_back(std::mem::take(&mut self.reserved));
-        if need > 0 {
-            if !budget.try_take(need) {
-                session.close();
-                return Err(proto::ProtocolError::TooLong {
-                    what: "buffered input (server-wide receive buffer budget)",
-                    len: need as u64,
-                    max: budget.max() as u64,
-                });
-            }
-            self.reserved = need;
+        let pending = session.buffered_input();
+        if !budget.hold(&mut self.reserved, pending) {
+            session.close();
+            return Err(proto::ProtocolError::TooLong {
+                what: "buffered input (server-wide receive buffer budget)",
+                len: super::conn::Budget::need(pending) as u64,
+                max: budget.max() as u64,
+            });
         }
         Ok(())
     }
