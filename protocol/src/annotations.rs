@@ -19,6 +19,9 @@ pub const CORRELATION_KEY: &str = "wc.corr";
 pub const BATCH_KEY: &str = "wc.batch";
 /// Flag bit of a `wc.batch` value: this call is the last of its batch.
 pub const BATCH_LAST: u8 = 0x01;
+/// Protocol key listing the lengths of the bulk values that share the frame's attachment
+/// section (SPEC §6.9): 4 bytes (big-endian) per value, in order.
+pub const BULK_KEY: &str = "wc.bulk";
 /// Keys starting with this prefix belong to the protocol; users cannot insert them.
 pub const RESERVED_PREFIX: &str = "wc.";
 
@@ -97,6 +100,9 @@ impl Annotations {
                 BATCH_KEY if value[..8] == [0; 8] => {
                     return Err(malformed("wc.batch names request id 0"))
                 }
+                BULK_KEY if value.len() % 4 != 0 => {
+                    return Err(malformed("wc.bulk must be a multiple of 4 bytes"))
+                }
                 _ => {}
             }
             rest = r;
@@ -143,6 +149,26 @@ impl Annotations {
         let id: [u8; 8] = v.get(..8)?.try_into().ok()?;
         let flags = *v.get(8)?;
         Some((RequestId(u64::from_be_bytes(id)), flags & BATCH_LAST != 0))
+    }
+
+    /// The lengths of the frame's bulk values (`wc.bulk`, SPEC §6.9), in order; `None`
+    /// when the frame has no such entry.
+    pub fn bulk_lengths(&self) -> Option<impl Iterator<Item = u32> + '_> {
+        let v = self.get(BULK_KEY)?;
+        Some(
+            v.chunks_exact(4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
+        )
+    }
+
+    /// These annotations with a `wc.bulk` entry listing `lengths` appended (SPEC §6.9);
+    /// fails when the entry's value would not fit its 32-bit length.
+    pub fn with_bulk(&self, lengths: &[u32]) -> Result<Annotations, ProtocolError> {
+        let mut b = AnnotationsBuilder {
+            buf: BytesMut::with_capacity(self.0.len() + 1 + BULK_KEY.len() + 4 + 4 * lengths.len()),
+        };
+        b.buf.put_slice(&self.0);
+        Ok(b.bulk(lengths)?.build())
     }
 
     /// User entries: every entry whose key does not start with `wc.`.
@@ -238,6 +264,18 @@ impl AnnotationsBuilder {
         // Cannot fail: fixed key and a 9-byte value.
         let _ = self.put(BATCH_KEY, &v);
         self
+    }
+
+    /// Lists the lengths of the bulk values that share the frame's attachment section
+    /// (`wc.bulk`, SPEC §6.9), in order; fails when the entry's value would not fit its
+    /// 32-bit length.
+    pub fn bulk(mut self, lengths: &[u32]) -> Result<Self, ProtocolError> {
+        let mut v = Vec::with_capacity(4 * lengths.len());
+        for l in lengths {
+            v.extend_from_slice(&l.to_be_bytes());
+        }
+        self.put(BULK_KEY, &v)?;
+        Ok(self)
     }
 
     /// Adds a user entry. Keys are 1-255 bytes and must not start with `wc.`.

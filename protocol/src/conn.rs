@@ -249,9 +249,22 @@ impl Core {
         };
         let limits = self.peer_limits;
         if self.share_from == usize::MAX {
-            // Everything is copied into the send buffer: the direct path.
-            return frame
-                .encode_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann));
+            let attachment = match frame {
+                Frame::Call(c) => c.attachment.len(),
+                Frame::Reply(r) => r.attachment.len(),
+                Frame::StreamItem(s) => s.attachment.len(),
+                _ => 0,
+            };
+            if attachment < SHARE_SECTIONS_FROM {
+                // Everything is copied into the send buffer: the direct path.
+                return frame
+                    .encode_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann));
+            }
+            // Bulk data is never copied: the attachment goes out as a chunk of its own.
+            let attachment = frame
+                .encode_head_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann))?;
+            self.queue_attachment(attachment);
+            return Ok(());
         }
         let chunks = &mut self.chunks;
         frame.encode_chunks_checked(
@@ -292,6 +305,35 @@ impl Core {
         let limits = self.peer_limits;
         let ann = call.annotations.as_bytes().len();
         call.encode_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann))
+    }
+
+    /// Encodes a borrowed CALL whose attachment is `attachment` (shared, not copied when
+    /// large) into the send buffer after checking the peer's limits.
+    fn send_call_attached(
+        &mut self,
+        call: &CallRef<'_>,
+        attachment: Bytes,
+    ) -> Result<(), ProtocolError> {
+        let limits = self.peer_limits;
+        let ann = call.annotations.as_bytes().len();
+        call.encode_head_with(&mut self.outbuf, attachment.len(), |len| {
+            check_peer_limits(limits, len, ann)
+        })?;
+        self.queue_attachment(attachment);
+        Ok(())
+    }
+
+    /// Queues an attachment right after what the send buffer holds: copied when small, else
+    /// as a chunk of its own (the buffer before it becomes a chunk too, keeping the order).
+    fn queue_attachment(&mut self, attachment: Bytes) {
+        if attachment.len() < SHARE_SECTIONS_FROM {
+            self.outbuf.extend_from_slice(&attachment);
+            return;
+        }
+        if !self.outbuf.is_empty() {
+            self.chunks.push_back(self.outbuf.split().freeze());
+        }
+        self.chunks.push_back(attachment);
     }
 
     /// Frees the empty buffers.
@@ -702,6 +744,13 @@ macro_rules! io_methods {
             bytes::Buf::advance(&mut self.core.outbuf, n);
         }
 
+        /// Whether some queued bytes wait as shared chunks (large attachments):
+        /// [`transmit_buf`](Self::transmit_buf) and [`take_transmit`](Self::take_transmit)
+        /// would copy them, [`poll_transmit`](Self::poll_transmit) hands them out as they are.
+        pub fn has_transmit_chunks(&self) -> bool {
+            !self.core.chunks.is_empty()
+        }
+
         /// Whether bytes are queued to send.
         pub fn has_transmit(&self) -> bool {
             !self.core.chunks.is_empty() || !self.core.outbuf.is_empty()
@@ -1082,7 +1131,18 @@ impl ClientConnection {
                 } else {
                     self.in_flight.remove(&r.request_id);
                 }
-                if !c.cancelled {
+                if c.cancelled {
+                } else if let Err(e) = crate::bulk::check_bulk(&r.annotations, r.attachment.len())
+                {
+                    // The answer's bulk values are unusable: that call fails, the
+                    // connection (whose framing is intact) goes on.
+                    self.events.push_back(ClientEvent::Error(ErrorFrame {
+                        request_id: r.request_id,
+                        codec: CodecId::NONE,
+                        annotations: Annotations::new(),
+                        body: ErrorBody::new(ErrorCode::PROTOCOL_ERROR, e.to_string()),
+                    }));
+                } else {
                     self.events.push_back(ClientEvent::Reply(r));
                 }
             }
@@ -1252,6 +1312,25 @@ impl ClientConnection {
         call.codec = codec;
         let deadline = call.annotations.deadline().map(|d| now + d);
         self.core.send_call(&call)?;
+        self.commit_call(id, call.oneway, deadline);
+        Ok(id)
+    }
+
+    /// [`call_ref`](Self::call_ref) with an attachment (bulk data, SPEC §6.9) that is
+    /// queued as it is, shared rather than copied into the send buffer when it is 4 KiB or
+    /// more ([`poll_transmit`](Self::poll_transmit) hands it out as a chunk of its own).
+    /// `call.attachment` must be empty.
+    pub fn call_ref_attached(
+        &mut self,
+        mut call: CallRef<'_>,
+        attachment: Bytes,
+        now: Instant,
+    ) -> Result<RequestId, ProtocolError> {
+        let (id, codec) = self.begin_call(call.oneway, call.codec)?;
+        call.request_id = id;
+        call.codec = codec;
+        let deadline = call.annotations.deadline().map(|d| now + d);
+        self.core.send_call_attached(&call, attachment)?;
         self.commit_call(id, call.oneway, deadline);
         Ok(id)
     }
@@ -1832,6 +1911,9 @@ impl ServerConnection {
             ))
         } else if let Err(e) = check_codec(c.codec, &self.config.accepted) {
             Some((e, ErrorBody::codec_refused(c.codec, &self.config.accepted)))
+        } else if let Err(e) = crate::bulk::check_bulk(&c.annotations, c.attachment.len()) {
+            let msg = e.to_string();
+            Some((e, ErrorBody::new(ErrorCode::BAD_ARGUMENTS, msg)))
         } else if !c.oneway && self.in_flight.len() >= self.config.limits.max_in_flight as usize {
             let max = self.config.limits.max_in_flight;
             let e = ProtocolError::TooManyInFlight { max };

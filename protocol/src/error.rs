@@ -140,6 +140,15 @@ pub enum ProtocolError {
         /// The limit.
         max: u32,
     },
+    /// The lengths a frame's `wc.bulk` annotation lists do not add up to its attachment
+    /// section (SPEC §6.9): that call (or answer) fails, the connection stays up.
+    #[error("the frame's bulk values (wc.bulk) add up to {declared} bytes but its attachment holds {attachment}; the sender's bulk lengths do not match what it sent")]
+    BulkMismatch {
+        /// The sum of the `wc.bulk` lengths.
+        declared: u64,
+        /// The attachment section's length.
+        attachment: u64,
+    },
     /// The frame's codec is not accepted; `accepted` lists the codecs that are.
     #[error("codec {codec} refused; this side accepts {}", names(accepted))]
     CodecRefused {
@@ -405,6 +414,7 @@ impl ProtocolError {
             | TooLong { .. }
             | PyroMessageTooLarge { .. } => ErrorCode::LIMIT_EXCEEDED,
             TooManyInFlight { .. } | InFlightLimit { .. } => ErrorCode::TOO_MANY_IN_FLIGHT,
+            BulkMismatch { .. } => ErrorCode::BAD_ARGUMENTS,
             HandshakeTimeout | IdleTimeout | FrameTimeout | PingTimeout => ErrorCode::TIMEOUT,
             DeadlineExceeded { .. } => ErrorCode::DEADLINE_EXCEEDED,
             GoingAway => ErrorCode::SHUTTING_DOWN,
@@ -437,6 +447,7 @@ impl ProtocolError {
             RequestIdNotIncreasing { .. } => "request_id_not_increasing",
             TooManyInFlight { .. } => "too_many_in_flight",
             CodecRefused { .. } => "codec_refused",
+            BulkMismatch { .. } => "bulk_mismatch",
             NoCommonVersion { .. } => "no_common_version",
             NoCommonCodec { .. } => "no_common_codec",
             Refused { .. } => "refused",

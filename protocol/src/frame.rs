@@ -784,7 +784,7 @@ impl Frame {
         Ok(())
     }
 
-    fn encode_head_checked(
+    pub(crate) fn encode_head_checked(
         &self,
         dst: &mut BytesMut,
         check: impl FnOnce(u64) -> Result<(), ProtocolError>,
@@ -976,6 +976,39 @@ impl<'a> CallRef<'a> {
     /// Length of the encoded frame, header included. Fails like [`CallRef::encode`].
     pub fn encoded_len(&self) -> Result<u64, ProtocolError> {
         Ok(self.header()?.frame_len())
+    }
+
+    /// Appends the frame's header and sections, all but an attachment of
+    /// `attachment_len` bytes that the caller sends right after (instead of
+    /// `self.attachment`, which must be empty), once `check` accepted the frame's length.
+    pub(crate) fn encode_head_with(
+        &self,
+        dst: &mut BytesMut,
+        attachment_len: usize,
+        check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        if !self.attachment.is_empty() {
+            return Err(ProtocolError::InvalidArgument(
+                "a call sent with a separate attachment must have an empty `attachment`",
+            ));
+        }
+        Method::check(self.method)?;
+        let header = data_header(
+            Kind::CALL,
+            if self.oneway {
+                Flags::ONEWAY
+            } else {
+                Flags::EMPTY
+            },
+            self.codec,
+            self.provider,
+            self.request_id,
+            self.sections(),
+            attachment_len,
+        )?;
+        check(header.frame_len())?;
+        write_head(dst, &header, self.sections());
+        Ok(())
     }
 
     /// The checked header.

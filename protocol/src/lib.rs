@@ -68,6 +68,7 @@
 #![warn(missing_docs)]
 
 mod annotations;
+mod bulk;
 mod conn;
 mod decoder;
 mod error;
@@ -78,9 +79,10 @@ mod wire;
 pub mod pyro;
 
 pub use annotations::{
-    Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST,
+    Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST, BULK_KEY,
     CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX,
 };
+pub use bulk::{check_bulk, has_bulk, split_bulk};
 pub use conn::{
     check_codec, CallRequest, ClientConfig, ClientConnection, ClientEvent, ServerConfig,
     ServerConnection, ServerEvent, Session,
