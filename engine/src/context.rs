@@ -150,7 +150,7 @@ impl ReplySink {
     /// Answers the call (unless it is oneway) and runs the `after` hooks.
     pub(crate) fn answer(&self, outcome: Outcome, flush: Flush) {
         if let Some(h) = &self.hooks {
-            h.run(matches!(outcome, Outcome::Value(_)));
+            h.run(matches!(outcome, Outcome::Value(_) | Outcome::Attached(_)));
         }
         if let Some(t) = &self.trace {
             t.finish(&outcome);
@@ -173,6 +173,14 @@ impl ReplySink {
                 annotations: proto::Annotations::new(),
                 result,
                 attachment: Bytes::new(),
+            }),
+            Outcome::Attached(a) => side.reply(proto::Reply {
+                request_id,
+                codec,
+                stream: false,
+                annotations: a.annotations,
+                result: a.result,
+                attachment: a.attachment,
             }),
             Outcome::Fault(fault) => side.error(proto::ErrorFrame {
                 request_id,
@@ -295,7 +303,11 @@ impl<T: Serialize + ?Sized> Responder<T> {
     /// Sends `value` as the call's result.
     pub fn respond(mut self, value: &T) {
         if let Some(sink) = self.sink.take() {
-            sink.send(encode_outcome(sink.codec, value));
+            let outcome = match sink.to {
+                AnswerTo::Native(_) => encode_outcome_native(sink.codec, value),
+                AnswerTo::Pyro(_) => encode_outcome(sink.codec, value),
+            };
+            sink.send(outcome);
         }
     }
 
@@ -331,29 +343,44 @@ pub struct ReplyEncoder {
     call: (usize, u64),
     /// The handler is synchronous: its result may be encoded for a direct answer.
     direct: bool,
+    /// The call came on a native connection: [`Bulk`](crate::Bulk) values of the result
+    /// travel in the attachment.
+    native: bool,
 }
 
 impl ReplyEncoder {
     /// Encodes a successful result.
     pub fn value<T: Serialize + ?Sized>(&self, value: &T) -> Outcome {
         if self.direct && DIRECT.get() == Direct::Armed(self.call) {
+            // Armed only for native calls: bulk values are collected.
             let encoded = DIRECT_RESULT.with(|cell| {
                 let mut out = cell.try_borrow_mut().ok()?;
                 out.clear();
-                Some(codec::encode_into(self.codec, value, &mut out))
+                let (r, parts) =
+                    crate::bulk::collect(|| codec::encode_into(self.codec, value, &mut out));
+                Some(match parts {
+                    // With bulk values the answer needs a frame of its own.
+                    Some(parts) => r.map(|()| Some((Bytes::copy_from_slice(&out), parts))),
+                    None => r.map(|()| None),
+                })
             });
             match encoded {
-                Some(Ok(())) => {
+                Some(Ok(None)) => {
                     DIRECT.set(Direct::Encoded(self.call));
                     // A placeholder: the dispatcher answers from the direct result buffer.
                     return Outcome::Value(Bytes::new());
                 }
+                Some(Ok(Some((result, parts)))) => return attached(result, parts),
                 Some(Err(e)) => return encode_failed(self.codec, e),
                 // Not expected (the buffer is only borrowed here and while answering).
                 None => {}
             }
         }
-        encode_outcome(self.codec, value)
+        if self.native {
+            encode_outcome_native(self.codec, value)
+        } else {
+            encode_outcome(self.codec, value)
+        }
     }
 
     /// Passes a fault through.
@@ -416,6 +443,36 @@ pub(crate) fn encode_outcome<T: Serialize + ?Sized>(codec: CodecId, value: &T) -
     match encoded {
         Ok(body) => Outcome::Value(body),
         Err(e) => encode_failed(codec, e),
+    }
+}
+
+/// [`encode_outcome`] for a native connection: the result's [`Bulk`](crate::Bulk) values
+/// are set aside for the attachment.
+pub(crate) fn encode_outcome_native<T: Serialize + ?Sized>(codec: CodecId, value: &T) -> Outcome {
+    match crate::bulk::collect(|| encode_outcome(codec, value)) {
+        (Outcome::Value(result), Some(parts)) => attached(result, parts),
+        (outcome, _) => outcome,
+    }
+}
+
+/// An encoded result with its bulk values in the attachment.
+fn attached(result: Bytes, parts: Vec<Bytes>) -> Outcome {
+    let r = crate::bulk::attachment(parts).and_then(|(lengths, attachment)| {
+        proto::Annotations::new()
+            .with_bulk(&lengths)
+            .map(|annotations| (annotations, attachment))
+            .map_err(|e| e.to_string())
+    });
+    match r {
+        Ok((annotations, attachment)) => Outcome::Attached(crate::provider::Attached {
+            result,
+            annotations,
+            attachment,
+        }),
+        Err(m) => Outcome::Fault(Fault::new(
+            FaultKind::Internal,
+            format!("the server could not attach the result's bulk values: {m}"),
+        )),
     }
 }
 
@@ -553,6 +610,8 @@ pub struct Incoming {
     pub(crate) limits: wirecall_codecs::Limits,
     /// When the caller's deadline passes (read from the clock only for calls with one).
     pub(crate) deadline_at: Option<std::time::Instant>,
+    /// The call's bulk values when it is in bulk mode (SPEC §6.9).
+    pub(crate) bulk: Option<Vec<Bytes>>,
 }
 
 impl fmt::Debug for Incoming {
@@ -577,17 +636,22 @@ impl Incoming {
             _ => e.to_string(),
         };
         clear_message();
+        let parts = self.bulk.as_deref();
         let mut slots = if self.args.is_empty() {
             T::Slots::default()
         } else {
-            codec::decode::<Positional<T, N>>(self.codec, &self.args, &self.limits)
-                .map_err(|e| bad(format!("positional arguments: {}", explain(e))))?
-                .0
+            crate::bulk::with_parts(parts, || {
+                codec::decode::<Positional<T, N>>(self.codec, &self.args, &self.limits)
+            })
+            .map_err(|e| bad(format!("positional arguments: {}", explain(e))))?
+            .0
         };
         if !self.kwargs.is_empty() {
-            let kw = codec::decode::<Keyword<T, N>>(self.codec, &self.kwargs, &self.limits)
-                .map_err(|e| bad(format!("keyword arguments: {}", explain(e))))?
-                .0;
+            let kw = crate::bulk::with_parts(parts, || {
+                codec::decode::<Keyword<T, N>>(self.codec, &self.kwargs, &self.limits)
+            })
+            .map_err(|e| bad(format!("keyword arguments: {}", explain(e))))?
+            .0;
             T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::names(), i)))?;
         }
         T::finish(slots).map_err(|i| bad(missing_message(N::names(), i)))
@@ -619,6 +683,7 @@ impl Incoming {
             codec: self.codec,
             call: direct_key(&self.sink),
             direct: false,
+            native: matches!(self.sink.to, AnswerTo::Native(_)),
         }
     }
 
@@ -631,6 +696,7 @@ impl Incoming {
             codec: self.codec,
             call: direct_key(&self.sink),
             direct: true,
+            native: matches!(self.sink.to, AnswerTo::Native(_)),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use wirecall_protocol as proto;
@@ -35,6 +35,11 @@ pub(crate) trait Machine: Send + 'static {
     fn advance_transmit(&mut self, n: usize);
     /// Moves every queued byte into `dst` (swapping buffers when `dst` is empty).
     fn take_transmit(&mut self, dst: &mut BytesMut);
+    /// Some queued bytes wait as shared chunks (large attachments), which the two methods
+    /// above would copy.
+    fn has_transmit_chunks(&self) -> bool;
+    /// The next queued chunk, as it is (shared, not copied).
+    fn poll_transmit(&mut self) -> Option<Bytes>;
 }
 
 macro_rules! machine {
@@ -51,6 +56,12 @@ macro_rules! machine {
             }
             fn take_transmit(&mut self, dst: &mut BytesMut) {
                 <$t>::take_transmit(self, dst)
+            }
+            fn has_transmit_chunks(&self) -> bool {
+                <$t>::has_transmit_chunks(self)
+            }
+            fn poll_transmit(&mut self) -> Option<Bytes> {
+                <$t>::poll_transmit(self)
             }
         }
     };
@@ -166,7 +177,11 @@ impl<S: HasMachine> Wire<S> {
             return;
         }
         let st = &mut *s;
-        if st.side.machine().transmit_buf().len() <= INLINE_MAX {
+        // Large attachments (bulk data) are left to the task, which writes them from where
+        // they are instead of copying them into one contiguous buffer.
+        if !st.side.machine().has_transmit_chunks()
+            && st.side.machine().transmit_buf().len() <= INLINE_MAX
+        {
             if let Some(wr) = st.wr.as_mut() {
                 let waker = futures::task::noop_waker();
                 let mut cx = Context::from_waker(&waker);
@@ -236,6 +251,8 @@ async fn writer_task<S: HasMachine>(w: Arc<Wire<S>>) {
     // Empty until the first swap: a connection whose writes all go out inline (most) never
     // gives this task a buffer.
     let mut spare = BytesMut::new();
+    // Shared chunks (large attachments) taken as they are, written in order before `spare`.
+    let mut chunks: Vec<Bytes> = Vec::new();
     loop {
         // Take the socket and the queued bytes when there is work.
         let (mut wr, closing) = loop {
@@ -248,7 +265,16 @@ async fn writer_task<S: HasMachine>(w: Arc<Wire<S>>) {
                 if s.active {
                     match s.wr.take() {
                         Some(wr) => {
-                            s.side.machine().take_transmit(&mut spare);
+                            let m = s.side.machine();
+                            if m.has_transmit_chunks() {
+                                // Every queued byte as chunks: the attachments as they
+                                // are, the frames around them as the buffer they are in.
+                                while let Some(c) = m.poll_transmit() {
+                                    chunks.push(c);
+                                }
+                            } else {
+                                m.take_transmit(&mut spare);
+                            }
                             break (wr, s.closing);
                         }
                         None => return,
@@ -260,7 +286,14 @@ async fn writer_task<S: HasMachine>(w: Arc<Wire<S>>) {
             // write carries them all (the scheduler runs a yielded task after its ready ones).
             tokio::task::yield_now().await;
         };
-        let ok = (spare.is_empty() || wr.write_all(&spare).await.is_ok())
+        let mut ok = true;
+        for c in chunks.drain(..) {
+            if ok && wr.write_all(&c).await.is_err() {
+                ok = false;
+            }
+        }
+        let ok = ok
+            && (spare.is_empty() || wr.write_all(&spare).await.is_ok())
             // A no-op on sockets; sends what a TLS stream still holds.
             && wr.flush().await.is_ok();
         if spare.capacity() <= SPARE_MAX {

@@ -90,6 +90,7 @@
 
 mod args;
 mod blocking;
+pub mod bulk;
 mod client;
 mod codec;
 pub mod config;
@@ -105,6 +106,7 @@ mod server;
 
 pub use args::{ArgList, FromArgs, KwList, ParamNames};
 pub use blocking::BlockingProxy;
+pub use bulk::Bulk;
 pub use client::{
     Batch, BatchCall, BatchResults, CallBuilder, Client, IntoProxy, ProviderHandle, Proxy,
     PyroBatch, PyroClasses, PyroItemStream, PyroMetadata, PyroProxy, RemoteFunction,

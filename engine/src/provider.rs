@@ -149,8 +149,19 @@ impl<P> fmt::Debug for MethodSpec<P> {
 pub enum Outcome {
     /// The encoded result.
     Value(bytes::Bytes),
+    /// An encoded result whose [`Bulk`](crate::Bulk) values travel in the frame's
+    /// attachment (SPEC §6.9); only native connections give these.
+    Attached(Attached),
     /// The call failed.
     Fault(Fault),
+}
+
+/// A result encoded with its bulk values set aside: see [`Outcome::Attached`].
+#[derive(Debug)]
+pub struct Attached {
+    pub(crate) result: bytes::Bytes,
+    pub(crate) annotations: wirecall_protocol::Annotations,
+    pub(crate) attachment: bytes::Bytes,
 }
 
 /// What a handler did with a call.

@@ -369,7 +369,12 @@ impl<'p> Batch<'p> {
                         message: "not sent".into(),
                     })
                 });
-                r.map(|v| v.map(|(c, b)| (c, b.into_bytes())))
+                r.map(|v| {
+                    v.map(|(c, b)| {
+                        let (bytes, parts) = b.into_parts();
+                        (c, bytes, parts)
+                    })
+                })
                     .map_err(|e| match e {
                         Error::NoSuchProvider { message, .. } => Error::NoSuchProvider {
                             provider_id,
@@ -425,7 +430,9 @@ fn encode_dynamic(
 /// The results of a sent [`Batch`], in the order the calls were added.
 #[derive(Debug)]
 pub struct BatchResults {
-    results: Vec<Result<Option<(CodecId, Bytes)>, Error>>,
+    /// Each call's codec, result and, in bulk mode, bulk values.
+    #[allow(clippy::type_complexity)]
+    results: Vec<Result<Option<(CodecId, Bytes, Option<Vec<Bytes>>)>, Error>>,
 }
 
 impl BatchResults {
@@ -452,9 +459,12 @@ impl BatchResults {
                     message: format!("call {index} of the batch is oneway: it has no result"),
                 })
             }
-            Ok(Some((c, body))) => {
+            Ok(Some((c, body, parts))) => {
                 let limits = wirecall_codecs::Limits::default().with_max_input(usize::MAX);
-                codec::decode::<R>(*c, body, &limits).map_err(|e| Error::Codec {
+                crate::bulk::with_parts(parts.as_deref(), || {
+                    codec::decode::<R>(*c, body, &limits)
+                })
+                .map_err(|e| Error::Codec {
                     message: format!("decoding the result of call {index} with {c}: {e}"),
                 })
             }
@@ -503,5 +513,8 @@ impl BatchResults {
     /// oneway call), or the call's error.
     pub fn into_raw(self) -> Vec<Result<Option<(CodecId, Bytes)>, Error>> {
         self.results
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|(c, b, _)| (c, b))))
+            .collect()
     }
 }

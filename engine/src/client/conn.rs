@@ -47,6 +47,8 @@ pub(crate) const INLINE_RESULT: usize = 64;
 pub(crate) enum Body {
     Inline(u8, [u8; INLINE_RESULT]),
     Bytes(Bytes),
+    /// A result in bulk mode (SPEC §6.9) and its bulk values, slices of the received frame.
+    Bulk(Bytes, Vec<Bytes>),
 }
 
 impl Body {
@@ -76,14 +78,28 @@ impl Body {
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Body::Inline(n, b) => &b[..usize::from(*n)],
-            Body::Bytes(b) => b,
+            Body::Bytes(b) | Body::Bulk(b, _) => b,
         }
     }
 
     pub(crate) fn into_bytes(self) -> Bytes {
+        self.into_parts().0
+    }
+
+    /// The result's bytes and, in bulk mode, its bulk values.
+    pub(crate) fn into_parts(self) -> (Bytes, Option<Vec<Bytes>>) {
         match self {
-            Body::Inline(..) => Bytes::copy_from_slice(self.as_slice()),
-            Body::Bytes(b) => b,
+            Body::Inline(..) => (Bytes::copy_from_slice(self.as_slice()), None),
+            Body::Bytes(b) => (b, None),
+            Body::Bulk(b, parts) => (b, Some(parts)),
+        }
+    }
+
+    /// The bulk values of a result in bulk mode (for [`crate::bulk::with_parts`]).
+    pub(crate) fn bulk_parts(&self) -> Option<&[Bytes]> {
+        match self {
+            Body::Bulk(_, parts) => Some(parts),
+            _ => None,
         }
     }
 }
@@ -441,6 +457,7 @@ impl ClientConn {
             annotations,
             args,
             kwargs,
+            None,
             oneway,
             timeout,
             mark,
@@ -449,7 +466,8 @@ impl ClientConn {
         .await
     }
 
-    /// Sends one call and waits for its answer (`None` for a oneway call).
+    /// Sends one call and waits for its answer (`None` for a oneway call). `attachment` is
+    /// the call's attachment (its bulk values, listed in `annotations`), sent as it is.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn call(
         &self,
@@ -459,6 +477,7 @@ impl ClientConn {
         annotations: &proto::Annotations,
         args: &[u8],
         kwargs: &[u8],
+        attachment: Option<Bytes>,
         oneway: bool,
         timeout: Option<Duration>,
     ) -> Result<Option<(CodecId, Body)>, Error> {
@@ -469,6 +488,7 @@ impl ClientConn {
             annotations,
             args,
             kwargs,
+            attachment,
             oneway,
             timeout,
             None,
@@ -488,6 +508,7 @@ impl ClientConn {
         annotations: &proto::Annotations,
         args: &[u8],
         kwargs: &[u8],
+        attachment: Option<Bytes>,
         oneway: bool,
         timeout: Option<Duration>,
         batch: Option<BatchMark<'_>>,
@@ -525,10 +546,11 @@ impl ClientConn {
                     }
                 }
             };
-            p.side
-                .machine
-                .call_ref(frame, now)
-                .map_err(|e| conn_error(&self.address, e))?;
+            match attachment {
+                None => p.side.machine.call_ref(frame, now),
+                Some(a) => p.side.machine.call_ref_attached(frame, a, now),
+            }
+            .map_err(|e| conn_error(&self.address, e))?;
             if let Some(mark) = &batch {
                 mark.queued.store(true, Ordering::Relaxed);
             }
@@ -564,11 +586,11 @@ impl ClientConn {
                     }
                 }
             };
-            let id = p
-                .side
-                .machine
-                .call_ref(frame, at)
-                .map_err(|e| conn_error(&self.address, e))?;
+            let id = match attachment {
+                None => p.side.machine.call_ref(frame, at),
+                Some(a) => p.side.machine.call_ref_attached(frame, a, at),
+            }
+            .map_err(|e| conn_error(&self.address, e))?;
             if let Some(mark) = &batch {
                 mark.queued.store(true, Ordering::Relaxed);
                 // The batch's first call is queued: its id names the batch.
@@ -702,6 +724,12 @@ fn with_batch(
             if let Some(c) = annotations.correlation_id() {
                 b = b.correlation_id(c);
             }
+        } else if k == proto::BULK_KEY {
+            if let Some(lengths) = annotations.bulk_lengths() {
+                b = b
+                    .bulk(&lengths.collect::<Vec<_>>())
+                    .map_err(|e| Error::config(format!("bad bulk annotation: {e}")))?;
+            }
         } else if !k.starts_with(proto::RESERVED_PREFIX) {
             b = b
                 .insert(k, v)
@@ -748,11 +776,16 @@ fn handle_events(
     };
     while let Some(ev) = side.machine.poll_event() {
         match ev {
-            proto::ClientEvent::Reply(r) => complete(
-                side,
-                r.request_id.0,
-                Ok(Resp::Value(r.codec, Body::from_result(r.result))),
-            ),
+            proto::ClientEvent::Reply(r) => {
+                let body = if proto::has_bulk(&r.annotations, &r.attachment) {
+                    // The machine checked the lengths: the split cannot fail.
+                    let parts = proto::split_bulk(&r.annotations, &r.attachment).unwrap_or_default();
+                    Body::Bulk(r.result, parts)
+                } else {
+                    Body::from_result(r.result)
+                };
+                complete(side, r.request_id.0, Ok(Resp::Value(r.codec, body)))
+            }
             proto::ClientEvent::Error(e) => complete(
                 side,
                 e.request_id.0,

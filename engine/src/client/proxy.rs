@@ -590,6 +590,7 @@ impl Proxy {
             codec,
             &args,
             &kwargs,
+            None,
             oneway,
             &self.opts,
         )
@@ -606,10 +607,26 @@ impl Proxy {
         codec: CodecId,
         args: &[u8],
         kwargs: &[u8],
+        bulk: Option<Vec<Bytes>>,
         oneway: bool,
         opts: &CallOpts,
     ) -> Result<Option<(CodecId, Body)>, Error> {
-        let annotations = opts.annotations()?;
+        let mut annotations = opts.annotations()?;
+        // Bulk values travel in the attachment, listed by `wc.bulk` (SPEC §6.9).
+        let attachment = match bulk {
+            None => None,
+            Some(parts) => {
+                let (lengths, attachment) = crate::bulk::attachment(parts).map_err(|m| {
+                    Error::Codec {
+                        message: format!("attaching the arguments' bulk values: {m}"),
+                    }
+                })?;
+                annotations = annotations.with_bulk(&lengths).map_err(|e| Error::Codec {
+                    message: format!("attaching the arguments' bulk values: {e}"),
+                })?;
+                Some(attachment)
+            }
+        };
         conn.call(
             provider_id,
             method,
@@ -617,6 +634,7 @@ impl Proxy {
             &annotations,
             args,
             kwargs,
+            attachment,
             oneway,
             opts.timeout,
         )
@@ -718,15 +736,20 @@ impl Proxy {
         let codec = opts.codec.unwrap_or(conn.default_codec);
         // Positional then keyword arguments in one buffer.
         let mut out = Vec::with_capacity(64);
-        codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
-            message: format!("encoding the arguments with {codec}: {e}"),
-        })?;
-        let n_args = out.len();
-        if K::LEN != 0 {
-            codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
-                message: format!("encoding the keyword arguments with {codec}: {e}"),
+        // `Bulk` values are set aside for the attachment.
+        let (encoded, bulk) = crate::bulk::collect(|| {
+            codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
+                message: format!("encoding the arguments with {codec}: {e}"),
             })?;
-        }
+            let n_args = out.len();
+            if K::LEN != 0 {
+                codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
+                    message: format!("encoding the keyword arguments with {codec}: {e}"),
+                })?;
+            }
+            Ok::<_, Error>(n_args)
+        });
+        let n_args = encoded?;
         let (args, kwargs) = out.split_at(n_args);
         match self
             .send(
@@ -736,6 +759,7 @@ impl Proxy {
                 codec,
                 args,
                 kwargs,
+                bulk,
                 oneway,
                 opts,
             )
@@ -744,8 +768,10 @@ impl Proxy {
             None => Ok(None),
             Some((c, body)) => {
                 let limits = wirecall_codecs::Limits::default().with_max_input(usize::MAX);
-                codec::decode::<R>(c, body.as_slice(), &limits)
-                    .map(Some)
+                crate::bulk::with_parts(body.bulk_parts(), || {
+                    codec::decode::<R>(c, body.as_slice(), &limits)
+                })
+                .map(Some)
                     .map_err(|e| Error::Codec {
                         message: format!("decoding the result with {c}: {e}"),
                     })

@@ -280,6 +280,12 @@ impl Conn {
         // The caller's deadline on this server's clock (the machine answers the call
         // DEADLINE_EXCEEDED when it passes): read from the reader's clock, for calls with one.
         let deadline_at = call.annotations.deadline().map(|d| self.woke + d);
+        // Bulk values as slices of the received frame (the machine checked the lengths).
+        let bulk = if proto::has_bulk(&call.annotations, &call.attachment) {
+            proto::split_bulk(&call.annotations, &call.attachment).ok()
+        } else {
+            None
+        };
         // Calls that would hold the reader (and so every later call of the connection) run
         // off it: a oneway call (it must never delay the caller's next call), and every call
         // of a method declared or found blocking (see the provider module's docs).
@@ -302,6 +308,7 @@ impl Conn {
                 sink: sink.clone(),
                 limits: self.codec_limits,
                 deadline_at,
+                bulk,
             };
             off_reader(OffReader {
                 tasks: &self.tasks,
@@ -337,6 +344,7 @@ impl Conn {
             sink: for_handler,
             limits: self.codec_limits,
             deadline_at,
+            bulk,
         };
         let armed = fast.then(|| crate::context::arm_direct(key));
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {

@@ -483,6 +483,7 @@ impl Driver {
                 _ if oneway => None,
                 Outcome::Value(b) => Some(Reply::new(b)),
                 Outcome::Fault(f) => Some(exception_reply(codec, &f, &what)),
+                Outcome::Attached(_) => Some(exception_reply(codec, &attached_fault(), &what)),
             };
         }
         let Some(reg) = self.registration(&object) else {
@@ -511,6 +512,7 @@ impl Driver {
         Some(match outcome {
             Outcome::Value(b) => Reply::new(b),
             Outcome::Fault(f) => exception_reply(codec, &f, &what),
+            Outcome::Attached(_) => exception_reply(codec, &attached_fault(), &what),
         })
     }
 
@@ -600,6 +602,9 @@ impl Driver {
             match outcome {
                 Outcome::Value(b) => run.value(b),
                 Outcome::Fault(f) => run.raised(exception_reply(codec, &f, &call_what).payload),
+                Outcome::Attached(_) => run.raised(
+                    exception_reply(codec, &attached_fault(), &call_what).payload,
+                ),
             }
         }
         let end = run.finish();
@@ -746,6 +751,8 @@ impl Driver {
             limits: self.codec_limits,
             // Pyro5 calls carry no deadline.
             deadline_at: None,
+            // Pyro5 peers have no attachments: byte values are inline.
+            bulk: None,
         };
         // As on native connections: oneway calls and blocking methods run off the
         // connection's task, on the blocking pool (see `dispatch::off_reader`).
@@ -1204,4 +1211,14 @@ fn exception_reply(codec: CodecId, f: &Fault, what: &str) -> Reply {
         encode(codec, &plain).unwrap_or_default()
     });
     Reply::exception(payload)
+}
+
+/// A result with bulk attachments reached a Pyro5 connection. Not expected: results of Pyro5
+/// calls are encoded without the bulk side channel (their `Bulk` values are inline bytes,
+/// Pyro5 has no attachments); failing the call says so rather than dropping the values.
+fn attached_fault() -> Fault {
+    Fault::new(
+        FaultKind::Internal,
+        "a result carrying bulk attachments cannot be sent over Pyro5, which has none",
+    )
 }
