@@ -68,7 +68,7 @@ use serde::{Deserialize, Serialize, Serializer};
 ///
 /// # async fn call(proxy: wirecall::Proxy) -> Result<(), wirecall::Error> {
 /// let big = Bulk::from(vec![0u8; 64 << 20]);
-/// let back: Bulk = proxy.call("store_echo").arg(&big).call().await?;
+/// let back: Bulk = proxy.call("store_echo")?.arg(&big).call().await?;
 /// assert_eq!(back.len(), big.len());
 /// # Ok(())
 /// # }
@@ -177,8 +177,12 @@ pub(crate) fn attachment(parts: Vec<Bytes>) -> Result<(Vec<u32>, Bytes), String>
     let mut lengths = Vec::with_capacity(parts.len());
     let mut total = 0u64;
     for p in &parts {
-        let len = u32::try_from(p.len())
-            .map_err(|_| format!("a bulk value of {} bytes is over the 4 GiB a frame can carry", p.len()))?;
+        let len = u32::try_from(p.len()).map_err(|_| {
+            format!(
+                "a bulk value of {} bytes is over the 4 GiB a frame can carry",
+                p.len()
+            )
+        })?;
         lengths.push(len);
         total += u64::from(len);
     }
@@ -212,7 +216,9 @@ fn serialize_bulk<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error>
     match index {
         Some(i) => match u32::try_from(i) {
             Ok(i) => s.serialize_u32(i),
-            Err(_) => Err(serde::ser::Error::custom("too many bulk values in one frame")),
+            Err(_) => Err(serde::ser::Error::custom(
+                "too many bulk values in one frame",
+            )),
         },
         None => s.serialize_bytes(bytes),
     }

@@ -217,7 +217,13 @@ async fn large_echo(kind: &str) {
         .codec(CodecId::MSGPACK)
         .timeout(LIMIT);
     let v = Bulk::from(pattern(N, 9));
-    let back: Bulk = p.call_on(P, "blob_echo").unwrap().arg(&v).call().await.unwrap();
+    let back: Bulk = p
+        .call_on(P, "blob_echo")
+        .unwrap()
+        .arg(&v)
+        .call()
+        .await
+        .unwrap();
     assert_eq!(back.len(), N);
     assert!(back == v, "the 64 MiB echo came back different");
     // Without the raised receive limit the client refuses the frame before allocating,
@@ -231,19 +237,29 @@ async fn large_echo(kind: &str) {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("frame"), "{e}");
-    let n: usize = p.call_on(P, "blob_len").unwrap().arg(&v).call().await.unwrap();
+    let n: usize = p
+        .call_on(P, "blob_len")
+        .unwrap()
+        .arg(&v)
+        .call()
+        .await
+        .unwrap();
     assert_eq!(n, N);
     s.engine.finalize().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_echo_over_tcp() {
-    tokio::time::timeout(LIMIT * 2, large_echo("tcp")).await.unwrap();
+    tokio::time::timeout(LIMIT * 2, large_echo("tcp"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_echo_over_unix() {
-    tokio::time::timeout(LIMIT * 2, large_echo("unix")).await.unwrap();
+    tokio::time::timeout(LIMIT * 2, large_echo("unix"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,7 +300,13 @@ async fn handshaken(addr: &str) -> Box<dyn RawIo> {
 }
 
 /// A CALL frame of `args` (JSON) with `annotations` and `attachment`.
-fn call(id: u64, method: &str, args: &str, annotations: proto::Annotations, att: &[u8]) -> BytesMut {
+fn call(
+    id: u64,
+    method: &str,
+    args: &str,
+    annotations: proto::Annotations,
+    att: &[u8],
+) -> BytesMut {
     let mut b = BytesMut::new();
     proto::Frame::Call(proto::Call {
         request_id: proto::RequestId(id),
@@ -306,9 +328,10 @@ fn call(id: u64, method: &str, args: &str, annotations: proto::Annotations, att:
 async fn answer(io: &mut Box<dyn RawIo>, id: u64, buf: &mut BytesMut) -> Vec<proto::Frame> {
     loop {
         let frames = decode_all(buf);
-        if frames.iter().any(|f| {
-            f.request_id() == proto::RequestId(id) || matches!(f, proto::Frame::GoAway(_))
-        }) {
+        if frames
+            .iter()
+            .any(|f| f.request_id() == proto::RequestId(id) || matches!(f, proto::Frame::GoAway(_)))
+        {
             return frames;
         }
         if io.read_buf(buf).await.unwrap() == 0 {
@@ -353,7 +376,11 @@ async fn faults(kind: &str) {
     match frames.last() {
         Some(proto::Frame::Error(e)) => {
             assert_eq!(e.body.code, proto::ErrorCode::BAD_ARGUMENTS);
-            assert!(e.body.message.contains("add up to 10 bytes"), "{}", e.body.message);
+            assert!(
+                e.body.message.contains("add up to 10 bytes"),
+                "{}",
+                e.body.message
+            );
         }
         other => panic!("{kind}: expected an ERROR, got {other:?}"),
     }
@@ -380,9 +407,15 @@ async fn faults(kind: &str) {
     io.write_all(&call(8, "blob_len", "[0]", bulk(&[3]), b"abc"))
         .await
         .unwrap();
-    io.write_all(&call(9, "blob_len", "[0]", proto::Annotations::new(), b"abcd"))
-        .await
-        .unwrap();
+    io.write_all(&call(
+        9,
+        "blob_len",
+        "[0]",
+        proto::Annotations::new(),
+        b"abcd",
+    ))
+    .await
+    .unwrap();
     buf.clear();
     let frames = answer(&mut io, 9, &mut buf).await;
     let replies: Vec<_> = frames
@@ -437,7 +470,11 @@ async fn faults(kind: &str) {
     while io.read_buf(&mut all).await.unwrap_or(0) > 0 {}
     // The server closed that connection (the read above ended) and dispatched nothing: the
     // half call got no answer (SPEC §10: at the end of the stream nobody reads a GOAWAY).
-    assert!(decode_all(&all).is_empty(), "{kind}: {:?}", decode_all(&all));
+    assert!(
+        decode_all(&all).is_empty(),
+        "{kind}: {:?}",
+        decode_all(&all)
+    );
 
     // Nothing else was affected: the server serves new connections.
     let p = Proxy::new(&addr).unwrap().timeout(LIMIT);
@@ -464,7 +501,9 @@ async fn faults_over_unix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_over_mem() {
-    tokio::time::timeout(LIMIT, faults("mem://bulk-faults")).await.unwrap();
+    tokio::time::timeout(LIMIT, faults("mem://bulk-faults"))
+        .await
+        .unwrap();
 }
 
 /// A reply whose bulk lengths do not add up fails that call on the client, and the client's
@@ -525,9 +564,18 @@ async fn a_bad_reply_fails_that_call_only() {
         // Hold the connection until the client is done.
         let _ = sock.read_buf(&mut buf).await;
     });
-    let p = Proxy::new(&addr).unwrap().codec(CodecId::JSON).timeout(LIMIT);
+    let p = Proxy::new(&addr)
+        .unwrap()
+        .codec(CodecId::JSON)
+        .timeout(LIMIT);
     let run = async {
-        let e = p.call_on(P, "blob_echo").unwrap().arg(Bulk::new()).call::<Bulk>().await.unwrap_err();
+        let e = p
+            .call_on(P, "blob_echo")
+            .unwrap()
+            .arg(Bulk::new())
+            .call::<Bulk>()
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("wc.bulk"), "{e}");
         let ok: Bulk = p
             .call_on(P, "blob_echo")
@@ -566,10 +614,13 @@ async fn over_pyro5_a_bulk_is_plain_bytes() {
             .unwrap()
             .timeout(LIMIT);
         let data = pattern(5000, 1);
-        let back = tokio::time::timeout(LIMIT, p.call("echo", vec![Value::Bytes(data.clone())], vec![]))
-            .await
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{codec}: {e}"));
+        let back = tokio::time::timeout(
+            LIMIT,
+            p.call("echo", vec![Value::Bytes(data.clone())], vec![]),
+        )
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{codec}: {e}"));
         let got = match back {
             Value::Bytes(b) => b,
             // serpent's form of bytes (what Python's `serpent.tobytes` reads).

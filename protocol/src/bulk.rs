@@ -90,7 +90,7 @@ mod tests {
         assert!(split_bulk(&none, &Bytes::new()).unwrap().is_empty());
         assert!(!has_bulk(&none, &[]));
         let att = Bytes::from_static(b"raw");
-        assert_eq!(split_bulk(&none, &att).unwrap(), [att.clone()]);
+        assert_eq!(split_bulk(&none, &att).unwrap(), std::slice::from_ref(&att));
         assert!(has_bulk(&none, &att));
         // An empty list with an empty attachment: bulk mode, no values.
         assert!(has_bulk(&ann(&[]), &[]));

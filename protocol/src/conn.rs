@@ -1132,8 +1132,7 @@ impl ClientConnection {
                     self.in_flight.remove(&r.request_id);
                 }
                 if c.cancelled {
-                } else if let Err(e) = crate::bulk::check_bulk(&r.annotations, r.attachment.len())
-                {
+                } else if let Err(e) = crate::bulk::check_bulk(&r.annotations, r.attachment.len()) {
                     // The answer's bulk values are unusable: that call fails, the
                     // connection (whose framing is intact) goes on.
                     self.events.push_back(ClientEvent::Error(ErrorFrame {

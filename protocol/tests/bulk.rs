@@ -6,8 +6,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use wirecall_protocol::{
     split_bulk, Annotations, CallRef, ClientConfig, ClientConnection, ClientEvent, CodecId,
-    ErrorCode, Flags, Frame, FrameDecoder, Header, Kind, Limits, ProtocolError, ProviderId,
-    Reply, RequestId, ServerConfig, ServerConnection, ServerEvent, VERSION,
+    ErrorCode, Flags, Frame, FrameDecoder, Header, Kind, Limits, ProtocolError, ProviderId, Reply,
+    RequestId, ServerConfig, ServerConnection, ServerEvent, VERSION,
 };
 
 /// A pair configured as the `wirecall` engine configures its machines: frames copied into
@@ -124,7 +124,9 @@ fn several_values_travel_both_ways_as_one_shared_attachment() {
     p.drive();
     // The attachment left the machine as a chunk of its own: the caller's bytes, not a copy.
     assert!(
-        p.client_chunks.iter().any(|ch| ch.as_ptr() == att.as_ptr() && ch.len() == att.len()),
+        p.client_chunks
+            .iter()
+            .any(|ch| ch.as_ptr() == att.as_ptr() && ch.len() == att.len()),
         "the attachment was copied into the send buffer"
     );
     let call = p.server_call();
@@ -169,7 +171,10 @@ fn small_attachments_are_copied_and_decode_the_same() {
     assert!(p.client_chunks.iter().all(|ch| ch.as_ptr() != att.as_ptr()));
     let call = p.server_call();
     // No `wc.bulk`: the attachment is one value.
-    assert_eq!(split_bulk(&call.annotations, &call.attachment).unwrap(), [att]);
+    assert_eq!(
+        split_bulk(&call.annotations, &call.attachment).unwrap(),
+        [att]
+    );
 }
 
 #[test]
@@ -194,7 +199,11 @@ fn lengths_that_do_not_add_up_fail_that_call_only() {
         Some(ClientEvent::Error(e)) => {
             assert_eq!(e.request_id, bad);
             assert_eq!(e.body.code, ErrorCode::BAD_ARGUMENTS);
-            assert!(e.body.message.contains("add up to 12 bytes"), "{}", e.body.message);
+            assert!(
+                e.body.message.contains("add up to 12 bytes"),
+                "{}",
+                e.body.message
+            );
         }
         other => panic!("expected an error, got {other:?}"),
     }
@@ -299,7 +308,10 @@ fn a_64_mib_attachment_passes_when_both_sides_allow_it() {
     p.drive();
     let call = p.server_call();
     assert_eq!(call.request_id, id);
-    assert_eq!(split_bulk(&call.annotations, &call.attachment).unwrap(), [big]);
+    assert_eq!(
+        split_bulk(&call.annotations, &call.attachment).unwrap(),
+        [big]
+    );
 }
 
 #[test]

@@ -375,17 +375,17 @@ impl<'p> Batch<'p> {
                         (c, bytes, parts)
                     })
                 })
-                    .map_err(|e| match e {
-                        Error::NoSuchProvider { message, .. } => Error::NoSuchProvider {
-                            provider_id,
-                            message,
-                        },
-                        Error::NoSuchMethod { exposed, .. } => Error::NoSuchMethod {
-                            method: method.clone(),
-                            exposed,
-                        },
-                        e => e,
-                    })
+                .map_err(|e| match e {
+                    Error::NoSuchProvider { message, .. } => Error::NoSuchProvider {
+                        provider_id,
+                        message,
+                    },
+                    Error::NoSuchMethod { exposed, .. } => Error::NoSuchMethod {
+                        method: method.clone(),
+                        exposed,
+                    },
+                    e => e,
+                })
             })
             .collect();
         Ok(BatchResults { results })
@@ -461,12 +461,10 @@ impl BatchResults {
             }
             Ok(Some((c, body, parts))) => {
                 let limits = wirecall_codecs::Limits::default().with_max_input(usize::MAX);
-                crate::bulk::with_parts(parts.as_deref(), || {
-                    codec::decode::<R>(*c, body, &limits)
-                })
-                .map_err(|e| Error::Codec {
-                    message: format!("decoding the result of call {index} with {c}: {e}"),
-                })
+                crate::bulk::with_parts(parts.as_deref(), || codec::decode::<R>(*c, body, &limits))
+                    .map_err(|e| Error::Codec {
+                        message: format!("decoding the result of call {index} with {c}: {e}"),
+                    })
             }
         }
     }

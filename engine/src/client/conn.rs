@@ -779,7 +779,8 @@ fn handle_events(
             proto::ClientEvent::Reply(r) => {
                 let body = if proto::has_bulk(&r.annotations, &r.attachment) {
                     // The machine checked the lengths: the split cannot fail.
-                    let parts = proto::split_bulk(&r.annotations, &r.attachment).unwrap_or_default();
+                    let parts =
+                        proto::split_bulk(&r.annotations, &r.attachment).unwrap_or_default();
                     Body::Bulk(r.result, parts)
                 } else {
                     Body::from_result(r.result)

@@ -616,11 +616,10 @@ impl Proxy {
         let attachment = match bulk {
             None => None,
             Some(parts) => {
-                let (lengths, attachment) = crate::bulk::attachment(parts).map_err(|m| {
-                    Error::Codec {
+                let (lengths, attachment) =
+                    crate::bulk::attachment(parts).map_err(|m| Error::Codec {
                         message: format!("attaching the arguments' bulk values: {m}"),
-                    }
-                })?;
+                    })?;
                 annotations = annotations.with_bulk(&lengths).map_err(|e| Error::Codec {
                     message: format!("attaching the arguments' bulk values: {e}"),
                 })?;
@@ -772,9 +771,9 @@ impl Proxy {
                     codec::decode::<R>(c, body.as_slice(), &limits)
                 })
                 .map(Some)
-                    .map_err(|e| Error::Codec {
-                        message: format!("decoding the result with {c}: {e}"),
-                    })
+                .map_err(|e| Error::Codec {
+                    message: format!("decoding the result with {c}: {e}"),
+                })
             }
         }
     }

@@ -602,9 +602,9 @@ impl Driver {
             match outcome {
                 Outcome::Value(b) => run.value(b),
                 Outcome::Fault(f) => run.raised(exception_reply(codec, &f, &call_what).payload),
-                Outcome::Attached(_) => run.raised(
-                    exception_reply(codec, &attached_fault(), &call_what).payload,
-                ),
+                Outcome::Attached(_) => {
+                    run.raised(exception_reply(codec, &attached_fault(), &call_what).payload)
+                }
             }
         }
         let end = run.finish();
