@@ -116,8 +116,8 @@ pub use error::{Error, Fault, FaultKind, RemoteError, Source};
 pub use functions::Functions;
 pub use hooks::{CallHook, CallInfo};
 pub use provider::{
-    full_name, Attached, Handled, HandlerFn, Metadata, MethodInfo, MethodKind, MethodSpec,
-    Outcome, Provider, ProviderInfo,
+    full_name, Attached, Handled, HandlerFn, Metadata, MethodInfo, MethodKind, MethodSpec, Outcome,
+    Provider, ProviderInfo,
 };
 pub use server::{Engine, ServerBuilder, DAEMON_PROVIDER_ID};
 pub use wirecall_codecs::{CodecId, Value};

@@ -335,7 +335,8 @@ fn run(len: usize, rounds: usize) -> Result<(), String> {
         let (t_raw, t_copy, t_wc) = (median(t_raw), median(t_copy), median(t_wc));
         let peak = wc.peak_above_base()?;
         // Pages the wirecall server faulted in per echo (4 KiB pages; 3 runs of rounds + 1).
-        let faults = (minor_faults(wc.child.id())? - faults_before) as f64 / (3 * (rounds + 1)) as f64;
+        let faults =
+            (minor_faults(wc.child.id())? - faults_before) as f64 / (3 * (rounds + 1)) as f64;
         eprintln!(
             "{transport}: wirecall server: {faults:.0} page faults per echo ({:.1} MiB of fresh pages)",
             faults * 4096.0 / f64::from(1 << 20)
