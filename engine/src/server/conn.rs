@@ -127,7 +127,13 @@ pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Ar
     let wire = Wire::start(machine, wr);
     lock(&inner.connections).insert(info.id, wire.clone());
     let mut conn = Conn::new(inner, info, wire, span.clone());
-    let mut reader = Reader { buf, reserved: 0 };
+    let mut reader = Reader {
+        buf,
+        reserved: 0,
+        spare: BytesMut::new(),
+        large: false,
+        spare_armed: false,
+    };
     let started = Instant::now();
     tracing::debug!(parent: &span, "connection accepted");
     // Not `.instrument(span)`: entering even a disabled span on every poll costs (with
@@ -237,7 +243,19 @@ struct Reader {
     buf: BytesMut,
     /// Bytes of the server-wide budget this connection holds for a frame still arriving.
     reserved: usize,
+    /// A handle on the buffer of the last large frame (see [`Reader::keep_spare`]), to
+    /// receive the next large frame into once nothing else holds it: its pages are already
+    /// mapped, where a fresh allocation of that size is faulted in page by page.
+    spare: BytesMut,
+    /// The read buffer was grown for a large frame.
+    large: bool,
+    /// `spare` holds such a buffer.
+    spare_armed: bool,
 }
+
+/// The most bytes of a frame moved into the spare buffer when it becomes free while the
+/// frame arrives (cheaper than faulting in a fresh buffer of a large frame's size).
+const SPARE_COPY_MAX: usize = 4 << 20;
 
 /// Why a connection's read loop ended.
 pub(super) enum End {
@@ -303,6 +321,7 @@ impl Reader {
                 match woke {
                     Some(w) => w,
                     None => {
+                        self.keep_spare();
                         self.buf.reserve(READ_CHUNK);
                         match rd.read_buf(&mut self.buf).now_or_never() {
                             Some(r) => Woke::Read(r),
@@ -316,6 +335,7 @@ impl Reader {
                 }
             } else {
                 if self.buf.capacity() - self.buf.len() < READ_ROOM {
+                    self.keep_spare();
                     self.buf.reserve(READ_CHUNK);
                 }
                 tokio::select! {
@@ -434,6 +454,9 @@ impl Reader {
                 }
                 if idle {
                     self.buf = BytesMut::new();
+                    self.spare = BytesMut::new();
+                    self.spare_armed = false;
+                    self.large = false;
                     events = VecDeque::new();
                 }
                 break;
@@ -462,13 +485,46 @@ impl Reader {
             });
         }
         let need = Budget::need(pending);
+        if need > self.buf.len() && self.spare_armed {
+            if self.spare.try_reclaim(need) {
+                // Nothing else holds the last large frame's buffer any more (its answer was
+                // written): receive this one into it, moving what has arrived of it so far.
+                let mut spare = std::mem::take(&mut self.spare);
+                spare.extend_from_slice(&self.buf);
+                self.buf = spare;
+                self.spare_armed = false;
+            } else if pending == 0 || self.buf.len() > SPARE_COPY_MAX {
+                // Still held, and too much of this frame arrived to move it: give up.
+                self.spare = BytesMut::new();
+                self.spare_armed = false;
+            }
+        } else if need == 0 && pending > 0 {
+            // A small frame next: the spare serves nothing.
+            self.spare = BytesMut::new();
+            self.spare_armed = false;
+        }
         if need > self.buf.len() {
             self.buf.reserve(need - self.buf.len());
+            self.large = true;
         }
         Ok(())
     }
 
+    /// Before the read buffer grows again: if it was grown for a large frame, whose bytes
+    /// the handler (and its answer, a `Bulk` echoed as it is) may still hold, keep a handle
+    /// on that allocation for [`make_room`](Self::make_room) to reuse. Bounded: one frame's
+    /// buffer, kept only until the next frame's header (or idleness) and alive anyway while
+    /// its bytes are in use.
+    fn keep_spare(&mut self) {
+        if std::mem::take(&mut self.large) {
+            self.spare = self.buf.split_off(self.buf.len());
+            self.spare_armed = true;
+        }
+    }
+
     fn release(&mut self, inner: &Inner) {
+        self.spare = BytesMut::new();
+        self.spare_armed = false;
         inner.budget.give_back(self.reserved);
         self.reserved = 0;
     }
