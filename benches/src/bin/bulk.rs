@@ -324,11 +324,14 @@ fn run(len: usize, rounds: usize) -> Result<(), String> {
         // Interleaved, so load from other processes falls on all subjects alike.
         let (mut t_raw, mut t_copy, mut t_wc) = (Vec::new(), Vec::new(), Vec::new());
         let faults_before = minor_faults(wc.child.id())?;
+        let mut client_faults = 0u64;
         for _ in 0..3 {
             rt.block_on(async {
                 t_raw.push(time_raw(&raw.addr, &data, rounds, false).await?);
                 t_copy.push(time_raw(&copy.addr, &data, rounds, true).await?);
+                let before = minor_faults(std::process::id())?;
                 t_wc.push(time_wirecall(&wc.addr, &bulk, rounds).await?);
+                client_faults += minor_faults(std::process::id())? - before;
                 Ok::<_, String>(())
             })?;
         }
@@ -337,9 +340,11 @@ fn run(len: usize, rounds: usize) -> Result<(), String> {
         // Pages the wirecall server faulted in per echo (4 KiB pages; 3 runs of rounds + 1).
         let faults =
             (minor_faults(wc.child.id())? - faults_before) as f64 / (3 * (rounds + 1)) as f64;
+        let client = client_faults as f64 / (3 * (rounds + 1)) as f64;
         eprintln!(
-            "{transport}: wirecall server: {faults:.0} page faults per echo ({:.1} MiB of fresh pages)",
-            faults * 4096.0 / f64::from(1 << 20)
+            "{transport}: page faults per wirecall echo: server {faults:.0} ({:.1} MiB of fresh pages), client {client:.0} ({:.1} MiB)",
+            faults * 4096.0 / f64::from(1 << 20),
+            client * 4096.0 / f64::from(1 << 20)
         );
         let gbps = |t: f64| format!("{:.2} GB/s ({:.1} ms)", 2.0 * len as f64 / t / 1e9, t * 1e3);
         println!(
