@@ -12,8 +12,8 @@ use crate::annotations::Annotations;
 use crate::decoder::FrameDecoder;
 use crate::error::ProtocolError;
 use crate::frame::{
-    Call, CallRef, ErrorBody, ErrorFrame, Frame, GoAway, Hello, Limits, Method, Refuse, Reply,
-    StreamItem, Welcome,
+    Call, CallRef, ErrorBody, ErrorFrame, Extensions, Frame, GoAway, Hello, Limits, Method, Refuse,
+    Reply, StreamItem, Welcome,
 };
 use crate::wire::{CodecId, ErrorCode, Kind, ProviderId, RequestId, VERSION};
 
@@ -44,6 +44,11 @@ pub struct Session {
     pub offered: Vec<CodecId>,
     /// The peer's limits: what this side may send.
     pub peer_limits: Limits,
+    /// The handshake extensions the client offered in HELLO (SPEC §6.1.1).
+    pub offered_extensions: Extensions,
+    /// The extensions in force: the server's answers in WELCOME, a subset of the offered
+    /// tags (SPEC §6.1.1).
+    pub extensions: Extensions,
 }
 
 /// Sections at least this long are sent as their own chunk rather than copied into the
@@ -773,6 +778,8 @@ pub struct ClientConfig {
     /// copied; `usize::MAX` copies every frame into one buffer (for drivers that write with
     /// [`ClientConnection::take_transmit`]).
     pub share_sections_from: usize,
+    /// Handshake extensions offered in HELLO (SPEC §6.1.1); none by default.
+    pub extensions: Extensions,
 }
 
 impl ClientConfig {
@@ -788,6 +795,7 @@ impl ClientConfig {
             frame_timeout: Some(Duration::from_secs(30)),
             keepalive: None,
             share_sections_from: SHARE_SECTIONS_FROM,
+            extensions: Extensions::new(),
         }
     }
 }
@@ -905,6 +913,7 @@ impl ClientConnection {
             versions: config.versions.clone(),
             codecs: config.codecs.clone(),
             limits: config.limits,
+            extensions: config.extensions.clone(),
         });
         let mut core = Core::new(
             config.limits,
@@ -1159,12 +1168,23 @@ impl ClientConnection {
                 problem: "chosen codec was not offered",
             });
         }
+        if w.extensions
+            .iter()
+            .any(|(tag, _)| self.config.extensions.get(tag).is_none())
+        {
+            return Err(ProtocolError::MalformedBody {
+                what: "WELCOME body",
+                problem: "answers an extension that was not offered",
+            });
+        }
         let session = Session {
             version: w.version,
             codec: w.codec,
             accepted: w.accepted,
             offered: self.config.codecs.clone(),
             peer_limits: w.limits,
+            offered_extensions: self.config.extensions.clone(),
+            extensions: w.extensions,
         };
         self.core.peer_limits = Some(w.limits);
         self.core.handshake_done(now);
@@ -1418,6 +1438,27 @@ pub struct ServerConfig {
     /// checked (default). A driver that budgets buffer memory turns it off and reserves
     /// [`ServerConnection::pending_input_len`] bytes itself.
     pub reserve_input: bool,
+    /// The handshake extensions this server supports, with its side's values (SPEC
+    /// §6.1.1); the WELCOME answers the ones the client offered.
+    pub extensions: Extensions,
+}
+
+/// The server's WELCOME answers to the extensions a client offered (SPEC §6.1.1): only
+/// tags both sides know are answered, in the client's order; a tag the server does not
+/// support (or does not know) is left out, which tells the client it is off.
+///
+/// Each tag has its own rule; a tag without one is answered with the server's value.
+pub(crate) fn negotiate(offered: &Extensions, supported: &Extensions) -> Extensions {
+    let mut out = Extensions::new();
+    for (tag, _offer) in offered.iter() {
+        let Some(ours) = supported.get(tag) else {
+            continue;
+        };
+        let answer = ours.clone();
+        // `set` only fails for tag 0 or an oversized value, which neither side can hold.
+        let _ = out.set(tag, answer);
+    }
+    out
 }
 
 impl ServerConfig {
@@ -1436,6 +1477,7 @@ impl ServerConfig {
             keepalive: None,
             share_sections_from: SHARE_SECTIONS_FROM,
             reserve_input: true,
+            extensions: Extensions::new(),
         }
     }
 }
@@ -1786,11 +1828,13 @@ impl ServerConnection {
             };
             return refuse(ErrorCode::NO_COMMON_CODEC, e, self);
         };
+        let extensions = negotiate(&h.extensions, &self.config.extensions);
         self.core.send_control(&Frame::Welcome(Welcome {
             version,
             codec,
             accepted: self.config.accepted.clone(),
             limits: self.config.limits,
+            extensions: extensions.clone(),
         }));
         let session = Session {
             version,
@@ -1798,6 +1842,8 @@ impl ServerConnection {
             accepted: self.config.accepted.clone(),
             offered: h.codecs,
             peer_limits: h.limits,
+            offered_extensions: h.extensions,
+            extensions,
         };
         self.core.peer_limits = Some(h.limits);
         self.core.handshake_done(now);

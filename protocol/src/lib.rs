@@ -88,8 +88,8 @@ pub use conn::{
 pub use decoder::{FrameDecoder, ReplyView};
 pub use error::{Cause, ProtocolError};
 pub use frame::{
-    Call, CallRef, ErrorBody, ErrorFrame, Frame, GoAway, Header, Hello, Limits, Method, Refuse,
-    Reply, StreamItem, Welcome,
+    Call, CallRef, ErrorBody, ErrorFrame, ExtensionTag, Extensions, Frame, GoAway, Header, Hello,
+    Limits, Method, Refuse, Reply, StreamItem, Welcome,
 };
 pub use wire::{
     detect_dialect, CodecId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId, HEADER_LEN,
