@@ -1863,6 +1863,13 @@ pub(crate) fn negotiate(
 }
 
 impl ServerConfig {
+    /// Supports the callbacks extension (SPEC §6.10): a client that offers it may be called
+    /// back on its connection.
+    pub fn support_callbacks(&mut self) {
+        // An empty value is always valid.
+        let _ = self.extensions.set(ExtensionTag::CALLBACKS, Bytes::new());
+    }
+
     /// Accepts `accepted` with version 1, default limits, a 10 s handshake timeout (from
     /// the moment the connection starts, not restarted by bytes), a 30 s ping timeout, a
     /// 30 s frame timeout and a 60 s idle timeout.
