@@ -19,7 +19,9 @@ use crate::codec;
 use crate::config;
 use crate::error::Error;
 use crate::naming::{NamedTarget, NamingBackend, Target};
-use crate::provider::{full_name, getter_route, setter_route, Metadata};
+use crate::provider::{full_name, getter_route, setter_route, Metadata, Provider, Registered};
+use crate::server::callback::CallbackLink;
+use super::callbacks::Exposed;
 use crate::server::DAEMON_PROVIDER_ID;
 use crate::CodecId;
 
@@ -103,6 +105,28 @@ struct ProxyShared {
     meta: Mutex<Option<Arc<Metadata>>>,
     /// Set for `name:` / `meta:` URIs: the address comes from the naming backend.
     named: Option<Arc<NamedTarget>>,
+    /// The providers exposed to the server for callbacks (SPEC §6.10), offered on every
+    /// connection the proxy opens while there is one.
+    exposed: Arc<Exposed>,
+    /// Set for the proxy a handler calls its client back with
+    /// ([`CallContext::callback`](crate::CallContext::callback)): calls go over the
+    /// caller's connection.
+    back: Option<Arc<CallbackLink>>,
+}
+
+/// The connection a call goes over: the proxy's own, or a caller's (a callback).
+enum Via<'a> {
+    Conn(ConnRef<'a>),
+    Back(&'a CallbackLink),
+}
+
+impl Via<'_> {
+    fn default_codec(&self) -> CodecId {
+        match self {
+            Via::Conn(c) => c.default_codec,
+            Via::Back(b) => b.codec,
+        }
+    }
 }
 
 /// Checks an RPC name against the wire's rules for a method name, or a configuration error
@@ -321,6 +345,8 @@ impl Proxy {
                 connecting: tokio::sync::Mutex::new(()),
                 meta: Mutex::new(None),
                 named: None,
+                exposed: Arc::default(),
+                back: None,
             }),
             opts: CallOpts {
                 codec: env_codec,
@@ -332,6 +358,79 @@ impl Proxy {
             },
             validate: false,
             cached: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The proxy a handler calls its client back with (see
+    /// [`CallContext::callback`](crate::CallContext::callback)).
+    pub(crate) fn callback(link: Arc<CallbackLink>, peer: &str) -> Proxy {
+        let mut proxy = Proxy::build(
+            Err(format!(
+                "this proxy calls back the client at {peer} over its own connection: it has no address to connect to, and batches and connection settings do not apply"
+            )),
+            &format!("callback:{peer}"),
+            None,
+            None,
+            None,
+        );
+        if let Some(shared) = Arc::get_mut(&mut proxy.shared) {
+            shared.back = Some(link);
+        }
+        proxy.opts.max_retries = 0;
+        proxy
+    }
+
+    /// Exposes `provider` to the server under `provider_id` for callbacks (RPyC's
+    /// symmetric connections, Pyro's callback objects): the server's handlers call it over
+    /// this proxy's own connection with
+    /// [`CallContext::callback`](crate::CallContext::callback), so the client needs no
+    /// listening socket. Shared by the proxy's clones and offered on every connection it
+    /// opens (expose before the first call: a connection already open without callbacks
+    /// does not take them).
+    ///
+    /// Handlers run as on a server (`#[wirecall::provider]` types, [`Functions`](crate::Functions)),
+    /// each callback on a task of its own (a blocking method on the blocking pool), and
+    /// a callback the server cancels, or whose deadline passes, is stopped. Fails when the
+    /// id is taken.
+    pub fn expose<P: Provider>(self, provider: P, provider_id: u16) -> Result<Proxy, Error> {
+        self.exposed_insert(Registered::shared(Arc::new(provider), provider_id))
+    }
+
+    /// [`expose`](Self::expose) with an instance created for each connection by `factory`
+    /// (RPyC's per-connection service): it sees `on_connect` when the connection opens, and
+    /// `on_disconnect` and is dropped when it closes.
+    pub fn expose_factory<P: Provider>(
+        self,
+        factory: impl Fn() -> P + Send + Sync + 'static,
+        provider_id: u16,
+    ) -> Result<Proxy, Error> {
+        self.exposed_insert(Registered::per_connection(factory, provider_id))
+    }
+
+    /// [`expose`](Self::expose) for a set of plain functions.
+    pub fn expose_functions(
+        self,
+        functions: crate::Functions,
+        provider_id: u16,
+    ) -> Result<Proxy, Error> {
+        self.exposed_insert(functions.into_registered(provider_id))
+    }
+
+    fn exposed_insert(self, reg: Registered) -> Result<Proxy, Error> {
+        if self.shared.back.is_some() {
+            return Err(Error::config(
+                "a callback proxy cannot expose providers: expose them on the client's own proxy",
+            ));
+        }
+        self.shared.exposed.insert(reg)?;
+        Ok(self)
+    }
+
+    /// The connection a call goes over (connecting, with the retry budget, when needed).
+    async fn via(&self, opts: &CallOpts, attempt: &mut u32) -> Result<Via<'_>, Error> {
+        match &self.shared.back {
+            Some(b) => Ok(Via::Back(b)),
+            None => self.conn_retrying(opts, attempt).await.map(Via::Conn),
         }
     }
 
@@ -564,7 +663,8 @@ impl Proxy {
         let limits = self.opts.limits.unwrap_or_default();
         let only = self.opts.offer.is_some();
         let tls = self.opts.tls.as_ref();
-        ClientConn::connect(address, &preferred, only, limits, tls).await
+        let exposed = (!self.shared.exposed.is_empty()).then(|| self.shared.exposed.clone());
+        ClientConn::connect(address, &preferred, only, limits, tls, exposed).await
     }
 
     /// Sends one call with already-encoded arguments and returns the encoded result.
@@ -582,9 +682,11 @@ impl Proxy {
         oneway: bool,
     ) -> Result<Option<(CodecId, Bytes)>, Error> {
         check_name(method)?;
-        let conn = self.conn().await?;
+        // Connects without retrying: the attempt count starts past any budget.
+        let mut attempt = u32::MAX;
+        let via = self.via(&self.opts, &mut attempt).await?;
         self.send(
-            &conn,
+            &via,
             provider_id,
             method,
             codec,
@@ -600,7 +702,7 @@ impl Proxy {
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
-        conn: &ClientConn,
+        via: &Via<'_>,
         provider_id: u16,
         method: &str,
         codec: CodecId,
@@ -610,17 +712,34 @@ impl Proxy {
         opts: &CallOpts,
     ) -> Result<Option<(CodecId, Body)>, Error> {
         let annotations = opts.annotations()?;
-        conn.call(
-            provider_id,
-            method,
-            codec,
-            &annotations,
-            args,
-            kwargs,
-            oneway,
-            opts.timeout,
-        )
-        .await
+        match via {
+            Via::Conn(conn) => {
+                conn.call(
+                    provider_id,
+                    method,
+                    codec,
+                    &annotations,
+                    args,
+                    kwargs,
+                    oneway,
+                    opts.timeout,
+                )
+                .await
+            }
+            Via::Back(back) => {
+                back.call(
+                    provider_id,
+                    method,
+                    codec,
+                    &annotations,
+                    args,
+                    kwargs,
+                    oneway,
+                    opts.timeout,
+                )
+                .await
+            }
+        }
     }
 
     /// Encodes and sends a call, decodes the result.
@@ -714,8 +833,8 @@ impl Proxy {
         opts: &CallOpts,
         attempt: &mut u32,
     ) -> Result<Option<R>, Error> {
-        let conn = self.conn_retrying(opts, attempt).await?;
-        let codec = opts.codec.unwrap_or(conn.default_codec);
+        let via = self.via(opts, attempt).await?;
+        let codec = opts.codec.unwrap_or(via.default_codec());
         // Positional then keyword arguments in one buffer.
         let mut out = Vec::with_capacity(64);
         codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
@@ -730,7 +849,7 @@ impl Proxy {
         let (args, kwargs) = out.split_at(n_args);
         match self
             .send(
-                &conn,
+                &via,
                 provider_id,
                 method,
                 codec,

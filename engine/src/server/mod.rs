@@ -24,9 +24,10 @@ use crate::io::Wire;
 use crate::provider::{Instances, Metadata, Provider, Registered};
 use crate::CodecId;
 
+pub(crate) mod callback;
 mod conn;
 mod daemon;
-mod dispatch;
+pub(crate) mod dispatch;
 mod pyro;
 pub(crate) mod trace;
 
@@ -816,6 +817,7 @@ async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: S
                     peer: peer.to_string(),
                     local: local.clone(),
                     tls: stream.tls().cloned(),
+                    callback: Default::default(),
                 });
                 tokio::spawn(conn::serve_connection(inner, stream, info));
             }
@@ -838,6 +840,8 @@ impl Inner {
         c.keepalive = self.timeouts.keepalive;
         // The driver writes the transmit buffer as one contiguous run.
         c.share_sections_from = usize::MAX;
+        // A client that exposes providers may be called back (SPEC §6.10).
+        c.support_callbacks();
         c
     }
 }
