@@ -520,7 +520,8 @@ fn callbacks_follow_the_callers_rules_for_ids_and_batches() {
         .handle_input(&raw_call(4, Annotations::new()), p.now)
         .unwrap();
     assert!(matches!(
-        p.client.handle_input(&raw_call(4, Annotations::new()), p.now),
+        p.client
+            .handle_input(&raw_call(4, Annotations::new()), p.now),
         Err(ProtocolError::RequestIdNotIncreasing { .. })
     ));
     let mut p = Pair::with_callbacks();
@@ -692,7 +693,8 @@ fn a_servers_goaway_stops_its_callbacks_and_those_in_flight_complete() {
     p.drive();
     p.client_events();
     assert!(matches!(
-        p.client.handle_input(&raw_call(1, Annotations::new()), p.now),
+        p.client
+            .handle_input(&raw_call(1, Annotations::new()), p.now),
         Err(ProtocolError::AfterGoAway { .. })
     ));
 }

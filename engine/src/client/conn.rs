@@ -21,8 +21,8 @@ use wirecall_transport::{Address, Stream};
 use super::callbacks::{Exposed, Serving};
 use super::slot::{Slot, SlotWait, Waiters};
 use crate::error::{Error, Fault};
-use crate::provider::Outcome;
 use crate::io::{HasMachine, State, Wire};
+use crate::provider::Outcome;
 use crate::CodecId;
 
 /// Results up to this size are copied out of the read buffer rather than shared with it.

@@ -12,6 +12,7 @@ use wirecall_protocol as proto;
 use wirecall_transport::Address;
 
 use super::builder::CallBuilder;
+use super::callbacks::Exposed;
 use super::conn::{Body, ClientConn};
 use super::lock;
 use crate::args::{ArgList, KwList, MapOf, SeqOf};
@@ -21,7 +22,6 @@ use crate::error::Error;
 use crate::naming::{NamedTarget, NamingBackend, Target};
 use crate::provider::{full_name, getter_route, setter_route, Metadata, Provider, Registered};
 use crate::server::callback::CallbackLink;
-use super::callbacks::Exposed;
 use crate::server::DAEMON_PROVIDER_ID;
 use crate::CodecId;
 
@@ -394,6 +394,15 @@ impl Proxy {
     /// id is taken.
     pub fn expose<P: Provider>(self, provider: P, provider_id: u16) -> Result<Proxy, Error> {
         self.exposed_insert(Registered::shared(Arc::new(provider), provider_id))
+    }
+
+    /// [`expose`](Self::expose) for a provider already in an `Arc` (to keep a handle to it).
+    pub fn expose_arc<P: Provider>(
+        self,
+        provider: Arc<P>,
+        provider_id: u16,
+    ) -> Result<Proxy, Error> {
+        self.exposed_insert(Registered::shared(provider, provider_id))
     }
 
     /// [`expose`](Self::expose) with an instance created for each connection by `factory`
@@ -848,16 +857,7 @@ impl Proxy {
         }
         let (args, kwargs) = out.split_at(n_args);
         match self
-            .send(
-                &via,
-                provider_id,
-                method,
-                codec,
-                args,
-                kwargs,
-                oneway,
-                opts,
-            )
+            .send(&via, provider_id, method, codec, args, kwargs, oneway, opts)
             .await?
         {
             None => Ok(None),
