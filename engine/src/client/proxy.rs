@@ -793,6 +793,8 @@ impl Proxy {
                 )
                 .await;
             match r {
+                // A callback's connection is its caller's: there is no other to retry on.
+                Err(e) if self.shared.back.is_some() => return Err(e),
                 Err(e) if is_connection_loss(&e) => {
                     let Some(budget) = opts.retries else {
                         return Err(may_have_run(e));

@@ -160,6 +160,10 @@ impl CallbackLink {
                 },
                 (e, _) => e,
             }),
+            // The machine's own deadline for the callback passed first.
+            Ok(Err(Error::Timeout { .. })) if timeout.is_some() => Err(Error::Timeout {
+                after: timeout.unwrap_or_default(),
+            }),
             Ok(Err(e)) => Err(e),
             // The link was dropped with the connection.
             Err(_) => Err(self.closed_error()),
