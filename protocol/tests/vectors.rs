@@ -33,6 +33,17 @@ fn limits_json(l: &Limits) -> Value {
            "max_in_flight": l.max_in_flight})
 }
 
+/// Adds `extensions` (SPEC §6.1.1) to a HELLO or WELCOME notation when there are any.
+fn with_extensions(mut v: Value, e: &wirecall_protocol::Extensions) -> Value {
+    if !e.is_empty() {
+        v["extensions"] = e
+            .iter()
+            .map(|(tag, value)| json!({"tag": tag.0, "value": hex::encode(value)}))
+            .collect();
+    }
+    v
+}
+
 fn limits_from(v: Option<&Value>) -> Limits {
     match v {
         None => Limits::default(),
@@ -47,12 +58,16 @@ fn limits_from(v: Option<&Value>) -> Limits {
 /// The JSON notation of conformance/vectors/frames/README.md.
 fn frame_json(f: &Frame) -> Value {
     match f {
-        Frame::Hello(h) => {
+        Frame::Hello(h) => with_extensions(
             json!({"kind": "HELLO", "versions": h.versions, "codecs": ids(&h.codecs),
-            "limits": limits_json(&h.limits)})
-        }
-        Frame::Welcome(w) => json!({"kind": "WELCOME", "version": w.version, "codec": w.codec.0,
+            "limits": limits_json(&h.limits)}),
+            &h.extensions,
+        ),
+        Frame::Welcome(w) => with_extensions(
+            json!({"kind": "WELCOME", "version": w.version, "codec": w.codec.0,
             "accepted": ids(&w.accepted), "limits": limits_json(&w.limits)}),
+            &w.extensions,
+        ),
         Frame::Refuse(r) => json!({"kind": "REFUSE", "code": r.code.0, "versions": r.versions,
             "accepted": ids(&r.accepted), "message": r.message}),
         Frame::Call(c) => {

@@ -39,6 +39,11 @@ def hello_body(versions, codecs, limits=DEFAULT_LIMITS):
     return bytes([len(versions)]) + bytes(versions) + bytes([len(codecs)]) + bytes(codecs) + limits_bytes(limits)
 
 
+def extensions_bytes(entries):
+    """Handshake extensions (SPEC §6.1.1): (tag, value bytes) pairs."""
+    return b"".join(bytes([tag]) + struct.pack(">H", len(v)) + v for tag, v in entries)
+
+
 def welcome_body(version, codec, accepted, limits=DEFAULT_LIMITS):
     return bytes([version, codec, len(accepted)]) + bytes(accepted) + limits_bytes(limits)
 
@@ -130,6 +135,17 @@ def kinds():
                     "HELLO offering versions 2 then 1, serpent, json and user codec 200, with the smallest legal limits",
                     frame(HELLO, payload=hello_body([2, 1], [7, 1, 200], lim)),
                     [{"kind": "HELLO", "versions": [2, 1], "codecs": [7, 1, 200], "limits": lim}]))
+    ext = [(1, b"\x01"), (200, b"private")]
+    out.append(v_ok("hello-extensions", "§6.1, §6.1.1",
+                    "HELLO offering compression (tag 1, zstd) and a private-use tag 200",
+                    frame(HELLO, payload=hello_body([1], [1]) + extensions_bytes(ext)),
+                    [{"kind": "HELLO", "versions": [1], "codecs": [1], "limits": DEFAULT_LIMITS,
+                      "extensions": [{"tag": t, "value": v.hex()} for t, v in ext]}]))
+    out.append(v_ok("welcome-extensions", "§6.2, §6.1.1",
+                    "WELCOME answering compression (tag 1) and callbacks (tag 2, empty value)",
+                    frame(WELCOME, payload=welcome_body(1, 1, [1]) + extensions_bytes([(1, b"\x01"), (2, b"")])),
+                    [{"kind": "WELCOME", "version": 1, "codec": 1, "accepted": [1], "limits": DEFAULT_LIMITS,
+                      "extensions": [{"tag": 1, "value": "01"}, {"tag": 2, "value": ""}]}]))
     out.append(v_ok("welcome-basic", "§3, §6.2", "WELCOME: version 1, default codec json, accepted json and msgpack",
                     frame(WELCOME, payload=welcome_body(1, 1, [1, 2])),
                     [{"kind": "WELCOME", "version": 1, "codec": 1, "accepted": [1, 2], "limits": DEFAULT_LIMITS}]))
@@ -369,6 +385,13 @@ def bodies():
         ("hello-in-flight-zero", HELLO,
          hello_body([1], [1], {"max_frame_len": 4096, "max_annotations_len": 0, "max_in_flight": 0}), "malformed_body"),
         ("hello-trailing-byte", HELLO, hello_body([1], [1]) + b"\x00", "malformed_body"),
+        ("hello-extension-tag-zero", HELLO, hello_body([1], [1]) + extensions_bytes([(0, b"")]), "malformed_body"),
+        ("hello-extension-twice", HELLO, hello_body([1], [1]) + extensions_bytes([(1, b"\x01"), (1, b"\x01")]),
+         "malformed_body"),
+        ("hello-extension-past-body", HELLO, hello_body([1], [1]) + extensions_bytes([(1, b"\x01\x02")])[:-1],
+         "malformed_body"),
+        ("welcome-extension-tag-zero", WELCOME, welcome_body(1, 1, [1]) + extensions_bytes([(0, b"x")]),
+         "malformed_body"),
         ("welcome-codec-not-accepted", WELCOME, welcome_body(1, 3, [1, 2]), "malformed_body"),
         ("welcome-empty-accepted", WELCOME, bytes([1, 1, 0]) + lim, "malformed_body"),
         ("welcome-truncated", WELCOME, welcome_body(1, 1, [1])[:-2], "malformed_body"),
@@ -465,6 +488,11 @@ def sessions():
     srv("server-no-common-version", "§6.3, §10", "HELLO offering version 2 only is refused",
         [step(frame(HELLO, payload=hello_body([2], [1])),
               [{"kind": "REFUSE", "code": 2, "versions": [1], "accepted": [1, 2]}], [], "no_common_version")])
+    srv("server-unknown-extension", "§6.1.1",
+        "a HELLO offering extensions the server does not support gets a WELCOME without them",
+        [step(frame(HELLO, payload=hello_body([1], [3, 2, 1]) + extensions_bytes([(1, b"\x01"), (200, b"x")])),
+              [{"kind": "WELCOME", "version": 1, "codec": 2, "accepted": [1, 2], "limits": DEFAULT_LIMITS}],
+              ["connected"])])
     srv("server-call-before-hello", "§10", "a CALL before HELLO is fatal",
         [step(call1, [{"kind": "GOAWAY", "code": 1}], [], "unexpected_frame")])
     srv("server-second-hello", "§10", "a second HELLO is fatal",
@@ -536,6 +564,10 @@ def sessions():
     cli("client-welcome-codec-not-offered", "§6.2", "a WELCOME choosing a codec the client did not offer is fatal",
         [step(frame(WELCOME, payload=welcome_body(1, 3, [3])), [{"kind": "GOAWAY", "code": 1}], [],
               "malformed_body")])
+    cli("client-welcome-extension-not-offered", "§6.1.1",
+        "a WELCOME answering a handshake extension the client did not offer is fatal",
+        [step(frame(WELCOME, payload=welcome_body(1, 2, [1, 2]) + extensions_bytes([(2, b"")])),
+              [{"kind": "GOAWAY", "code": 1}], [], "malformed_body")])
     cli("client-welcome-version-not-offered", "§6.2", "a WELCOME choosing a version the client did not offer is fatal",
         [step(frame(WELCOME, payload=welcome_body(2, 1, [1])), [{"kind": "GOAWAY", "code": 1}], [],
               "malformed_body")])
