@@ -542,7 +542,7 @@ def sessions():
         [step(frame(PING, payload=bytes(8)), [{"kind": "PONG", "data": "0000000000000000"}], [])])
     srv("server-unsolicited-pong", "§10", "an unsolicited PONG is ignored",
         [hs, step(frame(PONG, payload=bytes(8)), [], [])])
-    srv("server-reply-from-client", "§10", "a REPLY sent to a server is fatal",
+    srv("server-reply-from-client", "§10, §6.10", "a REPLY sent to a server without callbacks in force is fatal",
         [hs, step(frame(REPLY, codec=1, rid=1), [{"kind": "GOAWAY", "code": 1}], [], "unexpected_frame")])
     srv("server-client-goaway", "§10", "client GOAWAY with nothing in flight: drained",
         [hs, step(frame(GOAWAY, payload=goaway_body(0, 0, "")), [], ["goaway", "drained"])])
@@ -584,7 +584,7 @@ def sessions():
     cli("client-stream-end-unknown-request", "§10", "a STREAM_END for a request id not in flight is fatal",
         [step(WELCOME_F, [], ["connected"]),
          step(frame(STREAM_END, rid=3), [{"kind": "GOAWAY", "code": 1}], [], "unknown_request")])
-    cli("client-call-from-server", "§10", "a CALL sent to a client is fatal",
+    cli("client-call-from-server", "§10, §6.10", "a CALL sent to a client without callbacks in force is fatal",
         [step(WELCOME_F, [], ["connected"]),
          step(call1, [{"kind": "GOAWAY", "code": 1}], [], "unexpected_frame")])
     cli("client-goaway", "§10", "server GOAWAY with nothing in flight: drained",
