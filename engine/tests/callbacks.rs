@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use wirecall::{CallContext, CodecId, Engine, Error, Functions, Proxy};
+use wirecall_protocol as proto;
 
 mod common;
 use common::SetOnDrop;
@@ -419,4 +420,128 @@ async fn per_connection_providers_are_dropped_with_their_connection() {
         }
     })
     .await;
+}
+
+/// Reads the next frame from a raw socket.
+async fn next_frame(
+    sock: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+    dec: &mut proto::FrameDecoder,
+) -> proto::Frame {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(f) = dec.decode(buf).unwrap() {
+            return f;
+        }
+        let n = sock.read_buf(buf).await.unwrap();
+        assert!(n > 0, "the client closed the connection");
+    }
+}
+
+async fn send_frame(sock: &mut tokio::net::TcpStream, f: proto::Frame) {
+    use tokio::io::AsyncWriteExt;
+    let mut out = bytes::BytesMut::new();
+    f.encode(&mut out).unwrap();
+    sock.write_all(&out).await.unwrap();
+}
+
+fn hang_call(id: u64, codec: proto::CodecId, annotations: proto::Annotations) -> proto::Frame {
+    proto::Frame::Call(proto::Call {
+        request_id: proto::RequestId(id),
+        provider: proto::ProviderId(PROGRESS),
+        codec,
+        oneway: false,
+        method: proto::Method::new("progress_hang").unwrap(),
+        annotations,
+        args: bytes::Bytes::new(),
+        kwargs: bytes::Bytes::new(),
+        attachment: bytes::Bytes::new(),
+    })
+}
+
+/// The next ERROR the client sends, skipping PINGs and the like.
+async fn next_error(
+    sock: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+    dec: &mut proto::FrameDecoder,
+) -> proto::ErrorFrame {
+    loop {
+        if let proto::Frame::Error(e) = next_frame(sock, buf, dec).await {
+            return e;
+        }
+    }
+}
+
+async fn until_dropped(flag: &AtomicBool) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !flag.swap(false, Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler was not stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A raw socket plays the server (it has no timers of its own): the client's machine
+/// enforces a callback's deadline and answers a CANCEL itself, and stops the handler each
+/// time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_enforces_callback_deadlines_and_cancels() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    let progress = Arc::new(Progress::default());
+    let proxy = Proxy::new(&addr)
+        .unwrap()
+        .expose_arc(progress.clone(), PROGRESS)
+        .unwrap();
+    let run = async {
+        let connecting = tokio::spawn({
+            let p = proxy.clone();
+            async move { p.connect().await }
+        });
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        let mut dec = proto::FrameDecoder::default();
+        let proto::Frame::Hello(h) = next_frame(&mut sock, &mut buf, &mut dec).await else {
+            panic!("expected HELLO")
+        };
+        // The proxy offers callbacks because it exposes a provider.
+        assert!(h.extensions.get(proto::ExtensionTag::CALLBACKS).is_some());
+        let codec = h.codecs[0];
+        send_frame(
+            &mut sock,
+            proto::Frame::Welcome(proto::Welcome {
+                version: proto::VERSION,
+                codec,
+                accepted: h.codecs.clone(),
+                limits: proto::Limits::default(),
+                extensions: proto::Extensions::new()
+                    .with(proto::ExtensionTag::CALLBACKS, bytes::Bytes::new())
+                    .unwrap(),
+            }),
+        )
+        .await;
+        connecting.await.unwrap().unwrap();
+
+        // A callback with a deadline its handler cannot meet.
+        let deadline = proto::Annotations::builder()
+            .deadline(Duration::from_millis(100))
+            .build();
+        send_frame(&mut sock, hang_call(1, codec, deadline)).await;
+        let e = next_error(&mut sock, &mut buf, &mut dec).await;
+        assert_eq!(e.request_id, proto::RequestId(1));
+        assert_eq!(e.body.code, proto::ErrorCode::DEADLINE_EXCEEDED);
+        until_dropped(&progress.hang_dropped).await;
+
+        // A callback cancelled while its handler runs.
+        send_frame(&mut sock, hang_call(2, codec, proto::Annotations::new())).await;
+        progress.hang_started.notified().await;
+        send_frame(&mut sock, proto::Frame::Cancel(proto::RequestId(2))).await;
+        let e = next_error(&mut sock, &mut buf, &mut dec).await;
+        assert_eq!(e.request_id, proto::RequestId(2));
+        assert_eq!(e.body.code, proto::ErrorCode::CANCELLED);
+        until_dropped(&progress.hang_dropped).await;
+    };
+    tokio::time::timeout(LIMIT, run).await.expect("timed out");
 }

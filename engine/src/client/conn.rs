@@ -994,11 +994,30 @@ async fn reader_task(shared: Arc<ConnShared>, mut reader: Box<Reader>) {
             Some(r) => r,
             None => return,
         };
+        // A connection serving callbacks arms the machine's timer (the callbacks'
+        // deadlines among others); calls fire their own deadlines (see `expire`).
+        let timer = {
+            let mut p = shared.pending();
+            let side = &mut p.side;
+            side.serving
+                .as_ref()
+                .and(side.machine.poll_timeout())
+                .map(tokio::time::Instant::from_std)
+        };
         tokio::select! {
             biased;
             () = reader.read_some(&shared, 0) => {}
             () = shared.idle.notified() => {}
+            () = sleep_until(timer), if timer.is_some() => expire(&shared),
         }
+    }
+}
+
+/// Sleeps until `at` (forever without one).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
