@@ -143,11 +143,12 @@ impl Jobs {
         self.waited_done.notify_one();
     }
 
-    /// What `ctx.callback()` says.
+    /// What `ctx.callback()` says (checked against what the connection says).
     #[remote]
     fn probe(&self, ctx: CallContext) -> String {
         match ctx.callback() {
-            Ok(_) => "callbacks available".into(),
+            Ok(_) if ctx.connection().takes_callbacks() => "callbacks available".into(),
+            Ok(_) => "callback() and takes_callbacks() disagree".into(),
             Err(e) => e.to_string(),
         }
     }
@@ -332,6 +333,20 @@ async fn without_exposed_providers_a_callback_is_a_clear_error() {
             Err(Error::Remote(r)) => assert!(r.message.contains("exposed no provider"), "{r:?}"),
             other => panic!("{other:?}"),
         }
+        // Exposing on a proxy already connected fails, saying what to do.
+        match proxy.clone().expose(Progress::default(), PROGRESS) {
+            Err(Error::Config { message }) => {
+                assert!(message.contains("before the first call"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same id twice fails too.
+        let twice = Proxy::new(&s.engine.address())
+            .unwrap()
+            .expose(Progress::default(), PROGRESS)
+            .unwrap()
+            .expose(Progress::default(), PROGRESS);
+        assert!(matches!(twice, Err(Error::Config { .. })));
         // With a provider exposed, the same handler has callbacks.
         let proxy = Proxy::new(&s.engine.address())
             .unwrap()
@@ -533,6 +548,8 @@ async fn the_client_enforces_callback_deadlines_and_cancels() {
         assert_eq!(e.request_id, proto::RequestId(1));
         assert_eq!(e.body.code, proto::ErrorCode::DEADLINE_EXCEEDED);
         until_dropped(&progress.hang_dropped).await;
+        // The handler started (and told so) before it was stopped: take that notice.
+        progress.hang_started.notified().await;
 
         // A callback cancelled while its handler runs.
         send_frame(&mut sock, hang_call(2, codec, proto::Annotations::new())).await;

@@ -385,8 +385,8 @@ impl Proxy {
     /// this proxy's own connection with
     /// [`CallContext::callback`](crate::CallContext::callback), so the client needs no
     /// listening socket. Shared by the proxy's clones and offered on every connection it
-    /// opens (expose before the first call: a connection already open without callbacks
-    /// does not take them).
+    /// opens. Expose before the first call: on a proxy already connected this fails, as
+    /// the open connection would not serve the provider.
     ///
     /// Handlers run as on a server (`#[wirecall::provider]` types, [`Functions`](crate::Functions)),
     /// each callback on a task of its own (a blocking method on the blocking pool), and
@@ -430,6 +430,12 @@ impl Proxy {
             return Err(Error::config(
                 "a callback proxy cannot expose providers: expose them on the client's own proxy",
             ));
+        }
+        if self.is_connected() {
+            return Err(Error::config(format!(
+                "cannot expose provider {} (`{}`) on a proxy already connected to {}: its connection would not serve it; expose providers before the first call (or connect)",
+                reg.info.provider_id, reg.info.service, self.shared.uri
+            )));
         }
         self.shared.exposed.insert(reg)?;
         Ok(self)
