@@ -50,6 +50,9 @@
 //!   [`Error::CodecRefused`] listing the accepted ones.
 //! * **Errors**: one [`Error`] type; handler errors and panics come back as
 //!   [`Error::Remote`]; the connection survives every per-call error.
+//! * **Callbacks**: a client exposes providers on its own connection ([`Proxy::expose`]);
+//!   a handler calls them back over it with [`CallContext::callback`] (the client listens
+//!   on nothing), within the time its caller has left.
 //! * **Lifecycle**: [`Engine::finalize`], [`Engine::wait_for_finalize`],
 //!   [`Engine::enable_remote_shutdown`] with [`Proxy::shutdown_server`].
 //! * **Metadata**: the daemon object at provider id [`DAEMON_PROVIDER_ID`] answers
