@@ -88,6 +88,18 @@ impl Jobs {
         Ok(sum)
     }
 
+    /// `run` with a pause of `ms` before each step.
+    #[remote]
+    async fn slow_run(&self, ctx: CallContext, steps: u32, ms: u64) -> Result<u32, Error> {
+        let progress = ProgressClient::new(ctx.callback()?, PROGRESS);
+        let mut sum = 0;
+        for step in 1..=steps {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            sum += progress.report(step).await?;
+        }
+        Ok(sum)
+    }
+
     /// The same through the untyped call builder, and a oneway report at the end.
     #[remote]
     async fn run_untyped(&self, ctx: CallContext, steps: u32) -> Result<u32, Error> {
@@ -433,6 +445,33 @@ async fn per_connection_providers_are_dropped_with_their_connection() {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutting_down_still_calls_back_to_finish_its_calls() {
+    each("shutdown", |s| async move {
+        let progress = Arc::new(Progress::default());
+        let proxy = Proxy::new(&s.engine.address())
+            .unwrap()
+            .expose_arc(progress.clone(), PROGRESS)
+            .unwrap();
+        let jobs = JobsClient::new(&proxy, JOBS);
+        let call = tokio::spawn(async move { jobs.slow_run(5, 40).await });
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while progress.steps.lock().unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // GOAWAY while the call reports its progress: it finishes, callbacks included.
+        let engine = s.engine.clone();
+        let finalizing = tokio::spawn(async move { engine.finalize().await });
+        assert_eq!(call.await.unwrap().unwrap(), 150);
+        assert_eq!(*progress.steps.lock().unwrap(), vec![1, 2, 3, 4, 5]);
+        finalizing.await.unwrap();
+        // The server is gone: a new call fails.
+        assert!(JobsClient::new(&proxy, JOBS).run(1).await.is_err());
     })
     .await;
 }

@@ -1523,7 +1523,9 @@ impl ClientConnection {
     /// answerer's rules, with the codecs this side offered as its accepted set and the
     /// callbacks limit it announced. Ordered batches are not available for callbacks.
     fn on_callback(&mut self, c: Call, now: Instant) -> Result<(), ProtocolError> {
-        check_call_order(&c, self.peer_goaway.is_some(), self.answering_last)?;
+        // The server's GOAWAY stops the client's calls, not its callbacks: they are how the
+        // calls in flight finish.
+        check_call_order(&c, false, self.answering_last)?;
         if c.annotations.batch().is_some() {
             return Err(ProtocolError::MalformedBody {
                 what: "wc.batch annotation",
@@ -2673,8 +2675,9 @@ impl ServerConnection {
     /// [`poll_transmit`](Self::poll_transmit); a [`ServerEvent::Reply`],
     /// [`ServerEvent::Error`] or [`ServerEvent::Failed`] ends it.
     ///
-    /// Fails without sending when the callbacks extension is not in force, after GOAWAY
-    /// (either side), at the client's callbacks limit, or when the frame exceeds the
+    /// Fails without sending when the callbacks extension is not in force, after the
+    /// client's GOAWAY (this side's own GOAWAY does not stop callbacks: they finish the
+    /// calls in flight), at the client's callbacks limit, or when the frame exceeds the
     /// client's limits.
     pub fn call(&mut self, req: CallRequest, now: Instant) -> Result<RequestId, ProtocolError> {
         let (id, codec) = self.begin_callback(req.oneway, req.codec.unwrap_or(CodecId::NONE))?;
@@ -2738,7 +2741,9 @@ impl ServerConnection {
             .unwrap_or(session.peer_limits.max_in_flight);
         begin_outgoing(
             &self.core,
-            self.goaway_sent.is_some() || self.peer_goaway,
+            // Only the client's GOAWAY stops callbacks: after its own, the server still calls
+            // back to finish the calls in flight.
+            self.peer_goaway,
             self.calling.len(),
             max,
             self.calling_next,
