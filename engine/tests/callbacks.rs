@@ -1,6 +1,8 @@
 //! Issue 12, item 3: callbacks over symmetric connections (SPEC §6.10). A client exposes
 //! providers on its own connection; the server's handlers call them back over it (the
-//! client listens on nothing). Over tcp, unix sockets and the in-memory transport.
+//! client listens on nothing). Over tcp, unix sockets and the in-memory transport (and once
+//! over TLS); the client's own enforcement of a callback's deadline and cancel is checked
+//! with a raw socket playing the server.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,9 @@ use wirecall_protocol as proto;
 
 mod common;
 use common::SetOnDrop;
+
+#[path = "../../transport/tests/pki/mod.rs"]
+mod pki;
 
 /// Bound of every wait in these tests.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -474,6 +479,32 @@ async fn a_server_shutting_down_still_calls_back_to_finish_its_calls() {
         assert!(JobsClient::new(&proxy, JOBS).run(1).await.is_err());
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_over_tls() {
+    let run = async {
+        let ca = pki::Ca::new("test CA");
+        let pem = ca.server(&["localhost", "127.0.0.1"]);
+        let tls =
+            wirecall::TlsServerConfig::from_pem(pem.cert.as_bytes(), pem.key.as_bytes()).unwrap();
+        let engine = Engine::server("tls://127.0.0.1:0")
+            .tls(tls)
+            .start()
+            .await
+            .unwrap();
+        engine.register_provider(Jobs::default(), JOBS).unwrap();
+        let progress = Arc::new(Progress::default());
+        let proxy = Proxy::new(&engine.address())
+            .unwrap()
+            .tls(wirecall::TlsClientConfig::with_ca_pem(ca.cert_pem().as_bytes()).unwrap())
+            .expose_arc(progress.clone(), PROGRESS)
+            .unwrap();
+        assert_eq!(JobsClient::new(&proxy, JOBS).run(3).await.unwrap(), 60);
+        assert_eq!(*progress.steps.lock().unwrap(), vec![1, 2, 3]);
+        engine.finalize().await;
+    };
+    tokio::time::timeout(LIMIT, run).await.expect("timed out");
 }
 
 /// Reads the next frame from a raw socket.
