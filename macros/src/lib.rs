@@ -517,7 +517,7 @@ fn expand(args: ProviderArgs, mut item: ItemImpl) -> syn::Result<TokenStream2> {
             /// A client for the provider with `provider_id` reached through `proxy` (a
             /// [`wirecall::Proxy`], or anything convertible into one, such as an address).
             pub fn new(proxy: impl ::wirecall::IntoProxy, provider_id: u16) -> Self {
-                Self { handle: ::wirecall::ProviderHandle::new(proxy.into_proxy(), provider_id) }
+                Self { handle: ::wirecall::ProviderHandle::new(proxy.into_proxy(), provider_id).with_service(#service) }
             }
 
             /// The proxy this client calls through.
