@@ -415,7 +415,9 @@ impl Batch<'_> {
             let split = (c.encode)(codec, &mut out).map_err(|e| bad(e.to_string()))?;
             let args = match wirecall_codecs::decode_value(codec, &out[..split], &limits) {
                 Ok(Value::List(a) | Value::Tuple(a)) => a,
-                Ok(other) => return Err(bad(format!("the arguments are not a sequence: {other:?}"))),
+                Ok(other) => {
+                    return Err(bad(format!("the arguments are not a sequence: {other:?}")))
+                }
                 Err(e) => return Err(bad(e.to_string())),
             };
             let mut kwargs = Vec::new();
@@ -458,7 +460,12 @@ impl Batch<'_> {
         if !self.stop_at_first_error {
             let mut results = Vec::with_capacity(n);
             for ((method, args, kwargs), ow) in calls.into_iter().zip(oneway) {
-                let kwargs = Value::Map(kwargs.into_iter().map(|(k, v)| (Value::Str(k), v)).collect());
+                let kwargs = Value::Map(
+                    kwargs
+                        .into_iter()
+                        .map(|(k, v)| (Value::Str(k), v))
+                        .collect(),
+                );
                 let r = view
                     .invoke(PyroKind::Method, &method, args, kwargs, ow)
                     .await
@@ -485,7 +492,9 @@ impl Batch<'_> {
                 Some(Ok(v)) => encode(v),
                 Some(Err(e)) => Err(e),
                 None => Err(Error::Skipped {
-                    message: "an earlier call of the batch raised: the Pyro5 daemon ran no call after it".into(),
+                    message:
+                        "an earlier call of the batch raised: the Pyro5 daemon ran no call after it"
+                            .into(),
                 }),
             })
             .collect();

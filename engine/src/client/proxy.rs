@@ -262,7 +262,7 @@ impl Proxy {
         config::max_retries_from_env()?;
         let mut proxy = Proxy::build(
             Err(format!(
-                "`{uri}` names an object of a Pyro5 daemon, not a wirecall address"
+                "`{uri}` names an object of a Pyro5 daemon (the proxy is in Pyro mode): this is a feature of wirecall's native protocol, which a Pyro5 daemon does not speak"
             )),
             uri,
             None,
@@ -350,7 +350,10 @@ impl Proxy {
             let (a, k) = if opts.retries.is_some() {
                 (args.clone(), kwargs.clone())
             } else {
-                (std::mem::take(&mut args), std::mem::replace(&mut kwargs, Value::Null))
+                (
+                    std::mem::take(&mut args),
+                    std::mem::replace(&mut kwargs, Value::Null),
+                )
             };
             match view.invoke(kind, name, a, k, oneway).await {
                 Err(e) if is_connection_loss(&e) => {
@@ -418,7 +421,16 @@ impl Proxy {
             })?
         };
         let v = self
-            .pyro_request(p, provider_id, PyroKind::Method, method, args, kwargs, oneway, opts)
+            .pyro_request(
+                p,
+                provider_id,
+                PyroKind::Method,
+                method,
+                args,
+                kwargs,
+                oneway,
+                opts,
+            )
             .await?;
         if oneway {
             return Ok(None);
@@ -781,8 +793,16 @@ impl Proxy {
     ) -> Result<Option<(CodecId, Bytes)>, Error> {
         check_name(method)?;
         if let Some(p) = self.pyro_client() {
-            return Box::pin(self.pyro_call_raw(p, provider_id, method, codec, args, kwargs, oneway))
-                .await;
+            return Box::pin(self.pyro_call_raw(
+                p,
+                provider_id,
+                method,
+                codec,
+                args,
+                kwargs,
+                oneway,
+            ))
+            .await;
         }
         let conn = self.conn().await?;
         self.send(
@@ -836,7 +856,16 @@ impl Proxy {
             decode(&kwargs, "keyword arguments")?
         };
         let v = self
-            .pyro_request(p, provider_id, PyroKind::Method, method, args, kwargs, oneway, &opts)
+            .pyro_request(
+                p,
+                provider_id,
+                PyroKind::Method,
+                method,
+                args,
+                kwargs,
+                oneway,
+                &opts,
+            )
             .await?;
         if oneway {
             return Ok(None);

@@ -198,7 +198,15 @@ impl PyroProxy {
                 .collect(),
         );
         let first = self
-            .bounded(self.request_inner(&mut state, method, args, kwargs, Kind::Method, true, false))
+            .bounded(self.request_inner(
+                &mut state,
+                method,
+                args,
+                kwargs,
+                Kind::Method,
+                true,
+                false,
+            ))
             .await
             .inspect_err(|e| {
                 if !matches!(e, Error::Remote(_) | Error::NoSuchMethod { .. }) {
