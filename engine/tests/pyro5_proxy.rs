@@ -14,11 +14,13 @@ mod pyro_common;
 use pyro_common::{python_or_skip, Daemon};
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use wirecall::{CodecId, Error, Proxy, Value};
+use wirecall::naming::{EmbeddedStore, NamingBackend, Registration, RemoteNaming};
+use wirecall::{CodecId, Engine, Error, Proxy, Value};
 
 const SERIALIZERS: [CodecId; 4] = [
     CodecId::SERPENT,
@@ -635,6 +637,49 @@ async fn unix_socket_uris() {
         let p = Proxy::new(&daemon.uri).unwrap().codec(CodecId::MSGPACK);
         let sum: i64 = p.call("add").unwrap().arg(5).arg(6).call().await.unwrap();
         assert_eq!(sum, 11);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyroname_resolving_to_a_python_object_is_pyro_mode() {
+    let Some(python) = python_or_skip("pyroname_resolving_to_a_python_object_is_pyro_mode") else {
+        return;
+    };
+    let daemon = Daemon::start(&python, &["0"]);
+    bounded(async {
+        // wirecall's name server, where the Python object is registered by its PYRO: URI.
+        let ns = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+        ns.host_name_server(Arc::new(EmbeddedStore::in_memory().unwrap()))
+            .await
+            .unwrap();
+        let names = RemoteNaming::new(&ns.address()).unwrap();
+        names
+            .register(Registration::new("example.calc", daemon.uri.clone()), false)
+            .await
+            .unwrap();
+        let port = ns.address().rsplit(':').next().unwrap().to_string();
+        for uri in [
+            format!("PYRONAME:example.calc@127.0.0.1:{port}"),
+            format!("name:example.calc"),
+        ] {
+            let mut p = Proxy::new(&uri).unwrap();
+            if uri.starts_with("name:") {
+                let backend: Arc<dyn NamingBackend> =
+                    Arc::new(RemoteNaming::new(&ns.address()).unwrap());
+                p = p.naming(backend);
+            }
+            // The mode is known once the name is resolved (on first use).
+            let calc = CalcClient::new(&p, 0);
+            assert_eq!(calc.add(2, 40).await.unwrap(), 42, "{uri}");
+            assert!(p.is_pyro(), "{uri}");
+            let sum: i64 = p.call("add").unwrap().arg(1).arg(2).call().await.unwrap();
+            assert_eq!(sum, 3);
+            let mut b = p.batch();
+            let one = b.call::<_, String>(0, "echo", ((), "b"));
+            assert_eq!(b.send().await.unwrap().get(one).unwrap(), "b");
+        }
+        ns.finalize().await;
     })
     .await;
 }

@@ -230,6 +230,7 @@ impl<'p> Batch<'p> {
         for c in &self.calls {
             check_name(&c.method)?;
         }
+        self.proxy.settle().await?;
         if let Some(p) = self.proxy.pyro_client() {
             return Box::pin(self.send_pyro(p)).await;
         }

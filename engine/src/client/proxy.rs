@@ -108,6 +108,9 @@ struct ProxyShared {
     /// Set for `PYRO:` URIs: the proxy's Pyro mode, whose calls go through this Pyro5
     /// client (its connection and state shared by the proxy's clones).
     pyro: Option<PyroProxy>,
+    /// Set when a naming URI's first resolution finds a Pyro5 object (`PYRO:` URI): the
+    /// proxy is in Pyro mode from then on.
+    pyro_named: std::sync::OnceLock<PyroProxy>,
 }
 
 /// Checks an RPC name against the wire's rules for a method name, or a configuration error
@@ -275,10 +278,43 @@ impl Proxy {
         Ok(proxy)
     }
 
-    /// Whether this proxy is in Pyro mode (made from a `PYRO:` URI): its calls go to a
-    /// Pyro5 daemon's object.
+    /// Whether this proxy is in Pyro mode (made from a `PYRO:` URI, or from a naming URI
+    /// that resolved to one; for a naming URI this is known once the proxy was used or
+    /// [connected](Proxy::connect)): its calls go to a Pyro5 daemon's object.
     pub fn is_pyro(&self) -> bool {
-        self.shared.pyro.is_some()
+        self.pyro_client().is_some()
+    }
+
+    /// A proxy made from a naming URI that has not resolved it yet.
+    pub(super) fn unsettled_name(&self) -> bool {
+        self.shared
+            .named
+            .as_ref()
+            .is_some_and(|n| n.first.get().is_none() && self.shared.pyro_named.get().is_none())
+    }
+
+    /// Decides the mode of a proxy made from a naming URI on its first use: the name is
+    /// resolved, and when it names a Pyro5 object the proxy turns to Pyro mode. Other
+    /// failures are left to the native path (which reports or retries them).
+    pub(super) async fn settle(&self) -> Result<(), Error> {
+        if !self.unsettled_name() {
+            return Ok(());
+        }
+        // Boxed: only unresolved naming proxies carry its state.
+        Box::pin(async {
+            let Some(named) = &self.shared.named else {
+                return Ok(());
+            };
+            if named.resolve().await.is_err() {
+                if let Some(uri) = named.pyro_uri() {
+                    let p = PyroProxy::new(&uri)?;
+                    tracing::debug!(uri = %self.shared.uri, pyro = %uri, "the name resolves to a Pyro5 object: Pyro mode");
+                    let _ = self.shared.pyro_named.set(p);
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// In Pyro mode, a [`PyroProxy`] sharing this proxy's connection, with this proxy's
@@ -286,7 +322,7 @@ impl Proxy {
     /// [`PyroProxy::call_stream`], [`PyroProxy::compression`], [`PyroProxy::classes`]).
     /// Fails for a native proxy, or when the proxy's codec is not one of Pyro5's.
     pub fn pyro_proxy(&self) -> Result<PyroProxy, Error> {
-        match &self.shared.pyro {
+        match self.pyro_client() {
             Some(p) => self.pyro_view(p, &self.opts),
             None => Err(Error::config(format!(
                 "proxy `{}` speaks wirecall's native protocol; only a PYRO: URI makes a proxy in Pyro mode",
@@ -323,7 +359,10 @@ impl Proxy {
 
     /// In Pyro mode, the proxy's Pyro5 client.
     pub(super) fn pyro_client(&self) -> Option<&PyroProxy> {
-        self.shared.pyro.as_ref()
+        self.shared
+            .pyro
+            .as_ref()
+            .or_else(|| self.shared.pyro_named.get())
     }
 
     /// One request to the Pyro5 object, with the proxy's retry rules: connecting (nothing
@@ -511,6 +550,7 @@ impl Proxy {
                 meta: Mutex::new(None),
                 named: None,
                 pyro: None,
+                pyro_named: std::sync::OnceLock::new(),
             }),
             opts: CallOpts {
                 codec: env_codec,
@@ -644,6 +684,7 @@ impl Proxy {
 
     /// Connects now (otherwise the first call connects).
     pub async fn connect(&self) -> Result<(), Error> {
+        self.settle().await?;
         if let Some(p) = self.pyro_client() {
             return self.pyro_view(p, &self.opts)?.connect().await;
         }
@@ -654,6 +695,7 @@ impl Proxy {
     ///
     /// In Pyro mode: the override, else serpent (Pyro5's default).
     pub async fn effective_codec(&self) -> Result<CodecId, Error> {
+        self.settle().await?;
         if self.is_pyro() {
             return Ok(self.opts.codec.unwrap_or(CodecId::SERPENT));
         }
@@ -668,6 +710,7 @@ impl Proxy {
     /// In Pyro mode this fails: a Pyro5 daemon does not announce its serializers (it
     /// accepts those its Python has installed).
     pub async fn server_accepted(&self) -> Result<Vec<CodecId>, Error> {
+        self.settle().await?;
         if self.is_pyro() {
             return Err(Error::config(format!(
                 "proxy `{}` is in Pyro mode: a Pyro5 daemon does not announce the serializers it accepts",
@@ -792,6 +835,7 @@ impl Proxy {
         oneway: bool,
     ) -> Result<Option<(CodecId, Bytes)>, Error> {
         check_name(method)?;
+        self.settle().await?;
         if let Some(p) = self.pyro_client() {
             return Box::pin(self.pyro_call_raw(
                 p,
@@ -913,6 +957,7 @@ impl Proxy {
         oneway: bool,
         opts: &CallOpts,
     ) -> Result<Option<R>, Error> {
+        self.settle().await?;
         if let Some(p) = self.pyro_client() {
             // Boxed: only Pyro-mode proxies carry its state.
             return Box::pin(self.pyro_invoke(p, provider_id, method, args, kwargs, oneway, opts))
@@ -1096,6 +1141,7 @@ impl Proxy {
     /// from `@oneway`, no parameter names, and whose attributes (Python properties) are all
     /// listed as writable (Pyro5 does not say which are read-only).
     pub async fn metadata(&self) -> Result<Metadata, Error> {
+        self.settle().await?;
         if let Some(p) = self.pyro_client() {
             let m = self.pyro_view(p, &self.opts)?.metadata().await?;
             return Ok(pyro_metadata(p.object_id(), m));
@@ -1111,6 +1157,7 @@ impl Proxy {
     /// Whether provider `provider_id` exposes the method `full_name` (`service_method`),
     /// from the server's metadata (fetched once per proxy and cached).
     pub async fn has_method(&self, provider_id: u16, full_name: &str) -> Result<bool, Error> {
+        self.settle().await?;
         if let Some(p) = self.pyro_client() {
             pyro_provider(provider_id, &self.shared.uri)?;
             let m = self.pyro_view(p, &self.opts)?.metadata().await?;
@@ -1125,6 +1172,7 @@ impl Proxy {
     /// Checks that the server answers (a round trip to the daemon object; in Pyro mode, a
     /// Pyro5 PING message).
     pub async fn ping(&self) -> Result<(), Error> {
+        self.settle().await?;
         if let Some(p) = self.pyro_client() {
             return self.pyro_view(p, &self.opts)?.ping().await;
         }
@@ -1139,6 +1187,7 @@ impl Proxy {
     /// token; otherwise the call fails with [`Error::PermissionDenied`] and the server goes
     /// on serving.
     pub async fn shutdown_server(&self, token: Option<&str>) -> Result<(), Error> {
+        self.settle().await?;
         if self.is_pyro() {
             return Err(Error::config(format!(
                 "proxy `{}` is in Pyro mode: a Pyro5 daemon has no remote shutdown",
@@ -1215,6 +1264,7 @@ impl Proxy {
         provider_id: u16,
         name: &str,
     ) -> Result<R, Error> {
+        self.settle().await?;
         if let Some(p) = self.pyro_client() {
             let v = Box::pin(self.pyro_request(
                 p,
@@ -1245,6 +1295,7 @@ impl Proxy {
         name: &str,
         value: T,
     ) -> Result<(), Error> {
+        self.settle().await?;
         if let Some(p) = self.pyro_client() {
             let v = wirecall_codecs::to_value(&value).map_err(|e| Error::Codec {
                 message: format!("the value for attribute `{name}`: {e}"),
@@ -1391,6 +1442,7 @@ impl ProviderHandle {
         args: A,
     ) -> Result<R, Error> {
         check_name(rpc_name)?;
+        self.proxy.settle().await?;
         let rpc_name = self.wire_name(rpc_name);
         self.proxy
             .invoke(
@@ -1416,6 +1468,7 @@ impl ProviderHandle {
         args: A,
     ) -> Result<R, Error> {
         check_name(rpc_name)?;
+        self.proxy.settle().await?;
         let rpc_name = self.wire_name(rpc_name);
         let mut opts = self.proxy.opts.clone();
         opts.retries = Some(opts.max_retries);
@@ -1434,6 +1487,7 @@ impl ProviderHandle {
         args: A,
     ) -> Result<(), Error> {
         check_name(rpc_name)?;
+        self.proxy.settle().await?;
         let rpc_name = self.wire_name(rpc_name);
         let _: Option<()> = self
             .proxy
