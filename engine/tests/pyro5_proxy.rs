@@ -661,7 +661,7 @@ async fn pyroname_resolving_to_a_python_object_is_pyro_mode() {
         let port = ns.address().rsplit(':').next().unwrap().to_string();
         for uri in [
             format!("PYRONAME:example.calc@127.0.0.1:{port}"),
-            format!("name:example.calc"),
+            "name:example.calc".to_string(),
         ] {
             let mut p = Proxy::new(&uri).unwrap();
             if uri.starts_with("name:") {
@@ -673,6 +673,7 @@ async fn pyroname_resolving_to_a_python_object_is_pyro_mode() {
             let calc = CalcClient::new(&p, 0);
             assert_eq!(calc.add(2, 40).await.unwrap(), 42, "{uri}");
             assert!(p.is_pyro(), "{uri}");
+            assert_eq!(p.resolve().await.unwrap(), daemon.uri);
             let sum: i64 = p.call("add").unwrap().arg(1).arg(2).call().await.unwrap();
             assert_eq!(sum, 3);
             let mut b = p.batch();

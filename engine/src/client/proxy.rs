@@ -156,6 +156,27 @@ impl RpcName<'_> {
 /// answering (the server moved), the next connect resolves the name again. The URI
 /// registered under the name may bind a service and provider id
 /// (`greeting:1@tcp://127.0.0.1:4000`), or the proxy's URI may (`greeting:1@name:NAME`).
+///
+/// **Pyro mode**: a `PYRO:object@host:port` (or `PYRO:object@./u:/socket/path`) URI, or a
+/// naming URI whose registration is one, makes a proxy of an object of a Python Pyro5
+/// daemon. Its calls go through a [`PyroProxy`](crate::PyroProxy) (one connection shared by
+/// the clones, one request at a time as Pyro5 requires): [`Proxy::call`] and
+/// [`Proxy::call_on`] name the Python method, the provider id must be 0, generated clients
+/// call `service_method` as the Python method `method`, [`Proxy::codec`] picks serpent (the
+/// default), json, msgpack or marshal, batches are Pyro5 batch requests, and a Python
+/// exception is an [`Error::Remote`] with its type, message and traceback. What Pyro5 has
+/// no place for (annotations, codec offers, receive limits, remote shutdown) fails with an
+/// error. `protocol/PYRO5.md` has the full mapping.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wirecall::Error> {
+/// use wirecall::{CodecId, Proxy};
+/// let calc = Proxy::new("PYRO:test.calc@127.0.0.1:9999")?.codec(CodecId::MSGPACK);
+/// let sum: i64 = calc.call("add")?.arg(2).arg(3).call().await?;
+/// let d: wirecall::Value = calc.call("describe")?.arg("x").kwarg("scale", 2.0).call().await?;
+/// let value: i64 = calc.get_attr(0, "value").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<ProxyShared>,
@@ -225,7 +246,8 @@ pub(crate) fn parse_uri(uri: &str) -> Result<(Option<String>, Option<u16>, Addre
 }
 
 impl Proxy {
-    /// A proxy for `uri`; connects on first use (or on [`Proxy::connect`]).
+    /// A proxy for `uri`; connects on first use (or on [`Proxy::connect`]). A `PYRO:` URI
+    /// gives a proxy in Pyro mode (see [`Proxy`]); a bad one is a configuration error.
     ///
     /// The default codec is `WIRECALL_CODEC` if set, else the first codec the server
     /// accepts from the client's preference list; the retry budget is
@@ -527,7 +549,11 @@ impl Proxy {
     pub async fn resolve(&self) -> Result<String, Error> {
         match &self.shared.named {
             None => Ok(self.shared.uri.clone()),
-            Some(n) => Ok(n.resolve().await?.0.uri),
+            Some(n) => match n.resolve().await {
+                Ok(r) => Ok(r.0.uri),
+                // A Pyro5 object: its `PYRO:` URI.
+                Err(e) => n.pyro_uri().ok_or(e),
+            },
         }
     }
 

@@ -538,7 +538,7 @@ impl PyroProxy {
     /// Sends calls as one batch request (see [`PyroBatch`]).
     pub(crate) async fn batch_calls(
         &self,
-        calls: Vec<(String, Vec<Value>, Vec<(String, Value)>)>,
+        calls: Vec<BatchCall>,
         oneway: bool,
     ) -> Result<Vec<Result<Value, Error>>, Error> {
         self.send_batch(calls, oneway).await

@@ -326,7 +326,7 @@ impl NamedTarget {
                     naming_error(
                         &subject,
                         format!(
-                            "{subject} is registered for a Pyro5 object ({}): a proxy made from the name calls it in Pyro mode; a name resolved alone (Proxy::resolve) has no wirecall address",
+                            "{subject} is registered for a Pyro5 object ({}), which has no wirecall address: a proxy made from the name calls it in Pyro mode",
                             p.uri
                         ),
                     )
