@@ -304,14 +304,12 @@ async fn batches_map_onto_pyro_batches() {
     .await;
 }
 
-/// A Rust declaration of the Python `Calc` object: the provider is never served here; its
-/// generated `CalcClient` calls the Python daemon.
+/// A Rust declaration of the Python `Calc` object: its generated `CalcClient` calls the
+/// Python daemon (and, served by a wirecall server, the provider answers the same client).
 #[derive(Default)]
-#[allow(dead_code)]
 struct Calc;
 
 #[wirecall::provider(service = "calc")]
-#[allow(dead_code)]
 impl Calc {
     #[remote]
     fn add(&self, a: i64, b: i64) -> i64 {
@@ -681,6 +679,38 @@ async fn pyroname_resolving_to_a_python_object_is_pyro_mode() {
             assert_eq!(b.send().await.unwrap().get(one).unwrap(), "b");
         }
         ns.finalize().await;
+    })
+    .await;
+}
+
+/// The mirror image without Python: the same generated client, in Pyro mode, against a
+/// wirecall server serving `Calc` in the Pyro5 dialect (the server routes the Python name
+/// `add` to `calc_add`, the client calls `calc_add` as `add`).
+#[tokio::test]
+async fn a_generated_client_in_pyro_mode_calls_a_wirecall_server_in_the_pyro5_dialect() {
+    bounded(async {
+        let engine = Engine::server("tcp://127.0.0.1:0").start().await.unwrap();
+        engine.register_provider(Calc, 1).unwrap();
+        let addr = engine.address();
+        let uri = format!("PYRO:calc@{}", addr.strip_prefix("tcp://").unwrap());
+        for codec in SERIALIZERS {
+            let p = Proxy::new(&uri).unwrap().codec(codec);
+            let calc = CalcClient::new(&p, 0);
+            assert_eq!(calc.add(2, 3).await.unwrap(), 5, "{codec}");
+            assert_eq!(calc.echo("mirror".into()).await.unwrap(), "mirror");
+            assert_eq!(calc.value().await.unwrap(), 0);
+            calc.set_value(3).await.unwrap();
+            match calc.fail("rust boom".into()).await.unwrap_err() {
+                Error::Remote(r) => assert_eq!(r.message, "rust boom", "{codec}"),
+                other => panic!("{codec}: {other:?}"),
+            }
+            let meta = p.metadata().await.unwrap();
+            assert!(meta.providers[0].methods.iter().any(|m| m.name == "add"));
+        }
+        // The native client of the same provider still calls the full route names.
+        let native = CalcClient::new(engine.address(), 1);
+        assert_eq!(native.add(20, 22).await.unwrap(), 42);
+        engine.finalize().await;
     })
     .await;
 }
