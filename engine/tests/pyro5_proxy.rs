@@ -86,6 +86,16 @@ async fn proxy_calls_a_python_daemon_in_each_serializer() {
                 .await
                 .unwrap();
             assert_eq!(hi, "hi", "{codec}");
+            // A remote function by name (PyMargo's `engine.register(name).on(..)`).
+            let sum: i64 = wirecall::Client::new()
+                .register("add")
+                .on(&p, 0)
+                .arg(4)
+                .arg(5)
+                .call()
+                .await
+                .unwrap();
+            assert_eq!(sum, 9, "{codec}");
 
             // Keyword arguments, including a keyword-only one.
             let d: Described = p
