@@ -357,6 +357,14 @@ async fn without_exposed_providers_a_callback_is_a_clear_error() {
             }
             other => panic!("{other:?}"),
         }
+        // A proxy in Pyro mode cannot expose (callbacks are a native feature).
+        match Proxy::new("PYRO:jobs@127.0.0.1:9")
+            .unwrap()
+            .expose(Progress::default(), PROGRESS)
+        {
+            Err(Error::Config { message }) => assert!(message.contains("Pyro mode"), "{message}"),
+            other => panic!("{other:?}"),
+        }
         // The same id twice fails too.
         let twice = Proxy::new(&s.engine.address())
             .unwrap()
