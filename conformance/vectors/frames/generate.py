@@ -230,7 +230,11 @@ def kinds():
 
 def flags():
     out = []
-    out.append(v_err("flags-unknown-bit-on-call", "§4", "CALL with undefined flag 0x0004",
+    out.append(v_err("flags-unknown-bit-on-call", "§4", "CALL with undefined flag 0x0010",
+                     frame(CALL, flags=0x0010, codec=1, rid=1, route=b"m"), "bad_flags"))
+    out.append(v_err("flags-compressed-not-in-force", "§4, §6.9",
+                     "CALL with flag COMPRESSED on a connection without compression in force "
+                     "(the runner's decoder has none): refused from the header",
                      frame(CALL, flags=0x0004, codec=1, rid=1, route=b"m"), "bad_flags"))
     out.append(v_err("flags-high-bit", "§4", "PING with flag 0x8000", frame(PING, flags=0x8000, payload=bytes(8)),
                      "bad_flags"))
