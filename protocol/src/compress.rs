@@ -377,6 +377,16 @@ fn classify(
     e: std::io::Error,
 ) -> ProtocolError {
     use std::io::Read;
+    let inflates_past = ProtocolError::InflatesPastDeclared {
+        section: what,
+        declared: want as u64,
+    };
+    // The first zstd frame's header may say its size outright.
+    if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(data) {
+        if n > want as u64 {
+            return inflates_past;
+        }
+    }
     let past = zstd::stream::read::Decoder::new(data)
         .ok()
         .and_then(|mut d| {
@@ -388,10 +398,7 @@ fn classify(
             std::io::copy(&mut d.take(want as u64 + 1), &mut sink).ok()
         });
     match past {
-        Some(n) if n > want as u64 => ProtocolError::InflatesPastDeclared {
-            section: what,
-            declared: want as u64,
-        },
+        Some(n) if n > want as u64 => inflates_past,
         _ => ProtocolError::BadCompressedData {
             section: what,
             problem: format!("not valid zstd data: {e}"),
