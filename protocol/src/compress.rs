@@ -29,7 +29,14 @@ pub(crate) const SECTION_PREFIX: usize = 5;
 /// whose payload and kwargs together are at least [`threshold`](Self::threshold) bytes are
 /// compressed with the first algorithm in force, at [`level`](Self::level), and sent as
 /// they are when compressing does not make them smaller.
+///
+/// ```
+/// use wirecall_protocol::Compression;
+/// let c = Compression::zstd().with_level(1).with_threshold(64 << 10);
+/// assert_eq!((c.level, c.threshold), (1, 65536));
+/// ```
 #[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
 pub struct Compression {
     /// Algorithms accepted, most preferred first; empty turns compression off (the
     /// extension is not offered, or not answered).
@@ -72,6 +79,20 @@ impl Compression {
             algorithms: vec![CompressionId::ZSTD],
             ..Compression::off()
         }
+    }
+
+    /// The same, compressing at zstd `level`.
+    #[must_use]
+    pub fn with_level(mut self, level: i32) -> Compression {
+        self.level = level;
+        self
+    }
+
+    /// The same, compressing payloads (plus kwargs) of at least `bytes`.
+    #[must_use]
+    pub fn with_threshold(mut self, bytes: usize) -> Compression {
+        self.threshold = bytes;
+        self
     }
 
     /// Whether no algorithm is accepted.

@@ -389,6 +389,12 @@ fn large_calls_replies_and_stream_items_travel_compressed_and_arrive_intact() {
     assert!(r.stream);
     assert_eq!(r.result, args);
     assert_eq!(&r.attachment[..], b"raw attachment, never compressed");
+    let down: Vec<u8> = p.s2c.iter().flat_map(|b| b.to_vec()).collect();
+    assert!(
+        down.windows(31)
+            .any(|w| w == &b"raw attachment, never compressed"[..31]),
+        "the attachment travels as it is"
+    );
     let Some(ClientEvent::StreamItem(i)) = p.client.poll_event() else {
         panic!()
     };
