@@ -618,3 +618,38 @@ fn a_standalone_decoder_inflates_once_told_the_algorithms() {
     };
     assert_eq!(c.args, data);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever a peer puts in a compressed section (any algorithm byte, any declared size,
+    /// any data, valid zstd or not), the receiver inflates it exactly or closes with a peer
+    /// error; it never panics and never hands on a section of another size than declared.
+    #[test]
+    fn any_compressed_section_is_inflated_exactly_or_refused(
+        alg in proptest::prelude::prop_oneof![proptest::prelude::Just(1u8), 0u8..=255],
+        lie in proptest::option::of(0u32..200_000),
+        valid in proptest::prelude::any::<bool>(),
+        data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+    ) {
+        let declared = lie.unwrap_or(data.len() as u32);
+        let honest = alg == 1 && valid && declared as usize == data.len();
+        let body = if valid { zstd::bulk::compress(&data, 1).unwrap() } else { data.clone() };
+        let mut s = server(Compression::zstd());
+        s.limits.max_frame_len = 100_000;
+        let mut p = Pair::new(client(Compression::zstd()), s);
+        let frame = compressed_call(1, section(alg, declared, &body));
+        match p.server.handle_input(&frame, p.now) {
+            Ok(()) => {
+                let c = p.server_call();
+                proptest::prop_assert_eq!(c.args.len(), declared as usize);
+                proptest::prop_assert_eq!(&c.args[..], &data[..]);
+            }
+            Err(e) => {
+                proptest::prop_assert!(!honest || data.is_empty(), "an honest section refused: {}", e);
+                proptest::prop_assert_eq!(e.cause(), wirecall_protocol::Cause::Peer);
+                proptest::prop_assert!(p.server.is_closed());
+            }
+        }
+    }
+}
