@@ -312,14 +312,24 @@ fn section(declared: u32, data: &[u8]) -> Bytes {
 /// A HELLO offering zstd, and a CALL of `z_echo` whose payload is `args` with flag
 /// COMPRESSED set.
 fn bomb_frames(args: Bytes) -> BytesMut {
+    frames_offering(&[1], args)
+}
+
+/// A HELLO offering the compression ids `offer` (none: no extension), and a CALL of
+/// `z_echo` whose payload is `args` with flag COMPRESSED set.
+fn frames_offering(offer: &[u8], args: Bytes) -> BytesMut {
     let mut out = BytesMut::new();
+    let mut extensions = proto::Extensions::new();
+    if !offer.is_empty() {
+        extensions
+            .set(proto::ExtensionTag::COMPRESSION, offer.to_vec())
+            .unwrap();
+    }
     proto::Frame::Hello(proto::Hello {
         versions: vec![proto::VERSION],
         codecs: vec![proto::CodecId::JSON],
         limits: proto::Limits::default(),
-        extensions: proto::Extensions::new()
-            .with(proto::ExtensionTag::COMPRESSION, &[1u8][..])
-            .unwrap(),
+        extensions,
     })
     .encode(&mut out)
     .unwrap();
@@ -342,8 +352,13 @@ fn bomb_frames(args: Bytes) -> BytesMut {
 }
 
 /// Sends `bytes` on a raw connection and reads until the server closes it: the GOAWAY it
-/// sent last.
+/// sent last (after a WELCOME agreeing on compression).
 async fn goaway_for(address: &str, bytes: &[u8]) -> proto::GoAway {
+    goaway_after(address, bytes, true).await
+}
+
+/// [`goaway_for`], with compression agreed in the WELCOME or not (`agreed`).
+async fn goaway_after(address: &str, bytes: &[u8], agreed: bool) -> proto::GoAway {
     let mut io = raw_connect(address).await;
     io.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
@@ -353,8 +368,8 @@ async fn goaway_for(address: &str, bytes: &[u8]) -> proto::GoAway {
         .ok();
     let frames = decode_all(&out);
     assert!(
-        matches!(frames.first(), Some(proto::Frame::Welcome(w)) if w.extensions.get(proto::ExtensionTag::COMPRESSION).is_some()),
-        "compression agreed first: {frames:?}"
+        matches!(frames.first(), Some(proto::Frame::Welcome(w)) if w.extensions.get(proto::ExtensionTag::COMPRESSION).is_some() == agreed),
+        "a WELCOME first, compression agreed: {agreed}: {frames:?}"
     );
     assert!(
         !frames.iter().any(|f| matches!(f, proto::Frame::Reply(_))),
@@ -387,6 +402,16 @@ async fn a_zip_bomb_closes_only_its_connection(kind: &str) {
     let g = goaway_for(&s.engine.address(), &bomb_frames(section(1000, &zeros))).await;
     assert_eq!(g.code, proto::ErrorCode::LIMIT_EXCEEDED, "{g:?}");
     assert!(g.message.contains("declared size"), "{}", g.message);
+    // COMPRESSED where compression is not in force: a client that did not offer it, and
+    // one that offered only an algorithm the server does not know.
+    let data = records(8 << 10);
+    let packed = zstd::bulk::compress(data.as_bytes(), 3).unwrap();
+    for offer in [&[][..], &[9u8][..]] {
+        let frames = frames_offering(offer, section(data.len() as u32, &packed));
+        let g = goaway_after(&s.engine.address(), &frames, false).await;
+        assert_eq!(g.code, proto::ErrorCode::PROTOCOL_ERROR, "{g:?}");
+        assert!(g.message.contains("not in force"), "{}", g.message);
+    }
     // The open connection and new ones are served.
     let payload = records(300 << 10);
     let back: String = good
