@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::annotations::Annotations;
+use crate::compress::{self, Compression, Compressor};
 use crate::decoder::FrameDecoder;
 use crate::error::ProtocolError;
 use crate::frame::{
     Call, CallRef, ErrorBody, ErrorFrame, ExtensionTag, Extensions, Frame, GoAway, Hello, Limits,
     Method, Refuse, Reply, StreamItem, Welcome,
 };
-use crate::wire::{CodecId, ErrorCode, Kind, ProviderId, RequestId, VERSION};
+use crate::wire::{CodecId, CompressionId, ErrorCode, Flags, Kind, ProviderId, RequestId, VERSION};
 
 /// Checks a frame's codec against an accepted set; the error lists the set, ready for an
 /// ERROR frame ([`ErrorBody::codec_refused`]) or a message such as "codec X refused; this
@@ -51,9 +52,22 @@ pub struct Session {
     pub extensions: Extensions,
 }
 
+impl Session {
+    /// The compression algorithms in force (SPEC §6.9), the client's most preferred first;
+    /// empty when compression is off on this connection.
+    pub fn compression(&self) -> Vec<CompressionId> {
+        self.extensions
+            .get(ExtensionTag::COMPRESSION)
+            .map(|v| compress::parse_list(v))
+            .unwrap_or_default()
+    }
+}
+
 /// Sections at least this long are sent as their own chunk rather than copied into the
 /// send buffer (the default of [`ClientConfig::share_sections_from`]).
 const SHARE_SECTIONS_FROM: usize = 4096;
+
+static EMPTY: Bytes = Bytes::new();
 
 /// Longest message put in a GOAWAY or REFUSE frame this side sends.
 const MAX_MESSAGE: usize = 1024;
@@ -119,6 +133,8 @@ struct Core {
     /// A call completed since the idle timer was last checked: the connection may have
     /// become idle at any moment since, so the check restarts the idle period.
     call_completed: bool,
+    /// Compression of outgoing data frames, once agreed in the handshake (SPEC §6.9).
+    compressor: Option<Compressor>,
 }
 
 impl Core {
@@ -150,7 +166,68 @@ impl Core {
             established: false,
             keepalive_check: None,
             call_completed: false,
+            compressor: None,
         }
+    }
+
+    /// Turns compression on as agreed in the handshake (`agreed`: the algorithms in force,
+    /// from the WELCOME): COMPRESSED frames are inflated from now on, and data frames this
+    /// side sends are compressed with the first algorithm as `settings` say.
+    fn start_compression(&mut self, agreed: Vec<CompressionId>, settings: &Compression) {
+        let Some(&first) = agreed.first() else {
+            return;
+        };
+        self.compressor = Compressor::new(first, settings);
+        self.decoder.set_compression(agreed);
+    }
+
+    /// Sends a data frame compressed when compression is in force and its sections are
+    /// large enough and shrink (SPEC §6.9); `Ok(false)` when it was not sent (send it as
+    /// it is). The peer's limits are checked against the uncompressed frame: they apply to
+    /// the decompressed size.
+    fn send_compressed(&mut self, frame: &Frame, ann: usize) -> Result<bool, ProtocolError> {
+        let Some(c) = self.compressor.as_mut() else {
+            return Ok(false);
+        };
+        let (payload, kwargs) = match frame {
+            Frame::Call(x) => (&x.args, &x.kwargs),
+            Frame::Reply(x) => (&x.result, &EMPTY),
+            Frame::StreamItem(x) => (&x.item, &EMPTY),
+            _ => return Ok(false),
+        };
+        if !c.wants(payload.len() + kwargs.len()) {
+            return Ok(false);
+        }
+        let len = frame.encoded_len()?;
+        check_peer_limits(self.peer_limits, len, ann)?;
+        let Some((p, k)) = c.compress(payload, kwargs) else {
+            return Ok(false);
+        };
+        let packed = match frame {
+            Frame::Call(x) => Frame::Call(Call {
+                args: p,
+                kwargs: k,
+                ..x.clone()
+            }),
+            Frame::Reply(x) => Frame::Reply(Reply {
+                result: p,
+                ..x.clone()
+            }),
+            Frame::StreamItem(x) => Frame::StreamItem(StreamItem {
+                item: p,
+                ..x.clone()
+            }),
+            _ => return Ok(false),
+        };
+        let chunks = &mut self.chunks;
+        packed.encode_chunks_checked(
+            &mut self.outbuf,
+            self.share_from,
+            |b| chunks.push_back(b),
+            |_| Ok(()),
+            Flags::COMPRESSED,
+        )?;
+        Ok(true)
     }
 
     /// The handshake completed at `now`: its deadline is off, the idle timer starts.
@@ -252,6 +329,9 @@ impl Core {
             Frame::StreamItem(s) => s.annotations.as_bytes().len(),
             _ => 0,
         };
+        if self.compressor.is_some() && self.send_compressed(frame, ann)? {
+            return Ok(());
+        }
         let limits = self.peer_limits;
         if self.share_from == usize::MAX {
             // Everything is copied into the send buffer: the direct path.
@@ -264,6 +344,7 @@ impl Core {
             self.share_from,
             |b| chunks.push_back(b),
             |len| check_peer_limits(limits, len, ann),
+            Flags::EMPTY,
         )
     }
 
@@ -276,7 +357,11 @@ impl Core {
         codec: CodecId,
         result: &[u8],
     ) -> Result<(), ProtocolError> {
-        if result.len() >= self.share_from {
+        let compress = self
+            .compressor
+            .as_ref()
+            .is_some_and(|c| c.wants(result.len()));
+        if compress || result.len() >= self.share_from {
             return self.send(&Frame::Reply(Reply {
                 request_id,
                 codec,
@@ -296,6 +381,24 @@ impl Core {
     fn send_call(&mut self, call: &CallRef<'_>) -> Result<(), ProtocolError> {
         let limits = self.peer_limits;
         let ann = call.annotations.as_bytes().len();
+        if let Some(c) = self.compressor.as_mut() {
+            if c.wants(call.args.len() + call.kwargs.len()) {
+                // The peer's limits apply to the decompressed frame.
+                check_peer_limits(limits, call.encoded_len()?, ann)?;
+                if let Some((p, k)) = c.compress(call.args, call.kwargs) {
+                    let packed = CallRef {
+                        args: &p,
+                        kwargs: &k,
+                        ..*call
+                    };
+                    return packed.encode_checked_flags(
+                        &mut self.outbuf,
+                        |_| Ok(()),
+                        Flags::COMPRESSED,
+                    );
+                }
+            }
+        }
         call.encode_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann))
     }
 
@@ -1047,8 +1150,12 @@ pub struct ClientConfig {
     /// copied; `usize::MAX` copies every frame into one buffer (for drivers that write with
     /// [`ClientConnection::take_transmit`]).
     pub share_sections_from: usize,
-    /// Handshake extensions offered in HELLO (SPEC §6.1.1); none by default.
+    /// Handshake extensions offered in HELLO (SPEC §6.1.1); none by default. The
+    /// compression tag is written from [`compression`](Self::compression).
     pub extensions: Extensions,
+    /// Per-frame compression (SPEC §6.9): the algorithms offered in HELLO, and when this
+    /// side compresses its calls. Off by default.
+    pub compression: Compression,
 }
 
 impl ClientConfig {
@@ -1065,6 +1172,7 @@ impl ClientConfig {
             keepalive: None,
             share_sections_from: SHARE_SECTIONS_FROM,
             extensions: Extensions::new(),
+            compression: Compression::off(),
         }
     }
 }
@@ -1244,8 +1352,10 @@ impl Session {
 
 impl ClientConnection {
     /// Starts a connection and queues the HELLO.
-    pub fn new(config: ClientConfig, now: Instant) -> Result<ClientConnection, ProtocolError> {
+    pub fn new(mut config: ClientConfig, now: Instant) -> Result<ClientConnection, ProtocolError> {
         config.limits.validate()?;
+        config.compression.validate()?;
+        config.compression.write_extension(&mut config.extensions)?;
         let callbacks_max = match config.extensions.get(ExtensionTag::CALLBACKS) {
             None => config.limits.max_in_flight,
             Some(v) => callbacks_limit(v, config.limits.max_in_flight).ok_or(
@@ -1502,6 +1612,25 @@ impl ClientConnection {
                 problem: "answers an extension that was not offered",
             });
         }
+        let agreed = match w.extensions.get(ExtensionTag::COMPRESSION) {
+            Some(v) => {
+                let agreed = compress::parse_list(v);
+                let offered = self
+                    .config
+                    .extensions
+                    .get(ExtensionTag::COMPRESSION)
+                    .map(|o| compress::parse_list(o))
+                    .unwrap_or_default();
+                if agreed.is_empty() || agreed.iter().any(|a| !offered.contains(a)) {
+                    return Err(ProtocolError::MalformedBody {
+                        what: "WELCOME body",
+                        problem: "the compression answer is empty or names an algorithm that was not offered",
+                    });
+                }
+                agreed
+            }
+            None => Vec::new(),
+        };
         let session = Session {
             version: w.version,
             codec: w.codec,
@@ -1511,6 +1640,8 @@ impl ClientConnection {
             offered_extensions: self.config.extensions.clone(),
             extensions: w.extensions,
         };
+        self.core
+            .start_compression(agreed, &self.config.compression);
         self.core.peer_limits = Some(w.limits);
         self.core.handshake_done(now);
         self.callbacks = session.callbacks();
@@ -1825,8 +1956,12 @@ pub struct ServerConfig {
     /// [`ServerConnection::pending_input_len`] bytes itself.
     pub reserve_input: bool,
     /// The handshake extensions this server supports, with its side's values (SPEC
-    /// §6.1.1); the WELCOME answers the ones the client offered.
+    /// §6.1.1); the WELCOME answers the ones the client offered. The compression tag is
+    /// written from [`compression`](Self::compression).
     pub extensions: Extensions,
+    /// Per-frame compression (SPEC §6.9): the algorithms accepted, and when this side
+    /// compresses its answers. Off by default.
+    pub compression: Compression,
 }
 
 /// The server's WELCOME answers to the extensions a client offered (SPEC §6.1.1): only
@@ -1835,8 +1970,10 @@ pub struct ServerConfig {
 ///
 /// Each tag has its own rule; a tag without one is answered with the server's value.
 ///
-/// Callbacks (tag 2, SPEC §6.10): the offer is empty or a 4-byte limit ≥ 1 (anything else
-/// is `malformed_body`); the answer is always empty.
+/// - compression (tag 1, SPEC §6.9): the client's algorithm ids the server accepts, in the
+///   client's order; left out when none is.
+/// - callbacks (tag 2, SPEC §6.10): the offer is empty or a 4-byte limit ≥ 1 (anything else
+///   is `malformed_body`); the answer is always empty.
 pub(crate) fn negotiate(
     offered: &Extensions,
     supported: &Extensions,
@@ -1847,6 +1984,10 @@ pub(crate) fn negotiate(
             continue;
         };
         let answer = match tag {
+            ExtensionTag::COMPRESSION => match compress::negotiate(offer, ours) {
+                Some(agreed) => agreed,
+                None => continue,
+            },
             ExtensionTag::CALLBACKS => {
                 if callbacks_limit(offer, 1).is_none() {
                     return Err(ProtocolError::MalformedBody {
@@ -1888,6 +2029,7 @@ impl ServerConfig {
             share_sections_from: SHARE_SECTIONS_FROM,
             reserve_input: true,
             extensions: Extensions::new(),
+            compression: Compression::off(),
         }
     }
 }
@@ -1986,8 +2128,10 @@ pub struct ServerConnection {
 
 impl ServerConnection {
     /// Starts the server side of an accepted connection.
-    pub fn new(config: ServerConfig, now: Instant) -> Result<ServerConnection, ProtocolError> {
+    pub fn new(mut config: ServerConfig, now: Instant) -> Result<ServerConnection, ProtocolError> {
         config.limits.validate()?;
+        config.compression.validate()?;
+        config.compression.write_extension(&mut config.extensions)?;
         if config.accepted.is_empty() || config.accepted.iter().any(|c| !c.is_codec()) {
             return Err(ProtocolError::InvalidArgument(
                 "the accepted set needs at least one codec, ids 1-254",
@@ -2284,6 +2428,8 @@ impl ServerConnection {
             offered_extensions: h.extensions,
             extensions,
         };
+        self.core
+            .start_compression(session.compression(), &self.config.compression);
         self.core.peer_limits = Some(h.limits);
         self.core.handshake_done(now);
         self.session = Some(session.clone());

@@ -239,7 +239,7 @@ impl Rule {
                 ..control
             },
             Kind::CALL => Rule {
-                flags: Flags::ONEWAY,
+                flags: Flags::ONEWAY.union(Flags::COMPRESSED),
                 codec: Need::NonZero,
                 request_id: Need::NonZero,
                 provider: true,
@@ -250,7 +250,7 @@ impl Rule {
                 attachment: true,
             },
             Kind::REPLY => Rule {
-                flags: Flags::STREAM,
+                flags: Flags::STREAM.union(Flags::COMPRESSED),
                 codec: Need::NonZero,
                 request_id: Need::NonZero,
                 annotations: true,
@@ -258,6 +258,7 @@ impl Rule {
                 ..control
             },
             Kind::STREAM_ITEM => Rule {
+                flags: Flags::COMPRESSED,
                 codec: Need::NonZero,
                 request_id: Need::NonZero,
                 annotations: true,
@@ -913,15 +914,18 @@ impl Frame {
 
     /// Encodes the frame into `staging`, handing sections of at least `min_shared` bytes
     /// to `push` as shared chunks of their own, after `check` accepted the frame's length
-    /// (header included): the header is built once for both.
+    /// (header included): the header is built once for both. `extra` flags are set on top
+    /// of the frame's own (COMPRESSED, for a frame whose sections were compressed).
     pub(crate) fn encode_chunks_checked(
         &self,
         staging: &mut BytesMut,
         min_shared: usize,
         mut push: impl FnMut(Bytes),
         check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+        extra: Flags,
     ) -> Result<(), ProtocolError> {
-        let p = self.parts()?;
+        let mut p = self.parts()?;
+        p.flags = p.flags.union(extra);
         let header = p.header()?;
         check(header.frame_len())?;
         header.write(staging);
@@ -1048,7 +1052,22 @@ impl<'a> CallRef<'a> {
         dst: &mut BytesMut,
         check: impl FnOnce(u64) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
-        let header = self.header()?;
+        self.encode_checked_flags(dst, check, Flags::EMPTY)
+    }
+
+    /// [`CallRef::encode_checked`] with `extra` flags set (COMPRESSED, for a call whose
+    /// sections were compressed).
+    pub(crate) fn encode_checked_flags(
+        &self,
+        dst: &mut BytesMut,
+        check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+        extra: Flags,
+    ) -> Result<(), ProtocolError> {
+        let mut header = self.header()?;
+        if extra != Flags::EMPTY {
+            header.flags = header.flags.union(extra);
+            header.check()?;
+        }
         check(header.frame_len())?;
         write_head(dst, &header, self.sections());
         dst.extend_from_slice(self.attachment);

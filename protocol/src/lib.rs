@@ -68,6 +68,7 @@
 #![warn(missing_docs)]
 
 mod annotations;
+mod compress;
 mod conn;
 mod decoder;
 mod error;
@@ -81,6 +82,7 @@ pub use annotations::{
     Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST,
     CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX,
 };
+pub use compress::Compression;
 pub use conn::{
     check_codec, CallRequest, ClientConfig, ClientConnection, ClientEvent, ServerConfig,
     ServerConnection, ServerEvent, Session,
@@ -92,6 +94,6 @@ pub use frame::{
     Limits, Method, Refuse, Reply, StreamItem, Welcome,
 };
 pub use wire::{
-    detect_dialect, CodecId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId, HEADER_LEN,
-    MAGIC, VERSION,
+    detect_dialect, CodecId, CompressionId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId,
+    HEADER_LEN, MAGIC, VERSION,
 };

@@ -235,6 +235,8 @@ pub(crate) struct ClientConn {
     pub(crate) address: String,
     /// The server's limit of calls in flight on this connection.
     pub(crate) max_in_flight: u32,
+    /// The compression algorithms in force (SPEC §6.9); empty when off.
+    pub(crate) compression: Vec<proto::CompressionId>,
 }
 
 /// How a call joins an ordered batch (SPEC §6.8): the batch's first request id, shared by
@@ -277,6 +279,7 @@ impl ClientConn {
         preferred: &[CodecId],
         only: bool,
         limits: proto::Limits,
+        compression: &proto::Compression,
         tls: Option<&crate::TlsClientConfig>,
         exposed: Option<Arc<Exposed>>,
     ) -> Result<ClientConn, Error> {
@@ -303,6 +306,7 @@ impl ClientConn {
         let offered: Vec<String> = codecs.iter().map(|c| c.to_string()).collect();
         let mut config = proto::ClientConfig::new(codecs);
         config.limits = limits;
+        config.compression = compression.clone();
         config.handshake_timeout = Some(CONNECT_TIMEOUT);
         // The writer sends the transmit buffer as one contiguous run.
         config.share_sections_from = usize::MAX;
@@ -437,6 +441,7 @@ impl ClientConn {
             accepted: session.accepted.clone(),
             address: url,
             max_in_flight: session.peer_limits.max_in_flight,
+            compression: session.compression(),
         })
     }
 

@@ -57,6 +57,9 @@ pub(super) struct CallOpts {
     pub(super) offer: Option<Vec<CodecId>>,
     /// The limits announced and enforced on what the connection receives (at connect).
     pub(super) limits: Option<proto::Limits>,
+    /// The compression offered at connect (SPEC §6.9); off unless set or in the
+    /// environment.
+    pub(super) compression: proto::Compression,
     /// The TLS configuration for `tls://` addresses (at connect; default: the environment).
     pub(super) tls: Option<crate::TlsClientConfig>,
     /// The proxy's retry budget (`Proxy::max_retries`; default `WIRECALL_MAX_RETRIES`).
@@ -290,8 +293,10 @@ impl Proxy {
         }
         let (service, provider_id, address) = parse_uri(uri)?;
         let env_codec = config::codec_from_env()?;
-        // A bad WIRECALL_MAX_RETRIES is reported here rather than ignored.
+        // A bad WIRECALL_MAX_RETRIES or WIRECALL_COMPRESSION is reported here rather than
+        // ignored.
         config::max_retries_from_env()?;
+        config::compression_from_env()?;
         Ok(Proxy::build(
             Ok(address),
             uri,
@@ -551,6 +556,7 @@ impl Proxy {
         };
         let env_codec = config::codec_from_env()?;
         config::max_retries_from_env()?;
+        config::compression_from_env()?;
         let mut proxy = Proxy::build(Err(String::new()), uri, service, provider_id, env_codec);
         if let Some(shared) = Arc::get_mut(&mut proxy.shared) {
             shared.named = Some(Arc::new(NamedTarget::new(target)));
@@ -610,6 +616,10 @@ impl Proxy {
                     .ok()
                     .flatten()
                     .unwrap_or(config::DEFAULT_MAX_RETRIES),
+                compression: config::compression_from_env()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
                 ..CallOpts::default()
             },
             validate: false,
@@ -766,6 +776,32 @@ impl Proxy {
         self
     }
 
+    /// A clone that offers `compression` when it opens its connection (SPEC §6.9): if the
+    /// server accepts the algorithm, calls whose arguments (payload plus kwargs) are at
+    /// least `threshold` bytes travel compressed at `level`, and so do the server's large
+    /// answers (at the server's own threshold and level); a server that accepts none
+    /// answers uncompressed and the calls still work. Raw attachments are never
+    /// compressed. Applies when the connection is opened.
+    ///
+    /// Default: off, or `WIRECALL_COMPRESSION` (`zstd`, `zstd:LEVEL`,
+    /// `zstd:LEVEL:THRESHOLD`, `none`; see [`config::parse_compression`](crate::config::parse_compression)).
+    /// Off because compression trades CPU and latency for bytes: on loopback and fast LANs
+    /// (where most calls run) it makes calls slower, so a demanding user turns it on for the
+    /// links and payloads where bytes cost more than CPU, rather than paying for it
+    /// everywhere unasked.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), wirecall::Error> {
+    /// use wirecall::{Compression, Proxy};
+    /// let proxy = Proxy::new("tcp://127.0.0.1:4000")?.compression(Compression::zstd());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn compression(mut self, compression: proto::Compression) -> Proxy {
+        self.opts.compression = compression;
+        self
+    }
+
     /// A clone that connects to `tls://` and `tls+unix://` addresses with this TLS
     /// configuration: the CAs to trust, and a client certificate for mutual TLS. Without it
     /// the environment decides (`WIRECALL_TLS_CA`, else the system roots;
@@ -863,6 +899,13 @@ impl Proxy {
             )));
         }
         Ok(self.conn().await?.accepted.clone())
+    }
+
+    /// The compression algorithms in force on the connection (connects if needed): empty
+    /// when this proxy offered none ([`Proxy::compression`]) or the server accepts none of
+    /// those offered.
+    pub async fn compression_in_force(&self) -> Result<Vec<crate::CompressionId>, Error> {
+        Ok(self.conn().await?.compression.clone())
     }
 
     /// Whether the shared connection is up.
@@ -963,7 +1006,8 @@ impl Proxy {
         let only = self.opts.offer.is_some();
         let tls = self.opts.tls.as_ref();
         let exposed = (!self.shared.exposed.is_empty()).then(|| self.shared.exposed.clone());
-        ClientConn::connect(address, &preferred, only, limits, tls, exposed).await
+        let compression = &self.opts.compression;
+        ClientConn::connect(address, &preferred, only, limits, compression, tls, exposed).await
     }
 
     /// Sends one call with already-encoded arguments and returns the encoded result.
