@@ -1,5 +1,5 @@
 //! Bulk values: byte arguments and results that travel as raw attachments, never encoded
-//! by the codec (SPEC §6.9, Margo's bulk transfer).
+//! by the codec (SPEC §6.11, Margo's bulk transfer).
 //!
 //! [`Bulk`] is a byte buffer (a [`bytes::Bytes`]) whose serde implementation cooperates with
 //! the engine: while the engine encodes a call's arguments or a result for a native

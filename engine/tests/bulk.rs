@@ -1,5 +1,5 @@
 //! Bulk values (`wirecall::Bulk`, `#[serde(with = "wirecall::bulk")]`): byte arguments and
-//! results that travel as raw attachments (SPEC §6.9), with every codec, over tcp and unix
+//! results that travel as raw attachments (SPEC §6.11), with every codec, over tcp and unix
 //! sockets on loopback and the in-memory transport; a 64 MiB echo with raised limits; the
 //! faults of a peer that lies about its attachment (each fails that call or closes that
 //! connection with a clear GOAWAY, nothing else); and the Pyro5 dialect, which has no
@@ -277,6 +277,7 @@ fn hello() -> BytesMut {
         versions: vec![proto::VERSION],
         codecs: vec![proto::CodecId::JSON],
         limits: proto::Limits::default(),
+        extensions: Default::default(),
     })
     .encode(&mut b)
     .unwrap();
@@ -662,4 +663,33 @@ fn base64_decode(s: &str) -> Vec<u8> {
         out.extend_from_slice(&acc.to_be_bytes()[1..n]);
     }
     out
+}
+
+/// With compression in force, the payload may travel compressed and the attachment never is
+/// (SPEC §6.9, §6.11): bulk values still come back intact, beside a compressible payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_values_beside_compression() {
+    let s = start("tcp", None).await;
+    let p = Proxy::new(&s.engine.address())
+        .unwrap()
+        .compression(wirecall::Compression::zstd())
+        .timeout(LIMIT);
+    let doc = Doc {
+        name: "x".repeat(100_000),
+        data: Bulk::from(vec![7u8; 300_000]),
+        raw: pattern(5000, 1),
+        shared: Bytes::from(pattern(70_000, 2)),
+        tags: vec!["t".repeat(50_000)],
+    };
+    let back: Doc =
+        tokio::time::timeout(LIMIT, p.call_on(P, "blob_rotate").unwrap().arg(&doc).call())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(back.name.len(), 100_001);
+    assert_eq!(&back.data[..], &doc.shared[..]);
+    assert_eq!(back.raw, doc.data.to_vec());
+    assert_eq!(&back.shared[..], &doc.raw[..]);
+    assert_eq!(back.tags, doc.tags);
+    s.engine.finalize().await;
 }

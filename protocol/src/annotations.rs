@@ -20,7 +20,7 @@ pub const BATCH_KEY: &str = "wc.batch";
 /// Flag bit of a `wc.batch` value: this call is the last of its batch.
 pub const BATCH_LAST: u8 = 0x01;
 /// Protocol key listing the lengths of the bulk values that share the frame's attachment
-/// section (SPEC §6.9): 4 bytes (big-endian) per value, in order.
+/// section (SPEC §6.11): 4 bytes (big-endian) per value, in order.
 pub const BULK_KEY: &str = "wc.bulk";
 /// Keys starting with this prefix belong to the protocol; users cannot insert them.
 pub const RESERVED_PREFIX: &str = "wc.";
@@ -151,7 +151,7 @@ impl Annotations {
         Some((RequestId(u64::from_be_bytes(id)), flags & BATCH_LAST != 0))
     }
 
-    /// The lengths of the frame's bulk values (`wc.bulk`, SPEC §6.9), in order; `None`
+    /// The lengths of the frame's bulk values (`wc.bulk`, SPEC §6.11), in order; `None`
     /// when the frame has no such entry.
     pub fn bulk_lengths(&self) -> Option<impl Iterator<Item = u32> + '_> {
         let v = self.get(BULK_KEY)?;
@@ -161,7 +161,7 @@ impl Annotations {
         )
     }
 
-    /// These annotations with a `wc.bulk` entry listing `lengths` appended (SPEC §6.9);
+    /// These annotations with a `wc.bulk` entry listing `lengths` appended (SPEC §6.11);
     /// fails when the entry's value would not fit its 32-bit length.
     pub fn with_bulk(&self, lengths: &[u32]) -> Result<Annotations, ProtocolError> {
         let mut b = AnnotationsBuilder {
@@ -267,7 +267,7 @@ impl AnnotationsBuilder {
     }
 
     /// Lists the lengths of the bulk values that share the frame's attachment section
-    /// (`wc.bulk`, SPEC §6.9), in order; fails when the entry's value would not fit its
+    /// (`wc.bulk`, SPEC §6.11), in order; fails when the entry's value would not fit its
     /// 32-bit length.
     pub fn bulk(mut self, lengths: &[u32]) -> Result<Self, ProtocolError> {
         let mut v = Vec::with_capacity(4 * lengths.len());

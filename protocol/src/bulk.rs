@@ -1,5 +1,5 @@
 //! Bulk values: how several raw byte values share one frame's attachment section
-//! (SPEC §6.9).
+//! (SPEC §6.11).
 //!
 //! A frame's `wc.bulk` annotation lists the length of each bulk value, in order; the
 //! attachment section is their concatenation. The codec payload refers to the values by

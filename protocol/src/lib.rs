@@ -69,6 +69,7 @@
 
 mod annotations;
 mod bulk;
+mod compress;
 mod conn;
 mod decoder;
 mod error;
@@ -83,6 +84,7 @@ pub use annotations::{
     CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX,
 };
 pub use bulk::{check_bulk, has_bulk, split_bulk};
+pub use compress::Compression;
 pub use conn::{
     check_codec, CallRequest, ClientConfig, ClientConnection, ClientEvent, ServerConfig,
     ServerConnection, ServerEvent, Session,
@@ -90,10 +92,10 @@ pub use conn::{
 pub use decoder::{FrameDecoder, ReplyView};
 pub use error::{Cause, ProtocolError};
 pub use frame::{
-    Call, CallRef, ErrorBody, ErrorFrame, Frame, GoAway, Header, Hello, Limits, Method, Refuse,
-    Reply, StreamItem, Welcome,
+    Call, CallRef, ErrorBody, ErrorFrame, ExtensionTag, Extensions, Frame, GoAway, Header, Hello,
+    Limits, Method, Refuse, Reply, StreamItem, Welcome,
 };
 pub use wire::{
-    detect_dialect, CodecId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId, HEADER_LEN,
-    MAGIC, VERSION,
+    detect_dialect, CodecId, CompressionId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId,
+    HEADER_LEN, MAGIC, VERSION,
 };

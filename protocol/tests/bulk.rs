@@ -1,4 +1,4 @@
-//! Bulk values in the attachment section (SPEC §6.9), through a client and a server state
+//! Bulk values in the attachment section (SPEC §6.11), through a client and a server state
 //! machine wired together in memory: no sockets, no sleeps.
 
 use std::time::Instant;
