@@ -864,6 +864,9 @@ pub enum ClientEvent {
 #[derive(Clone, Copy, Debug)]
 struct ClientCall {
     streaming: bool,
+    /// Stream items the server may still send (SPEC §6.9): the call's `wc.window` plus
+    /// the CREDIT granted, minus the items received. `None`: no window, no flow control.
+    credit: Option<u32>,
     /// Cancelled or failed locally: swallow the final frame, emit nothing.
     cancelled: bool,
     deadline: Option<Instant>,
@@ -1088,6 +1091,17 @@ impl ClientConnection {
             }
             Frame::StreamItem(s) => {
                 let c = self.expect_call(kind, s.request_id, true)?;
+                if let Some(credit) = c.credit {
+                    let Some(left) = credit.checked_sub(1) else {
+                        return Err(ProtocolError::FlowControl {
+                            request_id: s.request_id,
+                            problem: "a STREAM_ITEM arrived with no credit left",
+                        });
+                    };
+                    if let Some(c) = self.in_flight.get_mut(&s.request_id) {
+                        c.credit = Some(left);
+                    }
+                }
                 if !c.cancelled {
                     self.events.push_back(ClientEvent::StreamItem(s));
                 }
@@ -1222,6 +1236,7 @@ impl ClientConnection {
     pub fn call(&mut self, req: CallRequest, now: Instant) -> Result<RequestId, ProtocolError> {
         let (id, codec) = self.begin_call(req.oneway, req.codec.unwrap_or(CodecId::NONE))?;
         let deadline = req.annotations.deadline().map(|d| now + d);
+        let window = req.annotations.window();
         let oneway = req.oneway;
         // Owned, so that large sections can be shared rather than copied.
         self.core.send(&Frame::Call(Call {
@@ -1235,7 +1250,7 @@ impl ClientConnection {
             kwargs: req.kwargs,
             attachment: req.attachment,
         }))?;
-        self.commit_call(id, oneway, deadline);
+        self.commit_call(id, oneway, deadline, window);
         Ok(id)
     }
 
@@ -1251,8 +1266,9 @@ impl ClientConnection {
         call.request_id = id;
         call.codec = codec;
         let deadline = call.annotations.deadline().map(|d| now + d);
+        let window = call.annotations.window();
         self.core.send_call(&call)?;
-        self.commit_call(id, call.oneway, deadline);
+        self.commit_call(id, call.oneway, deadline, window);
         Ok(id)
     }
 
@@ -1298,13 +1314,20 @@ impl ClientConnection {
     }
 
     /// Records a call whose frame was queued.
-    fn commit_call(&mut self, id: RequestId, oneway: bool, deadline: Option<Instant>) {
+    fn commit_call(
+        &mut self,
+        id: RequestId,
+        oneway: bool,
+        deadline: Option<Instant>,
+        window: Option<u32>,
+    ) {
         self.next_id += 1;
         if !oneway {
             self.in_flight.insert(
                 id,
                 ClientCall {
                     streaming: false,
+                    credit: window,
                     cancelled: false,
                     deadline,
                 },
@@ -1324,6 +1347,49 @@ impl ClientConnection {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Grants the server `items` more stream items for call `request_id` (sends CREDIT,
+    /// SPEC §6.9): a consumer calls it as it takes items, so that the server never has
+    /// more than the window in flight. Returns `false` when the call is not in flight (it
+    /// ended or was cancelled: nothing sent).
+    ///
+    /// Fails without sending for a call started without a `wc.window` annotation (it has
+    /// no flow control), for `items == 0`, and when the credit outstanding would pass
+    /// `u32::MAX`.
+    pub fn grant(&mut self, request_id: RequestId, items: u32) -> Result<bool, ProtocolError> {
+        self.core.ensure_open()?;
+        if items == 0 {
+            return Err(ProtocolError::InvalidArgument(
+                "a CREDIT grants at least 1 item",
+            ));
+        }
+        let Some(c) = self.in_flight.get_mut(&request_id) else {
+            return Ok(false);
+        };
+        if c.cancelled {
+            return Ok(false);
+        }
+        let Some(credit) = c.credit else {
+            return Err(ProtocolError::InvalidState {
+                operation: "grant stream credit",
+                state: "the call was started without a wc.window annotation",
+            });
+        };
+        let Some(total) = credit.checked_add(items) else {
+            return Err(ProtocolError::InvalidArgument(
+                "stream credit outstanding cannot pass u32::MAX items",
+            ));
+        };
+        c.credit = Some(total);
+        self.core.send_control(&Frame::Credit(request_id, items));
+        Ok(true)
+    }
+
+    /// The stream items the server may still send for call `request_id` before it needs
+    /// more credit: `None` when the call is not in flight or has no window.
+    pub fn credit(&self, request_id: RequestId) -> Option<u32> {
+        self.in_flight.get(&request_id).and_then(|c| c.credit)
     }
 
     /// Sends a PING unless one is outstanding; a [`ClientEvent::Pong`] reports the answer.
@@ -1453,6 +1519,14 @@ pub enum ServerEvent {
     Cancelled(RequestId),
     /// A call's deadline passed; DEADLINE_EXCEEDED was sent; drop the work.
     Expired(RequestId),
+    /// The client granted more stream credit for a call (CREDIT, SPEC §6.9): `credit`
+    /// items may now be sent with [`ServerConnection::stream_item`].
+    Credit {
+        /// The call.
+        request_id: RequestId,
+        /// The items that may be sent now (credit left after the grant).
+        credit: u32,
+    },
     /// A call was refused without being dispatched (codec refused, too many in flight,
     /// shutting down); the ERROR was sent unless the call was oneway.
     Rejected {
@@ -1475,6 +1549,9 @@ pub enum ServerEvent {
 #[derive(Clone, Copy, Debug)]
 struct ServerCall {
     streaming: bool,
+    /// Stream items this side may still send (SPEC §6.9); `None`: the call set no
+    /// `wc.window`, so no flow control.
+    credit: Option<u32>,
     deadline: Option<Instant>,
     /// The ordered batch the call belongs to (the request id of its first call).
     batch: Option<RequestId>,
@@ -1740,6 +1817,32 @@ impl ServerConnection {
                 // A CANCEL for a call already answered crossed the answer: ignore it.
                 Ok(())
             }
+            Frame::Credit(id, items) => {
+                if id > self.last_request_id {
+                    return Err(ProtocolError::UnknownRequest {
+                        kind,
+                        request_id: id,
+                    });
+                }
+                // A CREDIT for a call already ended crossed its end; one for a call
+                // without a window changes nothing: both are ignored.
+                if let Some(c) = self.in_flight.get_mut(&id) {
+                    if let Some(credit) = c.credit {
+                        let Some(total) = credit.checked_add(items) else {
+                            return Err(ProtocolError::FlowControl {
+                                request_id: id,
+                                problem: "CREDIT raised the credit outstanding past 2^32-1 items",
+                            });
+                        };
+                        c.credit = Some(total);
+                        self.events.push_back(ServerEvent::Credit {
+                            request_id: id,
+                            credit: total,
+                        });
+                    }
+                }
+                Ok(())
+            }
             Frame::GoAway(g) => {
                 if g.code != ErrorCode::NO_ERROR {
                     return Err(ProtocolError::PeerClosed {
@@ -1892,6 +1995,7 @@ impl ServerConnection {
                 id,
                 ServerCall {
                     streaming: false,
+                    credit: c.annotations.window(),
                     deadline,
                     batch: None,
                 },
@@ -1977,6 +2081,7 @@ impl ServerConnection {
                 id,
                 ServerCall {
                     streaming: false,
+                    credit: c.annotations.window(),
                     deadline,
                     batch: Some(b),
                 },
@@ -2182,10 +2287,29 @@ impl ServerConnection {
         Ok(())
     }
 
-    /// Sends one item of a streamed result.
+    /// Sends one item of a streamed result. With a window (the call's `wc.window`), only
+    /// while the client's credit lasts: with none left it fails with
+    /// [`ProtocolError::NoCredit`] (nothing sent); wait for [`ServerEvent::Credit`].
     pub fn stream_item(&mut self, item: StreamItem) -> Result<(), ProtocolError> {
-        self.answer(item.request_id, true)?;
-        self.core.send(&Frame::StreamItem(item))
+        let id = item.request_id;
+        self.answer(id, true)?;
+        let credit = self.in_flight.get(&id).and_then(|c| c.credit);
+        if credit == Some(0) {
+            return Err(ProtocolError::NoCredit { request_id: id });
+        }
+        self.core.send(&Frame::StreamItem(item))?;
+        if let (Some(n), Some(c)) = (credit, self.in_flight.get_mut(&id)) {
+            c.credit = Some(n - 1);
+        }
+        Ok(())
+    }
+
+    /// The stream items call `request_id` may send now: `None` when the call is not in
+    /// flight, `u32::MAX` when the caller set no window (no flow control).
+    pub fn credit(&self, request_id: RequestId) -> Option<u32> {
+        self.in_flight
+            .get(&request_id)
+            .map(|c| c.credit.unwrap_or(u32::MAX))
     }
 
     /// Ends a streamed result.

@@ -79,7 +79,7 @@ pub mod pyro;
 
 pub use annotations::{
     Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST,
-    CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX,
+    CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX, WINDOW_KEY,
 };
 pub use conn::{
     check_codec, CallRequest, ClientConfig, ClientConnection, ClientEvent, ServerConfig,
