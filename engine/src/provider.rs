@@ -151,6 +151,8 @@ pub enum Outcome {
     Value(bytes::Bytes),
     /// The call failed.
     Fault(Fault),
+    /// The result is a stream of encoded items, sent under flow control (SPEC §6.9).
+    Stream(crate::stream::EncodedStream),
 }
 
 /// What a handler did with a call.

@@ -483,6 +483,8 @@ impl Driver {
                 _ if oneway => None,
                 Outcome::Value(b) => Some(Reply::new(b)),
                 Outcome::Fault(f) => Some(exception_reply(codec, &f, &what)),
+                // The daemon object returns no streams.
+                Outcome::Stream(_) => None,
             };
         }
         let Some(reg) = self.registration(&object) else {
@@ -511,6 +513,8 @@ impl Driver {
         Some(match outcome {
             Outcome::Value(b) => Reply::new(b),
             Outcome::Fault(f) => exception_reply(codec, &f, &what),
+            // Turned into a fault by the answer slot (`PyroAnswer`).
+            Outcome::Stream(_) => return None,
         })
     }
 
@@ -600,6 +604,8 @@ impl Driver {
             match outcome {
                 Outcome::Value(b) => run.value(b),
                 Outcome::Fault(f) => run.raised(exception_reply(codec, &f, &call_what).payload),
+                // Turned into a fault by the answer slot (`PyroAnswer`).
+                Outcome::Stream(_) => run.value(Bytes::new()),
             }
         }
         let end = run.finish();
@@ -728,6 +734,7 @@ impl Driver {
             oneway,
             hooks,
             trace: trace.clone(),
+            streams: None,
         };
         if route.oneway && !oneway {
             // A oneway method called as a plain call: answered at once with None, as

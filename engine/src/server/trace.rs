@@ -228,6 +228,7 @@ impl CallTrace {
         let duration_us = self.started.elapsed().as_micros() as u64;
         let outcome = match outcome {
             Outcome::Value(_) => "ok",
+            Outcome::Stream(_) => "stream",
             Outcome::Fault(f) => fault_name(f.kind),
         };
         self.span.record("outcome", outcome);
