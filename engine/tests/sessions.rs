@@ -311,7 +311,7 @@ impl Listening {
 
 async fn run_all(transport: &str) {
     let all = sessions();
-    assert_eq!(all.len(), 39, "the vector file holds 39 sessions");
+    assert_eq!(all.len(), 44, "the vector file holds 44 sessions");
     let mut ran = 0;
     for s in &all {
         match s["role"].as_str().unwrap() {
@@ -320,7 +320,7 @@ async fn run_all(transport: &str) {
         }
         ran += 1;
     }
-    assert_eq!(ran, 39);
+    assert_eq!(ran, 44);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
