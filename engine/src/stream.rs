@@ -35,6 +35,11 @@ use crate::CodecId;
 /// consumer.
 pub const DEFAULT_WINDOW: u32 = 256;
 
+/// Encoded items up to this size share blocks of [`ITEM_BLOCK`] bytes.
+const SMALL_ITEM: usize = 1024;
+/// The size of a block of encoded items.
+const ITEM_BLOCK: usize = 64 * 1024;
+
 /// Items sent per hold of the connection's lock (and per write) when the producer has
 /// them ready.
 const ITEMS_PER_WRITE: u32 = 64;
@@ -130,22 +135,30 @@ impl EncodedStream {
         codec: CodecId,
         items: ItemStream<T>,
     ) -> EncodedStream {
+        // Items are encoded into a scratch vector, then copied into a shared block that
+        // many items' bytes are cut from: no allocation per item.
+        let mut scratch = Vec::new();
+        let mut block = bytes::BytesMut::new();
         EncodedStream(
             items
                 .items
                 .map(move |r| {
-                    r.and_then(|v| {
-                        let mut out = Vec::new();
-                        crate::codec::encode_into(codec, &v, &mut out).map_err(|e| {
-                            Fault::new(
-                                FaultKind::Internal,
-                                format!(
-                                    "the server could not encode a stream item with {codec}: {e}"
-                                ),
-                            )
-                        })?;
-                        Ok(Bytes::from(out))
-                    })
+                    let v = r?;
+                    scratch.clear();
+                    crate::codec::encode_into(codec, &v, &mut scratch).map_err(|e| {
+                        Fault::new(
+                            FaultKind::Internal,
+                            format!("the server could not encode a stream item with {codec}: {e}"),
+                        )
+                    })?;
+                    if scratch.len() > SMALL_ITEM {
+                        return Ok(Bytes::copy_from_slice(&scratch));
+                    }
+                    if block.capacity() < scratch.len() {
+                        block.reserve(ITEM_BLOCK);
+                    }
+                    block.extend_from_slice(&scratch);
+                    Ok(block.split().freeze())
                 })
                 .boxed(),
         )

@@ -166,10 +166,11 @@ impl ConnShared {
         let mut wakers = p.side.waiters.fail_all(|| Err(err.clone()));
         for slot in p.side.streams.values_mut() {
             if !slot.ended {
-                slot.push(StreamMsg::Failed(err.clone()), &mut wakers);
+                slot.push(StreamMsg::Failed(err.clone()));
                 slot.ended = true;
             }
         }
+        wake_streams(&mut p.side, &mut wakers);
         drop(p);
         self.wire.close();
         for w in wakers {
@@ -731,6 +732,7 @@ fn expire(shared: &ConnShared) {
     if let Err(e) = handle_events(shared, &mut p, 0, &mut wakers, r) {
         shared.fail_all(p, e);
     } else {
+        wake_streams(&mut p.side, &mut wakers);
         shared.wire.flush_locked(p);
     }
     for w in wakers {
@@ -760,9 +762,14 @@ fn handle_events(
         }
     };
     while let Some(ev) = side.machine.poll_event() {
-        if !side.streams.is_empty() && stream_event(side, &ev, wakers) {
-            continue;
-        }
+        let ev = if side.streams.is_empty() {
+            ev
+        } else {
+            match stream_event(side, ev) {
+                Some(ev) => ev,
+                None => continue,
+            }
+        };
         match ev {
             proto::ClientEvent::Reply(r) => complete(
                 side,
@@ -852,11 +859,8 @@ impl Reader {
                     if let Some(slot) = slot {
                         // A plain REPLY to a streamed call: a stream of that one value.
                         slot.started = true;
-                        slot.push(
-                            StreamMsg::Item(codec, Bytes::copy_from_slice(result)),
-                            wakers,
-                        );
-                        slot.push(StreamMsg::End, wakers);
+                        slot.push(StreamMsg::Item(codec, Bytes::copy_from_slice(result)));
+                        slot.push(StreamMsg::End);
                         slot.ended = true;
                     } else if let Some(w) =
                         waiters.complete(id.0, Ok(Resp::Value(codec, Body::copied(result))))
@@ -869,7 +873,12 @@ impl Reader {
             );
             let more = matches!(r, Ok(n) if n == WAKE_BATCH);
             match handle_events(shared, &mut p, mine, wakers, r.map(|_| ())) {
-                Ok(()) => shared.wire.flush_batched(p),
+                Ok(()) => {
+                    if !more {
+                        wake_streams(&mut p.side, wakers);
+                    }
+                    shared.wire.flush_batched(p)
+                }
                 Err(e) => {
                     self.done = true;
                     shared.fail_all(p, e);
@@ -1051,71 +1060,71 @@ struct StreamSlot {
     ended: bool,
     /// The consumer's waker, while it waits.
     waker: Option<std::task::Waker>,
-    /// Items taken since the last CREDIT.
-    taken: u32,
+    /// Something came since the consumer was last woken.
+    notify: bool,
 }
 
 impl StreamSlot {
-    fn push(&mut self, msg: StreamMsg, wakers: &mut Vec<std::task::Waker>) {
+    fn push(&mut self, msg: StreamMsg) {
         self.queue.push_back(msg);
-        if let Some(w) = self.waker.take() {
-            wakers.push(w);
+        self.notify = true;
+    }
+}
+
+/// Takes the wakers of the stream consumers that have something new. The reader calls it
+/// once per read, not per frame: a consumer woken once takes a whole read's items.
+fn wake_streams(side: &mut Pending, wakers: &mut Vec<std::task::Waker>) {
+    if side.streams.is_empty() {
+        return;
+    }
+    for slot in side.streams.values_mut() {
+        if std::mem::take(&mut slot.notify) {
+            if let Some(w) = slot.waker.take() {
+                wakers.push(w);
+            }
         }
     }
 }
 
-/// Routes a machine event that belongs to an open stream into its slot; false when the
-/// event is not a stream's.
-fn stream_event(
-    side: &mut Pending,
-    ev: &proto::ClientEvent,
-    wakers: &mut Vec<std::task::Waker>,
-) -> bool {
-    let id = match ev {
+/// Routes a machine event that belongs to an open stream into its slot; gives back an
+/// event that is not a stream's.
+fn stream_event(side: &mut Pending, ev: proto::ClientEvent) -> Option<proto::ClientEvent> {
+    let id = match &ev {
         proto::ClientEvent::Reply(r) => r.request_id,
         proto::ClientEvent::StreamItem(s) => s.request_id,
         proto::ClientEvent::StreamEnd(id) => *id,
         proto::ClientEvent::Error(e) => e.request_id,
         proto::ClientEvent::Failed { request_id, .. } => *request_id,
-        _ => return false,
+        _ => return Some(ev),
     };
     let Some(slot) = side.streams.get_mut(&id.0) else {
-        return false;
+        return Some(ev);
     };
     slot.started = true;
     match ev {
-        proto::ClientEvent::Reply(r) if r.stream => {
-            if let Some(w) = slot.waker.take() {
-                wakers.push(w);
-            }
-        }
+        proto::ClientEvent::Reply(r) if r.stream => slot.notify = true,
         proto::ClientEvent::Reply(r) => {
-            slot.push(StreamMsg::Item(r.codec, r.result.clone()), wakers);
-            slot.push(StreamMsg::End, wakers);
+            slot.push(StreamMsg::Item(r.codec, r.result));
+            slot.push(StreamMsg::End);
             slot.ended = true;
         }
-        proto::ClientEvent::StreamItem(s) => {
-            slot.push(StreamMsg::Item(s.codec, s.item.clone()), wakers)
-        }
+        proto::ClientEvent::StreamItem(s) => slot.push(StreamMsg::Item(s.codec, s.item)),
         proto::ClientEvent::StreamEnd(_) => {
-            slot.push(StreamMsg::End, wakers);
+            slot.push(StreamMsg::End);
             slot.ended = true;
         }
         proto::ClientEvent::Error(e) => {
-            slot.push(StreamMsg::Fault(Fault::from_body(e.body.clone())), wakers);
+            slot.push(StreamMsg::Fault(Fault::from_body(e.body)));
             slot.ended = true;
         }
         _ => {
-            slot.push(
-                StreamMsg::Failed(Error::Timeout {
-                    after: Duration::ZERO,
-                }),
-                wakers,
-            );
+            slot.push(StreamMsg::Failed(Error::Timeout {
+                after: Duration::ZERO,
+            }));
             slot.ended = true;
         }
     }
-    true
+    None
 }
 
 /// The consumer's end of a streamed call, in encoded items: grants the server credit as
@@ -1128,6 +1137,10 @@ pub(crate) struct RawStream {
     method: String,
     /// The stream's end was taken (or it failed): nothing to cancel.
     finished: bool,
+    /// What the reader queued, taken under one lock and handed out without it.
+    local: std::collections::VecDeque<StreamMsg>,
+    /// Items handed out since the last CREDIT.
+    taken: u32,
 }
 
 impl ClientConn {
@@ -1188,7 +1201,7 @@ impl ClientConn {
                     started: false,
                     ended: false,
                     waker: None,
-                    taken: 0,
+                    notify: false,
                 },
             );
             let reader = shared.take_reader(&mut p.side);
@@ -1206,6 +1219,8 @@ impl ClientConn {
             provider_id,
             method: method.to_string(),
             finished: false,
+            local: Default::default(),
+            taken: 0,
         };
         std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
         Ok(stream)
@@ -1249,25 +1264,33 @@ impl RawStream {
         if self.finished {
             return Poll::Ready(None);
         }
-        let mut p = self.shared.pending();
-        let Some(slot) = p.side.streams.get_mut(&self.id) else {
-            self.finished = true;
-            return Poll::Ready(None);
-        };
-        let Some(msg) = slot.queue.pop_front() else {
-            slot.waker = Some(cx.waker().clone());
-            return Poll::Pending;
-        };
-        let out = match msg {
-            StreamMsg::Item(codec, item) => {
-                slot.taken += 1;
-                // Credit goes back in batches of half the window, so the server is never
-                // left waiting with a full window while a CREDIT frame per item would cost
-                // as much as the items.
-                let taken = slot.taken;
-                if !slot.ended && taken >= (self.window / 2).max(1) {
-                    slot.taken = 0;
+        if self.local.is_empty() {
+            // Everything the reader queued is taken at once: one lock per batch of items,
+            // not per item.
+            let mut p = self.shared.pending();
+            let Some(slot) = p.side.streams.get_mut(&self.id) else {
+                self.finished = true;
+                return Poll::Ready(None);
+            };
+            if slot.queue.is_empty() {
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            std::mem::swap(&mut slot.queue, &mut self.local);
+        }
+        let out = match self.local.pop_front() {
+            Some(StreamMsg::Item(codec, item)) => {
+                self.taken += 1;
+                // Credit goes back as the consumer takes items (so the server is never
+                // more than the window ahead of it), in batches of half the window: a
+                // CREDIT frame per item would cost as much as the items.
+                if self.taken >= (self.window / 2).max(1) {
+                    let taken = std::mem::take(&mut self.taken);
+                    let mut p = self.shared.pending();
                     let id = proto::RequestId(self.id);
+                    // Not in flight any more (its end is queued): nothing is sent.
                     if let Err(e) = p.side.machine.grant(id, taken) {
                         tracing::debug!(request_id = self.id, error = %e, "stream credit not sent");
                     }
@@ -1275,13 +1298,14 @@ impl RawStream {
                 }
                 return Poll::Ready(Some(Ok((codec, item))));
             }
-            StreamMsg::Fault(f) => Some(Err(f.into_error(self.provider_id, &self.method))),
-            StreamMsg::Failed(e) => Some(Err(e)),
-            StreamMsg::End => None,
+            Some(StreamMsg::Fault(f)) => Some(Err(f.into_error(self.provider_id, &self.method))),
+            Some(StreamMsg::Failed(e)) => Some(Err(e)),
+            Some(StreamMsg::End) | None => None,
         };
         // The stream ended: nothing more comes for it.
-        p.side.streams.remove(&self.id);
         self.finished = true;
+        let mut p = self.shared.pending();
+        p.side.streams.remove(&self.id);
         let idle =
             p.side.waiters.is_empty() && p.side.streams.is_empty() && p.side.reader.is_none();
         drop(p);
