@@ -42,7 +42,7 @@ const ITEM_BLOCK: usize = 64 * 1024;
 
 /// Items sent per hold of the connection's lock (and per write) when the producer has
 /// them ready.
-const ITEMS_PER_WRITE: u32 = 64;
+const ITEMS_PER_WRITE: u32 = 256;
 
 /// A stream of results a remote method returns: sent to the caller item by item, under
 /// flow control. Return it from a `#[remote]` method (`fn numbers(&self) -> ItemStream<u64>`,
