@@ -294,6 +294,7 @@ fn send_batch(
     end: &mut bool,
 ) -> bool {
     let id = request_id.0;
+    let now = crate::io::now();
     let mut s = wire.lock();
     if s.is_shut() {
         return true;
@@ -301,13 +302,16 @@ fn send_batch(
     {
         for item in batch.drain(..) {
             let sent = match item {
-                Some(Ok(item)) => s.side.stream_item(proto::StreamItem {
-                    request_id,
-                    codec,
-                    annotations: proto::Annotations::new(),
-                    item,
-                    attachment: Bytes::new(),
-                }),
+                Some(Ok(item)) => s.side.stream_item(
+                    proto::StreamItem {
+                        request_id,
+                        codec,
+                        annotations: proto::Annotations::new(),
+                        item,
+                        attachment: Bytes::new(),
+                    },
+                    now,
+                ),
                 Some(Err(fault)) => s.side.error(proto::ErrorFrame {
                     request_id,
                     codec: proto::CodecId::NONE,
@@ -343,6 +347,10 @@ fn send_batch(
             // The stream's end may drain a closing connection: its reader closes it.
             wire.wake_reader();
         }
+    }
+    if s.side.credit(request_id) == Some(0) {
+        // The window is used up: the stream's lifetime may start, a timer for the reader.
+        wire.wake_reader();
     }
     wire.flush_locked(s);
     false

@@ -516,3 +516,49 @@ async fn a_client_overflowing_credit_is_closed_and_others_are_served() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_left_unread_ends_after_the_servers_stream_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in addresses(&dir, "lifetime") {
+        bounded(&addr.clone(), async {
+            let engine = Engine::server(&addr)
+                .accept([CodecId::JSON])
+                .stream_lifetime(Some(Duration::from_millis(200)))
+                .start()
+                .await
+                .unwrap();
+            let svc = Arc::new(Numbers::default());
+            engine.register_arc(svc.clone(), PROVIDER).unwrap();
+            let proxy = Proxy::new(&engine.address()).unwrap();
+            let mut s = proxy
+                .call_on(PROVIDER, "numbers_endless")
+                .unwrap()
+                .window(4)
+                .stream::<u64>()
+                .await
+                .unwrap();
+            assert_eq!(s.next().await.unwrap().unwrap(), 0);
+            // Not read for longer than the lifetime: the server gives the stream up.
+            until_set(&svc.dropped, "the idle stream's producer was never dropped").await;
+            let rest: Vec<Result<u64, Error>> = s.collect().await;
+            assert!(rest.len() <= 4, "{addr}: {rest:?}");
+            match rest.last() {
+                Some(Err(Error::Timeout { .. })) => {}
+                other => panic!("{addr}: {other:?}"),
+            }
+            // A stream read in time is not affected, however slow its producer.
+            let client = NumbersClient::new(proxy.clone(), PROVIDER);
+            let n: Vec<u64> = client
+                .count(50)
+                .await
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+                .await;
+            assert_eq!(n.len(), 50);
+            engine.finalize().await;
+        })
+        .await;
+    }
+}

@@ -1480,6 +1480,11 @@ pub struct ServerConfig {
     pub keepalive: Option<Duration>,
     /// As [`ClientConfig::share_sections_from`].
     pub share_sections_from: usize,
+    /// End a streamed result whose consumer leaves it idle this long (Pyro's
+    /// `ITER_STREAM_LIFETIME`): a stream that has used up its credit (SPEC §6.9) and gets no
+    /// CREDIT within this time is answered ERROR DEADLINE_EXCEEDED and reported as
+    /// [`ServerEvent::Expired`] (drop its producer). `None` (the default): no limit.
+    pub stream_lifetime: Option<Duration>,
     /// Whether the decoder reserves room in the input buffer for a frame once its header is
     /// checked (default). A driver that budgets buffer memory turns it off and reserves
     /// [`ServerConnection::pending_input_len`] bytes itself.
@@ -1501,6 +1506,7 @@ impl ServerConfig {
             idle_timeout: Some(Duration::from_secs(60)),
             keepalive: None,
             share_sections_from: SHARE_SECTIONS_FROM,
+            stream_lifetime: None,
             reserve_input: true,
         }
     }
@@ -1552,6 +1558,8 @@ struct ServerCall {
     /// Stream items this side may still send (SPEC §6.9); `None`: the call set no
     /// `wc.window`, so no flow control.
     credit: Option<u32>,
+    /// When the stream used up its credit (the consumer is idle until its next CREDIT).
+    idle_since: Option<Instant>,
     deadline: Option<Instant>,
     /// The ordered batch the call belongs to (the request id of its first call).
     batch: Option<RequestId>,
@@ -1687,7 +1695,7 @@ impl ServerConnection {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.next_timeout(earliest(
-            self.in_flight.earliest(|c| c.deadline),
+            earliest(self.in_flight.earliest(|c| c.deadline), self.idle_expiry()),
             self.drain_deadline.filter(|_| !self.drained),
         ))
     }
@@ -1726,6 +1734,16 @@ impl ServerConnection {
         Ok(())
     }
 
+    /// When the first idle stream's lifetime ends (scanned only with a stream lifetime).
+    fn idle_expiry(&self) -> Option<Instant> {
+        let l = self.config.stream_lifetime?;
+        self.in_flight
+            .map
+            .values()
+            .filter_map(|c| c.idle_since.map(|t| t + l))
+            .min()
+    }
+
     /// Gives up the calls whose deadline passed by `now`: each is answered
     /// DEADLINE_EXCEEDED and reported as [`ServerEvent::Expired`], and a later
     /// [`reply`](Self::reply) or [`error`](Self::error) for it is refused with
@@ -1739,7 +1757,20 @@ impl ServerConnection {
         if self.core.closed.is_some() {
             return 0;
         }
-        let expired = self.in_flight.expired(now, |c| c.deadline);
+        let lifetime = self.config.stream_lifetime;
+        let mut expired = self.in_flight.expired(now, |c| c.deadline);
+        if let Some(l) = lifetime {
+            // Only servers with a stream lifetime scan for idle streams.
+            expired.extend(
+                self.in_flight
+                    .map
+                    .iter()
+                    .filter(|(_, c)| c.idle_since.is_some_and(|t| now >= t + l))
+                    .map(|(id, _)| *id),
+            );
+            expired.sort();
+            expired.dedup();
+        }
         if expired.is_empty() {
             return 0;
         }
@@ -1749,11 +1780,16 @@ impl ServerConnection {
             let Some(call) = self.in_flight.remove(&id) else {
                 continue;
             };
+            let message = if call.deadline.is_some_and(|d| now >= d) {
+                "deadline passed".to_string()
+            } else {
+                format!(
+                    "the stream was idle (no CREDIT) for longer than its lifetime of {:?}; read it sooner or raise the server's stream lifetime",
+                    lifetime.unwrap_or_default()
+                )
+            };
             let call = Some(call);
-            self.send_error_control(
-                id,
-                ErrorBody::new(ErrorCode::DEADLINE_EXCEEDED, "deadline passed"),
-            );
+            self.send_error_control(id, ErrorBody::new(ErrorCode::DEADLINE_EXCEEDED, message));
             self.events.push_back(ServerEvent::Expired(id));
             self.batch_done(id, call, false);
         }
@@ -1835,6 +1871,7 @@ impl ServerConnection {
                             });
                         };
                         c.credit = Some(total);
+                        c.idle_since = None;
                         self.events.push_back(ServerEvent::Credit {
                             request_id: id,
                             credit: total,
@@ -1996,6 +2033,7 @@ impl ServerConnection {
                 ServerCall {
                     streaming: false,
                     credit: c.annotations.window(),
+                    idle_since: None,
                     deadline,
                     batch: None,
                 },
@@ -2082,6 +2120,7 @@ impl ServerConnection {
                 ServerCall {
                     streaming: false,
                     credit: c.annotations.window(),
+                    idle_since: None,
                     deadline,
                     batch: Some(b),
                 },
@@ -2290,7 +2329,10 @@ impl ServerConnection {
     /// Sends one item of a streamed result. With a window (the call's `wc.window`), only
     /// while the client's credit lasts: with none left it fails with
     /// [`ProtocolError::NoCredit`] (nothing sent); wait for [`ServerEvent::Credit`].
-    pub fn stream_item(&mut self, item: StreamItem) -> Result<(), ProtocolError> {
+    ///
+    /// `now` starts the stream's lifetime ([`ServerConfig::stream_lifetime`]) when this item
+    /// uses up the credit.
+    pub fn stream_item(&mut self, item: StreamItem, now: Instant) -> Result<(), ProtocolError> {
         let id = item.request_id;
         self.answer(id, true)?;
         let credit = self.in_flight.get(&id).and_then(|c| c.credit);
@@ -2300,6 +2342,9 @@ impl ServerConnection {
         self.core.send(&Frame::StreamItem(item))?;
         if let (Some(n), Some(c)) = (credit, self.in_flight.get_mut(&id)) {
             c.credit = Some(n - 1);
+            if n == 1 {
+                c.idle_since = Some(now);
+            }
         }
         Ok(())
     }

@@ -311,7 +311,10 @@ fn streamed_result() {
         attachment: Bytes::new(),
     };
     assert_eq!(
-        p.server.stream_item(item(0)).unwrap_err().kind_name(),
+        p.server
+            .stream_item(item(0), p.now)
+            .unwrap_err()
+            .kind_name(),
         "invalid_state"
     );
     p.server
@@ -324,8 +327,8 @@ fn streamed_result() {
             attachment: Bytes::new(),
         })
         .unwrap();
-    p.server.stream_item(item(1)).unwrap();
-    p.server.stream_item(item(2)).unwrap();
+    p.server.stream_item(item(1), p.now).unwrap();
+    p.server.stream_item(item(2), p.now).unwrap();
     p.server.stream_end(id).unwrap();
     p.drive();
     let ev = p.client_events();
@@ -1731,11 +1734,11 @@ fn stream_items_wait_for_credit() {
     let mut p = Pair::connected();
     let id = stream_call(&mut p, 2);
     assert_eq!(p.server.credit(id), Some(2));
-    p.server.stream_item(item(id, 1)).unwrap();
-    p.server.stream_item(item(id, 2)).unwrap();
+    p.server.stream_item(item(id, 1), p.now).unwrap();
+    p.server.stream_item(item(id, 2), p.now).unwrap();
     // The window is used up: the third item is refused locally, nothing is sent.
     assert_eq!(
-        p.server.stream_item(item(id, 3)).unwrap_err(),
+        p.server.stream_item(item(id, 3), p.now).unwrap_err(),
         ProtocolError::NoCredit { request_id: id }
     );
     p.drive();
@@ -1752,7 +1755,7 @@ fn stream_items_wait_for_credit() {
             credit: 2
         }]
     );
-    p.server.stream_item(item(id, 3)).unwrap();
+    p.server.stream_item(item(id, 3), p.now).unwrap();
     p.server.stream_end(id).unwrap();
     p.drive();
     let ev = p.client_events();
@@ -1781,7 +1784,7 @@ fn a_call_without_a_window_streams_without_credit() {
         .unwrap();
     assert_eq!(p.server.credit(id), Some(u32::MAX));
     for n in 0..100 {
-        p.server.stream_item(item(id, n)).unwrap();
+        p.server.stream_item(item(id, n), p.now).unwrap();
     }
     p.drive();
     assert_eq!(p.client_events().len(), 101);
@@ -1796,7 +1799,7 @@ fn a_call_without_a_window_streams_without_credit() {
 fn a_server_ignoring_credit_gets_goaway_flow_control() {
     let mut p = Pair::connected();
     let id = stream_call(&mut p, 1);
-    p.server.stream_item(item(id, 1)).unwrap();
+    p.server.stream_item(item(id, 1), p.now).unwrap();
     p.drive();
     // A peer that ignores its credit: a second item, encoded by hand.
     let mut raw = bytes::BytesMut::new();
@@ -1864,18 +1867,72 @@ fn credit_overflow_and_unknown_credit_are_fatal_a_late_credit_is_ignored() {
 fn cancelling_a_stream_ends_it_on_the_server() {
     let mut p = Pair::connected();
     let id = stream_call(&mut p, 4);
-    p.server.stream_item(item(id, 1)).unwrap();
+    p.server.stream_item(item(id, 1), p.now).unwrap();
     p.drive();
     assert_eq!(p.client_events().len(), 2);
     assert!(p.client.cancel(id).unwrap());
-    p.server.stream_item(item(id, 2)).unwrap(); // crosses the CANCEL: swallowed
+    p.server.stream_item(item(id, 2), p.now).unwrap(); // crosses the CANCEL: swallowed
     p.drive();
     assert_eq!(p.server_events(), vec![ServerEvent::Cancelled(id)]);
     assert_eq!(
-        p.server.stream_item(item(id, 3)).unwrap_err().kind_name(),
+        p.server
+            .stream_item(item(id, 3), p.now)
+            .unwrap_err()
+            .kind_name(),
         "not_in_flight"
     );
     assert_eq!(p.client_events(), vec![]);
+    assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn an_idle_stream_ends_after_its_lifetime() {
+    let mut server = ServerConfig::new(vec![CodecId::JSON, CodecId::MSGPACK]);
+    server.stream_lifetime = Some(Duration::from_secs(5));
+    server.idle_timeout = None;
+    let mut p = Pair::new(
+        ClientConfig::new(vec![CodecId::MSGPACK, CodecId::JSON]),
+        server,
+    );
+    p.drive();
+    p.client_events();
+    p.server_events();
+    let id = stream_call(&mut p, 1);
+    // Credit left: the stream is not idle, however long the producer takes.
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.server_events(), vec![]);
+    p.server.stream_item(item(id, 1), p.now).unwrap();
+    // The window is used up now: the lifetime starts.
+    assert!(p
+        .server
+        .poll_timeout()
+        .is_some_and(|t| t <= p.now + Duration::from_secs(5)));
+    p.advance(Duration::from_secs(4));
+    assert_eq!(p.server_events(), vec![]);
+    // A CREDIT in time stops the clock.
+    assert!(p.client.grant(id, 1).unwrap());
+    p.drive();
+    assert!(matches!(
+        p.server_events()[..],
+        [ServerEvent::Credit { .. }]
+    ));
+    p.advance(Duration::from_secs(4));
+    assert_eq!(p.server_events(), vec![]);
+    p.server.stream_item(item(id, 2), p.now).unwrap();
+    p.advance(Duration::from_secs(4));
+    assert_eq!(p.server_events(), vec![]);
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.server_events().last(), Some(&ServerEvent::Expired(id)));
+    p.drive();
+    let ev = p.client_events();
+    match ev.last() {
+        Some(ClientEvent::Error(e)) => {
+            assert_eq!(e.body.code, ErrorCode::DEADLINE_EXCEEDED);
+            assert!(e.body.message.contains("lifetime"), "{}", e.body.message);
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
     assert!(p.client_err.is_none() && p.server_err.is_none());
 }
