@@ -124,10 +124,7 @@ impl PyroAnswer {
     }
 
     fn send(&self, outcome: Outcome) {
-        let outcome = match outcome {
-            Outcome::Stream(_) => Outcome::Fault(stream_not_served()),
-            o => o,
-        };
+        // A stream is the driver's to keep (a Pyro5 remote iterator).
         let tx = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(tx) = tx {
             // The driver stopped waiting (the connection closed): nobody needs it.

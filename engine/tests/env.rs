@@ -89,7 +89,10 @@ async fn codecs_from_environment() {
             .start()
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("WIRECALL_STREAM_LIFETIME"), "{err}");
+        assert!(
+            err.to_string().contains("WIRECALL_STREAM_LIFETIME"),
+            "{err}"
+        );
         let e = Engine::server("tcp://127.0.0.1:0")
             .stream_lifetime(Some(Duration::from_secs(5)))
             .start()

@@ -562,3 +562,49 @@ async fn a_stream_left_unread_ends_after_the_servers_stream_lifetime() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyro5_clients_read_streams_as_remote_iterators() {
+    use wirecall::{PyroProxy, Value};
+    bounded("pyro5 streams", async {
+        let (engine, svc) = server("tcp://127.0.0.1:0").await;
+        engine.set_object_id(PROVIDER, "numbers").unwrap();
+        let port = engine.address().rsplit(':').next().unwrap().to_string();
+        let proxy = PyroProxy::new(&format!("PYRO:numbers@127.0.0.1:{port}"))
+            .unwrap()
+            .serializer(CodecId::JSON)
+            .unwrap();
+        // Items one `get_next_stream_item` at a time, then StopIteration.
+        let items: Vec<Value> = proxy
+            .call_stream("count", vec![Value::Int(4)], vec![])
+            .await
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        assert_eq!(items, (0..4i128).map(Value::Int).collect::<Vec<_>>());
+        // An error item ends the iteration with the handler's error.
+        let items: Vec<Result<Value, Error>> = proxy
+            .call_stream("until", vec![Value::Int(2)], vec![])
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(items.len(), 3, "{items:?}");
+        let e = items[2].as_ref().unwrap_err();
+        assert!(e.to_string().contains("item 2 is unlucky"), "{e}");
+        // Abandoning the iterator closes the stream: the producer is dropped.
+        let mut s = proxy.call_stream("endless", vec![], vec![]).await.unwrap();
+        assert_eq!(s.next().await.unwrap().unwrap(), Value::Int(0));
+        drop(s);
+        until_set(&svc.dropped, "close_stream did not drop the producer").await;
+        // The connection serves plain calls on.
+        let v = proxy
+            .call("add", vec![Value::Int(2), Value::Int(5)], vec![])
+            .await
+            .unwrap();
+        assert_eq!(v, Value::Int(7));
+        engine.finalize().await;
+    })
+    .await;
+}
