@@ -335,6 +335,16 @@ async fn an_error_item_ends_the_stream_and_the_connection_serves_on() {
                 Err(Error::NoSuchMethod { .. }) => {}
                 other => panic!("{addr}: {other:?}"),
             }
+            // A streaming method called as a plain call: refused on the client, cancelled
+            // on the server, and the connection serves on.
+            let e = proxy
+                .call_on(PROVIDER, "numbers_count")
+                .unwrap()
+                .arg(1_000_000u64)
+                .call::<u64>()
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("returns a stream"), "{addr}: {e}");
             assert_eq!(client.add(2, 2).await.unwrap(), 4);
             engine.finalize().await;
         })

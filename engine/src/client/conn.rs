@@ -771,6 +771,19 @@ fn handle_events(
             }
         };
         match ev {
+            proto::ClientEvent::Reply(r) if r.stream => {
+                // A streamed result for a plain call: nobody reads its items, so the call
+                // is cancelled (the server drops its producer) and the caller told why.
+                let _ = side.machine.cancel(r.request_id);
+                complete(
+                    side,
+                    wakers,
+                    r.request_id.0,
+                    Err(Error::config(
+                        "the method returns a stream: read it with CallBuilder::stream (or the generated client's method); the call was cancelled",
+                    )),
+                )
+            }
             proto::ClientEvent::Reply(r) => complete(
                 side,
                 wakers,
