@@ -9,6 +9,14 @@
 //! [`CallBuilder::window`](crate::CallBuilder::window), default [`DEFAULT_WINDOW`]). On
 //! the client, [`RemoteStream`] grants credit back as its consumer takes items, and
 //! dropping it cancels the call: the server drops the handler's stream (its producer).
+//!
+//! A caller that sends no window (a peer that predates CREDIT) gets no flow control: its
+//! stream is then bounded by the socket only (nothing more is produced while earlier items
+//! wait to be written). A server's stream lifetime
+//! ([`ServerBuilder::stream_lifetime`](crate::ServerBuilder::stream_lifetime)) ends streams
+//! whose caller stopped reading. Over the Pyro5 dialect the same handlers serve remote
+//! iterators (flag ITEMSTREAMRESULT): one item per `Pyro.Daemon.get_next_stream_item`,
+//! dropped by `close_stream` or with the connection.
 
 use std::collections::HashMap;
 use std::fmt;
