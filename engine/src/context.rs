@@ -387,7 +387,7 @@ impl ReplyEncoder {
         Outcome::Fault(fault)
     }
 
-    /// A streamed result: its items are encoded as they are sent (SPEC §6.5, §6.9).
+    /// A streamed result: its items are encoded as they are sent (SPEC §6.5, §6.11).
     pub fn stream<T: Serialize + Send + 'static>(
         &self,
         items: crate::stream::ItemStream<T>,

@@ -151,7 +151,7 @@ pub enum Outcome {
     Value(bytes::Bytes),
     /// The call failed.
     Fault(Fault),
-    /// The result is a stream of encoded items, sent under flow control (SPEC §6.9).
+    /// The result is a stream of encoded items, sent under flow control (SPEC §6.11).
     Stream(crate::stream::EncodedStream),
 }
 

@@ -1,4 +1,4 @@
-//! Streamed results (SPEC §6.5, §6.9): a handler returns an [`ItemStream`], the caller
+//! Streamed results (SPEC §6.5, §6.11): a handler returns an [`ItemStream`], the caller
 //! reads a [`RemoteStream`].
 //!
 //! The wire rules (credit, cancel, what a peer that ignores its credit gets) are the

@@ -1,4 +1,4 @@
-//! Issue 12, item 1: streamed results under credit flow control (SPEC §6.5, §6.9), over
+//! Issue 12, item 1: streamed results under credit flow control (SPEC §6.5, §6.11), over
 //! tcp, unix sockets and the in-memory transport: typed and dynamic clients, a slow
 //! consumer that keeps the producer within its window, dropping the stream drops the
 //! producer, an error item ends the stream and the connection serves the next call, and

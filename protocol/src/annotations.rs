@@ -17,7 +17,7 @@ pub const CORRELATION_KEY: &str = "wc.corr";
 /// (SPEC §6.8): 8 bytes, the request id of the batch's first call, then 1 flags byte
 /// ([`BATCH_LAST`]).
 pub const BATCH_KEY: &str = "wc.batch";
-/// Protocol key of a call's initial stream window (SPEC §6.9): 4 bytes, the number of
+/// Protocol key of a call's initial stream window (SPEC §6.11): 4 bytes, the number of
 /// stream items the server may send before the client grants more with CREDIT.
 pub const WINDOW_KEY: &str = "wc.window";
 /// Flag bit of a `wc.batch` value: this call is the last of its batch.
@@ -235,7 +235,7 @@ impl AnnotationsBuilder {
         self
     }
 
-    /// Sets the initial stream window of a call (`wc.window`, SPEC §6.9).
+    /// Sets the initial stream window of a call (`wc.window`, SPEC §6.11).
     pub fn window(mut self, items: u32) -> Self {
         // Cannot fail: fixed key and a 4-byte value.
         let _ = self.put(WINDOW_KEY, &items.to_be_bytes());

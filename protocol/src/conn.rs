@@ -864,7 +864,7 @@ pub enum ClientEvent {
 #[derive(Clone, Copy, Debug)]
 struct ClientCall {
     streaming: bool,
-    /// Stream items the server may still send (SPEC §6.9): the call's `wc.window` plus
+    /// Stream items the server may still send (SPEC §6.11): the call's `wc.window` plus
     /// the CREDIT granted, minus the items received. `None`: no window, no flow control.
     credit: Option<u32>,
     /// Cancelled or failed locally: swallow the final frame, emit nothing.
@@ -1350,7 +1350,7 @@ impl ClientConnection {
     }
 
     /// Grants the server `items` more stream items for call `request_id` (sends CREDIT,
-    /// SPEC §6.9): a consumer calls it as it takes items, so that the server never has
+    /// SPEC §6.11): a consumer calls it as it takes items, so that the server never has
     /// more than the window in flight. Returns `false` when the call is not in flight (it
     /// ended or was cancelled: nothing sent).
     ///
@@ -1481,7 +1481,7 @@ pub struct ServerConfig {
     /// As [`ClientConfig::share_sections_from`].
     pub share_sections_from: usize,
     /// End a streamed result whose consumer leaves it idle this long (Pyro's
-    /// `ITER_STREAM_LIFETIME`): a stream that has used up its credit (SPEC §6.9) and gets no
+    /// `ITER_STREAM_LIFETIME`): a stream that has used up its credit (SPEC §6.11) and gets no
     /// CREDIT within this time is answered ERROR DEADLINE_EXCEEDED and reported as
     /// [`ServerEvent::Expired`] (drop its producer). `None` (the default): no limit.
     pub stream_lifetime: Option<Duration>,
@@ -1525,7 +1525,7 @@ pub enum ServerEvent {
     Cancelled(RequestId),
     /// A call's deadline passed; DEADLINE_EXCEEDED was sent; drop the work.
     Expired(RequestId),
-    /// The client granted more stream credit for a call (CREDIT, SPEC §6.9): `credit`
+    /// The client granted more stream credit for a call (CREDIT, SPEC §6.11): `credit`
     /// items may now be sent with [`ServerConnection::stream_item`].
     Credit {
         /// The call.
@@ -1555,7 +1555,7 @@ pub enum ServerEvent {
 #[derive(Clone, Copy, Debug)]
 struct ServerCall {
     streaming: bool,
-    /// Stream items this side may still send (SPEC §6.9); `None`: the call set no
+    /// Stream items this side may still send (SPEC §6.11); `None`: the call set no
     /// `wc.window`, so no flow control.
     credit: Option<u32>,
     /// When the stream used up its credit (the consumer is idle until its next CREDIT).

@@ -195,7 +195,7 @@ pub enum ProtocolError {
         /// The frame's kind.
         kind: Kind,
     },
-    /// The peer broke stream flow control (SPEC §6.9): it sent a stream item it had no
+    /// The peer broke stream flow control (SPEC §6.11): it sent a stream item it had no
     /// credit for, or granted more credit than a window holds.
     #[error("flow control violated on call {request_id}: {problem}; the peer must send stream items only while it holds credit")]
     FlowControl {
@@ -340,7 +340,7 @@ pub enum ProtocolError {
     /// No new calls after GOAWAY (ours or the peer's); open a new connection.
     #[error("connection is going away; open a new connection for new calls")]
     GoingAway,
-    /// A stream item cannot be sent yet: the receiver granted no credit for it (SPEC §6.9).
+    /// A stream item cannot be sent yet: the receiver granted no credit for it (SPEC §6.11).
     /// Wait for its CREDIT (a [`ServerEvent::Credit`](crate::ServerEvent::Credit)).
     #[error("call {request_id} has no stream credit left; wait for the receiver's CREDIT before sending the next item")]
     NoCredit {

@@ -582,7 +582,7 @@ pub enum Frame {
     StreamItem(StreamItem),
     /// End of a streamed result.
     StreamEnd(RequestId),
-    /// More flow-control credit for a streaming call (SPEC §6.9): the call, and how many
+    /// More flow-control credit for a streaming call (SPEC §6.11): the call, and how many
     /// more stream items the sender of CREDIT may receive (at least 1).
     Credit(RequestId, u32),
     /// Liveness probe.

@@ -84,7 +84,7 @@ wire_newtype! {
         /// Either direction: graceful shutdown, or a fatal connection error.
         GOAWAY = 0x0c;
         /// Either direction, for one streaming call: the sender may receive this many more
-        /// stream items (a u32 increment of the flow-control window, SPEC §6.9).
+        /// stream items (a u32 increment of the flow-control window, SPEC §6.11).
         CREDIT = 0x0d;
     }
 }
@@ -315,7 +315,7 @@ wire_newtype! {
         /// batch failed (SPEC §6.8). Nothing of it ran, so it may be sent again.
         SKIPPED = 0x11;
         /// A peer sent stream items beyond the credit it was granted, or granted more credit
-        /// than a window can hold (SPEC §6.9): fatal, sent in GOAWAY.
+        /// than a window can hold (SPEC §6.11): fatal, sent in GOAWAY.
         FLOW_CONTROL = 0x12;
     }
 }

@@ -1693,7 +1693,7 @@ fn a_held_call_past_its_deadline_fails_the_batch_from_there() {
     assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
 }
 
-// ---- stream flow control (SPEC §6.9) ----
+// ---- stream flow control (SPEC §6.11) ----
 
 fn stream_call(p: &mut Pair, window: u32) -> RequestId {
     let mut req = CallRequest::new(

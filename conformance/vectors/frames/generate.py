@@ -212,7 +212,7 @@ def kinds():
                     [j_item(9, 2, b"\x02", b"raw", ann3)]))
     out.append(v_ok("stream-end", "§6.5", "STREAM_END for #9", frame(STREAM_END, rid=9),
                     [{"kind": "STREAM_END", "request_id": 9}]))
-    out.append(v_ok("credit", "§3, §6.9", "CREDIT of 16 items for #9", frame(CREDIT, rid=9, payload=struct.pack(">I", 16)),
+    out.append(v_ok("credit", "§3, §6.11", "CREDIT of 16 items for #9", frame(CREDIT, rid=9, payload=struct.pack(">I", 16)),
                     [{"kind": "CREDIT", "request_id": 9, "credit": 16}]))
     out.append(v_ok("ping", "§6.6", "PING with 8 opaque bytes", frame(PING, payload=bytes(range(1, 9))),
                     [{"kind": "PING", "data": "0102030405060708"}]))
@@ -515,19 +515,19 @@ def sessions():
         [hs, step(frame(CANCEL, rid=5), [{"kind": "GOAWAY", "code": 1}], [], "unknown_request")])
     window4 = frame(CALL, codec=1, provider=1, rid=1, route=b"m", payload=b"[]",
                     ann=entry("wc.window", struct.pack(">I", 4)))
-    srv("server-credit", "§6.9", "CREDIT for a call with a window raises its credit; a CREDIT crossing its end is ignored",
+    srv("server-credit", "§6.11", "CREDIT for a call with a window raises its credit; a CREDIT crossing its end is ignored",
         [hs, step(window4, [], ["call"]),
          step(frame(CREDIT, rid=1, payload=struct.pack(">I", 2)), [], ["credit"]),
          step(frame(CANCEL, rid=1), [{"kind": "ERROR", "request_id": 1, "code": 9}], ["cancelled"]),
          step(frame(CREDIT, rid=1, payload=struct.pack(">I", 2)), [], [])])
-    srv("server-credit-overflow", "§6.9, §9", "CREDIT raising the credit outstanding past 2^32-1: GOAWAY FLOW_CONTROL",
+    srv("server-credit-overflow", "§6.11, §9", "CREDIT raising the credit outstanding past 2^32-1: GOAWAY FLOW_CONTROL",
         [hs, step(window4, [], ["call"]),
          step(frame(CREDIT, rid=1, payload=struct.pack(">I", 0xFFFFFFFF)), [{"kind": "GOAWAY", "code": 0x12}], [],
               "flow_control")])
-    srv("server-credit-unknown", "§6.9, §10", "CREDIT for an id never called is fatal",
+    srv("server-credit-unknown", "§6.11, §10", "CREDIT for an id never called is fatal",
         [hs, step(frame(CREDIT, rid=5, payload=struct.pack(">I", 1)), [{"kind": "GOAWAY", "code": 1}], [],
                   "unknown_request")])
-    srv("server-credit-zero", "§6.9", "a CREDIT of 0 items is malformed",
+    srv("server-credit-zero", "§6.11", "a CREDIT of 0 items is malformed",
         [hs, step(window4, [], ["call"]),
          step(frame(CREDIT, rid=1, payload=bytes(4)), [{"kind": "GOAWAY", "code": 1}], [], "malformed_body")])
     srv("server-stream-item-from-client", "§10", "a STREAM_ITEM sent to a server is fatal",

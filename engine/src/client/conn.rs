@@ -94,7 +94,7 @@ pub(crate) struct Pending {
     machine: proto::ClientConnection,
     /// The calls waiting for an answer, by request id.
     pub(crate) waiters: Waiters,
-    /// The streamed calls whose consumer is still there, by request id (SPEC §6.9):
+    /// The streamed calls whose consumer is still there, by request id (SPEC §6.11):
     /// while any is open a reader task reads the connection.
     streams: std::collections::HashMap<u64, StreamSlot, rustc_hash::FxBuildHasher>,
     /// Set once the connection is gone; new calls fail with it.
@@ -1049,7 +1049,7 @@ impl Drop for CallGuard<'_> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Streamed results (SPEC §6.5, §6.9)
+// Streamed results (SPEC §6.5, §6.11)
 // ---------------------------------------------------------------------------------------
 
 /// What a streamed call's consumer has still to take, in order.
