@@ -3,8 +3,9 @@
 
 1. server: sequential calls/s of a Python Pyro5 proxy against `wirecall serve` and against
    a Python Pyro5 daemon serving the same echo method;
-2. client (with --proxy-bench): sequential calls/s of a wirecall `PyroProxy` (the example
-   `pyro_client_bench`) and of a Python Pyro5 proxy, both against the same Python daemon.
+2. client (with --proxy-bench): sequential calls/s of a wirecall `PyroProxy` and of a
+   wirecall `Proxy` in Pyro mode (the example `pyro_client_bench`) and of a Python Pyro5
+   proxy, all against the same Python daemon.
 
     python3 scripts/pyro-bench.py [--wirecall PATH_TO_WIRECALL] [--seconds 2] [--rounds 3]
         [--proxy-bench PATH_TO_pyro_client_bench] [--only client|server]
@@ -65,22 +66,27 @@ def main():
 
 
 def client_direction(a):
-    """A wirecall PyroProxy and a Python proxy against the same Python daemon."""
+    """A wirecall PyroProxy, a wirecall Proxy in Pyro mode and a Python proxy against the
+    same Python daemon."""
     py = subprocess.Popen([sys.executable, "-c", DAEMON], stdout=subprocess.PIPE, text=True)
     try:
         uri = py.stdout.readline().strip()
         print(f"\nclient direction: one Python Pyro5 daemon; {a.rounds} rounds of {a.seconds} s "
               f"per figure, medians")
-        print(f"{'serializer':<10} {'Python proxy':>13} {'wirecall proxy':>15} {'ratio':>6}")
+        print(f"{'serializer':<10} {'Python proxy':>13} {'PyroProxy':>11} {'ratio':>6}"
+              f" {'Proxy (Pyro mode)':>18} {'ratio':>6}")
         for ser in ["serpent", "msgpack", "json", "marshal"]:
-            py_r, wc_r = [], []
+            py_r, wc_r, px_r = [], [], []
             for _ in range(a.rounds):
                 py_r.append(rate(uri, ser, a.seconds))
-                out = subprocess.run([a.proxy_bench, uri, ser, str(a.seconds)],
-                                     capture_output=True, text=True, check=True)
-                wc_r.append(float(out.stdout.strip()))
-            p, w = statistics.median(py_r), statistics.median(wc_r)
-            print(f"{ser:<10} {p:>11.0f}/s {w:>13.0f}/s {w / p:>5.2f}x", flush=True)
+                for mode, into in (("pyro", wc_r), ("proxy", px_r)):
+                    out = subprocess.run([a.proxy_bench, uri, ser, str(a.seconds), mode],
+                                         capture_output=True, text=True, check=True)
+                    into.append(float(out.stdout.strip()))
+            p = statistics.median(py_r)
+            w, x = statistics.median(wc_r), statistics.median(px_r)
+            print(f"{ser:<10} {p:>11.0f}/s {w:>9.0f}/s {w / p:>5.2f}x {x:>16.0f}/s {x / p:>5.2f}x",
+                  flush=True)
     finally:
         py.terminate()
         py.wait()

@@ -730,7 +730,13 @@ pub(crate) fn meta(args: &MetaArgs) -> Result<ExitCode, String> {
     let rt = current_thread()?;
     let (meta, accepted) = rt.block_on(async {
         let meta = proxy.metadata().await.map_err(|e| describe(&e))?;
-        let accepted = proxy.server_accepted().await.map_err(|e| describe(&e))?;
+        // A Pyro5 daemon (a PYRO: URI, a proxy in Pyro mode) does not announce its
+        // serializers.
+        let accepted = if proxy.is_pyro() {
+            Vec::new()
+        } else {
+            proxy.server_accepted().await.map_err(|e| describe(&e))?
+        };
         Ok::<_, String>((meta, accepted))
     })?;
     if args.json {
@@ -740,6 +746,12 @@ pub(crate) fn meta(args: &MetaArgs) -> Result<ExitCode, String> {
                 .map_err(|e| format!("writing the metadata as JSON: {e}"))?,
         });
         println!("{doc:#}");
+    } else if proxy.is_pyro() {
+        println!(
+            "Pyro5 object {} (its daemon accepts the serializers its Python has: serpent, json, marshal, and msgpack if installed)",
+            args.url
+        );
+        print!("{}", format_metadata(&meta));
     } else {
         println!(
             "server {} accepts: {}",

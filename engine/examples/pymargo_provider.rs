@@ -116,7 +116,17 @@ pub(crate) async fn run(address: &str) -> Result<Vec<&'static str>, Error> {
     }
     typed.notify("started".into()).await?;
     assert_eq!(typed.later(21).await?, 42);
-    assert_eq!(typed.events().await?, vec!["started".to_string()]);
+    // A oneway call runs off the connection's reader (Pyro's ONEWAY_THREADED), so a later
+    // call may overtake it: wait (bounded) until the provider has seen it.
+    let mut events = typed.events().await?;
+    for _ in 0..200 {
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        events = typed.events().await?;
+    }
+    assert_eq!(events, vec!["started".to_string()]);
 
     // Remote shutdown: refused without the token, accepted with it.
     match proxy.shutdown_server(None).await {

@@ -13,6 +13,65 @@ pub const ENV_CODECS_ACCEPTED: &str = "WIRECALL_CODECS_ACCEPTED";
 /// Pyro's `SERIALIZER`.
 pub const ENV_CODEC: &str = "WIRECALL_CODEC";
 
+/// Environment variable with a deployment's compression (SPEC §6.9), read by servers and
+/// proxies alike: `zstd`, `zstd:LEVEL` (1-22, default 3), `zstd:LEVEL:THRESHOLD` (the
+/// smallest payload compressed, a size such as `16KiB`; default 4KiB) or `none`. A server
+/// accepts what it names (default when unset: zstd accepted); a proxy offers it (default
+/// when unset: none). See [`parse_compression`].
+pub const ENV_COMPRESSION: &str = "WIRECALL_COMPRESSION";
+
+/// Parses a compression setting as [`ENV_COMPRESSION`] writes it: `zstd`, `zstd:LEVEL`,
+/// `zstd:LEVEL:THRESHOLD` or `none` (also `off`), case-insensitive.
+///
+/// ```
+/// let c = wirecall::config::parse_compression("zstd:6:16KiB")?;
+/// assert_eq!((c.level, c.threshold), (6, 16 << 10));
+/// assert!(wirecall::config::parse_compression("none")?.is_off());
+/// assert!(wirecall::config::parse_compression("gzip").is_err());
+/// # Ok::<(), wirecall::Error>(())
+/// ```
+pub fn parse_compression(text: &str) -> Result<crate::Compression, Error> {
+    let t = text.trim().to_ascii_lowercase();
+    let bad = |why: &str| {
+        Error::config(format!(
+            "bad compression `{text}`: {why}; write `zstd`, `zstd:LEVEL` (LEVEL 1-22, default {}), `zstd:LEVEL:THRESHOLD` (the smallest payload compressed, e.g. zstd:3:16KiB; default 4KiB) or `none`",
+            crate::Compression::DEFAULT_LEVEL
+        ))
+    };
+    if matches!(t.as_str(), "none" | "off") {
+        return Ok(crate::Compression::off());
+    }
+    let mut parts = t.split(':');
+    let mut c = match parts.next() {
+        Some("zstd") => crate::Compression::zstd(),
+        _ => return Err(bad("the algorithms are zstd (or none)")),
+    };
+    if let Some(level) = parts.next() {
+        c.level = match level.trim().parse::<i32>() {
+            Ok(l) if (1..=22).contains(&l) => l,
+            _ => return Err(bad("the level is a whole number from 1 to 22")),
+        };
+    }
+    if let Some(threshold) = parts.next() {
+        let n = parse_size(threshold).map_err(|_| bad("the threshold is a size"))?;
+        c.threshold = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if parts.next().is_some() {
+        return Err(bad("too many `:` parts"));
+    }
+    Ok(c)
+}
+
+/// `WIRECALL_COMPRESSION`, if set.
+pub(crate) fn compression_from_env() -> Result<Option<crate::Compression>, Error> {
+    match env(ENV_COMPRESSION) {
+        Some(v) => parse_compression(&v)
+            .map(Some)
+            .map_err(|e| Error::config(format!("{ENV_COMPRESSION}: {e}"))),
+        None => Ok(None),
+    }
+}
+
 /// The user annotation carrying the remote shutdown token.
 pub(crate) const SHUTDOWN_TOKEN_KEY: &str = "shutdown-token";
 

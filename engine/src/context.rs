@@ -25,6 +25,9 @@ pub struct ConnectionInfo {
     pub(crate) peer: String,
     pub(crate) local: String,
     pub(crate) tls: Option<wirecall_transport::TlsInfo>,
+    /// Set when the client exposed providers (the callbacks extension is in force): how
+    /// handlers call it back (SPEC §6.10).
+    pub(crate) callback: std::sync::OnceLock<Arc<crate::server::callback::CallbackLink>>,
 }
 
 impl ConnectionInfo {
@@ -47,6 +50,12 @@ impl ConnectionInfo {
     /// (protocol version, cipher suite, the client's identity); `None` for plaintext ones.
     pub fn tls(&self) -> Option<&crate::TlsInfo> {
         self.tls.as_ref()
+    }
+
+    /// Whether the client exposed providers on this connection, so handlers may call it
+    /// back ([`CallContext::callback`]).
+    pub fn takes_callbacks(&self) -> bool {
+        self.callback.get().is_some()
     }
 
     /// The client's identity from its verified certificate, on a server that requires
@@ -111,6 +120,8 @@ pub(crate) enum AnswerTo {
     Native(Arc<Wire<proto::ServerConnection>>),
     /// A Pyro5 connection's driver, which waits for the one answer of its current call.
     Pyro(Arc<PyroAnswer>),
+    /// A client connection answering a callback from its server (SPEC §6.10).
+    Callback(Arc<crate::client::conn::ConnShared>),
 }
 
 /// The answer slot of a Pyro5 call: the first answer is kept, later ones are dropped.
@@ -165,6 +176,9 @@ impl ReplySink {
         let wire = match &self.to {
             AnswerTo::Native(w) => w,
             AnswerTo::Pyro(p) => return p.send(outcome),
+            AnswerTo::Callback(c) => {
+                return crate::client::conn::answer_callback(c, self.id, self.codec, outcome)
+            }
         };
         let request_id = proto::RequestId(self.id);
         let codec = self.codec;
@@ -278,6 +292,44 @@ impl CallContext {
     pub fn remaining(&self) -> Option<std::time::Duration> {
         self.deadline_at
             .map(|at| at.saturating_duration_since(crate::io::now()))
+    }
+
+    /// A proxy that calls the client back over this call's own connection (SPEC §6.10):
+    /// the client needs no listening socket, so this works wherever only the client can
+    /// connect. The client must have exposed providers ([`Proxy::expose`](crate::Proxy::expose)
+    /// and its neighbours); address them by the provider ids it exposed them under, with
+    /// every call form of a [`Proxy`](crate::Proxy): `call_on`, generated typed clients
+    /// (`ProgressClient::new(ctx.callback()?, 1)`), oneway calls.
+    ///
+    /// Callbacks inherit the time the caller has left ([`remaining`](Self::remaining)) as
+    /// their timeout, so a callback never outlives the call it serves. When the connection
+    /// closes (the client went away), callbacks waiting and later ones fail with
+    /// [`Error::Transport`](crate::Error::Transport) saying the caller's connection closed.
+    ///
+    /// Fails with [`Error::Config`](crate::Error::Config) when the client exposed no
+    /// provider (the callbacks extension is off on this connection), and on Pyro5
+    /// connections.
+    ///
+    /// ```no_run
+    /// # use wirecall::CallContext;
+    /// # async fn handler(ctx: CallContext) -> Result<(), wirecall::Error> {
+    /// for step in 1..=3u32 {
+    ///     let _: () = ctx.callback()?.call_on(1, "progress_report")?.arg(step).call().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn callback(&self) -> Result<crate::Proxy, crate::Error> {
+        let link = self.conn.callback.get().ok_or_else(|| {
+            crate::Error::config(format!(
+                "the caller at {} takes no callbacks: its client exposed no provider on the connection (expose one with Proxy::expose before connecting), or it speaks Pyro5",
+                self.conn.peer
+            ))
+        })?;
+        let proxy = crate::Proxy::callback(link.clone(), &self.conn.peer);
+        Ok(match self.remaining() {
+            Some(left) => proxy.timeout(left),
+            None => proxy,
+        })
     }
 
     /// The request id of the call on its connection.
@@ -565,6 +617,7 @@ pub(crate) fn direct_key(sink: &ReplySink) -> (usize, u64) {
     match &sink.to {
         AnswerTo::Native(w) => (Arc::as_ptr(w) as usize, sink.id),
         AnswerTo::Pyro(p) => (Arc::as_ptr(p) as usize, sink.id),
+        AnswerTo::Callback(c) => (Arc::as_ptr(c) as usize, sink.id),
     }
 }
 

@@ -13,6 +13,11 @@
 //! | `#[remote(blocking)]` (sync or async) | on tokio's blocking pool (`spawn_blocking`; an `async` one runs to its end there) | nobody: not the connection, not the runtime's workers |
 //! | `#[remote(oneway)]`, or any method called oneway | on the blocking pool, never on the reader | nobody: a oneway call never delays the caller's next call (Pyro's `ONEWAY_THREADED`), and may finish after it |
 //!
+//! Providers a client exposes for callbacks ([`Proxy::expose`](crate::Proxy::expose)) run
+//! each callback on a task of its own (a `#[remote(blocking)]` one on the blocking pool),
+//! never on the connection's reader, and stop when the server cancels the callback or its
+//! deadline passes.
+//!
 //! A synchronous method that is not declared blocking but blocks anyway is found out by the
 //! **blocking budget** ([`ServerBuilder::blocking_budget`](crate::ServerBuilder::blocking_budget),
 //! `WIRECALL_BLOCKING_BUDGET`, default 10 ms): once three of its calls in a row (no call of

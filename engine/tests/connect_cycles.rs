@@ -55,6 +55,7 @@ fn frames() -> (BytesMut, BytesMut) {
         versions: vec![proto::VERSION],
         codecs: vec![proto::CodecId::JSON],
         limits: proto::Limits::default(),
+        extensions: Default::default(),
     })
     .encode(&mut hello)
     .unwrap();

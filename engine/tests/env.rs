@@ -116,6 +116,7 @@ async fn codecs_from_environment() {
             versions: vec![proto::VERSION],
             codecs: vec![CodecId::JSON],
             limits: proto::Limits::default(),
+            extensions: Default::default(),
         })
         .encode(&mut hello)
         .unwrap();

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+#[path = "../examples/callbacks.rs"]
+mod callbacks;
 #[path = "../examples/name_server.rs"]
 mod name_server;
 #[path = "../examples/pymargo_provider.rs"]
@@ -31,6 +33,28 @@ async fn pymargo_seed_over_tcp_and_unix() {
             .expect("seed timed out")
             .unwrap_or_else(|e| panic!("seed failed on {addr}: {e}"));
         assert_eq!(hooks, vec!["prefinalize", "finalize"], "on {addr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_seed_over_tcp_unix_and_mem() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in [
+        "tcp://127.0.0.1:0".to_string(),
+        unix_address(&dir, "callbacks.sock"),
+        "mem://examples-callbacks".to_string(),
+    ] {
+        let seen = tokio::time::timeout(LIMIT, callbacks::run(&addr))
+            .await
+            .expect("seed timed out")
+            .unwrap_or_else(|e| panic!("seed failed on {addr}: {e}"));
+        assert_eq!(
+            seen.progress,
+            vec![(1, 4), (2, 4), (3, 4), (4, 4)],
+            "on {addr}"
+        );
+        assert_eq!(seen.result, 10, "on {addr}");
+        assert_eq!(seen.done, Some(10), "on {addr}");
     }
 }
 

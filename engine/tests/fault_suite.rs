@@ -137,6 +137,7 @@ fn hello() -> proto::Frame {
         versions: vec![proto::VERSION],
         codecs: vec![proto::CodecId::JSON],
         limits: proto::Limits::default(),
+        extensions: Default::default(),
     })
 }
 

@@ -149,6 +149,7 @@ fn hello_bytes() -> BytesMut {
         versions: vec![proto::VERSION],
         codecs: vec![proto::CodecId::JSON],
         limits: proto::Limits::default(),
+        extensions: Default::default(),
     })
     .encode(&mut b)
     .unwrap();
@@ -808,6 +809,7 @@ async fn handshake_refusal_ping_and_wrong_direction_frames() {
             versions: vec![proto::VERSION],
             codecs: vec![proto::CodecId::CBOR, proto::CodecId::POSTCARD],
             limits: proto::Limits::default(),
+            extensions: Default::default(),
         })
         .encode(&mut b)
         .unwrap();

@@ -42,6 +42,7 @@ fn hello() -> BytesMut {
         versions: vec![proto::VERSION],
         codecs: vec![proto::CodecId::JSON],
         limits: proto::Limits::default(),
+        extensions: Default::default(),
     })
     .encode(&mut b)
     .unwrap();

@@ -8,11 +8,9 @@
 //! (set by `scripts/test.sh`), which makes them fail.
 
 mod pyro_common;
-use pyro_common::python_or_skip;
+use pyro_common::{python_or_skip, Daemon};
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -26,61 +24,6 @@ const SERIALIZERS: [CodecId; 4] = [
     CodecId::MSGPACK,
     CodecId::MARSHAL,
 ];
-
-/// A running `pyro_daemon.py`; killed (and reaped) when dropped.
-struct Daemon {
-    child: Child,
-    uri: String,
-}
-
-impl Daemon {
-    /// Starts the daemon with `args` (`PORT` or `unix PATH`) and waits up to 30 s for the
-    /// URI it prints.
-    fn start(python: &str, args: &[&str]) -> Daemon {
-        Daemon::start_env(python, args, &[])
-    }
-
-    /// [`Daemon::start`] with environment variables (Pyro5 reads `PYRO_*` settings).
-    fn start_env(python: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/pyro_daemon.py");
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the python daemon");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut daemon = Daemon {
-            child,
-            uri: String::new(),
-        };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.starts_with("PYRO:") => daemon.uri = line.trim().to_string(),
-            other => panic!("the python daemon printed no URI: {other:?}"),
-        }
-        daemon
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn int(v: i128) -> Value {
     Value::Int(v)
@@ -447,10 +390,14 @@ async fn bad_uris_and_serializers_are_configuration_errors() {
         e.to_string().contains("serpent, json, msgpack or marshal"),
         "{e}"
     );
-    // The native proxy points a Pyro5 URI to PyroProxy.
-    let e = wirecall::Proxy::new("PYRO:obj@127.0.0.1:1").unwrap_err();
+    // `Proxy` makes a proxy in Pyro mode of a Pyro5 URI (tests/pyro5_proxy.rs), and refuses
+    // a bad one as PyroProxy does.
+    assert!(wirecall::Proxy::new("PYRO:obj@127.0.0.1:1")
+        .unwrap()
+        .is_pyro());
+    let e = wirecall::Proxy::new("PYRO:obj@localhost").unwrap_err();
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
-    assert!(e.to_string().contains("PyroProxy::new"), "{e}");
+    assert!(e.to_string().contains("PYRO:obj@localhost"), "{e}");
 }
 
 /// `PyroProxy::batch` against a Python daemon (what `Pyro5.api.BatchProxy` sends): results in

@@ -393,6 +393,7 @@ async fn credit_ignoring_server(
         codec: proto::CodecId::JSON,
         accepted: vec![proto::CodecId::JSON],
         limits: proto::Limits::default(),
+        extensions: Default::default(),
     });
     io.write_all(&encode(&welcome)).await.unwrap();
     let call = read_frames(&mut io, &mut buf, 1).await;
@@ -470,6 +471,7 @@ async fn a_client_overflowing_credit_is_closed_and_others_are_served() {
                 versions: vec![proto::VERSION],
                 codecs: vec![proto::CodecId::JSON],
                 limits: proto::Limits::default(),
+                extensions: Default::default(),
             })))
             .await
             .unwrap();

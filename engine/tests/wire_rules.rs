@@ -75,6 +75,7 @@ fn hello() -> proto::Frame {
         versions: vec![proto::VERSION],
         codecs: vec![proto::CodecId::JSON],
         limits: proto::Limits::default(),
+        extensions: Default::default(),
     })
 }
 
@@ -331,6 +332,7 @@ async fn a_welcome_naming_a_codec_not_offered_is_refused() {
                 codec: proto::CodecId(200),
                 accepted: vec![proto::CodecId(200)],
                 limits: proto::Limits::default(),
+                extensions: Default::default(),
             });
             s.write_all(&encode(&[welcome])).await.unwrap();
             let mut rest = Vec::new();

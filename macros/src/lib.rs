@@ -25,7 +25,8 @@
 //! `handle.respond`).
 //!
 //! The macro also generates a typed client, `<Type>Client`, with one `async` method per remote
-//! method returning `Result<T, wirecall::Error>`.
+//! method returning `Result<T, wirecall::Error>`. Over a proxy in Pyro mode (a `PYRO:` URI)
+//! the same client calls a Python Pyro5 object: `service_method` is called as `method`.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -534,8 +535,10 @@ fn expand(args: ProviderArgs, mut item: ItemImpl) -> syn::Result<TokenStream2> {
         impl #client_ident {
             /// A client for the provider with `provider_id` reached through `proxy` (a
             /// [`wirecall::Proxy`], or anything convertible into one, such as an address).
+            /// Through a proxy in Pyro mode (a `PYRO:` URI) it calls the Python object's
+            /// methods by their names without the service prefix; `provider_id` must be 0.
             pub fn new(proxy: impl ::wirecall::IntoProxy, provider_id: u16) -> Self {
-                Self { handle: ::wirecall::ProviderHandle::new(proxy.into_proxy(), provider_id) }
+                Self { handle: ::wirecall::ProviderHandle::new(proxy.into_proxy(), provider_id).with_service(#service) }
             }
 
             /// The proxy this client calls through.

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::annotations::Annotations;
+use crate::compress::{self, Compression, Compressor};
 use crate::decoder::FrameDecoder;
 use crate::error::ProtocolError;
 use crate::frame::{
-    Call, CallRef, ErrorBody, ErrorFrame, Frame, GoAway, Hello, Limits, Method, Refuse, Reply,
-    StreamItem, Welcome,
+    Call, CallRef, ErrorBody, ErrorFrame, ExtensionTag, Extensions, Frame, GoAway, Hello, Limits,
+    Method, Refuse, Reply, StreamItem, Welcome,
 };
-use crate::wire::{CodecId, ErrorCode, Kind, ProviderId, RequestId, VERSION};
+use crate::wire::{CodecId, CompressionId, ErrorCode, Flags, Kind, ProviderId, RequestId, VERSION};
 
 /// Checks a frame's codec against an accepted set; the error lists the set, ready for an
 /// ERROR frame ([`ErrorBody::codec_refused`]) or a message such as "codec X refused; this
@@ -44,11 +45,29 @@ pub struct Session {
     pub offered: Vec<CodecId>,
     /// The peer's limits: what this side may send.
     pub peer_limits: Limits,
+    /// The handshake extensions the client offered in HELLO (SPEC §6.1.1).
+    pub offered_extensions: Extensions,
+    /// The extensions in force: the server's answers in WELCOME, a subset of the offered
+    /// tags (SPEC §6.1.1).
+    pub extensions: Extensions,
+}
+
+impl Session {
+    /// The compression algorithms in force (SPEC §6.9), the client's most preferred first;
+    /// empty when compression is off on this connection.
+    pub fn compression(&self) -> Vec<CompressionId> {
+        self.extensions
+            .get(ExtensionTag::COMPRESSION)
+            .map(|v| compress::parse_list(v))
+            .unwrap_or_default()
+    }
 }
 
 /// Sections at least this long are sent as their own chunk rather than copied into the
 /// send buffer (the default of [`ClientConfig::share_sections_from`]).
 const SHARE_SECTIONS_FROM: usize = 4096;
+
+static EMPTY: Bytes = Bytes::new();
 
 /// Longest message put in a GOAWAY or REFUSE frame this side sends.
 const MAX_MESSAGE: usize = 1024;
@@ -114,6 +133,8 @@ struct Core {
     /// A call completed since the idle timer was last checked: the connection may have
     /// become idle at any moment since, so the check restarts the idle period.
     call_completed: bool,
+    /// Compression of outgoing data frames, once agreed in the handshake (SPEC §6.9).
+    compressor: Option<Compressor>,
 }
 
 impl Core {
@@ -145,7 +166,68 @@ impl Core {
             established: false,
             keepalive_check: None,
             call_completed: false,
+            compressor: None,
         }
+    }
+
+    /// Turns compression on as agreed in the handshake (`agreed`: the algorithms in force,
+    /// from the WELCOME): COMPRESSED frames are inflated from now on, and data frames this
+    /// side sends are compressed with the first algorithm as `settings` say.
+    fn start_compression(&mut self, agreed: Vec<CompressionId>, settings: &Compression) {
+        let Some(&first) = agreed.first() else {
+            return;
+        };
+        self.compressor = Compressor::new(first, settings);
+        self.decoder.set_compression(agreed);
+    }
+
+    /// Sends a data frame compressed when compression is in force and its sections are
+    /// large enough and shrink (SPEC §6.9); `Ok(false)` when it was not sent (send it as
+    /// it is). The peer's limits are checked against the uncompressed frame: they apply to
+    /// the decompressed size.
+    fn send_compressed(&mut self, frame: &Frame, ann: usize) -> Result<bool, ProtocolError> {
+        let Some(c) = self.compressor.as_mut() else {
+            return Ok(false);
+        };
+        let (payload, kwargs) = match frame {
+            Frame::Call(x) => (&x.args, &x.kwargs),
+            Frame::Reply(x) => (&x.result, &EMPTY),
+            Frame::StreamItem(x) => (&x.item, &EMPTY),
+            _ => return Ok(false),
+        };
+        if !c.wants(payload.len() + kwargs.len()) {
+            return Ok(false);
+        }
+        let len = frame.encoded_len()?;
+        check_peer_limits(self.peer_limits, len, ann)?;
+        let Some((p, k)) = c.compress(payload, kwargs) else {
+            return Ok(false);
+        };
+        let packed = match frame {
+            Frame::Call(x) => Frame::Call(Call {
+                args: p,
+                kwargs: k,
+                ..x.clone()
+            }),
+            Frame::Reply(x) => Frame::Reply(Reply {
+                result: p,
+                ..x.clone()
+            }),
+            Frame::StreamItem(x) => Frame::StreamItem(StreamItem {
+                item: p,
+                ..x.clone()
+            }),
+            _ => return Ok(false),
+        };
+        let chunks = &mut self.chunks;
+        packed.encode_chunks_checked(
+            &mut self.outbuf,
+            self.share_from,
+            |b| chunks.push_back(b),
+            |_| Ok(()),
+            Flags::COMPRESSED,
+        )?;
+        Ok(true)
     }
 
     /// The handshake completed at `now`: its deadline is off, the idle timer starts.
@@ -247,6 +329,9 @@ impl Core {
             Frame::StreamItem(s) => s.annotations.as_bytes().len(),
             _ => 0,
         };
+        if self.compressor.is_some() && self.send_compressed(frame, ann)? {
+            return Ok(());
+        }
         let limits = self.peer_limits;
         if self.share_from == usize::MAX {
             // Everything is copied into the send buffer: the direct path.
@@ -259,6 +344,7 @@ impl Core {
             self.share_from,
             |b| chunks.push_back(b),
             |len| check_peer_limits(limits, len, ann),
+            Flags::EMPTY,
         )
     }
 
@@ -271,7 +357,11 @@ impl Core {
         codec: CodecId,
         result: &[u8],
     ) -> Result<(), ProtocolError> {
-        if result.len() >= self.share_from {
+        let compress = self
+            .compressor
+            .as_ref()
+            .is_some_and(|c| c.wants(result.len()));
+        if compress || result.len() >= self.share_from {
             return self.send(&Frame::Reply(Reply {
                 request_id,
                 codec,
@@ -291,6 +381,24 @@ impl Core {
     fn send_call(&mut self, call: &CallRef<'_>) -> Result<(), ProtocolError> {
         let limits = self.peer_limits;
         let ann = call.annotations.as_bytes().len();
+        if let Some(c) = self.compressor.as_mut() {
+            if c.wants(call.args.len() + call.kwargs.len()) {
+                // The peer's limits apply to the decompressed frame.
+                check_peer_limits(limits, call.encoded_len()?, ann)?;
+                if let Some((p, k)) = c.compress(call.args, call.kwargs) {
+                    let packed = CallRef {
+                        args: &p,
+                        kwargs: &k,
+                        ..*call
+                    };
+                    return packed.encode_checked_flags(
+                        &mut self.outbuf,
+                        |_| Ok(()),
+                        Flags::COMPRESSED,
+                    );
+                }
+            }
+        }
         call.encode_checked(&mut self.outbuf, |len| check_peer_limits(limits, len, ann))
     }
 
@@ -338,6 +446,16 @@ impl Core {
         }
         dst.extend_from_slice(&self.outbuf);
         self.outbuf.clear();
+    }
+
+    /// Answers call `request_id` with an ERROR this side builds itself (codec none).
+    fn send_error_control(&mut self, request_id: RequestId, body: ErrorBody) {
+        self.send_control(&Frame::Error(ErrorFrame {
+            request_id,
+            codec: CodecId::NONE,
+            annotations: Annotations::new(),
+            body,
+        }));
     }
 
     /// Sends a frame this side builds itself; such frames always fit.
@@ -607,6 +725,282 @@ impl Timed for ServerCall {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// The two roles of a connection, written once. A side that starts calls (the client; the
+// server calling back, SPEC §6.10) keeps a `Calls<ClientCall>` and uses the caller's
+// rules; a side that answers calls (the server; the client answering callbacks) keeps a
+// `Calls<ServerCall>` and uses the answerer's rules.
+// ---------------------------------------------------------------------------------------
+
+/// The checks before this side starts a call (SPEC §10): open, not going away, under the
+/// peer's in-flight limit, a valid codec (`NONE` is `default_codec`), ids left. Returns the
+/// call's request id and codec.
+#[allow(clippy::too_many_arguments)]
+fn begin_outgoing(
+    core: &Core,
+    going_away: bool,
+    in_flight: usize,
+    peer_max_in_flight: u32,
+    next_id: u64,
+    oneway: bool,
+    codec: CodecId,
+    default_codec: CodecId,
+) -> Result<(RequestId, CodecId), ProtocolError> {
+    core.ensure_open()?;
+    if going_away {
+        return Err(ProtocolError::GoingAway);
+    }
+    if !oneway && in_flight >= peer_max_in_flight as usize {
+        return Err(ProtocolError::InFlightLimit {
+            max: peer_max_in_flight,
+        });
+    }
+    let codec = if codec == CodecId::NONE {
+        default_codec
+    } else {
+        codec
+    };
+    if !codec.is_codec() {
+        return Err(ProtocolError::InvalidArgument(
+            "a call's codec must be 1-254",
+        ));
+    }
+    if next_id == u64::MAX {
+        return Err(ProtocolError::InvalidState {
+            operation: "start a call",
+            state: "out of request ids",
+        });
+    }
+    Ok((RequestId(next_id), codec))
+}
+
+impl Calls<ClientCall> {
+    /// Records a call whose frame was queued and moves `next_id` past it.
+    fn commit(
+        &mut self,
+        next_id: &mut u64,
+        id: RequestId,
+        oneway: bool,
+        deadline: Option<Instant>,
+        window: Option<u32>,
+    ) {
+        *next_id += 1;
+        if !oneway {
+            self.insert(
+                id,
+                ClientCall {
+                    streaming: false,
+                    credit: window,
+                    cancelled: false,
+                    deadline,
+                },
+            );
+        }
+    }
+
+    /// The call an answer of `kind` names, checked to be in flight and streaming or not as
+    /// the answer expects.
+    fn expect(
+        &self,
+        kind: Kind,
+        id: RequestId,
+        streaming: bool,
+    ) -> Result<ClientCall, ProtocolError> {
+        let c = *self.get(&id).ok_or(ProtocolError::UnknownRequest {
+            kind,
+            request_id: id,
+        })?;
+        if c.streaming != streaming {
+            let state = if c.streaming {
+                "streaming a result"
+            } else {
+                "waiting for a reply"
+            };
+            return Err(ProtocolError::UnexpectedFrame { kind, state });
+        }
+        Ok(c)
+    }
+
+    /// Matches an answer (REPLY, STREAM_ITEM, STREAM_END or ERROR) to the call it answers
+    /// and updates the call's state: returns the frame to report, `None` when the call was
+    /// cancelled (its answers are swallowed). An answer to no call in flight, or of the
+    /// wrong kind for the call's state, is an error.
+    fn answer(&mut self, frame: Frame) -> Result<Option<Frame>, ProtocolError> {
+        let kind = frame.kind();
+        let cancelled = match &frame {
+            Frame::Reply(r) => {
+                let c = self.expect(kind, r.request_id, false)?;
+                if r.stream {
+                    if let Some(c) = self.get_mut(&r.request_id) {
+                        c.streaming = true;
+                    }
+                } else {
+                    self.remove(&r.request_id);
+                }
+                c.cancelled
+            }
+            Frame::StreamItem(s) => {
+                let c = self.expect(kind, s.request_id, true)?;
+                // Flow control (SPEC §6.11): an item beyond the credit granted is fatal.
+                if let Some(credit) = c.credit {
+                    let Some(left) = credit.checked_sub(1) else {
+                        return Err(ProtocolError::FlowControl {
+                            request_id: s.request_id,
+                            problem: "a STREAM_ITEM arrived with no credit left",
+                        });
+                    };
+                    if let Some(c) = self.get_mut(&s.request_id) {
+                        c.credit = Some(left);
+                    }
+                }
+                c.cancelled
+            }
+            Frame::StreamEnd(id) => {
+                let c = self.expect(kind, *id, true)?;
+                self.remove(id);
+                c.cancelled
+            }
+            Frame::Error(e) => {
+                self.remove(&e.request_id)
+                    .ok_or(ProtocolError::UnknownRequest {
+                        kind,
+                        request_id: e.request_id,
+                    })?
+                    .cancelled
+            }
+            _ => {
+                return Err(ProtocolError::UnexpectedFrame {
+                    kind,
+                    state: "waiting for answers",
+                })
+            }
+        };
+        Ok((!cancelled).then_some(frame))
+    }
+
+    /// Cancels a call: true (and the caller sends CANCEL) when it was in flight and not yet
+    /// cancelled.
+    fn cancel(&mut self, id: RequestId) -> bool {
+        match self.get_mut(&id) {
+            Some(c) if !c.cancelled => {
+                c.cancelled = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Fails the calls whose deadline passed by `now`: each is cancelled (its CANCEL
+    /// queued on `core`, its late answer swallowed). Returns them in id order.
+    fn expire(&mut self, core: &mut Core, now: Instant) -> Vec<RequestId> {
+        let expired = self.expired(now, ClientCall::live_deadline);
+        for id in &expired {
+            if let Some(c) = self.get_mut(id) {
+                c.cancelled = true;
+            }
+            core.send_control(&Frame::Cancel(*id));
+        }
+        expired
+    }
+}
+
+/// The fatal checks of a received CALL (SPEC §10): none after the peer's GOAWAY, and
+/// request ids strictly increasing.
+fn check_call_order(c: &Call, peer_goaway: bool, last: RequestId) -> Result<(), ProtocolError> {
+    if peer_goaway {
+        return Err(ProtocolError::AfterGoAway { kind: Kind::CALL });
+    }
+    if c.request_id <= last {
+        return Err(ProtocolError::RequestIdNotIncreasing {
+            request_id: c.request_id,
+            last,
+        });
+    }
+    Ok(())
+}
+
+/// Why a received CALL is answered ERROR without being dispatched, the connection staying
+/// up (SPEC §10): this side sent GOAWAY (`shutting_down` says so), the codec is outside
+/// `accepted`, or the call is over `max_in_flight`.
+fn call_rejection(
+    c: &Call,
+    shutting_down: Option<&str>,
+    accepted: &[CodecId],
+    in_flight: usize,
+    max_in_flight: u32,
+) -> Option<(ProtocolError, ErrorBody)> {
+    if let Some(message) = shutting_down {
+        Some((
+            ProtocolError::GoingAway,
+            ErrorBody::new(ErrorCode::SHUTTING_DOWN, message),
+        ))
+    } else if let Err(e) = check_codec(c.codec, accepted) {
+        Some((e, ErrorBody::codec_refused(c.codec, accepted)))
+    } else if !c.oneway && in_flight >= max_in_flight as usize {
+        let e = ProtocolError::TooManyInFlight { max: max_in_flight };
+        let msg = e.to_string();
+        Some((e, ErrorBody::new(ErrorCode::TOO_MANY_IN_FLIGHT, msg)))
+    } else {
+        None
+    }
+}
+
+/// The ERROR a CALL whose deadline is already zero gets, without being dispatched.
+fn zero_deadline_body() -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::DEADLINE_EXCEEDED,
+        "the call's deadline passed before it was dispatched",
+    )
+}
+
+impl Calls<ServerCall> {
+    /// A received CANCEL (SPEC §10): the call still in flight is answered CANCELLED and
+    /// returned (stop its work); one already answered crossed the CANCEL (nothing to do);
+    /// an id above every call received (`last`) is an error.
+    fn cancel_received(
+        &mut self,
+        core: &mut Core,
+        id: RequestId,
+        last: RequestId,
+    ) -> Result<Option<ServerCall>, ProtocolError> {
+        if id > last {
+            return Err(ProtocolError::UnknownRequest {
+                kind: Kind::CANCEL,
+                request_id: id,
+            });
+        }
+        let call = self.remove(&id);
+        if call.is_some() {
+            core.send_error_control(
+                id,
+                ErrorBody::new(ErrorCode::CANCELLED, "cancelled by the caller"),
+            );
+        }
+        Ok(call)
+    }
+
+    /// Checks that call `id` may be answered now, with a stream item (`streaming`) or a
+    /// final answer.
+    fn check_answer(&self, id: RequestId, streaming: bool) -> Result<(), ProtocolError> {
+        match self.get(&id) {
+            Some(c) if c.streaming == streaming => Ok(()),
+            Some(_) => Err(ProtocolError::InvalidState {
+                operation: if streaming {
+                    "send a stream item"
+                } else {
+                    "send a reply"
+                },
+                state: if streaming {
+                    "the call has no stream"
+                } else {
+                    "the call is streaming"
+                },
+            }),
+            None => Err(ProtocolError::NotInFlight { request_id: id }),
+        }
+    }
+}
+
 /// What the byte-feeding half of a connection needs from either side.
 trait Side {
     fn core(&mut self) -> &mut Core;
@@ -773,6 +1167,12 @@ pub struct ClientConfig {
     /// copied; `usize::MAX` copies every frame into one buffer (for drivers that write with
     /// [`ClientConnection::take_transmit`]).
     pub share_sections_from: usize,
+    /// Handshake extensions offered in HELLO (SPEC §6.1.1); none by default. The
+    /// compression tag is written from [`compression`](Self::compression).
+    pub extensions: Extensions,
+    /// Per-frame compression (SPEC §6.9): the algorithms offered in HELLO, and when this
+    /// side compresses its calls. Off by default.
+    pub compression: Compression,
 }
 
 impl ClientConfig {
@@ -788,6 +1188,8 @@ impl ClientConfig {
             frame_timeout: Some(Duration::from_secs(30)),
             keepalive: None,
             share_sections_from: SHARE_SECTIONS_FROM,
+            extensions: Extensions::new(),
+            compression: Compression::off(),
         }
     }
 }
@@ -857,8 +1259,25 @@ pub enum ClientEvent {
     },
     /// The server is shutting down: no new calls; calls up to `last_request_id` complete.
     GoAway(GoAway),
-    /// After GOAWAY (either side), nothing is left in flight: close the transport.
+    /// After GOAWAY (either side), nothing is left in flight in either direction: close
+    /// the transport.
     Drained,
+    /// A callback from the server to dispatch (SPEC §6.10, only with the callbacks
+    /// extension in force); answer with [`ClientConnection::reply`] or
+    /// [`ClientConnection::error`] unless `oneway`.
+    Call(Call),
+    /// The server cancelled a callback; CANCELLED was sent; drop the work.
+    CallCancelled(RequestId),
+    /// A callback's deadline passed; DEADLINE_EXCEEDED was sent; drop the work.
+    CallExpired(RequestId),
+    /// A callback was refused without being dispatched (codec not offered, too many
+    /// callbacks in flight, this side going away); the ERROR was sent unless it was oneway.
+    CallRejected {
+        /// The callback.
+        request_id: RequestId,
+        /// Why.
+        error: ProtocolError,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -898,16 +1317,78 @@ pub struct ClientConnection {
     peer_goaway: Option<RequestId>,
     goaway_sent: bool,
     drained: bool,
+    /// The callbacks extension is in force (SPEC §6.10): the server may call this side.
+    callbacks: bool,
+    /// How many callbacks may be in flight at once (what HELLO announced).
+    callbacks_max: u32,
+    /// The server's calls (callbacks) this side is answering, by their request ids.
+    answering: Calls<ServerCall>,
+    /// The highest callback request id received.
+    answering_last: RequestId,
+}
+
+/// The value of the callbacks extension (tag 2, SPEC §6.10) in a HELLO: empty (callbacks
+/// in flight are bounded by `max_in_flight`), or a 4-byte limit of their own (≥ 1).
+/// `None` for any other value.
+fn callbacks_limit(value: &[u8], max_in_flight: u32) -> Option<u32> {
+    match value.len() {
+        0 => Some(max_in_flight),
+        4 => {
+            let n = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+            (n >= 1).then_some(n)
+        }
+        _ => None,
+    }
+}
+
+impl ClientConfig {
+    /// Offers the callbacks extension (SPEC §6.10): the server may call this side back on
+    /// the connection. `max_in_flight` bounds the callbacks in flight at once (`None`: the
+    /// HELLO's `max_in_flight`).
+    pub fn offer_callbacks(&mut self, max_in_flight: Option<u32>) -> Result<(), ProtocolError> {
+        let value = match max_in_flight {
+            None => Bytes::new(),
+            Some(0) => {
+                return Err(ProtocolError::InvalidArgument(
+                    "callbacks in flight must be at least 1",
+                ))
+            }
+            Some(n) => Bytes::copy_from_slice(&n.to_be_bytes()),
+        };
+        self.extensions.set(ExtensionTag::CALLBACKS, value)
+    }
+}
+
+impl Session {
+    /// Whether the callbacks extension is in force (SPEC §6.10): the server may call the
+    /// client back on this connection.
+    pub fn callbacks(&self) -> bool {
+        self.offered_extensions
+            .get(ExtensionTag::CALLBACKS)
+            .is_some()
+            && self.extensions.get(ExtensionTag::CALLBACKS).is_some()
+    }
 }
 
 impl ClientConnection {
     /// Starts a connection and queues the HELLO.
-    pub fn new(config: ClientConfig, now: Instant) -> Result<ClientConnection, ProtocolError> {
+    pub fn new(mut config: ClientConfig, now: Instant) -> Result<ClientConnection, ProtocolError> {
         config.limits.validate()?;
+        config.compression.validate()?;
+        config.compression.write_extension(&mut config.extensions)?;
+        let callbacks_max = match config.extensions.get(ExtensionTag::CALLBACKS) {
+            None => config.limits.max_in_flight,
+            Some(v) => callbacks_limit(v, config.limits.max_in_flight).ok_or(
+                ProtocolError::InvalidArgument(
+                    "the callbacks extension's value is empty or a 4-byte limit of at least 1",
+                ),
+            )?,
+        };
         let hello = Frame::Hello(Hello {
             versions: config.versions.clone(),
             codecs: config.codecs.clone(),
             limits: config.limits,
+            extensions: config.extensions.clone(),
         });
         let mut core = Core::new(
             config.limits,
@@ -931,6 +1412,10 @@ impl ClientConnection {
             peer_goaway: None,
             goaway_sent: false,
             drained: false,
+            callbacks: false,
+            callbacks_max,
+            answering: Calls::default(),
+            answering_last: RequestId::NONE,
         })
     }
 
@@ -942,6 +1427,11 @@ impl ClientConnection {
     /// Number of calls in flight (cancelled ones count until the server's final frame).
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Number of callbacks from the server this side has yet to answer (SPEC §6.10).
+    pub fn callbacks_in_flight(&self) -> usize {
+        self.answering.len()
     }
 
     /// The request id the next call will get: an ordered batch (SPEC §6.8) names its first
@@ -977,8 +1467,10 @@ impl ClientConnection {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core
-            .next_timeout(self.in_flight.earliest(ClientCall::live_deadline))
+        self.core.next_timeout(earliest(
+            self.in_flight.earliest(ClientCall::live_deadline),
+            self.answering.earliest(|c| c.deadline),
+        ))
     }
 
     /// Fires expired timers: call deadlines (a [`ClientEvent::Failed`] and a CANCEL each),
@@ -989,16 +1481,22 @@ impl ClientConnection {
             return Err(self.fail(e));
         }
         self.core.keepalive(now);
-        for id in self.in_flight.expired(now, ClientCall::live_deadline) {
-            if let Some(c) = self.in_flight.get_mut(&id) {
-                c.cancelled = true;
-            }
-            self.core.send_control(&Frame::Cancel(id));
+        for id in self.in_flight.expire(&mut self.core, now) {
             self.events.push_back(ClientEvent::Failed {
                 request_id: id,
                 error: ProtocolError::DeadlineExceeded { request_id: id },
             });
         }
+        let expired = self.answering.expired(now, |c| c.deadline);
+        for id in expired {
+            self.answering.remove(&id);
+            self.core.send_error_control(
+                id,
+                ErrorBody::new(ErrorCode::DEADLINE_EXCEEDED, "deadline passed"),
+            );
+            self.events.push_back(ClientEvent::CallExpired(id));
+        }
+        self.check_drained();
         Ok(())
     }
 
@@ -1076,54 +1574,30 @@ impl ClientConnection {
             });
         }
         match frame {
-            Frame::Reply(r) => {
-                let c = self.expect_call(kind, r.request_id, false)?;
-                if r.stream {
-                    if let Some(c) = self.in_flight.get_mut(&r.request_id) {
-                        c.streaming = true;
-                    }
-                } else {
-                    self.in_flight.remove(&r.request_id);
-                }
-                if !c.cancelled {
-                    self.events.push_back(ClientEvent::Reply(r));
+            Frame::Reply(_) | Frame::StreamItem(_) | Frame::StreamEnd(_) | Frame::Error(_) => {
+                match self.in_flight.answer(frame)? {
+                    Some(Frame::Reply(r)) => self.events.push_back(ClientEvent::Reply(r)),
+                    Some(Frame::StreamItem(s)) => self.events.push_back(ClientEvent::StreamItem(s)),
+                    Some(Frame::StreamEnd(id)) => self.events.push_back(ClientEvent::StreamEnd(id)),
+                    Some(Frame::Error(e)) => self.events.push_back(ClientEvent::Error(e)),
+                    _ => {}
                 }
             }
-            Frame::StreamItem(s) => {
-                let c = self.expect_call(kind, s.request_id, true)?;
-                if let Some(credit) = c.credit {
-                    let Some(left) = credit.checked_sub(1) else {
-                        return Err(ProtocolError::FlowControl {
-                            request_id: s.request_id,
-                            problem: "a STREAM_ITEM arrived with no credit left",
-                        });
-                    };
-                    if let Some(c) = self.in_flight.get_mut(&s.request_id) {
-                        c.credit = Some(left);
-                    }
-                }
-                if !c.cancelled {
-                    self.events.push_back(ClientEvent::StreamItem(s));
+            Frame::Call(c) if self.callbacks => self.on_callback(c, now)?,
+            Frame::Cancel(id) if self.callbacks => {
+                if self
+                    .answering
+                    .cancel_received(&mut self.core, id, self.answering_last)?
+                    .is_some()
+                {
+                    self.events.push_back(ClientEvent::CallCancelled(id));
                 }
             }
-            Frame::StreamEnd(id) => {
-                let c = self.expect_call(kind, id, true)?;
-                self.in_flight.remove(&id);
-                if !c.cancelled {
-                    self.events.push_back(ClientEvent::StreamEnd(id));
-                }
-            }
-            Frame::Error(e) => {
-                let c =
-                    self.in_flight
-                        .remove(&e.request_id)
-                        .ok_or(ProtocolError::UnknownRequest {
-                            kind,
-                            request_id: e.request_id,
-                        })?;
-                if !c.cancelled {
-                    self.events.push_back(ClientEvent::Error(e));
-                }
+            Frame::Call(_) | Frame::Cancel(_) => {
+                return Err(ProtocolError::UnexpectedFrame {
+                    kind,
+                    state: "callbacks not in force (the callbacks extension was not negotiated)",
+                })
             }
             _ => {
                 return Err(ProtocolError::UnexpectedFrame {
@@ -1134,30 +1608,6 @@ impl ClientConnection {
         }
         self.check_drained();
         Ok(())
-    }
-
-    fn expect_call(
-        &self,
-        kind: Kind,
-        id: RequestId,
-        streaming: bool,
-    ) -> Result<ClientCall, ProtocolError> {
-        let c = *self
-            .in_flight
-            .get(&id)
-            .ok_or(ProtocolError::UnknownRequest {
-                kind,
-                request_id: id,
-            })?;
-        if c.streaming != streaming {
-            let state = if c.streaming {
-                "streaming a result"
-            } else {
-                "waiting for a reply"
-            };
-            return Err(ProtocolError::UnexpectedFrame { kind, state });
-        }
-        Ok(c)
     }
 
     fn on_welcome(&mut self, w: Welcome, now: Instant) -> Result<(), ProtocolError> {
@@ -1173,17 +1623,109 @@ impl ClientConnection {
                 problem: "chosen codec was not offered",
             });
         }
+        if w.extensions
+            .iter()
+            .any(|(tag, _)| self.config.extensions.get(tag).is_none())
+        {
+            return Err(ProtocolError::MalformedBody {
+                what: "WELCOME body",
+                problem: "answers an extension that was not offered",
+            });
+        }
+        let agreed = match w.extensions.get(ExtensionTag::COMPRESSION) {
+            Some(v) => {
+                let agreed = compress::parse_list(v);
+                let offered = self
+                    .config
+                    .extensions
+                    .get(ExtensionTag::COMPRESSION)
+                    .map(|o| compress::parse_list(o))
+                    .unwrap_or_default();
+                if agreed.is_empty() || agreed.iter().any(|a| !offered.contains(a)) {
+                    return Err(ProtocolError::MalformedBody {
+                        what: "WELCOME body",
+                        problem: "the compression answer is empty or names an algorithm that was not offered",
+                    });
+                }
+                agreed
+            }
+            None => Vec::new(),
+        };
         let session = Session {
             version: w.version,
             codec: w.codec,
             accepted: w.accepted,
             offered: self.config.codecs.clone(),
             peer_limits: w.limits,
+            offered_extensions: self.config.extensions.clone(),
+            extensions: w.extensions,
         };
+        self.core
+            .start_compression(agreed, &self.config.compression);
         self.core.peer_limits = Some(w.limits);
         self.core.handshake_done(now);
+        self.callbacks = session.callbacks();
         self.session = Some(session.clone());
         self.events.push_back(ClientEvent::Connected(session));
+        Ok(())
+    }
+
+    /// A CALL from the server, with the callbacks extension in force (SPEC §6.10): the
+    /// answerer's rules, with the codecs this side offered as its accepted set and the
+    /// callbacks limit it announced. Ordered batches are not available for callbacks.
+    fn on_callback(&mut self, c: Call, now: Instant) -> Result<(), ProtocolError> {
+        // The server's GOAWAY stops the client's calls, not its callbacks: they are how the
+        // calls in flight finish.
+        check_call_order(&c, false, self.answering_last)?;
+        if c.annotations.batch().is_some() {
+            return Err(ProtocolError::MalformedBody {
+                what: "wc.batch annotation",
+                problem: "ordered batches are not available for callbacks",
+            });
+        }
+        let id = c.request_id;
+        self.answering_last = id;
+        let reject = call_rejection(
+            &c,
+            self.goaway_sent
+                .then_some("the client is closing the connection; no more callbacks"),
+            &self.config.codecs,
+            self.answering.len(),
+            self.callbacks_max,
+        );
+        let deadline = c.annotations.deadline();
+        let (error, body) = match reject {
+            Some(r) => r,
+            None if deadline.is_some_and(|d| d.is_zero()) => (
+                ProtocolError::DeadlineExceeded { request_id: id },
+                zero_deadline_body(),
+            ),
+            None => {
+                if !c.oneway {
+                    self.answering.insert(
+                        id,
+                        ServerCall {
+                            streaming: false,
+                            // Callbacks carry no stream window (SPEC §6.11 covers calls
+                            // to the server).
+                            credit: None,
+                            idle_since: None,
+                            deadline: deadline.map(|d| now + d),
+                            batch: None,
+                        },
+                    );
+                }
+                self.events.push_back(ClientEvent::Call(c));
+                return Ok(());
+            }
+        };
+        if !c.oneway {
+            self.core.send_error_control(id, body);
+        }
+        self.events.push_back(ClientEvent::CallRejected {
+            request_id: id,
+            error,
+        });
         Ok(())
     }
 
@@ -1212,6 +1754,7 @@ impl ClientConnection {
         if !self.drained
             && (self.goaway_sent || self.peer_goaway.is_some())
             && self.in_flight.is_empty()
+            && self.answering.is_empty()
         {
             self.drained = true;
             self.events.push_back(ClientEvent::Drained);
@@ -1286,31 +1829,16 @@ impl ClientConnection {
                 state: "handshaking",
             });
         };
-        if self.goaway_sent || self.peer_goaway.is_some() {
-            return Err(ProtocolError::GoingAway);
-        }
-        if !oneway && self.in_flight.len() >= session.peer_limits.max_in_flight as usize {
-            return Err(ProtocolError::InFlightLimit {
-                max: session.peer_limits.max_in_flight,
-            });
-        }
-        let codec = if codec == CodecId::NONE {
-            session.codec
-        } else {
-            codec
-        };
-        if !codec.is_codec() {
-            return Err(ProtocolError::InvalidArgument(
-                "a call's codec must be 1-254",
-            ));
-        }
-        if self.next_id == u64::MAX {
-            return Err(ProtocolError::InvalidState {
-                operation: "start a call",
-                state: "out of request ids",
-            });
-        }
-        Ok((RequestId(self.next_id), codec))
+        begin_outgoing(
+            &self.core,
+            self.goaway_sent || self.peer_goaway.is_some(),
+            self.in_flight.len(),
+            session.peer_limits.max_in_flight,
+            self.next_id,
+            oneway,
+            codec,
+            session.codec,
+        )
     }
 
     /// Records a call whose frame was queued.
@@ -1321,32 +1849,50 @@ impl ClientConnection {
         deadline: Option<Instant>,
         window: Option<u32>,
     ) {
-        self.next_id += 1;
-        if !oneway {
-            self.in_flight.insert(
-                id,
-                ClientCall {
-                    streaming: false,
-                    credit: window,
-                    cancelled: false,
-                    deadline,
-                },
-            );
-        }
+        self.in_flight
+            .commit(&mut self.next_id, id, oneway, deadline, window);
     }
 
     /// Cancels a call: sends CANCEL; no further event is reported for it. Returns `false`
     /// when the call is not in flight (already complete or cancelled).
     pub fn cancel(&mut self, request_id: RequestId) -> Result<bool, ProtocolError> {
         self.core.ensure_open()?;
-        match self.in_flight.get_mut(&request_id) {
-            Some(c) if !c.cancelled => {
-                c.cancelled = true;
-                self.core.send_control(&Frame::Cancel(request_id));
-                Ok(true)
-            }
-            _ => Ok(false),
+        if !self.in_flight.cancel(request_id) {
+            return Ok(false);
         }
+        self.core.send_control(&Frame::Cancel(request_id));
+        Ok(true)
+    }
+
+    /// Answers a callback from the server ([`ClientEvent::Call`], SPEC §6.10). A callback's
+    /// answer is never streamed. Fails, sending nothing, when the callback is not in flight
+    /// (cancelled or past its deadline: it was answered already) or the frame exceeds the
+    /// server's limits.
+    pub fn reply(&mut self, reply: Reply) -> Result<(), ProtocolError> {
+        if reply.stream {
+            return Err(ProtocolError::InvalidArgument(
+                "a callback's answer is a plain REPLY (callbacks do not stream)",
+            ));
+        }
+        let id = reply.request_id;
+        self.core.ensure_open()?;
+        self.answering.check_answer(id, false)?;
+        self.core.send(&Frame::Reply(reply))?;
+        self.answering.remove(&id);
+        self.check_drained();
+        Ok(())
+    }
+
+    /// Fails a callback from the server ([`ClientEvent::Call`], SPEC §6.10); the same
+    /// checks as [`reply`](Self::reply).
+    pub fn error(&mut self, error: ErrorFrame) -> Result<(), ProtocolError> {
+        let id = error.request_id;
+        self.core.ensure_open()?;
+        self.answering.check_answer(id, false)?;
+        self.core.send(&Frame::Error(error))?;
+        self.answering.remove(&id);
+        self.check_drained();
+        Ok(())
     }
 
     /// Grants the server `items` more stream items for call `request_id` (sends CREDIT,
@@ -1489,9 +2035,64 @@ pub struct ServerConfig {
     /// checked (default). A driver that budgets buffer memory turns it off and reserves
     /// [`ServerConnection::pending_input_len`] bytes itself.
     pub reserve_input: bool,
+    /// The handshake extensions this server supports, with its side's values (SPEC
+    /// §6.1.1); the WELCOME answers the ones the client offered. The compression tag is
+    /// written from [`compression`](Self::compression).
+    pub extensions: Extensions,
+    /// Per-frame compression (SPEC §6.9): the algorithms accepted, and when this side
+    /// compresses its answers. Off by default.
+    pub compression: Compression,
+}
+
+/// The server's WELCOME answers to the extensions a client offered (SPEC §6.1.1): only
+/// tags both sides know are answered, in the client's order; a tag the server does not
+/// support (or does not know) is left out, which tells the client it is off.
+///
+/// Each tag has its own rule; a tag without one is answered with the server's value.
+///
+/// - compression (tag 1, SPEC §6.9): the client's algorithm ids the server accepts, in the
+///   client's order; left out when none is.
+/// - callbacks (tag 2, SPEC §6.10): the offer is empty or a 4-byte limit ≥ 1 (anything else
+///   is `malformed_body`); the answer is always empty.
+pub(crate) fn negotiate(
+    offered: &Extensions,
+    supported: &Extensions,
+) -> Result<Extensions, ProtocolError> {
+    let mut out = Extensions::new();
+    for (tag, offer) in offered.iter() {
+        let Some(ours) = supported.get(tag) else {
+            continue;
+        };
+        let answer = match tag {
+            ExtensionTag::COMPRESSION => match compress::negotiate(offer, ours) {
+                Some(agreed) => agreed,
+                None => continue,
+            },
+            ExtensionTag::CALLBACKS => {
+                if callbacks_limit(offer, 1).is_none() {
+                    return Err(ProtocolError::MalformedBody {
+                        what: "callbacks extension",
+                        problem: "the value must be empty or a 4-byte limit of at least 1",
+                    });
+                }
+                Bytes::new()
+            }
+            _ => ours.clone(),
+        };
+        // `set` only fails for tag 0 or an oversized value, which neither side can hold.
+        let _ = out.set(tag, answer);
+    }
+    Ok(out)
 }
 
 impl ServerConfig {
+    /// Supports the callbacks extension (SPEC §6.10): a client that offers it may be called
+    /// back on its connection.
+    pub fn support_callbacks(&mut self) {
+        // An empty value is always valid.
+        let _ = self.extensions.set(ExtensionTag::CALLBACKS, Bytes::new());
+    }
+
     /// Accepts `accepted` with version 1, default limits, a 10 s handshake timeout (from
     /// the moment the connection starts, not restarted by bytes), a 30 s ping timeout, a
     /// 30 s frame timeout and a 60 s idle timeout.
@@ -1508,6 +2109,8 @@ impl ServerConfig {
             share_sections_from: SHARE_SECTIONS_FROM,
             stream_lifetime: None,
             reserve_input: true,
+            extensions: Extensions::new(),
+            compression: Compression::off(),
         }
     }
 }
@@ -1548,8 +2151,21 @@ pub enum ServerEvent {
     },
     /// The client sends no more calls; finish those in flight.
     GoAway(GoAway),
-    /// After GOAWAY (either side), nothing is left in flight: close the transport.
+    /// After GOAWAY (either side), nothing is left in flight in either direction: close
+    /// the transport.
     Drained,
+    /// A callback's result (SPEC §6.10; final: callbacks do not stream).
+    Reply(Reply),
+    /// A callback failed on the client (final).
+    Error(ErrorFrame),
+    /// A callback failed on this side (its deadline passed, or the drain grace ended); a
+    /// CANCEL was sent (final).
+    Failed {
+        /// The callback.
+        request_id: RequestId,
+        /// Why.
+        error: ProtocolError,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -1597,12 +2213,19 @@ pub struct ServerConnection {
     /// Open ordered batches by the request id of their first call (at most
     /// `max_in_flight` of them).
     batches: HashMap<RequestId, Batch, BuildHasherDefault<rustc_hash::FxHasher>>,
+    /// The callbacks this side started toward the client (SPEC §6.10), by their request
+    /// ids, which are numbered apart from the client's.
+    calling: Calls<ClientCall>,
+    /// The request id of the next callback.
+    calling_next: u64,
 }
 
 impl ServerConnection {
     /// Starts the server side of an accepted connection.
-    pub fn new(config: ServerConfig, now: Instant) -> Result<ServerConnection, ProtocolError> {
+    pub fn new(mut config: ServerConfig, now: Instant) -> Result<ServerConnection, ProtocolError> {
         config.limits.validate()?;
+        config.compression.validate()?;
+        config.compression.write_extension(&mut config.extensions)?;
         if config.accepted.is_empty() || config.accepted.iter().any(|c| !c.is_codec()) {
             return Err(ProtocolError::InvalidArgument(
                 "the accepted set needs at least one codec, ids 1-254",
@@ -1636,6 +2259,8 @@ impl ServerConnection {
             drained: false,
             drain_deadline: None,
             batches: HashMap::default(),
+            calling: Calls::default(),
+            calling_next: 1,
         };
         conn.core.decoder.set_reserve(reserve);
         Ok(conn)
@@ -1649,6 +2274,12 @@ impl ServerConnection {
     /// Number of calls in flight (not counting oneway calls).
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Number of callbacks to the client awaiting their answer (SPEC §6.10; cancelled ones
+    /// count until the client's final frame).
+    pub fn callbacks_in_flight(&self) -> usize {
+        self.calling.len()
     }
 
     /// The declared length of the frame being received, once its header is in and within
@@ -1695,7 +2326,10 @@ impl ServerConnection {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.next_timeout(earliest(
-            earliest(self.in_flight.earliest(|c| c.deadline), self.idle_expiry()),
+            earliest(
+                earliest(self.in_flight.earliest(|c| c.deadline), self.idle_expiry()),
+                self.calling.earliest(ClientCall::live_deadline),
+            ),
             self.drain_deadline.filter(|_| !self.drained),
         ))
     }
@@ -1704,10 +2338,17 @@ impl ServerConnection {
     /// the handshake timeout and the ping timeout (fatal errors).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ProtocolError> {
         self.core.ensure_open()?;
-        if let Some(e) = self.core.expired(now, self.in_flight.len()) {
+        let busy = self.in_flight.len() + self.calling.len();
+        if let Some(e) = self.core.expired(now, busy) {
             return Err(self.fail(e));
         }
         self.core.keepalive(now);
+        for id in self.calling.expire(&mut self.core, now) {
+            self.events.push_back(ServerEvent::Failed {
+                request_id: id,
+                error: ProtocolError::DeadlineExceeded { request_id: id },
+            });
+        }
         if self.drain_deadline.is_some_and(|d| now >= d) && !self.in_flight.is_empty() {
             // The drain grace is over: the calls still running are given up.
             let mut ids: Vec<RequestId> = self.in_flight.map.keys().copied().collect();
@@ -1834,18 +2475,11 @@ impl ServerConnection {
         }
         match frame {
             Frame::Call(c) => self.on_call(c, now),
+            Frame::Reply(ref r) if self.callbacks() && !r.stream => self.on_callback_answer(frame),
+            Frame::Error(_) if self.callbacks() => self.on_callback_answer(frame),
             Frame::Cancel(id) => {
-                if id > self.last_request_id {
-                    return Err(ProtocolError::UnknownRequest {
-                        kind,
-                        request_id: id,
-                    });
-                }
-                if let Some(call) = self.in_flight.remove(&id) {
-                    self.send_error_control(
-                        id,
-                        ErrorBody::new(ErrorCode::CANCELLED, "cancelled by the caller"),
-                    );
+                let last = self.last_request_id;
+                if let Some(call) = self.in_flight.cancel_received(&mut self.core, id, last)? {
                     self.events.push_back(ServerEvent::Cancelled(id));
                     self.batch_done(id, Some(call), false);
                     self.check_drained();
@@ -1926,11 +2560,13 @@ impl ServerConnection {
             };
             return refuse(ErrorCode::NO_COMMON_CODEC, e, self);
         };
+        let extensions = negotiate(&h.extensions, &self.config.extensions)?;
         self.core.send_control(&Frame::Welcome(Welcome {
             version,
             codec,
             accepted: self.config.accepted.clone(),
             limits: self.config.limits,
+            extensions: extensions.clone(),
         }));
         let session = Session {
             version,
@@ -1938,7 +2574,11 @@ impl ServerConnection {
             accepted: self.config.accepted.clone(),
             offered: h.codecs,
             peer_limits: h.limits,
+            offered_extensions: h.extensions,
+            extensions,
         };
+        self.core
+            .start_compression(session.compression(), &self.config.compression);
         self.core.peer_limits = Some(h.limits);
         self.core.handshake_done(now);
         self.session = Some(session.clone());
@@ -1946,40 +2586,38 @@ impl ServerConnection {
         Ok(())
     }
 
+    /// Whether the callbacks extension is in force (SPEC §6.10).
+    fn callbacks(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::callbacks)
+    }
+
+    /// A REPLY or ERROR from the client: the answer to one of this side's callbacks.
+    fn on_callback_answer(&mut self, frame: Frame) -> Result<(), ProtocolError> {
+        match self.calling.answer(frame)? {
+            Some(Frame::Reply(r)) => self.events.push_back(ServerEvent::Reply(r)),
+            Some(Frame::Error(e)) => self.events.push_back(ServerEvent::Error(e)),
+            _ => {}
+        }
+        self.check_drained();
+        Ok(())
+    }
+
     fn on_call(&mut self, c: Call, now: Instant) -> Result<(), ProtocolError> {
-        if self.peer_goaway {
-            return Err(ProtocolError::AfterGoAway { kind: Kind::CALL });
-        }
-        if c.request_id <= self.last_request_id {
-            return Err(ProtocolError::RequestIdNotIncreasing {
-                request_id: c.request_id,
-                last: self.last_request_id,
-            });
-        }
+        check_call_order(&c, self.peer_goaway, self.last_request_id)?;
         let id = c.request_id;
         // `Some(None)`: the call names a batch that closed (failed or evicted): skipped.
         let batch = match c.annotations.batch() {
             Some((first, last)) => Some(self.join_batch(id, first, last)?),
             None => None,
         };
-        let reject = if self.goaway_sent.is_some() {
-            Some((
-                ProtocolError::GoingAway,
-                ErrorBody::new(
-                    ErrorCode::SHUTTING_DOWN,
-                    "server is shutting down; retry on a new connection",
-                ),
-            ))
-        } else if let Err(e) = check_codec(c.codec, &self.config.accepted) {
-            Some((e, ErrorBody::codec_refused(c.codec, &self.config.accepted)))
-        } else if !c.oneway && self.in_flight.len() >= self.config.limits.max_in_flight as usize {
-            let max = self.config.limits.max_in_flight;
-            let e = ProtocolError::TooManyInFlight { max };
-            let msg = e.to_string();
-            Some((e, ErrorBody::new(ErrorCode::TOO_MANY_IN_FLIGHT, msg)))
-        } else {
-            None
-        };
+        let reject = call_rejection(
+            &c,
+            self.goaway_sent
+                .map(|_| "server is shutting down; retry on a new connection"),
+            &self.config.accepted,
+            self.in_flight.len(),
+            self.config.limits.max_in_flight,
+        );
         // Calls refused after our GOAWAY do not move the last accepted id.
         if self.goaway_sent.is_none() {
             self.last_request_id = id;
@@ -2006,13 +2644,7 @@ impl ServerConnection {
         if deadline.is_some_and(|d| d.is_zero()) {
             // Already past: answered without dispatching (nothing to run it for).
             if !c.oneway {
-                self.send_error_control(
-                    id,
-                    ErrorBody::new(
-                        ErrorCode::DEADLINE_EXCEEDED,
-                        "the call's deadline passed before it was dispatched",
-                    ),
-                );
+                self.send_error_control(id, zero_deadline_body());
             }
             self.events.push_back(ServerEvent::Rejected {
                 request_id: id,
@@ -2227,12 +2859,7 @@ impl ServerConnection {
     }
 
     fn send_error_control(&mut self, request_id: RequestId, body: ErrorBody) {
-        self.core.send_control(&Frame::Error(ErrorFrame {
-            request_id,
-            codec: CodecId::NONE,
-            annotations: Annotations::new(),
-            body,
-        }));
+        self.core.send_error_control(request_id, body);
     }
 
     fn check_drained(&mut self) {
@@ -2241,6 +2868,7 @@ impl ServerConnection {
         if !self.drained
             && (self.goaway_sent.is_some() || self.peer_goaway)
             && self.in_flight.is_empty()
+            && self.calling.is_empty()
         {
             self.drained = true;
             self.events.push_back(ServerEvent::Drained);
@@ -2254,22 +2882,7 @@ impl ServerConnection {
 
     fn answer(&mut self, id: RequestId, streaming: bool) -> Result<(), ProtocolError> {
         self.core.ensure_open()?;
-        match self.in_flight.get(&id) {
-            Some(c) if c.streaming == streaming => Ok(()),
-            Some(_) => Err(ProtocolError::InvalidState {
-                operation: if streaming {
-                    "send a stream item"
-                } else {
-                    "send a reply"
-                },
-                state: if streaming {
-                    "the call has no stream"
-                } else {
-                    "the call is streaming"
-                },
-            }),
-            None => Err(ProtocolError::NotInFlight { request_id: id }),
-        }
+        self.in_flight.check_answer(id, streaming)
     }
 
     /// Answers a call. With `reply.stream` set, the call stays open for
@@ -2381,6 +2994,100 @@ impl ServerConnection {
         Ok(())
     }
 
+    /// Calls the client back (SPEC §6.10); returns the callback's request id (numbered
+    /// apart from the client's calls). The frame is queued for
+    /// [`poll_transmit`](Self::poll_transmit); a [`ServerEvent::Reply`],
+    /// [`ServerEvent::Error`] or [`ServerEvent::Failed`] ends it.
+    ///
+    /// Fails without sending when the callbacks extension is not in force, after the
+    /// client's GOAWAY (this side's own GOAWAY does not stop callbacks: they finish the
+    /// calls in flight), at the client's callbacks limit, or when the frame exceeds the
+    /// client's limits.
+    pub fn call(&mut self, req: CallRequest, now: Instant) -> Result<RequestId, ProtocolError> {
+        let (id, codec) = self.begin_callback(req.oneway, req.codec.unwrap_or(CodecId::NONE))?;
+        let deadline = req.annotations.deadline().map(|d| now + d);
+        let oneway = req.oneway;
+        self.core.send(&Frame::Call(Call {
+            request_id: id,
+            provider: req.provider,
+            codec,
+            oneway,
+            method: req.method,
+            annotations: req.annotations,
+            args: req.args,
+            kwargs: req.kwargs,
+            attachment: req.attachment,
+        }))?;
+        self.calling
+            .commit(&mut self.calling_next, id, oneway, deadline, None);
+        Ok(id)
+    }
+
+    /// [`call`](Self::call) from borrowed parts, as [`ClientConnection::call_ref`].
+    pub fn call_ref(
+        &mut self,
+        mut call: CallRef<'_>,
+        now: Instant,
+    ) -> Result<RequestId, ProtocolError> {
+        let (id, codec) = self.begin_callback(call.oneway, call.codec)?;
+        call.request_id = id;
+        call.codec = codec;
+        let deadline = call.annotations.deadline().map(|d| now + d);
+        self.core.send_call(&call)?;
+        self.calling
+            .commit(&mut self.calling_next, id, call.oneway, deadline, None);
+        Ok(id)
+    }
+
+    /// The caller's checks before a callback (the same as a client's before a call).
+    fn begin_callback(
+        &self,
+        oneway: bool,
+        codec: CodecId,
+    ) -> Result<(RequestId, CodecId), ProtocolError> {
+        self.core.ensure_open()?;
+        let Some(session) = &self.session else {
+            return Err(ProtocolError::InvalidState {
+                operation: "call the client back",
+                state: "waiting for HELLO",
+            });
+        };
+        if !session.callbacks() {
+            return Err(ProtocolError::InvalidState {
+                operation: "call the client back",
+                state: "the client did not offer callbacks (the callbacks extension is off)",
+            });
+        }
+        let max = session
+            .offered_extensions
+            .get(ExtensionTag::CALLBACKS)
+            .and_then(|v| callbacks_limit(v, session.peer_limits.max_in_flight))
+            .unwrap_or(session.peer_limits.max_in_flight);
+        begin_outgoing(
+            &self.core,
+            // Only the client's GOAWAY stops callbacks: after its own, the server still calls
+            // back to finish the calls in flight.
+            self.peer_goaway,
+            self.calling.len(),
+            max,
+            self.calling_next,
+            oneway,
+            codec,
+            session.codec,
+        )
+    }
+
+    /// Cancels a callback: sends CANCEL; no further event is reported for it. Returns
+    /// `false` when it is not in flight (already answered or cancelled).
+    pub fn cancel(&mut self, request_id: RequestId) -> Result<bool, ProtocolError> {
+        self.core.ensure_open()?;
+        if !self.calling.cancel(request_id) {
+            return Ok(false);
+        }
+        self.core.send_control(&Frame::Cancel(request_id));
+        Ok(true)
+    }
+
     /// Sends a PING unless one is outstanding; a [`ServerEvent::Pong`] reports the answer.
     /// Not before the handshake: the server's first frame is WELCOME or REFUSE (SPEC §10).
     pub fn ping(&mut self, now: Instant) -> Result<(), ProtocolError> {
@@ -2443,17 +3150,19 @@ impl ServerConnection {
     /// Reports the end of the byte stream: an error if it ended inside a frame, or while
     /// calls were in flight without a GOAWAY; the calls in flight are lost.
     pub fn handle_eof(&mut self) -> Result<(), ProtocolError> {
-        self.core.eof(
-            self.drained || self.in_flight.is_empty(),
-            self.core.inbuf.len(),
-        )
+        self.core.eof(self.idle_or_drained(), self.core.inbuf.len())
+    }
+
+    /// Nothing in flight in either direction, or drained after GOAWAY: the end of the
+    /// byte stream is clean.
+    fn idle_or_drained(&self) -> bool {
+        self.drained || (self.in_flight.is_empty() && self.calling.is_empty())
     }
 
     /// [`handle_eof`](Self::handle_eof) for drivers that read with
     /// [`handle_input_buf`](Self::handle_input_buf): `buf` is what is left in their buffer.
     pub fn handle_eof_buf(&mut self, buf: &[u8]) -> Result<(), ProtocolError> {
-        self.core
-            .eof(self.drained || self.in_flight.is_empty(), buf.len())
+        self.core.eof(self.idle_or_drained(), buf.len())
     }
 
     /// Closes at once with an error code, telling the peer.

@@ -2,9 +2,10 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::compress::Inflater;
 use crate::error::ProtocolError;
 use crate::frame::{assemble, Frame, Header, Limits};
-use crate::wire::{CodecId, Flags, Kind, RequestId, HEADER_LEN, MAGIC};
+use crate::wire::{CodecId, CompressionId, Flags, Kind, RequestId, HEADER_LEN, MAGIC};
 
 /// A plain REPLY frame borrowed from the receive buffer: see [`FrameDecoder::peek_reply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,9 @@ pub struct FrameDecoder {
     failed: Option<ProtocolError>,
     /// Reserve room for a frame in the input buffer once its header is checked.
     reserve: bool,
+    /// The compression in force (SPEC §6.9): COMPRESSED frames are inflated; without it
+    /// they are refused.
+    inflater: Option<Inflater>,
 }
 
 impl Default for FrameDecoder {
@@ -53,7 +57,18 @@ impl FrameDecoder {
             pending: None,
             failed: None,
             reserve: true,
+            inflater: None,
         }
+    }
+
+    /// Sets the compression algorithms in force (SPEC §6.9), as agreed in the handshake:
+    /// from the next frame on, a frame with flag COMPRESSED has its payload and kwargs
+    /// inflated (the frame limit applies to the decompressed frame, checked before
+    /// decompressing) and is returned as if it had been sent uncompressed. Empty (the
+    /// default) refuses COMPRESSED frames (`bad_flags`). The connections call this when
+    /// their handshake completes.
+    pub fn set_compression(&mut self, algorithms: Vec<CompressionId>) {
+        self.inflater = (!algorithms.is_empty()).then(|| Inflater::new(algorithms));
     }
 
     /// Whether [`decode`](Self::decode) reserves room in the input buffer for the rest of a
@@ -183,6 +198,9 @@ impl FrameDecoder {
                         max: u64::from(self.limits.max_annotations_len),
                     });
                 }
+                if h.flags.contains(Flags::COMPRESSED) && self.inflater.is_none() {
+                    return Err(ProtocolError::CompressionNotInForce { kind: h.kind });
+                }
                 self.pending = Some(h);
                 h
             }
@@ -218,6 +236,15 @@ impl FrameDecoder {
         let payload = section(header.payload_len as usize);
         let kwargs = section(header.kwargs_len as usize);
         let attachment = section(header.attachment_len as usize);
+        let (payload, kwargs) = match &mut self.inflater {
+            Some(i) if header.flags.contains(Flags::COMPRESSED) => i.inflate(
+                header.frame_len(),
+                self.limits.max_frame_len,
+                payload,
+                kwargs,
+            )?,
+            _ => (payload, kwargs),
+        };
         assemble(&header, route, annotations, payload, kwargs, attachment).map(Some)
     }
 }

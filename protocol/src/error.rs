@@ -107,6 +107,42 @@ pub enum ProtocolError {
         buffered: usize,
     },
 
+    // ---- compression (peer), SPEC §6.9 ----
+    /// A data frame has flag COMPRESSED on a connection where compression is not in force
+    /// (named `bad_flags`, like any flag a frame may not carry).
+    #[error("{kind} frame has flag COMPRESSED, but compression is not in force on this connection (it was not agreed in the handshake); a peer compresses only after both sides agreed on an algorithm")]
+    CompressionNotInForce {
+        /// The frame's kind.
+        kind: Kind,
+    },
+    /// A compressed frame declares a decompressed size over the receiver's frame limit
+    /// (found before anything was decompressed).
+    #[error("compressed frame would inflate to {len} bytes, over the limit of {max} bytes (max_frame_len applies to the decompressed frame); raise max_frame_len on the receiver or send less")]
+    DecompressedTooLarge {
+        /// Length of the whole frame once decompressed, header included.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A compressed section inflates past the size its prefix declares (decompression
+    /// stopped there).
+    #[error("the compressed {section} inflates past its declared size of {declared} bytes; decompression stopped there (a zip bomb or a broken sender)")]
+    InflatesPastDeclared {
+        /// `payload` or `kwargs`.
+        section: &'static str,
+        /// The size its prefix declared.
+        declared: u64,
+    },
+    /// A compressed section is malformed: too short for its prefix, an algorithm not in
+    /// force, or data that does not decompress to exactly the declared size.
+    #[error("bad compressed {section}: {problem}")]
+    BadCompressedData {
+        /// `payload` or `kwargs`.
+        section: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+
     // ---- connection (peer) ----
     /// A frame arrived that the connection's state does not allow (a CALL before the
     /// handshake, a second HELLO, a REPLY sent to a server...).
@@ -420,6 +456,8 @@ impl ProtocolError {
             FrameTooLarge { .. }
             | AnnotationsTooLarge { .. }
             | TooLong { .. }
+            | DecompressedTooLarge { .. }
+            | InflatesPastDeclared { .. }
             | PyroMessageTooLarge { .. } => ErrorCode::LIMIT_EXCEEDED,
             TooManyInFlight { .. } | InFlightLimit { .. } => ErrorCode::TOO_MANY_IN_FLIGHT,
             HandshakeTimeout | IdleTimeout | FrameTimeout | PingTimeout => ErrorCode::TIMEOUT,
@@ -452,6 +490,10 @@ impl ProtocolError {
             MalformedBody { .. } => "malformed_body",
             InvalidUtf8 { .. } => "invalid_utf8",
             Truncated { .. } => "truncated",
+            CompressionNotInForce { .. } => "bad_flags",
+            DecompressedTooLarge { .. } => "decompressed_too_large",
+            InflatesPastDeclared { .. } => "inflates_past_declared",
+            BadCompressedData { .. } => "bad_compressed_data",
             UnexpectedFrame { .. } => "unexpected_frame",
             UnknownRequest { .. } => "unknown_request",
             RequestIdNotIncreasing { .. } => "request_id_not_increasing",

@@ -243,7 +243,7 @@ impl Rule {
                 ..control
             },
             Kind::CALL => Rule {
-                flags: Flags::ONEWAY,
+                flags: Flags::ONEWAY.union(Flags::COMPRESSED),
                 codec: Need::NonZero,
                 request_id: Need::NonZero,
                 provider: true,
@@ -254,7 +254,7 @@ impl Rule {
                 attachment: true,
             },
             Kind::REPLY => Rule {
-                flags: Flags::STREAM,
+                flags: Flags::STREAM.union(Flags::COMPRESSED),
                 codec: Need::NonZero,
                 request_id: Need::NonZero,
                 annotations: true,
@@ -262,6 +262,7 @@ impl Rule {
                 ..control
             },
             Kind::STREAM_ITEM => Rule {
+                flags: Flags::COMPRESSED,
                 codec: Need::NonZero,
                 request_id: Need::NonZero,
                 annotations: true,
@@ -397,6 +398,8 @@ pub struct Hello {
     pub codecs: Vec<CodecId>,
     /// The client's limits: what the server may send it.
     pub limits: Limits,
+    /// Optional capabilities the client offers (SPEC §6.1.1); empty by default.
+    pub extensions: Extensions,
 }
 
 /// WELCOME body: the handshake succeeded (SPEC §6.2).
@@ -410,6 +413,86 @@ pub struct Welcome {
     pub accepted: Vec<CodecId>,
     /// The server's limits: what the client may send it.
     pub limits: Limits,
+    /// The server's answers to the capabilities the client offered (SPEC §6.1.1).
+    pub extensions: Extensions,
+}
+
+/// The tag of a handshake extension (SPEC §6.1.1). Unknown tags are representable and
+/// ignored by the receiver.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+pub struct ExtensionTag(pub u8);
+
+impl ExtensionTag {
+    /// Per-frame compression: the algorithms offered (HELLO) or accepted (WELCOME).
+    pub const COMPRESSION: ExtensionTag = ExtensionTag(1);
+    /// Symmetric connections: the client serves calls from the server (callbacks).
+    pub const CALLBACKS: ExtensionTag = ExtensionTag(2);
+    /// Stream parameters.
+    pub const STREAMS: ExtensionTag = ExtensionTag(3);
+}
+
+/// The optional extensions of a HELLO or WELCOME body (SPEC §6.1.1): at most one value per
+/// tag, in the order they travel. A WELCOME answers only tags its HELLO offered.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct Extensions(Vec<(ExtensionTag, Bytes)>);
+
+impl Extensions {
+    /// No extensions.
+    pub fn new() -> Extensions {
+        Extensions(Vec::new())
+    }
+
+    /// The value of `tag`, if present.
+    pub fn get(&self, tag: ExtensionTag) -> Option<&Bytes> {
+        self.0.iter().find(|(t, _)| *t == tag).map(|(_, v)| v)
+    }
+
+    /// Sets the value of `tag`, replacing an earlier one. Fails for tag 0 or a value longer
+    /// than 65535 bytes.
+    pub fn set(&mut self, tag: ExtensionTag, value: impl Into<Bytes>) -> Result<(), ProtocolError> {
+        let value = value.into();
+        if tag.0 == 0 {
+            return Err(ProtocolError::InvalidArgument(
+                "extension tag 0 is reserved",
+            ));
+        }
+        if value.len() > usize::from(u16::MAX) {
+            return Err(ProtocolError::InvalidArgument(
+                "an extension value is at most 65535 bytes",
+            ));
+        }
+        match self.0.iter_mut().find(|(t, _)| *t == tag) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((tag, value)),
+        }
+        Ok(())
+    }
+
+    /// Builder form of [`set`](Self::set).
+    pub fn with(
+        mut self,
+        tag: ExtensionTag,
+        value: impl Into<Bytes>,
+    ) -> Result<Extensions, ProtocolError> {
+        self.set(tag, value)?;
+        Ok(self)
+    }
+
+    /// Removes `tag`, returning its value.
+    pub fn remove(&mut self, tag: ExtensionTag) -> Option<Bytes> {
+        let i = self.0.iter().position(|(t, _)| *t == tag)?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries, in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = (ExtensionTag, &Bytes)> {
+        self.0.iter().map(|(t, v)| (*t, v))
+    }
 }
 
 /// REFUSE body: the handshake failed (SPEC §6.3).
@@ -852,15 +935,18 @@ impl Frame {
 
     /// Encodes the frame into `staging`, handing sections of at least `min_shared` bytes
     /// to `push` as shared chunks of their own, after `check` accepted the frame's length
-    /// (header included): the header is built once for both.
+    /// (header included): the header is built once for both. `extra` flags are set on top
+    /// of the frame's own (COMPRESSED, for a frame whose sections were compressed).
     pub(crate) fn encode_chunks_checked(
         &self,
         staging: &mut BytesMut,
         min_shared: usize,
         mut push: impl FnMut(Bytes),
         check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+        extra: Flags,
     ) -> Result<(), ProtocolError> {
-        let p = self.parts()?;
+        let mut p = self.parts()?;
+        p.flags = p.flags.union(extra);
         let header = p.header()?;
         check(header.frame_len())?;
         header.write(staging);
@@ -987,7 +1073,22 @@ impl<'a> CallRef<'a> {
         dst: &mut BytesMut,
         check: impl FnOnce(u64) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
-        let header = self.header()?;
+        self.encode_checked_flags(dst, check, Flags::EMPTY)
+    }
+
+    /// [`CallRef::encode_checked`] with `extra` flags set (COMPRESSED, for a call whose
+    /// sections were compressed).
+    pub(crate) fn encode_checked_flags(
+        &self,
+        dst: &mut BytesMut,
+        check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+        extra: Flags,
+    ) -> Result<(), ProtocolError> {
+        let mut header = self.header()?;
+        if extra != Flags::EMPTY {
+            header.flags = header.flags.union(extra);
+            header.check()?;
+        }
         check(header.frame_len())?;
         write_head(dst, &header, self.sections());
         dst.extend_from_slice(self.attachment);
@@ -1095,6 +1196,15 @@ fn put_limits(dst: &mut BytesMut, l: &Limits) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+fn put_extensions(dst: &mut BytesMut, e: &Extensions) {
+    // `Extensions::set` keeps tags non-zero, unique and values ≤ 65535 bytes.
+    for (tag, value) in e.iter() {
+        dst.put_u8(tag.0);
+        dst.put_u16(u16::try_from(value.len()).unwrap_or(u16::MAX));
+        dst.put_slice(value);
+    }
+}
+
 fn encode_hello(h: &Hello) -> Result<BytesMut, ProtocolError> {
     if h.versions.is_empty() || h.codecs.is_empty() {
         return Err(ProtocolError::InvalidArgument(
@@ -1106,6 +1216,7 @@ fn encode_hello(h: &Hello) -> Result<BytesMut, ProtocolError> {
     b.put_slice(&h.versions);
     put_codecs(&mut b, "codec list", &h.codecs)?;
     put_limits(&mut b, &h.limits)?;
+    put_extensions(&mut b, &h.extensions);
     Ok(b)
 }
 
@@ -1120,6 +1231,7 @@ fn encode_welcome(w: &Welcome) -> Result<BytesMut, ProtocolError> {
     b.put_u8(w.codec.0);
     put_codecs(&mut b, "accepted set", &w.accepted)?;
     put_limits(&mut b, &w.limits)?;
+    put_extensions(&mut b, &w.extensions);
     Ok(b)
 }
 
@@ -1257,6 +1369,29 @@ impl Reader {
         }
         Ok(l)
     }
+    /// The extension entries that fill the rest of a HELLO or WELCOME body (§6.1.1).
+    fn extensions(&mut self) -> Result<Extensions, ProtocolError> {
+        let mut e = Extensions::new();
+        while !self.buf.is_empty() {
+            let tag = ExtensionTag(self.u8()?);
+            let n = usize::from(self.u16()?);
+            let value = self.take(n)?;
+            if tag.0 == 0 {
+                return Err(ProtocolError::MalformedBody {
+                    what: self.what,
+                    problem: "extension tag 0",
+                });
+            }
+            if e.get(tag).is_some() {
+                return Err(ProtocolError::MalformedBody {
+                    what: self.what,
+                    problem: "an extension tag appears twice",
+                });
+            }
+            e.0.push((tag, value));
+        }
+        Ok(e)
+    }
     fn end(self) -> Result<(), ProtocolError> {
         if self.buf.is_empty() {
             Ok(())
@@ -1291,6 +1426,7 @@ pub(crate) fn assemble(
                 versions: r.versions(1)?,
                 codecs: r.codecs(1)?,
                 limits: r.limits()?,
+                extensions: r.extensions()?,
             };
             r.end()?;
             Frame::Hello(f)
@@ -1301,6 +1437,7 @@ pub(crate) fn assemble(
             let codec = CodecId(r.u8()?);
             let accepted = r.codecs(1)?;
             let limits = r.limits()?;
+            let extensions = r.extensions()?;
             r.end()?;
             if !accepted.contains(&codec) {
                 return Err(ProtocolError::MalformedBody {
@@ -1313,6 +1450,7 @@ pub(crate) fn assemble(
                 codec,
                 accepted,
                 limits,
+                extensions,
             })
         }
         Kind::REFUSE => {

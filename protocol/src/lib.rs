@@ -68,6 +68,7 @@
 #![warn(missing_docs)]
 
 mod annotations;
+mod compress;
 mod conn;
 mod decoder;
 mod error;
@@ -81,6 +82,7 @@ pub use annotations::{
     Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST,
     CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX, WINDOW_KEY,
 };
+pub use compress::Compression;
 pub use conn::{
     check_codec, CallRequest, ClientConfig, ClientConnection, ClientEvent, ServerConfig,
     ServerConnection, ServerEvent, Session,
@@ -88,10 +90,10 @@ pub use conn::{
 pub use decoder::{FrameDecoder, ReplyView};
 pub use error::{Cause, ProtocolError};
 pub use frame::{
-    Call, CallRef, ErrorBody, ErrorFrame, Frame, GoAway, Header, Hello, Limits, Method, Refuse,
-    Reply, StreamItem, Welcome,
+    Call, CallRef, ErrorBody, ErrorFrame, ExtensionTag, Extensions, Frame, GoAway, Header, Hello,
+    Limits, Method, Refuse, Reply, StreamItem, Welcome,
 };
 pub use wire::{
-    detect_dialect, CodecId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId, HEADER_LEN,
-    MAGIC, VERSION,
+    detect_dialect, CodecId, CompressionId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId,
+    HEADER_LEN, MAGIC, VERSION,
 };

@@ -100,12 +100,15 @@ wire_newtype! {
         /// REPLY: the result is a stream; STREAM_ITEM frames follow until STREAM_END or
         /// ERROR.
         STREAM = 0x0002;
+        /// CALL, REPLY, STREAM_ITEM: the payload and kwargs sections travel compressed
+        /// (SPEC §6.9); only valid while compression is in force on the connection.
+        COMPRESSED = 0x0004;
     }
 }
 
 impl Flags {
     /// Every bit this version defines.
-    pub const KNOWN: Flags = Flags(0x0003);
+    pub const KNOWN: Flags = Flags(0x0007);
 
     /// Whether every bit of `other` is set in `self`.
     pub fn contains(self, other: Flags) -> bool {
@@ -116,6 +119,26 @@ impl Flags {
     #[must_use]
     pub fn union(self, other: Flags) -> Flags {
         Flags(self.0 | other.0)
+    }
+}
+
+wire_newtype! {
+    /// A compression algorithm id (SPEC §6.9): listed in the compression extension of
+    /// HELLO and WELCOME and in the first byte of every compressed section. Unknown ids are
+    /// representable; a receiver only inflates the ids in force on its connection.
+    CompressionId(u8) {
+        /// Zstandard (RFC 8878), any level the sender likes.
+        ZSTD = 0x01;
+    }
+}
+
+impl CompressionId {
+    /// The lower-case name of a known algorithm (`"zstd"`), `None` for any other id.
+    pub fn lower_name(self) -> Option<&'static str> {
+        match self {
+            CompressionId::ZSTD => Some("zstd"),
+            _ => None,
+        }
     }
 }
 

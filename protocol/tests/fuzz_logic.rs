@@ -17,6 +17,7 @@ fn seeds() -> Vec<Vec<u8>> {
             versions: vec![1],
             codecs: vec![CodecId::MSGPACK, CodecId::JSON],
             limits: Limits::default(),
+            extensions: Default::default(),
         }),
         Frame::Call(Call {
             request_id: RequestId(1),

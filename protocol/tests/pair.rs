@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wirecall_protocol::{
     check_codec, Annotations, CallRequest, Cause, ClientConfig, ClientConnection, ClientEvent,
-    CodecId, ErrorBody, ErrorCode, ErrorFrame, Limits, Method, ProtocolError, ProviderId, Reply,
-    RequestId, ServerConfig, ServerConnection, ServerEvent, StreamItem,
+    CodecId, ErrorBody, ErrorCode, ErrorFrame, ExtensionTag, Extensions, Limits, Method,
+    ProtocolError, ProviderId, Reply, RequestId, ServerConfig, ServerConnection, ServerEvent,
+    StreamItem,
 };
 
 struct Pair {
@@ -143,6 +144,65 @@ fn handshake_agrees_on_the_clients_first_accepted_codec() {
     assert_eq!(ss.codec, CodecId::MSGPACK);
     assert_eq!(ss.offered, vec![CodecId::MSGPACK, CodecId::JSON]);
     assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn handshake_answers_only_the_extensions_both_sides_know() {
+    let mut client = ClientConfig::new(vec![CodecId::JSON]);
+    client.extensions = Extensions::new()
+        .with(ExtensionTag(200), &b"unknown to the server"[..])
+        .unwrap()
+        .with(ExtensionTag::COMPRESSION, &[1u8][..])
+        .unwrap();
+    let mut server = ServerConfig::new(vec![CodecId::JSON]);
+    server.extensions = Extensions::new()
+        .with(ExtensionTag::COMPRESSION, &[1u8][..])
+        .unwrap()
+        .with(ExtensionTag::CALLBACKS, &[][..])
+        .unwrap();
+    let mut p = Pair::new(client, server);
+    p.drive();
+    let Some(ClientEvent::Connected(cs)) = p.client.poll_event() else {
+        panic!("{:?}", p.client_err)
+    };
+    let Some(ServerEvent::Connected(ss)) = p.server.poll_event() else {
+        panic!()
+    };
+    // The unknown tag and the one the client did not offer are left out.
+    let tags: Vec<_> = cs.extensions.iter().map(|(t, _)| t).collect();
+    assert_eq!(tags, vec![ExtensionTag::COMPRESSION]);
+    assert_eq!(ss.extensions, cs.extensions);
+    assert_eq!(ss.offered_extensions.iter().count(), 2);
+    assert_eq!(
+        ss.offered_extensions.get(ExtensionTag(200)).unwrap(),
+        &b"unknown to the server"[..]
+    );
+}
+
+#[test]
+fn client_rejects_a_welcome_answering_an_extension_it_did_not_offer() {
+    use wirecall_protocol::{Frame, Welcome};
+    let mut c =
+        ClientConnection::new(ClientConfig::new(vec![CodecId::JSON]), Instant::now()).unwrap();
+    while c.poll_transmit().is_some() {}
+    let mut b = bytes::BytesMut::new();
+    Frame::Welcome(Welcome {
+        version: 1,
+        codec: CodecId::JSON,
+        accepted: vec![CodecId::JSON],
+        limits: Limits::default(),
+        extensions: Extensions::new()
+            .with(ExtensionTag::CALLBACKS, &[][..])
+            .unwrap(),
+    })
+    .encode(&mut b)
+    .unwrap();
+    let e = c.handle_input(&b, Instant::now()).unwrap_err();
+    assert!(
+        e.to_string().contains("extension that was not offered"),
+        "{e}"
+    );
+    assert!(c.poll_event().is_none(), "no Connected event");
 }
 
 #[test]

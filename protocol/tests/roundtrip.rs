@@ -3,9 +3,9 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use wirecall_protocol::{
-    Annotations, Call, CodecId, ErrorBody, ErrorCode, ErrorFrame, Frame, FrameDecoder, GoAway,
-    Hello, Limits, Method, ProtocolError, ProviderId, Refuse, Reply, RequestId, StreamItem,
-    Welcome,
+    Annotations, Call, CodecId, ErrorBody, ErrorCode, ErrorFrame, ExtensionTag, Extensions, Frame,
+    FrameDecoder, GoAway, Hello, Limits, Method, ProtocolError, ProviderId, Refuse, Reply,
+    RequestId, StreamItem, Welcome,
 };
 
 fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
@@ -29,6 +29,16 @@ fn limits() -> impl Strategy<Value = Limits> {
         max_frame_len: f,
         max_annotations_len: a,
         max_in_flight: i,
+    })
+}
+
+fn extensions() -> impl Strategy<Value = Extensions> {
+    proptest::collection::vec((1u8..=255, bytes(20)), 0..4).prop_map(|entries| {
+        let mut e = Extensions::new();
+        for (tag, value) in entries {
+            e.set(ExtensionTag(tag), value).unwrap();
+        }
+        e
     })
 }
 
@@ -94,25 +104,33 @@ fn frame() -> impl Strategy<Value = Frame> {
         (
             proptest::collection::vec(any::<u8>(), 1..5),
             codecs(1),
-            limits()
+            limits(),
+            extensions()
         )
-            .prop_map(|(versions, codecs, limits)| Frame::Hello(Hello {
-                versions,
-                codecs,
-                limits
-            })),
+            .prop_map(
+                |(versions, codecs, limits, extensions)| Frame::Hello(Hello {
+                    versions,
+                    codecs,
+                    limits,
+                    extensions,
+                })
+            ),
         (
             any::<u8>(),
             codecs(1),
             any::<prop::sample::Index>(),
-            limits()
+            limits(),
+            extensions()
         )
-            .prop_map(|(version, accepted, i, limits)| Frame::Welcome(Welcome {
-                version,
-                codec: accepted[i.index(accepted.len())],
-                accepted,
-                limits,
-            })),
+            .prop_map(|(version, accepted, i, limits, extensions)| Frame::Welcome(
+                Welcome {
+                    version,
+                    codec: accepted[i.index(accepted.len())],
+                    accepted,
+                    limits,
+                    extensions,
+                }
+            )),
         (
             any::<u32>(),
             proptest::collection::vec(any::<u8>(), 0..4),

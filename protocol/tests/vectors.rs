@@ -6,8 +6,8 @@ use std::time::Instant;
 use bytes::BytesMut;
 use serde_json::{json, Value};
 use wirecall_protocol::{
-    ClientConfig, ClientConnection, ClientEvent, CodecId, Frame, FrameDecoder, Limits,
-    ProtocolError, ServerConfig, ServerConnection, ServerEvent,
+    ClientConfig, ClientConnection, ClientEvent, CodecId, CompressionId, Frame, FrameDecoder,
+    Limits, ProtocolError, ServerConfig, ServerConnection, ServerEvent,
 };
 
 fn dir() -> PathBuf {
@@ -33,6 +33,17 @@ fn limits_json(l: &Limits) -> Value {
            "max_in_flight": l.max_in_flight})
 }
 
+/// Adds `extensions` (SPEC §6.1.1) to a HELLO or WELCOME notation when there are any.
+fn with_extensions(mut v: Value, e: &wirecall_protocol::Extensions) -> Value {
+    if !e.is_empty() {
+        v["extensions"] = e
+            .iter()
+            .map(|(tag, value)| json!({"tag": tag.0, "value": hex::encode(value)}))
+            .collect();
+    }
+    v
+}
+
 fn limits_from(v: Option<&Value>) -> Limits {
     match v {
         None => Limits::default(),
@@ -47,12 +58,16 @@ fn limits_from(v: Option<&Value>) -> Limits {
 /// The JSON notation of conformance/vectors/frames/README.md.
 fn frame_json(f: &Frame) -> Value {
     match f {
-        Frame::Hello(h) => {
+        Frame::Hello(h) => with_extensions(
             json!({"kind": "HELLO", "versions": h.versions, "codecs": ids(&h.codecs),
-            "limits": limits_json(&h.limits)})
-        }
-        Frame::Welcome(w) => json!({"kind": "WELCOME", "version": w.version, "codec": w.codec.0,
+            "limits": limits_json(&h.limits)}),
+            &h.extensions,
+        ),
+        Frame::Welcome(w) => with_extensions(
+            json!({"kind": "WELCOME", "version": w.version, "codec": w.codec.0,
             "accepted": ids(&w.accepted), "limits": limits_json(&w.limits)}),
+            &w.extensions,
+        ),
         Frame::Refuse(r) => json!({"kind": "REFUSE", "code": r.code.0, "versions": r.versions,
             "accepted": ids(&r.accepted), "message": r.message}),
         Frame::Call(c) => {
@@ -87,8 +102,15 @@ fn frame_json(f: &Frame) -> Value {
 }
 
 /// Decodes a whole stream given in `chunks`, then signals end of stream.
-fn run(limits: Limits, chunks: &[&[u8]]) -> (Vec<Frame>, Option<ProtocolError>) {
+/// With `compression` (algorithm ids) in force, as after a handshake that agreed on them
+/// (SPEC §6.9).
+fn run(
+    limits: Limits,
+    compression: &[u8],
+    chunks: &[&[u8]],
+) -> (Vec<Frame>, Option<ProtocolError>) {
     let mut d = FrameDecoder::new(limits);
+    d.set_compression(compression.iter().map(|&a| CompressionId(a)).collect());
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     for chunk in chunks {
@@ -120,10 +142,15 @@ fn check_file(name: &str) -> usize {
         let limits = limits_from(v.get("limits"));
         let expect_frames = v["frames"].as_array().unwrap();
         let expect_error = v["error"].as_str();
+        let compression: Vec<u8> = v
+            .get("compression")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|x| x.as_u64().unwrap() as u8).collect())
+            .unwrap_or_default();
 
-        let whole = run(limits, &[&bytes]);
+        let whole = run(limits, &compression, &[&bytes]);
         let singles: Vec<&[u8]> = bytes.chunks(1).collect();
-        let split = run(limits, &singles);
+        let split = run(limits, &compression, &singles);
         for (how, (frames, err)) in [("whole", &whole), ("byte by byte", &split)] {
             let got: Vec<Value> = frames.iter().map(frame_json).collect();
             assert_eq!(&got, expect_frames, "{name}/{vname} ({how}): frames");
@@ -132,6 +159,10 @@ fn check_file(name: &str) -> usize {
                 expect_error,
                 "{name}/{vname} ({how}): error {err:?}"
             );
+        }
+        if !compression.is_empty() {
+            // Decoded frames hold the inflated sections: they encode to other bytes.
+            continue;
         }
         // The encoding is canonical: valid frames encode back to the same bytes.
         let mut out = BytesMut::new();
@@ -198,6 +229,11 @@ fn annotations() {
     check_file("annotations.json");
 }
 
+#[test]
+fn compression() {
+    assert!(check_file("compression.json") >= 10);
+}
+
 fn partial_eq(actual: &Value, expected: &Value) -> bool {
     match (actual, expected) {
         (Value::Object(a), Value::Object(e)) => e
@@ -216,7 +252,7 @@ fn sent_frames(bytes: Option<bytes::Bytes>) -> Vec<Value> {
         max_annotations_len: u32::MAX,
         max_in_flight: 1,
     };
-    let (frames, err) = run(big, &[&bytes]);
+    let (frames, err) = run(big, &[], &[&bytes]);
     assert!(
         err.is_none(),
         "state machine sent undecodable bytes: {err:?}"

@@ -449,6 +449,7 @@ impl PipelinedClients {
             versions: vec![1],
             codecs: vec![codec],
             limits: proto::Limits::default(),
+            extensions: Default::default(),
         })
         .encode(&mut hello)
         .map_err(|e| BenchError::Other(format!("encoding HELLO: {e}")))?;

@@ -20,11 +20,18 @@
 //! Batches (`--profile batch`, alone): 1,000 small calls as one `Proxy::batch` (ordered, and
 //! run-all) against the same calls one after another, per transport (see `perf/batch.rs`).
 //!
+//! Compression (`--profile compression`, alone): a 1 MiB compressible JSON payload echoed
+//! without compression and with zstd, bytes on the wire and CPU per call, per transport
+//! (see `perf/compression.rs`).
+//!
 //! `cargo run --release -p wirecall-benches --bin perf -- [--duration S] [--quick]
-//! [--codecs json,postcard] [--transports tcp,unix] [--json] [--profile many-conns|naming|batch]`
+//! [--codecs json,postcard] [--transports tcp,unix] [--json]
+//! [--profile many-conns|naming|batch|compression]`
 
 #[path = "perf/batch.rs"]
 mod batch;
+#[path = "perf/compression.rs"]
+mod compression;
 #[path = "perf/naming.rs"]
 mod naming;
 
@@ -77,7 +84,8 @@ struct Args {
     /// -f`. Or `many-conns`: the many-connections figures alone (wirecall with the first
     /// codec on the first transport, the raw echo server and tarpc over tcp, at 1x64, 8x8
     /// and 256x1 connections x calls in flight), for A/B runs of two builds. Or `naming`:
-    /// the naming figures alone (name server lookups, first and later calls by name).
+    /// the naming figures alone (name server lookups, first and later calls by name). Or
+    /// `compression`: a 1 MiB JSON echo without and with zstd (bytes, wall and CPU per call).
     #[arg(long, value_name = "SUBJECT")]
     profile: Option<String>,
     /// Run everything on one thread (a current-thread tokio runtime) instead of two
@@ -219,6 +227,22 @@ fn run(args: &Args) -> Result<(), String> {
                 println!("{:#}", batch::to_json(&figs));
             } else {
                 print!("{}", batch::table(&figs, duration));
+            }
+            return Ok(());
+        }
+        if subject == "compression" {
+            let mut figs = Vec::new();
+            for t in &transports {
+                let name = match t {
+                    TransportKind::Unix => "unix",
+                    _ => "tcp",
+                };
+                figs.push(compression::measure(&rt, name, duration, progress)?);
+            }
+            if args.json {
+                println!("{:#}", compression::to_json(&figs));
+            } else {
+                print!("{}", compression::table(&figs, duration));
             }
             return Ok(());
         }

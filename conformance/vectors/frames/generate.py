@@ -39,6 +39,11 @@ def hello_body(versions, codecs, limits=DEFAULT_LIMITS):
     return bytes([len(versions)]) + bytes(versions) + bytes([len(codecs)]) + bytes(codecs) + limits_bytes(limits)
 
 
+def extensions_bytes(entries):
+    """Handshake extensions (SPEC §6.1.1): (tag, value bytes) pairs."""
+    return b"".join(bytes([tag]) + struct.pack(">H", len(v)) + v for tag, v in entries)
+
+
 def welcome_body(version, codec, accepted, limits=DEFAULT_LIMITS):
     return bytes([version, codec, len(accepted)]) + bytes(accepted) + limits_bytes(limits)
 
@@ -130,6 +135,17 @@ def kinds():
                     "HELLO offering versions 2 then 1, serpent, json and user codec 200, with the smallest legal limits",
                     frame(HELLO, payload=hello_body([2, 1], [7, 1, 200], lim)),
                     [{"kind": "HELLO", "versions": [2, 1], "codecs": [7, 1, 200], "limits": lim}]))
+    ext = [(1, b"\x01"), (200, b"private")]
+    out.append(v_ok("hello-extensions", "§6.1, §6.1.1",
+                    "HELLO offering compression (tag 1, zstd) and a private-use tag 200",
+                    frame(HELLO, payload=hello_body([1], [1]) + extensions_bytes(ext)),
+                    [{"kind": "HELLO", "versions": [1], "codecs": [1], "limits": DEFAULT_LIMITS,
+                      "extensions": [{"tag": t, "value": v.hex()} for t, v in ext]}]))
+    out.append(v_ok("welcome-extensions", "§6.2, §6.1.1",
+                    "WELCOME answering compression (tag 1) and callbacks (tag 2, empty value)",
+                    frame(WELCOME, payload=welcome_body(1, 1, [1]) + extensions_bytes([(1, b"\x01"), (2, b"")])),
+                    [{"kind": "WELCOME", "version": 1, "codec": 1, "accepted": [1], "limits": DEFAULT_LIMITS,
+                      "extensions": [{"tag": 1, "value": "01"}, {"tag": 2, "value": ""}]}]))
     out.append(v_ok("welcome-basic", "§3, §6.2", "WELCOME: version 1, default codec json, accepted json and msgpack",
                     frame(WELCOME, payload=welcome_body(1, 1, [1, 2])),
                     [{"kind": "WELCOME", "version": 1, "codec": 1, "accepted": [1, 2], "limits": DEFAULT_LIMITS}]))
@@ -232,7 +248,11 @@ def kinds():
 
 def flags():
     out = []
-    out.append(v_err("flags-unknown-bit-on-call", "§4", "CALL with undefined flag 0x0004",
+    out.append(v_err("flags-unknown-bit-on-call", "§4", "CALL with undefined flag 0x0010",
+                     frame(CALL, flags=0x0010, codec=1, rid=1, route=b"m"), "bad_flags"))
+    out.append(v_err("flags-compressed-not-in-force", "§4, §6.9",
+                     "CALL with flag COMPRESSED on a connection without compression in force "
+                     "(the runner's decoder has none): refused from the header",
                      frame(CALL, flags=0x0004, codec=1, rid=1, route=b"m"), "bad_flags"))
     out.append(v_err("flags-high-bit", "§4", "PING with flag 0x8000", frame(PING, flags=0x8000, payload=bytes(8)),
                      "bad_flags"))
@@ -374,6 +394,13 @@ def bodies():
         ("hello-in-flight-zero", HELLO,
          hello_body([1], [1], {"max_frame_len": 4096, "max_annotations_len": 0, "max_in_flight": 0}), "malformed_body"),
         ("hello-trailing-byte", HELLO, hello_body([1], [1]) + b"\x00", "malformed_body"),
+        ("hello-extension-tag-zero", HELLO, hello_body([1], [1]) + extensions_bytes([(0, b"")]), "malformed_body"),
+        ("hello-extension-twice", HELLO, hello_body([1], [1]) + extensions_bytes([(1, b"\x01"), (1, b"\x01")]),
+         "malformed_body"),
+        ("hello-extension-past-body", HELLO, hello_body([1], [1]) + extensions_bytes([(1, b"\x01\x02")])[:-1],
+         "malformed_body"),
+        ("welcome-extension-tag-zero", WELCOME, welcome_body(1, 1, [1]) + extensions_bytes([(0, b"x")]),
+         "malformed_body"),
         ("welcome-codec-not-accepted", WELCOME, welcome_body(1, 3, [1, 2]), "malformed_body"),
         ("welcome-empty-accepted", WELCOME, bytes([1, 1, 0]) + lim, "malformed_body"),
         ("welcome-truncated", WELCOME, welcome_body(1, 1, [1])[:-2], "malformed_body"),
@@ -448,6 +475,80 @@ HELLO_F = frame(HELLO, payload=hello_body([1], [3, 2, 1]))
 WELCOME_F = frame(WELCOME, payload=welcome_body(1, 2, [1, 2]))
 
 
+COMPRESSED = 0x0004
+
+
+def zstd_raw(data):
+    """A zstd frame (RFC 8878) holding `data` in one raw block: single segment, 1-byte content
+    size, no checksum; valid for any zstd decoder, built here without a zstd library."""
+    assert len(data) < 256
+    block = struct.pack("<I", 1 | (0 << 1) | (len(data) << 3))[:3]
+    return bytes([0x28, 0xB5, 0x2F, 0xFD, 0x20, len(data)]) + block + data
+
+
+def zstd_rle(byte, count):
+    """A zstd frame of `count` copies of `byte` in one RLE block (count < 65536: 2-byte content
+    size, stored minus 256)."""
+    assert 256 <= count < 65536
+    block = struct.pack("<I", 1 | (1 << 1) | (count << 3))[:3]
+    return bytes([0x28, 0xB5, 0x2F, 0xFD, 0x60]) + struct.pack("<H", count - 256) + block + bytes([byte])
+
+
+def packed(declared, data, alg=1):
+    """A section in compressed form (SPEC §6.9): algorithm id, decompressed length, data."""
+    return bytes([alg]) + struct.pack(">I", declared) + data
+
+
+def compression():
+    """Compressed frames, for a decoder with zstd in force (the vector's `compression`)."""
+    z = [1]
+    args, kwargs, item = b"[1,2,3]", b'{"k":"v"}', b'"item"'
+    out = [
+        v_ok("compression-call", "§6.9", "CALL with COMPRESSED: payload and kwargs inflated, the "
+             "attachment raw", frame(CALL, flags=COMPRESSED, codec=1, provider=7, rid=1, route=b"m",
+                                    payload=packed(len(args), zstd_raw(args)),
+                                    kwargs=packed(len(kwargs), zstd_raw(kwargs)), att=b"raw"),
+             [j_call(1, 7, 1, "m", args, kwargs, b"raw")]),
+        v_ok("compression-call-empty-kwargs", "§6.9", "an empty section stays empty (no prefix)",
+             frame(CALL, flags=COMPRESSED | ONEWAY, codec=1, rid=2, route=b"m",
+                   payload=packed(len(args), zstd_raw(args))),
+             [j_call(2, 0, 1, "m", args, oneway=True)]),
+        v_ok("compression-reply-stream", "§6.9", "REPLY with STREAM and COMPRESSED, then a "
+             "compressed STREAM_ITEM", frame(REPLY, flags=STREAM | COMPRESSED, codec=1, rid=1,
+                                              payload=packed(len(args), zstd_raw(args)))
+             + frame(STREAM_ITEM, flags=COMPRESSED, codec=1, rid=1, payload=packed(len(item), zstd_raw(item))),
+             [j_reply(1, 1, args, stream=True), j_item(1, 1, item)]),
+        v_ok("compression-rle", "§6.9", "a section inflating 12 bytes to 1,000 (an RLE block)",
+             frame(REPLY, flags=COMPRESSED, codec=1, rid=1, payload=packed(1000, zstd_rle(0x61, 1000))),
+             [j_reply(1, 1, b"a" * 1000)]),
+        v_err("compression-declared-over-limit", "§6.9, §8", "declares 1 MiB under a 4096-byte frame "
+              "limit: refused before decompressing", frame(REPLY, flags=COMPRESSED, codec=1, rid=1,
+                                                         payload=packed(1 << 20, zstd_raw(b"x"))),
+              "decompressed_too_large", limits={"max_frame_len": 4096, "max_annotations_len": 16 << 10,
+                                                "max_in_flight": 128}),
+        v_err("compression-inflates-past-declared", "§6.9", "declares 10 bytes, inflates to 1,000",
+              frame(REPLY, flags=COMPRESSED, codec=1, rid=1, payload=packed(10, zstd_rle(0x61, 1000))),
+              "inflates_past_declared"),
+        v_err("compression-inflates-short", "§6.9", "declares 8 bytes, inflates to 7",
+              frame(REPLY, flags=COMPRESSED, codec=1, rid=1, payload=packed(8, zstd_raw(args))),
+              "bad_compressed_data"),
+        v_err("compression-not-zstd", "§6.9", "data that is not a zstd frame",
+              frame(REPLY, flags=COMPRESSED, codec=1, rid=1, payload=packed(7, b"not zstd")),
+              "bad_compressed_data"),
+        v_err("compression-algorithm-not-in-force", "§6.9", "algorithm id 2, not in force",
+              frame(REPLY, flags=COMPRESSED, codec=1, rid=1, payload=packed(len(args), zstd_raw(args), alg=2)),
+              "bad_compressed_data"),
+        v_err("compression-short-prefix", "§6.9", "a compressed section shorter than its prefix",
+              frame(REPLY, flags=COMPRESSED, codec=1, rid=1, payload=b"\x01\x00\x00"),
+              "bad_compressed_data"),
+        v_err("compression-flag-on-error", "§4, §6.9", "COMPRESSED is never valid on ERROR",
+              frame(ERROR, flags=COMPRESSED, rid=1, payload=error_body(14)), "bad_flags"),
+    ]
+    for v in out:
+        v["compression"] = z
+    return out
+
+
 def step(recv, send=(), events=(), error=None):
     return {"recv": recv.hex(), "send": list(send), "events": list(events), "error": error}
 
@@ -470,6 +571,11 @@ def sessions():
     srv("server-no-common-version", "§6.3, §10", "HELLO offering version 2 only is refused",
         [step(frame(HELLO, payload=hello_body([2], [1])),
               [{"kind": "REFUSE", "code": 2, "versions": [1], "accepted": [1, 2]}], [], "no_common_version")])
+    srv("server-unknown-extension", "§6.1.1",
+        "a HELLO offering extensions the server does not support gets a WELCOME without them",
+        [step(frame(HELLO, payload=hello_body([1], [3, 2, 1]) + extensions_bytes([(1, b"\x01"), (200, b"x")])),
+              [{"kind": "WELCOME", "version": 1, "codec": 2, "accepted": [1, 2], "limits": DEFAULT_LIMITS}],
+              ["connected"])])
     srv("server-call-before-hello", "§10", "a CALL before HELLO is fatal",
         [step(call1, [{"kind": "GOAWAY", "code": 1}], [], "unexpected_frame")])
     srv("server-second-hello", "§10", "a second HELLO is fatal",
@@ -540,7 +646,7 @@ def sessions():
         [step(frame(PING, payload=bytes(8)), [{"kind": "PONG", "data": "0000000000000000"}], [])])
     srv("server-unsolicited-pong", "§10", "an unsolicited PONG is ignored",
         [hs, step(frame(PONG, payload=bytes(8)), [], [])])
-    srv("server-reply-from-client", "§10", "a REPLY sent to a server is fatal",
+    srv("server-reply-from-client", "§10, §6.10", "a REPLY sent to a server without callbacks in force is fatal",
         [hs, step(frame(REPLY, codec=1, rid=1), [{"kind": "GOAWAY", "code": 1}], [], "unexpected_frame")])
     srv("server-client-goaway", "§10", "client GOAWAY with nothing in flight: drained",
         [hs, step(frame(GOAWAY, payload=goaway_body(0, 0, "")), [], ["goaway", "drained"])])
@@ -562,6 +668,10 @@ def sessions():
     cli("client-welcome-codec-not-offered", "§6.2", "a WELCOME choosing a codec the client did not offer is fatal",
         [step(frame(WELCOME, payload=welcome_body(1, 3, [3])), [{"kind": "GOAWAY", "code": 1}], [],
               "malformed_body")])
+    cli("client-welcome-extension-not-offered", "§6.1.1",
+        "a WELCOME answering a handshake extension the client did not offer is fatal",
+        [step(frame(WELCOME, payload=welcome_body(1, 2, [1, 2]) + extensions_bytes([(2, b"")])),
+              [{"kind": "GOAWAY", "code": 1}], [], "malformed_body")])
     cli("client-welcome-version-not-offered", "§6.2", "a WELCOME choosing a version the client did not offer is fatal",
         [step(frame(WELCOME, payload=welcome_body(2, 1, [1])), [{"kind": "GOAWAY", "code": 1}], [],
               "malformed_body")])
@@ -578,7 +688,7 @@ def sessions():
     cli("client-stream-end-unknown-request", "§10", "a STREAM_END for a request id not in flight is fatal",
         [step(WELCOME_F, [], ["connected"]),
          step(frame(STREAM_END, rid=3), [{"kind": "GOAWAY", "code": 1}], [], "unknown_request")])
-    cli("client-call-from-server", "§10", "a CALL sent to a client is fatal",
+    cli("client-call-from-server", "§10, §6.10", "a CALL sent to a client without callbacks in force is fatal",
         [step(WELCOME_F, [], ["connected"]),
          step(call1, [{"kind": "GOAWAY", "code": 1}], [], "unexpected_frame")])
     cli("client-goaway", "§10", "server GOAWAY with nothing in flight: drained",
@@ -608,6 +718,8 @@ def main():
                          "(SPEC §1-§3).", header_rules())
     write("limits.json", "Limits enforced from the header before allocating (SPEC §8).", limits())
     write("bodies.json", "Malformed fixed binary bodies (SPEC §6, §7).", bodies())
+    write("compression.json", "Compressed frames (SPEC §6.9), decoded with zstd in force (`compression`: the "
+                              "algorithm ids in force).", compression())
     write("annotations.json", "The annotation section and garbage after a frame (SPEC §6.7, §10).", annotations())
     write("sessions.json", "Connection rules (SPEC §10): bytes fed to a client or server state machine.",
           sessions(), key="sessions")

@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::conn::{BatchMark, Body};
-use super::proxy::check_name;
+use super::proxy::{check_name, may_have_run, pyro_provider};
+use super::pyro::{Kind as PyroKind, PyroProxy};
 use crate::args::{ArgList, SeqOf};
 use crate::codec;
 use crate::error::Error;
@@ -229,6 +230,10 @@ impl<'p> Batch<'p> {
         for c in &self.calls {
             check_name(&c.method)?;
         }
+        self.proxy.settle().await?;
+        if let Some(p) = self.proxy.pyro_client() {
+            return Box::pin(self.send_pyro(p)).await;
+        }
         let mut opts = self.proxy.opts.clone();
         opts.timeout = self.timeout;
         // A connection that cannot be made yet (a server restarting) is retried as for any
@@ -381,6 +386,117 @@ impl<'p> Batch<'p> {
                         },
                         e => e,
                     })
+            })
+            .collect();
+        Ok(BatchResults { results })
+    }
+}
+
+impl Batch<'_> {
+    /// [`Batch::send`] in Pyro mode. A batch that stops at its first error is one Pyro5
+    /// batch request (the daemon runs the calls in order and stops at the first that
+    /// raises: the calls after it are [`Error::Skipped`]); a batch of oneway calls only is
+    /// one oneway batch request; a batch that runs all sends its calls one by one. Oneway
+    /// calls inside a batch request run in their turn (their results are dropped).
+    async fn send_pyro(self, p: &PyroProxy) -> Result<BatchResults, Error> {
+        let mut opts = self.proxy.opts.clone();
+        opts.timeout = self.timeout;
+        let view = self.proxy.pyro_view(p, &opts)?;
+        let codec = view.serializer_codec();
+        let limits = wirecall_codecs::Limits::default();
+        let mut calls = Vec::with_capacity(self.calls.len());
+        let mut oneway = Vec::with_capacity(self.calls.len());
+        for (i, c) in self.calls.into_iter().enumerate() {
+            pyro_provider(c.provider_id, self.proxy.uri())?;
+            let bad = |message: String| Error::Codec {
+                message: format!("call {i} of the batch (`{}`): {message}", c.method),
+            };
+            // The arguments, encoded with the serializer they travel in, read back as values.
+            let mut out = Vec::with_capacity(32);
+            let split = (c.encode)(codec, &mut out).map_err(|e| bad(e.to_string()))?;
+            let args = match wirecall_codecs::decode_value(codec, &out[..split], &limits) {
+                Ok(Value::List(a) | Value::Tuple(a)) => a,
+                Ok(other) => {
+                    return Err(bad(format!("the arguments are not a sequence: {other:?}")))
+                }
+                Err(e) => return Err(bad(e.to_string())),
+            };
+            let mut kwargs = Vec::new();
+            if split < out.len() {
+                match wirecall_codecs::decode_value(codec, &out[split..], &limits) {
+                    Ok(Value::Map(m)) => {
+                        for (k, v) in m {
+                            match k {
+                                Value::Str(k) => kwargs.push((k, v)),
+                                other => {
+                                    return Err(bad(format!(
+                                        "a keyword argument's name is not a string: {other:?}"
+                                    )))
+                                }
+                            }
+                        }
+                    }
+                    Ok(other) => {
+                        return Err(bad(format!(
+                            "the keyword arguments are not a map: {other:?}"
+                        )))
+                    }
+                    Err(e) => return Err(bad(e.to_string())),
+                }
+            }
+            oneway.push(c.oneway);
+            calls.push((c.method, args, kwargs));
+        }
+        let n = calls.len();
+        self.proxy
+            .pyro_connect_retrying(&view, &opts, &mut 0)
+            .await?;
+        let encode = |v: Value| -> Result<Option<(CodecId, Bytes)>, Error> {
+            let mut out = Vec::new();
+            wirecall_codecs::encode_value(codec, &v, &mut out).map_err(|e| Error::Codec {
+                message: format!("re-encoding a batch result with {codec}: {e}"),
+            })?;
+            Ok(Some((codec, Bytes::from(out))))
+        };
+        if !self.stop_at_first_error {
+            let mut results = Vec::with_capacity(n);
+            for ((method, args, kwargs), ow) in calls.into_iter().zip(oneway) {
+                let kwargs = Value::Map(
+                    kwargs
+                        .into_iter()
+                        .map(|(k, v)| (Value::Str(k), v))
+                        .collect(),
+                );
+                let r = view
+                    .invoke(PyroKind::Method, &method, args, kwargs, ow)
+                    .await
+                    .and_then(|v| if ow { Ok(None) } else { encode(v) });
+                results.push(r);
+            }
+            return Ok(BatchResults { results });
+        }
+        let all_oneway = oneway.iter().all(|o| *o);
+        let answers = view
+            .batch_calls(calls, all_oneway)
+            .await
+            .map_err(may_have_run)?;
+        if all_oneway {
+            return Ok(BatchResults {
+                results: (0..n).map(|_| Ok(None)).collect(),
+            });
+        }
+        let mut answers = answers.into_iter();
+        let results = oneway
+            .iter()
+            .map(|ow| match answers.next() {
+                Some(Ok(_)) if *ow => Ok(None),
+                Some(Ok(v)) => encode(v),
+                Some(Err(e)) => Err(e),
+                None => Err(Error::Skipped {
+                    message:
+                        "an earlier call of the batch raised: the Pyro5 daemon ran no call after it"
+                            .into(),
+                }),
             })
             .collect();
         Ok(BatchResults { results })

@@ -18,9 +18,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use wirecall_protocol as proto;
 use wirecall_transport::{Address, Stream};
 
+use super::callbacks::{Exposed, Serving};
 use super::slot::{Slot, SlotWait, Waiters};
 use crate::error::{Error, Fault};
 use crate::io::{HasMachine, State, Wire};
+use crate::provider::Outcome;
 use crate::CodecId;
 
 /// Results up to this size are copied out of the read buffer rather than shared with it.
@@ -93,7 +95,7 @@ impl Body {
 pub(crate) struct Pending {
     machine: proto::ClientConnection,
     /// The calls waiting for an answer, by request id.
-    pub(crate) waiters: Waiters,
+    pub(super) waiters: Waiters,
     /// The streamed calls whose consumer is still there, by request id (SPEC §6.11):
     /// while any is open a reader task reads the connection.
     streams: std::collections::HashMap<u64, StreamSlot, rustc_hash::FxBuildHasher>,
@@ -105,6 +107,9 @@ pub(crate) struct Pending {
     reader: Option<Box<Reader>>,
     /// A recent instant, for calls that carry no deadline (the machine needs one).
     recent: Instant,
+    /// The providers this connection serves to its server (callbacks, SPEC §6.10); while
+    /// there are, the read side is always read, by a reader task.
+    serving: Option<Serving>,
 }
 
 impl HasMachine for Pending {
@@ -171,7 +176,10 @@ impl ConnShared {
             }
         }
         wake_streams(&mut p.side, &mut wakers);
+        // Dropped once the lock is released: its instances see on_disconnect.
+        let serving = p.side.serving.take();
         drop(p);
+        drop(serving);
         self.wire.close();
         for w in wakers {
             w.wake();
@@ -237,6 +245,8 @@ pub(crate) struct ClientConn {
     pub(crate) address: String,
     /// The server's limit of calls in flight on this connection.
     pub(crate) max_in_flight: u32,
+    /// The compression algorithms in force (SPEC §6.9); empty when off.
+    pub(crate) compression: Vec<proto::CompressionId>,
 }
 
 /// How a call joins an ordered batch (SPEC §6.8): the batch's first request id, shared by
@@ -279,7 +289,9 @@ impl ClientConn {
         preferred: &[CodecId],
         only: bool,
         limits: proto::Limits,
+        compression: &proto::Compression,
         tls: Option<&crate::TlsClientConfig>,
+        exposed: Option<Arc<Exposed>>,
     ) -> Result<ClientConn, Error> {
         let url = address.to_string();
         let connecting = async {
@@ -304,9 +316,16 @@ impl ClientConn {
         let offered: Vec<String> = codecs.iter().map(|c| c.to_string()).collect();
         let mut config = proto::ClientConfig::new(codecs);
         config.limits = limits;
+        config.compression = compression.clone();
         config.handshake_timeout = Some(CONNECT_TIMEOUT);
         // The writer sends the transmit buffer as one contiguous run.
         config.share_sections_from = usize::MAX;
+        if exposed.is_some() {
+            // The server may call the exposed providers back on this connection.
+            config
+                .offer_callbacks(None)
+                .map_err(|e| Error::config(e.to_string()))?;
+        }
         let mut machine = proto::ClientConnection::new(config, crate::io::now())
             .map_err(|e| Error::config(e.to_string()))?;
         let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -399,6 +418,7 @@ impl ClientConn {
                 wakers: Vec::new(),
             })),
             recent: crate::io::now(),
+            serving: None,
         };
         let wire = Wire::start(pending, wr);
         let shared = Arc::new(ConnShared {
@@ -408,12 +428,31 @@ impl ClientConn {
             closed: AtomicBool::new(false),
             reader_idle: AtomicBool::new(true),
         });
+        if let (Some(exposed), true) = (exposed, session.callbacks()) {
+            let serving = Serving::new(
+                &exposed,
+                &url,
+                Arc::downgrade(&shared),
+                limits.max_frame_len,
+            );
+            let reader = {
+                let mut p = shared.pending();
+                p.side.serving = Some(serving);
+                shared.take_reader(&mut p.side)
+            };
+            // Callbacks may come at any time: the connection is read for as long as it
+            // lives, not only while calls wait.
+            if let Some(r) = reader {
+                tokio::spawn(reader_task(shared.clone(), r));
+            }
+        }
         Ok(ClientConn {
             shared,
             default_codec: session.codec,
             accepted: session.accepted.clone(),
             address: url,
             max_in_flight: session.peer_limits.max_in_flight,
+            compression: session.compression(),
         })
     }
 
@@ -817,6 +856,23 @@ fn handle_events(
                     },
                 );
             }
+            proto::ClientEvent::Call(c) => {
+                if let Some(s) = &mut side.serving {
+                    s.on_call(&mut side.machine, c);
+                }
+            }
+            proto::ClientEvent::CallCancelled(id) | proto::ClientEvent::CallExpired(id) => {
+                if let Some(s) = &side.serving {
+                    s.stop(id.0);
+                }
+            }
+            proto::ClientEvent::CallRejected { request_id, error } => {
+                tracing::debug!(
+                    request_id = request_id.0,
+                    error = %error,
+                    "callback refused without running it"
+                );
+            }
             proto::ClientEvent::Drained => {
                 return Err(side.closed.clone().unwrap_or_else(|| {
                     Error::transport(&shared.address, "the connection was closed")
@@ -963,7 +1019,9 @@ impl Reader {
 /// because somebody must go on reading.
 fn park_reader(shared: &ConnShared, reader: Box<Reader>) -> Option<Box<Reader>> {
     let mut p = shared.pending();
-    if reader.done || (p.side.waiters.is_empty() && p.side.streams.is_empty()) {
+    if reader.done
+        || (p.side.waiters.is_empty() && p.side.serving.is_none() && p.side.streams.is_empty())
+    {
         shared.put_reader(&mut p.side, reader);
         None
     } else {
@@ -1001,11 +1059,30 @@ async fn reader_task(shared: Arc<ConnShared>, mut reader: Box<Reader>) {
             Some(r) => r,
             None => return,
         };
+        // A connection serving callbacks arms the machine's timer (the callbacks'
+        // deadlines among others); calls fire their own deadlines (see `expire`).
+        let timer = {
+            let mut p = shared.pending();
+            let side = &mut p.side;
+            side.serving
+                .as_ref()
+                .and(side.machine.poll_timeout())
+                .map(tokio::time::Instant::from_std)
+        };
         tokio::select! {
             biased;
             () = reader.read_some(&shared, 0) => {}
             () = shared.idle.notified() => {}
+            () = sleep_until(timer), if timer.is_some() => expire(&shared),
         }
+    }
+}
+
+/// Sleeps until `at` (forever without one).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1346,4 +1423,54 @@ impl Drop for RawStream {
             }
         }
     }
+}
+
+/// Answers callback `id` from the server through the connection's machine (SPEC §6.10),
+/// unless it was cancelled or expired meanwhile (the machine answered it then).
+pub(crate) fn answer_callback(shared: &ConnShared, id: u64, codec: CodecId, outcome: Outcome) {
+    let mut p = shared.pending();
+    if p.is_shut() {
+        // The connection is gone; nobody waits for the answer.
+        return;
+    }
+    let request_id = proto::RequestId(id);
+    let error = |body| proto::ErrorFrame {
+        request_id,
+        codec: proto::CodecId::NONE,
+        annotations: proto::Annotations::new(),
+        body,
+    };
+    let sent = match outcome {
+        Outcome::Value(result) => p.side.machine.reply(proto::Reply {
+            request_id,
+            codec,
+            stream: false,
+            annotations: proto::Annotations::new(),
+            result,
+            attachment: Bytes::new(),
+        }),
+        Outcome::Fault(f) => p.side.machine.error(error(f.into_body())),
+        Outcome::Stream(_) => p.side.machine.error(error(
+            Fault::new(
+                crate::error::FaultKind::Internal,
+                "the callback returned a stream; callbacks do not stream (SPEC §6.10)",
+            )
+            .into_body(),
+        )),
+    };
+    match sent {
+        Ok(()) => {}
+        // Cancelled or past its deadline: the machine answered it already.
+        Err(proto::ProtocolError::NotInFlight { .. }) | Err(proto::ProtocolError::Closed) => {}
+        Err(e @ proto::ProtocolError::TooLong { .. }) => {
+            // Over the server's limits: fail the callback rather than leave it waiting.
+            let body = proto::ErrorBody::new(
+                proto::ErrorCode::LIMIT_EXCEEDED,
+                format!("the client cannot send the callback's result: {e}"),
+            );
+            let _ = p.side.machine.error(error(body));
+        }
+        Err(e) => tracing::warn!("dropping the answer to callback {id}: {e}"),
+    }
+    shared.wire.flush_locked(p);
 }

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 mod batch;
 mod builder;
-mod conn;
+pub(crate) mod callbacks;
+pub(crate) mod conn;
 mod proxy;
 pub(crate) mod pyro;
 mod slot;

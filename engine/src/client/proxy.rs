@@ -12,16 +12,20 @@ use wirecall_protocol as proto;
 use wirecall_transport::Address;
 
 use super::builder::CallBuilder;
+use super::callbacks::Exposed;
 use super::conn::{Body, ClientConn};
 use super::lock;
+use super::pyro::{Kind as PyroKind, PyroProxy};
 use crate::args::{ArgList, KwList, MapOf, SeqOf};
 use crate::codec;
 use crate::config;
 use crate::error::Error;
 use crate::naming::{NamedTarget, NamingBackend, Target};
-use crate::provider::{full_name, getter_route, setter_route, Metadata};
+use crate::provider::{full_name, getter_route, setter_route, Metadata, Provider, Registered};
+use crate::server::callback::CallbackLink;
 use crate::server::DAEMON_PROVIDER_ID;
 use crate::CodecId;
+use wirecall_codecs::Value;
 
 impl CallOpts {
     /// The annotations a call with these options carries (deadline, user entries).
@@ -53,6 +57,9 @@ pub(super) struct CallOpts {
     pub(super) offer: Option<Vec<CodecId>>,
     /// The limits announced and enforced on what the connection receives (at connect).
     pub(super) limits: Option<proto::Limits>,
+    /// The compression offered at connect (SPEC §6.9); off unless set or in the
+    /// environment.
+    pub(super) compression: proto::Compression,
     /// The TLS configuration for `tls://` addresses (at connect; default: the environment).
     pub(super) tls: Option<crate::TlsClientConfig>,
     /// The proxy's retry budget (`Proxy::max_retries`; default `WIRECALL_MAX_RETRIES`).
@@ -78,7 +85,7 @@ pub(super) fn is_connection_loss(e: &Error) -> bool {
 
 /// The error of a call that is not idempotent and may have run when its connection was
 /// lost: not sent again; still retryable, so the caller decides.
-fn may_have_run(e: Error) -> Error {
+pub(super) fn may_have_run(e: Error) -> Error {
     match e {
         Error::Transport {
             address,
@@ -106,6 +113,34 @@ struct ProxyShared {
     meta: Mutex<Option<Arc<Metadata>>>,
     /// Set for `name:` / `meta:` URIs: the address comes from the naming backend.
     named: Option<Arc<NamedTarget>>,
+    /// The providers exposed to the server for callbacks (SPEC §6.10), offered on every
+    /// connection the proxy opens while there is one.
+    exposed: Arc<Exposed>,
+    /// Set for the proxy a handler calls its client back with
+    /// ([`CallContext::callback`](crate::CallContext::callback)): calls go over the
+    /// caller's connection.
+    back: Option<Arc<CallbackLink>>,
+    /// Set for `PYRO:` URIs: the proxy's Pyro mode, whose calls go through this Pyro5
+    /// client (its connection and state shared by the proxy's clones).
+    pyro: Option<PyroProxy>,
+    /// Set when a naming URI's first resolution finds a Pyro5 object (`PYRO:` URI): the
+    /// proxy is in Pyro mode from then on.
+    pyro_named: std::sync::OnceLock<PyroProxy>,
+}
+
+/// The connection a call goes over: the proxy's own, or a caller's (a callback).
+enum Via<'a> {
+    Conn(ConnRef<'a>),
+    Back(&'a CallbackLink),
+}
+
+impl Via<'_> {
+    fn default_codec(&self) -> CodecId {
+        match self {
+            Via::Conn(c) => c.default_codec,
+            Via::Back(b) => b.codec,
+        }
+    }
 }
 
 /// Checks an RPC name against the wire's rules for a method name, or a configuration error
@@ -151,6 +186,27 @@ impl RpcName<'_> {
 /// answering (the server moved), the next connect resolves the name again. The URI
 /// registered under the name may bind a service and provider id
 /// (`greeting:1@tcp://127.0.0.1:4000`), or the proxy's URI may (`greeting:1@name:NAME`).
+///
+/// **Pyro mode**: a `PYRO:object@host:port` (or `PYRO:object@./u:/socket/path`) URI, or a
+/// naming URI whose registration is one, makes a proxy of an object of a Python Pyro5
+/// daemon. Its calls go through a [`PyroProxy`](crate::PyroProxy) (one connection shared by
+/// the clones, one request at a time as Pyro5 requires): [`Proxy::call`] and
+/// [`Proxy::call_on`] name the Python method, the provider id must be 0, generated clients
+/// call `service_method` as the Python method `method`, [`Proxy::codec`] picks serpent (the
+/// default), json, msgpack or marshal, batches are Pyro5 batch requests, and a Python
+/// exception is an [`Error::Remote`] with its type, message and traceback. What Pyro5 has
+/// no place for (annotations, codec offers, receive limits, remote shutdown) fails with an
+/// error. `protocol/PYRO5.md` has the full mapping.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wirecall::Error> {
+/// use wirecall::{CodecId, Proxy};
+/// let calc = Proxy::new("PYRO:test.calc@127.0.0.1:9999")?.codec(CodecId::MSGPACK);
+/// let sum: i64 = calc.call("add")?.arg(2).arg(3).call().await?;
+/// let d: wirecall::Value = calc.call("describe")?.arg("x").kwarg("scale", 2.0).call().await?;
+/// let value: i64 = calc.get_attr(0, "value").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<ProxyShared>,
@@ -220,7 +276,8 @@ pub(crate) fn parse_uri(uri: &str) -> Result<(Option<String>, Option<u16>, Addre
 }
 
 impl Proxy {
-    /// A proxy for `uri`; connects on first use (or on [`Proxy::connect`]).
+    /// A proxy for `uri`; connects on first use (or on [`Proxy::connect`]). A `PYRO:` URI
+    /// gives a proxy in Pyro mode (see [`Proxy`]); a bad one is a configuration error.
     ///
     /// The default codec is `WIRECALL_CODEC` if set, else the first codec the server
     /// accepts from the client's preference list; the retry budget is
@@ -232,17 +289,17 @@ impl Proxy {
             .get(..5)
             .is_some_and(|p| p.eq_ignore_ascii_case("PYRO:"));
         if pyro {
-            return Err(Error::config(format!(
-                "`{uri}` names an object of a Pyro5 daemon: call it with PyroProxy::new (Proxy speaks wirecall's native protocol)"
-            )));
+            return Proxy::pyro_mode(uri);
         }
         if let Some(proxy) = Proxy::named(uri)? {
             return Ok(proxy);
         }
         let (service, provider_id, address) = parse_uri(uri)?;
         let env_codec = config::codec_from_env()?;
-        // A bad WIRECALL_MAX_RETRIES is reported here rather than ignored.
+        // A bad WIRECALL_MAX_RETRIES or WIRECALL_COMPRESSION is reported here rather than
+        // ignored.
         config::max_retries_from_env()?;
+        config::compression_from_env()?;
         Ok(Proxy::build(
             Ok(address),
             uri,
@@ -250,6 +307,228 @@ impl Proxy {
             provider_id,
             env_codec,
         ))
+    }
+
+    /// The Pyro mode: a proxy of the Python object a `PYRO:` URI names.
+    fn pyro_mode(uri: &str) -> Result<Proxy, Error> {
+        let p = PyroProxy::new(uri)?;
+        let env_codec = config::codec_from_env()?;
+        if let Some(c) = env_codec {
+            pyro_serializer(c).map_err(|e| Error::config(format!("WIRECALL_CODEC: {e}")))?;
+        }
+        config::max_retries_from_env()?;
+        let mut proxy = Proxy::build(
+            Err(format!(
+                "`{uri}` names an object of a Pyro5 daemon (the proxy is in Pyro mode): this is a feature of wirecall's native protocol, which a Pyro5 daemon does not speak"
+            )),
+            uri,
+            None,
+            None,
+            env_codec,
+        );
+        if let Some(shared) = Arc::get_mut(&mut proxy.shared) {
+            shared.pyro = Some(p);
+        }
+        Ok(proxy)
+    }
+
+    /// Whether this proxy is in Pyro mode (made from a `PYRO:` URI, or from a naming URI
+    /// that resolved to one; for a naming URI this is known once the proxy was used or
+    /// [connected](Proxy::connect)): its calls go to a Pyro5 daemon's object.
+    pub fn is_pyro(&self) -> bool {
+        self.pyro_client().is_some()
+    }
+
+    /// A proxy made from a naming URI that has not resolved it yet.
+    pub(super) fn unsettled_name(&self) -> bool {
+        self.shared
+            .named
+            .as_ref()
+            .is_some_and(|n| n.first.get().is_none() && self.shared.pyro_named.get().is_none())
+    }
+
+    /// Decides the mode of a proxy made from a naming URI on its first use: the name is
+    /// resolved, and when it names a Pyro5 object the proxy turns to Pyro mode. Other
+    /// failures are left to the native path (which reports or retries them).
+    pub(super) async fn settle(&self) -> Result<(), Error> {
+        if !self.unsettled_name() {
+            return Ok(());
+        }
+        // Boxed: only unresolved naming proxies carry its state.
+        Box::pin(async {
+            let Some(named) = &self.shared.named else {
+                return Ok(());
+            };
+            if named.resolve().await.is_err() {
+                if let Some(uri) = named.pyro_uri() {
+                    let p = PyroProxy::new(&uri)?;
+                    tracing::debug!(uri = %self.shared.uri, pyro = %uri, "the name resolves to a Pyro5 object: Pyro mode");
+                    let _ = self.shared.pyro_named.set(p);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// In Pyro mode, a [`PyroProxy`] sharing this proxy's connection, with this proxy's
+    /// serializer and timeout: for what only Pyro5 has (remote iterators with
+    /// [`PyroProxy::call_stream`], [`PyroProxy::compression`], [`PyroProxy::classes`]).
+    /// Fails for a native proxy, or when the proxy's codec is not one of Pyro5's.
+    pub fn pyro_proxy(&self) -> Result<PyroProxy, Error> {
+        match self.pyro_client() {
+            Some(p) => self.pyro_view(p, &self.opts),
+            None => Err(Error::config(format!(
+                "proxy `{}` speaks wirecall's native protocol; only a PYRO: URI makes a proxy in Pyro mode",
+                self.shared.uri
+            ))),
+        }
+    }
+
+    /// The Pyro5 client a call with `opts` goes through: the proxy's, with the call's
+    /// serializer (default serpent, as Pyro5) and timeout. Options that have no meaning for
+    /// a Pyro5 daemon fail here rather than being dropped.
+    pub(super) fn pyro_view(&self, p: &PyroProxy, opts: &CallOpts) -> Result<PyroProxy, Error> {
+        let serializer = match opts.codec {
+            Some(c) => pyro_serializer(c)?,
+            None => proto::pyro::SerializerId::SERPENT,
+        };
+        let refuse = |what: &str| {
+            Err(Error::config(format!(
+                "{what} cannot be used with a Pyro5 daemon (proxy `{}` is in Pyro mode): Pyro5 messages have no place for them",
+                self.shared.uri
+            )))
+        };
+        if !opts.annotations.is_empty() {
+            return refuse("user annotations (Proxy::annotation, CallBuilder::annotation)");
+        }
+        if opts.offer.is_some() {
+            return refuse("a codec offer (Proxy::offer; a Pyro5 connection has no handshake of codecs: choose the serializer with .codec(..))");
+        }
+        if opts.limits.is_some() {
+            return refuse("receive limits (Proxy::receive_limits)");
+        }
+        Ok(p.view(serializer, opts.timeout))
+    }
+
+    /// In Pyro mode, the proxy's Pyro5 client.
+    pub(super) fn pyro_client(&self) -> Option<&PyroProxy> {
+        self.shared
+            .pyro
+            .as_ref()
+            .or_else(|| self.shared.pyro_named.get())
+    }
+
+    /// One request to the Pyro5 object, with the proxy's retry rules: connecting (nothing
+    /// sent) is retried up to `max_retries` times, and the request itself is sent again
+    /// after a lost connection only when it is idempotent (`opts.retries`).
+    #[allow(clippy::too_many_arguments)]
+    async fn pyro_request(
+        &self,
+        p: &PyroProxy,
+        provider_id: u16,
+        kind: PyroKind,
+        name: &str,
+        mut args: Vec<Value>,
+        mut kwargs: Value,
+        oneway: bool,
+        opts: &CallOpts,
+    ) -> Result<Value, Error> {
+        pyro_provider(provider_id, &self.shared.uri)?;
+        let view = self.pyro_view(p, opts)?;
+        let mut attempt = 0;
+        loop {
+            self.pyro_connect_retrying(&view, opts, &mut attempt)
+                .await?;
+            let (a, k) = if opts.retries.is_some() {
+                (args.clone(), kwargs.clone())
+            } else {
+                (
+                    std::mem::take(&mut args),
+                    std::mem::replace(&mut kwargs, Value::Null),
+                )
+            };
+            match view.invoke(kind, name, a, k, oneway).await {
+                Err(e) if is_connection_loss(&e) => {
+                    let Some(budget) = opts.retries else {
+                        return Err(may_have_run(e));
+                    };
+                    if attempt >= budget {
+                        return Err(e);
+                    }
+                    tracing::debug!(name, attempt, error = %e, "connection lost; retrying an idempotent call");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Connects `view` unless it is connected, again (with backoff, counting `attempt`s
+    /// against the retry budget) while the daemon cannot be reached: nothing is sent before
+    /// the connection is up.
+    pub(super) async fn pyro_connect_retrying(
+        &self,
+        view: &PyroProxy,
+        opts: &CallOpts,
+        attempt: &mut u32,
+    ) -> Result<(), Error> {
+        loop {
+            match view.connect().await {
+                Err(e) if e.is_transport() && *attempt < opts.max_retries => {
+                    tracing::debug!(uri = %self.shared.uri, attempt = *attempt, error = %e, "connect failed; retrying");
+                    tokio::time::sleep(backoff(*attempt)).await;
+                    *attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// [`Proxy::invoke`] in Pyro mode: the arguments become values, the result is read from
+    /// the value the daemon answered.
+    #[allow(clippy::too_many_arguments)]
+    async fn pyro_invoke<A: ArgList, K: KwList, R: DeserializeOwned>(
+        &self,
+        p: &PyroProxy,
+        provider_id: u16,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+        oneway: bool,
+        opts: &CallOpts,
+    ) -> Result<Option<R>, Error> {
+        let args = match wirecall_codecs::to_value(&SeqOf(args)).map_err(|e| Error::Codec {
+            message: format!("the arguments of `{method}`: {e}"),
+        })? {
+            Value::List(a) | Value::Tuple(a) => a,
+            Value::Null => Vec::new(),
+            other => vec![other],
+        };
+        let kwargs = if K::LEN == 0 {
+            Value::Map(Vec::new())
+        } else {
+            wirecall_codecs::to_value(&MapOf(kwargs)).map_err(|e| Error::Codec {
+                message: format!("the keyword arguments of `{method}`: {e}"),
+            })?
+        };
+        let v = self
+            .pyro_request(
+                p,
+                provider_id,
+                PyroKind::Method,
+                method,
+                args,
+                kwargs,
+                oneway,
+                opts,
+            )
+            .await?;
+        if oneway {
+            return Ok(None);
+        }
+        from_pyro_value(v, method).map(Some)
     }
 
     /// Splits a direct URI into its bound service, provider id and address.
@@ -280,6 +559,7 @@ impl Proxy {
         };
         let env_codec = config::codec_from_env()?;
         config::max_retries_from_env()?;
+        config::compression_from_env()?;
         let mut proxy = Proxy::build(Err(String::new()), uri, service, provider_id, env_codec);
         if let Some(shared) = Arc::get_mut(&mut proxy.shared) {
             shared.named = Some(Arc::new(NamedTarget::new(target)));
@@ -302,7 +582,11 @@ impl Proxy {
     pub async fn resolve(&self) -> Result<String, Error> {
         match &self.shared.named {
             None => Ok(self.shared.uri.clone()),
-            Some(n) => Ok(n.resolve().await?.0.uri),
+            Some(n) => match n.resolve().await {
+                Ok(r) => Ok(r.0.uri),
+                // A Pyro5 object: its `PYRO:` URI.
+                Err(e) => n.pyro_uri().ok_or(e),
+            },
         }
     }
 
@@ -324,6 +608,10 @@ impl Proxy {
                 connecting: tokio::sync::Mutex::new(()),
                 meta: Mutex::new(None),
                 named: None,
+                exposed: Arc::default(),
+                back: None,
+                pyro: None,
+                pyro_named: std::sync::OnceLock::new(),
             }),
             opts: CallOpts {
                 codec: env_codec,
@@ -331,10 +619,107 @@ impl Proxy {
                     .ok()
                     .flatten()
                     .unwrap_or(config::DEFAULT_MAX_RETRIES),
+                compression: config::compression_from_env()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
                 ..CallOpts::default()
             },
             validate: false,
             cached: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The proxy a handler calls its client back with (see
+    /// [`CallContext::callback`](crate::CallContext::callback)).
+    pub(crate) fn callback(link: Arc<CallbackLink>, peer: &str) -> Proxy {
+        let mut proxy = Proxy::build(
+            Err(format!(
+                "this proxy calls back the client at {peer} over its own connection: it has no address to connect to, and batches and connection settings do not apply"
+            )),
+            &format!("callback:{peer}"),
+            None,
+            None,
+            None,
+        );
+        if let Some(shared) = Arc::get_mut(&mut proxy.shared) {
+            shared.back = Some(link);
+        }
+        proxy.opts.max_retries = 0;
+        proxy
+    }
+
+    /// Exposes `provider` to the server under `provider_id` for callbacks (RPyC's
+    /// symmetric connections, Pyro's callback objects): the server's handlers call it over
+    /// this proxy's own connection with
+    /// [`CallContext::callback`](crate::CallContext::callback), so the client needs no
+    /// listening socket. Shared by the proxy's clones and offered on every connection it
+    /// opens. Expose before the first call: on a proxy already connected this fails, as
+    /// the open connection would not serve the provider.
+    ///
+    /// Handlers run as on a server (`#[wirecall::provider]` types, [`Functions`](crate::Functions)),
+    /// each callback on a task of its own (a blocking method on the blocking pool), and
+    /// a callback the server cancels, or whose deadline passes, is stopped. Fails when the
+    /// id is taken.
+    pub fn expose<P: Provider>(self, provider: P, provider_id: u16) -> Result<Proxy, Error> {
+        self.exposed_insert(Registered::shared(Arc::new(provider), provider_id))
+    }
+
+    /// [`expose`](Self::expose) for a provider already in an `Arc` (to keep a handle to it).
+    pub fn expose_arc<P: Provider>(
+        self,
+        provider: Arc<P>,
+        provider_id: u16,
+    ) -> Result<Proxy, Error> {
+        self.exposed_insert(Registered::shared(provider, provider_id))
+    }
+
+    /// [`expose`](Self::expose) with an instance created for each connection by `factory`
+    /// (RPyC's per-connection service): it sees `on_connect` when the connection opens, and
+    /// `on_disconnect` and is dropped when it closes.
+    pub fn expose_factory<P: Provider>(
+        self,
+        factory: impl Fn() -> P + Send + Sync + 'static,
+        provider_id: u16,
+    ) -> Result<Proxy, Error> {
+        self.exposed_insert(Registered::per_connection(factory, provider_id))
+    }
+
+    /// [`expose`](Self::expose) for a set of plain functions.
+    pub fn expose_functions(
+        self,
+        functions: crate::Functions,
+        provider_id: u16,
+    ) -> Result<Proxy, Error> {
+        self.exposed_insert(functions.into_registered(provider_id))
+    }
+
+    fn exposed_insert(self, reg: Registered) -> Result<Proxy, Error> {
+        if self.shared.back.is_some() {
+            return Err(Error::config(
+                "a callback proxy cannot expose providers: expose them on the client's own proxy",
+            ));
+        }
+        if self.shared.pyro.is_some() {
+            return Err(Error::config(
+                "a proxy in Pyro mode cannot expose providers: callbacks over the caller's connection are a wirecall native feature (SPEC §6.10)",
+            ));
+        }
+        if self.is_connected() {
+            return Err(Error::config(format!(
+                "cannot expose provider {} (`{}`) on a proxy already connected to {}: its connection would not serve it; expose providers before the first call (or connect)",
+                reg.info.provider_id, reg.info.service, self.shared.uri
+            )));
+        }
+        self.shared.exposed.insert(reg)?;
+        Ok(self)
+    }
+
+    /// The connection a call goes over (connecting, with the retry budget, when needed).
+    async fn via(&self, opts: &CallOpts, attempt: &mut u32) -> Result<Via<'_>, Error> {
+        match &self.shared.back {
+            Some(b) => Ok(Via::Back(b)),
+            None => self.conn_retrying(opts, attempt).await.map(Via::Conn),
         }
     }
 
@@ -391,6 +776,32 @@ impl Proxy {
     #[must_use]
     pub fn receive_limits(mut self, limits: proto::Limits) -> Proxy {
         self.opts.limits = Some(limits);
+        self
+    }
+
+    /// A clone that offers `compression` when it opens its connection (SPEC §6.9): if the
+    /// server accepts the algorithm, calls whose arguments (payload plus kwargs) are at
+    /// least `threshold` bytes travel compressed at `level`, and so do the server's large
+    /// answers (at the server's own threshold and level); a server that accepts none
+    /// answers uncompressed and the calls still work. Raw attachments are never
+    /// compressed. Applies when the connection is opened.
+    ///
+    /// Default: off, or `WIRECALL_COMPRESSION` (`zstd`, `zstd:LEVEL`,
+    /// `zstd:LEVEL:THRESHOLD`, `none`; see [`config::parse_compression`](crate::config::parse_compression)).
+    /// Off because compression trades CPU and latency for bytes: on loopback and fast LANs
+    /// (where most calls run) it makes calls slower, so a demanding user turns it on for the
+    /// links and payloads where bytes cost more than CPU, rather than paying for it
+    /// everywhere unasked.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), wirecall::Error> {
+    /// use wirecall::{Compression, Proxy};
+    /// let proxy = Proxy::new("tcp://127.0.0.1:4000")?.compression(Compression::zstd());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn compression(mut self, compression: proto::Compression) -> Proxy {
+        self.opts.compression = compression;
         self
     }
 
@@ -457,11 +868,21 @@ impl Proxy {
 
     /// Connects now (otherwise the first call connects).
     pub async fn connect(&self) -> Result<(), Error> {
+        self.settle().await?;
+        if let Some(p) = self.pyro_client() {
+            return self.pyro_view(p, &self.opts)?.connect().await;
+        }
         self.conn().await.map(|_| ())
     }
 
     /// The codec calls use: the override, or the one negotiated at connect.
+    ///
+    /// In Pyro mode: the override, else serpent (Pyro5's default).
     pub async fn effective_codec(&self) -> Result<CodecId, Error> {
+        self.settle().await?;
+        if self.is_pyro() {
+            return Ok(self.opts.codec.unwrap_or(CodecId::SERPENT));
+        }
         match self.opts.codec {
             Some(c) => Ok(c),
             None => Ok(self.conn().await?.default_codec),
@@ -469,12 +890,32 @@ impl Proxy {
     }
 
     /// The codecs the server said it accepts (connects if needed).
+    ///
+    /// In Pyro mode this fails: a Pyro5 daemon does not announce its serializers (it
+    /// accepts those its Python has installed).
     pub async fn server_accepted(&self) -> Result<Vec<CodecId>, Error> {
+        self.settle().await?;
+        if self.is_pyro() {
+            return Err(Error::config(format!(
+                "proxy `{}` is in Pyro mode: a Pyro5 daemon does not announce the serializers it accepts",
+                self.shared.uri
+            )));
+        }
         Ok(self.conn().await?.accepted.clone())
+    }
+
+    /// The compression algorithms in force on the connection (connects if needed): empty
+    /// when this proxy offered none ([`Proxy::compression`]) or the server accepts none of
+    /// those offered.
+    pub async fn compression_in_force(&self) -> Result<Vec<crate::CompressionId>, Error> {
+        Ok(self.conn().await?.compression.clone())
     }
 
     /// Whether the shared connection is up.
     pub fn is_connected(&self) -> bool {
+        if let Some(p) = self.pyro_client() {
+            return p.is_connected();
+        }
         lock(&self.shared.conn)
             .as_ref()
             .is_some_and(|c| !c.is_closed())
@@ -567,7 +1008,9 @@ impl Proxy {
         let limits = self.opts.limits.unwrap_or_default();
         let only = self.opts.offer.is_some();
         let tls = self.opts.tls.as_ref();
-        ClientConn::connect(address, &preferred, only, limits, tls).await
+        let exposed = (!self.shared.exposed.is_empty()).then(|| self.shared.exposed.clone());
+        let compression = &self.opts.compression;
+        ClientConn::connect(address, &preferred, only, limits, compression, tls, exposed).await
     }
 
     /// Sends one call with already-encoded arguments and returns the encoded result.
@@ -585,9 +1028,24 @@ impl Proxy {
         oneway: bool,
     ) -> Result<Option<(CodecId, Bytes)>, Error> {
         check_name(method)?;
-        let conn = self.conn().await?;
+        self.settle().await?;
+        if let Some(p) = self.pyro_client() {
+            return Box::pin(self.pyro_call_raw(
+                p,
+                provider_id,
+                method,
+                codec,
+                args,
+                kwargs,
+                oneway,
+            ))
+            .await;
+        }
+        // Connects without retrying: the attempt count starts past any budget.
+        let mut attempt = u32::MAX;
+        let via = self.via(&self.opts, &mut attempt).await?;
         self.send(
-            &conn,
+            &via,
             provider_id,
             method,
             codec,
@@ -600,10 +1058,68 @@ impl Proxy {
         .map(|r| r.map(|(c, body)| (c, body.into_bytes())))
     }
 
+    /// [`Proxy::call_raw`] in Pyro mode: the arguments are decoded with `codec` (one of
+    /// Pyro5's serializers), the result encoded with it.
+    #[allow(clippy::too_many_arguments)]
+    async fn pyro_call_raw(
+        &self,
+        p: &PyroProxy,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: Bytes,
+        kwargs: Bytes,
+        oneway: bool,
+    ) -> Result<Option<(CodecId, Bytes)>, Error> {
+        let mut opts = self.opts.clone();
+        opts.codec = Some(codec);
+        let limits = wirecall_codecs::Limits::default();
+        let decode = |b: &[u8], what: &str| {
+            wirecall_codecs::decode_value(codec, b, &limits).map_err(|e| Error::Codec {
+                message: format!("decoding the {what} of `{method}` with {codec}: {e}"),
+            })
+        };
+        let args = match decode(&args, "arguments")? {
+            Value::List(a) | Value::Tuple(a) => a,
+            other => {
+                return Err(Error::Codec {
+                    message: format!(
+                        "the arguments of `{method}` must encode a sequence, not {other:?}"
+                    ),
+                })
+            }
+        };
+        let kwargs = if kwargs.is_empty() {
+            Value::Map(Vec::new())
+        } else {
+            decode(&kwargs, "keyword arguments")?
+        };
+        let v = self
+            .pyro_request(
+                p,
+                provider_id,
+                PyroKind::Method,
+                method,
+                args,
+                kwargs,
+                oneway,
+                &opts,
+            )
+            .await?;
+        if oneway {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        wirecall_codecs::encode_value(codec, &v, &mut out).map_err(|e| Error::Codec {
+            message: format!("encoding the result of `{method}` with {codec}: {e}"),
+        })?;
+        Ok(Some((codec, Bytes::from(out))))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
-        conn: &ClientConn,
+        via: &Via<'_>,
         provider_id: u16,
         method: &str,
         codec: CodecId,
@@ -613,17 +1129,34 @@ impl Proxy {
         opts: &CallOpts,
     ) -> Result<Option<(CodecId, Body)>, Error> {
         let annotations = opts.annotations()?;
-        conn.call(
-            provider_id,
-            method,
-            codec,
-            &annotations,
-            args,
-            kwargs,
-            oneway,
-            opts.timeout,
-        )
-        .await
+        match via {
+            Via::Conn(conn) => {
+                conn.call(
+                    provider_id,
+                    method,
+                    codec,
+                    &annotations,
+                    args,
+                    kwargs,
+                    oneway,
+                    opts.timeout,
+                )
+                .await
+            }
+            Via::Back(back) => {
+                back.call(
+                    provider_id,
+                    method,
+                    codec,
+                    &annotations,
+                    args,
+                    kwargs,
+                    oneway,
+                    opts.timeout,
+                )
+                .await
+            }
+        }
     }
 
     /// Encodes and sends a call, decodes the result.
@@ -636,6 +1169,12 @@ impl Proxy {
         oneway: bool,
         opts: &CallOpts,
     ) -> Result<Option<R>, Error> {
+        self.settle().await?;
+        if let Some(p) = self.pyro_client() {
+            // Boxed: only Pyro-mode proxies carry its state.
+            return Box::pin(self.pyro_invoke(p, provider_id, method, args, kwargs, oneway, opts))
+                .await;
+        }
         if self.validate {
             // Boxed, like connecting: only validated proxies carry its state.
             Box::pin(self.check_method(provider_id, method)).await?;
@@ -668,6 +1207,8 @@ impl Proxy {
                 )
                 .await;
             match r {
+                // A callback's connection is its caller's: there is no other to retry on.
+                Err(e) if self.shared.back.is_some() => return Err(e),
                 Err(e) if is_connection_loss(&e) => {
                     let Some(budget) = opts.retries else {
                         return Err(may_have_run(e));
@@ -717,8 +1258,8 @@ impl Proxy {
         opts: &CallOpts,
         attempt: &mut u32,
     ) -> Result<Option<R>, Error> {
-        let conn = self.conn_retrying(opts, attempt).await?;
-        let codec = opts.codec.unwrap_or(conn.default_codec);
+        let via = self.via(opts, attempt).await?;
+        let codec = opts.codec.unwrap_or(via.default_codec());
         // Positional then keyword arguments in one buffer.
         let mut out = Vec::with_capacity(64);
         codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
@@ -732,16 +1273,7 @@ impl Proxy {
         }
         let (args, kwargs) = out.split_at(n_args);
         match self
-            .send(
-                &conn,
-                provider_id,
-                method,
-                codec,
-                args,
-                kwargs,
-                oneway,
-                opts,
-            )
+            .send(&via, provider_id, method, codec, args, kwargs, oneway, opts)
             .await?
         {
             None => Ok(None),
@@ -860,7 +1392,17 @@ impl Proxy {
     }
 
     /// Asks the server's daemon object for its providers, methods and attributes.
+    ///
+    /// In Pyro mode: the object's metadata as its daemon lists it, as one provider (id 0,
+    /// service = the object id) whose methods carry their plain Python names, oneway flags
+    /// from `@oneway`, no parameter names, and whose attributes (Python properties) are all
+    /// listed as writable (Pyro5 does not say which are read-only).
     pub async fn metadata(&self) -> Result<Metadata, Error> {
+        self.settle().await?;
+        if let Some(p) = self.pyro_client() {
+            let m = self.pyro_view(p, &self.opts)?.metadata().await?;
+            return Ok(pyro_metadata(p.object_id(), m));
+        }
         let r: Option<Metadata> = self
             .invoke_unchecked(DAEMON_PROVIDER_ID, "metadata", &(), &(), false, &self.opts)
             .await?;
@@ -872,14 +1414,25 @@ impl Proxy {
     /// Whether provider `provider_id` exposes the method `full_name` (`service_method`),
     /// from the server's metadata (fetched once per proxy and cached).
     pub async fn has_method(&self, provider_id: u16, full_name: &str) -> Result<bool, Error> {
+        self.settle().await?;
+        if let Some(p) = self.pyro_client() {
+            pyro_provider(provider_id, &self.shared.uri)?;
+            let m = self.pyro_view(p, &self.opts)?.metadata().await?;
+            return Ok(m.methods.iter().any(|x| x == full_name));
+        }
         let meta = self.cached_metadata().await?;
         Ok(meta
             .provider(provider_id)
             .is_some_and(|p| p.has_method(full_name)))
     }
 
-    /// Checks that the server answers (a round trip to the daemon object).
+    /// Checks that the server answers (a round trip to the daemon object; in Pyro mode, a
+    /// Pyro5 PING message).
     pub async fn ping(&self) -> Result<(), Error> {
+        self.settle().await?;
+        if let Some(p) = self.pyro_client() {
+            return self.pyro_view(p, &self.opts)?.ping().await;
+        }
         let _: Option<()> = self
             .invoke_unchecked(DAEMON_PROVIDER_ID, "ping", &(), &(), false, &self.opts)
             .await?;
@@ -891,6 +1444,13 @@ impl Proxy {
     /// token; otherwise the call fails with [`Error::PermissionDenied`] and the server goes
     /// on serving.
     pub async fn shutdown_server(&self, token: Option<&str>) -> Result<(), Error> {
+        self.settle().await?;
+        if self.is_pyro() {
+            return Err(Error::config(format!(
+                "proxy `{}` is in Pyro mode: a Pyro5 daemon has no remote shutdown",
+                self.shared.uri
+            )));
+        }
         let mut opts = self.opts.clone();
         if let Some(t) = token {
             opts.annotations.push((
@@ -909,7 +1469,18 @@ impl Proxy {
     /// made from a naming URI (`name:NAME`) takes them from the URI the name resolves to
     /// once it has connected ([`Proxy::connect`]), unless its own URI binds them
     /// (`service:provider_id@name:NAME`).
+    ///
+    /// In Pyro mode (a `PYRO:` URI) `method` is the Python method's name, called on the
+    /// object the URI names.
     pub fn call(&self, method: &str) -> Result<CallBuilder<'_, (), ()>, Error> {
+        if self.is_pyro() {
+            check_name(method)?;
+            return Ok(CallBuilder::new(
+                Cow::Borrowed(self),
+                PYRO_PROVIDER_ID,
+                RpcName::Shared(method.into()),
+            ));
+        }
         let (Some(service), Some(pid)) = (self.service(), self.provider_id()) else {
             return Err(Error::config(format!(
                 "proxy `{}` has no service name and provider id; use a URI like my_service:42@tcp://host:port (or my_service:42@name:NAME), or Client::register(name).on(..)",
@@ -926,6 +1497,9 @@ impl Proxy {
     }
 
     /// Starts a call of the full RPC name `rpc_name` on provider `provider_id`.
+    ///
+    /// In Pyro mode `rpc_name` is the Python method's name and `provider_id` must be 0 (the
+    /// object id in the URI names the object).
     ///
     /// The builder borrows `rpc_name` as it borrows the proxy (no copy per call).
     pub fn call_on<'a>(
@@ -947,6 +1521,21 @@ impl Proxy {
         provider_id: u16,
         name: &str,
     ) -> Result<R, Error> {
+        self.settle().await?;
+        if let Some(p) = self.pyro_client() {
+            let v = Box::pin(self.pyro_request(
+                p,
+                provider_id,
+                PyroKind::GetAttr,
+                name,
+                Vec::new(),
+                Value::Null,
+                false,
+                &self.opts,
+            ))
+            .await?;
+            return from_pyro_value(v, name);
+        }
         let method = getter_route(name);
         check_name(&method)?;
         self.invoke(provider_id, &method, &(), &(), false, &self.opts)
@@ -963,6 +1552,24 @@ impl Proxy {
         name: &str,
         value: T,
     ) -> Result<(), Error> {
+        self.settle().await?;
+        if let Some(p) = self.pyro_client() {
+            let v = wirecall_codecs::to_value(&value).map_err(|e| Error::Codec {
+                message: format!("the value for attribute `{name}`: {e}"),
+            })?;
+            Box::pin(self.pyro_request(
+                p,
+                provider_id,
+                PyroKind::SetAttr,
+                name,
+                vec![v],
+                Value::Null,
+                false,
+                &self.opts,
+            ))
+            .await?;
+            return Ok(());
+        }
         let method = setter_route(name);
         check_name(&method)?;
         let _: Option<()> = self
@@ -972,17 +1579,107 @@ impl Proxy {
     }
 }
 
-/// What a generated `<Type>Client` calls through: a proxy plus a provider id.
+/// The provider id calls of a Pyro-mode proxy take (the object id in the URI names the
+/// object; there is nothing else to choose).
+pub(super) const PYRO_PROVIDER_ID: u16 = 0;
+
+/// Refuses a provider id other than 0 for a Pyro-mode proxy.
+pub(super) fn pyro_provider(provider_id: u16, uri: &str) -> Result<(), Error> {
+    if provider_id == PYRO_PROVIDER_ID {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "proxy `{uri}` is in Pyro mode: a Pyro5 object has no provider ids (the object id in the URI names it); pass provider id 0, not {provider_id}"
+    )))
+}
+
+/// The Pyro5 serializer of `codec`, or an error naming the four Pyro5 has.
+pub(super) fn pyro_serializer(codec: CodecId) -> Result<proto::pyro::SerializerId, Error> {
+    proto::pyro::SerializerId::from_codec(codec).ok_or_else(|| {
+        Error::config(format!(
+            "codec {codec} has no Pyro5 serializer: a Pyro5 daemon speaks serpent, json, msgpack or marshal; choose one of them"
+        ))
+    })
+}
+
+/// A result of a Pyro5 call read as `R`.
+pub(super) fn from_pyro_value<R: DeserializeOwned>(v: Value, what: &str) -> Result<R, Error> {
+    wirecall_codecs::from_value(v).map_err(|e| Error::Codec {
+        message: format!("decoding the result of `{what}`: {e}"),
+    })
+}
+
+/// A Pyro5 object's metadata as one provider of [`Metadata`].
+fn pyro_metadata(object: &str, m: super::PyroMetadata) -> Metadata {
+    let methods = m
+        .methods
+        .iter()
+        .map(|name| crate::provider::MethodInfo {
+            name: name.clone(),
+            params: Vec::new(),
+            oneway: m.oneway.contains(name),
+        })
+        .collect();
+    Metadata {
+        providers: vec![crate::provider::ProviderInfo {
+            provider_id: PYRO_PROVIDER_ID,
+            service: object.to_string(),
+            aliases: Vec::new(),
+            methods,
+            attributes: m.attrs.clone(),
+            writable: m.attrs,
+            per_connection: false,
+        }],
+    }
+}
+
+/// What a generated `<Type>Client` calls through: a proxy plus a provider id (and the
+/// service name, for the Pyro mode).
+///
+/// Over a proxy in Pyro mode (a `PYRO:` URI) the handle calls the Python object the URI
+/// names: the provider id must be 0, and a full RPC name `service_method` is called as the
+/// plain method name `method` when the handle knows its service
+/// ([`ProviderHandle::with_service`], which generated clients set) — the mirror image of a
+/// wirecall server, which serves a Python proxy's `method` as the route `service_method`.
 #[derive(Clone, Debug)]
 pub struct ProviderHandle {
     proxy: Proxy,
     provider_id: u16,
+    service: Option<&'static str>,
 }
 
 impl ProviderHandle {
     /// A handle on provider `provider_id` through `proxy`.
     pub fn new(proxy: Proxy, provider_id: u16) -> Self {
-        ProviderHandle { proxy, provider_id }
+        ProviderHandle {
+            proxy,
+            provider_id,
+            service: None,
+        }
+    }
+
+    /// The same handle, knowing that its RPC names are `service + "_" + method`: in Pyro
+    /// mode it calls the Python method `method`.
+    #[must_use]
+    pub fn with_service(mut self, service: &'static str) -> Self {
+        self.service = Some(service);
+        self
+    }
+
+    /// The service name given with [`ProviderHandle::with_service`].
+    pub fn service(&self) -> Option<&'static str> {
+        self.service
+    }
+
+    /// The name `rpc_name` travels as: in Pyro mode, without the service prefix.
+    fn wire_name(&self, rpc_name: &'static str) -> &'static str {
+        match self.service {
+            Some(service) if self.proxy.is_pyro() => rpc_name
+                .strip_prefix(service)
+                .and_then(|r| r.strip_prefix('_'))
+                .unwrap_or(rpc_name),
+            _ => rpc_name,
+        }
     }
 
     /// The proxy.
@@ -1002,6 +1699,8 @@ impl ProviderHandle {
         args: A,
     ) -> Result<R, Error> {
         check_name(rpc_name)?;
+        self.proxy.settle().await?;
+        let rpc_name = self.wire_name(rpc_name);
         self.proxy
             .invoke(
                 self.provider_id,
@@ -1026,6 +1725,8 @@ impl ProviderHandle {
         args: A,
     ) -> Result<R, Error> {
         check_name(rpc_name)?;
+        self.proxy.settle().await?;
+        let rpc_name = self.wire_name(rpc_name);
         let mut opts = self.proxy.opts.clone();
         opts.retries = Some(opts.max_retries);
         self.proxy
@@ -1043,6 +1744,8 @@ impl ProviderHandle {
         args: A,
     ) -> Result<(), Error> {
         check_name(rpc_name)?;
+        self.proxy.settle().await?;
+        let rpc_name = self.wire_name(rpc_name);
         let _: Option<()> = self
             .proxy
             .invoke(

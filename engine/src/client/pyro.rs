@@ -73,9 +73,7 @@ enum Location {
 /// # Ok(()) }
 /// ```
 pub struct PyroProxy {
-    uri: String,
-    object: String,
-    location: Location,
+    endpoint: Arc<Endpoint>,
     serializer: SerializerId,
     timeout: Option<Duration>,
     compression: bool,
@@ -86,11 +84,20 @@ pub struct PyroProxy {
 impl fmt::Debug for PyroProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PyroProxy")
-            .field("uri", &self.uri)
+            .field("uri", &self.endpoint.uri)
             .field("serializer", &self.serializer)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// What a proxy and its views (the Pyro mode of [`crate::Proxy`]) share: where the object
+/// is.
+#[derive(Debug)]
+struct Endpoint {
+    uri: String,
+    object: String,
+    location: Location,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -117,9 +124,11 @@ impl PyroProxy {
     pub fn new(uri: &str) -> Result<PyroProxy, Error> {
         let (object, location) = parse_uri(uri)?;
         Ok(PyroProxy {
-            uri: uri.trim().to_string(),
-            object,
-            location,
+            endpoint: Arc::new(Endpoint {
+                uri: uri.trim().to_string(),
+                object,
+                location,
+            }),
             serializer: SerializerId::SERPENT,
             timeout: None,
             compression: false,
@@ -189,7 +198,15 @@ impl PyroProxy {
                 .collect(),
         );
         let first = self
-            .bounded(self.request_inner(&mut state, method, args, kwargs, Kind::Method, true))
+            .bounded(self.request_inner(
+                &mut state,
+                method,
+                args,
+                kwargs,
+                Kind::Method,
+                true,
+                false,
+            ))
             .await
             .inspect_err(|e| {
                 if !matches!(e, Error::Remote(_) | Error::NoSuchMethod { .. }) {
@@ -282,12 +299,12 @@ impl PyroProxy {
 
     /// The URI this proxy was made from.
     pub fn uri(&self) -> &str {
-        &self.uri
+        &self.endpoint.uri
     }
 
     /// The object id the URI names.
     pub fn object_id(&self) -> &str {
-        &self.object
+        &self.endpoint.object
     }
 
     /// The object's metadata, connecting if needed.
@@ -358,7 +375,7 @@ impl PyroProxy {
                     ]));
                 }
                 let payload =
-                    self.call_payload(&self.object, BATCH_METHOD, triples, Value::Null)?;
+                    self.call_payload(&self.endpoint.object, BATCH_METHOD, triples, Value::Null)?;
                 let flags = if oneway {
                     Flags::BATCH.union(Flags::ONEWAY)
                 } else {
@@ -428,6 +445,105 @@ impl PyroProxy {
             .map(drop)
     }
 
+    /// Connects now (CONNECT, reading the object's metadata) unless a connection is up;
+    /// otherwise the first call connects.
+    pub async fn connect(&self) -> Result<(), Error> {
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        let r = self.bounded(self.ensure_connected(state)).await;
+        if r.is_err() {
+            drop_connection(state);
+        }
+        r
+    }
+
+    /// Checks that the daemon answers: a PING message and its answer (connecting first if
+    /// needed).
+    pub async fn ping(&self) -> Result<(), Error> {
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        let r = self
+            .bounded(async {
+                self.ensure_connected(state).await?;
+                let conn = state.conn.as_mut().expect("connected");
+                conn.session.ping(Instant::now())?;
+                self.flush(conn).await?;
+                match self.next_event(conn).await? {
+                    ClientEvent::Pong { .. } => Ok(()),
+                    other => Err(self.unexpected(&other)),
+                }
+            })
+            .await;
+        if r.is_err() {
+            drop_connection(state);
+        }
+        r
+    }
+
+    /// Whether a connection is up (or in use by a call).
+    pub fn is_connected(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(s) => s.conn.as_ref().is_some_and(|c| c.session.is_connected()),
+            Err(_) => true,
+        }
+    }
+
+    /// The serializer requests are sent with.
+    pub fn serializer_codec(&self) -> CodecId {
+        self.codec()
+    }
+
+    /// A view of this proxy sharing its connection and state, with its own serializer and
+    /// timeout (what the Pyro mode of [`crate::Proxy`] calls through).
+    pub(crate) fn view(&self, serializer: SerializerId, timeout: Option<Duration>) -> PyroProxy {
+        PyroProxy {
+            endpoint: self.endpoint.clone(),
+            serializer,
+            timeout,
+            compression: self.compression,
+            classes: self.classes.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// One request of `kind` on `name` (a method, or an attribute), sent oneway when `oneway`
+    /// or when the metadata marks the method oneway (then the result is [`Value::Null`]).
+    pub(crate) async fn invoke(
+        &self,
+        kind: Kind,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Value,
+        oneway: bool,
+    ) -> Result<Value, Error> {
+        let mut state = self.state.lock().await;
+        let args = match kind {
+            Kind::Method => args,
+            Kind::GetAttr => vec![Value::Str(name.to_string())],
+            Kind::SetAttr => {
+                let mut a = Vec::with_capacity(2);
+                a.push(Value::Str(name.to_string()));
+                a.extend(args.into_iter().take(1));
+                a
+            }
+        };
+        let kwargs = match kind {
+            Kind::Method => kwargs,
+            _ => Value::Null,
+        };
+        self.request_with(&mut state, name, args, kwargs, kind, oneway)
+            .await
+    }
+
+    /// Sends calls as one batch request (see [`PyroBatch`]).
+    pub(crate) async fn batch_calls(
+        &self,
+        calls: Vec<BatchCall>,
+        oneway: bool,
+    ) -> Result<Vec<Result<Value, Error>>, Error> {
+        self.send_batch(calls, oneway).await
+    }
+
     /// Closes the connection, if any; the next call opens a new one.
     pub async fn close(&self) {
         drop_connection(&mut *self.state.lock().await);
@@ -441,7 +557,20 @@ impl PyroProxy {
         kwargs: Value,
         kind: Kind,
     ) -> Result<Value, Error> {
-        self.bounded(self.request_inner(state, name, args, kwargs, kind, false))
+        self.request_with(state, name, args, kwargs, kind, false)
+            .await
+    }
+
+    async fn request_with(
+        &self,
+        state: &mut State,
+        name: &str,
+        args: Vec<Value>,
+        kwargs: Value,
+        kind: Kind,
+        oneway: bool,
+    ) -> Result<Value, Error> {
+        self.bounded(self.request_inner(state, name, args, kwargs, kind, false, oneway))
             .await
             .map(Answer::into_value)
             .inspect_err(|e| {
@@ -451,6 +580,7 @@ impl PyroProxy {
             })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn request_inner(
         &self,
         state: &mut State,
@@ -459,6 +589,7 @@ impl PyroProxy {
         kwargs: Value,
         kind: Kind,
         streams: bool,
+        force_oneway: bool,
     ) -> Result<Answer, Error> {
         self.ensure_connected(state).await?;
         let meta = state.meta.clone().unwrap_or_default();
@@ -475,8 +606,9 @@ impl PyroProxy {
                 exposed: all,
             });
         }
-        let oneway = kind == Kind::Method && meta.oneway.iter().any(|m| m == name);
-        let payload = self.call_payload(&self.object, wire_method, args, kwargs)?;
+        let oneway =
+            kind == Kind::Method && (force_oneway || meta.oneway.iter().any(|m| m == name));
+        let payload = self.call_payload(&self.endpoint.object, wire_method, args, kwargs)?;
         let flags = if oneway { Flags::ONEWAY } else { Flags::EMPTY };
         let Some(response) = self.exchange(state, payload, flags).await? else {
             return Ok(Answer::Value(Value::Null));
@@ -519,6 +651,9 @@ impl PyroProxy {
         let conn = state.conn.as_mut().expect("connected");
         let mut req = Request::new(payload);
         req.flags = flags;
+        // The connection may have been opened by a view with another serializer: every
+        // request names its own (a Pyro5 daemon answers in the request's serializer).
+        req.serializer = Some(self.serializer);
         if self.compression {
             if let Some(z) = deflate(&req.payload) {
                 req.payload = z;
@@ -560,18 +695,18 @@ impl PyroProxy {
     }
 
     async fn ensure_connected(&self, state: &mut State) -> Result<(), Error> {
-        if let Some(c) = &state.conn {
-            if c.session.is_connected() && !c.session.is_busy() {
+        if let Some(c) = &mut state.conn {
+            if c.session.is_connected() && !c.session.is_busy() && idle_and_open(c) {
                 return Ok(());
             }
             // Closed, or left mid-request by a cancelled call: start afresh.
             drop_connection(state);
         }
-        let stream: Box<dyn Stream> = match &self.location {
+        let stream: Box<dyn Stream> = match &self.endpoint.location {
             Location::Tcp { host, port } => {
                 let s = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
-                    .map_err(|e| Error::transport_source(&self.uri, e))?;
+                    .map_err(|e| Error::transport_source(&self.endpoint.uri, e))?;
                 let _ = s.set_nodelay(true);
                 Box::new(s)
             }
@@ -579,7 +714,7 @@ impl PyroProxy {
             Location::Unix(path) => Box::new(
                 tokio::net::UnixStream::connect(path)
                     .await
-                    .map_err(|e| Error::transport_source(&self.uri, e))?,
+                    .map_err(|e| Error::transport_source(&self.endpoint.uri, e))?,
             ),
             #[cfg(not(unix))]
             Location::Unix(_) => {
@@ -598,7 +733,7 @@ impl PyroProxy {
         };
         let hello = Value::Map(vec![
             (s("handshake"), s("hello")),
-            (s("object"), Value::Str(self.object.clone())),
+            (s("object"), Value::Str(self.endpoint.object.clone())),
         ]);
         conn.session.connect(self.encode(&hello)?, Instant::now())?;
         self.flush(&mut conn).await?;
@@ -711,7 +846,7 @@ impl PyroProxy {
             if n == 0 {
                 let _ = conn.session.handle_eof();
                 return Err(Error::transport(
-                    &self.uri,
+                    &self.endpoint.uri,
                     "the Pyro5 daemon closed the connection before answering (the next call connects again)",
                 ));
             }
@@ -724,7 +859,7 @@ impl PyroProxy {
 
     fn broken(&self, e: std::io::Error) -> Error {
         Error::Transport {
-            address: self.uri.clone(),
+            address: self.endpoint.uri.clone(),
             message: format!("{e} (the next call connects again)"),
             source: Some(crate::error::Source::new(e)),
         }
@@ -732,7 +867,7 @@ impl PyroProxy {
 
     fn unexpected(&self, ev: &ClientEvent) -> Error {
         Error::transport(
-            &self.uri,
+            &self.endpoint.uri,
             format!("unexpected answer from the Pyro5 daemon: {ev:?}"),
         )
     }
@@ -1017,11 +1152,23 @@ impl Drop for CloseGuard {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+/// What a request does: call a method, read or write an attribute.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
     Method,
     GetAttr,
     SetAttr,
+}
+
+/// Whether an idle connection is still open: nothing is due between requests, so a read
+/// that is ready at once (the daemon closed the connection, as when it restarted, or sent
+/// something unasked) means the connection cannot carry the next request, and a new one is
+/// opened before anything is sent. A read that would wait costs no system call when the
+/// socket has not been reported readable.
+fn idle_and_open(c: &mut Connection) -> bool {
+    use futures::FutureExt;
+    let mut probe = [0u8; 1];
+    c.stream.read(&mut probe).now_or_never().is_none()
 }
 
 fn drop_connection(state: &mut State) {

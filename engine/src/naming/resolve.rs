@@ -213,6 +213,9 @@ pub(crate) struct NamedTarget {
     avoid: Mutex<Option<String>>,
     /// Dropped with the target: stops the task that follows the backend's watch.
     stop_watch: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The `PYRO:` URI of a Pyro5 object the target named when no native registration
+    /// did (a proxy then turns to its Pyro mode).
+    pyro: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for NamedTarget {
@@ -234,6 +237,7 @@ impl NamedTarget {
             watching: std::sync::atomic::AtomicBool::new(false),
             avoid: Mutex::new(None),
             stop_watch: Mutex::new(None),
+            pyro: Mutex::new(None),
         }
     }
 
@@ -253,6 +257,11 @@ impl NamedTarget {
         };
         *lock(&self.backend) = Some(b.clone());
         Ok(b)
+    }
+
+    /// The `PYRO:` URI the last resolution found when the target names only Pyro5 objects.
+    pub(crate) fn pyro_uri(&self) -> Option<String> {
+        lock(&self.pyro).clone()
     }
 
     /// The cached resolution, if any.
@@ -307,13 +316,21 @@ impl NamedTarget {
                     &subject,
                     format!("no registration carries every tag of {subject}"),
                 ),
-                Some(p) => naming_error(
-                    &subject,
-                    format!(
-                        "{subject} is registered for a Pyro5 object ({}); call it with PyroProxy::resolve",
-                        p.uri
-                    ),
-                ),
+                Some(p) => {
+                    let pyro: Vec<Registration> = regs
+                        .iter()
+                        .filter(|r| is_pyro_uri(&r.uri))
+                        .cloned()
+                        .collect();
+                    *lock(&self.pyro) = pick(&pyro).map(|r| r.uri.clone());
+                    naming_error(
+                        &subject,
+                        format!(
+                            "{subject} is registered for a Pyro5 object ({}), which has no wirecall address: a proxy made from the name calls it in Pyro mode",
+                            p.uri
+                        ),
+                    )
+                }
             });
         };
         let (service, provider_id, address) = crate::Proxy::split_uri(&r.uri).map_err(|e| {

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wirecall_protocol as proto;
 use wirecall_transport::{ReadHalf, Stream};
 
+use super::callback::CallbackLink;
 use super::dispatch::Conn;
 use super::{lock, read, trace, Inner};
 use crate::context::ConnectionInfo;
@@ -380,7 +381,23 @@ impl Reader {
                         proto::ServerEvent::Connected(session) if !started => {
                             started = true;
                             trace::connected(&conn.span, &session);
+                            if session.callbacks() {
+                                // Set before any call is dispatched: its handlers may call
+                                // back.
+                                let _ = conn.info.callback.set(Arc::new(CallbackLink::new(
+                                    conn.wire.clone(),
+                                    conn.info.peer.clone(),
+                                    session.codec,
+                                )));
+                            }
                             conn.connected();
+                        }
+                        ev @ (proto::ServerEvent::Reply(_)
+                        | proto::ServerEvent::Error(_)
+                        | proto::ServerEvent::Failed { .. }) => {
+                            if let Some(link) = conn.info.callback.get() {
+                                link.on_event(ev);
+                            }
                         }
                         proto::ServerEvent::Call(call) => conn.on_call(call),
                         proto::ServerEvent::Cancelled(id) => {
@@ -510,6 +527,10 @@ impl Conn {
 
     /// After the connection ends: stop the handlers still running, run on_disconnect.
     fn teardown(self) {
+        if let Some(link) = self.info.callback.get() {
+            // Handlers still waiting for a callback's answer get a clear error.
+            link.close();
+        }
         for t in self.tasks.drain() {
             t.abort();
         }

@@ -26,14 +26,14 @@ use crate::provider::{Handled, Instance, Outcome, Registered};
 
 /// The handlers of one connection running on tasks of their own, by request id.
 #[derive(Default)]
-pub(super) struct Tasks {
+pub(crate) struct Tasks {
     map: Mutex<HashMap<u64, AbortHandle, rustc_hash::FxBuildHasher>>,
 }
 
 impl Tasks {
     /// Spawns `fut` as the task of call `id`. The map is locked until the task is in it,
     /// so the task cannot finish and look for itself before it is there.
-    fn spawn(&self, id: u64, fut: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(&self, id: u64, fut: impl Future<Output = ()> + Send + 'static) {
         let mut m = lock(&self.map);
         let task = tokio::spawn(fut);
         m.insert(id, task.abort_handle());
@@ -49,13 +49,13 @@ impl Tasks {
     }
 
     /// Removes `id`; returns its task and whether others remain.
-    pub(super) fn remove(&self, id: u64) -> (Option<AbortHandle>, bool) {
+    pub(crate) fn remove(&self, id: u64) -> (Option<AbortHandle>, bool) {
         let mut m = lock(&self.map);
         let t = m.remove(&id);
         (t, !m.is_empty())
     }
 
-    pub(super) fn drain(&self) -> Vec<AbortHandle> {
+    pub(crate) fn drain(&self) -> Vec<AbortHandle> {
         let mut m = lock(&self.map);
         m.drain().map(|(_, t)| t).collect()
     }
@@ -569,7 +569,7 @@ fn finish(tasks: &Tasks, track: bool, id: u64, sink: &ReplySink, outcome: Outcom
     }
 }
 
-pub(super) fn panic_fault(panic: Box<dyn std::any::Any + Send>) -> Fault {
+pub(crate) fn panic_fault(panic: Box<dyn std::any::Any + Send>) -> Fault {
     let message = if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -24,9 +24,10 @@ use crate::io::Wire;
 use crate::provider::{Instances, Metadata, Provider, Registered};
 use crate::CodecId;
 
+pub(crate) mod callback;
 mod conn;
 mod daemon;
-mod dispatch;
+pub(crate) mod dispatch;
 mod pyro;
 pub(crate) mod trace;
 
@@ -39,6 +40,8 @@ pub const DAEMON_PROVIDER_ID: u16 = 0xffff;
 pub struct ServerBuilder {
     addresses: Vec<String>,
     accepted: Option<Vec<CodecId>>,
+    /// Set on the builder (else from the environment or the default, zstd accepted).
+    compression: Option<proto::Compression>,
     limits: proto::Limits,
     /// Set on the builder (else from the environment or the defaults).
     max_in_flight: Option<u32>,
@@ -83,6 +86,22 @@ impl ServerBuilder {
     /// environment variable `WIRECALL_CODECS_ACCEPTED`, e.g. `json,msgpack`).
     pub fn accept(mut self, codecs: impl IntoIterator<Item = CodecId>) -> Self {
         self.accepted = Some(codecs.into_iter().collect());
+        self
+    }
+
+    /// The compression the server accepts, and how it compresses its answers (SPEC §6.9).
+    /// A client that offers an accepted algorithm gets it for the connection: its calls
+    /// may come compressed, and answers whose payload is at least `threshold` bytes go back
+    /// compressed at `level` (when that makes them smaller). A client that offers none, or
+    /// a server set to [`Compression::off`](crate::Compression::off), talks uncompressed.
+    /// The frame limit applies to the decompressed frame, so a compressed frame cannot
+    /// inflate past it (the connection is closed with GOAWAY LIMIT_EXCEEDED).
+    ///
+    /// Default: zstd accepted (level 3, threshold 4 KiB), since accepting costs nothing
+    /// until a client asks; or `WIRECALL_COMPRESSION` (`zstd`, `zstd:LEVEL`,
+    /// `zstd:LEVEL:THRESHOLD`, `none`; see [`config::parse_compression`]).
+    pub fn compression(mut self, compression: proto::Compression) -> Self {
+        self.compression = Some(compression);
         self
     }
 
@@ -264,6 +283,13 @@ impl ServerBuilder {
                 "a server needs at least one address to listen on",
             ));
         }
+        let compression = match self.compression {
+            Some(c) => c,
+            None => config::compression_from_env()?.unwrap_or_else(proto::Compression::zstd),
+        };
+        compression
+            .validate()
+            .map_err(|e| Error::config(format!("bad server compression: {e}")))?;
         let mut limits = self.limits;
         limits.max_in_flight = match self.max_in_flight {
             Some(n) => n,
@@ -305,6 +331,7 @@ impl ServerBuilder {
             registry_gen: AtomicU64::new(0),
             objects: RwLock::new(HashMap::new()),
             accepted,
+            compression,
             pyro_classes: self.pyro_classes.clone(),
             limits,
             timeouts,
@@ -413,6 +440,8 @@ struct Inner {
     /// after `registry` when both are.
     objects: RwLock<HashMap<String, u16>>,
     accepted: Vec<CodecId>,
+    /// The compression accepted and used for answers (SPEC §6.9).
+    compression: proto::Compression,
     /// Converters of Pyro5 class dicts (`server/pyro.rs`).
     pyro_classes: crate::PyroClasses,
     limits: proto::Limits,
@@ -477,6 +506,7 @@ impl Engine {
         ServerBuilder {
             addresses: vec![address.into()],
             accepted: None,
+            compression: None,
             pyro_classes: crate::PyroClasses::default(),
             limits: proto::Limits::default(),
             max_in_flight: None,
@@ -827,6 +857,7 @@ async fn accept_loop(listener: Listener, inner: std::sync::Weak<Inner>, local: S
                     peer: peer.to_string(),
                     local: local.clone(),
                     tls: stream.tls().cloned(),
+                    callback: Default::default(),
                 });
                 tokio::spawn(conn::serve_connection(inner, stream, info));
             }
@@ -843,6 +874,7 @@ impl Inner {
     fn machine_config(&self) -> proto::ServerConfig {
         let mut c = proto::ServerConfig::new(self.accepted.clone());
         c.limits = self.limits;
+        c.compression = self.compression.clone();
         c.handshake_timeout = self.timeouts.handshake;
         c.frame_timeout = self.timeouts.frame;
         c.idle_timeout = self.timeouts.idle;
@@ -850,6 +882,8 @@ impl Inner {
         c.stream_lifetime = self.timeouts.stream_lifetime;
         // The driver writes the transmit buffer as one contiguous run.
         c.share_sections_from = usize::MAX;
+        // A client that exposes providers may be called back (SPEC §6.10).
+        c.support_callbacks();
         c
     }
 }

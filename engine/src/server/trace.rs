@@ -42,10 +42,12 @@ pub(super) fn connected(span: &Span, session: &proto::Session) {
         return;
     }
     span.record("codec", tracing::field::display(session.codec));
+    let compression = session.compression();
     tracing::debug!(
         parent: span,
         codec = %session.codec,
         version = session.version,
+        compression = ?compression,
         "handshake completed"
     );
 }
