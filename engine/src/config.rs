@@ -137,6 +137,9 @@ pub const ENV_HANDSHAKE_TIMEOUT: &str = "WIRECALL_HANDSHAKE_TIMEOUT";
 pub const ENV_FRAME_TIMEOUT: &str = "WIRECALL_FRAME_TIMEOUT";
 /// Environment variable with a server's keep-alive interval (`WIRECALL_KEEPALIVE=30s`).
 pub const ENV_KEEPALIVE: &str = "WIRECALL_KEEPALIVE";
+/// Environment variable with how long a server keeps a streamed result its caller stopped
+/// reading (`WIRECALL_STREAM_LIFETIME=30s`; default off).
+pub const ENV_STREAM_LIFETIME: &str = "WIRECALL_STREAM_LIFETIME";
 /// Environment variable with the receive-buffer bytes a server's connections may hold
 /// together (`WIRECALL_MAX_BUFFERED=256MiB`).
 pub const ENV_MAX_BUFFERED: &str = "WIRECALL_MAX_BUFFERED";
@@ -283,21 +286,23 @@ pub fn parse_duration(text: &str) -> Result<Option<std::time::Duration>, Error> 
     Ok(Some(std::time::Duration::from_millis(ms)))
 }
 
-/// A server's timeouts: those set on the builder (`[idle, handshake, frame, keepalive]`,
+/// A server's timeouts: those set on the builder (`[idle, handshake, frame, keepalive, stream lifetime]`,
 /// `Some(None)` for explicitly off), else those in the environment, else the defaults (60 s,
-/// 10 s, 30 s, 30 s).
+/// 10 s, 30 s, 30 s, off).
 pub(crate) fn timeouts_from_env(
-    set: [Option<Option<std::time::Duration>>; 4],
+    set: [Option<Option<std::time::Duration>>; 5],
 ) -> Result<crate::server::Timeouts, Error> {
-    let defaults = [60, 10, 30, 30].map(|s| Some(std::time::Duration::from_secs(s)));
+    let s = |s| Some(std::time::Duration::from_secs(s));
+    let defaults = [s(60), s(10), s(30), s(30), None];
     let vars = [
         ENV_IDLE_TIMEOUT,
         ENV_HANDSHAKE_TIMEOUT,
         ENV_FRAME_TIMEOUT,
         ENV_KEEPALIVE,
+        ENV_STREAM_LIFETIME,
     ];
-    let mut out = [None; 4];
-    for i in 0..4 {
+    let mut out = [None; 5];
+    for i in 0..5 {
         out[i] = match set[i] {
             Some(t) => t,
             None => match std::env::var(vars[i]) {
@@ -313,6 +318,7 @@ pub(crate) fn timeouts_from_env(
         handshake: out[1],
         frame: out[2],
         keepalive: out[3],
+        stream_lifetime: out[4],
     })
 }
 

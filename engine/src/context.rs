@@ -135,6 +135,7 @@ impl PyroAnswer {
     }
 
     fn send(&self, outcome: Outcome) {
+        // A stream is the driver's to keep (a Pyro5 remote iterator).
         let tx = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(tx) = tx {
             // The driver stopped waiting (the connection closed): nobody needs it.
@@ -155,13 +156,19 @@ pub(crate) struct ReplySink {
     pub hooks: Option<Arc<AfterHooks>>,
     /// The call's span, when tracing records calls: told the outcome on the answer.
     pub trace: Option<Arc<crate::server::trace::CallTrace>>,
+    /// Where a native connection pumps its streamed results (`None`: the dialect has no
+    /// streams).
+    pub streams: Option<Arc<crate::stream::StreamTable>>,
 }
 
 impl ReplySink {
     /// Answers the call (unless it is oneway) and runs the `after` hooks.
     pub(crate) fn answer(&self, outcome: Outcome, flush: Flush) {
         if let Some(h) = &self.hooks {
-            h.run(matches!(outcome, Outcome::Value(_) | Outcome::Attached(_)));
+            h.run(matches!(
+                outcome,
+                Outcome::Value(_) | Outcome::Attached(_) | Outcome::Stream(_)
+            ));
         }
         if let Some(t) = &self.trace {
             t.finish(&outcome);
@@ -176,9 +183,29 @@ impl ReplySink {
                 return crate::client::conn::answer_callback(c, self.id, self.codec, outcome)
             }
         };
-        let s = wire.lock();
         let request_id = proto::RequestId(self.id);
         let codec = self.codec;
+        let outcome = match (outcome, &self.streams) {
+            (Outcome::Stream(items), Some(streams)) => {
+                let s = wire.lock();
+                send_locked(wire, s, self.id, flush, |side| {
+                    side.reply(proto::Reply {
+                        request_id,
+                        codec,
+                        stream: true,
+                        annotations: proto::Annotations::new(),
+                        result: Bytes::new(),
+                        attachment: Bytes::new(),
+                    })
+                });
+                // The pump stops at once if the call is no longer in flight.
+                streams.start(wire.clone(), self.id, codec, items);
+                return;
+            }
+            (Outcome::Stream(_), None) => Outcome::Fault(stream_not_served()),
+            (o, _) => o,
+        };
+        let s = wire.lock();
         send_locked(wire, s, self.id, flush, |side| match outcome {
             Outcome::Value(result) => side.reply(proto::Reply {
                 request_id,
@@ -202,6 +229,8 @@ impl ReplySink {
                 annotations: proto::Annotations::new(),
                 body: fault.into_body(),
             }),
+            // Handled above.
+            Outcome::Stream(_) => Ok(()),
         });
     }
 
@@ -440,6 +469,22 @@ impl ReplyEncoder {
     pub fn fault(&self, fault: Fault) -> Outcome {
         Outcome::Fault(fault)
     }
+
+    /// A streamed result: its items are encoded as they are sent (SPEC §6.5, §6.12).
+    pub fn stream<T: Serialize + Send + 'static>(
+        &self,
+        items: crate::stream::ItemStream<T>,
+    ) -> Outcome {
+        Outcome::Stream(crate::stream::EncodedStream::encode(self.codec, items))
+    }
+}
+
+/// The fault a caller gets for a streamed result where the connection has no streams.
+fn stream_not_served() -> Fault {
+    Fault::new(
+        FaultKind::Internal,
+        "the method returns a stream, which this connection's dialect cannot carry; call it over the native protocol",
+    )
 }
 
 /// Results up to this size are copied into the per-thread result block.

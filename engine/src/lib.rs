@@ -106,6 +106,7 @@ pub mod naming;
 
 mod provider;
 mod server;
+mod stream;
 
 pub use args::{ArgList, FromArgs, KwList, ParamNames};
 pub use blocking::BlockingProxy;
@@ -123,6 +124,7 @@ pub use provider::{
     Provider, ProviderInfo,
 };
 pub use server::{Engine, ServerBuilder, DAEMON_PROVIDER_ID};
+pub use stream::{EncodedStream, ItemStream, RemoteStream, DEFAULT_WINDOW};
 pub use wirecall_codecs::{CodecId, Value};
 pub use wirecall_macros::provider;
 pub use wirecall_protocol::{Cause, Compression, CompressionId, ProtocolError};

@@ -159,6 +159,8 @@ pub enum Outcome {
     Attached(Attached),
     /// The call failed.
     Fault(Fault),
+    /// The result is a stream of encoded items, sent under flow control (SPEC §6.12).
+    Stream(crate::stream::EncodedStream),
 }
 
 /// A result encoded with its bulk values set aside: see [`Outcome::Attached`].

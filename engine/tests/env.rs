@@ -82,6 +82,24 @@ async fn codecs_from_environment() {
             .await
             .unwrap();
         e.finalize().await;
+        std::env::remove_var("WIRECALL_IDLE_TIMEOUT");
+        // The stream lifetime is read from the environment too.
+        std::env::set_var("WIRECALL_STREAM_LIFETIME", "whenever");
+        let err = Engine::server("tcp://127.0.0.1:0")
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("WIRECALL_STREAM_LIFETIME"),
+            "{err}"
+        );
+        let e = Engine::server("tcp://127.0.0.1:0")
+            .stream_lifetime(Some(Duration::from_secs(5)))
+            .start()
+            .await
+            .unwrap();
+        e.finalize().await;
+        std::env::remove_var("WIRECALL_STREAM_LIFETIME");
         // A short idle timeout from the environment closes an idle connection.
         std::env::set_var("WIRECALL_IDLE_TIMEOUT", "200ms");
         let e = Engine::server("tcp://127.0.0.1:0")

@@ -717,13 +717,16 @@ impl Harness {
                 let Some(id) = Self::pick(&all, pick) else {
                     return;
                 };
-                let r = self.server.stream_item(StreamItem {
-                    request_id: id,
-                    codec: CodecId::MSGPACK,
-                    annotations: Annotations::new(),
-                    item: filler(usize::from(len % 5000), id.0 + 1),
-                    attachment: Bytes::new(),
-                });
+                let r = self.server.stream_item(
+                    StreamItem {
+                        request_id: id,
+                        codec: CodecId::MSGPACK,
+                        annotations: Annotations::new(),
+                        item: filler(usize::from(len % 5000), id.0 + 1),
+                        attachment: Bytes::new(),
+                    },
+                    self.now,
+                );
                 let ok = self.scalls[&id] == SState::Streaming;
                 match r {
                     Ok(()) => assert!(ok, "stream item accepted for {id:?}"),

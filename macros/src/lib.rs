@@ -123,6 +123,18 @@ enum Output {
     Unit,
     Plain(Type),
     Result(Type),
+    /// `ItemStream<T>`: a streamed result of `T` items.
+    Stream(Type),
+    /// `Result<ItemStream<T>, E>`.
+    ResultStream(Type),
+}
+
+/// The `T` of an `ItemStream<T>` return type.
+fn item_stream_type(ty: &Type) -> Option<Type> {
+    if type_last_ident(ty).as_deref() != Some("ItemStream") {
+        return None;
+    }
+    responder_result(ty)
 }
 
 #[derive(Default)]
@@ -268,10 +280,16 @@ fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Re
     let output = match &sig.output {
         ReturnType::Default => Output::Unit,
         ReturnType::Type(_, ty) => match result_ok_type(ty) {
-            Some(ok) => Output::Result(ok),
+            Some(ok) => match item_stream_type(&ok) {
+                Some(item) => Output::ResultStream(item),
+                None => Output::Result(ok),
+            },
             None => match &**ty {
                 Type::Tuple(t) if t.elems.is_empty() => Output::Unit,
-                _ => Output::Plain((**ty).clone()),
+                _ => match item_stream_type(ty) {
+                    Some(item) => Output::Stream(item),
+                    None => Output::Plain((**ty).clone()),
+                },
             },
         },
     };
@@ -576,8 +594,19 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
                 }
             }
         },
+        Output::ResultStream(_) => quote! {
+            match __r {
+                ::std::result::Result::Ok(__v) => __enc.stream(__v),
+                ::std::result::Result::Err(__e) => {
+                    #[allow(unused_imports)]
+                    use #w::{ViaDisplay as _, ViaError as _};
+                    __enc.fault((&&#w::ErrProbe(&__e)).remote_fault())
+                }
+            }
+        },
         Output::Unit => quote! { { let () = __r; __enc.value(&()) } },
         Output::Plain(_) => quote! { __enc.value(&__r) },
+        Output::Stream(_) => quote! { __enc.stream(__r) },
     };
     let body = if has_responder {
         if r.is_async {
@@ -659,6 +688,7 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
             Output::Unit => quote!(()),
             Output::Plain(t) => quote!(#t),
             Output::Result(t) => quote!(#t),
+            Output::Stream(t) | Output::ResultStream(t) => quote!(#t),
         }
     };
     let mut chain = quote!(());
@@ -671,7 +701,19 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
         Kind::Setter => format_ident!("{}", r.fn_ident),
     };
     let full = format!("{service}_{}", r.name);
+    let streams = matches!(r.output, Output::Stream(_) | Output::ResultStream(_));
     match r.kind {
+        Kind::Method { oneway: false, .. } if streams => {
+            let doc = format!(
+                "Calls `{full}` and returns its streamed items as they come (dropping the stream cancels the call)."
+            );
+            quote! {
+                #[doc = #doc]
+                pub async fn #method_ident(&self, #(#idents: #tys),*) -> ::std::result::Result<::wirecall::RemoteStream<#ret>, ::wirecall::Error> {
+                    self.handle.call_stream::<_, #ret>(#full, #chain).await
+                }
+            }
+        }
         Kind::Method { oneway: true, .. } => {
             let doc = format!(
                 "Calls `{full}` one way: returns once the call is sent; the server never answers."

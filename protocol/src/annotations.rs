@@ -17,6 +17,9 @@ pub const CORRELATION_KEY: &str = "wc.corr";
 /// (SPEC §6.8): 8 bytes, the request id of the batch's first call, then 1 flags byte
 /// ([`BATCH_LAST`]).
 pub const BATCH_KEY: &str = "wc.batch";
+/// Protocol key of a call's initial stream window (SPEC §6.12): 4 bytes, the number of
+/// stream items the server may send before the client grants more with CREDIT.
+pub const WINDOW_KEY: &str = "wc.window";
 /// Flag bit of a `wc.batch` value: this call is the last of its batch.
 pub const BATCH_LAST: u8 = 0x01;
 /// Protocol key listing the lengths of the bulk values that share the frame's attachment
@@ -93,6 +96,9 @@ impl Annotations {
                 CORRELATION_KEY if value.len() != 16 => {
                     return Err(malformed("wc.corr must be 16 bytes"))
                 }
+                WINDOW_KEY if value.len() != 4 => {
+                    return Err(malformed("wc.window must be 4 bytes"))
+                }
                 BATCH_KEY if value.len() != 9 => return Err(malformed("wc.batch must be 9 bytes")),
                 BATCH_KEY if value[8] & !BATCH_LAST != 0 => {
                     return Err(malformed("wc.batch has unknown flag bits"))
@@ -135,6 +141,13 @@ impl Annotations {
         let v = self.get(DEADLINE_KEY)?;
         let a: [u8; 8] = v.try_into().ok()?;
         Some(Duration::from_micros(u64::from_be_bytes(a)))
+    }
+
+    /// The initial stream window the caller grants (`wc.window`): how many stream items
+    /// the server may send before it waits for CREDIT. `None`: no flow control.
+    pub fn window(&self) -> Option<u32> {
+        let v: [u8; 4] = self.get(WINDOW_KEY)?.try_into().ok()?;
+        Some(u32::from_be_bytes(v))
     }
 
     /// The correlation id (`wc.corr`).
@@ -245,6 +258,13 @@ impl AnnotationsBuilder {
         let micros = u64::try_from(left.as_micros()).unwrap_or(u64::MAX);
         // Cannot fail: fixed key and an 8-byte value.
         let _ = self.put(DEADLINE_KEY, &micros.to_be_bytes());
+        self
+    }
+
+    /// Sets the initial stream window of a call (`wc.window`, SPEC §6.12).
+    pub fn window(mut self, items: u32) -> Self {
+        // Cannot fail: fixed key and a 4-byte value.
+        let _ = self.put(WINDOW_KEY, &items.to_be_bytes());
         self
     }
 

@@ -824,6 +824,7 @@ impl Calls<ClientCall> {
         id: RequestId,
         oneway: bool,
         deadline: Option<Instant>,
+        window: Option<u32>,
     ) {
         *next_id += 1;
         if !oneway {
@@ -831,6 +832,7 @@ impl Calls<ClientCall> {
                 id,
                 ClientCall {
                     streaming: false,
+                    credit: window,
                     cancelled: false,
                     deadline,
                 },
@@ -879,7 +881,22 @@ impl Calls<ClientCall> {
                 }
                 c.cancelled
             }
-            Frame::StreamItem(s) => self.expect(kind, s.request_id, true)?.cancelled,
+            Frame::StreamItem(s) => {
+                let c = self.expect(kind, s.request_id, true)?;
+                // Flow control (SPEC §6.12): an item beyond the credit granted is fatal.
+                if let Some(credit) = c.credit {
+                    let Some(left) = credit.checked_sub(1) else {
+                        return Err(ProtocolError::FlowControl {
+                            request_id: s.request_id,
+                            problem: "a STREAM_ITEM arrived with no credit left",
+                        });
+                    };
+                    if let Some(c) = self.get_mut(&s.request_id) {
+                        c.credit = Some(left);
+                    }
+                }
+                c.cancelled
+            }
             Frame::StreamEnd(id) => {
                 let c = self.expect(kind, *id, true)?;
                 self.remove(id);
@@ -1318,6 +1335,9 @@ pub enum ClientEvent {
 #[derive(Clone, Copy, Debug)]
 struct ClientCall {
     streaming: bool,
+    /// Stream items the server may still send (SPEC §6.12): the call's `wc.window` plus
+    /// the CREDIT granted, minus the items received. `None`: no window, no flow control.
+    credit: Option<u32>,
     /// Cancelled or failed locally: swallow the final frame, emit nothing.
     cancelled: bool,
     deadline: Option<Instant>,
@@ -1750,6 +1770,10 @@ impl ClientConnection {
                         id,
                         ServerCall {
                             streaming: false,
+                            // Callbacks carry no stream window (SPEC §6.12 covers calls
+                            // to the server).
+                            credit: None,
+                            idle_since: None,
                             deadline: deadline.map(|d| now + d),
                             batch: None,
                         },
@@ -1819,6 +1843,7 @@ impl ClientConnection {
     pub fn call(&mut self, req: CallRequest, now: Instant) -> Result<RequestId, ProtocolError> {
         let (id, codec) = self.begin_call(req.oneway, req.codec.unwrap_or(CodecId::NONE))?;
         let deadline = req.annotations.deadline().map(|d| now + d);
+        let window = req.annotations.window();
         let oneway = req.oneway;
         // Owned, so that large sections can be shared rather than copied.
         self.core.send(&Frame::Call(Call {
@@ -1832,7 +1857,7 @@ impl ClientConnection {
             kwargs: req.kwargs,
             attachment: req.attachment,
         }))?;
-        self.commit_call(id, oneway, deadline);
+        self.commit_call(id, oneway, deadline, window);
         Ok(id)
     }
 
@@ -1848,8 +1873,9 @@ impl ClientConnection {
         call.request_id = id;
         call.codec = codec;
         let deadline = call.annotations.deadline().map(|d| now + d);
+        let window = call.annotations.window();
         self.core.send_call(&call)?;
-        self.commit_call(id, call.oneway, deadline);
+        self.commit_call(id, call.oneway, deadline, window);
         Ok(id)
     }
 
@@ -1867,8 +1893,9 @@ impl ClientConnection {
         call.request_id = id;
         call.codec = codec;
         let deadline = call.annotations.deadline().map(|d| now + d);
+        let window = call.annotations.window();
         self.core.send_call_attached(&call, attachment)?;
-        self.commit_call(id, call.oneway, deadline);
+        self.commit_call(id, call.oneway, deadline, window);
         Ok(id)
     }
 
@@ -1899,9 +1926,15 @@ impl ClientConnection {
     }
 
     /// Records a call whose frame was queued.
-    fn commit_call(&mut self, id: RequestId, oneway: bool, deadline: Option<Instant>) {
+    fn commit_call(
+        &mut self,
+        id: RequestId,
+        oneway: bool,
+        deadline: Option<Instant>,
+        window: Option<u32>,
+    ) {
         self.in_flight
-            .commit(&mut self.next_id, id, oneway, deadline);
+            .commit(&mut self.next_id, id, oneway, deadline, window);
     }
 
     /// Cancels a call: sends CANCEL; no further event is reported for it. Returns `false`
@@ -1944,6 +1977,49 @@ impl ClientConnection {
         self.answering.remove(&id);
         self.check_drained();
         Ok(())
+    }
+
+    /// Grants the server `items` more stream items for call `request_id` (sends CREDIT,
+    /// SPEC §6.12): a consumer calls it as it takes items, so that the server never has
+    /// more than the window in flight. Returns `false` when the call is not in flight (it
+    /// ended or was cancelled: nothing sent).
+    ///
+    /// Fails without sending for a call started without a `wc.window` annotation (it has
+    /// no flow control), for `items == 0`, and when the credit outstanding would pass
+    /// `u32::MAX`.
+    pub fn grant(&mut self, request_id: RequestId, items: u32) -> Result<bool, ProtocolError> {
+        self.core.ensure_open()?;
+        if items == 0 {
+            return Err(ProtocolError::InvalidArgument(
+                "a CREDIT grants at least 1 item",
+            ));
+        }
+        let Some(c) = self.in_flight.get_mut(&request_id) else {
+            return Ok(false);
+        };
+        if c.cancelled {
+            return Ok(false);
+        }
+        let Some(credit) = c.credit else {
+            return Err(ProtocolError::InvalidState {
+                operation: "grant stream credit",
+                state: "the call was started without a wc.window annotation",
+            });
+        };
+        let Some(total) = credit.checked_add(items) else {
+            return Err(ProtocolError::InvalidArgument(
+                "stream credit outstanding cannot pass u32::MAX items",
+            ));
+        };
+        c.credit = Some(total);
+        self.core.send_control(&Frame::Credit(request_id, items));
+        Ok(true)
+    }
+
+    /// The stream items the server may still send for call `request_id` before it needs
+    /// more credit: `None` when the call is not in flight or has no window.
+    pub fn credit(&self, request_id: RequestId) -> Option<u32> {
+        self.in_flight.get(&request_id).and_then(|c| c.credit)
     }
 
     /// Sends a PING unless one is outstanding; a [`ClientEvent::Pong`] reports the answer.
@@ -2034,6 +2110,11 @@ pub struct ServerConfig {
     pub keepalive: Option<Duration>,
     /// As [`ClientConfig::share_sections_from`].
     pub share_sections_from: usize,
+    /// End a streamed result whose consumer leaves it idle this long (Pyro's
+    /// `ITER_STREAM_LIFETIME`): a stream that has used up its credit (SPEC §6.12) and gets no
+    /// CREDIT within this time is answered ERROR DEADLINE_EXCEEDED and reported as
+    /// [`ServerEvent::Expired`] (drop its producer). `None` (the default): no limit.
+    pub stream_lifetime: Option<Duration>,
     /// Whether the decoder reserves room in the input buffer for a frame once its header is
     /// checked (default). A driver that budgets buffer memory turns it off and reserves
     /// [`ServerConnection::pending_input_len`] bytes itself.
@@ -2110,6 +2191,7 @@ impl ServerConfig {
             idle_timeout: Some(Duration::from_secs(60)),
             keepalive: None,
             share_sections_from: SHARE_SECTIONS_FROM,
+            stream_lifetime: None,
             reserve_input: true,
             extensions: Extensions::new(),
             compression: Compression::off(),
@@ -2130,6 +2212,14 @@ pub enum ServerEvent {
     Cancelled(RequestId),
     /// A call's deadline passed; DEADLINE_EXCEEDED was sent; drop the work.
     Expired(RequestId),
+    /// The client granted more stream credit for a call (CREDIT, SPEC §6.12): `credit`
+    /// items may now be sent with [`ServerConnection::stream_item`].
+    Credit {
+        /// The call.
+        request_id: RequestId,
+        /// The items that may be sent now (credit left after the grant).
+        credit: u32,
+    },
     /// A call was refused without being dispatched (codec refused, too many in flight,
     /// shutting down); the ERROR was sent unless the call was oneway.
     Rejected {
@@ -2165,6 +2255,11 @@ pub enum ServerEvent {
 #[derive(Clone, Copy, Debug)]
 struct ServerCall {
     streaming: bool,
+    /// Stream items this side may still send (SPEC §6.12); `None`: the call set no
+    /// `wc.window`, so no flow control.
+    credit: Option<u32>,
+    /// When the stream used up its credit (the consumer is idle until its next CREDIT).
+    idle_since: Option<Instant>,
     deadline: Option<Instant>,
     /// The ordered batch the call belongs to (the request id of its first call).
     batch: Option<RequestId>,
@@ -2316,7 +2411,7 @@ impl ServerConnection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.core.next_timeout(earliest(
             earliest(
-                self.in_flight.earliest(|c| c.deadline),
+                earliest(self.in_flight.earliest(|c| c.deadline), self.idle_expiry()),
                 self.calling.earliest(ClientCall::live_deadline),
             ),
             self.drain_deadline.filter(|_| !self.drained),
@@ -2364,6 +2459,16 @@ impl ServerConnection {
         Ok(())
     }
 
+    /// When the first idle stream's lifetime ends (scanned only with a stream lifetime).
+    fn idle_expiry(&self) -> Option<Instant> {
+        let l = self.config.stream_lifetime?;
+        self.in_flight
+            .map
+            .values()
+            .filter_map(|c| c.idle_since.map(|t| t + l))
+            .min()
+    }
+
     /// Gives up the calls whose deadline passed by `now`: each is answered
     /// DEADLINE_EXCEEDED and reported as [`ServerEvent::Expired`], and a later
     /// [`reply`](Self::reply) or [`error`](Self::error) for it is refused with
@@ -2377,7 +2482,20 @@ impl ServerConnection {
         if self.core.closed.is_some() {
             return 0;
         }
-        let expired = self.in_flight.expired(now, |c| c.deadline);
+        let lifetime = self.config.stream_lifetime;
+        let mut expired = self.in_flight.expired(now, |c| c.deadline);
+        if let Some(l) = lifetime {
+            // Only servers with a stream lifetime scan for idle streams.
+            expired.extend(
+                self.in_flight
+                    .map
+                    .iter()
+                    .filter(|(_, c)| c.idle_since.is_some_and(|t| now >= t + l))
+                    .map(|(id, _)| *id),
+            );
+            expired.sort();
+            expired.dedup();
+        }
         if expired.is_empty() {
             return 0;
         }
@@ -2387,11 +2505,16 @@ impl ServerConnection {
             let Some(call) = self.in_flight.remove(&id) else {
                 continue;
             };
+            let message = if call.deadline.is_some_and(|d| now >= d) {
+                "deadline passed".to_string()
+            } else {
+                format!(
+                    "the stream was idle (no CREDIT) for longer than its lifetime of {:?}; read it sooner or raise the server's stream lifetime",
+                    lifetime.unwrap_or_default()
+                )
+            };
             let call = Some(call);
-            self.send_error_control(
-                id,
-                ErrorBody::new(ErrorCode::DEADLINE_EXCEEDED, "deadline passed"),
-            );
+            self.send_error_control(id, ErrorBody::new(ErrorCode::DEADLINE_EXCEEDED, message));
             self.events.push_back(ServerEvent::Expired(id));
             self.batch_done(id, call, false);
         }
@@ -2446,6 +2569,33 @@ impl ServerConnection {
                     self.check_drained();
                 }
                 // A CANCEL for a call already answered crossed the answer: ignore it.
+                Ok(())
+            }
+            Frame::Credit(id, items) => {
+                if id > self.last_request_id {
+                    return Err(ProtocolError::UnknownRequest {
+                        kind,
+                        request_id: id,
+                    });
+                }
+                // A CREDIT for a call already ended crossed its end; one for a call
+                // without a window changes nothing: both are ignored.
+                if let Some(c) = self.in_flight.get_mut(&id) {
+                    if let Some(credit) = c.credit {
+                        let Some(total) = credit.checked_add(items) else {
+                            return Err(ProtocolError::FlowControl {
+                                request_id: id,
+                                problem: "CREDIT raised the credit outstanding past 2^32-1 items",
+                            });
+                        };
+                        c.credit = Some(total);
+                        c.idle_since = None;
+                        self.events.push_back(ServerEvent::Credit {
+                            request_id: id,
+                            credit: total,
+                        });
+                    }
+                }
                 Ok(())
             }
             Frame::GoAway(g) => {
@@ -2598,6 +2748,8 @@ impl ServerConnection {
                 id,
                 ServerCall {
                     streaming: false,
+                    credit: c.annotations.window(),
+                    idle_since: None,
                     deadline,
                     batch: None,
                 },
@@ -2683,6 +2835,8 @@ impl ServerConnection {
                 id,
                 ServerCall {
                     streaming: false,
+                    credit: c.annotations.window(),
+                    idle_since: None,
                     deadline,
                     batch: Some(b),
                 },
@@ -2869,10 +3023,35 @@ impl ServerConnection {
         Ok(())
     }
 
-    /// Sends one item of a streamed result.
-    pub fn stream_item(&mut self, item: StreamItem) -> Result<(), ProtocolError> {
-        self.answer(item.request_id, true)?;
-        self.core.send(&Frame::StreamItem(item))
+    /// Sends one item of a streamed result. With a window (the call's `wc.window`), only
+    /// while the client's credit lasts: with none left it fails with
+    /// [`ProtocolError::NoCredit`] (nothing sent); wait for [`ServerEvent::Credit`].
+    ///
+    /// `now` starts the stream's lifetime ([`ServerConfig::stream_lifetime`]) when this item
+    /// uses up the credit.
+    pub fn stream_item(&mut self, item: StreamItem, now: Instant) -> Result<(), ProtocolError> {
+        let id = item.request_id;
+        self.answer(id, true)?;
+        let credit = self.in_flight.get(&id).and_then(|c| c.credit);
+        if credit == Some(0) {
+            return Err(ProtocolError::NoCredit { request_id: id });
+        }
+        self.core.send(&Frame::StreamItem(item))?;
+        if let (Some(n), Some(c)) = (credit, self.in_flight.get_mut(&id)) {
+            c.credit = Some(n - 1);
+            if n == 1 {
+                c.idle_since = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream items call `request_id` may send now: `None` when the call is not in
+    /// flight, `u32::MAX` when the caller set no window (no flow control).
+    pub fn credit(&self, request_id: RequestId) -> Option<u32> {
+        self.in_flight
+            .get(&request_id)
+            .map(|c| c.credit.unwrap_or(u32::MAX))
     }
 
     /// Ends a streamed result.
@@ -2924,7 +3103,7 @@ impl ServerConnection {
             attachment: req.attachment,
         }))?;
         self.calling
-            .commit(&mut self.calling_next, id, oneway, deadline);
+            .commit(&mut self.calling_next, id, oneway, deadline, None);
         Ok(id)
     }
 
@@ -2940,7 +3119,7 @@ impl ServerConnection {
         let deadline = call.annotations.deadline().map(|d| now + d);
         self.core.send_call(&call)?;
         self.calling
-            .commit(&mut self.calling_next, id, call.oneway, deadline);
+            .commit(&mut self.calling_next, id, call.oneway, deadline, None);
         Ok(id)
     }
 

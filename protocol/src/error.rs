@@ -240,6 +240,15 @@ pub enum ProtocolError {
         /// The frame's kind.
         kind: Kind,
     },
+    /// The peer broke stream flow control (SPEC §6.12): it sent a stream item it had no
+    /// credit for, or granted more credit than a window holds.
+    #[error("flow control violated on call {request_id}: {problem}; the peer must send stream items only while it holds credit")]
+    FlowControl {
+        /// The streaming call.
+        request_id: RequestId,
+        /// What the peer did.
+        problem: &'static str,
+    },
 
     // ---- Pyro5 dialect (peer), the `pyro` module ----
     /// A Pyro5 message does not start with `PYRO`, or its header does not end with the
@@ -376,6 +385,13 @@ pub enum ProtocolError {
     /// No new calls after GOAWAY (ours or the peer's); open a new connection.
     #[error("connection is going away; open a new connection for new calls")]
     GoingAway,
+    /// A stream item cannot be sent yet: the receiver granted no credit for it (SPEC §6.12).
+    /// Wait for its CREDIT (a [`ServerEvent::Credit`](crate::ServerEvent::Credit)).
+    #[error("call {request_id} has no stream credit left; wait for the receiver's CREDIT before sending the next item")]
+    NoCredit {
+        /// The streaming call.
+        request_id: RequestId,
+    },
     /// The connection is closed.
     #[error("connection is closed")]
     Closed,
@@ -412,6 +428,7 @@ impl ProtocolError {
             | InvalidState { .. }
             | InFlightLimit { .. }
             | NotInFlight { .. }
+            | NoCredit { .. }
             | GoingAway
             | Closed => Cause::Local,
             _ => Cause::Peer,
@@ -456,10 +473,13 @@ impl ProtocolError {
             HandshakeTimeout | IdleTimeout | FrameTimeout | PingTimeout => ErrorCode::TIMEOUT,
             DeadlineExceeded { .. } => ErrorCode::DEADLINE_EXCEEDED,
             GoingAway => ErrorCode::SHUTTING_DOWN,
+            FlowControl { .. } => ErrorCode::FLOW_CONTROL,
             Refused { code, .. } | PeerClosed { code, .. } => *code,
-            InvalidArgument(_) | InvalidState { .. } | NotInFlight { .. } | Closed => {
-                ErrorCode::INTERNAL_ERROR
-            }
+            InvalidArgument(_)
+            | InvalidState { .. }
+            | NotInFlight { .. }
+            | NoCredit { .. }
+            | Closed => ErrorCode::INTERNAL_ERROR,
             _ => ErrorCode::PROTOCOL_ERROR,
         }
     }
@@ -495,6 +515,7 @@ impl ProtocolError {
             Refused { .. } => "refused",
             PeerClosed { .. } => "peer_closed",
             AfterGoAway { .. } => "after_goaway",
+            FlowControl { .. } => "flow_control",
             PyroBadMagic { .. } => "pyro_bad_magic",
             PyroUnsupportedVersion { .. } => "pyro_unsupported_version",
             PyroMessageTooLarge { .. } => "pyro_message_too_large",
@@ -514,6 +535,7 @@ impl ProtocolError {
             InFlightLimit { .. } => "in_flight_limit",
             NotInFlight { .. } => "not_in_flight",
             GoingAway => "going_away",
+            NoCredit { .. } => "no_credit",
             Closed => "closed",
         }
     }

@@ -152,6 +152,9 @@ impl Header {
             Payload::Exactly8 if self.payload_len != 8 => {
                 return bad("payload", "must be exactly 8 bytes")
             }
+            Payload::Exactly4 if self.payload_len != 4 => {
+                return bad("payload", "must be exactly 4 bytes")
+            }
             _ => {}
         }
         if !rule.kwargs && self.kwargs_len != 0 {
@@ -201,6 +204,7 @@ enum Need {
 enum Payload {
     Empty,
     Exactly8,
+    Exactly4,
     Any,
 }
 
@@ -269,6 +273,11 @@ impl Rule {
                 codec: Need::Any,
                 request_id: Need::NonZero,
                 annotations: true,
+                ..control
+            },
+            Kind::CREDIT => Rule {
+                request_id: Need::NonZero,
+                payload: Payload::Exactly4,
                 ..control
             },
             Kind::CANCEL | Kind::STREAM_END => Rule {
@@ -656,6 +665,9 @@ pub enum Frame {
     StreamItem(StreamItem),
     /// End of a streamed result.
     StreamEnd(RequestId),
+    /// More flow-control credit for a streaming call (SPEC §6.12): the call, and how many
+    /// more stream items the sender of CREDIT may receive (at least 1).
+    Credit(RequestId, u32),
     /// Liveness probe.
     Ping([u8; 8]),
     /// Answer to a probe.
@@ -754,6 +766,7 @@ impl Frame {
             Frame::Cancel(_) => Kind::CANCEL,
             Frame::StreamItem(_) => Kind::STREAM_ITEM,
             Frame::StreamEnd(_) => Kind::STREAM_END,
+            Frame::Credit(..) => Kind::CREDIT,
             Frame::Ping(_) => Kind::PING,
             Frame::Pong(_) => Kind::PONG,
             Frame::GoAway(_) => Kind::GOAWAY,
@@ -767,7 +780,7 @@ impl Frame {
             Frame::Reply(r) => r.request_id,
             Frame::Error(e) => e.request_id,
             Frame::StreamItem(s) => s.request_id,
-            Frame::Cancel(id) | Frame::StreamEnd(id) => *id,
+            Frame::Cancel(id) | Frame::StreamEnd(id) | Frame::Credit(id, _) => *id,
             _ => RequestId::NONE,
         }
     }
@@ -792,6 +805,14 @@ impl Frame {
             Frame::GoAway(g) => p.payload = Section::Owned(encode_goaway(g)?),
             Frame::Ping(d) | Frame::Pong(d) => p.payload = Section::Slice(d),
             Frame::Cancel(_) | Frame::StreamEnd(_) => {}
+            Frame::Credit(_, n) => {
+                if *n == 0 {
+                    return Err(ProtocolError::InvalidArgument(
+                        "a CREDIT grants at least 1 item",
+                    ));
+                }
+                p.payload = Section::Owned(BytesMut::from(&n.to_be_bytes()[..]));
+            }
             Frame::Call(c) => {
                 p.flags = if c.oneway {
                     Flags::ONEWAY
@@ -1552,6 +1573,18 @@ pub(crate) fn assemble(
         }
         Kind::CANCEL => Frame::Cancel(h.request_id),
         Kind::STREAM_END => Frame::StreamEnd(h.request_id),
+        Kind::CREDIT => {
+            let mut r = body("CREDIT body");
+            let n = r.u32()?;
+            r.end()?;
+            if n == 0 {
+                return Err(ProtocolError::MalformedBody {
+                    what: "CREDIT body",
+                    problem: "grants 0 items (a credit is at least 1)",
+                });
+            }
+            Frame::Credit(h.request_id, n)
+        }
         Kind::CALL => {
             let method = Method::new(route).map_err(|e| match e {
                 ProtocolError::InvalidUtf8 { .. } => ProtocolError::InvalidUtf8 { what: "route" },

@@ -81,7 +81,7 @@ pub mod pyro;
 
 pub use annotations::{
     Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST, BULK_KEY,
-    CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX,
+    CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX, WINDOW_KEY,
 };
 pub use bulk::{check_bulk, has_bulk, split_bulk};
 pub use compress::Compression;

@@ -83,6 +83,9 @@ wire_newtype! {
         PONG = 0x0b;
         /// Either direction: graceful shutdown, or a fatal connection error.
         GOAWAY = 0x0c;
+        /// Either direction, for one streaming call: the sender may receive this many more
+        /// stream items (a u32 increment of the flow-control window, SPEC §6.12).
+        CREDIT = 0x0d;
     }
 }
 
@@ -334,6 +337,9 @@ wire_newtype! {
         /// The call was not run: it belongs to an ordered batch and an earlier call of the
         /// batch failed (SPEC §6.8). Nothing of it ran, so it may be sent again.
         SKIPPED = 0x11;
+        /// A peer sent stream items beyond the credit it was granted, or granted more credit
+        /// than a window can hold (SPEC §6.12): fatal, sent in GOAWAY.
+        FLOW_CONTROL = 0x12;
     }
 }
 

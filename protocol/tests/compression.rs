@@ -369,13 +369,16 @@ fn large_calls_replies_and_stream_items_travel_compressed_and_arrive_intact() {
         })
         .unwrap();
     p.server
-        .stream_item(StreamItem {
-            request_id: id,
-            codec: CodecId::JSON,
-            annotations: Annotations::new(),
-            item: json(16 << 10),
-            attachment: Bytes::new(),
-        })
+        .stream_item(
+            StreamItem {
+                request_id: id,
+                codec: CodecId::JSON,
+                annotations: Annotations::new(),
+                item: json(16 << 10),
+                attachment: Bytes::new(),
+            },
+            p.now,
+        )
         .unwrap();
     p.server.stream_end(id).unwrap();
     p.drive();

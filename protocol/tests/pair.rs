@@ -371,7 +371,10 @@ fn streamed_result() {
         attachment: Bytes::new(),
     };
     assert_eq!(
-        p.server.stream_item(item(0)).unwrap_err().kind_name(),
+        p.server
+            .stream_item(item(0), p.now)
+            .unwrap_err()
+            .kind_name(),
         "invalid_state"
     );
     p.server
@@ -384,8 +387,8 @@ fn streamed_result() {
             attachment: Bytes::new(),
         })
         .unwrap();
-    p.server.stream_item(item(1)).unwrap();
-    p.server.stream_item(item(2)).unwrap();
+    p.server.stream_item(item(1), p.now).unwrap();
+    p.server.stream_item(item(2), p.now).unwrap();
     p.server.stream_end(id).unwrap();
     p.drive();
     let ev = p.client_events();
@@ -1748,4 +1751,248 @@ fn a_held_call_past_its_deadline_fails_the_batch_from_there() {
         .any(|e| matches!(e, ClientEvent::Reply(r) if r.request_id == first)));
     assert!(p.client_err.is_none() && p.server_err.is_none());
     assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+}
+
+// ---- stream flow control (SPEC §6.12) ----
+
+fn stream_call(p: &mut Pair, window: u32) -> RequestId {
+    let mut req = CallRequest::new(
+        ProviderId(1),
+        Method::new("gen").unwrap(),
+        Bytes::from_static(b"\x90"),
+    );
+    req.annotations = Annotations::builder().window(window).build();
+    let id = p.client.call(req, p.now).unwrap();
+    p.drive();
+    let c = calls(p.server_events()).remove(0);
+    assert_eq!(c.annotations.window(), Some(window));
+    p.server
+        .reply(Reply {
+            request_id: id,
+            codec: CodecId::MSGPACK,
+            stream: true,
+            annotations: Annotations::new(),
+            result: Bytes::new(),
+            attachment: Bytes::new(),
+        })
+        .unwrap();
+    id
+}
+
+fn item(id: RequestId, n: u8) -> StreamItem {
+    StreamItem {
+        request_id: id,
+        codec: CodecId::MSGPACK,
+        annotations: Annotations::new(),
+        item: Bytes::from(vec![n]),
+        attachment: Bytes::new(),
+    }
+}
+
+#[test]
+fn stream_items_wait_for_credit() {
+    let mut p = Pair::connected();
+    let id = stream_call(&mut p, 2);
+    assert_eq!(p.server.credit(id), Some(2));
+    p.server.stream_item(item(id, 1), p.now).unwrap();
+    p.server.stream_item(item(id, 2), p.now).unwrap();
+    // The window is used up: the third item is refused locally, nothing is sent.
+    assert_eq!(
+        p.server.stream_item(item(id, 3), p.now).unwrap_err(),
+        ProtocolError::NoCredit { request_id: id }
+    );
+    p.drive();
+    let ev = p.client_events();
+    assert_eq!(ev.len(), 3, "{ev:?}");
+    assert_eq!(p.client.credit(id), Some(0));
+    // The consumer took both items: it grants two more.
+    assert!(p.client.grant(id, 2).unwrap());
+    p.drive();
+    assert_eq!(
+        p.server_events(),
+        vec![ServerEvent::Credit {
+            request_id: id,
+            credit: 2
+        }]
+    );
+    p.server.stream_item(item(id, 3), p.now).unwrap();
+    p.server.stream_end(id).unwrap();
+    p.drive();
+    let ev = p.client_events();
+    assert!(matches!(&ev[0], ClientEvent::StreamItem(s) if s.item[..] == [3]));
+    assert_eq!(ev[1], ClientEvent::StreamEnd(id));
+    // A grant for a stream that ended sends nothing.
+    assert!(!p.client.grant(id, 1).unwrap());
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn a_call_without_a_window_streams_without_credit() {
+    let mut p = Pair::connected();
+    let id = p.call("gen", b"\x90");
+    p.drive();
+    p.server_events();
+    p.server
+        .reply(Reply {
+            request_id: id,
+            codec: CodecId::MSGPACK,
+            stream: true,
+            annotations: Annotations::new(),
+            result: Bytes::new(),
+            attachment: Bytes::new(),
+        })
+        .unwrap();
+    assert_eq!(p.server.credit(id), Some(u32::MAX));
+    for n in 0..100 {
+        p.server.stream_item(item(id, n), p.now).unwrap();
+    }
+    p.drive();
+    assert_eq!(p.client_events().len(), 101);
+    assert_eq!(
+        p.client.grant(id, 1).unwrap_err().kind_name(),
+        "invalid_state"
+    );
+    assert!(p.client_err.is_none());
+}
+
+#[test]
+fn a_server_ignoring_credit_gets_goaway_flow_control() {
+    let mut p = Pair::connected();
+    let id = stream_call(&mut p, 1);
+    p.server.stream_item(item(id, 1), p.now).unwrap();
+    p.drive();
+    // A peer that ignores its credit: a second item, encoded by hand.
+    let mut raw = bytes::BytesMut::new();
+    wirecall_protocol::Frame::StreamItem(item(id, 2))
+        .encode(&mut raw)
+        .unwrap();
+    let e = p.client.handle_input(&raw, p.now).unwrap_err();
+    assert_eq!(e.kind_name(), "flow_control");
+    assert_eq!(e.code(), ErrorCode::FLOW_CONTROL);
+    assert!(p.client.is_closed());
+    p.drive();
+    match p.server_err.take() {
+        Some(ProtocolError::PeerClosed { code, message }) => {
+            assert_eq!(code, ErrorCode::FLOW_CONTROL);
+            assert!(message.contains("no credit"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn credit_overflow_and_unknown_credit_are_fatal_a_late_credit_is_ignored() {
+    // A grant that would pass u32::MAX outstanding is refused locally.
+    let mut p = Pair::connected();
+    let id = stream_call(&mut p, u32::MAX - 1);
+    assert_eq!(
+        p.client.grant(id, 2).unwrap_err().kind_name(),
+        "invalid_argument"
+    );
+    // Sent anyway by a peer that ignores the rule: GOAWAY FLOW_CONTROL.
+    let mut raw = bytes::BytesMut::new();
+    wirecall_protocol::Frame::Credit(id, 2)
+        .encode(&mut raw)
+        .unwrap();
+    let e = p.server.handle_input(&raw, p.now).unwrap_err();
+    assert_eq!(e.kind_name(), "flow_control");
+    let g = goaway_sent(&server_transmit(&mut p.server)).unwrap();
+    assert_eq!(g.code, ErrorCode::FLOW_CONTROL);
+
+    // CREDIT for an id never called: unknown_request.
+    let mut p = Pair::connected();
+    let mut raw = bytes::BytesMut::new();
+    wirecall_protocol::Frame::Credit(RequestId(9), 1)
+        .encode(&mut raw)
+        .unwrap();
+    let e = p.server.handle_input(&raw, p.now).unwrap_err();
+    assert_eq!(e.kind_name(), "unknown_request");
+
+    // CREDIT crossing the stream's end: ignored.
+    let mut p = Pair::connected();
+    let id = stream_call(&mut p, 1);
+    p.server.stream_end(id).unwrap();
+    let mut raw = bytes::BytesMut::new();
+    wirecall_protocol::Frame::Credit(id, 1)
+        .encode(&mut raw)
+        .unwrap();
+    p.server.handle_input(&raw, p.now).unwrap();
+    assert_eq!(p.server_events(), vec![]);
+    // And a CREDIT from the server is unexpected on the client.
+    let e = p.client.handle_input(&raw, p.now).unwrap_err();
+    assert_eq!(e.kind_name(), "unexpected_frame");
+}
+
+#[test]
+fn cancelling_a_stream_ends_it_on_the_server() {
+    let mut p = Pair::connected();
+    let id = stream_call(&mut p, 4);
+    p.server.stream_item(item(id, 1), p.now).unwrap();
+    p.drive();
+    assert_eq!(p.client_events().len(), 2);
+    assert!(p.client.cancel(id).unwrap());
+    p.server.stream_item(item(id, 2), p.now).unwrap(); // crosses the CANCEL: swallowed
+    p.drive();
+    assert_eq!(p.server_events(), vec![ServerEvent::Cancelled(id)]);
+    assert_eq!(
+        p.server
+            .stream_item(item(id, 3), p.now)
+            .unwrap_err()
+            .kind_name(),
+        "not_in_flight"
+    );
+    assert_eq!(p.client_events(), vec![]);
+    assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+    assert!(p.client_err.is_none() && p.server_err.is_none());
+}
+
+#[test]
+fn an_idle_stream_ends_after_its_lifetime() {
+    let mut server = ServerConfig::new(vec![CodecId::JSON, CodecId::MSGPACK]);
+    server.stream_lifetime = Some(Duration::from_secs(5));
+    server.idle_timeout = None;
+    let mut p = Pair::new(
+        ClientConfig::new(vec![CodecId::MSGPACK, CodecId::JSON]),
+        server,
+    );
+    p.drive();
+    p.client_events();
+    p.server_events();
+    let id = stream_call(&mut p, 1);
+    // Credit left: the stream is not idle, however long the producer takes.
+    p.advance(Duration::from_secs(60));
+    assert_eq!(p.server_events(), vec![]);
+    p.server.stream_item(item(id, 1), p.now).unwrap();
+    // The window is used up now: the lifetime starts.
+    assert!(p
+        .server
+        .poll_timeout()
+        .is_some_and(|t| t <= p.now + Duration::from_secs(5)));
+    p.advance(Duration::from_secs(4));
+    assert_eq!(p.server_events(), vec![]);
+    // A CREDIT in time stops the clock.
+    assert!(p.client.grant(id, 1).unwrap());
+    p.drive();
+    assert!(matches!(
+        p.server_events()[..],
+        [ServerEvent::Credit { .. }]
+    ));
+    p.advance(Duration::from_secs(4));
+    assert_eq!(p.server_events(), vec![]);
+    p.server.stream_item(item(id, 2), p.now).unwrap();
+    p.advance(Duration::from_secs(4));
+    assert_eq!(p.server_events(), vec![]);
+    p.advance(Duration::from_secs(1));
+    assert_eq!(p.server_events().last(), Some(&ServerEvent::Expired(id)));
+    p.drive();
+    let ev = p.client_events();
+    match ev.last() {
+        Some(ClientEvent::Error(e)) => {
+            assert_eq!(e.body.code, ErrorCode::DEADLINE_EXCEEDED);
+            assert!(e.body.message.contains("lifetime"), "{}", e.body.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((p.client.in_flight(), p.server.in_flight()), (0, 0));
+    assert!(p.client_err.is_none() && p.server_err.is_none());
 }

@@ -92,6 +92,7 @@ fn frame_json(f: &Frame) -> Value {
             "codec": s.codec.0, "annotations": ann(&s.annotations), "item": hex::encode(&s.item),
             "attachment": hex::encode(&s.attachment)}),
         Frame::StreamEnd(id) => json!({"kind": "STREAM_END", "request_id": id.0}),
+        Frame::Credit(id, n) => json!({"kind": "CREDIT", "request_id": id.0, "credit": n}),
         Frame::Ping(d) => json!({"kind": "PING", "data": hex::encode(d)}),
         Frame::Pong(d) => json!({"kind": "PONG", "data": hex::encode(d)}),
         Frame::GoAway(g) => json!({"kind": "GOAWAY", "last_request_id": g.last_request_id.0,
@@ -199,8 +200,8 @@ fn kinds() {
         .collect();
     kinds.sort();
     kinds.dedup();
-    assert_eq!(kinds.len(), 12, "{kinds:?}");
-    assert!(n >= 12);
+    assert_eq!(kinds.len(), 13, "{kinds:?}");
+    assert!(n >= 13);
 }
 
 #[test]
@@ -281,6 +282,7 @@ fn server_event_name(e: &ServerEvent) -> &'static str {
         ServerEvent::Pong { .. } => "pong",
         ServerEvent::GoAway(_) => "goaway",
         ServerEvent::Drained => "drained",
+        ServerEvent::Credit { .. } => "credit",
         _ => "other",
     }
 }

@@ -14,9 +14,9 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAGIC = bytes([0x89, 0x57, 0x43, 0x50])
 
-HELLO, WELCOME, REFUSE, CALL, REPLY, ERROR, CANCEL, STREAM_ITEM, STREAM_END, PING, PONG, GOAWAY = range(1, 13)
+HELLO, WELCOME, REFUSE, CALL, REPLY, ERROR, CANCEL, STREAM_ITEM, STREAM_END, PING, PONG, GOAWAY, CREDIT = range(1, 14)
 KIND_NAMES = {1: "HELLO", 2: "WELCOME", 3: "REFUSE", 4: "CALL", 5: "REPLY", 6: "ERROR", 7: "CANCEL",
-              8: "STREAM_ITEM", 9: "STREAM_END", 10: "PING", 11: "PONG", 12: "GOAWAY"}
+              8: "STREAM_ITEM", 9: "STREAM_END", 10: "PING", 11: "PONG", 12: "GOAWAY", 13: "CREDIT"}
 ONEWAY, STREAM = 0x0001, 0x0002
 DEFAULT_LIMITS = {"max_frame_len": 16 << 20, "max_annotations_len": 16 << 10, "max_in_flight": 128}
 
@@ -228,6 +228,8 @@ def kinds():
                     [j_item(9, 2, b"\x02", b"raw", ann3)]))
     out.append(v_ok("stream-end", "§6.5", "STREAM_END for #9", frame(STREAM_END, rid=9),
                     [{"kind": "STREAM_END", "request_id": 9}]))
+    out.append(v_ok("credit", "§3, §6.12", "CREDIT of 16 items for #9", frame(CREDIT, rid=9, payload=struct.pack(">I", 16)),
+                    [{"kind": "CREDIT", "request_id": 9, "credit": 16}]))
     out.append(v_ok("ping", "§6.6", "PING with 8 opaque bytes", frame(PING, payload=bytes(range(1, 9))),
                     [{"kind": "PING", "data": "0102030405060708"}]))
     out.append(v_ok("pong", "§6.6", "PONG echoing them", frame(PONG, payload=bytes(range(1, 9))),
@@ -283,11 +285,11 @@ def header_rules():
                      "unsupported_version"))
     out.append(v_err("check-order-version-before-kind", "§2", "version is checked before kind",
                      frame(0xEE, version=9), "unsupported_version"))
-    for k in (0x00, 0x0D, 0xFF):
+    for k in (0x00, 0x0E, 0xFF):
         out.append(v_err("unknown-kind-%02x" % k, "§3", "kind 0x%02x is not defined in version 1" % k,
                          frame(k), "unknown_kind"))
     out.append(v_err("check-order-kind-before-flags", "§2", "kind is checked before flags",
-                     frame(0x0D, flags=0xFFFF), "unknown_kind"))
+                     frame(0x0E, flags=0xFFFF), "unknown_kind"))
     out.append(v_err("check-order-flags-before-reserved", "§2", "flags are checked before reserved bytes",
                      frame(PING, flags=0x0100, res9=1, payload=bytes(8)), "bad_flags"))
     for off, kw in ((9, "res9"), (22, "res22"), (23, "res23")):
@@ -328,6 +330,9 @@ def header_rules():
         ("stream-item-kwargs", frame(STREAM_ITEM, codec=1, rid=1, kwargs=b"x")),
         ("stream-end-payload", frame(STREAM_END, rid=1, payload=b"x")),
         ("stream-end-attachment", frame(STREAM_END, rid=1, att=b"x")),
+        ("credit-request-id-zero", frame(CREDIT, payload=bytes(4))),
+        ("credit-payload-short", frame(CREDIT, rid=1, payload=bytes(3))),
+        ("credit-codec", frame(CREDIT, codec=1, rid=1, payload=bytes(4))),
         ("ping-payload-7", frame(PING, payload=bytes(7))),
         ("ping-payload-9", frame(PING, payload=bytes(9))),
         ("ping-request-id", frame(PING, rid=1, payload=bytes(8))),
@@ -614,6 +619,27 @@ def sessions():
          step(frame(CANCEL, rid=1), [], [])])
     srv("server-cancel-unknown", "§10", "CANCEL of an id never called is fatal",
         [hs, step(frame(CANCEL, rid=5), [{"kind": "GOAWAY", "code": 1}], [], "unknown_request")])
+    window4 = frame(CALL, codec=1, provider=1, rid=1, route=b"m", payload=b"[]",
+                    ann=entry("wc.window", struct.pack(">I", 4)))
+    srv("server-credit", "§6.12", "CREDIT for a call with a window raises its credit; a CREDIT crossing its end is ignored",
+        [hs, step(window4, [], ["call"]),
+         step(frame(CREDIT, rid=1, payload=struct.pack(">I", 2)), [], ["credit"]),
+         step(frame(CANCEL, rid=1), [{"kind": "ERROR", "request_id": 1, "code": 9}], ["cancelled"]),
+         step(frame(CREDIT, rid=1, payload=struct.pack(">I", 2)), [], [])])
+    srv("server-credit-overflow", "§6.12, §9", "CREDIT raising the credit outstanding past 2^32-1: GOAWAY FLOW_CONTROL",
+        [hs, step(window4, [], ["call"]),
+         step(frame(CREDIT, rid=1, payload=struct.pack(">I", 0xFFFFFFFF)), [{"kind": "GOAWAY", "code": 0x12}], [],
+              "flow_control")])
+    srv("server-credit-unknown", "§6.12, §10", "CREDIT for an id never called is fatal",
+        [hs, step(frame(CREDIT, rid=5, payload=struct.pack(">I", 1)), [{"kind": "GOAWAY", "code": 1}], [],
+                  "unknown_request")])
+    srv("server-credit-zero", "§6.12", "a CREDIT of 0 items is malformed",
+        [hs, step(window4, [], ["call"]),
+         step(frame(CREDIT, rid=1, payload=bytes(4)), [{"kind": "GOAWAY", "code": 1}], [], "malformed_body")])
+    srv("server-stream-item-from-client", "§10", "a STREAM_ITEM sent to a server is fatal",
+        [hs, step(window4, [], ["call"]),
+         step(frame(STREAM_ITEM, codec=1, rid=1, payload=b"1"), [{"kind": "GOAWAY", "code": 1}], [],
+              "unexpected_frame")])
     srv("server-ping", "§6.6, §10", "PING is answered PONG with the same bytes",
         [hs, step(frame(PING, payload=b"abcdefgh"), [{"kind": "PONG", "data": b"abcdefgh".hex()}], [])])
     srv("server-ping-before-hello", "§10", "PING is answered even before the handshake",

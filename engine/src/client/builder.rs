@@ -344,6 +344,40 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
             })
     }
 
+    /// Sets the stream window of a streamed call ([`stream`](Self::stream)): how many
+    /// items the server may send ahead of what the consumer has read (at least 1; default
+    /// [`DEFAULT_WINDOW`](crate::DEFAULT_WINDOW)). The server's side holds at most this
+    /// many items produced and not yet read.
+    pub fn window(mut self, items: u32) -> Self {
+        self.opts.window = Some(items.max(1));
+        self
+    }
+
+    /// Calls a method that returns a stream ([`ItemStream`](crate::ItemStream)) and returns
+    /// its items, decoded as `T`, as a [`RemoteStream`](crate::RemoteStream): a
+    /// [`Stream`](futures::Stream) of `Result<T, Error>`. Returns once the server answered
+    /// (an error before the stream, such as an unknown method, is returned here; the
+    /// timeout, if any, bounds this wait and not the stream). A method that returns a
+    /// plain value gives a stream of that one value. Dropping the stream cancels the call.
+    pub async fn stream<T: DeserializeOwned>(self) -> Result<crate::RemoteStream<T>, Error> {
+        let method = self.method?;
+        let method = method.as_str();
+        if self.oneway {
+            return Err(Error::config(
+                "this function is oneway (disable_response): it has no stream to read",
+            ));
+        }
+        self.proxy
+            .invoke_stream(
+                self.provider_id,
+                method,
+                &self.args,
+                &self.kwargs,
+                &self.opts,
+            )
+            .await
+    }
+
     /// Sends the call oneway: returns once it is queued; the server never answers.
     pub async fn send(self) -> Result<(), Error> {
         let method = self.method?;

@@ -112,6 +112,9 @@ pub(crate) struct Pending {
     machine: proto::ClientConnection,
     /// The calls waiting for an answer, by request id.
     pub(super) waiters: Waiters,
+    /// The streamed calls whose consumer is still there, by request id (SPEC §6.12):
+    /// while any is open a reader task reads the connection.
+    streams: std::collections::HashMap<u64, StreamSlot, rustc_hash::FxBuildHasher>,
     /// Set once the connection is gone; new calls fail with it.
     closed: Option<Error>,
     /// The read side while nobody reads it. Whoever reads takes it out; invariant: while
@@ -181,7 +184,14 @@ impl ConnShared {
     /// shut down.
     fn fail_all(&self, mut p: Locked<'_>, err: Error) {
         self.close_with(&mut p.side, err.clone());
-        let wakers = p.side.waiters.fail_all(|| Err(err.clone()));
+        let mut wakers = p.side.waiters.fail_all(|| Err(err.clone()));
+        for slot in p.side.streams.values_mut() {
+            if !slot.ended {
+                slot.push(StreamMsg::Failed(err.clone()));
+                slot.ended = true;
+            }
+        }
+        wake_streams(&mut p.side, &mut wakers);
         // Dropped once the lock is released: its instances see on_disconnect.
         let serving = p.side.serving.take();
         drop(p);
@@ -415,6 +425,7 @@ impl ClientConn {
         let pending = Pending {
             machine,
             waiters: Waiters::default(),
+            streams: Default::default(),
             closed: None,
             reader: Some(Box::new(Reader {
                 rd,
@@ -788,6 +799,7 @@ fn expire(shared: &ConnShared) {
     if let Err(e) = handle_events(shared, &mut p, 0, &mut wakers, r) {
         shared.fail_all(p, e);
     } else {
+        wake_streams(&mut p.side, &mut wakers);
         shared.wire.flush_locked(p);
     }
     for w in wakers {
@@ -806,7 +818,10 @@ fn handle_events(
     input: Result<(), proto::ProtocolError>,
 ) -> Result<(), Error> {
     let side = &mut p.side;
-    let mut complete = |side: &mut Pending, id: u64, v: Result<Resp, Error>| {
+    let complete = |side: &mut Pending,
+                    wakers: &mut Vec<std::task::Waker>,
+                    id: u64,
+                    v: Result<Resp, Error>| {
         if let Some(w) = side.waiters.complete(id, v) {
             if id != mine {
                 wakers.push(w);
@@ -814,7 +829,28 @@ fn handle_events(
         }
     };
     while let Some(ev) = side.machine.poll_event() {
+        let ev = if side.streams.is_empty() {
+            ev
+        } else {
+            match stream_event(side, ev) {
+                Some(ev) => ev,
+                None => continue,
+            }
+        };
         match ev {
+            proto::ClientEvent::Reply(r) if r.stream => {
+                // A streamed result for a plain call: nobody reads its items, so the call
+                // is cancelled (the server drops its producer) and the caller told why.
+                let _ = side.machine.cancel(r.request_id);
+                complete(
+                    side,
+                    wakers,
+                    r.request_id.0,
+                    Err(Error::config(
+                        "the method returns a stream: read it with CallBuilder::stream (or the generated client's method); the call was cancelled",
+                    )),
+                )
+            }
             proto::ClientEvent::Reply(r) => {
                 let body = if proto::has_bulk(&r.annotations, &r.attachment) {
                     // The machine checked the lengths: the split cannot fail.
@@ -824,15 +860,17 @@ fn handle_events(
                 } else {
                     Body::from_result(r.result)
                 };
-                complete(side, r.request_id.0, Ok(Resp::Value(r.codec, body)))
+                complete(side, wakers, r.request_id.0, Ok(Resp::Value(r.codec, body)))
             }
             proto::ClientEvent::Error(e) => complete(
                 side,
+                wakers,
                 e.request_id.0,
                 Ok(Resp::Fault(Fault::from_body(e.body))),
             ),
             proto::ClientEvent::Failed { request_id, .. } => complete(
                 side,
+                wakers,
                 request_id.0,
                 Err(Error::Timeout {
                     after: Duration::ZERO,
@@ -900,7 +938,10 @@ impl Reader {
             p.side.recent = now;
             let wakers = &mut self.wakers;
             let Pending {
-                machine, waiters, ..
+                machine,
+                waiters,
+                streams,
+                ..
             } = &mut p.side;
             // The common reply is read in place: its small result is copied into the
             // caller's slot straight from the read buffer. At most WAKE_BATCH answers per
@@ -912,7 +953,18 @@ impl Reader {
                 SMALL_RESULT,
                 WAKE_BATCH,
                 |id, codec, result| {
-                    if let Some(w) =
+                    let slot = if streams.is_empty() {
+                        None
+                    } else {
+                        streams.get_mut(&id.0)
+                    };
+                    if let Some(slot) = slot {
+                        // A plain REPLY to a streamed call: a stream of that one value.
+                        slot.started = true;
+                        slot.push(StreamMsg::Item(codec, Bytes::copy_from_slice(result)));
+                        slot.push(StreamMsg::End);
+                        slot.ended = true;
+                    } else if let Some(w) =
                         waiters.complete(id.0, Ok(Resp::Value(codec, Body::copied(result))))
                     {
                         if id.0 != mine {
@@ -923,7 +975,12 @@ impl Reader {
             );
             let more = matches!(r, Ok(n) if n == WAKE_BATCH);
             match handle_events(shared, &mut p, mine, wakers, r.map(|_| ())) {
-                Ok(()) => shared.wire.flush_batched(p),
+                Ok(()) => {
+                    if !more {
+                        wake_streams(&mut p.side, wakers);
+                    }
+                    shared.wire.flush_batched(p)
+                }
                 Err(e) => {
                     self.done = true;
                     shared.fail_all(p, e);
@@ -995,7 +1052,9 @@ impl Reader {
 /// because somebody must go on reading.
 fn park_reader(shared: &ConnShared, reader: Box<Reader>) -> Option<Box<Reader>> {
     let mut p = shared.pending();
-    if reader.done || (p.side.waiters.is_empty() && p.side.serving.is_none()) {
+    if reader.done
+        || (p.side.waiters.is_empty() && p.side.serving.is_none() && p.side.streams.is_empty())
+    {
         shared.put_reader(&mut p.side, reader);
         None
     } else {
@@ -1090,11 +1149,311 @@ impl Drop for CallGuard<'_> {
         if p.side.waiters.forget(self.id) {
             // The machine sends CANCEL and swallows the call's answer when it comes.
             let _ = p.side.machine.cancel(proto::RequestId(self.id));
-            if p.side.waiters.is_empty() && p.side.reader.is_none() {
+            if p.side.waiters.is_empty() && p.side.streams.is_empty() && p.side.reader.is_none() {
                 // A reader task may be waiting for replies nobody wants any more.
                 self.shared.idle.notify_one();
             }
             self.shared.wire.flush_locked(p);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Streamed results (SPEC §6.5, §6.12)
+// ---------------------------------------------------------------------------------------
+
+/// What a streamed call's consumer has still to take, in order.
+enum StreamMsg {
+    /// One item (or the value of a plain REPLY), encoded.
+    Item(CodecId, Bytes),
+    /// The server failed the call: the stream's last item.
+    Fault(Fault),
+    /// The call failed on this side (its connection closed).
+    Failed(Error),
+    /// STREAM_END: the stream is complete.
+    End,
+}
+
+/// A streamed call's state, kept under the connection's lock.
+struct StreamSlot {
+    queue: std::collections::VecDeque<StreamMsg>,
+    /// The REPLY came (with STREAM, or a plain one), or the call failed.
+    started: bool,
+    /// The last message (End, Fault, Failed) is queued.
+    ended: bool,
+    /// The consumer's waker, while it waits.
+    waker: Option<std::task::Waker>,
+    /// Something came since the consumer was last woken.
+    notify: bool,
+}
+
+impl StreamSlot {
+    fn push(&mut self, msg: StreamMsg) {
+        self.queue.push_back(msg);
+        self.notify = true;
+    }
+}
+
+/// Takes the wakers of the stream consumers that have something new. The reader calls it
+/// once per read, not per frame: a consumer woken once takes a whole read's items.
+fn wake_streams(side: &mut Pending, wakers: &mut Vec<std::task::Waker>) {
+    if side.streams.is_empty() {
+        return;
+    }
+    for slot in side.streams.values_mut() {
+        if std::mem::take(&mut slot.notify) {
+            if let Some(w) = slot.waker.take() {
+                wakers.push(w);
+            }
+        }
+    }
+}
+
+/// Routes a machine event that belongs to an open stream into its slot; gives back an
+/// event that is not a stream's.
+fn stream_event(side: &mut Pending, ev: proto::ClientEvent) -> Option<proto::ClientEvent> {
+    let id = match &ev {
+        proto::ClientEvent::Reply(r) => r.request_id,
+        proto::ClientEvent::StreamItem(s) => s.request_id,
+        proto::ClientEvent::StreamEnd(id) => *id,
+        proto::ClientEvent::Error(e) => e.request_id,
+        proto::ClientEvent::Failed { request_id, .. } => *request_id,
+        _ => return Some(ev),
+    };
+    let Some(slot) = side.streams.get_mut(&id.0) else {
+        return Some(ev);
+    };
+    slot.started = true;
+    match ev {
+        proto::ClientEvent::Reply(r) if r.stream => slot.notify = true,
+        proto::ClientEvent::Reply(r) => {
+            slot.push(StreamMsg::Item(r.codec, r.result));
+            slot.push(StreamMsg::End);
+            slot.ended = true;
+        }
+        proto::ClientEvent::StreamItem(s) => slot.push(StreamMsg::Item(s.codec, s.item)),
+        proto::ClientEvent::StreamEnd(_) => {
+            slot.push(StreamMsg::End);
+            slot.ended = true;
+        }
+        proto::ClientEvent::Error(e) => {
+            slot.push(StreamMsg::Fault(Fault::from_body(e.body)));
+            slot.ended = true;
+        }
+        _ => {
+            slot.push(StreamMsg::Failed(Error::Timeout {
+                after: Duration::ZERO,
+            }));
+            slot.ended = true;
+        }
+    }
+    None
+}
+
+/// The consumer's end of a streamed call, in encoded items: grants the server credit as
+/// it takes them, and cancels the call when dropped before its end.
+pub(crate) struct RawStream {
+    shared: Arc<ConnShared>,
+    id: u64,
+    window: u32,
+    provider_id: u16,
+    method: String,
+    /// The stream's end was taken (or it failed): nothing to cancel.
+    finished: bool,
+    /// What the reader queued, taken under one lock and handed out without it.
+    local: std::collections::VecDeque<StreamMsg>,
+    /// Items handed out since the last CREDIT.
+    taken: u32,
+}
+
+impl ClientConn {
+    /// Starts a streamed call with an initial window of `window` items (`wc.window` is
+    /// added to `annotations`) and waits for the server's first answer: the stream's REPLY,
+    /// a plain REPLY (a stream of one value) or an ERROR (returned here).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open_stream(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        annotations: &proto::Annotations,
+        args: &[u8],
+        kwargs: &[u8],
+        window: u32,
+    ) -> Result<RawStream, Error> {
+        let mut b = proto::Annotations::builder();
+        for (k, v) in annotations.user() {
+            b = b
+                .insert(k, v)
+                .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
+        }
+        if let Some(c) = annotations.correlation_id() {
+            b = b.correlation_id(c);
+        }
+        let annotations = b.window(window).build();
+        let frame = proto::CallRef {
+            request_id: proto::RequestId::NONE,
+            provider: proto::ProviderId(provider_id),
+            codec,
+            oneway: false,
+            method,
+            annotations: &annotations,
+            args,
+            kwargs,
+            attachment: &[],
+        };
+        let shared = &self.shared;
+        let (id, reader) = {
+            let mut p = shared.pending();
+            if let Some(e) = &p.side.closed {
+                return Err(e.clone());
+            }
+            if p.is_shut() {
+                return Err(Error::transport(&self.address, "the connection is closed"));
+            }
+            let at = p.side.recent;
+            let id = p
+                .side
+                .machine
+                .call_ref(frame, at)
+                .map_err(|e| conn_error(&self.address, e))?;
+            p.side.streams.insert(
+                id.0,
+                StreamSlot {
+                    queue: Default::default(),
+                    started: false,
+                    ended: false,
+                    waker: None,
+                    notify: false,
+                },
+            );
+            let reader = shared.take_reader(&mut p.side);
+            shared.wire.flush_locked(p);
+            (id.0, reader)
+        };
+        // A stream is read by the reader task for as long as it is open.
+        if let Some(r) = reader {
+            release_reader(shared, r);
+        }
+        let mut stream = RawStream {
+            shared: shared.clone(),
+            id,
+            window,
+            provider_id,
+            method: method.to_string(),
+            finished: false,
+            local: Default::default(),
+            taken: 0,
+        };
+        std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
+        Ok(stream)
+    }
+}
+
+impl RawStream {
+    /// Ready once the call's first answer came; an ERROR before any item is returned.
+    fn poll_started(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Error>> {
+        let mut p = self.shared.pending();
+        let Some(slot) = p.side.streams.get_mut(&self.id) else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        if !slot.started {
+            slot.waker = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        let first_is_error = matches!(
+            slot.queue.front(),
+            Some(StreamMsg::Fault(_) | StreamMsg::Failed(_))
+        );
+        drop(p);
+        if first_is_error {
+            return match self.poll_item(cx) {
+                std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Err(e)),
+                _ => std::task::Poll::Ready(Ok(())),
+            };
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    /// The next encoded item; `None` after the stream's end.
+    pub(crate) fn poll_item(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<(CodecId, Bytes), Error>>> {
+        use std::task::Poll;
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if self.local.is_empty() {
+            // Everything the reader queued is taken at once: one lock per batch of items,
+            // not per item.
+            let mut p = self.shared.pending();
+            let Some(slot) = p.side.streams.get_mut(&self.id) else {
+                self.finished = true;
+                return Poll::Ready(None);
+            };
+            if slot.queue.is_empty() {
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            std::mem::swap(&mut slot.queue, &mut self.local);
+        }
+        let out = match self.local.pop_front() {
+            Some(StreamMsg::Item(codec, item)) => {
+                self.taken += 1;
+                // Credit goes back as the consumer takes items (so the server is never
+                // more than the window ahead of it), in batches of half the window: a
+                // CREDIT frame per item would cost as much as the items.
+                if self.taken >= (self.window / 2).max(1) {
+                    let taken = std::mem::take(&mut self.taken);
+                    let mut p = self.shared.pending();
+                    let id = proto::RequestId(self.id);
+                    // Not in flight any more (its end is queued): nothing is sent.
+                    if let Err(e) = p.side.machine.grant(id, taken) {
+                        tracing::debug!(request_id = self.id, error = %e, "stream credit not sent");
+                    }
+                    self.shared.wire.flush_locked(p);
+                }
+                return Poll::Ready(Some(Ok((codec, item))));
+            }
+            Some(StreamMsg::Fault(f)) => Some(Err(f.into_error(self.provider_id, &self.method))),
+            Some(StreamMsg::Failed(e)) => Some(Err(e)),
+            Some(StreamMsg::End) | None => None,
+        };
+        // The stream ended: nothing more comes for it.
+        self.finished = true;
+        let mut p = self.shared.pending();
+        p.side.streams.remove(&self.id);
+        let idle =
+            p.side.waiters.is_empty() && p.side.streams.is_empty() && p.side.reader.is_none();
+        drop(p);
+        if idle {
+            self.shared.idle.notify_one();
+        }
+        Poll::Ready(out)
+    }
+}
+
+impl Drop for RawStream {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut p = self.shared.pending();
+        if p.side.streams.remove(&self.id).is_some() {
+            // The machine sends CANCEL and swallows what the server sends until its answer.
+            let _ = p.side.machine.cancel(proto::RequestId(self.id));
+            let idle =
+                p.side.waiters.is_empty() && p.side.streams.is_empty() && p.side.reader.is_none();
+            self.shared.wire.flush_locked(p);
+            if idle {
+                self.shared.idle.notify_one();
+            }
         }
     }
 }
@@ -1132,6 +1491,13 @@ pub(crate) fn answer_callback(shared: &ConnShared, id: u64, codec: CodecId, outc
             attachment: a.attachment,
         }),
         Outcome::Fault(f) => p.side.machine.error(error(f.into_body())),
+        Outcome::Stream(_) => p.side.machine.error(error(
+            Fault::new(
+                crate::error::FaultKind::Internal,
+                "the callback returned a stream; callbacks do not stream (SPEC §6.10)",
+            )
+            .into_body(),
+        )),
     };
     match sent {
         Ok(()) => {}

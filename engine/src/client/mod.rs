@@ -14,6 +14,7 @@ mod slot;
 
 pub use batch::{Batch, BatchCall, BatchResults};
 pub use builder::{CallBuilder, Client, IntoProxy, RemoteFunction};
+pub(crate) use conn::RawStream;
 pub use proxy::{ProviderHandle, Proxy};
 pub use pyro::{PyroBatch, PyroClasses, PyroItemStream, PyroMetadata, PyroProxy};
 

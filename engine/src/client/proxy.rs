@@ -67,6 +67,9 @@ pub(super) struct CallOpts {
     /// This call may be sent again after the connection was lost, this many times
     /// (`#[remote(idempotent)]`, `CallBuilder::retries`); `None`: never once it may have run.
     pub(super) retries: Option<u32>,
+    /// The stream window of a streamed call (`wc.window`); `None`:
+    /// [`DEFAULT_WINDOW`](crate::DEFAULT_WINDOW).
+    pub(super) window: Option<u32>,
 }
 
 /// The pause before retry number `attempt` (0-based): 20 ms doubling up to 1 s.
@@ -1326,6 +1329,58 @@ impl Proxy {
         }
     }
 
+    /// Encodes and sends a streamed call; returns its items once the server answered
+    /// (an ERROR before the stream, such as an unknown method, is returned here). The
+    /// call's timeout bounds that wait, not the stream.
+    pub(super) async fn invoke_stream<A: ArgList, K: KwList, T: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+        opts: &CallOpts,
+    ) -> Result<crate::RemoteStream<T>, Error> {
+        if self.validate {
+            Box::pin(self.check_method(provider_id, method)).await?;
+        }
+        let mut attempt = 0;
+        let conn = self.conn_retrying(opts, &mut attempt).await?;
+        let codec = opts.codec.unwrap_or(conn.default_codec);
+        let mut out = Vec::with_capacity(64);
+        codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
+            message: format!("encoding the arguments with {codec}: {e}"),
+        })?;
+        let n_args = out.len();
+        if K::LEN != 0 {
+            codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
+                message: format!("encoding the keyword arguments with {codec}: {e}"),
+            })?;
+        }
+        let (args, kwargs) = out.split_at(n_args);
+        let annotations = CallOpts {
+            timeout: None,
+            ..opts.clone()
+        }
+        .annotations()?;
+        let window = opts.window.unwrap_or(crate::DEFAULT_WINDOW).max(1);
+        let open = conn.open_stream(
+            provider_id,
+            method,
+            codec,
+            &annotations,
+            args,
+            kwargs,
+            window,
+        );
+        let raw = match opts.timeout {
+            Some(t) => tokio::time::timeout(t, open)
+                .await
+                .map_err(|_| Error::Timeout { after: t })??,
+            None => open.await?,
+        };
+        Ok(crate::RemoteStream::new(raw))
+    }
+
     async fn check_method(&self, provider_id: u16, method: &str) -> Result<(), Error> {
         if provider_id == DAEMON_PROVIDER_ID {
             return Ok(());
@@ -1744,6 +1799,21 @@ impl ProviderHandle {
             )
             .await?;
         Ok(())
+    }
+
+    /// Calls `rpc_name`, a method that returns a stream
+    /// ([`ItemStream`](crate::ItemStream)), and returns its items as they come, under
+    /// flow control (the proxy's default window). What generated clients call for
+    /// streaming methods.
+    pub async fn call_stream<A: ArgList, T: DeserializeOwned>(
+        &self,
+        rpc_name: &'static str,
+        args: A,
+    ) -> Result<crate::RemoteStream<T>, Error> {
+        check_name(rpc_name)?;
+        self.proxy
+            .invoke_stream(self.provider_id, rpc_name, &args, &(), &self.proxy.opts)
+            .await
     }
 
     /// Reads a remote attribute.

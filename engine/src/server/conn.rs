@@ -436,6 +436,9 @@ impl Reader {
                             );
                             conn.stop(id.0)
                         }
+                        proto::ServerEvent::Credit { request_id, .. } => {
+                            conn.streams.credit(request_id.0)
+                        }
                         proto::ServerEvent::Drained => drained = true,
                         proto::ServerEvent::Rejected { request_id, error } => {
                             trace::rejected(&conn.span, &conn.info.peer, request_id.0, &error);
@@ -575,6 +578,7 @@ impl Conn {
         if let (Some(t), _) = self.tasks.remove(id) {
             t.abort();
         }
+        self.streams.stop(id);
     }
 
     /// After the connection ends: stop the handlers still running, run on_disconnect.
@@ -586,6 +590,7 @@ impl Conn {
         for t in self.tasks.drain() {
             t.abort();
         }
+        self.streams.stop_all();
         lock(&self.inner.connections).remove(&self.info.id);
         if self
             .inner

@@ -53,7 +53,7 @@ pub struct ServerBuilder {
     shutdown_token: Option<String>,
     /// Timeouts set on the builder (`Some(None)`: explicitly off); unset ones come from the
     /// environment or the defaults.
-    timeouts: [Option<Option<Duration>>; 4],
+    timeouts: [Option<Option<Duration>>; 5],
     max_buffered: Option<usize>,
     /// `Some(None)`: detection explicitly off.
     blocking_budget: Option<Option<Duration>>,
@@ -72,6 +72,7 @@ pub(crate) struct Timeouts {
     pub(crate) frame: Option<Duration>,
     pub(crate) idle: Option<Duration>,
     pub(crate) keepalive: Option<Duration>,
+    pub(crate) stream_lifetime: Option<Duration>,
 }
 
 impl ServerBuilder {
@@ -169,6 +170,16 @@ impl ServerBuilder {
     /// `WIRECALL_KEEPALIVE`; `None` turns it off.
     pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
         self.timeouts[3] = Some(interval);
+        self
+    }
+
+    /// Ends a streamed result ([`ItemStream`](crate::ItemStream)) whose caller stops
+    /// reading it for this long (Pyro's `ITER_STREAM_LIFETIME`): once the stream has sent
+    /// its window and no credit comes back within this time, the caller's stream ends with
+    /// a `Timeout` error and the handler's stream is dropped. Default off, or
+    /// `WIRECALL_STREAM_LIFETIME` (`30s`, `5m`).
+    pub fn stream_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.timeouts[4] = Some(lifetime);
         self
     }
 
@@ -503,7 +514,7 @@ impl Engine {
             max_connections: None,
             grace: Duration::from_secs(5),
             shutdown_token: None,
-            timeouts: [None; 4],
+            timeouts: [None; 5],
             max_buffered: None,
             blocking_budget: None,
             tls: None,
@@ -868,6 +879,7 @@ impl Inner {
         c.frame_timeout = self.timeouts.frame;
         c.idle_timeout = self.timeouts.idle;
         c.keepalive = self.timeouts.keepalive;
+        c.stream_lifetime = self.timeouts.stream_lifetime;
         // The driver writes the transmit buffer as one contiguous run.
         c.share_sections_from = usize::MAX;
         // A client that exposes providers may be called back (SPEC §6.10).

@@ -132,6 +132,8 @@ pub(super) async fn serve(
         connected: false,
         calls: 0,
         reserved: 0,
+        streams: HashMap::new(),
+        streams_started: 0,
     };
     let started = Instant::now();
     let end = d.run(&mut session, &mut rd, &mut wr, first).await;
@@ -179,6 +181,13 @@ struct Driver {
     codec_limits: wirecall_codecs::Limits,
     /// Bytes of the server-wide receive budget this connection holds (see `hold_input`).
     reserved: usize,
+    /// The remote iterators of this connection (methods that returned an
+    /// [`ItemStream`](crate::ItemStream)), by stream id, with the codec their items are
+    /// encoded in: read one item per `Pyro.Daemon.get_next_stream_item`, dropped by
+    /// `close_stream`, at their end, or with the connection.
+    streams: HashMap<String, (CodecId, crate::stream::EncodedStream)>,
+    /// Streams started on this connection (names the next one).
+    streams_started: u64,
 }
 
 /// Why the loop ended without a peer's error.
@@ -478,12 +487,27 @@ impl Driver {
             Err(f) => return fail(f, &what),
         };
         if object == DAEMON_OBJECT_ID && !call.is_batch() {
+            match method.as_str() {
+                "get_next_stream_item" => {
+                    let r = self.next_stream_item(codec, &vargs, &what).await;
+                    return (!oneway).then_some(r);
+                }
+                "close_stream" => {
+                    // Dropping the stream drops the handler's producer.
+                    if let Some(id) = vargs.first().and_then(as_str) {
+                        self.streams.remove(id);
+                    }
+                }
+                _ => {}
+            }
             let o = self.daemon_call(codec, &method, &vargs);
             return match o {
                 _ if oneway => None,
                 Outcome::Value(b) => Some(Reply::new(b)),
                 Outcome::Fault(f) => Some(exception_reply(codec, &f, &what)),
                 Outcome::Attached(_) => Some(exception_reply(codec, &attached_fault(), &what)),
+                // The daemon object returns no streams.
+                Outcome::Stream(_) => None,
             };
         }
         let Some(reg) = self.registration(&object) else {
@@ -513,6 +537,7 @@ impl Driver {
             Outcome::Value(b) => Reply::new(b),
             Outcome::Fault(f) => exception_reply(codec, &f, &what),
             Outcome::Attached(_) => exception_reply(codec, &attached_fault(), &what),
+            Outcome::Stream(items) => self.start_stream(codec, items),
         })
     }
 
@@ -605,6 +630,17 @@ impl Driver {
                 Outcome::Attached(_) => {
                     run.raised(exception_reply(codec, &attached_fault(), &call_what).payload)
                 }
+                Outcome::Stream(_) => run.raised(
+                    exception_reply(
+                        codec,
+                        &Fault::new(
+                            FaultKind::Internal,
+                            "a method returning a stream cannot be called in a batch; call it alone",
+                        ),
+                        &call_what,
+                    )
+                    .payload,
+                ),
             }
         }
         let end = run.finish();
@@ -733,6 +769,7 @@ impl Driver {
             oneway,
             hooks,
             trace: trace.clone(),
+            streams: None,
         };
         if route.oneway && !oneway {
             // A oneway method called as a plain call: answered at once with None, as
@@ -846,6 +883,67 @@ impl Driver {
     }
 
     /// The built-in `Pyro.Daemon` object (reference §2.9).
+    /// Keeps `items` as a remote iterator of this connection and answers as a Pyro5 daemon
+    /// does (flags EXCEPTION|ITEMSTREAMRESULT, annotation `STRM`, reference §2.7).
+    fn start_stream(&mut self, codec: CodecId, items: crate::stream::EncodedStream) -> Reply {
+        self.streams_started += 1;
+        let id = format!(
+            "wirecall-{:08x}-{:08x}",
+            self.info.id() as u32,
+            self.streams_started
+        );
+        let old = Fault::application(
+            "Pyro5.errors.ProtocolError",
+            "result of call is an iterator",
+            "",
+        );
+        let payload = exception_reply(codec, &old, "").payload;
+        self.streams.insert(id.clone(), (codec, items));
+        Reply::stream(&id, payload)
+    }
+
+    /// `Pyro.Daemon.get_next_stream_item(streamId)`: the stream's next item, a
+    /// `StopIteration` at its end, or the stream's error (which ends it).
+    async fn next_stream_item(&mut self, codec: CodecId, vargs: &[Value], what: &str) -> Reply {
+        use futures::StreamExt;
+        let terminated = || Fault::new(FaultKind::Cancelled, "item stream terminated");
+        let Some(id) = vargs.first().and_then(as_str).map(str::to_string) else {
+            return exception_reply(codec, &terminated(), what);
+        };
+        let Some((items_codec, items)) = self.streams.get_mut(&id) else {
+            return exception_reply(codec, &terminated(), what);
+        };
+        if *items_codec != codec {
+            let f = Fault::new(
+                FaultKind::CodecRefused,
+                format!(
+                    "the stream's items are encoded with {items_codec}: read it with the serializer of the call that started it"
+                ),
+            );
+            return exception_reply(codec, &f, what);
+        }
+        match items.0.next().await {
+            Some(Ok(item)) => Reply::new(item),
+            Some(Err(f)) => {
+                self.streams.remove(&id);
+                exception_reply(codec, &f, what)
+            }
+            None => {
+                self.streams.remove(&id);
+                let stop = Value::Map(vec![
+                    (s("__class__"), Value::Str("builtins.StopIteration".into())),
+                    (s("__exception__"), Value::Bool(true)),
+                    (s("args"), Value::Tuple(Vec::new())),
+                    (s("attributes"), Value::Map(Vec::new())),
+                ]);
+                match encode(codec, &stop) {
+                    Some(b) => Reply::exception(b),
+                    None => exception_reply(codec, &unencodable(codec), what),
+                }
+            }
+        }
+    }
+
     fn daemon_call(&self, codec: CodecId, method: &str, vargs: &[Value]) -> Outcome {
         let value = |v: &Value| match encode(codec, v) {
             Some(b) => Outcome::Value(b),
@@ -876,9 +974,8 @@ impl Driver {
                     )),
                 }
             }
-            // No method returns a stream yet (wirecall providers have no streams), so no
-            // stream id is known: Pyro5's answers for an unknown one, `PyroError("item
-            // stream terminated")` for the next item and None for closing.
+            // Streams are read by `next_stream_item`; what reaches here is a call of a
+            // batch: Pyro5's answers for an unknown stream.
             "get_next_stream_item" => {
                 Outcome::Fault(Fault::new(FaultKind::Cancelled, "item stream terminated"))
             }

@@ -230,6 +230,7 @@ impl CallTrace {
         let duration_us = self.started.elapsed().as_micros() as u64;
         let outcome = match outcome {
             Outcome::Value(_) | Outcome::Attached(_) => "ok",
+            Outcome::Stream(_) => "stream",
             Outcome::Fault(f) => fault_name(f.kind),
         };
         self.span.record("outcome", outcome);

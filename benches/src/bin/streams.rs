@@ -1,0 +1,225 @@
+//! Streamed results against one call per item (issue 12, item 1).
+//!
+//! On one connection of one proxy, over tcp on 127.0.0.1 and over the in-memory transport:
+//!
+//! - **stream**: one call returning `n` small items (`u64`), read as a `RemoteStream`
+//!   under credit flow control (window `--window`);
+//! - **calls**: `--calls` calls of a method returning one `u64`, 64 in flight;
+//! - **slow consumer**: a stream read 10x slower than the same stream read flat out: the
+//!   items the producer yielded ahead of the consumer, at most, against the window.
+//!
+//! The ratio stream items/s ÷ calls/s is the figure (target ≥ 3); both rates come from the
+//! same run, so a loaded machine moves both.
+//!
+//! ```text
+//! cargo run --release -p wirecall-benches --bin streams -- --items 1000000 --calls 200000
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use wirecall::{CodecId, Engine, ItemStream, Proxy};
+
+const PROVIDER: u16 = 1;
+
+#[derive(Parser, Debug)]
+#[command(about = "Streamed results against one call per item")]
+struct Args {
+    /// Items of the streamed result.
+    #[arg(long, default_value_t = 1_000_000)]
+    items: u64,
+    /// Calls of the one-call-per-item baseline.
+    #[arg(long, default_value_t = 200_000)]
+    calls: u64,
+    /// Calls in flight in the baseline.
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Stream window (items).
+    #[arg(long, default_value_t = wirecall::DEFAULT_WINDOW)]
+    window: u32,
+    /// Items of the slow-consumer run.
+    #[arg(long, default_value_t = 20_000)]
+    slow_items: u64,
+    /// Codec.
+    #[arg(long, default_value = "postcard")]
+    codec: String,
+}
+
+#[derive(Default)]
+struct Source {
+    /// Items yielded by `watched` producers.
+    produced: Arc<AtomicU64>,
+}
+
+#[wirecall::provider(service = "bench")]
+impl Source {
+    #[remote]
+    fn count(&self, n: u64) -> ItemStream<u64> {
+        ItemStream::iter(0..n)
+    }
+
+    #[remote]
+    fn watched(&self, n: u64) -> ItemStream<u64> {
+        let produced = self.produced.clone();
+        ItemStream::iter((0..n).inspect(move |_| {
+            produced.fetch_add(1, Ordering::Relaxed);
+        }))
+    }
+
+    #[remote]
+    fn item(&self, i: u64) -> u64 {
+        i
+    }
+}
+
+struct Figures {
+    transport: &'static str,
+    stream_per_s: f64,
+    calls_per_s: f64,
+    flat_s: f64,
+    slow_s: f64,
+    most_ahead: u64,
+}
+
+async fn stream_rate(proxy: &Proxy, n: u64, window: u32) -> f64 {
+    let start = Instant::now();
+    let s = proxy
+        .call_on(PROVIDER, "bench_count")
+        .unwrap()
+        .arg(n)
+        .window(window)
+        .stream::<u64>()
+        .await
+        .unwrap();
+    let mut seen = 0u64;
+    let mut s = s;
+    while let Some(item) = s.next().await {
+        assert_eq!(item.unwrap(), seen);
+        seen += 1;
+    }
+    assert_eq!(seen, n);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn call_rate(proxy: &Proxy, n: u64, in_flight: usize) -> f64 {
+    let client = SourceClient::new(proxy.clone(), PROVIDER);
+    let start = Instant::now();
+    let done: u64 = futures::stream::iter(0..n)
+        .map(|i| {
+            let client = &client;
+            async move {
+                assert_eq!(client.item(i).await.unwrap(), i);
+                1u64
+            }
+        })
+        .buffer_unordered(in_flight)
+        .fold(0, |a, b| async move { a + b })
+        .await;
+    assert_eq!(done, n);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Reads `n` items flat out, then again at a tenth of that pace; returns both durations
+/// and the most items the producer was ahead of the slow consumer.
+async fn slow_consumer(proxy: &Proxy, src: &Source, n: u64, window: u32) -> (f64, f64, u64) {
+    let read = |pace: Option<Duration>| async move {
+        src.produced.store(0, Ordering::SeqCst);
+        let start = Instant::now();
+        let mut s = proxy
+            .call_on(PROVIDER, "bench_watched")
+            .unwrap()
+            .arg(n)
+            .window(window)
+            .stream::<u64>()
+            .await
+            .unwrap();
+        let mut taken = 0u64;
+        let mut most_ahead = 0u64;
+        while let Some(item) = s.next().await {
+            item.unwrap();
+            taken += 1;
+            if let Some(per_item) = pace {
+                // The consumer's own work: the pace set, spent in batches of 100 items.
+                if taken % 100 == 0 {
+                    let until = start + per_item * taken as u32;
+                    tokio::time::sleep_until(until.into()).await;
+                }
+            }
+            let ahead = src.produced.load(Ordering::SeqCst).saturating_sub(taken);
+            most_ahead = most_ahead.max(ahead);
+        }
+        (start.elapsed().as_secs_f64(), most_ahead)
+    };
+    let (flat, _) = read(None).await;
+    let per_item = Duration::from_secs_f64(flat * 10.0 / n as f64);
+    let (slow, most_ahead) = read(Some(per_item)).await;
+    (flat, slow, most_ahead)
+}
+
+async fn measure(transport: &'static str, addr: &str, args: &Args, codec: CodecId) -> Figures {
+    let engine = Engine::server(addr)
+        .accept([codec])
+        .start()
+        .await
+        .expect("server");
+    let src = Arc::new(Source::default());
+    engine.register_arc(src.clone(), PROVIDER).unwrap();
+    let proxy = Proxy::new(&engine.address()).unwrap().codec(codec);
+    // Warm up the connection and both paths.
+    stream_rate(&proxy, 10_000, args.window).await;
+    call_rate(&proxy, 10_000, args.in_flight).await;
+    // Interleaved halves, so load changes on the machine touch both alike.
+    let s1 = stream_rate(&proxy, args.items / 2, args.window).await;
+    let c1 = call_rate(&proxy, args.calls / 2, args.in_flight).await;
+    let s2 = stream_rate(&proxy, args.items - args.items / 2, args.window).await;
+    let c2 = call_rate(&proxy, args.calls - args.calls / 2, args.in_flight).await;
+    let (flat_s, slow_s, most_ahead) =
+        slow_consumer(&proxy, &src, args.slow_items, args.window).await;
+    engine.finalize().await;
+    Figures {
+        transport,
+        stream_per_s: (s1 + s2) / 2.0,
+        calls_per_s: (c1 + c2) / 2.0,
+        flat_s,
+        slow_s,
+        most_ahead,
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let codec = CodecId::from_builtin_name(&args.codec)
+        .unwrap_or_else(|| panic!("unknown codec `{}`", args.codec));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let figures = rt.block_on(async {
+        vec![
+            measure("tcp", "tcp://127.0.0.1:0", &args, codec).await,
+            measure("mem", "mem://bench-streams", &args, codec).await,
+        ]
+    });
+    println!(
+        "{} items streamed (window {}) vs {} calls ({} in flight), codec {}, one connection:",
+        args.items, args.window, args.calls, args.in_flight, args.codec
+    );
+    println!("| transport | stream items/s | calls/s | ratio | slow consumer: pace | most items ahead | window |");
+    println!("|---|---|---|---|---|---|---|");
+    for f in &figures {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.1}x slower | {} | {} |",
+            f.transport,
+            f.stream_per_s,
+            f.calls_per_s,
+            f.stream_per_s / f.calls_per_s,
+            f.slow_s / f.flat_s,
+            f.most_ahead,
+            args.window
+        );
+    }
+}
