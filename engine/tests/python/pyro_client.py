@@ -164,10 +164,26 @@ elif scenario == "compression":
         except RuntimeError as e:
             check("compressed compressed" in str(e), "a compressed exception")
 elif scenario == "streams":
-    # wirecall providers have no streams yet: a method returning a list gives a plain
-    # result, and the daemon object answers the stream methods for unknown ids as a Pyro5
-    # daemon does.
+    # A provider method returning a stream is a remote iterator, read item by item; a
+    # method returning a list gives a plain result; the daemon object answers the stream
+    # methods for unknown ids as a Pyro5 daemon does.
     with proxy() as p:
+        it = p.countdown(5)
+        check(not isinstance(it, (list, tuple)) and next(it) == 5,
+              "a stream result is an iterator, read item by item")
+        check(list(it) == [4, 3, 2, 1], "the rest of the items, then the end")
+        seen = []
+        try:
+            for x in p.breaks_after(2):
+                seen.append(x)
+            raise AssertionError("the broken stream ended without an error")
+        except Exception as e:
+            check(seen == [0, 1] and "item 2 broke" in str(e),
+                  "an error item raises after the good ones: %r %s" % (seen, e))
+        endless = p.naturals()
+        check([next(endless) for _ in range(3)] == [0, 1, 2], "an endless stream, item by item")
+        endless.close()
+        check(p.add(2, 3) == 5, "the connection serves on after a closed stream")
         check(p.squares(3) == [0, 1, 4], "a list result is a plain result, not a stream")
     with proxy("Pyro.Daemon") as d:
         try:
