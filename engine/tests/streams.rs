@@ -620,3 +620,20 @@ async fn pyro5_clients_read_streams_as_remote_iterators() {
     })
     .await;
 }
+
+/// A proxy in Pyro mode reads no native stream: the error says where Pyro5 remote
+/// iterators are read (no connection is tried: nothing listens on the port).
+#[tokio::test]
+async fn a_pyro_mode_proxy_points_streams_to_pyro_proxy() {
+    let proxy = Proxy::new("PYRO:obj@127.0.0.1:9").unwrap();
+    let e = proxy
+        .call("count")
+        .unwrap()
+        .arg(3u64)
+        .stream::<u64>()
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(e, Error::Config { .. }), "{e:?}");
+    assert!(e.to_string().contains("call_stream"), "{e}");
+}

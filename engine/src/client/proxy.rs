@@ -1340,6 +1340,12 @@ impl Proxy {
         kwargs: &K,
         opts: &CallOpts,
     ) -> Result<crate::RemoteStream<T>, Error> {
+        self.settle().await?;
+        if self.pyro_client().is_some() {
+            return Err(Error::config(format!(
+                "`{method}` is read as a stream, but this proxy calls a Pyro5 object: read Pyro5 remote iterators with proxy.pyro_proxy()?.call_stream(..)"
+            )));
+        }
         if self.validate {
             Box::pin(self.check_method(provider_id, method)).await?;
         }
