@@ -3,15 +3,22 @@
 //! server's metadata.
 //!
 //! The demo provider (service `demo`, provider id [`DEMO_PROVIDER_ID`]) has an echo, an
-//! add, a oneway counter (`bump`) with its attribute (`count`), a failing method (`fail`)
-//! and a slow one (`sleep`), so every path of a call can be tried from a shell.
+//! add, a oneway counter (`bump`) with its attribute (`count`), a failing method (`fail`),
+//! a slow one (`sleep`), a streaming one (`ticks`), a bulk echo (`echo_bulk`) and one that
+//! calls back into its caller (`work`), so every path of a call can be tried from a shell.
+//! `wirecall call` prints stream items as they arrive, and exposes the [`Caller`] provider
+//! on its connection, so a server's handler can report progress to it.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Args;
-use wirecall::{CodecId, Engine, Error, Metadata, Proxy, PyroProxy, DAEMON_PROVIDER_ID};
+use futures::StreamExt;
+use wirecall::{
+    Bulk, CallContext, CodecId, Engine, Error, ItemStream, Metadata, Proxy, PyroProxy,
+    DAEMON_PROVIDER_ID,
+};
 use wirecall_codecs::{Limits, Value};
 use wirecall_conformance::notation;
 
@@ -76,6 +83,42 @@ impl Demo {
         millis
     }
 
+    /// A stream of `0..n`, one item every `interval_ms` milliseconds, sent as produced
+    /// (under the caller's flow-control window).
+    #[remote]
+    fn ticks(&self, n: u64, interval_ms: u64) -> ItemStream<u64> {
+        let interval = Duration::from_millis(interval_ms);
+        ItemStream::new(futures::stream::unfold(0u64, move |i| async move {
+            if i >= n {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            Some((i, i + 1))
+        }))
+    }
+
+    /// Returns its bytes, which travel both ways as a bulk attachment (never encoded by the
+    /// codec; SPEC §6.11).
+    #[remote]
+    fn echo_bulk(&self, data: Bulk) -> Bulk {
+        data
+    }
+
+    /// Works through `steps` steps, calling the caller's `caller_progress(done, total)`
+    /// back over the caller's own connection after each (SPEC §6.10); returns the steps
+    /// done. `wirecall call` exposes that method ([`Caller`]).
+    #[remote]
+    async fn work(&self, ctx: CallContext, steps: u32) -> Result<u32, Error> {
+        let caller = CallerClient::new(ctx.callback()?, CALLER_PROVIDER_ID);
+        for done in 1..=steps {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            caller.progress(done, steps).await?;
+        }
+        Ok(steps)
+    }
+
     /// The counter `bump` adds to.
     #[attribute]
     fn count(&self) -> u64 {
@@ -86,6 +129,24 @@ impl Demo {
     #[attribute(set)]
     fn set_count(&self, value: u64) {
         self.count.store(value, Ordering::Relaxed);
+    }
+}
+
+/// The provider id `wirecall call` exposes [`Caller`] under on its connection.
+pub(crate) const CALLER_PROVIDER_ID: u16 = 0;
+
+/// What `wirecall call` exposes on its own connection (service `caller`), so that the
+/// server's handler can call back: progress reports are printed on standard error as they
+/// come.
+#[derive(Debug, Default)]
+pub(crate) struct Caller;
+
+#[wirecall::provider(service = "caller")]
+impl Caller {
+    /// Prints `progress: done/total`.
+    #[remote]
+    fn progress(&self, done: u32, total: u32) {
+        eprintln!("progress: {done}/{total}");
     }
 }
 
@@ -446,6 +507,8 @@ struct Resolved {
     provider_id: u16,
     method: String,
     oneway: bool,
+    /// The method returns a stream (from the metadata).
+    streams: bool,
 }
 
 /// Resolves a short method name and the provider from the server's metadata; when the
@@ -466,6 +529,7 @@ fn resolve(meta: &Metadata, provider: Option<u16>, method: &str) -> Resolved {
             provider_id,
             method: method.to_string(),
             oneway: false,
+            streams: false,
         };
     };
     let full = wirecall::full_name(&info.service, method);
@@ -479,11 +543,13 @@ fn resolve(meta: &Metadata, provider: Option<u16>, method: &str) -> Resolved {
             provider_id,
             method: m.name.clone(),
             oneway: m.oneway,
+            streams: m.streams,
         },
         None => Resolved {
             provider_id,
             method: method.to_string(),
             oneway: false,
+            streams: false,
         },
     }
 }
@@ -520,6 +586,23 @@ fn decode_reply(codec: CodecId, bytes: &[u8]) -> Result<Value, String> {
     let limits = Limits::default().with_max_input(usize::MAX);
     wirecall_codecs::decode_value(codec, bytes, &limits)
         .map_err(|e| format!("decoding the reply with {codec}: {e}"))
+}
+
+/// A result with its bulk values (SPEC §6.11): a result that is one bulk value (a method
+/// returning `Bulk`) is its bytes; otherwise the placeholders stay (the codec's integers)
+/// and the values are listed after the result, so what travelled is all shown.
+fn with_bulk(v: Value, bulk: Vec<bytes::Bytes>) -> Result<Value, String> {
+    match (&v, bulk.as_slice()) {
+        (_, []) => Ok(v),
+        (Value::Int(0), [only]) => Ok(Value::Bytes(only.to_vec())),
+        _ => Ok(Value::Map(vec![
+            (Value::Str("result".into()), v),
+            (
+                Value::Str("bulk".into()),
+                Value::List(bulk.iter().map(|b| Value::Bytes(b.to_vec())).collect()),
+            ),
+        ])),
+    }
 }
 
 /// Runs `wirecall call`.
@@ -573,7 +656,10 @@ pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
         .into_iter()
         .map(|(k, v)| (Value::Str(k), v))
         .collect();
-    let proxy = proxy_for(&args.url, codec, args.timeout, &args.tls)?;
+    // The caller's provider, for servers that call back (progress reports).
+    let proxy = proxy_for(&args.url, codec, args.timeout, &args.tls)?
+        .expose(Caller, CALLER_PROVIDER_ID)
+        .map_err(|e| describe(&e))?;
     let rt = current_thread()?;
     let out = rt.block_on(async {
         let meta = proxy.metadata().await.map_err(|e| describe(&e))?;
@@ -605,6 +691,40 @@ pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
                 .map_err(|e| format!("encoding the keyword arguments with {codec}: {e}"))?;
             out
         };
+        if target.streams {
+            // Items are printed as they arrive; the stream's window bounds what is
+            // buffered here.
+            let mut items = proxy
+                .call_raw_stream(
+                    target.provider_id,
+                    &target.method,
+                    codec,
+                    encoded.into(),
+                    kw.into(),
+                )
+                .await
+                .map_err(|e| describe(&e))?;
+            while let Some(item) = items.next().await {
+                let v = item.map_err(|e| describe(&e))?;
+                println!("{}", notation::print(&v));
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+            }
+            return Ok(None);
+        }
+        if !target.oneway {
+            let (c, result, bulk) = proxy
+                .call_raw_bulk(
+                    target.provider_id,
+                    &target.method,
+                    codec,
+                    encoded.into(),
+                    kw.into(),
+                )
+                .await
+                .map_err(|e| describe(&e))?;
+            return with_bulk(decode_reply(c, &result)?, bulk).map(Some);
+        }
         let reply = proxy
             .call_raw(
                 target.provider_id,
@@ -705,6 +825,9 @@ pub(crate) fn format_metadata(meta: &Metadata) -> String {
             out.push_str(&format!("  method {}({})", m.name, m.params.join(", ")));
             if m.oneway {
                 out.push_str(" oneway");
+            }
+            if m.streams {
+                out.push_str(" stream");
             }
             out.push('\n');
         }

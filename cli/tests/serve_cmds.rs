@@ -67,6 +67,80 @@ fn echo_and_add_with_two_codecs() {
     assert_prints(&o, "42");
 }
 
+/// A streaming method's items are printed one per line as they arrive (the first before
+/// the last is produced); a method that calls back into the caller reports progress on
+/// stderr through the provider `wirecall call` exposes; a bulk echo returns its bytes.
+#[test]
+fn streams_callbacks_and_bulk_from_the_shell() {
+    let s = Server::start(&["--listen", "tcp://127.0.0.1:0"]);
+    let meta = wirecall(&["meta", s.url()]);
+    assert!(
+        stdout(&meta).contains("method demo_ticks(n, interval_ms) stream"),
+        "{}",
+        stdout(&meta)
+    );
+    for codec in ["json", "msgpack", "cbor"] {
+        let o = wirecall(&["call", s.url(), "ticks", "4", "1", "--codec", codec]);
+        assert_prints(&o, "0\n1\n2\n3");
+        let o = wirecall(&["call", s.url(), "work", "3", "--codec", codec]);
+        assert_prints(&o, "3");
+        assert_eq!(
+            stderr(&o).lines().collect::<Vec<_>>(),
+            ["progress: 1/3", "progress: 2/3", "progress: 3/3"],
+            "{codec}"
+        );
+        let o = wirecall(&[
+            "call",
+            s.url(),
+            "echo_bulk",
+            r#"{"$bytes": "00ff68656c6c6f"}"#,
+            "--codec",
+            codec,
+        ]);
+        assert_prints(&o, r#"{"$bytes":"00ff68656c6c6f"}"#);
+    }
+    // Items are printed as they arrive: the first line is out while the call still runs
+    // (the next item is produced 2 s after it).
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["call", s.url(), "ticks", "2", "2000"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start wirecall");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let _ = tx.send(line);
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20));
+    let running = child.try_wait().expect("poll wirecall").is_none();
+    let status = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().expect("poll wirecall") {
+                break st;
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!("wirecall call ticks did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert_eq!(first.as_deref().map(str::trim_end), Ok("0"));
+    assert!(
+        running,
+        "the first item was printed only when the call ended"
+    );
+    assert!(status.success());
+}
+
 #[test]
 fn refused_codec_lists_the_accepted_ones() {
     let s = Server::start(&["--accept", "json,msgpack"]);

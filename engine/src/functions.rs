@@ -216,6 +216,7 @@ impl Functions {
                 name: e.name,
                 params: e.params.iter().map(|p| p.to_string()).collect(),
                 oneway: e.oneway,
+                streams: false,
             });
             handlers.push(e.handler);
         }

@@ -120,6 +120,10 @@ pub struct MethodSpec<P> {
     /// connection's reader, on tokio's blocking pool (see
     /// [`ServerBuilder::blocking_budget`](crate::ServerBuilder::blocking_budget) for the rules).
     pub blocking: bool,
+    /// The method returns a stream ([`ItemStream`](crate::ItemStream)): callers read its
+    /// result item by item (reported in the metadata, so dynamic callers such as
+    /// `wirecall call` know).
+    pub streams: bool,
     /// The handler.
     pub handler: HandlerFn<P>,
 }
@@ -132,6 +136,7 @@ impl<P> Clone for MethodSpec<P> {
             kind: self.kind,
             oneway: self.oneway,
             blocking: self.blocking,
+            streams: self.streams,
             handler: self.handler,
         }
     }
@@ -249,6 +254,10 @@ pub struct MethodInfo {
     pub params: Vec<String>,
     /// Never answered.
     pub oneway: bool,
+    /// Its result is a stream, read item by item (absent from older servers' metadata:
+    /// read as `false`).
+    #[serde(default)]
+    pub streams: bool,
 }
 
 /// Metadata about one provider, as the daemon object reports it.
@@ -447,6 +456,7 @@ impl Registered {
                         name: full_name(P::SERVICE, spec.name),
                         params: spec.params.iter().map(|p| p.to_string()).collect(),
                         oneway: spec.oneway,
+                        streams: spec.streams,
                     });
                 }
                 MethodKind::Getter => {

@@ -578,6 +578,7 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
     let has_responder = r.params.iter().any(|p| p.role == ParamRole::Responder);
     let oneway = matches!(r.kind, Kind::Method { oneway: true, .. });
     let blocking = matches!(r.kind, Kind::Method { blocking: true, .. });
+    let streams = matches!(r.output, Output::Stream(_) | Output::ResultStream(_));
     let kind = match r.kind {
         Kind::Method { .. } => quote!(#w::MethodKind::Method),
         Kind::Getter => quote!(#w::MethodKind::Getter),
@@ -645,6 +646,7 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
             kind: #kind,
             oneway: #oneway,
             blocking: #blocking,
+            streams: #streams,
             handler: {
                 fn __wirecall_handler(__this: &::std::sync::Arc<#self_ty>, __call: #w::Incoming) -> #w::Handled {
                     struct __Names;

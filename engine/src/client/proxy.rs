@@ -1059,6 +1059,59 @@ impl Proxy {
         .map(|r| r.map(|(c, body)| (c, body.into_bytes())))
     }
 
+    /// [`Proxy::call_raw`] for a call that is answered, keeping the result's bulk values
+    /// (SPEC §6.11), which `call_raw` drops: returns the result's codec, its encoding (in
+    /// which each bulk value stands as a placeholder, its index, encoded with the codec) and
+    /// the bulk values in order (empty when the result has none). For tools that know
+    /// methods only by name and show what travelled, such as `wirecall call`.
+    pub async fn call_raw_bulk(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: Bytes,
+        kwargs: Bytes,
+    ) -> Result<(CodecId, Bytes, Vec<Bytes>), Error> {
+        check_name(method)?;
+        self.settle().await?;
+        if self.pyro_client().is_some() {
+            // Pyro5 has no attachments: every value travels inline.
+            return match self
+                .call_raw(provider_id, method, codec, args, kwargs, false)
+                .await?
+            {
+                Some((c, b)) => Ok((c, b, Vec::new())),
+                None => Err(Error::Codec {
+                    message: "the reply carried no value".into(),
+                }),
+            };
+        }
+        let mut attempt = u32::MAX;
+        let via = self.via(&self.opts, &mut attempt).await?;
+        match self
+            .send(
+                &via,
+                provider_id,
+                method,
+                codec,
+                &args,
+                &kwargs,
+                None,
+                false,
+                &self.opts,
+            )
+            .await?
+        {
+            Some((c, body)) => {
+                let (result, parts) = body.into_parts();
+                Ok((c, result, parts.unwrap_or_default()))
+            }
+            None => Err(Error::Codec {
+                message: "the reply carried no value".into(),
+            }),
+        }
+    }
+
     /// [`Proxy::call_raw`] in Pyro mode: the arguments are decoded with `codec` (one of
     /// Pyro5's serializers), the result encoded with it.
     #[allow(clippy::too_many_arguments)]
@@ -1363,6 +1416,19 @@ impl Proxy {
             })?;
         }
         let (args, kwargs) = out.split_at(n_args);
+        Self::open_stream_on(&conn, provider_id, method, codec, args, kwargs, opts).await
+    }
+
+    /// Sends a streaming call with encoded arguments on `conn` and waits for its answer.
+    async fn open_stream_on<T>(
+        conn: &ClientConn,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: &[u8],
+        kwargs: &[u8],
+        opts: &CallOpts,
+    ) -> Result<crate::RemoteStream<T>, Error> {
         let annotations = CallOpts {
             timeout: None,
             ..opts.clone()
@@ -1385,6 +1451,41 @@ impl Proxy {
             None => open.await?,
         };
         Ok(crate::RemoteStream::new(raw))
+    }
+
+    /// Calls a method that returns a stream ([`ItemStream`](crate::ItemStream)) with
+    /// already-encoded arguments (as [`Proxy::call_raw`]: `args` a sequence, `kwargs` a map
+    /// or empty, both in `codec`), and returns its items as dynamic [`Value`]s as they
+    /// arrive, under flow control; a method returning a plain value gives that one value.
+    /// For tools that know methods only by name, such as `wirecall call`. Dropping the
+    /// stream cancels the call.
+    pub async fn call_raw_stream(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: Bytes,
+        kwargs: Bytes,
+    ) -> Result<crate::RemoteStream<crate::Value>, Error> {
+        check_name(method)?;
+        self.settle().await?;
+        if self.pyro_client().is_some() {
+            return Err(Error::config(format!(
+                "`{method}` is read as a stream, but this proxy calls a Pyro5 object: read Pyro5 remote iterators with proxy.pyro_proxy()?.call_stream(..)"
+            )));
+        }
+        let mut attempt = 0;
+        let conn = self.conn_retrying(&self.opts, &mut attempt).await?;
+        Self::open_stream_on(
+            &conn,
+            provider_id,
+            method,
+            codec,
+            &args,
+            &kwargs,
+            &self.opts,
+        )
+        .await
     }
 
     async fn check_method(&self, provider_id: u16, method: &str) -> Result<(), Error> {
@@ -1665,6 +1766,8 @@ fn pyro_metadata(object: &str, m: super::PyroMetadata) -> Metadata {
             name: name.clone(),
             params: Vec::new(),
             oneway: m.oneway.contains(name),
+            // Pyro5's metadata does not tell generators apart.
+            streams: false,
         })
         .collect();
     Metadata {

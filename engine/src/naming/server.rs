@@ -137,6 +137,7 @@ impl Provider for NameServer {
                     kind: MethodKind::Method,
                     oneway: false,
                     blocking: false,
+                    streams: false,
                     handler: |ns, call| run(ns, call, $name, &[$($p),*], $f),
                 }
             };
