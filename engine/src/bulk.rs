@@ -17,7 +17,7 @@
 //! gives them the same treatment (a `Vec<u8>` is copied once into shared bytes on the way
 //! out; a `Bytes` field is not copied either way).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ops::Deref;
 
@@ -144,18 +144,35 @@ impl From<Bulk> for Vec<u8> {
 }
 
 thread_local! {
-    /// While the engine encodes for a native connection: the bulk values serialized so far.
-    static SINK: RefCell<Option<Vec<Bytes>>> = const { RefCell::new(None) };
+    /// Whether the engine is encoding for a native connection (bulk values go to `SINK`).
+    static SINK_ON: Cell<bool> = const { Cell::new(false) };
+    /// While `SINK_ON`: the bulk values serialized so far.
+    static SINK: RefCell<Vec<Bytes>> = const { RefCell::new(Vec::new()) };
     /// While the engine decodes a frame in bulk mode: its bulk values.
     static SOURCE: RefCell<Option<Vec<Bytes>>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` (an encode) with bulk values collected instead of encoded; returns what `f`
 /// returned and the values collected (`None` when no `Bulk` was serialized).
+///
+/// Costs two flag writes when no `Bulk` is serialized (every small call's answer pays it).
 pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Option<Vec<Bytes>>) {
-    let outer = SINK.with(|s| s.replace(Some(Vec::new())));
+    let nested = SINK_ON.replace(true);
+    // An enclosing collect's values so far are set aside (nested encodes are rare).
+    let outer = if nested {
+        SINK.with(|s| s.try_borrow_mut().map(|mut v| std::mem::take(&mut *v)).ok())
+    } else {
+        None
+    };
     let r = f();
-    let parts = SINK.with(|s| s.replace(outer));
+    SINK_ON.set(nested);
+    let parts = SINK.with(|s| {
+        let mut v = s.try_borrow_mut().ok()?;
+        if v.is_empty() && outer.is_none() {
+            return None;
+        }
+        Some(std::mem::replace(&mut *v, outer.unwrap_or_default()))
+    });
     (r, parts.filter(|p| !p.is_empty()))
 }
 
@@ -207,12 +224,14 @@ pub(crate) fn attachment(parts: Vec<Bytes>) -> Result<(Vec<u32>, Bytes), String>
 /// Serializes `bytes` as a bulk value: moved to the attachment inside an engine encode,
 /// plain bytes anywhere else.
 fn serialize_bulk<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-    let index = SINK.with(|sink| {
-        let mut sink = sink.try_borrow_mut().ok()?;
-        let parts = sink.as_mut()?;
-        parts.push(bytes.clone());
-        Some(parts.len() - 1)
+    let index = SINK_ON.get().then(|| {
+        SINK.with(|sink| {
+            let mut parts = sink.try_borrow_mut().ok()?;
+            parts.push(bytes.clone());
+            Some(parts.len() - 1)
+        })
     });
+    let index = index.flatten();
     match index {
         Some(i) => match u32::try_from(i) {
             Ok(i) => s.serialize_u32(i),

@@ -156,9 +156,6 @@ pub(crate) struct ReplySink {
     pub hooks: Option<Arc<AfterHooks>>,
     /// The call's span, when tracing records calls: told the outcome on the answer.
     pub trace: Option<Arc<crate::server::trace::CallTrace>>,
-    /// Where a native connection pumps its streamed results (`None`: the dialect has no
-    /// streams).
-    pub streams: Option<Arc<crate::stream::StreamTable>>,
 }
 
 impl ReplySink {
@@ -185,8 +182,8 @@ impl ReplySink {
         };
         let request_id = proto::RequestId(self.id);
         let codec = self.codec;
-        let outcome = match (outcome, &self.streams) {
-            (Outcome::Stream(items), Some(streams)) => {
+        let outcome = match outcome {
+            Outcome::Stream(items) => {
                 let s = wire.lock();
                 send_locked(wire, s, self.id, flush, |side| {
                     side.reply(proto::Reply {
@@ -199,11 +196,10 @@ impl ReplySink {
                     })
                 });
                 // The pump stops at once if the call is no longer in flight.
-                streams.start(wire.clone(), self.id, codec, items);
+                wire.streams.start(wire.clone(), self.id, codec, items);
                 return;
             }
-            (Outcome::Stream(_), None) => Outcome::Fault(stream_not_served()),
-            (o, _) => o,
+            o => o,
         };
         let s = wire.lock();
         send_locked(wire, s, self.id, flush, |side| match outcome {
@@ -477,14 +473,6 @@ impl ReplyEncoder {
     ) -> Outcome {
         Outcome::Stream(crate::stream::EncodedStream::encode(self.codec, items))
     }
-}
-
-/// The fault a caller gets for a streamed result where the connection has no streams.
-fn stream_not_served() -> Fault {
-    Fault::new(
-        FaultKind::Internal,
-        "the method returns a stream, which this connection's dialect cannot carry; call it over the native protocol",
-    )
 }
 
 /// Results up to this size are copied into the per-thread result block.

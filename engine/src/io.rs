@@ -111,6 +111,9 @@ pub(crate) struct Wire<S> {
     reader_flag: AtomicBool,
     /// Set with `closed` or `closing`, read without the lock.
     shut: AtomicBool,
+    /// The streamed results a server connection is pumping (unused by clients): here
+    /// rather than in every call's answer path, which reaches it through the wire.
+    pub(crate) streams: Arc<crate::stream::StreamTable>,
 }
 
 impl<S: HasMachine> Wire<S> {
@@ -128,6 +131,7 @@ impl<S: HasMachine> Wire<S> {
             reader: futures::task::AtomicWaker::new(),
             reader_flag: AtomicBool::new(false),
             shut: AtomicBool::new(false),
+            streams: Arc::default(),
         });
         tokio::spawn(writer_task(w.clone()));
         w

@@ -178,7 +178,6 @@ impl Serving {
             hooks: None,
             trace: None,
             // Callbacks do not stream (SPEC §6.10).
-            streams: None,
         };
         // Bulk values as slices of the received frame (the machine checked the lengths).
         let bulk = if proto::has_bulk(&call.annotations, &call.attachment) {

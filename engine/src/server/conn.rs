@@ -437,7 +437,7 @@ impl Reader {
                             conn.stop(id.0)
                         }
                         proto::ServerEvent::Credit { request_id, .. } => {
-                            conn.streams.credit(request_id.0)
+                            conn.wire.streams.credit(request_id.0)
                         }
                         proto::ServerEvent::Drained => drained = true,
                         proto::ServerEvent::Rejected { request_id, error } => {
@@ -578,7 +578,7 @@ impl Conn {
         if let (Some(t), _) = self.tasks.remove(id) {
             t.abort();
         }
-        self.streams.stop(id);
+        self.wire.streams.stop(id);
     }
 
     /// After the connection ends: stop the handlers still running, run on_disconnect.
@@ -590,7 +590,7 @@ impl Conn {
         for t in self.tasks.drain() {
             t.abort();
         }
-        self.streams.stop_all();
+        self.wire.streams.stop_all();
         lock(&self.inner.connections).remove(&self.info.id);
         if self
             .inner

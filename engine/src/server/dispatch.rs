@@ -67,8 +67,6 @@ pub(super) struct Conn {
     pub(super) info: Arc<ConnectionInfo>,
     pub(super) wire: Arc<Wire<proto::ServerConnection>>,
     pub(super) tasks: Arc<Tasks>,
-    /// The streamed results being sent.
-    pub(super) streams: Arc<crate::stream::StreamTable>,
     /// This connection's copy of the registry (no shared lock or reference count per call),
     /// and the registry generation it was copied at.
     providers: HashMap<u16, Arc<Registered>, rustc_hash::FxBuildHasher>,
@@ -111,7 +109,6 @@ impl Conn {
             info,
             wire,
             tasks: Arc::new(Tasks::default()),
-            streams: Arc::default(),
             providers: HashMap::default(),
             // Not a generation the registry can have yet: the first call copies it.
             providers_gen: u64::MAX,
@@ -177,7 +174,6 @@ impl Conn {
             oneway: call.oneway,
             hooks: None,
             trace: trace.clone(),
-            streams: Some(self.streams.clone()),
         };
         if provider_id == DAEMON_PROVIDER_ID {
             super::daemon::call(&self.inner, &self.info, &call, sink);
@@ -425,7 +421,6 @@ impl Conn {
             oneway: false,
             hooks: None,
             trace: None,
-            streams: Some(self.streams.clone()),
         });
         match handled {
             Polled::Done(outcome) => sink.answer(outcome, Flush::Deferred),

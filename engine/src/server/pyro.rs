@@ -769,7 +769,6 @@ impl Driver {
             oneway,
             hooks,
             trace: trace.clone(),
-            streams: None,
         };
         if route.oneway && !oneway {
             // A oneway method called as a plain call: answered at once with None, as
