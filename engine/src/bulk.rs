@@ -146,18 +146,50 @@ impl From<Bulk> for Vec<u8> {
 thread_local! {
     /// Whether the engine is encoding for a native connection (bulk values go to `SINK`).
     static SINK_ON: Cell<bool> = const { Cell::new(false) };
+    /// How many values `SINK` holds (read without touching it).
+    static SINK_LEN: Cell<usize> = const { Cell::new(0) };
     /// While `SINK_ON`: the bulk values serialized so far.
     static SINK: RefCell<Vec<Bytes>> = const { RefCell::new(Vec::new()) };
     /// While the engine decodes a frame in bulk mode: its bulk values.
     static SOURCE: RefCell<Option<Vec<Bytes>>> = const { RefCell::new(None) };
 }
 
+/// Ends an outermost [`collect`]: collecting off, leftovers (after a panic) dropped.
+struct StopCollecting;
+
+impl Drop for StopCollecting {
+    fn drop(&mut self) {
+        SINK_ON.set(false);
+        if SINK_LEN.replace(0) != 0 {
+            SINK.with(|s| {
+                if let Ok(mut v) = s.try_borrow_mut() {
+                    v.clear();
+                }
+            });
+        }
+    }
+}
+
 /// Runs `f` (an encode) with bulk values collected instead of encoded; returns what `f`
 /// returned and the values collected (`None` when no `Bulk` was serialized).
 ///
 /// Costs two flag writes when no `Bulk` is serialized (every small call's answer pays it).
+#[inline]
 pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Option<Vec<Bytes>>) {
     let nested = SINK_ON.replace(true);
+    if !nested {
+        // Also when `f` panics (a user's `Serialize`): collecting stops and what was
+        // collected is dropped.
+        let _stop = StopCollecting;
+        let r = f();
+        if SINK_LEN.get() == 0 {
+            return (r, None);
+        }
+        SINK_LEN.set(0);
+        let parts = SINK.with(|s| s.try_borrow_mut().map(|mut v| std::mem::take(&mut *v)).ok());
+        return (r, parts.filter(|p| !p.is_empty()));
+    }
+    let outer_len = SINK_LEN.replace(0);
     // An enclosing collect's values so far are set aside (nested encodes are rare).
     let outer = if nested {
         SINK.with(|s| s.try_borrow_mut().map(|mut v| std::mem::take(&mut *v)).ok())
@@ -166,11 +198,9 @@ pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Option<Vec<Bytes>>) {
     };
     let r = f();
     SINK_ON.set(nested);
+    SINK_LEN.set(outer_len);
     let parts = SINK.with(|s| {
         let mut v = s.try_borrow_mut().ok()?;
-        if v.is_empty() && outer.is_none() {
-            return None;
-        }
         Some(std::mem::replace(&mut *v, outer.unwrap_or_default()))
     });
     (r, parts.filter(|p| !p.is_empty()))
@@ -178,6 +208,7 @@ pub(crate) fn collect<R>(f: impl FnOnce() -> R) -> (R, Option<Vec<Bytes>>) {
 
 /// Runs `f` (a decode) with `parts` as the frame's bulk values, when the frame is in bulk
 /// mode (`Some`); `None` runs it as it is (byte values are inline).
+#[inline]
 pub(crate) fn with_parts<R>(parts: Option<&[Bytes]>, f: impl FnOnce() -> R) -> R {
     let Some(parts) = parts else {
         return f();
@@ -228,6 +259,7 @@ fn serialize_bulk<S: Serializer>(bytes: &Bytes, s: S) -> Result<S::Ok, S::Error>
         SINK.with(|sink| {
             let mut parts = sink.try_borrow_mut().ok()?;
             parts.push(bytes.clone());
+            SINK_LEN.set(parts.len());
             Some(parts.len() - 1)
         })
     });

@@ -132,7 +132,12 @@ impl Annotations {
     }
 
     /// The value of the first entry with this key.
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&[u8]> {
+        // Most frames carry none: every protocol key's lookup is then one length test.
+        if self.0.is_empty() {
+            return None;
+        }
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
