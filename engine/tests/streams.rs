@@ -632,8 +632,7 @@ async fn a_pyro_mode_proxy_points_streams_to_pyro_proxy() {
         .arg(3u64)
         .stream::<u64>()
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
     assert!(e.to_string().contains("call_stream"), "{e}");
 }
