@@ -1,79 +1,27 @@
 //! Bulk values in the attachment section (SPEC §6.11), through a client and a server state
 //! machine wired together in memory: no sockets, no sleeps.
 
-use std::time::Instant;
+mod common;
+use common::Pair;
 
 use bytes::{Bytes, BytesMut};
 use wirecall_protocol::{
-    split_bulk, Annotations, CallRef, ClientConfig, ClientConnection, ClientEvent, CodecId,
-    ErrorCode, Flags, Frame, FrameDecoder, Header, Kind, Limits, ProtocolError, ProviderId, Reply,
-    RequestId, ServerConfig, ServerConnection, ServerEvent, VERSION,
+    split_bulk, Annotations, CallRef, ClientConfig, ClientEvent, CodecId, ErrorCode, Flags, Frame,
+    FrameDecoder, Header, Kind, Limits, ProtocolError, ProviderId, Reply, RequestId, ServerConfig,
+    ServerEvent, VERSION,
 };
-
-/// A pair configured as the `wirecall` engine configures its machines: frames copied into
-/// one send buffer, except large attachments.
-struct Pair {
-    client: ClientConnection,
-    server: ServerConnection,
-    now: Instant,
-    /// Every chunk the client handed out, in order.
-    client_chunks: Vec<Bytes>,
-    server_chunks: Vec<Bytes>,
-    client_err: Option<ProtocolError>,
-    server_err: Option<ProtocolError>,
-}
 
 impl Pair {
     fn connected(limits: Limits) -> Pair {
-        let now = Instant::now();
         let mut cc = ClientConfig::new(vec![CodecId::JSON]);
         cc.share_sections_from = usize::MAX;
         cc.limits = limits;
         let mut sc = ServerConfig::new(vec![CodecId::JSON]);
         sc.share_sections_from = usize::MAX;
         sc.limits = limits;
-        let mut p = Pair {
-            client: ClientConnection::new(cc, now).unwrap(),
-            server: ServerConnection::new(sc, now).unwrap(),
-            now,
-            client_chunks: Vec::new(),
-            server_chunks: Vec::new(),
-            client_err: None,
-            server_err: None,
-        };
-        p.drive();
-        assert!(matches!(
-            p.client.poll_event(),
-            Some(ClientEvent::Connected(_))
-        ));
-        assert!(matches!(
-            p.server.poll_event(),
-            Some(ServerEvent::Connected(_))
-        ));
+        let mut p = Pair::new(cc, sc);
+        p.handshake();
         p
-    }
-
-    fn drive(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(b) = self.client.poll_transmit() {
-                moved = true;
-                self.client_chunks.push(b.clone());
-                if let Err(e) = self.server.handle_input(&b, self.now) {
-                    self.server_err.get_or_insert(e);
-                }
-            }
-            while let Some(b) = self.server.poll_transmit() {
-                moved = true;
-                self.server_chunks.push(b.clone());
-                if let Err(e) = self.client.handle_input(&b, self.now) {
-                    self.client_err.get_or_insert(e);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
     }
 
     fn call(&mut self, annotations: &Annotations, attachment: Bytes) -> RequestId {
@@ -91,13 +39,6 @@ impl Pair {
         self.client
             .call_ref_attached(call, attachment, self.now)
             .unwrap()
-    }
-
-    fn server_call(&mut self) -> wirecall_protocol::Call {
-        match self.server.poll_event() {
-            Some(ServerEvent::Call(c)) => c,
-            other => panic!("expected a call, got {other:?}"),
-        }
     }
 }
 
@@ -124,7 +65,7 @@ fn several_values_travel_both_ways_as_one_shared_attachment() {
     p.drive();
     // The attachment left the machine as a chunk of its own: the caller's bytes, not a copy.
     assert!(
-        p.client_chunks
+        p.c2s
             .iter()
             .any(|ch| ch.as_ptr() == att.as_ptr() && ch.len() == att.len()),
         "the attachment was copied into the send buffer"
@@ -152,7 +93,7 @@ fn several_values_travel_both_ways_as_one_shared_attachment() {
         .unwrap();
     p.drive();
     assert!(p
-        .server_chunks
+        .s2c
         .iter()
         .any(|ch| ch.as_ptr() == back.as_ptr() && ch.len() == back.len()));
     let Some(ClientEvent::Reply(r)) = p.client.poll_event() else {
@@ -168,7 +109,7 @@ fn small_attachments_are_copied_and_decode_the_same() {
     let att = Bytes::from_static(b"tiny");
     p.call(&Annotations::new(), att.clone());
     p.drive();
-    assert!(p.client_chunks.iter().all(|ch| ch.as_ptr() != att.as_ptr()));
+    assert!(p.c2s.iter().all(|ch| ch.as_ptr() != att.as_ptr()));
     let call = p.server_call();
     // No `wc.bulk`: the attachment is one value.
     assert_eq!(

@@ -2,6 +2,9 @@
 //! the client's own connection. A client and a server state machine wired together in
 //! memory, as in `pair.rs`: no sockets, no sleeps; time is a value the test advances.
 
+mod common;
+use common::Pair;
+
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -12,26 +15,7 @@ use wirecall_protocol::{
     ServerEvent,
 };
 
-struct Pair {
-    client: ClientConnection,
-    server: ServerConnection,
-    now: Instant,
-    client_err: Option<ProtocolError>,
-    server_err: Option<ProtocolError>,
-}
-
 impl Pair {
-    fn new(client: ClientConfig, server: ServerConfig) -> Pair {
-        let now = Instant::now();
-        Pair {
-            client: ClientConnection::new(client, now).unwrap(),
-            server: ServerConnection::new(server, now).unwrap(),
-            now,
-            client_err: None,
-            server_err: None,
-        }
-    }
-
     /// A connected pair; `offer`: the client offers callbacks with this limit (`Some(None)`:
     /// its max_in_flight); `support`: the server supports them.
     fn connected(offer: Option<Option<u32>>, support: bool) -> Pair {
@@ -44,52 +28,12 @@ impl Pair {
             s.support_callbacks();
         }
         let mut p = Pair::new(c, s);
-        p.drive();
-        assert!(matches!(
-            p.client.poll_event(),
-            Some(ClientEvent::Connected(_))
-        ));
-        assert!(matches!(
-            p.server.poll_event(),
-            Some(ServerEvent::Connected(_))
-        ));
+        p.handshake();
         p
     }
 
     fn with_callbacks() -> Pair {
         Pair::connected(Some(None), true)
-    }
-
-    /// Moves bytes both ways until neither side has anything to send.
-    fn drive(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(b) = self.client.poll_transmit() {
-                moved = true;
-                if let Err(e) = self.server.handle_input(&b, self.now) {
-                    self.server_err.get_or_insert(e);
-                }
-            }
-            while let Some(b) = self.server.poll_transmit() {
-                moved = true;
-                if let Err(e) = self.client.handle_input(&b, self.now) {
-                    self.client_err.get_or_insert(e);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.now += d;
-        if let Err(e) = self.client.handle_timeout(self.now) {
-            self.client_err.get_or_insert(e);
-        }
-        if let Err(e) = self.server.handle_timeout(self.now) {
-            self.server_err.get_or_insert(e);
-        }
     }
 
     /// The client calls the server.
@@ -100,14 +44,6 @@ impl Pair {
     /// The server calls the client back.
     fn callback(&mut self, method: &str) -> Result<RequestId, ProtocolError> {
         self.server.call(request(method), self.now)
-    }
-
-    fn client_events(&mut self) -> Vec<ClientEvent> {
-        std::iter::from_fn(|| self.client.poll_event()).collect()
-    }
-
-    fn server_events(&mut self) -> Vec<ServerEvent> {
-        std::iter::from_fn(|| self.server.poll_event()).collect()
     }
 }
 

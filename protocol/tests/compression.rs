@@ -2,6 +2,9 @@
 //! together in memory: negotiation, round trips of every compressed kind, and the frames a
 //! receiver must refuse (not negotiated, inflating past the limit, lying or corrupt).
 
+mod common;
+use common::Pair;
+
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -14,84 +17,23 @@ use wirecall_protocol::{
 
 const COMPRESSED: u16 = 0x0004;
 
-struct Pair {
-    client: ClientConnection,
-    server: ServerConnection,
-    now: Instant,
-    /// Every chunk the client sent, and the server sent, in order.
-    c2s: Vec<Bytes>,
-    s2c: Vec<Bytes>,
-    client_err: Option<ProtocolError>,
-    server_err: Option<ProtocolError>,
-}
-
 impl Pair {
-    fn new(client: ClientConfig, server: ServerConfig) -> Pair {
-        let now = Instant::now();
-        let mut p = Pair {
-            client: ClientConnection::new(client, now).unwrap(),
-            server: ServerConnection::new(server, now).unwrap(),
-            now,
-            c2s: Vec::new(),
-            s2c: Vec::new(),
-            client_err: None,
-            server_err: None,
-        };
-        p.drive();
-        assert!(
-            matches!(p.client.poll_event(), Some(ClientEvent::Connected(_))),
-            "{:?} {:?}",
-            p.client_err,
-            p.server_err
-        );
-        assert!(matches!(
-            p.server.poll_event(),
-            Some(ServerEvent::Connected(_))
-        ));
-        p.c2s.clear();
-        p.s2c.clear();
+    /// A pair after its handshake, with empty chunk records.
+    fn connected(client: ClientConfig, server: ServerConfig) -> Pair {
+        let mut p = Pair::new(client, server);
+        p.handshake();
         p
     }
 
     /// Both sides with zstd at the default threshold.
     fn zstd() -> Pair {
-        Pair::new(client(Compression::zstd()), server(Compression::zstd()))
-    }
-
-    fn drive(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(b) = self.client.poll_transmit() {
-                moved = true;
-                self.c2s.push(b.clone());
-                if let Err(e) = self.server.handle_input(&b, self.now) {
-                    self.server_err.get_or_insert(e);
-                }
-            }
-            while let Some(b) = self.server.poll_transmit() {
-                moved = true;
-                self.s2c.push(b.clone());
-                if let Err(e) = self.client.handle_input(&b, self.now) {
-                    self.client_err.get_or_insert(e);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
+        Pair::connected(client(Compression::zstd()), server(Compression::zstd()))
     }
 
     fn call(&mut self, args: Bytes, kwargs: Bytes) -> RequestId {
         let mut req = CallRequest::new(ProviderId(1), Method::new("svc_echo").unwrap(), args);
         req.kwargs = kwargs;
         self.client.call(req, self.now).unwrap()
-    }
-
-    fn server_call(&mut self) -> wirecall_protocol::Call {
-        match self.server.poll_event() {
-            Some(ServerEvent::Call(c)) => c,
-            other => panic!("expected a call, got {other:?} ({:?})", self.server_err),
-        }
     }
 }
 
@@ -240,7 +182,7 @@ fn negotiation_with_one_side_off_leaves_compression_off() {
         (Compression::off(), Compression::off()),
     ] {
         let offered = !c.is_off();
-        let mut p = Pair::new(client(c), server(s));
+        let mut p = Pair::connected(client(c), server(s));
         let cs = p.client.session().unwrap().clone();
         let ss = p.server.session().unwrap().clone();
         assert!(cs.compression().is_empty());
@@ -287,7 +229,7 @@ fn the_answer_lists_the_clients_algorithms_the_server_accepts_in_the_clients_ord
     c.extensions = Extensions::new()
         .with(ExtensionTag::COMPRESSION, &[9u8, 1][..])
         .unwrap();
-    let p = Pair::new(c, server(Compression::zstd()));
+    let p = Pair::connected(c, server(Compression::zstd()));
     assert_eq!(
         p.client.session().unwrap().compression(),
         vec![CompressionId::ZSTD]
@@ -297,7 +239,7 @@ fn the_answer_lists_the_clients_algorithms_the_server_accepts_in_the_clients_ord
     c.extensions = Extensions::new()
         .with(ExtensionTag::COMPRESSION, &[9u8][..])
         .unwrap();
-    let p = Pair::new(c, server(Compression::zstd()));
+    let p = Pair::connected(c, server(Compression::zstd()));
     assert!(p.client.session().unwrap().compression().is_empty());
 }
 
@@ -463,7 +405,7 @@ fn the_threshold_and_a_receive_only_side_are_the_senders_choice() {
     c.threshold = 100;
     let mut s = Compression::zstd();
     s.threshold = usize::MAX;
-    let mut p = Pair::new(client(c), server(s));
+    let mut p = Pair::connected(client(c), server(s));
     let args = json(1000);
     let id = p.call(args.clone(), Bytes::new());
     p.drive();
@@ -487,7 +429,7 @@ fn the_threshold_and_a_receive_only_side_are_the_senders_choice() {
 fn the_peers_frame_limit_applies_to_the_uncompressed_call() {
     let mut s = server(Compression::zstd());
     s.limits.max_frame_len = 64 << 10;
-    let mut p = Pair::new(client(Compression::zstd()), s);
+    let mut p = Pair::connected(client(Compression::zstd()), s);
     // Compresses to a few KiB, but is 128 KiB once inflated: refused locally, nothing sent.
     let mut req = CallRequest::new(
         ProviderId(1),
@@ -507,7 +449,7 @@ fn the_peers_frame_limit_applies_to_the_uncompressed_call() {
 fn a_frame_inflating_past_the_limit_is_refused_before_decompressing() {
     let mut s = server(Compression::zstd());
     s.limits.max_frame_len = 1 << 20;
-    let mut p = Pair::new(client(Compression::zstd()), s);
+    let mut p = Pair::connected(client(Compression::zstd()), s);
     // 64 MiB of zeros: a few KiB on the wire, declared honestly.
     let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 19).unwrap();
     assert!(bomb.len() < 64 << 10);
@@ -524,7 +466,7 @@ fn a_frame_inflating_past_its_declared_size_is_stopped_there() {
     // A frame limit below the bomb's zstd window (8 MiB): told apart all the same.
     let mut s = server(Compression::zstd());
     s.limits.max_frame_len = 1 << 20;
-    let mut p = Pair::new(client(Compression::zstd()), s);
+    let mut p = Pair::connected(client(Compression::zstd()), s);
     // Declares 1 KiB, inflates to 8 MiB: decompression stops at 1 KiB.
     let bomb = zstd::bulk::compress(&vec![0u8; 8 << 20], 19).unwrap();
     let frame = compressed_call(1, section(1, 1024, &bomb));
@@ -536,7 +478,7 @@ fn a_frame_inflating_past_its_declared_size_is_stopped_there() {
 
 #[test]
 fn a_compressed_frame_without_compression_in_force_is_bad_flags() {
-    let mut p = Pair::new(client(Compression::zstd()), server(Compression::off()));
+    let mut p = Pair::connected(client(Compression::zstd()), server(Compression::off()));
     let data = json(8192);
     let packed = zstd::bulk::compress(&data, 3).unwrap();
     let frame = compressed_call(1, section(1, data.len() as u32, &packed));
@@ -547,7 +489,7 @@ fn a_compressed_frame_without_compression_in_force_is_bad_flags() {
     assert!(g.message.contains("not in force"), "{}", g.message);
 
     // The same on the client side: a REPLY flagged COMPRESSED.
-    let mut p = Pair::new(client(Compression::off()), server(Compression::off()));
+    let mut p = Pair::connected(client(Compression::off()), server(Compression::off()));
     let id = p.call(Bytes::from_static(b"[]"), Bytes::new());
     p.drive();
     let mut b = BytesMut::new();
@@ -640,7 +582,7 @@ proptest::proptest! {
         let body = if valid { zstd::bulk::compress(&data, 1).unwrap() } else { data.clone() };
         let mut s = server(Compression::zstd());
         s.limits.max_frame_len = 100_000;
-        let mut p = Pair::new(client(Compression::zstd()), s);
+        let mut p = Pair::connected(client(Compression::zstd()), s);
         let frame = compressed_call(1, section(alg, declared, &body));
         match p.server.handle_input(&frame, p.now) {
             Ok(()) => {

@@ -1,6 +1,9 @@
 //! A client and a server state machine wired together in memory (quinn's `Pair`): no
 //! sockets, no sleeps; time is a value the test advances.
 
+mod common;
+use common::Pair;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,63 +14,12 @@ use wirecall_protocol::{
     StreamItem,
 };
 
-struct Pair {
-    client: ClientConnection,
-    server: ServerConnection,
-    now: Instant,
-    client_err: Option<ProtocolError>,
-    server_err: Option<ProtocolError>,
-}
-
 impl Pair {
-    fn new(client: ClientConfig, server: ServerConfig) -> Pair {
-        let now = Instant::now();
-        Pair {
-            client: ClientConnection::new(client, now).unwrap(),
-            server: ServerConnection::new(server, now).unwrap(),
-            now,
-            client_err: None,
-            server_err: None,
-        }
-    }
-
     fn default_pair() -> Pair {
         Pair::new(
             ClientConfig::new(vec![CodecId::MSGPACK, CodecId::JSON]),
             ServerConfig::new(vec![CodecId::JSON, CodecId::MSGPACK]),
         )
-    }
-
-    /// Moves bytes both ways until neither side has anything to send.
-    fn drive(&mut self) {
-        loop {
-            let mut moved = false;
-            while let Some(b) = self.client.poll_transmit() {
-                moved = true;
-                if let Err(e) = self.server.handle_input(&b, self.now) {
-                    self.server_err.get_or_insert(e);
-                }
-            }
-            while let Some(b) = self.server.poll_transmit() {
-                moved = true;
-                if let Err(e) = self.client.handle_input(&b, self.now) {
-                    self.client_err.get_or_insert(e);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.now += d;
-        if let Err(e) = self.client.handle_timeout(self.now) {
-            self.client_err.get_or_insert(e);
-        }
-        if let Err(e) = self.server.handle_timeout(self.now) {
-            self.server_err.get_or_insert(e);
-        }
     }
 
     fn connected() -> Pair {
@@ -95,14 +47,6 @@ impl Pair {
                 self.now,
             )
             .unwrap()
-    }
-
-    fn client_events(&mut self) -> Vec<ClientEvent> {
-        std::iter::from_fn(|| self.client.poll_event()).collect()
-    }
-
-    fn server_events(&mut self) -> Vec<ServerEvent> {
-        std::iter::from_fn(|| self.server.poll_event()).collect()
     }
 
     fn reply(&mut self, id: RequestId, result: &'static [u8]) -> Result<(), ProtocolError> {
