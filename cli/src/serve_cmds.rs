@@ -591,17 +591,17 @@ fn decode_reply(codec: CodecId, bytes: &[u8]) -> Result<Value, String> {
 /// A result with its bulk values (SPEC §6.11): a result that is one bulk value (a method
 /// returning `Bulk`) is its bytes; otherwise the placeholders stay (the codec's integers)
 /// and the values are listed after the result, so what travelled is all shown.
-fn with_bulk(v: Value, bulk: Vec<bytes::Bytes>) -> Result<Value, String> {
+fn with_bulk(v: Value, bulk: Vec<bytes::Bytes>) -> Value {
     match (&v, bulk.as_slice()) {
-        (_, []) => Ok(v),
-        (Value::Int(0), [only]) => Ok(Value::Bytes(only.to_vec())),
-        _ => Ok(Value::Map(vec![
+        (_, []) => v,
+        (Value::Int(0), [only]) => Value::Bytes(only.to_vec()),
+        _ => Value::Map(vec![
             (Value::Str("result".into()), v),
             (
                 Value::Str("bulk".into()),
                 Value::List(bulk.iter().map(|b| Value::Bytes(b.to_vec())).collect()),
             ),
-        ])),
+        ]),
     }
 }
 
@@ -723,7 +723,7 @@ pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
                 )
                 .await
                 .map_err(|e| describe(&e))?;
-            return with_bulk(decode_reply(c, &result)?, bulk).map(Some);
+            return Ok(Some(with_bulk(decode_reply(c, &result)?, bulk)));
         }
         let reply = proxy
             .call_raw(

@@ -1041,6 +1041,22 @@ impl Proxy {
             ))
             .await;
         }
+        self.call_raw_native(provider_id, method, codec, &args, &kwargs, oneway)
+            .await
+            .map(|r| r.map(|(c, body)| (c, body.into_bytes())))
+    }
+
+    /// The native path of [`Proxy::call_raw`] and [`Proxy::call_raw_bulk`]: the answer as
+    /// received (with its bulk values).
+    async fn call_raw_native(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: &[u8],
+        kwargs: &[u8],
+        oneway: bool,
+    ) -> Result<Option<(CodecId, Body)>, Error> {
         // Connects without retrying: the attempt count starts past any budget.
         let mut attempt = u32::MAX;
         let via = self.via(&self.opts, &mut attempt).await?;
@@ -1049,14 +1065,13 @@ impl Proxy {
             provider_id,
             method,
             codec,
-            &args,
-            &kwargs,
+            args,
+            kwargs,
             None,
             oneway,
             &self.opts,
         )
         .await
-        .map(|r| r.map(|(c, body)| (c, body.into_bytes())))
     }
 
     /// [`Proxy::call_raw`] for a call that is answered, keeping the result's bulk values
@@ -1086,20 +1101,8 @@ impl Proxy {
                 }),
             };
         }
-        let mut attempt = u32::MAX;
-        let via = self.via(&self.opts, &mut attempt).await?;
         match self
-            .send(
-                &via,
-                provider_id,
-                method,
-                codec,
-                &args,
-                &kwargs,
-                None,
-                false,
-                &self.opts,
-            )
+            .call_raw_native(provider_id, method, codec, &args, &kwargs, false)
             .await?
         {
             Some((c, body)) => {
@@ -1393,12 +1396,7 @@ impl Proxy {
         kwargs: &K,
         opts: &CallOpts,
     ) -> Result<crate::RemoteStream<T>, Error> {
-        self.settle().await?;
-        if self.pyro_client().is_some() {
-            return Err(Error::config(format!(
-                "`{method}` is read as a stream, but this proxy calls a Pyro5 object: read Pyro5 remote iterators with proxy.pyro_proxy()?.call_stream(..)"
-            )));
-        }
+        self.no_pyro_stream(method).await?;
         if self.validate {
             Box::pin(self.check_method(provider_id, method)).await?;
         }
@@ -1453,6 +1451,18 @@ impl Proxy {
         Ok(crate::RemoteStream::new(raw))
     }
 
+    /// Settles a naming proxy's mode, then refuses a native stream through a proxy in Pyro
+    /// mode (Pyro5 remote iterators are read with [`PyroProxy::call_stream`]).
+    async fn no_pyro_stream(&self, method: &str) -> Result<(), Error> {
+        self.settle().await?;
+        if self.pyro_client().is_some() {
+            return Err(Error::config(format!(
+                "`{method}` is read as a stream, but this proxy calls a Pyro5 object: read Pyro5 remote iterators with proxy.pyro_proxy()?.call_stream(..)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Calls a method that returns a stream ([`ItemStream`](crate::ItemStream)) with
     /// already-encoded arguments (as [`Proxy::call_raw`]: `args` a sequence, `kwargs` a map
     /// or empty, both in `codec`), and returns its items as dynamic [`Value`]s as they
@@ -1468,12 +1478,7 @@ impl Proxy {
         kwargs: Bytes,
     ) -> Result<crate::RemoteStream<crate::Value>, Error> {
         check_name(method)?;
-        self.settle().await?;
-        if self.pyro_client().is_some() {
-            return Err(Error::config(format!(
-                "`{method}` is read as a stream, but this proxy calls a Pyro5 object: read Pyro5 remote iterators with proxy.pyro_proxy()?.call_stream(..)"
-            )));
-        }
+        self.no_pyro_stream(method).await?;
         let mut attempt = 0;
         let conn = self.conn_retrying(&self.opts, &mut attempt).await?;
         Self::open_stream_on(
