@@ -25,6 +25,7 @@ fn call_frame(payload_len: usize) -> Frame {
         provider: ProviderId(42),
         codec: CodecId::MSGPACK,
         oneway: false,
+        upload: false,
         method: Method::new("my_service_say_hello").expect("valid method name"),
         annotations: Annotations::new(),
         args: Bytes::from(vec![0x5a; payload_len]),

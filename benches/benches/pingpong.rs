@@ -20,6 +20,7 @@ fn frame_bytes() -> Vec<u8> {
         provider: ProviderId(42),
         codec: CodecId::MSGPACK,
         oneway: false,
+        upload: false,
         method: Method::new("my_service_say_hello").expect("valid method name"),
         annotations: Annotations::new(),
         args: Bytes::from(vec![0x5a; 64]),

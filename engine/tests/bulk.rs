@@ -314,6 +314,7 @@ fn call(
         provider: proto::ProviderId(P),
         codec: proto::CodecId::JSON,
         oneway: false,
+        upload: false,
         method: proto::Method::new(method.to_string()).unwrap(),
         annotations,
         args: Bytes::copy_from_slice(args.as_bytes()),

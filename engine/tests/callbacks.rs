@@ -544,6 +544,7 @@ fn hang_call(id: u64, codec: proto::CodecId, annotations: proto::Annotations) ->
         provider: proto::ProviderId(PROGRESS),
         codec,
         oneway: false,
+        upload: false,
         method: proto::Method::new("progress_hang").unwrap(),
         annotations,
         args: bytes::Bytes::new(),

@@ -339,6 +339,7 @@ fn frames_offering(offer: &[u8], args: Bytes) -> BytesMut {
         provider: proto::ProviderId(PROVIDER),
         codec: proto::CodecId::JSON,
         oneway: false,
+        upload: false,
         method: proto::Method::new(Bytes::from_static(b"z_echo")).unwrap(),
         annotations: proto::Annotations::new(),
         args,

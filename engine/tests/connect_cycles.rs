@@ -65,6 +65,7 @@ fn frames() -> (BytesMut, BytesMut) {
         provider: proto::ProviderId(PROVIDER),
         codec: proto::CodecId::JSON,
         oneway: false,
+        upload: false,
         method: proto::Method::new(Bytes::from_static(b"c_add")).unwrap(),
         annotations: proto::Annotations::new(),
         args: Bytes::from_static(b"[20,22]"),

@@ -152,6 +152,7 @@ fn echo_call(id: u64, len: usize) -> proto::Frame {
         provider: proto::ProviderId(PROVIDER),
         codec: proto::CodecId::JSON,
         oneway: false,
+        upload: false,
         method: proto::Method::new(Bytes::from_static(b"f_echo")).unwrap(),
         annotations: proto::Annotations::new(),
         args: Bytes::from(args),

@@ -197,6 +197,7 @@ async fn call_with_deadline(
         provider: proto::ProviderId(PROVIDER),
         codec: proto::CodecId::JSON,
         oneway: false,
+        upload: false,
         method: proto::Method::new(Bytes::from_static(method.as_bytes())).unwrap(),
         annotations: proto::Annotations::builder().deadline(deadline).build(),
         args: Bytes::from_static(args),
@@ -516,6 +517,7 @@ async fn a_deadline_passing_while_another_handler_holds_the_reader_is_still_enfo
                 provider: proto::ProviderId(PROVIDER),
                 codec: proto::CodecId::JSON,
                 oneway: false,
+                upload: false,
                 method: proto::Method::new(Bytes::from_static(method.as_bytes())).unwrap(),
                 annotations: match deadline {
                     Some(d) => proto::Annotations::builder().deadline(d).build(),

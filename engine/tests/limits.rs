@@ -268,6 +268,7 @@ async fn frames_over_max_frame_len_are_refused() {
             provider: proto::ProviderId(1),
             codec: proto::CodecId::JSON,
             oneway: false,
+            upload: false,
             method: proto::Method::new(Bytes::from_static(b"len")).unwrap(),
             annotations: proto::Annotations::new(),
             args: Bytes::from(format!("[\"{}\"]", "x".repeat(9000))),

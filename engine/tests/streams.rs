@@ -482,6 +482,7 @@ async fn a_client_overflowing_credit_is_closed_and_others_are_served() {
                 provider: proto::ProviderId(PROVIDER),
                 codec: proto::CodecId::JSON,
                 oneway: false,
+                upload: false,
                 method: proto::Method::new("numbers_endless").unwrap(),
                 annotations: proto::Annotations::builder().window(2).build(),
                 args: Bytes::from_static(b"[]"),

@@ -887,6 +887,7 @@ impl Harness {
                     method: Method::new(method).unwrap(),
                     codec: codec.map(CodecId),
                     oneway,
+                    upload: false,
                     annotations,
                     args: args.clone(),
                     kwargs: kwargs.clone(),

@@ -61,6 +61,23 @@ impl Session {
             .map(|v| compress::parse_list(v))
             .unwrap_or_default()
     }
+
+    /// The server's window for client → server streams (SPEC §6.13): how many argument
+    /// items a call with flag UPLOAD may send before the server grants more. `None` when
+    /// such streams are not in force on this connection.
+    pub fn upload_window(&self) -> Option<u32> {
+        self.extensions
+            .get(ExtensionTag::STREAMS)
+            .and_then(upload_window_value)
+    }
+}
+
+/// The value of the streams extension (tag 3, SPEC §6.13) in a WELCOME: a 4-byte window
+/// of at least 1.
+fn upload_window_value(v: &Bytes) -> Option<u32> {
+    let b: [u8; 4] = v.as_ref().try_into().ok()?;
+    let n = u32::from_be_bytes(b);
+    (n >= 1).then_some(n)
 }
 
 /// Sections at least this long are sent as their own chunk rather than copied into the
@@ -825,6 +842,7 @@ impl Calls<ClientCall> {
         oneway: bool,
         deadline: Option<Instant>,
         window: Option<u32>,
+        upload: Option<u32>,
     ) {
         *next_id += 1;
         if !oneway {
@@ -833,6 +851,7 @@ impl Calls<ClientCall> {
                 ClientCall {
                     streaming: false,
                     credit: window,
+                    upload,
                     cancelled: false,
                     deadline,
                 },
@@ -926,6 +945,7 @@ impl Calls<ClientCall> {
         match self.get_mut(&id) {
             Some(c) if !c.cancelled => {
                 c.cancelled = true;
+                c.upload = None;
                 true
             }
             _ => false,
@@ -939,6 +959,7 @@ impl Calls<ClientCall> {
         for id in &expired {
             if let Some(c) = self.get_mut(id) {
                 c.cancelled = true;
+                c.upload = None;
             }
             core.send_control(&Frame::Cancel(*id));
         }
@@ -1257,6 +1278,10 @@ pub struct CallRequest {
     pub codec: Option<CodecId>,
     /// No reply wanted.
     pub oneway: bool,
+    /// The caller streams argument items after the call (flag UPLOAD, SPEC §6.13): send
+    /// them with [`ClientConnection::send_item`] as the server's credit allows, and end
+    /// them with [`ClientConnection::end_upload`]. Never with `oneway`.
+    pub upload: bool,
     /// Annotations; a `wc.deadline` entry also arms a local deadline for the call.
     pub annotations: Annotations,
     /// Positional arguments, already encoded.
@@ -1275,6 +1300,7 @@ impl CallRequest {
             method,
             codec: None,
             oneway: false,
+            upload: false,
             annotations: Annotations::new(),
             args,
             kwargs: Bytes::new(),
@@ -1303,6 +1329,14 @@ pub enum ClientEvent {
         request_id: RequestId,
         /// Why.
         error: ProtocolError,
+    },
+    /// The server granted more credit for a call's argument stream (CREDIT, SPEC §6.13):
+    /// `credit` items may now be sent with [`ClientConnection::send_item`].
+    Credit {
+        /// The call.
+        request_id: RequestId,
+        /// The argument items that may be sent now (credit left after the grant).
+        credit: u32,
     },
     /// Answer to [`ClientConnection::ping`].
     Pong {
@@ -1338,6 +1372,10 @@ struct ClientCall {
     /// Stream items the server may still send (SPEC §6.12): the call's `wc.window` plus
     /// the CREDIT granted, minus the items received. `None`: no window, no flow control.
     credit: Option<u32>,
+    /// While the call's argument stream is open (flag UPLOAD, SPEC §6.13): the argument
+    /// items this side may still send (the server's window plus its CREDIT, minus the
+    /// items sent). `None`: no argument stream, or it ended.
+    upload: Option<u32>,
     /// Cancelled or failed locally: swallow the final frame, emit nothing.
     cancelled: bool,
     deadline: Option<Instant>,
@@ -1394,6 +1432,13 @@ fn callbacks_limit(value: &[u8], max_in_flight: u32) -> Option<u32> {
 }
 
 impl ClientConfig {
+    /// Offers client → server streams (the streams extension, SPEC §6.13): calls may then
+    /// stream their arguments ([`CallRequest::upload`]) when the server agrees.
+    pub fn offer_uploads(&mut self) {
+        // An empty value is always valid.
+        let _ = self.extensions.set(ExtensionTag::STREAMS, Bytes::new());
+    }
+
     /// Offers the callbacks extension (SPEC §6.10): the server may call this side back on
     /// the connection. `max_in_flight` bounds the callbacks in flight at once (`None`: the
     /// HELLO's `max_in_flight`).
@@ -1647,6 +1692,7 @@ impl ClientConnection {
                     _ => {}
                 }
             }
+            Frame::Credit(id, items) => self.on_credit(id, items)?,
             Frame::Call(c) if self.callbacks => self.on_callback(c, now)?,
             Frame::Cancel(id) if self.callbacks => {
                 if self
@@ -1696,6 +1742,15 @@ impl ClientConnection {
                 problem: "answers an extension that was not offered",
             });
         }
+        if w.extensions
+            .get(ExtensionTag::STREAMS)
+            .is_some_and(|v| upload_window_value(v).is_none())
+        {
+            return Err(ProtocolError::MalformedBody {
+                what: "WELCOME body",
+                problem: "the streams answer must be a 4-byte window of at least 1",
+            });
+        }
         let agreed = match w.extensions.get(ExtensionTag::COMPRESSION) {
             Some(v) => {
                 let agreed = compress::parse_list(v);
@@ -1741,6 +1796,13 @@ impl ClientConnection {
         // The server's GOAWAY stops the client's calls, not its callbacks: they are how the
         // calls in flight finish.
         check_call_order(&c, false, self.answering_last)?;
+        if c.upload {
+            // Callbacks do not stream (SPEC §6.10).
+            return Err(ProtocolError::BadFlags {
+                kind: Kind::CALL,
+                flags: Flags::UPLOAD,
+            });
+        }
         if c.annotations.batch().is_some() {
             return Err(ProtocolError::MalformedBody {
                 what: "wc.batch annotation",
@@ -1774,6 +1836,7 @@ impl ClientConnection {
                             // to the server).
                             credit: None,
                             idle_since: None,
+                            upload: None,
                             deadline: deadline.map(|d| now + d),
                             batch: None,
                         },
@@ -1842,6 +1905,11 @@ impl ClientConnection {
     /// limit, or when the frame exceeds the server's limits.
     pub fn call(&mut self, req: CallRequest, now: Instant) -> Result<RequestId, ProtocolError> {
         let (id, codec) = self.begin_call(req.oneway, req.codec.unwrap_or(CodecId::NONE))?;
+        let upload = if req.upload {
+            Some(self.begin_upload(req.oneway, &req.annotations)?)
+        } else {
+            None
+        };
         let deadline = req.annotations.deadline().map(|d| now + d);
         let window = req.annotations.window();
         let oneway = req.oneway;
@@ -1851,14 +1919,134 @@ impl ClientConnection {
             provider: req.provider,
             codec,
             oneway,
+            upload: req.upload,
             method: req.method,
             annotations: req.annotations,
             args: req.args,
             kwargs: req.kwargs,
             attachment: req.attachment,
         }))?;
-        self.commit_call(id, oneway, deadline, window);
+        self.in_flight
+            .commit(&mut self.next_id, id, oneway, deadline, window, upload);
         Ok(id)
+    }
+
+    /// The checks before a call with an argument stream (SPEC §6.13): client → server
+    /// streams in force, not oneway, not in an ordered batch. Returns the initial credit
+    /// (the server's window).
+    fn begin_upload(&self, oneway: bool, annotations: &Annotations) -> Result<u32, ProtocolError> {
+        if oneway {
+            return Err(ProtocolError::InvalidArgument(
+                "a oneway call cannot stream its arguments (nothing would end the stream)",
+            ));
+        }
+        if annotations.batch().is_some() {
+            return Err(ProtocolError::InvalidArgument(
+                "a call in an ordered batch cannot stream its arguments",
+            ));
+        }
+        self.session
+            .as_ref()
+            .and_then(Session::upload_window)
+            .ok_or(ProtocolError::InvalidState {
+                operation: "stream a call's arguments",
+                state: "client → server streams are not in force (the server did not agree to them in the handshake)",
+            })
+    }
+
+    /// Sends one item of call `item.request_id`'s argument stream (SPEC §6.13), while the
+    /// server's credit lasts: with none left it fails with [`ProtocolError::NoCredit`]
+    /// (nothing sent); wait for [`ClientEvent::Credit`]. Fails with
+    /// [`ProtocolError::NotInFlight`] once the call ended (answered, cancelled: nobody
+    /// reads the rest), and when the call has no open argument stream.
+    pub fn send_item(&mut self, item: StreamItem) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        let id = item.request_id;
+        let credit = self.upload_state(id, "send an argument item")?;
+        if credit == 0 {
+            return Err(ProtocolError::NoCredit { request_id: id });
+        }
+        self.core.send(&Frame::StreamItem(item))?;
+        if let Some(c) = self.in_flight.get_mut(&id) {
+            c.upload = Some(credit - 1);
+        }
+        Ok(())
+    }
+
+    /// Ends call `request_id`'s argument stream (sends STREAM_END, SPEC §6.13). Returns
+    /// `false` when the call is no longer in flight (nothing sent).
+    pub fn end_upload(&mut self, request_id: RequestId) -> Result<bool, ProtocolError> {
+        self.core.ensure_open()?;
+        match self.upload_state(request_id, "end an argument stream") {
+            Ok(_) => {}
+            Err(ProtocolError::NotInFlight { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.core.send_control(&Frame::StreamEnd(request_id));
+        if let Some(c) = self.in_flight.get_mut(&request_id) {
+            c.upload = None;
+        }
+        Ok(true)
+    }
+
+    /// The argument items call `request_id` may send now: `None` when the call is not in
+    /// flight or its argument stream is not open.
+    pub fn upload_credit(&self, request_id: RequestId) -> Option<u32> {
+        self.in_flight
+            .get(&request_id)
+            .filter(|c| !c.cancelled)
+            .and_then(|c| c.upload)
+    }
+
+    /// The credit of call `id`'s open argument stream, or why there is none.
+    fn upload_state(&self, id: RequestId, operation: &'static str) -> Result<u32, ProtocolError> {
+        match self.in_flight.get(&id) {
+            None => Err(ProtocolError::NotInFlight { request_id: id }),
+            Some(c) if c.cancelled => Err(ProtocolError::NotInFlight { request_id: id }),
+            Some(c) => c.upload.ok_or(ProtocolError::InvalidState {
+                operation,
+                state: "the call has no open argument stream (started without one, or ended)",
+            }),
+        }
+    }
+
+    /// A CREDIT from the server: more room for a call's argument stream (SPEC §6.13).
+    fn on_credit(&mut self, id: RequestId, items: u32) -> Result<(), ProtocolError> {
+        if self
+            .session
+            .as_ref()
+            .and_then(Session::upload_window)
+            .is_none()
+        {
+            return Err(ProtocolError::UnexpectedFrame {
+                kind: Kind::CREDIT,
+                state: "client → server streams not in force (the streams extension was not negotiated)",
+            });
+        }
+        if id.0 >= self.next_id {
+            return Err(ProtocolError::UnknownRequest {
+                kind: Kind::CREDIT,
+                request_id: id,
+            });
+        }
+        // A CREDIT that crossed the call's end, or the end of its argument stream, or for a
+        // call without one, changes nothing.
+        if let Some(c) = self.in_flight.get_mut(&id) {
+            if let (Some(credit), false) = (c.upload, c.cancelled) {
+                let Some(total) = credit.checked_add(items) else {
+                    return Err(ProtocolError::FlowControl {
+                        request_id: id,
+                        problem: "CREDIT raised the credit outstanding past 2^32-1 items",
+                    });
+                };
+                c.upload = Some(total);
+                self.events.push_back(ClientEvent::Credit {
+                    request_id: id,
+                    credit: total,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// [`call`](Self::call) from borrowed parts: the frame is encoded straight into the
@@ -1934,7 +2122,7 @@ impl ClientConnection {
         window: Option<u32>,
     ) {
         self.in_flight
-            .commit(&mut self.next_id, id, oneway, deadline, window);
+            .commit(&mut self.next_id, id, oneway, deadline, window, None);
     }
 
     /// Cancels a call: sends CANCEL; no further event is reported for it. Returns `false`
@@ -2170,6 +2358,20 @@ pub(crate) fn negotiate(
 }
 
 impl ServerConfig {
+    /// Supports client → server streams (the streams extension, SPEC §6.13) with `window`
+    /// argument items per call before this side grants more (at least 1).
+    pub fn support_uploads(&mut self, window: u32) -> Result<(), ProtocolError> {
+        if window == 0 {
+            return Err(ProtocolError::InvalidArgument(
+                "an argument stream's window is at least 1 item",
+            ));
+        }
+        self.extensions.set(
+            ExtensionTag::STREAMS,
+            Bytes::copy_from_slice(&window.to_be_bytes()),
+        )
+    }
+
     /// Supports the callbacks extension (SPEC §6.10): a client that offers it may be called
     /// back on its connection.
     pub fn support_callbacks(&mut self) {
@@ -2220,6 +2422,11 @@ pub enum ServerEvent {
         /// The items that may be sent now (credit left after the grant).
         credit: u32,
     },
+    /// One item of a call's argument stream (SPEC §6.13). The handler takes it; grant the
+    /// client more room with [`ServerConnection::grant`] as items are consumed.
+    StreamItem(StreamItem),
+    /// A call's argument stream is complete: the client sends no more items for it.
+    StreamEnd(RequestId),
     /// A call was refused without being dispatched (codec refused, too many in flight,
     /// shutting down); the ERROR was sent unless the call was oneway.
     Rejected {
@@ -2260,6 +2467,10 @@ struct ServerCall {
     credit: Option<u32>,
     /// When the stream used up its credit (the consumer is idle until its next CREDIT).
     idle_since: Option<Instant>,
+    /// While the call's argument stream is open (SPEC §6.13): the items the client may
+    /// still send (the window plus this side's CREDIT, minus the items received). `None`:
+    /// no argument stream, or it ended.
+    upload: Option<u32>,
     deadline: Option<Instant>,
     /// The ordered batch the call belongs to (the request id of its first call).
     batch: Option<RequestId>,
@@ -2294,6 +2505,8 @@ pub struct ServerConnection {
     drained: bool,
     /// After [`ServerConnection::shutdown`]: when the calls still in flight are given up.
     drain_deadline: Option<Instant>,
+    /// The window of client → server streams when they are in force (SPEC §6.13).
+    upload_window: Option<u32>,
     /// Open ordered batches by the request id of their first call (at most
     /// `max_in_flight` of them).
     batches: HashMap<RequestId, Batch, BuildHasherDefault<rustc_hash::FxHasher>>,
@@ -2342,6 +2555,7 @@ impl ServerConnection {
             peer_goaway: false,
             drained: false,
             drain_deadline: None,
+            upload_window: None,
             batches: HashMap::default(),
             calling: Calls::default(),
             calling_next: 1,
@@ -2571,6 +2785,8 @@ impl ServerConnection {
                 // A CANCEL for a call already answered crossed the answer: ignore it.
                 Ok(())
             }
+            Frame::StreamItem(item) => self.on_upload(item.request_id, Some(item)),
+            Frame::StreamEnd(id) => self.on_upload(id, None),
             Frame::Credit(id, items) => {
                 if id > self.last_request_id {
                     return Err(ProtocolError::UnknownRequest {
@@ -2619,6 +2835,92 @@ impl ServerConnection {
         }
     }
 
+    /// A STREAM_ITEM (`Some`) or STREAM_END (`None`) from the client: a call's argument
+    /// stream (SPEC §6.13).
+    fn on_upload(&mut self, id: RequestId, item: Option<StreamItem>) -> Result<(), ProtocolError> {
+        let kind = if item.is_some() {
+            Kind::STREAM_ITEM
+        } else {
+            Kind::STREAM_END
+        };
+        if self.upload_window.is_none() {
+            return Err(ProtocolError::UnexpectedFrame {
+                kind,
+                state: "client → server streams not in force (the streams extension was not negotiated)",
+            });
+        }
+        if id > self.last_request_id {
+            return Err(ProtocolError::UnknownRequest {
+                kind,
+                request_id: id,
+            });
+        }
+        // A call no longer in flight (answered, cancelled, expired, refused) crossed these
+        // frames: nobody reads them.
+        let Some(c) = self.in_flight.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(credit) = c.upload else {
+            return Err(ProtocolError::UnexpectedFrame {
+                kind,
+                state: "the call has no open argument stream (sent without flag UPLOAD, or its STREAM_END came)",
+            });
+        };
+        match item {
+            Some(item) => {
+                let Some(left) = credit.checked_sub(1) else {
+                    return Err(ProtocolError::FlowControl {
+                        request_id: id,
+                        problem: "an argument STREAM_ITEM arrived with no credit left",
+                    });
+                };
+                c.upload = Some(left);
+                self.events.push_back(ServerEvent::StreamItem(item));
+            }
+            None => {
+                c.upload = None;
+                self.events.push_back(ServerEvent::StreamEnd(id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants the client `items` more argument items for call `request_id` (sends CREDIT,
+    /// SPEC §6.13); a handler's reader calls it as it takes items, so that the client never
+    /// has more than the window in flight. Returns `false` (nothing sent) when the call is
+    /// not in flight or its argument stream ended.
+    ///
+    /// Fails without sending for `items == 0` and when the credit outstanding would pass
+    /// `u32::MAX`.
+    pub fn grant(&mut self, request_id: RequestId, items: u32) -> Result<bool, ProtocolError> {
+        self.core.ensure_open()?;
+        if items == 0 {
+            return Err(ProtocolError::InvalidArgument(
+                "a CREDIT grants at least 1 item",
+            ));
+        }
+        let Some(c) = self.in_flight.get_mut(&request_id) else {
+            return Ok(false);
+        };
+        let Some(credit) = c.upload else {
+            return Ok(false);
+        };
+        let Some(total) = credit.checked_add(items) else {
+            return Err(ProtocolError::InvalidArgument(
+                "argument credit outstanding cannot pass u32::MAX items",
+            ));
+        };
+        c.upload = Some(total);
+        self.core.send_control(&Frame::Credit(request_id, items));
+        Ok(true)
+    }
+
+    /// The argument items the client may still send for call `request_id` before it needs
+    /// more credit: `None` when the call is not in flight or its argument stream is closed.
+    pub fn upload_credit(&self, request_id: RequestId) -> Option<u32> {
+        self.in_flight.get(&request_id).and_then(|c| c.upload)
+    }
+
     fn on_hello(&mut self, h: Hello, now: Instant) -> Result<(), ProtocolError> {
         let refuse = |code, e: ProtocolError, this: &mut Self| {
             this.core.send_control(&Frame::Refuse(Refuse {
@@ -2665,6 +2967,7 @@ impl ServerConnection {
             .start_compression(session.compression(), &self.config.compression);
         self.core.peer_limits = Some(h.limits);
         self.core.handshake_done(now);
+        self.upload_window = session.upload_window();
         self.session = Some(session.clone());
         self.events.push_back(ServerEvent::Connected(session));
         Ok(())
@@ -2688,6 +2991,21 @@ impl ServerConnection {
 
     fn on_call(&mut self, c: Call, now: Instant) -> Result<(), ProtocolError> {
         check_call_order(&c, self.peer_goaway, self.last_request_id)?;
+        if c.upload {
+            if self.upload_window.is_none() {
+                // Not agreed in the handshake (SPEC §6.13).
+                return Err(ProtocolError::BadFlags {
+                    kind: Kind::CALL,
+                    flags: Flags::UPLOAD,
+                });
+            }
+            if c.annotations.batch().is_some() {
+                return Err(ProtocolError::MalformedBody {
+                    what: "wc.batch annotation",
+                    problem: "a call that streams its arguments cannot be in an ordered batch",
+                });
+            }
+        }
         let id = c.request_id;
         // `Some(None)`: the call names a batch that closed (failed or evicted): skipped.
         let batch = match c.annotations.batch() {
@@ -2750,6 +3068,7 @@ impl ServerConnection {
                     streaming: false,
                     credit: c.annotations.window(),
                     idle_since: None,
+                    upload: c.upload.then(|| self.upload_window).flatten(),
                     deadline,
                     batch: None,
                 },
@@ -2837,6 +3156,7 @@ impl ServerConnection {
                     streaming: false,
                     credit: c.annotations.window(),
                     idle_since: None,
+                    upload: None,
                     deadline,
                     batch: Some(b),
                 },
@@ -3096,6 +3416,7 @@ impl ServerConnection {
             provider: req.provider,
             codec,
             oneway,
+            upload: false,
             method: req.method,
             annotations: req.annotations,
             args: req.args,
@@ -3103,7 +3424,7 @@ impl ServerConnection {
             attachment: req.attachment,
         }))?;
         self.calling
-            .commit(&mut self.calling_next, id, oneway, deadline, None);
+            .commit(&mut self.calling_next, id, oneway, deadline, None, None);
         Ok(id)
     }
 
@@ -3118,8 +3439,14 @@ impl ServerConnection {
         call.codec = codec;
         let deadline = call.annotations.deadline().map(|d| now + d);
         self.core.send_call(&call)?;
-        self.calling
-            .commit(&mut self.calling_next, id, call.oneway, deadline, None);
+        self.calling.commit(
+            &mut self.calling_next,
+            id,
+            call.oneway,
+            deadline,
+            None,
+            None,
+        );
         Ok(id)
     }
 

@@ -97,7 +97,11 @@ impl Header {
     #[inline]
     fn check_kind_flags(&self) -> Result<Rule, ProtocolError> {
         let rule = Rule::of(self.kind).ok_or(ProtocolError::UnknownKind { kind: self.kind })?;
-        let bad_flags = Flags(self.flags.0 & !rule.flags.0);
+        let mut bad_flags = Flags(self.flags.0 & !rule.flags.0);
+        if self.flags.contains(Flags::ONEWAY.union(Flags::UPLOAD)) {
+            // A oneway call has no answer to end its argument stream (SPEC §6.13).
+            bad_flags = bad_flags.union(Flags::UPLOAD);
+        }
         if bad_flags.0 != 0 {
             return Err(ProtocolError::BadFlags {
                 kind: self.kind,
@@ -243,7 +247,7 @@ impl Rule {
                 ..control
             },
             Kind::CALL => Rule {
-                flags: Flags::ONEWAY.union(Flags::COMPRESSED),
+                flags: Flags::ONEWAY.union(Flags::COMPRESSED).union(Flags::UPLOAD),
                 codec: Need::NonZero,
                 request_id: Need::NonZero,
                 provider: true,
@@ -586,6 +590,8 @@ pub struct Call {
     pub codec: CodecId,
     /// No reply wanted (flag ONEWAY).
     pub oneway: bool,
+    /// The caller streams argument items after the call (flag UPLOAD, SPEC §6.13).
+    pub upload: bool,
     /// Method name (the route section).
     pub method: Method,
     /// Deadline, correlation id, user key/values.
@@ -819,6 +825,9 @@ impl Frame {
                 } else {
                     Flags::EMPTY
                 };
+                if c.upload {
+                    p.flags = p.flags.union(Flags::UPLOAD);
+                }
                 p.codec = c.codec;
                 p.provider = c.provider;
                 p.route = c.method.as_bytes();
@@ -897,7 +906,12 @@ impl Frame {
         let (header, sections, attachment) = match self {
             Frame::Call(c) => {
                 let r = c.borrowed();
-                (r.header()?, r.sections(), &c.attachment)
+                let mut header = r.header()?;
+                if c.upload {
+                    header.flags = header.flags.union(Flags::UPLOAD);
+                    header.check()?;
+                }
+                (header, r.sections(), &c.attachment)
             }
             Frame::Reply(r) => {
                 let sections = [&[][..], r.annotations.as_bytes(), &r.result, &[]];
@@ -1595,6 +1609,7 @@ pub(crate) fn assemble(
                 provider: h.provider,
                 codec: h.codec,
                 oneway: h.flags.contains(Flags::ONEWAY),
+                upload: h.flags.contains(Flags::UPLOAD),
                 method,
                 annotations,
                 args: payload,

@@ -103,12 +103,16 @@ wire_newtype! {
         /// CALL, REPLY, STREAM_ITEM: the payload and kwargs sections travel compressed
         /// (SPEC §6.9); only valid while compression is in force on the connection.
         COMPRESSED = 0x0004;
+        /// CALL: the caller streams argument items after the call (SPEC §6.13):
+        /// STREAM_ITEM frames from the caller, ended by its STREAM_END; only while
+        /// client → server streams are in force on the connection, never with ONEWAY.
+        UPLOAD = 0x0008;
     }
 }
 
 impl Flags {
     /// Every bit this version defines.
-    pub const KNOWN: Flags = Flags(0x0007);
+    pub const KNOWN: Flags = Flags(0x000F);
 
     /// Whether every bit of `other` is set in `self`.
     pub fn contains(self, other: Flags) -> bool {

@@ -13,6 +13,7 @@ fn call(payload: Bytes, attachment: Bytes) -> Frame {
         provider: ProviderId(3),
         codec: CodecId::MSGPACK,
         oneway: false,
+        upload: false,
         method: Method::new("svc_method").unwrap(),
         annotations: Annotations::new(),
         args: payload,

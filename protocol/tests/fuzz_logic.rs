@@ -24,6 +24,7 @@ fn seeds() -> Vec<Vec<u8>> {
             provider: ProviderId(1),
             codec: CodecId::JSON,
             oneway: false,
+            upload: false,
             method: Method::new("m").unwrap(),
             annotations: Annotations::builder().insert("k", b"v").unwrap().build(),
             args: Bytes::from_static(b"[1]"),

@@ -694,6 +694,7 @@ fn protocol_error_closes_both_sides_with_a_reason() {
         provider: ProviderId(0),
         codec: CodecId::JSON,
         oneway: false,
+        upload: false,
         method: Method::new("x").unwrap(),
         annotations: Annotations::new(),
         args: Bytes::new(),

@@ -160,6 +160,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                     provider: ProviderId(p),
                     codec: c,
                     oneway,
+                    upload: false,
                     method: Method::new(m).unwrap(),
                     annotations: a,
                     args,

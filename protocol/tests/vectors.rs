@@ -71,10 +71,15 @@ fn frame_json(f: &Frame) -> Value {
         Frame::Refuse(r) => json!({"kind": "REFUSE", "code": r.code.0, "versions": r.versions,
             "accepted": ids(&r.accepted), "message": r.message}),
         Frame::Call(c) => {
-            json!({"kind": "CALL", "request_id": c.request_id.0, "provider": c.provider.0,
+            let mut v = json!({"kind": "CALL", "request_id": c.request_id.0, "provider": c.provider.0,
             "codec": c.codec.0, "oneway": c.oneway, "method": c.method.as_str(),
             "annotations": ann(&c.annotations), "args": hex::encode(&c.args),
-            "kwargs": hex::encode(&c.kwargs), "attachment": hex::encode(&c.attachment)})
+            "kwargs": hex::encode(&c.kwargs), "attachment": hex::encode(&c.attachment)});
+            if c.upload {
+                // Flag UPLOAD (SPEC §6.13): the key is present only when set.
+                v["upload"] = json!(true);
+            }
+            v
         }
         Frame::Reply(r) => {
             json!({"kind": "REPLY", "request_id": r.request_id.0, "codec": r.codec.0,

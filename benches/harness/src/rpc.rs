@@ -522,6 +522,7 @@ pub fn echo_call_frame(codec: CodecId, method: &str) -> Vec<u8> {
         provider: proto::ProviderId(BENCH_PROVIDER_ID),
         codec: proto::CodecId(codec.get()),
         oneway: false,
+        upload: false,
         method,
         annotations: proto::Annotations::new(),
         args: Bytes::from(args),

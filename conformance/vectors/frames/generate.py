@@ -88,10 +88,14 @@ def ann_bytes(entries):
 
 # ---- expected decoded frames (the JSON notation of README.md) ----
 
-def j_call(rid, provider, codec, method, args=b"", kwargs=b"", att=b"", ann=(), oneway=False):
-    return {"kind": "CALL", "request_id": rid, "provider": provider, "codec": codec, "oneway": oneway,
-            "method": method, "annotations": ann_json(ann), "args": args.hex(), "kwargs": kwargs.hex(),
-            "attachment": att.hex()}
+def j_call(rid, provider, codec, method, args=b"", kwargs=b"", att=b"", ann=(), oneway=False, upload=False):
+    d = {"kind": "CALL", "request_id": rid, "provider": provider, "codec": codec, "oneway": oneway,
+         "method": method, "annotations": ann_json(ann), "args": args.hex(), "kwargs": kwargs.hex(),
+         "attachment": att.hex()}
+    if upload:
+        # Flag UPLOAD (§6.13); the key is left out when the flag is clear.
+        d["upload"] = True
+    return d
 
 
 def j_reply(rid, codec, result=b"", att=b"", ann=(), stream=False):
@@ -167,6 +171,9 @@ def kinds():
     out.append(v_ok("call-oneway", "§4", "CALL with flag ONEWAY",
                     frame(CALL, flags=ONEWAY, codec=1, provider=7, rid=3, route=b"notify", payload=b"[]"),
                     [j_call(3, 7, 1, "notify", b"[]", oneway=True)]))
+    out.append(v_ok("call-upload", "§4, §6.13", "CALL with flag UPLOAD: argument items follow from the caller",
+                    frame(CALL, flags=0x0008, codec=1, provider=7, rid=3, route=b"sum", payload=b"[]"),
+                    [j_call(3, 7, 1, "sum", b"[]", upload=True)]))
     ann = [("wc.deadline", struct.pack(">Q", 1_500_000)), ("wc.corr", bytes(range(16))), ("tenant", b"acme")]
     out.append(v_ok("call-annotations", "§6.7", "CALL with a 1.5 s deadline, a correlation id and a user key/value",
                     frame(CALL, codec=1, provider=1, rid=4, route=b"m", ann=ann_bytes(ann), payload=b"[]"),
@@ -254,6 +261,11 @@ def flags():
                      "CALL with flag COMPRESSED on a connection without compression in force "
                      "(the runner's decoder has none): refused from the header",
                      frame(CALL, flags=0x0004, codec=1, rid=1, route=b"m"), "bad_flags"))
+    out.append(v_err("flags-upload-with-oneway", "§4, §6.13",
+                     "CALL with ONEWAY and UPLOAD: a oneway call has no answer to end its argument stream",
+                     frame(CALL, flags=0x0009, codec=1, rid=1, route=b"m"), "bad_flags"))
+    out.append(v_err("flags-upload-on-reply", "§4", "UPLOAD is only valid on CALL",
+                     frame(REPLY, flags=0x0008, codec=1, rid=1), "bad_flags"))
     out.append(v_err("flags-high-bit", "§4", "PING with flag 0x8000", frame(PING, flags=0x8000, payload=bytes(8)),
                      "bad_flags"))
     out.append(v_err("flags-oneway-on-reply", "§4", "ONEWAY is only valid on CALL",
@@ -581,6 +593,15 @@ def sessions():
     srv("server-second-hello", "§10", "a second HELLO is fatal",
         [hs, step(HELLO_F, [{"kind": "GOAWAY", "code": 1}], [], "unexpected_frame")])
     srv("server-call", "§6.4", "an accepted CALL is dispatched", [hs, step(call1, [], ["call"])])
+    srv("server-upload-not-in-force", "§6.13",
+        "a CALL with flag UPLOAD on a connection where client → server streams were not agreed is fatal",
+        [hs, step(frame(CALL, flags=0x0008, codec=1, provider=1, rid=1, route=b"m", payload=b"[]"),
+                  [{"kind": "GOAWAY", "code": 1}], [], "bad_flags")])
+    srv("server-stream-item-from-client", "§6.13",
+        "a STREAM_ITEM from the client without client → server streams in force is fatal",
+        [hs, step(call1, [], ["call"]),
+         step(frame(STREAM_ITEM, codec=1, rid=1, payload=b"1"), [{"kind": "GOAWAY", "code": 1}], [],
+              "unexpected_frame")])
     srv("server-codec-refused", "§5, §7, §10", "a CALL in cbor is answered CODEC_REFUSED listing json, msgpack",
         [hs, step(frame(CALL, codec=3, provider=1, rid=1, route=b"m"),
                   [{"kind": "ERROR", "request_id": 1, "code": 4, "accepted": [1, 2]}], ["rejected"])])
