@@ -3068,7 +3068,7 @@ impl ServerConnection {
                     streaming: false,
                     credit: c.annotations.window(),
                     idle_since: None,
-                    upload: c.upload.then(|| self.upload_window).flatten(),
+                    upload: if c.upload { self.upload_window } else { None },
                     deadline,
                     batch: None,
                 },
