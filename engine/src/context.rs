@@ -699,6 +699,9 @@ pub struct Incoming {
     pub(crate) deadline_at: Option<std::time::Instant>,
     /// The call's bulk values when it is in bulk mode (SPEC §6.11).
     pub(crate) bulk: Option<Vec<Bytes>>,
+    /// The call's argument stream when it sent one (SPEC §6.13), until the handler takes
+    /// it.
+    pub(crate) upload: std::sync::Mutex<Option<crate::upload::UploadRx>>,
 }
 
 impl fmt::Debug for Incoming {
@@ -742,6 +745,14 @@ impl Incoming {
             T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::names(), i)))?;
         }
         T::finish(slots).map_err(|i| bad(missing_message(N::names(), i)))
+    }
+
+    /// The call's argument stream (SPEC §6.13), decoded as `T`: what a `Streaming<T>`
+    /// parameter receives. A call that sent none gives an empty stream (the route refuses
+    /// such calls to methods that take one before they are dispatched).
+    pub fn upload<T>(&self) -> crate::Streaming<T> {
+        let rx = self.upload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        crate::Streaming::new(rx, self.limits)
     }
 
     /// The call's context (caller, annotations).

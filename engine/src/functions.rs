@@ -210,6 +210,7 @@ impl Functions {
                     index,
                     oneway: e.oneway,
                     blocking: e.blocking,
+                    uploads: false,
                 },
             );
             methods.push(MethodInfo {
@@ -217,6 +218,7 @@ impl Functions {
                 params: e.params.iter().map(|p| p.to_string()).collect(),
                 oneway: e.oneway,
                 streams: false,
+                uploads: false,
             });
             handlers.push(e.handler);
         }

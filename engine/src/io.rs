@@ -114,6 +114,8 @@ pub(crate) struct Wire<S> {
     /// The streamed results a server connection is pumping (unused by clients): here
     /// rather than in every call's answer path, which reaches it through the wire.
     pub(crate) streams: Arc<crate::stream::StreamTable>,
+    /// The argument streams of a server connection's calls (unused by clients).
+    pub(crate) uploads: Arc<crate::upload::UploadTable>,
 }
 
 impl<S: HasMachine> Wire<S> {
@@ -132,6 +134,7 @@ impl<S: HasMachine> Wire<S> {
             reader_flag: AtomicBool::new(false),
             shut: AtomicBool::new(false),
             streams: Arc::default(),
+            uploads: Arc::default(),
         });
         tokio::spawn(writer_task(w.clone()));
         w

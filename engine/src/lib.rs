@@ -107,6 +107,7 @@ pub mod naming;
 mod provider;
 mod server;
 mod stream;
+mod upload;
 
 pub use args::{ArgList, FromArgs, KwList, ParamNames};
 pub use blocking::BlockingProxy;
@@ -125,6 +126,7 @@ pub use provider::{
 };
 pub use server::{Engine, ServerBuilder, DAEMON_PROVIDER_ID};
 pub use stream::{EncodedStream, ItemStream, RemoteStream, DEFAULT_WINDOW};
+pub use upload::{Streaming, UploadSink, DEFAULT_UPLOAD_WINDOW};
 pub use wirecall_codecs::{CodecId, Value};
 pub use wirecall_macros::provider;
 pub use wirecall_protocol::{Cause, Compression, CompressionId, ProtocolError};
@@ -139,4 +141,5 @@ pub mod __private {
         ErrProbe, Handled, MethodKind, MethodSpec, Outcome, ViaDisplay, ViaError,
     };
     pub use futures::future::BoxFuture;
+    pub use futures::Stream;
 }

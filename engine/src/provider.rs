@@ -124,6 +124,9 @@ pub struct MethodSpec<P> {
     /// result item by item (reported in the metadata, so dynamic callers such as
     /// `wirecall call` know).
     pub streams: bool,
+    /// The method takes an argument stream ([`Streaming`](crate::Streaming), SPEC §6.13):
+    /// callers send items after the call (reported in the metadata).
+    pub uploads: bool,
     /// The handler.
     pub handler: HandlerFn<P>,
 }
@@ -137,6 +140,7 @@ impl<P> Clone for MethodSpec<P> {
             oneway: self.oneway,
             blocking: self.blocking,
             streams: self.streams,
+            uploads: self.uploads,
             handler: self.handler,
         }
     }
@@ -258,6 +262,10 @@ pub struct MethodInfo {
     /// read as `false`).
     #[serde(default)]
     pub streams: bool,
+    /// It takes an argument stream, sent item by item after the call (absent from older
+    /// servers' metadata: read as `false`).
+    #[serde(default)]
+    pub uploads: bool,
 }
 
 /// Metadata about one provider, as the daemon object reports it.
@@ -367,6 +375,9 @@ pub(crate) struct Route {
     pub oneway: bool,
     /// Declared blocking: always run off the reader.
     pub blocking: bool,
+    /// Takes an argument stream ([`Streaming`](crate::Streaming)): calls without one are
+    /// refused.
+    pub uploads: bool,
 }
 
 /// A provider's routing table: RPC names to routes, keyed by the name's bytes, so the
@@ -446,6 +457,7 @@ impl Registered {
                 index,
                 oneway: spec.oneway,
                 blocking: spec.blocking,
+                uploads: spec.uploads,
             };
             match spec.kind {
                 MethodKind::Method => {
@@ -457,6 +469,7 @@ impl Registered {
                         params: spec.params.iter().map(|p| p.to_string()).collect(),
                         oneway: spec.oneway,
                         streams: spec.streams,
+                        uploads: spec.uploads,
                     });
                 }
                 MethodKind::Getter => {

@@ -20,9 +20,12 @@
 //! A remote method takes `&self`, may be `async`, takes owned arguments that implement
 //! `serde::Deserialize`, and returns nothing, `T: Serialize`, or `Result<T, E>` where `E`
 //! implements `Display` (and, when it implements `std::error::Error`, its source chain is
-//! sent too). One parameter may have type `CallContext` (caller address, annotations) and one
+//! sent too). One parameter may have type `CallContext` (caller address, annotations), one
 //! may have type `Responder` (the method answers later through it, PyMargo's
-//! `handle.respond`).
+//! `handle.respond`), and one may have type `Streaming<T>`: the call's argument stream, items
+//! the caller sends after the call (client → server streams; with an `ItemStream` result, a
+//! bidirectional stream). The generated client takes it as its last parameter, an
+//! `impl Stream<Item = T>`.
 //!
 //! The macro also generates a typed client, `<Type>Client`, with one `async` method per remote
 //! method returning `Result<T, wirecall::Error>`. Over a proxy in Pyro mode (a `PYRO:` URI)
@@ -93,6 +96,8 @@ enum ParamRole {
     Value,
     Context,
     Responder,
+    /// `Streaming<T>`: the call's argument stream (SPEC §6.13).
+    Upload,
 }
 
 struct Param {
@@ -261,6 +266,7 @@ fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Re
         let role = match type_last_ident(&pt.ty).as_deref() {
             Some("CallContext") => ParamRole::Context,
             Some("Responder") => ParamRole::Responder,
+            Some("Streaming") => ParamRole::Upload,
             _ => ParamRole::Value,
         };
         if role == ParamRole::Value {
@@ -317,6 +323,22 @@ fn parse_remote(f: &ImplItemFn, attr: &Attribute, is_attribute: bool) -> syn::Re
     } else {
         Kind::Method { oneway, blocking }
     };
+    let uploads = params
+        .iter()
+        .filter(|p| p.role == ParamRole::Upload)
+        .count();
+    if uploads > 1 {
+        return Err(syn::Error::new(
+            sig.span(),
+            "at most one Streaming parameter (a call has one argument stream)",
+        ));
+    }
+    if uploads == 1 && !matches!(kind, Kind::Method { oneway: false, .. }) {
+        return Err(syn::Error::new(
+            sig.span(),
+            "a Streaming parameter needs a two-way #[remote] method (a oneway call or an attribute has no argument stream)",
+        ));
+    }
     if params
         .iter()
         .filter(|p| p.role == ParamRole::Responder)
@@ -573,8 +595,10 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
             ParamRole::Value => quote!(#id),
             ParamRole::Context => quote!(__call.context()),
             ParamRole::Responder => quote!(__call.responder()),
+            ParamRole::Upload => quote!(__call.upload()),
         }
     });
+    let uploads = r.params.iter().any(|p| p.role == ParamRole::Upload);
     let has_responder = r.params.iter().any(|p| p.role == ParamRole::Responder);
     let oneway = matches!(r.kind, Kind::Method { oneway: true, .. });
     let blocking = matches!(r.kind, Kind::Method { blocking: true, .. });
@@ -647,6 +671,7 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
             oneway: #oneway,
             blocking: #blocking,
             streams: #streams,
+            uploads: #uploads,
             handler: {
                 fn __wirecall_handler(__this: &::std::sync::Arc<#self_ty>, __call: #w::Incoming) -> #w::Handled {
                     struct __Names;
@@ -704,6 +729,35 @@ fn client_method(r: &Remote, service: &str, w: &TokenStream2) -> TokenStream2 {
     };
     let full = format!("{service}_{}", r.name);
     let streams = matches!(r.output, Output::Stream(_) | Output::ResultStream(_));
+    if let Some(up) = r.params.iter().find(|p| p.role == ParamRole::Upload) {
+        // The argument stream is the client method's last parameter, a `Stream` of the
+        // handler's `Streaming<T>` items.
+        let up_ident = &up.ident;
+        let up_ty = responder_result(&up.ty)
+            .map(|t| quote!(#t))
+            .unwrap_or_else(|| quote!(()));
+        return if streams {
+            let doc = format!(
+                "Calls `{full}`, sending the items of `{up_ident}` as its argument stream while returning its streamed items as they come (a bidirectional stream; dropping the result cancels the call)."
+            );
+            quote! {
+                #[doc = #doc]
+                pub async fn #method_ident(&self, #(#idents: #tys,)* #up_ident: impl #w::Stream<Item = #up_ty> + ::std::marker::Send + 'static) -> ::std::result::Result<::wirecall::RemoteStream<#ret>, ::wirecall::Error> {
+                    self.handle.call_upload_stream::<_, _, #ret>(#full, #chain, #up_ident).await
+                }
+            }
+        } else {
+            let doc = format!(
+                "Calls `{full}`, sending the items of `{up_ident}` as its argument stream (under the server's credit), and waits for its result."
+            );
+            quote! {
+                #[doc = #doc]
+                pub async fn #method_ident(&self, #(#idents: #tys,)* #up_ident: impl #w::Stream<Item = #up_ty> + ::std::marker::Send + 'static) -> ::std::result::Result<#ret, ::wirecall::Error> {
+                    self.handle.call_upload::<_, _, #ret>(#full, #chain, #up_ident).await
+                }
+            }
+        };
+    }
     match r.kind {
         Kind::Method { oneway: false, .. } if streams => {
             let doc = format!(

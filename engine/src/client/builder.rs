@@ -183,6 +183,7 @@ impl RemoteFunction {
             args: (),
             kwargs: (),
             oneway: self.oneway,
+            upload: None,
         }
     }
 }
@@ -202,6 +203,8 @@ pub struct CallBuilder<'p, A, K> {
     kwargs: K,
     oneway: bool,
     opts: CallOpts,
+    /// The call's argument stream ([`CallBuilder::upload`]).
+    upload: Option<crate::upload::UploadSource>,
 }
 
 impl<A, K> fmt::Debug for CallBuilder<'_, A, K> {
@@ -224,6 +227,7 @@ impl<'p> CallBuilder<'p, (), ()> {
             args: (),
             kwargs: (),
             oneway: false,
+            upload: None,
         }
     }
 }
@@ -239,6 +243,7 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
             kwargs: self.kwargs,
             oneway: self.oneway,
             opts: self.opts,
+            upload: self.upload,
         }
     }
 
@@ -257,6 +262,7 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
             kwargs: (self.kwargs, (name.into(), value)),
             oneway: self.oneway,
             opts: self.opts,
+            upload: self.upload,
         }
     }
 
@@ -317,6 +323,63 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
         self
     }
 
+    /// Streams the call's arguments (SPEC §6.13): after the positional and keyword
+    /// arguments, the items of `items` are sent one by one, as the server's credit allows,
+    /// to a method that takes a [`Streaming`](crate::Streaming) parameter; the stream's end
+    /// ends the argument stream. Then [`call`](Self::call) waits for the result (the
+    /// timeout bounds the whole call), or [`stream`](Self::stream) reads a streamed result
+    /// while the arguments still flow (a bidirectional stream).
+    ///
+    /// The server holds at most its window of items for the call; a caller whose server
+    /// reads slowly waits for credit, never buffering more. Dropping the call (or its
+    /// stream) cancels it and stops sending. An item that cannot be encoded fails the
+    /// call.
+    ///
+    /// ```no_run
+    /// # async fn f(proxy: wirecall::Proxy) -> Result<(), wirecall::Error> {
+    /// let total: u64 = proxy
+    ///     .call("stats_sum")?
+    ///     .upload(futures::stream::iter(1..=100u64))
+    ///     .call()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn upload<T, S>(mut self, items: S) -> Self
+    where
+        T: Serialize + Send + 'static,
+        S: futures::Stream<Item = T> + Send + 'static,
+    {
+        self.upload = Some(crate::upload::UploadSource::new(items));
+        self
+    }
+
+    /// [`upload`](Self::upload) from a [`Sink`](futures::Sink): returns the sending end
+    /// and the call, to run side by side (the sink waits while the server has no room;
+    /// closing or dropping it ends the argument stream). `buffer` items may wait in the
+    /// sink beyond the server's window.
+    ///
+    /// ```no_run
+    /// # async fn f(proxy: wirecall::Proxy) -> Result<(), wirecall::Error> {
+    /// use futures::SinkExt;
+    /// let (mut sink, call) = proxy.call("stats_sum")?.upload_sink::<u64>(16);
+    /// let send = async move {
+    ///     for n in 1..=100u64 {
+    ///         sink.send(n).await.expect("the call is still running");
+    ///     }
+    ///     // Dropping the sink ends the argument stream.
+    /// };
+    /// let ((), total) = futures::join!(send, call.call::<u64>());
+    /// let total = total?;
+    /// # Ok(()) }
+    /// ```
+    pub fn upload_sink<T>(self, buffer: usize) -> (crate::UploadSink<T>, Self)
+    where
+        T: Serialize + Send + 'static,
+    {
+        let (tx, rx) = futures::channel::mpsc::channel(buffer);
+        (tx, self.upload(rx))
+    }
+
     /// Sends the call and waits for its result, decoded as `R`.
     ///
     /// Dropping the returned future before it completes cancels the call (a CANCEL frame
@@ -328,6 +391,19 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
             return Err(Error::config(
                 "this function is oneway (disable_response): use .send() instead of .call()",
             ));
+        }
+        if let Some(items) = self.upload {
+            return self
+                .proxy
+                .invoke_upload_value(
+                    self.provider_id,
+                    method,
+                    &self.args,
+                    &self.kwargs,
+                    &self.opts,
+                    items,
+                )
+                .await;
         }
         self.proxy
             .invoke(
@@ -367,6 +443,21 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
                 "this function is oneway (disable_response): it has no stream to read",
             ));
         }
+        if let Some(items) = self.upload {
+            let raw = self
+                .proxy
+                .invoke_upload(
+                    self.provider_id,
+                    method,
+                    &self.args,
+                    &self.kwargs,
+                    &self.opts,
+                    items,
+                    false,
+                )
+                .await?;
+            return Ok(crate::RemoteStream::new(raw));
+        }
         self.proxy
             .invoke_stream(
                 self.provider_id,
@@ -382,6 +473,11 @@ impl<'p, A: ArgList, K: KwList> CallBuilder<'p, A, K> {
     pub async fn send(self) -> Result<(), Error> {
         let method = self.method?;
         let method = method.as_str();
+        if self.upload.is_some() {
+            return Err(Error::config(
+                "a oneway call cannot stream its arguments (nothing would end the stream): use .call() or .stream()",
+            ));
+        }
         let _: Option<()> = self
             .proxy
             .invoke(

@@ -196,6 +196,7 @@ impl Serving {
             sink: sink.clone(),
             limits: self.limits,
             bulk,
+            upload: Default::default(),
         };
         let instance = instance.clone();
         let tasks = self.tasks.clone();

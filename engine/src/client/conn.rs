@@ -115,6 +115,9 @@ pub(crate) struct Pending {
     /// The streamed calls whose consumer is still there, by request id (SPEC §6.12):
     /// while any is open a reader task reads the connection.
     streams: std::collections::HashMap<u64, StreamSlot, rustc_hash::FxBuildHasher>,
+    /// The pumps of calls streaming their arguments (SPEC §6.13), by request id: woken
+    /// when the server grants credit or the call ends.
+    uploads: std::collections::HashMap<u64, Arc<tokio::sync::Notify>, rustc_hash::FxBuildHasher>,
     /// Set once the connection is gone; new calls fail with it.
     closed: Option<Error>,
     /// The read side while nobody reads it. Whoever reads takes it out; invariant: while
@@ -192,6 +195,9 @@ impl ConnShared {
             }
         }
         wake_streams(&mut p.side, &mut wakers);
+        for (_, pump) in p.side.uploads.drain() {
+            pump.notify_one();
+        }
         // Dropped once the lock is released: its instances see on_disconnect.
         let serving = p.side.serving.take();
         drop(p);
@@ -336,6 +342,8 @@ impl ClientConn {
         config.handshake_timeout = Some(CONNECT_TIMEOUT);
         // The writer sends the transmit buffer as one contiguous run.
         config.share_sections_from = usize::MAX;
+        // Calls may stream their arguments when the server agrees (SPEC §6.13).
+        config.offer_uploads();
         if exposed.is_some() {
             // The server may call the exposed providers back on this connection.
             config
@@ -426,6 +434,7 @@ impl ClientConn {
             machine,
             waiters: Waiters::default(),
             streams: Default::default(),
+            uploads: Default::default(),
             closed: None,
             reader: Some(Box::new(Reader {
                 rd,
@@ -906,6 +915,11 @@ fn handle_events(
                     "callback refused without running it"
                 );
             }
+            proto::ClientEvent::Credit { request_id, .. } => {
+                if let Some(pump) = side.uploads.get(&request_id.0) {
+                    pump.notify_one();
+                }
+            }
             proto::ClientEvent::Drained => {
                 return Err(side.closed.clone().unwrap_or_else(|| {
                     Error::transport(&shared.address, "the connection was closed")
@@ -1224,6 +1238,14 @@ fn stream_event(side: &mut Pending, ev: proto::ClientEvent) -> Option<proto::Cli
         return Some(ev);
     };
     slot.started = true;
+    if !matches!(ev, proto::ClientEvent::StreamItem(_))
+        && !matches!(&ev, proto::ClientEvent::Reply(r) if r.stream)
+    {
+        // The call's end: its argument pump, if any, stops.
+        if let Some(pump) = side.uploads.remove(&id.0) {
+            pump.notify_one();
+        }
+    }
     match ev {
         proto::ClientEvent::Reply(r) if r.stream => slot.notify = true,
         proto::ClientEvent::Reply(r) => {
@@ -1264,6 +1286,8 @@ pub(crate) struct RawStream {
     local: std::collections::VecDeque<StreamMsg>,
     /// Items handed out since the last CREDIT.
     taken: u32,
+    /// The task sending the call's argument stream (SPEC §6.13), stopped with the stream.
+    pump: Option<tokio::task::AbortHandle>,
 }
 
 impl ClientConn {
@@ -1344,9 +1368,219 @@ impl ClientConn {
             finished: false,
             local: Default::default(),
             taken: 0,
+            pump: None,
         };
         std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
         Ok(stream)
+    }
+
+    /// Starts a call that streams its arguments (SPEC §6.13): `items` are sent after the
+    /// CALL by a pump task, under the server's credit, then STREAM_END. The call's answer is
+    /// read as a stream (`wc.window` = `window` is added to `annotations`): a plain result
+    /// is a stream of one value. Waits for the server's first answer, which for a plain
+    /// result comes after the argument stream ended.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn open_upload(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        annotations: &proto::Annotations,
+        args: &[u8],
+        kwargs: &[u8],
+        window: u32,
+        items: crate::upload::EncodedUpload,
+    ) -> Result<RawStream, Error> {
+        let mut b = proto::Annotations::builder();
+        for (k, v) in annotations.user() {
+            b = b
+                .insert(k, v)
+                .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
+        }
+        if let Some(c) = annotations.correlation_id() {
+            b = b.correlation_id(c);
+        }
+        if let Some(d) = annotations.deadline() {
+            b = b.deadline(d);
+        }
+        let method_name = proto::Method::new(Bytes::copy_from_slice(method.as_bytes()))
+            .map_err(|e| Error::config(format!("bad method name: {e}")))?;
+        let req = proto::CallRequest {
+            provider: proto::ProviderId(provider_id),
+            method: method_name,
+            codec: Some(codec),
+            oneway: false,
+            upload: true,
+            annotations: b.window(window).build(),
+            args: Bytes::copy_from_slice(args),
+            kwargs: Bytes::copy_from_slice(kwargs),
+            attachment: Bytes::new(),
+        };
+        let shared = &self.shared;
+        let pump = Arc::new(tokio::sync::Notify::new());
+        let (id, reader) = {
+            let mut p = shared.pending();
+            if let Some(e) = &p.side.closed {
+                return Err(e.clone());
+            }
+            if p.is_shut() {
+                return Err(Error::transport(&self.address, "the connection is closed"));
+            }
+            let at = crate::io::now();
+            let id = p.side.machine.call(req, at).map_err(|e| match e {
+                proto::ProtocolError::InvalidState { .. } => Error::config(format!(
+                    "`{method}` streams its arguments, but the server at {} does not take argument streams (an older server): {e}",
+                    self.address
+                )),
+                e => conn_error(&self.address, e),
+            })?;
+            p.side.streams.insert(
+                id.0,
+                StreamSlot {
+                    queue: Default::default(),
+                    started: false,
+                    ended: false,
+                    waker: None,
+                    notify: false,
+                },
+            );
+            p.side.uploads.insert(id.0, pump.clone());
+            let reader = shared.take_reader(&mut p.side);
+            shared.wire.flush_locked(p);
+            (id.0, reader)
+        };
+        if let Some(r) = reader {
+            release_reader(shared, r);
+        }
+        let task = tokio::spawn(upload_pump(shared.clone(), id, codec, items, pump));
+        let mut stream = RawStream {
+            shared: shared.clone(),
+            id,
+            window,
+            provider_id,
+            method: method.to_string(),
+            finished: false,
+            local: Default::default(),
+            taken: 0,
+            pump: Some(task.abort_handle()),
+        };
+        std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
+        Ok(stream)
+    }
+}
+
+/// Items sent per hold of the connection's lock when the caller's stream has them ready.
+const UPLOAD_ITEMS_PER_WRITE: u32 = 256;
+
+/// Sends the argument stream of call `id`: waits for credit, pulls the caller's items,
+/// sends what is ready within the credit in one hold of the lock, and ends the stream when
+/// the caller's stream ends. Stops when the call is no longer in flight (answered,
+/// cancelled, connection lost). An item that cannot be encoded fails the call (it is
+/// cancelled; the caller reads the error).
+async fn upload_pump(
+    shared: Arc<ConnShared>,
+    id: u64,
+    codec: CodecId,
+    mut items: crate::upload::EncodedUpload,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    use futures::{FutureExt, StreamExt};
+    let request_id = proto::RequestId(id);
+    let mut batch: Vec<Option<Result<Bytes, Error>>> = Vec::new();
+    loop {
+        let left = loop {
+            let credit = {
+                let p = shared.pending();
+                if p.is_shut() || p.side.closed.is_some() {
+                    return;
+                }
+                p.side.machine.upload_credit(request_id)
+            };
+            match credit {
+                None => return,
+                Some(0) => wake.notified().await,
+                Some(n) => break n,
+            }
+        };
+        batch.clear();
+        let first = items.next().await;
+        let mut end = !matches!(first, Some(Ok(_)));
+        batch.push(first);
+        while !end && (batch.len() as u32) < left.min(UPLOAD_ITEMS_PER_WRITE) {
+            match items.next().now_or_never() {
+                None => break,
+                Some(next) => {
+                    end = !matches!(next, Some(Ok(_)));
+                    batch.push(next);
+                }
+            }
+        }
+        let end = {
+            let mut p = shared.pending();
+            if p.is_shut() {
+                return;
+            }
+            let mut wakers = Vec::new();
+            for item in batch.drain(..) {
+                let sent = match item {
+                    Some(Ok(item)) => p.side.machine.send_item(proto::StreamItem {
+                        request_id,
+                        codec,
+                        annotations: proto::Annotations::new(),
+                        item,
+                        attachment: Bytes::new(),
+                    }),
+                    None => p.side.machine.end_upload(request_id).map(|_| ()),
+                    Some(Err(e)) => {
+                        // The call cannot go on: it is cancelled, and its reader told why.
+                        let _ = p.side.machine.cancel(request_id);
+                        p.side.uploads.remove(&id);
+                        if let Some(slot) = p.side.streams.get_mut(&id) {
+                            if !slot.ended {
+                                slot.push(StreamMsg::Failed(e));
+                                slot.ended = true;
+                            }
+                        }
+                        wake_streams(&mut p.side, &mut wakers);
+                        end = true;
+                        break;
+                    }
+                };
+                if let Err(e) = sent {
+                    // Answered or cancelled meanwhile (nobody reads the rest), or an item over
+                    // the server's limits: the call fails with the error.
+                    if let proto::ProtocolError::TooLong { .. } = e {
+                        let _ = p.side.machine.cancel(request_id);
+                        if let Some(slot) = p.side.streams.get_mut(&id) {
+                            if !slot.ended {
+                                slot.push(StreamMsg::Failed(Error::LimitExceeded {
+                                    message: format!(
+                                        "an argument stream item is over the server's limits: {e}"
+                                    ),
+                                }));
+                                slot.ended = true;
+                            }
+                        }
+                        wake_streams(&mut p.side, &mut wakers);
+                    }
+                    tracing::debug!(request_id = id, error = %e, "argument stream stopped");
+                    end = true;
+                    break;
+                }
+            }
+            if end {
+                p.side.uploads.remove(&id);
+            }
+            shared.wire.flush_locked(p);
+            for w in wakers {
+                w.wake();
+            }
+            end
+        };
+        if end {
+            return;
+        }
+        tokio::task::consume_budget().await;
     }
 }
 
@@ -1441,6 +1675,9 @@ impl RawStream {
 
 impl Drop for RawStream {
     fn drop(&mut self) {
+        if let Some(pump) = self.pump.take() {
+            pump.abort();
+        }
         if self.finished {
             return;
         }

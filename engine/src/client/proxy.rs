@@ -1417,6 +1417,103 @@ impl Proxy {
         Self::open_stream_on(&conn, provider_id, method, codec, args, kwargs, opts).await
     }
 
+    /// Starts a call that streams its arguments (SPEC §6.13) from `items`; its answer is
+    /// read as a stream (a plain result is a stream of one value). `whole`: the timeout
+    /// bounds the whole call (sent as its deadline), else only the wait for the first
+    /// answer (a bidirectional stream).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn invoke_upload<A: ArgList, K: KwList>(
+        &self,
+        provider_id: u16,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+        opts: &CallOpts,
+        items: crate::upload::UploadSource,
+        whole: bool,
+    ) -> Result<super::conn::RawStream, Error> {
+        self.settle().await?;
+        if self.pyro_client().is_some() {
+            return Err(Error::config(format!(
+                "`{method}` streams its arguments, which the Pyro5 protocol cannot send: call it on a native wirecall server"
+            )));
+        }
+        if self.validate {
+            Box::pin(self.check_method(provider_id, method)).await?;
+        }
+        let mut attempt = 0;
+        let conn = self.conn_retrying(opts, &mut attempt).await?;
+        let codec = opts.codec.unwrap_or(conn.default_codec);
+        let mut out = Vec::with_capacity(64);
+        codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
+            message: format!("encoding the arguments with {codec}: {e}"),
+        })?;
+        let n_args = out.len();
+        if K::LEN != 0 {
+            codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
+                message: format!("encoding the keyword arguments with {codec}: {e}"),
+            })?;
+        }
+        let (args, kwargs) = out.split_at(n_args);
+        let annotations = if whole {
+            opts.annotations()?
+        } else {
+            CallOpts {
+                timeout: None,
+                ..opts.clone()
+            }
+            .annotations()?
+        };
+        let window = opts.window.unwrap_or(crate::DEFAULT_WINDOW).max(1);
+        let open = conn.open_upload(
+            provider_id,
+            method,
+            codec,
+            &annotations,
+            args,
+            kwargs,
+            window,
+            items.encode(codec),
+        );
+        match opts.timeout {
+            Some(t) => tokio::time::timeout(t, open)
+                .await
+                .map_err(|_| Error::Timeout { after: t })?,
+            None => open.await,
+        }
+    }
+
+    /// A call that streams its arguments and returns one value: the timeout bounds the
+    /// whole call.
+    pub(super) async fn invoke_upload_value<A: ArgList, K: KwList, R: DeserializeOwned>(
+        &self,
+        provider_id: u16,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+        opts: &CallOpts,
+        items: crate::upload::UploadSource,
+    ) -> Result<R, Error> {
+        let run = async {
+            let raw = self
+                .invoke_upload(provider_id, method, args, kwargs, opts, items, true)
+                .await?;
+            let mut result = crate::RemoteStream::<R>::new(raw);
+            match futures::StreamExt::next(&mut result).await {
+                Some(r) => r,
+                None => Err(Error::Codec {
+                    message: "the reply carried no value".into(),
+                }),
+            }
+        };
+        match opts.timeout {
+            Some(t) => tokio::time::timeout(t, run)
+                .await
+                .map_err(|_| Error::Timeout { after: t })?,
+            None => run.await,
+        }
+    }
+
     /// Sends a streaming call with encoded arguments on `conn` and waits for its answer.
     async fn open_stream_on<T>(
         conn: &ClientConn,
@@ -1773,6 +1870,7 @@ fn pyro_metadata(object: &str, m: super::PyroMetadata) -> Metadata {
             oneway: m.oneway.contains(name),
             // Pyro5's metadata does not tell generators apart.
             streams: false,
+            uploads: false,
         })
         .collect();
     Metadata {
@@ -1928,6 +2026,62 @@ impl ProviderHandle {
         self.proxy
             .invoke_stream(self.provider_id, rpc_name, &args, &(), &self.proxy.opts)
             .await
+    }
+
+    /// Calls `rpc_name`, a method that takes an argument stream
+    /// ([`Streaming`](crate::Streaming)), sending `items` after `args` under the server's
+    /// credit, and waits for its result. What generated clients call for such methods.
+    pub async fn call_upload<A, T, R>(
+        &self,
+        rpc_name: &'static str,
+        args: A,
+        items: impl futures::Stream<Item = T> + Send + 'static,
+    ) -> Result<R, Error>
+    where
+        A: ArgList,
+        T: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        check_name(rpc_name)?;
+        self.proxy
+            .invoke_upload_value(
+                self.provider_id,
+                rpc_name,
+                &args,
+                &(),
+                &self.proxy.opts,
+                crate::upload::UploadSource::new(items),
+            )
+            .await
+    }
+
+    /// Calls `rpc_name`, a method that takes an argument stream and returns a stream (a
+    /// bidirectional stream): `items` are sent while the result's items are read.
+    pub async fn call_upload_stream<A, T, R>(
+        &self,
+        rpc_name: &'static str,
+        args: A,
+        items: impl futures::Stream<Item = T> + Send + 'static,
+    ) -> Result<crate::RemoteStream<R>, Error>
+    where
+        A: ArgList,
+        T: Serialize + Send + 'static,
+        R: DeserializeOwned,
+    {
+        check_name(rpc_name)?;
+        let raw = self
+            .proxy
+            .invoke_upload(
+                self.provider_id,
+                rpc_name,
+                &args,
+                &(),
+                &self.proxy.opts,
+                crate::upload::UploadSource::new(items),
+                false,
+            )
+            .await?;
+        Ok(crate::RemoteStream::new(raw))
     }
 
     /// Reads a remote attribute.

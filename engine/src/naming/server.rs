@@ -138,6 +138,7 @@ impl Provider for NameServer {
                     oneway: false,
                     blocking: false,
                     streams: false,
+                    uploads: false,
                     handler: |ns, call| run(ns, call, $name, &[$($p),*], $f),
                 }
             };

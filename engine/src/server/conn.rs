@@ -439,6 +439,12 @@ impl Reader {
                         proto::ServerEvent::Credit { request_id, .. } => {
                             conn.wire.streams.credit(request_id.0)
                         }
+                        proto::ServerEvent::StreamItem(item) => {
+                            conn.wire
+                                .uploads
+                                .item(item.request_id.0, item.codec, item.item)
+                        }
+                        proto::ServerEvent::StreamEnd(id) => conn.wire.uploads.end(id.0, None),
                         proto::ServerEvent::Drained => drained = true,
                         proto::ServerEvent::Rejected { request_id, error } => {
                             trace::rejected(&conn.span, &conn.info.peer, request_id.0, &error);
@@ -579,6 +585,9 @@ impl Conn {
             t.abort();
         }
         self.wire.streams.stop(id);
+        self.wire
+            .uploads
+            .end(id, Some("the call ended before its argument stream"));
     }
 
     /// After the connection ends: stop the handlers still running, run on_disconnect.
@@ -591,6 +600,7 @@ impl Conn {
             t.abort();
         }
         self.wire.streams.stop_all();
+        self.wire.uploads.end_all();
         lock(&self.inner.connections).remove(&self.info.id);
         if self
             .inner

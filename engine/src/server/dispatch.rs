@@ -221,6 +221,19 @@ impl Conn {
             sink.answer(Outcome::Fault(f), Flush::Deferred);
             return;
         };
+        if route.uploads && !call.upload {
+            sink.answer(
+                Outcome::Fault(Fault::new(
+                    FaultKind::BadArguments,
+                    format!(
+                        "`{}` takes a stream of argument items: call it with an argument stream (CallBuilder::upload, or the generated client's method)",
+                        call.method.as_str()
+                    ),
+                )),
+                Flush::Deferred,
+            );
+            return;
+        }
         if route.oneway && !sink.oneway {
             // A oneway method called as a plain call (the caller did not know): answered at
             // once with nothing, as Pyro's daemon does, and run without an answer.
@@ -286,6 +299,13 @@ impl Conn {
         } else {
             None
         };
+        // The call's argument stream (SPEC §6.13): the reader queues its items for the
+        // handler from now on.
+        let mut upload = call.upload.then(|| {
+            self.wire
+                .uploads
+                .open(self.wire.clone(), id, self.inner.upload_window)
+        });
         // Calls that would hold the reader (and so every later call of the connection) run
         // off it: a oneway call (it must never delay the caller's next call), and every call
         // of a method declared or found blocking (see the provider module's docs).
@@ -309,6 +329,7 @@ impl Conn {
                 limits: self.codec_limits,
                 deadline_at,
                 bulk,
+                upload: std::sync::Mutex::new(upload.take()),
             };
             off_reader(OffReader {
                 tasks: &self.tasks,
@@ -345,6 +366,7 @@ impl Conn {
             limits: self.codec_limits,
             deadline_at,
             bulk,
+            upload: std::sync::Mutex::new(upload.take()),
         };
         let armed = fast.then(|| crate::context::arm_direct(key));
         let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {

@@ -57,6 +57,7 @@ pub struct ServerBuilder {
     max_buffered: Option<usize>,
     /// `Some(None)`: detection explicitly off.
     blocking_budget: Option<Option<Duration>>,
+    upload_window: u32,
     tls: Option<crate::TlsServerConfig>,
     /// Converters of Pyro5 class dicts in Pyro5 calls' arguments ([`Self::pyro_classes`]).
     pyro_classes: crate::PyroClasses,
@@ -245,6 +246,15 @@ impl ServerBuilder {
         self
     }
 
+    /// How many argument items a call that streams its arguments
+    /// ([`Streaming`](crate::Streaming), SPEC §6.13) may send before its handler took
+    /// them: the most held for one call (default [`DEFAULT_UPLOAD_WINDOW`](crate::DEFAULT_UPLOAD_WINDOW),
+    /// at least 1). A handler's `Streaming` grants the caller more as it reads.
+    pub fn upload_window(mut self, items: u32) -> Self {
+        self.upload_window = items.max(1);
+        self
+    }
+
     /// How long `finalize` waits for in-flight calls (default 5 s).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
@@ -336,6 +346,7 @@ impl ServerBuilder {
             limits,
             timeouts,
             blocking_budget,
+            upload_window: self.upload_window,
             max_connections,
             open: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
@@ -449,6 +460,8 @@ struct Inner {
     /// How long a handler may hold a connection's reader before its method is moved off it
     /// (`None`: no detection).
     blocking_budget: Option<Duration>,
+    /// The window of client → server streams (SPEC §6.13).
+    pub(crate) upload_window: u32,
     /// The most connections served at once (`None`: no limit).
     max_connections: Option<usize>,
     /// Connections being served now.
@@ -517,6 +530,7 @@ impl Engine {
             timeouts: [None; 5],
             max_buffered: None,
             blocking_budget: None,
+            upload_window: crate::DEFAULT_UPLOAD_WINDOW,
             tls: None,
             announce: Vec::new(),
         }
@@ -884,6 +898,8 @@ impl Inner {
         c.share_sections_from = usize::MAX;
         // A client that exposes providers may be called back (SPEC §6.10).
         c.support_callbacks();
+        // Calls may stream their arguments (SPEC §6.13); the window is at least 1.
+        let _ = c.support_uploads(self.upload_window);
         c
     }
 }

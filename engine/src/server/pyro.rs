@@ -689,6 +689,17 @@ impl Driver {
         oneway: bool,
         seq: u16,
     ) -> Option<Outcome> {
+        if route.uploads {
+            // Pyro5 has no argument streams (SPEC §6.13 is native only).
+            return (!oneway).then(|| {
+                Outcome::Fault(Fault::new(
+                    FaultKind::BadArguments,
+                    format!(
+                        "`{route_name}` takes a stream of argument items, which the Pyro5 protocol cannot send: call it from a native wirecall client"
+                    ),
+                ))
+            });
+        }
         let instance = match &reg.instances {
             Instances::Shared(i) => i.clone(),
             Instances::PerConnection(f) => self
@@ -789,6 +800,7 @@ impl Driver {
             deadline_at: None,
             // Pyro5 peers have no attachments: byte values are inline.
             bulk: None,
+            upload: Default::default(),
         };
         // As on native connections: oneway calls and blocking methods run off the
         // connection's task, on the blocking pool (see `dispatch::off_reader`).
