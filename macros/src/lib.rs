@@ -952,6 +952,51 @@ mod tests {
     }
 
     #[test]
+    fn a_streaming_parameter_is_the_argument_stream() {
+        let item: ItemImpl = syn::parse_quote! {
+            impl P {
+                #[remote]
+                async fn sum(&self, items: Streaming<u64>, scale: u32) -> u64 { todo!() }
+                #[remote]
+                fn both(&self, items: Streaming<String>) -> ItemStream<String> { todo!() }
+            }
+        };
+        let out = expand_str(Some("s"), item).unwrap();
+        // Not a value parameter: only `scale` is decoded from the arguments.
+        assert!(out.contains("params : & [\"scale\"]"), "{out}");
+        assert!(out.contains("__call . upload ()"), "{out}");
+        assert!(out.contains("uploads : true"), "{out}");
+        // The client takes the stream last.
+        assert!(
+            out.contains(
+                "scale : u32 , items : impl :: wirecall :: __private :: Stream < Item = u64 >"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("call_upload :: < _ , _ , u64 > (\"s_sum\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("call_upload_stream :: < _ , _ , String > (\"s_both\""),
+            "{out}"
+        );
+        for (item, want) in [
+            (
+                syn::parse_quote! { impl P { #[remote] fn f(&self, a: Streaming<u8>, b: Streaming<u8>) {} } },
+                "at most one Streaming",
+            ),
+            (
+                syn::parse_quote! { impl P { #[remote(oneway)] fn f(&self, a: Streaming<u8>) {} } },
+                "two-way",
+            ),
+        ] {
+            let err = expand_str(Some("s"), item).unwrap_err();
+            assert!(err.contains(want), "expected `{want}` in: {err}");
+        }
+    }
+
+    #[test]
     fn responder_type_becomes_the_client_result() {
         let item: ItemImpl = syn::parse_quote! {
             impl P {

@@ -6,7 +6,13 @@
 //!   under credit flow control (window `--window`);
 //! - **calls**: `--calls` calls of a method returning one `u64`, 64 in flight;
 //! - **slow consumer**: a stream read 10x slower than the same stream read flat out: the
-//!   items the producer yielded ahead of the consumer, at most, against the window.
+//!   items the producer yielded ahead of the consumer, at most, against the window;
+//! - **upload**: the same `n` items sent by the caller as one call's argument stream
+//!   (`Streaming<u64>`, SPEC §6.13) to a handler that sums them, under the server's credit
+//!   (window `--upload-window`);
+//! - **both ways**: a bidirectional stream: `n` items sent, each sent back as it arrives;
+//! - **slow handler**: an argument stream read 10x slower than flat out: the items the
+//!   caller produced ahead of the handler, at most, against the server's window.
 //!
 //! The ratio stream items/s ÷ calls/s is the figure (target ≥ 3); both rates come from the
 //! same run, so a loaded machine moves both.
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
-use wirecall::{CodecId, Engine, ItemStream, Proxy};
+use wirecall::{CodecId, Engine, ItemStream, Proxy, Streaming};
 
 const PROVIDER: u16 = 1;
 
@@ -46,12 +52,17 @@ struct Args {
     /// Codec.
     #[arg(long, default_value = "postcard")]
     codec: String,
+    /// The server's window for argument streams (items).
+    #[arg(long, default_value_t = wirecall::DEFAULT_UPLOAD_WINDOW)]
+    upload_window: u32,
 }
 
 #[derive(Default)]
 struct Source {
     /// Items yielded by `watched` producers.
     produced: Arc<AtomicU64>,
+    /// Items the caller's argument stream produced (the slow-handler run).
+    uploaded: Arc<AtomicU64>,
 }
 
 #[wirecall::provider(service = "bench")]
@@ -73,6 +84,36 @@ impl Source {
     fn item(&self, i: u64) -> u64 {
         i
     }
+
+    #[remote]
+    async fn sum(&self, items: Streaming<u64>) -> u64 {
+        items.fold(0, |a, v| async move { a + v.unwrap() }).await
+    }
+
+    #[remote]
+    fn echo(&self, items: Streaming<u64>) -> ItemStream<u64> {
+        ItemStream::new(items.map(|v| v.unwrap()))
+    }
+
+    /// Reads the items at `per_item_ns` each (slept in batches of 100); returns the most
+    /// items the caller produced ahead of this reader.
+    #[remote]
+    async fn slow_sum(&self, per_item_ns: u64, items: Streaming<u64>) -> u64 {
+        let start = tokio::time::Instant::now();
+        let mut items = items;
+        let mut taken = 0u64;
+        let mut most_ahead = 0u64;
+        while let Some(v) = items.next().await {
+            v.unwrap();
+            taken += 1;
+            if per_item_ns > 0 && taken % 100 == 0 {
+                tokio::time::sleep_until(start + Duration::from_nanos(per_item_ns * taken)).await;
+            }
+            let ahead = self.uploaded.load(Ordering::SeqCst).saturating_sub(taken);
+            most_ahead = most_ahead.max(ahead);
+        }
+        most_ahead
+    }
 }
 
 struct Figures {
@@ -82,6 +123,67 @@ struct Figures {
     flat_s: f64,
     slow_s: f64,
     most_ahead: u64,
+    upload_per_s: f64,
+    both_per_s: f64,
+    slow_upload: f64,
+    upload_most_ahead: u64,
+}
+
+async fn upload_rate(proxy: &Proxy, n: u64) -> f64 {
+    let start = Instant::now();
+    let total: u64 = proxy
+        .call_on(PROVIDER, "bench_sum")
+        .unwrap()
+        .upload(futures::stream::iter(0..n))
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(total, n * (n.saturating_sub(1)) / 2);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn both_ways_rate(proxy: &Proxy, n: u64, window: u32) -> f64 {
+    let start = Instant::now();
+    let mut s = proxy
+        .call_on(PROVIDER, "bench_echo")
+        .unwrap()
+        .window(window)
+        .upload(futures::stream::iter(0..n))
+        .stream::<u64>()
+        .await
+        .unwrap();
+    let mut seen = 0u64;
+    while let Some(item) = s.next().await {
+        assert_eq!(item.unwrap(), seen);
+        seen += 1;
+    }
+    assert_eq!(seen, n);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Sends `n` items to a handler reading flat out, then to one reading 10x slower; returns
+/// the slowdown and the most items the caller was ahead of the slow handler.
+async fn slow_handler(proxy: &Proxy, src: &Source, n: u64) -> (f64, u64) {
+    let run = |per_item_ns: u64| async move {
+        src.uploaded.store(0, Ordering::SeqCst);
+        let uploaded = src.uploaded.clone();
+        let start = Instant::now();
+        let most_ahead: u64 = proxy
+            .call_on(PROVIDER, "bench_slow_sum")
+            .unwrap()
+            .arg(per_item_ns)
+            .upload(futures::stream::iter(0..n).inspect(move |_| {
+                uploaded.fetch_add(1, Ordering::SeqCst);
+            }))
+            .call()
+            .await
+            .unwrap();
+        (start.elapsed().as_secs_f64(), most_ahead)
+    };
+    let (flat, _) = run(0).await;
+    let per_item_ns = (flat * 10.0 / n as f64 * 1e9) as u64;
+    let (slow, most_ahead) = run(per_item_ns).await;
+    (slow / flat, most_ahead)
 }
 
 async fn stream_rate(proxy: &Proxy, n: u64, window: u32) -> f64 {
@@ -162,6 +264,7 @@ async fn slow_consumer(proxy: &Proxy, src: &Source, n: u64, window: u32) -> (f64
 async fn measure(transport: &'static str, addr: &str, args: &Args, codec: CodecId) -> Figures {
     let engine = Engine::server(addr)
         .accept([codec])
+        .upload_window(args.upload_window)
         .start()
         .await
         .expect("server");
@@ -178,6 +281,12 @@ async fn measure(transport: &'static str, addr: &str, args: &Args, codec: CodecI
     let c2 = call_rate(&proxy, args.calls - args.calls / 2, args.in_flight).await;
     let (flat_s, slow_s, most_ahead) =
         slow_consumer(&proxy, &src, args.slow_items, args.window).await;
+    upload_rate(&proxy, 10_000).await;
+    let u1 = upload_rate(&proxy, args.items / 2).await;
+    let b1 = both_ways_rate(&proxy, args.items / 2, args.window).await;
+    let u2 = upload_rate(&proxy, args.items - args.items / 2).await;
+    let b2 = both_ways_rate(&proxy, args.items - args.items / 2, args.window).await;
+    let (slow_upload, upload_most_ahead) = slow_handler(&proxy, &src, args.slow_items).await;
     engine.finalize().await;
     Figures {
         transport,
@@ -186,6 +295,10 @@ async fn measure(transport: &'static str, addr: &str, args: &Args, codec: CodecI
         flat_s,
         slow_s,
         most_ahead,
+        upload_per_s: (u1 + u2) / 2.0,
+        both_per_s: (b1 + b2) / 2.0,
+        slow_upload,
+        upload_most_ahead,
     }
 }
 
@@ -220,6 +333,26 @@ fn main() {
             f.slow_s / f.flat_s,
             f.most_ahead,
             args.window
+        );
+    }
+    println!();
+    println!(
+        "The same items as one call's argument stream (server window {}), and both ways:",
+        args.upload_window
+    );
+    println!("| transport | upload items/s | ratio to calls/s | both ways items/s | ratio to calls/s | slow handler: pace | most items ahead | server window |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for f in &figures {
+        println!(
+            "| {} | {:.0} | {:.2}x | {:.0} | {:.2}x | {:.1}x slower | {} | {} |",
+            f.transport,
+            f.upload_per_s,
+            f.upload_per_s / f.calls_per_s,
+            f.both_per_s,
+            f.both_per_s / f.calls_per_s,
+            f.slow_upload,
+            f.upload_most_ahead,
+            args.upload_window
         );
     }
 }
