@@ -25,6 +25,12 @@ pub const BATCH_LAST: u8 = 0x01;
 /// Protocol key listing the lengths of the bulk values that share the frame's attachment
 /// section (SPEC §6.11): 4 bytes (big-endian) per value, in order.
 pub const BULK_KEY: &str = "wc.bulk";
+/// Protocol key of a resumable stream's token (SPEC §6.14), on the streamed REPLY: 16
+/// bytes naming the stream on this server.
+pub const STREAM_KEY: &str = "wc.stream";
+/// Protocol key of a call that resumes a stream after a lost connection (SPEC §6.14): the
+/// stream's 16-byte token, then 8 bytes, the number of items the caller received.
+pub const RESUME_KEY: &str = "wc.resume";
 /// Keys starting with this prefix belong to the protocol; users cannot insert them.
 pub const RESERVED_PREFIX: &str = "wc.";
 
@@ -106,6 +112,12 @@ impl Annotations {
                 BATCH_KEY if value[..8] == [0; 8] => {
                     return Err(malformed("wc.batch names request id 0"))
                 }
+                STREAM_KEY if value.len() != 16 => {
+                    return Err(malformed("wc.stream must be 16 bytes"))
+                }
+                RESUME_KEY if value.len() != 24 => {
+                    return Err(malformed("wc.resume must be 24 bytes"))
+                }
                 BULK_KEY if value.len() % 4 != 0 => {
                     return Err(malformed("wc.bulk must be a multiple of 4 bytes"))
                 }
@@ -158,6 +170,20 @@ impl Annotations {
     /// The correlation id (`wc.corr`).
     pub fn correlation_id(&self) -> Option<[u8; 16]> {
         self.get(CORRELATION_KEY)?.try_into().ok()
+    }
+
+    /// The token of a resumable stream (`wc.stream`, SPEC §6.14), on a streamed REPLY.
+    pub fn stream_token(&self) -> Option<[u8; 16]> {
+        self.get(STREAM_KEY)?.try_into().ok()
+    }
+
+    /// The stream a call resumes and how many of its items the caller received
+    /// (`wc.resume`, SPEC §6.14).
+    pub fn resume(&self) -> Option<([u8; 16], u64)> {
+        let v = self.get(RESUME_KEY)?;
+        let token: [u8; 16] = v.get(..16)?.try_into().ok()?;
+        let received: [u8; 8] = v.get(16..24)?.try_into().ok()?;
+        Some((token, u64::from_be_bytes(received)))
     }
 
     /// The batch this call belongs to (`wc.batch`): the request id of the batch's first
@@ -270,6 +296,24 @@ impl AnnotationsBuilder {
     pub fn window(mut self, items: u32) -> Self {
         // Cannot fail: fixed key and a 4-byte value.
         let _ = self.put(WINDOW_KEY, &items.to_be_bytes());
+        self
+    }
+
+    /// Names a resumable stream (`wc.stream`, SPEC §6.14): on a streamed REPLY.
+    pub fn stream_token(mut self, token: [u8; 16]) -> Self {
+        // Cannot fail: fixed key and a 16-byte value.
+        let _ = self.put(STREAM_KEY, &token);
+        self
+    }
+
+    /// Resumes the stream `token` of which `received` items arrived (`wc.resume`, SPEC
+    /// §6.14): on a CALL.
+    pub fn resume(mut self, token: [u8; 16], received: u64) -> Self {
+        let mut v = [0u8; 24];
+        v[..16].copy_from_slice(&token);
+        v[16..].copy_from_slice(&received.to_be_bytes());
+        // Cannot fail: fixed key and a 24-byte value.
+        let _ = self.put(RESUME_KEY, &v);
         self
     }
 

@@ -74,6 +74,7 @@ mod conn;
 mod decoder;
 mod error;
 mod frame;
+mod resume;
 // `wire_newtype!` is shared with `pyro`, declared after it.
 #[macro_use]
 mod wire;
@@ -81,8 +82,9 @@ pub mod pyro;
 
 pub use annotations::{
     Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST, BULK_KEY,
-    CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX, WINDOW_KEY,
+    CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX, RESUME_KEY, STREAM_KEY, WINDOW_KEY,
 };
+pub use resume::{Replay, ResumeGap};
 pub use bulk::{check_bulk, has_bulk, split_bulk};
 pub use compress::Compression;
 pub use conn::{
