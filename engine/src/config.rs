@@ -140,6 +140,9 @@ pub const ENV_KEEPALIVE: &str = "WIRECALL_KEEPALIVE";
 /// Environment variable with how long a server keeps a streamed result its caller stopped
 /// reading (`WIRECALL_STREAM_LIFETIME=30s`; default off).
 pub const ENV_STREAM_LIFETIME: &str = "WIRECALL_STREAM_LIFETIME";
+/// Environment variable with how long a server keeps a streamed result whose connection
+/// was lost, for its caller to resume (`WIRECALL_STREAM_LINGER=30s`, the default; `off`).
+pub const ENV_STREAM_LINGER: &str = "WIRECALL_STREAM_LINGER";
 /// Environment variable with the receive-buffer bytes a server's connections may hold
 /// together (`WIRECALL_MAX_BUFFERED=256MiB`).
 pub const ENV_MAX_BUFFERED: &str = "WIRECALL_MAX_BUFFERED";
@@ -290,19 +293,20 @@ pub fn parse_duration(text: &str) -> Result<Option<std::time::Duration>, Error> 
 /// `Some(None)` for explicitly off), else those in the environment, else the defaults (60 s,
 /// 10 s, 30 s, 30 s, off).
 pub(crate) fn timeouts_from_env(
-    set: [Option<Option<std::time::Duration>>; 5],
+    set: [Option<Option<std::time::Duration>>; 6],
 ) -> Result<crate::server::Timeouts, Error> {
     let s = |s| Some(std::time::Duration::from_secs(s));
-    let defaults = [s(60), s(10), s(30), s(30), None];
+    let defaults = [s(60), s(10), s(30), s(30), None, s(30)];
     let vars = [
         ENV_IDLE_TIMEOUT,
         ENV_HANDSHAKE_TIMEOUT,
         ENV_FRAME_TIMEOUT,
         ENV_KEEPALIVE,
         ENV_STREAM_LIFETIME,
+        ENV_STREAM_LINGER,
     ];
-    let mut out = [None; 5];
-    for i in 0..5 {
+    let mut out = [None; 6];
+    for i in 0..6 {
         out[i] = match set[i] {
             Some(t) => t,
             None => match std::env::var(vars[i]) {
@@ -319,6 +323,7 @@ pub(crate) fn timeouts_from_env(
         frame: out[2],
         keepalive: out[3],
         stream_lifetime: out[4],
+        stream_linger: out[5],
     })
 }
 

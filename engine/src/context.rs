@@ -183,20 +183,40 @@ impl ReplySink {
         let request_id = proto::RequestId(self.id);
         let codec = self.codec;
         let outcome = match outcome {
-            Outcome::Stream(items) => {
+            Outcome::Stream(crate::stream::EncodedStream(items, resumed)) => {
                 let s = wire.lock();
+                // A stream the server keeps after a lost connection (SPEC §6.14): one being
+                // resumed keeps its token; a new one gets a token when the server lingers
+                // and the call has a window (the credit then tells what the caller took).
+                let resumable = match resumed {
+                    Some(r) => Some(r),
+                    None => match (wire.streams.lingering(), s.side.credit(request_id)) {
+                        (Some(_), Some(window)) if window != u32::MAX => {
+                            Some(crate::stream::Resumable {
+                                token: crate::stream::new_token(),
+                                replay: proto::Replay::new(window),
+                            })
+                        }
+                        _ => None,
+                    },
+                };
+                let annotations = match &resumable {
+                    Some(r) => proto::Annotations::builder().stream_token(r.token).build(),
+                    None => proto::Annotations::new(),
+                };
                 send_locked(wire, s, self.id, flush, |side| {
                     side.reply(proto::Reply {
                         request_id,
                         codec,
                         stream: true,
-                        annotations: proto::Annotations::new(),
+                        annotations,
                         result: Bytes::new(),
                         attachment: Bytes::new(),
                     })
                 });
                 // The pump stops at once if the call is no longer in flight.
-                wire.streams.start(wire.clone(), self.id, codec, items);
+                wire.streams
+                    .start(wire.clone(), self.id, codec, items, resumable);
                 return;
             }
             o => o,

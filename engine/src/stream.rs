@@ -129,7 +129,11 @@ fn error_fault<E: std::error::Error + 'static>(e: &E) -> Fault {
 
 /// A handler's stream with its items encoded in the call's codec: what
 /// [`Outcome::Stream`](crate::Outcome::Stream) carries.
-pub struct EncodedStream(pub(crate) BoxStream<'static, Result<Bytes, Fault>>);
+pub struct EncodedStream(
+    pub(crate) BoxStream<'static, Result<Bytes, Fault>>,
+    /// Set on a stream being resumed (SPEC §6.14): its token and what it kept.
+    pub(crate) Option<Resumable>,
+);
 
 impl fmt::Debug for EncodedStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,7 +151,7 @@ impl EncodedStream {
         // many items' bytes are cut from: no allocation per item.
         let mut scratch = Vec::new();
         let mut block = bytes::BytesMut::new();
-        EncodedStream(
+        EncodedStream::new(
             items
                 .items
                 .map(move |r| {
@@ -171,6 +175,279 @@ impl EncodedStream {
                 .boxed(),
         )
     }
+
+    pub(crate) fn new(items: BoxStream<'static, Result<Bytes, Fault>>) -> EncodedStream {
+        EncodedStream(items, None)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server: resumable streams (SPEC §6.14)
+// ---------------------------------------------------------------------------------------
+
+/// A token naming a resumable stream: 16 bytes nobody outside this process can guess
+/// (SipHash under the process's random keys, of a counter and the clock).
+pub(crate) fn new_token() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut out = [0u8; 16];
+    for (i, part) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u64(t);
+        h.write_usize(i);
+        part.copy_from_slice(&h.finish().to_be_bytes());
+    }
+    out
+}
+
+/// What a resumable stream carries besides its producer: its token and the items it sent
+/// that the caller may not have received.
+pub(crate) struct Resumable {
+    pub(crate) token: [u8; 16],
+    pub(crate) replay: proto::Replay<Bytes>,
+}
+
+/// A stream whose connection was lost, kept for its caller to resume.
+struct Parked {
+    items: BoxStream<'static, Result<Bytes, Fault>>,
+    codec: CodecId,
+    replay: proto::Replay<Bytes>,
+    /// Tells this parking from a later one of the same token (the timer's check).
+    generation: u64,
+    timer: AbortHandle,
+}
+
+/// The streams a server keeps after their connection was lost (its `stream_linger`), by
+/// token.
+pub(crate) struct Lingering {
+    linger: std::time::Duration,
+    map: Mutex<HashMap<[u8; 16], Parked>>,
+    generation: std::sync::atomic::AtomicU64,
+    /// The server finalized: nothing is kept any more.
+    closed: std::sync::atomic::AtomicBool,
+    /// The resumable streams being pumped now, by token: a resume that comes before their
+    /// connection was seen lost takes them over.
+    active: Mutex<HashMap<[u8; 16], Arc<Handover>>>,
+}
+
+/// Asks a pump to give its stream up for a resume on another connection.
+pub(crate) struct Handover {
+    wake: Arc<Notify>,
+    asked: std::sync::atomic::AtomicBool,
+}
+
+/// Unregisters a pump's stream from the active ones when the pump ends.
+struct ActiveGuard {
+    lingering: Arc<Lingering>,
+    token: [u8; 16],
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.lingering.active().remove(&self.token);
+    }
+}
+
+impl Lingering {
+    pub(crate) fn new(linger: std::time::Duration) -> Arc<Lingering> {
+        Arc::new(Lingering {
+            linger,
+            map: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            active: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], Parked>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], Arc<Handover>>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers the pump of stream `token`, woken by `wake`; unregistered when the guard
+    /// drops.
+    fn activate(
+        self: &Arc<Self>,
+        token: [u8; 16],
+        wake: Arc<Notify>,
+    ) -> (ActiveGuard, Arc<Handover>) {
+        let h = Arc::new(Handover {
+            wake,
+            asked: std::sync::atomic::AtomicBool::new(false),
+        });
+        self.active().insert(token, h.clone());
+        (
+            ActiveGuard {
+                lingering: self.clone(),
+                token,
+            },
+            h,
+        )
+    }
+
+    /// Takes stream `token` out to resume it: a kept one at once; one still pumped on a
+    /// connection not yet seen lost is asked to give itself up, and waited for (briefly).
+    async fn take_over(&self, token: &[u8; 16]) -> Option<Parked> {
+        for _ in 0..200 {
+            if let Some(p) = self.take(token) {
+                return Some(p);
+            }
+            let active = self.active().get(token).cloned();
+            let h = active?;
+            h.asked.store(true, std::sync::atomic::Ordering::Release);
+            h.wake.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        None
+    }
+
+    /// Keeps a stream for the linger time; then its producer is dropped.
+    fn park(
+        self: &Arc<Self>,
+        token: [u8; 16],
+        items: BoxStream<'static, Result<Bytes, Fault>>,
+        codec: CodecId,
+        replay: proto::Replay<Bytes>,
+    ) {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let me = Arc::downgrade(self);
+        let linger = self.linger;
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
+            if let Some(me) = me.upgrade() {
+                let mut m = me.map();
+                if m.get(&token).is_some_and(|p| p.generation == generation) {
+                    let gone = m.remove(&token);
+                    drop(m);
+                    drop(gone);
+                    tracing::debug!("a stream's linger time passed: its producer is dropped");
+                }
+            }
+        });
+        let old = self.map().insert(
+            token,
+            Parked {
+                items,
+                codec,
+                replay,
+                generation,
+                timer: timer.abort_handle(),
+            },
+        );
+        if let Some(old) = old {
+            old.timer.abort();
+        }
+    }
+
+    /// Takes the stream `token` out to resume it.
+    fn take(&self, token: &[u8; 16]) -> Option<Parked> {
+        let p = self.map().remove(token)?;
+        p.timer.abort();
+        Some(p)
+    }
+
+    /// How many streams are kept now.
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// The server finalizes: every kept stream is dropped.
+    pub(crate) fn clear(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        let all: Vec<Parked> = self.map().drain().map(|(_, p)| p).collect();
+        for p in all {
+            p.timer.abort();
+        }
+    }
+}
+
+/// Answers a CALL that resumes a stream (`wc.resume`, SPEC §6.14) on this connection: the
+/// stream's REPLY again, what the caller did not receive, then the rest.
+pub(crate) fn resume_call(
+    wire: &Arc<Wire<proto::ServerConnection>>,
+    call: &proto::Call,
+    token: [u8; 16],
+    received: u64,
+    sink: crate::context::ReplySink,
+) {
+    use crate::context::Flush;
+    let refuse = |sink: crate::context::ReplySink, message: String, flush| {
+        sink.answer(
+            crate::Outcome::Fault(Fault::new(FaultKind::Cancelled, message)),
+            flush,
+        )
+    };
+    let Some(lingering) = wire.streams.lingering().cloned() else {
+        return refuse(
+            sink,
+            "the stream cannot be resumed: this server keeps no streams after a lost connection (its stream_linger is off); call the method again".into(),
+            Flush::Deferred,
+        );
+    };
+    let Some(window) = call.annotations.window() else {
+        return sink.answer(
+            crate::Outcome::Fault(Fault::new(
+                FaultKind::BadArguments,
+                "a call that resumes a stream needs a window (wc.window)",
+            )),
+            Flush::Deferred,
+        );
+    };
+    let request_id = call.request_id.0;
+    // Off the reader: a stream whose old connection is not yet seen lost is waited for.
+    tokio::spawn(async move {
+        let Some(mut parked) = lingering.take_over(&token).await else {
+            return refuse(
+                sink,
+                format!(
+                    "the stream cannot be resumed: this server does not hold it (its linger time of {:?} passed, or it ended); call the method again",
+                    lingering.linger
+                ),
+                Flush::Now,
+            );
+        };
+        if let Err(gap) = parked.replay.resume(received, window) {
+            return refuse(
+                sink,
+                format!("the stream cannot be resumed: {gap}"),
+                Flush::Now,
+            );
+        }
+        tracing::debug!(
+            request_id,
+            received,
+            resend = parked.replay.resend_left(),
+            "stream resumed"
+        );
+        let items = EncodedStream(
+            parked.items,
+            Some(Resumable {
+                token,
+                replay: parked.replay,
+            }),
+        );
+        // Items keep the codec they were encoded in.
+        crate::context::ReplySink {
+            codec: parked.codec,
+            ..sink
+        }
+        .answer(crate::Outcome::Stream(items), Flush::Now);
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -179,20 +456,35 @@ impl EncodedStream {
 
 /// The streams of one native server connection being pumped, by request id: the reader
 /// wakes a stream's pump when the caller grants credit, and aborts it (dropping the
-/// handler's stream) when the call is cancelled or expires, or the connection ends.
+/// handler's stream) when the call is cancelled or expires, or the connection ends; a
+/// resumable stream's pump is woken instead when the connection ends, and parks the stream
+/// for its caller to resume (SPEC §6.14).
 #[derive(Default)]
 pub(crate) struct StreamTable {
-    map: Mutex<HashMap<u64, (AbortHandle, Arc<Notify>), rustc_hash::FxBuildHasher>>,
+    map: Mutex<HashMap<u64, Pumped, rustc_hash::FxBuildHasher>>,
+    /// The server's kept streams, when it keeps them (`stream_linger`).
+    lingering: std::sync::OnceLock<Arc<Lingering>>,
+}
+
+struct Pumped {
+    task: AbortHandle,
+    wake: Arc<Notify>,
+    resumable: bool,
 }
 
 impl StreamTable {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        HashMap<u64, (AbortHandle, Arc<Notify>), rustc_hash::FxBuildHasher>,
-    > {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pumped, rustc_hash::FxBuildHasher>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes this connection's streams resumable, kept in `lingering`.
+    pub(crate) fn set_lingering(&self, lingering: Arc<Lingering>) {
+        let _ = self.lingering.set(lingering);
+    }
+
+    /// The server's kept streams, when it keeps them.
+    pub(crate) fn lingering(&self) -> Option<&Arc<Lingering>> {
+        self.lingering.get()
     }
 
     /// Starts pumping `items` as the stream of call `id` (its streamed REPLY is sent).
@@ -201,34 +493,48 @@ impl StreamTable {
         wire: Arc<Wire<proto::ServerConnection>>,
         id: u64,
         codec: CodecId,
-        items: EncodedStream,
+        items: BoxStream<'static, Result<Bytes, Fault>>,
+        resumable: Option<Resumable>,
     ) {
-        let credit = Arc::new(Notify::new());
+        let wake = Arc::new(Notify::new());
         let table = self.clone();
+        let is_resumable = resumable.is_some();
         let mut m = self.lock();
         // Inserted before the task can run and remove itself.
-        let task = tokio::spawn(pump(wire, id, codec, items, credit.clone(), table));
-        m.insert(id, (task.abort_handle(), credit));
+        let task = tokio::spawn(pump(wire, id, codec, items, resumable, wake.clone(), table));
+        m.insert(
+            id,
+            Pumped {
+                task: task.abort_handle(),
+                wake,
+                resumable: is_resumable,
+            },
+        );
     }
 
     /// The caller granted credit for call `id`.
     pub(crate) fn credit(&self, id: u64) {
-        if let Some((_, n)) = self.lock().get(&id) {
-            n.notify_one();
+        if let Some(p) = self.lock().get(&id) {
+            p.wake.notify_one();
         }
     }
 
     /// Call `id` ended on the wire (cancelled, expired): its producer is dropped.
     pub(crate) fn stop(&self, id: u64) {
-        if let Some((t, _)) = self.lock().remove(&id) {
-            t.abort();
+        if let Some(p) = self.lock().remove(&id) {
+            p.task.abort();
         }
     }
 
-    /// The connection ended: every producer is dropped.
+    /// The connection ended: every producer is dropped, except those of resumable streams,
+    /// whose pumps park them.
     pub(crate) fn stop_all(&self) {
-        for (_, (t, _)) in self.lock().drain() {
-            t.abort();
+        for (_, p) in self.lock().drain() {
+            if p.resumable {
+                p.wake.notify_one();
+            } else {
+                p.task.abort();
+            }
         }
     }
 
@@ -237,26 +543,75 @@ impl StreamTable {
     }
 }
 
+/// What the pump does with a resumable stream whose connection is gone: keeps it for the
+/// linger time (the items it took from the producer and could not send count as sent,
+/// and are sent again on resume).
+fn park(
+    wire: &Wire<proto::ServerConnection>,
+    items: BoxStream<'static, Result<Bytes, Fault>>,
+    codec: CodecId,
+    resumable: Option<Resumable>,
+) {
+    if let (Some(r), Some(l)) = (resumable, wire.streams.lingering()) {
+        tracing::debug!(
+            held = r.replay.held(),
+            "a stream's connection was lost: it is kept for its caller to resume"
+        );
+        l.park(r.token, items, codec, r.replay);
+    }
+}
+
 /// Sends the items of `items` as the stream of call `id`, while the caller's credit lasts.
 async fn pump(
     wire: Arc<Wire<proto::ServerConnection>>,
     id: u64,
     codec: CodecId,
-    mut items: EncodedStream,
+    mut items: BoxStream<'static, Result<Bytes, Fault>>,
+    mut resumable: Option<Resumable>,
     credit: Arc<Notify>,
     table: Arc<StreamTable>,
 ) {
     let request_id = proto::RequestId(id);
     let mut batch: Vec<Option<Result<Bytes, Fault>>> = Vec::new();
+    // A resumable stream can be taken over by a resume on another connection.
+    let active = match (&resumable, wire.streams.lingering()) {
+        (Some(r), Some(l)) => Some(l.activate(r.token, credit.clone())),
+        _ => None,
+    };
     loop {
         // Wait for credit; stop when the call is no longer in flight.
         let left = loop {
             let (n, unsent) = {
-                let s = wire.lock();
+                let mut s = wire.lock();
                 if s.is_shut() {
-                    return table.done(id);
+                    table.done(id);
+                    return park(&wire, items, codec, resumable);
                 }
-                (s.side.credit(request_id), s.side.has_transmit())
+                if active
+                    .as_ref()
+                    .is_some_and(|(_, h)| h.asked.load(std::sync::atomic::Ordering::Acquire))
+                {
+                    // Resumed on another connection (this one was lost, not yet seen so):
+                    // this call ends here, and the stream goes to the resume.
+                    let _ = s.side.error(proto::ErrorFrame {
+                        request_id,
+                        codec: proto::CodecId::NONE,
+                        annotations: proto::Annotations::new(),
+                        body: proto::ErrorBody::new(
+                            proto::ErrorCode::CANCELLED,
+                            "the stream was resumed on another connection",
+                        ),
+                    });
+                    wire.flush_locked(s);
+                    table.done(id);
+                    return park(&wire, items, codec, resumable);
+                }
+                let n = s.side.credit(request_id);
+                if let (Some(r), Some(k)) = (resumable.as_mut(), n) {
+                    // What the caller took is no longer kept.
+                    r.replay.credit(k);
+                }
+                (n, s.side.has_transmit())
             };
             match n {
                 None => return table.done(id),
@@ -269,21 +624,49 @@ async fn pump(
                 Some(n) => break n,
             }
         };
-        // The next item, then whatever else is ready within the credit, without the lock.
         batch.clear();
-        let first = items.0.next().await;
-        let mut end = !matches!(first, Some(Ok(_)));
-        batch.push(first);
-        while !end && (batch.len() as u32) < left.min(ITEMS_PER_WRITE) {
-            match items.0.next().now_or_never() {
-                None => break,
-                Some(next) => {
-                    end = !matches!(next, Some(Ok(_)));
-                    batch.push(next);
+        let mut resent = false;
+        if let Some(r) = resumable.as_mut().filter(|r| r.replay.resend_left() > 0) {
+            // After a resume: what the caller did not receive goes first.
+            while (batch.len() as u32) < left.min(ITEMS_PER_WRITE) {
+                match r.replay.next_resend() {
+                    Some(item) => batch.push(Some(Ok(item))),
+                    None => break,
+                }
+            }
+            resent = true;
+        }
+        let mut end = false;
+        if !resent {
+            // The next item, then whatever else is ready within the credit, without the
+            // lock. A resumable stream also watches for its connection's end meanwhile,
+            // so that a producer with nothing to say is parked, not left behind.
+            let first = if resumable.is_some() {
+                tokio::select! {
+                    item = items.next() => item,
+                    _ = credit.notified() => continue,
+                }
+            } else {
+                items.next().await
+            };
+            end = !matches!(first, Some(Ok(_)));
+            batch.push(first);
+            while !end && (batch.len() as u32) < left.min(ITEMS_PER_WRITE) {
+                match items.next().now_or_never() {
+                    None => break,
+                    Some(next) => {
+                        end = !matches!(next, Some(Ok(_)));
+                        batch.push(next);
+                    }
                 }
             }
         }
-        if send_batch(&wire, request_id, codec, &mut batch, &mut end) || end {
+        let replay = resumable.as_mut().map(|r| (&mut r.replay, !resent));
+        if send_batch(&wire, request_id, codec, &mut batch, &mut end, replay) {
+            table.done(id);
+            return park(&wire, items, codec, resumable);
+        }
+        if end {
             return table.done(id);
         }
         // A producer always ready and a consumer always granting would keep this task
@@ -293,33 +676,48 @@ async fn pump(
 }
 
 /// Sends a batch of items (an error or `None` ends the stream and sets `end`); true when
-/// the connection is gone.
+/// the connection is gone. `replay`: a resumable stream's kept items, and whether the
+/// batch's items are new (to keep) rather than sent again; new items that could not be
+/// sent because the connection is gone are kept too.
 fn send_batch(
     wire: &Wire<proto::ServerConnection>,
     request_id: proto::RequestId,
     codec: CodecId,
     batch: &mut Vec<Option<Result<Bytes, Fault>>>,
     end: &mut bool,
+    mut replay: Option<(&mut proto::Replay<Bytes>, bool)>,
 ) -> bool {
     let id = request_id.0;
     let now = crate::io::now();
     let mut s = wire.lock();
     if s.is_shut() {
+        if let Some((r, true)) = replay.as_mut() {
+            for item in batch.drain(..) {
+                if let Some(Ok(item)) = item {
+                    r.sent(item);
+                }
+            }
+        }
         return true;
     }
     {
         for item in batch.drain(..) {
             let sent = match item {
-                Some(Ok(item)) => s.side.stream_item(
-                    proto::StreamItem {
-                        request_id,
-                        codec,
-                        annotations: proto::Annotations::new(),
-                        item,
-                        attachment: Bytes::new(),
-                    },
-                    now,
-                ),
+                Some(Ok(item)) => {
+                    if let Some((r, true)) = replay.as_mut() {
+                        r.sent(item.clone());
+                    }
+                    s.side.stream_item(
+                        proto::StreamItem {
+                            request_id,
+                            codec,
+                            annotations: proto::Annotations::new(),
+                            item,
+                            attachment: Bytes::new(),
+                        },
+                        now,
+                    )
+                }
                 Some(Err(fault)) => s.side.error(proto::ErrorFrame {
                     request_id,
                     codec: proto::CodecId::NONE,

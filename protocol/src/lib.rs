@@ -84,7 +84,6 @@ pub use annotations::{
     Annotations, AnnotationsBuilder, Iter as AnnotationsIter, BATCH_KEY, BATCH_LAST, BULK_KEY,
     CORRELATION_KEY, DEADLINE_KEY, RESERVED_PREFIX, RESUME_KEY, STREAM_KEY, WINDOW_KEY,
 };
-pub use resume::{Replay, ResumeGap};
 pub use bulk::{check_bulk, has_bulk, split_bulk};
 pub use compress::Compression;
 pub use conn::{
@@ -97,6 +96,7 @@ pub use frame::{
     Call, CallRef, ErrorBody, ErrorFrame, ExtensionTag, Extensions, Frame, GoAway, Header, Hello,
     Limits, Method, Refuse, Reply, StreamItem, Welcome,
 };
+pub use resume::{Replay, ResumeGap};
 pub use wire::{
     detect_dialect, CodecId, CompressionId, Dialect, ErrorCode, Flags, Kind, ProviderId, RequestId,
     HEADER_LEN, MAGIC, VERSION,

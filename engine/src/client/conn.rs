@@ -1199,6 +1199,8 @@ struct StreamSlot {
     waker: Option<std::task::Waker>,
     /// Something came since the consumer was last woken.
     notify: bool,
+    /// The stream's token when the server keeps it for a resume (SPEC §6.14).
+    token: Option<[u8; 16]>,
 }
 
 impl StreamSlot {
@@ -1247,7 +1249,10 @@ fn stream_event(side: &mut Pending, ev: proto::ClientEvent) -> Option<proto::Cli
         }
     }
     match ev {
-        proto::ClientEvent::Reply(r) if r.stream => slot.notify = true,
+        proto::ClientEvent::Reply(r) if r.stream => {
+            slot.token = r.annotations.stream_token();
+            slot.notify = true
+        }
         proto::ClientEvent::Reply(r) => {
             slot.push(StreamMsg::Item(r.codec, r.result));
             slot.push(StreamMsg::End);
@@ -1288,7 +1293,22 @@ pub(crate) struct RawStream {
     taken: u32,
     /// The task sending the call's argument stream (SPEC §6.13), stopped with the stream.
     pump: Option<tokio::task::AbortHandle>,
+    /// Items handed out over the stream's life, resumes included.
+    received: u64,
+    /// The stream's token when the server keeps it for a resume (SPEC §6.14).
+    token: Option<[u8; 16]>,
+    /// Opens the call again to resume the stream after its connection was lost.
+    resumer: Option<Resumer>,
+    /// A resume under way.
+    resuming: Option<futures::future::BoxFuture<'static, Result<RawStream, Error>>>,
 }
+
+/// Resumes a stream on a new connection: the stream's token and the items received.
+pub(crate) type Resumer = Arc<
+    dyn Fn([u8; 16], u64) -> futures::future::BoxFuture<'static, Result<RawStream, Error>>
+        + Send
+        + Sync,
+>;
 
 impl ClientConn {
     /// Starts a streamed call with an initial window of `window` items (`wc.window` is
@@ -1304,6 +1324,7 @@ impl ClientConn {
         args: &[u8],
         kwargs: &[u8],
         window: u32,
+        resume: Option<([u8; 16], u64)>,
     ) -> Result<RawStream, Error> {
         let mut b = proto::Annotations::builder();
         for (k, v) in annotations.user() {
@@ -1313,6 +1334,10 @@ impl ClientConn {
         }
         if let Some(c) = annotations.correlation_id() {
             b = b.correlation_id(c);
+        }
+        if let Some((token, received)) = resume {
+            // Resumes a stream whose connection was lost (SPEC §6.14).
+            b = b.resume(token, received);
         }
         let annotations = b.window(window).build();
         let frame = proto::CallRef {
@@ -1349,6 +1374,7 @@ impl ClientConn {
                     ended: false,
                     waker: None,
                     notify: false,
+                    token: None,
                 },
             );
             let reader = shared.take_reader(&mut p.side);
@@ -1369,6 +1395,10 @@ impl ClientConn {
             local: Default::default(),
             taken: 0,
             pump: None,
+            received: 0,
+            token: None,
+            resumer: None,
+            resuming: None,
         };
         std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
         Ok(stream)
@@ -1442,6 +1472,7 @@ impl ClientConn {
                     ended: false,
                     waker: None,
                     notify: false,
+                    token: None,
                 },
             );
             p.side.uploads.insert(id.0, pump.clone());
@@ -1463,6 +1494,10 @@ impl ClientConn {
             local: Default::default(),
             taken: 0,
             pump: Some(task.abort_handle()),
+            received: 0,
+            token: None,
+            resumer: None,
+            resuming: None,
         };
         std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
         Ok(stream)
@@ -1612,12 +1647,61 @@ impl RawStream {
         std::task::Poll::Ready(Ok(()))
     }
 
+    /// Resumes the stream with `resumer` (SPEC §6.14) after its connection was lost.
+    pub(crate) fn set_resumer(&mut self, resumer: Resumer) {
+        self.resumer = Some(resumer);
+    }
+
+    /// Takes over the connection-side state of `new`, the same stream resumed on a new
+    /// connection; what the caller saw (items received, the resumer) stays.
+    fn adopt(&mut self, mut new: RawStream) {
+        std::mem::swap(&mut self.shared, &mut new.shared);
+        std::mem::swap(&mut self.id, &mut new.id);
+        std::mem::swap(&mut self.local, &mut new.local);
+        self.window = new.window;
+        self.taken = new.taken;
+        self.finished = new.finished;
+        // The old state, now in `new`, was ended by its lost connection: nothing to cancel.
+        new.finished = true;
+        new.pump = None;
+    }
+
     /// The next encoded item; `None` after the stream's end.
     pub(crate) fn poll_item(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<(CodecId, Bytes), Error>>> {
         use std::task::Poll;
+        if let Some(resuming) = self.resuming.as_mut() {
+            match resuming.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(new)) => {
+                    self.resuming = None;
+                    tracing::debug!(
+                        received = self.received,
+                        "stream resumed on a new connection"
+                    );
+                    self.adopt(new);
+                }
+                Poll::Ready(Err(e)) => {
+                    self.resuming = None;
+                    self.finished = true;
+                    let e = match e {
+                        // The server answered the resume CANCELLED: it no longer holds the
+                        // stream.
+                        Error::Cancelled => Error::transport(
+                            &self.shared.address,
+                            format!(
+                                "the connection was lost after {} items of the stream, and the server no longer holds it (its linger time passed, or it keeps no streams): call the method again",
+                                self.received
+                            ),
+                        ),
+                        e => e,
+                    };
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
         if self.finished {
             return Poll::Ready(None);
         }
@@ -1629,6 +1713,9 @@ impl RawStream {
                 self.finished = true;
                 return Poll::Ready(None);
             };
+            if self.token.is_none() {
+                self.token = slot.token;
+            }
             if slot.queue.is_empty() {
                 if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     slot.waker = Some(cx.waker().clone());
@@ -1639,6 +1726,7 @@ impl RawStream {
         }
         let out = match self.local.pop_front() {
             Some(StreamMsg::Item(codec, item)) => {
+                self.received += 1;
                 self.taken += 1;
                 // Credit goes back as the consumer takes items (so the server is never
                 // more than the window ahead of it), in batches of half the window: a
@@ -1656,6 +1744,22 @@ impl RawStream {
                 return Poll::Ready(Some(Ok((codec, item))));
             }
             Some(StreamMsg::Fault(f)) => Some(Err(f.into_error(self.provider_id, &self.method))),
+            Some(StreamMsg::Failed(e @ Error::Transport { .. })) => {
+                match (self.token, self.resumer.clone()) {
+                    // The connection was lost and the server keeps the stream: it is
+                    // resumed on a new connection, where it stopped (SPEC §6.14).
+                    (Some(token), Some(resumer)) => {
+                        tracing::debug!(error = %e, received = self.received, "a stream's connection was lost: resuming it");
+                        let mut p = self.shared.pending();
+                        p.side.streams.remove(&self.id);
+                        drop(p);
+                        self.local.clear();
+                        self.resuming = Some(resumer(token, self.received));
+                        return self.poll_item(cx);
+                    }
+                    _ => Some(Err(e)),
+                }
+            }
             Some(StreamMsg::Failed(e)) => Some(Err(e)),
             Some(StreamMsg::End) | None => None,
         };

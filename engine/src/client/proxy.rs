@@ -1414,7 +1414,64 @@ impl Proxy {
             })?;
         }
         let (args, kwargs) = out.split_at(n_args);
-        Self::open_stream_on(&conn, provider_id, method, codec, args, kwargs, opts).await
+        let resumer = self.stream_resumer(provider_id, method, codec, args, kwargs, opts);
+        Self::open_stream_on(
+            &conn,
+            provider_id,
+            method,
+            codec,
+            args,
+            kwargs,
+            opts,
+            resumer,
+        )
+        .await
+    }
+
+    /// Opens the same streamed call again, on a connection this proxy makes, to resume its
+    /// stream after a lost connection (SPEC §6.14); within the proxy's retries.
+    fn stream_resumer(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: &[u8],
+        kwargs: &[u8],
+        opts: &CallOpts,
+    ) -> super::conn::Resumer {
+        let proxy = self.clone();
+        let method: Arc<str> = method.into();
+        let args = Bytes::copy_from_slice(args);
+        let kwargs = Bytes::copy_from_slice(kwargs);
+        let opts = opts.clone();
+        Arc::new(move |token, received| {
+            let proxy = proxy.clone();
+            let method = method.clone();
+            let args = args.clone();
+            let kwargs = kwargs.clone();
+            let opts = opts.clone();
+            Box::pin(async move {
+                let mut attempt = 0;
+                let conn = proxy.conn_retrying(&opts, &mut attempt).await?;
+                let annotations = CallOpts {
+                    timeout: None,
+                    ..opts.clone()
+                }
+                .annotations()?;
+                let window = opts.window.unwrap_or(crate::DEFAULT_WINDOW).max(1);
+                conn.open_stream(
+                    provider_id,
+                    &method,
+                    codec,
+                    &annotations,
+                    &args,
+                    &kwargs,
+                    window,
+                    Some((token, received)),
+                )
+                .await
+            })
+        })
     }
 
     /// Starts a call that streams its arguments (SPEC §6.13) from `items`; its answer is
@@ -1515,6 +1572,7 @@ impl Proxy {
     }
 
     /// Sends a streaming call with encoded arguments on `conn` and waits for its answer.
+    #[allow(clippy::too_many_arguments)]
     async fn open_stream_on<T>(
         conn: &ClientConn,
         provider_id: u16,
@@ -1523,6 +1581,7 @@ impl Proxy {
         args: &[u8],
         kwargs: &[u8],
         opts: &CallOpts,
+        resumer: super::conn::Resumer,
     ) -> Result<crate::RemoteStream<T>, Error> {
         let annotations = CallOpts {
             timeout: None,
@@ -1538,13 +1597,15 @@ impl Proxy {
             args,
             kwargs,
             window,
+            None,
         );
-        let raw = match opts.timeout {
+        let mut raw = match opts.timeout {
             Some(t) => tokio::time::timeout(t, open)
                 .await
                 .map_err(|_| Error::Timeout { after: t })??,
             None => open.await?,
         };
+        raw.set_resumer(resumer);
         Ok(crate::RemoteStream::new(raw))
     }
 
@@ -1578,6 +1639,7 @@ impl Proxy {
         self.no_pyro_stream(method).await?;
         let mut attempt = 0;
         let conn = self.conn_retrying(&self.opts, &mut attempt).await?;
+        let resumer = self.stream_resumer(provider_id, method, codec, &args, &kwargs, &self.opts);
         Self::open_stream_on(
             &conn,
             provider_id,
@@ -1586,6 +1648,7 @@ impl Proxy {
             &args,
             &kwargs,
             &self.opts,
+            resumer,
         )
         .await
     }

@@ -126,6 +126,9 @@ pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Ar
         }
     };
     let wire = Wire::start(machine, wr);
+    if let Some(l) = &inner.lingering {
+        wire.streams.set_lingering(l.clone());
+    }
     lock(&inner.connections).insert(info.id, wire.clone());
     let mut conn = Conn::new(inner, info, wire, span.clone());
     let mut reader = Reader {
@@ -599,6 +602,9 @@ impl Conn {
         for t in self.tasks.drain() {
             t.abort();
         }
+        // Shut first: the pumps of resumable streams, woken below, see the connection
+        // gone and park their streams (SPEC §6.14).
+        self.wire.close();
         self.wire.streams.stop_all();
         self.wire.uploads.end_all();
         lock(&self.inner.connections).remove(&self.info.id);
@@ -622,6 +628,5 @@ impl Conn {
                 }
             }
         }
-        self.wire.close();
     }
 }

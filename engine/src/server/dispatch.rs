@@ -175,6 +175,11 @@ impl Conn {
             hooks: None,
             trace: trace.clone(),
         };
+        if let Some((token, received)) = call.annotations.resume() {
+            // A stream resumed after a lost connection (SPEC §6.14): no handler runs.
+            crate::stream::resume_call(&self.wire, &call, token, received, sink);
+            return;
+        }
         if provider_id == DAEMON_PROVIDER_ID {
             super::daemon::call(&self.inner, &self.info, &call, sink);
             return;

@@ -53,7 +53,7 @@ pub struct ServerBuilder {
     shutdown_token: Option<String>,
     /// Timeouts set on the builder (`Some(None)`: explicitly off); unset ones come from the
     /// environment or the defaults.
-    timeouts: [Option<Option<Duration>>; 5],
+    timeouts: [Option<Option<Duration>>; 6],
     max_buffered: Option<usize>,
     /// `Some(None)`: detection explicitly off.
     blocking_budget: Option<Option<Duration>>,
@@ -74,6 +74,8 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Option<Duration>,
     pub(crate) keepalive: Option<Duration>,
     pub(crate) stream_lifetime: Option<Duration>,
+    /// How long a resumable stream whose connection was lost is kept (SPEC §6.14).
+    pub(crate) stream_linger: Option<Duration>,
 }
 
 impl ServerBuilder {
@@ -181,6 +183,19 @@ impl ServerBuilder {
     /// `WIRECALL_STREAM_LIFETIME` (`30s`, `5m`).
     pub fn stream_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.timeouts[4] = Some(lifetime);
+        self
+    }
+
+    /// How long a streamed result whose connection was lost (without a CANCEL) is kept for
+    /// its caller to resume (Pyro's `ITER_STREAM_LINGER`, SPEC §6.14): its producer is
+    /// paused, and a proxy that connects again within this time goes on reading where it
+    /// stopped, without a lost or repeated item. Streams called with a window (every
+    /// `RemoteStream`) are resumable; at most the window of items is kept per stream.
+    /// Pyro5 remote iterators linger the same way: a Pyro5 proxy that reconnects goes on
+    /// with `get_next_stream_item`. Default 30 s, Pyro's default, or
+    /// `WIRECALL_STREAM_LINGER` (`off` disables it).
+    pub fn stream_linger(mut self, linger: Option<Duration>) -> Self {
+        self.timeouts[5] = Some(linger);
         self
     }
 
@@ -347,6 +362,7 @@ impl ServerBuilder {
             timeouts,
             blocking_budget,
             upload_window: self.upload_window,
+            lingering: timeouts.stream_linger.map(crate::stream::Lingering::new),
             max_connections,
             open: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
@@ -462,6 +478,9 @@ struct Inner {
     blocking_budget: Option<Duration>,
     /// The window of client → server streams (SPEC §6.13).
     pub(crate) upload_window: u32,
+    /// The streams kept after their connection was lost (SPEC §6.14), when
+    /// `stream_linger` is on.
+    pub(crate) lingering: Option<Arc<crate::stream::Lingering>>,
     /// The most connections served at once (`None`: no limit).
     max_connections: Option<usize>,
     /// Connections being served now.
@@ -527,7 +546,7 @@ impl Engine {
             max_connections: None,
             grace: Duration::from_secs(5),
             shutdown_token: None,
-            timeouts: [None; 5],
+            timeouts: [None; 6],
             max_buffered: None,
             blocking_budget: None,
             upload_window: crate::DEFAULT_UPLOAD_WINDOW,
@@ -764,6 +783,12 @@ impl Engine {
     pub async fn finalize(&self) {
         finalize(self.inner.clone()).await
     }
+
+    /// How many streamed results whose connection was lost this server keeps now, for
+    /// their callers to resume ([`ServerBuilder::stream_linger`]).
+    pub fn kept_streams(&self) -> usize {
+        self.inner.lingering.as_ref().map_or(0, |l| l.len())
+    }
 }
 
 async fn finalize(inner: Arc<Inner>) {
@@ -813,6 +838,10 @@ async fn finalize(inner: Arc<Inner>) {
         lock(&inner.connections).drain().map(|(_, c)| c).collect();
     for w in conns {
         w.close();
+    }
+    if let Some(l) = &inner.lingering {
+        // Nobody can resume a stream any more: their producers are dropped.
+        l.clear();
     }
     for p in &providers {
         if let Instances::Shared(i) = &p.instances {
