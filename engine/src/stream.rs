@@ -234,6 +234,9 @@ pub(crate) struct Lingering {
     /// The resumable streams being pumped now, by token: a resume that comes before their
     /// connection was seen lost takes them over.
     active: Mutex<HashMap<[u8; 16], Arc<Handover>>>,
+    /// Pyro5 remote iterators whose connection ended, by stream id: a Pyro5 proxy that
+    /// reconnects goes on with `get_next_stream_item`.
+    pyro: Mutex<HashMap<String, (CodecId, EncodedStream, u64, AbortHandle)>>,
 }
 
 /// Asks a pump to give its stream up for a resume on another connection.
@@ -262,6 +265,7 @@ impl Lingering {
             generation: std::sync::atomic::AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
             active: Mutex::new(HashMap::new()),
+            pyro: Mutex::new(HashMap::new()),
         })
     }
 
@@ -360,9 +364,50 @@ impl Lingering {
         Some(p)
     }
 
-    /// How many streams are kept now.
+    /// How many streams are kept now (Pyro5 remote iterators included).
     pub(crate) fn len(&self) -> usize {
-        self.map().len()
+        self.map().len() + self.pyro_map().len()
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn pyro_map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (CodecId, EncodedStream, u64, AbortHandle)>>
+    {
+        self.pyro.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps a Pyro5 remote iterator whose connection ended for the linger time.
+    pub(crate) fn park_pyro(self: &Arc<Self>, id: String, codec: CodecId, items: EncodedStream) {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let me = Arc::downgrade(self);
+        let linger = self.linger;
+        let key = id.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
+            if let Some(me) = me.upgrade() {
+                let mut m = me.pyro_map();
+                if m.get(&key).is_some_and(|p| p.2 == generation) {
+                    let gone = m.remove(&key);
+                    drop(m);
+                    drop(gone);
+                }
+            }
+        });
+        self.pyro_map()
+            .insert(id, (codec, items, generation, timer.abort_handle()));
+    }
+
+    /// Takes a kept Pyro5 remote iterator out for a connection that reads it again.
+    pub(crate) fn take_pyro(&self, id: &str) -> Option<(CodecId, EncodedStream)> {
+        let (codec, items, _, timer) = self.pyro_map().remove(id)?;
+        timer.abort();
+        Some((codec, items))
     }
 
     /// The server finalizes: every kept stream is dropped.
@@ -372,6 +417,10 @@ impl Lingering {
         let all: Vec<Parked> = self.map().drain().map(|(_, p)| p).collect();
         for p in all {
             p.timer.abort();
+        }
+        let pyro: Vec<_> = self.pyro_map().drain().map(|(_, p)| p).collect();
+        for p in pyro {
+            p.3.abort();
         }
     }
 }

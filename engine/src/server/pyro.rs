@@ -416,7 +416,14 @@ impl Driver {
         self.connected = true;
     }
 
-    fn teardown(self) {
+    fn teardown(mut self) {
+        if let Some(l) = &self.inner.lingering {
+            // Remote iterators stay readable from a new connection for the linger time
+            // (Pyro's ITER_STREAM_LINGER).
+            for (id, (codec, items)) in self.streams.drain() {
+                l.park_pyro(id, codec, items);
+            }
+        }
         if !self.connected {
             return;
         }
@@ -495,7 +502,11 @@ impl Driver {
                 "close_stream" => {
                     // Dropping the stream drops the handler's producer.
                     if let Some(id) = vargs.first().and_then(as_str) {
-                        self.streams.remove(id);
+                        if self.streams.remove(id).is_none() {
+                            if let Some(l) = &self.inner.lingering {
+                                l.take_pyro(id);
+                            }
+                        }
                     }
                 }
                 _ => {}
@@ -898,11 +909,14 @@ impl Driver {
     /// does (flags EXCEPTION|ITEMSTREAMRESULT, annotation `STRM`, reference §2.7).
     fn start_stream(&mut self, codec: CodecId, items: crate::stream::EncodedStream) -> Reply {
         self.streams_started += 1;
-        let id = format!(
-            "wirecall-{:08x}-{:08x}",
-            self.info.id() as u32,
-            self.streams_started
-        );
+        // Unguessable: a lingering stream (SPEC §6.14) is read again by whoever names it.
+        let id: String = std::iter::once("wirecall-".to_string())
+            .chain(
+                crate::stream::new_token()
+                    .iter()
+                    .map(|b| format!("{b:02x}")),
+            )
+            .collect();
         let old = Fault::application(
             "Pyro5.errors.ProtocolError",
             "result of call is an iterator",
@@ -921,6 +935,23 @@ impl Driver {
         let Some(id) = vargs.first().and_then(as_str).map(str::to_string) else {
             return exception_reply(codec, &terminated(), what);
         };
+        if !self.streams.contains_key(&id) {
+            // A stream of a connection that ended, kept for its client (ITER_STREAM_LINGER).
+            // A client that reconnected at once can be here before the server saw its old
+            // connection end: one of this server's ids is waited for, briefly.
+            if let Some(l) = self.inner.lingering.clone() {
+                let waits = if id.starts_with("wirecall-") { 50 } else { 0 };
+                for i in 0..=waits {
+                    if let Some(kept) = l.take_pyro(&id) {
+                        self.streams.insert(id.clone(), kept);
+                        break;
+                    }
+                    if i < waits {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
         let Some((items_codec, items)) = self.streams.get_mut(&id) else {
             return exception_reply(codec, &terminated(), what);
         };

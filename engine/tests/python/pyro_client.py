@@ -185,6 +185,12 @@ elif scenario == "streams":
         endless.close()
         check(p.add(2, 3) == 5, "the connection serves on after a closed stream")
         check(p.squares(3) == [0, 1, 4], "a list result is a plain result, not a stream")
+        # ITER_STREAM_LINGER: a remote iterator outlives its connection. The proxy opens a
+        # new connection (as after a network failure) and the iterator goes on there.
+        it = p.countdown(4)
+        check(next(it) == 4, "a remote iterator read on its first connection")
+        p._pyroReconnect()
+        check(list(it) == [3, 2, 1], "the same iterator read on a new connection (linger)")
     with proxy("Pyro.Daemon") as d:
         try:
             d.get_next_stream_item("no-such-stream")
