@@ -30,7 +30,12 @@ use crate::CodecId;
 
 /// How many argument items a server lets a call send before its handler took them, by
 /// default ([`ServerBuilder::upload_window`](crate::ServerBuilder::upload_window)).
-pub const DEFAULT_UPLOAD_WINDOW: u32 = 64;
+pub const DEFAULT_UPLOAD_WINDOW: u32 = 256;
+
+/// Encoded items up to this size share blocks of [`ITEM_BLOCK`] bytes.
+const SMALL_ITEM: usize = 1024;
+/// The size of a block of encoded items.
+const ITEM_BLOCK: usize = 64 * 1024;
 
 /// The sending end of a call's argument stream built with
 /// [`CallBuilder::upload_sink`](crate::CallBuilder::upload_sink): a
@@ -97,7 +102,7 @@ impl UploadTable {
             wire,
             table: self.clone(),
             id,
-            grant_every: (window / 4).max(1),
+            grant_every: (window / 2).max(1),
             taken: 0,
         }
     }
@@ -161,7 +166,8 @@ pub(crate) struct UploadRx {
     wire: Arc<Wire<proto::ServerConnection>>,
     table: Arc<UploadTable>,
     id: u64,
-    /// Credit is granted back in steps of this many items (a quarter of the window).
+    /// Credit is granted back in steps of this many items (half the window, as the
+    /// client does for results: a CREDIT per item would cost as much as the items).
     grant_every: u32,
     /// Items taken since the last CREDIT.
     taken: u32,
@@ -298,14 +304,26 @@ impl UploadSource {
     {
         use futures::StreamExt;
         UploadSource(Box::new(move |codec| {
+            // Items are encoded into a scratch vector, then copied into a shared block
+            // that many items' bytes are cut from: no allocation per small item.
+            let mut scratch = Vec::new();
+            let mut block = bytes::BytesMut::new();
             items
                 .map(move |v| {
-                    let mut out = Vec::new();
-                    crate::codec::encode_into(codec, &v, &mut out)
-                        .map(|()| Bytes::from(out))
-                        .map_err(|e| Error::Codec {
+                    scratch.clear();
+                    crate::codec::encode_into(codec, &v, &mut scratch).map_err(|e| {
+                        Error::Codec {
                             message: format!("encoding an argument stream item with {codec}: {e}"),
-                        })
+                        }
+                    })?;
+                    if scratch.len() > SMALL_ITEM {
+                        return Ok(Bytes::copy_from_slice(&scratch));
+                    }
+                    if block.capacity() < scratch.len() {
+                        block.reserve(ITEM_BLOCK);
+                    }
+                    block.extend_from_slice(&scratch);
+                    Ok(block.split().freeze())
                 })
                 .boxed()
         }))
