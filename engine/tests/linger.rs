@@ -1,5 +1,5 @@
-//! Issue 12, item 1: resumable streams (SPEC §6.14, Pyro's `ITER_STREAM_LINGER`). A TCP
-//! relay on 127.0.0.1 between proxy and server cuts the connection in the middle of a
+//! Issue 12, item 1: resumable streams (SPEC §6.14, Pyro's `ITER_STREAM_LINGER`). A relay
+//! (tcp on 127.0.0.1, or a unix socket in a temp dir) between proxy and server cuts the connection in the middle of a
 //! stream (both ends see it end, as with a network failure); the proxy connects again and
 //! the stream goes on where it stopped: no item lost, none repeated, the producer never
 //! restarted. Without linger, or after the linger time, the caller gets an error and the
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 use wirecall::{CodecId, Engine, Error, ItemStream, Proxy};
 
@@ -42,31 +42,59 @@ impl Source {
     }
 }
 
-/// A TCP relay to `target` whose connections can be cut all at once.
+/// A relay (tcp or unix) to the server at `target` whose connections can be cut all at
+/// once.
 struct Relay {
     address: String,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
 
+async fn pipe<A, B>(mut a: A, mut b: B)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+}
+
 impl Relay {
-    async fn start(target: String) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("tcp://{}", listener.local_addr().unwrap());
+    async fn start(target: String, dir: &tempfile::TempDir) -> Relay {
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let list = conns.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                let task = tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                });
-                list.lock().unwrap().push(task);
-            }
-        });
+        let (address, accept) = if let Some(path) = target.strip_prefix("unix://") {
+            let here = dir.path().join("relay.sock");
+            let listener = UnixListener::bind(&here).unwrap();
+            let path = path.to_string();
+            let accept = tokio::spawn(async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    let path = path.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(outbound) = UnixStream::connect(&path).await {
+                            pipe(inbound, outbound).await;
+                        }
+                    });
+                    list.lock().unwrap().push(task);
+                }
+            });
+            (format!("unix://{}", here.display()), accept)
+        } else {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = format!("tcp://{}", listener.local_addr().unwrap());
+            let target = target.trim_start_matches("tcp://").to_string();
+            let accept = tokio::spawn(async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    let target = target.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(outbound) = TcpStream::connect(&target).await {
+                            pipe(inbound, outbound).await;
+                        }
+                    });
+                    list.lock().unwrap().push(task);
+                }
+            });
+            (address, accept)
+        };
         Relay {
             address,
             conns,
@@ -89,8 +117,12 @@ impl Drop for Relay {
     }
 }
 
-async fn server(linger: Option<Duration>) -> (Engine, Arc<Source>, Relay) {
-    let engine = Engine::server("tcp://127.0.0.1:0")
+async fn server_on(
+    addr: &str,
+    linger: Option<Duration>,
+    dir: &tempfile::TempDir,
+) -> (Engine, Arc<Source>, Relay) {
+    let engine = Engine::server(addr)
         .accept([CodecId::POSTCARD, CodecId::JSON])
         .stream_linger(linger)
         .start()
@@ -98,9 +130,13 @@ async fn server(linger: Option<Duration>) -> (Engine, Arc<Source>, Relay) {
         .unwrap();
     let src = Arc::new(Source::default());
     engine.register_arc(src.clone(), PROVIDER).unwrap();
-    let target = engine.address().trim_start_matches("tcp://").to_string();
-    let relay = Relay::start(target).await;
+    let relay = Relay::start(engine.address(), dir).await;
     (engine, src, relay)
+}
+
+async fn server(linger: Option<Duration>) -> (Engine, Arc<Source>, Relay) {
+    let dir = tempfile::tempdir().unwrap();
+    server_on("tcp://127.0.0.1:0", linger, &dir).await
 }
 
 async fn until(what: &str, f: impl Fn() -> bool) {
@@ -115,41 +151,55 @@ async fn until(what: &str, f: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_resumes_where_it_stopped_after_its_connection_is_lost() {
-    tokio::time::timeout(LIMIT, async {
-        let (engine, src, relay) = server(Some(Duration::from_secs(10))).await;
-        let proxy = Proxy::new(&relay.address).unwrap().codec(CodecId::POSTCARD);
-        let n = 5_000u64;
-        let mut s = proxy
-            .call_on(PROVIDER, "src_count")
-            .unwrap()
-            .arg(n)
-            .window(16)
-            .stream::<u64>()
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        // Three cuts at different points of the stream.
-        for cut_at in [100u64, 1_000, 3_333] {
-            while (got.len() as u64) < cut_at {
-                got.push(s.next().await.unwrap().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let unix = format!("unix://{}", dir.path().join("server.sock").display());
+    for addr in ["tcp://127.0.0.1:0", unix.as_str()] {
+        tokio::time::timeout(LIMIT, async {
+            let (engine, src, relay) = server_on(addr, Some(Duration::from_secs(10)), &dir).await;
+            let proxy = Proxy::new(&relay.address).unwrap().codec(CodecId::POSTCARD);
+            let n = 5_000u64;
+            let mut s = proxy
+                .call_on(PROVIDER, "src_count")
+                .unwrap()
+                .arg(n)
+                .window(16)
+                .stream::<u64>()
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            // Three cuts at different points of the stream.
+            for cut_at in [100u64, 1_000, 3_333] {
+                while (got.len() as u64) < cut_at {
+                    got.push(s.next().await.unwrap().unwrap());
+                }
+                relay.cut();
             }
-            relay.cut();
-        }
-        while let Some(item) = s.next().await {
-            got.push(item.unwrap());
-        }
-        assert_eq!(got, (0..n).collect::<Vec<_>>(), "no item lost or repeated");
-        assert_eq!(src.calls.load(Ordering::SeqCst), 1, "the producer ran once");
-        // The stream ended: nothing is kept.
-        until("a finished stream stayed kept", || {
-            engine.kept_streams() == 0
+            while let Some(item) = s.next().await {
+                got.push(item.unwrap());
+            }
+            assert_eq!(
+                got,
+                (0..n).collect::<Vec<_>>(),
+                "{addr}: no item lost or repeated"
+            );
+            assert_eq!(
+                src.calls.load(Ordering::SeqCst),
+                1,
+                "{addr}: the producer ran once"
+            );
+            // The stream ended: nothing is kept.
+            until("a finished stream stayed kept", || {
+                engine.kept_streams() == 0
+            })
+            .await;
+            assert!(src.dropped.load(Ordering::SeqCst));
+            engine.finalize().await;
+            drop(relay);
+            let _ = std::fs::remove_file(dir.path().join("relay.sock"));
         })
-        .await;
-        assert!(src.dropped.load(Ordering::SeqCst));
-        engine.finalize().await;
-    })
-    .await
-    .expect("bounded");
+        .await
+        .expect("bounded");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
