@@ -7,8 +7,10 @@
 //! error, answers to ids not in flight), pings, GOAWAY, shutdown with a grace, close, end of
 //! stream, bytes delivered in arbitrary splits through each input method, transmit taken in
 //! each way (chunks, swapped buffer, partial writes), time advancing and timers fired
-//! (handshake, frame, idle, keep-alive, ping, call deadlines, drain grace), and faults on
-//! the pipes (bytes corrupted, dropped, duplicated or injected).
+//! (handshake, frame, idle, keep-alive, ping, call deadlines, drain grace), stream credit
+//! (`wc.window` and CREDIT, SPEC §6.12), argument streams (flag UPLOAD, the client's items
+//! and STREAM_END, the server's CREDIT, SPEC §6.13), and faults on the pipes (bytes
+//! corrupted, dropped, duplicated or injected).
 //!
 //! Invariants checked after every operation, beyond "no panic":
 //! - everything a side transmits decodes with a fresh [`FrameDecoder`] (no limits), ends
@@ -28,9 +30,10 @@
 //! - timers: `handle_timeout` before `poll_timeout` changes nothing; after it fires the
 //!   next deadline is in the future (no busy loop);
 //! - without faults: what the server receives is exactly what the client sent (method,
-//!   provider, codec, sections), replies carry what the server sent, and once every byte is
-//!   delivered both sides agree on the handshake and every answer sent has reached the
-//!   client.
+//!   provider, codec, sections, argument items in order), replies carry what the server
+//!   sent, neither side ever sees its credit broken (`flow_control`) by the other, and once
+//!   every byte is delivered both sides agree on the handshake and every answer sent has
+//!   reached the client.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -86,6 +89,10 @@ struct Setup {
     client_input: u8,
     server_input: u8,
     server_reserve: bool,
+    /// Client → server streams: the client offers them, the server takes them with this
+    /// window (`None`: not supported).
+    client_uploads: bool,
+    server_upload_window: Option<u8>,
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -115,9 +122,32 @@ enum Op {
         attach_len: u16,
         user_annotation: Option<u8>,
         by_ref: bool,
+        /// `wc.window` (SPEC §6.12).
+        window: Option<u8>,
+        /// Flag UPLOAD (SPEC §6.13; the owned call path only).
+        upload: bool,
     },
     Cancel {
         pick: u8,
+    },
+    /// The client grants download credit (CREDIT c → s).
+    Grant {
+        pick: u8,
+        n: u8,
+    },
+    /// The client sends an argument item.
+    SendItem {
+        pick: u8,
+        len: u16,
+    },
+    /// The client ends an argument stream.
+    EndUpload {
+        pick: u8,
+    },
+    /// The server grants argument credit (CREDIT s → c).
+    ServerGrant {
+        pick: u8,
+        n: u8,
     },
     Ping(Side),
     ClientGoAway,
@@ -200,6 +230,8 @@ struct WireCheck {
     sent_results: BTreeMap<RequestId, Vec<Bytes>>,
     /// Every CALL the client sent (id, oneway).
     calls: BTreeMap<RequestId, bool>,
+    /// Calls the client sent with flag UPLOAD, and whether their STREAM_END went.
+    uploads: BTreeMap<RequestId, bool>,
 }
 
 impl WireCheck {
@@ -220,6 +252,7 @@ impl WireCheck {
             streams: BTreeSet::new(),
             sent_results: BTreeMap::new(),
             calls: BTreeMap::new(),
+            uploads: BTreeMap::new(),
         }
     }
 
@@ -265,6 +298,32 @@ impl WireCheck {
                 assert!(c.codec.is_codec());
                 self.last_call = c.request_id;
                 self.calls.insert(c.request_id, c.oneway);
+                assert!(!(c.upload && c.oneway), "UPLOAD with ONEWAY");
+                if c.upload {
+                    self.uploads.insert(c.request_id, false);
+                }
+            }
+            Frame::StreamItem(s) => {
+                assert_eq!(
+                    self.uploads.get(&s.request_id),
+                    Some(&false),
+                    "argument item for {:?}, not an open argument stream",
+                    s.request_id
+                );
+            }
+            Frame::StreamEnd(id) => {
+                assert_eq!(
+                    self.uploads.insert(id, true),
+                    Some(false),
+                    "STREAM_END for {id:?}, not an open argument stream"
+                );
+            }
+            Frame::Credit(id, n) => {
+                assert!(n >= 1);
+                assert!(
+                    self.calls.get(&id) == Some(&false),
+                    "CREDIT for {id:?} never called"
+                );
             }
             Frame::Cancel(id) => {
                 assert!(
@@ -334,6 +393,13 @@ impl WireCheck {
                 answer(id, true, self);
             }
             Frame::Error(e) => answer(e.request_id, true, self),
+            Frame::Credit(id, n) => {
+                assert!(n >= 1);
+                assert!(
+                    received.contains_key(&id),
+                    "CREDIT for {id:?}, never received"
+                );
+            }
             Frame::Refuse(_) => self.ended = true,
             Frame::GoAway(g) => {
                 self.goaway = true;
@@ -373,6 +439,8 @@ struct Sent {
     args: Bytes,
     kwargs: Bytes,
     attachment: Bytes,
+    /// Argument items sent, in order (flag UPLOAD).
+    items: Vec<Bytes>,
 }
 
 struct Pipe {
@@ -413,6 +481,10 @@ struct Harness {
     server_accepted: Vec<CodecId>,
     client_codecs: Vec<CodecId>,
     session_codec: Option<CodecId>,
+    /// The argument items the server reported per call, counted.
+    server_items: BTreeMap<RequestId, usize>,
+    /// Calls whose argument stream the server saw end.
+    server_upload_ended: BTreeSet<RequestId>,
 }
 
 /// Runs one fuzz input.
@@ -483,6 +555,9 @@ impl Harness {
         cc.frame_timeout = ms(s.client_timers.frame);
         cc.keepalive = ms(s.client_timers.keepalive);
         cc.share_sections_from = s.client_share.map_or(usize::MAX, usize::from);
+        if s.client_uploads {
+            cc.offer_uploads();
+        }
         let accepted: Vec<CodecId> = (0..7u8)
             .filter(|i| s.server_codecs & (1 << i) != 0)
             .map(|i| CodecId(i + 1))
@@ -500,6 +575,9 @@ impl Harness {
         sc.keepalive = ms(s.server_timers.keepalive);
         sc.share_sections_from = s.server_share.map_or(usize::MAX, usize::from);
         sc.reserve_input = s.server_reserve;
+        if let Some(w) = s.server_upload_window {
+            sc.support_uploads(u32::from(w % 8) + 1).unwrap();
+        }
         let server_max_in_flight = sc.limits.max_in_flight as usize;
         let client = ClientConnection::new(cc, now).ok()?;
         let server = match ServerConnection::new(sc, now) {
@@ -546,6 +624,8 @@ impl Harness {
             server_accepted: accepted,
             client_codecs,
             session_codec: None,
+            server_items: BTreeMap::new(),
+            server_upload_ended: BTreeSet::new(),
         })
     }
 
@@ -589,6 +669,8 @@ impl Harness {
                 attach_len,
                 user_annotation,
                 by_ref,
+                window,
+                upload,
             } => self.call(
                 provider,
                 method,
@@ -600,7 +682,94 @@ impl Harness {
                 attach_len,
                 user_annotation,
                 by_ref,
+                window,
+                upload,
             ),
+            Op::Grant { pick, n } => {
+                let ids: Vec<RequestId> = self.calls.keys().copied().collect();
+                let Some(id) = Self::pick(&ids, pick) else {
+                    return;
+                };
+                let before = self.client.credit(id);
+                match self.client.grant(id, u32::from(n)) {
+                    Ok(true) => {
+                        assert!(n >= 1 && before.is_some(), "grant accepted for {id:?}");
+                        assert_eq!(self.client.credit(id), before.map(|c| c + u32::from(n)));
+                    }
+                    Ok(false) => {}
+                    Err(_) => assert!(
+                        n == 0 || before.is_none() || self.client.is_closed(),
+                        "grant refused for {id:?} with credit {before:?}"
+                    ),
+                }
+            }
+            Op::SendItem { pick, len } => {
+                let ids: Vec<RequestId> = self.sent.keys().copied().collect();
+                let Some(id) = Self::pick(&ids, pick) else {
+                    return;
+                };
+                let credit = self.client.upload_credit(id);
+                let item = filler(usize::from(len % 3000), id.0 + 11);
+                match self.client.send_item(StreamItem {
+                    request_id: id,
+                    codec: CodecId::JSON,
+                    annotations: Annotations::new(),
+                    item: item.clone(),
+                    attachment: Bytes::new(),
+                }) {
+                    Ok(()) => {
+                        assert!(
+                            credit.is_some_and(|c| c > 0),
+                            "item accepted for {id:?} with credit {credit:?}"
+                        );
+                        assert_eq!(self.client.upload_credit(id), credit.map(|c| c - 1));
+                        self.sent.get_mut(&id).unwrap().items.push(item);
+                    }
+                    Err(ProtocolError::NoCredit { .. }) => assert_eq!(credit, Some(0)),
+                    Err(e) => assert!(
+                        credit.is_none()
+                            || self.client.is_closed()
+                            || matches!(e, ProtocolError::TooLong { .. }),
+                        "item refused for {id:?} with credit {credit:?}: {e}"
+                    ),
+                }
+            }
+            Op::EndUpload { pick } => {
+                let ids: Vec<RequestId> = self.sent.keys().copied().collect();
+                let Some(id) = Self::pick(&ids, pick) else {
+                    return;
+                };
+                let open = self.client.upload_credit(id).is_some();
+                match self.client.end_upload(id) {
+                    Ok(true) => {
+                        assert!(open, "end accepted for {id:?}");
+                        assert_eq!(self.client.upload_credit(id), None);
+                    }
+                    Ok(false) => assert!(!open),
+                    Err(_) => assert!(!open || self.client.is_closed()),
+                }
+            }
+            Op::ServerGrant { pick, n } => {
+                let ids: Vec<RequestId> = self.scalls.keys().copied().collect();
+                let Some(id) = Self::pick(&ids, pick) else {
+                    return;
+                };
+                let before = self.server.upload_credit(id);
+                match self.server.grant(id, u32::from(n)) {
+                    Ok(true) => {
+                        assert!(
+                            n >= 1 && before.is_some(),
+                            "server grant accepted for {id:?}"
+                        );
+                    }
+                    Ok(false) => assert!(before.is_none()),
+                    Err(_) => assert!(
+                        n == 0
+                            || self.server.is_closed()
+                            || before.is_some_and(|b| b.checked_add(u32::from(n)).is_none())
+                    ),
+                }
+            }
             Op::Cancel { pick } => {
                 let ids: Vec<RequestId> = self.calls.keys().copied().collect();
                 let id = Self::pick(&ids, pick).unwrap_or(RequestId(u64::from(pick)));
@@ -832,7 +1001,11 @@ impl Harness {
     fn answer_refused(&self, expected_ok: bool, e: &ProtocolError) {
         if expected_ok {
             assert!(
-                self.server.is_closed() || matches!(e, ProtocolError::TooLong { .. }),
+                self.server.is_closed()
+                    || matches!(
+                        e,
+                        ProtocolError::TooLong { .. } | ProtocolError::NoCredit { .. }
+                    ),
                 "answer refused: {e}"
             );
         }
@@ -851,12 +1024,18 @@ impl Harness {
         attach_len: u16,
         user_annotation: Option<u8>,
         by_ref: bool,
+        window: Option<u8>,
+        upload: bool,
     ) {
         let method = METHODS[usize::from(method) % METHODS.len()];
         let mut ann = Annotations::builder();
         if let Some(d) = deadline_ms {
             ann = ann.deadline(Duration::from_millis(u64::from(d % 5000)));
         }
+        if let Some(w) = window {
+            ann = ann.window(u32::from(w % 8));
+        }
+        let by_ref = by_ref && !upload;
         if let Some(len) = user_annotation {
             ann = ann.insert("user", &filler(usize::from(len), 3)).unwrap();
         }
@@ -887,7 +1066,7 @@ impl Harness {
                     method: Method::new(method).unwrap(),
                     codec: codec.map(CodecId),
                     oneway,
-                    upload: false,
+                    upload,
                     annotations,
                     args: args.clone(),
                     kwargs: kwargs.clone(),
@@ -918,7 +1097,14 @@ impl Harness {
                         args,
                         kwargs,
                         attachment,
+                        items: Vec::new(),
                     },
+                );
+                assert!(!upload || !oneway, "a oneway upload was accepted");
+                assert_eq!(
+                    upload,
+                    self.client.upload_credit(id).is_some(),
+                    "upload credit of a new call {id:?}"
                 );
                 self.calls.insert(
                     id,
@@ -974,8 +1160,12 @@ impl Harness {
                         .map(|_| ())
                 }
             };
-            if r.is_err() {
+            if let Err(e) = &r {
                 assert!(self.server.is_closed(), "input error left the server open");
+                assert!(
+                    self.c2s.faulty || !matches!(e, ProtocolError::FlowControl { .. }),
+                    "the client broke the server's credit: {e}"
+                );
             }
         } else {
             let n = n.min(self.s2c.bytes.len());
@@ -1003,8 +1193,12 @@ impl Harness {
             for (id, _codec, result) in fast {
                 self.client_answer(id, false, true, Some(&result));
             }
-            if r.is_err() {
+            if let Err(e) = &r {
                 assert!(self.client.is_closed(), "input error left the client open");
+                assert!(
+                    self.s2c.faulty || !matches!(e, ProtocolError::FlowControl { .. }),
+                    "the server broke the client's credit: {e}"
+                );
             }
         }
     }
@@ -1219,6 +1413,14 @@ impl Harness {
                     self.client_drained = true;
                 }
                 ClientEvent::Pong { .. } => {}
+                ClientEvent::Credit { request_id, credit } => {
+                    let s = self.calls.get(&request_id).copied();
+                    assert!(
+                        matches!(s, Some(CState::Pending | CState::Streaming)),
+                        "argument credit for {request_id:?} in state {s:?}"
+                    );
+                    assert_eq!(self.client.upload_credit(request_id), Some(credit));
+                }
                 other => panic!("unexpected client event {other:?}"),
             }
         }
@@ -1278,6 +1480,47 @@ impl Harness {
                     self.server_drained = true;
                 }
                 ServerEvent::Pong { .. } => {}
+                ServerEvent::Credit { request_id, credit } => {
+                    let s = self.scalls.get(&request_id).copied();
+                    assert!(
+                        matches!(s, Some(SState::InFlight | SState::Streaming)),
+                        "credit for {request_id:?} in state {s:?}"
+                    );
+                    assert_eq!(self.server.credit(request_id), Some(credit));
+                }
+                ServerEvent::StreamItem(item) => {
+                    let id = item.request_id;
+                    let s = self.scalls.get(&id).copied();
+                    assert!(
+                        matches!(s, Some(SState::InFlight | SState::Streaming)),
+                        "argument item for {id:?} in state {s:?}"
+                    );
+                    assert!(
+                        !self.server_upload_ended.contains(&id),
+                        "argument item for {id:?} after its end"
+                    );
+                    let n = self.server_items.entry(id).or_default();
+                    if !self.c2s.faulty {
+                        let sent = self.sent.get(&id).and_then(|s| s.items.get(*n));
+                        assert_eq!(
+                            sent.map(|b| &b[..]),
+                            Some(&item.item[..]),
+                            "argument item {n} of {id:?} differs"
+                        );
+                    }
+                    *n += 1;
+                }
+                ServerEvent::StreamEnd(id) => {
+                    let s = self.scalls.get(&id).copied();
+                    assert!(
+                        matches!(s, Some(SState::InFlight | SState::Streaming)),
+                        "argument stream end for {id:?} in state {s:?}"
+                    );
+                    assert!(
+                        self.server_upload_ended.insert(id),
+                        "argument stream of {id:?} ended twice"
+                    );
+                }
                 other => panic!("unexpected server event {other:?}"),
             }
         }
