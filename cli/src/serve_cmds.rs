@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::Args;
 use futures::StreamExt;
 use wirecall::{
-    Bulk, CallContext, CodecId, Engine, Error, ItemStream, Metadata, Proxy, PyroProxy,
+    Bulk, CallContext, CodecId, Engine, Error, ItemStream, Metadata, Proxy, PyroProxy, Streaming,
     DAEMON_PROVIDER_ID,
 };
 use wirecall_codecs::{Limits, Value};
@@ -97,6 +97,25 @@ impl Demo {
             }
             Some((i, i + 1))
         }))
+    }
+
+    /// The sum of the numbers the caller streams after the call (an argument stream, SPEC
+    /// §6.13; `wirecall call` reads them from stdin, one per line).
+    #[remote]
+    async fn sum(&self, numbers: Streaming<i64>) -> Result<i64, Error> {
+        let mut numbers = numbers;
+        let mut total = 0i64;
+        while let Some(n) = numbers.next().await {
+            total = total.wrapping_add(n?);
+        }
+        Ok(total)
+    }
+
+    /// Each line the caller streams, upper-cased and sent back as it arrives (a
+    /// bidirectional stream).
+    #[remote]
+    fn shout(&self, lines: Streaming<String>) -> ItemStream<String> {
+        ItemStream::try_new(lines.map(|l| l.map(|l| l.to_uppercase())))
     }
 
     /// Returns its bytes, which travel both ways as a bulk attachment (never encoded by the
@@ -509,6 +528,8 @@ struct Resolved {
     oneway: bool,
     /// The method returns a stream (from the metadata).
     streams: bool,
+    /// The method takes an argument stream (from the metadata).
+    uploads: bool,
 }
 
 /// Resolves a short method name and the provider from the server's metadata; when the
@@ -530,6 +551,7 @@ fn resolve(meta: &Metadata, provider: Option<u16>, method: &str) -> Resolved {
             method: method.to_string(),
             oneway: false,
             streams: false,
+            uploads: false,
         };
     };
     let full = wirecall::full_name(&info.service, method);
@@ -544,12 +566,14 @@ fn resolve(meta: &Metadata, provider: Option<u16>, method: &str) -> Resolved {
             method: m.name.clone(),
             oneway: m.oneway,
             streams: m.streams,
+            uploads: m.uploads,
         },
         None => Resolved {
             provider_id,
             method: method.to_string(),
             oneway: false,
             streams: false,
+            uploads: false,
         },
     }
 }
@@ -691,6 +715,57 @@ pub(crate) fn call(args: &CallArgs) -> Result<ExitCode, String> {
                 .map_err(|e| format!("encoding the keyword arguments with {codec}: {e}"))?;
             out
         };
+        if target.uploads {
+            // The argument stream: one value per line of stdin (vector notation or JSON),
+            // sent as read, under the server's credit; the answer (one value, or items as
+            // they arrive) printed as for other calls.
+            let bad_line: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+            let bad = bad_line.clone();
+            let lines = tokio::io::BufReader::new(tokio::io::stdin());
+            let items = futures::stream::unfold((lines, bad), |(mut lines, bad)| async move {
+                use tokio::io::AsyncBufReadExt as _;
+                loop {
+                    let mut line = String::new();
+                    match lines.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return None,
+                        Ok(_) => {}
+                    }
+                    let text = line.trim();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    match notation::parse(text) {
+                        Ok(v) => return Some((v, (lines, bad))),
+                        Err(e) => {
+                            *bad.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(format!("stdin: `{text}` is not a value: {e}"));
+                            return None;
+                        }
+                    }
+                }
+            });
+            let mut answer = proxy
+                .call_raw_upload(
+                    target.provider_id,
+                    &target.method,
+                    codec,
+                    encoded.into(),
+                    kw.into(),
+                    items,
+                )
+                .await
+                .map_err(|e| describe(&e))?;
+            while let Some(item) = answer.next().await {
+                let v = item.map_err(|e| describe(&e))?;
+                println!("{}", notation::print(&v));
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+            }
+            if let Some(e) = bad_line.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Err(format!("{e} (the argument stream ended there)"));
+            }
+            return Ok(None);
+        }
         if target.streams {
             // Items are printed as they arrive; the stream's window bounds what is
             // buffered here.
@@ -825,6 +900,9 @@ pub(crate) fn format_metadata(meta: &Metadata) -> String {
             out.push_str(&format!("  method {}({})", m.name, m.params.join(", ")));
             if m.oneway {
                 out.push_str(" oneway");
+            }
+            if m.uploads {
+                out.push_str(" takes-stream");
             }
             if m.streams {
                 out.push_str(" stream");

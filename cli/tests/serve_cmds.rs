@@ -67,6 +67,74 @@ fn echo_and_add_with_two_codecs() {
     assert_prints(&o, "42");
 }
 
+/// Runs `wirecall ARGS` with `input` on its stdin, killing it after 30 s.
+fn wirecall_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(common::BIN)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start wirecall");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("poll wirecall").is_some() {
+            let _ = writer.join();
+            return child.wait_with_output().expect("wirecall output");
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("wirecall {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A method that takes an argument stream gets stdin, one value per line, as it is read;
+/// its answer (one value, or items as they come back) is printed as for other calls; a line
+/// that is not a value ends the stream with an error naming it.
+#[test]
+fn argument_streams_from_stdin() {
+    let s = Server::start(&["--listen", "tcp://127.0.0.1:0"]);
+    let meta = wirecall(&["meta", s.url()]);
+    assert!(
+        stdout(&meta).contains("method demo_sum() takes-stream"),
+        "{}",
+        stdout(&meta)
+    );
+    assert!(
+        stdout(&meta).contains("method demo_shout() takes-stream stream"),
+        "{}",
+        stdout(&meta)
+    );
+    let numbers: String = (1..=1000).map(|n| format!("{n}\n")).collect();
+    for codec in ["json", "msgpack", "cbor"] {
+        let o = wirecall_with_stdin(&["call", s.url(), "sum", "--codec", codec], &numbers);
+        assert_prints(&o, "500500");
+        let o = wirecall_with_stdin(
+            &["call", s.url(), "shout", "--codec", codec],
+            "\"hello\"\n\n\"wirecall\"\n",
+        );
+        assert_prints(&o, "\"HELLO\"\n\"WIRECALL\"");
+    }
+    // Nothing on stdin: an empty stream.
+    let o = wirecall_with_stdin(&["call", s.url(), "sum"], "");
+    assert_prints(&o, "0");
+    let o = wirecall_with_stdin(&["call", s.url(), "sum"], "1\n2\nthree\n4\n");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("`three` is not a value"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// A streaming method's items are printed one per line as they arrive (the first before
 /// the last is produced); a method that calls back into the caller reports progress on
 /// stderr through the provider `wirecall call` exposes; a bulk echo returns its bytes.

@@ -1653,6 +1653,59 @@ impl Proxy {
         .await
     }
 
+    /// Calls a method that takes an argument stream ([`Streaming`](crate::Streaming)) with
+    /// already-encoded arguments (as [`Proxy::call_raw`]), sending the items of `items`
+    /// after the call under the server's credit, and returns its answer as dynamic
+    /// [`Value`]s: one value for a plain result, the items of a streamed one (a
+    /// bidirectional stream) as they arrive. For tools that know methods only by name,
+    /// such as `wirecall call`. Dropping the stream cancels the call.
+    pub async fn call_raw_upload<T, S>(
+        &self,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: Bytes,
+        kwargs: Bytes,
+        items: S,
+    ) -> Result<crate::RemoteStream<crate::Value>, Error>
+    where
+        T: Serialize + Send + 'static,
+        S: futures::Stream<Item = T> + Send + 'static,
+    {
+        check_name(method)?;
+        self.settle().await?;
+        if self.pyro_client().is_some() {
+            return Err(Error::config(format!(
+                "`{method}` streams its arguments, which the Pyro5 protocol cannot send: call it on a native wirecall server"
+            )));
+        }
+        let mut attempt = 0;
+        let conn = self.conn_retrying(&self.opts, &mut attempt).await?;
+        let annotations = CallOpts {
+            timeout: None,
+            ..self.opts.clone()
+        }
+        .annotations()?;
+        let window = self.opts.window.unwrap_or(crate::DEFAULT_WINDOW).max(1);
+        let open = conn.open_upload(
+            provider_id,
+            method,
+            codec,
+            &annotations,
+            &args,
+            &kwargs,
+            window,
+            crate::upload::UploadSource::new(items).encode(codec),
+        );
+        let raw = match self.opts.timeout {
+            Some(t) => tokio::time::timeout(t, open)
+                .await
+                .map_err(|_| Error::Timeout { after: t })??,
+            None => open.await?,
+        };
+        Ok(crate::RemoteStream::new(raw))
+    }
+
     async fn check_method(&self, provider_id: u16, method: &str) -> Result<(), Error> {
         if provider_id == DAEMON_PROVIDER_ID {
             return Ok(());
