@@ -232,8 +232,9 @@ impl Drop for UploadRx {
 /// at most the server's window
 /// ([`ServerBuilder::upload_window`](crate::ServerBuilder::upload_window)) of items is ever
 /// held for a call. An item that does not decode as `T` is an error item, and the stream
-/// goes on. If the connection is lost before the end, the last item is an
-/// [`Error::Transport`] (a cancelled call stops its handler). The handler may answer before reading everything:
+/// goes on. A handler is stopped when its call is cancelled or its connection closes; a
+/// `Streaming` it handed to a task of its own then ends with an [`Error::Transport`]
+/// item saying the caller's connection closed. The handler may answer before reading everything:
 /// the answer ends the call, and the caller stops sending.
 pub struct Streaming<T> {
     rx: Option<UploadRx>,

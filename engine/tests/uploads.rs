@@ -34,6 +34,8 @@ struct Stats {
     produced: Arc<AtomicU64>,
     /// Set when the handler of `hold` was dropped.
     dropped: Arc<AtomicBool>,
+    /// What `until_error` saw: the items, then the error that ended its stream.
+    seen: Arc<std::sync::Mutex<(Vec<u64>, Option<String>)>>,
 }
 
 #[wirecall::provider(service = "stats")]
@@ -88,6 +90,29 @@ impl Stats {
         let v = items.next().await;
         futures::future::pending::<()>().await;
         v.map(|r| r.unwrap()).unwrap_or(0)
+    }
+
+    /// Reads until the stream ends or fails, recording both, on a task of its own (a
+    /// handler is stopped when its connection closes; a stream handed elsewhere lives on
+    /// and sees why it ended).
+    #[remote]
+    async fn until_error(&self, items: Streaming<u64>) -> u64 {
+        let seen = self.seen.clone();
+        let reader = tokio::spawn(async move {
+            let mut items = items;
+            while let Some(v) = items.next().await {
+                let mut seen = seen.lock().unwrap();
+                match v {
+                    Ok(v) => seen.0.push(v),
+                    Err(e) => {
+                        seen.1 = Some(e.to_string());
+                        return 0;
+                    }
+                }
+            }
+            1
+        });
+        reader.await.unwrap_or(0)
     }
 
     #[remote]
@@ -415,6 +440,75 @@ async fn a_client_ignoring_the_servers_credit_is_closed_and_others_are_served() 
                 client.sum(futures::stream::iter([1u64, 2])).await.unwrap(),
                 3
             );
+            engine.finalize().await;
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_the_argument_streams_last_item() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in addresses(&dir, "lost") {
+        bounded(&addr.clone(), async {
+            let (engine, svc) = server(&addr).await;
+            let at = engine.address();
+            let mut io = raw_connect(&at).await;
+            let mut buf = BytesMut::new();
+            let mut ext = proto::Extensions::new();
+            ext.set(proto::ExtensionTag::STREAMS, Bytes::new()).unwrap();
+            io.write_all(&encode(&proto::Frame::Hello(proto::Hello {
+                versions: vec![proto::VERSION],
+                codecs: vec![proto::CodecId::JSON],
+                limits: proto::Limits::default(),
+                extensions: ext,
+            })))
+            .await
+            .unwrap();
+            read_frames(&mut io, &mut buf, 1).await;
+            let mut out = encode(&proto::Frame::Call(proto::Call {
+                request_id: proto::RequestId(1),
+                provider: proto::ProviderId(PROVIDER),
+                codec: proto::CodecId::JSON,
+                oneway: false,
+                upload: true,
+                method: proto::Method::new("stats_until_error").unwrap(),
+                annotations: proto::Annotations::new(),
+                args: Bytes::from_static(b"[]"),
+                kwargs: Bytes::new(),
+                attachment: Bytes::new(),
+            }));
+            for i in 0..3u64 {
+                out.extend_from_slice(&encode(&proto::Frame::StreamItem(proto::StreamItem {
+                    request_id: proto::RequestId(1),
+                    codec: proto::CodecId::JSON,
+                    annotations: proto::Annotations::new(),
+                    item: Bytes::from(i.to_string()),
+                    attachment: Bytes::new(),
+                })));
+            }
+            io.write_all(&out).await.unwrap();
+            // The items arrive, then the caller goes away in the middle of its stream.
+            for _ in 0..2000 {
+                if svc.seen.lock().unwrap().0.len() == 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            drop(io);
+            for _ in 0..2000 {
+                if svc.seen.lock().unwrap().1.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let (items, err) = svc.seen.lock().unwrap().clone();
+            assert_eq!(items, [0, 1, 2], "{addr}");
+            let err = err.unwrap_or_else(|| panic!("{addr}: the handler saw no error"));
+            assert!(err.contains("connection closed"), "{addr}: {err}");
+            // The server serves on.
+            let client = StatsClient::new(Proxy::new(&at).unwrap(), PROVIDER);
+            assert_eq!(client.add(2, 2).await.unwrap(), 4, "{addr}");
             engine.finalize().await;
         })
         .await;
