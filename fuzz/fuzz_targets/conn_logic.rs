@@ -866,8 +866,11 @@ impl Harness {
                     attachment: filler(usize::from(attach_len % 300), 7),
                 });
                 let was = self.scalls[&id];
+                // A REPLY's codec is 1-254 (SPEC §3): any other is the caller's mistake.
+                let valid = codec.is_none_or(|c| CodecId(c).is_codec());
                 match r {
                     Ok(()) => {
+                        assert!(valid, "reply with codec {codec:?} accepted");
                         assert_eq!(was, SState::InFlight, "reply accepted for {id:?}");
                         self.scalls.insert(
                             id,
@@ -878,7 +881,7 @@ impl Harness {
                             },
                         );
                     }
-                    Err(e) => self.answer_refused(was == SState::InFlight, &e),
+                    Err(e) => self.answer_refused(valid && was == SState::InFlight, &e),
                 }
             }
             Op::StreamItem { pick, len } => {
