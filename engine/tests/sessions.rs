@@ -68,8 +68,18 @@ fn frame_json(f: &Frame) -> Value {
     match f {
         Frame::Hello(h) => json!({"kind": kind, "versions": h.versions, "codecs": ids(&h.codecs),
             "limits": limits_json(&h.limits)}),
-        Frame::Welcome(w) => json!({"kind": kind, "version": w.version, "codec": w.codec.0,
-            "accepted": ids(&w.accepted), "limits": limits_json(&w.limits)}),
+        Frame::Welcome(w) => {
+            let mut v = json!({"kind": kind, "version": w.version, "codec": w.codec.0,
+            "accepted": ids(&w.accepted), "limits": limits_json(&w.limits)});
+            if !w.extensions.is_empty() {
+                v["extensions"] = w
+                    .extensions
+                    .iter()
+                    .map(|(tag, value)| json!({"tag": tag.0, "value": hex::encode(value)}))
+                    .collect();
+            }
+            v
+        }
         Frame::Refuse(r) => json!({"kind": kind, "code": r.code.0, "versions": r.versions,
             "accepted": ids(&r.accepted)}),
         Frame::Error(e) => json!({"kind": kind, "request_id": e.request_id.0,
@@ -177,7 +187,11 @@ async fn run_server_vector(s: &Value, transport: &str) {
         "tcp" => "tcp://127.0.0.1:0".to_string(),
         _ => format!("mem://sessions-{name}"),
     };
-    let engine = Engine::server(addr)
+    let mut builder = Engine::server(addr);
+    if let Some(w) = cfg.get("upload_window") {
+        builder = builder.upload_window(w.as_u64().unwrap() as u32);
+    }
+    let engine = builder
         .accept(codecs(&cfg["accepted"]))
         .limits(limits_from(cfg.get("limits")))
         .idle_timeout(None)

@@ -288,6 +288,8 @@ fn server_event_name(e: &ServerEvent) -> &'static str {
         ServerEvent::GoAway(_) => "goaway",
         ServerEvent::Drained => "drained",
         ServerEvent::Credit { .. } => "credit",
+        ServerEvent::StreamItem(_) => "stream_item",
+        ServerEvent::StreamEnd(_) => "stream_end",
         _ => "other",
     }
 }
@@ -341,6 +343,9 @@ fn sessions() {
                 let mut c = ServerConfig::new(codec_list(&cfg["accepted"]));
                 c.versions = u8_list(&cfg["versions"]);
                 c.limits = limits;
+                if let Some(w) = cfg.get("upload_window") {
+                    c.support_uploads(w.as_u64().unwrap() as u32).unwrap();
+                }
                 Conn::S(ServerConnection::new(c, now).unwrap())
             }
             "client" => {

@@ -597,6 +597,29 @@ def sessions():
         "a CALL with flag UPLOAD on a connection where client → server streams were not agreed is fatal",
         [hs, step(frame(CALL, flags=0x0008, codec=1, provider=1, rid=1, route=b"m", payload=b"[]"),
                   [{"kind": "GOAWAY", "code": 1}], [], "bad_flags")])
+    # Client → server streams in force (the server's window 4, SPEC §6.13).
+    up_cfg = dict(SERVER_CFG, upload_window=4)
+    up_hello = frame(HELLO, payload=hello_body([1], [3, 2, 1]) + extensions_bytes([(3, b"")]))
+    up_hs = step(up_hello, [{"kind": "WELCOME", "version": 1, "codec": 2, "accepted": [1, 2],
+                             "limits": DEFAULT_LIMITS,
+                             "extensions": [{"tag": 3, "value": "00000004"}]}], ["connected"])
+    up_call = frame(CALL, flags=0x0008, codec=1, provider=1, rid=1, route=b"m", payload=b"[]")
+    def up_item(n):
+        return frame(STREAM_ITEM, codec=1, rid=1, payload=str(n).encode())
+    srv("server-upload-window", "§6.1.1, §6.13",
+        "a HELLO offering client → server streams gets the server's window (4) in WELCOME",
+        [up_hs], cfg=up_cfg)
+    srv("server-upload-over-credit", "§6.13, §9",
+        "an UPLOAD call's items within the window are taken; one more than the window is fatal (FLOW_CONTROL)",
+        [up_hs, step(up_call + b"".join(up_item(i) for i in range(4)), [], ["call"] + ["stream_item"] * 4),
+         step(up_item(4), [{"kind": "GOAWAY", "code": 0x12}], [], "flow_control")], cfg=up_cfg)
+    srv("server-upload-item-after-end", "§6.13",
+        "an argument item after the call's STREAM_END is fatal",
+        [up_hs, step(up_call + up_item(0) + frame(STREAM_END, rid=1), [], ["call", "stream_item", "stream_end"]),
+         step(up_item(1), [{"kind": "GOAWAY", "code": 1}], [], "unexpected_frame")], cfg=up_cfg)
+    srv("server-upload-with-oneway", "§4, §6.13", "a CALL with ONEWAY and UPLOAD is fatal (bad_flags)",
+        [up_hs, step(frame(CALL, flags=0x0009, codec=1, provider=1, rid=1, route=b"m", payload=b"[]"),
+                     [{"kind": "GOAWAY", "code": 1}], [], "bad_flags")], cfg=up_cfg)
     srv("server-stream-item-from-client", "§6.13",
         "a STREAM_ITEM from the client without client → server streams in force is fatal",
         [hs, step(call1, [], ["call"]),
