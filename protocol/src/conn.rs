@@ -2498,6 +2498,9 @@ pub struct ServerConnection {
     config: ServerConfig,
     session: Option<Session>,
     last_request_id: RequestId,
+    /// The highest CALL id received, refused ones included: ids must keep increasing after
+    /// this side's GOAWAY too, where `last_request_id` (the last accepted) stops.
+    last_seen: RequestId,
     in_flight: Calls<ServerCall>,
     events: VecDeque<ServerEvent>,
     goaway_sent: Option<RequestId>,
@@ -2549,6 +2552,7 @@ impl ServerConnection {
             config,
             session: None,
             last_request_id: RequestId::NONE,
+            last_seen: RequestId::NONE,
             in_flight: Calls::default(),
             events: VecDeque::new(),
             goaway_sent: None,
@@ -2776,7 +2780,7 @@ impl ServerConnection {
             Frame::Reply(ref r) if self.callbacks() && !r.stream => self.on_callback_answer(frame),
             Frame::Error(_) if self.callbacks() => self.on_callback_answer(frame),
             Frame::Cancel(id) => {
-                let last = self.last_request_id;
+                let last = self.last_seen;
                 if let Some(call) = self.in_flight.cancel_received(&mut self.core, id, last)? {
                     self.events.push_back(ServerEvent::Cancelled(id));
                     self.batch_done(id, Some(call), false);
@@ -2788,7 +2792,7 @@ impl ServerConnection {
             Frame::StreamItem(item) => self.on_upload(item.request_id, Some(item)),
             Frame::StreamEnd(id) => self.on_upload(id, None),
             Frame::Credit(id, items) => {
-                if id > self.last_request_id {
+                if id > self.last_seen {
                     return Err(ProtocolError::UnknownRequest {
                         kind,
                         request_id: id,
@@ -2849,7 +2853,7 @@ impl ServerConnection {
                 state: "client → server streams not in force (the streams extension was not negotiated)",
             });
         }
-        if id > self.last_request_id {
+        if id > self.last_seen {
             return Err(ProtocolError::UnknownRequest {
                 kind,
                 request_id: id,
@@ -2990,7 +2994,8 @@ impl ServerConnection {
     }
 
     fn on_call(&mut self, c: Call, now: Instant) -> Result<(), ProtocolError> {
-        check_call_order(&c, self.peer_goaway, self.last_request_id)?;
+        check_call_order(&c, self.peer_goaway, self.last_seen)?;
+        self.last_seen = c.request_id;
         if c.upload {
             if self.upload_window.is_none() {
                 // Not agreed in the handshake (SPEC §6.13).

@@ -499,6 +499,46 @@ fn server_goaway_finishes_in_flight_and_refuses_crossing_calls() {
     assert!(p.client.handle_eof().is_ok());
 }
 
+/// Request ids keep increasing after the server's GOAWAY: a CALL refused then still
+/// counts, so the same id again is fatal rather than refused a second time (the fuzzer
+/// found a duplicated CALL answered twice).
+#[test]
+fn a_repeated_call_id_after_goaway_is_fatal() {
+    let mut p = Pair::connected();
+    let a = p.call("a", b"");
+    p.drive();
+    p.server_events();
+    p.server.goaway("restart").unwrap();
+    let crossing = p.call("b", b"");
+    // The client's bytes of the crossing CALL, delivered twice.
+    let bytes = p.client.poll_transmit().unwrap();
+    p.server.handle_input(&bytes, p.now).unwrap();
+    assert!(matches!(
+        &p.server_events()[..],
+        [ServerEvent::Rejected { request_id, .. }] if *request_id == crossing
+    ));
+    let err = p.server.handle_input(&bytes, p.now).unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::RequestIdNotIncreasing { .. }),
+        "{err:?}"
+    );
+    assert!(p.server.is_closed());
+    // A CANCEL for the refused call is no unknown request.
+    let mut q = Pair::connected();
+    q.call("a", b"");
+    q.drive();
+    q.server_events();
+    q.server.goaway("restart").unwrap();
+    let refused = q.call("b", b"");
+    q.drive();
+    let _ = a;
+    let mut cancel = bytes::BytesMut::new();
+    wirecall_protocol::Frame::Cancel(refused)
+        .encode(&mut cancel)
+        .unwrap();
+    assert!(q.server.handle_input(&cancel, q.now).is_ok());
+}
+
 #[test]
 fn client_goaway_drains() {
     let mut p = Pair::connected();
