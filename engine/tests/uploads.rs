@@ -119,6 +119,34 @@ impl Stats {
     fn add(&self, a: u64, b: u64) -> u64 {
         a + b
     }
+
+    /// Calls the caller's `absorb` back, which takes a stream: refused both ways (callbacks
+    /// do not stream); returns the two errors.
+    #[remote]
+    async fn call_back(&self, ctx: wirecall::CallContext) -> Result<Vec<String>, Error> {
+        let back = ctx.callback()?;
+        let typed = AbsorberClient::new(back.clone(), 5)
+            .absorb(futures::stream::iter([1u64]))
+            .await
+            .unwrap_err();
+        let plain = back
+            .call_on(5, "absorber_absorb")?
+            .call::<u64>()
+            .await
+            .unwrap_err();
+        Ok(vec![typed.to_string(), plain.to_string()])
+    }
+}
+
+/// Exposed by a client on its own connection.
+struct Absorber;
+
+#[wirecall::provider(service = "absorber")]
+impl Absorber {
+    #[remote]
+    async fn absorb(&self, items: Streaming<u64>) -> u64 {
+        items.count().await as u64
+    }
 }
 
 fn addresses(dir: &tempfile::TempDir, test: &str) -> Vec<String> {
@@ -513,4 +541,17 @@ async fn a_lost_connection_is_the_argument_streams_last_item() {
         })
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_do_not_stream_their_arguments() {
+    let (engine, _svc) = server("tcp://127.0.0.1:0").await;
+    let proxy = Proxy::new(&engine.address())
+        .unwrap()
+        .expose(Absorber, 5)
+        .unwrap();
+    let errors: Vec<String> = StatsClient::new(proxy, PROVIDER).call_back().await.unwrap();
+    assert!(errors[0].contains("calls do not stream"), "{errors:?}");
+    assert!(errors[1].contains("a callback cannot send"), "{errors:?}");
+    engine.finalize().await;
 }

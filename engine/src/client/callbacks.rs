@@ -151,6 +151,20 @@ impl Serving {
             f.names = reg.exposed.clone();
             return refuse(machine, f);
         };
+        if route.uploads {
+            // Callbacks do not stream (SPEC §6.10): a method that takes an argument stream
+            // cannot be called back.
+            return refuse(
+                machine,
+                Fault::new(
+                    FaultKind::BadArguments,
+                    format!(
+                        "`{}` takes a stream of argument items, which a callback cannot send (callbacks do not stream)",
+                        call.method.as_str()
+                    ),
+                ),
+            );
+        }
         let Some(shared) = self.shared.upgrade() else {
             return;
         };

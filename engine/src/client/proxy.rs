@@ -1489,6 +1489,7 @@ impl Proxy {
         items: crate::upload::UploadSource,
         whole: bool,
     ) -> Result<super::conn::RawStream, Error> {
+        self.no_callback_stream(method)?;
         self.settle().await?;
         if self.pyro_client().is_some() {
             return Err(Error::config(format!(
@@ -1609,9 +1610,21 @@ impl Proxy {
         Ok(crate::RemoteStream::new(raw))
     }
 
+    /// Refuses a stream, in either direction, through a callback proxy: callbacks do not
+    /// stream (SPEC §6.10).
+    fn no_callback_stream(&self, method: &str) -> Result<(), Error> {
+        if self.shared.back.is_some() {
+            return Err(Error::config(format!(
+                "`{method}` streams, but this proxy calls back over its caller's connection, where calls do not stream (SPEC §6.10): call it with plain values"
+            )));
+        }
+        Ok(())
+    }
+
     /// Settles a naming proxy's mode, then refuses a native stream through a proxy in Pyro
     /// mode (Pyro5 remote iterators are read with [`PyroProxy::call_stream`]).
     async fn no_pyro_stream(&self, method: &str) -> Result<(), Error> {
+        self.no_callback_stream(method)?;
         self.settle().await?;
         if self.pyro_client().is_some() {
             return Err(Error::config(format!(
@@ -1673,6 +1686,7 @@ impl Proxy {
         S: futures::Stream<Item = T> + Send + 'static,
     {
         check_name(method)?;
+        self.no_callback_stream(method)?;
         self.settle().await?;
         if self.pyro_client().is_some() {
             return Err(Error::config(format!(
