@@ -16,7 +16,17 @@
 //! ([`ServerBuilder::stream_lifetime`](crate::ServerBuilder::stream_lifetime)) ends streams
 //! whose caller stopped reading. Over the Pyro5 dialect the same handlers serve remote
 //! iterators (flag ITEMSTREAMRESULT): one item per `Pyro.Daemon.get_next_stream_item`,
-//! dropped by `close_stream` or with the connection.
+//! dropped by `close_stream`, or kept after the connection for the linger time.
+//!
+//! **Resumable streams** (SPEC §6.14, Pyro's `ITER_STREAM_LINGER`). While a server's
+//! [`stream_linger`](crate::ServerBuilder::stream_linger) is on (30 s by default), a stream
+//! called with a window is resumable: the server keeps the items it sent that the caller has
+//! not yet acknowledged with credit (at most the window), and when the connection is lost
+//! without a CANCEL it pauses the producer instead of dropping it. The caller's
+//! [`RemoteStream`] then opens the call again on a new connection, naming the stream and
+//! how many items it received, and goes on where it stopped: no item is lost or repeated.
+//! After the linger time the producer is dropped and a late resume fails with a
+//! (retryable) transport error.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -818,8 +828,11 @@ fn send_batch(
 /// The items of a streamed result, as the caller reads them: a
 /// [`Stream`](futures::Stream) of `Result<T, Error>`. The server sends at most the window
 /// ahead of what was read; reading grants it more. An error item (the handler's stream
-/// failed, or the connection was lost) is the last item. Dropping it before the end
-/// cancels the call: the server drops the handler's stream.
+/// failed, or the connection was lost and the stream could not be resumed) is the last
+/// item. A lost connection is survived when the server keeps the stream (its
+/// `stream_linger`): the stream is resumed on a new connection of the same proxy, where it
+/// stopped. Dropping it before the end cancels the call: the server drops the handler's
+/// stream.
 pub struct RemoteStream<T> {
     raw: RawStream,
     _item: PhantomData<fn() -> T>,
