@@ -58,11 +58,21 @@ enum State {
     Lost(&'static str),
 }
 
-#[derive(Debug)]
 struct Queue {
     items: VecDeque<(CodecId, Bytes)>,
     state: State,
     waker: Option<Waker>,
+    /// Bytes of `items`, held against `budget`.
+    held: usize,
+    budget: Option<Arc<crate::server::conn::Budget>>,
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give_back(self.held);
+        }
+    }
 }
 
 type Shared = Arc<Mutex<Queue>>;
@@ -76,11 +86,18 @@ fn lock(q: &Shared) -> std::sync::MutexGuard<'_, Queue> {
 #[derive(Default)]
 pub(crate) struct UploadTable {
     map: Mutex<HashMap<u64, Shared, rustc_hash::FxBuildHasher>>,
+    /// The server's receive budget, which queued items count against.
+    budget: std::sync::OnceLock<Arc<crate::server::conn::Budget>>,
 }
 
 impl UploadTable {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Shared, rustc_hash::FxBuildHasher>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes queued items count against the server's receive budget.
+    pub(crate) fn set_budget(&self, budget: Arc<crate::server::conn::Budget>) {
+        let _ = self.budget.set(budget);
     }
 
     /// Opens the argument stream of call `id`; the handler reads it through the returned
@@ -95,6 +112,8 @@ impl UploadTable {
             items: VecDeque::new(),
             state: State::Open,
             waker: None,
+            held: 0,
+            budget: self.budget.get().cloned(),
         }));
         self.map().insert(id, q.clone());
         UploadRx {
@@ -107,11 +126,18 @@ impl UploadTable {
         }
     }
 
-    /// An argument item of call `id` arrived (the machine checked its credit).
-    pub(crate) fn item(&self, id: u64, codec: CodecId, item: Bytes) {
+    /// An argument item of call `id` arrived (the machine checked its credit). False when
+    /// it does not fit the server's receive budget (the connection must go).
+    pub(crate) fn item(&self, id: u64, codec: CodecId, item: Bytes) -> bool {
         let q = self.map().get(&id).cloned();
         if let Some(q) = q {
             let mut q = lock(&q);
+            if let Some(b) = &q.budget {
+                if !b.try_take(item.len()) {
+                    return false;
+                }
+            }
+            q.held += item.len();
             q.items.push_back((codec, item));
             if let Some(w) = q.waker.take() {
                 w.wake();
@@ -119,6 +145,7 @@ impl UploadTable {
         }
         // No receiver: the handler dropped its stream; the item is dropped too (the call's
         // answer ends the stream, and the machine bounds what the client sends meanwhile).
+        true
     }
 
     /// Call `id`'s argument stream ended (`None`: the client's STREAM_END) or was lost
@@ -184,7 +211,13 @@ impl UploadRx {
         let next = {
             let mut q = lock(&self.q);
             match q.items.pop_front() {
-                Some(item) => Some(Ok(item)),
+                Some(item) => {
+                    q.held -= item.1.len();
+                    if let Some(b) = &q.budget {
+                        b.give_back(item.1.len());
+                    }
+                    Some(Ok(item))
+                }
                 None => match q.state {
                     State::Open => {
                         q.waker = Some(cx.waker().clone());

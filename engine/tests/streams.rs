@@ -637,3 +637,40 @@ async fn a_pyro_mode_proxy_points_streams_to_pyro_proxy() {
     assert!(matches!(e, Error::Config { .. }), "{e:?}");
     assert!(e.to_string().contains("call_stream"), "{e}");
 }
+
+/// A connection lost before a stream's first answer fails the stream at once (it used to
+/// wait forever for a REPLY that could not come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_before_the_streams_first_answer_fails_it() {
+    bounded("lost before the first answer", async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = format!("tcp://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let mut io: Box<dyn RawIo> = Box::new(sock);
+            let mut buf = BytesMut::new();
+            read_frames(&mut io, &mut buf, 1).await;
+            let welcome = proto::Frame::Welcome(proto::Welcome {
+                version: proto::VERSION,
+                codec: proto::CodecId::JSON,
+                accepted: vec![proto::CodecId::JSON],
+                limits: proto::Limits::default(),
+                extensions: Default::default(),
+            });
+            io.write_all(&encode(&welcome)).await.unwrap();
+            // The CALL arrives; the server goes away without answering.
+            read_frames(&mut io, &mut buf, 1).await;
+        });
+        let proxy = Proxy::new(&at).unwrap().max_retries(0);
+        let err = proxy
+            .call_on(PROVIDER, "numbers_count")
+            .unwrap()
+            .arg(3u64)
+            .stream::<u64>()
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        server.await.unwrap();
+    })
+    .await;
+}

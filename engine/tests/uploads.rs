@@ -555,3 +555,45 @@ async fn callbacks_do_not_stream_their_arguments() {
     assert!(errors[1].contains("a callback cannot send"), "{errors:?}");
     engine.finalize().await;
 }
+
+/// Argument items waiting for their handler count against the server-wide receive budget
+/// (`max_buffered`): a caller that fills it while its handler does not read is closed with
+/// GOAWAY LIMIT_EXCEEDED, the budget comes back when it goes, and others are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_argument_items_count_against_the_receive_budget() {
+    let engine = Engine::server("tcp://127.0.0.1:0")
+        .accept([CodecId::JSON, CodecId::MSGPACK])
+        .upload_window(256)
+        .max_buffered(64 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let svc = Arc::new(Stats::default());
+    engine.register_arc(svc.clone(), PROVIDER).unwrap();
+    bounded("budget", async {
+        let client = StatsClient::new(Proxy::new(&engine.address()).unwrap(), PROVIDER);
+        // 256 items of 1 KiB fit the window but not 64 KiB of budget, since `hold` reads
+        // one and waits (the items' type does not matter to the budget).
+        let proxy = Proxy::new(&engine.address()).unwrap();
+        let payload = "x".repeat(1024);
+        let err = proxy
+            .call_on(PROVIDER, "stats_hold")
+            .unwrap()
+            .upload(futures::stream::iter(0..256).map(move |_| payload.clone()))
+            .call::<u64>()
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("receive buffers are full"),
+            "{err:?}"
+        );
+        until_set(&svc.dropped, "the handler outlived its connection").await;
+        // The budget came back: the same server takes another argument stream.
+        assert_eq!(
+            client.sum(futures::stream::iter(1..=100u64)).await.unwrap(),
+            5050
+        );
+    })
+    .await;
+    engine.finalize().await;
+}

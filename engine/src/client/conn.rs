@@ -1629,7 +1629,8 @@ impl RawStream {
         let Some(slot) = p.side.streams.get_mut(&self.id) else {
             return std::task::Poll::Ready(Ok(()));
         };
-        if !slot.started {
+        // A connection lost before the first answer ends the slot without starting it.
+        if !slot.started && !slot.ended {
             slot.waker = Some(cx.waker().clone());
             return std::task::Poll::Pending;
         }

@@ -39,7 +39,7 @@ impl Budget {
     }
 
     /// Takes `n` bytes if they fit.
-    pub(super) fn try_take(&self, n: usize) -> bool {
+    pub(crate) fn try_take(&self, n: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 u.checked_add(n).filter(|t| *t <= self.max)
@@ -79,7 +79,7 @@ impl Budget {
         self.max
     }
 
-    pub(super) fn give_back(&self, n: usize) {
+    pub(crate) fn give_back(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
 }
@@ -129,6 +129,8 @@ pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Ar
     if let Some(l) = &inner.lingering {
         wire.streams.set_lingering(l.clone());
     }
+    // Argument items waiting for their handlers count against the receive budget.
+    wire.uploads.set_budget(inner.budget.clone());
     lock(&inner.connections).insert(info.id, wire.clone());
     let mut conn = Conn::new(inner, info, wire, span.clone());
     let mut reader = Reader {
@@ -443,9 +445,29 @@ impl Reader {
                             conn.wire.streams.credit(request_id.0)
                         }
                         proto::ServerEvent::StreamItem(item) => {
-                            conn.wire
+                            let len = item.item.len();
+                            if !conn
+                                .wire
                                 .uploads
                                 .item(item.request_id.0, item.codec, item.item)
+                                && fatal.is_none()
+                            {
+                                // Argument items waiting for their handlers fill the
+                                // server's receive budget: this connection goes.
+                                let max = conn.inner.budget.max;
+                                let mut s = conn.wire.lock();
+                                s.side.close(
+                                    proto::ErrorCode::LIMIT_EXCEEDED,
+                                    "the server's receive buffers are full (argument stream items wait for their handlers); retry later",
+                                );
+                                conn.wire.flush_locked(s);
+                                fatal = Some(proto::ProtocolError::TooLong {
+                                    what:
+                                        "argument stream item (server-wide receive buffer budget)",
+                                    len: len as u64,
+                                    max: max as u64,
+                                });
+                            }
                         }
                         proto::ServerEvent::StreamEnd(id) => conn.wire.uploads.end(id.0, None),
                         proto::ServerEvent::Drained => drained = true,

@@ -25,7 +25,7 @@ use crate::provider::{Instances, Metadata, Provider, Registered};
 use crate::CodecId;
 
 pub(crate) mod callback;
-mod conn;
+pub(crate) mod conn;
 mod daemon;
 pub(crate) mod dispatch;
 mod pyro;
@@ -366,7 +366,7 @@ impl ServerBuilder {
             max_connections,
             open: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
-            budget: conn::Budget::new(max_buffered),
+            budget: Arc::new(conn::Budget::new(max_buffered)),
             grace: self.grace,
             finalizing: AtomicBool::new(false),
             finalized: fin_tx,
@@ -488,7 +488,7 @@ struct Inner {
     /// Connections being refused now (their GOAWAY still being written).
     refusing: AtomicUsize,
     /// Receive-buffer bytes all connections may hold together.
-    budget: conn::Budget,
+    budget: Arc<conn::Budget>,
     grace: Duration,
     finalizing: AtomicBool,
     finalized: watch::Sender<bool>,
