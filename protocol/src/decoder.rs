@@ -147,6 +147,33 @@ impl FrameDecoder {
         })
     }
 
+    /// The checked header of the frame at the front of `src`, if it is a complete CALL
+    /// without compression and without an attachment whose header, lengths and flags
+    /// [`FrameDecoder::decode`] would accept. Consumes nothing; `None` for anything else
+    /// (another kind, an unfinished frame, a frame `decode` would refuse, or a decoder in
+    /// the middle of a frame or failed), which `decode` then handles. The sections (route,
+    /// annotations) are not checked here: see `ServerConnection::accept_call`.
+    #[inline]
+    pub(crate) fn peek_call(&self, src: &[u8]) -> Option<Header> {
+        if self.pending.is_some() || self.failed.is_some() {
+            return None;
+        }
+        let head: &[u8; HEADER_LEN] = src.get(..HEADER_LEN)?.try_into().ok()?;
+        let h = Header::parse(head).ok()?;
+        if h.kind != Kind::CALL
+            || h.flags.contains(Flags::COMPRESSED)
+            || h.attachment_len != 0
+            || h.annotations_len > self.limits.max_annotations_len
+        {
+            return None;
+        }
+        let len = h.frame_len();
+        if len > u64::from(self.limits.max_frame_len) || (src.len() as u64) < len {
+            return None;
+        }
+        Some(h)
+    }
+
     /// Like [`FrameDecoder::decode`], for when the stream has ended: bytes of an unfinished
     /// frame are an error ([`ProtocolError::Truncated`]).
     pub fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
