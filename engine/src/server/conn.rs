@@ -360,6 +360,7 @@ impl Reader {
                 let mut more = false;
                 let mut read_error = None;
                 let mut drained = false;
+                let mut frames = 0;
                 let (r, eof) = match woke.take() {
                     Some(Woke::Read(Ok(0))) => (s.side.handle_eof_buf(&self.buf), true),
                     Some(Woke::Read(Err(e))) => {
@@ -377,6 +378,7 @@ impl Reader {
                             &mut started,
                         );
                         s = guard;
+                        frames = h.frames;
                         more = h.frames == batch;
                         drained = h.drained;
                         (h.result, false)
@@ -396,7 +398,10 @@ impl Reader {
                 s.side.take_events(&mut events);
                 let next = s.side.poll_timeout();
                 let closed = s.side.is_closed();
-                let idle = s.side.in_flight() == 0 && self.buf.is_empty();
+                // Not right after frames were handled: a connection whose calls were all
+                // answered as they were read usually gets more at once, and would free and
+                // allocate its buffers on every read.
+                let idle = frames == 0 && s.side.in_flight() == 0 && self.buf.is_empty();
                 if idle {
                     // An idle connection keeps no buffers: they come back with the next
                     // bytes.
