@@ -35,8 +35,8 @@ fn hello(now: Instant) -> Vec<u8> {
 }
 
 /// One frame (or junk) of the input, built from a few random bytes.
-fn frame(spec: &[u8; 6], next_id: &mut u64) -> Vec<u8> {
-    let [sel, delta, codec, ann, tweak, len] = *spec;
+fn frame(spec: &[u8; 8], next_id: &mut u64) -> Vec<u8> {
+    let [sel, delta, codec, ann, tweak, len, at, value] = *spec;
     let id = match delta % 8 {
         // Mostly increasing; sometimes repeated or lower (fatal).
         0..=4 => *next_id + 1,
@@ -96,6 +96,11 @@ fn frame(spec: &[u8; 6], next_id: &mut u64) -> Vec<u8> {
                 // Annotations that do not parse (fatal): a key length past the section.
                 3 if out[27] != 0 => out[40 + 4] = 0xff,
                 _ => {}
+            }
+            // Now and then one header byte set to anything (lengths included: the stream
+            // may then be cut anywhere or wait for bytes that never come).
+            if at % 4 == 0 {
+                out[usize::from(at / 4) % 40] = value;
             }
         }
         10 => Frame::Cancel(RequestId(id.max(1)))
@@ -228,7 +233,7 @@ impl Side {
     }
 }
 
-fn check(specs: &[[u8; 6]], cuts: &[u8]) -> usize {
+fn check(specs: &[[u8; 8]], cuts: &[u8]) -> usize {
     let start = Instant::now();
     let mut input = hello(start);
     let mut next_id = 0;
@@ -271,15 +276,31 @@ fn check(specs: &[[u8; 6]], cuts: &[u8]) -> usize {
 #[test]
 fn plain_calls_take_the_borrowed_path() {
     // Oneway (tweak 3): none waits for an answer, so the in-flight limit does not apply.
-    let specs: Vec<[u8; 6]> = (0..6).map(|i| [0, 0, 0, 0, 3, i]).collect();
+    let specs: Vec<[u8; 8]> = (0..6).map(|i| [0, 0, 0, 0, 3, i, 1, 0]).collect();
     assert_eq!(check(&specs, &[255]), 6);
     // Two-way: as many as the in-flight limit, the rest refused the usual way.
-    let specs: Vec<[u8; 6]> = (0..6).map(|i| [0, 0, 0, 0, 0, i]).collect();
+    let specs: Vec<[u8; 8]> = (0..6).map(|i| [0, 0, 0, 0, 0, i, 1, 0]).collect();
     assert_eq!(check(&specs, &[255]), MAX_IN_FLIGHT as usize);
     // A method name that is UTF-8 but not ASCII.
-    assert_eq!(check(&[[0, 0, 0, 0, 4, 9]], &[255]), 1);
+    assert_eq!(check(&[[0, 0, 0, 0, 4, 9, 1, 0]], &[255]), 1);
     // Split anywhere, frames still complete in one chunk go the borrowed way.
     assert!(check(&specs, &[0, 7, 39, 40, 83, 200]) >= 1);
+}
+
+#[test]
+fn each_header_byte_agrees() {
+    // Every header byte of a plain call, set to a few values each.
+    for at in 0..40u8 {
+        for value in [0u8, 1, 2, 3, 4, 5, 0x40, 0x80, 0xff] {
+            let specs = [
+                [0, 0, 0, 0, 0, 1, 1, 0],
+                [0, 0, 0, 0, 0, 7, at * 4, value],
+                [0, 0, 0, 0, 0, 2, 1, 0],
+            ];
+            check(&specs, &[255]);
+            check(&specs, &[3, 50, 90]);
+        }
+    }
 }
 
 #[test]
@@ -290,9 +311,9 @@ fn each_check_agrees() {
             for tweak in [0u8, 1, 2, 3, 4, 16, 32, 48] {
                 for codec in 0..3u8 {
                     let specs = [
-                        [0, 0, 0, 0, 0, 1],
-                        [sel, 0, codec, ann, tweak, 5],
-                        [0, 0, 0, 0, 0, 2],
+                        [0, 0, 0, 0, 0, 1, 1, 0],
+                        [sel, 0, codec, ann, tweak, 5, 1, 0],
+                        [0, 0, 0, 0, 0, 2, 1, 0],
                     ];
                     check(&specs, &[255]);
                 }
@@ -306,7 +327,7 @@ proptest! {
 
     #[test]
     fn borrowed_and_owned_paths_agree(
-        specs in proptest::collection::vec(any::<[u8; 6]>(), 0..40),
+        specs in proptest::collection::vec(any::<[u8; 8]>(), 0..40),
         cuts in proptest::collection::vec(any::<u8>(), 1..8),
     ) {
         check(&specs, &cuts);
