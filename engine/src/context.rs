@@ -599,9 +599,25 @@ pub(crate) fn answer_direct(
     codec: CodecId,
     flush: Flush,
 ) {
-    let s = wire.lock();
+    let mut s = wire.lock();
+    answer_direct_in(wire, &mut s, id, codec);
+    match flush {
+        Flush::Now => wire.flush_locked(s),
+        Flush::Batched => wire.flush_batched(s),
+        Flush::Deferred => drop(s),
+    }
+}
+
+/// [`answer_direct`] under a lock the caller holds (the connection's reader, which locks
+/// the machine anyway for its next frame); the answer goes out with the reader's next flush.
+pub(crate) fn answer_direct_in(
+    wire: &Wire<proto::ServerConnection>,
+    s: &mut crate::io::State<proto::ServerConnection>,
+    id: u64,
+    codec: CodecId,
+) {
     let request_id = proto::RequestId(id);
-    send_locked(wire, s, id, flush, |side| {
+    send_in(wire, s, id, |side| {
         DIRECT_RESULT.with(|cell| {
             let mut out = cell.borrow_mut();
             let r = side.reply_slice(request_id, codec, &out);
@@ -620,6 +636,21 @@ fn send_locked(
     mut s: std::sync::MutexGuard<'_, crate::io::State<proto::ServerConnection>>,
     id: u64,
     flush: Flush,
+    send: impl FnOnce(&mut proto::ServerConnection) -> Result<(), proto::ProtocolError>,
+) {
+    send_in(wire, &mut s, id, send);
+    match flush {
+        Flush::Now => wire.flush_locked(s),
+        Flush::Batched => wire.flush_batched(s),
+        Flush::Deferred => drop(s),
+    }
+}
+
+/// [`send_locked`] without the flush.
+fn send_in(
+    wire: &Wire<proto::ServerConnection>,
+    s: &mut crate::io::State<proto::ServerConnection>,
+    id: u64,
     send: impl FnOnce(&mut proto::ServerConnection) -> Result<(), proto::ProtocolError>,
 ) {
     if s.is_shut() {
@@ -649,11 +680,6 @@ fn send_locked(
     if s.side.has_events() {
         // The last answer of a draining connection: its reader closes it.
         wire.wake_reader();
-    }
-    match flush {
-        Flush::Now => wire.flush_locked(s),
-        Flush::Batched => wire.flush_batched(s),
-        Flush::Deferred => drop(s),
     }
 }
 

@@ -439,7 +439,8 @@ impl Lingering {
 /// stream's REPLY again, what the caller did not receive, then the rest.
 pub(crate) fn resume_call(
     wire: &Arc<Wire<proto::ServerConnection>>,
-    call: &proto::Call,
+    annotations: &proto::Annotations,
+    request_id: u64,
     token: [u8; 16],
     received: u64,
     sink: crate::context::ReplySink,
@@ -458,7 +459,7 @@ pub(crate) fn resume_call(
             Flush::Deferred,
         );
     };
-    let Some(window) = call.annotations.window() else {
+    let Some(window) = annotations.window() else {
         return sink.answer(
             crate::Outcome::Fault(Fault::new(
                 FaultKind::BadArguments,
@@ -467,7 +468,6 @@ pub(crate) fn resume_call(
             Flush::Deferred,
         );
     };
-    let request_id = call.request_id.0;
     // Off the reader: a stream whose old connection is not yet seen lost is waited for.
     tokio::spawn(async move {
         let Some(mut parked) = lingering.take_over(&token).await else {

@@ -73,6 +73,64 @@ fn split_entry(rest: &[u8]) -> Result<(&str, &[u8], &[u8]), ProtocolError> {
     Ok((key, value, rest))
 }
 
+/// Checks an annotation section as it arrived: the rules of [`Annotations::from_wire`], on
+/// a borrowed section.
+#[inline]
+pub(crate) fn check_section(section: &[u8]) -> Result<(), ProtocolError> {
+    let mut rest = section;
+    while !rest.is_empty() {
+        let (key, value, r) = split_entry(rest)?;
+        match key {
+            DEADLINE_KEY if value.len() != 8 => {
+                return Err(malformed("wc.deadline must be 8 bytes"))
+            }
+            CORRELATION_KEY if value.len() != 16 => {
+                return Err(malformed("wc.corr must be 16 bytes"))
+            }
+            WINDOW_KEY if value.len() != 4 => return Err(malformed("wc.window must be 4 bytes")),
+            BATCH_KEY if value.len() != 9 => return Err(malformed("wc.batch must be 9 bytes")),
+            BATCH_KEY if value[8] & !BATCH_LAST != 0 => {
+                return Err(malformed("wc.batch has unknown flag bits"))
+            }
+            BATCH_KEY if value[..8] == [0; 8] => {
+                return Err(malformed("wc.batch names request id 0"))
+            }
+            STREAM_KEY if value.len() != 16 => return Err(malformed("wc.stream must be 16 bytes")),
+            RESUME_KEY if value.len() != 24 => return Err(malformed("wc.resume must be 24 bytes")),
+            BULK_KEY if value.len() % 4 != 0 => {
+                return Err(malformed("wc.bulk must be a multiple of 4 bytes"))
+            }
+            _ => {}
+        }
+        rest = r;
+    }
+    Ok(())
+}
+
+/// The value of the first entry with `key` in a checked section.
+#[inline]
+pub(crate) fn find<'a>(section: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    // Most frames carry none: every protocol key's lookup is then one length test.
+    if section.is_empty() {
+        return None;
+    }
+    Iter { rest: section }
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// A `wc.deadline` value (checked to be 8 bytes) as the time left.
+pub(crate) fn deadline_value(v: &[u8]) -> Option<Duration> {
+    let a: [u8; 8] = v.try_into().ok()?;
+    Some(Duration::from_micros(u64::from_be_bytes(a)))
+}
+
+/// A `wc.window` value (checked to be 4 bytes) as the items granted.
+pub(crate) fn window_value(v: &[u8]) -> Option<u32> {
+    let a: [u8; 4] = v.try_into().ok()?;
+    Some(u32::from_be_bytes(a))
+}
+
 impl Annotations {
     /// No annotations (zero bytes on the wire).
     pub fn new() -> Annotations {
@@ -89,42 +147,7 @@ impl Annotations {
     /// Checks a section received from the wire.
     #[inline]
     pub fn from_wire(section: Bytes) -> Result<Annotations, ProtocolError> {
-        if section.is_empty() {
-            return Ok(Annotations(section));
-        }
-        let mut rest: &[u8] = &section;
-        while !rest.is_empty() {
-            let (key, value, r) = split_entry(rest)?;
-            match key {
-                DEADLINE_KEY if value.len() != 8 => {
-                    return Err(malformed("wc.deadline must be 8 bytes"))
-                }
-                CORRELATION_KEY if value.len() != 16 => {
-                    return Err(malformed("wc.corr must be 16 bytes"))
-                }
-                WINDOW_KEY if value.len() != 4 => {
-                    return Err(malformed("wc.window must be 4 bytes"))
-                }
-                BATCH_KEY if value.len() != 9 => return Err(malformed("wc.batch must be 9 bytes")),
-                BATCH_KEY if value[8] & !BATCH_LAST != 0 => {
-                    return Err(malformed("wc.batch has unknown flag bits"))
-                }
-                BATCH_KEY if value[..8] == [0; 8] => {
-                    return Err(malformed("wc.batch names request id 0"))
-                }
-                STREAM_KEY if value.len() != 16 => {
-                    return Err(malformed("wc.stream must be 16 bytes"))
-                }
-                RESUME_KEY if value.len() != 24 => {
-                    return Err(malformed("wc.resume must be 24 bytes"))
-                }
-                BULK_KEY if value.len() % 4 != 0 => {
-                    return Err(malformed("wc.bulk must be a multiple of 4 bytes"))
-                }
-                _ => {}
-            }
-            rest = r;
-        }
+        check_section(&section)?;
         Ok(Annotations(section))
     }
 
@@ -147,24 +170,18 @@ impl Annotations {
     #[inline]
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         // Most frames carry none: every protocol key's lookup is then one length test.
-        if self.0.is_empty() {
-            return None;
-        }
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        find(&self.0, key)
     }
 
     /// Time left for the call when the frame was sent (`wc.deadline`).
     pub fn deadline(&self) -> Option<Duration> {
-        let v = self.get(DEADLINE_KEY)?;
-        let a: [u8; 8] = v.try_into().ok()?;
-        Some(Duration::from_micros(u64::from_be_bytes(a)))
+        deadline_value(self.get(DEADLINE_KEY)?)
     }
 
     /// The initial stream window the caller grants (`wc.window`): how many stream items
     /// the server may send before it waits for CREDIT. `None`: no flow control.
     pub fn window(&self) -> Option<u32> {
-        let v: [u8; 4] = self.get(WINDOW_KEY)?.try_into().ok()?;
-        Some(u32::from_be_bytes(v))
+        window_value(self.get(WINDOW_KEY)?)
     }
 
     /// The correlation id (`wc.corr`).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::annotations::Annotations;
+use crate::annotations::{find, Annotations};
 use crate::compress::{self, Compression, Compressor};
 use crate::decoder::FrameDecoder;
 use crate::error::ProtocolError;
@@ -16,7 +16,9 @@ use crate::frame::{
     Call, CallRef, ErrorBody, ErrorFrame, ExtensionTag, Extensions, Frame, GoAway, Hello, Limits,
     Method, Refuse, Reply, StreamItem, Welcome,
 };
-use crate::wire::{CodecId, CompressionId, ErrorCode, Flags, Kind, ProviderId, RequestId, VERSION};
+use crate::wire::{
+    CodecId, CompressionId, ErrorCode, Flags, Kind, ProviderId, RequestId, HEADER_LEN, VERSION,
+};
 
 /// Checks a frame's codec against an accepted set; the error lists the set, ready for an
 /// ERROR frame ([`ErrorBody::codec_refused`]) or a message such as "codec X refused; this
@@ -2459,6 +2461,59 @@ pub enum ServerEvent {
     },
 }
 
+/// A plain CALL that [`ServerConnection::accept_call`] accepted where it lies, at the front
+/// of the driver's input buffer: the call's fields, and where its sections are within the
+/// frame's bytes (the first [`frame_len`](Self::frame_len) bytes of that buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcceptedCall {
+    /// Matches the reply; strictly increasing per connection, never 0.
+    pub request_id: RequestId,
+    /// The provider addressed.
+    pub provider: ProviderId,
+    /// Codec of the arguments: one the server accepts.
+    pub codec: CodecId,
+    /// No reply wanted (flag ONEWAY).
+    pub oneway: bool,
+    /// The time left for the call when it was sent (`wc.deadline`), when it carries one
+    /// (never zero: such a call is refused, not accepted).
+    pub deadline: Option<Duration>,
+    route_len: u16,
+    annotations_len: u32,
+    payload_len: u32,
+    kwargs_len: u32,
+}
+
+impl AcceptedCall {
+    /// Bytes the frame takes at the front of the buffer, header included: what the driver
+    /// consumes before anything else reaches the machine.
+    pub fn frame_len(&self) -> usize {
+        self.kwargs().end
+    }
+
+    /// Where the method name (the route section, checked UTF-8) is in the frame.
+    pub fn route(&self) -> std::ops::Range<usize> {
+        HEADER_LEN..HEADER_LEN + usize::from(self.route_len)
+    }
+
+    /// Where the annotation section (checked) is in the frame.
+    pub fn annotations(&self) -> std::ops::Range<usize> {
+        let at = self.route().end;
+        at..at + self.annotations_len as usize
+    }
+
+    /// Where the positional arguments are in the frame.
+    pub fn args(&self) -> std::ops::Range<usize> {
+        let at = self.annotations().end;
+        at..at + self.payload_len as usize
+    }
+
+    /// Where the keyword arguments are in the frame (empty when the call has none).
+    pub fn kwargs(&self) -> std::ops::Range<usize> {
+        let at = self.args().end;
+        at..at + self.kwargs_len as usize
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct ServerCall {
     streaming: bool,
@@ -2751,6 +2806,93 @@ impl ServerConnection {
         max_frames: usize,
     ) -> Result<usize, ProtocolError> {
         handle_input_buf(self, buf, now, max_frames, |_, _| false)
+    }
+
+    /// The borrowed path for the common CALL: when the front of `src` (the driver's input
+    /// buffer) is a complete CALL that [`handle_input_buf`](Self::handle_input_buf) would
+    /// hand out as [`ServerEvent::Call`] and nothing else (no compression, no argument
+    /// stream, no attachment, no ordered batch, no bulk values, no stream resume; every check passed: header, limits, method name and
+    /// annotations, request id order, no GOAWAY either way, an accepted codec, the in-flight
+    /// limit, a deadline not already zero), accepts it as `handle_input_buf` would (the call
+    /// in flight with its deadline from `now`, the connection's timers told of the frame)
+    /// and describes it, without building the owned [`Call`] or any event. The driver then
+    /// dispatches it from its buffer and must consume its
+    /// [`frame_len`](AcceptedCall::frame_len) bytes before feeding the machine again.
+    ///
+    /// `None` changes nothing: feed the frame the usual way (`handle_input_frames`), which
+    /// applies the same rules and reports what they decide (a refusal, a fatal error, a
+    /// frame of another kind, or more bytes needed).
+    pub fn accept_call(&mut self, src: &[u8], now: Instant) -> Option<AcceptedCall> {
+        if self.core.closed.is_some()
+            || self.session.is_none()
+            || self.peer_goaway
+            || self.goaway_sent.is_some()
+        {
+            return None;
+        }
+        let h = self.core.decoder.peek_call(src)?;
+        let id = h.request_id;
+        if id <= self.last_seen || !h.codec.is_codec() || !self.config.accepted.contains(&h.codec) {
+            return None;
+        }
+        let oneway = h.flags.contains(Flags::ONEWAY);
+        if !oneway && self.in_flight.len() >= self.config.limits.max_in_flight as usize {
+            return None;
+        }
+        let call = AcceptedCall {
+            request_id: id,
+            provider: h.provider,
+            codec: h.codec,
+            oneway,
+            deadline: None,
+            route_len: h.route_len,
+            annotations_len: h.annotations_len,
+            payload_len: h.payload_len,
+            kwargs_len: h.kwargs_len,
+        };
+        // In bounds: `peek_call` checked that the whole frame is in `src`.
+        let route = src.get(call.route())?;
+        // Most names are ASCII: one pass over a few bytes, without `from_utf8`'s setup.
+        if !route.is_ascii() {
+            std::str::from_utf8(route).ok()?;
+        }
+        let ann = src.get(call.annotations())?;
+        let (mut deadline, mut window) = (None, None);
+        if !ann.is_empty() {
+            crate::annotations::check_section(ann).ok()?;
+            if find(ann, crate::annotations::BATCH_KEY).is_some()
+                || find(ann, crate::annotations::BULK_KEY).is_some()
+                || find(ann, crate::annotations::RESUME_KEY).is_some()
+            {
+                return None;
+            }
+            deadline = find(ann, crate::annotations::DEADLINE_KEY)
+                .and_then(crate::annotations::deadline_value);
+            if deadline.is_some_and(|d| d.is_zero()) {
+                return None;
+            }
+            window = find(ann, crate::annotations::WINDOW_KEY)
+                .and_then(crate::annotations::window_value);
+        }
+        // Accepted: what `on_call` does for a call it dispatches.
+        self.last_request_id = id;
+        self.last_seen = id;
+        if !oneway {
+            self.in_flight.insert(
+                id,
+                ServerCall {
+                    streaming: false,
+                    credit: window,
+                    idle_since: None,
+                    upload: None,
+                    deadline: deadline.map(|d| now + d),
+                    batch: None,
+                },
+            );
+        }
+        self.core.data_seen = true;
+        self.core.after_input(false, true, now);
+        Some(AcceptedCall { deadline, ..call })
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {

@@ -147,6 +147,60 @@ impl FrameDecoder {
         })
     }
 
+    /// The checked header of the frame at the front of `src`, if it is a complete CALL
+    /// without compression and without an attachment whose header, lengths and flags
+    /// [`FrameDecoder::decode`] would accept. Consumes nothing; `None` for anything else
+    /// (another kind, an unfinished frame, a frame `decode` would refuse, or a decoder in
+    /// the middle of a frame or failed), which `decode` then handles. The sections (route,
+    /// annotations) are not checked here: see `ServerConnection::accept_call`.
+    #[inline]
+    pub(crate) fn peek_call(&self, src: &[u8]) -> Option<Header> {
+        if self.pending.is_some() || self.failed.is_some() {
+            return None;
+        }
+        let b: &[u8; HEADER_LEN] = src.get(..HEADER_LEN)?.try_into().ok()?;
+        // The SPEC §2-§3 rules of a CALL header, for the one shape taken here (no flag but
+        // ONEWAY, no attachment), read straight from the bytes: anything else is left to
+        // `Header::parse` through `decode`.
+        let flags = u16::from_be_bytes([b[6], b[7]]);
+        if b[..4] != MAGIC
+            || b[4] != crate::wire::VERSION
+            || Kind(b[5]) != Kind::CALL
+            || flags & !Flags::ONEWAY.0 != 0
+            || !CodecId(b[8]).is_codec()
+            || (b[9] | b[22] | b[23]) != 0
+            || b[20..22] == [0, 0]
+            || b[12..20] == [0; 8]
+            || b[36..40] != [0; 4]
+        {
+            return None;
+        }
+        let h = Header {
+            version: b[4],
+            kind: Kind::CALL,
+            flags: Flags(flags),
+            codec: CodecId(b[8]),
+            provider: crate::wire::ProviderId(u16::from_be_bytes([b[10], b[11]])),
+            request_id: RequestId(u64::from_be_bytes([
+                b[12], b[13], b[14], b[15], b[16], b[17], b[18], b[19],
+            ])),
+            route_len: u16::from_be_bytes([b[20], b[21]]),
+            annotations_len: u32::from_be_bytes([b[24], b[25], b[26], b[27]]),
+            payload_len: u32::from_be_bytes([b[28], b[29], b[30], b[31]]),
+            kwargs_len: u32::from_be_bytes([b[32], b[33], b[34], b[35]]),
+            attachment_len: 0,
+        };
+        debug_assert_eq!(Header::parse(b).ok(), Some(h));
+        if h.annotations_len > self.limits.max_annotations_len {
+            return None;
+        }
+        let len = h.frame_len();
+        if len > u64::from(self.limits.max_frame_len) || (src.len() as u64) < len {
+            return None;
+        }
+        Some(h)
+    }
+
     /// Like [`FrameDecoder::decode`], for when the stream has ended: bytes of an unfinished
     /// frame are an error ([`ProtocolError::Truncated`]).
     pub fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {

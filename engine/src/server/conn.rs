@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -19,7 +19,7 @@ use super::callback::CallbackLink;
 use super::dispatch::Conn;
 use super::{lock, read, trace, Inner};
 use crate::context::ConnectionInfo;
-use crate::io::Wire;
+use crate::io::{State, Wire};
 use crate::provider::{Instances, Registered};
 
 /// Receive-buffer bytes all of a server's connections may hold together: each connection
@@ -302,6 +302,8 @@ impl Reader {
             usize::MAX
         };
         let mut events = VecDeque::new();
+        // The reader's own handle, so the lock it holds does not borrow `conn`.
+        let wire = conn.wire.clone();
         // The machine's first timer (the handshake deadline) is armed before the first
         // read: a peer that connects and sends nothing is still closed at the deadline.
         let mut armed: Option<Instant> = conn.wire.lock().side.poll_timeout();
@@ -358,9 +360,12 @@ impl Reader {
             // A long batch is handled `batch` frames at a time: their answers leave while
             // the rest is decoded.
             loop {
-                let mut s = conn.wire.lock();
+                let calls = conn.calls;
+                let mut s = wire.lock();
                 let mut more = false;
                 let mut read_error = None;
+                let mut drained = false;
+                let mut frames = 0;
                 let (r, eof) = match woke.take() {
                     Some(Woke::Read(Ok(0))) => (s.side.handle_eof_buf(&self.buf), true),
                     Some(Woke::Read(Err(e))) => {
@@ -368,13 +373,20 @@ impl Reader {
                         (Ok(()), true)
                     }
                     Some(Woke::Read(Ok(_))) | None => {
-                        match s.side.handle_input_frames(&mut self.buf, now, batch) {
-                            Ok(n) => {
-                                more = n == batch;
-                                (Ok(()), false)
-                            }
-                            Err(e) => (Err(e), false),
-                        }
+                        let (h, guard) = self.handle_frames(
+                            conn,
+                            &wire,
+                            s,
+                            now,
+                            batch,
+                            &mut events,
+                            &mut started,
+                        );
+                        s = guard;
+                        frames = h.frames;
+                        more = h.frames == batch;
+                        drained = h.drained;
+                        (h.result, false)
                     }
                     Some(Woke::Timer) => {
                         armed = None;
@@ -391,92 +403,18 @@ impl Reader {
                 s.side.take_events(&mut events);
                 let next = s.side.poll_timeout();
                 let closed = s.side.is_closed();
-                let idle = s.side.in_flight() == 0 && self.buf.is_empty();
+                // Not right after frames were handled: a connection whose calls were all
+                // answered as they were read usually gets more at once, and would free and
+                // allocate its buffers on every read.
+                let idle = frames == 0 && s.side.in_flight() == 0 && self.buf.is_empty();
                 if idle {
                     // An idle connection keeps no buffers: they come back with the next
                     // bytes.
                     s.side.release_buffers();
                 }
                 // Writes what the machine queued (WELCOME, PONG, refusals, a GOAWAY).
-                conn.wire.flush_locked(s);
-                let mut drained = false;
-                let calls = conn.calls;
-                for ev in events.drain(..) {
-                    match ev {
-                        proto::ServerEvent::Connected(session) if !started => {
-                            started = true;
-                            trace::connected(&conn.span, &session);
-                            if session.callbacks() {
-                                // Set before any call is dispatched: its handlers may call
-                                // back.
-                                let _ = conn.info.callback.set(Arc::new(CallbackLink::new(
-                                    conn.wire.clone(),
-                                    conn.info.peer.clone(),
-                                    session.codec,
-                                )));
-                            }
-                            conn.connected();
-                        }
-                        ev @ (proto::ServerEvent::Reply(_)
-                        | proto::ServerEvent::Error(_)
-                        | proto::ServerEvent::Failed { .. }) => {
-                            if let Some(link) = conn.info.callback.get() {
-                                link.on_event(ev);
-                            }
-                        }
-                        proto::ServerEvent::Call(call) => conn.on_call(call),
-                        proto::ServerEvent::Cancelled(id) => {
-                            tracing::debug!(
-                                parent: &conn.span,
-                                request_id = id.0,
-                                "call cancelled by the caller"
-                            );
-                            conn.stop(id.0)
-                        }
-                        proto::ServerEvent::Expired(id) => {
-                            tracing::debug!(
-                                parent: &conn.span,
-                                request_id = id.0,
-                                "call given up: its deadline or the shutdown grace passed"
-                            );
-                            conn.stop(id.0)
-                        }
-                        proto::ServerEvent::Credit { request_id, .. } => {
-                            conn.wire.streams.credit(request_id.0)
-                        }
-                        proto::ServerEvent::StreamItem(item) => {
-                            let len = item.item.len();
-                            if !conn
-                                .wire
-                                .uploads
-                                .item(item.request_id.0, item.codec, item.item)
-                                && fatal.is_none()
-                            {
-                                // Argument items waiting for their handlers fill the
-                                // server's receive budget: this connection goes.
-                                let max = conn.inner.budget.max;
-                                let mut s = conn.wire.lock();
-                                s.side.close(
-                                    proto::ErrorCode::LIMIT_EXCEEDED,
-                                    "the server's receive buffers are full (argument stream items wait for their handlers); retry later",
-                                );
-                                conn.wire.flush_locked(s);
-                                fatal = Some(proto::ProtocolError::TooLong {
-                                    what:
-                                        "argument stream item (server-wide receive buffer budget)",
-                                    len: len as u64,
-                                    max: max as u64,
-                                });
-                            }
-                        }
-                        proto::ServerEvent::StreamEnd(id) => conn.wire.uploads.end(id.0, None),
-                        proto::ServerEvent::Drained => drained = true,
-                        proto::ServerEvent::Rejected { request_id, error } => {
-                            trace::rejected(&conn.span, &conn.info.peer, request_id.0, &error);
-                        }
-                        _ => {}
-                    }
-                }
+                wire.flush_locked(s);
+                drained |= on_events(conn, &mut events, &mut started, &mut fatal);
                 conn.after_batch(calls);
                 conn.wire.flush();
                 if let Some(e) = fatal {
@@ -513,6 +451,71 @@ impl Reader {
                 break;
             }
         }
+    }
+
+    /// Handles up to `max` frames of the read buffer with the machine locked (`s`): each
+    /// common CALL the machine accepts in place ([`proto::ServerConnection::accept_call`])
+    /// is split off the buffer and dispatched with the lock released, with no owned frame
+    /// or event in between; any other frame goes through the machine's usual decoding, and
+    /// the events it reports are handled before the next frame, in order. Returns the lock
+    /// again, with how many frames were handled.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_frames<'w>(
+        &mut self,
+        conn: &mut Conn,
+        wire: &'w Wire<proto::ServerConnection>,
+        mut s: MutexGuard<'w, State<proto::ServerConnection>>,
+        now: Instant,
+        max: usize,
+        events: &mut VecDeque<proto::ServerEvent>,
+        started: &mut bool,
+    ) -> (Frames, MutexGuard<'w, State<proto::ServerConnection>>) {
+        let mut h = Frames {
+            frames: 0,
+            result: Ok(()),
+            drained: false,
+        };
+        while h.frames < max {
+            if let Some(call) = s.side.accept_call(&self.buf, now) {
+                h.frames += 1;
+                let frame = self.buf.split_to(call.frame_len()).freeze();
+                drop(s);
+                let direct = conn.on_accepted(&call, &frame);
+                drop(frame);
+                s = wire.lock();
+                if let Some(d) = direct {
+                    // A synchronous handler's result: answered under this lock, written
+                    // with the batch's flush.
+                    crate::context::answer_direct_in(wire, &mut s, d.id, d.codec);
+                }
+                continue;
+            }
+            match s.side.handle_input_frames(&mut self.buf, now, 1) {
+                Ok(0) => break,
+                Ok(n) => {
+                    h.frames += n;
+                    if s.side.has_events() {
+                        s.side.take_events(events);
+                        drop(s);
+                        let mut fatal = None;
+                        h.drained |= on_events(conn, events, started, &mut fatal);
+                        s = wire.lock();
+                        if let Some(e) = fatal {
+                            h.result = Err(e);
+                            break;
+                        }
+                        if h.drained {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    h.result = Err(e);
+                    break;
+                }
+            }
+        }
+        (h, s)
     }
 
     /// Reserves room for the frame still arriving, against the server-wide budget; a frame
@@ -579,6 +582,99 @@ impl Reader {
         inner.budget.give_back(self.reserved);
         self.reserved = 0;
     }
+}
+
+/// What [`Reader::handle_frames`] did.
+struct Frames {
+    /// Frames handled.
+    frames: usize,
+    /// A fatal error of the machine.
+    result: Result<(), proto::ProtocolError>,
+    /// The machine reported `Drained`.
+    drained: bool,
+}
+
+/// Handles the machine's events, in order; true when one was `Drained`.
+fn on_events(
+    conn: &mut Conn,
+    events: &mut VecDeque<proto::ServerEvent>,
+    started: &mut bool,
+    fatal: &mut Option<proto::ProtocolError>,
+) -> bool {
+    let mut drained = false;
+    for ev in events.drain(..) {
+        match ev {
+            proto::ServerEvent::Connected(session) if !*started => {
+                *started = true;
+                trace::connected(&conn.span, &session);
+                if session.callbacks() {
+                    // Set before any call is dispatched: its handlers may call back.
+                    let _ = conn.info.callback.set(Arc::new(CallbackLink::new(
+                        conn.wire.clone(),
+                        conn.info.peer.clone(),
+                        session.codec,
+                    )));
+                }
+                conn.connected();
+            }
+            ev @ (proto::ServerEvent::Reply(_)
+            | proto::ServerEvent::Error(_)
+            | proto::ServerEvent::Failed { .. }) => {
+                if let Some(link) = conn.info.callback.get() {
+                    link.on_event(ev);
+                }
+            }
+            proto::ServerEvent::Call(call) => conn.on_call(call),
+            proto::ServerEvent::Cancelled(id) => {
+                tracing::debug!(
+                    parent: &conn.span,
+                    request_id = id.0,
+                    "call cancelled by the caller"
+                );
+                conn.stop(id.0)
+            }
+            proto::ServerEvent::Expired(id) => {
+                tracing::debug!(
+                    parent: &conn.span,
+                    request_id = id.0,
+                    "call given up: its deadline or the shutdown grace passed"
+                );
+                conn.stop(id.0)
+            }
+            proto::ServerEvent::Credit { request_id, .. } => conn.wire.streams.credit(request_id.0),
+            proto::ServerEvent::StreamItem(item) => {
+                let len = item.item.len();
+                if !conn
+                    .wire
+                    .uploads
+                    .item(item.request_id.0, item.codec, item.item)
+                    && fatal.is_none()
+                {
+                    // Argument items waiting for their handlers fill the server's receive
+                    // budget: this connection goes.
+                    let max = conn.inner.budget.max;
+                    let mut s = conn.wire.lock();
+                    s.side.close(
+                        proto::ErrorCode::LIMIT_EXCEEDED,
+                        "the server's receive buffers are full (argument stream items wait for their handlers); retry later",
+                    );
+                    conn.wire.flush_locked(s);
+                    *fatal = Some(proto::ProtocolError::TooLong {
+                        what: "argument stream item (server-wide receive buffer budget)",
+                        len: len as u64,
+                        max: max as u64,
+                    });
+                }
+            }
+            proto::ServerEvent::StreamEnd(id) => conn.wire.uploads.end(id.0, None),
+            proto::ServerEvent::Drained => drained = true,
+            proto::ServerEvent::Rejected { request_id, error } => {
+                trace::rejected(&conn.span, &conn.info.peer, request_id.0, &error);
+            }
+            _ => {}
+        }
+    }
+    drained
 }
 
 /// In a long batch of frames, replies are written after every this many calls

@@ -13,9 +13,14 @@ use crate::error::{Fault, FaultKind};
 use crate::provider::Outcome;
 
 /// Answers a call to the daemon object.
-pub(super) fn call(inner: &Arc<Inner>, conn: &ConnectionInfo, call: &proto::Call, sink: ReplySink) {
+pub(super) fn call(
+    inner: &Arc<Inner>,
+    conn: &ConnectionInfo,
+    method: &str,
+    annotations: &proto::Annotations,
+    sink: ReplySink,
+) {
     let codec = sink.codec;
-    let method = call.method.as_str();
     let answer = |o| sink.answer(o, Flush::Deferred);
     match method {
         "ping" => answer(encode_outcome(codec, &())),
@@ -39,8 +44,7 @@ pub(super) fn call(inner: &Arc<Inner>, conn: &ConnectionInfo, call: &proto::Call
                 );
                 return;
             };
-            let given = call
-                .annotations
+            let given = annotations
                 .user()
                 .find(|(k, _)| *k == config::SHUTDOWN_TOKEN_KEY)
                 .map(|(_, v)| v);

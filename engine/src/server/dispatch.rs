@@ -150,22 +150,94 @@ impl Conn {
     /// Dispatches one call the machine accepted (its codec, the in-flight limit and the
     /// deadline already checked there).
     pub(super) fn on_call(&mut self, call: proto::Call) {
+        let proto::Call {
+            request_id,
+            provider,
+            codec,
+            oneway,
+            upload,
+            method,
+            annotations,
+            args,
+            kwargs,
+            attachment,
+        } = call;
+        let deadline = annotations.deadline();
+        let bulk = proto::has_bulk(&annotations, &attachment);
+        let direct = self.dispatch(CallIn {
+            request_id: request_id.0,
+            provider: provider.0,
+            codec,
+            oneway,
+            method: method.as_bytes(),
+            deadline,
+            bulk,
+            upload,
+            annotations,
+            args,
+            kwargs,
+            attachment,
+        });
+        if let Some(d) = direct {
+            crate::context::answer_direct(&self.wire, d.id, d.codec, Flush::Deferred);
+        }
+    }
+
+    /// Dispatches a call the machine accepted in place ([`proto::ServerConnection::accept_call`]):
+    /// `frame` holds its bytes, split from the read buffer. A synchronous handler's result
+    /// waiting in the direct result buffer is returned for the reader to answer under the
+    /// lock it takes next ([`crate::context::answer_direct_in`]), before anything else
+    /// encodes on this thread.
+    #[must_use]
+    pub(super) fn on_accepted(
+        &mut self,
+        call: &proto::AcceptedCall,
+        frame: &bytes::Bytes,
+    ) -> Option<Direct> {
+        let section = |r: std::ops::Range<usize>| {
+            if r.is_empty() {
+                bytes::Bytes::new()
+            } else {
+                frame.slice(r)
+            }
+        };
+        let annotations = section(call.annotations());
+        let annotations = if annotations.is_empty() {
+            proto::Annotations::new()
+        } else {
+            // Checked by the machine; never fails.
+            proto::Annotations::from_wire(annotations).unwrap_or_default()
+        };
+        self.dispatch(CallIn {
+            request_id: call.request_id.0,
+            provider: call.provider.0,
+            codec: call.codec,
+            oneway: call.oneway,
+            method: &frame[call.route()],
+            // The machine accepts in place only calls without bulk values.
+            deadline: call.deadline,
+            bulk: false,
+            upload: false,
+            annotations,
+            args: section(call.args()),
+            kwargs: section(call.kwargs()),
+            attachment: bytes::Bytes::new(),
+        })
+    }
+
+    /// Routes one call to its handler and runs it (or sends it off the reader). Returns
+    /// the direct answer the caller must send, if any (see [`Conn::on_accepted`]).
+    fn dispatch(&mut self, call: CallIn<'_>) -> Option<Direct> {
         let codec = call.codec;
-        let provider_id = call.provider.0;
-        let id = call.request_id.0;
-        // The name as it arrived (the decoder checked it is UTF-8): routes are looked up by
+        let provider_id = call.provider;
+        let id = call.request_id;
+        // The name as it arrived (the machine checked it is UTF-8): routes are looked up by
         // its bytes, and it becomes a `str` only where one is needed (messages, hooks).
-        let method = call.method.as_bytes();
+        let method = call.method;
         self.calls += 1;
         // Nothing is built here unless DEBUG is on for the server's trace module.
-        let trace = CallTrace::start_native(
-            &self.span,
-            provider_id,
-            &call.method,
-            codec,
-            id,
-            call.oneway,
-        );
+        let trace =
+            CallTrace::start_native(&self.span, provider_id, method, codec, id, call.oneway);
         let _entered = trace.as_ref().map(|t| t.span().clone().entered());
         let mut sink = ReplySink {
             to: AnswerTo::Native(self.wire.clone()),
@@ -177,12 +249,18 @@ impl Conn {
         };
         if let Some((token, received)) = call.annotations.resume() {
             // A stream resumed after a lost connection (SPEC §6.14): no handler runs.
-            crate::stream::resume_call(&self.wire, &call, token, received, sink);
-            return;
+            crate::stream::resume_call(&self.wire, &call.annotations, id, token, received, sink);
+            return None;
         }
         if provider_id == DAEMON_PROVIDER_ID {
-            super::daemon::call(&self.inner, &self.info, &call, sink);
-            return;
+            super::daemon::call(
+                &self.inner,
+                &self.info,
+                name(method),
+                &call.annotations,
+                sink,
+            );
+            return None;
         }
         let gen = self.inner.registry_gen.load(Ordering::Acquire);
         if gen != self.providers_gen {
@@ -210,10 +288,10 @@ impl Conn {
             );
             f.names = ids.iter().map(|i| i.to_string()).collect();
             sink.answer(Outcome::Fault(f), Flush::Deferred);
-            return;
+            return None;
         };
-        let Some(route) = reg.routes.get(&method[..]).copied() else {
-            let method = call.method.as_str();
+        let Some(route) = reg.routes.get(method).copied() else {
+            let method = name(method);
             let mut f = Fault::new(
                 FaultKind::UnknownMethod,
                 format!(
@@ -224,7 +302,7 @@ impl Conn {
             );
             f.names = reg.exposed.clone();
             sink.answer(Outcome::Fault(f), Flush::Deferred);
-            return;
+            return None;
         };
         if route.uploads && !call.upload {
             sink.answer(
@@ -232,12 +310,12 @@ impl Conn {
                     FaultKind::BadArguments,
                     format!(
                         "`{}` takes a stream of argument items: call it with an argument stream (CallBuilder::upload, or the generated client's method)",
-                        call.method.as_str()
+                        name(method)
                     ),
                 )),
                 Flush::Deferred,
             );
-            return;
+            return None;
         }
         if route.oneway && !sink.oneway {
             // A oneway method called as a plain call (the caller did not know): answered at
@@ -256,7 +334,7 @@ impl Conn {
             }
         };
         if self.inner.has_hooks.load(Ordering::Acquire) {
-            let method = call.method.as_str();
+            let method = name(method);
             let hooks: Vec<Arc<dyn CallHook>> = read(&self.inner.hooks).clone();
             let ci = CallInfo {
                 provider_id,
@@ -281,7 +359,7 @@ impl Conn {
                         Outcome::Fault(Fault::new(FaultKind::PermissionDenied, m)),
                         Flush::Deferred,
                     );
-                    return;
+                    return None;
                 }
             }
             sink.hooks = Some(Arc::new(AfterHooks {
@@ -297,9 +375,9 @@ impl Conn {
         }
         // The caller's deadline on this server's clock (the machine answers the call
         // DEADLINE_EXCEEDED when it passes): read from the reader's clock, for calls with one.
-        let deadline_at = call.annotations.deadline().map(|d| self.woke + d);
+        let deadline_at = call.deadline.map(|d| self.woke + d);
         // Bulk values as slices of the received frame (the machine checked the lengths).
-        let bulk = if proto::has_bulk(&call.annotations, &call.attachment) {
+        let bulk = if call.bulk {
             proto::split_bulk(&call.annotations, &call.attachment).ok()
         } else {
             None
@@ -347,7 +425,7 @@ impl Conn {
                 sink,
                 span: trace.as_ref().map(|t| t.span().clone()),
             });
-            return;
+            return None;
         }
         // A synchronous handler of a plain two-way call may encode its result for a direct
         // answer (see `context::arm_direct`); hooks and traces take the usual way. On that
@@ -412,12 +490,12 @@ impl Conn {
                     tracing::warn!(
                         parent: &self.span,
                         provider = provider_id,
-                        method = call.method.as_str(),
+                        method = name(method),
                         held_ms = held.as_millis() as u64,
                         budget_ms = budget.as_millis() as u64,
                         reason = "blocking_budget",
                         "`{}` of provider {provider_id} held a connection's reader for {held:?}, over the blocking budget of {budget:?} ({} calls in a row): its calls now run on the blocking pool; mark it #[remote(blocking)] to say so up front, or raise the budget (blocking_budget, WIRECALL_BLOCKING_BUDGET)",
-                        call.method.as_str(),
+                        name(method),
                         crate::provider::OVERRUNS_TO_MOVE,
                     );
                 }
@@ -437,8 +515,7 @@ impl Conn {
         }
         if let Polled::Other(Ok(Handled::Ready(Outcome::Value(_)))) = &handled {
             if encoded {
-                crate::context::answer_direct(&self.wire, id, codec, Flush::Deferred);
-                return;
+                return Some(Direct { id, codec });
             }
         }
         let sink = kept.unwrap_or_else(|| ReplySink {
@@ -493,7 +570,43 @@ impl Conn {
                 }
             }
         }
+        None
     }
+}
+
+/// A call to dispatch, from the machine's owned [`proto::Call`] or from a frame it accepted
+/// in place.
+pub(super) struct CallIn<'a> {
+    request_id: u64,
+    provider: u16,
+    codec: proto::CodecId,
+    oneway: bool,
+    /// The method name's bytes, checked UTF-8 by the machine.
+    method: &'a [u8],
+    /// The caller's deadline (`wc.deadline`).
+    deadline: Option<std::time::Duration>,
+    /// The call carries bulk values.
+    bulk: bool,
+    /// The caller streams argument items after the call (flag UPLOAD, SPEC §6.13).
+    upload: bool,
+    annotations: proto::Annotations,
+    args: bytes::Bytes,
+    kwargs: bytes::Bytes,
+    attachment: bytes::Bytes,
+}
+
+/// A synchronous handler's result waiting in this thread's direct result buffer: the
+/// answer to send for call `id`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Direct {
+    pub(super) id: u64,
+    pub(super) codec: proto::CodecId,
+}
+
+/// A method name's bytes as a `str`.
+fn name(method: &[u8]) -> &str {
+    // Checked UTF-8 by the machine; the fallback is never taken.
+    std::str::from_utf8(method).unwrap_or_default()
 }
 
 type CaughtOutcome =

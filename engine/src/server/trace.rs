@@ -199,7 +199,7 @@ impl CallTrace {
     pub(super) fn start_native(
         conn: &Span,
         provider_id: u16,
-        method: &wirecall_protocol::Method,
+        method: &[u8],
         codec: CodecId,
         request_id: u64,
         oneway: bool,
@@ -210,7 +210,8 @@ impl CallTrace {
         Self::start(
             conn,
             provider_id,
-            method.as_str(),
+            // Checked UTF-8 by the machine; the fallback is never taken.
+            std::str::from_utf8(method).unwrap_or_default(),
             codec,
             request_id,
             oneway,

@@ -1,0 +1,341 @@
+//! The borrowed CALL path (`ServerConnection::accept_call`, falling back to
+//! `handle_input_frames` one frame at a time) against the owned one (`handle_input_buf`):
+//! two server machines fed the same bytes, in the same chunks, must report the same calls
+//! and events, send the same bytes, fail with the same error and keep the same calls in
+//! flight, whatever the frames (valid calls, calls each check refuses or treats apart,
+//! control frames, broken frames).
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+use wirecall_protocol::{
+    AcceptedCall, Annotations, Call, ClientConfig, ClientConnection, CodecId, ErrorCode, Frame,
+    GoAway, Method, ProtocolError, ProviderId, RequestId, ServerConfig, ServerConnection,
+    ServerEvent,
+};
+
+const MAX_IN_FLIGHT: u32 = 3;
+
+fn server(now: Instant) -> ServerConnection {
+    let mut config = ServerConfig::new(vec![CodecId::POSTCARD, CodecId::JSON]);
+    config.limits.max_in_flight = MAX_IN_FLIGHT;
+    config.limits.max_annotations_len = 64;
+    ServerConnection::new(config, now).unwrap()
+}
+
+fn hello(now: Instant) -> Vec<u8> {
+    let mut client =
+        ClientConnection::new(ClientConfig::new(vec![CodecId::POSTCARD]), now).unwrap();
+    let mut out = Vec::new();
+    while let Some(b) = client.poll_transmit() {
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+/// One frame (or junk) of the input, built from a few random bytes.
+fn frame(spec: &[u8; 8], next_id: &mut u64) -> Vec<u8> {
+    let [sel, delta, codec, ann, tweak, len, at, value] = *spec;
+    let id = match delta % 8 {
+        // Mostly increasing; sometimes repeated or lower (fatal).
+        0..=4 => *next_id + 1,
+        5 => *next_id + 3,
+        6 => *next_id,
+        _ => next_id.saturating_sub(1),
+    };
+    *next_id = (*next_id).max(id);
+    let mut out = BytesMut::new();
+    match sel % 16 {
+        0..=9 => {
+            let codec = [CodecId::POSTCARD, CodecId::JSON, CodecId::CBOR][usize::from(codec % 3)];
+            let b = Annotations::builder();
+            let annotations = match ann % 10 {
+                0..=2 => Annotations::new(),
+                3 => b.deadline(Duration::from_secs(5)).build(),
+                4 => b.deadline(Duration::ZERO).build(),
+                5 => b.window(4).build(),
+                6 => b.batch(RequestId(id), tweak % 2 == 0).build(),
+                7 => b.bulk(&[]).unwrap().build(),
+                8 if tweak % 3 == 0 => b.resume([9; 16], 2).build(),
+                8 => b.correlation_id([7; 16]).build(),
+                _ => b.insert("k", &[1, 2, 3]).unwrap().build(),
+            };
+            let attachment = if tweak % 7 == 1 {
+                Bytes::from_static(b"att")
+            } else {
+                Bytes::new()
+            };
+            let kwargs = if tweak % 5 == 2 {
+                Bytes::from_static(b"kw")
+            } else {
+                Bytes::new()
+            };
+            Frame::Call(Call {
+                request_id: RequestId(id.max(1)),
+                provider: ProviderId(u16::from(tweak % 3)),
+                codec,
+                oneway: tweak % 4 == 3,
+                // Flag UPLOAD on a server without client → server streams: fatal on both
+                // paths (the borrowed one leaves it to the owned one).
+                upload: tweak % 13 == 5 && tweak % 4 != 3,
+                method: Method::new(if tweak % 11 == 4 {
+                    Bytes::from_static("écho".as_bytes())
+                } else {
+                    Bytes::from_static(b"echo")
+                })
+                .unwrap(),
+                annotations,
+                args: Bytes::from(vec![b'a'; usize::from(len % 40)]),
+                kwargs,
+                attachment,
+            })
+            .encode(&mut out)
+            .unwrap();
+            match tweak / 16 {
+                // The method name is not UTF-8 (fatal).
+                1 => out[40] = 0xff,
+                // COMPRESSED without compression in force (fatal).
+                2 => out[7] |= 0x04,
+                // Annotations that do not parse (fatal): a key length past the section.
+                3 if out[27] != 0 => out[40 + 4] = 0xff,
+                _ => {}
+            }
+            // Now and then one header byte set to anything (lengths included: the stream
+            // may then be cut anywhere or wait for bytes that never come).
+            if at % 4 == 0 {
+                out[usize::from(at / 4) % 40] = value;
+            }
+        }
+        10 => Frame::Cancel(RequestId(id.max(1)))
+            .encode(&mut out)
+            .unwrap(),
+        11 => Frame::Ping([tweak; 8]).encode(&mut out).unwrap(),
+        12 => Frame::GoAway(GoAway {
+            last_request_id: RequestId(0),
+            code: ErrorCode::NO_ERROR,
+            message: "bye".into(),
+        })
+        .encode(&mut out)
+        .unwrap(),
+        13 => Frame::Credit(RequestId(id.max(1)), 1)
+            .encode(&mut out)
+            .unwrap(),
+        14 => out.extend_from_slice(&[0x89, b'W', b'X', b'P', 1, 2, 3]),
+        _ => Frame::Call(Call {
+            request_id: RequestId(id.max(1)),
+            provider: ProviderId(0),
+            codec: CodecId::POSTCARD,
+            oneway: false,
+            upload: false,
+            method: Method::new(Bytes::from(vec![b'm'; 8])).unwrap(),
+            // Over the 64-byte annotation limit (fatal before the body is read).
+            annotations: Annotations::builder()
+                .insert("big", &[0; 80])
+                .unwrap()
+                .build(),
+            args: Bytes::new(),
+            kwargs: Bytes::new(),
+            attachment: Bytes::new(),
+        })
+        .encode(&mut out)
+        .unwrap(),
+    }
+    out.to_vec()
+}
+
+/// The owned call a borrowed one stands for, read back from its frame.
+fn owned(c: &AcceptedCall, frame: &Bytes) -> Call {
+    assert!(c.frame_len() <= frame.len());
+    Call {
+        request_id: c.request_id,
+        provider: c.provider,
+        codec: c.codec,
+        oneway: c.oneway,
+        upload: false,
+        method: Method::new(frame.slice(c.route())).unwrap(),
+        annotations: Annotations::from_wire(frame.slice(c.annotations())).unwrap(),
+        args: frame.slice(c.args()),
+        kwargs: frame.slice(c.kwargs()),
+        attachment: Bytes::new(),
+    }
+}
+
+/// One server machine and what it reported.
+struct Side {
+    m: ServerConnection,
+    buf: BytesMut,
+    events: Vec<ServerEvent>,
+    sent: BytesMut,
+    err: Option<ProtocolError>,
+    borrowed: usize,
+}
+
+impl Side {
+    fn new(now: Instant) -> Side {
+        Side {
+            m: server(now),
+            buf: BytesMut::new(),
+            events: Vec::new(),
+            sent: BytesMut::new(),
+            err: None,
+            borrowed: 0,
+        }
+    }
+
+    fn take(&mut self) {
+        while let Some(e) = self.m.poll_event() {
+            self.events.push(e);
+        }
+        self.m.take_transmit(&mut self.sent);
+    }
+
+    /// The owned path.
+    fn feed_owned(&mut self, data: &[u8], now: Instant) {
+        self.buf.extend_from_slice(data);
+        if let Err(e) = self.m.handle_input_buf(&mut self.buf, now) {
+            self.err.get_or_insert(e);
+        }
+        self.take();
+    }
+
+    /// The borrowed path, as the engine's reader drives it.
+    fn feed_borrowed(&mut self, data: &[u8], now: Instant) {
+        self.buf.extend_from_slice(data);
+        loop {
+            if let Some(c) = self.m.accept_call(&self.buf, now) {
+                self.borrowed += 1;
+                let frame = self.buf.split_to(c.frame_len()).freeze();
+                self.events.push(ServerEvent::Call(owned(&c, &frame)));
+                continue;
+            }
+            match self.m.handle_input_frames(&mut self.buf, now, 1) {
+                Ok(0) => break,
+                Ok(_) => self.take(),
+                Err(e) => {
+                    self.err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        self.take();
+    }
+
+    /// Answers the oldest two-way call dispatched and not yet answered, if any.
+    fn answer_one(&mut self, answered: &mut usize) -> Option<Result<(), ProtocolError>> {
+        let calls: Vec<RequestId> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Call(c) if !c.oneway => Some(c.request_id),
+                _ => None,
+            })
+            .collect();
+        let id = *calls.get(*answered)?;
+        *answered += 1;
+        let r = self.m.reply_slice(id, CodecId::POSTCARD, b"ok");
+        self.take();
+        Some(r)
+    }
+}
+
+fn check(specs: &[[u8; 8]], cuts: &[u8]) -> usize {
+    let start = Instant::now();
+    let mut input = hello(start);
+    let mut next_id = 0;
+    for s in specs {
+        input.extend(frame(s, &mut next_id));
+    }
+    let mut a = Side::new(start);
+    let mut b = Side::new(start);
+    let (mut answered_a, mut answered_b) = (0, 0);
+    let mut now = start;
+    let mut at = 0;
+    let mut cuts = cuts.iter().cycle();
+    while at < input.len() {
+        let n = (usize::from(*cuts.next().unwrap_or(&255)) + 1).min(input.len() - at);
+        let chunk = &input[at..at + n];
+        at += n;
+        a.feed_owned(chunk, now);
+        b.feed_borrowed(chunk, now);
+        assert_eq!(a.err, b.err, "errors after {at} bytes");
+        assert_eq!(a.events, b.events, "events after {at} bytes");
+        assert_eq!(a.sent, b.sent, "bytes sent after {at} bytes");
+        assert_eq!(a.m.in_flight(), b.m.in_flight());
+        assert_eq!(a.m.poll_timeout(), b.m.poll_timeout());
+        if a.err.is_some() {
+            break;
+        }
+        if n % 3 == 0 {
+            assert_eq!(a.answer_one(&mut answered_a), b.answer_one(&mut answered_b));
+        }
+        now += Duration::from_millis(u64::from(n as u8 % 4) * 1500);
+        assert_eq!(a.m.handle_timeout(now), b.m.handle_timeout(now));
+        a.take();
+        b.take();
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.sent, b.sent);
+    }
+    b.borrowed
+}
+
+#[test]
+fn plain_calls_take_the_borrowed_path() {
+    // Oneway (tweak 3): none waits for an answer, so the in-flight limit does not apply.
+    let specs: Vec<[u8; 8]> = (0..6).map(|i| [0, 0, 0, 0, 3, i, 1, 0]).collect();
+    assert_eq!(check(&specs, &[255]), 6);
+    // Two-way: as many as the in-flight limit, the rest refused the usual way.
+    let specs: Vec<[u8; 8]> = (0..6).map(|i| [0, 0, 0, 0, 0, i, 1, 0]).collect();
+    assert_eq!(check(&specs, &[255]), MAX_IN_FLIGHT as usize);
+    // A method name that is UTF-8 but not ASCII.
+    assert_eq!(check(&[[0, 0, 0, 0, 4, 9, 1, 0]], &[255]), 1);
+    // Split anywhere, frames still complete in one chunk go the borrowed way.
+    assert!(check(&specs, &[0, 7, 39, 40, 83, 200]) >= 1);
+}
+
+#[test]
+fn each_header_byte_agrees() {
+    // Every header byte of a plain call, set to a few values each.
+    for at in 0..40u8 {
+        for value in [0u8, 1, 2, 3, 4, 5, 0x40, 0x80, 0xff] {
+            let specs = [
+                [0, 0, 0, 0, 0, 1, 1, 0],
+                [0, 0, 0, 0, 0, 7, at * 4, value],
+                [0, 0, 0, 0, 0, 2, 1, 0],
+            ];
+            check(&specs, &[255]);
+            check(&specs, &[3, 50, 90]);
+        }
+    }
+}
+
+#[test]
+fn each_check_agrees() {
+    // One frame of each kind after a plain call, the stream read whole.
+    for sel in 0..16u8 {
+        for ann in 0..10u8 {
+            for tweak in [0u8, 1, 2, 3, 4, 16, 32, 48] {
+                for codec in 0..3u8 {
+                    let specs = [
+                        [0, 0, 0, 0, 0, 1, 1, 0],
+                        [sel, 0, codec, ann, tweak, 5, 1, 0],
+                        [0, 0, 0, 0, 0, 2, 1, 0],
+                    ];
+                    check(&specs, &[255]);
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn borrowed_and_owned_paths_agree(
+        specs in proptest::collection::vec(any::<[u8; 8]>(), 0..40),
+        cuts in proptest::collection::vec(any::<u8>(), 1..8),
+    ) {
+        check(&specs, &cuts);
+    }
+}
