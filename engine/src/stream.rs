@@ -763,19 +763,11 @@ fn send_batch(
         for item in batch.drain(..) {
             let sent = match item {
                 Some(Ok(item)) => {
+                    let sent = s.side.stream_item_plain(request_id, codec, &item, now);
                     if let Some((r, true)) = replay.as_mut() {
-                        r.sent(item.clone());
+                        r.sent(item);
                     }
-                    s.side.stream_item(
-                        proto::StreamItem {
-                            request_id,
-                            codec,
-                            annotations: proto::Annotations::new(),
-                            item,
-                            attachment: Bytes::new(),
-                        },
-                        now,
-                    )
+                    sent
                 }
                 Some(Err(fault)) => s.side.error(proto::ErrorFrame {
                     request_id,

@@ -409,6 +409,32 @@ impl Core {
         })
     }
 
+    /// [`Core::send_reply_slice`] for a plain STREAM_ITEM.
+    fn send_item_slice(
+        &mut self,
+        request_id: RequestId,
+        codec: CodecId,
+        item: &Bytes,
+    ) -> Result<(), ProtocolError> {
+        let compress = self
+            .compressor
+            .as_ref()
+            .is_some_and(|c| c.wants(item.len()));
+        if compress || item.len() >= self.share_from {
+            return self.send(&Frame::StreamItem(StreamItem {
+                request_id,
+                codec,
+                annotations: Annotations::new(),
+                item: item.clone(),
+                attachment: Bytes::new(),
+            }));
+        }
+        let limits = self.peer_limits;
+        crate::frame::encode_item_slice(&mut self.outbuf, request_id, codec, item, |len| {
+            check_peer_limits(limits, len, 0)
+        })
+    }
+
     /// Encodes a borrowed CALL into the send buffer after checking the peer's limits.
     fn send_call(&mut self, call: &CallRef<'_>) -> Result<(), ProtocolError> {
         let limits = self.peer_limits;
@@ -3505,6 +3531,39 @@ impl ServerConnection {
         }
         self.core.send(&Frame::StreamItem(item))?;
         if let (Some(n), Some(c)) = (credit, self.in_flight.get_mut(&id)) {
+            c.credit = Some(n - 1);
+            if n == 1 {
+                c.idle_since = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`stream_item`](Self::stream_item) of a plain item (no annotations, no attachment):
+    /// the same rules and bytes, with one lookup of the call and no owned frame built, for
+    /// a driver pumping many items.
+    pub fn stream_item_plain(
+        &mut self,
+        request_id: RequestId,
+        codec: CodecId,
+        item: &Bytes,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        self.core.ensure_open()?;
+        let Some(c) = self.in_flight.get_mut(&request_id) else {
+            return Err(ProtocolError::NotInFlight { request_id });
+        };
+        if !c.streaming {
+            return Err(ProtocolError::InvalidState {
+                operation: "send a stream item",
+                state: "the call has no stream",
+            });
+        }
+        if c.credit == Some(0) {
+            return Err(ProtocolError::NoCredit { request_id });
+        }
+        self.core.send_item_slice(request_id, codec, item)?;
+        if let Some(n) = c.credit {
             c.credit = Some(n - 1);
             if n == 1 {
                 c.idle_since = Some(now);

@@ -1003,9 +1003,32 @@ pub(crate) fn encode_reply_slice(
     result: &[u8],
     check: impl FnOnce(u64) -> Result<(), ProtocolError>,
 ) -> Result<(), ProtocolError> {
+    encode_result_slice(dst, Kind::REPLY, request_id, codec, result, check)
+}
+
+/// [`encode_reply_slice`] for a plain STREAM_ITEM (no annotations, no attachment): exactly
+/// the bytes of the equivalent [`Frame::StreamItem`].
+pub(crate) fn encode_item_slice(
+    dst: &mut BytesMut,
+    request_id: RequestId,
+    codec: CodecId,
+    item: &[u8],
+    check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+) -> Result<(), ProtocolError> {
+    encode_result_slice(dst, Kind::STREAM_ITEM, request_id, codec, item, check)
+}
+
+fn encode_result_slice(
+    dst: &mut BytesMut,
+    kind: Kind,
+    request_id: RequestId,
+    codec: CodecId,
+    result: &[u8],
+    check: impl FnOnce(u64) -> Result<(), ProtocolError>,
+) -> Result<(), ProtocolError> {
     let header = Header {
         version: VERSION,
-        kind: Kind::REPLY,
+        kind,
         flags: Flags::EMPTY,
         codec,
         provider: ProviderId(0),

@@ -1774,6 +1774,46 @@ fn item(id: RequestId, n: u8) -> StreamItem {
     }
 }
 
+/// The plain-item path a driver uses in its pump (one lookup, no owned frame) sends the
+/// same bytes and applies the same rules as `stream_item`.
+#[test]
+fn plain_stream_items_match_stream_item() {
+    let mut sent = Vec::new();
+    for plain in [false, true] {
+        let mut p = Pair::connected();
+        let id = stream_call(&mut p, 2);
+        p.drive();
+        p.s2c.clear();
+        let send = |p: &mut Pair, n: u8| {
+            if plain {
+                p.server
+                    .stream_item_plain(id, CodecId::MSGPACK, &Bytes::from(vec![n; 3]), p.now)
+            } else {
+                let mut i = item(id, n);
+                i.item = Bytes::from(vec![n; 3]);
+                p.server.stream_item(i, p.now)
+            }
+        };
+        send(&mut p, 1).unwrap();
+        send(&mut p, 2).unwrap();
+        assert_eq!(
+            send(&mut p, 3).unwrap_err(),
+            ProtocolError::NoCredit { request_id: id }
+        );
+        assert_eq!(p.server.credit(id), Some(0));
+        p.drive();
+        sent.push(p.s2c.concat());
+        // Not in flight once ended; a call without a stream is refused.
+        p.server.stream_end(id).unwrap();
+        assert!(matches!(
+            send(&mut p, 4),
+            Err(ProtocolError::NotInFlight { .. })
+        ));
+    }
+    assert_eq!(sent[0], sent[1]);
+    assert!(!sent[0].is_empty());
+}
+
 #[test]
 fn stream_items_wait_for_credit() {
     let mut p = Pair::connected();
