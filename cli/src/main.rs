@@ -38,10 +38,13 @@ enum Command {
     /// Benchmarks printed as ratios against a baseline measured in the same run.
     Bench(bench_cmds::BenchArgs),
     /// Host the built-in demo provider (echo, add, a oneway counter, a failing method, an
-    /// attribute); prints the listening addresses on the first line of stdout.
+    /// attribute, streams both ways, a bulk echo, a method calling back into its caller);
+    /// prints the listening addresses on the first line of stdout.
     Serve(serve_cmds::ServeArgs),
     /// Call a method of a running server with arguments in the vector notation (or JSON)
-    /// and print the result in the vector notation.
+    /// and print the result in the vector notation; a streamed result prints one item per
+    /// line as it arrives, and a method that takes a stream of arguments reads them from
+    /// stdin, one value per line.
     Call(serve_cmds::CallArgs),
     /// Print a running server's metadata: providers, methods, attributes, accepted codecs.
     Meta(serve_cmds::MetaArgs),
