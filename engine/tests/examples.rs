@@ -12,6 +12,8 @@ mod pymargo_provider;
 mod pyro_proxy;
 #[path = "../examples/rpyc_service.rs"]
 mod rpyc_service;
+#[path = "../examples/streams.rs"]
+mod streams;
 #[path = "../examples/tls.rs"]
 mod tls_example;
 
@@ -33,6 +35,28 @@ async fn pymargo_seed_over_tcp_and_unix() {
             .expect("seed timed out")
             .unwrap_or_else(|e| panic!("seed failed on {addr}: {e}"));
         assert_eq!(hooks, vec!["prefinalize", "finalize"], "on {addr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_seed_over_tcp_unix_and_mem() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in [
+        "tcp://127.0.0.1:0".to_string(),
+        unix_address(&dir, "streams.sock"),
+        "mem://examples-streams".to_string(),
+    ] {
+        let seen = tokio::time::timeout(LIMIT, streams::run(&addr))
+            .await
+            .expect("seed timed out")
+            .unwrap_or_else(|e| panic!("seed failed on {addr}: {e}"));
+        assert_eq!(
+            seen.fibonacci,
+            [0, 1, 1, 2, 3, 5, 8, 13, 21, 34],
+            "on {addr}"
+        );
+        assert_eq!(seen.mean, 2.5, "on {addr}");
+        assert_eq!(seen.totals, [5, 3, 13], "on {addr}");
     }
 }
 
