@@ -716,18 +716,37 @@ trait Timed {
 }
 
 /// The calls in flight by request id, with a count of those that have a deadline, so the
-/// timers skip the scan when none has. Hashed with FxHash: on a server the ids are the
-/// peer's, but a map never holds more than the in-flight limit, which bounds what colliding
-/// ids can cost.
+/// timers skip the scan when none has.
+///
+/// Most calls sit in a small direct-mapped table indexed by the id's low bits (ids rise one
+/// by one on most connections, so the calls in flight fall into distinct slots): an insert,
+/// a lookup or a removal is one index and one compare. A call whose slot is taken (answers
+/// far out of order, ids with gaps) goes to a hash map instead, so no pattern of ids costs
+/// more than a hash map's operation and a slot compare. The table grows with the calls in
+/// flight (kept at most half full) up to [`MAX_SLOTS`]. The map is hashed with FxHash: on a
+/// server the ids are the peer's, but it never holds more than the in-flight limit, which
+/// bounds what colliding ids can cost.
 #[derive(Debug)]
 struct Calls<C> {
+    /// `slots[id & (slots.len() - 1)]`; empty until the first call, then a power of two.
+    slots: Vec<Option<(RequestId, C)>>,
+    /// Calls in `slots`.
+    in_slots: usize,
+    /// The calls whose slot was taken.
     map: HashMap<RequestId, C, BuildHasherDefault<rustc_hash::FxHasher>>,
     timed: usize,
 }
 
+/// The direct-mapped table's first size.
+const MIN_SLOTS: usize = 8;
+/// The direct-mapped table's largest size.
+const MAX_SLOTS: usize = 256;
+
 impl<C> Default for Calls<C> {
     fn default() -> Self {
         Calls {
+            slots: Vec::new(),
+            in_slots: 0,
             map: HashMap::default(),
             timed: 0,
         }
@@ -735,44 +754,141 @@ impl<C> Default for Calls<C> {
 }
 
 impl<C: Timed> Calls<C> {
+    fn slot(&self, id: RequestId) -> Option<usize> {
+        let n = self.slots.len();
+        (n != 0).then(|| id.0 as usize & (n - 1))
+    }
+
+    #[inline]
     fn insert(&mut self, id: RequestId, c: C) {
         if c.deadline().is_some() {
             self.timed += 1;
         }
-        if let Some(old) = self.map.insert(id, c) {
+        if let Some(old) = self.put(id, c) {
             if old.deadline().is_some() {
                 self.timed -= 1;
             }
         }
     }
 
+    /// Inserts without the deadline count; returns what `id` held.
+    #[inline]
+    fn put(&mut self, id: RequestId, c: C) -> Option<C> {
+        if !self.map.is_empty() {
+            if let Some(v) = self.map.get_mut(&id) {
+                return Some(std::mem::replace(v, c));
+            }
+        }
+        if self.slots.len() < MAX_SLOTS && self.len() >= self.slots.len() / 2 {
+            self.grow();
+        }
+        let i = id.0 as usize & (self.slots.len() - 1);
+        match &mut self.slots[i] {
+            Some((k, v)) if *k == id => Some(std::mem::replace(v, c)),
+            Some(_) => self.map.insert(id, c),
+            e @ None => {
+                *e = Some((id, c));
+                self.in_slots += 1;
+                None
+            }
+        }
+    }
+
+    /// Doubles the table (to [`MIN_SLOTS`] at first) and places every call again.
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).clamp(MIN_SLOTS, MAX_SLOTS);
+        let mut slots = Vec::with_capacity(n);
+        slots.resize_with(n, || None);
+        let old = std::mem::replace(&mut self.slots, slots);
+        let map = std::mem::take(&mut self.map);
+        self.in_slots = 0;
+        for (id, c) in old.into_iter().flatten().chain(map) {
+            let i = id.0 as usize & (n - 1);
+            match &mut self.slots[i] {
+                Some(_) => {
+                    self.map.insert(id, c);
+                }
+                e @ None => {
+                    *e = Some((id, c));
+                    self.in_slots += 1;
+                }
+            }
+        }
+    }
+
+    #[inline]
     fn remove(&mut self, id: &RequestId) -> Option<C> {
-        let c = self.map.remove(id)?;
+        let c = self.take(*id)?;
         if c.deadline().is_some() {
             self.timed -= 1;
         }
         Some(c)
     }
 
+    #[inline]
+    fn take(&mut self, id: RequestId) -> Option<C> {
+        if let Some(i) = self.slot(id) {
+            if matches!(&self.slots[i], Some((k, _)) if *k == id) {
+                self.in_slots -= 1;
+                return self.slots[i].take().map(|(_, c)| c);
+            }
+        }
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.remove(&id)
+    }
+
     fn get(&self, id: &RequestId) -> Option<&C> {
+        if let Some(i) = self.slot(*id) {
+            if let Some((k, c)) = &self.slots[i] {
+                if k == id {
+                    return Some(c);
+                }
+            }
+        }
+        if self.map.is_empty() {
+            return None;
+        }
         self.map.get(id)
     }
 
     /// Mutable access; the deadline must not change through it.
     fn get_mut(&mut self, id: &RequestId) -> Option<&mut C> {
+        if let Some(i) = self.slot(*id) {
+            if matches!(&self.slots[i], Some((k, _)) if k == id) {
+                return self.slots[i].as_mut().map(|(_, c)| c);
+            }
+        }
+        if self.map.is_empty() {
+            return None;
+        }
         self.map.get_mut(id)
     }
 
     fn contains_key(&self, id: &RequestId) -> bool {
-        self.map.contains_key(id)
+        self.get(id).is_some()
     }
 
     fn len(&self) -> usize {
-        self.map.len()
+        self.in_slots + self.map.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
+    }
+
+    /// Every call, in no particular order.
+    fn iter(&self) -> impl Iterator<Item = (&RequestId, &C)> {
+        self.slots
+            .iter()
+            .filter_map(|e| e.as_ref().map(|(k, c)| (k, c)))
+            .chain(self.map.iter())
+    }
+
+    /// The ids of every call, in no particular order.
+    fn ids(&self) -> Vec<RequestId> {
+        self.iter().map(|(id, _)| *id).collect()
     }
 
     /// The earliest of `deadline` over the calls (`None` without a scan when no call has a
@@ -781,7 +897,7 @@ impl<C: Timed> Calls<C> {
         if self.timed == 0 {
             return None;
         }
-        self.map.values().filter_map(deadline).min()
+        self.iter().map(|(_, c)| c).filter_map(deadline).min()
     }
 
     /// The calls whose `deadline` has passed, in id order.
@@ -790,7 +906,6 @@ impl<C: Timed> Calls<C> {
             return Vec::new();
         }
         let mut expired: Vec<RequestId> = self
-            .map
             .iter()
             .filter(|(_, c)| deadline(c).is_some_and(|d| now >= d))
             .map(|(id, _)| *id)
@@ -2734,7 +2849,7 @@ impl ServerConnection {
         }
         if self.drain_deadline.is_some_and(|d| now >= d) && !self.in_flight.is_empty() {
             // The drain grace is over: the calls still running are given up.
-            let mut ids: Vec<RequestId> = self.in_flight.map.keys().copied().collect();
+            let mut ids: Vec<RequestId> = self.in_flight.ids();
             ids.sort();
             for id in ids {
                 // A call of a batch may have been answered SKIPPED by an earlier one here.
@@ -2762,9 +2877,8 @@ impl ServerConnection {
     fn idle_expiry(&self) -> Option<Instant> {
         let l = self.config.stream_lifetime?;
         self.in_flight
-            .map
-            .values()
-            .filter_map(|c| c.idle_since.map(|t| t + l))
+            .iter()
+            .filter_map(|(_, c)| c.idle_since.map(|t| t + l))
             .min()
     }
 
@@ -2787,7 +2901,6 @@ impl ServerConnection {
             // Only servers with a stream lifetime scan for idle streams.
             expired.extend(
                 self.in_flight
-                    .map
                     .iter()
                     .filter(|(_, c)| c.idle_since.is_some_and(|t| now >= t + l))
                     .map(|(id, _)| *id),
@@ -3827,5 +3940,93 @@ impl Side for ServerConnection {
 
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
         ServerConnection::fail(self, e)
+    }
+}
+
+#[cfg(test)]
+mod calls_tests {
+    use super::{Calls, RequestId, Timed};
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct C(u64, Option<Instant>);
+
+    impl Timed for C {
+        fn deadline(&self) -> Option<Instant> {
+            self.1
+        }
+    }
+
+    /// The direct-mapped table with its overflow map agrees with a plain map under random
+    /// inserts, replacements, lookups and removals: ids rising one by one, with gaps, far out
+    /// of order, and colliding on their low bits.
+    #[test]
+    fn calls_agree_with_a_map() {
+        let t0 = Instant::now();
+        for pattern in 0..4u64 {
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ pattern;
+            let mut rnd = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let mut calls: Calls<C> = Calls::default();
+            let mut model: HashMap<RequestId, C> = HashMap::new();
+            let mut next = 1u64;
+            for step in 0..20_000u64 {
+                let r = rnd();
+                match r % 4 {
+                    0 | 1 => {
+                        let id = match pattern {
+                            0 => next,
+                            1 => next + r % 7,
+                            2 => next * 256,
+                            _ => r % 1024 + 1,
+                        };
+                        next += 1;
+                        if model.len() < 600 {
+                            let c = C(step, (r % 3 == 0).then_some(t0));
+                            calls.insert(RequestId(id), c);
+                            model.insert(RequestId(id), c);
+                        }
+                    }
+                    2 => {
+                        // Oldest-first and random removals.
+                        let id = if r % 2 == 0 {
+                            model.keys().min().copied()
+                        } else {
+                            model
+                                .keys()
+                                .nth((r as usize / 4) % model.len().max(1))
+                                .copied()
+                        }
+                        .unwrap_or(RequestId(r % 2048));
+                        assert_eq!(calls.remove(&id), model.remove(&id));
+                    }
+                    _ => {
+                        let id = RequestId(r % (next * 256 + 2));
+                        assert_eq!(calls.get(&id), model.get(&id));
+                        assert_eq!(calls.contains_key(&id), model.contains_key(&id));
+                        if let (Some(a), Some(b)) = (calls.get_mut(&id), model.get_mut(&id)) {
+                            a.0 += 1;
+                            b.0 += 1;
+                        }
+                    }
+                }
+                assert_eq!(calls.len(), model.len());
+                assert_eq!(calls.is_empty(), model.is_empty());
+                assert_eq!(
+                    calls.timed,
+                    model.values().filter(|c| c.1.is_some()).count()
+                );
+            }
+            let mut ids = calls.ids();
+            ids.sort();
+            let mut want: Vec<RequestId> = model.keys().copied().collect();
+            want.sort();
+            assert_eq!(ids, want);
+        }
     }
 }

@@ -480,8 +480,7 @@ impl Reader {
                 h.frames += 1;
                 let frame = self.buf.split_to(call.frame_len()).freeze();
                 drop(s);
-                let direct = conn.on_accepted(&call, &frame);
-                drop(frame);
+                let direct = conn.on_accepted(&call, frame);
                 s = wire.lock();
                 if let Some(d) = direct {
                     // A synchronous handler's result: answered under this lock, written

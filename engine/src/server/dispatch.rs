@@ -173,6 +173,7 @@ impl Conn {
             deadline,
             bulk,
             upload,
+            resumable: true,
             annotations,
             args,
             kwargs,
@@ -192,7 +193,7 @@ impl Conn {
     pub(super) fn on_accepted(
         &mut self,
         call: &proto::AcceptedCall,
-        frame: &bytes::Bytes,
+        frame: bytes::Bytes,
     ) -> Option<Direct> {
         let section = |r: std::ops::Range<usize>| {
             if r.is_empty() {
@@ -208,19 +209,54 @@ impl Conn {
             // Checked by the machine; never fails.
             proto::Annotations::from_wire(annotations).unwrap_or_default()
         };
+        let kwargs = section(call.kwargs());
+        let route = call.route();
+        let args = call.args();
+        // A short method name is copied out, and the frame itself narrowed down to the
+        // arguments becomes them: no reference count taken and given back per call for a
+        // slice of it.
+        let mut short = [0u8; SHORT_NAME];
+        let (method, args): (&[u8], bytes::Bytes) = if route.len() <= SHORT_NAME && !args.is_empty()
+        {
+            let n = route.len();
+            short[..n].copy_from_slice(&frame[route]);
+            let mut frame = frame;
+            frame.truncate(args.end);
+            bytes::Buf::advance(&mut frame, args.start);
+            (&short[..n], frame)
+        } else {
+            let a = section(args);
+            return self.dispatch(CallIn {
+                request_id: call.request_id.0,
+                provider: call.provider.0,
+                codec: call.codec,
+                oneway: call.oneway,
+                method: &frame[route],
+                deadline: call.deadline,
+                bulk: false,
+                upload: false,
+                resumable: false,
+                annotations,
+                args: a,
+                kwargs,
+                attachment: bytes::Bytes::new(),
+            });
+        };
         self.dispatch(CallIn {
             request_id: call.request_id.0,
             provider: call.provider.0,
             codec: call.codec,
             oneway: call.oneway,
-            method: &frame[call.route()],
+            method,
             // The machine accepts in place only calls without bulk values.
             deadline: call.deadline,
             bulk: false,
             upload: false,
+            // Nor calls that resume a stream.
+            resumable: false,
             annotations,
-            args: section(call.args()),
-            kwargs: section(call.kwargs()),
+            args,
+            kwargs,
             attachment: bytes::Bytes::new(),
         })
     }
@@ -247,7 +283,8 @@ impl Conn {
             hooks: None,
             trace: trace.clone(),
         };
-        if let Some((token, received)) = call.annotations.resume() {
+        if let Some((token, received)) = call.resumable.then(|| call.annotations.resume()).flatten()
+        {
             // A stream resumed after a lost connection (SPEC §6.14): no handler runs.
             crate::stream::resume_call(&self.wire, &call.annotations, id, token, received, sink);
             return None;
@@ -456,10 +493,18 @@ impl Conn {
             instance.dispatch(route.index, incoming)
         }));
         let encoded = armed.is_some_and(|g| g.disarm(key));
+        // The direct answer waits in this thread's buffer: nothing of the handler's result
+        // is needed any more (its placeholder is dropped here, not wrapped and matched again).
+        let handled = if encoded && matches!(handled, Ok(Handled::Ready(Outcome::Value(_)))) {
+            drop(handled);
+            None
+        } else {
+            Some(handled)
+        };
         // An async handler is polled once in place: one that does not actually wait
         // finishes here, without a task spawn. One that waits is spawned below (and polled
         // again there with a real waker).
-        let handled = match handled {
+        let handled = handled.map(|handled| match handled {
             Ok(Handled::Pending(fut)) => {
                 let mut fut = AssertUnwindSafe(fut).catch_unwind();
                 let waker = futures::task::noop_waker();
@@ -472,7 +517,7 @@ impl Conn {
                 }
             }
             other => Polled::Other(other),
-        };
+        });
         // How long the handler held the reader (while the connection is under watch, see
         // `after_batch`), and whether the caller's deadline passed meanwhile (the
         // machine's timer could not fire while the reader was busy): the clock is read
@@ -513,11 +558,9 @@ impl Conn {
                 }
             }
         }
-        if let Polled::Other(Ok(Handled::Ready(Outcome::Value(_)))) = &handled {
-            if encoded {
-                return Some(Direct { id, codec });
-            }
-        }
+        let Some(handled) = handled else {
+            return Some(Direct { id, codec });
+        };
         let sink = kept.unwrap_or_else(|| ReplySink {
             to: AnswerTo::Native(self.wire.clone()),
             id,
@@ -589,6 +632,9 @@ pub(super) struct CallIn<'a> {
     bulk: bool,
     /// The caller streams argument items after the call (flag UPLOAD, SPEC §6.13).
     upload: bool,
+    /// The call may resume a stream (`wc.resume`): false for calls the machine accepted in
+    /// place, which it never does with that annotation.
+    resumable: bool,
     annotations: proto::Annotations,
     args: bytes::Bytes,
     kwargs: bytes::Bytes,
@@ -602,6 +648,10 @@ pub(super) struct Direct {
     pub(super) id: u64,
     pub(super) codec: proto::CodecId,
 }
+
+/// Method names up to this length are copied out of an accepted CALL (see
+/// [`Conn::on_accepted`]).
+const SHORT_NAME: usize = 64;
 
 /// A method name's bytes as a `str`.
 fn name(method: &[u8]) -> &str {
