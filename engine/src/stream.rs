@@ -157,30 +157,17 @@ impl EncodedStream {
         codec: CodecId,
         items: ItemStream<T>,
     ) -> EncodedStream {
-        // Items are encoded into a scratch vector, then copied into a shared block that
-        // many items' bytes are cut from: no allocation per item.
-        let mut scratch = Vec::new();
-        let mut block = bytes::BytesMut::new();
+        let mut blocks = ItemBlocks::default();
         EncodedStream::new(
             items
                 .items
                 .map(move |r| {
-                    let v = r?;
-                    scratch.clear();
-                    crate::codec::encode_into(codec, &v, &mut scratch).map_err(|e| {
+                    blocks.encode(codec, &r?).map_err(|e| {
                         Fault::new(
                             FaultKind::Internal,
                             format!("the server could not encode a stream item with {codec}: {e}"),
                         )
-                    })?;
-                    if scratch.len() > SMALL_ITEM {
-                        return Ok(Bytes::copy_from_slice(&scratch));
-                    }
-                    if block.capacity() < scratch.len() {
-                        block.reserve(ITEM_BLOCK);
-                    }
-                    block.extend_from_slice(&scratch);
-                    Ok(block.split().freeze())
+                    })
                 })
                 .boxed(),
         )
@@ -188,6 +175,35 @@ impl EncodedStream {
 
     pub(crate) fn new(items: BoxStream<'static, Result<Bytes, Fault>>) -> EncodedStream {
         EncodedStream(items, None)
+    }
+}
+
+/// Encodes the items of a stream, in either direction: each into a scratch vector, then,
+/// when small, copied into a shared block that many items' bytes are cut from, so that a
+/// stream of small items allocates per block, not per item.
+#[derive(Default)]
+pub(crate) struct ItemBlocks {
+    scratch: Vec<u8>,
+    block: bytes::BytesMut,
+}
+
+impl ItemBlocks {
+    /// The encoding of `v` with `codec`.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        &mut self,
+        codec: CodecId,
+        v: &T,
+    ) -> Result<Bytes, wirecall_codecs::CodecError> {
+        self.scratch.clear();
+        crate::codec::encode_into(codec, v, &mut self.scratch)?;
+        if self.scratch.len() > SMALL_ITEM {
+            return Ok(Bytes::copy_from_slice(&self.scratch));
+        }
+        if self.block.capacity() < self.scratch.len() {
+            self.block.reserve(ITEM_BLOCK);
+        }
+        self.block.extend_from_slice(&self.scratch);
+        Ok(self.block.split().freeze())
     }
 }
 
@@ -335,21 +351,13 @@ impl Lingering {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let me = Arc::downgrade(self);
-        let linger = self.linger;
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(linger).await;
-            if let Some(me) = me.upgrade() {
-                let mut m = me.map();
-                if m.get(&token).is_some_and(|p| p.generation == generation) {
-                    let gone = m.remove(&token);
-                    drop(m);
-                    drop(gone);
-                    tracing::debug!("a stream's linger time passed: its producer is dropped");
-                }
+        let (generation, timer) = self.linger_timer(move |me, generation| {
+            let mut m = me.map();
+            if m.get(&token).is_some_and(|p| p.generation == generation) {
+                let gone = m.remove(&token);
+                drop(m);
+                drop(gone);
+                tracing::debug!("a stream's linger time passed: its producer is dropped");
             }
         });
         let old = self.map().insert(
@@ -359,7 +367,7 @@ impl Lingering {
                 codec,
                 replay,
                 generation,
-                timer: timer.abort_handle(),
+                timer,
             },
         );
         if let Some(old) = old {
@@ -392,25 +400,37 @@ impl Lingering {
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
+        let key = id.clone();
+        let (generation, timer) = self.linger_timer(move |me, generation| {
+            let mut m = me.pyro_map();
+            if m.get(&key).is_some_and(|p| p.2 == generation) {
+                let gone = m.remove(&key);
+                drop(m);
+                drop(gone);
+            }
+        });
+        self.pyro_map()
+            .insert(id, (codec, items, generation, timer));
+    }
+
+    /// A new parking's generation, and its timer: after the linger time `expire` runs with
+    /// them (it drops what was parked, if it is still that parking).
+    fn linger_timer(
+        self: &Arc<Self>,
+        expire: impl FnOnce(&Lingering, u64) + Send + 'static,
+    ) -> (u64, AbortHandle) {
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let me = Arc::downgrade(self);
         let linger = self.linger;
-        let key = id.clone();
         let timer = tokio::spawn(async move {
             tokio::time::sleep(linger).await;
             if let Some(me) = me.upgrade() {
-                let mut m = me.pyro_map();
-                if m.get(&key).is_some_and(|p| p.2 == generation) {
-                    let gone = m.remove(&key);
-                    drop(m);
-                    drop(gone);
-                }
+                expire(&me, generation);
             }
         });
-        self.pyro_map()
-            .insert(id, (codec, items, generation, timer.abort_handle()));
+        (generation, timer.abort_handle())
     }
 
     /// Takes a kept Pyro5 remote iterator out for a connection that reads it again.

@@ -32,11 +32,6 @@ use crate::CodecId;
 /// default ([`ServerBuilder::upload_window`](crate::ServerBuilder::upload_window)).
 pub const DEFAULT_UPLOAD_WINDOW: u32 = 256;
 
-/// Encoded items up to this size share blocks of [`ITEM_BLOCK`] bytes.
-const SMALL_ITEM: usize = 1024;
-/// The size of a block of encoded items.
-const ITEM_BLOCK: usize = 64 * 1024;
-
 /// The sending end of a call's argument stream built with
 /// [`CallBuilder::upload_sink`](crate::CallBuilder::upload_sink): a
 /// [`Sink`](futures::Sink) (`SinkExt::send`) that takes items as the server's credit
@@ -338,26 +333,12 @@ impl UploadSource {
     {
         use futures::StreamExt;
         UploadSource(Box::new(move |codec| {
-            // Items are encoded into a scratch vector, then copied into a shared block
-            // that many items' bytes are cut from: no allocation per small item.
-            let mut scratch = Vec::new();
-            let mut block = bytes::BytesMut::new();
+            let mut blocks = crate::stream::ItemBlocks::default();
             items
                 .map(move |v| {
-                    scratch.clear();
-                    crate::codec::encode_into(codec, &v, &mut scratch).map_err(|e| {
-                        Error::Codec {
-                            message: format!("encoding an argument stream item with {codec}: {e}"),
-                        }
-                    })?;
-                    if scratch.len() > SMALL_ITEM {
-                        return Ok(Bytes::copy_from_slice(&scratch));
-                    }
-                    if block.capacity() < scratch.len() {
-                        block.reserve(ITEM_BLOCK);
-                    }
-                    block.extend_from_slice(&scratch);
-                    Ok(block.split().freeze())
+                    blocks.encode(codec, &v).map_err(|e| Error::Codec {
+                        message: format!("encoding an argument stream item with {codec}: {e}"),
+                    })
                 })
                 .boxed()
         }))

@@ -1189,6 +1189,7 @@ enum StreamMsg {
 }
 
 /// A streamed call's state, kept under the connection's lock.
+#[derive(Default)]
 struct StreamSlot {
     queue: std::collections::VecDeque<StreamMsg>,
     /// The REPLY came (with STREAM, or a plain one), or the call failed.
@@ -1326,20 +1327,7 @@ impl ClientConn {
         window: u32,
         resume: Option<([u8; 16], u64)>,
     ) -> Result<RawStream, Error> {
-        let mut b = proto::Annotations::builder();
-        for (k, v) in annotations.user() {
-            b = b
-                .insert(k, v)
-                .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
-        }
-        if let Some(c) = annotations.correlation_id() {
-            b = b.correlation_id(c);
-        }
-        if let Some((token, received)) = resume {
-            // Resumes a stream whose connection was lost (SPEC §6.14).
-            b = b.resume(token, received);
-        }
-        let annotations = b.window(window).build();
+        let annotations = stream_annotations(annotations, window, resume)?;
         let frame = proto::CallRef {
             request_id: proto::RequestId::NONE,
             provider: proto::ProviderId(provider_id),
@@ -1366,17 +1354,7 @@ impl ClientConn {
                 .machine
                 .call_ref(frame, at)
                 .map_err(|e| conn_error(&self.address, e))?;
-            p.side.streams.insert(
-                id.0,
-                StreamSlot {
-                    queue: Default::default(),
-                    started: false,
-                    ended: false,
-                    waker: None,
-                    notify: false,
-                    token: None,
-                },
-            );
+            p.side.streams.insert(id.0, StreamSlot::default());
             let reader = shared.take_reader(&mut p.side);
             shared.wire.flush_locked(p);
             (id.0, reader)
@@ -1385,21 +1363,7 @@ impl ClientConn {
         if let Some(r) = reader {
             release_reader(shared, r);
         }
-        let mut stream = RawStream {
-            shared: shared.clone(),
-            id,
-            window,
-            provider_id,
-            method: method.to_string(),
-            finished: false,
-            local: Default::default(),
-            taken: 0,
-            pump: None,
-            received: 0,
-            token: None,
-            resumer: None,
-            resuming: None,
-        };
+        let mut stream = RawStream::new(shared.clone(), id, window, provider_id, method, None);
         std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
         Ok(stream)
     }
@@ -1421,18 +1385,7 @@ impl ClientConn {
         window: u32,
         items: crate::upload::EncodedUpload,
     ) -> Result<RawStream, Error> {
-        let mut b = proto::Annotations::builder();
-        for (k, v) in annotations.user() {
-            b = b
-                .insert(k, v)
-                .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
-        }
-        if let Some(c) = annotations.correlation_id() {
-            b = b.correlation_id(c);
-        }
-        if let Some(d) = annotations.deadline() {
-            b = b.deadline(d);
-        }
+        let annotations = stream_annotations(annotations, window, None)?;
         let method_name = proto::Method::new(Bytes::copy_from_slice(method.as_bytes()))
             .map_err(|e| Error::config(format!("bad method name: {e}")))?;
         let req = proto::CallRequest {
@@ -1441,7 +1394,7 @@ impl ClientConn {
             codec: Some(codec),
             oneway: false,
             upload: true,
-            annotations: b.window(window).build(),
+            annotations,
             args: Bytes::copy_from_slice(args),
             kwargs: Bytes::copy_from_slice(kwargs),
             attachment: Bytes::new(),
@@ -1464,17 +1417,7 @@ impl ClientConn {
                 )),
                 e => conn_error(&self.address, e),
             })?;
-            p.side.streams.insert(
-                id.0,
-                StreamSlot {
-                    queue: Default::default(),
-                    started: false,
-                    ended: false,
-                    waker: None,
-                    notify: false,
-                    token: None,
-                },
-            );
+            p.side.streams.insert(id.0, StreamSlot::default());
             p.side.uploads.insert(id.0, pump.clone());
             let reader = shared.take_reader(&mut p.side);
             shared.wire.flush_locked(p);
@@ -1484,21 +1427,14 @@ impl ClientConn {
             release_reader(shared, r);
         }
         let task = tokio::spawn(upload_pump(shared.clone(), id, codec, items, pump));
-        let mut stream = RawStream {
-            shared: shared.clone(),
+        let mut stream = RawStream::new(
+            shared.clone(),
             id,
             window,
             provider_id,
-            method: method.to_string(),
-            finished: false,
-            local: Default::default(),
-            taken: 0,
-            pump: Some(task.abort_handle()),
-            received: 0,
-            token: None,
-            resumer: None,
-            resuming: None,
-        };
+            method,
+            Some(task.abort_handle()),
+        );
         std::future::poll_fn(|cx| stream.poll_started(cx)).await?;
         Ok(stream)
     }
@@ -1619,7 +1555,59 @@ async fn upload_pump(
     }
 }
 
+/// A streamed call's annotations: the caller's user entries, correlation id and deadline,
+/// the stream's window (`wc.window`), and for a resume the stream and the items received
+/// (`wc.resume`, SPEC §6.14).
+fn stream_annotations(
+    annotations: &proto::Annotations,
+    window: u32,
+    resume: Option<([u8; 16], u64)>,
+) -> Result<proto::Annotations, Error> {
+    let mut b = proto::Annotations::builder();
+    for (k, v) in annotations.user() {
+        b = b
+            .insert(k, v)
+            .map_err(|e| Error::config(format!("bad annotation `{k}`: {e}")))?;
+    }
+    if let Some(c) = annotations.correlation_id() {
+        b = b.correlation_id(c);
+    }
+    if let Some(d) = annotations.deadline() {
+        b = b.deadline(d);
+    }
+    if let Some((token, received)) = resume {
+        // Resumes a stream whose connection was lost (SPEC §6.14).
+        b = b.resume(token, received);
+    }
+    Ok(b.window(window).build())
+}
+
 impl RawStream {
+    fn new(
+        shared: Arc<ConnShared>,
+        id: u64,
+        window: u32,
+        provider_id: u16,
+        method: &str,
+        pump: Option<tokio::task::AbortHandle>,
+    ) -> RawStream {
+        RawStream {
+            shared,
+            id,
+            window,
+            provider_id,
+            method: method.to_string(),
+            finished: false,
+            local: Default::default(),
+            taken: 0,
+            pump,
+            received: 0,
+            token: None,
+            resumer: None,
+            resuming: None,
+        }
+    }
+
     /// Ready once the call's first answer came; an ERROR before any item is returned.
     fn poll_started(
         &mut self,

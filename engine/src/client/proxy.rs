@@ -247,6 +247,27 @@ impl fmt::Debug for Proxy {
 }
 
 /// Splits `service[:provider_id]@address`.
+/// Encodes a call's positional then keyword arguments into `out` with `codec`; returns
+/// where the keyword arguments start (`out.len()` when there are none).
+#[inline]
+fn encode_call_args<A: ArgList, K: KwList>(
+    codec: CodecId,
+    args: &A,
+    kwargs: &K,
+    out: &mut Vec<u8>,
+) -> Result<usize, Error> {
+    codec::encode_into(codec, &SeqOf(args), out).map_err(|e| Error::Codec {
+        message: format!("encoding the arguments with {codec}: {e}"),
+    })?;
+    let n_args = out.len();
+    if K::LEN != 0 {
+        codec::encode_into(codec, &MapOf(kwargs), out).map_err(|e| Error::Codec {
+            message: format!("encoding the keyword arguments with {codec}: {e}"),
+        })?;
+    }
+    Ok(n_args)
+}
+
 pub(crate) fn parse_uri(uri: &str) -> Result<(Option<String>, Option<u16>, Address), Error> {
     let uri = uri.trim();
     let (prefix, addr) = match uri.find('@') {
@@ -1337,18 +1358,7 @@ impl Proxy {
         let codec = opts.codec.unwrap_or(via.default_codec());
         // Positional then keyword arguments in one buffer.
         let mut out = Vec::with_capacity(64);
-        let mut encode = || {
-            codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
-                message: format!("encoding the arguments with {codec}: {e}"),
-            })?;
-            let n_args = out.len();
-            if K::LEN != 0 {
-                codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
-                    message: format!("encoding the keyword arguments with {codec}: {e}"),
-                })?;
-            }
-            Ok::<_, Error>(n_args)
-        };
+        let mut encode = || encode_call_args(codec, args, kwargs, &mut out);
         // `Bulk` values are set aside for the attachment on a connection of this proxy's;
         // a callback over a server's connection sends them inline (plain bytes).
         let (encoded, bulk) = match via {
@@ -1404,15 +1414,7 @@ impl Proxy {
         let conn = self.conn_retrying(opts, &mut attempt).await?;
         let codec = opts.codec.unwrap_or(conn.default_codec);
         let mut out = Vec::with_capacity(64);
-        codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
-            message: format!("encoding the arguments with {codec}: {e}"),
-        })?;
-        let n_args = out.len();
-        if K::LEN != 0 {
-            codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
-                message: format!("encoding the keyword arguments with {codec}: {e}"),
-            })?;
-        }
+        let n_args = encode_call_args(codec, args, kwargs, &mut out)?;
         let (args, kwargs) = out.split_at(n_args);
         let resumer = self.stream_resumer(provider_id, method, codec, args, kwargs, opts);
         Self::open_stream_on(
@@ -1489,13 +1491,7 @@ impl Proxy {
         items: crate::upload::UploadSource,
         whole: bool,
     ) -> Result<super::conn::RawStream, Error> {
-        self.no_callback_stream(method)?;
-        self.settle().await?;
-        if self.pyro_client().is_some() {
-            return Err(Error::config(format!(
-                "`{method}` streams its arguments, which the Pyro5 protocol cannot send: call it on a native wirecall server"
-            )));
-        }
+        self.no_upload_here(method).await?;
         if self.validate {
             Box::pin(self.check_method(provider_id, method)).await?;
         }
@@ -1503,16 +1499,50 @@ impl Proxy {
         let conn = self.conn_retrying(opts, &mut attempt).await?;
         let codec = opts.codec.unwrap_or(conn.default_codec);
         let mut out = Vec::with_capacity(64);
-        codec::encode_into(codec, &SeqOf(args), &mut out).map_err(|e| Error::Codec {
-            message: format!("encoding the arguments with {codec}: {e}"),
-        })?;
-        let n_args = out.len();
-        if K::LEN != 0 {
-            codec::encode_into(codec, &MapOf(kwargs), &mut out).map_err(|e| Error::Codec {
-                message: format!("encoding the keyword arguments with {codec}: {e}"),
-            })?;
-        }
+        let n_args = encode_call_args(codec, args, kwargs, &mut out)?;
         let (args, kwargs) = out.split_at(n_args);
+        Self::open_upload_on(
+            &conn,
+            provider_id,
+            method,
+            codec,
+            args,
+            kwargs,
+            opts,
+            items,
+            whole,
+        )
+        .await
+    }
+
+    /// Refuses an argument stream where none can go: through a callback proxy, or a proxy
+    /// in Pyro mode (after settling a naming proxy's mode).
+    async fn no_upload_here(&self, method: &str) -> Result<(), Error> {
+        self.no_callback_stream(method)?;
+        self.settle().await?;
+        if self.pyro_client().is_some() {
+            return Err(Error::config(format!(
+                "`{method}` streams its arguments, which the Pyro5 protocol cannot send: call it on a native wirecall server"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends a call that streams its arguments with encoded arguments on `conn` and waits
+    /// for its first answer; `whole`: the timeout bounds the whole call (sent as its
+    /// deadline), else only that wait.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_upload_on(
+        conn: &ClientConn,
+        provider_id: u16,
+        method: &str,
+        codec: CodecId,
+        args: &[u8],
+        kwargs: &[u8],
+        opts: &CallOpts,
+        items: crate::upload::UploadSource,
+        whole: bool,
+    ) -> Result<super::conn::RawStream, Error> {
         let annotations = if whole {
             opts.annotations()?
         } else {
@@ -1686,37 +1716,21 @@ impl Proxy {
         S: futures::Stream<Item = T> + Send + 'static,
     {
         check_name(method)?;
-        self.no_callback_stream(method)?;
-        self.settle().await?;
-        if self.pyro_client().is_some() {
-            return Err(Error::config(format!(
-                "`{method}` streams its arguments, which the Pyro5 protocol cannot send: call it on a native wirecall server"
-            )));
-        }
+        self.no_upload_here(method).await?;
         let mut attempt = 0;
         let conn = self.conn_retrying(&self.opts, &mut attempt).await?;
-        let annotations = CallOpts {
-            timeout: None,
-            ..self.opts.clone()
-        }
-        .annotations()?;
-        let window = self.opts.window.unwrap_or(crate::DEFAULT_WINDOW).max(1);
-        let open = conn.open_upload(
+        let raw = Self::open_upload_on(
+            &conn,
             provider_id,
             method,
             codec,
-            &annotations,
             &args,
             &kwargs,
-            window,
-            crate::upload::UploadSource::new(items).encode(codec),
-        );
-        let raw = match self.opts.timeout {
-            Some(t) => tokio::time::timeout(t, open)
-                .await
-                .map_err(|_| Error::Timeout { after: t })??,
-            None => open.await?,
-        };
+            &self.opts,
+            crate::upload::UploadSource::new(items),
+            false,
+        )
+        .await?;
         Ok(crate::RemoteStream::new(raw))
     }
 
