@@ -15,7 +15,7 @@ use wirecall::{CodecId, Engine, Error, ItemStream, Proxy};
 use wirecall_protocol as proto;
 
 mod common;
-use common::{raw_connect, RawIo, SetOnDrop};
+use common::{encode, raw_connect, read_frames, RawIo, SetOnDrop};
 
 /// Bound of every test.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -353,26 +353,6 @@ async fn an_error_item_ends_the_stream_and_the_connection_serves_on() {
 }
 
 // ---- peers that break flow control ----
-
-fn encode(f: &proto::Frame) -> BytesMut {
-    let mut b = BytesMut::new();
-    f.encode(&mut b).unwrap();
-    b
-}
-
-/// Reads frames until `n` have arrived, or the peer closes.
-async fn read_frames(io: &mut Box<dyn RawIo>, buf: &mut BytesMut, n: usize) -> Vec<proto::Frame> {
-    let mut dec = proto::FrameDecoder::default();
-    let mut out = Vec::new();
-    loop {
-        while let Ok(Some(f)) = dec.decode(buf) {
-            out.push(f);
-        }
-        if out.len() >= n || io.read_buf(buf).await.unwrap_or(0) == 0 {
-            return out;
-        }
-    }
-}
 
 /// A server that answers the handshake, then streams `items` items to the first call,
 /// whatever its window.

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use wirecall::{CodecId, Engine, Error, ItemStream, Proxy, Streaming};
 use wirecall_protocol as proto;
 
 mod common;
-use common::{raw_connect, RawIo, SetOnDrop};
+use common::{encode, raw_connect, read_frames, SetOnDrop};
 
 /// Bound of every test.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -375,26 +375,6 @@ async fn refused_where_an_argument_stream_cannot_work() {
 }
 
 // ---- a peer that breaks flow control ----
-
-fn encode(f: &proto::Frame) -> BytesMut {
-    let mut b = BytesMut::new();
-    f.encode(&mut b).unwrap();
-    b
-}
-
-/// Reads frames until `n` have arrived, or the peer closes.
-async fn read_frames(io: &mut Box<dyn RawIo>, buf: &mut BytesMut, n: usize) -> Vec<proto::Frame> {
-    let mut dec = proto::FrameDecoder::default();
-    let mut out = Vec::new();
-    loop {
-        while let Ok(Some(f)) = dec.decode(buf) {
-            out.push(f);
-        }
-        if out.len() >= n || io.read_buf(buf).await.unwrap_or(0) == 0 {
-            return out;
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_ignoring_the_servers_credit_is_closed_and_others_are_served() {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use wirecall_protocol as proto;
 
 /// Sets its flag when dropped: tells a test that a handler's future was dropped (stopped).
@@ -38,4 +38,30 @@ pub(crate) fn decode_all(bytes: &[u8]) -> Vec<proto::Frame> {
         out.push(f);
     }
     out
+}
+
+/// One frame's bytes.
+pub(crate) fn encode(f: &proto::Frame) -> BytesMut {
+    let mut b = BytesMut::new();
+    f.encode(&mut b).unwrap();
+    b
+}
+
+/// Reads frames until `n` have arrived, or the peer closes; bytes of a frame not yet
+/// complete stay in `buf` for the next call.
+pub(crate) async fn read_frames(
+    io: &mut Box<dyn RawIo>,
+    buf: &mut BytesMut,
+    n: usize,
+) -> Vec<proto::Frame> {
+    let mut dec = proto::FrameDecoder::default();
+    let mut out = Vec::new();
+    loop {
+        while let Ok(Some(f)) = dec.decode(buf) {
+            out.push(f);
+        }
+        if out.len() >= n || io.read_buf(buf).await.unwrap_or(0) == 0 {
+            return out;
+        }
+    }
 }
