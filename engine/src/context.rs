@@ -731,6 +731,103 @@ impl DirectGuard {
     }
 }
 
+/// Decodes a call's arguments into a handler's parameter tuple, matching keyword
+/// arguments by name; on failure returns the `BadArguments` outcome to send back.
+fn decode_call_args<T: FromArgs, N: ParamNames>(
+    codec: CodecId,
+    args: &[u8],
+    kwargs: &[u8],
+    limits: &wirecall_codecs::Limits,
+    parts: Option<&[Bytes]>,
+) -> Result<T, Outcome> {
+    let bad = |m: String| Outcome::Fault(Fault::new(FaultKind::BadArguments, m));
+    // Prefer our own message when the codec dropped it (postcard does).
+    let explain = |e: wirecall_codecs::CodecError| match take_message() {
+        Some(m) if !e.to_string().contains(&m) => format!("{m} ({e})"),
+        _ => e.to_string(),
+    };
+    clear_message();
+    let mut slots = if args.is_empty() {
+        T::Slots::default()
+    } else {
+        crate::bulk::with_parts(parts, || {
+            codec::decode::<Positional<T, N>>(codec, args, limits)
+        })
+        .map_err(|e| bad(format!("positional arguments: {}", explain(e))))?
+        .0
+    };
+    if !kwargs.is_empty() {
+        let kw = crate::bulk::with_parts(parts, || {
+            codec::decode::<Keyword<T, N>>(codec, kwargs, limits)
+        })
+        .map_err(|e| bad(format!("keyword arguments: {}", explain(e))))?
+        .0;
+        T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::names(), i)))?;
+    }
+    T::finish(slots).map_err(|i| bad(missing_message(N::names(), i)))
+}
+
+/// A call as a synchronous method's direct handler sees it
+/// ([`DirectFn`](crate::provider::DirectFn)): its positional arguments where they arrived
+/// and its codec. The server hands a call this way when nothing else of it is needed (no
+/// keyword arguments, bulk values or argument stream, no hooks or trace): no [`Incoming`]
+/// is built, and the result is encoded straight into the buffer the answer is written
+/// from. For generated code.
+#[doc(hidden)]
+pub struct DirectCall<'a> {
+    pub(crate) codec: CodecId,
+    pub(crate) args: &'a [u8],
+    pub(crate) limits: &'a wirecall_codecs::Limits,
+}
+
+impl fmt::Debug for DirectCall<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectCall")
+            .field("codec", &self.codec)
+            .field("args_len", &self.args.len())
+            .finish()
+    }
+}
+
+impl DirectCall<'_> {
+    /// Decodes the positional arguments into the handler's parameter tuple, as
+    /// [`Incoming::decode_args`] does; on failure returns the `BadArguments` outcome to send
+    /// back.
+    pub fn decode_args<T: FromArgs, N: ParamNames>(&self) -> Result<T, Outcome> {
+        decode_call_args::<T, N>(self.codec, self.args, &[], self.limits, None)
+    }
+
+    /// Encodes a successful result into `out` (empty); returns the outcome to answer
+    /// instead when it does not go out from `out`: a result with [`Bulk`](crate::Bulk)
+    /// values (they travel in the attachment) or one that failed to encode.
+    pub fn value<T: Serialize + ?Sized>(&self, value: &T, out: &mut Vec<u8>) -> Option<Outcome> {
+        let (r, parts) = crate::bulk::collect(|| codec::encode_into(self.codec, value, out));
+        match (r, parts) {
+            (Err(e), _) => Some(encode_failed(self.codec, e)),
+            (Ok(()), Some(parts)) => Some(attached(Bytes::copy_from_slice(out), parts)),
+            (Ok(()), None) => None,
+        }
+    }
+
+    /// Passes a fault through.
+    pub fn fault(&self, fault: Fault) -> Option<Outcome> {
+        Some(Outcome::Fault(fault))
+    }
+}
+
+/// Runs a direct handler (`f`) with this thread's direct result buffer, emptied, as its
+/// output; `None` when the buffer is in use (never on the reader's path). What `f` left
+/// in the buffer is answered with [`answer_direct_in`].
+pub(crate) fn with_direct_buffer(
+    f: impl FnOnce(&mut Vec<u8>) -> Option<Outcome>,
+) -> Option<Option<Outcome>> {
+    DIRECT_RESULT.with(|cell| {
+        let mut out = cell.try_borrow_mut().ok()?;
+        out.clear();
+        Some(f(&mut out))
+    })
+}
+
 /// One incoming call, handed to a provider's handler.
 pub struct Incoming {
     pub(crate) codec: CodecId,
@@ -765,32 +862,13 @@ impl Incoming {
     /// Decodes the arguments into the handler's parameter tuple, matching keyword arguments
     /// by name; on failure returns the `BadArguments` outcome to send back.
     pub fn decode_args<T: FromArgs, N: ParamNames>(&self) -> Result<T, Outcome> {
-        let bad = |m: String| Outcome::Fault(Fault::new(FaultKind::BadArguments, m));
-        // Prefer our own message when the codec dropped it (postcard does).
-        let explain = |e: wirecall_codecs::CodecError| match take_message() {
-            Some(m) if !e.to_string().contains(&m) => format!("{m} ({e})"),
-            _ => e.to_string(),
-        };
-        clear_message();
-        let parts = self.bulk.as_deref();
-        let mut slots = if self.args.is_empty() {
-            T::Slots::default()
-        } else {
-            crate::bulk::with_parts(parts, || {
-                codec::decode::<Positional<T, N>>(self.codec, &self.args, &self.limits)
-            })
-            .map_err(|e| bad(format!("positional arguments: {}", explain(e))))?
-            .0
-        };
-        if !self.kwargs.is_empty() {
-            let kw = crate::bulk::with_parts(parts, || {
-                codec::decode::<Keyword<T, N>>(self.codec, &self.kwargs, &self.limits)
-            })
-            .map_err(|e| bad(format!("keyword arguments: {}", explain(e))))?
-            .0;
-            T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::names(), i)))?;
-        }
-        T::finish(slots).map_err(|i| bad(missing_message(N::names(), i)))
+        decode_call_args::<T, N>(
+            self.codec,
+            &self.args,
+            &self.kwargs,
+            &self.limits,
+            self.bulk.as_deref(),
+        )
     }
 
     /// The call's argument stream (SPEC §6.13), decoded as `T`: what a `Streaming<T>`

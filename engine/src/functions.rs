@@ -211,6 +211,7 @@ impl Functions {
                     oneway: e.oneway,
                     blocking: e.blocking,
                     uploads: false,
+                    direct: false,
                 },
             );
             methods.push(MethodInfo {
@@ -247,6 +248,18 @@ struct FnInstance {
 }
 
 impl Instance for FnInstance {
+    fn call_direct(
+        &self,
+        _index: usize,
+        _call: &crate::context::DirectCall<'_>,
+        _out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        // Free functions have no direct handlers (their routes are never marked direct).
+        Some(Outcome::Fault(Fault::new(
+            crate::error::FaultKind::Internal,
+            "method table out of sync",
+        )))
+    }
     fn dispatch(&self, index: usize, call: Incoming) -> Handled {
         match self.handlers.get(index) {
             Some(h) => h(call),

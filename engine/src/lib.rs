@@ -121,8 +121,8 @@ pub use error::{Error, Fault, FaultKind, RemoteError, Source};
 pub use functions::Functions;
 pub use hooks::{CallHook, CallInfo};
 pub use provider::{
-    full_name, Attached, Handled, HandlerFn, Metadata, MethodInfo, MethodKind, MethodSpec, Outcome,
-    Provider, ProviderInfo,
+    full_name, Attached, DirectFn, Handled, HandlerFn, Metadata, MethodInfo, MethodKind,
+    MethodSpec, Outcome, Provider, ProviderInfo,
 };
 pub use server::{Engine, ServerBuilder, DAEMON_PROVIDER_ID};
 pub use stream::{EncodedStream, ItemStream, RemoteStream, DEFAULT_WINDOW};
@@ -136,9 +136,9 @@ pub use wirecall_transport::{PeerIdentity, TlsClientConfig, TlsInfo, TlsServerCo
 #[doc(hidden)]
 pub mod __private {
     pub use crate::args::ParamNames;
-    pub use crate::context::Incoming;
+    pub use crate::context::{DirectCall, Incoming};
     pub use crate::provider::{
-        ErrProbe, Handled, MethodKind, MethodSpec, Outcome, ViaDisplay, ViaError,
+        DirectFn, ErrProbe, Handled, MethodKind, MethodSpec, Outcome, ViaDisplay, ViaError,
     };
     pub use futures::future::BoxFuture;
     pub use futures::Stream;

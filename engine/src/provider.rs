@@ -106,6 +106,15 @@ pub enum MethodKind {
 /// The handler of one remote item: decodes arguments, runs the method, encodes the result.
 pub type HandlerFn<P> = fn(&Arc<P>, Incoming) -> Handled;
 
+/// The direct handler of a synchronous method whose parameters are all plain values and
+/// whose result is a value (generated beside its [`HandlerFn`]): decodes the positional
+/// arguments of `call`, runs the method and encodes its result into `out` (empty). Returns
+/// `None` when the result is in `out`, or the outcome to answer instead (a fault, a result
+/// with bulk values). The server takes this way for calls that need nothing else: see
+/// [`DirectCall`](crate::context::DirectCall).
+pub type DirectFn<P> =
+    fn(&Arc<P>, &crate::context::DirectCall<'_>, &mut Vec<u8>) -> Option<Outcome>;
+
 /// One remote method or attribute accessor of a provider.
 pub struct MethodSpec<P> {
     /// The method name (without the service prefix), or the attribute name.
@@ -129,6 +138,8 @@ pub struct MethodSpec<P> {
     pub uploads: bool,
     /// The handler.
     pub handler: HandlerFn<P>,
+    /// The same method's direct handler, when it has one (see [`DirectFn`]).
+    pub direct: Option<DirectFn<P>>,
 }
 
 impl<P> Clone for MethodSpec<P> {
@@ -142,6 +153,7 @@ impl<P> Clone for MethodSpec<P> {
             streams: self.streams,
             uploads: self.uploads,
             handler: self.handler,
+            direct: self.direct,
         }
     }
 }
@@ -333,6 +345,13 @@ impl Metadata {
 /// Type-erased provider instance.
 pub(crate) trait Instance: Send + Sync {
     fn dispatch(&self, index: usize, call: Incoming) -> Handled;
+    /// Runs method `index`'s direct handler (only for routes marked `direct`).
+    fn call_direct(
+        &self,
+        index: usize,
+        call: &crate::context::DirectCall<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome>;
     fn prefinalize(&self) -> BoxFuture<'_, ()>;
     fn finalize(&self) -> BoxFuture<'_, ()>;
     fn connect(&self, info: &ConnectionInfo);
@@ -349,6 +368,20 @@ impl<P: Provider> Instance for InstanceOf<P> {
         match self.specs.get(index) {
             Some(spec) => (spec.handler)(&self.provider, call),
             None => Handled::Ready(Outcome::Fault(Fault::new(
+                FaultKind::Internal,
+                "method table out of sync",
+            ))),
+        }
+    }
+    fn call_direct(
+        &self,
+        index: usize,
+        call: &crate::context::DirectCall<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        match self.specs.get(index).and_then(|s| s.direct) {
+            Some(f) => f(&self.provider, call, out),
+            None => Some(Outcome::Fault(Fault::new(
                 FaultKind::Internal,
                 "method table out of sync",
             ))),
@@ -378,6 +411,8 @@ pub(crate) struct Route {
     /// Takes an argument stream ([`Streaming`](crate::Streaming)): calls without one are
     /// refused.
     pub uploads: bool,
+    /// Has a direct handler ([`DirectFn`]).
+    pub direct: bool,
 }
 
 /// A provider's routing table: RPC names to routes, keyed by the name's bytes, so the
@@ -458,6 +493,7 @@ impl Registered {
                 oneway: spec.oneway,
                 blocking: spec.blocking,
                 uploads: spec.uploads,
+                direct: spec.direct.is_some(),
             };
             match spec.kind {
                 MethodKind::Method => {

@@ -663,8 +663,60 @@ fn handler_spec(r: &Remote, self_ty: &Type, w: &TokenStream2) -> TokenStream2 {
             #w::Handled::Ready(#encode)
         }
     };
+    // A synchronous method of plain value parameters with a value result also gets a
+    // direct handler: the server runs it on calls that need nothing else, with no
+    // `Incoming` built and the result encoded straight into the answer's buffer.
+    let direct_ok = !r.is_async
+        && !oneway
+        && !blocking
+        && r.params.iter().all(|p| p.role == ParamRole::Value)
+        && matches!(
+            r.output,
+            Output::Plain(_) | Output::Result(_) | Output::Unit
+        );
+    let direct = if direct_ok {
+        let direct_encode = match &r.output {
+            Output::Result(_) => quote! {
+                match __r {
+                    ::std::result::Result::Ok(__v) => __call.value(&__v, __out),
+                    ::std::result::Result::Err(__e) => {
+                        #[allow(unused_imports)]
+                        use #w::{ViaDisplay as _, ViaError as _};
+                        __call.fault((&&#w::ErrProbe(&__e)).remote_fault())
+                    }
+                }
+            },
+            Output::Unit => quote! { { let () = __r; __call.value(&(), __out) } },
+            _ => quote! { __call.value(&__r, __out) },
+        };
+        quote! {
+            ::std::option::Option::Some({
+                fn __wirecall_direct(
+                    __this: &::std::sync::Arc<#self_ty>,
+                    __call: &#w::DirectCall<'_>,
+                    __out: &mut ::std::vec::Vec<u8>,
+                ) -> ::std::option::Option<#w::Outcome> {
+                    struct __Names;
+                    impl #w::ParamNames for __Names {
+                        const NAMES: &'static [&'static str] = &[#(#names),*];
+                    }
+                    #[allow(unused_parens)]
+                    let (#(#idents,)*) = match __call.decode_args::<(#(#tys,)*), __Names>() {
+                        ::std::result::Result::Ok(__a) => __a,
+                        ::std::result::Result::Err(__e) => return ::std::option::Option::Some(__e),
+                    };
+                    let __r = __this.#fn_ident(#(#idents),*);
+                    #direct_encode
+                }
+                __wirecall_direct as #w::DirectFn<#self_ty>
+            })
+        }
+    } else {
+        quote!(::std::option::Option::None)
+    };
     quote_spanned! {r.span=>
         #w::MethodSpec::<#self_ty> {
+            direct: #direct,
             name: #name,
             params: &[#(#names),*],
             kind: #kind,

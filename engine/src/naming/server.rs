@@ -140,6 +140,7 @@ impl Provider for NameServer {
                     streams: false,
                     uploads: false,
                     handler: |ns, call| run(ns, call, $name, &[$($p),*], $f),
+                    direct: None,
                 }
             };
         }

@@ -275,21 +275,18 @@ impl Conn {
         let trace =
             CallTrace::start_native(&self.span, provider_id, method, codec, id, call.oneway);
         let _entered = trace.as_ref().map(|t| t.span().clone().entered());
-        let mut sink = ReplySink {
-            to: AnswerTo::Native(self.wire.clone()),
-            id,
-            codec,
-            oneway: call.oneway,
-            hooks: None,
-            trace: trace.clone(),
-        };
+        // The answer's sink is made only where one is needed: a call taken by a direct
+        // handler is answered without one.
+        let mut oneway = call.oneway;
         if let Some((token, received)) = call.resumable.then(|| call.annotations.resume()).flatten()
         {
             // A stream resumed after a lost connection (SPEC §6.14): no handler runs.
+            let sink = reply_sink(&self.wire, id, codec, oneway, &trace);
             crate::stream::resume_call(&self.wire, &call.annotations, id, token, received, sink);
             return None;
         }
         if provider_id == DAEMON_PROVIDER_ID {
+            let sink = reply_sink(&self.wire, id, codec, oneway, &trace);
             super::daemon::call(
                 &self.inner,
                 &self.info,
@@ -324,7 +321,8 @@ impl Conn {
                 ),
             );
             f.names = ids.iter().map(|i| i.to_string()).collect();
-            sink.answer(Outcome::Fault(f), Flush::Deferred);
+            reply_sink(&self.wire, id, codec, oneway, &trace)
+                .answer(Outcome::Fault(f), Flush::Deferred);
             return None;
         };
         let Some(route) = reg.routes.get(method).copied() else {
@@ -338,11 +336,12 @@ impl Conn {
                 ),
             );
             f.names = reg.exposed.clone();
-            sink.answer(Outcome::Fault(f), Flush::Deferred);
+            reply_sink(&self.wire, id, codec, oneway, &trace)
+                .answer(Outcome::Fault(f), Flush::Deferred);
             return None;
         };
         if route.uploads && !call.upload {
-            sink.answer(
+            reply_sink(&self.wire, id, codec, oneway, &trace).answer(
                 Outcome::Fault(Fault::new(
                     FaultKind::BadArguments,
                     format!(
@@ -354,11 +353,12 @@ impl Conn {
             );
             return None;
         }
-        if route.oneway && !sink.oneway {
+        if route.oneway && !oneway {
             // A oneway method called as a plain call (the caller did not know): answered at
             // once with nothing, as Pyro's daemon does, and run without an answer.
-            sink.answer(crate::context::encode_outcome(codec, &()), Flush::Deferred);
-            sink.oneway = true;
+            reply_sink(&self.wire, id, codec, oneway, &trace)
+                .answer(crate::context::encode_outcome(codec, &()), Flush::Deferred);
+            oneway = true;
         }
         let instance: &Arc<dyn crate::provider::Instance> = match &reg.instances {
             crate::provider::Instances::Shared(i) => i,
@@ -370,6 +370,7 @@ impl Conn {
                 })
             }
         };
+        let mut hooks_after = None;
         if self.inner.has_hooks.load(Ordering::Acquire) {
             let method = name(method);
             let hooks: Vec<Arc<dyn CallHook>> = read(&self.inner.hooks).clone();
@@ -392,14 +393,14 @@ impl Conn {
                         reason = "hook",
                         "call refused by a hook: {m}"
                     );
-                    sink.answer(
+                    reply_sink(&self.wire, id, codec, oneway, &trace).answer(
                         Outcome::Fault(Fault::new(FaultKind::PermissionDenied, m)),
                         Flush::Deferred,
                     );
                     return None;
                 }
             }
-            sink.hooks = Some(Arc::new(AfterHooks {
+            hooks_after = Some(Arc::new(AfterHooks {
                 hooks,
                 started: Instant::now(),
                 method: method.to_string(),
@@ -429,7 +430,7 @@ impl Conn {
         // Calls that would hold the reader (and so every later call of the connection) run
         // off it: a oneway call (it must never delay the caller's next call), and every call
         // of a method declared or found blocking (see the provider module's docs).
-        let off = if sink.oneway {
+        let off = if oneway {
             // Except a oneway call of an ordered batch: the machine dispatches the batch's
             // next call as soon as a oneway one is handed out (it has no answer to wait
             // for), so it runs here, in place, or later calls of the batch would overtake it.
@@ -438,6 +439,8 @@ impl Conn {
             reg.runs_off_reader(&route)
         };
         if off {
+            let mut sink = reply_sink(&self.wire, id, codec, oneway, &trace);
+            sink.hooks = hooks_after;
             let incoming = Incoming {
                 codec,
                 args: call.args,
@@ -465,41 +468,79 @@ impl Conn {
             return None;
         }
         // A synchronous handler of a plain two-way call may encode its result for a direct
-        // answer (see `context::arm_direct`); hooks and traces take the usual way. On that
-        // path the handler's `Incoming` takes the sink, and one is made again only for an
-        // answer that does not go the direct way.
-        let fast = !sink.oneway && sink.hooks.is_none() && trace.is_none();
-        let (for_handler, kept) = if fast {
-            (sink, None)
-        } else {
-            (sink.clone(), Some(sink))
-        };
-        let key = crate::context::direct_key(&for_handler);
-        let incoming = Incoming {
-            codec,
-            args: call.args,
-            kwargs: call.kwargs,
-            conn: self.info.clone(),
-            annotations: call.annotations,
-            provider_id,
-            sink: for_handler,
-            limits: self.codec_limits,
-            deadline_at,
-            bulk,
-            upload: std::sync::Mutex::new(upload.take()),
-        };
-        let armed = fast.then(|| crate::context::arm_direct(key));
-        let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            instance.dispatch(route.index, incoming)
-        }));
-        let encoded = armed.is_some_and(|g| g.disarm(key));
-        // The direct answer waits in this thread's buffer: nothing of the handler's result
-        // is needed any more (its placeholder is dropped here, not wrapped and matched again).
-        let handled = if encoded && matches!(handled, Ok(Handled::Ready(Outcome::Value(_)))) {
-            drop(handled);
-            None
-        } else {
-            Some(handled)
+        // answer from this thread's buffer; hooks and traces take the usual way.
+        let fast = !oneway && hooks_after.is_none() && trace.is_none();
+        // A method with a direct handler, called with nothing but positional arguments:
+        // no `Incoming` and no sink are made, and the result is encoded straight into the
+        // buffer the answer is written from.
+        let direct =
+            if fast && route.direct && call.kwargs.is_empty() && bulk.is_none() && upload.is_none()
+            {
+                let dc = crate::context::DirectCall {
+                    codec,
+                    args: &call.args,
+                    limits: &self.codec_limits,
+                };
+                match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    crate::context::with_direct_buffer(|out| {
+                        instance.call_direct(route.index, &dc, out)
+                    })
+                })) {
+                    // The buffer was in use (not expected on the reader): the usual way below.
+                    Ok(None) => None,
+                    Ok(Some(r)) => Some(Ok(r)),
+                    Err(panic) => Some(Err(panic)),
+                }
+            } else {
+                None
+            };
+        let mut kept = None;
+        let handled = match direct {
+            // The result waits in this thread's direct result buffer.
+            Some(Ok(None)) => None,
+            Some(Ok(Some(outcome))) => Some(Ok(Handled::Ready(outcome))),
+            Some(Err(panic)) => Some(Err(panic)),
+            None => {
+                // On the fast path the handler's `Incoming` takes the sink, and one is made
+                // again only for an answer that does not go the direct way (see
+                // `context::arm_direct`).
+                let mut sink = reply_sink(&self.wire, id, codec, oneway, &trace);
+                sink.hooks = hooks_after;
+                let for_handler = if fast {
+                    sink
+                } else {
+                    kept = Some(sink.clone());
+                    sink
+                };
+                let key = crate::context::direct_key(&for_handler);
+                let incoming = Incoming {
+                    codec,
+                    args: call.args,
+                    kwargs: call.kwargs,
+                    conn: self.info.clone(),
+                    annotations: call.annotations,
+                    provider_id,
+                    sink: for_handler,
+                    limits: self.codec_limits,
+                    deadline_at,
+                    bulk,
+                    upload: std::sync::Mutex::new(upload.take()),
+                };
+                let armed = fast.then(|| crate::context::arm_direct(key));
+                let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    instance.dispatch(route.index, incoming)
+                }));
+                let encoded = armed.is_some_and(|g| g.disarm(key));
+                // The direct answer waits in this thread's buffer: nothing of the handler's
+                // result is needed any more (its placeholder is dropped here, not wrapped
+                // and matched again).
+                if encoded && matches!(handled, Ok(Handled::Ready(Outcome::Value(_)))) {
+                    drop(handled);
+                    None
+                } else {
+                    Some(handled)
+                }
+            }
         };
         // An async handler is polled once in place: one that does not actually wait
         // finishes here, without a task spawn. One that waits is spawned below (and polled
@@ -614,6 +655,24 @@ impl Conn {
             }
         }
         None
+    }
+}
+
+/// The sink a call is answered through.
+fn reply_sink(
+    wire: &Arc<Wire<proto::ServerConnection>>,
+    id: u64,
+    codec: proto::CodecId,
+    oneway: bool,
+    trace: &Option<Arc<CallTrace>>,
+) -> ReplySink {
+    ReplySink {
+        to: AnswerTo::Native(wire.clone()),
+        id,
+        codec,
+        oneway,
+        hooks: None,
+        trace: trace.clone(),
     }
 }
 
