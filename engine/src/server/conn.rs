@@ -478,9 +478,18 @@ impl Reader {
         while h.frames < max {
             if let Some(call) = s.side.accept_call(&self.buf, now) {
                 h.frames += 1;
-                let frame = self.buf.split_to(call.frame_len()).freeze();
                 drop(s);
-                let direct = conn.on_accepted(&call, frame);
+                let len = call.frame_len();
+                let direct = match conn.try_direct(&call, &self.buf[..len]) {
+                    Some(direct) => {
+                        bytes::Buf::advance(&mut self.buf, len);
+                        direct
+                    }
+                    None => {
+                        let frame = self.buf.split_to(len).freeze();
+                        conn.on_accepted(&call, frame)
+                    }
+                };
                 s = wire.lock();
                 if let Some(d) = direct {
                     // A synchronous handler's result: answered under this lock, written

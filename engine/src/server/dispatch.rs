@@ -137,13 +137,20 @@ impl Conn {
         if now.saturating_duration_since(self.woke) > budget {
             self.timing = TIMED_BATCHES;
             // Calls whose deadline passed while the reader was held are answered now.
-            let mut s = self.wire.lock();
-            if s.side.expire_calls(now) > 0 {
-                drop(s);
-                self.wire.wake_reader();
-            }
+            self.expire_due(now);
         } else {
             self.timing = self.timing.saturating_sub(1);
+        }
+    }
+
+    /// The machine answers DEADLINE_EXCEEDED now to every call whose deadline passed at
+    /// `now` (the reader was held past it, so the machine's timer could not fire), and
+    /// drops their late answers; the reader is woken to stop their handlers.
+    fn expire_due(&self, now: Instant) {
+        let mut s = self.wire.lock();
+        if s.side.expire_calls(now) > 0 {
+            drop(s);
+            self.wire.wake_reader();
         }
     }
 
@@ -181,6 +188,74 @@ impl Conn {
         });
         if let Some(d) = direct {
             crate::context::answer_direct(&self.wire, d.id, d.codec, Flush::Deferred);
+        }
+    }
+
+    /// The shortest way for the commonest call the machine accepted in place: a two-way
+    /// call with positional arguments only, to a method with a direct handler
+    /// that runs on the reader, with no hooks, no DEBUG trace and the connection not under
+    /// watch for the blocking budget. Its handler decodes the arguments from `frame` (the
+    /// call's bytes, still in the read buffer: nothing is split off or reference-counted)
+    /// and encodes its result into the direct result buffer. Returns `None`, having done
+    /// nothing, for any other call, which [`Conn::on_accepted`] takes; otherwise what that
+    /// returns: the direct answer the reader must send, if any (a fault or a bulk result is
+    /// answered here).
+    pub(super) fn try_direct(
+        &mut self,
+        call: &proto::AcceptedCall,
+        frame: &[u8],
+    ) -> Option<Option<Direct>> {
+        if call.oneway
+            || !call.kwargs().is_empty()
+            || call.provider.0 == DAEMON_PROVIDER_ID
+            || self.timing > 0
+            || self.providers_gen != self.inner.registry_gen.load(Ordering::Acquire)
+            || self.inner.has_hooks.load(Ordering::Acquire)
+            || tracing::enabled!(tracing::Level::DEBUG)
+        {
+            return None;
+        }
+        let reg = self.providers.get(&call.provider.0)?;
+        let route = *reg.routes.get(frame.get(call.route())?)?;
+        if !route.direct || route.uploads || route.oneway || reg.runs_off_reader(&route) {
+            return None;
+        }
+        let instance = match &reg.instances {
+            crate::provider::Instances::Shared(i) => i,
+            crate::provider::Instances::PerConnection(_) => self.instances.get(&call.provider.0)?,
+        };
+        let dc = crate::context::DirectCall {
+            codec: call.codec,
+            args: frame.get(call.args())?,
+            limits: &self.codec_limits,
+        };
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            crate::context::with_direct_buffer(|out| instance.call_direct(route.index, &dc, out))
+        })) {
+            // The buffer was in use (not expected on the reader), so the handler did not
+            // run: the usual way.
+            Ok(None) => return None,
+            // The result waits in this thread's direct result buffer.
+            Ok(Some(None)) => None,
+            Ok(Some(Some(outcome))) => Some(outcome),
+            Err(panic) => Some(Outcome::Fault(panic_fault(panic))),
+        };
+        self.calls += 1;
+        if let Some(d) = call.deadline {
+            // As `dispatch` does: the machine's timer could not fire while the handler ran.
+            let now = crate::io::now();
+            self.clock = now;
+            if now >= self.woke + d {
+                self.expire_due(now);
+            }
+        }
+        let (id, codec) = (call.request_id.0, call.codec);
+        match outcome {
+            None => Some(Some(Direct { id, codec })),
+            Some(outcome) => {
+                reply_sink(&self.wire, id, codec, false, &None).answer(outcome, Flush::Deferred);
+                Some(None)
+            }
         }
     }
 
@@ -589,14 +664,8 @@ impl Conn {
             self.clock = now;
             if overran || deadline_at.is_some_and(|at| now >= at) {
                 // Past the deadline, or the reader was held long enough for other calls'
-                // deadlines to pass unseen: the machine answers DEADLINE_EXCEEDED now to
-                // every call due, and drops their late answers (this one's below).
-                let mut s = self.wire.lock();
-                if s.side.expire_calls(now) > 0 {
-                    drop(s);
-                    // Its reader stops the other expired calls' handlers.
-                    self.wire.wake_reader();
-                }
+                // deadlines to pass unseen.
+                self.expire_due(now);
             }
         }
         let Some(handled) = handled else {
