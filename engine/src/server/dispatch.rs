@@ -229,15 +229,11 @@ impl Conn {
             args: frame.get(call.args())?,
             limits: &self.codec_limits,
         };
-        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            crate::context::with_direct_buffer(|out| instance.call_direct(route.index, &dc, out))
-        })) {
-            // The buffer was in use (not expected on the reader), so the handler did not
-            // run: the usual way.
-            Ok(None) => return None,
-            // The result waits in this thread's direct result buffer.
-            Ok(Some(None)) => None,
-            Ok(Some(Some(outcome))) => Some(outcome),
+        // The buffer in use (not expected on the reader): the handler did not run, the
+        // usual way takes the call.
+        let outcome = match run_direct(instance, route.index, &dc)? {
+            // `None`: the result waits in this thread's direct result buffer.
+            Ok(outcome) => outcome,
             Err(panic) => Some(Outcome::Fault(panic_fault(panic))),
         };
         self.calls += 1;
@@ -556,16 +552,9 @@ impl Conn {
                     args: &call.args,
                     limits: &self.codec_limits,
                 };
-                match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    crate::context::with_direct_buffer(|out| {
-                        instance.call_direct(route.index, &dc, out)
-                    })
-                })) {
-                    // The buffer was in use (not expected on the reader): the usual way below.
-                    Ok(None) => None,
-                    Ok(Some(r)) => Some(Ok(r)),
-                    Err(panic) => Some(Err(panic)),
-                }
+                // `None`: the buffer was in use (not expected on the reader), the usual way
+                // below.
+                run_direct(instance, route.index, &dc)
             } else {
                 None
             };
@@ -724,6 +713,24 @@ impl Conn {
             }
         }
         None
+    }
+}
+
+/// Runs the direct handler `index` of `instance` on `call`, with this thread's direct
+/// result buffer as its output and a panic caught. `None` when the buffer was in use (the
+/// handler did not run); otherwise the handler's outcome (`None`: the result waits in the
+/// buffer) or its panic.
+fn run_direct(
+    instance: &Arc<dyn Instance>,
+    index: usize,
+    call: &crate::context::DirectCall<'_>,
+) -> Option<std::thread::Result<Option<Outcome>>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        crate::context::with_direct_buffer(|out| instance.call_direct(index, call, out))
+    })) {
+        Ok(None) => None,
+        Ok(Some(outcome)) => Some(Ok(outcome)),
+        Err(panic) => Some(Err(panic)),
     }
 }
 
