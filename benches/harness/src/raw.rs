@@ -335,6 +335,18 @@ impl RawEcho {
     /// Starts the echo server on 127.0.0.1 port 0 (tcp) or a socket in a fresh temporary
     /// directory (unix). Must run inside a tokio runtime.
     pub async fn start(transport: TransportKind) -> std::io::Result<RawEcho> {
+        RawEcho::start_working(transport, Duration::ZERO).await
+    }
+
+    /// [`RawEcho::start`], with the echo busy for `work` per frame (by the clock, on the
+    /// task that echoes it, before the write) as a server's handling would keep it: how the
+    /// floor's calls/s fall with each nanosecond a server spends per call, the budget a
+    /// server has for a given fraction of the raw echo (`perf --profile echo-pipelined
+    /// --echo-work-ns N`).
+    pub async fn start_working(
+        transport: TransportKind,
+        work: Duration,
+    ) -> std::io::Result<RawEcho> {
         let (addr, server, dir) = match transport {
             TransportKind::Tcp => {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -342,7 +354,7 @@ impl RawEcho {
                 let server = tokio::spawn(async move {
                     while let Ok((s, _)) = listener.accept().await {
                         if s.set_nodelay(true).is_ok() {
-                            tokio::spawn(echo_frames(s));
+                            tokio::spawn(echo_frames(s, work));
                         }
                     }
                 });
@@ -354,7 +366,7 @@ impl RawEcho {
                 let listener = tokio::net::UnixListener::bind(&path)?;
                 let server = tokio::spawn(async move {
                     while let Ok((s, _)) = listener.accept().await {
-                        tokio::spawn(echo_frames(s));
+                        tokio::spawn(echo_frames(s, work));
                     }
                 });
                 (EchoAddr::Unix(path), server, Some(dir))
@@ -617,7 +629,10 @@ fn complete_frames(buf: &[u8]) -> (usize, usize) {
 
 /// The server side of one [`RawEcho`] connection: reads what has arrived and writes every
 /// complete frame back in one write, until the peer closes.
-async fn echo_frames<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+async fn echo_frames<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    work: Duration,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut have = 0;
     loop {
@@ -629,9 +644,15 @@ async fn echo_frames<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mu
             Ok(0) | Err(_) => return,
             Ok(r) => have += r,
         }
-        let (_, used) = complete_frames(&buf[..have]);
+        let (frames, used) = complete_frames(&buf[..have]);
         if used == 0 {
             continue;
+        }
+        if !work.is_zero() {
+            let until = Instant::now() + work * frames as u32;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
         }
         if s.write_all(&buf[..used]).await.is_err() {
             return;
@@ -674,6 +695,29 @@ mod tests {
         assert!(check_answers(&b[..83], KIND_CALL, 1, 2).is_ok());
         assert!(check_answers(&b[..83], KIND_REPLY, 1, 2).is_err());
         assert!(check_answers(&b[..83], KIND_CALL, 2, 3).is_err());
+    }
+
+    #[test]
+    fn a_working_echo_spends_its_work_on_every_frame() {
+        let rt = crate::rpc::runtime().unwrap();
+        rt.block_on(async {
+            let call = crate::rpc::echo_call_frame(
+                wirecall_codecs::CodecId::POSTCARD,
+                crate::rpc::BENCH_ECHO,
+            );
+            let echo = RawEcho::start_working(TransportKind::Unix, Duration::from_micros(100))
+                .await
+                .unwrap();
+            let c = echo.connect(1, &call).await.unwrap();
+            let n = c
+                .throughput_sample(4, Duration::from_millis(30), Duration::ZERO)
+                .await
+                .unwrap();
+            // One connection's frames are echoed by one task, 100 us each: at most one per
+            // 100 us of the time counted, and the 4 in flight when counting started.
+            let most = n.elapsed.as_micros() as u64 / 100 + 4;
+            assert!(n.calls > 0 && n.calls <= most, "{n:?} (at most {most})");
+        });
     }
 
     #[test]

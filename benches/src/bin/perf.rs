@@ -92,6 +92,11 @@ struct Args {
     /// workers: no cross-thread wake-ups, one core.
     #[arg(long)]
     current_thread: bool,
+    /// With `--profile echo-pipelined`: the raw echo server spends this many nanoseconds
+    /// busy per frame (as a server handling each call would), to read a server's per-call
+    /// budget off the raw echo's calls/s.
+    #[arg(long, value_name = "NS", default_value_t = 0)]
+    echo_work_ns: u64,
 }
 
 /// One codec on one transport.
@@ -271,6 +276,11 @@ fn run(args: &Args) -> Result<(), String> {
             }
             return Ok(());
         }
+        if args.echo_work_ns > 0 && subject != "echo-pipelined" {
+            return Err(format!(
+                "--echo-work-ns is for --profile echo-pipelined, not `{subject}`"
+            ));
+        }
         return profile(
             &rt,
             subject,
@@ -278,6 +288,7 @@ fn run(args: &Args) -> Result<(), String> {
             codec,
             duration,
             (inflight, connections),
+            Duration::from_nanos(args.echo_work_ns),
         );
     }
 
@@ -643,6 +654,7 @@ fn profile(
     codec: CodecId,
     duration: Duration,
     (inflight, connections): (usize, usize),
+    echo_work: Duration,
 ) -> Result<(), String> {
     let len = rpc::echo_frame_len(codec, BENCH_ECHO);
     let mut nanos = Vec::with_capacity(1 << 20);
@@ -746,7 +758,9 @@ fn profile(
             let call = rpc::echo_call_frame(codec, BENCH_ECHO);
             let count = rt.block_on(async {
                 if subject == "echo-pipelined" {
-                    let echo = RawEcho::start(transport).await.map_err(|e| e.to_string())?;
+                    let echo = RawEcho::start_working(transport, echo_work)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let c = echo
                         .connect(connections, &call)
                         .await
