@@ -794,16 +794,14 @@ impl<C: Timed> Calls<C> {
         }
     }
 
-    /// Inserts without the deadline count; returns what `id` held.
+    /// Inserts without the deadline count, when [`Calls::insert`] could not use the empty
+    /// `hot` place; returns what `id` held.
     #[inline]
     fn put(&mut self, id: RequestId, c: C) -> Option<C> {
-        match &mut self.hot {
-            Some((k, v)) if *k == id => return Some(std::mem::replace(v, c)),
-            None if self.in_slots == 0 && self.map.is_empty() => {
-                self.hot = Some((id, c));
-                return None;
+        if let Some((k, v)) = &mut self.hot {
+            if *k == id {
+                return Some(std::mem::replace(v, c));
             }
-            _ => {}
         }
         if !self.map.is_empty() {
             if let Some(v) = self.map.get_mut(&id) {
