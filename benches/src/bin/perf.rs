@@ -216,6 +216,9 @@ fn run(args: &Args) -> Result<(), String> {
     } else {
         "a tokio runtime with 2 workers"
     };
+    if args.echo_work_ns > 0 && args.profile.as_deref() != Some("echo-pipelined") {
+        return Err("--echo-work-ns is for --profile echo-pipelined only".into());
+    }
     if let Some(subject) = &args.profile {
         let transport = transports.first().copied().unwrap_or(TransportKind::Tcp);
         let codec = codecs.first().copied().unwrap_or(CodecId::POSTCARD);
@@ -275,11 +278,6 @@ fn run(args: &Args) -> Result<(), String> {
                 print!("{}", many_table(runtime_name, &many, duration));
             }
             return Ok(());
-        }
-        if args.echo_work_ns > 0 && subject != "echo-pipelined" {
-            return Err(format!(
-                "--echo-work-ns is for --profile echo-pipelined, not `{subject}`"
-            ));
         }
         return profile(
             &rt,
