@@ -61,6 +61,25 @@ impl Tasks {
     }
 }
 
+/// The longest method name [`HotRoute`] keeps.
+const HOT_NAME: usize = 48;
+
+/// A method direct calls reached, kept by the provider id and the name's bytes.
+struct HotRoute {
+    provider: u16,
+    len: u8,
+    name: [u8; HOT_NAME],
+    route: crate::provider::Route,
+    reg: Arc<Registered>,
+    instance: Arc<dyn Instance>,
+}
+
+impl HotRoute {
+    fn name(&self) -> &[u8] {
+        &self.name[..usize::from(self.len)]
+    }
+}
+
 /// Per-connection state of the dispatcher.
 pub(super) struct Conn {
     pub(super) inner: Arc<Inner>,
@@ -71,6 +90,9 @@ pub(super) struct Conn {
     /// and the registry generation it was copied at.
     providers: HashMap<u16, Arc<Registered>, rustc_hash::FxBuildHasher>,
     providers_gen: u64,
+    /// The method the last direct call reached (see [`Conn::try_direct`]), dropped with the
+    /// copy of the registry it came from.
+    hot: Option<HotRoute>,
     pub(super) instances: HashMap<u16, Arc<dyn Instance>>,
     codec_limits: wirecall_codecs::Limits,
     /// The handshake completed (instances were told of the connection).
@@ -112,6 +134,7 @@ impl Conn {
             providers: HashMap::default(),
             // Not a generation the registry can have yet: the first call copies it.
             providers_gen: u64::MAX,
+            hot: None,
             instances: HashMap::new(),
             connected: false,
             span,
@@ -215,15 +238,22 @@ impl Conn {
         {
             return None;
         }
-        let reg = self.providers.get(&call.provider.0)?;
-        let route = *reg.routes.get(frame.get(call.route())?)?;
-        if !route.direct || route.uploads || route.oneway || reg.runs_off_reader(&route) {
+        let name = frame.get(call.route())?;
+        let hot = match &self.hot {
+            // Calls in a row mostly go to one method: one comparison of its name instead of
+            // two table lookups.
+            Some(h) if h.provider == call.provider.0 && h.name() == name => h,
+            _ => {
+                self.hot = Some(self.hot_route(call.provider.0, name)?);
+                self.hot.as_ref()?
+            }
+        };
+        // Moved off the reader meanwhile (by overrunning the blocking budget, here or on
+        // another connection).
+        if hot.reg.runs_off_reader(&hot.route) {
             return None;
         }
-        let instance = match &reg.instances {
-            crate::provider::Instances::Shared(i) => i,
-            crate::provider::Instances::PerConnection(_) => self.instances.get(&call.provider.0)?,
-        };
+        let (instance, route) = (&hot.instance, hot.route);
         let dc = crate::context::DirectCall {
             codec: call.codec,
             args: frame.get(call.args())?,
@@ -253,6 +283,31 @@ impl Conn {
                 Some(None)
             }
         }
+    }
+
+    /// The route of a method a direct call may take, from this connection's copy of the
+    /// registry: `None` when it has no direct handler, takes an argument stream, is oneway
+    /// or has a name longer than [`HOT_NAME`].
+    fn hot_route(&self, provider: u16, name: &[u8]) -> Option<HotRoute> {
+        let reg = self.providers.get(&provider)?;
+        let route = *reg.routes.get(name)?;
+        if !route.direct || route.uploads || route.oneway || name.len() > HOT_NAME {
+            return None;
+        }
+        let instance = match &reg.instances {
+            crate::provider::Instances::Shared(i) => i,
+            crate::provider::Instances::PerConnection(_) => self.instances.get(&provider)?,
+        };
+        let mut h = HotRoute {
+            provider,
+            len: name.len() as u8,
+            name: [0; HOT_NAME],
+            route,
+            reg: reg.clone(),
+            instance: instance.clone(),
+        };
+        h.name[..name.len()].copy_from_slice(name);
+        Some(h)
     }
 
     /// Dispatches a call the machine accepted in place ([`proto::ServerConnection::accept_call`]):
@@ -371,6 +426,7 @@ impl Conn {
         if gen != self.providers_gen {
             let map = read(&self.inner.registry);
             self.providers = map.iter().map(|(k, v)| (*k, v.clone())).collect();
+            self.hot = None;
             // Read under the lock that writers bump it under: matches the copy.
             self.providers_gen = self.inner.registry_gen.load(Ordering::Acquire);
         }
