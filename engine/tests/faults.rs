@@ -757,6 +757,45 @@ async fn provider_ids_and_registration_errors() {
     s.engine.finalize().await;
 }
 
+/// A provider whose instances tell themselves apart.
+struct Named(&'static str);
+
+#[wirecall::provider(service = "n")]
+impl Named {
+    #[remote]
+    fn who(&self) -> String {
+        self.0.to_owned()
+    }
+}
+
+/// The server keeps the method a connection's last direct call reached: calls of the same
+/// name to other providers, and to a provider registered again under the same id, still
+/// reach their own instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_calls_of_one_method_name_reach_each_providers_own_instance() {
+    for kind in ["tcp", "unix"] {
+        let s = start(kind).await;
+        s.engine.register_provider(Named("ten"), 10).unwrap();
+        s.engine.register_provider(Named("eleven"), 11).unwrap();
+        let proxy = Proxy::new(&s.engine.address()).unwrap();
+        let (ten, eleven) = (NamedClient::new(&proxy, 10), NamedClient::new(&proxy, 11));
+        for _ in 0..3 {
+            assert_eq!(ten.who().await.unwrap(), "ten", "{kind}");
+            assert_eq!(ten.who().await.unwrap(), "ten", "{kind}");
+            assert_eq!(eleven.who().await.unwrap(), "eleven", "{kind}");
+        }
+        // The same id, another instance, while the connection stays open.
+        assert!(s.engine.deregister_provider(11));
+        s.engine.register_provider(Named("new eleven"), 11).unwrap();
+        // Twice: the first call after the change takes the usual way, the second the kept one.
+        assert_eq!(eleven.who().await.unwrap(), "new eleven", "{kind}");
+        assert_eq!(eleven.who().await.unwrap(), "new eleven", "{kind}");
+        assert_eq!(ten.who().await.unwrap(), "ten", "{kind}");
+        assert_eq!(eleven.who().await.unwrap(), "new eleven", "{kind}");
+        s.engine.finalize().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_client_does_not_hold_up_finalize() {
     tokio::time::timeout(LIMIT, async {
