@@ -2696,6 +2696,30 @@ impl AcceptedCall {
     }
 }
 
+/// What a driver's handler did with a call [`ServerConnection::answer_calls`] offered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// Not taken, and nothing done: the frame stays for the usual path.
+    Declined,
+    /// Answered now: the result, encoded with the call's codec, is in the output buffer.
+    Reply {
+        /// When the handler returned, for a call with a deadline (the machine reads no
+        /// clock); `None` for a call without one.
+        finished: Option<Instant>,
+    },
+    /// Taken, to be answered the usual way: the call is in flight.
+    Later,
+}
+
+/// What one [`ServerConnection::answer_calls`] pass did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallsAnswered {
+    /// Calls taken (answered, or in flight for [`Answered::Later`]).
+    pub frames: usize,
+    /// Bytes of those calls' frames at the front of the input: the driver consumes them.
+    pub consumed: usize,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct ServerCall {
     streaming: bool,
@@ -3003,6 +3027,15 @@ impl ServerConnection {
     /// applies the same rules and reports what they decide (a refusal, a fatal error, a
     /// frame of another kind, or more bytes needed).
     pub fn accept_call(&mut self, src: &[u8], now: Instant) -> Option<AcceptedCall> {
+        let (call, window) = self.check_call(src)?;
+        self.record_call(&call, window, now);
+        Some(call)
+    }
+
+    /// [`accept_call`](Self::accept_call)'s checks, changing nothing: the call and its
+    /// `wc.window`.
+    #[inline]
+    fn check_call(&self, src: &[u8]) -> Option<(AcceptedCall, Option<u32>)> {
         if self.core.closed.is_some()
             || self.session.is_none()
             || self.peer_goaway
@@ -3054,25 +3087,133 @@ impl ServerConnection {
             window = find(ann, crate::annotations::WINDOW_KEY)
                 .and_then(crate::annotations::window_value);
         }
-        // Accepted: what `on_call` does for a call it dispatches.
-        self.last_request_id = id;
-        self.last_seen = id;
-        if !oneway {
+        Some((AcceptedCall { deadline, ..call }, window))
+    }
+
+    /// What `on_call` does for a call it dispatches, for one that
+    /// [`check_call`](Self::check_call) passed: in flight (unless oneway) with its deadline
+    /// from `now`, the connection's timers told of the frame.
+    #[inline]
+    fn record_call(&mut self, call: &AcceptedCall, window: Option<u32>, now: Instant) {
+        self.frame_taken(call.request_id, now);
+        if !call.oneway {
             self.in_flight.insert(
-                id,
+                call.request_id,
                 ServerCall {
                     streaming: false,
                     credit: window,
                     idle_since: None,
                     upload: None,
-                    deadline: deadline.map(|d| now + d),
+                    deadline: call.deadline.map(|d| now + d),
                     batch: None,
                 },
             );
         }
+    }
+
+    /// A call's frame was taken: its id is the last seen, the timers are told.
+    #[inline]
+    fn frame_taken(&mut self, id: RequestId, now: Instant) {
+        self.last_request_id = id;
+        self.last_seen = id;
         self.core.data_seen = true;
         self.core.after_input(false, true, now);
-        Some(AcceptedCall { deadline, ..call })
+    }
+
+    /// Answers the plain calls at the front of `src` in one pass, each before the next is
+    /// read, without putting them in flight: the path of a driver whose handlers answer at
+    /// once (a synchronous method run on the reader).
+    ///
+    /// Each complete two-way CALL that [`accept_call`](Self::accept_call) would accept and
+    /// that has no keyword arguments is offered to `handler` with its frame's bytes, and
+    /// `out` emptied. What the handler returns decides:
+    ///
+    /// * [`Answered::Reply`]: the result, encoded with the call's codec, is in `out`; it
+    ///   is sent as the call's REPLY, checked against the peer's limits as
+    ///   [`reply_slice`](Self::reply_slice) checks it (over them, the call is answered
+    ///   ERROR LIMIT_EXCEEDED instead). A call whose deadline (`wc.deadline`, counted from
+    ///   `now`) had passed by `finished` is answered ERROR DEADLINE_EXCEEDED instead, as
+    ///   its timer would have answered it: a late result is never sent.
+    /// * [`Answered::Later`]: the call is taken, to be answered the usual way
+    ///   ([`reply`](Self::reply), [`error`](Self::error), ...): it is in flight as
+    ///   `accept_call` leaves it. The pass stops after it.
+    /// * [`Answered::Declined`]: the handler did nothing; the frame stays for the usual
+    ///   path, and the pass stops.
+    ///
+    /// The pass also stops after `max_frames` calls, at the end of the complete frames,
+    /// and at the first frame that is not such a call (it goes the usual way:
+    /// [`handle_input_frames`](Self::handle_input_frames), which applies the same rules).
+    /// The driver consumes [`consumed`](CallsAnswered::consumed) bytes of `src` before
+    /// feeding the machine again.
+    pub fn answer_calls<F>(
+        &mut self,
+        src: &[u8],
+        now: Instant,
+        max_frames: usize,
+        out: &mut Vec<u8>,
+        mut handler: F,
+    ) -> CallsAnswered
+    where
+        F: FnMut(&AcceptedCall, &[u8], &mut Vec<u8>) -> Answered,
+    {
+        let mut done = CallsAnswered {
+            frames: 0,
+            consumed: 0,
+        };
+        while done.frames < max_frames {
+            let Some(rest) = src.get(done.consumed..) else {
+                break;
+            };
+            let Some((call, window)) = self.check_call(rest) else {
+                break;
+            };
+            let len = call.frame_len();
+            let Some(frame) = rest.get(..len) else {
+                break;
+            };
+            if call.oneway || call.kwargs_len != 0 {
+                break;
+            }
+            out.clear();
+            match handler(&call, frame, out) {
+                Answered::Declined => break,
+                Answered::Later => {
+                    self.record_call(&call, window, now);
+                    done.frames += 1;
+                    done.consumed += len;
+                    break;
+                }
+                Answered::Reply { finished } => {
+                    let id = call.request_id;
+                    self.frame_taken(id, now);
+                    done.frames += 1;
+                    done.consumed += len;
+                    let late = match (call.deadline, finished) {
+                        (Some(d), Some(at)) => at >= now + d,
+                        _ => false,
+                    };
+                    if late {
+                        self.send_error_control(
+                            id,
+                            ErrorBody::new(ErrorCode::DEADLINE_EXCEEDED, "deadline passed"),
+                        );
+                    } else if let Err(e) = self.core.send_reply_slice(id, call.codec, out) {
+                        // Over the peer's limits (nothing else fails on an open
+                        // connection): the call fails rather than be left unanswered.
+                        self.send_error_control(
+                            id,
+                            ErrorBody::new(
+                                ErrorCode::LIMIT_EXCEEDED,
+                                format!("the server cannot send the result: {e}"),
+                            ),
+                        );
+                    }
+                    // A call completed: the idle timer restarts from here.
+                    self.core.call_completed = true;
+                }
+            }
+        }
+        done
     }
 
     fn on_frame(&mut self, frame: Frame, now: Instant) -> Result<(), ProtocolError> {

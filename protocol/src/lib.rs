@@ -87,8 +87,8 @@ pub use annotations::{
 pub use bulk::{check_bulk, has_bulk, split_bulk};
 pub use compress::Compression;
 pub use conn::{
-    check_codec, AcceptedCall, CallRequest, ClientConfig, ClientConnection, ClientEvent,
-    ServerConfig, ServerConnection, ServerEvent, Session,
+    check_codec, AcceptedCall, Answered, CallRequest, CallsAnswered, ClientConfig,
+    ClientConnection, ClientEvent, ServerConfig, ServerConnection, ServerEvent, Session,
 };
 pub use decoder::{FrameDecoder, ReplyView};
 pub use error::{Cause, ProtocolError};

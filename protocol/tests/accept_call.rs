@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use wirecall_protocol::{
-    AcceptedCall, Annotations, Call, ClientConfig, ClientConnection, CodecId, ErrorCode, Frame,
-    GoAway, Method, ProtocolError, ProviderId, RequestId, ServerConfig, ServerConnection,
+    AcceptedCall, Annotations, Answered, Call, ClientConfig, ClientConnection, CodecId, ErrorCode,
+    Frame, GoAway, Method, ProtocolError, ProviderId, RequestId, ServerConfig, ServerConnection,
     ServerEvent,
 };
 
@@ -21,6 +21,8 @@ fn server(now: Instant) -> ServerConnection {
     let mut config = ServerConfig::new(vec![CodecId::POSTCARD, CodecId::JSON]);
     config.limits.max_in_flight = MAX_IN_FLIGHT;
     config.limits.max_annotations_len = 64;
+    // Idle closes happen within the tests' clock steps (0 to 4.5 s per chunk).
+    config.idle_timeout = Some(Duration::from_secs(4));
     ServerConnection::new(config, now).unwrap()
 }
 
@@ -337,5 +339,322 @@ proptest! {
         cuts in proptest::collection::vec(any::<u8>(), 1..8),
     ) {
         check(&specs, &cuts);
+    }
+}
+
+// ---- `answer_calls`: calls answered in one pass, against `accept_call` + `reply_slice` ----
+
+/// The result every handler of the tests below answers.
+const RESULT: &[u8] = b"ok";
+
+impl Side {
+    /// The borrowed path with every two-way call without keyword arguments answered at
+    /// once, before the next frame is read (what a driver with synchronous handlers does
+    /// through `accept_call`).
+    fn feed_answering(&mut self, data: &[u8], now: Instant) {
+        self.buf.extend_from_slice(data);
+        loop {
+            if let Some(c) = self.m.accept_call(&self.buf, now) {
+                let frame = self.buf.split_to(c.frame_len()).freeze();
+                self.events.push(ServerEvent::Call(owned(&c, &frame)));
+                if !c.oneway && c.kwargs().is_empty() {
+                    self.m
+                        .reply_slice(c.request_id, c.codec, RESULT)
+                        .expect("a call in flight takes its reply");
+                }
+                continue;
+            }
+            match self.m.handle_input_frames(&mut self.buf, now, 1) {
+                Ok(0) => break,
+                Ok(_) => self.take(),
+                Err(e) => {
+                    self.err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        self.take();
+    }
+
+    /// The same through `answer_calls` (at most `max` calls a pass), the usual path for
+    /// what it leaves.
+    fn feed_in_one_pass(&mut self, data: &[u8], now: Instant, max: usize) {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        loop {
+            let mut taken = Vec::new();
+            let done = self
+                .m
+                .answer_calls(&self.buf, now, max, &mut out, |c, frame, out| {
+                    assert!(out.is_empty());
+                    taken.push(owned(c, &Bytes::copy_from_slice(frame)));
+                    out.extend_from_slice(RESULT);
+                    Answered::Reply { finished: None }
+                });
+            assert_eq!(done.frames, taken.len());
+            assert!(done.frames <= max);
+            self.borrowed += done.frames;
+            let _ = self.buf.split_to(done.consumed);
+            self.events.extend(taken.into_iter().map(ServerEvent::Call));
+            if done.frames > 0 {
+                continue;
+            }
+            if let Some(c) = self.m.accept_call(&self.buf, now) {
+                assert!(c.oneway || !c.kwargs().is_empty(), "left a plain call");
+                let frame = self.buf.split_to(c.frame_len()).freeze();
+                self.events.push(ServerEvent::Call(owned(&c, &frame)));
+                continue;
+            }
+            match self.m.handle_input_frames(&mut self.buf, now, 1) {
+                Ok(0) => break,
+                Ok(_) => self.take(),
+                Err(e) => {
+                    self.err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        self.take();
+    }
+}
+
+/// Feeds the same input to a machine answering each plain call as `accept_call` hands it
+/// out and to one answering them through `answer_calls`: the same calls, events, bytes
+/// sent (replies, refusals, errors), errors, calls in flight and timers, after every
+/// chunk and every timer. Returns the calls `answer_calls` took.
+fn check_one_pass(specs: &[[u8; 8]], cuts: &[u8], max: usize) -> usize {
+    let start = Instant::now();
+    let mut input = hello(start);
+    let mut next_id = 0;
+    for s in specs {
+        input.extend(frame(s, &mut next_id));
+    }
+    let mut a = Side::new(start);
+    let mut b = Side::new(start);
+    let mut now = start;
+    let mut at = 0;
+    let mut cuts = cuts.iter().cycle();
+    while at < input.len() {
+        let n = (usize::from(*cuts.next().unwrap_or(&255)) + 1).min(input.len() - at);
+        let chunk = &input[at..at + n];
+        at += n;
+        a.feed_answering(chunk, now);
+        b.feed_in_one_pass(chunk, now, max);
+        assert_eq!(a.err, b.err, "errors after {at} bytes");
+        assert_eq!(a.events, b.events, "events after {at} bytes");
+        assert_eq!(a.sent, b.sent, "bytes sent after {at} bytes");
+        assert_eq!(a.m.in_flight(), b.m.in_flight());
+        assert_eq!(a.m.poll_timeout(), b.m.poll_timeout());
+        if a.err.is_some() {
+            break;
+        }
+        now += Duration::from_millis(u64::from(n as u8 % 4) * 1500);
+        assert_eq!(a.m.handle_timeout(now), b.m.handle_timeout(now));
+        a.take();
+        b.take();
+        assert_eq!(a.events, b.events);
+        assert_eq!(a.sent, b.sent);
+    }
+    b.borrowed
+}
+
+#[test]
+fn plain_calls_are_answered_in_one_pass() {
+    // Two-way calls, more than the in-flight limit: none stays in flight, so all pass.
+    let specs: Vec<[u8; 8]> = (0..6).map(|i| [0, 0, 0, 0, 0, i, 1, 0]).collect();
+    assert_eq!(check_one_pass(&specs, &[255], usize::MAX), 6);
+    // At most `max` a pass: the next pass takes the rest.
+    assert_eq!(check_one_pass(&specs, &[255], 2), 6);
+    // Oneway calls and calls with keyword arguments are left to the usual path.
+    let oneway: Vec<[u8; 8]> = (0..3).map(|i| [0, 0, 0, 0, 3, i, 1, 0]).collect();
+    assert_eq!(check_one_pass(&oneway, &[255], usize::MAX), 0);
+    assert_eq!(
+        check_one_pass(&[[0, 0, 0, 0, 2, 1, 1, 0]], &[255], usize::MAX),
+        0
+    );
+    // Split anywhere.
+    assert!(check_one_pass(&specs, &[0, 7, 39, 40, 83, 200], 4) >= 1);
+}
+
+#[test]
+fn each_check_agrees_in_one_pass() {
+    for sel in 0..16u8 {
+        for ann in 0..10u8 {
+            for tweak in [0u8, 1, 2, 3, 4, 16, 32, 48] {
+                for codec in 0..3u8 {
+                    let specs = [
+                        [0, 0, 0, 0, 0, 1, 1, 0],
+                        [sel, 0, codec, ann, tweak, 5, 1, 0],
+                        [0, 0, 0, 0, 0, 2, 1, 0],
+                    ];
+                    check_one_pass(&specs, &[255], usize::MAX);
+                }
+            }
+        }
+    }
+}
+
+/// A server past its handshake with a client machine's limits, and the frames of `calls`
+/// (id, deadline) as that client sends them.
+fn handshaken(
+    now: Instant,
+    calls: &[(u64, Option<Duration>)],
+    max_frame: u32,
+) -> (ServerConnection, Vec<u8>) {
+    let mut config = ClientConfig::new(vec![CodecId::POSTCARD]);
+    config.limits.max_frame_len = max_frame;
+    let mut client = ClientConnection::new(config, now).unwrap();
+    let mut m = server(now);
+    let mut buf = BytesMut::new();
+    while let Some(b) = client.poll_transmit() {
+        buf.extend_from_slice(&b);
+    }
+    m.handle_input_buf(&mut buf, now).unwrap();
+    let mut welcome = BytesMut::new();
+    m.take_transmit(&mut welcome);
+    client.handle_input_buf(&mut welcome, now).unwrap();
+    while m.poll_event().is_some() {}
+    let mut input = BytesMut::new();
+    for &(id, deadline) in calls {
+        let b = Annotations::builder();
+        let annotations = match deadline {
+            Some(d) => b.deadline(d).build(),
+            None => Annotations::new(),
+        };
+        Frame::Call(Call {
+            request_id: RequestId(id),
+            provider: ProviderId(1),
+            codec: CodecId::POSTCARD,
+            oneway: false,
+            upload: false,
+            method: Method::new(Bytes::from_static(b"echo")).unwrap(),
+            annotations,
+            args: Bytes::from_static(b"a"),
+            kwargs: Bytes::new(),
+            attachment: Bytes::new(),
+        })
+        .encode(&mut input)
+        .unwrap();
+    }
+    (m, input.to_vec())
+}
+
+fn sent_frames(m: &mut ServerConnection) -> Vec<Frame> {
+    let mut sent = BytesMut::new();
+    m.take_transmit(&mut sent);
+    let mut dec = wirecall_protocol::FrameDecoder::new(wirecall_protocol::Limits::default());
+    let mut frames = Vec::new();
+    while let Some(f) = dec.decode(&mut sent).unwrap() {
+        frames.push(f);
+    }
+    frames
+}
+
+#[test]
+fn a_late_result_is_answered_deadline_exceeded() {
+    let now = Instant::now();
+    let d = Duration::from_millis(100);
+    let (mut m, input) = handshaken(now, &[(1, Some(d)), (2, Some(d)), (3, None)], 1 << 20);
+    let finished = [
+        Some(now + d - Duration::from_millis(1)),
+        Some(now + d),
+        None,
+    ];
+    let mut i = 0;
+    let done = m.answer_calls(&input, now, usize::MAX, &mut Vec::new(), |_, _, out| {
+        out.extend_from_slice(RESULT);
+        i += 1;
+        Answered::Reply {
+            finished: finished[i - 1],
+        }
+    });
+    assert_eq!((done.frames, done.consumed), (3, input.len()));
+    let frames = sent_frames(&mut m);
+    assert!(
+        matches!(&frames[0], Frame::Reply(r) if r.request_id == RequestId(1) && &r.result[..] == RESULT)
+    );
+    match &frames[1] {
+        Frame::Error(e) => {
+            assert_eq!(e.request_id, RequestId(2));
+            assert_eq!(e.body.code, ErrorCode::DEADLINE_EXCEEDED);
+        }
+        other => panic!("expected ERROR DEADLINE_EXCEEDED, got {other:?}"),
+    }
+    assert!(matches!(&frames[2], Frame::Reply(r) if r.request_id == RequestId(3)));
+    assert_eq!(m.in_flight(), 0);
+}
+
+#[test]
+fn a_result_over_the_peers_limit_fails_the_call_and_the_next_is_answered() {
+    let now = Instant::now();
+    let (mut m, input) = handshaken(now, &[(1, None), (2, None)], 4096);
+    let mut first = true;
+    let done = m.answer_calls(&input, now, usize::MAX, &mut Vec::new(), |_, _, out| {
+        let len = if std::mem::take(&mut first) { 8192 } else { 2 };
+        out.resize(len, b'x');
+        Answered::Reply { finished: None }
+    });
+    assert_eq!(done.frames, 2);
+    let frames = sent_frames(&mut m);
+    match &frames[0] {
+        Frame::Error(e) => {
+            assert_eq!(e.request_id, RequestId(1));
+            assert_eq!(e.body.code, ErrorCode::LIMIT_EXCEEDED);
+            assert!(
+                e.body.message.contains("cannot send the result"),
+                "{}",
+                e.body.message
+            );
+        }
+        other => panic!("expected ERROR LIMIT_EXCEEDED, got {other:?}"),
+    }
+    assert!(
+        matches!(&frames[1], Frame::Reply(r) if r.request_id == RequestId(2) && r.result.len() == 2)
+    );
+}
+
+#[test]
+fn a_declined_call_stays_and_a_later_one_is_in_flight() {
+    let now = Instant::now();
+    let d = Duration::from_secs(5);
+    let (mut m, input) = handshaken(now, &[(1, None), (2, Some(d)), (3, None)], 1 << 20);
+    // Declined: nothing taken, nothing sent, the call is still to be read.
+    let done = m.answer_calls(&input, now, usize::MAX, &mut Vec::new(), |_, _, _| {
+        Answered::Declined
+    });
+    assert_eq!((done.frames, done.consumed), (0, 0));
+    assert!(!m.has_transmit());
+    let c = m
+        .accept_call(&input, now)
+        .expect("the declined call is still acceptable");
+    assert_eq!(c.request_id, RequestId(1));
+    m.reply_slice(c.request_id, c.codec, RESULT).unwrap();
+    let rest = &input[c.frame_len()..];
+    // Later: the pass stops after it, the call in flight with its deadline.
+    let done = m.answer_calls(rest, now, usize::MAX, &mut Vec::new(), |_, _, _| {
+        Answered::Later
+    });
+    assert_eq!(done.frames, 1);
+    assert_eq!(m.in_flight(), 1);
+    assert_eq!(m.poll_timeout(), Some(now + d).min(m.poll_timeout()));
+    m.handle_timeout(now + d).unwrap();
+    assert!(matches!(
+        m.poll_event(),
+        Some(ServerEvent::Expired(RequestId(2)))
+    ));
+    m.reply_slice(RequestId(2), CodecId::POSTCARD, RESULT)
+        .expect_err("a call past its deadline takes no reply");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn one_pass_and_call_by_call_agree(
+        specs in proptest::collection::vec(any::<[u8; 8]>(), 0..40),
+        cuts in proptest::collection::vec(any::<u8>(), 1..8),
+        max in 1usize..6,
+    ) {
+        check_one_pass(&specs, &cuts, max);
     }
 }
