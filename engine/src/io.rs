@@ -89,6 +89,12 @@ impl<M> State<M> {
     pub(crate) fn is_shut(&self) -> bool {
         self.closed || self.closing
     }
+
+    /// Whether the writer task owns the socket (a write the socket could not take at once
+    /// is being finished): it takes the lock again when done.
+    pub(crate) fn is_writing(&self) -> bool {
+        self.active
+    }
 }
 
 /// Gives the writer the machine inside a side's state.

@@ -139,6 +139,7 @@ pub(super) async fn serve_connection(inner: Arc<Inner>, stream: Stream, info: Ar
         spare: BytesMut::new(),
         large: false,
         spare_armed: false,
+        out: Vec::new(),
     };
     let started = Instant::now();
     tracing::debug!(parent: &span, "connection accepted");
@@ -257,7 +258,13 @@ struct Reader {
     large: bool,
     /// `spare` holds such a buffer.
     spare_armed: bool,
+    /// Where the direct handlers of a pass of calls answered in place encode their results
+    /// (see [`Reader::handle_frames`]).
+    out: Vec<u8>,
 }
+
+/// The most capacity [`Reader::out`] keeps after a large result.
+const OUT_KEEP: usize = 64 * 1024;
 
 /// The most bytes of a frame moved into the spare buffer when it becomes free while the
 /// frame arrives (cheaper than faulting in a fresh buffer of a large frame's size).
@@ -446,6 +453,7 @@ impl Reader {
                     self.spare = BytesMut::new();
                     self.spare_armed = false;
                     self.large = false;
+                    self.out = Vec::new();
                     events = VecDeque::new();
                 }
                 break;
@@ -453,12 +461,19 @@ impl Reader {
         }
     }
 
-    /// Handles up to `max` frames of the read buffer with the machine locked (`s`): each
-    /// common CALL the machine accepts in place ([`proto::ServerConnection::accept_call`])
-    /// is split off the buffer and dispatched with the lock released, with no owned frame
-    /// or event in between; any other frame goes through the machine's usual decoding, and
-    /// the events it reports are handled before the next frame, in order. Returns the lock
-    /// again, with how many frames were handled.
+    /// Handles up to `max` frames of the read buffer with the machine locked (`s`).
+    ///
+    /// While no call of the connection is in flight (so no other task answers on it and
+    /// waits for the lock) and the direct path is open, a run of plain calls to methods
+    /// with direct handlers is answered in one pass under the lock
+    /// ([`proto::ServerConnection::answer_calls`]): each handler decodes its arguments
+    /// where they are in the read buffer and encodes its result into [`Reader::out`], from
+    /// which the machine writes the REPLY into the send buffer. Any other common CALL the
+    /// machine accepts in place ([`proto::ServerConnection::accept_call`]) is split off the
+    /// buffer and dispatched with the lock released, with no owned frame or event in
+    /// between; any other frame goes through the machine's usual decoding, and the events
+    /// it reports are handled before the next frame, in order. Returns the lock again,
+    /// with how many frames were handled.
     #[allow(clippy::too_many_arguments)]
     fn handle_frames<'w>(
         &mut self,
@@ -475,7 +490,36 @@ impl Reader {
             result: Ok(()),
             drained: false,
         };
+        // Whether the next frame may start a pass (not right after one stopped at it).
+        let mut pass = true;
         while h.frames < max {
+            if pass && s.side.in_flight() == 0 && !s.is_writing() && conn.direct_allowed() {
+                pass = false;
+                let mut later = None;
+                let Reader { buf, out, .. } = self;
+                let done =
+                    s.side
+                        .answer_calls(buf, now, max - h.frames, out, |call, frame, out| {
+                            conn.answer_now(call, frame, out, &mut later)
+                        });
+                if out.capacity() > OUT_KEEP {
+                    *out = Vec::new();
+                }
+                if done.frames > 0 {
+                    bytes::Buf::advance(buf, done.consumed);
+                    h.frames += done.frames;
+                    if let Some(l) = later {
+                        drop(s);
+                        conn.answer_later(l);
+                        s = wire.lock();
+                    }
+                    if buf.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            pass = true;
             if let Some(call) = s.side.accept_call(&self.buf, now) {
                 h.frames += 1;
                 drop(s);

@@ -228,32 +228,13 @@ impl Conn {
         call: &proto::AcceptedCall,
         frame: &[u8],
     ) -> Option<Option<Direct>> {
-        if call.oneway
-            || !call.kwargs().is_empty()
-            || call.provider.0 == DAEMON_PROVIDER_ID
-            || self.timing > 0
-            || self.providers_gen != self.inner.registry_gen.load(Ordering::Acquire)
-            || self.inner.has_hooks.load(Ordering::Acquire)
-            || tracing::enabled!(tracing::Level::DEBUG)
-        {
+        if call.oneway || !call.kwargs().is_empty() || !self.direct_allowed() {
             return None;
         }
-        let name = frame.get(call.route())?;
-        let hot = match &self.hot {
-            // Calls in a row mostly go to one method: one comparison of its name instead of
-            // two table lookups.
-            Some(h) if h.provider == call.provider.0 && h.name() == name => h,
-            _ => {
-                self.hot = Some(self.hot_route(call.provider.0, name)?);
-                self.hot.as_ref()?
-            }
-        };
-        // Moved off the reader meanwhile (by overrunning the blocking budget, here or on
-        // another connection).
-        if hot.reg.runs_off_reader(&hot.route) {
+        if !self.direct_ready(call, frame) {
             return None;
         }
-        let (instance, route) = (&hot.instance, hot.route);
+        let hot = self.hot.as_ref()?;
         let dc = crate::context::DirectCall {
             codec: call.codec,
             args: frame.get(call.args())?,
@@ -261,7 +242,7 @@ impl Conn {
         };
         // The buffer in use (not expected on the reader): the handler did not run, the
         // usual way takes the call.
-        let outcome = match run_direct(instance, route.index, &dc)? {
+        let outcome = match run_direct(&hot.instance, hot.route.index, &dc)? {
             // `None`: the result waits in this thread's direct result buffer.
             Ok(outcome) => outcome,
             Err(panic) => Some(Outcome::Fault(panic_fault(panic))),
@@ -283,6 +264,99 @@ impl Conn {
                 Some(None)
             }
         }
+    }
+
+    /// Whether this connection's calls may take the direct path at all: its copy of the
+    /// registry is current, no hook or DEBUG trace wants to see each call, and it is not
+    /// under watch for the blocking budget.
+    #[inline]
+    pub(super) fn direct_allowed(&self) -> bool {
+        self.timing == 0
+            && self.providers_gen == self.inner.registry_gen.load(Ordering::Acquire)
+            && !self.inner.has_hooks.load(Ordering::Acquire)
+            && !tracing::enabled!(tracing::Level::DEBUG)
+    }
+
+    /// Whether a direct call of `call` (its frame's bytes in `frame`) may run, with the
+    /// method it reaches kept in `self.hot`: not for the daemon, a method without a direct
+    /// handler or one moved off the reader.
+    #[inline]
+    fn direct_ready(&mut self, call: &proto::AcceptedCall, frame: &[u8]) -> bool {
+        if call.provider.0 == DAEMON_PROVIDER_ID {
+            return false;
+        }
+        let Some(name) = frame.get(call.route()) else {
+            return false;
+        };
+        // Calls in a row mostly go to one method: one comparison of its name instead of
+        // two table lookups.
+        let kept =
+            matches!(&self.hot, Some(h) if h.provider == call.provider.0 && h.name() == name);
+        if !kept {
+            match self.hot_route(call.provider.0, name) {
+                Some(h) => self.hot = Some(h),
+                None => return false,
+            }
+        }
+        // Moved off the reader meanwhile (by overrunning the blocking budget, here or on
+        // another connection).
+        self.hot
+            .as_ref()
+            .is_some_and(|h| !h.reg.runs_off_reader(&h.route))
+    }
+
+    /// The handler of a call [`proto::ServerConnection::answer_calls`] offers (the reader
+    /// checked [`Conn::direct_allowed`] for the pass): a call [`Conn::try_direct`] would take
+    /// runs here, its result encoded into `out` for the machine to send
+    /// ([`proto::Answered::Reply`]). A fault or a result with bulk values is kept in `later`
+    /// for the reader to answer once it lets the machine go ([`proto::Answered::Later`]:
+    /// the call is in flight meanwhile). Any other call is declined, untouched.
+    pub(super) fn answer_now(
+        &mut self,
+        call: &proto::AcceptedCall,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+        later: &mut Option<(u64, proto::CodecId, Outcome)>,
+    ) -> proto::Answered {
+        if !self.direct_ready(call, frame) {
+            return proto::Answered::Declined;
+        }
+        let (Some(hot), Some(args)) = (self.hot.as_ref(), frame.get(call.args())) else {
+            return proto::Answered::Declined;
+        };
+        let dc = crate::context::DirectCall {
+            codec: call.codec,
+            args,
+            limits: &self.codec_limits,
+        };
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            hot.instance.call_direct(hot.route.index, &dc, out)
+        })) {
+            Ok(outcome) => outcome,
+            Err(panic) => Some(Outcome::Fault(panic_fault(panic))),
+        };
+        self.calls += 1;
+        match outcome {
+            None => {
+                // The machine reads no clock: it is told when a call with a deadline
+                // finished, and answers DEADLINE_EXCEEDED if that was too late.
+                let finished = call.deadline.map(|_| {
+                    let now = crate::io::now();
+                    self.clock = now;
+                    now
+                });
+                proto::Answered::Reply { finished }
+            }
+            Some(outcome) => {
+                *later = Some((call.request_id.0, call.codec, outcome));
+                proto::Answered::Later
+            }
+        }
+    }
+
+    /// Answers the call [`Conn::answer_now`] kept for later, with the machine unlocked.
+    pub(super) fn answer_later(&self, (id, codec, outcome): (u64, proto::CodecId, Outcome)) {
+        reply_sink(&self.wire, id, codec, false, &None).answer(outcome, Flush::Deferred);
     }
 
     /// The route of a method a direct call may take, from this connection's copy of the
