@@ -6,13 +6,18 @@
 //! - every decoded frame re-encodes, and the re-encoded frames are exactly the input bytes
 //!   they came from (the encoding is canonical);
 //! - the same bytes fed to a server and a client state machine never panic, and after an
-//!   error the machine stays closed.
+//!   error the machine stays closed;
+//! - fed to a server the way the engine's reader feeds it (runs of plain calls answered in
+//!   one pass, `answer_calls`; other calls accepted in place, `accept_call`; the rest one
+//!   frame at a time), the same holds, and a pass never takes more than the complete frames
+//!   it was given.
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use wirecall_protocol::{
-    ClientConfig, ClientConnection, CodecId, FrameDecoder, Limits, ServerConfig, ServerConnection,
+    Answered, ClientConfig, ClientConnection, CodecId, FrameDecoder, Limits, ServerConfig,
+    ServerConnection,
 };
 
 /// Runs every check on `data`. The first byte chooses the chunk size and the limits.
@@ -86,6 +91,55 @@ pub(crate) fn run(data: &[u8]) {
                 assert!(server.is_closed());
                 assert!(server.handle_input(c, t).is_err());
                 break;
+            }
+            let _ = server.handle_timeout(t);
+            while server.poll_event().is_some() {}
+            let _ = server.poll_transmit();
+        }
+    }
+    let mut sc = ServerConfig::new(vec![CodecId::JSON, CodecId::MSGPACK]);
+    sc.limits = limits;
+    if let Ok(mut server) = ServerConnection::new(sc, now) {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        'read: for (i, c) in rest.chunks(chunk).enumerate() {
+            let t = now + Duration::from_millis(i as u64);
+            buf.extend_from_slice(c);
+            loop {
+                let before = buf.len();
+                let done = server.answer_calls(&buf, t, 1 + i % 4, &mut out, |call, frame, out| {
+                    assert_eq!(frame.len(), call.frame_len());
+                    // The handler's choice, from the request id: answer (echoing the
+                    // arguments, late for some calls with a deadline), take for later, or
+                    // decline.
+                    match call.request_id.0 % 5 {
+                        0 => Answered::Declined,
+                        1 => Answered::Later,
+                        n => {
+                            out.extend_from_slice(&frame[call.args()]);
+                            Answered::Reply {
+                                finished: (n == 4).then(|| t + Duration::from_secs(3600)),
+                            }
+                        }
+                    }
+                });
+                assert!(done.consumed <= before);
+                let _ = buf.split_to(done.consumed);
+                if done.frames > 0 {
+                    continue;
+                }
+                if let Some(call) = server.accept_call(&buf, t) {
+                    let _ = buf.split_to(call.frame_len());
+                    continue;
+                }
+                match server.handle_input_frames(&mut buf, t, 1) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(_) => {
+                        assert!(server.is_closed());
+                        break 'read;
+                    }
+                }
             }
             let _ = server.handle_timeout(t);
             while server.poll_event().is_some() {}

@@ -4,11 +4,33 @@
 #[path = "../../fuzz/fuzz_targets/decode_logic.rs"]
 mod decode_logic;
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use wirecall_protocol::{
     Annotations, Call, CodecId, Frame, GoAway, Hello, Limits, Method, ProviderId, Reply, RequestId,
 };
+
+/// A CALL with positional arguments only (and a deadline when given).
+fn plain(id: u64, deadline: Option<Duration>) -> Frame {
+    let annotations = match deadline {
+        Some(d) => Annotations::builder().deadline(d).build(),
+        None => Annotations::new(),
+    };
+    Frame::Call(Call {
+        request_id: RequestId(id),
+        provider: ProviderId(1),
+        codec: CodecId::JSON,
+        oneway: false,
+        upload: false,
+        method: Method::new("m").unwrap(),
+        annotations,
+        args: Bytes::from_static(b"[1]"),
+        kwargs: Bytes::new(),
+        attachment: Bytes::new(),
+    })
+}
 
 /// A few valid streams to mutate, so the fuzzer logic gets past the header checks.
 fn seeds() -> Vec<Vec<u8>> {
@@ -31,6 +53,13 @@ fn seeds() -> Vec<Vec<u8>> {
             kwargs: Bytes::new(),
             attachment: Bytes::from_static(b"att"),
         }),
+        // Plain calls, one with a deadline: runs answered in one pass.
+        plain(2, None),
+        plain(3, None),
+        plain(4, Some(Duration::from_secs(5))),
+        plain(5, None),
+        plain(6, None),
+        plain(7, None),
         Frame::Reply(Reply {
             request_id: RequestId(1),
             codec: CodecId::JSON,
@@ -89,7 +118,7 @@ fn seeds_decode_cleanly() {
         while let Some(_f) = d.decode(&mut buf).unwrap() {
             n += 1;
         }
-        assert_eq!(n, 5);
+        assert_eq!(n, 11);
         assert!(buf.is_empty());
         let mut input = vec![0x85];
         input.extend_from_slice(&s);
