@@ -731,6 +731,34 @@ impl DirectGuard {
     }
 }
 
+/// The `BadArguments` outcome for a missing parameter `i`.
+#[cold]
+fn missing_fault<N: ParamNames>(i: usize) -> Outcome {
+    Outcome::Fault(Fault::new(
+        FaultKind::BadArguments,
+        missing_message(N::names(), i),
+    ))
+}
+
+/// The `BadArguments` outcome for positional arguments that did not decode.
+#[cold]
+fn positional_fault(e: wirecall_codecs::CodecError) -> Outcome {
+    Outcome::Fault(Fault::new(
+        FaultKind::BadArguments,
+        format!("positional arguments: {}", explain(e)),
+    ))
+}
+
+/// What went wrong decoding arguments: our own message when the codec dropped it (postcard
+/// does), else the codec's.
+#[cold]
+fn explain(e: wirecall_codecs::CodecError) -> String {
+    match take_message() {
+        Some(m) if !e.to_string().contains(&m) => format!("{m} ({e})"),
+        _ => e.to_string(),
+    }
+}
+
 /// Decodes a call's arguments into a handler's parameter tuple, matching keyword
 /// arguments by name; on failure returns the `BadArguments` outcome to send back.
 fn decode_call_args<T: FromArgs, N: ParamNames>(
@@ -741,11 +769,6 @@ fn decode_call_args<T: FromArgs, N: ParamNames>(
     parts: Option<&[Bytes]>,
 ) -> Result<T, Outcome> {
     let bad = |m: String| Outcome::Fault(Fault::new(FaultKind::BadArguments, m));
-    // Prefer our own message when the codec dropped it (postcard does).
-    let explain = |e: wirecall_codecs::CodecError| match take_message() {
-        Some(m) if !e.to_string().contains(&m) => format!("{m} ({e})"),
-        _ => e.to_string(),
-    };
     clear_message();
     let mut slots = if args.is_empty() {
         T::Slots::default()
@@ -753,7 +776,7 @@ fn decode_call_args<T: FromArgs, N: ParamNames>(
         crate::bulk::with_parts(parts, || {
             codec::decode::<Positional<T, N>>(codec, args, limits)
         })
-        .map_err(|e| bad(format!("positional arguments: {}", explain(e))))?
+        .map_err(positional_fault)?
         .0
     };
     if !kwargs.is_empty() {
@@ -764,7 +787,7 @@ fn decode_call_args<T: FromArgs, N: ParamNames>(
         .0;
         T::merge(&mut slots, kw).map_err(|i| bad(duplicate_message(N::names(), i)))?;
     }
-    T::finish(slots).map_err(|i| bad(missing_message(N::names(), i)))
+    T::finish(slots).map_err(missing_fault::<N>)
 }
 
 /// A call as a synchronous method's direct handler sees it
@@ -794,7 +817,16 @@ impl DirectCall<'_> {
     /// [`Incoming::decode_args`] does; on failure returns the `BadArguments` outcome to send
     /// back.
     pub fn decode_args<T: FromArgs, N: ParamNames>(&self) -> Result<T, Outcome> {
-        decode_call_args::<T, N>(self.codec, self.args, &[], self.limits, None)
+        // Positional arguments only, no bulk values: `decode_call_args` without the keyword
+        // and bulk branches, its error paths out of line.
+        if self.args.is_empty() {
+            return T::finish(T::Slots::default()).map_err(missing_fault::<N>);
+        }
+        clear_message();
+        match codec::decode::<Positional<T, N>>(self.codec, self.args, self.limits) {
+            Ok(p) => T::finish(p.0).map_err(missing_fault::<N>),
+            Err(e) => Err(positional_fault(e)),
+        }
     }
 
     /// Encodes a successful result into `out` (empty); returns the outcome to answer
