@@ -663,17 +663,9 @@ fn send_in(
         // Cancelled or past its deadline: the machine answered it already.
         Err(proto::ProtocolError::NotInFlight { .. }) | Err(proto::ProtocolError::Closed) => {}
         Err(e @ proto::ProtocolError::TooLong { .. }) => {
-            // Over the caller's limits: fail the call rather than leave it waiting.
-            let body = proto::ErrorBody::new(
-                proto::ErrorCode::LIMIT_EXCEEDED,
-                format!("the server cannot send the result: {e}"),
-            );
-            let _ = s.side.error(proto::ErrorFrame {
-                request_id,
-                codec: proto::CodecId::NONE,
-                annotations: proto::Annotations::new(),
-                body,
-            });
+            // Over the caller's limits: the machine fails the call rather than leave it
+            // waiting.
+            let _ = s.side.fail_unsendable(request_id, &e);
         }
         Err(e) => tracing::warn!("dropping the answer to call {}: {e}", id),
     }

@@ -2696,6 +2696,14 @@ impl AcceptedCall {
     }
 }
 
+/// The body failing a call whose answer could not be sent because of `e`.
+fn unsendable(e: &ProtocolError) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::LIMIT_EXCEEDED,
+        format!("the server cannot send the result: {e}"),
+    )
+}
+
 /// What a driver's handler did with a call [`ServerConnection::answer_calls`] offered it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answered {
@@ -3200,13 +3208,7 @@ impl ServerConnection {
                     } else if let Err(e) = self.core.send_reply_slice(id, call.codec, out) {
                         // Over the peer's limits (nothing else fails on an open
                         // connection): the call fails rather than be left unanswered.
-                        self.send_error_control(
-                            id,
-                            ErrorBody::new(
-                                ErrorCode::LIMIT_EXCEEDED,
-                                format!("the server cannot send the result: {e}"),
-                            ),
-                        );
+                        self.send_error_control(id, unsendable(&e));
                     }
                     // A call completed: the idle timer restarts from here.
                     self.core.call_completed = true;
@@ -3883,6 +3885,23 @@ impl ServerConnection {
         self.batch_done(request_id, call, true);
         self.check_drained();
         Ok(())
+    }
+
+    /// Fails call `request_id` whose answer could not be sent because of `e` (over the
+    /// peer's limits, [`ProtocolError::TooLong`]): ERROR LIMIT_EXCEEDED naming `e`, so the
+    /// caller is not left waiting. [`answer_calls`](Self::answer_calls) does the same for
+    /// the calls it answers.
+    pub fn fail_unsendable(
+        &mut self,
+        request_id: RequestId,
+        e: &ProtocolError,
+    ) -> Result<(), ProtocolError> {
+        self.error(ErrorFrame {
+            request_id,
+            codec: CodecId::NONE,
+            annotations: Annotations::new(),
+            body: unsendable(e),
+        })
     }
 
     /// Fails a call (also ends a stream).
