@@ -751,6 +751,23 @@ fn explain(e: wirecall_codecs::CodecError) -> String {
     }
 }
 
+/// Decodes a call's positional arguments into the handler's parameter slots (none filled
+/// when there are none).
+#[inline]
+fn positional_slots<T: FromArgs, N: ParamNames>(
+    codec: CodecId,
+    args: &[u8],
+    limits: &wirecall_codecs::Limits,
+) -> Result<T::Slots, Outcome> {
+    if args.is_empty() {
+        return Ok(T::Slots::default());
+    }
+    match codec::decode::<Positional<T, N>>(codec, args, limits) {
+        Ok(p) => Ok(p.0),
+        Err(e) => Err(positional_fault(e)),
+    }
+}
+
 /// Decodes a call's arguments into a handler's parameter tuple, matching keyword
 /// arguments by name; on failure returns the `BadArguments` outcome to send back.
 fn decode_call_args<T: FromArgs, N: ParamNames>(
@@ -762,15 +779,8 @@ fn decode_call_args<T: FromArgs, N: ParamNames>(
 ) -> Result<T, Outcome> {
     let bad = |m: String| Outcome::Fault(Fault::new(FaultKind::BadArguments, m));
     clear_message();
-    let mut slots = if args.is_empty() {
-        T::Slots::default()
-    } else {
-        crate::bulk::with_parts(parts, || {
-            codec::decode::<Positional<T, N>>(codec, args, limits)
-        })
-        .map_err(positional_fault)?
-        .0
-    };
+    let mut slots =
+        crate::bulk::with_parts(parts, || positional_slots::<T, N>(codec, args, limits))?;
     if !kwargs.is_empty() {
         let kw = crate::bulk::with_parts(parts, || {
             codec::decode::<Keyword<T, N>>(codec, kwargs, limits)
@@ -810,15 +820,10 @@ impl DirectCall<'_> {
     /// back.
     pub fn decode_args<T: FromArgs, N: ParamNames>(&self) -> Result<T, Outcome> {
         // Positional arguments only, no bulk values: `decode_call_args` without the keyword
-        // and bulk branches, its error paths out of line.
-        if self.args.is_empty() {
-            return T::finish(T::Slots::default()).map_err(missing_fault::<N>);
-        }
+        // and bulk branches.
         clear_message();
-        match codec::decode::<Positional<T, N>>(self.codec, self.args, self.limits) {
-            Ok(p) => T::finish(p.0).map_err(missing_fault::<N>),
-            Err(e) => Err(positional_fault(e)),
-        }
+        let slots = positional_slots::<T, N>(self.codec, self.args, self.limits)?;
+        T::finish(slots).map_err(missing_fault::<N>)
     }
 
     /// Encodes a successful result into `out` (empty); returns the outcome to answer
@@ -842,9 +847,7 @@ impl DirectCall<'_> {
 /// Runs a direct handler (`f`) with this thread's direct result buffer, emptied, as its
 /// output; `None` when the buffer is in use (never on the reader's path). What `f` left
 /// in the buffer is answered with [`answer_direct_in`].
-pub(crate) fn with_direct_buffer(
-    f: impl FnOnce(&mut Vec<u8>) -> Option<Outcome>,
-) -> Option<Option<Outcome>> {
+pub(crate) fn with_direct_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
     DIRECT_RESULT.with(|cell| {
         let mut out = cell.try_borrow_mut().ok()?;
         out.clear();

@@ -329,9 +329,7 @@ impl Conn {
             args,
             limits: &self.codec_limits,
         };
-        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            hot.instance.call_direct(hot.route.index, &dc, out)
-        })) {
+        let outcome = match call_direct_guarded(&hot.instance, hot.route.index, &dc, out) {
             Ok(outcome) => outcome,
             Err(panic) => Some(Outcome::Fault(panic_fault(panic))),
         };
@@ -855,13 +853,18 @@ fn run_direct(
     index: usize,
     call: &crate::context::DirectCall<'_>,
 ) -> Option<std::thread::Result<Option<Outcome>>> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| {
-        crate::context::with_direct_buffer(|out| instance.call_direct(index, call, out))
-    })) {
-        Ok(None) => None,
-        Ok(Some(outcome)) => Some(Ok(outcome)),
-        Err(panic) => Some(Err(panic)),
-    }
+    crate::context::with_direct_buffer(|out| call_direct_guarded(instance, index, call, out))
+}
+
+/// Runs method `index`'s direct handler with `out` as its output, a panic caught: the
+/// handler's outcome (`None`: the result is in `out`) or its panic.
+fn call_direct_guarded(
+    instance: &Arc<dyn Instance>,
+    index: usize,
+    call: &crate::context::DirectCall<'_>,
+    out: &mut Vec<u8>,
+) -> std::thread::Result<Option<Outcome>> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| instance.call_direct(index, call, out)))
 }
 
 /// The sink a call is answered through.
