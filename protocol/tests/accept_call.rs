@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use wirecall_protocol::{
-    AcceptedCall, Annotations, Answered, Call, ClientConfig, ClientConnection, CodecId, ErrorCode,
-    Frame, GoAway, Method, ProtocolError, ProviderId, RequestId, ServerConfig, ServerConnection,
-    ServerEvent,
+    AcceptedCall, Annotations, Answered, Call, ClientConfig, ClientConnection, CodecId, ErrorBody,
+    ErrorCode, Frame, GoAway, Method, ProtocolError, ProviderId, RequestId, ServerConfig,
+    ServerConnection, ServerEvent,
 };
 
 const MAX_IN_FLIGHT: u32 = 3;
@@ -163,6 +163,16 @@ fn owned(c: &AcceptedCall, frame: &Bytes) -> Call {
     }
 }
 
+/// What one step of [`Side::usual_step`] did.
+enum Step {
+    /// A call accepted in place.
+    Accepted(AcceptedCall),
+    /// Another frame handled.
+    Frame,
+    /// Nothing more to read now (or the machine failed).
+    Done,
+}
+
 /// One server machine and what it reported.
 struct Side {
     m: ServerConnection,
@@ -201,23 +211,35 @@ impl Side {
         self.take();
     }
 
+    /// One frame the usual way, as the engine's reader takes it: a call `accept_call`
+    /// accepts in place (its event recorded), else one frame through `handle_input_frames`.
+    fn usual_step(&mut self, now: Instant) -> Step {
+        if let Some(c) = self.m.accept_call(&self.buf, now) {
+            let frame = self.buf.split_to(c.frame_len()).freeze();
+            self.events.push(ServerEvent::Call(owned(&c, &frame)));
+            return Step::Accepted(c);
+        }
+        match self.m.handle_input_frames(&mut self.buf, now, 1) {
+            Ok(0) => Step::Done,
+            Ok(_) => {
+                self.take();
+                Step::Frame
+            }
+            Err(e) => {
+                self.err.get_or_insert(e);
+                Step::Done
+            }
+        }
+    }
+
     /// The borrowed path, as the engine's reader drives it.
     fn feed_borrowed(&mut self, data: &[u8], now: Instant) {
         self.buf.extend_from_slice(data);
         loop {
-            if let Some(c) = self.m.accept_call(&self.buf, now) {
-                self.borrowed += 1;
-                let frame = self.buf.split_to(c.frame_len()).freeze();
-                self.events.push(ServerEvent::Call(owned(&c, &frame)));
-                continue;
-            }
-            match self.m.handle_input_frames(&mut self.buf, now, 1) {
-                Ok(0) => break,
-                Ok(_) => self.take(),
-                Err(e) => {
-                    self.err.get_or_insert(e);
-                    break;
-                }
+            match self.usual_step(now) {
+                Step::Accepted(_) => self.borrowed += 1,
+                Step::Frame => {}
+                Step::Done => break,
             }
         }
         self.take();
@@ -241,7 +263,18 @@ impl Side {
     }
 }
 
-fn check(specs: &[[u8; 8]], cuts: &[u8]) -> usize {
+/// Feeds the hello and the frames of `specs`, cut into chunks of the sizes `cuts` cycles
+/// through, to a side fed by `feed_a` and one fed by `feed_b`: after every chunk and every
+/// timer both report the same errors, events and bytes sent, and keep the same calls in
+/// flight and timers. `between` runs after each chunk that failed neither (given its
+/// size). Returns the calls side b took its own way ([`Side::borrowed`]).
+fn compare(
+    specs: &[[u8; 8]],
+    cuts: &[u8],
+    mut feed_a: impl FnMut(&mut Side, &[u8], Instant),
+    mut feed_b: impl FnMut(&mut Side, &[u8], Instant),
+    mut between: impl FnMut(&mut Side, &mut Side, usize),
+) -> usize {
     let start = Instant::now();
     let mut input = hello(start);
     let mut next_id = 0;
@@ -250,7 +283,6 @@ fn check(specs: &[[u8; 8]], cuts: &[u8]) -> usize {
     }
     let mut a = Side::new(start);
     let mut b = Side::new(start);
-    let (mut answered_a, mut answered_b) = (0, 0);
     let mut now = start;
     let mut at = 0;
     let mut cuts = cuts.iter().cycle();
@@ -258,8 +290,8 @@ fn check(specs: &[[u8; 8]], cuts: &[u8]) -> usize {
         let n = (usize::from(*cuts.next().unwrap_or(&255)) + 1).min(input.len() - at);
         let chunk = &input[at..at + n];
         at += n;
-        a.feed_owned(chunk, now);
-        b.feed_borrowed(chunk, now);
+        feed_a(&mut a, chunk, now);
+        feed_b(&mut b, chunk, now);
         assert_eq!(a.err, b.err, "errors after {at} bytes");
         assert_eq!(a.events, b.events, "events after {at} bytes");
         assert_eq!(a.sent, b.sent, "bytes sent after {at} bytes");
@@ -268,9 +300,7 @@ fn check(specs: &[[u8; 8]], cuts: &[u8]) -> usize {
         if a.err.is_some() {
             break;
         }
-        if n % 3 == 0 {
-            assert_eq!(a.answer_one(&mut answered_a), b.answer_one(&mut answered_b));
-        }
+        between(&mut a, &mut b, n);
         now += Duration::from_millis(u64::from(n as u8 % 4) * 1500);
         assert_eq!(a.m.handle_timeout(now), b.m.handle_timeout(now));
         a.take();
@@ -279,6 +309,22 @@ fn check(specs: &[[u8; 8]], cuts: &[u8]) -> usize {
         assert_eq!(a.sent, b.sent);
     }
     b.borrowed
+}
+
+/// The owned path against the borrowed one, answering a call now and then.
+fn check(specs: &[[u8; 8]], cuts: &[u8]) -> usize {
+    let (mut answered_a, mut answered_b) = (0, 0);
+    compare(
+        specs,
+        cuts,
+        Side::feed_owned,
+        Side::feed_borrowed,
+        |a, b, n| {
+            if n % 3 == 0 {
+                assert_eq!(a.answer_one(&mut answered_a), b.answer_one(&mut answered_b));
+            }
+        },
+    )
 }
 
 #[test]
@@ -311,23 +357,28 @@ fn each_header_byte_agrees() {
     }
 }
 
-#[test]
-fn each_check_agrees() {
-    // One frame of each kind after a plain call, the stream read whole.
+/// One frame of each kind after a plain call, the stream read whole, through `check`.
+fn each_check(mut check: impl FnMut(&[[u8; 8]])) {
     for sel in 0..16u8 {
         for ann in 0..10u8 {
             for tweak in [0u8, 1, 2, 3, 4, 16, 32, 48] {
                 for codec in 0..3u8 {
-                    let specs = [
+                    check(&[
                         [0, 0, 0, 0, 0, 1, 1, 0],
                         [sel, 0, codec, ann, tweak, 5, 1, 0],
                         [0, 0, 0, 0, 0, 2, 1, 0],
-                    ];
-                    check(&specs, &[255]);
+                    ]);
                 }
             }
         }
     }
+}
+
+#[test]
+fn each_check_agrees() {
+    each_check(|specs| {
+        check(specs, &[255]);
+    });
 }
 
 proptest! {
@@ -354,23 +405,14 @@ impl Side {
     fn feed_answering(&mut self, data: &[u8], now: Instant) {
         self.buf.extend_from_slice(data);
         loop {
-            if let Some(c) = self.m.accept_call(&self.buf, now) {
-                let frame = self.buf.split_to(c.frame_len()).freeze();
-                self.events.push(ServerEvent::Call(owned(&c, &frame)));
-                if !c.oneway && c.kwargs().is_empty() {
+            match self.usual_step(now) {
+                Step::Accepted(c) if !c.oneway && c.kwargs().is_empty() => {
                     self.m
                         .reply_slice(c.request_id, c.codec, RESULT)
                         .expect("a call in flight takes its reply");
                 }
-                continue;
-            }
-            match self.m.handle_input_frames(&mut self.buf, now, 1) {
-                Ok(0) => break,
-                Ok(_) => self.take(),
-                Err(e) => {
-                    self.err.get_or_insert(e);
-                    break;
-                }
+                Step::Accepted(_) | Step::Frame => {}
+                Step::Done => break,
             }
         }
         self.take();
@@ -399,19 +441,12 @@ impl Side {
             if done.frames > 0 {
                 continue;
             }
-            if let Some(c) = self.m.accept_call(&self.buf, now) {
-                assert!(c.oneway || !c.kwargs().is_empty(), "left a plain call");
-                let frame = self.buf.split_to(c.frame_len()).freeze();
-                self.events.push(ServerEvent::Call(owned(&c, &frame)));
-                continue;
-            }
-            match self.m.handle_input_frames(&mut self.buf, now, 1) {
-                Ok(0) => break,
-                Ok(_) => self.take(),
-                Err(e) => {
-                    self.err.get_or_insert(e);
-                    break;
+            match self.usual_step(now) {
+                Step::Accepted(c) => {
+                    assert!(c.oneway || !c.kwargs().is_empty(), "left a plain call")
                 }
+                Step::Frame => {}
+                Step::Done => break,
             }
         }
         self.take();
@@ -423,39 +458,13 @@ impl Side {
 /// sent (replies, refusals, errors), errors, calls in flight and timers, after every
 /// chunk and every timer. Returns the calls `answer_calls` took.
 fn check_one_pass(specs: &[[u8; 8]], cuts: &[u8], max: usize) -> usize {
-    let start = Instant::now();
-    let mut input = hello(start);
-    let mut next_id = 0;
-    for s in specs {
-        input.extend(frame(s, &mut next_id));
-    }
-    let mut a = Side::new(start);
-    let mut b = Side::new(start);
-    let mut now = start;
-    let mut at = 0;
-    let mut cuts = cuts.iter().cycle();
-    while at < input.len() {
-        let n = (usize::from(*cuts.next().unwrap_or(&255)) + 1).min(input.len() - at);
-        let chunk = &input[at..at + n];
-        at += n;
-        a.feed_answering(chunk, now);
-        b.feed_in_one_pass(chunk, now, max);
-        assert_eq!(a.err, b.err, "errors after {at} bytes");
-        assert_eq!(a.events, b.events, "events after {at} bytes");
-        assert_eq!(a.sent, b.sent, "bytes sent after {at} bytes");
-        assert_eq!(a.m.in_flight(), b.m.in_flight());
-        assert_eq!(a.m.poll_timeout(), b.m.poll_timeout());
-        if a.err.is_some() {
-            break;
-        }
-        now += Duration::from_millis(u64::from(n as u8 % 4) * 1500);
-        assert_eq!(a.m.handle_timeout(now), b.m.handle_timeout(now));
-        a.take();
-        b.take();
-        assert_eq!(a.events, b.events);
-        assert_eq!(a.sent, b.sent);
-    }
-    b.borrowed
+    compare(
+        specs,
+        cuts,
+        Side::feed_answering,
+        |side, data, now| side.feed_in_one_pass(data, now, max),
+        |_, _, _| {},
+    )
 }
 
 #[test]
@@ -478,20 +487,9 @@ fn plain_calls_are_answered_in_one_pass() {
 
 #[test]
 fn each_check_agrees_in_one_pass() {
-    for sel in 0..16u8 {
-        for ann in 0..10u8 {
-            for tweak in [0u8, 1, 2, 3, 4, 16, 32, 48] {
-                for codec in 0..3u8 {
-                    let specs = [
-                        [0, 0, 0, 0, 0, 1, 1, 0],
-                        [sel, 0, codec, ann, tweak, 5, 1, 0],
-                        [0, 0, 0, 0, 0, 2, 1, 0],
-                    ];
-                    check_one_pass(&specs, &[255], usize::MAX);
-                }
-            }
-        }
-    }
+    each_check(|specs| {
+        check_one_pass(specs, &[255], usize::MAX);
+    });
 }
 
 /// A server past its handshake with a client machine's limits, and the frames of `calls`
@@ -550,6 +548,14 @@ fn sent_frames(m: &mut ServerConnection) -> Vec<Frame> {
     frames
 }
 
+/// The body of `frame`, which must be an ERROR answering call `id` with `code`.
+fn error_body(frame: &Frame, id: u64, code: ErrorCode) -> &ErrorBody {
+    match frame {
+        Frame::Error(e) if e.request_id == RequestId(id) && e.body.code == code => &e.body,
+        other => panic!("expected ERROR {code:?} for call {id}, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_late_result_is_answered_deadline_exceeded() {
     let now = Instant::now();
@@ -573,13 +579,7 @@ fn a_late_result_is_answered_deadline_exceeded() {
     assert!(
         matches!(&frames[0], Frame::Reply(r) if r.request_id == RequestId(1) && &r.result[..] == RESULT)
     );
-    match &frames[1] {
-        Frame::Error(e) => {
-            assert_eq!(e.request_id, RequestId(2));
-            assert_eq!(e.body.code, ErrorCode::DEADLINE_EXCEEDED);
-        }
-        other => panic!("expected ERROR DEADLINE_EXCEEDED, got {other:?}"),
-    }
+    error_body(&frames[1], 2, ErrorCode::DEADLINE_EXCEEDED);
     assert!(matches!(&frames[2], Frame::Reply(r) if r.request_id == RequestId(3)));
     assert_eq!(m.in_flight(), 0);
 }
@@ -596,18 +596,12 @@ fn a_result_over_the_peers_limit_fails_the_call_and_the_next_is_answered() {
     });
     assert_eq!(done.frames, 2);
     let frames = sent_frames(&mut m);
-    match &frames[0] {
-        Frame::Error(e) => {
-            assert_eq!(e.request_id, RequestId(1));
-            assert_eq!(e.body.code, ErrorCode::LIMIT_EXCEEDED);
-            assert!(
-                e.body.message.contains("cannot send the result"),
-                "{}",
-                e.body.message
-            );
-        }
-        other => panic!("expected ERROR LIMIT_EXCEEDED, got {other:?}"),
-    }
+    let body = error_body(&frames[0], 1, ErrorCode::LIMIT_EXCEEDED);
+    assert!(
+        body.message.contains("cannot send the result"),
+        "{}",
+        body.message
+    );
     assert!(
         matches!(&frames[1], Frame::Reply(r) if r.request_id == RequestId(2) && r.result.len() == 2)
     );
